@@ -1,0 +1,2 @@
+// @vtlab/mmu-shadow: public entry. Its implementation belongs to a later issue; see README.md.
+export {};
