@@ -775,7 +775,6 @@ describe("random paging structures (fast-check, fixed seed)", () => {
       }),
       { seed: 0x5d3_0a11, numRuns: 40_000 },
     );
-    console.log(`random walks: ${ran}`, Object.fromEntries(reasons));
     expect(ran).toBeGreaterThanOrEqual(39_000);
     // The generator must reach every outcome, not only the easy ones.
     for (const why of ["none", "not-present", "reserved", "rights"]) {

@@ -311,7 +311,7 @@ export function expectedErrorCode(reason: FaultReason, access: OracleAccess, mod
   if (access.privilege === "user") code |= PFEC_US_BIT;
   if (reason === "reserved") code |= PFEC_RSVD_BIT;
   // 4-level and 5-level paging always have CR4.PAE = 1, so I/D depends on SMEP or NXE.
-  if (access.op === "fetch") code |= PFEC_ID_BIT;
+  if (access.op === "fetch" && (mode.smep || mode.nxe)) code |= PFEC_ID_BIT;
   return code;
 }
 
