@@ -1,2 +1,16 @@
-// @vtlab/cpu-vmx: public entry. Its implementation belongs to a later issue; see README.md.
-export {};
+// @vtlab/cpu-vmx: the virtual CPU. Part 1: the x86-64 interpreter (decoder, execution, TLB,
+// exceptions and interrupts). VMX non-root operation comes with a later issue.
+import { Cpu } from "./cpu.js";
+import { decode } from "./decode/decoder.js";
+
+Cpu.decoder = decode;
+
+export { Cpu, CpuCounters, ABORT, PARITY_EVEN, wrap64, toSigned64 } from "./cpu.js";
+export type { RunResult, SegmentCache, CpuHooks, CpuOptions } from "./cpu.js";
+export { decode } from "./decode/decoder.js";
+export { Insn } from "./decode/insn.js";
+export type { Handler } from "./decode/insn.js";
+export { OPCODES, F3_VARIANTS, isGroup } from "./decode/table.js";
+export type { OpSpec, GroupSpec, Entry } from "./decode/table.js";
+export * from "./regs.js";
+export { defaultCpuid, readMsr, writeMsr } from "./exec/system.js";

@@ -1,0 +1,1150 @@
+/**
+ * The virtual CPU: architectural state in typed arrays, flags kept as four cheap fields, every
+ * memory access through a TLB over the `@vtlab/arch` page walker, exception and interrupt
+ * delivery through the 64-bit IDT, and the run loop over decoded-instruction pages.
+ *
+ * How a guest fault travels: a handler that hits a fault records it (`pending*` fields, a plain
+ * value) and unwinds the instruction with the preallocated `ABORT` token; the run loop catches
+ * only that token, restores RIP to the instruction's start for faults, and delivers the
+ * exception. Nothing is allocated and nothing thrown escapes `run`: callers see values.
+ *
+ * Modelled more simply than hardware (said here and in the README):
+ * - Modes: 64-bit mode, compatibility mode and 32-bit flat protected mode (CR0.PE = 1, paging
+ *   off, or long-mode paging). Real mode, virtual-8086 mode, 16-bit code segments and legacy
+ *   32-bit/PAE paging are not modelled: entering them is #GP / #UD.
+ * - Segment limits are not checked outside 64-bit mode (flat segments assumed); bases are used.
+ * - No x87/SSE/AVX: those opcodes raise #UD (guests are built with -mgeneral-regs-only).
+ * - The TLB caches 4 KiB translations (a large page is cached as its 4 KiB pieces); INVLPG
+ *   after any large-page fill flushes everything, which over-invalidates, as the SDM allows.
+ */
+import {
+  Access,
+  type MachineMemory,
+  type MmioBus,
+  PhysicalPagingStructures,
+  type PagingMode,
+  type PagingStructureAccess,
+  PortIoBus,
+  Vector,
+  WalkResult,
+  WalkStatus,
+  checkAccessRights,
+  isDoubleFault,
+  pagingMode,
+  walkLinear,
+  type PagingLevel,
+  type U64,
+} from "@vtlab/arch";
+import {
+  CR0_PE,
+  CR0_PG,
+  CR0_WP,
+  CR4_LA57,
+  CR4_PAE,
+  CR4_PGE,
+  CR4_SMAP,
+  CR4_SMEP,
+  EFER_LMA,
+  EFER_LME,
+  EFER_NXE,
+  RFLAGS_AC,
+  RFLAGS_AF,
+  RFLAGS_CF,
+  RFLAGS_FIXED,
+  RFLAGS_OF,
+  RFLAGS_PF,
+  RFLAGS_SF,
+  RFLAGS_ZF,
+  SEG_ATTR_DB,
+  SEG_ATTR_L,
+  Seg,
+} from "./regs.js";
+import type { Insn } from "./decode/insn.js";
+
+/** The token that unwinds an instruction after a fault was recorded. Never escapes `run`. */
+export const ABORT: { readonly abort: true } = Object.freeze({ abort: true });
+
+/** 8-bit parity: PF = 1 when the low byte of the result has an even number of set bits. */
+export const PARITY_EVEN = new Uint8Array(256);
+for (let i = 0; i < 256; i++) {
+  let b = i;
+  b ^= b >> 4;
+  b ^= b >> 2;
+  b ^= b >> 1;
+  PARITY_EVEN[i] = (b & 1) === 0 ? 1 : 0;
+}
+
+const TLB_BITS = 12;
+const TLB_SIZE = 1 << TLB_BITS;
+const TLB_MASK = TLB_SIZE - 1;
+
+/** TLB permission bits, one per access kind, precomputed when an entry is filled. */
+const OK_SUP_READ = 1;
+const OK_SUP_WRITE = 2;
+const OK_USER_READ = 4;
+const OK_USER_WRITE = 8;
+const OK_SUP_FETCH = 16;
+const OK_USER_FETCH = 32;
+
+const TWO_47 = 2 ** 47;
+const TWO_56 = 2 ** 56;
+const TWO_32 = 0x1_0000_0000;
+
+/** How `run` ended. */
+export type RunResult =
+  | { readonly kind: "budget"; readonly retired: number }
+  | { readonly kind: "hlt"; readonly retired: number }
+  | { readonly kind: "stop"; readonly retired: number; readonly reason: string; readonly code: number }
+  | { readonly kind: "triple-fault"; readonly retired: number; readonly vector: number; readonly rip: number };
+
+/** A segment register's visible selector and hidden descriptor cache. */
+export interface SegmentCache {
+  selector: number;
+  base: number;
+  limit: number;
+  /** Descriptor bits 55:40 shifted down by 40 (type, S, DPL, P, AVL, L, D/B, G). */
+  attr: number;
+}
+
+/** What the CPU calls for instructions that reach outside it. */
+export interface CpuHooks {
+  /** CPUID: fill `out` = [eax, ebx, ecx, edx]. */
+  cpuid?(leaf: number, subleaf: number, out: Int32Array): void;
+}
+
+export interface CpuOptions {
+  memory: MachineMemory;
+  ports?: PortIoBus;
+  mmio?: MmioBus;
+  /** MAXPHYADDR reported by CPUID and used for reserved-bit checks (default 46). */
+  maxPhyAddr?: number;
+  hooks?: CpuHooks;
+}
+
+/** Counters a user can read: exact, not modelled. */
+export class CpuCounters {
+  instructions = 0;
+  tlbHits = 0;
+  tlbMisses = 0;
+  pageWalks = 0;
+  walkReferences = 0;
+  exceptions = 0;
+  interrupts = 0;
+  decodedInstructions = 0;
+  smcInvalidations = 0;
+  /** #UD raised for opcodes this CPU does not implement, by opcode text ("0f 38 00"). */
+  readonly unsupported = new Map<string, number>();
+}
+
+export class Cpu {
+  // ---- General-purpose registers: low and high 32-bit halves ----
+  readonly lo = new Int32Array(16);
+  readonly hi = new Int32Array(16);
+  /** RIP as a signed number (exact for canonical 48-bit addresses). */
+  rip = 0;
+
+  // ---- Flags: arithmetic flags as four fields, the rest as plain bits ----
+  /** Zero test: ZF = (fZ === 0). */
+  fZ = 1;
+  /** Sign carrier: SF = (fS < 0). */
+  fS = 0;
+  /** Parity byte: PF = PARITY_EVEN[fP & 0xff]. */
+  fP = 1;
+  /** CF, AF and OF in their RFLAGS positions. */
+  fA = 0;
+  /** Every other RFLAGS bit (bit 1 always set). */
+  flagsOther = RFLAGS_FIXED;
+
+  // ---- Segments and system registers ----
+  readonly seg: SegmentCache[] = Array.from({ length: 6 }, () => ({ selector: 0, base: 0, limit: 0xffff_ffff, attr: 0x93 }));
+  gdtrBase = 0;
+  gdtrLimit = 0xffff;
+  idtrBase = 0;
+  idtrLimit = 0xffff;
+  tr: SegmentCache = { selector: 0, base: 0, limit: 0x67, attr: 0x8b };
+  ldtr: SegmentCache = { selector: 0, base: 0, limit: 0, attr: 0x82 };
+  cr0 = CR0_PE | 0x10;
+  cr2 = 0;
+  cr3 = 0;
+  cr4 = 0;
+  cr8 = 0;
+  efer = 0;
+  readonly dr = new Float64Array(8);
+  cpl = 0;
+  /** Model-specific registers without dedicated fields. */
+  readonly msrs = new Map<number, U64>();
+  kernelGsBase = 0;
+  star: U64 = { lo: 0, hi: 0 };
+  lstar = 0;
+  cstar = 0;
+  fmask = 0;
+  tscOffset = 0;
+
+  // ---- Derived mode ----
+  /** 64-bit mode (EFER.LMA = 1 and CS.L = 1). */
+  mode64 = false;
+  /** Default operand size 32 (CS.D = 1) outside 64-bit mode. */
+  csD = true;
+  /** Stack address size is 32 bits (SS.B) outside 64-bit mode. */
+  ssB = true;
+  readonly paging: PagingMode;
+
+  // ---- Execution state ----
+  halted = false;
+  /** Instruction-start RIP of the instruction being executed (faults restart there). */
+  insnStart = 0;
+  /** Interrupts are inhibited for one instruction after STI / MOV SS / POP SS. */
+  interruptShadow = false;
+  /** Pending external interrupt vectors (an 8259/APIC stand-in): highest is not prioritised, FIFO. */
+  private readonly pendingIrqs: number[] = [];
+  /** A request from a device or hook to stop the run loop after this instruction. */
+  stopRequest: { reason: string; code: number } | undefined = undefined;
+
+  // ---- A recorded fault (the value the run loop delivers) ----
+  pendingVector = -1;
+  pendingErrorCode = -1;
+  /** The recorded event is a trap or software interrupt (RIP already past the instruction). */
+  pendingIsTrap = false;
+  pendingIsSoftware = false;
+  /** A vector being delivered, for double-fault detection (-1 when none). */
+  private delivering = -1;
+
+  // ---- Memory ----
+  readonly memory: MachineMemory;
+  readonly ports: PortIoBus;
+  readonly mmio: MmioBus | undefined;
+  readonly hooks: CpuHooks;
+  readonly counters = new CpuCounters();
+  /** How paging structures are read: machine memory here; EPT replaces it. */
+  tables: PagingStructureAccess<unknown>;
+  private readonly walkOut = new WalkResult<unknown>();
+
+  // TLB: direct-mapped, 4 KiB entries.
+  private readonly tlbTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
+  private readonly tlbPhys = new Float64Array(TLB_SIZE);
+  private readonly tlbOk = new Int32Array(TLB_SIZE);
+  private readonly tlbRights = new Int32Array(TLB_SIZE);
+  private readonly tlbFlags = new Int32Array(TLB_SIZE); // bit0 global, bit1 dirty, bit2 large
+  private readonly tlbView: (DataView | undefined)[] = new Array<DataView | undefined>(TLB_SIZE).fill(undefined);
+  private tlbHasLarge = false;
+  /** Bumped on every TLB flush; lets the fetch path keep its current page. */
+  tlbGeneration = 0;
+
+  // Decoded-instruction cache, by machine frame.
+  private readonly decoded = new Map<number, (Insn | undefined)[]>();
+  private fetchVpn = Number.NaN;
+  private fetchGen = -1;
+  private fetchPage: (Insn | undefined)[] | undefined = undefined;
+  private fetchPhysPage = 0;
+  /** Decoder entry point (set by the package index to avoid an import cycle). */
+  static decoder: ((cpu: Cpu, rip: number) => Insn) | undefined;
+
+  /** Scratch for 64-bit results. */
+  tmpHi = 0;
+  /** Linear address of the last memory operand read (for read-modify-write). */
+  lastEa = 0;
+  readonly cpuidOut = new Int32Array(4);
+
+  constructor(options: CpuOptions) {
+    this.memory = options.memory;
+    this.ports = options.ports ?? new PortIoBus();
+    this.mmio = options.mmio;
+    this.hooks = options.hooks ?? {};
+    this.paging = pagingMode({ wp: false, nxe: false, pge: false, maxPhyAddr: options.maxPhyAddr ?? 46 });
+    this.tables = new PhysicalPagingStructures(this.memory);
+    this.resetToFlat32();
+  }
+
+  /** Flat 32-bit protected mode, paging off, interrupts off: the PVH entry state. */
+  resetToFlat32(): void {
+    this.lo.fill(0);
+    this.hi.fill(0);
+    this.cr0 = CR0_PE | 0x10;
+    this.cr3 = 0;
+    this.cr4 = 0;
+    this.efer = 0;
+    this.flagsOther = RFLAGS_FIXED;
+    this.setArithFlags(0);
+    for (let s = 0; s < 6; s++) {
+      const c = this.seg[s] as SegmentCache;
+      c.base = 0;
+      c.limit = 0xffff_ffff;
+      c.attr = s === Seg.CS ? 0xc09b : 0xc093; // G, D/B, P, S, code exec/read or data read/write
+      c.selector = s === Seg.CS ? 0x08 : 0x10;
+    }
+    this.cpl = 0;
+    this.halted = false;
+    this.updateMode();
+  }
+
+  // =====================================================================================
+  // Flags
+  // =====================================================================================
+
+  get cf(): boolean {
+    return (this.fA & RFLAGS_CF) !== 0;
+  }
+
+  /** RFLAGS as the guest sees it (low 32 bits; the upper half is reserved zero). */
+  getFlags(): number {
+    let f = this.flagsOther | (this.fA & (RFLAGS_CF | RFLAGS_AF | RFLAGS_OF));
+    if (this.fZ === 0) f |= RFLAGS_ZF;
+    if (this.fS < 0) f |= RFLAGS_SF;
+    if (PARITY_EVEN[this.fP & 0xff] === 1) f |= RFLAGS_PF;
+    return f >>> 0;
+  }
+
+  /** Set the six arithmetic flags from RFLAGS-positioned bits. */
+  setArithFlags(bits: number): void {
+    this.fA = bits & (RFLAGS_CF | RFLAGS_AF | RFLAGS_OF);
+    this.fZ = (bits & RFLAGS_ZF) !== 0 ? 0 : 1;
+    this.fS = (bits & RFLAGS_SF) !== 0 ? -1 : 0;
+    this.fP = (bits & RFLAGS_PF) !== 0 ? 0 : 1;
+  }
+
+  /** Write RFLAGS: the bits in `mask` come from `value`. */
+  setFlags(value: number, mask: number): void {
+    const cur = this.getFlags();
+    const next = ((cur & ~mask) | (value & mask) | RFLAGS_FIXED) >>> 0;
+    this.setArithFlags(next);
+    this.flagsOther = next & ~(RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF);
+    const ac = (next & RFLAGS_AC) !== 0;
+    this.paging.ac = ac;
+  }
+
+  /** Evaluate condition code `cc` (SDM Vol. 1, Appendix B: tttn encoding). */
+  cond(cc: number): boolean {
+    let r: boolean;
+    switch (cc >> 1) {
+      case 0:
+        r = (this.fA & RFLAGS_OF) !== 0;
+        break; // O
+      case 1:
+        r = (this.fA & RFLAGS_CF) !== 0;
+        break; // B
+      case 2:
+        r = this.fZ === 0;
+        break; // Z
+      case 3:
+        r = (this.fA & RFLAGS_CF) !== 0 || this.fZ === 0;
+        break; // BE
+      case 4:
+        r = this.fS < 0;
+        break; // S
+      case 5:
+        r = PARITY_EVEN[this.fP & 0xff] === 1;
+        break; // P
+      case 6:
+        r = this.fS < 0 !== ((this.fA & RFLAGS_OF) !== 0);
+        break; // L
+      default:
+        r = this.fZ === 0 || this.fS < 0 !== ((this.fA & RFLAGS_OF) !== 0); // LE
+    }
+    return (cc & 1) !== 0 ? !r : r;
+  }
+
+  // =====================================================================================
+  // Registers by width (`rex` matters for byte registers 4-7: AH..BH without REX)
+  // =====================================================================================
+
+  getReg8(r: number, rex: boolean): number {
+    if (!rex && r >= 4 && r < 8) return (this.lo[r - 4]! >>> 8) & 0xff;
+    return this.lo[r]! & 0xff;
+  }
+
+  setReg8(r: number, rex: boolean, v: number): void {
+    if (!rex && r >= 4 && r < 8) this.lo[r - 4] = (this.lo[r - 4]! & ~0xff00) | ((v & 0xff) << 8);
+    else this.lo[r] = (this.lo[r]! & ~0xff) | (v & 0xff);
+  }
+
+  setReg16(r: number, v: number): void {
+    this.lo[r] = (this.lo[r]! & ~0xffff) | (v & 0xffff);
+  }
+
+  /** A 32-bit register write zero-extends into bits 63:32 (SDM Vol. 1, 3.4.1.1). */
+  setReg32(r: number, v: number): void {
+    this.lo[r] = v;
+    this.hi[r] = 0;
+  }
+
+  /** Register value as a signed number (exact when it fits in 53 bits; used for addresses). */
+  regAddr(r: number): number {
+    return this.hi[r]! * TWO_32 + (this.lo[r]! >>> 0);
+  }
+
+  /** Set a 64-bit register from a signed number below 2^53 in magnitude. */
+  setRegFromNumber(r: number, v: number): void {
+    this.lo[r] = v | 0;
+    this.hi[r] = Math.floor(v / TWO_32) | 0;
+  }
+
+  // =====================================================================================
+  // Mode
+  // =====================================================================================
+
+  /** Recompute the derived mode after CR0, CR4, EFER or CS change. */
+  updateMode(): void {
+    const lma = (this.efer & EFER_LMA) !== 0;
+    const cs = this.seg[Seg.CS] as SegmentCache;
+    const was64 = this.mode64;
+    const wasD = this.csD;
+    this.mode64 = lma && (cs.attr & SEG_ATTR_L) !== 0;
+    this.csD = (cs.attr & SEG_ATTR_DB) !== 0;
+    this.ssB = ((this.seg[Seg.SS] as SegmentCache).attr & SEG_ATTR_DB) !== 0;
+    const p = this.paging;
+    p.la57 = (this.cr4 & CR4_LA57) !== 0;
+    p.wp = (this.cr0 & CR0_WP) !== 0;
+    p.nxe = (this.efer & EFER_NXE) !== 0;
+    p.smep = (this.cr4 & CR4_SMEP) !== 0;
+    p.smap = (this.cr4 & CR4_SMAP) !== 0;
+    p.pge = (this.cr4 & CR4_PGE) !== 0;
+    p.ac = (this.flagsOther & RFLAGS_AC) !== 0;
+    if (was64 !== this.mode64 || wasD !== this.csD) this.flushDecoded();
+  }
+
+  get pagingEnabled(): boolean {
+    return (this.cr0 & CR0_PG) !== 0;
+  }
+
+  // =====================================================================================
+  // Faults
+  // =====================================================================================
+
+  /** Record a fault-class exception and unwind the instruction. */
+  fault(vector: number, errorCode = -1): never {
+    this.pendingVector = vector;
+    this.pendingErrorCode = errorCode;
+    this.pendingIsTrap = false;
+    this.pendingIsSoftware = false;
+    throw ABORT;
+  }
+
+  /** #GP(0), the commonest fault. */
+  gp(errorCode = 0): never {
+    return this.fault(Vector.GP, errorCode);
+  }
+
+  /** #UD, counted by opcode text so a user can see what a guest needed. */
+  undefinedOpcode(opcodeText: string): never {
+    const m = this.counters.unsupported;
+    m.set(opcodeText, (m.get(opcodeText) ?? 0) + 1);
+    return this.fault(Vector.UD);
+  }
+
+  /** A software interrupt or trap (INT n, INT3, INTO): RIP already points past the instruction. */
+  softwareInterrupt(vector: number, isException: boolean): never {
+    this.pendingVector = vector;
+    this.pendingErrorCode = -1;
+    this.pendingIsTrap = true;
+    this.pendingIsSoftware = !isException;
+    throw ABORT;
+  }
+
+  // =====================================================================================
+  // TLB and translation
+  // =====================================================================================
+
+  /** Flush the TLB; `keepGlobal` keeps global entries (a CR3 load with CR4.PGE = 1). */
+  flushTlb(keepGlobal: boolean): void {
+    if (keepGlobal) {
+      for (let i = 0; i < TLB_SIZE; i++) {
+        if ((this.tlbFlags[i]! & 1) === 0) this.tlbTag[i] = Number.NaN;
+      }
+    } else {
+      this.tlbTag.fill(Number.NaN);
+      this.tlbHasLarge = false;
+    }
+    this.tlbGeneration++;
+  }
+
+  /** INVLPG: drop the translation of one linear address (every entry, after a large-page fill). */
+  invalidatePage(lin: number): void {
+    if (this.tlbHasLarge) {
+      this.flushTlb(false);
+      return;
+    }
+    const vpn = (lin - (lin & 0xfff)) / 4096;
+    const i = vpn & TLB_MASK;
+    if (this.tlbTag[i] === vpn) this.tlbTag[i] = Number.NaN;
+    this.tlbGeneration++;
+  }
+
+  /** The access-kind bit of `tlbOk` for a data or fetch access at the current CPL. */
+  private okBit(write: boolean, fetch: boolean): number {
+    const user = this.cpl === 3;
+    if (fetch) return user ? OK_USER_FETCH : OK_SUP_FETCH;
+    if (write) return user ? OK_USER_WRITE : OK_SUP_WRITE;
+    return user ? OK_USER_READ : OK_SUP_READ;
+  }
+
+  /**
+   * Translate a linear address to a machine address for an access of `access` (`Access` bits;
+   * `Access.User` is added for CPL 3 unless `Access.Implicit` is set). Raises #GP for a
+   * non-canonical address (#SS for a stack access) and #PF for a paging fault.
+   */
+  translate(lin: number, access: number, stack = false): number {
+    if (this.mode64) {
+      const limit = this.paging.la57 ? TWO_56 : TWO_47;
+      if (lin < -limit || lin >= limit) this.fault(stack ? Vector.SS : Vector.GP, 0);
+    }
+    if ((this.cr0 & CR0_PG) === 0) {
+      return lin >= 0 ? lin : lin + 2 ** 64; // paging off: 32-bit flat, linear = physical
+    }
+    if (this.cpl === 3 && (access & Access.Implicit) === 0) access |= Access.User;
+    const vpn = (lin - (lin & 0xfff)) / 4096;
+    const i = vpn & TLB_MASK;
+    if (this.tlbTag[i] === vpn) {
+      const write = (access & Access.Write) !== 0;
+      const rc = checkAccessRights(this.tlbRights[i]!, access, this.paging);
+      if (rc === 0 && (!write || (this.tlbFlags[i]! & 2) !== 0)) {
+        this.counters.tlbHits++;
+        return this.tlbPhys[i]! + (lin & 0xfff);
+      }
+    }
+    return this.walkAndFill(lin, vpn, access);
+  }
+
+  private walkAndFill(lin: number, vpn: number, access: number): number {
+    this.counters.tlbMisses++;
+    this.counters.pageWalks++;
+    const out = this.walkOut;
+    const u = lin < 0 ? lin + 2 ** 64 : lin;
+    const hi = Math.floor(u / TWO_32) >>> 0;
+    const lo = u >>> 0;
+    const root = (Math.floor(this.cr3 / 4096) % 2 ** 40) * 4096; // CR3 bits 51:12
+    const status = walkLinear(out, this.paging, root, hi, lo, access, this.tables);
+    this.counters.walkReferences += out.references;
+    if (status === WalkStatus.PageFault) {
+      this.cr2 = lin;
+      this.fault(Vector.PF, out.errorCode);
+    }
+    if (status === WalkStatus.AccessFault) {
+      // Paging structures outside machine memory: the walk cannot complete; a real platform
+      // would read all-ones (a reserved-bit fault). Report #PF with RSVD as the closest outcome.
+      this.cr2 = lin;
+      this.fault(Vector.PF, 0x9 | (access & 0x16));
+    }
+    const phys = out.physicalAddress - (out.physicalAddress % 4096);
+    const i = vpn & TLB_MASK;
+    this.tlbTag[i] = vpn;
+    this.tlbPhys[i] = phys;
+    this.tlbRights[i] = out.rights;
+    this.tlbFlags[i] = (out.global ? 1 : 0) | (out.dirty ? 2 : 0) | (out.pageShift > 12 ? 4 : 0);
+    if (out.pageShift > 12) this.tlbHasLarge = true;
+    const ram = phys + 4096 <= this.memory.size && (this.mmio === undefined || !this.mmio.claims(phys));
+    let ok = 0;
+    if (ram) {
+      const code = this.decoded.has(phys / 4096);
+      const p = this.paging;
+      if (checkAccessRights(out.rights, Access.Read, p) === 0) ok |= OK_SUP_READ;
+      if (checkAccessRights(out.rights, Access.Write, p) === 0 && out.dirty && !code) ok |= OK_SUP_WRITE;
+      if (checkAccessRights(out.rights, Access.Read | Access.User, p) === 0) ok |= OK_USER_READ;
+      if (checkAccessRights(out.rights, Access.Write | Access.User, p) === 0 && out.dirty && !code) ok |= OK_USER_WRITE;
+      if (checkAccessRights(out.rights, Access.Fetch, p) === 0) ok |= OK_SUP_FETCH;
+      if (checkAccessRights(out.rights, Access.Fetch | Access.User, p) === 0) ok |= OK_USER_FETCH;
+      const view = this.memory.frameDataView((phys / 4096) as never);
+      this.tlbView[i] = view instanceof DataView ? view : undefined;
+    } else {
+      this.tlbView[i] = undefined;
+    }
+    this.tlbOk[i] = ok;
+    return out.physicalAddress;
+  }
+
+  // =====================================================================================
+  // Memory access by linear address
+  // =====================================================================================
+
+  /** Linear address of `offset` in segment `s` (only FS and GS have bases in 64-bit mode). */
+  linear(s: number, offset: number): number {
+    if (this.mode64) return s >= Seg.FS ? wrap64(offset + (this.seg[s] as SegmentCache).base) : offset;
+    return (offset + (this.seg[s] as SegmentCache).base) >>> 0;
+  }
+
+  read8(lin: number): number {
+    if ((this.cr0 & CR0_PG) !== 0) {
+      const vpn = (lin - (lin & 0xfff)) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_READ : OK_SUP_READ)) !== 0) {
+        return this.tlbView[i]!.getUint8(lin & 0xfff);
+      }
+    }
+    return this.physRead(this.translate(lin, Access.Read), 1);
+  }
+
+  read16(lin: number): number {
+    const off = lin & 0xfff;
+    if ((this.cr0 & CR0_PG) !== 0 && off <= 0xffe) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_READ : OK_SUP_READ)) !== 0) {
+        return this.tlbView[i]!.getUint16(off, true);
+      }
+    }
+    return this.readSlow(lin, 2, Access.Read);
+  }
+
+  /** 32-bit read, returned as a signed int32. */
+  read32(lin: number): number {
+    const off = lin & 0xfff;
+    if ((this.cr0 & CR0_PG) !== 0 && off <= 0xffc) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_READ : OK_SUP_READ)) !== 0) {
+        return this.tlbView[i]!.getInt32(off, true);
+      }
+    }
+    return this.readSlow(lin, 4, Access.Read) | 0;
+  }
+
+  /** 64-bit read: returns the low half (int32); the high half is left in `tmpHi`. */
+  read64(lin: number): number {
+    const off = lin & 0xfff;
+    if ((this.cr0 & CR0_PG) !== 0 && off <= 0xff8) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_READ : OK_SUP_READ)) !== 0) {
+        const v = this.tlbView[i]!;
+        this.tmpHi = v.getInt32(off + 4, true);
+        return v.getInt32(off, true);
+      }
+    }
+    const lo = this.readSlow(lin, 4, Access.Read) | 0;
+    this.tmpHi = this.readSlow(wrapAdd(lin, 4, this.mode64), 4, Access.Read) | 0;
+    return lo;
+  }
+
+  write8(lin: number, v: number): void {
+    if ((this.cr0 & CR0_PG) !== 0) {
+      const vpn = (lin - (lin & 0xfff)) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_WRITE : OK_SUP_WRITE)) !== 0) {
+        this.tlbView[i]!.setUint8(lin & 0xfff, v);
+        return;
+      }
+    }
+    this.writeSlow(lin, 1, v);
+  }
+
+  write16(lin: number, v: number): void {
+    const off = lin & 0xfff;
+    if ((this.cr0 & CR0_PG) !== 0 && off <= 0xffe) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_WRITE : OK_SUP_WRITE)) !== 0) {
+        this.tlbView[i]!.setUint16(off, v, true);
+        return;
+      }
+    }
+    this.writeSlow(lin, 2, v);
+  }
+
+  write32(lin: number, v: number): void {
+    const off = lin & 0xfff;
+    if ((this.cr0 & CR0_PG) !== 0 && off <= 0xffc) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_WRITE : OK_SUP_WRITE)) !== 0) {
+        this.tlbView[i]!.setInt32(off, v, true);
+        return;
+      }
+    }
+    this.writeSlow(lin, 4, v);
+  }
+
+  write64(lin: number, lo: number, hi: number): void {
+    const off = lin & 0xfff;
+    if ((this.cr0 & CR0_PG) !== 0 && off <= 0xff8) {
+      const vpn = (lin - off) / 4096;
+      const i = vpn & TLB_MASK;
+      if (this.tlbTag[i] === vpn && (this.tlbOk[i]! & (this.cpl === 3 ? OK_USER_WRITE : OK_SUP_WRITE)) !== 0) {
+        const view = this.tlbView[i]!;
+        view.setInt32(off, lo, true);
+        view.setInt32(off + 4, hi, true);
+        return;
+      }
+    }
+    // Translate both ends before writing either, so a fault leaves memory untouched.
+    const lin2 = wrapAdd(lin, 4, this.mode64);
+    this.translate(wrapAdd(lin, 7, this.mode64), Access.Write);
+    this.writeSlow(lin, 4, lo);
+    this.writeSlow(lin2, 4, hi);
+  }
+
+  /** Read with an explicit access kind (implicit supervisor accesses to descriptor tables, fetches). */
+  readAccess(lin: number, size: 1 | 2 | 4, access: number): number {
+    return this.readSlow(lin, size, access);
+  }
+
+  private readSlow(lin: number, size: number, access: number): number {
+    const off = lin & 0xfff;
+    if (off + size <= 4096 || (this.cr0 & CR0_PG) === 0) {
+      return this.physRead(this.translate(lin, access), size);
+    }
+    // Crossing a page: translate every byte's page first, then read little-endian.
+    let v = 0;
+    for (let b = size - 1; b >= 0; b--) v = v * 256 + this.physRead(this.translate(wrapAdd(lin, b, this.mode64), access), 1);
+    return v;
+  }
+
+  private writeSlow(lin: number, size: number, v: number): void {
+    const off = lin & 0xfff;
+    if (off + size <= 4096 || (this.cr0 & CR0_PG) === 0) {
+      this.physWrite(this.translate(lin, Access.Write), size, v);
+      return;
+    }
+    const end = wrapAdd(lin, size - 1, this.mode64);
+    const p0 = this.translate(lin, Access.Write);
+    const p1 = this.translate(end, Access.Write);
+    const first = 4096 - off;
+    for (let b = 0; b < size; b++) {
+      const phys = b < first ? p0 + b : p1 - (end & 0xfff) + (b - first);
+      this.physWrite(phys, 1, (v >>> (8 * b)) & 0xff);
+    }
+  }
+
+  /** Read machine memory or a device behind it. */
+  physRead(phys: number, size: number): number {
+    if (this.mmio?.claims(phys) === true) return this.mmio.read(phys, size as 1 | 2 | 4);
+    const m = this.memory;
+    const r = size === 1 ? m.read8(phys) : size === 2 ? m.read16(phys) : m.read32(phys);
+    return typeof r === "number" ? r : size === 1 ? 0xff : size === 2 ? 0xffff : 0xffff_ffff;
+  }
+
+  /** Write machine memory or a device; writes to decoded code invalidate it (self-modifying code). */
+  physWrite(phys: number, size: number, v: number): void {
+    if (this.mmio?.claims(phys) === true) {
+      this.mmio.write(phys, size as 1 | 2 | 4, v);
+      return;
+    }
+    const frame = (phys - (phys % 4096)) / 4096;
+    if (this.decoded.has(frame)) this.invalidateCode(frame);
+    const m = this.memory;
+    if (size === 1) m.write8(phys, v);
+    else if (size === 2) m.write16(phys, v);
+    else m.write32(phys, v);
+  }
+
+  // =====================================================================================
+  // Decoded-instruction cache
+  // =====================================================================================
+
+  /** The decoded instruction at RIP (decoding it on first use). */
+  fetchDecoded(): Insn {
+    const rip = this.rip;
+    const off = rip & 0xfff;
+    const vpn = (rip - off) / 4096;
+    if (vpn === this.fetchVpn && this.fetchGen === this.tlbGeneration && this.cpl === this.fetchCpl) {
+      const cached = this.fetchPage![off];
+      if (cached !== undefined) return cached;
+    } else {
+      const phys = this.translate(this.linear(Seg.CS, rip), Access.Fetch);
+      const frame = (phys - off) / 4096;
+      let page = this.decoded.get(frame);
+      if (page === undefined) {
+        page = new Array<Insn | undefined>(4096);
+        this.decoded.set(frame, page);
+        this.revokeWrite(frame);
+      }
+      this.fetchPage = page;
+      this.fetchVpn = vpn;
+      this.fetchGen = this.tlbGeneration;
+      this.fetchCpl = this.cpl;
+      this.fetchPhysPage = frame;
+      const cached = page[off];
+      if (cached !== undefined) return cached;
+    }
+    if (Cpu.decoder === undefined) throw new Error("cpu-vmx: no decoder installed (import the package entry)");
+    const insn = Cpu.decoder(this, rip);
+    this.counters.decodedInstructions++;
+    // Decoding may have flushed the cache (a page-crossing instruction); re-resolve the page.
+    const page = this.decoded.get(this.fetchPhysPage);
+    if (page !== undefined && off + insn.len <= 4096) page[off] = insn;
+    return insn;
+  }
+
+  private fetchCpl = 0;
+
+  /** Mark a frame as holding decoded code: remove write permission from TLB entries mapping it. */
+  private revokeWrite(frame: number): void {
+    const phys = frame * 4096;
+    for (let i = 0; i < TLB_SIZE; i++) {
+      if (this.tlbPhys[i] === phys) this.tlbOk[i] = this.tlbOk[i]! & ~(OK_SUP_WRITE | OK_USER_WRITE);
+    }
+  }
+
+  private invalidateCode(frame: number): void {
+    this.decoded.delete(frame);
+    this.counters.smcInvalidations++;
+    if (frame === this.fetchPhysPage) this.fetchVpn = Number.NaN;
+  }
+
+  /** Forget all decoded instructions (mode changes). */
+  flushDecoded(): void {
+    this.decoded.clear();
+    this.fetchVpn = Number.NaN;
+  }
+
+  /** Fetch one instruction byte for the decoder. */
+  fetchByte(lin: number): number {
+    return this.physRead(this.translate(this.linear(Seg.CS, lin), Access.Fetch), 1);
+  }
+
+  // =====================================================================================
+  // Stack
+  // =====================================================================================
+
+  /** Push a 64-bit value (64-bit mode) from halves. */
+  push64(lo: number, hi: number): void {
+    const rsp = wrap64(this.regAddr(4) - 8);
+    this.write64Stack(rsp, lo, hi);
+    this.setRegFromNumber(4, rsp);
+  }
+
+  pop64(): number {
+    const rsp = this.regAddr(4);
+    const lo = this.read64Stack(rsp);
+    const hi = this.tmpHi;
+    this.setRegFromNumber(4, wrap64(rsp + 8));
+    this.tmpHi = hi;
+    return lo;
+  }
+
+  push32(v: number): void {
+    const esp = (this.lo[4]! - 4) >>> 0;
+    this.write32(this.linear(Seg.SS, esp), v);
+    this.setStackPointer32(esp);
+  }
+
+  pop32(): number {
+    const esp = this.lo[4]! >>> 0;
+    const v = this.read32(this.linear(Seg.SS, esp));
+    this.setStackPointer32((esp + 4) >>> 0);
+    return v;
+  }
+
+  push16(v: number): void {
+    if (this.mode64) {
+      const rsp = wrap64(this.regAddr(4) - 2);
+      this.write16(rsp, v);
+      this.setRegFromNumber(4, rsp);
+    } else {
+      const esp = (this.lo[4]! - 2) >>> 0;
+      this.write16(this.linear(Seg.SS, esp), v);
+      this.setStackPointer32(esp);
+    }
+  }
+
+  pop16(): number {
+    if (this.mode64) {
+      const rsp = this.regAddr(4);
+      const v = this.read16(rsp);
+      this.setRegFromNumber(4, wrap64(rsp + 2));
+      return v;
+    }
+    const esp = this.lo[4]! >>> 0;
+    const v = this.read16(this.linear(Seg.SS, esp));
+    this.setStackPointer32((esp + 2) >>> 0);
+    return v;
+  }
+
+  private setStackPointer32(esp: number): void {
+    if (this.ssB) this.setReg32(4, esp);
+    else this.setReg16(4, esp);
+  }
+
+  private write64Stack(lin: number, lo: number, hi: number): void {
+    if (lin < -TWO_47 || lin >= TWO_47) this.fault(Vector.SS, 0);
+    this.write64(lin, lo, hi);
+  }
+
+  private read64Stack(lin: number): number {
+    if (lin < -TWO_47 || lin >= TWO_47) this.fault(Vector.SS, 0);
+    return this.read64(lin);
+  }
+
+  // =====================================================================================
+  // Interrupts and exceptions
+  // =====================================================================================
+
+  /** Queue an external interrupt (delivered when RFLAGS.IF = 1, outside an interrupt shadow). */
+  raiseInterrupt(vector: number): void {
+    this.pendingIrqs.push(vector & 0xff);
+  }
+
+  get interruptPending(): boolean {
+    return this.pendingIrqs.length > 0;
+  }
+
+  /** Deliver the recorded exception; returns false on a triple fault. */
+  deliverPending(): boolean {
+    const vector = this.pendingVector;
+    const errorCode = this.pendingErrorCode;
+    const software = this.pendingIsSoftware;
+    this.pendingVector = -1;
+    if (!this.pendingIsTrap) this.rip = this.insnStart;
+    this.counters.exceptions++;
+    return this.deliverEvent(vector, errorCode, software, false);
+  }
+
+  /**
+   * Deliver an event through the IDT (SDM Vol. 3A, 6.14 for IA-32e mode). A fault while
+   * delivering becomes #DF per SDM Table 6-5; a fault while delivering #DF is a triple fault.
+   */
+  deliverEvent(vector: number, errorCode: number, software: boolean, external: boolean): boolean {
+    const outer = this.delivering;
+    if (outer === Vector.DF) return false; // fault while delivering #DF: triple fault
+    let v = vector;
+    let ec = errorCode;
+    if (outer >= 0 && isDoubleFault(outer, vector)) {
+      v = Vector.DF;
+      ec = 0;
+    }
+    this.delivering = v;
+    try {
+      this.deliverThroughIdt(v, ec, software, external);
+      this.delivering = -1;
+      this.halted = false;
+      return true;
+    } catch (e) {
+      if (e !== ABORT) throw e;
+      const nested = this.pendingVector;
+      const nestedEc = this.pendingErrorCode;
+      this.pendingVector = -1;
+      if (v === Vector.DF) {
+        this.delivering = -1;
+        return false;
+      }
+      // Contributory-after-contributory or #PF-after-#PF become #DF; benign pairs deliver the second.
+      const ok = this.deliverEvent(nested, nestedEc, false, false);
+      this.delivering = -1;
+      return ok;
+    }
+  }
+
+  private deliverThroughIdt(vector: number, errorCode: number, software: boolean, external: boolean): void {
+    if (!this.mode64 && (this.efer & EFER_LMA) === 0) {
+      // 32-bit protected-mode IDT delivery is not modelled (guests switch to long mode with interrupts off).
+      this.fault(Vector.DF, 0);
+    }
+    const extBit = external ? 1 : 0;
+    const gateOffset = vector * 16;
+    if (gateOffset + 15 > this.idtrLimit) this.fault(Vector.GP, vector * 8 + 2 + extBit);
+    const gate = this.idtrBase + gateOffset;
+    const w0 = this.readAccess(gate, 4, Access.Read | Access.Implicit) >>> 0;
+    const w1 = this.readAccess(gate + 4, 4, Access.Read | Access.Implicit) >>> 0;
+    const w2 = this.readAccess(gate + 8, 4, Access.Read | Access.Implicit) >>> 0;
+    const type = (w1 >>> 8) & 0x1f;
+    const dpl = (w1 >>> 13) & 3;
+    const present = (w1 & 0x8000) !== 0;
+    // 64-bit interrupt gate 0xE or trap gate 0xF (SDM Table 3-2); anything else is #GP.
+    if (type !== 0x0e && type !== 0x0f) this.fault(Vector.GP, vector * 8 + 2 + extBit);
+    if (software && dpl < this.cpl) this.fault(Vector.GP, vector * 8 + 2);
+    if (!present) this.fault(Vector.NP, vector * 8 + 2 + extBit);
+    const selector = w0 >>> 16;
+    const target = toSigned64(w2, (w1 & 0xffff0000) | (w0 & 0xffff));
+    const ist = w1 & 7;
+    const cs = this.loadDescriptor(selector, Vector.GP);
+    const newCpl = (cs.attr >>> 5) & 3;
+    if ((cs.attr & SEG_ATTR_L) === 0 || (cs.attr & 0x18) !== 0x18) this.fault(Vector.GP, (selector & 0xfffc) + extBit);
+    if ((cs.attr & 0x80) === 0) this.fault(Vector.NP, (selector & 0xfffc) + extBit);
+
+    const oldSs = (this.seg[Seg.SS] as SegmentCache).selector;
+    const oldRsp = this.regAddr(4);
+    const oldFlags = this.getFlags();
+    const oldCs = (this.seg[Seg.CS] as SegmentCache).selector;
+    const oldRip = this.rip;
+    let rsp: number;
+    if (ist !== 0) rsp = this.readTss64(0x24 + (ist - 1) * 8);
+    else if (newCpl < this.cpl) rsp = this.readTss64(4 + newCpl * 8);
+    else rsp = oldRsp;
+    rsp = wrap64(rsp - (rsp % 16 + 16) % 16); // align to 16 (SDM 6.14.2)
+    const prevCpl = this.cpl;
+    // Push SS, RSP, RFLAGS, CS, RIP (and the error code) on the new stack; the frame is written
+    // with supervisor privilege.
+    this.cpl = newCpl;
+    try {
+      const frame = [oldSs, oldRsp, oldFlags, oldCs, oldRip];
+      if (errorCode >= 0) frame.push(errorCode);
+      let sp = rsp;
+      for (const value of frame) {
+        sp = wrap64(sp - 8);
+        if (sp < -TWO_47 || sp >= TWO_47) this.fault(Vector.SS, 0);
+        const u = value < 0 ? value + 2 ** 64 : value;
+        this.write64(sp, u >>> 0, Math.floor(u / TWO_32) | 0);
+      }
+      rsp = sp;
+    } catch (e) {
+      this.cpl = prevCpl;
+      throw e;
+    }
+    if (newCpl < prevCpl) {
+      const ss = this.seg[Seg.SS] as SegmentCache;
+      ss.selector = newCpl; // a null SS with RPL = new CPL (SDM 6.14.3)
+      ss.attr = 0;
+      ss.base = 0;
+    }
+    const csCache = this.seg[Seg.CS] as SegmentCache;
+    csCache.selector = (selector & 0xfffc) | newCpl;
+    csCache.base = 0;
+    csCache.attr = cs.attr;
+    csCache.limit = 0xffff_ffff;
+    this.setRegFromNumber(4, rsp);
+    this.rip = target;
+    // Interrupt gates clear IF; both clear TF, NT, RF (and VM).
+    const clear = (type === 0x0e ? 0x200 : 0) | 0x100 | 0x4000 | 0x10000 | 0x20000;
+    this.flagsOther &= ~clear;
+    this.interruptShadow = false;
+    this.updateMode();
+    this.counters.interrupts += external ? 1 : 0;
+  }
+
+  /** Read a 64-bit field of the 64-bit TSS (RSPn at 4 + 8n, ISTn at 0x24 + 8(n-1)). */
+  private readTss64(offset: number): number {
+    if (offset + 7 > this.tr.limit) this.fault(Vector.TS, this.tr.selector & 0xfffc);
+    const lo = this.readAccess(this.tr.base + offset, 4, Access.Read | Access.Implicit) >>> 0;
+    const hi = this.readAccess(this.tr.base + offset + 4, 4, Access.Read | Access.Implicit) | 0;
+    return hi * TWO_32 + lo;
+  }
+
+  /** Read a segment descriptor from the GDT (or LDT) for `selector`; #GP(selector) when out of limits. */
+  loadDescriptor(selector: number, vector: number = Vector.GP): SegmentCache {
+    const index = selector & 0xfff8;
+    const table = (selector & 4) !== 0 ? this.ldtr : undefined;
+    const base = table !== undefined ? table.base : this.gdtrBase;
+    const limit = table !== undefined ? table.limit : this.gdtrLimit;
+    if (index === 0 && table === undefined) this.fault(vector, 0);
+    if (index + 7 > limit) this.fault(vector, selector & 0xfffc);
+    const lo = this.readAccess(base + index, 4, Access.Read | Access.Implicit) >>> 0;
+    const hi = this.readAccess(base + index + 4, 4, Access.Read | Access.Implicit) >>> 0;
+    const attr = (hi >>> 8) & 0xf0ff;
+    let segLimit = (lo & 0xffff) | (hi & 0xf0000);
+    if ((attr & 0x8000) !== 0) segLimit = segLimit * 4096 + 0xfff;
+    const segBase = (lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000);
+    return { selector, base: segBase >>> 0, limit: segLimit >>> 0, attr };
+  }
+
+  /** Load a data segment register (MOV Sreg, POP Sreg) with the protected-mode checks that matter. */
+  loadDataSegment(s: number, selector: number): void {
+    const cache = this.seg[s] as SegmentCache;
+    if ((selector & 0xfffc) === 0) {
+      if (s === Seg.SS && (!this.mode64 || this.cpl === 3)) this.gp(0);
+      cache.selector = selector;
+      cache.attr = 0;
+      if (!this.mode64 || s < Seg.FS) cache.base = 0;
+      return;
+    }
+    const d = this.loadDescriptor(selector);
+    if ((d.attr & 0x10) === 0) this.gp(selector & 0xfffc);
+    if (s === Seg.SS) {
+      if ((d.attr & 0x0a) !== 0x02 || (selector & 3) !== this.cpl || ((d.attr >>> 5) & 3) !== this.cpl) this.gp(selector & 0xfffc);
+      if ((d.attr & 0x80) === 0) this.fault(Vector.SS, selector & 0xfffc);
+    } else {
+      if ((d.attr & 0x0a) === 0x08) this.gp(selector & 0xfffc); // execute-only code
+      if ((d.attr & 0x80) === 0) this.fault(Vector.NP, selector & 0xfffc);
+    }
+    cache.selector = selector;
+    cache.attr = d.attr;
+    cache.limit = d.limit;
+    if (!this.mode64 || s < Seg.FS) cache.base = d.base;
+    else if (s >= Seg.FS) cache.base = d.base; // a selector load sets FS/GS base from the descriptor's 32-bit base
+    if (s === Seg.SS) this.updateMode();
+  }
+
+  /** Load CS for a far transfer (JMP/CALL far, IRET, SYSRET use their own paths). */
+  loadCodeSegment(selector: number): void {
+    const d = this.loadDescriptor(selector);
+    if ((d.attr & 0x18) !== 0x18) this.gp(selector & 0xfffc);
+    if ((d.attr & 0x80) === 0) this.fault(Vector.NP, selector & 0xfffc);
+    const cs = this.seg[Seg.CS] as SegmentCache;
+    cs.selector = (selector & 0xfffc) | this.cpl;
+    cs.base = d.base;
+    cs.limit = d.limit;
+    cs.attr = d.attr;
+    this.updateMode();
+  }
+
+  /** Enter or leave IA-32e mode as CR0.PG / EFER.LME dictate (SDM Vol. 3A, 10.8.5). */
+  updateLongMode(): void {
+    const lma = (this.cr0 & CR0_PG) !== 0 && (this.efer & EFER_LME) !== 0;
+    if ((this.cr0 & CR0_PG) !== 0 && !lma) {
+      // 32-bit or PAE paging without long mode is not modelled.
+      this.undefinedOpcode("legacy 32-bit/PAE paging");
+    }
+    if (lma && (this.cr4 & CR4_PAE) === 0) this.gp(0);
+    this.efer = lma ? this.efer | EFER_LMA : this.efer & ~EFER_LMA;
+    this.updateMode();
+  }
+
+  // =====================================================================================
+  // The run loop
+  // =====================================================================================
+
+  /** Execute up to `budget` instructions. */
+  run(budget: number): RunResult {
+    const start = this.counters.instructions;
+    for (;;) {
+      try {
+        while (this.counters.instructions - start < budget) {
+          if (this.pendingIrqs.length > 0 && (this.flagsOther & 0x200) !== 0 && !this.interruptShadow) {
+            const v = this.pendingIrqs.shift() as number;
+            this.halted = false;
+            this.insnStart = this.rip;
+            if (!this.deliverEvent(v, -1, false, true)) return this.tripleFault(v, start);
+            continue;
+          }
+          if (this.halted) return { kind: "hlt", retired: this.counters.instructions - start };
+          this.interruptShadow = false;
+          const rip = this.rip;
+          this.insnStart = rip; // a fault while fetching restarts here
+          const insn = this.fetchDecoded();
+          this.rip = this.mode64 ? rip + insn.len : (rip + insn.len) >>> 0;
+          insn.exec(this, insn);
+          this.counters.instructions++;
+          if (this.stopRequest !== undefined) {
+            const s = this.stopRequest;
+            this.stopRequest = undefined;
+            return { kind: "stop", retired: this.counters.instructions - start, reason: s.reason, code: s.code };
+          }
+        }
+        return { kind: "budget", retired: this.counters.instructions - start };
+      } catch (e) {
+        if (e !== ABORT) throw e;
+        const vector = this.pendingVector;
+        if (this.pendingIsTrap) this.counters.instructions++; // INT n / INT3 retire
+        if (!this.deliverPending()) return this.tripleFault(vector, start);
+      }
+    }
+  }
+
+  private tripleFault(vector: number, start: number): RunResult {
+    this.halted = true;
+    return { kind: "triple-fault", retired: this.counters.instructions - start, vector, rip: this.rip };
+  }
+
+  /** Ask the run loop to stop after the current instruction (a device's "exit" port). */
+  requestStop(reason: string, code: number): void {
+    this.stopRequest = { reason, code };
+  }
+}
+
+/** Reduce a signed number to the signed 64-bit range (exact below 2^53 in magnitude). */
+export function wrap64(v: number): number {
+  if (v >= -(2 ** 63) && v < 2 ** 63) return v;
+  const m = 2 ** 64;
+  let r = v % m;
+  if (r >= 2 ** 63) r -= m;
+  if (r < -(2 ** 63)) r += m;
+  return r;
+}
+
+function wrapAdd(lin: number, n: number, mode64: boolean): number {
+  return mode64 ? wrap64(lin + n) : (lin + n) >>> 0;
+}
+
+/** A 64-bit value from halves as a signed number (exact for canonical addresses). */
+export function toSigned64(lo: number, hi: number): number {
+  return (hi | 0) * TWO_32 + (lo >>> 0);
+}
+
+export type { PagingLevel };

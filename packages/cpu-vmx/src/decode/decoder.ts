@@ -1,0 +1,303 @@
+/**
+ * The decoder: prefixes, REX, opcode maps, ModRM/SIB, displacements and immediates (SDM Vol. 2A
+ * ch. 2), driven by the decode table. It reads code bytes through the CPU (so a fetch from a
+ * non-present page is a #PF at the right byte) and returns an `Insn` whose handler was chosen
+ * here. Over-long instructions (> 15 bytes) are #GP(0). 16-bit addressing is not modelled (#UD).
+ */
+import { Vector } from "@vtlab/arch";
+import { type Cpu, wrap64 } from "../cpu.js";
+import { Seg } from "../regs.js";
+import { ud } from "../exec/system.js";
+import { Insn } from "./insn.js";
+import {
+  F3_VARIANTS,
+  F_BYTE,
+  F_D64,
+  F_ENTER,
+  F_F64,
+  F_FARPTR,
+  F_IMM16,
+  F_IMM8,
+  F_IMM8S,
+  F_IMMV,
+  F_IMMZ,
+  F_MEM,
+  F_MODRM,
+  F_MOFFS,
+  F_NATIVE,
+  F_NO64,
+  F_ONLY64,
+  F_OPREG,
+  F_REL8,
+  F_RELZ,
+  F_RMREG,
+  F_STRING,
+  OPCODES,
+  type OpSpec,
+  isGroup,
+} from "./table.js";
+
+const MAX_LENGTH = 15;
+
+/** Reads instruction bytes; counts them so length limits and Insn.len come out right. */
+class ByteSource {
+  cpu!: Cpu;
+  start = 0;
+  len = 0;
+  bytes: number[] = [];
+
+  reset(cpu: Cpu, start: number): void {
+    this.cpu = cpu;
+    this.start = start;
+    this.len = 0;
+    this.bytes.length = 0;
+  }
+
+  next(): number {
+    if (this.len >= MAX_LENGTH) this.cpu.fault(Vector.GP, 0);
+    const at = this.cpu.mode64 ? wrap64(this.start + this.len) : (this.start + this.len) >>> 0;
+    const b = this.cpu.fetchByte(at);
+    this.len++;
+    this.bytes.push(b);
+    return b;
+  }
+
+  s8(): number {
+    return (this.next() << 24) >> 24;
+  }
+
+  u16(): number {
+    const lo = this.next();
+    return lo | (this.next() << 8);
+  }
+
+  s32(): number {
+    const a = this.next();
+    const b = this.next();
+    const c = this.next();
+    return a | (b << 8) | (c << 16) | (this.next() << 24);
+  }
+
+  hex(): string {
+    return this.bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ");
+  }
+}
+
+const src = new ByteSource();
+
+/** Decode the instruction at `rip` (an offset in CS). */
+export function decode(cpu: Cpu, rip: number): Insn {
+  src.reset(cpu, rip);
+  const mode64 = cpu.mode64;
+  let opsize = false;
+  let addrsize = false;
+  let rep = 0;
+  let lock = false;
+  let seg = -1;
+  let rex = 0;
+  let b: number;
+  for (;;) {
+    b = src.next();
+    if (mode64 && (b & 0xf0) === 0x40) {
+      rex = b; // REX must come last; a legacy prefix after it cancels it (below)
+      continue;
+    }
+    let prefix = true;
+    switch (b) {
+      case 0x66:
+        opsize = true;
+        break;
+      case 0x67:
+        addrsize = true;
+        break;
+      case 0xf2:
+        rep = 2;
+        break;
+      case 0xf3:
+        rep = 1;
+        break;
+      case 0xf0:
+        lock = true;
+        break;
+      case 0x26:
+        seg = Seg.ES;
+        break;
+      case 0x2e:
+        seg = Seg.CS;
+        break;
+      case 0x36:
+        seg = Seg.SS;
+        break;
+      case 0x3e:
+        seg = Seg.DS;
+        break;
+      case 0x64:
+        seg = Seg.FS;
+        break;
+      case 0x65:
+        seg = Seg.GS;
+        break;
+      default:
+        prefix = false;
+    }
+    if (!prefix) break;
+    rex = 0;
+  }
+  let opcode = b;
+  if (b === 0x0f) {
+    const b2 = src.next();
+    if (b2 === 0x38 || b2 === 0x3a) {
+      src.next();
+      return undefinedInsn(src, "three-byte opcode map (0F 38 / 0F 3A)");
+    }
+    opcode = 0x100 | b2;
+  }
+
+  let entry = OPCODES.get(opcode);
+  let spec: OpSpec | undefined;
+  let modrm = -1;
+  if (rep === 1) {
+    const v = F3_VARIANTS.get(opcode);
+    if (v !== undefined) {
+      spec = v;
+      rep = 0;
+    }
+  }
+  if (spec === undefined && entry !== undefined) {
+    if (isGroup(entry)) {
+      modrm = src.next();
+      const reg = (modrm >> 3) & 7;
+      if (entry.regForms !== undefined && modrm >= 0xc0) spec = entry.regForms.get(modrm);
+      else spec = entry.group[reg];
+      if (spec !== undefined) spec = { ...spec, flags: spec.flags | entry.flags };
+    } else spec = entry;
+  }
+  if (spec === undefined) {
+    if (modrm < 0 && entry === undefined && opcodeTakesModrm(opcode)) src.next();
+    return undefinedInsn(src, undefined);
+  }
+  const flags = spec.flags;
+  if ((flags & F_NO64) !== 0 && mode64) return undefinedInsn(src, `${spec.mnemonic} (invalid in 64-bit mode)`);
+  if ((flags & F_ONLY64) !== 0 && !mode64 && opcode !== 0x63) return undefinedInsn(src, `${spec.mnemonic} (64-bit mode only)`);
+  if (opcode === 0x63 && !mode64) return undefinedInsn(src, "arpl (not modelled)");
+
+  const i = new Insn(spec.exec);
+  i.opcode = opcode;
+  i.mnemonic = spec.mnemonic;
+  i.cc = spec.cc;
+  i.rep = (flags & F_STRING) !== 0 ? rep : 0;
+  i.lock = lock;
+  i.rex = rex !== 0;
+  const rexW = (rex & 8) !== 0;
+
+  // Operand and address size (SDM Vol. 1, 3.6 and Vol. 2A 2.2.1.2).
+  if ((flags & F_BYTE) !== 0) i.opSize = 1;
+  else if ((flags & F_NATIVE) !== 0) i.opSize = mode64 ? 8 : 4;
+  else if (mode64) i.opSize = rexW || (flags & F_F64) !== 0 ? 8 : opsize ? 2 : (flags & F_D64) !== 0 ? 8 : 4;
+  else i.opSize = cpu.csD !== opsize ? 4 : 2;
+  if (mode64) i.addrSize = addrsize ? 4 : 8;
+  else {
+    if (cpu.csD === addrsize) return undefinedInsn(src, "16-bit addressing (not modelled)");
+    i.addrSize = 4;
+  }
+
+  if ((flags & F_OPREG) !== 0) i.rm = (opcode & 7) | ((rex & 1) << 3);
+  if (opcode === 0x90 && (rex & 1) !== 0) {
+    // 90 with REX.B is XCHG r8, rAX, not NOP.
+    i.rm = 8;
+    i.exec = OPCODES_XCHG;
+    i.mnemonic = "xchg";
+  }
+
+  if ((flags & F_MODRM) !== 0) {
+    if (modrm < 0) modrm = src.next();
+    decodeModrm(i, modrm, rex, mode64, (flags & F_RMREG) !== 0);
+    if ((flags & F_MEM) !== 0 && !i.isMem) return undefinedInsn(src, `${spec.mnemonic} with a register operand`);
+    if (i.isMem) i.seg = seg >= 0 ? seg : i.base === 4 || i.base === 5 ? Seg.SS : Seg.DS;
+  } else if (seg >= 0) {
+    i.seg = seg;
+  }
+  i.segOverride = seg >= 0;
+  if ((flags & F_STRING) !== 0 && seg < 0) i.seg = Seg.DS;
+
+  // Immediates.
+  if ((flags & F_IMM8) !== 0) i.imm = src.next();
+  else if ((flags & F_IMM8S) !== 0) {
+    i.imm = src.s8();
+    i.immHi = i.imm >> 31;
+  } else if ((flags & F_IMM16) !== 0) i.imm = src.u16();
+  else if ((flags & F_IMMZ) !== 0) {
+    i.imm = i.opSize === 2 ? src.u16() : src.s32();
+    i.immHi = i.opSize === 8 ? i.imm >> 31 : 0;
+  } else if ((flags & F_IMMV) !== 0) {
+    if (i.opSize === 2) i.imm = src.u16();
+    else if (i.opSize === 4) i.imm = src.s32();
+    else {
+      i.imm = src.s32();
+      i.immHi = src.s32();
+    }
+  } else if ((flags & F_REL8) !== 0) i.imm = src.s8();
+  else if ((flags & F_RELZ) !== 0) i.imm = i.opSize === 2 && !mode64 ? (src.u16() << 16) >> 16 : src.s32();
+  else if ((flags & F_ENTER) !== 0) {
+    i.imm = src.u16();
+    i.imm2 = src.next();
+  } else if ((flags & F_FARPTR) !== 0) {
+    i.imm = i.opSize === 2 ? src.u16() : src.s32() >>> 0;
+    i.imm2 = src.u16();
+  } else if ((flags & F_MOFFS) !== 0) {
+    i.isMem = true;
+    i.seg = seg >= 0 ? seg : Seg.DS;
+    if (i.addrSize === 8) {
+      const lo = src.s32() >>> 0;
+      const hi = src.s32();
+      i.disp = hi * 0x1_0000_0000 + lo;
+    } else i.disp = src.s32() >>> 0;
+    i.reg = 0;
+  }
+  i.len = src.len;
+  return i;
+}
+
+function decodeModrm(i: Insn, modrm: number, rex: number, mode64: boolean, rmAlwaysReg: boolean): void {
+  const mod = modrm >> 6;
+  const rmf = modrm & 7;
+  i.reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
+  if (mod === 3 || rmAlwaysReg) {
+    i.isMem = false;
+    i.rm = rmf | ((rex & 1) << 3);
+    return;
+  }
+  i.isMem = true;
+  if (rmf === 4) {
+    const sib = src.next();
+    const idx = ((sib >> 3) & 7) | ((rex & 2) << 2);
+    i.index = idx === 4 ? -1 : idx;
+    i.scale = 1 << (sib >> 6);
+    const base = sib & 7;
+    if (base === 5 && mod === 0) {
+      i.base = -1;
+      i.disp = src.s32();
+    } else i.base = base | ((rex & 1) << 3);
+  } else if (rmf === 5 && mod === 0) {
+    i.base = -1;
+    i.disp = src.s32();
+    i.ripRel = mode64;
+  } else i.base = rmf | ((rex & 1) << 3);
+  if (mod === 1) i.disp += src.s8();
+  else if (mod === 2) i.disp += src.s32();
+}
+
+/** One-byte and 0F opcodes whose undefined forms still carry a ModRM byte (so #UD counts name the form). */
+function opcodeTakesModrm(opcode: number): boolean {
+  return (opcode >= 0xd8 && opcode <= 0xdf) || (opcode >= 0x110 && opcode <= 0x17f) || (opcode >= 0x1c2 && opcode <= 0x1c7) || (opcode >= 0x1d0);
+}
+
+function undefinedInsn(source: ByteSource, why: string | undefined): Insn {
+  const i = new Insn(ud);
+  i.len = source.len;
+  i.mnemonic = why === undefined ? source.hex() : `${source.hex()} (${why})`;
+  return i;
+}
+
+import { xchgAR } from "../exec/move.js";
+const OPCODES_XCHG = xchgAR;

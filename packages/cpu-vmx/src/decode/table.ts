@@ -1,0 +1,343 @@
+/**
+ * The decode table: every opcode the interpreter implements, as data. The decoder, the
+ * handlers' dispatch and the decoder tests are all driven from this one table (STYLE 10).
+ *
+ * Operand notation follows the SDM's opcode-map abbreviations (Vol. 2D, Appendix A.2): E = r/m,
+ * G = ModRM.reg, I = immediate, J = relative offset, M = memory only, O = moffs, Z = register in
+ * the opcode's low bits; size letters b = byte, w = word, d = doubleword, q = quadword,
+ * v = operand size, z = word or doubleword (sign-extended to 64 bits), y = d or q.
+ * Mnemonics are lower case, as iced-x86 and the SDM's index spell them.
+ */
+import type { Handler } from "./insn.js";
+import * as alu from "../exec/alu.js";
+import * as bits from "../exec/bits.js";
+import * as control from "../exec/control.js";
+import * as move from "../exec/move.js";
+import * as muldiv from "../exec/muldiv.js";
+import * as shift from "../exec/shift.js";
+import * as stack from "../exec/stack.js";
+import * as str from "../exec/string.js";
+import * as sys from "../exec/system.js";
+
+// ---- Decode flags ----
+/** A ModRM byte follows the opcode. */
+export const F_MODRM = 1 << 0;
+/** Byte operand size. */
+export const F_BYTE = 1 << 1;
+/** imm8 (zero-extended). */
+export const F_IMM8 = 1 << 2;
+/** imm8 sign-extended to the operand size. */
+export const F_IMM8S = 1 << 3;
+/** imm16. */
+export const F_IMM16 = 1 << 4;
+/** imm16 or imm32 by operand size; a 32-bit immediate is sign-extended for 64-bit operands. */
+export const F_IMMZ = 1 << 5;
+/** imm16/32/64 by operand size (MOV r, imm). */
+export const F_IMMV = 1 << 6;
+/** rel8. */
+export const F_REL8 = 1 << 7;
+/** rel16/rel32 (rel32 in 64-bit mode). */
+export const F_RELZ = 1 << 8;
+/** Default operand size 64 in 64-bit mode (0x66 gives 16). */
+export const F_D64 = 1 << 9;
+/** Operand size forced to 64 in 64-bit mode (near branches; 0x66 ignored, as Intel does). */
+export const F_F64 = 1 << 10;
+/** The r/m operand must be memory (a register form is #UD). */
+export const F_MEM = 1 << 11;
+/** Register encoded in the opcode's low three bits (+ REX.B). */
+export const F_OPREG = 1 << 12;
+/** Invalid in 64-bit mode. */
+export const F_NO64 = 1 << 13;
+/** Valid only in 64-bit mode. */
+export const F_ONLY64 = 1 << 14;
+/** moffs: an address-size immediate offset. */
+export const F_MOFFS = 1 << 15;
+/** ptr16:16/32 far pointer. */
+export const F_FARPTR = 1 << 16;
+/** imm16 then imm8 (ENTER). */
+export const F_ENTER = 1 << 17;
+/** ModRM.rm is a register whatever mod says (MOV to/from CR and DR). */
+export const F_RMREG = 1 << 18;
+/** Operand size is 64 in 64-bit mode and 32 otherwise, prefixes ignored (MOV CR/DR). */
+export const F_NATIVE = 1 << 19;
+/** String instruction: REP prefixes are meaningful. */
+export const F_STRING = 1 << 20;
+
+export interface OpSpec {
+  readonly mnemonic: string;
+  readonly operands: string;
+  readonly exec: Handler;
+  readonly flags: number;
+  /** Sub-operation passed to the handler in `Insn.cc`. */
+  readonly cc: number;
+}
+
+/** An opcode whose meaning depends on ModRM.reg (and, for some, on a register-form ModRM byte). */
+export interface GroupSpec {
+  readonly group: readonly (OpSpec | undefined)[];
+  readonly flags: number;
+  /** Register forms (mod = 3) selected by the whole ModRM byte (0F 01 C1 VMCALL and friends). */
+  readonly regForms?: ReadonlyMap<number, OpSpec>;
+}
+
+export type Entry = OpSpec | GroupSpec;
+
+/** Opcode -> entry, and the F3-prefixed variants (POPCNT, TZCNT, LZCNT, PAUSE). */
+export const OPCODES = new Map<number, Entry>();
+export const F3_VARIANTS = new Map<number, OpSpec>();
+
+function op(mnemonic: string, operands: string, exec: Handler, flags = 0, cc = 0): OpSpec {
+  return { mnemonic, operands, exec, flags, cc };
+}
+
+function def(opcode: number, entry: Entry): void {
+  if (OPCODES.has(opcode)) throw new Error(`decode table: opcode ${opcode.toString(16)} defined twice`);
+  OPCODES.set(opcode, entry);
+}
+
+const ALU_NAMES = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"] as const;
+const CC_NAMES = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"] as const;
+const SHIFT_NAMES = ["rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"] as const;
+
+// ---- One-byte map ----
+for (let k = 0; k < 8; k++) {
+  const base = k * 8;
+  const m = ALU_NAMES[k]!;
+  def(base + 0, op(m, "Eb,Gb", alu.aluEG, F_MODRM | F_BYTE, k));
+  def(base + 1, op(m, "Ev,Gv", alu.aluEG, F_MODRM, k));
+  def(base + 2, op(m, "Gb,Eb", alu.aluGE, F_MODRM | F_BYTE, k));
+  def(base + 3, op(m, "Gv,Ev", alu.aluGE, F_MODRM, k));
+  def(base + 4, op(m, "AL,Ib", alu.aluAI, F_BYTE | F_IMM8, k));
+  def(base + 5, op(m, "rAX,Iz", alu.aluAI, F_IMMZ, k));
+}
+for (let r = 0; r < 8; r++) {
+  def(0x40 + r, op("inc", "Zv", alu.incE, F_OPREG | F_NO64));
+  def(0x48 + r, op("dec", "Zv", alu.decE, F_OPREG | F_NO64));
+  def(0x50 + r, op("push", "Zv", stack.pushR, F_OPREG | F_D64));
+  def(0x58 + r, op("pop", "Zv", stack.popR, F_OPREG | F_D64));
+}
+def(0x63, op("movsxd", "Gv,Ed", move.movsx, F_MODRM | F_ONLY64, 4));
+def(0x68, op("push", "Iz", stack.pushI, F_IMMZ | F_D64));
+def(0x69, op("imul", "Gv,Ev,Iz", muldiv.imulGEI, F_MODRM | F_IMMZ));
+def(0x6a, op("push", "Ib", stack.pushI, F_IMM8S | F_D64));
+def(0x6b, op("imul", "Gv,Ev,Ib", muldiv.imulGEI, F_MODRM | F_IMM8S));
+def(0x6c, op("insb", "Yb,DX", str.ins, F_BYTE | F_STRING));
+def(0x6d, op("insd", "Yz,DX", str.ins, F_STRING));
+def(0x6e, op("outsb", "DX,Xb", str.outs, F_BYTE | F_STRING));
+def(0x6f, op("outsd", "DX,Xz", str.outs, F_STRING));
+for (let c = 0; c < 16; c++) def(0x70 + c, op(`j${CC_NAMES[c]}`, "Jb", control.jccRel, F_REL8 | F_F64, c));
+const group1 = (flags: number, operands: string) => ({
+  group: ALU_NAMES.map((m, k) => op(m, operands, alu.aluEI, flags, k)),
+  flags: F_MODRM,
+});
+def(0x80, group1(F_BYTE | F_IMM8, "Eb,Ib"));
+def(0x81, group1(F_IMMZ, "Ev,Iz"));
+def(0x82, { ...group1(F_BYTE | F_IMM8 | F_NO64, "Eb,Ib") });
+def(0x83, group1(F_IMM8S, "Ev,Ib"));
+def(0x84, op("test", "Eb,Gb", alu.testEG, F_MODRM | F_BYTE));
+def(0x85, op("test", "Ev,Gv", alu.testEG, F_MODRM));
+def(0x86, op("xchg", "Eb,Gb", move.xchgEG, F_MODRM | F_BYTE));
+def(0x87, op("xchg", "Ev,Gv", move.xchgEG, F_MODRM));
+def(0x88, op("mov", "Eb,Gb", move.movEG, F_MODRM | F_BYTE));
+def(0x89, op("mov", "Ev,Gv", move.movEG, F_MODRM));
+def(0x8a, op("mov", "Gb,Eb", move.movGE, F_MODRM | F_BYTE));
+def(0x8b, op("mov", "Gv,Ev", move.movGE, F_MODRM));
+def(0x8c, op("mov", "Ev,Sw", sys.movESreg, F_MODRM));
+def(0x8d, op("lea", "Gv,M", move.lea, F_MODRM | F_MEM));
+def(0x8e, op("mov", "Sw,Ew", sys.movSregE, F_MODRM));
+def(0x8f, { group: [op("pop", "Ev", stack.popE, F_D64)], flags: F_MODRM });
+def(0x90, op("nop", "", move.nop, 0));
+for (let r = 1; r < 8; r++) def(0x90 + r, op("xchg", "Zv,rAX", move.xchgAR, F_OPREG));
+def(0x98, op("cwde", "", move.cbw, 0));
+def(0x99, op("cdq", "", move.cwd, 0));
+def(0x9b, op("wait", "", move.nop, 0));
+def(0x9c, op("pushf", "", stack.pushf, F_D64));
+def(0x9d, op("popf", "", stack.popf, F_D64));
+def(0x9e, op("sahf", "", move.sahf, 0));
+def(0x9f, op("lahf", "", move.lahf, 0));
+def(0xa0, op("mov", "AL,Ob", move.movMoffs, F_MOFFS | F_BYTE, 0));
+def(0xa1, op("mov", "rAX,Ov", move.movMoffs, F_MOFFS, 0));
+def(0xa2, op("mov", "Ob,AL", move.movMoffs, F_MOFFS | F_BYTE, 1));
+def(0xa3, op("mov", "Ov,rAX", move.movMoffs, F_MOFFS, 1));
+def(0xa4, op("movsb", "Yb,Xb", str.movs, F_BYTE | F_STRING));
+def(0xa5, op("movsd", "Yv,Xv", str.movs, F_STRING));
+def(0xa6, op("cmpsb", "Xb,Yb", str.cmps, F_BYTE | F_STRING));
+def(0xa7, op("cmpsd", "Xv,Yv", str.cmps, F_STRING));
+def(0xa8, op("test", "AL,Ib", alu.testEI, F_BYTE | F_IMM8));
+def(0xa9, op("test", "rAX,Iz", alu.testEI, F_IMMZ));
+def(0xaa, op("stosb", "Yb,AL", str.stos, F_BYTE | F_STRING));
+def(0xab, op("stosd", "Yv,rAX", str.stos, F_STRING));
+def(0xac, op("lodsb", "AL,Xb", str.lods, F_BYTE | F_STRING));
+def(0xad, op("lodsd", "rAX,Xv", str.lods, F_STRING));
+def(0xae, op("scasb", "AL,Yb", str.scas, F_BYTE | F_STRING));
+def(0xaf, op("scasd", "rAX,Yv", str.scas, F_STRING));
+for (let r = 0; r < 8; r++) {
+  def(0xb0 + r, op("mov", "Zb,Ib", move.movRI, F_OPREG | F_BYTE | F_IMM8));
+  def(0xb8 + r, op("mov", "Zv,Iv", move.movRI, F_OPREG | F_IMMV));
+}
+const group2 = (flags: number, exec: Handler, operands: string) => ({
+  group: SHIFT_NAMES.map((m, k) => op(m, operands, exec, flags, k)),
+  flags: F_MODRM,
+});
+def(0xc0, group2(F_BYTE | F_IMM8, shift.shiftEI, "Eb,Ib"));
+def(0xc1, group2(F_IMM8, shift.shiftEI, "Ev,Ib"));
+def(0xc2, op("ret", "Iw", control.ret, F_IMM16 | F_F64));
+def(0xc3, op("ret", "", control.ret, F_F64));
+def(0xc6, { group: [op("mov", "Eb,Ib", move.movEI, F_BYTE | F_IMM8)], flags: F_MODRM });
+def(0xc7, { group: [op("mov", "Ev,Iz", move.movEI, F_IMMZ)], flags: F_MODRM });
+def(0xc8, op("enter", "Iw,Ib", stack.enter, F_ENTER | F_D64));
+def(0xc9, op("leave", "", stack.leave, F_D64));
+def(0xca, op("retf", "Iw", control.retFar, F_IMM16));
+def(0xcb, op("retf", "", control.retFar, 0));
+def(0xcc, op("int3", "", control.int3, 0));
+def(0xcd, op("int", "Ib", control.intN, F_IMM8));
+def(0xce, op("into", "", control.into, F_NO64));
+def(0xcf, op("iretd", "", control.iret, 0));
+def(0xd0, group2(F_BYTE, shift.shiftE1, "Eb,1"));
+def(0xd1, group2(0, shift.shiftE1, "Ev,1"));
+def(0xd2, group2(F_BYTE, shift.shiftECL, "Eb,CL"));
+def(0xd3, group2(0, shift.shiftECL, "Ev,CL"));
+def(0xe0, op("loopne", "Jb", control.loop, F_REL8 | F_F64, 0));
+def(0xe1, op("loope", "Jb", control.loop, F_REL8 | F_F64, 1));
+def(0xe2, op("loop", "Jb", control.loop, F_REL8 | F_F64, 2));
+def(0xe3, op("jecxz", "Jb", control.loop, F_REL8 | F_F64, 3));
+def(0xe4, op("in", "AL,Ib", sys.inPort, F_BYTE | F_IMM8, 0));
+def(0xe5, op("in", "eAX,Ib", sys.inPort, F_IMM8, 0));
+def(0xe6, op("out", "Ib,AL", sys.outPort, F_BYTE | F_IMM8, 0));
+def(0xe7, op("out", "Ib,eAX", sys.outPort, F_IMM8, 0));
+def(0xe8, op("call", "Jz", control.callRel, F_RELZ | F_F64));
+def(0xe9, op("jmp", "Jz", control.jmpRel, F_RELZ | F_F64));
+def(0xea, op("jmp", "Ap", control.jmpFarPtr, F_FARPTR | F_NO64));
+def(0xeb, op("jmp", "Jb", control.jmpRel, F_REL8 | F_F64));
+def(0xec, op("in", "AL,DX", sys.inPort, F_BYTE, 1));
+def(0xed, op("in", "eAX,DX", sys.inPort, 0, 1));
+def(0xee, op("out", "DX,AL", sys.outPort, F_BYTE, 1));
+def(0xef, op("out", "DX,eAX", sys.outPort, 0, 1));
+def(0xf4, op("hlt", "", control.hlt, 0));
+def(0xf5, op("cmc", "", move.flagOp, 0, 2));
+const group3 = (byte: number, imm: number, vs: string) => ({
+  group: [
+    op("test", `E${vs},I${vs === "b" ? "b" : "z"}`, alu.testEI, byte | imm),
+    op("test", `E${vs},I${vs === "b" ? "b" : "z"}`, alu.testEI, byte | imm),
+    op("not", `E${vs}`, alu.notE, byte),
+    op("neg", `E${vs}`, alu.negE, byte),
+    op("mul", `E${vs}`, muldiv.mulE, byte),
+    op("imul", `E${vs}`, muldiv.imul1E, byte),
+    op("div", `E${vs}`, muldiv.divE, byte),
+    op("idiv", `E${vs}`, muldiv.idivE, byte),
+  ],
+  flags: F_MODRM,
+});
+def(0xf6, group3(F_BYTE, F_IMM8, "b"));
+def(0xf7, group3(0, F_IMMZ, "v"));
+def(0xf8, op("clc", "", move.flagOp, 0, 0));
+def(0xf9, op("stc", "", move.flagOp, 0, 1));
+def(0xfa, op("cli", "", sys.cliSti, 0, 0));
+def(0xfb, op("sti", "", sys.cliSti, 0, 1));
+def(0xfc, op("cld", "", move.flagOp, 0, 3));
+def(0xfd, op("std", "", move.flagOp, 0, 4));
+def(0xfe, { group: [op("inc", "Eb", alu.incE, F_BYTE), op("dec", "Eb", alu.decE, F_BYTE)], flags: F_MODRM });
+def(0xff, {
+  group: [
+    op("inc", "Ev", alu.incE, 0),
+    op("dec", "Ev", alu.decE, 0),
+    op("call", "Ev", control.callE, F_F64),
+    op("call", "Mp", control.farIndirect, F_MEM, 1),
+    op("jmp", "Ev", control.jmpE, F_F64),
+    op("jmp", "Mp", control.farIndirect, F_MEM, 0),
+    op("push", "Ev", stack.pushE, F_D64),
+  ],
+  flags: F_MODRM,
+});
+
+// ---- Two-byte map (0F xx = 0x100 + xx) ----
+const T = 0x100;
+def(T + 0x00, {
+  group: [op("sldt", "Ew", sys.group6, 0, 0), op("str", "Ew", sys.group6, 0, 1), op("lldt", "Ew", sys.group6, 0, 2), op("ltr", "Ew", sys.group6, 0, 3)],
+  flags: F_MODRM,
+});
+def(T + 0x01, {
+  group: [
+    op("sgdt", "Ms", sys.descriptorTable, F_MEM, 0),
+    op("sidt", "Ms", sys.descriptorTable, F_MEM, 1),
+    op("lgdt", "Ms", sys.descriptorTable, F_MEM, 2),
+    op("lidt", "Ms", sys.descriptorTable, F_MEM, 3),
+    op("smsw", "Ew", sys.smsw, 0),
+    undefined,
+    op("lmsw", "Ew", sys.lmsw, 0),
+    op("invlpg", "Mb", sys.invlpg, F_MEM),
+  ],
+  flags: F_MODRM,
+  regForms: new Map<number, OpSpec>([
+    [0xc1, op("vmcall", "", sys.vmcall, 0)],
+    [0xca, op("clac", "", sys.clacStac, 0, 0)],
+    [0xcb, op("stac", "", sys.clacStac, 0, 1)],
+    [0xf8, op("swapgs", "", sys.swapgs, 0)],
+    [0xf9, op("rdtscp", "", sys.rdtscp, 0)],
+    ...Array.from({ length: 8 }, (_, r) => [0xe0 + r, op("smsw", "Rv", sys.smsw, 0)] as [number, OpSpec]),
+    ...Array.from({ length: 8 }, (_, r) => [0xf0 + r, op("lmsw", "Rw", sys.lmsw, 0)] as [number, OpSpec]),
+  ]),
+});
+def(T + 0x05, op("syscall", "", control.syscall, F_ONLY64));
+def(T + 0x06, op("clts", "", sys.clts, 0));
+def(T + 0x07, op("sysret", "", control.sysret, F_ONLY64));
+def(T + 0x08, op("invd", "", sys.cacheFlush, 0));
+def(T + 0x09, op("wbinvd", "", sys.cacheFlush, 0));
+def(T + 0x0b, op("ud2", "", sys.ud, 0));
+def(T + 0x0d, op("nop", "Ev", move.nop, F_MODRM)); // PREFETCHW hint space
+for (let k = 0x18; k <= 0x1f; k++) def(T + k, op("nop", "Ev", move.nop, F_MODRM)); // hint NOPs, 0F 1F /0 multi-byte NOP
+def(T + 0x20, op("mov", "Rd,Cd", sys.movFromCr, F_MODRM | F_RMREG | F_NATIVE));
+def(T + 0x21, op("mov", "Rd,Dd", sys.movDr, F_MODRM | F_RMREG | F_NATIVE, 0));
+def(T + 0x22, op("mov", "Cd,Rd", sys.movToCr, F_MODRM | F_RMREG | F_NATIVE));
+def(T + 0x23, op("mov", "Dd,Rd", sys.movDr, F_MODRM | F_RMREG | F_NATIVE, 1));
+def(T + 0x30, op("wrmsr", "", sys.msrAccess, 0, 1));
+def(T + 0x31, op("rdtsc", "", sys.rdtsc, 0));
+def(T + 0x32, op("rdmsr", "", sys.msrAccess, 0, 0));
+for (let c = 0; c < 16; c++) {
+  def(T + 0x40 + c, op(`cmov${CC_NAMES[c]}`, "Gv,Ev", move.cmov, F_MODRM, c));
+  def(T + 0x80 + c, op(`j${CC_NAMES[c]}`, "Jz", control.jccRel, F_RELZ | F_F64, c));
+  def(T + 0x90 + c, op(`set${CC_NAMES[c]}`, "Eb", move.setcc, F_MODRM | F_BYTE, c));
+}
+def(T + 0xa0, op("push", "FS", sys.pushPopSeg, F_D64, 0));
+def(T + 0xa1, op("pop", "FS", sys.pushPopSeg, F_D64, 1));
+def(T + 0xa2, op("cpuid", "", sys.cpuid, 0));
+def(T + 0xa3, op("bt", "Ev,Gv", bits.btEG, F_MODRM, 0));
+def(T + 0xa4, op("shld", "Ev,Gv,Ib", shift.shldImm, F_MODRM | F_IMM8, 0));
+def(T + 0xa5, op("shld", "Ev,Gv,CL", shift.shldCL, F_MODRM, 0));
+def(T + 0xa8, op("push", "GS", sys.pushPopSeg, F_D64, 0));
+def(T + 0xa9, op("pop", "GS", sys.pushPopSeg, F_D64, 1));
+def(T + 0xab, op("bts", "Ev,Gv", bits.btEG, F_MODRM, 1));
+def(T + 0xac, op("shrd", "Ev,Gv,Ib", shift.shldImm, F_MODRM | F_IMM8, 1));
+def(T + 0xad, op("shrd", "Ev,Gv,CL", shift.shldCL, F_MODRM, 1));
+def(T + 0xae, {
+  // Group 15: fences and CLFLUSH are no-ops for an in-order interpreter; the rest (FXSAVE...) is #UD.
+  group: [undefined, undefined, undefined, undefined, undefined, op("lfence", "", move.nop, 0), op("mfence", "", move.nop, 0), op("clflush", "Mb", move.nop, 0)],
+  flags: F_MODRM,
+});
+def(T + 0xaf, op("imul", "Gv,Ev", muldiv.imulGE, F_MODRM));
+def(T + 0xb0, op("cmpxchg", "Eb,Gb", move.cmpxchg, F_MODRM | F_BYTE));
+def(T + 0xb1, op("cmpxchg", "Ev,Gv", move.cmpxchg, F_MODRM));
+def(T + 0xb3, op("btr", "Ev,Gv", bits.btEG, F_MODRM, 2));
+def(T + 0xb6, op("movzx", "Gv,Eb", move.movzx, F_MODRM, 1));
+def(T + 0xb7, op("movzx", "Gv,Ew", move.movzx, F_MODRM, 2));
+def(T + 0xba, {
+  group: [undefined, undefined, undefined, undefined, op("bt", "Ev,Ib", bits.btEI, F_IMM8, 0), op("bts", "Ev,Ib", bits.btEI, F_IMM8, 1), op("btr", "Ev,Ib", bits.btEI, F_IMM8, 2), op("btc", "Ev,Ib", bits.btEI, F_IMM8, 3)],
+  flags: F_MODRM,
+});
+def(T + 0xbb, op("btc", "Ev,Gv", bits.btEG, F_MODRM, 3));
+def(T + 0xbc, op("bsf", "Gv,Ev", bits.bsfBsr, F_MODRM, 0));
+def(T + 0xbd, op("bsr", "Gv,Ev", bits.bsfBsr, F_MODRM, 1));
+def(T + 0xbe, op("movsx", "Gv,Eb", move.movsx, F_MODRM, 1));
+def(T + 0xbf, op("movsx", "Gv,Ew", move.movsx, F_MODRM, 2));
+def(T + 0xc0, op("xadd", "Eb,Gb", move.xadd, F_MODRM | F_BYTE));
+def(T + 0xc1, op("xadd", "Ev,Gv", move.xadd, F_MODRM));
+for (let r = 0; r < 8; r++) def(T + 0xc8 + r, op("bswap", "Zy", bits.bswap, F_OPREG));
+
+F3_VARIANTS.set(0x90, op("pause", "", move.nop, 0));
+F3_VARIANTS.set(T + 0xb8, op("popcnt", "Gv,Ev", bits.popcnt, F_MODRM));
+F3_VARIANTS.set(T + 0xbc, op("tzcnt", "Gv,Ev", bits.tzcntLzcnt, F_MODRM, 0));
+F3_VARIANTS.set(T + 0xbd, op("lzcnt", "Gv,Ev", bits.tzcntLzcnt, F_MODRM, 1));
+
+export function isGroup(e: Entry): e is GroupSpec {
+  return (e as GroupSpec).group !== undefined;
+}

@@ -1,0 +1,475 @@
+/**
+ * System instructions: control and debug registers, descriptor tables, TR/LDTR, INVLPG, port
+ * I/O, CPUID, RDMSR/WRMSR, RDTSC(P), SWAPGS, CLI/STI, CLAC/STAC, segment-register moves
+ * (SDM Vol. 2 and Vol. 3A ch. 2-6). Privileged ones raise #GP(0) above CPL 0.
+ */
+import { Vector } from "@vtlab/arch";
+import { type Cpu, toSigned64 } from "../cpu.js";
+import type { Insn } from "../decode/insn.js";
+import {
+  CR0_PE,
+  CR0_PG,
+  CR0_TS,
+  CR0_WP,
+  CR4_LA57,
+  CR4_PAE,
+  CR4_PGE,
+  CR4_SUPPORTED,
+  CR4_TSD,
+  EFER_LMA,
+  EFER_LME,
+  EFER_WRITABLE,
+  MSR,
+  RFLAGS_AC,
+  RFLAGS_IF,
+  RFLAGS_IOPL,
+  Seg,
+} from "../regs.js";
+import { ea, readE, readReg, writeE, writeReg } from "./operands.js";
+import { checkIo } from "./string.js";
+
+const TWO_32 = 0x1_0000_0000;
+
+function privileged(cpu: Cpu): void {
+  if (cpu.cpl !== 0) cpu.gp(0);
+}
+
+/** MOV r, CRn (0F 20): `i.reg` = CR number, `i.rm` = GPR. */
+export function movFromCr(cpu: Cpu, i: Insn): void {
+  privileged(cpu);
+  let v: number;
+  switch (i.reg) {
+    case 0:
+      v = cpu.cr0 >>> 0;
+      break;
+    case 2:
+      v = cpu.cr2;
+      break;
+    case 3:
+      v = cpu.cr3;
+      break;
+    case 4:
+      v = cpu.cr4;
+      break;
+    case 8:
+      v = cpu.cr8;
+      break;
+    default:
+      cpu.undefinedOpcode(`0f 20 (mov from cr${i.reg})`);
+  }
+  if (cpu.mode64) cpu.setRegFromNumber(i.rm, v < 0 ? v : v);
+  else cpu.setReg32(i.rm, v | 0);
+}
+
+/** MOV CRn, r (0F 22), with the SDM's checks for CR0, CR3, CR4 and CR8. */
+export function movToCr(cpu: Cpu, i: Insn): void {
+  privileged(cpu);
+  const lo = cpu.lo[i.rm]! >>> 0;
+  const hi = cpu.mode64 ? cpu.hi[i.rm]! >>> 0 : 0;
+  switch (i.reg) {
+    case 0:
+      writeCr0(cpu, lo, hi);
+      return;
+    case 2:
+      cpu.cr2 = cpu.mode64 ? toSigned64(lo, hi) : lo;
+      return;
+    case 3: {
+      // Bits 63:MAXPHYADDR are reserved (#GP); PCID (bits 11:0) is kept without CR4.PCIDE meaning.
+      const maxBits = cpu.paging.maxPhyAddr;
+      if (maxBits < 64 && hi >>> (maxBits - 32) !== 0) cpu.gp(0);
+      cpu.cr3 = hi * TWO_32 + lo;
+      cpu.flushTlb((cpu.cr4 & CR4_PGE) !== 0);
+      return;
+    }
+    case 4:
+      writeCr4(cpu, lo, hi);
+      return;
+    case 8:
+      if (hi !== 0 || lo > 15) cpu.gp(0);
+      cpu.cr8 = lo;
+      return;
+    default:
+      cpu.undefinedOpcode(`0f 22 (mov to cr${i.reg})`);
+  }
+}
+
+export function writeCr0(cpu: Cpu, lo: number, hi: number): void {
+  if (hi !== 0) cpu.gp(0);
+  if ((lo & CR0_PG) !== 0 && (lo & CR0_PE) === 0) cpu.gp(0);
+  if ((lo & CR0_PE) === 0) cpu.undefinedOpcode("real mode (CR0.PE = 0)");
+  const old = cpu.cr0;
+  const next = (lo | 0x10) | 0; // ET is hardwired to 1
+  if ((next & CR0_PG) !== 0 && (old & CR0_PG) === 0 && (cpu.efer & EFER_LME) !== 0 && (cpu.cr4 & CR4_PAE) === 0) cpu.gp(0);
+  if ((next & CR0_PG) === 0 && (old & CR0_PG) !== 0 && cpu.mode64) cpu.gp(0); // leaving long mode from 64-bit code
+  cpu.cr0 = next;
+  if (((old ^ next) & (CR0_PG | CR0_WP | CR0_PE)) !== 0) {
+    cpu.updateLongMode();
+    cpu.flushTlb(false);
+  }
+}
+
+export function writeCr4(cpu: Cpu, lo: number, hi: number): void {
+  if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0) cpu.gp(0);
+  const old = cpu.cr4;
+  if ((cpu.efer & EFER_LMA) !== 0 && (lo & CR4_PAE) === 0) cpu.gp(0);
+  if ((cpu.efer & EFER_LMA) !== 0 && ((old ^ lo) & CR4_LA57) !== 0) cpu.gp(0);
+  cpu.cr4 = lo;
+  cpu.updateMode();
+  if (((old ^ lo) & ~0) !== 0) cpu.flushTlb(false);
+}
+
+/** MOV r, DRn / MOV DRn, r (0F 21, 0F 23): stored; breakpoints themselves are not modelled. */
+export function movDr(cpu: Cpu, i: Insn): void {
+  privileged(cpu);
+  const n = i.reg === 4 ? 6 : i.reg === 5 ? 7 : i.reg;
+  if (n > 7) cpu.undefinedOpcode(`mov dr${i.reg}`);
+  if (i.cc === 0) cpu.setRegFromNumber(i.rm, cpu.dr[n]!);
+  else cpu.dr[n] = cpu.mode64 ? toSigned64(cpu.lo[i.rm]!, cpu.hi[i.rm]!) : cpu.lo[i.rm]! >>> 0;
+}
+
+/** LGDT/LIDT (0F 01 /2, /3) and SGDT/SIDT (/0, /1): `i.cc` 0 SGDT, 1 SIDT, 2 LGDT, 3 LIDT. */
+export function descriptorTable(cpu: Cpu, i: Insn): void {
+  const lin = ea(cpu, i);
+  const gdt = (i.cc & 1) === 0;
+  if (i.cc >= 2) {
+    privileged(cpu);
+    const limit = cpu.read16(lin);
+    const baseLo = cpu.read32(lin + 2) >>> 0;
+    const base = cpu.mode64 ? toSigned64(baseLo, cpu.read32(lin + 6)) : i.opSize === 2 ? baseLo & 0xffffff : baseLo;
+    if (gdt) {
+      cpu.gdtrLimit = limit;
+      cpu.gdtrBase = base;
+    } else {
+      cpu.idtrLimit = limit;
+      cpu.idtrBase = base;
+    }
+    return;
+  }
+  const limit = gdt ? cpu.gdtrLimit : cpu.idtrLimit;
+  const base = gdt ? cpu.gdtrBase : cpu.idtrBase;
+  const u = base < 0 ? base + 2 ** 64 : base;
+  cpu.write16(lin, limit);
+  cpu.write32(lin + 2, u >>> 0);
+  if (cpu.mode64) cpu.write32(lin + 6, Math.floor(u / TWO_32) | 0);
+}
+
+/** Group 6 (0F 00): SLDT /0, STR /1, LLDT /2, LTR /3. */
+export function group6(cpu: Cpu, i: Insn): void {
+  switch (i.cc) {
+    case 0:
+      writeE(cpu, i, i.isMem ? 2 : i.opSize, cpu.ldtr.selector, 0, false);
+      return;
+    case 1:
+      writeE(cpu, i, i.isMem ? 2 : i.opSize, cpu.tr.selector, 0, false);
+      return;
+    case 2:
+    case 3: {
+      privileged(cpu);
+      const selector = readE(cpu, i, 2) & 0xffff;
+      const isTr = i.cc === 3;
+      if ((selector & 0xfffc) === 0) {
+        if (isTr) cpu.gp(0);
+        cpu.ldtr.selector = 0;
+        cpu.ldtr.limit = 0;
+        return;
+      }
+      if ((selector & 4) !== 0) cpu.gp(selector & 0xfffc);
+      const d = cpu.loadDescriptor(selector);
+      const type = d.attr & 0x1f;
+      // LTR: an available 64-bit TSS (type 9); LLDT: an LDT (type 2). System descriptors are 16 bytes in IA-32e mode.
+      if (isTr ? type !== 0x09 : type !== 0x02) cpu.gp(selector & 0xfffc);
+      if ((d.attr & 0x80) === 0) cpu.fault(Vector.NP, selector & 0xfffc);
+      let base = d.base;
+      if ((cpu.efer & EFER_LMA) !== 0) {
+        const upper = cpu.readAccess(cpu.gdtrBase + (selector & 0xfff8) + 8, 4, 0x100);
+        base = toSigned64(d.base, upper);
+      }
+      const target = isTr ? cpu.tr : cpu.ldtr;
+      target.selector = selector;
+      target.base = base;
+      target.limit = d.limit;
+      target.attr = d.attr;
+      if (isTr) {
+        // Mark the descriptor busy (type 11).
+        const at = cpu.gdtrBase + (selector & 0xfff8) + 5;
+        cpu.write8(at, cpu.read8(at) | 0x02);
+        target.attr |= 0x02;
+      }
+    }
+  }
+}
+
+/** SMSW (0F 01 /4), LMSW (/6), CLTS (0F 06). */
+export function smsw(cpu: Cpu, i: Insn): void {
+  writeE(cpu, i, i.isMem ? 2 : i.opSize, cpu.cr0, 0, false);
+}
+export function lmsw(cpu: Cpu, i: Insn): void {
+  privileged(cpu);
+  const v = readE(cpu, i, 2) & 0xf;
+  // LMSW cannot clear PE.
+  writeCr0(cpu, ((cpu.cr0 & ~0xe) | v | (cpu.cr0 & CR0_PE)) >>> 0, 0);
+}
+export function clts(cpu: Cpu): void {
+  privileged(cpu);
+  cpu.cr0 &= ~CR0_TS;
+}
+
+/** INVLPG m (0F 01 /7). */
+export function invlpg(cpu: Cpu, i: Insn): void {
+  privileged(cpu);
+  cpu.invalidatePage(ea(cpu, i));
+}
+
+/** IN AL/AX/EAX, imm8 / DX (E4, E5, EC, ED): `i.cc` 1 = port in DX. */
+export function inPort(cpu: Cpu, i: Insn): void {
+  checkIo(cpu);
+  const port = i.cc === 1 ? cpu.lo[2]! & 0xffff : i.imm & 0xff;
+  const size = Math.min(i.opSize, 4) as 1 | 2 | 4;
+  writeReg(cpu, 0, false, size, cpu.ports.read(port, size), 0);
+}
+
+/** OUT imm8 / DX, AL/AX/EAX (E6, E7, EE, EF). */
+export function outPort(cpu: Cpu, i: Insn): void {
+  checkIo(cpu);
+  const port = i.cc === 1 ? cpu.lo[2]! & 0xffff : i.imm & 0xff;
+  const size = Math.min(i.opSize, 4) as 1 | 2 | 4;
+  cpu.ports.write(port, size, readReg(cpu, 0, false, size));
+}
+
+/** CPUID (0F A2). */
+export function cpuid(cpu: Cpu): void {
+  const out = cpu.cpuidOut;
+  const leaf = cpu.lo[0]! >>> 0;
+  const sub = cpu.lo[1]! >>> 0;
+  out.fill(0);
+  if (cpu.hooks.cpuid !== undefined) cpu.hooks.cpuid(leaf, sub, out);
+  else defaultCpuid(cpu, leaf, sub, out);
+  cpu.setReg32(0, out[0]!);
+  cpu.setReg32(3, out[1]!);
+  cpu.setReg32(1, out[2]!);
+  cpu.setReg32(2, out[3]!);
+}
+
+const ascii = (s: string): number => s.charCodeAt(0) | (s.charCodeAt(1) << 8) | (s.charCodeAt(2) << 16) | (s.charCodeAt(3) << 24);
+
+/**
+ * The CPU this interpreter is, as CPUID describes it: only what it implements. Vendor
+ * "GenuineIntel" (it models an Intel VT-x processor); no x87/SSE; LM, NX, SYSCALL, 1 GiB pages,
+ * RDTSCP, PGE, PAT, CMOV, POPCNT, LZCNT, SMEP, SMAP, LAHF in 64-bit mode.
+ */
+export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Array): void {
+  void sub;
+  switch (leaf) {
+    case 0:
+      out[0] = 7;
+      out[1] = ascii("Genu");
+      out[3] = ascii("ineI");
+      out[2] = ascii("ntel");
+      return;
+    case 1:
+      out[0] = 0x000506e3; // family 6, model 0x5e (a Skylake-era signature)
+      out[1] = 0x00010000; // one logical processor
+      out[2] = 1 << 23; // POPCNT
+      // TSC(4) MSR(5) PAE(6) PGE(13) CMOV(15) PAT(16)
+      out[3] = (1 << 4) | (1 << 5) | (1 << 6) | (1 << 13) | (1 << 15) | (1 << 16);
+      return;
+    case 7:
+      if (sub === 0) {
+        out[1] = (1 << 7) | (1 << 9) | (1 << 20); // SMEP, ERMS, SMAP
+        out[2] = 1 << 16; // LA57
+      }
+      return;
+    case 0x8000_0000:
+      out[0] = 0x8000_0008 | 0;
+      return;
+    case 0x8000_0001:
+      out[2] = (1 << 0) | (1 << 5); // LAHF/SAHF in 64-bit mode, LZCNT (ABM)
+      out[3] = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29); // SYSCALL, NX, 1 GiB pages, RDTSCP, LM
+      return;
+    case 0x8000_0008:
+      out[0] = cpu.paging.maxPhyAddr | (48 << 8);
+      return;
+    default:
+      return;
+  }
+}
+
+/** RDTSC (0F 31): the time-stamp counter is the retired-instruction count plus the TSC offset (deterministic). */
+export function rdtsc(cpu: Cpu): void {
+  if ((cpu.cr4 & CR4_TSD) !== 0 && cpu.cpl !== 0) cpu.gp(0);
+  const t = cpu.counters.instructions + cpu.tscOffset;
+  cpu.setReg32(0, t | 0);
+  cpu.setReg32(2, Math.floor(t / TWO_32) | 0);
+}
+
+/** RDTSCP (0F 01 F9): RDTSC plus ECX = IA32_TSC_AUX. */
+export function rdtscp(cpu: Cpu): void {
+  rdtsc(cpu);
+  cpu.setReg32(1, cpu.msrs.get(MSR.TSC_AUX)?.lo ?? 0);
+}
+
+/** RDMSR (0F 32) / WRMSR (0F 30): `i.cc` 0 = read, 1 = write. Unknown MSRs raise #GP(0). */
+export function msrAccess(cpu: Cpu, i: Insn): void {
+  privileged(cpu);
+  const index = cpu.lo[1]! >>> 0;
+  if (i.cc === 0) {
+    const v = readMsr(cpu, index);
+    if (v === undefined) cpu.gp(0);
+    cpu.setReg32(0, v.lo);
+    cpu.setReg32(2, v.hi);
+  } else if (!writeMsr(cpu, index, cpu.lo[0]! >>> 0, cpu.lo[2]! >>> 0)) cpu.gp(0);
+}
+
+const KNOWN_PLAIN_MSRS: ReadonlySet<number> = new Set([MSR.PAT, MSR.SYSENTER_CS, MSR.SYSENTER_ESP, MSR.SYSENTER_EIP, MSR.TSC_AUX, MSR.APIC_BASE, MSR.FEATURE_CONTROL]);
+
+function split(v: number): { lo: number; hi: number } {
+  const u = v < 0 ? v + 2 ** 64 : v;
+  return { lo: u >>> 0 | 0, hi: Math.floor(u / TWO_32) | 0 };
+}
+
+export function readMsr(cpu: Cpu, index: number): { lo: number; hi: number } | undefined {
+  switch (index) {
+    case MSR.EFER:
+      return { lo: cpu.efer, hi: 0 };
+    case MSR.STAR:
+      return { lo: cpu.star.lo | 0, hi: cpu.star.hi | 0 };
+    case MSR.LSTAR:
+      return split(cpu.lstar);
+    case MSR.CSTAR:
+      return split(cpu.cstar);
+    case MSR.FMASK:
+      return { lo: cpu.fmask, hi: 0 };
+    case MSR.FS_BASE:
+      return split(cpu.seg[Seg.FS]!.base);
+    case MSR.GS_BASE:
+      return split(cpu.seg[Seg.GS]!.base);
+    case MSR.KERNEL_GS_BASE:
+      return split(cpu.kernelGsBase);
+    case MSR.TSC:
+      return split(cpu.counters.instructions + cpu.tscOffset);
+    default: {
+      if (!KNOWN_PLAIN_MSRS.has(index)) return undefined;
+      const v = cpu.msrs.get(index);
+      if (index === MSR.APIC_BASE && v === undefined) return { lo: 0xfee0_0900 | 0, hi: 0 }; // enabled, BSP
+      if (index === MSR.PAT && v === undefined) return { lo: 0x0007_0406, hi: 0x0007_0406 }; // power-up PAT
+      return v === undefined ? { lo: 0, hi: 0 } : { lo: v.lo | 0, hi: v.hi | 0 };
+    }
+  }
+}
+
+/** Returns false for a write the processor refuses with #GP(0). */
+export function writeMsr(cpu: Cpu, index: number, lo: number, hi: number): boolean {
+  const canonical = (h: number) => {
+    const s = h | 0;
+    return s >> 15 === 0 || s >> 15 === -1;
+  };
+  switch (index) {
+    case MSR.EFER: {
+      if (hi !== 0 || (lo & ~(EFER_WRITABLE | EFER_LMA)) !== 0) return false;
+      // LME cannot change while paging is on (SDM 10.8.5).
+      if ((cpu.cr0 & CR0_PG) !== 0 && ((lo ^ cpu.efer) & EFER_LME) !== 0) return false;
+      cpu.efer = (lo & EFER_WRITABLE) | (cpu.efer & EFER_LMA);
+      cpu.updateMode();
+      cpu.flushTlb(false);
+      return true;
+    }
+    case MSR.STAR:
+      cpu.star = { lo, hi };
+      return true;
+    case MSR.LSTAR:
+    case MSR.CSTAR:
+      if (!canonical(hi)) return false;
+      if (index === MSR.LSTAR) cpu.lstar = toSigned64(lo, hi);
+      else cpu.cstar = toSigned64(lo, hi);
+      return true;
+    case MSR.FMASK:
+      cpu.fmask = lo;
+      return true;
+    case MSR.FS_BASE:
+    case MSR.GS_BASE:
+    case MSR.KERNEL_GS_BASE: {
+      if (!canonical(hi)) return false;
+      const v = toSigned64(lo, hi);
+      if (index === MSR.FS_BASE) cpu.seg[Seg.FS]!.base = v;
+      else if (index === MSR.GS_BASE) cpu.seg[Seg.GS]!.base = v;
+      else cpu.kernelGsBase = v;
+      return true;
+    }
+    case MSR.TSC:
+      cpu.tscOffset = hi * TWO_32 + lo - cpu.counters.instructions;
+      return true;
+    default:
+      if (!KNOWN_PLAIN_MSRS.has(index)) return false;
+      cpu.msrs.set(index, { lo, hi });
+      return true;
+  }
+}
+
+/** SWAPGS (0F 01 F8): 64-bit mode, CPL 0. */
+export function swapgs(cpu: Cpu): void {
+  if (!cpu.mode64) cpu.undefinedOpcode("0f 01 f8 (swapgs outside 64-bit mode)");
+  privileged(cpu);
+  const gs = cpu.seg[Seg.GS]!;
+  const t = gs.base;
+  gs.base = cpu.kernelGsBase;
+  cpu.kernelGsBase = t;
+}
+
+/** CLI (FA) / STI (FB): CPL <= IOPL; STI delays interrupts by one instruction. `i.cc` 1 = STI. */
+export function cliSti(cpu: Cpu, i: Insn): void {
+  if (cpu.cpl > (cpu.flagsOther & RFLAGS_IOPL) >>> 12) cpu.gp(0);
+  if (i.cc === 0) cpu.flagsOther &= ~RFLAGS_IF;
+  else {
+    if ((cpu.flagsOther & RFLAGS_IF) === 0) cpu.interruptShadow = true;
+    cpu.flagsOther |= RFLAGS_IF;
+  }
+}
+
+/** CLAC / STAC (0F 01 CA / CB): CPL 0; change RFLAGS.AC (SMAP). `i.cc` 1 = STAC. */
+export function clacStac(cpu: Cpu, i: Insn): void {
+  privileged(cpu);
+  cpu.setFlags(i.cc === 1 ? RFLAGS_AC : 0, RFLAGS_AC);
+}
+
+/** WBINVD, INVD (0F 09, 0F 08): privileged; caches are not modelled. */
+export function cacheFlush(cpu: Cpu): void {
+  privileged(cpu);
+}
+
+/** UD2 (0F 0B) and every opcode the table does not define. */
+export function ud(cpu: Cpu, i: Insn): void {
+  cpu.undefinedOpcode(i.mnemonic !== "" ? i.mnemonic : `opcode ${i.opcode.toString(16)}`);
+}
+
+/** MOV E, Sreg (8C). */
+export function movESreg(cpu: Cpu, i: Insn): void {
+  if (i.reg > 5) cpu.undefinedOpcode("8c (bad sreg)");
+  writeE(cpu, i, i.isMem ? 2 : i.opSize, cpu.seg[i.reg]!.selector, 0, false);
+}
+
+/** MOV Sreg, E (8E): loading CS this way is #UD. */
+export function movSregE(cpu: Cpu, i: Insn): void {
+  if (i.reg === Seg.CS || i.reg > 5) cpu.undefinedOpcode("8e (mov cs / bad sreg)");
+  const sel = readE(cpu, i, 2) & 0xffff;
+  cpu.loadDataSegment(i.reg, sel);
+  if (i.reg === Seg.SS) cpu.interruptShadow = true;
+}
+
+/** PUSH FS/GS (0F A0, A8) and POP FS/GS (0F A1, A9): `i.reg` = segment, `i.cc` 1 = pop. */
+export function pushPopSeg(cpu: Cpu, i: Insn): void {
+  const size = i.opSize;
+  if (i.cc === 0) {
+    const v = cpu.seg[i.reg]!.selector;
+    if (size === 8) cpu.push64(v, 0);
+    else if (size === 4) cpu.push32(v);
+    else cpu.push16(v);
+  } else {
+    const v = size === 8 ? cpu.pop64() : size === 4 ? cpu.pop32() : cpu.pop16();
+    cpu.loadDataSegment(i.reg, v & 0xffff);
+  }
+}
+
+/** VMCALL (0F 01 C1) outside VMX non-root operation: #UD (SDM "VMCALL"). */
+export function vmcall(cpu: Cpu): void {
+  cpu.undefinedOpcode("0f 01 c1 (vmcall outside VMX non-root operation)");
+}
