@@ -243,6 +243,9 @@ export class Cpu {
   tmpHi = 0;
   /** Linear address of the last memory operand read (for read-modify-write). */
   lastEa = 0;
+  /** Exact 64-bit effective-address halves (see offset64). */
+  offLo = 0;
+  offHi = 0;
   readonly cpuidOut = new Int32Array(4);
 
   constructor(options: CpuOptions) {

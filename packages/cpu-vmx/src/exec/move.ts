@@ -5,7 +5,7 @@
 import type { Cpu } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
 import { RFLAGS_AF, RFLAGS_CF, RFLAGS_DF, RFLAGS_PF, RFLAGS_SF, RFLAGS_ZF } from "../regs.js";
-import { ALU_CMP, aluFlags, aluResult, ea, readE, readReg, writeE, writeReg } from "./operands.js";
+import { ALU_CMP, aluFlags, aluResult, ea, offset64, offsetOf, readE, readReg, writeE, writeReg } from "./operands.js";
 
 /** MOV E, G (88, 89). */
 export function movEG(cpu: Cpu, i: Insn): void {
@@ -35,48 +35,23 @@ export function movMoffs(cpu: Cpu, i: Insn): void {
   else movEG(cpu, i);
 }
 
-/** LEA G, M (8D): the effective address, truncated to the operand size; no segment base. */
+/** LEA G, M (8D): the offset, truncated to the operand size; no segment base. */
 export function lea(cpu: Cpu, i: Insn): void {
-  const seg = i.seg;
-  // The offset is what LEA stores: compute it without a segment base.
-  let a = i.disp;
-  if (i.addrSize === 8) {
-    if (i.base >= 0) a += cpu.regAddr(i.base);
-    if (i.index >= 0) a += cpu.regAddr(i.index) * i.scale;
-    if (i.ripRel) a += cpu.rip;
-  } else {
-    if (i.base >= 0) a += cpu.lo[i.base]! >>> 0;
-    if (i.index >= 0) a += (cpu.lo[i.index]! >>> 0) * i.scale;
-    if (i.ripRel) a += cpu.rip;
-    a = a >>> 0;
-  }
-  void seg;
-  if (i.opSize === 8) {
-    if (a < -(2 ** 53) || a >= 2 ** 53) {
-      // Beyond exact range: recompute with 32-bit halves (rare: LEA as 64-bit arithmetic on huge values).
-      lea64Exact(cpu, i);
-      return;
-    }
-    writeReg(cpu, i.reg, i.rex, 8, a | 0, Math.floor(a / 0x1_0000_0000) | 0);
-  } else {
+  if (i.opSize !== 8) {
+    // Only the low 32 (or 16) bits matter: sum the low halves, exact modulo 2^32.
+    let a = i.disp;
+    if (i.base >= 0) a += cpu.lo[i.base]!;
+    if (i.index >= 0) a += cpu.lo[i.index]! * i.scale;
+    if (i.ripRel) a += cpu.rip % 0x1_0000_0000;
     writeReg(cpu, i.reg, i.rex, i.opSize, a | 0, 0);
+    return;
   }
-}
-
-function lea64Exact(cpu: Cpu, i: Insn): void {
-  let lo = i.disp | 0;
-  let hi = Math.floor(i.disp / 0x1_0000_0000) | 0;
-  const add = (aLo: number, aHi: number) => {
-    const s = (lo >>> 0) + (aLo >>> 0);
-    hi = (hi + aHi + (s > 0xffff_ffff ? 1 : 0)) | 0;
-    lo = s | 0;
-  };
-  if (i.base >= 0) add(cpu.lo[i.base]!, cpu.hi[i.base]!);
-  if (i.index >= 0) {
-    for (let k = 0; k < i.scale; k++) add(cpu.lo[i.index]!, cpu.hi[i.index]!);
+  if (i.addrSize === 4) {
+    writeReg(cpu, i.reg, i.rex, 8, offsetOf(cpu, i) | 0, 0);
+    return;
   }
-  if (i.ripRel) add(cpu.rip | 0, Math.floor(cpu.rip / 0x1_0000_0000) | 0);
-  writeReg(cpu, i.reg, i.rex, 8, lo, hi);
+  offset64(cpu, i);
+  writeReg(cpu, i.reg, i.rex, 8, cpu.offLo, cpu.offHi);
 }
 
 /** MOVZX G, Eb/Ew (0F B6, B7): `i.cc` = source size. */

@@ -3,26 +3,73 @@
  * width, and arithmetic flag computation. 64-bit values travel as a low int32 (the return value)
  * and a high int32 in `cpu.tmpHi`.
  */
-import { type Cpu, wrap64 } from "../cpu.js";
+import { type Cpu, toSigned64, wrap64 } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
 import { RFLAGS_AF, RFLAGS_CF, RFLAGS_OF } from "../regs.js";
 
 const TWO_63 = 2 ** 63;
 
-/** Linear address of the instruction's memory operand (SDM Vol. 1, 3.7.5). */
-export function ea(cpu: Cpu, i: Insn): number {
-  let a = i.disp;
-  if (i.addrSize === 8) {
-    if (i.base >= 0) a += cpu.regAddr(i.base);
-    if (i.index >= 0) a += cpu.regAddr(i.index) * i.scale;
-    if (i.ripRel) a += cpu.rip;
-    if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);
-  } else {
+/**
+ * The offset (before the segment base) of the instruction's memory operand (SDM Vol. 1, 3.7.5),
+ * as a signed number. Exact: while base and index lie within +/-2^32 the double arithmetic is
+ * exact; otherwise the sum is formed from 32-bit halves (a 64-bit register can hold any value,
+ * and LEA is plain arithmetic).
+ */
+export function offsetOf(cpu: Cpu, i: Insn): number {
+  if (i.addrSize === 4) {
+    let a = i.disp;
     if (i.base >= 0) a += cpu.lo[i.base]! >>> 0;
     if (i.index >= 0) a += (cpu.lo[i.index]! >>> 0) * i.scale;
     if (i.ripRel) a += cpu.rip;
-    a = a >>> 0;
+    return a >>> 0;
   }
+  const bh = i.base >= 0 ? cpu.hi[i.base]! : 0;
+  const ih = i.index >= 0 ? cpu.hi[i.index]! : 0;
+  if ((bh === 0 || bh === -1) && (ih === 0 || ih === -1)) {
+    let a = i.disp;
+    if (i.base >= 0) a += bh * 0x1_0000_0000 + (cpu.lo[i.base]! >>> 0);
+    if (i.index >= 0) a += (ih * 0x1_0000_0000 + (cpu.lo[i.index]! >>> 0)) * i.scale;
+    if (i.ripRel) a += cpu.rip;
+    return a;
+  }
+  offset64(cpu, i);
+  return toSigned64(cpu.offLo, cpu.offHi);
+}
+
+/** The 64-bit offset as exact halves into `cpu.offLo` / `cpu.offHi` (modulo 2^64). */
+export function offset64(cpu: Cpu, i: Insn): void {
+  let lo = i.disp | 0;
+  let hi = i.disp < 0 ? -1 : 0;
+  if (i.base >= 0) {
+    const s = (lo >>> 0) + (cpu.lo[i.base]! >>> 0);
+    hi = (hi + cpu.hi[i.base]! + (s > 0xffff_ffff ? 1 : 0)) | 0;
+    lo = s | 0;
+  }
+  if (i.index >= 0) {
+    const xl = cpu.lo[i.index]! >>> 0;
+    const xh = cpu.hi[i.index]!;
+    // index * scale: scale is 1, 2, 4 or 8, a left shift of the 64-bit value
+    const sh = i.scale === 1 ? 0 : i.scale === 2 ? 1 : i.scale === 4 ? 2 : 3;
+    const il = sh === 0 ? xl : (xl << sh) >>> 0;
+    const ihi = sh === 0 ? xh : (xh << sh) | (xl >>> (32 - sh));
+    const s = (lo >>> 0) + il;
+    hi = (hi + ihi + (s > 0xffff_ffff ? 1 : 0)) | 0;
+    lo = s | 0;
+  }
+  if (i.ripRel) {
+    const r = cpu.rip < 0 ? cpu.rip + 2 ** 64 : cpu.rip;
+    const s = (lo >>> 0) + (r >>> 0);
+    hi = (hi + (Math.floor(r / 0x1_0000_0000) | 0) + (s > 0xffff_ffff ? 1 : 0)) | 0;
+    lo = s | 0;
+  }
+  cpu.offLo = lo;
+  cpu.offHi = hi;
+}
+
+/** Linear address of the instruction's memory operand. */
+export function ea(cpu: Cpu, i: Insn): number {
+  let a = offsetOf(cpu, i);
+  if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);
   return cpu.linear(i.seg, a);
 }
 

@@ -1,0 +1,96 @@
+/**
+ * Test fixture: load an ELF64 guest and start it the PVH way (xen/arch-x86/hvm/start_info.h):
+ * PT_LOAD segments at p_paddr, entry from the XEN_ELFNOTE_PHYS32_ENTRY note (type 18, name
+ * "Xen"), 32-bit flat protected mode, paging off, EBX = physical address of hvm_start_info.
+ * (The hypervisor's domain builder does this for real machines; this is the interpreter's own.)
+ */
+import { MachineMemory, PortIoBus } from "@vtlab/arch";
+import { Cpu } from "@vtlab/cpu-vmx";
+import { debugPorts } from "./machine.js";
+
+/** XEN_HVM_START_MAGIC_VALUE */
+export const XEN_HVM_START_MAGIC_VALUE = 0x336ec578;
+/** XEN_ELFNOTE_PHYS32_ENTRY */
+export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+/** XEN_HVM_MEMMAP_TYPE_RAM */
+export const XEN_HVM_MEMMAP_TYPE_RAM = 1;
+
+const START_INFO = 0x6000;
+const MEMMAP = 0x6100;
+const CMDLINE = 0x6200;
+
+export interface PvhMachine {
+  cpu: Cpu;
+  memory: MachineMemory;
+  console: string[];
+  exitCode: () => number | undefined;
+}
+
+export function loadPvh(image: Uint8Array, cmdline = "", memorySize = 256 * 1024 * 1024): PvhMachine {
+  const dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  if (dv.getUint32(0, false) !== 0x7f454c46 || image[4] !== 2 || image[5] !== 1 || dv.getUint16(18, true) !== 62) {
+    throw new Error("not a little-endian ELF64 x86-64 image");
+  }
+  const phoff = Number(dv.getBigUint64(32, true));
+  const phentsize = dv.getUint16(54, true);
+  const phnum = dv.getUint16(56, true);
+  const memory = new MachineMemory(memorySize);
+  let entry: number | undefined;
+  for (let k = 0; k < phnum; k++) {
+    const ph = phoff + k * phentsize;
+    const type = dv.getUint32(ph, true);
+    const offset = Number(dv.getBigUint64(ph + 8, true));
+    const paddr = Number(dv.getBigUint64(ph + 24, true));
+    const filesz = Number(dv.getBigUint64(ph + 32, true));
+    const memsz = Number(dv.getBigUint64(ph + 40, true));
+    if (type === 1) {
+      memory.writeBytes(paddr, image.subarray(offset, offset + filesz));
+      if (memsz > filesz) memory.fill(paddr + filesz, memsz - filesz, 0);
+    } else if (type === 4) {
+      // PT_NOTE: namesz, descsz, type, name (padded to 4), desc
+      let p = offset;
+      while (p < offset + filesz) {
+        const namesz = dv.getUint32(p, true);
+        const descsz = dv.getUint32(p + 4, true);
+        const ntype = dv.getUint32(p + 8, true);
+        const name = new TextDecoder().decode(image.subarray(p + 12, p + 12 + namesz - 1));
+        const desc = p + 12 + ((namesz + 3) & ~3);
+        if (name === "Xen" && ntype === XEN_ELFNOTE_PHYS32_ENTRY) entry = dv.getUint32(desc, true);
+        p = desc + ((descsz + 3) & ~3);
+      }
+    }
+  }
+  if (entry === undefined) throw new Error("no XEN_ELFNOTE_PHYS32_ENTRY note: not a PVH image");
+  const cmd = new TextEncoder().encode(`${cmdline}\0`);
+  memory.writeBytes(CMDLINE, cmd);
+  memory.write32(START_INFO, XEN_HVM_START_MAGIC_VALUE);
+  memory.write32(START_INFO + 4, 1); // version 1 (has the memory map)
+  memory.write64(START_INFO + 24, CMDLINE, 0);
+  memory.write64(START_INFO + 40, MEMMAP, 0);
+  memory.write32(START_INFO + 48, 2);
+  memory.write64(MEMMAP, 0, 0);
+  memory.write64(MEMMAP + 8, 0xa0000, 0);
+  memory.write32(MEMMAP + 16, XEN_HVM_MEMMAP_TYPE_RAM);
+  memory.write64(MEMMAP + 24, 0x10_0000, 0);
+  memory.write64(MEMMAP + 32, memorySize - 0x10_0000, 0);
+  memory.write32(MEMMAP + 40, XEN_HVM_MEMMAP_TYPE_RAM);
+  const ports = new PortIoBus();
+  const cpu = new Cpu({ memory, ports });
+  const console: string[] = [];
+  const state = debugPorts(ports, () => cpu, console);
+  cpu.resetToFlat32();
+  cpu.rip = entry;
+  cpu.setReg32(3, START_INFO);
+  return { cpu, memory, console, exitCode: () => state.exit };
+}
+
+/** Run until the guest exits through port 0xF4, halts with interrupts off, or triple-faults. */
+export function runToExit(m: PvhMachine, maxInstructions = 2_000_000_000): { kind: string; code?: number; output: string } {
+  for (;;) {
+    const r = m.cpu.run(Math.min(maxInstructions, 50_000_000));
+    if (r.kind === "stop") return { kind: "exit", code: r.code, output: m.console.join("") };
+    if (r.kind !== "budget") return { kind: r.kind, output: m.console.join("") };
+    maxInstructions -= r.retired;
+    if (maxInstructions <= 0) return { kind: "budget", output: m.console.join("") };
+  }
+}
