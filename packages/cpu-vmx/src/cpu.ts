@@ -945,7 +945,7 @@ export class Cpu {
     if (software && dpl < this.cpl) this.fault(Vector.GP, vector * 8 + 2);
     if (!present) this.fault(Vector.NP, vector * 8 + 2 + extBit);
     const selector = w0 >>> 16;
-    const target = toSigned64(w2, (w1 & 0xffff0000) | (w0 & 0xffff));
+    const target = toSigned64((w1 & 0xffff0000) | (w0 & 0xffff), w2); // offset 15:0, 31:16, 63:32
     const ist = w1 & 7;
     const cs = this.loadDescriptor(selector, Vector.GP);
     const newCpl = (cs.attr >>> 5) & 3;
@@ -1083,16 +1083,22 @@ export class Cpu {
   // The run loop
   // =====================================================================================
 
-  /** Execute up to `budget` instructions. */
+  /**
+   * Execute up to `budget` steps: a retired instruction or a delivered event is one step each,
+   * so a guest stuck in an exception loop (a handler that faults on its first fetch) still
+   * returns.
+   */
   run(budget: number): RunResult {
     const start = this.counters.instructions;
+    let events = 0;
     for (;;) {
       try {
-        while (this.counters.instructions - start < budget) {
+        while (this.counters.instructions - start + events < budget) {
           if (this.pendingIrqs.length > 0 && (this.flagsOther & 0x200) !== 0 && !this.interruptShadow) {
             const v = this.pendingIrqs.shift() as number;
             this.halted = false;
             this.insnStart = this.rip;
+            events++;
             if (!this.deliverEvent(v, -1, false, true)) return this.tripleFault(v, start);
             continue;
           }
@@ -1115,6 +1121,7 @@ export class Cpu {
         if (e !== ABORT) throw e;
         const vector = this.pendingVector;
         if (this.pendingIsTrap) this.counters.instructions++; // INT n / INT3 retire
+        else events++;
         if (!this.deliverPending()) return this.tripleFault(vector, start);
       }
     }

@@ -103,8 +103,9 @@ export function cmpxchg(cpu: Cpu, i: Insn): void {
     const src = readReg(cpu, i.reg, i.rex, size);
     writeE(cpu, i, size, src, cpu.tmpHi, true);
   } else {
-    // The destination is written back unchanged (the processor always writes it).
-    writeE(cpu, i, size, dst, dstHi, true);
+    // A memory destination is written back unchanged (the processor always writes it); a
+    // register destination is left as it was, upper half included (as Intel processors do).
+    if (i.isMem) writeE(cpu, i, size, dst, dstHi, true);
     writeReg(cpu, 0, false, size, dst, dstHi);
   }
   aluFlags(cpu, ALU_CMP, size, acc, accHi, dst, dstHi, r, rHi);
@@ -119,8 +120,15 @@ export function xadd(cpu: Cpu, i: Insn): void {
   const bHi = cpu.tmpHi;
   const r = aluResult(cpu, 0, size, a, aHi, b, bHi);
   const rHi = cpu.tmpHi;
-  writeE(cpu, i, size, r, rHi, true);
-  writeReg(cpu, i.reg, i.rex, size, a, aHi);
+  // SRC = DEST, then DEST = TEMP: with one register as both, the sum wins. A memory
+  // destination is written first so a faulting store leaves the register untouched.
+  if (i.isMem) {
+    writeE(cpu, i, size, r, rHi, true);
+    writeReg(cpu, i.reg, i.rex, size, a, aHi);
+  } else {
+    writeReg(cpu, i.reg, i.rex, size, a, aHi);
+    writeE(cpu, i, size, r, rHi, true);
+  }
   aluFlags(cpu, 0, size, a, aHi, b, bHi, r, rHi);
 }
 

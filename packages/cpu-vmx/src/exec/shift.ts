@@ -193,7 +193,7 @@ function shift64(op: number, lo: number, hi: number, count: number, cfIn: number
         rhi = (hi << count) | (lo >>> (32 - count));
         rlo = lo << count;
       } else {
-        cf = (lo >>> (64 - count)) & 1;
+        cf = count === 32 ? hi & 1 : (lo >>> (64 - count)) & 1; // bit 64 - count
         rhi = count === 32 ? lo : lo << (count - 32);
         rlo = 0;
       }
@@ -204,7 +204,7 @@ function shift64(op: number, lo: number, hi: number, count: number, cfIn: number
         rlo = (lo >>> count) | (hi << (32 - count));
         rhi = hi >>> count;
       } else {
-        cf = (hi >>> (count - 33)) & 1;
+        cf = count === 32 ? lo >>> 31 : (hi >>> (count - 33)) & 1; // bit count - 1
         rlo = count === 32 ? hi : hi >>> (count - 32);
         rhi = 0;
       }
@@ -215,7 +215,7 @@ function shift64(op: number, lo: number, hi: number, count: number, cfIn: number
         rlo = (lo >>> count) | (hi << (32 - count));
         rhi = hi >> count;
       } else {
-        cf = (hi >> (count - 33)) & 1;
+        cf = count === 32 ? lo >>> 31 : (hi >> (count - 33)) & 1;
         rlo = count === 32 ? hi : hi >> (count - 32);
         rhi = hi >> 31;
       }
