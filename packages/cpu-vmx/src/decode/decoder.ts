@@ -17,6 +17,7 @@ import {
   F_F64,
   F_FARPTR,
   F_IMM16,
+  F_LOCKABLE,
   F_IMM8,
   F_IMM8S,
   F_IMMV,
@@ -38,6 +39,8 @@ import {
 } from "./table.js";
 
 const MAX_LENGTH = 15;
+/** Control registers MOV CR can name (SDM "MOV--Move to/from Control Registers"). */
+const VALID_CR: ReadonlySet<number> = new Set([0, 2, 3, 4, 8]);
 
 /** Reads instruction bytes; counts them so length limits and Insn.len come out right. */
 class ByteSource {
@@ -153,7 +156,7 @@ export function decode(cpu: Cpu, rip: number): Insn {
     opcode = 0x100 | b2;
   }
 
-  let entry = OPCODES.get(opcode);
+  const entry = OPCODES.get(opcode);
   let spec: OpSpec | undefined;
   let modrm = -1;
   if (rep === 1) {
@@ -167,8 +170,12 @@ export function decode(cpu: Cpu, rip: number): Insn {
     if (isGroup(entry)) {
       modrm = src.next();
       const reg = (modrm >> 3) & 7;
-      if (entry.regForms !== undefined && modrm >= 0xc0) spec = entry.regForms.get(modrm);
+      if (entry.regForms !== undefined && modrm >= 0xc0) {
+        // Register forms of 0F 01 and 0F AE (VMCALL, SWAPGS, fences) take no 66/F2/F3 prefix.
+        spec = opsize || rep !== 0 ? undefined : entry.regForms.get(modrm);
+      }
       else spec = entry.group[reg];
+      if (spec !== undefined && opcode === 0x1ae && (opsize || rep !== 0)) spec = undefined; // 66/F3 0F AE are other instructions
       if (spec !== undefined) spec = { ...spec, flags: spec.flags | entry.flags };
     } else spec = entry;
   }
@@ -218,6 +225,11 @@ export function decode(cpu: Cpu, rip: number): Insn {
     i.seg = seg;
   }
   i.segOverride = seg >= 0;
+  if (lock && ((flags & F_LOCKABLE) === 0 || !i.isMem)) return undefinedInsn(src, "LOCK prefix on an instruction that cannot be locked");
+  if ((opcode === 0x8c || opcode === 0x8e) && (i.reg & 7) > 5) return undefinedInsn(src, "mov with a reserved segment register");
+  if (opcode === 0x8e && (i.reg & 7) === 1) return undefinedInsn(src, "mov to CS");
+  if ((opcode === 0x120 || opcode === 0x122) && !VALID_CR.has(i.reg)) return undefinedInsn(src, `mov with reserved control register cr${i.reg}`);
+  if ((opcode === 0x121 || opcode === 0x123) && i.reg > 7) return undefinedInsn(src, `mov with reserved debug register dr${i.reg}`);
   if ((flags & F_STRING) !== 0 && seg < 0) i.seg = Seg.DS;
 
   // Immediates.

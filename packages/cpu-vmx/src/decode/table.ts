@@ -62,6 +62,8 @@ export const F_RMREG = 1 << 18;
 export const F_NATIVE = 1 << 19;
 /** String instruction: REP prefixes are meaningful. */
 export const F_STRING = 1 << 20;
+/** LOCK is allowed (with a memory destination); elsewhere LOCK is #UD (SDM Vol. 2A, "LOCK"). */
+export const F_LOCKABLE = 1 << 21;
 
 export interface OpSpec {
   readonly mnemonic: string;
@@ -103,8 +105,9 @@ const SHIFT_NAMES = ["rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"] as 
 for (let k = 0; k < 8; k++) {
   const base = k * 8;
   const m = ALU_NAMES[k]!;
-  def(base + 0, op(m, "Eb,Gb", alu.aluEG, F_MODRM | F_BYTE, k));
-  def(base + 1, op(m, "Ev,Gv", alu.aluEG, F_MODRM, k));
+  const lockable = k === 7 ? 0 : F_LOCKABLE;
+  def(base + 0, op(m, "Eb,Gb", alu.aluEG, F_MODRM | F_BYTE | lockable, k));
+  def(base + 1, op(m, "Ev,Gv", alu.aluEG, F_MODRM | lockable, k));
   def(base + 2, op(m, "Gb,Eb", alu.aluGE, F_MODRM | F_BYTE, k));
   def(base + 3, op(m, "Gv,Ev", alu.aluGE, F_MODRM, k));
   def(base + 4, op(m, "AL,Ib", alu.aluAI, F_BYTE | F_IMM8, k));
@@ -127,7 +130,7 @@ def(0x6e, op("outsb", "DX,Xb", str.outs, F_BYTE | F_STRING));
 def(0x6f, op("outsd", "DX,Xz", str.outs, F_STRING));
 for (let c = 0; c < 16; c++) def(0x70 + c, op(`j${CC_NAMES[c]}`, "Jb", control.jccRel, F_REL8 | F_F64, c));
 const group1 = (flags: number, operands: string) => ({
-  group: ALU_NAMES.map((m, k) => op(m, operands, alu.aluEI, flags, k)),
+  group: ALU_NAMES.map((m, k) => op(m, operands, alu.aluEI, flags | (k === 7 ? 0 : F_LOCKABLE), k)),
   flags: F_MODRM,
 });
 def(0x80, group1(F_BYTE | F_IMM8, "Eb,Ib"));
@@ -136,8 +139,8 @@ def(0x82, { ...group1(F_BYTE | F_IMM8 | F_NO64, "Eb,Ib") });
 def(0x83, group1(F_IMM8S, "Ev,Ib"));
 def(0x84, op("test", "Eb,Gb", alu.testEG, F_MODRM | F_BYTE));
 def(0x85, op("test", "Ev,Gv", alu.testEG, F_MODRM));
-def(0x86, op("xchg", "Eb,Gb", move.xchgEG, F_MODRM | F_BYTE));
-def(0x87, op("xchg", "Ev,Gv", move.xchgEG, F_MODRM));
+def(0x86, op("xchg", "Eb,Gb", move.xchgEG, F_MODRM | F_BYTE | F_LOCKABLE));
+def(0x87, op("xchg", "Ev,Gv", move.xchgEG, F_MODRM | F_LOCKABLE));
 def(0x88, op("mov", "Eb,Gb", move.movEG, F_MODRM | F_BYTE));
 def(0x89, op("mov", "Ev,Gv", move.movEG, F_MODRM));
 def(0x8a, op("mov", "Gb,Eb", move.movGE, F_MODRM | F_BYTE));
@@ -219,8 +222,8 @@ const group3 = (byte: number, imm: number, vs: string) => ({
   group: [
     op("test", `E${vs},I${vs === "b" ? "b" : "z"}`, alu.testEI, byte | imm),
     op("test", `E${vs},I${vs === "b" ? "b" : "z"}`, alu.testEI, byte | imm),
-    op("not", `E${vs}`, alu.notE, byte),
-    op("neg", `E${vs}`, alu.negE, byte),
+    op("not", `E${vs}`, alu.notE, byte | F_LOCKABLE),
+    op("neg", `E${vs}`, alu.negE, byte | F_LOCKABLE),
     op("mul", `E${vs}`, muldiv.mulE, byte),
     op("imul", `E${vs}`, muldiv.imul1E, byte),
     op("div", `E${vs}`, muldiv.divE, byte),
@@ -236,11 +239,11 @@ def(0xfa, op("cli", "", sys.cliSti, 0, 0));
 def(0xfb, op("sti", "", sys.cliSti, 0, 1));
 def(0xfc, op("cld", "", move.flagOp, 0, 3));
 def(0xfd, op("std", "", move.flagOp, 0, 4));
-def(0xfe, { group: [op("inc", "Eb", alu.incE, F_BYTE), op("dec", "Eb", alu.decE, F_BYTE)], flags: F_MODRM });
+def(0xfe, { group: [op("inc", "Eb", alu.incE, F_BYTE | F_LOCKABLE), op("dec", "Eb", alu.decE, F_BYTE | F_LOCKABLE)], flags: F_MODRM });
 def(0xff, {
   group: [
-    op("inc", "Ev", alu.incE, 0),
-    op("dec", "Ev", alu.decE, 0),
+    op("inc", "Ev", alu.incE, F_LOCKABLE),
+    op("dec", "Ev", alu.decE, F_LOCKABLE),
     op("call", "Ev", control.callE, F_F64),
     op("call", "Mp", control.farIndirect, F_MEM, 1),
     op("jmp", "Ev", control.jmpE, F_F64),
@@ -306,31 +309,37 @@ def(T + 0xa4, op("shld", "Ev,Gv,Ib", shift.shldImm, F_MODRM | F_IMM8, 0));
 def(T + 0xa5, op("shld", "Ev,Gv,CL", shift.shldCL, F_MODRM, 0));
 def(T + 0xa8, op("push", "GS", sys.pushPopSeg, F_D64, 0));
 def(T + 0xa9, op("pop", "GS", sys.pushPopSeg, F_D64, 1));
-def(T + 0xab, op("bts", "Ev,Gv", bits.btEG, F_MODRM, 1));
+def(T + 0xab, op("bts", "Ev,Gv", bits.btEG, F_MODRM | F_LOCKABLE, 1));
 def(T + 0xac, op("shrd", "Ev,Gv,Ib", shift.shldImm, F_MODRM | F_IMM8, 1));
 def(T + 0xad, op("shrd", "Ev,Gv,CL", shift.shldCL, F_MODRM, 1));
 def(T + 0xae, {
-  // Group 15: fences and CLFLUSH are no-ops for an in-order interpreter; the rest (FXSAVE...) is #UD.
-  group: [undefined, undefined, undefined, undefined, undefined, op("lfence", "", move.nop, 0), op("mfence", "", move.nop, 0), op("clflush", "Mb", move.nop, 0)],
+  // Group 15: the fences (register forms) and CLFLUSH are no-ops for an in-order interpreter
+  // with no caches; FXSAVE, XSAVE and friends are #UD (no x87/SSE state).
+  group: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, op("clflush", "Mb", move.nop, F_MEM)],
   flags: F_MODRM,
+  regForms: new Map<number, OpSpec>([
+    ...Array.from({ length: 8 }, (_, r) => [0xe8 + r, op("lfence", "", move.nop, 0)] as [number, OpSpec]),
+    ...Array.from({ length: 8 }, (_, r) => [0xf0 + r, op("mfence", "", move.nop, 0)] as [number, OpSpec]),
+    ...Array.from({ length: 8 }, (_, r) => [0xf8 + r, op("sfence", "", move.nop, 0)] as [number, OpSpec]),
+  ]),
 });
 def(T + 0xaf, op("imul", "Gv,Ev", muldiv.imulGE, F_MODRM));
-def(T + 0xb0, op("cmpxchg", "Eb,Gb", move.cmpxchg, F_MODRM | F_BYTE));
-def(T + 0xb1, op("cmpxchg", "Ev,Gv", move.cmpxchg, F_MODRM));
-def(T + 0xb3, op("btr", "Ev,Gv", bits.btEG, F_MODRM, 2));
+def(T + 0xb0, op("cmpxchg", "Eb,Gb", move.cmpxchg, F_MODRM | F_BYTE | F_LOCKABLE));
+def(T + 0xb1, op("cmpxchg", "Ev,Gv", move.cmpxchg, F_MODRM | F_LOCKABLE));
+def(T + 0xb3, op("btr", "Ev,Gv", bits.btEG, F_MODRM | F_LOCKABLE, 2));
 def(T + 0xb6, op("movzx", "Gv,Eb", move.movzx, F_MODRM, 1));
 def(T + 0xb7, op("movzx", "Gv,Ew", move.movzx, F_MODRM, 2));
 def(T + 0xba, {
-  group: [undefined, undefined, undefined, undefined, op("bt", "Ev,Ib", bits.btEI, F_IMM8, 0), op("bts", "Ev,Ib", bits.btEI, F_IMM8, 1), op("btr", "Ev,Ib", bits.btEI, F_IMM8, 2), op("btc", "Ev,Ib", bits.btEI, F_IMM8, 3)],
+  group: [undefined, undefined, undefined, undefined, op("bt", "Ev,Ib", bits.btEI, F_IMM8, 0), op("bts", "Ev,Ib", bits.btEI, F_IMM8 | F_LOCKABLE, 1), op("btr", "Ev,Ib", bits.btEI, F_IMM8 | F_LOCKABLE, 2), op("btc", "Ev,Ib", bits.btEI, F_IMM8 | F_LOCKABLE, 3)],
   flags: F_MODRM,
 });
-def(T + 0xbb, op("btc", "Ev,Gv", bits.btEG, F_MODRM, 3));
+def(T + 0xbb, op("btc", "Ev,Gv", bits.btEG, F_MODRM | F_LOCKABLE, 3));
 def(T + 0xbc, op("bsf", "Gv,Ev", bits.bsfBsr, F_MODRM, 0));
 def(T + 0xbd, op("bsr", "Gv,Ev", bits.bsfBsr, F_MODRM, 1));
 def(T + 0xbe, op("movsx", "Gv,Eb", move.movsx, F_MODRM, 1));
 def(T + 0xbf, op("movsx", "Gv,Ew", move.movsx, F_MODRM, 2));
-def(T + 0xc0, op("xadd", "Eb,Gb", move.xadd, F_MODRM | F_BYTE));
-def(T + 0xc1, op("xadd", "Ev,Gv", move.xadd, F_MODRM));
+def(T + 0xc0, op("xadd", "Eb,Gb", move.xadd, F_MODRM | F_BYTE | F_LOCKABLE));
+def(T + 0xc1, op("xadd", "Ev,Gv", move.xadd, F_MODRM | F_LOCKABLE));
 for (let r = 0; r < 8; r++) def(T + 0xc8 + r, op("bswap", "Zy", bits.bswap, F_OPREG));
 
 F3_VARIANTS.set(0x90, op("pause", "", move.nop, 0));

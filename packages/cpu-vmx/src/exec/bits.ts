@@ -11,8 +11,7 @@ import { ea, readE, readReg, writeE, writeReg } from "./operands.js";
 
 const BT = 0;
 const BTS = 1;
-const BTR = 2;
-const BTC = 3;
+const BTR = 2; // 3 = BTC, the remaining case
 
 /** BT/BTS/BTR/BTC E, G (0F A3, AB, B3, BB): `i.cc` = 0 BT, 1 BTS, 2 BTR, 3 BTC. */
 export function btEG(cpu: Cpu, i: Insn): void {
