@@ -667,11 +667,18 @@ export class Cpu {
         return;
       }
     }
-    // Translate both ends before writing either, so a fault leaves memory untouched.
-    const lin2 = wrapAdd(lin, 4, this.mode64);
-    this.translate(wrapAdd(lin, 7, this.mode64), Access.Write);
+    if (off <= 0xff8 || (this.cr0 & CR0_PG) === 0) {
+      const phys = this.translate(lin, Access.Write);
+      this.physWrite(phys, 4, lo);
+      this.physWrite(phys + 4, 4, hi);
+      return;
+    }
+    // A page split: both pages are translated (first page first, so CR2 names the first
+    // faulting byte) before either is written.
+    this.translate(lin, Access.Write);
+    this.translate(wrapAdd(lin, 4096 - off, this.mode64), Access.Write);
     this.writeSlow(lin, 4, lo);
-    this.writeSlow(lin2, 4, hi);
+    this.writeSlow(wrapAdd(lin, 4, this.mode64), 4, hi);
   }
 
   /** Read with an explicit access kind (implicit supervisor accesses to descriptor tables, fetches). */
@@ -684,9 +691,13 @@ export class Cpu {
     if (off + size <= 4096 || (this.cr0 & CR0_PG) === 0) {
       return this.physRead(this.translate(lin, access), size);
     }
-    // Crossing a page: translate every byte's page first, then read little-endian.
+    // Crossing a page: translate the first page, then the second at its first byte (so CR2
+    // names the first faulting byte), then read little-endian.
+    const p0 = this.translate(lin, access);
+    const p1 = this.translate(wrapAdd(lin, 4096 - off, this.mode64), access);
+    const first = 4096 - off;
     let v = 0;
-    for (let b = size - 1; b >= 0; b--) v = v * 256 + this.physRead(this.translate(wrapAdd(lin, b, this.mode64), access), 1);
+    for (let b = size - 1; b >= 0; b--) v = v * 256 + this.physRead(b < first ? p0 + b : p1 + (b - first), 1);
     return v;
   }
 
@@ -696,12 +707,11 @@ export class Cpu {
       this.physWrite(this.translate(lin, Access.Write), size, v);
       return;
     }
-    const end = wrapAdd(lin, size - 1, this.mode64);
-    const p0 = this.translate(lin, Access.Write);
-    const p1 = this.translate(end, Access.Write);
     const first = 4096 - off;
+    const p0 = this.translate(lin, Access.Write);
+    const p1 = this.translate(wrapAdd(lin, first, this.mode64), Access.Write);
     for (let b = 0; b < size; b++) {
-      const phys = b < first ? p0 + b : p1 - (end & 0xfff) + (b - first);
+      const phys = b < first ? p0 + b : p1 + (b - first);
       this.physWrite(phys, 1, (v >>> (8 * b)) & 0xff);
     }
   }

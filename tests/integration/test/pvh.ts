@@ -2,18 +2,37 @@
  * Test fixture: load an ELF64 guest and start it the PVH way (xen/arch-x86/hvm/start_info.h):
  * PT_LOAD segments at p_paddr, entry from the XEN_ELFNOTE_PHYS32_ENTRY note (type 18, name
  * "Xen"), 32-bit flat protected mode, paging off, EBX = physical address of hvm_start_info.
- * (The hypervisor's domain builder does this for real machines; this is the interpreter's own.)
+ * (The hypervisor's domain builder will do this for real machines; this is the test's own.)
  */
-import { MachineMemory, PortIoBus } from "@vtlab/arch";
+import { MachineMemory, PortIoBus, type AccessSize, type BusDevice } from "@vtlab/arch";
 import { Cpu } from "@vtlab/cpu-vmx";
-import { debugPorts } from "./machine.js";
+import { DEBUGCON_PORT, DEBUG_EXIT_PORT, XEN_ELFNOTE_PHYS32_ENTRY, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/guests";
 
-/** XEN_HVM_START_MAGIC_VALUE */
-export const XEN_HVM_START_MAGIC_VALUE = 0x336ec578;
-/** XEN_ELFNOTE_PHYS32_ENTRY */
-export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
-/** XEN_HVM_MEMMAP_TYPE_RAM */
+/** XEN_HVM_MEMMAP_TYPE_RAM (xen/arch-x86/hvm/start_info.h) */
 export const XEN_HVM_MEMMAP_TYPE_RAM = 1;
+
+/** The debug console (each byte written is a character) and QEMU's isa-debug-exit port. */
+function debugPorts(ports: PortIoBus, cpu: () => Cpu, console: string[]): { exit: number | undefined } {
+  const state: { exit: number | undefined } = { exit: undefined };
+  const con: BusDevice = {
+    read: () => DEBUGCON_PORT,
+    write: (_o: number, _s: AccessSize, v: number) => {
+      console.push(String.fromCharCode(v & 0xff));
+      return undefined;
+    },
+  };
+  const exit: BusDevice = {
+    read: () => 0xffff_ffff,
+    write: (_o: number, _s: AccessSize, v: number) => {
+      state.exit = v >>> 0;
+      cpu().requestStop("debug-exit", v >>> 0);
+      return undefined;
+    },
+  };
+  ports.register(DEBUGCON_PORT, 1, con, "debugcon");
+  ports.register(DEBUG_EXIT_PORT, 4, exit, "isa-debug-exit");
+  return state;
+}
 
 const START_INFO = 0x6000;
 const MEMMAP = 0x6100;
