@@ -1,2 +1,30 @@
-// @vtlab/hypervisor: public entry. Its implementation belongs to a later issue; see README.md.
-export {};
+// @vtlab/hypervisor: public entry. So far only the device model's DMA-capable assignable device
+// exists; domains, scheduling, hypercalls and the rest belong to later issues (see README.md).
+export {
+  DmaEngine,
+  DmaEngineReg,
+  DmaEngineError,
+  DescStatus,
+  DMA_ENGINE_VENDOR_ID,
+  DMA_ENGINE_DEVICE_ID,
+  DMA_ENGINE_CLASS,
+  DMA_ENGINE_BAR_SIZE,
+  DMA_ENGINE_ID,
+  CTRL_ENABLE,
+  CTRL_IRQ_ENABLE,
+  CTRL_RESET,
+  STATUS_IRQ,
+  STATUS_ERROR,
+  STATUS_HALTED,
+  RING_MAX,
+  MAX_TRANSFER,
+  DESC_SIZE,
+  DESC_SRC,
+  DESC_DST,
+  DESC_LENGTH,
+  DESC_FLAGS,
+  DESC_STATUS,
+  DESC_COOKIE,
+  DESC_FLAG_INTERRUPT,
+} from "./devices/dma-engine.js";
+export type { DmaEngineOptions, DmaEngineState } from "./devices/dma-engine.js";
