@@ -123,7 +123,11 @@ export interface CpuOptions {
 
 /** Counters a user can read: exact, not modelled. */
 export class CpuCounters {
-  instructions = 0;
+  constructor(private readonly cpu: { retired: number }) {}
+  /** Instructions retired (exact). */
+  get instructions(): number {
+    return this.cpu.retired;
+  }
   tlbHits = 0;
   tlbMisses = 0;
   pageWalks = 0;
@@ -190,11 +194,26 @@ export class Cpu {
   readonly paging: PagingMode;
 
   // ---- Execution state ----
-  halted = false;
+  private haltedState = false;
+  /** The vCPU executed HLT and waits for an interrupt. */
+  get halted(): boolean {
+    return this.haltedState;
+  }
+  set halted(v: boolean) {
+    this.haltedState = v;
+    if (v) this.attention = 1;
+  }
   /** Instruction-start RIP of the instruction being executed (faults restart there). */
   insnStart = 0;
+  private shadowState = false;
   /** Interrupts are inhibited for one instruction after STI / MOV SS / POP SS. */
-  interruptShadow = false;
+  get interruptShadow(): boolean {
+    return this.shadowState;
+  }
+  set interruptShadow(v: boolean) {
+    this.shadowState = v;
+    if (v) this.attention = 1;
+  }
   /** Pending external interrupt vectors (an 8259/APIC stand-in): highest is not prioritised, FIFO. */
   private readonly pendingIrqs: number[] = [];
   /** A request from a device or hook to stop the run loop after this instruction. */
@@ -214,7 +233,14 @@ export class Cpu {
   readonly ports: PortIoBus;
   readonly mmio: MmioBus | undefined;
   readonly hooks: CpuHooks;
-  readonly counters = new CpuCounters();
+  readonly counters = new CpuCounters(this);
+  /** Instructions retired. */
+  retired = 0;
+  /**
+   * Nonzero when the run loop must look at something besides the next instruction: a pending
+   * interrupt, HLT, a stop request, an interrupt shadow. Keeps the per-instruction path to one test.
+   */
+  attention = 0;
   /** How paging structures are read: machine memory here; EPT replaces it. */
   tables: PagingStructureAccess<unknown>;
   private readonly walkOut = new WalkResult<unknown>();
@@ -232,7 +258,8 @@ export class Cpu {
 
   // Decoded-instruction cache, by machine frame.
   private readonly decoded = new Map<number, (Insn | undefined)[]>();
-  private fetchVpn = Number.NaN;
+  /** Linear base of the page the decoded-instruction fast path is on (NaN: none). */
+  private fetchBase = Number.NaN;
   private fetchGen = -1;
   private fetchPage: (Insn | undefined)[] | undefined = undefined;
   private fetchPhysPage = 0;
@@ -746,8 +773,7 @@ export class Cpu {
   fetchDecoded(): Insn {
     const rip = this.rip;
     const off = rip & 0xfff;
-    const vpn = (rip - off) / 4096;
-    if (vpn === this.fetchVpn && this.fetchGen === this.tlbGeneration && this.cpl === this.fetchCpl) {
+    if (rip - off === this.fetchBase && this.fetchGen === this.tlbGeneration && this.cpl === this.fetchCpl) {
       const cached = this.fetchPage![off];
       if (cached !== undefined) return cached;
     } else {
@@ -760,7 +786,7 @@ export class Cpu {
         this.revokeWrite(frame);
       }
       this.fetchPage = page;
-      this.fetchVpn = vpn;
+      this.fetchBase = rip - off;
       this.fetchGen = this.tlbGeneration;
       this.fetchCpl = this.cpl;
       this.fetchPhysPage = frame;
@@ -789,13 +815,13 @@ export class Cpu {
   private invalidateCode(frame: number): void {
     this.decoded.delete(frame);
     this.counters.smcInvalidations++;
-    if (frame === this.fetchPhysPage) this.fetchVpn = Number.NaN;
+    if (frame === this.fetchPhysPage) this.fetchBase = Number.NaN;
   }
 
   /** Forget all decoded instructions (mode changes). */
   flushDecoded(): void {
     this.decoded.clear();
-    this.fetchVpn = Number.NaN;
+    this.fetchBase = Number.NaN;
   }
 
   /** Fetch one instruction byte for the decoder. */
@@ -883,6 +909,7 @@ export class Cpu {
   /** Queue an external interrupt (delivered when RFLAGS.IF = 1, outside an interrupt shadow). */
   raiseInterrupt(vector: number): void {
     this.pendingIrqs.push(vector & 0xff);
+    this.attention = 1;
   }
 
   get interruptPending(): boolean {
@@ -1099,38 +1126,50 @@ export class Cpu {
    * returns.
    */
   run(budget: number): RunResult {
-    const start = this.counters.instructions;
+    const start = this.retired;
     let events = 0;
     for (;;) {
       try {
-        while (this.counters.instructions - start + events < budget) {
-          if (this.pendingIrqs.length > 0 && (this.flagsOther & 0x200) !== 0 && !this.interruptShadow) {
-            const v = this.pendingIrqs.shift() as number;
-            this.halted = false;
-            this.insnStart = this.rip;
-            events++;
-            if (!this.deliverEvent(v, -1, false, true)) return this.tripleFault(v, start);
-            continue;
+        while (this.retired - start + events < budget) {
+          if (this.attention !== 0) {
+            // The rare cases, in priority order: a stop request, an interrupt, HLT, a shadow.
+            if (this.stopRequest !== undefined) {
+              const s = this.stopRequest;
+              this.stopRequest = undefined;
+              this.attention = 1;
+              return { kind: "stop", retired: this.retired - start, reason: s.reason, code: s.code };
+            }
+            const shadow = this.shadowState;
+            if (this.pendingIrqs.length > 0 && (this.flagsOther & 0x200) !== 0 && !shadow) {
+              const v = this.pendingIrqs.shift() as number;
+              this.haltedState = false;
+              this.insnStart = this.rip;
+              events++;
+              if (!this.deliverEvent(v, -1, false, true)) return this.tripleFault(v, start);
+              continue;
+            }
+            if (this.haltedState) return { kind: "hlt", retired: this.retired - start };
+            this.shadowState = false;
+            // Stay attentive for one more instruction after a shadow (the interrupt it held off).
+            this.attention = shadow || this.pendingIrqs.length > 0 ? 1 : 0;
           }
-          if (this.halted) return { kind: "hlt", retired: this.counters.instructions - start };
-          this.interruptShadow = false;
           const rip = this.rip;
           this.insnStart = rip; // a fault while fetching restarts here
-          const insn = this.fetchDecoded();
+          const off = rip & 0xfff;
+          let insn: Insn | undefined;
+          if (rip - off === this.fetchBase && this.fetchGen === this.tlbGeneration && this.cpl === this.fetchCpl) {
+            insn = this.fetchPage![off];
+          }
+          if (insn === undefined) insn = this.fetchDecoded();
           this.rip = this.mode64 ? rip + insn.len : (rip + insn.len) >>> 0;
           insn.exec(this, insn);
-          this.counters.instructions++;
-          if (this.stopRequest !== undefined) {
-            const s = this.stopRequest;
-            this.stopRequest = undefined;
-            return { kind: "stop", retired: this.counters.instructions - start, reason: s.reason, code: s.code };
-          }
+          this.retired++;
         }
-        return { kind: "budget", retired: this.counters.instructions - start };
+        return { kind: "budget", retired: this.retired - start };
       } catch (e) {
         if (e !== ABORT) throw e;
         const vector = this.pendingVector;
-        if (this.pendingIsTrap) this.counters.instructions++; // INT n / INT3 retire
+        if (this.pendingIsTrap) this.retired++; // INT n / INT3 retire
         else events++;
         if (!this.deliverPending()) return this.tripleFault(vector, start);
       }
@@ -1139,12 +1178,13 @@ export class Cpu {
 
   private tripleFault(vector: number, start: number): RunResult {
     this.halted = true;
-    return { kind: "triple-fault", retired: this.counters.instructions - start, vector, rip: this.rip };
+    return { kind: "triple-fault", retired: this.retired - start, vector, rip: this.rip };
   }
 
   /** Ask the run loop to stop after the current instruction (a device's "exit" port). */
   requestStop(reason: string, code: number): void {
     this.stopRequest = { reason, code };
+    this.attention = 1;
   }
 }
 

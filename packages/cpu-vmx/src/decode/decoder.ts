@@ -8,6 +8,7 @@ import { Vector } from "@vtlab/arch";
 import { type Cpu, wrap64 } from "../cpu.js";
 import { Seg } from "../regs.js";
 import { ud } from "../exec/system.js";
+import { specialize } from "../exec/fast.js";
 import { Insn } from "./insn.js";
 import {
   F3_VARIANTS,
@@ -267,6 +268,7 @@ export function decode(cpu: Cpu, rip: number): Insn {
     i.reg = 0;
   }
   i.len = src.len;
+  i.exec = specialize(i);
   return i;
 }
 

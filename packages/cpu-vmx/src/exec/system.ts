@@ -297,7 +297,7 @@ export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Arra
 /** RDTSC (0F 31): the time-stamp counter is the retired-instruction count plus the TSC offset (deterministic). */
 export function rdtsc(cpu: Cpu): void {
   if ((cpu.cr4 & CR4_TSD) !== 0 && cpu.cpl !== 0) cpu.gp(0);
-  const t = cpu.counters.instructions + cpu.tscOffset;
+  const t = cpu.retired + cpu.tscOffset;
   cpu.setReg32(0, t | 0);
   cpu.setReg32(2, Math.floor(t / TWO_32) | 0);
 }
@@ -346,7 +346,7 @@ export function readMsr(cpu: Cpu, index: number): { lo: number; hi: number } | u
     case MSR.KERNEL_GS_BASE:
       return split(cpu.kernelGsBase);
     case MSR.TSC:
-      return split(cpu.counters.instructions + cpu.tscOffset);
+      return split(cpu.retired + cpu.tscOffset);
     default: {
       if (!KNOWN_PLAIN_MSRS.has(index)) return undefined;
       const v = cpu.msrs.get(index);
@@ -396,7 +396,7 @@ export function writeMsr(cpu: Cpu, index: number, lo: number, hi: number): boole
       return true;
     }
     case MSR.TSC:
-      cpu.tscOffset = hi * TWO_32 + lo - cpu.counters.instructions;
+      cpu.tscOffset = hi * TWO_32 + lo - cpu.retired;
       return true;
     default:
       if (!KNOWN_PLAIN_MSRS.has(index)) return false;
