@@ -197,9 +197,13 @@ function mov32Store(cpu: Cpu, i: Insn): void {
   cpu.write32(ea(cpu, i), cpu.lo[i.reg]!);
 }
 
-// ---- Shifts by an immediate or 1, register forms, 32 bits (SHL, SHR, SAR, ROL, ROR) ----
-function shift32RI(cpu: Cpu, i: Insn): void {
-  const n = (i.opcode === 0xd1 ? 1 : i.imm) & 0x1f;
+// ---- Shifts of a register by an immediate, 1 or CL (SHL, SHR, SAR, ROL, ROR) ----
+function shiftCount(cpu: Cpu, i: Insn): number {
+  return i.opcode === 0xd1 ? 1 : i.opcode === 0xd3 ? cpu.lo[1]! & 0xff : i.imm & 0xff;
+}
+
+function shift32R(cpu: Cpu, i: Insn): void {
+  const n = shiftCount(cpu, i) & 0x1f;
   const r = i.rm;
   const v = cpu.lo[r]!;
   if (n === 0) {
@@ -249,6 +253,95 @@ function shift32RI(cpu: Cpu, i: Insn): void {
   cpu.fA = cf | (of << 11);
 }
 
+/** 64-bit register shifts on halves: results and flags exactly as the generic path computes them. */
+function shift64R(cpu: Cpu, i: Insn): void {
+  const n = shiftCount(cpu, i) & 0x3f;
+  const r = i.rm;
+  const lo = cpu.lo[r]!;
+  const hi = cpu.hi[r]!;
+  if (n === 0) return;
+  let rl: number;
+  let rh: number;
+  let cf: number;
+  let of: number;
+  switch (i.cc) {
+    case 0: // ROL
+    case 1: {
+      // ROR by n is ROL by 64 - n
+      const k = i.cc === 0 ? n : (64 - n) & 63;
+      if (k === 0) {
+        rl = lo;
+        rh = hi;
+      } else if (k === 32) {
+        rl = hi;
+        rh = lo;
+      } else if (k < 32) {
+        rl = (lo << k) | (hi >>> (32 - k));
+        rh = (hi << k) | (lo >>> (32 - k));
+      } else {
+        const m = k - 32;
+        rl = (hi << m) | (lo >>> (32 - m));
+        rh = (lo << m) | (hi >>> (32 - m));
+      }
+      if (i.cc === 0) {
+        cf = rl & 1;
+        of = (rh >>> 31) ^ cf;
+      } else {
+        cf = rh >>> 31;
+        of = ((rh >>> 31) ^ (rh >>> 30)) & 1;
+      }
+      cpu.lo[r] = rl;
+      cpu.hi[r] = rh;
+      cpu.fA = (cpu.fA & ~0x801) | cf | (of << 11);
+      return;
+    }
+    case 4:
+    case 6: // SHL
+      if (n < 32) {
+        cf = (hi >>> (32 - n)) & 1;
+        rh = (hi << n) | (lo >>> (32 - n));
+        rl = lo << n;
+      } else {
+        cf = n === 32 ? hi & 1 : (lo >>> (64 - n)) & 1;
+        rh = n === 32 ? lo : lo << (n - 32);
+        rl = 0;
+      }
+      of = (rh >>> 31) ^ cf;
+      break;
+    case 5: // SHR
+      if (n < 32) {
+        cf = (lo >>> (n - 1)) & 1;
+        rl = (lo >>> n) | (hi << (32 - n));
+        rh = hi >>> n;
+      } else {
+        cf = n === 32 ? lo >>> 31 : (hi >>> (n - 33)) & 1;
+        rl = n === 32 ? hi : hi >>> (n - 32);
+        rh = 0;
+      }
+      of = hi >>> 31;
+      break;
+    default: // SAR
+      if (n < 32) {
+        cf = (lo >>> (n - 1)) & 1;
+        rl = (lo >>> n) | (hi << (32 - n));
+        rh = hi >> n;
+      } else {
+        cf = n === 32 ? lo >>> 31 : (hi >> (n - 33)) & 1;
+        rl = n === 32 ? hi : hi >> (n - 32);
+        rh = hi >> 31;
+      }
+      of = 0;
+  }
+  rl |= 0;
+  rh |= 0;
+  cpu.lo[r] = rl;
+  cpu.hi[r] = rh;
+  cpu.fZ = rl | rh;
+  cpu.fS = rh;
+  cpu.fP = rl;
+  cpu.fA = cf | (of << 11);
+}
+
 const ALU_EG = alu.aluEG;
 const ALU_GE = alu.aluGE;
 const ALU_EI = alu.aluEI;
@@ -277,7 +370,9 @@ export function specialize(i: Insn): Handler {
   }
   if (h === move.movGE && i.isMem) return wide ? mov64Load : mov32Load;
   if (h === move.movGE && !i.isMem) return wide ? mov64GE : mov32GE;
-  if ((h === shift.shiftEI || h === shift.shiftE1) && !i.isMem && !wide && i.cc !== 2 && i.cc !== 3) return shift32RI;
+  if ((h === shift.shiftEI || h === shift.shiftE1 || h === shift.shiftECL) && !i.isMem && i.cc !== 2 && i.cc !== 3) {
+    return wide ? shift64R : shift32R;
+  }
   return h;
 }
 
