@@ -16,7 +16,7 @@ const ADD = 0;
 const OR = 1;
 const AND = 4;
 const SUB = 5;
-const XOR = 6;
+// 6 = XOR, the default case of op32 / op64
 const CMP = 7;
 
 /** CF, AF, OF of a 32-bit add from operands and result (RFLAGS positions). */
