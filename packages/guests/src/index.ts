@@ -1,2 +1,94 @@
-// @vtlab/guests: public entry. Its implementation belongs to a later issue; see README.md.
-export {};
+/**
+ * @vtlab/guests: real guest programs for the vtlab CPU.
+ *
+ * Freestanding C kernels built by gcc into ELF64 x86-64 images that boot the PVH way
+ * (xen/arch-x86/hvm/start_info.h): PT_LOAD segments at p_paddr, entry at the 32-bit physical
+ * address in the XEN_ELFNOTE_PHYS32_ENTRY note, in flat 32-bit protected mode with paging off,
+ * EBX = physical address of struct hvm_start_info. Console on port 0xE9, exit through port
+ * 0xF4. The images, their expected console output and their provenance live in `images/`
+ * beside this package's `dist/`; this module only names them, so it runs anywhere (no Node-only
+ * APIs): fetch the URL in a browser, or read it with `fs` in Node.
+ */
+
+/** Every guest image, in the order the README describes them. */
+export const GUEST_IMAGES = [
+  "sha256",
+  "sort",
+  "format",
+  "recursion",
+  "div64",
+  "setjmp",
+  "usermode",
+  "demand",
+  "bench",
+] as const;
+
+export type GuestImageName = (typeof GUEST_IMAGES)[number];
+
+export interface GuestImageInfo {
+  readonly name: GuestImageName;
+  /** The gcc optimisation level the image was built with. */
+  readonly optimisation: "-O0" | "-Os" | "-O2";
+  /** What it exercises, in one line. */
+  readonly summary: string;
+}
+
+/** What each image is, keyed by name. */
+export const GUEST_IMAGE_INFO: { readonly [N in GuestImageName]: GuestImageInfo } = {
+  sha256: { name: "sha256", optimisation: "-O2", summary: "SHA-256 of the NIST vectors and a 64 KiB buffer: ROR, BSWAP, 32-bit ALU chains." },
+  sort: { name: "sort", optimisation: "-Os", summary: "Quicksort and merge sort of 10,000 64-bit values, signed and unsigned: CMOVcc, SETcc, REP MOVSB." },
+  format: { name: "format", optimisation: "-O0", summary: "Decimal, hex and octal formatting of 8/16/32/64-bit values incl. INT64_MIN and UINT64_MAX." },
+  recursion: { name: "recursion", optimisation: "-O0", summary: "Ackermann, a 100,000-deep recursive sum and other deep recursion on a 16 MiB stack." },
+  div64: { name: "div64", optimisation: "-Os", summary: "DIV/IDIV of every width incl. 128-by-64, division by constants, #DE caught and skipped." },
+  setjmp: { name: "setjmp", optimisation: "-O2", summary: "setjmp/longjmp in assembly: non-local exits, nested try/catch, callee-saved registers." },
+  usermode: { name: "usermode", optimisation: "-O2", summary: "TSS, CPL 3 via IRETQ, SYSCALL/SYSRET and INT 0x80, U/S pages, user #PF and #GP." },
+  demand: { name: "demand", optimisation: "-O2", summary: "Demand paging of 16 MiB by the #PF handler (CR2, error code, INVLPG), exact fault counts, A/D bits." },
+  bench: { name: "bench", optimisation: "-O2", summary: "CRC-32, sieve, sort and bit mixing, `iterations=N` on the command line (default 20, about 355M instructions)." },
+};
+
+/** Physical address every image is linked at (1 MiB). */
+export const GUEST_LOAD_ADDRESS = 0x10_0000;
+/** Xen: XEN_ELFNOTE_PHYS32_ENTRY, the ELF note (name "Xen") holding the 32-bit entry point. */
+export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+/** Xen: XEN_HVM_START_MAGIC_VALUE, hvm_start_info.magic. */
+export const XEN_HVM_START_MAGIC_VALUE = 0x336ec578;
+/** Console: each byte written to this port (Bochs/QEMU debugcon) is a console character. */
+export const DEBUGCON_PORT = 0xe9;
+/** Exit: a 32-bit write of the exit code to this port (QEMU isa-debug-exit, iobase 0xf4, iosize 4). */
+export const DEBUG_EXIT_PORT = 0xf4;
+
+/** Exit codes the guests write to DEBUG_EXIT_PORT. */
+export const GuestExitCode = {
+  /** Every check passed; the last console line is `PASS <name> <checksum>`. */
+  Success: 0,
+  /** A check failed; the console says which (`FAIL ...`). */
+  Failure: 1,
+  /** EBX did not point at an hvm_start_info with the right magic. */
+  BadBoot: 2,
+  /** An unexpected exception: the console has its vector, error code, RIP and CR2. */
+  Exception: 3,
+} as const;
+
+/**
+ * Guest memory the images need, in bytes: every image fits below 32 MiB of guest-physical
+ * RAM (demand reserves a 16 MiB frame pool in its image), with RAM from 1 MiB upwards.
+ */
+export const GUEST_MIN_MEMORY = 32 * 1024 * 1024;
+
+/** Default iteration count of the bench image (override with `iterations=N`). */
+export const BENCH_DEFAULT_ITERATIONS = 20;
+
+/** URL of a guest image (`images/<name>.elf`). */
+export function guestImageUrl(name: GuestImageName): URL {
+  return new URL(`../images/${name}.elf`, import.meta.url);
+}
+
+/** URL of a guest's expected console output under the default command line (`images/<name>.expected`). */
+export function guestExpectedOutputUrl(name: GuestImageName): URL {
+  return new URL(`../images/${name}.expected`, import.meta.url);
+}
+
+/** True if `name` is one of GUEST_IMAGES. */
+export function isGuestImageName(name: string): name is GuestImageName {
+  return (GUEST_IMAGES as readonly string[]).includes(name);
+}

@@ -1,0 +1,62 @@
+#!/bin/sh
+# Builds every vtlab guest image from packages/guests/c into an output directory
+# (default: packages/guests/images). Deterministic: no debug info, no build id, no .comment,
+# sources named by fixed relative paths; the same gcc and binutils give byte-identical images.
+#
+#   scripts/build.sh [OUTDIR] [NAME...]
+#
+# Environment: CC (default gcc). Objects go to a temporary directory that is removed.
+set -eu
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$here/images}
+[ $# -gt 0 ] && shift
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+CC=${CC:-gcc}
+
+CFLAGS="-ffreestanding -fno-pic -no-pie -mno-red-zone -mgeneral-regs-only \
+-fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables -fcf-protection=none \
+-fno-ident -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -I runtime"
+LDFLAGS="-nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=4096 \
+-Wl,-z,noexecstack -Wl,--no-warn-rwx-segments"
+
+RUNTIME="runtime/start.S runtime/traps.S runtime/string.S runtime/rt.c"
+
+# name      optimisation  sources (relative to c/, comma-separated) besides the runtime
+PROGRAMS='
+sha256      -O2  sha256/sha256.c
+sort        -Os  sort/sort.c
+format      -O0  format/format.c
+recursion   -O0  recursion/recursion.c
+div64       -Os  div64/div64.c
+setjmp      -O2  setjmp/setjmp.c,setjmp/setjmp_asm.S
+usermode    -O2  usermode/usermode.c,usermode/usermode_asm.S,usermode/user.c
+demand      -O2  demand/demand.c
+bench       -O2  bench/bench.c
+'
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+cd "$here/c"
+echo "$PROGRAMS" | while read -r name opt srcs; do
+    [ -n "$name" ] || continue
+    if [ $# -gt 0 ]; then
+        case " $* " in *" $name "*) ;; *) continue ;; esac
+    fi
+    mkdir -p "$tmp/$name"
+    objs=""
+    for src in $RUNTIME $(echo "$srcs" | tr ',' ' '); do
+        obj="$tmp/$name/$(basename "$src" | tr '.' '_').o"
+        # shellcheck disable=SC2086
+        $CC $opt $CFLAGS -c -o "$obj" "$src"
+        objs="$objs $obj"
+    done
+    ld_script=linker.ld
+    [ -f "$name/$name.ld" ] && ld_script="$name/$name.ld"
+    # shellcheck disable=SC2086
+    $CC $LDFLAGS -Wl,-T,"$ld_script" -o "$out/$name.elf" $objs
+    chmod 644 "$out/$name.elf"
+    echo "built $name.elf ($opt)"
+done

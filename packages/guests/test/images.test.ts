@@ -1,0 +1,169 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  BENCH_DEFAULT_ITERATIONS,
+  GUEST_IMAGES,
+  GUEST_IMAGE_INFO,
+  GUEST_LOAD_ADDRESS,
+  GUEST_MIN_MEMORY,
+  XEN_ELFNOTE_PHYS32_ENTRY,
+  guestExpectedOutputUrl,
+  guestImageUrl,
+  isGuestImageName,
+} from "@vtlab/guests";
+import { EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD, PT_NOTE, parseElf64 } from "./elf.js";
+
+const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
+const imagesDir = join(pkg, "images");
+const provenance = readFileSync(join(imagesDir, "PROVENANCE.md"), "utf8");
+
+/** The line `- key: value` of PROVENANCE.md's "Toolchain" list. */
+function recorded(key: string): string {
+  const m = new RegExp(`^- ${key}: \`([^\`]+)\``, "m").exec(provenance);
+  if (!m?.[1]) throw new Error(`PROVENANCE.md records no ${key}`);
+  return m[1];
+}
+
+function tool(cmd: string, args: string[]): string | undefined {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+const gccVersion = tool("gcc", ["-dumpfullversion"]);
+const ldVersion = tool("ld", ["--version"])?.split("\n")[0]?.split(" ").pop();
+
+describe("package API", () => {
+  it("names exactly the images committed in images/", () => {
+    const elves = readdirSync(imagesDir).filter((f) => f.endsWith(".elf")).map((f) => f.slice(0, -4)).sort();
+    expect([...GUEST_IMAGES].sort()).toEqual(elves);
+    for (const name of GUEST_IMAGES) {
+      expect(GUEST_IMAGE_INFO[name].name).toBe(name);
+      expect(isGuestImageName(name)).toBe(true);
+    }
+    expect(isGuestImageName("nope")).toBe(false);
+  });
+
+  it("resolves image URLs to the files beside the package", () => {
+    expect(fileURLToPath(guestImageUrl("sha256"))).toBe(join(imagesDir, "sha256.elf"));
+    expect(fileURLToPath(guestExpectedOutputUrl("bench"))).toBe(join(imagesDir, "bench.expected"));
+  });
+
+  it("lists the same programs and optimisation levels as scripts/build.sh, using -O0, -Os and -O2", () => {
+    const script = readFileSync(join(pkg, "scripts/build.sh"), "utf8");
+    const table = /PROGRAMS='\n([\s\S]*?)'/.exec(script)?.[1] ?? "";
+    const rows = table.trim().split("\n").map((l) => l.trim().split(/\s+/));
+    expect(rows.map((r) => r[0])).toEqual([...GUEST_IMAGES]);
+    for (const [name, opt] of rows) expect(GUEST_IMAGE_INFO[name as (typeof GUEST_IMAGES)[number]].optimisation).toBe(opt);
+    expect(new Set(rows.map((r) => r[1]))).toEqual(new Set(["-O0", "-Os", "-O2"]));
+  });
+});
+
+describe.each([...GUEST_IMAGES])("images/%s.elf", (name) => {
+  const image = new Uint8Array(readFileSync(fileURLToPath(guestImageUrl(name))));
+  const elf = parseElf64(image);
+
+  it("is an ELF64 x86-64 executable", () => {
+    if (typeof elf === "string") throw new Error(elf);
+    expect(elf.type).toBe(ET_EXEC);
+    expect(elf.machine).toBe(EM_X86_64);
+  });
+
+  it("carries XEN_ELFNOTE_PHYS32_ENTRY with a 32-bit entry inside an executable PT_LOAD", () => {
+    if (typeof elf === "string") throw new Error(elf);
+    const notes = elf.notes.filter((n) => n.name === "Xen" && n.type === XEN_ELFNOTE_PHYS32_ENTRY);
+    expect(notes).toHaveLength(1);
+    const desc = notes[0]!.desc;
+    expect(desc.length).toBe(4);
+    const entry = new DataView(desc.buffer, desc.byteOffset, 4).getUint32(0, true);
+    expect(entry).toBe(elf.entry);
+    const text = elf.phdrs.find((p) => p.type === PT_LOAD && p.paddr <= entry && entry < p.paddr + p.filesz);
+    expect(text, "entry point inside a loaded segment").toBeDefined();
+    expect(text!.flags & PF_X).toBe(PF_X);
+    expect(elf.phdrs.filter((p) => p.type === PT_NOTE)).toHaveLength(1);
+  });
+
+  it("loads every PT_LOAD at or above 1 MiB, without overlaps, within the minimum guest memory", () => {
+    if (typeof elf === "string") throw new Error(elf);
+    const loads = elf.phdrs.filter((p) => p.type === PT_LOAD).sort((a, b) => a.paddr - b.paddr);
+    expect(loads.length).toBeGreaterThanOrEqual(2);
+    expect(loads[0]!.paddr).toBe(GUEST_LOAD_ADDRESS);
+    let end = 0;
+    for (const p of loads) {
+      expect(p.paddr).toBeGreaterThanOrEqual(Math.max(GUEST_LOAD_ADDRESS, end));
+      expect(p.filesz).toBeLessThanOrEqual(p.memsz);
+      expect(p.paddr % 4096).toBe(0);
+      end = p.paddr + p.memsz;
+    }
+    expect(end).toBeLessThanOrEqual(GUEST_MIN_MEMORY);
+    // identity mapped, except usermode's user segment (virtual 1 GiB, writable and executable)
+    for (const p of loads) {
+      if (p.vaddr !== p.paddr) {
+        expect(name).toBe("usermode");
+        expect(p.vaddr).toBe(0x4000_0000);
+      } else {
+        expect(p.flags & (PF_W | PF_X)).not.toBe(PF_W | PF_X);
+      }
+    }
+  });
+
+  it("has an expected output ending in its PASS line", () => {
+    const expected = readFileSync(fileURLToPath(guestExpectedOutputUrl(name)), "utf8");
+    expect(expected).toMatch(/^[\x20-\x7e\n]*$/);
+    expect(expected).toMatch(new RegExp(`\\nPASS ${name} [0-9a-f]{16}\\n$`));
+    expect(expected).not.toMatch(/FAIL|EXCEPTION|WRONG|MISMATCH/);
+  });
+
+  it("is listed in PROVENANCE.md with its SHA-256", async () => {
+    const { createHash } = await import("node:crypto");
+    const digest = createHash("sha256").update(image).digest("hex");
+    expect(provenance).toContain(`${digest}  ${name}.elf`);
+  });
+});
+
+describe("bench", () => {
+  it("prints one line per default iteration", () => {
+    const expected = readFileSync(fileURLToPath(guestExpectedOutputUrl("bench")), "utf8");
+    expect(expected).toContain(`iterations ${BENCH_DEFAULT_ITERATIONS}\n`);
+    expect(expected.match(/^iteration \d+:/gm)).toHaveLength(BENCH_DEFAULT_ITERATIONS);
+  });
+});
+
+describe("rebuild with the recorded toolchain", () => {
+  const out = mkdtempSync(join(tmpdir(), "vtlab-guests-"));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  // Byte-identical output needs the exact gcc and binutils recorded in PROVENANCE.md. Every
+  // machine of the project's kind has them (Debian 12: gcc 12.2.0, binutils 2.40); anywhere else
+  // this test fails and says which toolchain it found.
+  it(
+    `scripts/build.sh reproduces every committed image byte for byte (gcc ${recorded("gcc")}, ld ${recorded("ld")})`,
+    () => {
+      expect({ gcc: gccVersion, ld: ldVersion }, "the toolchain recorded in images/PROVENANCE.md is needed to reproduce the images").toEqual({
+        gcc: recorded("gcc"),
+        ld: recorded("ld"),
+      });
+      execFileSync("sh", [join(pkg, "scripts/build.sh"), out], { stdio: "pipe" });
+      for (const name of GUEST_IMAGES) {
+        const rebuilt = readFileSync(join(out, `${name}.elf`));
+        const committed = readFileSync(join(imagesDir, `${name}.elf`));
+        expect(rebuilt.equals(committed), `${name}.elf differs from a rebuild`).toBe(true);
+      }
+    },
+  );
+});
+
+describe("expected outputs", () => {
+  // The .expected files were produced by QEMU (scripts/qemu.sh; `pnpm --filter @vtlab/guests
+  // qemu-check` reruns them where QEMU is installed). This check needs only python3, which every
+  // machine of the project's kind has: it recomputes the outputs on the host.
+  it("agree with host-side computations (scripts/crosscheck.py)", () => {
+    const r = spawnSync("python3", [join(pkg, "scripts/crosscheck.py"), imagesDir], { encoding: "utf8" });
+    expect(r.error, "python3 is needed for the cross-check").toBeUndefined();
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+});
