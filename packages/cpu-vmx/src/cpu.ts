@@ -60,6 +60,7 @@ import {
   Seg,
 } from "./regs.js";
 import type { Insn } from "./decode/insn.js";
+import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
 
 /** The token that unwinds an instruction after a fault was recorded. Never escapes `run`. */
 export const ABORT: { readonly abort: true } = Object.freeze({ abort: true });
@@ -135,6 +136,8 @@ export class CpuCounters {
   exceptions = 0;
   interrupts = 0;
   decodedInstructions = 0;
+  /** Hot blocks compiled to JavaScript functions. */
+  compiledBlocks = 0;
   smcInvalidations = 0;
   /** #UD raised for opcodes this CPU does not implement, by opcode text ("0f 38 00"). */
   readonly unsupported = new Map<string, number>();
@@ -804,6 +807,55 @@ export class Cpu {
 
   private fetchCpl = 0;
 
+  /** Compile hot blocks into JavaScript functions (see blocks.ts). */
+  compileBlocks = true;
+  /** Interpreted executions of a block-start instruction before its block is compiled. */
+  blockThreshold = BLOCK_THRESHOLD;
+
+  /**
+   * Decode forward from the hot instruction at `rip` (within its page) up to the first
+   * instruction that is not straight-line, and compile the run into a block.
+   */
+  private buildBlock(first: Insn, rip: number): void {
+    const page = this.fetchPage;
+    if (page === undefined) return;
+    const insns: Insn[] = [];
+    const offsets: number[] = [];
+    let off = rip & 0xfff;
+    let at = 0;
+    let insn: Insn | undefined = first;
+    while (insn !== undefined && insns.length < MAX_BLOCK) {
+      insns.push(insn);
+      offsets.push(at);
+      if (!isStraightLine(insn.exec)) break;
+      at += insn.len;
+      off += insn.len;
+      if (off >= 4096) break;
+      insn = page[off];
+      if (insn === undefined) {
+        const cr2 = this.cr2;
+        try {
+          insn = Cpu.decoder!(this, rip + at);
+        } catch {
+          // A fault while looking ahead (an unmapped next page): end the block here, leaving no
+          // trace (the guest must not see a CR2 for an instruction it has not reached).
+          this.pendingVector = -1;
+          this.cr2 = cr2;
+          break;
+        }
+        if (off + insn.len > 4096) break;
+        page[off] = insn;
+        this.counters.decodedInstructions++;
+      }
+    }
+    const fn = compileBlock(insns, offsets);
+    if (fn !== undefined) {
+      first.block = fn;
+      first.blockLen = insns.length;
+      this.counters.compiledBlocks++;
+    }
+  }
+
   /** Mark a frame as holding decoded code: remove write permission from TLB entries mapping it. */
   private revokeWrite(frame: number): void {
     const phys = frame * 4096;
@@ -814,6 +866,7 @@ export class Cpu {
 
   private invalidateCode(frame: number): void {
     this.decoded.delete(frame);
+    this.attention = 1; // a compiled block running from this page must stop after this store
     this.counters.smcInvalidations++;
     if (frame === this.fetchPhysPage) this.fetchBase = Number.NaN;
   }
@@ -1161,6 +1214,15 @@ export class Cpu {
             insn = this.fetchPage![off];
           }
           if (insn === undefined) insn = this.fetchDecoded();
+          let block = insn.block;
+          if (block === undefined && ++insn.hits === this.blockThreshold && this.mode64 && this.compileBlocks) {
+            this.buildBlock(insn, rip);
+            block = insn.block;
+          }
+          if (block !== undefined && start + budget - events - this.retired >= insn.blockLen) {
+            block(this, rip);
+            continue;
+          }
           this.rip = this.mode64 ? rip + insn.len : (rip + insn.len) >>> 0;
           insn.exec(this, insn);
           this.retired++;

@@ -114,12 +114,17 @@ function runInterpreter(m: { cpu: Cpu; memory: MachineMemory }, c: TestCase): Ex
   return { outcome, gprs, rflags: flags, memory: mem, ...(faultOffset !== undefined ? { faultOffset } : {}) };
 }
 
-describe("differential test against the host CPU", () => {
+describe.each([
+  { path: "interpreted", compile: false },
+  { path: "compiled blocks (compiled on first use)", compile: true },
+])("differential test against the host CPU, $path", ({ compile }) => {
   it(`agrees with the host on ${COUNT} random sequences (seed ${SEED})`, () => {
     expect(isNativeHost(), "the differential test needs an x86-64 Linux host to run the native side").toBe(true);
     const build = buildHarness();
     expect(build.harness, `native harness could not be built: ${build.reason ?? ""}`).toBeDefined();
     const m = diffMachine();
+    m.cpu.compileBlocks = compile;
+    m.cpu.blockThreshold = 1;
     const failures: string[] = [];
     const batch = 20_000;
     for (let start = 0; start < COUNT && failures.length < 10; start += batch) {
@@ -132,5 +137,8 @@ describe("differential test against the host CPU", () => {
       }
     }
     expect(failures, failures.join("\n\n")).toEqual([]);
+    // Every case ran through the path under test.
+    if (compile) expect(m.cpu.counters.compiledBlocks).toBeGreaterThanOrEqual(COUNT);
+    else expect(m.cpu.counters.compiledBlocks).toBe(0);
   });
 });

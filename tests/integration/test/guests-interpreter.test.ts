@@ -19,6 +19,18 @@ describe("reference guests on the interpreter", () => {
       const expected = readFileSync(guestExpectedOutputUrl(name), "utf8");
       expect({ kind: r.kind, code: r.code, unsupported: [...m.cpu.counters.unsupported.entries()] }).toEqual({ kind: "exit", code: 0, unsupported: [] });
       expect(r.output).toBe(expected);
+      expect(m.cpu.counters.compiledBlocks).toBeGreaterThan(0);
+    });
+  }
+
+  for (const name of ["sha256", "sort", "usermode", "demand"] as const) {
+    it(`${name} gives the same output with block compilation off (the plain interpreter path)`, () => {
+      const m = loadPvh(image(name));
+      m.cpu.compileBlocks = false;
+      const r = runToExit(m, 1_000_000_000);
+      expect(r.code).toBe(0);
+      expect(r.output).toBe(readFileSync(guestExpectedOutputUrl(name), "utf8"));
+      expect(m.cpu.counters.compiledBlocks).toBe(0);
     });
   }
 

@@ -48,6 +48,12 @@ export class Insn {
   cc = 0;
   /** The mnemonic from the decode table (for disassembly, counters and tests). */
   mnemonic = "";
+  /** Times this instruction started an interpreted step (until its block is compiled). */
+  hits = 0;
+  /** The compiled block that starts here, if any (see blocks.ts). */
+  block: ((cpu: Cpu, rip: number) => void) | undefined = undefined;
+  /** Instructions in that block. */
+  blockLen = 0;
 
   constructor(exec: Handler) {
     this.exec = exec;

@@ -384,3 +384,27 @@ function mov32GE(cpu: Cpu, i: Insn): void {
   cpu.lo[i.reg] = cpu.lo[i.rm]!;
   cpu.hi[i.reg] = 0;
 }
+
+/** Every specialized handler (all straight-line: none changes RIP, mode or interrupt state). */
+export const FAST_HANDLERS: readonly Handler[] = [
+  alu32EG_RR,
+  alu64EG_RR,
+  alu32GE_RR,
+  alu64GE_RR,
+  alu32GE_RM,
+  alu64GE_RM,
+  alu32EI_R,
+  alu64EI_R,
+  test32RR,
+  test64RR,
+  mov64RR,
+  mov32RR,
+  mov64Load,
+  mov32Load,
+  mov64Store,
+  mov32Store,
+  mov64GE,
+  mov32GE,
+  shift32R,
+  shift64R,
+];

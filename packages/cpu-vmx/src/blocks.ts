@@ -1,0 +1,75 @@
+/**
+ * Compiled blocks: a hot run of straight-line instructions (ending at the first instruction that
+ * may branch, change mode, touch a port or be privileged) becomes one JavaScript function that
+ * calls each instruction's handler directly. Each call site sees one handler, so the engine can
+ * inline it; the interpretive loop's per-instruction lookup disappears.
+ *
+ * Exactness is kept per instruction: RIP and the instruction start are set before each handler
+ * (faults restart at the right instruction and RIP-relative operands see the right RIP), the
+ * retired count is bumped after each, and the block returns early when something needs the run
+ * loop (`attention`: an MMIO device's request, a store into decoded code) or the budget ends.
+ * Blocks live on the decoded instruction that starts them, so they die with their code page.
+ * Only 64-bit mode compiles blocks; where `Function` is unavailable (a strict CSP), the
+ * interpreter simply never compiles.
+ */
+import type { Cpu } from "./cpu.js";
+import type { Handler, Insn } from "./decode/insn.js";
+import * as alu from "./exec/alu.js";
+import * as bits from "./exec/bits.js";
+import * as fast from "./exec/fast.js";
+import * as move from "./exec/move.js";
+import * as muldiv from "./exec/muldiv.js";
+import * as shift from "./exec/shift.js";
+import * as stack from "./exec/stack.js";
+import * as str from "./exec/string.js";
+
+export type BlockFn = (cpu: Cpu, rip: number) => void;
+
+/** Executions of a block-start instruction before its block is compiled. */
+export const BLOCK_THRESHOLD = 64;
+/** Longest compiled block, in instructions. */
+export const MAX_BLOCK = 48;
+
+/** Handlers that never change RIP, the mode, privilege or interrupt state (they may fault). */
+const STRAIGHT_LINE: ReadonlySet<Handler> = new Set<Handler>([
+  ...[alu, bits, move, muldiv, shift, stack, str]
+    .flatMap((m) => Object.values(m))
+    .filter((f): f is Handler => typeof f === "function")
+    .filter((f) => f !== stack.popf && f !== str.ins && f !== str.outs && f !== str.checkIo),
+  ...fast.FAST_HANDLERS,
+]);
+
+export function isStraightLine(h: Handler): boolean {
+  return STRAIGHT_LINE.has(h);
+}
+
+let compilerWorks = true;
+
+/**
+ * Build the block function for `insns` (consecutive, in one page, offsets from the block start
+ * in `offsets`). Returns undefined when code generation is unavailable.
+ */
+export function compileBlock(insns: readonly Insn[], offsets: readonly number[]): BlockFn | undefined {
+  if (!compilerWorks) return undefined;
+  const n = insns.length;
+  const params: string[] = [];
+  const args: unknown[] = [];
+  let body = "";
+  for (let k = 0; k < n; k++) {
+    const i = insns[k] as Insn;
+    params.push(`h${k}`, `i${k}`);
+    args.push(i.exec, i);
+    const start = offsets[k] as number;
+    const end = start + i.len;
+    body += `c.insnStart=r+${start};c.rip=r+${end};h${k}(c,i${k});c.retired++;`;
+    // The run loop enters a block only with budget for all of it; stop early only on attention.
+    if (k < n - 1) body += `if(c.attention!==0)return;`;
+  }
+  try {
+    const factory = new Function(...params, `"use strict";return function block(c,r){${body}};`) as (...a: unknown[]) => BlockFn;
+    return factory(...args);
+  } catch {
+    compilerWorks = false;
+    return undefined;
+  }
+}
