@@ -39,8 +39,32 @@ const STRAIGHT_LINE: ReadonlySet<Handler> = new Set<Handler>([
   ...fast.FAST_HANDLERS,
 ]);
 
+const CONDITIONAL: ReadonlySet<Handler> = new Set(fast.CONDITIONAL_BRANCHES);
+
+/**
+ * Handlers that, with register operands only, can neither fault nor read RIP nor touch memory:
+ * the generated code skips the RIP/instruction-start stores for them and folds their retirement
+ * into the next instruction that can fault (or the end of the block).
+ */
+const PURE_WITH_REGISTERS: ReadonlySet<Handler> = new Set<Handler>(
+  [...STRAIGHT_LINE].filter(
+    (h) => h !== muldiv.divE && h !== muldiv.idivE && !Object.values(stack).includes(h) && !Object.values(str).includes(h),
+  ),
+);
+
+/** The instruction cannot fault, does not read RIP and does not access memory. */
+function isPure(i: Insn): boolean {
+  if (i.exec === move.lea) return !i.ripRel;
+  return !i.isMem && PURE_WITH_REGISTERS.has(i.exec);
+}
+
 export function isStraightLine(h: Handler): boolean {
   return STRAIGHT_LINE.has(h);
+}
+
+/** A conditional branch: a block continues through it when it is not taken. */
+export function isConditionalBranch(h: Handler): boolean {
+  return CONDITIONAL.has(h);
 }
 
 let compilerWorks = true;
@@ -55,14 +79,24 @@ export function compileBlock(insns: readonly Insn[], offsets: readonly number[])
   const params: string[] = [];
   const args: unknown[] = [];
   let body = "";
+  let unretired = 0; // pure instructions done but not yet added to c.retired
   for (let k = 0; k < n; k++) {
     const i = insns[k] as Insn;
     params.push(`h${k}`, `i${k}`);
     args.push(i.exec, i);
     const start = offsets[k] as number;
     const end = start + i.len;
+    if (isPure(i)) {
+      body += `h${k}(c,i${k});`;
+      unretired++;
+      if (k === n - 1) body += `c.rip=r+${end};c.retired+=${unretired};`;
+      continue;
+    }
+    if (unretired > 0) body += `c.retired+=${unretired};`;
+    unretired = 0;
     body += `c.insnStart=r+${start};c.rip=r+${end};h${k}(c,i${k});c.retired++;`;
-    // The run loop enters a block only with budget for all of it; stop early only on attention.
+    // The run loop enters a block only with budget for all of it; stop early on attention (a
+    // device's request or a store into decoded code), which only memory accesses can raise.
     if (k < n - 1) body += `if(c.attention!==0)return;`;
   }
   try {

@@ -11,6 +11,12 @@ import * as alu from "./alu.js";
 import * as move from "./move.js";
 import * as shift from "./shift.js";
 import { ea } from "./operands.js";
+import * as control from "./control.js";
+
+/** A Jcc decoded in 64-bit mode (its operand size is forced to 64). */
+function cpu64(i: Insn): boolean {
+  return i.opSize === 8;
+}
 
 const ADD = 0;
 const OR = 1;
@@ -342,6 +348,33 @@ function shift64R(cpu: Cpu, i: Insn): void {
   cpu.fA = cf | (of << 11);
 }
 
+/** Jcc rel8/rel32 in 64-bit mode: the condition inline, the target checked for canonical form. */
+function jcc64(cpu: Cpu, i: Insn): void {
+  if (cpu.cond(i.cc)) {
+    const t = cpu.rip + i.imm;
+    if (t < -TWO_47 || t >= TWO_47) cpu.gp(0);
+    cpu.rip = t;
+  }
+}
+function jz64(cpu: Cpu, i: Insn): void {
+  if (cpu.fZ === 0) {
+    const t = cpu.rip + i.imm;
+    if (t < -TWO_47 || t >= TWO_47) cpu.gp(0);
+    cpu.rip = t;
+  }
+}
+function jnz64(cpu: Cpu, i: Insn): void {
+  if (cpu.fZ !== 0) {
+    const t = cpu.rip + i.imm;
+    if (t < -TWO_47 || t >= TWO_47) cpu.gp(0);
+    cpu.rip = t;
+  }
+}
+const TWO_47 = 2 ** 47;
+
+/** Conditional branches a compiled block may run through when they are not taken. */
+export const CONDITIONAL_BRANCHES: readonly Handler[] = [jcc64, jz64, jnz64];
+
 const ALU_EG = alu.aluEG;
 const ALU_GE = alu.aluGE;
 const ALU_EI = alu.aluEI;
@@ -370,6 +403,7 @@ export function specialize(i: Insn): Handler {
   }
   if (h === move.movGE && i.isMem) return wide ? mov64Load : mov32Load;
   if (h === move.movGE && !i.isMem) return wide ? mov64GE : mov32GE;
+  if (h === control.jccRel && cpu64(i)) return i.cc === 4 ? jz64 : i.cc === 5 ? jnz64 : jcc64;
   if ((h === shift.shiftEI || h === shift.shiftE1 || h === shift.shiftECL) && !i.isMem && i.cc !== 2 && i.cc !== 3) {
     return wide ? shift64R : shift32R;
   }
