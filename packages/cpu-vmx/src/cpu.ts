@@ -54,6 +54,7 @@ import {
   RFLAGS_OF,
   RFLAGS_PF,
   RFLAGS_SF,
+  RFLAGS_TF,
   RFLAGS_ZF,
   SEG_ATTR_DB,
   SEG_ATTR_L,
@@ -61,6 +62,9 @@ import {
 } from "./regs.js";
 import type { Insn } from "./decode/insn.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
+
+/** DR6.BS (bit 14): the #DB was a single step. */
+export const DR6_BS = 1 << 14;
 
 /** The token that unwinds an instruction after a fault was recorded. Never escapes `run`. */
 export const ABORT: { readonly abort: true } = Object.freeze({ abort: true });
@@ -343,6 +347,7 @@ export class Cpu {
     this.flagsOther = next & ~(RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF);
     const ac = (next & RFLAGS_AC) !== 0;
     this.paging.ac = ac;
+    if ((next & RFLAGS_TF) !== 0) this.attention = 1;
   }
 
   /** Evaluate condition code `cc` (SDM Vol. 1, Appendix B: tttn encoding). */
@@ -807,6 +812,9 @@ export class Cpu {
 
   private fetchCpl = 0;
 
+  /** A single-step #DB is due after the instruction being executed. */
+  private stepPending = false;
+
   /** Compile hot blocks into JavaScript functions (see blocks.ts). */
   compileBlocks = true;
   /** Interpreted executions of a block-start instruction before its block is compiled. */
@@ -1184,6 +1192,7 @@ export class Cpu {
     for (;;) {
       try {
         while (this.retired - start + events < budget) {
+          let stepping = false;
           if (this.attention !== 0) {
             // The rare cases, in priority order: a stop request, an interrupt, HLT, a shadow.
             if (this.stopRequest !== undefined) {
@@ -1202,9 +1211,22 @@ export class Cpu {
               continue;
             }
             if (this.haltedState) return { kind: "hlt", retired: this.retired - start };
+            if (this.stepPending) {
+              // Single-step trap after an instruction that began with RFLAGS.TF = 1 (SDM Vol. 3B
+              // 17.3.1.4): #DB with DR6.BS, RIP already at the next instruction.
+              this.stepPending = false;
+              this.dr[6] = this.dr[6]! | DR6_BS;
+              this.insnStart = this.rip;
+              events++;
+              if (!this.deliverEvent(Vector.DB, -1, false, false)) return this.tripleFault(Vector.DB, start);
+              continue;
+            }
             this.shadowState = false;
-            // Stay attentive for one more instruction after a shadow (the interrupt it held off).
-            this.attention = shadow || this.pendingIrqs.length > 0 ? 1 : 0;
+            stepping = (this.flagsOther & RFLAGS_TF) !== 0;
+            this.stepPending = stepping;
+            // Stay attentive for one more instruction after a shadow (the interrupt it held off)
+            // or a single step.
+            this.attention = shadow || stepping || this.pendingIrqs.length > 0 ? 1 : 0;
           }
           const rip = this.rip;
           this.insnStart = rip; // a fault while fetching restarts here
@@ -1219,7 +1241,7 @@ export class Cpu {
             this.buildBlock(insn, rip);
             block = insn.block;
           }
-          if (block !== undefined && start + budget - events - this.retired >= insn.blockLen) {
+          if (block !== undefined && !stepping && start + budget - events - this.retired >= insn.blockLen) {
             block(this, rip);
             continue;
           }
@@ -1231,6 +1253,7 @@ export class Cpu {
       } catch (e) {
         if (e !== ABORT) throw e;
         const vector = this.pendingVector;
+        if (!this.pendingIsTrap) this.stepPending = false; // a faulting instruction does not single-step
         if (this.pendingIsTrap) this.retired++; // INT n / INT3 retire
         else events++;
         if (!this.deliverPending()) return this.tripleFault(vector, start);

@@ -79,6 +79,20 @@ describe("exceptions through the 64-bit IDT", () => {
     expect(m.cpu.rip).toBe(CODE + 12);
   });
 
+  it("RFLAGS.TF single-steps: #DB (DR6.BS) after the first instruction that starts with TF = 1", () => {
+    // pushfq; or qword [rsp], 0x100; popfq; mov eax, 1; mov ebx, 2; hlt
+    const m = machine64("9c48810c24000100009db801000000bb02000000f4");
+    installIdt(m);
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    const f = landed(m, false);
+    expect(f.vector).toBe(Vector.DB);
+    expect(f.rip).toBe(CODE + 15); // past MOV EAX: POPF itself began with TF = 0
+    expect(f.rflags & 0x100).toBe(0x100); // the pushed RFLAGS still has TF
+    expect([m.cpu.lo[0], m.cpu.lo[3]]).toEqual([1, 0]);
+    expect(m.cpu.dr[6]! & 0x4000).toBe(0x4000);
+    expect(m.cpu.getFlags() & 0x100).toBe(0); // delivery cleared TF
+  });
+
   it("an IST gate switches to the IST stack (16-byte aligned) whatever RSP was", () => {
     const m = machine64("48c7c00000004048c70005000000f4");
     installIdt(m, { ist: { [Vector.PF]: 1 } });

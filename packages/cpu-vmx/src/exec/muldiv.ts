@@ -334,10 +334,20 @@ function idivWide(cpu: Cpu, n3: number, n2: number, n1: number, n0: number, dHi:
   let a2 = n2;
   let a1 = n1;
   let a0 = n0;
-  if (negN) [a3, a2, a1, a0] = neg128(a3, a2, a1, a0);
+  if (negN) {
+    neg128(a3, a2, a1, a0);
+    a3 = w128[3]!;
+    a2 = w128[2]!;
+    a1 = w128[1]!;
+    a0 = w128[0]!;
+  }
   let bh = dHi;
   let bl = dLo;
-  if (negD) [, , bh, bl] = neg128(-1, -1, dHi, dLo);
+  if (negD) {
+    neg128(-1, -1, dHi, dLo);
+    bh = w128[1]!;
+    bl = w128[0]!;
+  }
   // overflow check: high 64 bits of |n| must be < |d| for the quotient to fit in 64 bits unsigned
   if ((a3 >>> 0) > (bh >>> 0) || (a3 === bh && (a2 >>> 0) >= (bl >>> 0))) cpu.fault(Vector.DE);
   udiv128(a3, a2, a1, a0, bh, bl);
@@ -357,22 +367,36 @@ function idivWide(cpu: Cpu, n3: number, n2: number, n1: number, n0: number, dHi:
   }
   const limitHi = qHi >>> 0;
   if (negQ ? limitHi > 0x8000_0000 || (limitHi === 0x8000_0000 && qLo !== 0) : limitHi > 0x7fff_ffff) cpu.fault(Vector.DE);
-  if (negQ) [, , qHi, qLo] = neg128(0, 0, qHi, qLo);
-  if (negN) [, , rHi, rLo] = neg128(0, 0, rHi, rLo);
+  if (negQ) {
+    neg128(0, 0, qHi, qLo);
+    qHi = w128[1]!;
+    qLo = w128[0]!;
+  }
+  if (negN) {
+    neg128(0, 0, rHi, rLo);
+    rHi = w128[1]!;
+    rLo = w128[0]!;
+  }
   cpu.lo[0] = qLo;
   cpu.hi[0] = qHi;
   cpu.lo[2] = rLo;
   cpu.hi[2] = rHi;
 }
 
+/** Result words of neg128, least significant first (reused: no allocation). */
+const w128 = new Int32Array(4);
+
 /** Two's-complement negation of a 128-bit value given as four 32-bit words, most significant first. */
-function neg128(w3: number, w2: number, w1: number, w0: number): [number, number, number, number] {
+function neg128(w3: number, w2: number, w1: number, w0: number): void {
   let c = 1;
-  const out: number[] = [];
-  for (const w of [w0, w1, w2, w3]) {
-    const v = ((~w >>> 0) + c);
-    out.push(v | 0);
-    c = v > 0xffff_ffff ? 1 : 0;
-  }
-  return [out[3]!, out[2]!, out[1]!, out[0]!];
+  let v = (~w0 >>> 0) + c;
+  w128[0] = v | 0;
+  c = v > 0xffff_ffff ? 1 : 0;
+  v = (~w1 >>> 0) + c;
+  w128[1] = v | 0;
+  c = v > 0xffff_ffff ? 1 : 0;
+  v = (~w2 >>> 0) + c;
+  w128[2] = v | 0;
+  c = v > 0xffff_ffff ? 1 : 0;
+  w128[3] = ((~w3 >>> 0) + c) | 0;
 }

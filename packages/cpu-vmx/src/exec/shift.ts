@@ -148,12 +148,16 @@ function shift64(op: number, lo: number, hi: number, count: number, cfIn: number
   let cf: number;
   switch (op) {
     case SUB_ROL: {
-      [rlo, rhi] = rotl64(lo, hi, count);
+      rotl64(lo, hi, count);
+      rlo = rot.lo;
+      rhi = rot.hi;
       cf = rlo & 1;
       break;
     }
     case SUB_ROR: {
-      [rlo, rhi] = rotl64(lo, hi, (64 - count) % 64);
+      rotl64(lo, hi, (64 - count) % 64);
+      rlo = rot.lo;
+      rhi = rot.hi;
       cf = rhi >>> 31;
       break;
     }
@@ -226,14 +230,24 @@ function shift64(op: number, lo: number, hi: number, count: number, cfIn: number
   return out64;
 }
 
-function rotl64(lo: number, hi: number, n: number): [number, number] {
-  if (n === 0) return [lo, hi];
-  if (n === 32) return [hi, lo];
-  if (n > 32) {
-    [lo, hi] = [hi, lo];
-    n -= 32;
+const rot = { lo: 0, hi: 0 };
+
+/** 64-bit rotate left into `rot` (no allocation). */
+function rotl64(lo: number, hi: number, n: number): void {
+  if (n === 0) {
+    rot.lo = lo;
+    rot.hi = hi;
+  } else if (n === 32) {
+    rot.lo = hi;
+    rot.hi = lo;
+  } else if (n < 32) {
+    rot.lo = (lo << n) | (hi >>> (32 - n));
+    rot.hi = (hi << n) | (lo >>> (32 - n));
+  } else {
+    const m = n - 32;
+    rot.lo = (hi << m) | (lo >>> (32 - m));
+    rot.hi = (lo << m) | (hi >>> (32 - m));
   }
-  return [(lo << n) | (hi >>> (32 - n)), (hi << n) | (lo >>> (32 - n))];
 }
 
 /** SHLD/SHRD E,G,imm8 / CL (0F A4, A5, AC, AD): `i.cc` 0 = left, 1 = right. */
