@@ -546,9 +546,9 @@ export class Cpu {
     this.counters.tlbMisses++;
     this.counters.pageWalks++;
     const out = this.walkOut;
-    const u = lin < 0 ? lin + 2 ** 64 : lin;
-    const hi = Math.floor(u / TWO_32) >>> 0;
-    const lo = u >>> 0;
+    // Exact halves of a signed linear address (|lin| < 2^53): no 2^64 offset, which would round.
+    const hi = Math.floor(lin / TWO_32) >>> 0;
+    const lo = lin >>> 0;
     const root = (Math.floor(this.cr3 / 4096) % 2 ** 40) * 4096; // CR3 bits 51:12
     const status = walkLinear(out, this.paging, root, hi, lo, access, this.tables);
     this.counters.walkReferences += out.references;
@@ -1071,8 +1071,7 @@ export class Cpu {
       for (const value of frame) {
         sp = wrap64(sp - 8);
         if (sp < -TWO_47 || sp >= TWO_47) this.fault(Vector.SS, 0);
-        const u = value < 0 ? value + 2 ** 64 : value;
-        this.write64(sp, u >>> 0, Math.floor(u / TWO_32) | 0);
+        this.write64(sp, value >>> 0, Math.floor(value / TWO_32) | 0);
       }
       rsp = sp;
     } catch (e) {

@@ -14,3 +14,9 @@ export { OPCODES, F3_VARIANTS, isGroup } from "./decode/table.js";
 export type { OpSpec, GroupSpec, Entry } from "./decode/table.js";
 export * from "./regs.js";
 export { defaultCpuid, readMsr, writeMsr } from "./exec/system.js";
+
+// ---- VMX (part 2, in progress): the VMCS and exit reasons ----
+export { ExitReason, EXIT_REASON_FAILED_VMENTRY, exitReasonName } from "./vmx/exit-reasons.js";
+export { VmcsField, VmcsWidth, VmcsType, vmcsWidth, vmcsType, vmcsHighAccess, vmcsFieldName } from "./vmx/vmcs-fields.js";
+export { Vmcs, VmInstructionError } from "./vmx/vmcs.js";
+export type { VmFailValid, LaunchState } from "./vmx/vmcs.js";

@@ -93,6 +93,22 @@ describe("exceptions through the 64-bit IDT", () => {
     expect(m.cpu.getFlags() & 0x100).toBe(0); // delivery cleared TF
   });
 
+  it("code at a high-half kernel address walks, traps and pushes its exact RIP", () => {
+    // mov eax, 1; int3; mov eax, 2; hlt  -- run through the alias 0xffffffff80100000 of CODE
+    const m = machine64("b801000000ccb802000000f4");
+    m.memory.write64(0x2000 + 511 * 8, 0x3000 | 3, 0); // PML4[511] -> the PDPT
+    m.memory.write64(0x3000 + 510 * 8, 0x4000 | 3, 0); // PDPT[510] -> the identity PD
+    installIdt(m);
+    const high = -0x7ff0_0000; // 0xffffffff80100000 as a signed number
+    m.cpu.rip = high;
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    const f = landed(m, false);
+    expect(f.vector).toBe(Vector.BP);
+    const sp = m.cpu.regAddr(4);
+    expect([m.memory.read32(sp), m.memory.read32(sp + 4)]).toEqual([0x8010_0006, 0xffff_ffff]);
+    expect(m.cpu.lo[0]).toBe(1);
+  });
+
   it("an IST gate switches to the IST stack (16-byte aligned) whatever RSP was", () => {
     const m = machine64("48c7c00000004048c70005000000f4");
     installIdt(m, { ist: { [Vector.PF]: 1 } });

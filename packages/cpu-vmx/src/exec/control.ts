@@ -71,8 +71,7 @@ function readTarget(cpu: Cpu, i: Insn): number {
 
 function pushAddress(cpu: Cpu, size: number, address: number): void {
   if (size === 8) {
-    const u = address < 0 ? address + 2 ** 64 : address;
-    cpu.push64(u >>> 0, Math.floor(u / 0x1_0000_0000) | 0);
+    cpu.push64(address >>> 0, Math.floor(address / 0x1_0000_0000) | 0);
   } else push(cpu, size, address, 0);
 }
 

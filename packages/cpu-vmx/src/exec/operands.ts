@@ -57,7 +57,7 @@ export function offset64(cpu: Cpu, i: Insn): void {
     lo = s | 0;
   }
   if (i.ripRel) {
-    const r = cpu.rip < 0 ? cpu.rip + 2 ** 64 : cpu.rip;
+    const r = cpu.rip;
     const s = (lo >>> 0) + (r >>> 0);
     hi = (hi + (Math.floor(r / 0x1_0000_0000) | 0) + (s > 0xffff_ffff ? 1 : 0)) | 0;
     lo = s | 0;

@@ -147,10 +147,9 @@ export function descriptorTable(cpu: Cpu, i: Insn): void {
   }
   const limit = gdt ? cpu.gdtrLimit : cpu.idtrLimit;
   const base = gdt ? cpu.gdtrBase : cpu.idtrBase;
-  const u = base < 0 ? base + 2 ** 64 : base;
   cpu.write16(lin, limit);
-  cpu.write32(lin + 2, u >>> 0);
-  if (cpu.mode64) cpu.write32(lin + 6, Math.floor(u / TWO_32) | 0);
+  cpu.write32(lin + 2, base >>> 0);
+  if (cpu.mode64) cpu.write32(lin + 6, Math.floor(base / TWO_32) | 0);
 }
 
 /** Group 6 (0F 00): SLDT /0, STR /1, LLDT /2, LTR /3. */
@@ -323,8 +322,7 @@ export function msrAccess(cpu: Cpu, i: Insn): void {
 const KNOWN_PLAIN_MSRS: ReadonlySet<number> = new Set([MSR.PAT, MSR.SYSENTER_CS, MSR.SYSENTER_ESP, MSR.SYSENTER_EIP, MSR.TSC_AUX, MSR.APIC_BASE, MSR.FEATURE_CONTROL]);
 
 function split(v: number): { lo: number; hi: number } {
-  const u = v < 0 ? v + 2 ** 64 : v;
-  return { lo: u >>> 0 | 0, hi: Math.floor(u / TWO_32) | 0 };
+  return { lo: v | 0, hi: Math.floor(v / TWO_32) | 0 };
 }
 
 export function readMsr(cpu: Cpu, index: number): { lo: number; hi: number } | undefined {

@@ -1,0 +1,173 @@
+/**
+ * The VMCS: every supported component stored by its SDM encoding, VMREAD/VMWRITE with the SDM's
+ * semantics (SDM Vol. 3C 30.3: width truncation, the high-half access type of 64-bit fields,
+ * unsupported components and read-only fields refused with their VM-instruction errors), and the
+ * launch state that decides between VMLAUNCH and VMRESUME (SDM 25.1, 25.11.3).
+ *
+ * Values are 64 bits, kept as two 32-bit halves; no BigInt. The hypervisor (and the CPU on VM
+ * exits) use the typed accessors; the VM-exit information fields are written with
+ * `setExitInfo`, which is the processor's privilege and not VMWRITE's.
+ */
+import { VmcsField, VmcsType, VmcsWidth, vmcsFieldName, vmcsHighAccess, vmcsType, vmcsWidth } from "./vmcs-fields.js";
+
+/** VM-instruction error numbers (SDM Vol. 3C 30.4, Table 30-1). */
+export const VmInstructionError = {
+  /** VMCALL executed in VMX root operation */
+  VmcallInRoot: 1,
+  /** VMCLEAR with invalid physical address */
+  VmclearInvalidAddress: 2,
+  /** VMLAUNCH with non-clear VMCS */
+  VmlaunchNonClear: 4,
+  /** VMRESUME with non-launched VMCS */
+  VmresumeNonLaunched: 5,
+  /** VM entry with invalid control field(s) */
+  EntryInvalidControls: 7,
+  /** VM entry with invalid host-state field(s) */
+  EntryInvalidHostState: 8,
+  /** VMPTRLD with invalid physical address */
+  VmptrldInvalidAddress: 9,
+  /** VMPTRLD with incorrect VMCS revision identifier */
+  VmptrldBadRevision: 11,
+  /** VMREAD/VMWRITE from/to unsupported VMCS component */
+  UnsupportedComponent: 12,
+  /** VMWRITE to read-only VMCS component */
+  WriteReadOnly: 13,
+  /** VM entry with events blocked by MOV SS */
+  EntryBlockedByMovSs: 26,
+  /** Invalid operand to INVEPT/INVVPID */
+  InvalidInveptInvvpidOperand: 28,
+} as const;
+export type VmInstructionError = (typeof VmInstructionError)[keyof typeof VmInstructionError];
+
+/** VMfailValid: the instruction failed and VM_INSTRUCTION_ERROR holds why (SDM 30.2). */
+export interface VmFailValid {
+  readonly kind: "vmfail-valid";
+  readonly error: VmInstructionError;
+  readonly field?: number;
+  readonly message: string;
+}
+
+/** Launch state of a VMCS (SDM 25.1). */
+export type LaunchState = "clear" | "launched";
+
+const SUPPORTED: readonly number[] = Object.values(VmcsField);
+const SLOT = new Int16Array(0x8000).fill(-1);
+SUPPORTED.forEach((encoding, slot) => {
+  SLOT[encoding] = slot;
+});
+
+/** Width masks in the low half (16-bit and 32-bit fields keep only these bits). */
+function lowMask(encoding: number): number {
+  const w = vmcsWidth(encoding);
+  return w === VmcsWidth.Bits16 ? 0xffff : -1;
+}
+
+export class Vmcs {
+  /** The VMCS revision identifier (IA32_VMX_BASIC bits 30:0); an arbitrary model value. */
+  static readonly REVISION_ID = 0x0000_0001;
+
+  private readonly lo = new Int32Array(SUPPORTED.length);
+  private readonly hi = new Int32Array(SUPPORTED.length);
+  launchState: LaunchState = "clear";
+  /** Scratch for 64-bit reads. */
+  readonly out = { lo: 0, hi: 0 };
+
+  /** VMCLEAR: the launch state becomes clear (SDM 30.3 "VMCLEAR"). */
+  clear(): void {
+    this.launchState = "clear";
+  }
+
+  /** Whether `encoding` names a component this VMCS supports (either access type). */
+  static supports(encoding: number): boolean {
+    if (!Number.isInteger(encoding) || encoding < 0 || encoding > 0x7fff) return false;
+    const base = encoding & ~1;
+    if (SLOT[base] === -1) return false;
+    return !vmcsHighAccess(encoding) || vmcsWidth(base) === VmcsWidth.Bits64;
+  }
+
+  /**
+   * VMREAD: the value of the component (the high half of a 64-bit field for a high-access
+   * encoding), as a number exact below 2^53, or VMfailValid(12) for an unsupported component.
+   * `readHalves` gives the full 64 bits.
+   */
+  vmread(encoding: number): number | VmFailValid {
+    if (!Vmcs.supports(encoding)) return fail(VmInstructionError.UnsupportedComponent, encoding, "VMREAD from unsupported VMCS component");
+    const slot = SLOT[encoding & ~1] as number;
+    if (vmcsHighAccess(encoding)) return this.hi[slot]! >>> 0;
+    const w = vmcsWidth(encoding);
+    if (w === VmcsWidth.Bits16 || w === VmcsWidth.Bits32) return this.lo[slot]! >>> 0;
+    return (this.hi[slot]! >>> 0) * 0x1_0000_0000 + (this.lo[slot]! >>> 0);
+  }
+
+  /**
+   * VMWRITE: VMfailValid(12) for an unsupported component, VMfailValid(13) for a read-only
+   * (VM-exit information) field; otherwise the value is truncated to the field's width.
+   */
+  vmwrite(encoding: number, lo: number, hi = 0): VmFailValid | undefined {
+    if (!Vmcs.supports(encoding)) return fail(VmInstructionError.UnsupportedComponent, encoding, "VMWRITE to unsupported VMCS component");
+    if (vmcsType(encoding) === VmcsType.ReadOnlyData) return fail(VmInstructionError.WriteReadOnly, encoding, "VMWRITE to read-only VMCS component");
+    const slot = SLOT[encoding & ~1] as number;
+    if (vmcsHighAccess(encoding)) {
+      this.hi[slot] = lo;
+      return undefined;
+    }
+    this.lo[slot] = lo & lowMask(encoding);
+    const w = vmcsWidth(encoding);
+    this.hi[slot] = w === VmcsWidth.Bits64 || w === VmcsWidth.Natural ? hi : 0;
+    return undefined;
+  }
+
+  /** Read a 32-bit (or 16-bit) field directly, for the processor's own use. Throws on a bug. */
+  read32(field: VmcsField): number {
+    return this.lo[slotOf(field)]! >>> 0;
+  }
+
+  /** Read a 64-bit or natural-width field into `out` (lo/hi). */
+  readHalves(field: VmcsField): { lo: number; hi: number } {
+    const slot = slotOf(field);
+    this.out.lo = this.lo[slot]! >>> 0;
+    this.out.hi = this.hi[slot]! >>> 0;
+    return this.out;
+  }
+
+  /** A natural-width or 64-bit field as a signed number (exact for canonical addresses). */
+  readNatural(field: VmcsField): number {
+    const slot = slotOf(field);
+    return this.hi[slot]! * 0x1_0000_0000 + (this.lo[slot]! >>> 0);
+  }
+
+  /** The processor's write of any field, read-only ones included (VM exits fill them). */
+  setField(field: VmcsField, lo: number, hi = 0): void {
+    const slot = slotOf(field);
+    this.lo[slot] = lo & lowMask(field);
+    const w = vmcsWidth(field);
+    this.hi[slot] = w === VmcsWidth.Bits64 || w === VmcsWidth.Natural ? hi : 0;
+  }
+
+  /** Set a natural-width field from a signed number below 2^53 in magnitude. */
+  setNatural(field: VmcsField, value: number): void {
+    this.setField(field, value >>> 0, Math.floor(value / 0x1_0000_0000) | 0);
+  }
+
+  /** A plain snapshot of every non-zero field, by SDM name: for inspection and state saving. */
+  snapshot(): Record<string, string> {
+    const out: Record<string, string> = {};
+    SUPPORTED.forEach((encoding, slot) => {
+      const lo = this.lo[slot]! >>> 0;
+      const hi = this.hi[slot]! >>> 0;
+      if ((lo | hi) !== 0) out[vmcsFieldName(encoding) ?? encoding.toString(16)] = `0x${hi.toString(16)}${lo.toString(16).padStart(hi !== 0 ? 8 : 1, "0")}`;
+    });
+    return out;
+  }
+}
+
+function slotOf(field: number): number {
+  const slot = SLOT[field & ~1];
+  if (slot === undefined || slot < 0) throw new Error(`vtlab bug: VMCS field 0x${field.toString(16)} is not supported`);
+  return slot;
+}
+
+function fail(error: VmInstructionError, field: number, what: string): VmFailValid {
+  const name = vmcsFieldName(field);
+  return { kind: "vmfail-valid", error, field, message: `${what} 0x${field.toString(16)}${name !== undefined ? ` (${name})` : ""}` };
+}
