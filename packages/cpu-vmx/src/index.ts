@@ -20,3 +20,5 @@ export { ExitReason, EXIT_REASON_FAILED_VMENTRY, exitReasonName } from "./vmx/ex
 export { VmcsField, VmcsWidth, VmcsType, vmcsWidth, vmcsType, vmcsHighAccess, vmcsFieldName } from "./vmx/vmcs-fields.js";
 export { Vmcs, VmInstructionError } from "./vmx/vmcs.js";
 export type { VmFailValid, LaunchState } from "./vmx/vmcs.js";
+export { EptAccess, GuestReference } from "./vmx/interfaces.js";
+export type { EptViolation, EptMisconfig, SecondLevelTranslator, EventInfo, VmExit, ExitOutcome, MemoryVirtualizer } from "./vmx/interfaces.js";
