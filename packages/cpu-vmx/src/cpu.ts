@@ -61,6 +61,11 @@ import {
   Seg,
 } from "./regs.js";
 import type { Insn } from "./decode/insn.js";
+import type { VmExit } from "./vmx/interfaces.js";
+import type { Vmcs } from "./vmx/vmcs.js";
+import { VmcsField } from "./vmx/vmcs-fields.js";
+import { ExitReason } from "./vmx/exit-reasons.js";
+import { saveOnExit } from "./vmx/nonroot.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
 
 /** DR6.BS (bit 14): the #DB was a single step. */
@@ -100,7 +105,8 @@ export type RunResult =
   | { readonly kind: "budget"; readonly retired: number }
   | { readonly kind: "hlt"; readonly retired: number }
   | { readonly kind: "stop"; readonly retired: number; readonly reason: string; readonly code: number }
-  | { readonly kind: "triple-fault"; readonly retired: number; readonly vector: number; readonly rip: number };
+  | { readonly kind: "triple-fault"; readonly retired: number; readonly vector: number; readonly rip: number }
+  | { readonly kind: "vmexit"; readonly retired: number; readonly exit: VmExit };
 
 /** A segment register's visible selector and hidden descriptor cache. */
 export interface SegmentCache {
@@ -140,6 +146,8 @@ export class CpuCounters {
   exceptions = 0;
   interrupts = 0;
   decodedInstructions = 0;
+  /** VM exits taken in non-root operation. */
+  vmExits = 0;
   /** Hot blocks compiled to JavaScript functions. */
   compiledBlocks = 0;
   smcInvalidations = 0;
@@ -553,13 +561,13 @@ export class Cpu {
     const status = walkLinear(out, this.paging, root, hi, lo, access, this.tables);
     this.counters.walkReferences += out.references;
     if (status === WalkStatus.PageFault) {
-      this.cr2 = lin;
+      this.faultLinear = lin;
       this.fault(Vector.PF, out.errorCode);
     }
     if (status === WalkStatus.AccessFault) {
       // Paging structures outside machine memory: the walk cannot complete; a real platform
       // would read all-ones (a reserved-bit fault). Report #PF with RSVD as the closest outcome.
-      this.cr2 = lin;
+      this.faultLinear = lin;
       this.fault(Vector.PF, 0x9 | (access & 0x16));
     }
     const phys = out.physicalAddress - (out.physicalAddress % 4096);
@@ -812,6 +820,24 @@ export class Cpu {
 
   private fetchCpl = 0;
 
+  // ---- VMX non-root operation ----
+  /** The current VMCS while the CPU runs a guest in VMX non-root operation. */
+  vmcs: Vmcs | undefined = undefined;
+  vmxPin = 0;
+  vmxProc = 0;
+  vmxProc2 = 0;
+  vmxExceptionBitmap = 0;
+  vmxPfecMask = 0;
+  vmxPfecMatch = 0;
+  vmxCr0Mask = 0;
+  vmxCr0Shadow = 0;
+  vmxCr4Mask = 0;
+  vmxCr4Shadow = 0;
+  /** A VM exit recorded by a handler or by event delivery, returned by `run`. */
+  pendingExit: VmExit | undefined = undefined;
+  /** Linear address of the last #PF, written to CR2 only if the #PF is delivered. */
+  faultLinear = 0;
+
   /** A single-step #DB is due after the instruction being executed. */
   private stepPending = false;
 
@@ -985,7 +1011,62 @@ export class Cpu {
     this.pendingVector = -1;
     if (!this.pendingIsTrap) this.rip = this.insnStart;
     this.counters.exceptions++;
+    if (vector === Vector.PF) this.cr2 = this.faultLinear; // CR2 is written only when the #PF is delivered
     return this.deliverEvent(vector, errorCode, software, false);
+  }
+
+  // =====================================================================================
+  // VMX non-root operation (see vmx/nonroot.ts for entry checks and state transfer)
+  // =====================================================================================
+
+  /** Enter VMX non-root operation with `vmcs` current (called by vmEntry after its checks). */
+  enterNonRoot(vmcs: Vmcs, pin: number, proc: number, proc2: number): void {
+    this.vmcs = vmcs;
+    this.vmxPin = pin;
+    this.vmxProc = proc;
+    this.vmxProc2 = proc2;
+    this.vmxExceptionBitmap = vmcs.read32(VmcsField.EXCEPTION_BITMAP);
+    this.vmxPfecMask = vmcs.read32(VmcsField.PAGE_FAULT_ERROR_CODE_MASK);
+    this.vmxPfecMatch = vmcs.read32(VmcsField.PAGE_FAULT_ERROR_CODE_MATCH);
+    this.vmxCr0Mask = vmcs.read32(VmcsField.CR0_GUEST_HOST_MASK);
+    this.vmxCr0Shadow = vmcs.read32(VmcsField.CR0_READ_SHADOW);
+    this.vmxCr4Mask = vmcs.read32(VmcsField.CR4_GUEST_HOST_MASK);
+    this.vmxCr4Shadow = vmcs.read32(VmcsField.CR4_READ_SHADOW);
+    this.compileBlocks = false; // compiled blocks do not yet know the exiting controls
+  }
+
+  /** Leave non-root operation (after saving the guest state for a VM exit). */
+  leaveNonRoot(): void {
+    this.vmcs = undefined;
+  }
+
+  /**
+   * An instruction causes a VM exit: record it and unwind. RIP stays at the instruction (the
+   * run loop restores it), and the exit carries the instruction's length.
+   */
+  vmExit(reason: number, qualification: number, instructionLength: number, extra?: Partial<VmExit>): never {
+    this.pendingExit = { reason, qualification, instructionLength, ...extra };
+    throw ABORT;
+  }
+
+  /**
+   * Whether exception `vector` (error code `errorCode`) causes a VM exit in non-root operation:
+   * the exception bitmap, and for #PF the error-code mask/match rule (SDM 25.2).
+   */
+  exceptionExits(vector: number, errorCode: number): boolean {
+    const bit = (this.vmxExceptionBitmap >>> vector) & 1;
+    if (vector !== Vector.PF) return bit !== 0;
+    // Bit 14 set: exit when PFEC & MASK == MATCH; clear: exit when they differ.
+    const matches = ((errorCode & this.vmxPfecMask) >>> 0) === this.vmxPfecMatch >>> 0;
+    return bit !== 0 ? matches : !matches;
+  }
+
+  /** Inject an event at VM entry (SDM 27.6): delivered through the guest IDT as if it occurred now. */
+  injectEvent(vector: number, errorCode: number, softwareInterrupt: boolean, external: boolean): void {
+    this.insnStart = this.rip;
+    if (!this.deliverEvent(vector, errorCode, softwareInterrupt, external)) {
+      this.pendingExit = { reason: ExitReason.TripleFault, qualification: 0, instructionLength: 0 };
+    }
   }
 
   /**
@@ -1187,6 +1268,7 @@ export class Cpu {
    */
   run(budget: number): RunResult {
     const start = this.retired;
+    if (this.pendingExit !== undefined) return this.takeExit(start); // an exit during VM entry (event injection)
     let events = 0;
     for (;;) {
       try {
@@ -1251,8 +1333,12 @@ export class Cpu {
         return { kind: "budget", retired: this.retired - start };
       } catch (e) {
         if (e !== ABORT) throw e;
+        if (this.pendingExit !== undefined) return this.takeExit(start);
         const vector = this.pendingVector;
         if (!this.pendingIsTrap) this.stepPending = false; // a faulting instruction does not single-step
+        if (this.vmcs !== undefined && vector >= 0 && vector < 32 && this.exceptionExits(vector, this.pendingErrorCode)) {
+          return this.exceptionExit(start);
+        }
         if (this.pendingIsTrap) this.retired++; // INT n / INT3 retire
         else events++;
         if (!this.deliverPending()) return this.tripleFault(vector, start);
@@ -1260,7 +1346,43 @@ export class Cpu {
     }
   }
 
+  /** Finish a VM exit: RIP back at the exiting instruction, guest state saved, exit returned. */
+  private takeExit(start: number): RunResult {
+    const exit = this.pendingExit as VmExit;
+    this.pendingExit = undefined;
+    this.pendingVector = -1;
+    this.rip = this.insnStart;
+    this.counters.vmExits++;
+    // The processor saves guest state and the exit information into the VMCS and leaves
+    // non-root operation (SDM 28.3); general-purpose registers stay here, as on hardware.
+    if (this.vmcs !== undefined) saveOnExit(this, this.vmcs, exit);
+    this.vmcs = undefined;
+    return { kind: "vmexit", retired: this.retired - start, exit };
+  }
+
+  /** An exception that the exception bitmap turns into a VM exit (reason 0, SDM 28.2.2). */
+  private exceptionExit(start: number): RunResult {
+    const vector = this.pendingVector;
+    const errorCode = this.pendingErrorCode;
+    const trap = this.pendingIsTrap;
+    const hasError = errorCode >= 0;
+    // A software exception (INT3, INTO) exits with RIP at the instruction and its length.
+    const length = trap ? this.rip - this.insnStart : 0;
+    this.pendingExit = {
+      reason: ExitReason.ExceptionOrNmi,
+      qualification: vector === Vector.PF ? this.faultLinear : vector === Vector.DB ? this.dr[6]! : 0,
+      instructionLength: length,
+      interruption: { vector, type: trap ? 6 : 3, ...(hasError ? { errorCode } : {}) },
+    };
+    return this.takeExit(start);
+  }
+
   private tripleFault(vector: number, start: number): RunResult {
+    if (this.vmcs !== undefined) {
+      // In VMX non-root operation a triple fault is a VM exit (reason 2), not a shutdown.
+      this.pendingExit = { reason: ExitReason.TripleFault, qualification: 0, instructionLength: 0 };
+      return this.takeExit(start);
+    }
     this.halted = true;
     return { kind: "triple-fault", retired: this.retired - start, vector, rip: this.rip };
   }

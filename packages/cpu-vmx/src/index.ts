@@ -22,3 +22,7 @@ export { Vmcs, VmInstructionError } from "./vmx/vmcs.js";
 export type { VmFailValid, LaunchState } from "./vmx/vmcs.js";
 export { EptAccess, GuestReference } from "./vmx/interfaces.js";
 export type { EptViolation, EptMisconfig, SecondLevelTranslator, EventInfo, VmExit, ExitOutcome, MemoryVirtualizer } from "./vmx/interfaces.js";
+export * from "./vmx/controls.js";
+export { vmEntry, saveOnExit, ActivityState, IntrType, INTR_INFO_VALID, INTR_INFO_ERROR_CODE_VALID, VMX_CR0_FIXED0, VMX_CR4_FIXED0 } from "./vmx/nonroot.js";
+export type { EntryFailureExit } from "./vmx/nonroot.js";
+export { ioQualification, crQualification, CrAccessType } from "./vmx/exits.js";

@@ -342,7 +342,7 @@ def(T + 0xc0, op("xadd", "Eb,Gb", move.xadd, F_MODRM | F_BYTE | F_LOCKABLE));
 def(T + 0xc1, op("xadd", "Ev,Gv", move.xadd, F_MODRM | F_LOCKABLE));
 for (let r = 0; r < 8; r++) def(T + 0xc8 + r, op("bswap", "Zy", bits.bswap, F_OPREG));
 
-F3_VARIANTS.set(0x90, op("pause", "", move.nop, 0));
+F3_VARIANTS.set(0x90, op("pause", "", sys.pause, 0));
 F3_VARIANTS.set(T + 0xb8, op("popcnt", "Gv,Ev", bits.popcnt, F_MODRM));
 F3_VARIANTS.set(T + 0xbc, op("tzcnt", "Gv,Ev", bits.tzcntLzcnt, F_MODRM, 0));
 F3_VARIANTS.set(T + 0xbd, op("lzcnt", "Gv,Ev", bits.tzcntLzcnt, F_MODRM, 1));

@@ -18,6 +18,8 @@ import {
   Seg,
 } from "../regs.js";
 import { ea, readE } from "./operands.js";
+import { CPU_HLT_EXITING } from "../vmx/controls.js";
+import { ExitReason } from "../vmx/exit-reasons.js";
 import { pop, push } from "./stack.js";
 
 const TWO_47 = 2 ** 47;
@@ -287,8 +289,9 @@ export function sysret(cpu: Cpu, i: Insn): void {
   cpu.updateMode();
 }
 
-/** HLT (F4): privileged; the vCPU waits for an interrupt. */
-export function hlt(cpu: Cpu): void {
+/** HLT (F4): privileged; the vCPU waits for an interrupt, or exits with HLT exiting. */
+export function hlt(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.gp(0);
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_HLT_EXITING) !== 0) cpu.vmExit(ExitReason.Hlt, 0, i.len);
   cpu.halted = true;
 }

@@ -9,6 +9,8 @@ import type { Cpu } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
 import { RFLAGS_DF, RFLAGS_IOPL, Seg } from "../regs.js";
 import { ALU_CMP, aluFlags, aluResult, readReg, writeReg } from "./operands.js";
+import { ExitReason } from "../vmx/exit-reasons.js";
+import { ioExits, ioQualification } from "../vmx/exits.js";
 
 function step(cpu: Cpu, size: number): number {
   return (cpu.flagsOther & RFLAGS_DF) !== 0 ? -size : size;
@@ -151,6 +153,9 @@ export function ins(cpu: Cpu, i: Insn): void {
   const a = i.addrSize;
   const d = step(cpu, size);
   const port = cpu.lo[2]! & 0xffff;
+  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) {
+    cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, true, true, i.rep !== 0, false), i.len, { guestLinear: cpu.linear(Seg.ES, ptr(cpu, 7, a)) });
+  }
   for (;;) {
     if (i.rep !== 0 && count(cpu, a) === 0) return;
     const lin = cpu.linear(Seg.ES, ptr(cpu, 7, a));
@@ -170,6 +175,9 @@ export function outs(cpu: Cpu, i: Insn): void {
   const d = step(cpu, size);
   const port = cpu.lo[2]! & 0xffff;
   const srcSeg = i.segOverride ? i.seg : Seg.DS;
+  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) {
+    cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, false, true, i.rep !== 0, false), i.len, { guestLinear: cpu.linear(srcSeg, ptr(cpu, 6, a)) });
+  }
   for (;;) {
     if (i.rep !== 0 && count(cpu, a) === 0) return;
     const v = load(cpu, cpu.linear(srcSeg, ptr(cpu, 6, a)), size);

@@ -27,6 +27,22 @@ import {
 } from "../regs.js";
 import { ea, readE, readReg, writeE, writeReg } from "./operands.js";
 import { checkIo } from "./string.js";
+import { ExitReason } from "../vmx/exit-reasons.js";
+import { VmcsField } from "../vmx/vmcs-fields.js";
+import {
+  CPU_CR3_LOAD_EXITING,
+  CPU_CR3_STORE_EXITING,
+  CPU_CR8_LOAD_EXITING,
+  CPU_CR8_STORE_EXITING,
+  CPU_INVLPG_EXITING,
+  CPU_MOV_DR_EXITING,
+  CPU_PAUSE_EXITING,
+  CPU_RDTSC_EXITING,
+  CPU_USE_TSC_OFFSETTING,
+  SECONDARY_ENABLE_RDTSCP,
+  SECONDARY_WBINVD_EXITING,
+} from "../vmx/controls.js";
+import { CrAccessType, cr3TargetMatches, crQualification, ioExits, ioQualification, msrExits } from "../vmx/exits.js";
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -38,20 +54,24 @@ function privileged(cpu: Cpu): void {
 export function movFromCr(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   let v: number;
+  const vmx = cpu.vmcs !== undefined;
   switch (i.reg) {
     case 0:
-      v = cpu.cr0 >>> 0;
+      // In non-root operation, host-owned bits read from the CR0 read shadow (SDM 25.6.6).
+      v = (vmx ? (cpu.cr0 & ~cpu.vmxCr0Mask) | (cpu.vmxCr0Shadow & cpu.vmxCr0Mask) : cpu.cr0) >>> 0;
       break;
     case 2:
       v = cpu.cr2;
       break;
     case 3:
+      if (vmx && (cpu.vmxProc & CPU_CR3_STORE_EXITING) !== 0) cpu.vmExit(ExitReason.CrAccess, crQualification(3, CrAccessType.MovFromCr, i.rm), i.len);
       v = cpu.cr3;
       break;
     case 4:
-      v = cpu.cr4;
+      v = (vmx ? (cpu.cr4 & ~cpu.vmxCr4Mask) | (cpu.vmxCr4Shadow & cpu.vmxCr4Mask) : cpu.cr4) >>> 0;
       break;
     case 8:
+      if (vmx && (cpu.vmxProc & CPU_CR8_STORE_EXITING) !== 0) cpu.vmExit(ExitReason.CrAccess, crQualification(8, CrAccessType.MovFromCr, i.rm), i.len);
       v = cpu.cr8;
       break;
     default:
@@ -64,8 +84,21 @@ export function movFromCr(cpu: Cpu, i: Insn): void {
 /** MOV CRn, r (0F 22), with the SDM's checks for CR0, CR3, CR4 and CR8. */
 export function movToCr(cpu: Cpu, i: Insn): void {
   privileged(cpu);
-  const lo = cpu.lo[i.rm]! >>> 0;
+  let lo = cpu.lo[i.rm]! >>> 0;
   const hi = cpu.mode64 ? cpu.hi[i.rm]! >>> 0 : 0;
+  if (cpu.vmcs !== undefined) {
+    // SDM 26.1.3: MOV to CR0/CR4 exits when a host-owned bit would differ from its read shadow;
+    // otherwise host-owned bits keep their value. CR3 and CR8 loads exit by control.
+    const exit = () => cpu.vmExit(ExitReason.CrAccess, crQualification(i.reg, CrAccessType.MovToCr, i.rm), i.len);
+    if (i.reg === 0) {
+      if (((lo ^ cpu.vmxCr0Shadow) & cpu.vmxCr0Mask) !== 0) exit();
+      lo = ((lo & ~cpu.vmxCr0Mask) | (cpu.cr0 & cpu.vmxCr0Mask)) >>> 0;
+    } else if (i.reg === 4) {
+      if (((lo ^ cpu.vmxCr4Shadow) & cpu.vmxCr4Mask) !== 0) exit();
+      lo = ((lo & ~cpu.vmxCr4Mask) | (cpu.cr4 & cpu.vmxCr4Mask)) >>> 0;
+    } else if (i.reg === 3 && (cpu.vmxProc & CPU_CR3_LOAD_EXITING) !== 0 && !cr3TargetMatches(cpu, hi * TWO_32 + lo)) exit();
+    else if (i.reg === 8 && (cpu.vmxProc & CPU_CR8_LOAD_EXITING) !== 0) exit();
+  }
   switch (i.reg) {
     case 0:
       writeCr0(cpu, lo, hi);
@@ -123,6 +156,10 @@ export function movDr(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   const n = i.reg === 4 ? 6 : i.reg === 5 ? 7 : i.reg;
   if (n > 7) cpu.undefinedOpcode(`mov dr${i.reg}`);
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_MOV_DR_EXITING) !== 0) {
+    // DR number 2:0, direction bit 4 (1 = MOV from DR), GPR 11:8 (SDM Table 28-4).
+    cpu.vmExit(ExitReason.DrAccess, (i.reg & 7) | (i.cc === 0 ? 1 << 4 : 0) | (i.rm << 8), i.len);
+  }
   if (i.cc === 0) cpu.setRegFromNumber(i.rm, cpu.dr[n]!);
   else cpu.dr[n] = cpu.mode64 ? toSigned64(cpu.lo[i.rm]!, cpu.hi[i.rm]!) : cpu.lo[i.rm]! >>> 0;
 }
@@ -205,18 +242,34 @@ export function smsw(cpu: Cpu, i: Insn): void {
 export function lmsw(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   const v = readE(cpu, i, 2) & 0xf;
+  if (cpu.vmcs !== undefined) {
+    // SDM 26.1.3: LMSW exits if a host-owned MP/EM/TS bit would differ from the shadow, or if a
+    // host-owned PE is 0 in the shadow and the source sets it.
+    const m = cpu.vmxCr0Mask & 0xf;
+    const sh = cpu.vmxCr0Shadow & 0xf;
+    if (((v ^ sh) & m & 0xe) !== 0 || ((m & 1) !== 0 && (sh & 1) === 0 && (v & 1) !== 0)) {
+      cpu.vmExit(ExitReason.CrAccess, crQualification(0, CrAccessType.Lmsw, 0, v) | (i.isMem ? 1 << 6 : 0), i.len, i.isMem ? { guestLinear: cpu.lastEa } : {});
+    }
+  }
   // LMSW cannot clear PE.
   writeCr0(cpu, ((cpu.cr0 & ~0xe) | v | (cpu.cr0 & CR0_PE)) >>> 0, 0);
 }
-export function clts(cpu: Cpu): void {
+export function clts(cpu: Cpu, i: Insn): void {
   privileged(cpu);
+  if (cpu.vmcs !== undefined && (cpu.vmxCr0Mask & CR0_TS) !== 0) {
+    // CLTS exits when TS is host-owned and set in the shadow; host-owned and clear, it does nothing.
+    if ((cpu.vmxCr0Shadow & CR0_TS) !== 0) cpu.vmExit(ExitReason.CrAccess, crQualification(0, CrAccessType.Clts, 0), i.len);
+    return;
+  }
   cpu.cr0 &= ~CR0_TS;
 }
 
 /** INVLPG m (0F 01 /7). */
 export function invlpg(cpu: Cpu, i: Insn): void {
   privileged(cpu);
-  cpu.invalidatePage(ea(cpu, i));
+  const lin = ea(cpu, i);
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_INVLPG_EXITING) !== 0) cpu.vmExit(ExitReason.Invlpg, lin, i.len);
+  cpu.invalidatePage(lin);
 }
 
 /** IN AL/AX/EAX, imm8 / DX (E4, E5, EC, ED): `i.cc` 1 = port in DX. */
@@ -224,6 +277,7 @@ export function inPort(cpu: Cpu, i: Insn): void {
   checkIo(cpu);
   const port = i.cc === 1 ? cpu.lo[2]! & 0xffff : i.imm & 0xff;
   const size = Math.min(i.opSize, 4) as 1 | 2 | 4;
+  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, true, false, false, i.cc !== 1), i.len);
   writeReg(cpu, 0, false, size, cpu.ports.read(port, size), 0);
 }
 
@@ -232,11 +286,13 @@ export function outPort(cpu: Cpu, i: Insn): void {
   checkIo(cpu);
   const port = i.cc === 1 ? cpu.lo[2]! & 0xffff : i.imm & 0xff;
   const size = Math.min(i.opSize, 4) as 1 | 2 | 4;
+  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, false, false, false, i.cc !== 1), i.len);
   cpu.ports.write(port, size, readReg(cpu, 0, false, size));
 }
 
-/** CPUID (0F A2). */
-export function cpuid(cpu: Cpu): void {
+/** CPUID (0F A2): always a VM exit in non-root operation. */
+export function cpuid(cpu: Cpu, i: Insn): void {
+  if (cpu.vmcs !== undefined) cpu.vmExit(ExitReason.Cpuid, 0, i.len);
   const out = cpu.cpuidOut;
   const leaf = cpu.lo[0]! >>> 0;
   const sub = cpu.lo[1]! >>> 0;
@@ -294,16 +350,18 @@ export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Arra
 }
 
 /** RDTSC (0F 31): the time-stamp counter is the retired-instruction count plus the TSC offset (deterministic). */
-export function rdtsc(cpu: Cpu): void {
+export function rdtsc(cpu: Cpu, i: Insn): void {
   if ((cpu.cr4 & CR4_TSD) !== 0 && cpu.cpl !== 0) cpu.gp(0);
-  const t = cpu.retired + cpu.tscOffset;
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_RDTSC_EXITING) !== 0) cpu.vmExit(i.opcode === 0x131 ? ExitReason.Rdtsc : ExitReason.Rdtscp, 0, i.len);
+  const t = cpu.retired + cpu.tscOffset + tscOffsetting(cpu);
   cpu.setReg32(0, t | 0);
   cpu.setReg32(2, Math.floor(t / TWO_32) | 0);
 }
 
 /** RDTSCP (0F 01 F9): RDTSC plus ECX = IA32_TSC_AUX. */
-export function rdtscp(cpu: Cpu): void {
-  rdtsc(cpu);
+export function rdtscp(cpu: Cpu, i: Insn): void {
+  if (cpu.vmcs !== undefined && (cpu.vmxProc2 & SECONDARY_ENABLE_RDTSCP) === 0) cpu.undefinedOpcode("rdtscp (enable RDTSCP is 0)");
+  rdtsc(cpu, i);
   cpu.setReg32(1, cpu.msrs.get(MSR.TSC_AUX)?.lo ?? 0);
 }
 
@@ -311,6 +369,7 @@ export function rdtscp(cpu: Cpu): void {
 export function msrAccess(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   const index = cpu.lo[1]! >>> 0;
+  if (cpu.vmcs !== undefined && msrExits(cpu, index, i.cc === 1)) cpu.vmExit(i.cc === 1 ? ExitReason.MsrWrite : ExitReason.MsrRead, 0, i.len);
   if (i.cc === 0) {
     const v = readMsr(cpu, index);
     if (v === undefined) cpu.gp(0);
@@ -429,9 +488,23 @@ export function clacStac(cpu: Cpu, i: Insn): void {
   cpu.setFlags(i.cc === 1 ? RFLAGS_AC : 0, RFLAGS_AC);
 }
 
-/** WBINVD, INVD (0F 09, 0F 08): privileged; caches are not modelled. */
-export function cacheFlush(cpu: Cpu): void {
+/** WBINVD, INVD (0F 09, 0F 08): privileged; caches are not modelled. INVD always exits in non-root operation, WBINVD by control. */
+export function cacheFlush(cpu: Cpu, i: Insn): void {
   privileged(cpu);
+  if (cpu.vmcs === undefined) return;
+  if (i.opcode === 0x108) cpu.vmExit(ExitReason.Invd, 0, i.len);
+  if ((cpu.vmxProc2 & SECONDARY_WBINVD_EXITING) !== 0) cpu.vmExit(ExitReason.Wbinvd, 0, i.len);
+}
+
+/** PAUSE (F3 90): a hint, or a VM exit with PAUSE exiting. */
+export function pause(cpu: Cpu, i: Insn): void {
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_PAUSE_EXITING) !== 0) cpu.vmExit(ExitReason.Pause, 0, i.len);
+}
+
+/** TSC_OFFSET when "use TSC offsetting" is on in non-root operation (SDM 25.6.5). */
+function tscOffsetting(cpu: Cpu): number {
+  if (cpu.vmcs === undefined || (cpu.vmxProc & CPU_USE_TSC_OFFSETTING) === 0) return 0;
+  return cpu.vmcs.readNatural(VmcsField.TSC_OFFSET);
 }
 
 /** UD2 (0F 0B) and every opcode the table does not define. */
@@ -467,7 +540,8 @@ export function pushPopSeg(cpu: Cpu, i: Insn): void {
   }
 }
 
-/** VMCALL (0F 01 C1) outside VMX non-root operation: #UD (SDM "VMCALL"). */
-export function vmcall(cpu: Cpu): void {
+/** VMCALL (0F 01 C1): a VM exit in non-root operation; #UD outside VMX operation (SDM "VMCALL"). */
+export function vmcall(cpu: Cpu, i: Insn): void {
+  if (cpu.vmcs !== undefined) cpu.vmExit(ExitReason.Vmcall, 0, i.len);
   cpu.undefinedOpcode("0f 01 c1 (vmcall outside VMX non-root operation)");
 }

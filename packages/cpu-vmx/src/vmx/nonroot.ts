@@ -1,0 +1,306 @@
+/**
+ * VMX non-root operation: VM entry (SDM Vol. 3C ch. 27: checks on controls, host state and guest
+ * state, then loading guest state and injecting an event), the exit decisions the instruction
+ * handlers consult (ch. 26), and saving guest state and exit information on a VM exit (ch. 28).
+ *
+ * The hypervisor is TypeScript, so "host state" is never loaded into a processor: it is checked
+ * at entry as the SDM requires and kept in the VMCS. The `Cpu` object is the guest's vCPU while
+ * it runs; general-purpose registers stay in it across exits, as on hardware.
+ *
+ * Modelled more simply than hardware: no unrestricted guest (guests run with CR0.PE = PG = 1),
+ * no VM-entry/exit MSR-load areas (their counts must be 0), no SMM or dual-monitor treatment, no
+ * APIC virtualization. Everything left out is refused at entry with the SDM's failure, not ignored.
+ */
+import { Vector } from "@vtlab/arch";
+import type { Cpu, SegmentCache } from "../cpu.js";
+import {
+  CR0_NE,
+  CR0_PE,
+  CR0_PG,
+  CR4_PAE,
+  CR4_VMXE,
+  EFER_LMA,
+  EFER_LME,
+  RFLAGS_FIXED,
+  RFLAGS_IF,
+  Seg,
+} from "../regs.js";
+import {
+  CPU_ACTIVATE_SECONDARY,
+  CPU_USE_IO_BITMAPS,
+  CPU_USE_MSR_BITMAPS,
+  ENTRY_CAPS,
+  ENTRY_IA32E_MODE,
+  ENTRY_LOAD_IA32_EFER,
+  EXIT_CAPS,
+  EXIT_HOST_ADDR_SPACE_SIZE,
+  PIN_CAPS,
+  PROC2_CAPS,
+  PROC_CAPS,
+  SECONDARY_ENABLE_EPT,
+  SECONDARY_ENABLE_VPID,
+  controlViolations,
+  type ControlCapability,
+} from "./controls.js";
+import { EXIT_REASON_FAILED_VMENTRY, ExitReason } from "./exit-reasons.js";
+import type { VmExit } from "./interfaces.js";
+import { VmInstructionError, Vmcs, type VmFailValid } from "./vmcs.js";
+import { VmcsField as F } from "./vmcs-fields.js";
+
+/** IA32_VMX_CR0_FIXED0: CR0 bits that must be 1 in VMX operation (PE, NE, PG; no unrestricted guest). */
+export const VMX_CR0_FIXED0 = CR0_PE | CR0_NE | CR0_PG;
+/** IA32_VMX_CR4_FIXED0: CR4 bits that must be 1 in VMX operation (VMXE). */
+export const VMX_CR4_FIXED0 = CR4_VMXE;
+
+/** Guest activity states (SDM 25.4.2). */
+export const ActivityState = { Active: 0, Hlt: 1, Shutdown: 2, WaitForSipi: 3 } as const;
+
+/** Interruption-information field (SDM Table 25-17): vector 7:0, type 10:8, error code valid 11, valid 31. */
+export const INTR_INFO_VALID = 0x8000_0000;
+export const INTR_INFO_ERROR_CODE_VALID = 1 << 11;
+export const IntrType = { External: 0, Nmi: 2, HardwareException: 3, SoftwareInterrupt: 4, PrivilegedSoftwareException: 5, SoftwareException: 6, Other: 7 } as const;
+
+/** A VM-entry failure that is an exit with bit 31 set (invalid guest state, MSR loading). */
+export interface EntryFailureExit {
+  readonly kind: "entry-failure";
+  readonly exit: VmExit;
+  readonly message: string;
+}
+
+const TWO_47 = 2 ** 47;
+const canonical = (v: number) => v >= -TWO_47 && v < TWO_47;
+
+function fail(error: VmInstructionError, message: string): VmFailValid {
+  return { kind: "vmfail-valid", error, message };
+}
+
+function guestStateFailure(message: string): EntryFailureExit {
+  return {
+    kind: "entry-failure",
+    exit: { reason: (ExitReason.InvalidGuestState | EXIT_REASON_FAILED_VMENTRY) >>> 0, qualification: 0, instructionLength: 0 },
+    message: `VM entry failed: invalid guest state: ${message}`,
+  };
+}
+
+function checkCaps(caps: ControlCapability, value: number): string | undefined {
+  const v = controlViolations(caps, value);
+  if (v.missing !== 0) return `${caps.name}: required bits ${bitList(v.missing)} are clear`;
+  if (v.reserved !== 0) return `${caps.name}: bits ${bitList(v.reserved)} are not supported`;
+  return undefined;
+}
+
+function bitList(mask: number): string {
+  const bits: number[] = [];
+  for (let b = 0; b < 32; b++) if ((mask >>> b) & 1) bits.push(b);
+  return bits.join(", ");
+}
+
+/**
+ * VMLAUNCH / VMRESUME: the checks of SDM 27.1-27.3 in order (VMfailValid for the launch state,
+ * controls and host state; an exit with reason 33 for guest state), then load the guest state
+ * (27.3.2) and inject the event in VM_ENTRY_INTR_INFO_FIELD (27.6). On success the CPU is in VMX
+ * non-root operation with `vmcs` current.
+ */
+export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | EntryFailureExit | undefined {
+  if (launch && vmcs.launchState !== "clear") return fail(VmInstructionError.VmlaunchNonClear, "VMLAUNCH with non-clear VMCS");
+  if (!launch && vmcs.launchState !== "launched") return fail(VmInstructionError.VmresumeNonLaunched, "VMRESUME with non-launched VMCS");
+
+  // ---- 27.2.1 VM-execution, exit and entry control fields ----
+  const pin = vmcs.read32(F.PIN_BASED_VM_EXEC_CONTROL);
+  const proc = vmcs.read32(F.CPU_BASED_VM_EXEC_CONTROL);
+  const proc2 = (proc & CPU_ACTIVATE_SECONDARY) !== 0 ? vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) : 0;
+  const exitCtl = vmcs.read32(F.VM_EXIT_CONTROLS);
+  const entryCtl = vmcs.read32(F.VM_ENTRY_CONTROLS);
+  const invalid = (m: string) => fail(VmInstructionError.EntryInvalidControls, `VM entry with invalid control field(s): ${m}`);
+  for (const [caps, value] of [
+    [PIN_CAPS, pin],
+    [PROC_CAPS, proc],
+    [PROC2_CAPS, proc2],
+    [EXIT_CAPS, exitCtl],
+    [ENTRY_CAPS, entryCtl],
+  ] as const) {
+    const m = checkCaps(caps, value);
+    if (m !== undefined) return invalid(m);
+  }
+  if (vmcs.read32(F.CR3_TARGET_COUNT) > 4) return invalid("CR3-target count above 4");
+  const maxPhys = cpu.paging.maxPhyAddr;
+  const badAddress = (field: number) => {
+    const a = vmcs.readNatural(field as never);
+    return a % 4096 !== 0 || a < 0 || a >= 2 ** maxPhys;
+  };
+  if ((proc & CPU_USE_IO_BITMAPS) !== 0 && (badAddress(F.IO_BITMAP_A) || badAddress(F.IO_BITMAP_B))) return invalid("I/O bitmap address not 4-KiB aligned or beyond the physical-address width");
+  if ((proc & CPU_USE_MSR_BITMAPS) !== 0 && badAddress(F.MSR_BITMAP)) return invalid("MSR bitmap address not 4-KiB aligned or beyond the physical-address width");
+  if ((proc2 & SECONDARY_ENABLE_VPID) !== 0 && vmcs.read32(F.VIRTUAL_PROCESSOR_ID) === 0) return invalid("VPID is 0 with enable VPID");
+  if ((proc2 & SECONDARY_ENABLE_EPT) !== 0) {
+    const { lo, hi } = vmcs.readHalves(F.EPT_POINTER);
+    const memType = lo & 7;
+    const walkLength = (lo >>> 3) & 7;
+    if ((memType !== 0 && memType !== 6) || walkLength !== 3 || (lo & 0xf80) !== 0 || hi >>> (maxPhys - 32) !== 0) {
+      return invalid("EPT pointer: memory type not UC/WB, page-walk length not 4, or reserved bits set");
+    }
+  }
+  const counts = [F.VM_EXIT_MSR_STORE_COUNT, F.VM_EXIT_MSR_LOAD_COUNT, F.VM_ENTRY_MSR_LOAD_COUNT] as const;
+  if (counts.some((c) => vmcs.read32(c) !== 0)) return invalid("MSR-load/store areas are not supported (counts must be 0)");
+  const intr = vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD);
+  if ((intr & INTR_INFO_VALID) !== 0) {
+    const type = (intr >>> 8) & 7;
+    const vector = intr & 0xff;
+    if (type === 1 || (intr & 0x7fff_f000) !== 0) return invalid("VM-entry interruption-information field: reserved type or bits");
+    if (type === IntrType.Nmi && vector !== Vector.NMI) return invalid("VM-entry interruption-information field: NMI with a vector other than 2");
+    if (type === IntrType.HardwareException && vector > 31) return invalid("VM-entry interruption-information field: hardware exception vector above 31");
+    if ((type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException) && vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN) === 0) {
+      return invalid("VM-entry instruction length 0 for a software interrupt or exception");
+    }
+  }
+
+  // ---- 27.2.2-27.2.4 host state ----
+  const host = (m: string) => fail(VmInstructionError.EntryInvalidHostState, `VM entry with invalid host-state field(s): ${m}`);
+  const hostCr0 = vmcs.read32(F.HOST_CR0);
+  const hostCr4 = vmcs.read32(F.HOST_CR4);
+  if ((hostCr0 & VMX_CR0_FIXED0) !== VMX_CR0_FIXED0) return host("HOST_CR0 lacks a bit IA32_VMX_CR0_FIXED0 requires (PE, NE, PG)");
+  if ((hostCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return host("HOST_CR4.VMXE is 0");
+  if (vmcs.read32(F.HOST_CS_SELECTOR) === 0 || (vmcs.read32(F.HOST_CS_SELECTOR) & 7) !== 0) return host("HOST_CS_SELECTOR is null or has RPL/TI bits");
+  if (vmcs.read32(F.HOST_TR_SELECTOR) === 0 || (vmcs.read32(F.HOST_TR_SELECTOR) & 7) !== 0) return host("HOST_TR_SELECTOR is null or has RPL/TI bits");
+  if ((exitCtl & EXIT_HOST_ADDR_SPACE_SIZE) === 0) return host("this processor's host runs in IA-32e mode: the host address-space size exit control must be 1");
+  if ((hostCr4 & CR4_PAE) === 0) return host("HOST_CR4.PAE is 0 with a 64-bit host");
+  for (const f of [F.HOST_RIP, F.HOST_FS_BASE, F.HOST_GS_BASE, F.HOST_TR_BASE, F.HOST_GDTR_BASE, F.HOST_IDTR_BASE] as const) {
+    if (!canonical(vmcs.readNatural(f))) return host(`${fieldLabel(f)} is not canonical`);
+  }
+
+  // ---- 27.3.1 guest state ----
+  const ia32e = (entryCtl & ENTRY_IA32E_MODE) !== 0;
+  const gCr0 = vmcs.read32(F.GUEST_CR0);
+  const gCr4 = vmcs.read32(F.GUEST_CR4);
+  if ((gCr0 & VMX_CR0_FIXED0) !== VMX_CR0_FIXED0) return guestStateFailure("GUEST_CR0 lacks PE, NE or PG (no unrestricted guest)");
+  if ((gCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return guestStateFailure("GUEST_CR4.VMXE is 0");
+  if (ia32e && (gCr4 & CR4_PAE) === 0) return guestStateFailure("IA-32e mode guest with GUEST_CR4.PAE = 0");
+  if (!ia32e) return guestStateFailure("guests must run in IA-32e mode here (legacy paging is not modelled)");
+  const link = vmcs.readHalves(F.VMCS_LINK_POINTER);
+  if (link.lo !== 0xffff_ffff || link.hi !== 0xffff_ffff) return guestStateFailure("VMCS link pointer is not FFFFFFFF_FFFFFFFFH");
+  if ((entryCtl & ENTRY_LOAD_IA32_EFER) !== 0) {
+    const efer = vmcs.read32(F.GUEST_IA32_EFER);
+    if (((efer & EFER_LMA) !== 0) !== ia32e || ((efer & EFER_LME) !== 0) !== ia32e) return guestStateFailure("GUEST_IA32_EFER.LMA/LME differ from the IA-32e mode guest control");
+  }
+  const rflags = vmcs.read32(F.GUEST_RFLAGS);
+  if ((rflags & RFLAGS_FIXED) === 0 || (rflags & 0xffc0_8028) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
+  const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
+  if ((csAr & 0x18) !== 0x18 || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment");
+  if ((csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");
+  const trAr = vmcs.read32(F.GUEST_TR_AR_BYTES);
+  if ((trAr & 0x1_0000) !== 0 || (trAr & 0xf) !== 11 || (trAr & 0x80) === 0) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy 64-bit TSS");
+  const activity = vmcs.read32(F.GUEST_ACTIVITY_STATE);
+  if (activity !== ActivityState.Active && activity !== ActivityState.Hlt) return guestStateFailure(`GUEST_ACTIVITY_STATE ${activity} is not supported (active or HLT)`);
+  const rip = vmcs.readNatural(F.GUEST_RIP);
+  if ((csAr & 0x2000) !== 0 && !canonical(rip)) return guestStateFailure("GUEST_RIP is not canonical");
+  const interruptibility = vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO);
+  if ((interruptibility & 3) === 3) return guestStateFailure("GUEST_INTERRUPTIBILITY_INFO: blocking by STI and by MOV SS both set");
+  if ((intr & INTR_INFO_VALID) !== 0 && ((intr >>> 8) & 7) === IntrType.External && ((rflags & RFLAGS_IF) === 0 || (interruptibility & 3) !== 0)) {
+    return guestStateFailure("external interrupt injection with RFLAGS.IF = 0 or interrupts blocked");
+  }
+
+  // ---- 27.3.2 load guest state ----
+  cpu.cr0 = gCr0;
+  cpu.cr4 = gCr4;
+  cpu.cr3 = vmcs.readNatural(F.GUEST_CR3);
+  cpu.dr[7] = vmcs.readNatural(F.GUEST_DR7);
+  cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.read32(F.GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
+  const segs = [
+    [Seg.ES, F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
+    [Seg.CS, F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
+    [Seg.SS, F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
+    [Seg.DS, F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
+    [Seg.FS, F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
+    [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
+  ] as const;
+  for (const [s, sel, base, limit, ar] of segs) loadSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
+  loadSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
+  loadSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);
+  cpu.gdtrBase = vmcs.readNatural(F.GUEST_GDTR_BASE);
+  cpu.gdtrLimit = vmcs.read32(F.GUEST_GDTR_LIMIT);
+  cpu.idtrBase = vmcs.readNatural(F.GUEST_IDTR_BASE);
+  cpu.idtrLimit = vmcs.read32(F.GUEST_IDTR_LIMIT);
+  cpu.cpl = (csAr >>> 5) & 3;
+  cpu.setRegFromNumber(4, vmcs.readNatural(F.GUEST_RSP));
+  cpu.rip = rip;
+  cpu.flagsOther = RFLAGS_FIXED;
+  cpu.setFlags(rflags, 0x003f_7fd7);
+  cpu.updateMode();
+  cpu.flushTlb(false); // without VPID, VM entry flushes linear mappings (SDM 29.4.3.1); VPID tagging comes later
+  cpu.flushDecoded();
+  cpu.halted = activity === ActivityState.Hlt;
+  cpu.interruptShadow = (interruptibility & 3) !== 0;
+  cpu.enterNonRoot(vmcs, pin, proc, proc2);
+  if (launch) vmcs.launchState = "launched";
+
+  // ---- 27.6 event injection ----
+  if ((intr & INTR_INFO_VALID) !== 0) {
+    vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, intr & ~INTR_INFO_VALID); // the valid bit is cleared on entry
+    const type = (intr >>> 8) & 7;
+    const errorCode = (intr & INTR_INFO_ERROR_CODE_VALID) !== 0 ? vmcs.read32(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : -1;
+    const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
+    if (software) cpu.rip = rip + vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN);
+    cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External);
+  }
+  return undefined;
+}
+
+function fieldLabel(f: number): string {
+  return Object.entries(F).find(([, v]) => v === f)?.[0] ?? f.toString(16);
+}
+
+function loadSegment(c: SegmentCache, vmcs: Vmcs, sel: F, base: F, limit: F, ar: F): void {
+  c.selector = vmcs.read32(sel);
+  c.base = vmcs.readNatural(base);
+  c.limit = vmcs.read32(limit);
+  const a = vmcs.read32(ar);
+  c.attr = (a & 0x1_0000) !== 0 ? 0 : a & 0xf0ff; // an unusable segment keeps no attributes
+}
+
+function saveSegment(c: SegmentCache, vmcs: Vmcs, sel: F, base: F, limit: F, ar: F): void {
+  vmcs.setField(sel, c.selector);
+  vmcs.setNatural(base, c.base);
+  vmcs.setField(limit, c.limit);
+  vmcs.setField(ar, c.attr === 0 ? 0x1_0000 : c.attr & 0xf0ff);
+}
+
+/** Save guest state and exit information into the VMCS (SDM 28.2-28.3). */
+export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
+  vmcs.setField(F.VM_EXIT_REASON, exit.reason);
+  vmcs.setNatural(F.EXIT_QUALIFICATION, exit.qualification);
+  vmcs.setField(F.VM_EXIT_INSTRUCTION_LEN, exit.instructionLength);
+  vmcs.setField(F.VMX_INSTRUCTION_INFO, exit.instructionInfo ?? 0);
+  vmcs.setNatural(F.GUEST_LINEAR_ADDRESS, exit.guestLinear ?? 0);
+  vmcs.setNatural(F.GUEST_PHYSICAL_ADDRESS, exit.guestPhysical ?? 0);
+  const ev = exit.interruption;
+  vmcs.setField(F.VM_EXIT_INTR_INFO, ev === undefined ? 0 : (INTR_INFO_VALID | (ev.errorCode !== undefined ? INTR_INFO_ERROR_CODE_VALID : 0) | (ev.type << 8) | ev.vector) >>> 0);
+  vmcs.setField(F.VM_EXIT_INTR_ERROR_CODE, ev?.errorCode ?? 0);
+  const iv = exit.idtVectoring;
+  vmcs.setField(F.IDT_VECTORING_INFO_FIELD, iv === undefined ? 0 : (INTR_INFO_VALID | (iv.errorCode !== undefined ? INTR_INFO_ERROR_CODE_VALID : 0) | (iv.type << 8) | iv.vector) >>> 0);
+  vmcs.setField(F.IDT_VECTORING_ERROR_CODE, iv?.errorCode ?? 0);
+
+  vmcs.setField(F.GUEST_CR0, cpu.cr0);
+  vmcs.setNatural(F.GUEST_CR3, cpu.cr3);
+  vmcs.setField(F.GUEST_CR4, cpu.cr4);
+  vmcs.setNatural(F.GUEST_DR7, cpu.dr[7]!);
+  vmcs.setNatural(F.GUEST_RSP, cpu.regAddr(4));
+  vmcs.setNatural(F.GUEST_RIP, cpu.rip);
+  vmcs.setField(F.GUEST_RFLAGS, cpu.getFlags());
+  vmcs.setField(F.GUEST_IA32_EFER, cpu.efer);
+  const segs = [
+    [Seg.ES, F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
+    [Seg.CS, F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
+    [Seg.SS, F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
+    [Seg.DS, F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
+    [Seg.FS, F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
+    [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
+  ] as const;
+  for (const [s, sel, base, limit, ar] of segs) saveSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
+  saveSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
+  saveSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);
+  vmcs.setNatural(F.GUEST_GDTR_BASE, cpu.gdtrBase);
+  vmcs.setField(F.GUEST_GDTR_LIMIT, cpu.gdtrLimit);
+  vmcs.setNatural(F.GUEST_IDTR_BASE, cpu.idtrBase);
+  vmcs.setField(F.GUEST_IDTR_LIMIT, cpu.idtrLimit);
+  vmcs.setField(F.GUEST_ACTIVITY_STATE, cpu.halted ? ActivityState.Hlt : ActivityState.Active);
+  vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, cpu.interruptShadow ? 1 : 0);
+}

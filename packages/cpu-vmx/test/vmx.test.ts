@@ -1,0 +1,322 @@
+/**
+ * VMX non-root operation: VM exits caused by real machine code, with the SDM's reason,
+ * qualification and instruction length, the guest resumed after each; control on/off cases;
+ * VM-entry failures. Machine code was assembled with gcc (source in the comments).
+ */
+import { describe, expect, it } from "vitest";
+import { Vector } from "@vtlab/arch";
+import {
+  CPU_CR3_LOAD_EXITING,
+  CPU_HLT_EXITING,
+  CPU_INVLPG_EXITING,
+  CPU_RDTSC_EXITING,
+  CPU_UNCOND_IO_EXITING,
+  CPU_USE_IO_BITMAPS,
+  CPU_USE_MSR_BITMAPS,
+  CR0_ET,
+  CR0_NE,
+  CR0_PE,
+  CR0_PG,
+  CR0_WP,
+  CR4_PAE,
+  CR4_VMXE,
+  ENTRY_CAPS,
+  ENTRY_IA32E_MODE,
+  EXIT_CAPS,
+  EXIT_HOST_ADDR_SPACE_SIZE,
+  ExitReason,
+  EXIT_REASON_FAILED_VMENTRY,
+  PIN_CAPS,
+  PROC_CAPS,
+  INTR_INFO_VALID,
+  Vmcs,
+  VmcsField as F,
+  VmInstructionError,
+  ioQualification,
+  crQualification,
+  CrAccessType,
+  vmEntry,
+  type RunResult,
+  type VmExit,
+} from "@vtlab/cpu-vmx";
+import { CODE, GDT, PML4, STACK_TOP, hex, machine64, type TestMachine } from "./machine.js";
+
+const IDT = 0x8000;
+const TSS = 0x7000;
+const HANDLERS = 0x30_0000;
+const IO_A = 0x0a_0000;
+const IO_B = 0x0a_1000;
+const MSRBM = 0x0a_2000;
+
+/** A guest VMCS describing machine64's 64-bit environment, with the given extra controls. */
+function guestVmcs(m: TestMachine, opts: { proc?: number; exceptionBitmap?: number; pfecMask?: number; pfecMatch?: number } = {}): Vmcs {
+  const v = new Vmcs();
+  const w = (f: number, lo: number, hi = 0) => {
+    const e = v.vmwrite(f, lo, hi);
+    if (e !== undefined) throw new Error(e.message);
+  };
+  w(F.PIN_BASED_VM_EXEC_CONTROL, PIN_CAPS.mustBe1);
+  w(F.CPU_BASED_VM_EXEC_CONTROL, (PROC_CAPS.mustBe1 | (opts.proc ?? 0)) >>> 0);
+  w(F.VM_EXIT_CONTROLS, EXIT_CAPS.mustBe1 | EXIT_HOST_ADDR_SPACE_SIZE);
+  w(F.VM_ENTRY_CONTROLS, ENTRY_CAPS.mustBe1 | ENTRY_IA32E_MODE);
+  w(F.EXCEPTION_BITMAP, opts.exceptionBitmap ?? 0);
+  w(F.PAGE_FAULT_ERROR_CODE_MASK, opts.pfecMask ?? 0);
+  w(F.PAGE_FAULT_ERROR_CODE_MATCH, opts.pfecMatch ?? 0);
+  w(F.IO_BITMAP_A, IO_A);
+  w(F.IO_BITMAP_B, IO_B);
+  w(F.MSR_BITMAP, MSRBM);
+  w(F.HOST_CR0, CR0_PE | CR0_NE | CR0_PG);
+  w(F.HOST_CR4, CR4_PAE | CR4_VMXE);
+  w(F.HOST_CS_SELECTOR, 0x08);
+  w(F.HOST_TR_SELECTOR, 0x30);
+  w(F.HOST_RIP, 0x1000);
+  w(F.GUEST_CR0, CR0_PE | CR0_NE | CR0_PG | CR0_WP | CR0_ET);
+  w(F.GUEST_CR3, PML4);
+  w(F.GUEST_CR4, CR4_PAE | CR4_VMXE);
+  w(F.GUEST_CS_SELECTOR, 0x08);
+  w(F.GUEST_CS_AR_BYTES, 0xa09b);
+  w(F.GUEST_CS_LIMIT, 0xffff_ffff);
+  for (const [sel, ar, lim] of [
+    [F.GUEST_SS_SELECTOR, F.GUEST_SS_AR_BYTES, F.GUEST_SS_LIMIT],
+    [F.GUEST_DS_SELECTOR, F.GUEST_DS_AR_BYTES, F.GUEST_DS_LIMIT],
+    [F.GUEST_ES_SELECTOR, F.GUEST_ES_AR_BYTES, F.GUEST_ES_LIMIT],
+    [F.GUEST_FS_SELECTOR, F.GUEST_FS_AR_BYTES, F.GUEST_FS_LIMIT],
+    [F.GUEST_GS_SELECTOR, F.GUEST_GS_AR_BYTES, F.GUEST_GS_LIMIT],
+  ] as const) {
+    w(sel, 0x10);
+    w(ar, 0xc093);
+    w(lim, 0xffff_ffff);
+  }
+  w(F.GUEST_TR_SELECTOR, 0x30);
+  w(F.GUEST_TR_AR_BYTES, 0x8b);
+  w(F.GUEST_TR_BASE, TSS);
+  w(F.GUEST_TR_LIMIT, 0x67);
+  w(F.GUEST_LDTR_AR_BYTES, 0x1_0000);
+  w(F.GUEST_GDTR_BASE, GDT);
+  w(F.GUEST_GDTR_LIMIT, 6 * 8 - 1);
+  w(F.GUEST_IDTR_BASE, IDT);
+  w(F.GUEST_IDTR_LIMIT, 256 * 16 - 1);
+  w(F.GUEST_RSP, STACK_TOP);
+  w(F.GUEST_RIP, CODE);
+  w(F.GUEST_RFLAGS, 0x2);
+  w(F.VMCS_LINK_POINTER, 0xffff_ffff, 0xffff_ffff);
+  // A guest IDT whose every gate lands on a HLT at HANDLERS + 16v.
+  for (let vec = 0; vec < 256; vec++) {
+    const target = HANDLERS + vec * 16;
+    m.memory.write32(IDT + vec * 16, (0x08 << 16) | (target & 0xffff));
+    m.memory.write32(IDT + vec * 16 + 4, (target & 0xffff0000) | 0x8e00);
+    m.memory.write32(IDT + vec * 16 + 8, 0);
+    m.memory.write8(target, 0xf4);
+  }
+  return v;
+}
+
+/** Enter (launch or resume), run, and return the result. */
+function enter(m: TestMachine, v: Vmcs, launch: boolean, budget = 1000): RunResult {
+  const e = vmEntry(m.cpu, v, launch);
+  if (e !== undefined) throw new Error(`entry failed: ${"message" in e ? e.message : ""}`);
+  return m.cpu.run(budget);
+}
+
+function exitOf(r: RunResult): VmExit {
+  if (r.kind !== "vmexit") throw new Error(`expected a VM exit, got ${r.kind}`);
+  return r.exit;
+}
+
+/** The hypervisor's "skip the instruction and resume". */
+function skip(v: Vmcs, exit: VmExit): void {
+  v.setNatural(F.GUEST_RIP, v.readNatural(F.GUEST_RIP) + exit.instructionLength);
+}
+
+describe("instruction VM exits with reason, qualification and length", () => {
+  it("CPUID always exits (reason 10); the hypervisor emulates it and the guest goes on to a HLT exit", () => {
+    // cpuid; mov ebx, eax; hlt
+    const m = machine64("0fa289c3f4");
+    const v = guestVmcs(m, { proc: CPU_HLT_EXITING });
+    m.cpu.lo[0] = 0x4000_0000;
+    const e1 = exitOf(enter(m, v, true));
+    expect(e1).toMatchObject({ reason: ExitReason.Cpuid, qualification: 0, instructionLength: 2 });
+    expect(v.vmread(F.VM_EXIT_REASON)).toBe(ExitReason.Cpuid);
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE);
+    expect(v.launchState).toBe("launched");
+    m.cpu.setReg32(0, 0x1234); // the hypervisor's CPUID answer
+    skip(v, e1);
+    const e2 = exitOf(enter(m, v, false));
+    expect(e2).toMatchObject({ reason: ExitReason.Hlt, instructionLength: 1 });
+    expect(m.cpu.lo[3]).toBe(0x1234);
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 4);
+  });
+
+  it("without HLT exiting, HLT halts the guest (no exit)", () => {
+    const m = machine64("f4");
+    expect(enter(m, guestVmcs(m), true).kind).toBe("hlt");
+  });
+
+  it("VMCALL exits (reason 18, length 3)", () => {
+    const m = machine64("0f01c1f4");
+    expect(exitOf(enter(m, guestVmcs(m), true))).toMatchObject({ reason: ExitReason.Vmcall, instructionLength: 3 });
+  });
+
+  it("OUT with unconditional I/O exiting: reason 30 with size, direction, immediate and port", () => {
+    // mov al, 0x41; out 0x80, al
+    const m = machine64("b041e680f4");
+    const e = exitOf(enter(m, guestVmcs(m, { proc: CPU_UNCOND_IO_EXITING }), true));
+    expect(e).toMatchObject({ reason: ExitReason.IoInstruction, instructionLength: 2, qualification: ioQualification(0x80, 1, false, false, false, true) });
+    expect(e.qualification).toBe((0x80 << 16) | (1 << 6));
+  });
+
+  it("I/O bitmaps: a set bit exits, a clear bit lets the access through", () => {
+    // mov dx, 0x81; mov al, 7; out dx, al; out 0x80, al; hlt
+    const m = machine64("66ba8100b007eee680f4");
+    m.memory.write8(IO_A + (0x80 >>> 3), 1 << (0x80 & 7)); // port 0x80 exits, 0x81 does not
+    let seen = -1;
+    m.ports.register(0x81, 1, { read: () => 0, write: (_o: number, _s: 1 | 2 | 4, val: number) => void (seen = val) }, "port 81");
+    const e = exitOf(enter(m, guestVmcs(m, { proc: CPU_USE_IO_BITMAPS }), true));
+    expect(seen).toBe(7);
+    expect(e).toMatchObject({ reason: ExitReason.IoInstruction, qualification: (0x80 << 16) | (1 << 6) });
+  });
+
+  it("MSR bitmaps: a clear read bit runs RDMSR, a set write bit exits WRMSR; without bitmaps RDMSR exits", () => {
+    // mov ecx, 0xc0000080; rdmsr; wrmsr; hlt
+    const code = "b9800000c00f320f30f4";
+    const m = machine64(code);
+    m.memory.write8(MSRBM + 3072 + (0x80 >>> 3), 1 << (0x80 & 7)); // write-high bitmap, EFER
+    const e = exitOf(enter(m, guestVmcs(m, { proc: CPU_USE_MSR_BITMAPS }), true));
+    expect(e).toMatchObject({ reason: ExitReason.MsrWrite, instructionLength: 2 });
+    expect(m.cpu.lo[0]! & 0x500).toBe(0x500); // RDMSR ran: EFER has LME and LMA
+
+    const n = machine64(code);
+    expect(exitOf(enter(n, guestVmcs(n), true))).toMatchObject({ reason: ExitReason.MsrRead });
+  });
+
+  it("MOV to CR3 exits with CR3-load exiting (reason 28) unless the value is a CR3-target value", () => {
+    // mov rax, cr3; mov cr3, rax; hlt
+    const code = "0f20d80f22d8f4";
+    const m = machine64(code);
+    const e = exitOf(enter(m, guestVmcs(m, { proc: CPU_CR3_LOAD_EXITING }), true));
+    expect(e).toMatchObject({ reason: ExitReason.CrAccess, instructionLength: 3, qualification: crQualification(3, CrAccessType.MovToCr, 0) });
+
+    const t = machine64(code);
+    const v = guestVmcs(t, { proc: CPU_CR3_LOAD_EXITING | CPU_HLT_EXITING });
+    v.vmwrite(F.CR3_TARGET_COUNT, 1);
+    v.vmwrite(F.CR3_TARGET_VALUE0, PML4);
+    expect(exitOf(enter(t, v, true))).toMatchObject({ reason: ExitReason.Hlt });
+  });
+
+  it("CR0 guest/host mask and read shadow: reads see the shadow, a write changing an owned bit exits", () => {
+    // mov rax, cr0; mov rbx, rax; and eax, ~0x10000 (clear WP); mov cr0, rax; hlt
+    const m = machine64("0f20c04889c325fffffeff0f22c0f4");
+    const v = guestVmcs(m, { proc: CPU_HLT_EXITING });
+    v.vmwrite(F.CR0_GUEST_HOST_MASK, CR0_WP);
+    v.vmwrite(F.CR0_READ_SHADOW, CR0_WP);
+    const e = exitOf(enter(m, v, true));
+    expect(e).toMatchObject({ reason: ExitReason.CrAccess, qualification: crQualification(0, CrAccessType.MovToCr, 0) });
+    expect(m.cpu.regAddr(3) & CR0_WP).toBe(CR0_WP);
+  });
+
+  it("INVLPG exiting reports the linear address; RDTSC exiting reports reason 16", () => {
+    // mov eax, 0x12345000; invlpg [rax]; hlt
+    const m = machine64("b8005034120f0138f4");
+    expect(exitOf(enter(m, guestVmcs(m, { proc: CPU_INVLPG_EXITING }), true))).toMatchObject({ reason: ExitReason.Invlpg, qualification: 0x1234_5000, instructionLength: 3 });
+    const r = machine64("0f31f4");
+    expect(exitOf(enter(r, guestVmcs(r, { proc: CPU_RDTSC_EXITING }), true))).toMatchObject({ reason: ExitReason.Rdtsc, instructionLength: 2 });
+  });
+});
+
+describe("exceptions, events and the triple fault", () => {
+  // mov rax, 0x40000000; mov qword [rax], 5; hlt   (the second GiB is not mapped: #PF, write)
+  const pfCode = "48c7c00000004048c70005000000f4";
+
+  it("a #PF in the exception bitmap exits (reason 0) with the address as qualification, CR2 untouched", () => {
+    const m = machine64(pfCode);
+    m.cpu.cr2 = 0x777;
+    const v = guestVmcs(m, { exceptionBitmap: 1 << Vector.PF });
+    v.vmwrite(F.GUEST_CR3, PML4);
+    const e = exitOf(enter(m, v, true));
+    expect(e).toMatchObject({ reason: ExitReason.ExceptionOrNmi, qualification: 0x4000_0000, interruption: { vector: Vector.PF, type: 3, errorCode: 2 } });
+    expect(v.vmread(F.VM_EXIT_INTR_INFO)).toBe((INTR_INFO_VALID | (1 << 11) | (3 << 8) | 14) >>> 0);
+    expect(m.cpu.cr2).toBe(0x777);
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 7);
+  });
+
+  it("PFEC mask/match selects which page faults exit: write faults only, so a read fault reaches the guest", () => {
+    // mov rax, 0x40000000; mov rbx, [rax]; hlt
+    const m = machine64("48c7c000000040488b18f4");
+    const v = guestVmcs(m, { exceptionBitmap: 1 << Vector.PF, pfecMask: 0x2, pfecMatch: 0x2 });
+    const r = enter(m, v, true);
+    expect(r.kind).toBe("hlt"); // delivered through the guest IDT to the #PF handler's HLT
+    expect(m.cpu.rip).toBe(HANDLERS + Vector.PF * 16 + 1);
+    expect(m.cpu.cr2).toBe(0x4000_0000);
+  });
+
+  it("a triple fault in the guest is a VM exit (reason 2), not a shutdown", () => {
+    const m = machine64(pfCode);
+    const v = guestVmcs(m);
+    v.vmwrite(F.GUEST_IDTR_LIMIT, 0); // no usable gate: #PF -> #GP -> #DF -> triple fault
+    expect(exitOf(enter(m, v, true))).toMatchObject({ reason: ExitReason.TripleFault });
+  });
+
+  it("an event injected at VM entry is delivered through the guest IDT", () => {
+    const m = machine64("f4");
+    const v = guestVmcs(m);
+    v.vmwrite(F.GUEST_RFLAGS, 0x202);
+    v.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | 0x30) >>> 0); // external interrupt, vector 0x30
+    expect(enter(m, v, true).kind).toBe("hlt");
+    expect(m.cpu.rip).toBe(HANDLERS + 0x30 * 16 + 1);
+    expect(v.read32(F.VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID).toBe(0);
+  });
+});
+
+describe("VM-entry failures (SDM Vol. 3C ch. 27)", () => {
+  const cases: [string, (v: Vmcs) => void, number][] = [
+    ["a required pin-based control bit clear", (v) => v.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, 0), VmInstructionError.EntryInvalidControls],
+    ["an unsupported primary control bit (bit 0)", (v) => v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, PROC_CAPS.mustBe1 | 1), VmInstructionError.EntryInvalidControls],
+    ["CR3-target count 5", (v) => v.vmwrite(F.CR3_TARGET_COUNT, 5), VmInstructionError.EntryInvalidControls],
+    ["an unaligned I/O bitmap with I/O bitmaps on", (v) => { v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, PROC_CAPS.mustBe1 | CPU_USE_IO_BITMAPS); v.vmwrite(F.IO_BITMAP_A, 0x1234); }, VmInstructionError.EntryInvalidControls],
+    ["a non-zero MSR-load count", (v) => v.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 1), VmInstructionError.EntryInvalidControls],
+    ["an injected NMI with vector 3", (v) => v.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (2 << 8) | 3) >>> 0), VmInstructionError.EntryInvalidControls],
+    ["HOST_CR0 without PG", (v) => v.vmwrite(F.HOST_CR0, CR0_PE | CR0_NE), VmInstructionError.EntryInvalidHostState],
+    ["a null HOST_TR_SELECTOR", (v) => v.vmwrite(F.HOST_TR_SELECTOR, 0), VmInstructionError.EntryInvalidHostState],
+    ["a non-canonical HOST_RIP", (v) => v.vmwrite(F.HOST_RIP, 0, 0x8000), VmInstructionError.EntryInvalidHostState],
+    ["a 32-bit host (host address-space size 0)", (v) => v.vmwrite(F.VM_EXIT_CONTROLS, EXIT_CAPS.mustBe1), VmInstructionError.EntryInvalidHostState],
+  ];
+  for (const [what, spoil, error] of cases) {
+    it(`VMfailValid(${error}) for ${what}`, () => {
+      const m = machine64("f4");
+      const v = guestVmcs(m);
+      spoil(v);
+      expect(vmEntry(m.cpu, v, true)).toMatchObject({ kind: "vmfail-valid", error });
+      expect(v.launchState).toBe("clear");
+    });
+  }
+
+  const guestCases: [string, (v: Vmcs) => void][] = [
+    ["GUEST_CR0 without PG", (v) => v.vmwrite(F.GUEST_CR0, CR0_PE | CR0_NE)],
+    ["GUEST_CR4 without VMXE", (v) => v.vmwrite(F.GUEST_CR4, CR4_PAE)],
+    ["GUEST_RFLAGS bit 1 clear", (v) => v.vmwrite(F.GUEST_RFLAGS, 0)],
+    ["a VMCS link pointer that is not all-ones", (v) => v.vmwrite(F.VMCS_LINK_POINTER, 0)],
+    ["TR that is not a busy 64-bit TSS", (v) => v.vmwrite(F.GUEST_TR_AR_BYTES, 0x89)],
+    ["an unsupported activity state (shutdown)", (v) => v.vmwrite(F.GUEST_ACTIVITY_STATE, 2)],
+    ["blocking by STI and by MOV SS together", (v) => v.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, 3)],
+    ["a non-canonical GUEST_RIP in a 64-bit CS", (v) => v.vmwrite(F.GUEST_RIP, 0, 0x8000)],
+  ];
+  for (const [what, spoil] of guestCases) {
+    it(`an exit with reason 33 | bit 31 for ${what}`, () => {
+      const m = machine64("f4");
+      const v = guestVmcs(m);
+      spoil(v);
+      const r = vmEntry(m.cpu, v, true);
+      expect(r).toMatchObject({ kind: "entry-failure", exit: { reason: (ExitReason.InvalidGuestState | EXIT_REASON_FAILED_VMENTRY) >>> 0 } });
+    });
+  }
+
+  it("VMLAUNCH needs a clear VMCS (error 4) and VMRESUME a launched one (error 5)", () => {
+    const m = machine64("0f01c1");
+    const v = guestVmcs(m);
+    expect(vmEntry(m.cpu, v, false)).toMatchObject({ error: VmInstructionError.VmresumeNonLaunched });
+    expect(exitOf(enter(m, v, true)).reason).toBe(ExitReason.Vmcall);
+    expect(vmEntry(m.cpu, v, true)).toMatchObject({ error: VmInstructionError.VmlaunchNonClear });
+  });
+});
+
+void hex;
