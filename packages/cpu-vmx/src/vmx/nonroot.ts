@@ -44,7 +44,8 @@ import {
 } from "./controls.js";
 import { EXIT_REASON_FAILED_VMENTRY, ExitReason } from "./exit-reasons.js";
 import type { VmExit } from "./interfaces.js";
-import { VmInstructionError, Vmcs, type VmFailValid } from "./vmcs.js";
+import type { Vmcs} from "./vmcs.js";
+import { VmInstructionError, type VmFailValid } from "./vmcs.js";
 import { VmcsField as F } from "./vmcs-fields.js";
 
 /** IA32_VMX_CR0_FIXED0: CR0 bits that must be 1 in VMX operation (PE, NE, PG; no unrestricted guest). */
