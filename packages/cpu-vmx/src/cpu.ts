@@ -1032,7 +1032,8 @@ export class Cpu {
     this.vmxCr0Shadow = vmcs.read32(VmcsField.CR0_READ_SHADOW);
     this.vmxCr4Mask = vmcs.read32(VmcsField.CR4_GUEST_HOST_MASK);
     this.vmxCr4Shadow = vmcs.read32(VmcsField.CR4_READ_SHADOW);
-    this.compileBlocks = false; // compiled blocks do not yet know the exiting controls
+    // Compiled blocks stay on: they hold only straight-line handlers, which no exiting control
+    // affects, and exceptions leave a block through the same path that applies the bitmap.
   }
 
   /** Leave non-root operation (after saving the guest state for a VM exit). */
