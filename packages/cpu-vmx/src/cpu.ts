@@ -66,6 +66,14 @@ import type { Vmcs } from "./vmx/vmcs.js";
 import { VmcsField } from "./vmx/vmcs-fields.js";
 import { ExitReason } from "./vmx/exit-reasons.js";
 import { saveOnExit } from "./vmx/nonroot.js";
+import {
+  CPU_INTR_WINDOW_EXITING,
+  CPU_MONITOR_TRAP_FLAG,
+  EXIT_ACK_INTR_ON_EXIT,
+  EXIT_SAVE_PREEMPTION_TIMER,
+  PIN_EXTINT_EXITING,
+  PIN_PREEMPTION_TIMER,
+} from "./vmx/controls.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
 
 /** DR6.BS (bit 14): the #DB was a single step. */
@@ -833,6 +841,13 @@ export class Cpu {
   vmxCr0Shadow = 0;
   vmxCr4Mask = 0;
   vmxCr4Shadow = 0;
+  vmxExit = 0;
+  /** Retired count at the last VM entry (the monitor trap flag and the preemption timer count from it). */
+  vmxEntryRetired = 0;
+  /** VMX-preemption timer value at entry; it counts down once per retired instruction (the TSC rate, with IA32_VMX_MISC[4:0] = 0). */
+  vmxTimer = 0;
+  /** Some control needs a look at every instruction boundary: the slow path stays on and blocks stay off. */
+  vmxWatch = false;
   /** A VM exit recorded by a handler or by event delivery, returned by `run`. */
   pendingExit: VmExit | undefined = undefined;
   /** Linear address of the last #PF, written to CR2 only if the #PF is delivered. */
@@ -1032,6 +1047,13 @@ export class Cpu {
     this.vmxCr0Shadow = vmcs.read32(VmcsField.CR0_READ_SHADOW);
     this.vmxCr4Mask = vmcs.read32(VmcsField.CR4_GUEST_HOST_MASK);
     this.vmxCr4Shadow = vmcs.read32(VmcsField.CR4_READ_SHADOW);
+    this.vmxExit = vmcs.read32(VmcsField.VM_EXIT_CONTROLS);
+    this.vmxEntryRetired = this.retired;
+    this.vmxTimer = vmcs.read32(VmcsField.VMX_PREEMPTION_TIMER_VALUE);
+    // Boundary events the run loop must look at before every instruction (SDM 26.2, 26.5).
+    this.vmxWatch =
+      (pin & (PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER)) !== 0 || (proc & (CPU_INTR_WINDOW_EXITING | CPU_MONITOR_TRAP_FLAG)) !== 0;
+    if (this.vmxWatch) this.attention = 1;
     // Compiled blocks stay on: they hold only straight-line handlers, which no exiting control
     // affects, and exceptions leave a block through the same path that applies the bitmap.
   }
@@ -1284,6 +1306,10 @@ export class Cpu {
               return { kind: "stop", retired: this.retired - start, reason: s.reason, code: s.code };
             }
             const shadow = this.shadowState;
+            if (this.vmxWatch && this.vmcs !== undefined && this.boundaryExit(shadow)) {
+              this.insnStart = this.rip;
+              return this.takeExit(start);
+            }
             if (this.pendingIrqs.length > 0 && (this.flagsOther & 0x200) !== 0 && !shadow) {
               const v = this.pendingIrqs.shift() as number;
               this.haltedState = false;
@@ -1308,7 +1334,7 @@ export class Cpu {
             this.stepPending = stepping;
             // Stay attentive for one more instruction after a shadow (the interrupt it held off)
             // or a single step.
-            this.attention = shadow || stepping || this.pendingIrqs.length > 0 ? 1 : 0;
+            this.attention = shadow || stepping || this.vmxWatch || this.pendingIrqs.length > 0 ? 1 : 0;
           }
           const rip = this.rip;
           this.insnStart = rip; // a fault while fetching restarts here
@@ -1323,7 +1349,7 @@ export class Cpu {
             this.buildBlock(insn, rip);
             block = insn.block;
           }
-          if (block !== undefined && !stepping && start + budget - events - this.retired >= insn.blockLen) {
+          if (block !== undefined && !stepping && !this.vmxWatch && start + budget - events - this.retired >= insn.blockLen) {
             block(this, rip);
             continue;
           }
@@ -1356,10 +1382,55 @@ export class Cpu {
     this.counters.vmExits++;
     // The processor saves guest state and the exit information into the VMCS and leaves
     // non-root operation (SDM 28.3); general-purpose registers stay here, as on hardware.
-    if (this.vmcs !== undefined) saveOnExit(this, this.vmcs, exit);
+    if (this.vmcs !== undefined) {
+      saveOnExit(this, this.vmcs, exit);
+      if ((this.vmxExit & EXIT_SAVE_PREEMPTION_TIMER) !== 0) {
+        const left = this.vmxTimerExpired ? 0 : Math.max(0, this.vmxTimer - (this.retired - this.vmxEntryRetired));
+        this.vmcs.setField(VmcsField.VMX_PREEMPTION_TIMER_VALUE, left);
+      }
+      this.vmxTimerExpired = false;
+    }
+    this.vmxWatch = false;
     this.vmcs = undefined;
     return { kind: "vmexit", retired: this.retired - start, exit };
   }
+
+  /**
+   * VM exits that happen between instructions, in the SDM's priority order (6.9, 26.2, 26.5):
+   * the monitor trap flag after an instruction, the VMX-preemption timer, an external interrupt
+   * (with external-interrupt exiting), the interrupt window. Records the exit and returns true.
+   */
+  private boundaryExit(shadow: boolean): boolean {
+    const pin = this.vmxPin;
+    const proc = this.vmxProc;
+    const executed = this.retired - this.vmxEntryRetired;
+    if ((proc & CPU_MONITOR_TRAP_FLAG) !== 0 && executed > 0) {
+      this.pendingExit = { reason: ExitReason.MonitorTrapFlag, qualification: 0, instructionLength: 0 };
+      return true;
+    }
+    if ((pin & PIN_PREEMPTION_TIMER) !== 0 && this.vmxTimer - executed <= 0) {
+      this.pendingExit = { reason: ExitReason.PreemptionTimer, qualification: 0, instructionLength: 0 };
+      this.vmxTimerExpired = true;
+      return true;
+    }
+    if ((pin & PIN_EXTINT_EXITING) !== 0 && this.pendingIrqs.length > 0) {
+      // With "acknowledge interrupt on exit" the vector is taken from the controller and
+      // reported; without it, the interrupt stays pending (SDM 28.2.2).
+      const ack = (this.vmxExit & EXIT_ACK_INTR_ON_EXIT) !== 0;
+      const vector = ack ? (this.pendingIrqs.shift() as number) : -1;
+      this.pendingExit = { reason: ExitReason.ExternalInterrupt, qualification: 0, instructionLength: 0, ...(ack ? { interruption: { vector, type: 0 } } : {}) };
+      this.haltedState = false;
+      return true;
+    }
+    if ((proc & CPU_INTR_WINDOW_EXITING) !== 0 && (this.flagsOther & 0x200) !== 0 && !shadow) {
+      this.pendingExit = { reason: ExitReason.InterruptWindow, qualification: 0, instructionLength: 0 };
+      return true;
+    }
+    return false;
+  }
+
+  /** The preemption timer reached zero (its saved value is then 0). */
+  vmxTimerExpired = false;
 
   /** An exception that the exception bitmap turns into a VM exit (reason 0, SDM 28.2.2). */
   private exceptionExit(start: number): RunResult {

@@ -9,6 +9,12 @@ import {
   CPU_CR3_LOAD_EXITING,
   CPU_HLT_EXITING,
   CPU_INVLPG_EXITING,
+  CPU_INTR_WINDOW_EXITING,
+  CPU_MONITOR_TRAP_FLAG,
+  PIN_PREEMPTION_TIMER,
+  PIN_EXTINT_EXITING,
+  EXIT_SAVE_PREEMPTION_TIMER,
+  EXIT_ACK_INTR_ON_EXIT,
   CPU_RDTSC_EXITING,
   CPU_UNCOND_IO_EXITING,
   CPU_USE_IO_BITMAPS,
@@ -264,6 +270,59 @@ describe("exceptions, events and the triple fault", () => {
     expect(enter(m, v, true).kind).toBe("hlt");
     expect(m.cpu.rip).toBe(HANDLERS + 0x30 * 16 + 1);
     expect(v.read32(F.VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID).toBe(0);
+  });
+});
+
+describe("exits between instructions", () => {
+  it("interrupt-window exiting waits for RFLAGS.IF = 1 and the end of the STI shadow (reason 7)", () => {
+    // sti; nop; hlt
+    const m = machine64("fb90f4");
+    const e = exitOf(enter(m, guestVmcs(m, { proc: CPU_INTR_WINDOW_EXITING }), true));
+    expect(e).toMatchObject({ reason: ExitReason.InterruptWindow, instructionLength: 0 });
+    expect(m.cpu.rip).toBe(CODE + 2); // STI, then NOP in the shadow, then the window opens
+  });
+
+  it("the monitor trap flag exits after one instruction (reason 37)", () => {
+    // mov eax, 1; mov ebx, 2; hlt
+    const m = machine64("b801000000bb02000000f4");
+    const v = guestVmcs(m, { proc: CPU_MONITOR_TRAP_FLAG });
+    expect(exitOf(enter(m, v, true))).toMatchObject({ reason: ExitReason.MonitorTrapFlag });
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 5);
+    expect(exitOf(enter(m, v, false))).toMatchObject({ reason: ExitReason.MonitorTrapFlag });
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 10);
+    expect([m.cpu.lo[0], m.cpu.lo[3]]).toEqual([1, 2]);
+  });
+
+  it("the VMX-preemption timer exits when it reaches zero (reason 52) and saves 0", () => {
+    // four NOPs and a HLT
+    const m = machine64("90909090f4");
+    const v = guestVmcs(m);
+    v.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, PIN_CAPS.mustBe1 | PIN_PREEMPTION_TIMER);
+    v.vmwrite(F.VM_EXIT_CONTROLS, EXIT_CAPS.mustBe1 | EXIT_HOST_ADDR_SPACE_SIZE | EXIT_SAVE_PREEMPTION_TIMER);
+    v.vmwrite(F.VMX_PREEMPTION_TIMER_VALUE, 3);
+    expect(exitOf(enter(m, v, true))).toMatchObject({ reason: ExitReason.PreemptionTimer });
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 3);
+    expect(v.vmread(F.VMX_PREEMPTION_TIMER_VALUE)).toBe(0);
+  });
+
+  it("external-interrupt exiting: with acknowledge-on-exit the vector is reported and taken; without, it stays pending", () => {
+    const m = machine64("90f4");
+    const v = guestVmcs(m);
+    v.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, PIN_CAPS.mustBe1 | PIN_EXTINT_EXITING);
+    v.vmwrite(F.VM_EXIT_CONTROLS, EXIT_CAPS.mustBe1 | EXIT_HOST_ADDR_SPACE_SIZE | EXIT_ACK_INTR_ON_EXIT);
+    m.cpu.raiseInterrupt(0x40);
+    expect(exitOf(enter(m, v, true))).toMatchObject({ reason: ExitReason.ExternalInterrupt, interruption: { vector: 0x40, type: 0 } });
+    expect(v.vmread(F.VM_EXIT_INTR_INFO)).toBe((INTR_INFO_VALID | 0x40) >>> 0);
+    expect(m.cpu.interruptPending).toBe(false);
+
+    const n = machine64("90f4");
+    const w = guestVmcs(n);
+    w.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, PIN_CAPS.mustBe1 | PIN_EXTINT_EXITING);
+    n.cpu.raiseInterrupt(0x41);
+    const e = exitOf(enter(n, w, true));
+    expect(e.reason).toBe(ExitReason.ExternalInterrupt);
+    expect(e.interruption).toBeUndefined();
+    expect(n.cpu.interruptPending).toBe(true);
   });
 });
 
