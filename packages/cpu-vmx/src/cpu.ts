@@ -61,7 +61,7 @@ import {
   Seg,
 } from "./regs.js";
 import type { Insn } from "./decode/insn.js";
-import type { VmExit } from "./vmx/interfaces.js";
+import { EPT_QUAL_FINAL, EPT_QUAL_LINEAR_VALID, EptAccess, GuestReference, type EptMisconfig, type EptViolation, type SecondLevelTranslator, type VmExit } from "./vmx/interfaces.js";
 import type { Vmcs } from "./vmx/vmcs.js";
 import { VmcsField } from "./vmx/vmcs-fields.js";
 import { ExitReason } from "./vmx/exit-reasons.js";
@@ -73,6 +73,7 @@ import {
   EXIT_SAVE_PREEMPTION_TIMER,
   PIN_EXTINT_EXITING,
   PIN_PREEMPTION_TIMER,
+  SECONDARY_ENABLE_EPT,
 } from "./vmx/controls.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
 
@@ -154,6 +155,8 @@ export class CpuCounters {
   exceptions = 0;
   interrupts = 0;
   decodedInstructions = 0;
+  /** Memory references made by second-level (EPT) translations. */
+  eptReferences = 0;
   /** VM exits taken in non-root operation. */
   vmExits = 0;
   /** Hot blocks compiled to JavaScript functions. */
@@ -566,19 +569,30 @@ export class Cpu {
     const hi = Math.floor(lin / TWO_32) >>> 0;
     const lo = lin >>> 0;
     const root = (Math.floor(this.cr3 / 4096) % 2 ** 40) * 4096; // CR3 bits 51:12
-    const status = walkLinear(out, this.paging, root, hi, lo, access, this.tables);
+    const ept = this.eptActive;
+    const status = walkLinear(out, this.paging, root, hi, lo, access, ept ? this.eptTables : this.tables);
     this.counters.walkReferences += out.references;
     if (status === WalkStatus.PageFault) {
       this.faultLinear = lin;
       this.fault(Vector.PF, out.errorCode);
     }
+    if (status === WalkStatus.AccessFault && ept) this.eptExit(out.accessFault as EptViolation | EptMisconfig, lin, false);
     if (status === WalkStatus.AccessFault) {
       // Paging structures outside machine memory: the walk cannot complete; a real platform
       // would read all-ones (a reserved-bit fault). Report #PF with RSVD as the closest outcome.
       this.faultLinear = lin;
       this.fault(Vector.PF, 0x9 | (access & 0x16));
     }
-    const phys = out.physicalAddress - (out.physicalAddress % 4096);
+    let physicalAddress = out.physicalAddress;
+    if (ept) {
+      // The final guest-physical address through EPT: the TLB then caches GVA -> HPA.
+      const kind = (access & Access.Fetch) !== 0 ? EptAccess.Fetch : (access & Access.Write) !== 0 ? EptAccess.Write : EptAccess.Read;
+      const hpa = this.secondLevel!.translate(out.physicalAddress, kind, GuestReference.Final);
+      this.counters.eptReferences += this.secondLevel!.lastReferences;
+      if (typeof hpa !== "number") this.eptExit(hpa, lin, true);
+      physicalAddress = hpa;
+    }
+    const phys = physicalAddress - (physicalAddress % 4096);
     const i = vpn & TLB_MASK;
     this.tlbTag[i] = vpn;
     this.tlbPhys[i] = phys;
@@ -602,7 +616,7 @@ export class Cpu {
       this.tlbView[i] = undefined;
     }
     this.tlbOk[i] = ok;
-    return out.physicalAddress;
+    return physicalAddress;
   }
 
   // =====================================================================================
@@ -887,8 +901,9 @@ export class Cpu {
           insn = Cpu.decoder!(this, rip + at);
         } catch {
           // A fault while looking ahead (an unmapped next page): end the block here, leaving no
-          // trace (the guest must not see a CR2 for an instruction it has not reached).
+          // trace (the guest must not see a CR2, or an EPT exit, for an instruction it has not reached).
           this.pendingVector = -1;
+          this.pendingExit = undefined;
           this.cr2 = cr2;
           break;
         }
@@ -1048,6 +1063,10 @@ export class Cpu {
     this.vmxCr4Mask = vmcs.read32(VmcsField.CR4_GUEST_HOST_MASK);
     this.vmxCr4Shadow = vmcs.read32(VmcsField.CR4_READ_SHADOW);
     this.vmxExit = vmcs.read32(VmcsField.VM_EXIT_CONTROLS);
+    this.eptActive = (proc2 & SECONDARY_ENABLE_EPT) !== 0;
+    if (this.eptActive && this.secondLevel === undefined) {
+      throw new Error("vtlab bug: VM entry with enable EPT but no SecondLevelTranslator attached to the vCPU");
+    }
     this.vmxEntryRetired = this.retired;
     this.vmxTimer = vmcs.read32(VmcsField.VMX_PREEMPTION_TIMER_VALUE);
     // Boundary events the run loop must look at before every instruction (SDM 26.2, 26.5).
@@ -1391,6 +1410,8 @@ export class Cpu {
       this.vmxTimerExpired = false;
     }
     this.vmxWatch = false;
+    this.eptActive = false;
+    this.flushTlb(false); // without VPID, VM exits flush linear and combined mappings (SDM 29.4.3.1)
     this.vmcs = undefined;
     return { kind: "vmexit", retired: this.retired - start, exit };
   }
@@ -1427,6 +1448,41 @@ export class Cpu {
       return true;
     }
     return false;
+  }
+
+  /**
+   * The second-level translator (EPT) the hypervisor attached for this vCPU. It is used only in
+   * VMX non-root operation with "enable EPT" on; every guest-physical reference goes through it.
+   */
+  secondLevel: SecondLevelTranslator | undefined = undefined;
+  /** EPT is on for the running guest (set at VM entry). */
+  eptActive = false;
+  private readonly eptTables: PagingStructureAccess<EptViolation | EptMisconfig> = {
+    readEntry: (gpa: number, _level: PagingLevel, out: U64) => {
+      const hpa = this.secondLevel!.translate(gpa, EptAccess.Read, GuestReference.PagingStructure);
+      this.counters.eptReferences += this.secondLevel!.lastReferences;
+      if (typeof hpa !== "number") return hpa;
+      const e = this.memory.read64(hpa, out);
+      return e === undefined ? undefined : { kind: "ept-misconfig", gpa };
+    },
+    setEntryBits: (gpa: number, _level: PagingLevel, bits: number) => {
+      const hpa = this.secondLevel!.translate(gpa, EptAccess.Write, GuestReference.PagingStructure);
+      this.counters.eptReferences += this.secondLevel!.lastReferences;
+      if (typeof hpa !== "number") return hpa;
+      const lo = this.memory.read32(hpa);
+      if (typeof lo !== "number") return { kind: "ept-misconfig", gpa };
+      this.memory.write32(hpa, (lo | bits) >>> 0);
+      return undefined;
+    },
+  };
+
+  /** An EPT violation or misconfiguration becomes a VM exit (reasons 48, 49; SDM 28.2.1, 28.2.4). */
+  private eptExit(fault: EptViolation | EptMisconfig, lin: number, final: boolean): never {
+    if (fault.kind === "ept-misconfig") {
+      return this.vmExit(ExitReason.EptMisconfig, 0, 0, { guestPhysical: fault.gpa });
+    }
+    const qualification = fault.qualification | EPT_QUAL_LINEAR_VALID | (final ? EPT_QUAL_FINAL : 0);
+    return this.vmExit(ExitReason.EptViolation, qualification, 0, { guestPhysical: fault.gpa, guestLinear: lin });
   }
 
   /** The preemption timer reached zero (its saved value is then 0). */

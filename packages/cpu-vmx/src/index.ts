@@ -20,7 +20,7 @@ export { ExitReason, EXIT_REASON_FAILED_VMENTRY, exitReasonName } from "./vmx/ex
 export { VmcsField, VmcsWidth, VmcsType, vmcsWidth, vmcsType, vmcsHighAccess, vmcsFieldName } from "./vmx/vmcs-fields.js";
 export { Vmcs, VmInstructionError } from "./vmx/vmcs.js";
 export type { VmFailValid, LaunchState } from "./vmx/vmcs.js";
-export { EptAccess, GuestReference } from "./vmx/interfaces.js";
+export { EptAccess, GuestReference, EPT_QUAL_LINEAR_VALID, EPT_QUAL_FINAL } from "./vmx/interfaces.js";
 export type { EptViolation, EptMisconfig, SecondLevelTranslator, EventInfo, VmExit, ExitOutcome, MemoryVirtualizer } from "./vmx/interfaces.js";
 export * from "./vmx/controls.js";
 export { vmEntry, saveOnExit, ActivityState, IntrType, INTR_INFO_VALID, INTR_INFO_ERROR_CODE_VALID, VMX_CR0_FIXED0, VMX_CR4_FIXED0 } from "./vmx/nonroot.js";

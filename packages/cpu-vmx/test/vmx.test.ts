@@ -9,6 +9,12 @@ import {
   CPU_CR3_LOAD_EXITING,
   CPU_HLT_EXITING,
   CPU_INVLPG_EXITING,
+  CPU_ACTIVATE_SECONDARY,
+  SECONDARY_ENABLE_EPT,
+  EptAccess,
+  EPT_QUAL_FINAL,
+  EPT_QUAL_LINEAR_VALID,
+  type SecondLevelTranslator,
   CPU_INTR_WINDOW_EXITING,
   CPU_MONITOR_TRAP_FLAG,
   PIN_PREEMPTION_TIMER,
@@ -323,6 +329,68 @@ describe("exits between instructions", () => {
     expect(e.reason).toBe(ExitReason.ExternalInterrupt);
     expect(e.interruption).toBeUndefined();
     expect(n.cpu.interruptPending).toBe(true);
+  });
+});
+
+describe("EPT: guest-physical references through a SecondLevelTranslator", () => {
+  /**
+   * A test double for the seam (the real EPT is @vtlab/mmu-ept): guest-physical = host-physical,
+   * each translation "reads" 4 EPT entries, GPA page 0x400000 is read-only and `blocked` pages
+   * are not present.
+   */
+  function translator(blocked: number[] = []): SecondLevelTranslator {
+    return {
+      lastReferences: 4,
+      translate(gpa: number, access: number) {
+        const page = gpa - (gpa % 4096);
+        if (blocked.includes(page)) return { kind: "ept-violation", gpa, qualification: access };
+        if (page === 0x40_0000 && (access & EptAccess.Write) !== 0) return { kind: "ept-violation", gpa, qualification: access | 0b101 << 3 };
+        return gpa;
+      },
+    };
+  }
+
+  function eptGuest(code: string, blocked: number[] = []): { m: TestMachine; v: Vmcs } {
+    const m = machine64(code);
+    m.cpu.secondLevel = translator(blocked);
+    const v = guestVmcs(m);
+    v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (PROC_CAPS.mustBe1 | CPU_ACTIVATE_SECONDARY | CPU_HLT_EXITING) >>> 0);
+    v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_ENABLE_EPT);
+    v.vmwrite(F.EPT_POINTER, 0x5000 | (3 << 3) | 6); // WB, 4-level
+    return { m, v };
+  }
+
+  it("a write to a read-only GPA is an EPT violation (reason 48): qualification, GPA and linear address", () => {
+    // mov eax, 0x400008; mov rbx, [rax]; mov qword [rax], 1; hlt
+    const { m, v } = eptGuest("b808004000488b1848c70001000000f4");
+    const e = exitOf(enter(m, v, true));
+    expect(e.reason).toBe(ExitReason.EptViolation);
+    // write (bit 1), readable + executable (bits 3, 5), linear valid (7), final access (8)
+    expect(e.qualification).toBe(0x2 | 0x8 | 0x20 | EPT_QUAL_LINEAR_VALID | EPT_QUAL_FINAL);
+    expect(v.readNatural(F.GUEST_PHYSICAL_ADDRESS)).toBe(0x40_0008);
+    expect(v.readNatural(F.GUEST_LINEAR_ADDRESS)).toBe(0x40_0008);
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 8); // the read went through, the store exits
+  });
+
+  it("a violation on a guest paging-structure entry has bit 8 clear and names the entry's GPA", () => {
+    // mov eax, 0x400008; mov rbx, [rax]; hlt -- with the guest's PD page (GPA 0x4000) unmapped in EPT
+    const { m, v } = eptGuest("b808004000488b18f4", [0x4000]);
+    const e = exitOf(enter(m, v, true));
+    expect(e.reason).toBe(ExitReason.EptViolation);
+    expect(e.qualification & EPT_QUAL_FINAL).toBe(0);
+    expect(e.qualification & EPT_QUAL_LINEAR_VALID).toBe(EPT_QUAL_LINEAR_VALID);
+    expect(v.readNatural(F.GUEST_PHYSICAL_ADDRESS)).toBe(0x4000); // PD entry 0
+  });
+
+  it("counts the second-level references of each walk, accessed-flag updates included", () => {
+    const { m, v } = eptGuest("b808004000488b18f4");
+    expect(exitOf(enter(m, v, true)).reason).toBe(ExitReason.Hlt);
+    // Two cold walks with 2 MiB guest pages (code page, data page), 4 EPT references per
+    // translation. First walk: 3 entry reads + the final GPA + 3 accessed-flag writes (guest
+    // paging-structure updates go through EPT as writes, SDM 29.3.3.2). Second walk: 3 reads +
+    // the final GPA + 1 write (only its PDE lacked A). 12 translations.
+    expect(m.cpu.counters.eptReferences).toBe(12 * 4);
+    expect(m.cpu.lo[3]).toBe(0);
   });
 });
 

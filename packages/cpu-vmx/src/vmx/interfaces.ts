@@ -33,9 +33,19 @@ export type GuestReference = (typeof GuestReference)[keyof typeof GuestReference
 export interface EptViolation {
   readonly kind: "ept-violation";
   readonly gpa: number;
-  /** SDM Table 28-7: bits 2:0 access, 5:3 permissions of the entry, 7 linear valid, 8 final access. */
+  /**
+   * SDM Table 28-7 bits the translator knows: 2:0 the access, 5:3 what the EPT entry permitted
+   * (and 6 execute-for-user when mode-based execution control is on). The CPU adds bit 7
+   * (guest-linear address valid) and bit 8 (the access was to the final translation, not a walk
+   * step), which only it knows.
+   */
   readonly qualification: number;
 }
+
+/** Exit-qualification bit 7 for EPT violations: GUEST_LINEAR_ADDRESS is valid. */
+export const EPT_QUAL_LINEAR_VALID = 1 << 7;
+/** Exit-qualification bit 8: the access was the final translation (1), not a paging-structure entry (0). */
+export const EPT_QUAL_FINAL = 1 << 8;
 
 /** An EPT misconfiguration (exit reason 49): the GPA whose EPT entry is misconfigured. */
 export interface EptMisconfig {
