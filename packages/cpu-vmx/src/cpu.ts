@@ -862,6 +862,8 @@ export class Cpu {
   vmxTimer = 0;
   /** Some control needs a look at every instruction boundary: the slow path stays on and blocks stay off. */
   vmxWatch = false;
+  /** The event being delivered is a software exception (INT3, INTO): IDT-vectoring type 6. */
+  private deliveringSoftwareException = false;
   /** A VM exit recorded by a handler or by event delivery, returned by `run`. */
   pendingExit: VmExit | undefined = undefined;
   /** Linear address of the last #PF, written to CR2 only if the #PF is delivered. */
@@ -1042,7 +1044,10 @@ export class Cpu {
     if (!this.pendingIsTrap) this.rip = this.insnStart;
     this.counters.exceptions++;
     if (vector === Vector.PF) this.cr2 = this.faultLinear; // CR2 is written only when the #PF is delivered
-    return this.deliverEvent(vector, errorCode, software, false);
+    this.deliveringSoftwareException = this.pendingIsTrap && !software; // INT3, INTO
+    const ok = this.deliverEvent(vector, errorCode, software, false);
+    this.deliveringSoftwareException = false;
+    return ok;
   }
 
   // =====================================================================================
@@ -1135,6 +1140,27 @@ export class Cpu {
       const nested = this.pendingVector;
       const nestedEc = this.pendingErrorCode;
       this.pendingVector = -1;
+      // In VMX non-root operation, a VM exit that interrupts this delivery (an EPT violation on
+      // the IDT or the stack, or a nested exception in the exception bitmap) reports the event
+      // being delivered as IDT-vectoring information, and wins over #DF (SDM 28.2.3, 26.2).
+      if (this.vmcs !== undefined && (this.pendingExit !== undefined || (nested >= 0 && this.exceptionExits(nested, nestedEc)))) {
+        const type = external ? 0 : software ? 4 : this.deliveringSoftwareException ? 6 : v === Vector.NMI ? 2 : 3;
+        const idtVectoring = { vector: v, type, ...(ec >= 0 ? { errorCode: ec } : {}) };
+        // For a software interrupt or exception the exit records the instruction's length.
+        const instructionLength = type === 4 || type === 6 ? this.rip - this.insnStart : 0;
+        this.pendingExit =
+          this.pendingExit !== undefined
+            ? { ...this.pendingExit, idtVectoring, instructionLength }
+            : {
+                reason: ExitReason.ExceptionOrNmi,
+                qualification: nested === Vector.PF ? this.faultLinear : 0,
+                instructionLength,
+                interruption: { vector: nested, type: 3, ...(nestedEc >= 0 ? { errorCode: nestedEc } : {}) },
+                idtVectoring,
+              };
+        this.delivering = -1;
+        return true;
+      }
       if (v === Vector.DF) {
         this.delivering = -1;
         return false;
@@ -1335,6 +1361,7 @@ export class Cpu {
               this.insnStart = this.rip;
               events++;
               if (!this.deliverEvent(v, -1, false, true)) return this.tripleFault(v, start);
+              if (this.pendingExit !== undefined) return this.takeExit(start);
               continue;
             }
             if (this.haltedState) return { kind: "hlt", retired: this.retired - start };
@@ -1346,6 +1373,7 @@ export class Cpu {
               this.insnStart = this.rip;
               events++;
               if (!this.deliverEvent(Vector.DB, -1, false, false)) return this.tripleFault(Vector.DB, start);
+              if (this.pendingExit !== undefined) return this.takeExit(start);
               continue;
             }
             this.shadowState = false;
@@ -1388,6 +1416,7 @@ export class Cpu {
         if (this.pendingIsTrap) this.retired++; // INT n / INT3 retire
         else events++;
         if (!this.deliverPending()) return this.tripleFault(vector, start);
+        if (this.pendingExit !== undefined) return this.takeExit(start);
       }
     }
   }

@@ -261,6 +261,22 @@ describe("exceptions, events and the triple fault", () => {
     expect(m.cpu.cr2).toBe(0x4000_0000);
   });
 
+  it("an exit during event delivery reports the event as IDT-vectoring information (and wins over #DF)", () => {
+    // mov rsp, 0x40001000 (unmapped); int3; hlt -- pushing the #BP frame page-faults
+    const m = machine64("48c7c400100040ccf4");
+    const v = guestVmcs(m, { exceptionBitmap: 1 << Vector.PF });
+    const e = exitOf(enter(m, v, true));
+    expect(e).toMatchObject({
+      reason: ExitReason.ExceptionOrNmi,
+      interruption: { vector: Vector.PF, type: 3, errorCode: 2 },
+      idtVectoring: { vector: Vector.BP, type: 6 },
+      instructionLength: 1,
+    });
+    expect(v.vmread(F.IDT_VECTORING_INFO_FIELD)).toBe((INTR_INFO_VALID | (6 << 8) | Vector.BP) >>> 0);
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 7); // the INT3, to be re-executed or re-injected
+    expect(v.readNatural(F.GUEST_RSP)).toBe(0x4000_1000);
+  });
+
   it("a triple fault in the guest is a VM exit (reason 2), not a shutdown", () => {
     const m = machine64(pfCode);
     const v = guestVmcs(m);
