@@ -11,6 +11,7 @@ import {
   CPU_INVLPG_EXITING,
   CPU_ACTIVATE_SECONDARY,
   SECONDARY_ENABLE_EPT,
+  SECONDARY_DESC_TABLE_EXITING,
   EptAccess,
   EPT_QUAL_FINAL,
   EPT_QUAL_LINEAR_VALID,
@@ -292,6 +293,26 @@ describe("exceptions, events and the triple fault", () => {
     expect(enter(m, v, true).kind).toBe("hlt");
     expect(m.cpu.rip).toBe(HANDLERS + 0x30 * 16 + 1);
     expect(v.read32(F.VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID).toBe(0);
+  });
+});
+
+describe("descriptor-table exiting (reasons 46, 47) with instruction information", () => {
+  it("SGDT [rbx+rsi*4+0x10] and STR ax exit with the SDM's instruction-information layout", () => {
+    // sgdt [rbx+rsi*4+0x10]; str ax; hlt
+    const m = machine64("0f0144b310660f00c8f4");
+    const v = guestVmcs(m);
+    v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (PROC_CAPS.mustBe1 | CPU_ACTIVATE_SECONDARY) >>> 0);
+    v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_DESC_TABLE_EXITING);
+    const e1 = exitOf(enter(m, v, true));
+    // identity 0 (SGDT) 29:28, base RBX 26:23, index RSI 21:18, segment DS 17:15, operand size 32 (11), 64-bit address (9:7 = 2), scale x4 (1:0 = 2)
+    expect(e1).toMatchObject({ reason: ExitReason.GdtrIdtrAccess, qualification: 0x10, instructionLength: 5 });
+    expect(e1.instructionInfo).toBe(((0 << 28) | (3 << 23) | (6 << 18) | (3 << 15) | (1 << 11) | (2 << 7) | 2) >>> 0);
+    expect(v.vmread(F.VMX_INSTRUCTION_INFO)).toBe(e1.instructionInfo);
+    skip(v, e1);
+    const e2 = exitOf(enter(m, v, false));
+    // identity 1 (STR), register operand (10) AX in 6:3, 16-bit operand
+    expect(e2).toMatchObject({ reason: ExitReason.LdtrTrAccess, instructionLength: 4 });
+    expect(e2.instructionInfo).toBe(((1 << 28) | (1 << 10) | (2 << 7)) >>> 0);
   });
 });
 

@@ -39,10 +39,11 @@ import {
   CPU_PAUSE_EXITING,
   CPU_RDTSC_EXITING,
   CPU_USE_TSC_OFFSETTING,
+  SECONDARY_DESC_TABLE_EXITING,
   SECONDARY_ENABLE_RDTSCP,
   SECONDARY_WBINVD_EXITING,
 } from "../vmx/controls.js";
-import { CrAccessType, cr3TargetMatches, crQualification, ioExits, ioQualification, msrExits } from "../vmx/exits.js";
+import { CrAccessType, cr3TargetMatches, crQualification, descriptorTableInfo, ioExits, ioQualification, msrExits } from "../vmx/exits.js";
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -166,6 +167,10 @@ export function movDr(cpu: Cpu, i: Insn): void {
 
 /** LGDT/LIDT (0F 01 /2, /3) and SGDT/SIDT (/0, /1): `i.cc` 0 SGDT, 1 SIDT, 2 LGDT, 3 LIDT. */
 export function descriptorTable(cpu: Cpu, i: Insn): void {
+  if (cpu.vmcs !== undefined && (cpu.vmxProc2 & SECONDARY_DESC_TABLE_EXITING) !== 0) {
+    // Identity: 0 SGDT, 1 SIDT, 2 LGDT, 3 LIDT (i.cc uses the same order). The qualification is the displacement.
+    cpu.vmExit(ExitReason.GdtrIdtrAccess, i.disp, i.len, { instructionInfo: descriptorTableInfo(i, i.cc) });
+  }
   const lin = ea(cpu, i);
   const gdt = (i.cc & 1) === 0;
   if (i.cc >= 2) {
@@ -191,6 +196,10 @@ export function descriptorTable(cpu: Cpu, i: Insn): void {
 
 /** Group 6 (0F 00): SLDT /0, STR /1, LLDT /2, LTR /3. */
 export function group6(cpu: Cpu, i: Insn): void {
+  if (cpu.vmcs !== undefined && (cpu.vmxProc2 & SECONDARY_DESC_TABLE_EXITING) !== 0) {
+    // Identity: 0 SLDT, 1 STR, 2 LLDT, 3 LTR (the group-6 order).
+    cpu.vmExit(ExitReason.LdtrTrAccess, i.isMem ? i.disp : 0, i.len, { instructionInfo: descriptorTableInfo(i, i.cc) });
+  }
   switch (i.cc) {
     case 0:
       writeE(cpu, i, i.isMem ? 2 : i.opSize, cpu.ldtr.selector, 0, false);

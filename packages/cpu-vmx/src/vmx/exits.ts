@@ -60,3 +60,21 @@ export function cr3TargetMatches(cpu: Cpu, value: number): boolean {
   for (let k = 0; k < count && k < 4; k++) if (vmcs.readNatural(targets[k]!) === value) return true;
   return false;
 }
+
+/**
+ * VM-exit instruction-information field for descriptor-table exits (SDM Table 28-10 for
+ * LGDT/LIDT/SGDT/SIDT, Table 28-11 for LLDT/LTR/SLDT/STR): scaling 1:0, register operand 6:3
+ * (LDTR/TR forms), address size 9:7 (0 16-bit, 1 32-bit, 2 64-bit), register/memory 10,
+ * operand size 11, segment 17:15, index 21:18 with "invalid" 22, base 26:23 with "invalid" 27,
+ * instruction identity 29:28.
+ */
+export function descriptorTableInfo(i: { isMem: boolean; rm: number; scale: number; addrSize: number; opSize: number; seg: number; index: number; base: number }, identity: number): number {
+  let info = (identity & 3) << 28;
+  info |= (i.addrSize === 8 ? 2 : 1) << 7;
+  if (i.opSize === 4 || i.opSize === 8) info |= 1 << 11;
+  if (!i.isMem) return (info | (1 << 10) | ((i.rm & 15) << 3)) >>> 0;
+  info |= (i.scale === 1 ? 0 : i.scale === 2 ? 1 : i.scale === 4 ? 2 : 3) | ((i.seg & 7) << 15);
+  info |= i.index >= 0 ? (i.index & 15) << 18 : 1 << 22;
+  info |= i.base >= 0 ? (i.base & 15) << 23 : 1 << 27;
+  return info >>> 0;
+}
