@@ -74,6 +74,7 @@ import {
   PIN_EXTINT_EXITING,
   PIN_PREEMPTION_TIMER,
   SECONDARY_ENABLE_EPT,
+  SECONDARY_ENABLE_VPID,
 } from "./vmx/controls.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
 
@@ -272,13 +273,18 @@ export class Cpu {
   private readonly walkOut = new WalkResult<unknown>();
 
   // TLB: direct-mapped, 4 KiB entries.
-  private readonly tlbTag = new Float64Array(TLB_SIZE).fill(Number.NaN);
-  private readonly tlbPhys = new Float64Array(TLB_SIZE);
-  private readonly tlbOk = new Int32Array(TLB_SIZE);
-  private readonly tlbRights = new Int32Array(TLB_SIZE);
-  private readonly tlbFlags = new Int32Array(TLB_SIZE); // bit0 global, bit1 dirty, bit2 large
-  private readonly tlbView: (DataView | undefined)[] = new Array<DataView | undefined>(TLB_SIZE).fill(undefined);
+  // The active TLB set (one per VPID; see selectTlb). Fields, not a set object, so the memory
+  // fast path reads them directly.
+  private tlbTag: Float64Array = new Float64Array(TLB_SIZE).fill(Number.NaN);
+  private tlbPhys: Float64Array = new Float64Array(TLB_SIZE);
+  private tlbOk: Int32Array = new Int32Array(TLB_SIZE);
+  private tlbRights: Int32Array = new Int32Array(TLB_SIZE);
+  private tlbFlags: Int32Array = new Int32Array(TLB_SIZE); // bit0 global, bit1 dirty, bit2 large
+  private tlbView: (DataView | undefined)[] = new Array<DataView | undefined>(TLB_SIZE).fill(undefined);
   private tlbHasLarge = false;
+  /** The VPID the active TLB set is tagged with (0: VMX root operation, or VPID off). */
+  vpid = 0;
+  private readonly tlbSets = new Map<number, TlbSet>();
   /** Bumped on every TLB flush; lets the fetch path keep its current page. */
   tlbGeneration = 0;
 
@@ -512,6 +518,62 @@ export class Cpu {
       this.tlbHasLarge = false;
     }
     this.tlbGeneration++;
+  }
+
+  /**
+   * Make the TLB tagged `vpid` active (SDM 29.1: translations are tagged with the VPID, so they
+   * survive VM entries and exits when VPIDs are on). Sets are created on first use.
+   */
+  selectTlb(vpid: number): void {
+    if (vpid === this.vpid) return;
+    this.tlbSets.set(this.vpid, { tag: this.tlbTag, phys: this.tlbPhys, ok: this.tlbOk, rights: this.tlbRights, flags: this.tlbFlags, view: this.tlbView, hasLarge: this.tlbHasLarge });
+    const next = this.tlbSets.get(vpid) ?? newTlbSet();
+    this.tlbTag = next.tag;
+    this.tlbPhys = next.phys;
+    this.tlbOk = next.ok;
+    this.tlbRights = next.rights;
+    this.tlbFlags = next.flags;
+    this.tlbView = next.view;
+    this.tlbHasLarge = next.hasLarge;
+    this.vpid = vpid;
+    this.tlbGeneration++;
+  }
+
+  /**
+   * INVVPID (SDM Vol. 3C 30.3 "INVVPID"): type 0 individual address, 1 single context, 2 all
+   * contexts, 3 single context retaining globals. Returns VMfailValid(28) for an invalid operand
+   * (VPID 0 with types 0, 1, 3; a non-canonical address with type 0; an unknown type).
+   */
+  invvpid(type: number, vpid: number, address = 0): { kind: "vmfail-valid"; error: 28; message: string } | undefined {
+    const bad = (message: string) => ({ kind: "vmfail-valid" as const, error: 28 as const, message: `Invalid operand to INVVPID: ${message}` });
+    if (type < 0 || type > 3) return bad(`type ${type}`);
+    if (type !== 2 && (vpid & 0xffff) === 0) return bad("VPID 0");
+    if (type === 0 && !(address >= -TWO_47 && address < TWO_47)) return bad("non-canonical address");
+    const vp = vpid & 0xffff;
+    if (type === 2) {
+      for (const set of this.tlbSets.values()) set.tag.fill(Number.NaN);
+      if (this.vpid !== 0) this.flushTlb(false);
+      this.tlbGeneration++;
+      return undefined;
+    }
+    const current = this.vpid;
+    this.selectTlb(vp);
+    if (type === 0) this.invalidatePage(address);
+    else this.flushTlb(type === 3);
+    this.selectTlb(current);
+    return undefined;
+  }
+
+  /**
+   * INVEPT (SDM "INVEPT"): type 1 single context, 2 all contexts. Combined (GVA -> HPA) mappings
+   * are cached here without the EPTP tag, so both types drop every VPID's set (more than
+   * single-context needs, which the SDM allows).
+   */
+  invept(type: number): { kind: "vmfail-valid"; error: 28; message: string } | undefined {
+    if (type !== 1 && type !== 2) return { kind: "vmfail-valid", error: 28, message: `Invalid operand to INVEPT: type ${type}` };
+    for (const set of this.tlbSets.values()) set.tag.fill(Number.NaN);
+    this.flushTlb(false);
+    return undefined;
   }
 
   /** INVLPG: drop the translation of one linear address (every entry, after a large-page fill). */
@@ -1069,6 +1131,10 @@ export class Cpu {
     this.vmxCr4Shadow = vmcs.read32(VmcsField.CR4_READ_SHADOW);
     this.vmxExit = vmcs.read32(VmcsField.VM_EXIT_CONTROLS);
     this.eptActive = (proc2 & SECONDARY_ENABLE_EPT) !== 0;
+    // With VPIDs on, the guest's translations live in their own tagged set and survive exits;
+    // without them, VM entry and exit flush (SDM 29.4.3.1).
+    if ((proc2 & SECONDARY_ENABLE_VPID) !== 0) this.selectTlb(vmcs.read32(VmcsField.VIRTUAL_PROCESSOR_ID));
+    else this.flushTlb(false);
     if (this.eptActive && this.secondLevel === undefined) {
       throw new Error("vtlab bug: VM entry with enable EPT but no SecondLevelTranslator attached to the vCPU");
     }
@@ -1440,7 +1506,8 @@ export class Cpu {
     }
     this.vmxWatch = false;
     this.eptActive = false;
-    this.flushTlb(false); // without VPID, VM exits flush linear and combined mappings (SDM 29.4.3.1)
+    if (this.vpid !== 0) this.selectTlb(0);
+    else this.flushTlb(false); // without VPID, VM exits flush linear and combined mappings (SDM 29.4.3.1)
     this.vmcs = undefined;
     return { kind: "vmexit", retired: this.retired - start, exit };
   }
@@ -1549,6 +1616,28 @@ export class Cpu {
     this.stopRequest = { reason, code };
     this.attention = 1;
   }
+}
+
+interface TlbSet {
+  tag: Float64Array;
+  phys: Float64Array;
+  ok: Int32Array;
+  rights: Int32Array;
+  flags: Int32Array;
+  view: (DataView | undefined)[];
+  hasLarge: boolean;
+}
+
+function newTlbSet(): TlbSet {
+  return {
+    tag: new Float64Array(TLB_SIZE).fill(Number.NaN),
+    phys: new Float64Array(TLB_SIZE),
+    ok: new Int32Array(TLB_SIZE),
+    rights: new Int32Array(TLB_SIZE),
+    flags: new Int32Array(TLB_SIZE),
+    view: new Array<DataView | undefined>(TLB_SIZE).fill(undefined),
+    hasLarge: false,
+  };
 }
 
 /** Reduce a signed number to the signed 64-bit range (exact below 2^53 in magnitude). */

@@ -12,6 +12,7 @@ import {
   CPU_ACTIVATE_SECONDARY,
   SECONDARY_ENABLE_EPT,
   SECONDARY_DESC_TABLE_EXITING,
+  SECONDARY_ENABLE_VPID,
   EptAccess,
   EPT_QUAL_FINAL,
   EPT_QUAL_LINEAR_VALID,
@@ -293,6 +294,65 @@ describe("exceptions, events and the triple fault", () => {
     expect(enter(m, v, true).kind).toBe("hlt");
     expect(m.cpu.rip).toBe(HANDLERS + 0x30 * 16 + 1);
     expect(v.read32(F.VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID).toBe(0);
+  });
+});
+
+describe("VPID-tagged TLB (SDM 29.1), INVVPID and INVEPT", () => {
+  // mov rax, [0x40000000]; vmcall; mov rbx, [0x40000000]; hlt
+  const code = "488b0425000000400f01c1488b1c2500000040f4";
+
+  /** VA 0x40000000 -> phys 0x200000 (0x1111) through a guest PD at 0x5000; the hypervisor then retargets it to 0x400000 (0x2222). */
+  function run(vpid: number, between: (m: TestMachine) => void): number {
+    const m = machine64(code);
+    m.memory.write64(0x3008, 0x5000 | 3, 0);
+    m.memory.write64(0x5000, 0x20_0000 | 0x83, 0);
+    m.memory.write32(0x20_0000, 0x1111);
+    m.memory.write32(0x40_0000, 0x2222);
+    const v = guestVmcs(m, { proc: CPU_HLT_EXITING | (vpid !== 0 ? CPU_ACTIVATE_SECONDARY : 0) });
+    if (vpid !== 0) {
+      v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_ENABLE_VPID);
+      v.vmwrite(F.VIRTUAL_PROCESSOR_ID, vpid);
+    }
+    const e = exitOf(enter(m, v, true));
+    expect(e.reason).toBe(ExitReason.Vmcall);
+    expect(m.cpu.lo[0]).toBe(0x1111);
+    m.memory.write64(0x5000, 0x40_0000 | 0x83, 0); // the guest PTE changes behind the TLB's back
+    between(m);
+    skip(v, e);
+    expect(exitOf(enter(m, v, false)).reason).toBe(ExitReason.Hlt);
+    return m.cpu.lo[3]!;
+  }
+
+  it("without VPIDs, VM entry and exit flush: the guest sees the new mapping", () => {
+    expect(run(0, () => {})).toBe(0x2222);
+  });
+
+  it("with a VPID the guest's translation survives the exit (stale until invalidated)", () => {
+    expect(run(1, () => {})).toBe(0x1111);
+  });
+
+  it("INVVPID single-context, individual-address and all-context, and INVEPT, drop it", () => {
+    expect(run(1, (m) => expect(m.cpu.invvpid(1, 1)).toBeUndefined())).toBe(0x2222);
+    expect(run(1, (m) => expect(m.cpu.invvpid(0, 1, 0x4000_0000)).toBeUndefined())).toBe(0x2222);
+    expect(run(1, (m) => expect(m.cpu.invvpid(2, 0)).toBeUndefined())).toBe(0x2222);
+    expect(run(1, (m) => expect(m.cpu.invept(2)).toBeUndefined())).toBe(0x2222);
+    // INVVPID for another VPID leaves this one's translation alone.
+    expect(run(1, (m) => expect(m.cpu.invvpid(1, 2)).toBeUndefined())).toBe(0x1111);
+  });
+
+  it("invalid INVVPID/INVEPT operands fail with VM-instruction error 28", () => {
+    const m = machine64("f4");
+    expect(m.cpu.invvpid(1, 0)).toMatchObject({ kind: "vmfail-valid", error: 28 });
+    expect(m.cpu.invvpid(4, 1)).toMatchObject({ error: 28 });
+    expect(m.cpu.invvpid(0, 1, 2 ** 48)).toMatchObject({ error: 28 });
+    expect(m.cpu.invept(3)).toMatchObject({ error: 28 });
+  });
+
+  it("VPID 0 with enable VPID is an invalid control (VMfailValid 7)", () => {
+    const m = machine64("f4");
+    const v = guestVmcs(m, { proc: CPU_ACTIVATE_SECONDARY });
+    v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_ENABLE_VPID);
+    expect(vmEntry(m.cpu, v, true)).toMatchObject({ kind: "vmfail-valid", error: VmInstructionError.EntryInvalidControls });
   });
 });
 

@@ -226,7 +226,6 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.flagsOther = RFLAGS_FIXED;
   cpu.setFlags(rflags, 0x003f_7fd7);
   cpu.updateMode();
-  cpu.flushTlb(false); // without VPID, VM entry flushes linear mappings (SDM 29.4.3.1); VPID tagging comes later
   cpu.flushDecoded();
   cpu.halted = activity === ActivityState.Hlt;
   cpu.interruptShadow = (interruptibility & 3) !== 0;
