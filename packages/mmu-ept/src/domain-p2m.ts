@@ -1,0 +1,177 @@
+/**
+ * The domain's physical-to-machine map as the hypervisor keeps it (Xen's p2m types, reduced to
+ * the four this package acts on), and the frame allocator EPT tables come from. The hypervisor
+ * package will own the real p2m; this is the small interface `NestedPaging` needs from it.
+ */
+import { PAGE_SIZE, type Gfn, type MachineMemory, type Mfn } from "@vtlab/arch";
+
+/** What a guest frame is (Xen: p2m_ram_rw, p2m_mmio_dm, p2m_populate_on_demand, p2m_invalid). */
+export const P2mType = {
+  /** Guest RAM backed by a machine frame. */
+  Ram: "ram",
+  /** Emulated MMIO: accesses go to the device model (Xen's p2m_mmio_dm). */
+  Mmio: "mmio",
+  /** Populate on demand: a zeroed frame is allocated on first access. */
+  PopulateOnDemand: "pod",
+  /** Nothing: an access is a real violation. */
+  Absent: "absent",
+} as const;
+export type P2mType = (typeof P2mType)[keyof typeof P2mType];
+
+export interface P2mEntry {
+  readonly type: P2mType;
+  /** The machine frame (type Ram only; 0 otherwise). */
+  readonly mfn: Mfn;
+}
+
+/** `count` consecutive guest frames of one type; for Ram, backed by consecutive machine frames from `mfn`. */
+export interface P2mRun {
+  readonly gfn: Gfn;
+  readonly count: number;
+  readonly type: P2mType;
+  readonly mfn: Mfn;
+}
+
+/** The domain p2m: gfn -> (type, mfn). */
+export interface DomainP2m {
+  lookup(gfn: Gfn): P2mEntry;
+  /** Every run that is not Absent, in ascending gfn order. */
+  runs(): Iterable<P2mRun>;
+  /** Make [gfn, gfn + count) one type (Ram: backed by mfn, mfn + 1, ...). */
+  setRange(gfn: Gfn, count: number, type: P2mType, mfn?: Mfn): void;
+}
+
+const ABSENT: P2mEntry = Object.freeze({ type: P2mType.Absent, mfn: 0 as Mfn });
+
+/** A p2m kept as sorted runs (a domain has few: RAM banks, MMIO holes, POD ranges). */
+export class RangeP2m implements DomainP2m {
+  private starts: number[] = [];
+  private counts: number[] = [];
+  private types: P2mType[] = [];
+  private mfns: number[] = [];
+
+  lookup(gfn: Gfn): P2mEntry {
+    const i = this.find(gfn);
+    if (i < 0) return ABSENT;
+    const type = this.types[i] as P2mType;
+    const mfn = type === P2mType.Ram ? (this.mfns[i] as number) + (gfn - (this.starts[i] as number)) : 0;
+    return { type, mfn: mfn as Mfn };
+  }
+
+  *runs(): Iterable<P2mRun> {
+    for (let i = 0; i < this.starts.length; i++) {
+      yield { gfn: this.starts[i] as Gfn, count: this.counts[i] as number, type: this.types[i] as P2mType, mfn: this.mfns[i] as Mfn };
+    }
+  }
+
+  setRange(gfn: Gfn, count: number, type: P2mType, mfn: Mfn = 0 as Mfn): void {
+    if (!Number.isSafeInteger(gfn) || gfn < 0 || !Number.isSafeInteger(count) || count <= 0) {
+      throw new RangeError(`vtlab bug: p2m range gfn ${gfn} count ${count}`);
+    }
+    const end = gfn + count;
+    const s: number[] = [];
+    const c: number[] = [];
+    const t: P2mType[] = [];
+    const m: number[] = [];
+    const push = (start: number, n: number, ty: P2mType, first: number): void => {
+      if (n <= 0 || ty === P2mType.Absent) return;
+      const k = s.length - 1;
+      // Merge with the previous run when contiguous and compatible.
+      if (k >= 0 && t[k] === ty && (s[k] as number) + (c[k] as number) === start && (ty !== P2mType.Ram || (m[k] as number) + (c[k] as number) === first)) {
+        c[k] = (c[k] as number) + n;
+        return;
+      }
+      s.push(start);
+      c.push(n);
+      t.push(ty);
+      m.push(ty === P2mType.Ram ? first : 0);
+    };
+    let inserted = false;
+    for (let i = 0; i < this.starts.length; i++) {
+      const rs = this.starts[i] as number;
+      const rc = this.counts[i] as number;
+      const rt = this.types[i] as P2mType;
+      const rm = this.mfns[i] as number;
+      const re = rs + rc;
+      if (!inserted && rs >= gfn) {
+        push(gfn, count, type, mfn);
+        inserted = true;
+      }
+      if (re <= gfn || rs >= end) {
+        if (!inserted && rs >= end) {
+          push(gfn, count, type, mfn);
+          inserted = true;
+        }
+        push(rs, rc, rt, rm);
+        continue;
+      }
+      // Overlap: keep the parts outside [gfn, end).
+      if (rs < gfn) push(rs, gfn - rs, rt, rm);
+      if (!inserted) {
+        push(gfn, count, type, mfn);
+        inserted = true;
+      }
+      if (re > end) push(end, re - end, rt, rt === P2mType.Ram ? rm + (end - rs) : 0);
+    }
+    if (!inserted) push(gfn, count, type, mfn);
+    this.starts = s;
+    this.counts = c;
+    this.types = t;
+    this.mfns = m;
+  }
+
+  /** Index of the run holding `gfn`, or -1. */
+  private find(gfn: number): number {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const s = this.starts[mid] as number;
+      if (gfn < s) hi = mid - 1;
+      else if (gfn >= s + (this.counts[mid] as number)) lo = mid + 1;
+      else return mid;
+    }
+    return -1;
+  }
+}
+
+/** Where EPT paging structures (and anything else the hypervisor needs) get machine frames. */
+export interface FrameAllocator {
+  /** A zeroed 4 KiB frame, or undefined when none is left. */
+  allocate(): Mfn | undefined;
+  /** Give a frame back. */
+  free(frame: Mfn): void;
+}
+
+/** Hands out the frames [first, first + count), reusing freed ones first; every frame comes zeroed. */
+export class SimpleFrameAllocator implements FrameAllocator {
+  private next: number;
+  private readonly end: number;
+  private readonly freed: number[] = [];
+
+  constructor(
+    private readonly memory: MachineMemory,
+    private readonly first: Mfn,
+    count: number,
+  ) {
+    this.next = first;
+    this.end = first + count;
+  }
+
+  /** Frames handed out and not given back. */
+  get inUse(): number {
+    return this.next - this.first - this.freed.length;
+  }
+
+  allocate(): Mfn | undefined {
+    const reused = this.freed.pop();
+    const frame = reused ?? (this.next < this.end ? this.next++ : undefined);
+    if (frame === undefined) return undefined;
+    this.memory.fill(frame * PAGE_SIZE, PAGE_SIZE, 0);
+    return frame as Mfn;
+  }
+
+  free(frame: Mfn): void {
+    this.freed.push(frame);
+  }
+}
