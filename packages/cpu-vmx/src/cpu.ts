@@ -97,6 +97,8 @@ for (let i = 0; i < 256; i++) {
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
+/** tlbFlags bit 3: the index is in the filled list. */
+const TLB_LISTED = 1 << 3;
 
 /** TLB permission bits, one per access kind, precomputed when an entry is filled. */
 const OK_SUP_READ = 1;
@@ -282,6 +284,9 @@ export class Cpu {
   private tlbFlags: Int32Array = new Int32Array(TLB_SIZE); // bit0 global, bit1 dirty, bit2 large
   private tlbView: (DataView | undefined)[] = new Array<DataView | undefined>(TLB_SIZE).fill(undefined);
   private tlbHasLarge = false;
+  /** Indices filled since the last flush (each listed once: TLB_LISTED in tlbFlags). */
+  private tlbFilled: Int32Array = new Int32Array(TLB_SIZE);
+  private tlbFilledCount = 0;
   /** The VPID the active TLB set is tagged with (0: VMX root operation, or VPID off). */
   vpid = 0;
   private readonly tlbSets = new Map<number, TlbSet>();
@@ -509,14 +514,21 @@ export class Cpu {
 
   /** Flush the TLB; `keepGlobal` keeps global entries (a CR3 load with CR4.PGE = 1). */
   flushTlb(keepGlobal: boolean): void {
-    if (keepGlobal) {
-      for (let i = 0; i < TLB_SIZE; i++) {
-        if ((this.tlbFlags[i]! & 1) === 0) this.tlbTag[i] = Number.NaN;
+    // Only entries filled since the last flush can be valid: invalidate those (a VM entry or exit
+    // without VPID flushes, so this must cost what the guest used, not the TLB's size).
+    const list = this.tlbFilled;
+    let kept = 0;
+    for (let k = 0; k < this.tlbFilledCount; k++) {
+      const i = list[k]!;
+      if (keepGlobal && (this.tlbFlags[i]! & 1) !== 0 && this.tlbTag[i] === this.tlbTag[i]) {
+        list[kept++] = i; // a global entry survives (NaN !== NaN filters dead ones)
+      } else {
+        this.tlbTag[i] = Number.NaN;
+        this.tlbFlags[i] = 0;
       }
-    } else {
-      this.tlbTag.fill(Number.NaN);
-      this.tlbHasLarge = false;
     }
+    this.tlbFilledCount = kept;
+    if (!keepGlobal) this.tlbHasLarge = false;
     this.tlbGeneration++;
   }
 
@@ -526,8 +538,20 @@ export class Cpu {
    */
   selectTlb(vpid: number): void {
     if (vpid === this.vpid) return;
-    this.tlbSets.set(this.vpid, { tag: this.tlbTag, phys: this.tlbPhys, ok: this.tlbOk, rights: this.tlbRights, flags: this.tlbFlags, view: this.tlbView, hasLarge: this.tlbHasLarge });
+    this.tlbSets.set(this.vpid, {
+      tag: this.tlbTag,
+      phys: this.tlbPhys,
+      ok: this.tlbOk,
+      rights: this.tlbRights,
+      flags: this.tlbFlags,
+      view: this.tlbView,
+      hasLarge: this.tlbHasLarge,
+      filled: this.tlbFilled,
+      filledCount: this.tlbFilledCount,
+    });
     const next = this.tlbSets.get(vpid) ?? newTlbSet();
+    this.tlbFilled = next.filled;
+    this.tlbFilledCount = next.filledCount;
     this.tlbTag = next.tag;
     this.tlbPhys = next.phys;
     this.tlbOk = next.ok;
@@ -551,7 +575,7 @@ export class Cpu {
     if (type === 0 && !(address >= -TWO_47 && address < TWO_47)) return bad("non-canonical address");
     const vp = vpid & 0xffff;
     if (type === 2) {
-      for (const set of this.tlbSets.values()) set.tag.fill(Number.NaN);
+      for (const set of this.tlbSets.values()) clearTlbSet(set);
       if (this.vpid !== 0) this.flushTlb(false);
       this.tlbGeneration++;
       return undefined;
@@ -571,7 +595,7 @@ export class Cpu {
    */
   invept(type: number): { kind: "vmfail-valid"; error: 28; message: string } | undefined {
     if (type !== 1 && type !== 2) return { kind: "vmfail-valid", error: 28, message: `Invalid operand to INVEPT: type ${type}` };
-    for (const set of this.tlbSets.values()) set.tag.fill(Number.NaN);
+    for (const set of this.tlbSets.values()) clearTlbSet(set);
     this.flushTlb(false);
     return undefined;
   }
@@ -656,10 +680,11 @@ export class Cpu {
     }
     const phys = physicalAddress - (physicalAddress % 4096);
     const i = vpn & TLB_MASK;
+    if ((this.tlbFlags[i]! & TLB_LISTED) === 0) this.tlbFilled[this.tlbFilledCount++] = i;
     this.tlbTag[i] = vpn;
     this.tlbPhys[i] = phys;
     this.tlbRights[i] = out.rights;
-    this.tlbFlags[i] = (out.global ? 1 : 0) | (out.dirty ? 2 : 0) | (out.pageShift > 12 ? 4 : 0);
+    this.tlbFlags[i] = (out.global ? 1 : 0) | (out.dirty ? 2 : 0) | (out.pageShift > 12 ? 4 : 0) | TLB_LISTED;
     if (out.pageShift > 12) this.tlbHasLarge = true;
     const ram = phys + 4096 <= this.memory.size && (this.mmio === undefined || !this.mmio.claims(phys));
     let ok = 0;
@@ -1626,6 +1651,15 @@ interface TlbSet {
   flags: Int32Array;
   view: (DataView | undefined)[];
   hasLarge: boolean;
+  filled: Int32Array;
+  filledCount: number;
+}
+
+function clearTlbSet(set: TlbSet): void {
+  set.tag.fill(Number.NaN);
+  set.flags.fill(0);
+  set.filledCount = 0;
+  set.hasLarge = false;
 }
 
 function newTlbSet(): TlbSet {
@@ -1637,6 +1671,8 @@ function newTlbSet(): TlbSet {
     flags: new Int32Array(TLB_SIZE),
     view: new Array<DataView | undefined>(TLB_SIZE).fill(undefined),
     hasLarge: false,
+    filled: new Int32Array(TLB_SIZE),
+    filledCount: 0,
   };
 }
 

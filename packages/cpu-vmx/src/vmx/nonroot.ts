@@ -225,8 +225,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.rip = rip;
   cpu.flagsOther = RFLAGS_FIXED;
   cpu.setFlags(rflags, 0x003f_7fd7);
-  cpu.updateMode();
-  cpu.flushDecoded();
+  cpu.updateMode(); // flushes decoded instructions only if the code-segment mode changed
   cpu.halted = activity === ActivityState.Hlt;
   cpu.interruptShadow = (interruptibility & 3) !== 0;
   cpu.enterNonRoot(vmcs, pin, proc, proc2);
