@@ -38,7 +38,10 @@ export interface MachineOptions {
   accessedDirty?: boolean;
   switches?: CacheSwitches;
   sizes?: Partial<NestedCacheSizes>;
-  /** Map guest-physical [0, ramSize) at HOST_OFFSET (default 1 GiB), with pages up to this shift (default 12). */
+  /**
+   * Map guest-physical [0, ramSize) at HOST_OFFSET with pages up to `eptPageShift` (default 12).
+   * Without it, only [0, 16 MiB) (the guest's tables) and [512 MiB, 528 MiB) (its data) are mapped.
+   */
   ramSize?: number;
   eptPageShift?: number;
 }
@@ -50,8 +53,11 @@ export function machine(options: MachineOptions = {}): Machine {
   const caps = eptCapabilities(options.caps);
   const ept = EptP2m.create({ memory, frames, levels: options.eptLevels ?? 4, caps });
   if (isP2mError(ept)) throw new Error(ept.message);
-  const mapped = ept.map(0, HOST_OFFSET, options.ramSize ?? GiB, { maxPageShift: options.eptPageShift ?? 12 });
-  if (isP2mError(mapped)) throw new Error(mapped.message);
+  const ranges = options.ramSize !== undefined || options.eptPageShift !== undefined ? [[0, options.ramSize ?? GiB]] : [[0, 16 * MiB], [512 * MiB, 16 * MiB]];
+  for (const [gpa, size] of ranges as [number, number][]) {
+    const mapped = ept.map(gpa, HOST_OFFSET + gpa, size, { maxPageShift: options.eptPageShift ?? 12 });
+    if (isP2mError(mapped)) throw new Error(mapped.message);
+  }
   const guest = new EptGuestMemory(memory, ept);
   let next = 0x10_0000;
   const nextTable = (): number => {
