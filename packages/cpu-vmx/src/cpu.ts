@@ -112,6 +112,12 @@ const TWO_47 = 2 ** 47;
 const TWO_56 = 2 ** 56;
 const TWO_32 = 0x1_0000_0000;
 
+/** How a native guest's operation ended (`Cpu.executeOp`). */
+export type OpResult<T> =
+  | { readonly kind: "done"; readonly value: T }
+  | { readonly kind: "vmexit"; readonly retired: number; readonly exit: VmExit }
+  | { readonly kind: "exception"; readonly vector: number; readonly errorCode: number; readonly cr2: number };
+
 /** How `run` ended. */
 export type RunResult =
   | { readonly kind: "budget"; readonly retired: number }
@@ -949,6 +955,8 @@ export class Cpu {
   vmxTimer = 0;
   /** Some control needs a look at every instruction boundary: the slow path stays on and blocks stay off. */
   vmxWatch = false;
+  /** The VMCS of the last VM exit (what a VMRESUME would resume). */
+  vmcsForResume: Vmcs | undefined = undefined;
   /** The event being delivered is a software exception (INT3, INTO): IDT-vectoring type 6. */
   private deliveringSoftwareException = false;
   /** A VM exit recorded by a handler or by event delivery, returned by `run`. */
@@ -1512,6 +1520,38 @@ export class Cpu {
     }
   }
 
+  /**
+   * Direct execution for native guests (see guest-ops.ts): run `op` as one instruction of
+   * `length` bytes at RIP, with the same fault and VM-exit handling as the run loop. A fault
+   * that does not exit is returned as a value (native guests have no IDT); RIP stays at the
+   * "instruction" unless an exit handler moved it.
+   */
+  executeOp<T>(length: number, op: () => T): OpResult<T> {
+    const rip = this.rip;
+    this.insnStart = rip;
+    this.rip = rip + length;
+    try {
+      const value = op();
+      this.retired++;
+      this.rip = rip;
+      return { kind: "done", value };
+    } catch (e) {
+      if (e !== ABORT) throw e;
+      const start = this.retired;
+      if (this.pendingExit !== undefined) return this.takeExit(start) as OpResult<T>;
+      const vector = this.pendingVector;
+      const errorCode = this.pendingErrorCode;
+      if (this.vmcs !== undefined && vector >= 0 && vector < 32 && this.exceptionExits(vector, errorCode)) {
+        return this.exceptionExit(start) as OpResult<T>;
+      }
+      this.pendingVector = -1;
+      this.rip = rip;
+      this.counters.exceptions++;
+      if (vector === Vector.PF) this.cr2 = this.faultLinear;
+      return { kind: "exception", vector, errorCode, cr2: this.cr2 };
+    }
+  }
+
   /** Finish a VM exit: RIP back at the exiting instruction, guest state saved, exit returned. */
   private takeExit(start: number): RunResult {
     const exit = this.pendingExit as VmExit;
@@ -1522,6 +1562,7 @@ export class Cpu {
     // The processor saves guest state and the exit information into the VMCS and leaves
     // non-root operation (SDM 28.3); general-purpose registers stay here, as on hardware.
     if (this.vmcs !== undefined) {
+      this.vmcsForResume = this.vmcs;
       saveOnExit(this, this.vmcs, exit);
       if ((this.vmxExit & EXIT_SAVE_PREEMPTION_TIMER) !== 0) {
         const left = this.vmxTimerExpired ? 0 : Math.max(0, this.vmxTimer - (this.retired - this.vmxEntryRetired));

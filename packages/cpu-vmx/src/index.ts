@@ -6,7 +6,7 @@ import { decode } from "./decode/decoder.js";
 Cpu.decoder = decode;
 
 export { Cpu, CpuCounters, ABORT, PARITY_EVEN, wrap64, toSigned64 } from "./cpu.js";
-export type { RunResult, SegmentCache, CpuHooks, CpuOptions } from "./cpu.js";
+export type { RunResult, OpResult, SegmentCache, CpuHooks, CpuOptions } from "./cpu.js";
 export { decode } from "./decode/decoder.js";
 export { Insn } from "./decode/insn.js";
 export type { Handler } from "./decode/insn.js";
@@ -26,3 +26,5 @@ export * from "./vmx/controls.js";
 export { vmEntry, saveOnExit, ActivityState, IntrType, INTR_INFO_VALID, INTR_INFO_ERROR_CODE_VALID, VMX_CR0_FIXED0, VMX_CR4_FIXED0 } from "./vmx/nonroot.js";
 export type { EntryFailureExit } from "./vmx/nonroot.js";
 export { ioQualification, crQualification, CrAccessType } from "./vmx/exits.js";
+export { NativeGuestOps } from "./guest-ops.js";
+export type { GuestOps, GuestFault, NativeGuestEnvironment } from "./guest-ops.js";
