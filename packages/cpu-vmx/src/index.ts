@@ -28,3 +28,5 @@ export type { EntryFailureExit } from "./vmx/nonroot.js";
 export { ioQualification, crQualification, CrAccessType } from "./vmx/exits.js";
 export { NativeGuestOps } from "./guest-ops.js";
 export type { GuestOps, GuestFault, NativeGuestEnvironment } from "./guest-ops.js";
+export { setupFlat64Guest } from "./vmx/setup.js";
+export type { Flat64GuestOptions, Flat64GuestError } from "./vmx/setup.js";
