@@ -7,6 +7,8 @@ import { describe, expect, it } from "vitest";
 import { Vector } from "@vtlab/arch";
 import {
   CPU_CR3_LOAD_EXITING,
+  CPU_CR3_STORE_EXITING,
+  CPU_INVLPG_EXITING,
   CPU_HLT_EXITING,
   CPU_UNCOND_IO_EXITING,
   CPU_USE_MSR_BITMAPS,
@@ -106,6 +108,49 @@ describe("GuestOps cause the same exits as the instructions", () => {
     expect(ops.load(0x5_0000, 2)).toBe(0x9abc);
     expect(m.memory.read32(0x5_0004)).toBe(0x1234);
     expect(m.cpu.counters.pageWalks).toBeGreaterThan(0);
+  });
+});
+
+describe("more GuestOps exits, and guest state after resume", () => {
+  it("invlpg, readCr(3) with CR3-store exiting, wrmsr and portIn exit like INVLPG, MOV from CR3, WRMSR and IN DX", () => {
+    const { ops, exits } = native({
+      proc: CPU_INVLPG_EXITING | CPU_CR3_STORE_EXITING | CPU_UNCOND_IO_EXITING,
+      emulate: (exit, m) => {
+        if (exit.reason === ExitReason.CrAccess) m.cpu.setRegFromNumber(0, 0x9000); // the CR3 the hypervisor shows
+        if (exit.reason === ExitReason.IoInstruction) m.cpu.setReg32(0, 0x5a);
+        return true;
+      },
+    });
+    expect(ops.invlpg(0x7000)).toBeUndefined();
+    expect(ops.readCr(3)).toBe(0x9000);
+    expect(ops.wrmsr(0xc000_0082, 0x1000)).toBeUndefined();
+    expect(ops.portIn(0x64, 1)).toBe(0x5a);
+    expect(exits.map((e) => [e.reason, e.qualification, e.instructionLength])).toEqual([
+      [ExitReason.Invlpg, 0x7000, 3],
+      [ExitReason.CrAccess, crQualification(3, CrAccessType.MovFromCr, 0), 3],
+      [ExitReason.MsrWrite, 0, 2],
+      [ExitReason.IoInstruction, ioQualification(0x64, 1, true, false, false, false), 1],
+    ]);
+  });
+
+  it("after the hypervisor emulates a CR3 load, the resumed guest runs on the new CR3 (state loaded from the VMCS)", () => {
+    const { ops, v, m } = native({
+      proc: CPU_CR3_LOAD_EXITING,
+      emulate: (exit, mm, vv) => {
+        expect(exit.reason).toBe(ExitReason.CrAccess);
+        vv.setNatural(F.GUEST_CR3, mm.cpu.regAddr(0)); // emulate MOV to CR3 from RAX
+        return true;
+      },
+    });
+    // A second set of tables at 0x6000 mapping VA 0 -> phys 0x20_0000 (2 MiB pages).
+    m.memory.write64(0x6000, 0x7000 | 3, 0);
+    m.memory.write64(0x7000, 0x8000 | 3, 0);
+    m.memory.write64(0x8000, 0x20_0000 | 0x83, 0);
+    m.memory.write32(0x20_0010, 0x5eed);
+    expect(ops.writeCr(3, 0x6000)).toBeUndefined();
+    expect(v.readNatural(F.GUEST_CR3)).toBe(0x6000);
+    expect(m.cpu.cr3).toBe(0x6000);
+    expect(ops.load(0x10, 4)).toBe(0x5eed);
   });
 });
 

@@ -11,6 +11,12 @@ import {
   CPU_CR3_LOAD_EXITING,
   CPU_HLT_EXITING,
   CPU_INVLPG_EXITING,
+  CPU_CR3_STORE_EXITING,
+  CPU_CR8_LOAD_EXITING,
+  CPU_CR8_STORE_EXITING,
+  CPU_MOV_DR_EXITING,
+  CPU_PAUSE_EXITING,
+  SECONDARY_WBINVD_EXITING,
   CPU_ACTIVATE_SECONDARY,
   SECONDARY_ENABLE_EPT,
   SECONDARY_DESC_TABLE_EXITING,
@@ -418,13 +424,49 @@ describe("EPT: guest-physical references through a SecondLevelTranslator", () =>
   });
 });
 
+describe("control matrix: each exiting control off and on, same code", () => {
+  // [name, control field, bit, code (before a VMCALL that always exits), reason when on]
+  const rows: [string, "proc" | "proc2" | "exceptionBitmap", number, string, number][] = [
+    ["INVLPG exiting", "proc", CPU_INVLPG_EXITING, "0f0138", ExitReason.Invlpg],
+    ["RDTSC exiting", "proc", CPU_RDTSC_EXITING, "0f31", ExitReason.Rdtsc],
+    ["CR3-load exiting", "proc", CPU_CR3_LOAD_EXITING, "0f20d80f22d8", ExitReason.CrAccess],
+    ["CR3-store exiting", "proc", CPU_CR3_STORE_EXITING, "0f20d8", ExitReason.CrAccess],
+    ["CR8-load exiting", "proc", CPU_CR8_LOAD_EXITING, "31c0440f22c0", ExitReason.CrAccess],
+    ["CR8-store exiting", "proc", CPU_CR8_STORE_EXITING, "440f20c0", ExitReason.CrAccess],
+    ["MOV-DR exiting", "proc", CPU_MOV_DR_EXITING, "0f21c0", ExitReason.DrAccess],
+    ["unconditional I/O exiting", "proc", CPU_UNCOND_IO_EXITING, "e680", ExitReason.IoInstruction],
+    ["PAUSE exiting", "proc", CPU_PAUSE_EXITING, "f390", ExitReason.Pause],
+    ["monitor trap flag", "proc", CPU_MONITOR_TRAP_FLAG, "90", ExitReason.MonitorTrapFlag],
+    ["interrupt-window exiting", "proc", CPU_INTR_WINDOW_EXITING, "fb90", ExitReason.InterruptWindow],
+    ["WBINVD exiting", "proc2", SECONDARY_WBINVD_EXITING, "0f09", ExitReason.Wbinvd],
+    ["descriptor-table exiting", "proc2", SECONDARY_DESC_TABLE_EXITING, "0f010424", ExitReason.GdtrIdtrAccess],
+    ["exception bitmap, #UD", "exceptionBitmap", 1 << Vector.UD, "0f0b", ExitReason.ExceptionOrNmi],
+  ];
+  for (const [name, field, bit, code, reason] of rows) {
+    it(`${name}: off, the instruction runs; on, exit ${reason}`, () => {
+      const run = (on: boolean) => {
+        const m = machine64(`${code}0f01c1`);
+        const v = guestVmcs(m, { exceptionBitmap: field === "exceptionBitmap" && on ? bit : 0 });
+        const proc = (PROC_CAPS.mustBe1 | (field === "proc" && on ? bit : 0) | (field === "proc2" ? CPU_ACTIVATE_SECONDARY : 0)) >>> 0;
+        v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, proc);
+        if (field === "proc2") v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, on ? bit : 0);
+        return enter(m, v, true);
+      };
+      const off = run(false);
+      if (field === "exceptionBitmap") expect(off.kind).toBe("hlt"); // delivered through the guest IDT to its HLT
+      else expect(exitOf(off).reason).toBe(ExitReason.Vmcall);
+      expect(exitOf(run(true)).reason).toBe(reason);
+    });
+  }
+});
+
 describe("VM-entry failures (SDM Vol. 3C ch. 27)", () => {
   const cases: [string, (v: Vmcs) => void, number][] = [
     ["a required pin-based control bit clear", (v) => v.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, 0), VmInstructionError.EntryInvalidControls],
     ["an unsupported primary control bit (bit 0)", (v) => v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, PROC_CAPS.mustBe1 | 1), VmInstructionError.EntryInvalidControls],
     ["CR3-target count 5", (v) => v.vmwrite(F.CR3_TARGET_COUNT, 5), VmInstructionError.EntryInvalidControls],
     ["an unaligned I/O bitmap with I/O bitmaps on", (v) => { v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, PROC_CAPS.mustBe1 | CPU_USE_IO_BITMAPS); v.vmwrite(F.IO_BITMAP_A, 0x1234); }, VmInstructionError.EntryInvalidControls],
-    ["a non-zero MSR-load count", (v) => v.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 1), VmInstructionError.EntryInvalidControls],
+    ["a VM-entry MSR-load count above 512", (v) => v.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 513), VmInstructionError.EntryInvalidControls],
     ["an injected NMI with vector 3", (v) => v.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (2 << 8) | 3) >>> 0), VmInstructionError.EntryInvalidControls],
     ["HOST_CR0 without PG", (v) => v.vmwrite(F.HOST_CR0, CR0_PE | CR0_NE), VmInstructionError.EntryInvalidHostState],
     ["a null HOST_TR_SELECTOR", (v) => v.vmwrite(F.HOST_TR_SELECTOR, 0), VmInstructionError.EntryInvalidHostState],
@@ -460,6 +502,39 @@ describe("VM-entry failures (SDM Vol. 3C ch. 27)", () => {
       expect(r).toMatchObject({ kind: "entry-failure", exit: { reason: (ExitReason.InvalidGuestState | EXIT_REASON_FAILED_VMENTRY) >>> 0 } });
     });
   }
+
+  it("the VM-entry MSR-load area loads guest MSRs; a bad entry is exit 34 with its 1-based number", () => {
+    const area = 0xa_3000;
+    const entry = (m: TestMachine, k: number, index: number, lo: number, hi: number, reserved = 0) => {
+      m.memory.write32(area + k * 16, index);
+      m.memory.write32(area + k * 16 + 4, reserved);
+      m.memory.write64(area + k * 16 + 8, lo, hi);
+    };
+    const m = machine64("f4");
+    const v = guestVmcs(m);
+    entry(m, 0, 0xc000_0082, 0x8000_1000, 0xffff_ffff); // IA32_LSTAR
+    entry(m, 1, 0xc000_0100, 0x1234_0000, 0); // IA32_FS_BASE
+    v.vmwrite(F.VM_ENTRY_MSR_LOAD_ADDR, area);
+    v.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 2);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    expect(m.cpu.lstar).toBe(-0x7fff_f000);
+    expect(m.cpu.seg[4]!.base).toBe(0x1234_0000);
+
+    for (const [what, spoil] of [
+      ["an unknown MSR", (n: TestMachine) => entry(n, 1, 0x1234, 0, 0)],
+      ["a reserved field set", (n: TestMachine) => entry(n, 1, 0xc000_0100, 0, 0, 1)],
+      ["an x2APIC MSR", (n: TestMachine) => entry(n, 1, 0x808, 0, 0)],
+      ["a non-canonical FS base", (n: TestMachine) => entry(n, 1, 0xc000_0100, 0, 0x8000)],
+    ] as const) {
+      const n = machine64("f4");
+      const w = guestVmcs(n);
+      entry(n, 0, 0xc000_0082, 0x1000, 0);
+      spoil(n);
+      w.vmwrite(F.VM_ENTRY_MSR_LOAD_ADDR, area);
+      w.vmwrite(F.VM_ENTRY_MSR_LOAD_COUNT, 2);
+      expect(vmEntry(n.cpu, w, true), what).toMatchObject({ kind: "entry-failure", exit: { reason: (ExitReason.MsrLoading | EXIT_REASON_FAILED_VMENTRY) >>> 0, qualification: 2 } });
+    }
+  });
 
   it("VMLAUNCH needs a clear VMCS (error 4) and VMRESUME a launched one (error 5)", () => {
     const m = machine64("0f01c1");

@@ -47,6 +47,7 @@ import type { VmExit } from "./interfaces.js";
 import type { Vmcs} from "./vmcs.js";
 import { VmInstructionError, type VmFailValid } from "./vmcs.js";
 import { VmcsField as F } from "./vmcs-fields.js";
+import { writeMsr } from "../exec/system.js";
 
 /** IA32_VMX_CR0_FIXED0: CR0 bits that must be 1 in VMX operation (PE, NE, PG; no unrestricted guest). */
 export const VMX_CR0_FIXED0 = CR0_PE | CR0_NE | CR0_PG;
@@ -140,8 +141,14 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
       return invalid("EPT pointer: memory type not UC/WB, page-walk length not 4, or reserved bits set");
     }
   }
-  const counts = [F.VM_EXIT_MSR_STORE_COUNT, F.VM_EXIT_MSR_LOAD_COUNT, F.VM_ENTRY_MSR_LOAD_COUNT] as const;
-  if (counts.some((c) => vmcs.read32(c) !== 0)) return invalid("MSR-load/store areas are not supported (counts must be 0)");
+  const counts = [F.VM_EXIT_MSR_STORE_COUNT, F.VM_EXIT_MSR_LOAD_COUNT] as const;
+  if (counts.some((c) => vmcs.read32(c) !== 0)) return invalid("VM-exit MSR-store/load areas are not supported (counts must be 0)");
+  const msrLoadCount = vmcs.read32(F.VM_ENTRY_MSR_LOAD_COUNT);
+  // IA32_VMX_MISC[27:25] = 0: at most 512 entries (SDM A.6); the area is 16-byte aligned.
+  if (msrLoadCount > 512) return invalid("VM-entry MSR-load count above 512");
+  if (msrLoadCount > 0 && (vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR) % 16 !== 0 || vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR) >= 2 ** maxPhys)) {
+    return invalid("VM-entry MSR-load address not 16-byte aligned or beyond the physical-address width");
+  }
   const intr = vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD);
   if ((intr & INTR_INFO_VALID) !== 0) {
     const type = (intr >>> 8) & 7;
@@ -228,6 +235,9 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.updateMode(); // flushes decoded instructions only if the code-segment mode changed
   cpu.halted = activity === ActivityState.Hlt;
   cpu.interruptShadow = (interruptibility & 3) !== 0;
+  // ---- 27.4 loading MSRs: a failure is a VM-entry failure exit (reason 34), qualification = the entry's 1-based index ----
+  const msrFailure = loadMsrArea(cpu, vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR), msrLoadCount);
+  if (msrFailure !== undefined) return msrFailure;
   cpu.enterNonRoot(vmcs, pin, proc, proc2);
   if (launch) vmcs.launchState = "launched";
 
@@ -239,6 +249,31 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
     if (software) cpu.rip = rip + vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN);
     cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External);
+  }
+  return undefined;
+}
+
+/**
+ * Load the VM-entry MSR-load area (SDM 27.4): 16-byte entries {u32 index, u32 reserved, u64 data}.
+ * An entry fails for a reserved field set, an MSR the area may not load (IA32_FS_BASE and
+ * IA32_GS_BASE are allowed; SMBASE, x2APIC MSRs and IA32_SMM_MONITOR_CTL are not), or a write
+ * WRMSR would refuse with #GP.
+ */
+function loadMsrArea(cpu: Cpu, address: number, count: number): EntryFailureExit | undefined {
+  for (let k = 0; k < count; k++) {
+    const e = address + k * 16;
+    const index = cpu.physRead(e, 4) >>> 0;
+    const reserved = cpu.physRead(e + 4, 4) >>> 0;
+    const lo = cpu.physRead(e + 8, 4) >>> 0;
+    const hi = cpu.physRead(e + 12, 4) >>> 0;
+    const forbidden = index === 0x9e || (index >>> 8) === 0x8 || index === 0x9b; // IA32_SMBASE, x2APIC range, IA32_SMM_MONITOR_CTL
+    if (reserved !== 0 || forbidden || !writeMsr(cpu, index, lo, hi)) {
+      return {
+        kind: "entry-failure",
+        exit: { reason: (ExitReason.MsrLoading | EXIT_REASON_FAILED_VMENTRY) >>> 0, qualification: k + 1, instructionLength: 0 },
+        message: `VM entry failed: MSR loading: entry ${k + 1} (MSR 0x${index.toString(16)}) could not be loaded`,
+      };
+    }
   }
   return undefined;
 }
