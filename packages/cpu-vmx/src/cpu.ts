@@ -71,7 +71,9 @@ import {
   CPU_MONITOR_TRAP_FLAG,
   EXIT_ACK_INTR_ON_EXIT,
   EXIT_SAVE_PREEMPTION_TIMER,
+  CPU_NMI_WINDOW_EXITING,
   PIN_EXTINT_EXITING,
+  PIN_NMI_EXITING,
   PIN_PREEMPTION_TIMER,
   SECONDARY_ENABLE_EPT,
   SECONDARY_ENABLE_VPID,
@@ -1126,6 +1128,17 @@ export class Cpu {
     this.attention = 1;
   }
 
+  /** Raise an NMI (SDM 6.7.1): delivered as vector 2 when NMIs are not blocked, then blocked until IRET. */
+  raiseNmi(): void {
+    this.nmiPending = true;
+    this.attention = 1;
+  }
+
+  /** An NMI is waiting for delivery. */
+  nmiPending = false;
+  /** NMIs are blocked (from NMI delivery until the next IRET, SDM 6.7.1). */
+  nmiBlocked = false;
+
   get interruptPending(): boolean {
     return this.pendingIrqs.length > 0;
   }
@@ -1175,7 +1188,8 @@ export class Cpu {
     this.vmxTimer = vmcs.read32(VmcsField.VMX_PREEMPTION_TIMER_VALUE);
     // Boundary events the run loop must look at before every instruction (SDM 26.2, 26.5).
     this.vmxWatch =
-      (pin & (PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER)) !== 0 || (proc & (CPU_INTR_WINDOW_EXITING | CPU_MONITOR_TRAP_FLAG)) !== 0;
+      (pin & (PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER)) !== 0 ||
+      (proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING | CPU_MONITOR_TRAP_FLAG)) !== 0;
     if (this.vmxWatch) this.attention = 1;
     // Compiled blocks stay on: they hold only straight-line handlers, which no exiting control
     // affects, and exceptions leave a block through the same path that applies the bitmap.
@@ -1454,6 +1468,21 @@ export class Cpu {
               this.insnStart = this.rip;
               return this.takeExit(start);
             }
+            if (this.nmiPending && !this.nmiBlocked) {
+              this.nmiPending = false;
+              this.haltedState = false;
+              this.insnStart = this.rip;
+              events++;
+              if (this.vmcs !== undefined && (this.vmxPin & PIN_NMI_EXITING) !== 0) {
+                // NMI exiting: the NMI becomes an exit (reason 0, type 2) and is not delivered (SDM 26.2).
+                this.pendingExit = { reason: ExitReason.ExceptionOrNmi, qualification: 0, instructionLength: 0, interruption: { vector: Vector.NMI, type: 2 } };
+                return this.takeExit(start);
+              }
+              this.nmiBlocked = true;
+              if (!this.deliverEvent(Vector.NMI, -1, false, false)) return this.tripleFault(Vector.NMI, start);
+              if (this.pendingExit !== undefined) return this.takeExit(start);
+              continue;
+            }
             if (this.pendingIrqs.length > 0 && (this.flagsOther & 0x200) !== 0 && !shadow) {
               const v = this.pendingIrqs.shift() as number;
               this.haltedState = false;
@@ -1480,7 +1509,7 @@ export class Cpu {
             this.stepPending = stepping;
             // Stay attentive for one more instruction after a shadow (the interrupt it held off)
             // or a single step.
-            this.attention = shadow || stepping || this.vmxWatch || this.pendingIrqs.length > 0 ? 1 : 0;
+            this.attention = shadow || stepping || this.vmxWatch || this.nmiPending || this.pendingIrqs.length > 0 ? 1 : 0;
           }
           const rip = this.rip;
           this.insnStart = rip; // a fault while fetching restarts here
@@ -1603,6 +1632,10 @@ export class Cpu {
       const vector = ack ? (this.pendingIrqs.shift() as number) : -1;
       this.pendingExit = { reason: ExitReason.ExternalInterrupt, qualification: 0, instructionLength: 0, ...(ack ? { interruption: { vector, type: 0 } } : {}) };
       this.haltedState = false;
+      return true;
+    }
+    if ((proc & CPU_NMI_WINDOW_EXITING) !== 0 && !this.nmiBlocked) {
+      this.pendingExit = { reason: ExitReason.NmiWindow, qualification: 0, instructionLength: 0 };
       return true;
     }
     if ((proc & CPU_INTR_WINDOW_EXITING) !== 0 && (this.flagsOther & 0x200) !== 0 && !shadow) {

@@ -148,6 +148,19 @@ describe("exceptions through the 64-bit IDT", () => {
     expect(m.cpu.rip).toBe(CODE + 4);
   });
 
+  it("an NMI is delivered with IF = 0, and a second one waits for IRET (NMI blocking)", () => {
+    const m = machine64("9090f4f4"); // nop; nop; hlt; hlt
+    installIdt(m, { iret: [Vector.NMI] });
+    m.cpu.raiseNmi();
+    m.cpu.raiseNmi(); // merged with the first: one pending NMI at a time
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(m.cpu.rip).toBe(CODE + 3); // the handler returned, the NOPs ran, the first HLT halted
+    expect(m.cpu.nmiBlocked).toBe(false); // the handler's IRET ended the blocking
+    m.cpu.raiseNmi();
+    expect(m.cpu.run(100).kind).toBe("hlt"); // delivered (wakes the HLT), handler IRETs to the second HLT
+    expect(m.cpu.rip).toBe(CODE + 4);
+  });
+
   it("an interrupt stays pending while RFLAGS.IF = 0", () => {
     const m = machine64("90f4"); // nop; hlt
     installIdt(m);

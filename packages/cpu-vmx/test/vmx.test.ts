@@ -11,6 +11,8 @@ import {
   CPU_CR3_LOAD_EXITING,
   CPU_HLT_EXITING,
   CPU_INVLPG_EXITING,
+  CPU_NMI_WINDOW_EXITING,
+  PIN_NMI_EXITING,
   CPU_CR3_STORE_EXITING,
   CPU_CR8_LOAD_EXITING,
   CPU_CR8_STORE_EXITING,
@@ -306,6 +308,32 @@ describe("descriptor-table exiting (reasons 46, 47) with instruction information
     // identity 1 (STR), register operand (10) AX in 6:3, 16-bit operand
     expect(e2).toMatchObject({ reason: ExitReason.LdtrTrAccess, instructionLength: 4 });
     expect(e2.instructionInfo).toBe(((1 << 28) | (1 << 10) | (2 << 7)) >>> 0);
+  });
+});
+
+describe("NMIs", () => {
+  it("NMI exiting turns an NMI into an exit (reason 0, type 2); without it the NMI is delivered through the guest IDT even with IF = 0", () => {
+    const m = machine64("9090f4");
+    const v = guestVmcs(m);
+    v.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, PIN_CAPS.mustBe1 | PIN_NMI_EXITING);
+    m.cpu.raiseNmi();
+    expect(exitOf(enter(m, v, true))).toMatchObject({ reason: ExitReason.ExceptionOrNmi, interruption: { vector: Vector.NMI, type: 2 } });
+
+    const n = machine64("9090f4");
+    n.cpu.raiseNmi();
+    expect(enter(n, guestVmcs(n), true).kind).toBe("hlt");
+    expect(n.cpu.rip).toBe(HANDLERS + Vector.NMI * 16 + 1);
+    expect(n.cpu.nmiBlocked).toBe(true);
+  });
+
+  it("NMI-window exiting exits as soon as NMIs are unblocked (reason 8), not while blocking by NMI is on", () => {
+    const m = machine64("900f01c1");
+    expect(exitOf(enter(m, guestVmcs(m, { proc: CPU_NMI_WINDOW_EXITING }), true)).reason).toBe(ExitReason.NmiWindow);
+    const n = machine64("900f01c1");
+    const w = guestVmcs(n, { proc: CPU_NMI_WINDOW_EXITING });
+    w.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, 8); // blocking by NMI
+    expect(exitOf(enter(n, w, true)).reason).toBe(ExitReason.Vmcall);
+    expect(w.vmread(F.GUEST_INTERRUPTIBILITY_INFO)).toBe(8);
   });
 });
 

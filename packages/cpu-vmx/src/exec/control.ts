@@ -238,6 +238,7 @@ export function iret(cpu: Cpu, i: Insn): void {
     }
   }
   cpu.rip = target;
+  cpu.nmiBlocked = false; // IRET ends NMI blocking (SDM 6.7.1)
   cpu.updateMode();
 }
 

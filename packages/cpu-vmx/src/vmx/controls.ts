@@ -123,6 +123,7 @@ export const PROC_CAPS: ControlCapability = {
       CPU_CR8_LOAD_EXITING |
       CPU_CR8_STORE_EXITING |
       CPU_MOV_DR_EXITING |
+      CPU_NMI_WINDOW_EXITING |
       CPU_UNCOND_IO_EXITING |
       CPU_USE_IO_BITMAPS |
       CPU_MONITOR_TRAP_FLAG |

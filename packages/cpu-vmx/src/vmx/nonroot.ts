@@ -235,6 +235,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.updateMode(); // flushes decoded instructions only if the code-segment mode changed
   cpu.halted = activity === ActivityState.Hlt;
   cpu.interruptShadow = (interruptibility & 3) !== 0;
+  cpu.nmiBlocked = (interruptibility & 8) !== 0; // bit 3: blocking by NMI
   // ---- 27.4 loading MSRs: a failure is a VM-entry failure exit (reason 34), qualification = the entry's 1-based index ----
   const msrFailure = loadMsrArea(cpu, vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR), msrLoadCount);
   if (msrFailure !== undefined) return msrFailure;
@@ -247,6 +248,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     const type = (intr >>> 8) & 7;
     const errorCode = (intr & INTR_INFO_ERROR_CODE_VALID) !== 0 ? vmcs.read32(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : -1;
     const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
+    if (type === IntrType.Nmi) cpu.nmiBlocked = true; // an injected NMI blocks NMIs as a real one does
     if (software) cpu.rip = rip + vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN);
     cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External);
   }
@@ -336,5 +338,5 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   vmcs.setNatural(F.GUEST_IDTR_BASE, cpu.idtrBase);
   vmcs.setField(F.GUEST_IDTR_LIMIT, cpu.idtrLimit);
   vmcs.setField(F.GUEST_ACTIVITY_STATE, cpu.halted ? ActivityState.Hlt : ActivityState.Active);
-  vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, cpu.interruptShadow ? 1 : 0);
+  vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, (cpu.interruptShadow ? 1 : 0) | (cpu.nmiBlocked ? 8 : 0));
 }
