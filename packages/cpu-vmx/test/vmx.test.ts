@@ -214,6 +214,43 @@ describe("exceptions, events and the triple fault", () => {
     expect(v.readNatural(F.GUEST_RSP)).toBe(0x4000_1000);
   });
 
+  it("injection of each type: a hardware exception with its error code, a software interrupt past its instruction, an NMI, into a HLT-state guest", () => {
+    // #GP(0x18) injected: the frame carries the error code, RIP is the guest RIP.
+    const a = machine64("f4");
+    const va = guestVmcs(a);
+    va.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (1 << 11) | (3 << 8) | Vector.GP) >>> 0);
+    va.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, 0x18);
+    expect(enter(a, va, true).kind).toBe("hlt");
+    expect(a.cpu.rip).toBe(HANDLERS + Vector.GP * 16 + 1);
+    const sp = a.cpu.regAddr(4);
+    expect([a.memory.read32(sp), a.memory.read32(sp + 8)]).toEqual([0x18, CODE]);
+
+    // INT 0x80 injected as a software interrupt of length 2: the return RIP is past it.
+    const b = machine64("cd80f4");
+    const vb = guestVmcs(b);
+    vb.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (4 << 8) | 0x80) >>> 0);
+    vb.vmwrite(F.VM_ENTRY_INSTRUCTION_LEN, 2);
+    expect(enter(b, vb, true).kind).toBe("hlt");
+    expect(b.cpu.rip).toBe(HANDLERS + 0x80 * 16 + 1);
+    expect(b.memory.read32(b.cpu.regAddr(4))).toBe(CODE + 2);
+
+    // An NMI injected into a guest entering in the HLT activity state wakes it and blocks NMIs.
+    const c = machine64("f4");
+    const vc = guestVmcs(c);
+    vc.vmwrite(F.GUEST_ACTIVITY_STATE, 1);
+    vc.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (2 << 8) | Vector.NMI) >>> 0);
+    expect(enter(c, vc, true).kind).toBe("hlt");
+    expect(c.cpu.rip).toBe(HANDLERS + Vector.NMI * 16 + 1);
+    expect(c.cpu.nmiBlocked).toBe(true);
+
+    // A HLT-state guest with nothing injected stays halted.
+    const d = machine64("90f4");
+    const vd = guestVmcs(d);
+    vd.vmwrite(F.GUEST_ACTIVITY_STATE, 1);
+    expect(enter(d, vd, true).kind).toBe("hlt");
+    expect(d.cpu.rip).toBe(CODE);
+  });
+
   it("a triple fault in the guest is a VM exit (reason 2), not a shutdown", () => {
     const m = machine64(pfCode);
     const v = guestVmcs(m);
