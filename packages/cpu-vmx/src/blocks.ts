@@ -39,8 +39,6 @@ const STRAIGHT_LINE: ReadonlySet<Handler> = new Set<Handler>([
   ...fast.FAST_HANDLERS,
 ]);
 
-const CONDITIONAL: ReadonlySet<Handler> = new Set(fast.CONDITIONAL_BRANCHES);
-
 /**
  * Handlers that, with register operands only, can neither fault nor read RIP nor touch memory:
  * the generated code skips the RIP/instruction-start stores for them and folds their retirement
@@ -60,11 +58,6 @@ function isPure(i: Insn): boolean {
 
 export function isStraightLine(h: Handler): boolean {
   return STRAIGHT_LINE.has(h);
-}
-
-/** A conditional branch: a block continues through it when it is not taken. */
-export function isConditionalBranch(h: Handler): boolean {
-  return CONDITIONAL.has(h);
 }
 
 let compilerWorks = true;

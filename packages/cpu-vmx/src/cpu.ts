@@ -620,14 +620,6 @@ export class Cpu {
     this.tlbGeneration++;
   }
 
-  /** The access-kind bit of `tlbOk` for a data or fetch access at the current CPL. */
-  private okBit(write: boolean, fetch: boolean): number {
-    const user = this.cpl === 3;
-    if (fetch) return user ? OK_USER_FETCH : OK_SUP_FETCH;
-    if (write) return user ? OK_USER_WRITE : OK_SUP_WRITE;
-    return user ? OK_USER_READ : OK_SUP_READ;
-  }
-
   /**
    * Translate a linear address to a machine address for an access of `access` (`Access` bits;
    * `Access.User` is added for CPL 3 unless `Access.Implicit` is set). Raises #GP for a

@@ -372,9 +372,6 @@ function jnz64(cpu: Cpu, i: Insn): void {
 }
 const TWO_47 = 2 ** 47;
 
-/** Conditional branches a compiled block may run through when they are not taken. */
-export const CONDITIONAL_BRANCHES: readonly Handler[] = [jcc64, jz64, jnz64];
-
 const ALU_EG = alu.aluEG;
 const ALU_GE = alu.aluGE;
 const ALU_EI = alu.aluEI;

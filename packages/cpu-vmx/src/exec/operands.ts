@@ -185,20 +185,6 @@ export function setZSP(cpu: Cpu, size: number, lo: number, hi: number): void {
   cpu.fP = lo;
 }
 
-/** The sign bit of a width, in the position of the low half (size 8 uses the high half). */
-function signOf(size: number, lo: number, hi: number): number {
-  switch (size) {
-    case 1:
-      return (lo >>> 7) & 1;
-    case 2:
-      return (lo >>> 15) & 1;
-    case 4:
-      return lo >>> 31;
-    default:
-      return hi >>> 31;
-  }
-}
-
 export const ALU_ADD = 0;
 export const ALU_OR = 1;
 export const ALU_ADC = 2;
@@ -305,4 +291,3 @@ export function subFlags(size: number, a: number, aHi: number, b: number, bHi: n
   return f;
 }
 
-export { signOf };

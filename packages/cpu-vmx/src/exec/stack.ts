@@ -111,4 +111,3 @@ export function leave(cpu: Cpu, i: Insn): void {
   writeReg(cpu, 5, true, i.opSize, v, cpu.tmpHi);
 }
 
-export const RFLAGS_POPF_IF = RFLAGS_IF;
