@@ -28,3 +28,32 @@ export {
   DESC_FLAG_INTERRUPT,
 } from "./devices/dma-engine.js";
 export type { DmaEngineOptions, DmaEngineState } from "./devices/dma-engine.js";
+export {
+  Uart16550,
+  COM1_PORT,
+  COM1_IRQ,
+  UART_RBR_THR,
+  UART_IER,
+  UART_IIR_FCR,
+  UART_LCR,
+  UART_MCR,
+  UART_LSR,
+  UART_MSR,
+  UART_SCR,
+  IER_RDA,
+  IER_THRE,
+  IER_RLS,
+  IER_MS,
+  IIR_NO_INTERRUPT,
+  IIR_THRE,
+  IIR_RDA,
+  IIR_FIFO_ENABLED,
+  LSR_DR,
+  LSR_THRE,
+  LSR_TEMT,
+  LCR_DLAB,
+  MCR_OUT2,
+  MCR_LOOP,
+  MSR_CTS_DSR_DCD,
+} from "./devices/uart16550.js";
+export type { Uart16550Options, Uart16550State } from "./devices/uart16550.js";
