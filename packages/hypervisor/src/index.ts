@@ -57,3 +57,23 @@ export {
   MSR_CTS_DSR_DCD,
 } from "./devices/uart16550.js";
 export type { Uart16550Options, Uart16550State } from "./devices/uart16550.js";
+export {
+  parseElf,
+  loadSegments,
+  ELFMAG,
+  ELFCLASS64,
+  ELFDATA2LSB,
+  EV_CURRENT,
+  ET_EXEC,
+  ET_DYN,
+  EM_X86_64,
+  PT_LOAD,
+  PT_NOTE,
+  PF_R,
+  PF_W,
+  PF_X,
+  ELF64_EHDR_SIZE,
+  ELF64_PHDR_SIZE,
+  XEN_ELFNOTE_PHYS32_ENTRY,
+} from "./builder/elf.js";
+export type { ElfImage, ElfSegment, ElfError } from "./builder/elf.js";

@@ -6,7 +6,8 @@
  */
 import { MachineMemory, PortIoBus, type AccessSize, type BusDevice } from "@vtlab/arch";
 import { Cpu } from "@vtlab/cpu-vmx";
-import { DEBUGCON_PORT, DEBUG_EXIT_PORT, XEN_ELFNOTE_PHYS32_ENTRY, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/guests";
+import { DEBUGCON_PORT, DEBUG_EXIT_PORT, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/guests";
+import { loadSegments, parseElf } from "@vtlab/hypervisor";
 
 /** XEN_HVM_MEMMAP_TYPE_RAM (xen/arch-x86/hvm/start_info.h) */
 export const XEN_HVM_MEMMAP_TYPE_RAM = 1;
@@ -46,40 +47,17 @@ export interface PvhMachine {
 }
 
 export function loadPvh(image: Uint8Array, cmdline = "", memorySize = 256 * 1024 * 1024): PvhMachine {
-  const dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  if (dv.getUint32(0, false) !== 0x7f454c46 || image[4] !== 2 || image[5] !== 1 || dv.getUint16(18, true) !== 62) {
-    throw new Error("not a little-endian ELF64 x86-64 image");
-  }
-  const phoff = Number(dv.getBigUint64(32, true));
-  const phentsize = dv.getUint16(54, true);
-  const phnum = dv.getUint16(56, true);
+  const elf = parseElf(image, memorySize);
+  if ("kind" in elf) throw new Error(`bad guest image: ${elf.message}`);
+  if (elf.pvhEntry === undefined) throw new Error("no XEN_ELFNOTE_PHYS32_ENTRY note: not a PVH image");
+  const entry = elf.pvhEntry;
   const memory = new MachineMemory(memorySize);
-  let entry: number | undefined;
-  for (let k = 0; k < phnum; k++) {
-    const ph = phoff + k * phentsize;
-    const type = dv.getUint32(ph, true);
-    const offset = Number(dv.getBigUint64(ph + 8, true));
-    const paddr = Number(dv.getBigUint64(ph + 24, true));
-    const filesz = Number(dv.getBigUint64(ph + 32, true));
-    const memsz = Number(dv.getBigUint64(ph + 40, true));
-    if (type === 1) {
-      memory.writeBytes(paddr, image.subarray(offset, offset + filesz));
-      if (memsz > filesz) memory.fill(paddr + filesz, memsz - filesz, 0);
-    } else if (type === 4) {
-      // PT_NOTE: namesz, descsz, type, name (padded to 4), desc
-      let p = offset;
-      while (p < offset + filesz) {
-        const namesz = dv.getUint32(p, true);
-        const descsz = dv.getUint32(p + 4, true);
-        const ntype = dv.getUint32(p + 8, true);
-        const name = new TextDecoder().decode(image.subarray(p + 12, p + 12 + namesz - 1));
-        const desc = p + 12 + ((namesz + 3) & ~3);
-        if (name === "Xen" && ntype === XEN_ELFNOTE_PHYS32_ENTRY) entry = dv.getUint32(desc, true);
-        p = desc + ((descsz + 3) & ~3);
-      }
-    }
-  }
-  if (entry === undefined) throw new Error("no XEN_ELFNOTE_PHYS32_ENTRY note: not a PVH image");
+  loadSegments(
+    image,
+    elf,
+    (gpa, bytes) => memory.writeBytes(gpa, bytes),
+    (gpa, length) => memory.fill(gpa, length, 0),
+  );
   const cmd = new TextEncoder().encode(`${cmdline}\0`);
   memory.writeBytes(CMDLINE, cmd);
   memory.write32(START_INFO, XEN_HVM_START_MAGIC_VALUE);
