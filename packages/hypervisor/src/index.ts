@@ -77,3 +77,32 @@ export {
   XEN_ELFNOTE_PHYS32_ENTRY,
 } from "./builder/elf.js";
 export type { ElfImage, ElfSegment, ElfError } from "./builder/elf.js";
+export {
+  AtaDisk,
+  AtaCommand,
+  MemoryBlockBackend,
+  SECTOR_SIZE,
+  ATA_DATA,
+  ATA_ERROR_FEATURES,
+  ATA_SECTOR_COUNT,
+  ATA_LBA_LOW,
+  ATA_LBA_MID,
+  ATA_LBA_HIGH,
+  ATA_DEVICE,
+  ATA_STATUS_COMMAND,
+  ATA_PRIMARY_PORT,
+  ATA_PRIMARY_CONTROL_PORT,
+  ATA_PRIMARY_IRQ,
+  ATA_SR_BSY,
+  ATA_SR_DRDY,
+  ATA_SR_DF,
+  ATA_SR_DRQ,
+  ATA_SR_ERR,
+  ATA_ER_ABRT,
+  ATA_ER_IDNF,
+  ATA_DEV_LBA,
+  ATA_DEV_SLAVE,
+  ATA_CTL_NIEN,
+  ATA_CTL_SRST,
+} from "./devices/ata.js";
+export type { BlockBackend, AtaDiskOptions } from "./devices/ata.js";
