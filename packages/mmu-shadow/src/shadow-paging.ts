@@ -1,0 +1,814 @@
+/**
+ * Shadow paging (Xen's arch/x86/mm/shadow): `ShadowPaging implements MemoryVirtualizer`.
+ *
+ * The CPU runs on shadow tables in machine memory that map guest-virtual straight to machine
+ * addresses. Each guest page-table page has at most one shadow per level (a shadow mirrors the
+ * flags of one guest table, so shadows are shared wherever the guest shares tables, and a CR3
+ * switch to a known root reuses its whole tree). Shadows fill lazily on #PF exits; the guest's
+ * page-table pages are write-protected and stores into them are emulated; large guest pages are
+ * splintered into 4 KiB shadow "FL1" tables. Leaf tables may go out of sync (writable, resynced
+ * on CR3 load, INVLPG, or a fault through them). Log-dirty mode keeps shadow leaves read-only
+ * until the first write to each frame.
+ */
+import {
+  ABORT,
+  CPU_ACTIVATE_SECONDARY,
+  CPU_CR3_LOAD_EXITING,
+  CPU_CR3_STORE_EXITING,
+  CPU_INVLPG_EXITING,
+  CR0_WP,
+  CrAccessType,
+  ExitReason,
+  SECONDARY_ENABLE_EPT,
+  VmcsField as F,
+  decode,
+  exitReasonName,
+  type Cpu,
+  type ExitOutcome,
+  type Insn,
+  type MemoryVirtualizer,
+  type VmExit,
+  type Vmcs,
+} from "@vtlab/cpu-vmx";
+import {
+  Access,
+  PAGE_SIZE,
+  PFEC_ID,
+  PFEC_P,
+  PFEC_US,
+  PFEC_WR,
+  PTE_A,
+  PTE_D,
+  PTE_G,
+  PTE_HI_XD,
+  PTE_P,
+  PTE_PAT_4K,
+  PTE_PAT_LARGE,
+  PTE_PCD,
+  PTE_PS,
+  PTE_PWT,
+  PTE_RW,
+  PTE_US,
+  Vector,
+  WalkResult,
+  WalkStatus,
+  entryAddress,
+  gfn as asGfn,
+  pagingMode,
+  reservedHighMask,
+  reservedLowAddressMask,
+  walkLinear,
+  type MachineMemory,
+  type Mfn,
+  type PageFault,
+  type PagingMode,
+  type U64,
+} from "@vtlab/arch";
+import { P2mType, type DomainP2m, type FrameAllocator } from "@vtlab/mmu-ept";
+import { P2mPagingStructures, guestPagingMode, ramMfn, type GuestTableFault } from "./guest-walk.js";
+import { emulatePteStore } from "./write-emulation.js";
+
+/** Shadow page types (Xen's SH_type_l1_64_shadow ... SH_type_l4_64_shadow, fl1 for splintered large pages). */
+export const ShadowType = {
+  L1: 1,
+  L2: 2,
+  L3: 3,
+  L4: 4,
+  /** A splintered 2 MiB guest page: 512 shadow PTEs (Xen's SH_type_fl1_64_shadow). */
+  Fl1: 5,
+  /** A splintered 1 GiB guest page: 512 shadow PDEs pointing to FL1s. */
+  Fl2: 6,
+} as const;
+export type ShadowType = (typeof ShadowType)[keyof typeof ShadowType];
+
+/** #PF, bit 14 of the exception bitmap (SDM 25.6.3). */
+export const EXCEPTION_BITMAP_PF = 1 << Vector.PF;
+
+/** One shadow page: a machine frame holding shadow entries for one guest table (or splintered page). */
+export interface ShadowPage {
+  readonly key: string;
+  readonly smfn: number;
+  readonly type: ShadowType;
+  /** Guest machine frame of the shadowed table (or guest frame number of a splintered page's base). */
+  readonly gmfn: number;
+  /** Shadow entries (machine addresses) pointing at this page. */
+  readonly parents: Set<number>;
+  /** Emulated writes to the guest table since a fault last walked through it (unshadow heuristic). */
+  writesSinceUse: number;
+}
+
+/** Kinds of shadow fault, counted separately (Xen's perfc counters for sh_page_fault). */
+export interface ShadowFaultCounts {
+  /** The shadow lacked the translation; it was filled from the guest tables. */
+  fill: number;
+  /** A true guest fault reflected into the guest. */
+  guest: number;
+  /** The first write to a clean page (guest D set, shadow made writable). */
+  dirtyBit: number;
+  /** A write to a write-protected guest page table (emulated or unsynced). */
+  ptWrite: number;
+  /** A first write to a frame in log-dirty mode. */
+  logDirty: number;
+  /** An access to emulated MMIO. */
+  mmio: number;
+}
+
+export interface ShadowStats {
+  readonly faults: ShadowFaultCounts;
+  /** VM exits handled, by exit-reason name. */
+  readonly exits: Record<string, number>;
+  emulatedWrites: number;
+  resyncs: number;
+  unsyncs: number;
+  unshadows: number;
+  cr3Loads: number;
+  /** CR3 loads whose root was already shadowed (no rebuild). */
+  cr3CacheHits: number;
+  invlpgs: number;
+  /** All shadows thrown away for lack of frames (Xen's shadow_blow_tables). */
+  blows: number;
+  crashes: number;
+}
+
+export interface ShadowPagingOptions {
+  readonly memory: MachineMemory;
+  readonly p2m: DomainP2m;
+  /** Frames for shadow pages. */
+  readonly frames: FrameAllocator;
+  /** Leave leaf page tables writable and resync them later (default false). */
+  readonly outOfSync?: boolean;
+  /** Most leaf tables out of sync at once (default 8; Xen's SHADOW_OOS_PAGES is 3 per vCPU). */
+  readonly maxOutOfSync?: number;
+  /** Emulated writes to a guest table without a walk through it before it is unshadowed (default 16). */
+  readonly unshadowAfterWrites?: number;
+  /** MAXPHYADDR of the guest (default 46). */
+  readonly maxPhyAddr?: number;
+}
+
+interface VcpuState {
+  guestCr3: number;
+  root: ShadowPage | undefined;
+}
+
+interface OutOfSync {
+  readonly snapshot: Uint32Array;
+}
+
+const ENTRIES = 512;
+/** Flags a shadow non-leaf entry copies from the guest entry. */
+const NONLEAF_COPY = PTE_RW | PTE_US | PTE_PWT | PTE_PCD;
+/** Flags a shadow leaf copies from a guest 4 KiB PTE (R/W is decided separately). */
+const LEAF_COPY = PTE_US | PTE_PWT | PTE_PCD | PTE_PAT_4K | PTE_G;
+
+function tableIndex(level: number, vaHi: number, vaLo: number): number {
+  switch (level) {
+    case 4:
+      return (vaHi >>> 7) & 0x1ff;
+    case 3:
+      return ((vaHi & 0x7f) << 2) | (vaLo >>> 30);
+    case 2:
+      return (vaLo >>> 21) & 0x1ff;
+    default:
+      return (vaLo >>> 12) & 0x1ff;
+  }
+}
+
+/** Bits 31:0 and 63:32 of a frame's address, for building entries without BigInt. */
+const addrLo = (frame: number): number => (frame % 0x10_0000) * PAGE_SIZE;
+const addrHi = (frame: number): number => Math.floor(frame / 0x10_0000);
+
+const levelOf = (t: ShadowType): number => (t === ShadowType.Fl1 ? 1 : t === ShadowType.Fl2 ? 2 : t);
+
+export class ShadowPaging implements MemoryVirtualizer {
+  readonly mode = "shadow" as const;
+  readonly memory: MachineMemory;
+  readonly p2m: DomainP2m;
+  readonly stats: ShadowStats = {
+    faults: { fill: 0, guest: 0, dirtyBit: 0, ptWrite: 0, logDirty: 0, mmio: 0 },
+    exits: {},
+    emulatedWrites: 0,
+    resyncs: 0,
+    unsyncs: 0,
+    unshadows: 0,
+    cr3Loads: 0,
+    cr3CacheHits: 0,
+    invlpgs: 0,
+    blows: 0,
+    crashes: 0,
+  };
+  /** Why the domain was crashed, last first. */
+  readonly crashReasons: string[] = [];
+  outOfSync: boolean;
+  private readonly frames: FrameAllocator;
+  private readonly maxOos: number;
+  private readonly unshadowAfter: number;
+  private readonly pages = new Map<string, ShadowPage>();
+  private readonly bySmfn = new Map<number, ShadowPage>();
+  /** Guest frame -> its table shadows (types L1-L4). A frame here is write-protected unless out of sync. */
+  private readonly byGmfn = new Map<number, ShadowPage[]>();
+  /** Reverse map: machine frame -> shadow leaf entries (machine addresses) mapping it. */
+  private readonly rmap = new Map<number, Set<number>>();
+  private readonly oos = new Map<number, OutOfSync>();
+  private readonly vcpus = new Map<Cpu, VcpuState>();
+  private readonly guestTables: P2mPagingStructures;
+  private readonly walkOut = new WalkResult<GuestTableFault>();
+  private readonly gmode: PagingMode;
+  private readonly scratch: U64 = { lo: 0, hi: 0 };
+  private logDirtyOn = false;
+  private readonly dirty = new Set<number>();
+
+  constructor(options: ShadowPagingOptions) {
+    this.memory = options.memory;
+    this.p2m = options.p2m;
+    this.frames = options.frames;
+    this.outOfSync = options.outOfSync ?? false;
+    this.maxOos = options.maxOutOfSync ?? 8;
+    this.unshadowAfter = options.unshadowAfterWrites ?? 16;
+    this.guestTables = new P2mPagingStructures(this.memory, this.p2m);
+    this.gmode = pagingMode({ maxPhyAddr: options.maxPhyAddr ?? 46 });
+  }
+
+  /** Shadow pages in use. */
+  get shadowPagesInUse(): number {
+    return this.pages.size;
+  }
+
+  /** Leaf tables currently out of sync. */
+  get outOfSyncPages(): number {
+    return this.oos.size;
+  }
+
+  /** The guest's CR3 as the guest believes it is. */
+  guestCr3(cpu: Cpu): number | undefined {
+    return this.vcpus.get(cpu)?.guestCr3;
+  }
+
+  /** The shadow root the CPU runs on for this vCPU (machine address). */
+  shadowRoot(cpu: Cpu): number | undefined {
+    const r = this.vcpus.get(cpu)?.root;
+    return r === undefined ? undefined : r.smfn * PAGE_SIZE;
+  }
+
+  /** Shadows of a guest table frame, by type. */
+  shadowsOf(gmfn: number): readonly ShadowType[] {
+    return (this.byGmfn.get(gmfn) ?? []).map((p) => p.type);
+  }
+
+  // ---- MemoryVirtualizer ----
+
+  /**
+   * Shadow mode for a vCPU: CR3-load, CR3-store and INVLPG exiting; #PF in the exception bitmap
+   * (every page fault exits: mask = match = 0); no CR3-target values; EPT off; CR0.WP owned by
+   * the hypervisor (a guest clearing it exits and is refused). GUEST_CR3 holds the guest's CR3
+   * on entry to this call and the shadow root after it.
+   */
+  setupVcpu(cpu: Cpu, vmcs: Vmcs): void {
+    const proc = vmcs.read32(F.CPU_BASED_VM_EXEC_CONTROL);
+    vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc | CPU_CR3_LOAD_EXITING | CPU_CR3_STORE_EXITING | CPU_INVLPG_EXITING) >>> 0);
+    if ((proc & CPU_ACTIVATE_SECONDARY) !== 0) {
+      vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & ~SECONDARY_ENABLE_EPT);
+    }
+    vmcs.setField(F.EXCEPTION_BITMAP, (vmcs.read32(F.EXCEPTION_BITMAP) | EXCEPTION_BITMAP_PF) >>> 0);
+    vmcs.setField(F.PAGE_FAULT_ERROR_CODE_MASK, 0);
+    vmcs.setField(F.PAGE_FAULT_ERROR_CODE_MATCH, 0);
+    vmcs.setField(F.CR3_TARGET_COUNT, 0);
+    vmcs.setField(F.CR0_GUEST_HOST_MASK, (vmcs.read32(F.CR0_GUEST_HOST_MASK) | CR0_WP) >>> 0);
+    vmcs.setField(F.CR0_READ_SHADOW, (vmcs.read32(F.CR0_READ_SHADOW) | CR0_WP) >>> 0);
+    vmcs.setField(F.GUEST_CR0, (vmcs.read32(F.GUEST_CR0) | CR0_WP) >>> 0);
+    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined };
+    this.vcpus.set(cpu, state);
+    const root = this.rootFor(state.guestCr3);
+    if (typeof root === "string") throw new Error(`setupVcpu: ${root}`);
+    state.root = root;
+    vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, state.guestCr3));
+  }
+
+  handleExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): ExitOutcome {
+    const name = exitReasonName(exit.reason);
+    this.stats.exits[name] = (this.stats.exits[name] ?? 0) + 1;
+    const state = this.vcpus.get(cpu);
+    if (state === undefined) return this.crash("handleExit on a vCPU that setupVcpu never saw");
+    switch (exit.reason) {
+      case ExitReason.ExceptionOrNmi:
+        if (exit.interruption?.vector !== Vector.PF) return this.crash(`exception exit for vector ${exit.interruption?.vector ?? "?"} is not a shadow-paging exit`);
+        return this.pageFault(cpu, vmcs, state, exit.qualification, exit.interruption.errorCode ?? 0, exit);
+      case ExitReason.CrAccess:
+        return this.crAccess(cpu, vmcs, state, exit);
+      case ExitReason.Invlpg:
+        return this.invlpg(cpu, vmcs, state, exit);
+      default:
+        return this.crash(`${name} is not a shadow-paging exit`);
+    }
+  }
+
+  gvaToGpa(cpu: Cpu, gva: number, access: number): number | PageFault {
+    const state = this.vcpus.get(cpu);
+    const mode = guestPagingMode(cpu, this.gmode);
+    const cr3 = state?.guestCr3 ?? cpu.cr3;
+    const out = this.walkOut;
+    const vaLo = gva >>> 0;
+    const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
+    const status = walkLinear(out, mode, this.rootAddress(cr3), vaHi, vaLo, access, this.guestTables);
+    if (status === WalkStatus.Ok) return out.physicalAddress;
+    const errorCode = status === WalkStatus.PageFault ? out.errorCode : PFEC_P | (access & (PFEC_WR | PFEC_US | PFEC_ID));
+    return { kind: "page-fault", errorCode, addressHi: vaHi, addressLo: vaLo, level: out.faultLevel, references: out.references, steps: [] };
+  }
+
+  /** Log-dirty: every shadow leaf becomes read-only; the first write to each frame is recorded. */
+  enableLogDirty(): void {
+    this.logDirtyOn = true;
+    this.dirty.clear();
+    for (const set of this.rmap.values()) for (const a of set) this.clearRw(a);
+  }
+
+  disableLogDirty(): void {
+    this.logDirtyOn = false;
+    this.dirty.clear();
+  }
+
+  get logDirty(): boolean {
+    return this.logDirtyOn;
+  }
+
+  /** Guest frames written since log-dirty was enabled or last cleaned; `clean` write-protects them again. */
+  dirtyFrames(clean = false): number[] {
+    const gfns = [...this.dirty].sort((a, b) => a - b);
+    if (clean) {
+      this.dirty.clear();
+      for (const g of gfns) {
+        const m = ramMfn(this.p2m, g);
+        const set = m < 0 ? undefined : this.rmap.get(m);
+        if (set !== undefined) for (const a of set) this.clearRw(a);
+      }
+    }
+    return gfns;
+  }
+
+  // ---- exits ----
+
+  private advance(vmcs: Vmcs, exit: VmExit): void {
+    vmcs.setNatural(F.GUEST_RIP, vmcs.readNatural(F.GUEST_RIP) + exit.instructionLength);
+  }
+
+  private crAccess(cpu: Cpu, vmcs: Vmcs, state: VcpuState, exit: VmExit): ExitOutcome {
+    const q = exit.qualification;
+    const cr = q & 15;
+    const type = (q >>> 4) & 3;
+    const gpr = (q >>> 8) & 15;
+    if (cr === 0 && type === CrAccessType.MovToCr) {
+      if ((cpu.regAddr(gpr) & CR0_WP) === 0) return this.crash("the guest cleared CR0.WP: shadow paging here needs CR0.WP = 1 (write-protection of guest page tables)");
+      vmcs.setField(F.GUEST_CR0, (cpu.regAddr(gpr) | CR0_WP) >>> 0);
+      vmcs.setField(F.CR0_READ_SHADOW, cpu.regAddr(gpr) >>> 0);
+      this.advance(vmcs, exit);
+      return { kind: "resume" };
+    }
+    if (cr !== 3) return this.crash(`CR${cr} access exit is not a shadow-paging exit`);
+    if (type === CrAccessType.MovFromCr) {
+      cpu.setRegFromNumber(gpr, state.guestCr3);
+      this.advance(vmcs, exit);
+      return { kind: "resume" };
+    }
+    if (type !== CrAccessType.MovToCr) return this.crash(`CR3 access type ${type}`);
+    const value = cpu.regAddr(gpr);
+    this.stats.cr3Loads++;
+    this.resyncAll();
+    const root = this.rootFor(value);
+    if (typeof root === "string") return this.crash(root);
+    state.guestCr3 = value;
+    state.root = root;
+    vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, value));
+    this.advance(vmcs, exit);
+    return { kind: "resume" };
+  }
+
+  private invlpg(_cpu: Cpu, vmcs: Vmcs, state: VcpuState, exit: VmExit): ExitOutcome {
+    this.stats.invlpgs++;
+    this.resyncAll();
+    const gva = exit.qualification;
+    const root = state.root;
+    if (root !== undefined) {
+      const vaLo = gva >>> 0;
+      const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
+      let table = root.smfn * PAGE_SIZE;
+      for (let level = 4; level >= 1; level--) {
+        const at = table + tableIndex(level, vaHi, vaLo) * 8;
+        this.memory.read64(at, this.scratch);
+        const lo = this.scratch.lo;
+        if ((lo & PTE_P) === 0) break;
+        if (level === 1) {
+          this.setLeaf(at, 0, 0, -1);
+          break;
+        }
+        table = entryAddress(lo, this.scratch.hi);
+      }
+    }
+    this.advance(vmcs, exit);
+    return { kind: "resume" };
+  }
+
+  private pageFault(cpu: Cpu, vmcs: Vmcs, state: VcpuState, gva: number, ec: number, exit: VmExit): ExitOutcome {
+    const mode = guestPagingMode(cpu, this.gmode);
+    if (mode.la57) return this.crash("5-level guest paging is not shadowed here");
+    const access = ec & (PFEC_WR | PFEC_US | PFEC_ID) & (Access.Write | Access.User | Access.Fetch);
+    const write = (ec & PFEC_WR) !== 0;
+    const out = this.walkOut;
+    const vaLo = gva >>> 0;
+    const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
+    const rootGpa = this.rootAddress(state.guestCr3);
+    let status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, this.guestTables);
+    // A fault through an out-of-sync leaf table resyncs it first.
+    if (this.oos.size > 0 && out.steps === 4) {
+      const l1 = ramMfn(this.p2m, Math.floor((out.stepAddress[3] as number) / PAGE_SIZE));
+      if (this.oos.has(l1)) {
+        this.resync(l1);
+        status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, this.guestTables);
+      }
+    }
+    if (status === WalkStatus.AccessFault) {
+      const f = out.accessFault as GuestTableFault;
+      return this.crash(`guest paging structure at GPA 0x${f.gpa.toString(16)} is ${f.type}, not RAM`);
+    }
+    if (status === WalkStatus.PageFault) {
+      this.stats.faults.guest++;
+      return this.reflect(out.errorCode, gva, exit);
+    }
+    const gfn = Math.floor(out.physicalAddress / PAGE_SIZE);
+    const target = this.p2m.lookup(asGfn(gfn));
+    if (target.type === P2mType.Mmio) {
+      this.stats.faults.mmio++;
+      return { kind: "mmio", gpa: out.physicalAddress, write };
+    }
+    if (target.type !== P2mType.Ram) return this.crash(`the guest maps GVA 0x${gva.toString(16)} to GPA 0x${out.physicalAddress.toString(16)}, which is ${target.type}`);
+    const mfn = target.mfn as number;
+    if (write && (ec & PFEC_P) !== 0 && this.isWriteProtected(mfn)) {
+      this.stats.faults.ptWrite++;
+      if (this.outOfSync && this.canUnsync(mfn)) {
+        this.unsync(mfn);
+      } else {
+        return this.emulateWrite(cpu, vmcs, state, gva, mfn, (out.physicalAddress % PAGE_SIZE) >>> 0, exit);
+      }
+    } else if (write && (ec & PFEC_P) !== 0) {
+      if (this.logDirtyOn && !this.dirty.has(gfn)) this.stats.faults.logDirty++;
+      else this.stats.faults.dirtyBit++;
+    } else {
+      this.stats.faults.fill++;
+    }
+    if (this.logDirtyOn && write) this.dirty.add(gfn);
+    const r = this.fill(state, vaHi, vaLo);
+    if (r !== undefined) return this.crash(r);
+    // The fault interrupted an event delivery: deliver the event again.
+    const v = exit.idtVectoring;
+    if (v !== undefined && (v.type === 3 || v.type === 2 || v.type === 0)) return { kind: "inject", vector: v.vector, ...(v.errorCode !== undefined ? { errorCode: v.errorCode } : {}) };
+    return { kind: "resume" };
+  }
+
+  private reflect(errorCode: number, gva: number, _exit: VmExit): ExitOutcome {
+    return { kind: "inject", vector: Vector.PF, errorCode, cr2: gva };
+  }
+
+  // ---- the shadow cache ----
+
+  private rootAddress(cr3: number): number {
+    return Math.floor(cr3 / PAGE_SIZE) * PAGE_SIZE % 2 ** 52;
+  }
+
+  private cr3Value(root: ShadowPage, guestCr3: number): number {
+    return root.smfn * PAGE_SIZE + (guestCr3 & (PTE_PWT | PTE_PCD));
+  }
+
+  /** The L4 shadow for a guest CR3: cached if the guest has run on this root before. */
+  private rootFor(cr3: number): ShadowPage | string {
+    const gmfn = ramMfn(this.p2m, Math.floor(this.rootAddress(cr3) / PAGE_SIZE));
+    if (gmfn < 0) return `guest CR3 0x${cr3.toString(16)} is not a RAM frame`;
+    const key = `${ShadowType.L4}:${gmfn}`;
+    const cached = this.pages.get(key);
+    if (cached !== undefined) {
+      this.stats.cr3CacheHits++;
+      return cached;
+    }
+    const p = this.getOrCreate(ShadowType.L4, gmfn, 0);
+    return p ?? "out of shadow memory";
+  }
+
+  private getOrCreate(type: ShadowType, gmfn: number, sig: number): ShadowPage | undefined {
+    const key = sig === 0 ? `${type}:${gmfn}` : `${type}:${gmfn}:${sig}`;
+    const found = this.pages.get(key);
+    if (found !== undefined) return found;
+    let smfn = this.frames.allocate();
+    if (smfn === undefined) {
+      this.blow();
+      smfn = this.frames.allocate();
+      if (smfn === undefined) return undefined;
+    }
+    const page: ShadowPage = { key, smfn, type, gmfn, parents: new Set(), writesSinceUse: 0 };
+    this.pages.set(key, page);
+    this.bySmfn.set(smfn, page);
+    if (type <= ShadowType.L4) {
+      if (this.oos.has(gmfn) && type !== ShadowType.L1) this.resync(gmfn);
+      const list = this.byGmfn.get(gmfn);
+      if (list === undefined) {
+        this.byGmfn.set(gmfn, [page]);
+        // The frame becomes a page table: write-protect every mapping of it.
+        const set = this.rmap.get(gmfn);
+        if (set !== undefined) for (const a of set) this.clearRw(a);
+      } else list.push(page);
+    }
+    return page;
+  }
+
+  /** Write-protected: a guest table with shadows that is not out of sync. */
+  private isWriteProtected(mfn: number): boolean {
+    return this.byGmfn.has(mfn) && !this.oos.has(mfn);
+  }
+
+  private clearRw(entryAddr: number): void {
+    const lo = this.memory.read32(entryAddr) as number;
+    if ((lo & PTE_RW) !== 0) this.memory.write32(entryAddr, (lo & ~(PTE_RW | PTE_D)) >>> 0);
+  }
+
+  /** Write a shadow leaf entry (machine frame `mfn`, or -1 to clear), keeping the reverse map. */
+  private setLeaf(at: number, lo: number, hi: number, mfn: number): void {
+    this.memory.read64(at, this.scratch);
+    if ((this.scratch.lo & PTE_P) !== 0) {
+      const old = entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE;
+      const set = this.rmap.get(old);
+      if (set !== undefined) {
+        set.delete(at);
+        if (set.size === 0) this.rmap.delete(old);
+      }
+    }
+    this.memory.write64(at, lo, hi);
+    if (mfn >= 0) {
+      let set = this.rmap.get(mfn);
+      if (set === undefined) this.rmap.set(mfn, (set = new Set()));
+      set.add(at);
+    }
+  }
+
+  /** Write a shadow non-leaf entry pointing at `child` (or clear it), keeping the parent links. */
+  private setLink(at: number, lo: number, hi: number, child: ShadowPage | undefined): void {
+    this.memory.read64(at, this.scratch);
+    if ((this.scratch.lo & PTE_P) !== 0) {
+      const old = this.bySmfn.get(entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
+      old?.parents.delete(at);
+    }
+    this.memory.write64(at, lo, hi);
+    child?.parents.add(at);
+  }
+
+  /** Destroy a shadow page: unlink it from its parents, drop its entries, free its frame. */
+  private destroy(page: ShadowPage): void {
+    for (const at of page.parents) this.memory.write64(at, 0, 0);
+    page.parents.clear();
+    const base = page.smfn * PAGE_SIZE;
+    const leaf = levelOf(page.type) === 1;
+    for (let i = 0; i < ENTRIES; i++) {
+      const at = base + i * 8;
+      const lo = this.memory.read32(at) as number;
+      if ((lo & PTE_P) === 0) continue;
+      if (leaf) this.setLeaf(at, 0, 0, -1);
+      else this.setLink(at, 0, 0, undefined);
+    }
+    this.pages.delete(page.key);
+    this.bySmfn.delete(page.smfn);
+    if (page.type <= ShadowType.L4) {
+      const list = this.byGmfn.get(page.gmfn);
+      if (list !== undefined) {
+        const k = list.indexOf(page);
+        if (k >= 0) list.splice(k, 1);
+        if (list.length === 0) {
+          this.byGmfn.delete(page.gmfn);
+          this.oos.delete(page.gmfn);
+        }
+      }
+    }
+    this.frames.free(page.smfn as Mfn);
+  }
+
+  private isRoot(page: ShadowPage): boolean {
+    for (const s of this.vcpus.values()) if (s.root === page) return true;
+    return false;
+  }
+
+  /** Remove every shadow of a guest frame (it is no longer a page table). Current roots stay. */
+  unshadow(gmfn: number): boolean {
+    const list = this.byGmfn.get(gmfn);
+    if (list === undefined) return false;
+    let removed = false;
+    for (const p of [...list]) {
+      if (this.isRoot(p)) continue;
+      this.destroy(p);
+      removed = true;
+    }
+    if (removed) this.stats.unshadows++;
+    return removed;
+  }
+
+  /** Out of frames: throw every shadow away except the current roots, which are emptied (Xen's shadow_blow_tables). */
+  private blow(): void {
+    this.stats.blows++;
+    this.resyncAll();
+    for (const p of [...this.pages.values()]) if (!this.isRoot(p)) this.destroy(p);
+    for (const s of this.vcpus.values()) {
+      const r = s.root;
+      if (r === undefined) continue;
+      for (let i = 0; i < ENTRIES; i++) {
+        const at = r.smfn * PAGE_SIZE + i * 8;
+        if (((this.memory.read32(at) as number) & PTE_P) !== 0) this.setLink(at, 0, 0, undefined);
+      }
+    }
+  }
+
+  // ---- filling ----
+
+  /** Build the shadow path for the translation in `walkOut` (a successful guest walk). */
+  private fill(state: VcpuState, vaHi: number, vaLo: number): string | undefined {
+    const out = this.walkOut;
+    let page = state.root;
+    if (page === undefined) return "no shadow root";
+    for (let i = 0; i < out.steps; i++) {
+      const level = out.stepLevel[i] as number;
+      const lo = out.stepLo[i] as number;
+      const hi = out.stepHi[i] as number;
+      const at = page.smfn * PAGE_SIZE + tableIndex(level, vaHi, vaLo) * 8;
+      page.writesSinceUse = 0;
+      if (level === 1) {
+        const gfn = entryAddress(lo, hi) / PAGE_SIZE;
+        return this.fillLeaf(at, lo, hi, gfn);
+      }
+      const xd = hi & PTE_HI_XD;
+      if ((lo & PTE_PS) !== 0) {
+        // A large guest page: splinter into FL tables keyed by the page's base gfn and attributes.
+        const baseGfn = entryAddress(lo, hi, level === 2 ? 0xffe0_0000 : 0xc000_0000) / PAGE_SIZE;
+        const sig = 1 | (lo & (PTE_D | PTE_G | PTE_PWT | PTE_PCD | PTE_PAT_LARGE));
+        const fl = this.getOrCreate(level === 2 ? ShadowType.Fl1 : ShadowType.Fl2, baseGfn, sig);
+        if (fl === undefined) return "out of shadow memory";
+        this.setLink(at, addrLo(fl.smfn) + ((lo & NONLEAF_COPY) | PTE_P | PTE_A), addrHi(fl.smfn) | xd, fl);
+        // The large page's 4 KiB piece: rights live in the link above, attributes here.
+        const offsetPages = (vaLo >>> 12) & (level === 2 ? 0x1ff : 0x3ffff);
+        const pteLo = PTE_P | PTE_RW | PTE_US | PTE_A | (lo & (PTE_G | PTE_PWT | PTE_PCD)) | ((lo & PTE_PAT_LARGE) !== 0 ? PTE_PAT_4K : 0);
+        let flPage = fl;
+        if (level === 3) {
+          const fl1 = this.getOrCreate(ShadowType.Fl1, baseGfn + (offsetPages & ~511), sig);
+          if (fl1 === undefined) return "out of shadow memory";
+          const at2 = fl.smfn * PAGE_SIZE + tableIndex(2, vaHi, vaLo) * 8;
+          this.setLink(at2, addrLo(fl1.smfn) + (PTE_P | PTE_RW | PTE_US | PTE_A), addrHi(fl1.smfn), fl1);
+          flPage = fl1;
+        }
+        const at1 = flPage.smfn * PAGE_SIZE + tableIndex(1, vaHi, vaLo) * 8;
+        return this.fillLeaf(at1, pteLo, 0, baseGfn + offsetPages, (lo & PTE_D) !== 0);
+      }
+      const childGmfn = ramMfn(this.p2m, entryAddress(lo, hi) / PAGE_SIZE);
+      if (childGmfn < 0) return `guest table at GPA 0x${entryAddress(lo, hi).toString(16)} is not RAM`;
+      const child = this.getOrCreate((level - 1) as ShadowType, childGmfn, 0);
+      if (child === undefined) return "out of shadow memory";
+      this.setLink(at, addrLo(child.smfn) + ((lo & NONLEAF_COPY) | PTE_P | PTE_A), addrHi(child.smfn) | xd, child);
+      page = child;
+    }
+    return "guest walk ended without a leaf";
+  }
+
+  /**
+   * A shadow leaf for the guest PTE `lo:hi` mapping `gfn`. Writable only when the guest allows
+   * writes and its D is already set (so the first write faults and sets D), the frame is not a
+   * write-protected page table, and log-dirty has seen the frame written.
+   */
+  private fillLeaf(at: number, lo: number, hi: number, gfn: number, dirty = (lo & PTE_D) !== 0): string | undefined {
+    const mfn = ramMfn(this.p2m, gfn);
+    if (mfn < 0) {
+      const t = this.p2m.lookup(asGfn(gfn)).type;
+      if (t === P2mType.Mmio) {
+        this.setLeaf(at, 0, 0, -1);
+        return undefined;
+      }
+      return `GFN 0x${gfn.toString(16)} is ${t}`;
+    }
+    const writable = (lo & PTE_RW) !== 0 && dirty && !this.isWriteProtected(mfn) && (!this.logDirtyOn || this.dirty.has(gfn));
+    this.setLeaf(at, addrLo(mfn) + ((lo & LEAF_COPY) | PTE_P | PTE_A | (writable ? PTE_RW | PTE_D : 0)), addrHi(mfn) | (hi & PTE_HI_XD), mfn);
+    return undefined;
+  }
+
+  // ---- emulated writes to guest page tables ----
+
+  private emulateWrite(cpu: Cpu, vmcs: Vmcs, state: VcpuState, gva: number, gmfn: number, offset: number, exit: VmExit): ExitOutcome {
+    const rip = vmcs.readNatural(F.GUEST_RIP);
+    // The instruction bytes are read through the shadow: make sure it maps the code.
+    const code = this.gvaToGpa(cpu, rip, Access.Fetch);
+    if (typeof code !== "number") return this.crash(`cannot fetch the instruction at 0x${rip.toString(16)} that wrote a guest page table`);
+    {
+      const vaLo = rip >>> 0;
+      const vaHi = Math.floor(rip / 0x1_0000_0000) >>> 0;
+      const r = this.fill(state, vaHi, vaLo);
+      if (r !== undefined) return this.crash(r);
+    }
+    let insn: Insn;
+    try {
+      insn = decode(cpu, rip);
+    } catch (e) {
+      if (e !== ABORT) throw e;
+      cpu.pendingVector = -1;
+      return this.crash(`decoding the instruction at 0x${rip.toString(16)} faulted`);
+    }
+    const size = insn.opSize;
+    if ((offset & (size - 1)) !== 0) return this.crash(`misaligned ${size}-byte store to a guest page table at GVA 0x${gva.toString(16)}`);
+    const at = gmfn * PAGE_SIZE + offset;
+    const oldLo = this.memory.read32(at) as number;
+    const oldHi = size === 8 ? (this.memory.read32(at + 4) as number) : 0;
+    const s = emulatePteStore(insn, oldLo, oldHi, cpu.lo, cpu.hi, vmcs.readNatural(F.GUEST_RFLAGS));
+    if (typeof s === "string") return this.crash(`unsupported write to a guest page table at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}`);
+    if (s.write) {
+      this.memory.write32(at, s.lo);
+      if (size === 8) this.memory.write32(at + 4, s.hi);
+    }
+    if (s.reg >= 0) {
+      cpu.lo[s.reg] = s.regLo | 0;
+      cpu.hi[s.reg] = s.regHi | 0;
+    }
+    if (s.flagsMask !== 0) {
+      const f = vmcs.readNatural(F.GUEST_RFLAGS);
+      vmcs.setNatural(F.GUEST_RFLAGS, ((f & ~s.flagsMask) | s.flags) >>> 0);
+    }
+    this.stats.emulatedWrites++;
+    vmcs.setNatural(F.GUEST_RIP, rip + insn.len);
+    if (s.write) this.propagate(gmfn, offset >>> 3);
+    const pages = this.byGmfn.get(gmfn);
+    if (pages !== undefined) {
+      let n = 0;
+      for (const p of pages) n = Math.max(n, ++p.writesSinceUse);
+      if (n >= this.unshadowAfter) this.unshadow(gmfn);
+    }
+    void exit;
+    return { kind: "resume" };
+  }
+
+  /**
+   * A guest entry changed: fix the dependent shadow entries. A leaf is re-derived when the new
+   * guest PTE is valid and already accessed (else dropped, so the next access sets A); links
+   * to lower tables are dropped and refilled by the next fault.
+   */
+  private propagate(gmfn: number, index: number): void {
+    const pages = this.byGmfn.get(gmfn);
+    if (pages === undefined) return;
+    const gLo = this.memory.read32(gmfn * PAGE_SIZE + index * 8) as number;
+    const gHi = this.memory.read32(gmfn * PAGE_SIZE + index * 8 + 4) as number;
+    for (const p of pages) {
+      const at = p.smfn * PAGE_SIZE + index * 8;
+      if (p.type === ShadowType.L1) {
+        if ((gLo & (PTE_P | PTE_A)) === (PTE_P | PTE_A) && !this.reservedLeaf(gLo, gHi)) {
+          const r = this.fillLeaf(at, gLo, gHi, entryAddress(gLo, gHi) / PAGE_SIZE);
+          if (r !== undefined) this.setLeaf(at, 0, 0, -1);
+        } else this.setLeaf(at, 0, 0, -1);
+      } else {
+        this.setLink(at, 0, 0, undefined);
+      }
+    }
+  }
+
+  private reservedLeaf(lo: number, hi: number): boolean {
+    return (hi & reservedHighMask(this.gmode.maxPhyAddr, this.gmode.nxe)) !== 0 || (lo & reservedLowAddressMask(this.gmode.maxPhyAddr)) !== 0;
+  }
+
+  // ---- out-of-sync leaf tables (Xen's shadow/oos) ----
+
+  private canUnsync(gmfn: number): boolean {
+    const list = this.byGmfn.get(gmfn);
+    return list !== undefined && list.length === 1 && list[0]!.type === ShadowType.L1 && this.oos.size < this.maxOos;
+  }
+
+  /** Let the guest write a leaf table directly: snapshot it and drop the read-only mappings of it. */
+  private unsync(gmfn: number): void {
+    const snapshot = new Uint32Array(1024);
+    for (let i = 0; i < 1024; i++) snapshot[i] = this.memory.read32(gmfn * PAGE_SIZE + i * 4) as number;
+    this.oos.set(gmfn, { snapshot });
+    this.stats.unsyncs++;
+    const set = this.rmap.get(gmfn);
+    if (set !== undefined) for (const a of [...set]) this.setLeaf(a, 0, 0, -1);
+  }
+
+  /** Bring an out-of-sync table's shadow up to date with the guest's, and write-protect it again. */
+  private resync(gmfn: number): void {
+    const o = this.oos.get(gmfn);
+    if (o === undefined) return;
+    this.oos.delete(gmfn);
+    this.stats.resyncs++;
+    const base = gmfn * PAGE_SIZE;
+    for (let i = 0; i < ENTRIES; i++) {
+      const lo = this.memory.read32(base + i * 8) as number;
+      const hi = this.memory.read32(base + i * 8 + 4) as number;
+      if (lo !== o.snapshot[2 * i] || hi !== o.snapshot[2 * i + 1]) this.propagate(gmfn, i);
+    }
+    const set = this.rmap.get(gmfn);
+    if (set !== undefined) for (const a of set) this.clearRw(a);
+  }
+
+  private resyncAll(): void {
+    if (this.oos.size === 0) return;
+    for (const g of [...this.oos.keys()]) this.resync(g);
+  }
+
+  private crash(reason: string): ExitOutcome {
+    this.stats.crashes++;
+    this.crashReasons.unshift(reason);
+    return { kind: "crash", reason };
+  }
+}
