@@ -1,0 +1,480 @@
+/**
+ * The toolstack's domain configuration: a parser for the subset of xl.cfg(5) that vtlab's
+ * machines use, and a writer that produces text the parser reads back to the same value.
+ *
+ * Syntax (xl.cfg(5), "Syntax"): one `KEY = VALUE` setting per line (a trailing `;` is allowed),
+ * `#` starts a comment that runs to the end of the line, and a VALUE is a string in single or
+ * double quotes, an integer (decimal or `0x` hexadecimal), or a list `[ VALUE, VALUE, ... ]` that
+ * may span lines and may end with a trailing comma. Double-quoted strings take the escapes
+ * `\\ \" \' \n \t`; single-quoted strings are literal. A string may not span lines.
+ *
+ * Disk entries follow xl-disk-configuration(5): comma-separated `key=value` pairs and positional
+ * parameters in the order target, format, vdev, access (an empty positional takes the default);
+ * `target=` must come last and takes the rest of the spec, commas included.
+ *
+ * Relative paths (kernel, disk targets, serial files) are returned exactly as written: the
+ * caller resolves them against the directory of the file. This module does no file access.
+ *
+ * Errors: configuration files are written by the operator, not by a guest, so a bad one is
+ * reported by throwing a `ConfigError` naming the file, the line (1-based; 0 when the problem is
+ * the file as a whole, such as a missing key) and the key involved.
+ */
+
+/** A disk attached to the guest: only a raw image on the primary master (hda) is modelled. */
+export interface DiskConfig {
+  /** The image path as written in the file. */
+  readonly target: string;
+  readonly format: "raw";
+  readonly vdev: "hda";
+  readonly access: "rw" | "ro";
+}
+
+/** Where the guest's serial port (COM1) goes. */
+export type SerialConfig =
+  | { readonly kind: "pty" }
+  | { readonly kind: "none" }
+  | { readonly kind: "file"; readonly path: string };
+
+/** What to do when the domain crashes (xl.cfg(5) `on_crash`). */
+export type OnCrashAction = "destroy" | "preserve" | "restart";
+
+export interface DomainConfig {
+  /** `name`: the domain name, [A-Za-z0-9_.-]+. */
+  readonly name: string;
+  /** `memory`: guest RAM in MiB, 1..65536. */
+  readonly memory: number;
+  /** `vcpus`: 1..64 (default 1). */
+  readonly vcpus: number;
+  /** `builder` (`type` in newer xl): only "hvm". */
+  readonly builder: "hvm";
+  /** `hap`: hardware-assisted paging (EPT) when true, shadow paging when false (default 1). */
+  readonly hap: boolean;
+  /** `kernel`: the ELF image to boot directly. */
+  readonly kernel: string;
+  /** `cmdline`: the kernel command line (default ""). */
+  readonly cmdline: string;
+  /** `disk`: the disks, in file order (default none). */
+  readonly disk: readonly DiskConfig[];
+  /** `serial`: "pty" (default), "none" or "file:PATH". */
+  readonly serial: SerialConfig;
+  /** `on_crash` (default "destroy"). */
+  readonly onCrash: OnCrashAction;
+  /** `weight`: the credit scheduler weight, 1..65535 (default 256). */
+  readonly weight: number;
+}
+
+/** A configuration file that cannot be used; `line` is 0 when the whole file is at fault. */
+export class ConfigError extends Error {
+  readonly file: string;
+  readonly line: number;
+  readonly key: string | undefined;
+  /** The message without the `file:line: key "k": ` prefix. */
+  readonly detail: string;
+
+  constructor(file: string, line: number, key: string | undefined, detail: string) {
+    super(`${file}:${line}: ${key === undefined ? "" : `key "${key}": `}${detail}`);
+    this.name = "ConfigError";
+    this.file = file;
+    this.line = line;
+    this.key = key;
+    this.detail = detail;
+  }
+}
+
+/** Limits from xl.cfg(5) and vtlab's own (MiB of guest memory, vCPUs). */
+export const CONFIG_MEMORY_MIN_MIB = 1;
+export const CONFIG_MEMORY_MAX_MIB = 65536;
+export const CONFIG_VCPUS_MAX = 64;
+export const CONFIG_WEIGHT_MIN = 1;
+export const CONFIG_WEIGHT_MAX = 65535;
+/** Credit scheduler default weight (xl sched-credit). */
+export const CONFIG_WEIGHT_DEFAULT = 256;
+
+const NAME_RE = /^[A-Za-z0-9_.-]+$/;
+const KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+// ---------------------------------------------------------------------------------------------
+// Lexing and parsing into raw settings
+
+type RawValue =
+  | { readonly kind: "string"; readonly value: string; readonly line: number; readonly text: string }
+  | { readonly kind: "int"; readonly value: number; readonly line: number; readonly text: string }
+  | { readonly kind: "list"; readonly items: readonly RawValue[]; readonly line: number; readonly text: string };
+
+interface RawSetting {
+  readonly key: string;
+  readonly line: number;
+  readonly value: RawValue;
+}
+
+class Parser {
+  private pos = 0;
+  private line = 1;
+
+  constructor(
+    private readonly src: string,
+    private readonly file: string,
+  ) {}
+
+  private fail(line: number, key: string | undefined, detail: string): never {
+    throw new ConfigError(this.file, line, key, detail);
+  }
+
+  /** Skips spaces, tabs, carriage returns and comments; newlines too when `newlines`. */
+  private skip(newlines: boolean): void {
+    const src = this.src;
+    while (this.pos < src.length) {
+      const c = src[this.pos];
+      if (c === " " || c === "\t" || c === "\r") {
+        this.pos++;
+      } else if (c === "#") {
+        while (this.pos < src.length && src[this.pos] !== "\n") this.pos++;
+      } else if (c === "\n" && newlines) {
+        this.pos++;
+        this.line++;
+      } else {
+        return;
+      }
+    }
+  }
+
+  parse(): RawSetting[] {
+    const out: RawSetting[] = [];
+    const src = this.src;
+    for (;;) {
+      this.skip(true);
+      if (this.pos >= src.length) return out;
+      if (src[this.pos] === ";") {
+        this.pos++;
+        continue;
+      }
+      const line = this.line;
+      const start = this.pos;
+      while (this.pos < src.length && /[A-Za-z0-9_]/.test(src[this.pos] ?? "")) this.pos++;
+      const key = src.slice(start, this.pos);
+      if (key === "" || !KEY_RE.test(key)) {
+        const rest = src.slice(start, src.indexOf("\n", start) < 0 ? src.length : src.indexOf("\n", start));
+        this.fail(line, undefined, `syntax error: expected "key = value", got "${rest.trim()}"`);
+      }
+      this.skip(false);
+      if (src[this.pos] !== "=") {
+        this.fail(line, key, `syntax error: expected "=" after the key`);
+      }
+      this.pos++;
+      this.skip(false);
+      const value = this.value(key);
+      this.skip(false);
+      if (src[this.pos] === ";") this.pos++;
+      this.skip(false);
+      if (this.pos < src.length && src[this.pos] !== "\n") {
+        this.fail(this.line, key, `syntax error: unexpected "${src[this.pos] ?? ""}" after the value`);
+      }
+      out.push({ key, line, value });
+    }
+  }
+
+  private value(key: string): RawValue {
+    const src = this.src;
+    const c = src[this.pos];
+    const line = this.line;
+    const start = this.pos;
+    if (c === '"' || c === "'") return this.string(key);
+    if (c === "[") {
+      this.pos++;
+      const items: RawValue[] = [];
+      for (;;) {
+        this.skip(true);
+        if (this.pos >= src.length) this.fail(line, key, `unterminated list (no "]")`);
+        if (src[this.pos] === "]") {
+          this.pos++;
+          return { kind: "list", items, line, text: src.slice(start, this.pos) };
+        }
+        if (src[this.pos] === "[") this.fail(this.line, key, "lists cannot be nested");
+        items.push(this.value(key));
+        this.skip(true);
+        if (this.pos >= src.length) this.fail(line, key, `unterminated list (no "]")`);
+        if (src[this.pos] === ",") {
+          this.pos++;
+        } else if (src[this.pos] !== "]") {
+          this.fail(this.line, key, `syntax error in list: expected "," or "]", got "${src[this.pos] ?? ""}"`);
+        }
+      }
+    }
+    // A bare word: an integer, or something we report as a wrong type.
+    while (this.pos < src.length && /[^\s,\];#]/.test(src[this.pos] ?? "")) this.pos++;
+    const text = src.slice(start, this.pos);
+    if (text === "") this.fail(line, key, "syntax error: missing value");
+    const n = parseInteger(text);
+    if (n === undefined) {
+      this.fail(line, key, `syntax error: "${text}" is not a quoted string, an integer or a list`);
+    }
+    return { kind: "int", value: n, line, text };
+  }
+
+  private string(key: string): RawValue {
+    const src = this.src;
+    const quote = src[this.pos];
+    const line = this.line;
+    const start = this.pos;
+    this.pos++;
+    let value = "";
+    for (;;) {
+      if (this.pos >= src.length || src[this.pos] === "\n") {
+        this.fail(line, key, `unterminated string (no closing ${quote ?? ""})`);
+      }
+      const c = src[this.pos] ?? "";
+      if (c === quote) {
+        this.pos++;
+        return { kind: "string", value, line, text: src.slice(start, this.pos) };
+      }
+      if (c === "\\" && quote === '"') {
+        const e = src[this.pos + 1];
+        const decoded = e === "n" ? "\n" : e === "t" ? "\t" : e === "\\" || e === '"' || e === "'" ? e : undefined;
+        if (decoded === undefined) {
+          this.fail(line, key, `unknown escape "\\${e === undefined || e === "\n" ? "" : e}" in string`);
+        }
+        value += decoded;
+        this.pos += 2;
+        continue;
+      }
+      value += c;
+      this.pos++;
+    }
+  }
+}
+
+function parseInteger(text: string): number | undefined {
+  let neg = false;
+  let t = text;
+  if (t.startsWith("-")) {
+    neg = true;
+    t = t.slice(1);
+  }
+  let n: number;
+  if (/^0[xX][0-9A-Fa-f]+$/.test(t)) n = parseInt(t.slice(2), 16);
+  else if (/^[0-9]+$/.test(t)) n = parseInt(t, 10);
+  else return undefined;
+  if (!Number.isSafeInteger(n)) return undefined;
+  return neg ? -n : n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typing the settings
+
+const KNOWN_KEYS = [
+  "name",
+  "memory",
+  "vcpus",
+  "builder",
+  "hap",
+  "kernel",
+  "cmdline",
+  "disk",
+  "serial",
+  "on_crash",
+  "weight",
+] as const;
+type KnownKey = (typeof KNOWN_KEYS)[number];
+
+function isKnownKey(key: string): key is KnownKey {
+  return (KNOWN_KEYS as readonly string[]).includes(key);
+}
+
+/**
+ * Parses an xl.cfg-style domain configuration. `file` is used only in error messages.
+ * Throws `ConfigError` on the first problem found.
+ */
+export function parseDomainConfig(text: string, file: string): DomainConfig {
+  const settings = new Parser(text, file).parse();
+  const seen = new Map<KnownKey, RawSetting>();
+  for (const s of settings) {
+    if (!isKnownKey(s.key)) throw new ConfigError(file, s.line, s.key, "unknown key");
+    const prev = seen.get(s.key);
+    if (prev !== undefined) {
+      throw new ConfigError(file, s.line, s.key, `duplicate key (first set on line ${prev.line})`);
+    }
+    seen.set(s.key, s);
+  }
+
+  const fail = (s: RawSetting, detail: string): never => {
+    throw new ConfigError(file, s.value.line, s.key, detail);
+  };
+  const required = (key: KnownKey): RawSetting => {
+    const s = seen.get(key);
+    if (s === undefined) throw new ConfigError(file, 0, key, "missing required key");
+    return s;
+  };
+  const str = (s: RawSetting, what: string): string =>
+    s.value.kind === "string" ? s.value.value : fail(s, `expected ${what}, got ${s.value.text}`);
+  const int = (s: RawSetting, what: string, min: number, max: number): number => {
+    if (s.value.kind !== "int") return fail(s, `expected ${what}, got ${quoteText(s.value)}`);
+    const n = s.value.value;
+    if (n < min || n > max) return fail(s, `${n} is out of range ${min}..${max}`);
+    return n;
+  };
+  const oneOf = <T extends string>(s: RawSetting, allowed: readonly T[]): T => {
+    const v = str(s, `one of ${allowed.map((a) => `"${a}"`).join(", ")}`);
+    const hit = allowed.find((a) => a === v);
+    return hit ?? fail(s, `expected one of ${allowed.map((a) => `"${a}"`).join(", ")}, got "${v}"`);
+  };
+
+  const nameS = required("name");
+  const name = str(nameS, "a quoted string");
+  if (!NAME_RE.test(name)) fail(nameS, `bad domain name "${name}": use only A-Z a-z 0-9 _ . -`);
+
+  const memory = int(required("memory"), "an integer number of MiB", CONFIG_MEMORY_MIN_MIB, CONFIG_MEMORY_MAX_MIB);
+
+  const vcpusS = seen.get("vcpus");
+  const vcpus = vcpusS === undefined ? 1 : int(vcpusS, "an integer number of vCPUs", 1, CONFIG_VCPUS_MAX);
+
+  const builderS = seen.get("builder");
+  if (builderS !== undefined) {
+    const b = str(builderS, "a quoted string");
+    if (b !== "hvm") fail(builderS, `unsupported builder "${b}" (only "hvm")`);
+  }
+
+  const hapS = seen.get("hap");
+  const hap = hapS === undefined ? true : int(hapS, "0 or 1", 0, 1) === 1;
+
+  const kernel = str(required("kernel"), "a quoted path");
+
+  const cmdlineS = seen.get("cmdline");
+  const cmdline = cmdlineS === undefined ? "" : str(cmdlineS, "a quoted string");
+
+  const diskS = seen.get("disk");
+  const disk: DiskConfig[] = [];
+  if (diskS !== undefined) {
+    if (diskS.value.kind !== "list") fail(diskS, `expected a list of disk specs, got ${quoteText(diskS.value)}`);
+    else {
+      for (const item of diskS.value.items) {
+        if (item.kind !== "string") {
+          throw new ConfigError(file, item.line, "disk", `expected a quoted disk spec, got ${item.text}`);
+        }
+        const d = parseDiskSpec(item.value);
+        if (typeof d === "string") throw new ConfigError(file, item.line, "disk", `bad disk spec "${item.value}": ${d}`);
+        if (disk.some((o) => o.vdev === d.vdev)) {
+          throw new ConfigError(file, item.line, "disk", `bad disk spec "${item.value}": vdev ${d.vdev} used twice`);
+        }
+        disk.push(d);
+      }
+    }
+  }
+
+  const serialS = seen.get("serial");
+  let serial: SerialConfig = { kind: "pty" };
+  if (serialS !== undefined) {
+    const v = str(serialS, 'a quoted "pty", "none" or "file:PATH"');
+    if (v === "pty") serial = { kind: "pty" };
+    else if (v === "none") serial = { kind: "none" };
+    else if (v.startsWith("file:") && v.length > 5) serial = { kind: "file", path: v.slice(5) };
+    else fail(serialS, `expected "pty", "none" or "file:PATH", got "${v}"`);
+  }
+
+  const onCrashS = seen.get("on_crash");
+  const onCrash: OnCrashAction =
+    onCrashS === undefined ? "destroy" : oneOf(onCrashS, ["destroy", "preserve", "restart"] as const);
+
+  const weightS = seen.get("weight");
+  const weight =
+    weightS === undefined
+      ? CONFIG_WEIGHT_DEFAULT
+      : int(weightS, "an integer weight", CONFIG_WEIGHT_MIN, CONFIG_WEIGHT_MAX);
+
+  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, serial, onCrash, weight };
+}
+
+function quoteText(v: RawValue): string {
+  return v.kind === "string" ? v.text : `"${v.text}"`;
+}
+
+/**
+ * Parses one xl-disk-configuration(5) spec. Returns the disk, or a reason string.
+ * Flags (`cdrom`, `devtype=`, `backend=` ...) are not modelled and are rejected.
+ */
+export function parseDiskSpec(spec: string): DiskConfig | string {
+  const params: { target?: string; format?: string; vdev?: string; access?: string } = {};
+  const positional = ["target", "format", "vdev", "access"] as const;
+  let nextPositional = 0;
+  let rest = spec;
+  for (;;) {
+    const trimmedStart = rest.replace(/^\s+/, "");
+    if (trimmedStart.startsWith("target=")) {
+      // xl-disk-configuration(5): `target=` comes last and takes the rest, commas and all.
+      if (params.target !== undefined) return "target given twice";
+      params.target = trimmedStart.slice("target=".length);
+      break;
+    }
+    const comma = rest.indexOf(",");
+    const part = (comma < 0 ? rest : rest.slice(0, comma)).trim();
+    rest = comma < 0 ? "" : rest.slice(comma + 1);
+    const eq = part.indexOf("=");
+    if (eq >= 0) {
+      const k = part.slice(0, eq).trim();
+      const v = part.slice(eq + 1).trim();
+      if (k !== "format" && k !== "vdev" && k !== "access") return `unsupported parameter "${k}"`;
+      if (params[k] !== undefined) return `${k} given twice`;
+      params[k] = v;
+    } else {
+      // A positional parameter: fills the next unspecified one; empty means "default".
+      while (nextPositional < positional.length && params[positional[nextPositional] ?? "access"] !== undefined) {
+        nextPositional++;
+      }
+      const slot = positional[nextPositional];
+      if (slot === undefined) return part === "" ? "too many parameters" : `unexpected parameter "${part}"`;
+      nextPositional++;
+      if (part !== "") params[slot] = part;
+      else if (slot === "target") return "empty target";
+    }
+    if (comma < 0) break;
+  }
+  if (params.target === undefined || params.target === "") return "no target";
+  const format = params.format ?? "raw";
+  if (format !== "raw") return `unsupported format "${format}" (only raw)`;
+  if (params.vdev === undefined) return "no vdev";
+  if (params.vdev !== "hda") return `unsupported vdev "${params.vdev}" (only hda, the primary master)`;
+  const a = params.access ?? "rw";
+  let access: "rw" | "ro";
+  if (a === "rw" || a === "w") access = "rw";
+  else if (a === "ro" || a === "r") access = "ro";
+  else return `bad access "${a}" (rw or ro)`;
+  return { target: params.target, format: "raw", vdev: "hda", access };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+function quote(s: string): string {
+  let out = '"';
+  for (const c of s) {
+    if (c === "\\" || c === '"') out += `\\${c}`;
+    else if (c === "\n") out += "\\n";
+    else if (c === "\t") out += "\\t";
+    else out += c;
+  }
+  return `${out}"`;
+}
+
+/** Writes `cfg` as an xl.cfg file that `parseDomainConfig` reads back to an equal value. */
+export function formatDomainConfig(cfg: DomainConfig): string {
+  const lines = [
+    `name = ${quote(cfg.name)}`,
+    `builder = ${quote(cfg.builder)}`,
+    `memory = ${cfg.memory}`,
+    `vcpus = ${cfg.vcpus}`,
+    `hap = ${cfg.hap ? 1 : 0}`,
+    `kernel = ${quote(cfg.kernel)}`,
+    `cmdline = ${quote(cfg.cmdline)}`,
+  ];
+  if (cfg.disk.length > 0) {
+    lines.push("disk = [");
+    for (const d of cfg.disk) {
+      lines.push(`  ${quote(`format=${d.format}, vdev=${d.vdev}, access=${d.access}, target=${d.target}`)},`);
+    }
+    lines.push("]");
+  }
+  const serial = cfg.serial.kind === "file" ? `file:${cfg.serial.path}` : cfg.serial.kind;
+  lines.push(`serial = ${quote(serial)}`);
+  lines.push(`on_crash = ${quote(cfg.onCrash)}`);
+  lines.push(`weight = ${cfg.weight}`);
+  return `${lines.join("\n")}\n`;
+}
