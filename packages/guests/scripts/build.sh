@@ -34,6 +34,7 @@ setjmp      -O2  setjmp/setjmp.c,setjmp/setjmp_asm.S
 usermode    -O2  usermode/usermode.c,usermode/usermode_asm.S,usermode/user.c
 demand      -O2  demand/demand.c
 bench       -O2  bench/bench.c
+kernel      -O2  kernel/kernel.c,kernel/entry.S,kernel/user.c
 '
 
 tmp=$(mktemp -d)
@@ -46,11 +47,14 @@ echo "$PROGRAMS" | while read -r name opt srcs; do
         case " $* " in *" $name "*) ;; *) continue ;; esac
     fi
     mkdir -p "$tmp/$name"
+    # the reference kernel has its own console (a 16550 UART) instead of the runtime's debugcon
+    extra=""
+    [ "$name" = kernel ] && extra="-DRT_EXTERNAL_CONSOLE"
     objs=""
     for src in $RUNTIME $(echo "$srcs" | tr ',' ' '); do
         obj="$tmp/$name/$(basename "$src" | tr '.' '_').o"
         # shellcheck disable=SC2086
-        $CC $opt $CFLAGS -c -o "$obj" "$src"
+        $CC $opt $CFLAGS $extra -c -o "$obj" "$src"
         objs="$objs $obj"
     done
     ld_script=linker.ld

@@ -92,3 +92,57 @@ export function guestExpectedOutputUrl(name: GuestImageName): URL {
 export function isGuestImageName(name: string): name is GuestImageName {
   return (GUEST_IMAGES as readonly string[]).includes(name);
 }
+
+/**
+ * The reference guest kernel (`images/kernel.elf`): a small preemptive kernel, not one of
+ * GUEST_IMAGES because its console is a 16550 UART at COM1 (port 0x3F8), not port 0xE9. It
+ * boots the same PVH way and exits through DEBUG_EXIT_PORT; it uses the local APIC timer
+ * (x2APIC through MSRs; xAPIC MMIO at 0xFEE00000 only when CPUID lacks x2APIC), page faults,
+ * CPL 3 processes with INT 0x80 system calls, and an ATA PIO disk on the primary channel.
+ */
+export const REFERENCE_KERNEL = "kernel" as const;
+
+/** The reference kernel's workloads, chosen with `workload=<name>` on the command line. */
+export const REFERENCE_KERNEL_WORKLOADS = ["compute", "ptemod", "forkwait", "disk"] as const;
+
+export type ReferenceKernelWorkload = (typeof REFERENCE_KERNEL_WORKLOADS)[number];
+
+export interface ReferenceKernelWorkloadInfo {
+  readonly name: ReferenceKernelWorkload;
+  /** What it exercises, in one line. */
+  readonly summary: string;
+  /** Command-line parameters (`key=N`) and their defaults, which the `.expected` files use. */
+  readonly defaults: { readonly [key: string]: number };
+  /** Needs a raw disk of at least `mib` MiB (+ `lba` sectors) as the primary ATA master. */
+  readonly needsDisk: boolean;
+}
+
+/** Build and workload facts of the reference kernel. */
+export const REFERENCE_KERNEL_INFO = {
+  name: REFERENCE_KERNEL,
+  optimisation: "-O2",
+  summary: "Preemptive kernel: UART console, APIC timer, own page tables, demand paging, CPL-3 processes with COW fork, ATA PIO.",
+  workloads: {
+    compute: { name: "compute", summary: "`procs` user processes of integer work, preempted round robin; per-process checksums in pid order.", defaults: { procs: 4, iterations: 1_000_000, timer: 100_000 }, needsDisk: false },
+    ptemod: { name: "ptemod", summary: "One process touches `pages` heap pages (demand faults) and unmaps them, `iterations` times: PTE modifications.", defaults: { iterations: 100, pages: 64, timer: 100_000 }, needsDisk: false },
+    forkwait: { name: "forkwait", summary: "A process forks `forks` children (copy-on-write) that exit at once, waiting for each.", defaults: { forks: 1000, pages: 16, timer: 100_000 }, needsDisk: false },
+    disk: { name: "disk", summary: "Writes `mib` MiB with WRITE SECTORS/MULTIPLE and reads it back with READ MULTIPLE/SECTORS, verified.", defaults: { mib: 2, lba: 0, multiple: 8 }, needsDisk: true },
+  } satisfies { readonly [W in ReferenceKernelWorkload]: ReferenceKernelWorkloadInfo & { name: W } },
+} as const;
+
+/** The reference kernel's console: COM1, a 16550 UART (THR at +0, LSR at +5; polls LSR.THRE). */
+export const REFERENCE_KERNEL_UART_PORT = 0x3f8;
+/** The reference kernel's disk: the primary ATA channel's command block (0x1F0..0x1F7) and control port. */
+export const REFERENCE_KERNEL_ATA_PORTS = { command: 0x1f0, control: 0x3f6 } as const;
+/** Local APIC vectors the reference kernel programs: the timer and the spurious vector; 0x80 is its system-call gate. */
+export const REFERENCE_KERNEL_VECTORS = { timer: 0x20, spurious: 0xff, syscall: 0x80 } as const;
+
+/** URL of the reference kernel image (`images/kernel.elf`). */
+export function referenceKernelUrl(): URL {
+  return new URL(`../images/${REFERENCE_KERNEL}.elf`, import.meta.url);
+}
+
+/** URL of the reference kernel's expected COM1 output for `workload=<name>` at the defaults (`images/kernel-<name>.expected`). */
+export function referenceKernelExpectedOutputUrl(workload: ReferenceKernelWorkload): URL {
+  return new URL(`../images/${REFERENCE_KERNEL}-${workload}.expected`, import.meta.url);
+}

@@ -10,10 +10,15 @@ import {
   GUEST_IMAGE_INFO,
   GUEST_LOAD_ADDRESS,
   GUEST_MIN_MEMORY,
+  REFERENCE_KERNEL,
+  REFERENCE_KERNEL_INFO,
+  REFERENCE_KERNEL_WORKLOADS,
   XEN_ELFNOTE_PHYS32_ENTRY,
   guestExpectedOutputUrl,
   guestImageUrl,
   isGuestImageName,
+  referenceKernelExpectedOutputUrl,
+  referenceKernelUrl,
 } from "@vtlab/guests";
 import { EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD, PT_NOTE, parseElf64 } from "./elf.js";
 
@@ -39,7 +44,7 @@ const ldVersion = tool("ld", ["--version"])?.split("\n")[0]?.split(" ").pop();
 describe("package API", () => {
   it("names exactly the images committed in images/", () => {
     const elves = readdirSync(imagesDir).filter((f) => f.endsWith(".elf")).map((f) => f.slice(0, -4)).sort();
-    expect([...GUEST_IMAGES].sort()).toEqual(elves);
+    expect([...GUEST_IMAGES, REFERENCE_KERNEL].sort()).toEqual(elves);
     for (const name of GUEST_IMAGES) {
       expect(GUEST_IMAGE_INFO[name].name).toBe(name);
       expect(isGuestImageName(name)).toBe(true);
@@ -50,14 +55,19 @@ describe("package API", () => {
   it("resolves image URLs to the files beside the package", () => {
     expect(fileURLToPath(guestImageUrl("sha256"))).toBe(join(imagesDir, "sha256.elf"));
     expect(fileURLToPath(guestExpectedOutputUrl("bench"))).toBe(join(imagesDir, "bench.expected"));
+    expect(fileURLToPath(referenceKernelUrl())).toBe(join(imagesDir, "kernel.elf"));
+    expect(fileURLToPath(referenceKernelExpectedOutputUrl("disk"))).toBe(join(imagesDir, "kernel-disk.expected"));
   });
 
   it("lists the same programs and optimisation levels as scripts/build.sh, using -O0, -Os and -O2", () => {
     const script = readFileSync(join(pkg, "scripts/build.sh"), "utf8");
     const table = /PROGRAMS='\n([\s\S]*?)'/.exec(script)?.[1] ?? "";
     const rows = table.trim().split("\n").map((l) => l.trim().split(/\s+/));
-    expect(rows.map((r) => r[0])).toEqual([...GUEST_IMAGES]);
-    for (const [name, opt] of rows) expect(GUEST_IMAGE_INFO[name as (typeof GUEST_IMAGES)[number]].optimisation).toBe(opt);
+    expect(rows.map((r) => r[0])).toEqual([...GUEST_IMAGES, REFERENCE_KERNEL]);
+    for (const [name, opt] of rows) {
+      const info = name === REFERENCE_KERNEL ? REFERENCE_KERNEL_INFO : GUEST_IMAGE_INFO[name as (typeof GUEST_IMAGES)[number]];
+      expect(info.optimisation).toBe(opt);
+    }
     expect(new Set(rows.map((r) => r[1]))).toEqual(new Set(["-O0", "-Os", "-O2"]));
   });
 });
@@ -147,7 +157,7 @@ describe("rebuild with the recorded toolchain", () => {
         ld: recorded("ld"),
       });
       execFileSync("sh", [join(pkg, "scripts/build.sh"), out], { stdio: "pipe" });
-      for (const name of GUEST_IMAGES) {
+      for (const name of [...GUEST_IMAGES, REFERENCE_KERNEL]) {
         const rebuilt = readFileSync(join(out, `${name}.elf`));
         const committed = readFileSync(join(imagesDir, `${name}.elf`));
         expect(rebuilt.equals(committed), `${name}.elf differs from a rebuild`).toBe(true);
@@ -166,4 +176,61 @@ describe("expected outputs", () => {
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
   });
+});
+
+describe("images/kernel.elf (the reference kernel)", () => {
+  const image = new Uint8Array(readFileSync(fileURLToPath(referenceKernelUrl())));
+  const elf = parseElf64(image);
+
+  it("is an ELF64 x86-64 executable with the PVH entry note inside its text", () => {
+    if (typeof elf === "string") throw new Error(elf);
+    expect(elf.type).toBe(ET_EXEC);
+    expect(elf.machine).toBe(EM_X86_64);
+    const notes = elf.notes.filter((n) => n.name === "Xen" && n.type === XEN_ELFNOTE_PHYS32_ENTRY);
+    expect(notes).toHaveLength(1);
+    const desc = notes[0]!.desc;
+    expect(new DataView(desc.buffer, desc.byteOffset, 4).getUint32(0, true)).toBe(elf.entry);
+    const text = elf.phdrs.find((p) => p.type === PT_LOAD && p.paddr <= elf.entry && elf.entry < p.paddr + p.filesz);
+    expect(text!.flags & PF_X).toBe(PF_X);
+  });
+
+  it("loads at 1 MiB, identity mapped except the read-only user segment at virtual 1 GiB, below 32 MiB", () => {
+    if (typeof elf === "string") throw new Error(elf);
+    const loads = elf.phdrs.filter((p) => p.type === PT_LOAD).sort((a, b) => a.paddr - b.paddr);
+    expect(loads).toHaveLength(3);
+    expect(loads[0]!.paddr).toBe(GUEST_LOAD_ADDRESS);
+    let end = 0;
+    for (const p of loads) {
+      expect(p.paddr).toBeGreaterThanOrEqual(end);
+      expect(p.paddr % 4096).toBe(0);
+      expect(p.flags & (PF_W | PF_X)).not.toBe(PF_W | PF_X);
+      end = p.paddr + p.memsz;
+    }
+    expect(end).toBeLessThanOrEqual(GUEST_MIN_MEMORY);
+    const user = loads.filter((p) => p.vaddr !== p.paddr);
+    expect(user).toHaveLength(1);
+    expect(user[0]!.vaddr).toBe(0x4000_0000);
+    expect(user[0]!.flags & PF_W).toBe(0);
+  });
+
+  it("is listed in PROVENANCE.md with its SHA-256", async () => {
+    const { createHash } = await import("node:crypto");
+    expect(provenance).toContain(`${createHash("sha256").update(image).digest("hex")}  kernel.elf`);
+  });
+
+  it.each([...REFERENCE_KERNEL_WORKLOADS])("has an expected output for workload=%s: boot line first, PASS line last", (w) => {
+    const expected = readFileSync(fileURLToPath(referenceKernelExpectedOutputUrl(w)), "utf8");
+    expect(expected).toMatch(/^[\x20-\x7e\n]*$/);
+    expect(expected.startsWith(`vtlab reference kernel: workload=${w}\n`)).toBe(true);
+    expect(expected).toMatch(new RegExp(`\\nPASS ${w} [0-9a-f]{16}\\n$`));
+    expect(expected).not.toMatch(/FAIL|EXCEPTION|MISMATCH/);
+    expect(REFERENCE_KERNEL_INFO.workloads[w].name).toBe(w);
+  });
+
+  it("expected outputs agree with host-side computations (scripts/crosscheck-kernel.py)", () => {
+    const r = spawnSync("python3", [join(pkg, "scripts/crosscheck-kernel.py"), imagesDir], { encoding: "utf8" });
+    expect(r.error, "python3 is needed for the cross-check").toBeUndefined();
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  }, 60_000);
 });

@@ -5,7 +5,10 @@ struct hvm_start_info *start_info;
 
 /* ---------------------------------------------------------------- console and exit */
 
+/* A program built with -DRT_EXTERNAL_CONSOLE (the reference kernel) supplies its own putc. */
+#ifndef RT_EXTERNAL_CONSOLE
 void putc(char c) { outb(DEBUGCON_PORT, (uint8_t)c); }
+#endif
 
 void putn(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)

@@ -1,0 +1,881 @@
+/*
+ * vtlab reference guest kernel.
+ *
+ * A small preemptive kernel for benchmarking virtualization: its own 16550 UART console (COM1),
+ * its own page tables and IDT, demand paging from a frame pool, processes in separate address
+ * spaces at CPL 3 with copy-on-write fork, a round-robin scheduler driven by the local APIC
+ * timer (x2APIC through MSRs; xAPIC MMIO only where the CPU lacks x2APIC), INT 0x80 system
+ * calls, and an ATA PIO disk driver. The workload is chosen on the command line:
+ *
+ *   workload=compute|ptemod|forkwait|disk  plus  iterations=N procs=N pages=N forks=N mib=N ...
+ *
+ * Uses the shared runtime (PVH entry, exception stubs, string functions, printf, command line);
+ * built with -DRT_EXTERNAL_CONSOLE so putc() below (the UART) is the console.
+ */
+#include "rt.h"
+
+/* ---------------------------------------------------------------- port I/O */
+
+static inline void outw(uint16_t port, uint16_t v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
+static inline uint16_t inw(uint16_t port) { uint16_t v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline void insw(uint16_t port, void *buf, size_t n) {
+    __asm__ volatile("rep insw" : "+D"(buf), "+c"(n) : "d"(port) : "memory");
+}
+static inline void outsw(uint16_t port, const void *buf, size_t n) {
+    __asm__ volatile("rep outsw" : "+S"(buf), "+c"(n) : "d"(port) : "memory");
+}
+
+/* ---------------------------------------------------------------- 16550 UART console */
+
+#define COM1 0x3F8
+#define UART_THR 0    /* DLAB=0: transmit holding register; DLAB=1: divisor low */
+#define UART_IER 1    /* DLAB=0: interrupt enable; DLAB=1: divisor high */
+#define UART_FCR 2
+#define UART_LCR 3
+#define UART_MCR 4
+#define UART_LSR 5
+#define UART_LSR_THRE 0x20
+
+static void uart_init(void) {
+    outb(COM1 + UART_IER, 0x00);     /* no interrupts */
+    outb(COM1 + UART_LCR, 0x80);     /* DLAB */
+    outb(COM1 + UART_THR, 0x01);     /* divisor 1: 115200 baud */
+    outb(COM1 + UART_IER, 0x00);
+    outb(COM1 + UART_LCR, 0x03);     /* 8N1, DLAB off */
+    outb(COM1 + UART_FCR, 0x07);     /* FIFOs on and cleared */
+    outb(COM1 + UART_MCR, 0x03);     /* DTR, RTS */
+}
+
+void putc(char c) {
+    while (!(inb(COM1 + UART_LSR) & UART_LSR_THRE))
+        ;
+    outb(COM1 + UART_THR, (uint8_t)c);
+}
+
+/* ---------------------------------------------------------------- command line */
+
+static int verbose;
+
+/* Copies the value of "key=value" into out (NUL-terminated); returns 0 when absent. */
+static int cmdline_str(const char *key, char *out, size_t size) {
+    const char *p = cmdline();
+    size_t klen = strlen(key);
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        const char *tok = p;
+        while (*p && *p != ' ')
+            p++;
+        if ((size_t)(p - tok) > klen && memcmp(tok, key, klen) == 0 && tok[klen] == '=') {
+            size_t n = (size_t)(p - tok) - klen - 1;
+            if (n >= size)
+                n = size - 1;
+            memcpy(out, tok + klen + 1, n);
+            out[n] = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- GDT, TSS, IDT */
+
+#define KERNEL_CS 0x08
+#define USER_DS   0x23   /* 0x20 | RPL 3 */
+#define USER_CS   0x2B   /* 0x28 | RPL 3 */
+#define TSS_SEL   0x30
+
+struct __attribute__((packed)) tss64 {
+    uint32_t reserved0;
+    uint64_t rsp[3];
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3;
+    uint16_t iomap_base;
+};
+
+static struct tss64 tss __attribute__((aligned(16)));
+static uint8_t kernel_stack[16384] __attribute__((aligned(16)));
+
+static void tss_init(void) {
+    tss.rsp[0] = (uint64_t)(uintptr_t)(kernel_stack + sizeof kernel_stack);
+    tss.iomap_base = sizeof tss;   /* no I/O bitmap: CPL 3 may not use ports */
+    uint64_t base = (uint64_t)(uintptr_t)&tss, limit = sizeof tss - 1;
+    gdt[6] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) |
+             (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
+    gdt[7] = base >> 32;
+    __asm__ volatile("ltr %w0" : : "r"(TSS_SEL));
+}
+
+struct idt_gate {
+    uint16_t offset_lo, selector;
+    uint8_t ist, type_attr;
+    uint16_t offset_mid;
+    uint32_t offset_hi, reserved;
+};
+
+static struct idt_gate kidt[256] __attribute__((aligned(16)));
+extern const uint64_t trap_stubs[32];
+extern const uint64_t trap_stub_int80;
+extern char irq_stub_timer[], irq_stub_spurious[];
+
+#define VEC_TIMER    0x20
+#define VEC_SYSCALL  0x80
+#define VEC_SPURIOUS 0xFF
+
+static void kidt_set(unsigned v, uint64_t addr, unsigned dpl) {
+    kidt[v] = (struct idt_gate){ (uint16_t)addr, KERNEL_CS, 0, (uint8_t)(0x8E | (dpl << 5)),
+                                 (uint16_t)(addr >> 16), (uint32_t)(addr >> 32), 0 };
+}
+
+static void kidt_init(void) {
+    for (unsigned v = 0; v < 32; v++)
+        kidt_set(v, trap_stubs[v], 0);
+    kidt_set(VEC_TIMER, (uint64_t)(uintptr_t)irq_stub_timer, 0);
+    kidt_set(VEC_SPURIOUS, (uint64_t)(uintptr_t)irq_stub_spurious, 0);
+    kidt_set(VEC_SYSCALL, trap_stub_int80, 3);
+    struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr = {
+        sizeof kidt - 1, (uint64_t)(uintptr_t)kidt
+    };
+    __asm__ volatile("lidt %0" : : "m"(idtr));
+}
+
+/* ---------------------------------------------------------------- physical frames */
+
+#define PAGE 4096ull
+#define PTE_PCD 0x010ull
+#define PTE_PWT 0x008ull
+#define PTE_COW 0x200ull   /* software bit: read-only because shared copy-on-write */
+#define KERNEL_MAP_TOP (1ull << 30)
+
+extern char __user_start[], __user_end[], __user_phys[];
+extern void user_entry(void);
+
+static uint64_t pool_start, pool_end, free_list, frames_free;
+static uint16_t frame_ref[KERNEL_MAP_TOP / PAGE];
+
+static int is_pool(uint64_t pa) { return pa >= pool_start && pa < pool_end; }
+
+static void pool_init(struct hvm_start_info *si) {
+    uint64_t top = 32ull << 20;
+    if (si->version >= 1 && si->memmap_paddr) {
+        const struct hvm_memmap_table_entry *e = (const void *)(uintptr_t)si->memmap_paddr;
+        for (uint32_t i = 0; i < si->memmap_entries; i++)
+            if (e[i].type == XEN_HVM_MEMMAP_TYPE_RAM && e[i].addr <= 0x100000 && e[i].addr + e[i].size > 0x100000)
+                top = e[i].addr + e[i].size;
+    }
+    if (top > KERNEL_MAP_TOP)
+        top = KERNEL_MAP_TOP;
+    pool_start = ((uint64_t)(uintptr_t)__image_end + PAGE - 1) & ~(PAGE - 1);
+    pool_end = top & ~(PAGE - 1);
+    if (pool_end <= pool_start + (1u << 20))
+        panic("not enough memory: top 0x%llx", (unsigned long long)top);
+    /* the free list in ascending order, so allocation is deterministic */
+    for (uint64_t pa = pool_end - PAGE; pa >= pool_start; pa -= PAGE) {
+        *(uint64_t *)(uintptr_t)pa = free_list;
+        free_list = pa;
+        frames_free++;
+    }
+}
+
+static uint64_t frame_alloc(void) {
+    uint64_t pa = free_list;
+    if (!pa)
+        panic("out of frames");
+    free_list = *(uint64_t *)(uintptr_t)pa;
+    frames_free--;
+    memset((void *)(uintptr_t)pa, 0, PAGE);
+    frame_ref[pa / PAGE] = 1;
+    return pa;
+}
+
+static void frame_put(uint64_t pa) {
+    if (!is_pool(pa))
+        return;
+    if (frame_ref[pa / PAGE] == 0)
+        panic("frame 0x%llx freed twice", (unsigned long long)pa);
+    if (--frame_ref[pa / PAGE])
+        return;
+    *(uint64_t *)(uintptr_t)pa = free_list;
+    free_list = pa;
+    frames_free++;
+}
+
+/* ---------------------------------------------------------------- page tables */
+
+/* Kernel tables: PML4[0] -> PDPT: [0] the first 1 GiB in 2 MiB pages (supervisor),
+   [3] a PD with the local APIC page (xAPIC fallback only). User space: PDPT[1] and [2]
+   (0x40000000..0xBFFFFFFF), per process. */
+static uint64_t kpml4[512] __attribute__((aligned(4096)));
+static uint64_t kpdpt[512] __attribute__((aligned(4096)));
+static uint64_t kpd[512] __attribute__((aligned(4096)));
+static uint64_t kpd_apic[512] __attribute__((aligned(4096)));
+
+#define USER_BASE      0x40000000ull
+#define USER_CODE      USER_BASE
+#define USER_HEAP      0x50000000ull
+#define USER_STACK_LO  0x7FF00000ull
+#define USER_TOP       0x80000000ull
+
+static void paging_init(void) {
+    for (uint64_t i = 0; i < 512; i++)
+        kpd[i] = (i << 21) | PTE_P | PTE_W | PTE_PS;
+    kpdpt[0] = (uint64_t)(uintptr_t)kpd | PTE_P | PTE_W;
+    kpd_apic[0xFEE00000ull >> 21 & 511] = 0xFEE00000ull | PTE_P | PTE_W | PTE_PS | PTE_PCD | PTE_PWT;
+    kpdpt[3] = (uint64_t)(uintptr_t)kpd_apic | PTE_P | PTE_W;
+    kpml4[0] = (uint64_t)(uintptr_t)kpdpt | PTE_P | PTE_W;
+    write_cr3((uint64_t)(uintptr_t)kpml4);
+}
+
+static uint64_t *table(uint64_t entry) { return (uint64_t *)(uintptr_t)(entry & PTE_ADDR_MASK); }
+
+/* The PTE of va in the address space rooted at pml4 (allocating tables when create), or NULL. */
+static uint64_t *pte_of(uint64_t cr3, uint64_t va, int create) {
+    uint64_t *pdpt = table(table(cr3)[0]);
+    uint64_t *e = &pdpt[(va >> 30) & 511];
+    for (int level = 0; level < 2; level++) {
+        if (!(*e & PTE_P)) {
+            if (!create)
+                return 0;
+            *e = frame_alloc() | PTE_P | PTE_W | PTE_U;
+        }
+        e = &table(*e)[(va >> (21 - 9 * level)) & 511];
+    }
+    return e;
+}
+
+/* ---------------------------------------------------------------- processes */
+
+#define NPROC 32
+enum { P_FREE, P_RUNNABLE, P_WAITING, P_ZOMBIE };
+
+struct proc {
+    int state;
+    uint64_t pid, parent;
+    uint64_t cr3;
+    uint64_t status;
+    struct trap_frame tf;
+};
+
+static struct proc procs[NPROC];
+static struct proc *cur;
+static uint64_t next_pid = 1;
+static uint64_t report_checksum;
+static int report_ok = -1;
+static const char *workload_name;
+
+static struct {
+    uint64_t ticks, switches, faults, cow_copies, cow_reuse, forks, exits, syscalls, unmapped;
+} stats;
+
+static uint64_t as_create(void) {
+    uint64_t pml4 = frame_alloc(), pdpt = frame_alloc();
+    table(pml4)[0] = pdpt | PTE_P | PTE_W | PTE_U;
+    table(pdpt)[0] = kpdpt[0];
+    table(pdpt)[3] = kpdpt[3];
+    return pml4;
+}
+
+/* Maps the user program (code and read-only data) read-only at USER_CODE. */
+static void as_map_code(uint64_t cr3) {
+    uint64_t n = (uint64_t)(__user_end - __user_start);
+    for (uint64_t off = 0; off < n; off += PAGE)
+        *pte_of(cr3, USER_CODE + off, 1) = ((uint64_t)(uintptr_t)__user_phys + off) | PTE_P | PTE_U;
+}
+
+/* Frees every user page and table of an address space, and the address space itself. */
+static void as_destroy(uint64_t cr3) {
+    uint64_t *pdpt = table(table(cr3)[0]);
+    for (int i = 1; i < 3; i++) {
+        if (!(pdpt[i] & PTE_P))
+            continue;
+        uint64_t *pd = table(pdpt[i]);
+        for (int j = 0; j < 512; j++) {
+            if (!(pd[j] & PTE_P))
+                continue;
+            uint64_t *pt = table(pd[j]);
+            for (int k = 0; k < 512; k++)
+                if (pt[k] & PTE_P)
+                    frame_put(pt[k] & PTE_ADDR_MASK);
+            frame_put(pd[j] & PTE_ADDR_MASK);
+        }
+        frame_put(pdpt[i] & PTE_ADDR_MASK);
+    }
+    frame_put(table(cr3)[0] & PTE_ADDR_MASK);
+    frame_put(cr3);
+}
+
+/* Copies the user part of an address space; writable pool pages become shared copy-on-write. */
+static uint64_t as_fork(uint64_t src) {
+    uint64_t dst = as_create();
+    uint64_t *spdpt = table(table(src)[0]), *dpdpt = table(table(dst)[0]);
+    for (int i = 1; i < 3; i++) {
+        if (!(spdpt[i] & PTE_P))
+            continue;
+        uint64_t dpd_pa = frame_alloc();
+        dpdpt[i] = dpd_pa | PTE_P | PTE_W | PTE_U;
+        uint64_t *spd = table(spdpt[i]), *dpd = table(dpd_pa);
+        for (int j = 0; j < 512; j++) {
+            if (!(spd[j] & PTE_P))
+                continue;
+            uint64_t dpt_pa = frame_alloc();
+            dpd[j] = dpt_pa | PTE_P | PTE_W | PTE_U;
+            uint64_t *spt = table(spd[j]), *dpt = table(dpt_pa);
+            for (int k = 0; k < 512; k++) {
+                uint64_t e = spt[k];
+                if (!(e & PTE_P))
+                    continue;
+                uint64_t pa = e & PTE_ADDR_MASK;
+                if (is_pool(pa)) {
+                    if (e & PTE_W)
+                        e = (e & ~PTE_W) | PTE_COW;
+                    spt[k] = e;
+                    frame_ref[pa / PAGE]++;
+                }
+                dpt[k] = e;
+            }
+        }
+    }
+    write_cr3(src);   /* the parent's writable PTEs became read-only: flush its TLB */
+    return dst;
+}
+
+static struct proc *proc_alloc(void) {
+    for (int i = 0; i < NPROC; i++)
+        if (procs[i].state == P_FREE) {
+            memset(&procs[i], 0, sizeof procs[i]);
+            procs[i].pid = next_pid++;
+            return &procs[i];
+        }
+    return 0;
+}
+
+static void finish(void) __attribute__((noreturn));
+
+/* Saves the interrupted context (frame f) of cur and resumes next in f. */
+static void switch_to(struct trap_frame *f, struct proc *next) {
+    if (next == cur)
+        return;
+    if (cur && cur->state != P_FREE && cur->state != P_ZOMBIE)
+        cur->tf = *f;
+    *f = next->tf;
+    write_cr3(next->cr3);
+    cur = next;
+    stats.switches++;
+}
+
+/* Round robin: the next runnable process after cur (cur itself last). */
+static struct proc *pick_next(void) {
+    int start = cur ? (int)(cur - procs) : NPROC - 1;
+    for (int n = 1; n <= NPROC; n++) {
+        struct proc *p = &procs[(start + n) % NPROC];
+        if (p->state == P_RUNNABLE)
+            return p;
+    }
+    return 0;
+}
+
+static void schedule(struct trap_frame *f) {
+    struct proc *next = pick_next();
+    if (!next)
+        finish();
+    switch_to(f, next);
+}
+
+static void reap(struct proc *parent, struct proc *child) {
+    parent->tf.rax = child->pid;
+    parent->tf.rdx = child->status;
+    child->state = P_FREE;
+}
+
+static void proc_exit(struct trap_frame *f, uint64_t status) {
+    struct proc *p = cur;
+    write_cr3((uint64_t)(uintptr_t)kpml4);
+    as_destroy(p->cr3);
+    p->cr3 = 0;
+    p->status = status;
+    p->state = P_ZOMBIE;
+    stats.exits++;
+    for (int i = 0; i < NPROC; i++)   /* orphans are reaped by nobody: free their slots */
+        if (procs[i].parent == p->pid) {
+            procs[i].parent = 0;
+            if (procs[i].state == P_ZOMBIE)
+                procs[i].state = P_FREE;
+        }
+    if (p->pid == 1)
+        finish();
+    struct proc *parent = 0;
+    for (int i = 0; i < NPROC; i++)
+        if (procs[i].state != P_FREE && procs[i].pid == p->parent)
+            parent = &procs[i];
+    if (!parent)
+        p->state = P_FREE;
+    else if (parent->state == P_WAITING) {
+        reap(parent, p);
+        parent->state = P_RUNNABLE;
+    }
+    schedule(f);
+}
+
+/* ---------------------------------------------------------------- page faults */
+
+static int user_range(uint64_t va, uint64_t len) {
+    return va >= USER_BASE && va < USER_TOP && len <= USER_TOP - va;
+}
+
+/* Resolves a fault at va in the current address space; returns 0 if it is a real violation. */
+static int resolve_fault(uint64_t va, uint64_t err) {
+    if (!cur || !cur->cr3 || va < USER_HEAP || va >= USER_TOP)
+        return 0;
+    uint64_t *pte = pte_of(cur->cr3, va, 1);
+    uint64_t page = va & ~(PAGE - 1);
+    if (!(*pte & PTE_P)) {
+        *pte = frame_alloc() | PTE_P | PTE_W | PTE_U;   /* demand zero */
+        stats.faults++;
+        return 1;
+    }
+    if ((err & 2) && (*pte & PTE_COW)) {
+        uint64_t pa = *pte & PTE_ADDR_MASK;
+        if (frame_ref[pa / PAGE] == 1) {
+            *pte = (*pte & ~PTE_COW) | PTE_W;
+            stats.cow_reuse++;
+        } else {
+            uint64_t copy = frame_alloc();
+            memcpy((void *)(uintptr_t)copy, (const void *)(uintptr_t)pa, PAGE);
+            frame_put(pa);
+            *pte = copy | PTE_P | PTE_W | PTE_U;
+            stats.cow_copies++;
+        }
+        invlpg((const void *)(uintptr_t)page);
+        return 1;
+    }
+    return 0;
+}
+
+static int on_page_fault(struct trap_frame *f) {
+    uint64_t va = read_cr2();
+    if (resolve_fault(va, f->error_code))
+        return 1;
+    if ((f->cs & 3) == 3) {
+        printf("FAIL pid %llu: segmentation fault at 0x%llx (error 0x%llx, rip 0x%llx)\n",
+               (unsigned long long)cur->pid, (unsigned long long)va,
+               (unsigned long long)f->error_code, (unsigned long long)f->rip);
+        rt_exit(EXIT_FAILURE_CODE);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- local APIC timer */
+
+#define MSR_APIC_BASE   0x1B
+#define APIC_BASE_EN    (1ull << 11)
+#define APIC_BASE_EXTD  (1ull << 10)
+#define X2APIC_EOI      0x80B
+#define X2APIC_SVR      0x80F
+#define X2APIC_LVT_TMR  0x832
+#define X2APIC_LVT_LINT0 0x835
+#define X2APIC_LVT_LINT1 0x836
+#define X2APIC_TMR_INIT 0x838
+#define X2APIC_TMR_DIV  0x83E
+#define LVT_MASKED      (1u << 16)
+#define LVT_PERIODIC    (1u << 17)
+
+static int x2apic;
+static volatile uint32_t *const xapic = (volatile uint32_t *)(uintptr_t)0xFEE00000u;
+
+/* x2APIC MSR n is the xAPIC register at MMIO offset (n - 0x800) << 4. */
+static void apic_write(uint32_t msr, uint32_t v) {
+    if (x2apic)
+        wrmsr(msr, v);
+    else
+        xapic[((msr - 0x800) << 4) / 4] = v;
+}
+
+static void apic_init(uint32_t count) {
+    uint32_t a = 1, b, c, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d));
+    x2apic = (c >> 21) & 1;
+    uint64_t base = rdmsr(MSR_APIC_BASE);
+    base |= APIC_BASE_EN;
+    if (x2apic)
+        base |= APIC_BASE_EXTD;
+    wrmsr(MSR_APIC_BASE, base);
+    apic_write(X2APIC_SVR, 0x100 | VEC_SPURIOUS);
+    apic_write(X2APIC_LVT_LINT0, LVT_MASKED);
+    apic_write(X2APIC_LVT_LINT1, LVT_MASKED);
+    apic_write(X2APIC_TMR_DIV, 0xB);                       /* divide by 1 */
+    apic_write(X2APIC_LVT_TMR, LVT_PERIODIC | VEC_TIMER);
+    apic_write(X2APIC_TMR_INIT, count);
+}
+
+static int on_timer(struct trap_frame *f) {
+    stats.ticks++;
+    apic_write(X2APIC_EOI, 0);
+    if ((f->cs & 3) == 3)
+        schedule(f);   /* preempt: round robin */
+    return 1;
+}
+
+/* ---------------------------------------------------------------- system calls */
+
+enum {
+    SYS_WRITE = 0, SYS_EXIT = 1, SYS_FORK = 2, SYS_WAIT = 3, SYS_GETPID = 4, SYS_YIELD = 5,
+    SYS_UNMAP = 6, SYS_REPORT = 7,
+};
+
+static int on_syscall(struct trap_frame *f) {
+    stats.syscalls++;
+    switch (f->rax) {
+    case SYS_WRITE: {   /* write(buf, len): to the console */
+        uint64_t buf = f->rdi, len = f->rsi;
+        if (!user_range(buf, len)) {
+            f->rax = (uint64_t)-1;
+            break;
+        }
+        for (uint64_t i = 0; i < len; i++)
+            putc(((const char *)(uintptr_t)buf)[i]);   /* faults in pages like a user access */
+        f->rax = len;
+        break;
+    }
+    case SYS_EXIT:
+        proc_exit(f, f->rdi);
+        break;
+    case SYS_FORK: {
+        struct proc *child = proc_alloc();
+        if (!child) {
+            f->rax = (uint64_t)-1;
+            break;
+        }
+        child->parent = cur->pid;
+        child->cr3 = as_fork(cur->cr3);
+        child->tf = *f;
+        child->tf.rax = 0;
+        child->state = P_RUNNABLE;
+        stats.forks++;
+        f->rax = child->pid;
+        break;
+    }
+    case SYS_WAIT: {    /* wait(): rax = pid of an exited child (or -1), rdx = its status */
+        int children = 0;
+        for (int i = 0; i < NPROC; i++) {
+            struct proc *p = &procs[i];
+            if (p->state == P_FREE || p->parent != cur->pid)
+                continue;
+            children++;
+            if (p->state == P_ZOMBIE) {
+                reap(cur, p);
+                f->rax = cur->tf.rax;
+                f->rdx = cur->tf.rdx;
+                return 1;
+            }
+        }
+        if (!children) {
+            f->rax = (uint64_t)-1;
+            break;
+        }
+        cur->state = P_WAITING;
+        cur->tf = *f;
+        schedule(f);
+        break;
+    }
+    case SYS_GETPID:
+        f->rax = cur->pid;
+        break;
+    case SYS_YIELD:
+        f->rax = 0;
+        schedule(f);
+        break;
+    case SYS_UNMAP: {   /* unmap(addr, len): drop heap pages; they fault in again zeroed */
+        uint64_t va = f->rdi & ~(PAGE - 1), end = f->rdi + f->rsi;
+        if (!user_range(va, f->rsi) || va < USER_HEAP) {
+            f->rax = (uint64_t)-1;
+            break;
+        }
+        for (; va < end; va += PAGE) {
+            uint64_t *pte = pte_of(cur->cr3, va, 0);
+            if (pte && (*pte & PTE_P)) {
+                frame_put(*pte & PTE_ADDR_MASK);
+                *pte = 0;
+                invlpg((const void *)(uintptr_t)va);
+                stats.unmapped++;
+            }
+        }
+        f->rax = 0;
+        break;
+    }
+    case SYS_REPORT:    /* report(checksum, ok): the workload's result, printed at the end */
+        report_checksum = f->rdi;
+        report_ok = f->rsi != 0;
+        f->rax = 0;
+        break;
+    default:
+        f->rax = (uint64_t)-1;
+    }
+    /* a waiting process resumed by switch_to already has its rax/rdx from reap() */
+    return 1;
+}
+
+/* ---------------------------------------------------------------- ATA PIO */
+
+#define ATA_DATA    0x1F0
+#define ATA_ERROR   0x1F1
+#define ATA_COUNT   0x1F2
+#define ATA_LBA0    0x1F3
+#define ATA_LBA1    0x1F4
+#define ATA_LBA2    0x1F5
+#define ATA_DRIVE   0x1F6
+#define ATA_STATUS  0x1F7   /* read: status; write: command */
+#define ATA_CTRL    0x3F6   /* write: device control; read: alternate status */
+#define ATA_BSY 0x80
+#define ATA_DRDY 0x40
+#define ATA_DF  0x20
+#define ATA_DRQ 0x08
+#define ATA_ERR 0x01
+#define ATA_NIEN 0x02
+
+#define ATA_CMD_READ_SECTORS   0x20
+#define ATA_CMD_WRITE_SECTORS  0x30
+#define ATA_CMD_READ_MULTIPLE  0xC4
+#define ATA_CMD_WRITE_MULTIPLE 0xC5
+#define ATA_CMD_SET_MULTIPLE   0xC6
+#define ATA_CMD_IDENTIFY       0xEC
+
+static uint8_t ata_wait_idle(void) {
+    uint8_t s;
+    for (uint64_t n = 0;; n++) {
+        s = inb(ATA_STATUS);
+        if (!(s & ATA_BSY))
+            return s;
+        if (n > 100000000)
+            panic("ata: BSY timeout");
+    }
+}
+
+static void ata_wait_drq(const char *what) {
+    uint8_t s = ata_wait_idle();
+    if (s & (ATA_ERR | ATA_DF))
+        panic("ata: %s: status 0x%02x error 0x%02x", what, s, inb(ATA_ERROR));
+    if (!(s & ATA_DRQ))
+        panic("ata: %s: no DRQ (status 0x%02x)", what, s);
+}
+
+static void ata_delay(void) {   /* 400 ns: four reads of the alternate status */
+    for (int i = 0; i < 4; i++)
+        (void)inb(ATA_CTRL);
+}
+
+static void ata_command(uint8_t cmd, uint32_t lba, uint32_t count) {
+    ata_wait_idle();
+    outb(ATA_DRIVE, (uint8_t)(0xE0 | ((lba >> 24) & 0x0F)));   /* master, LBA */
+    ata_delay();
+    ata_wait_idle();
+    outb(ATA_COUNT, (uint8_t)count);   /* 256 is written as 0 */
+    outb(ATA_LBA0, (uint8_t)lba);
+    outb(ATA_LBA1, (uint8_t)(lba >> 8));
+    outb(ATA_LBA2, (uint8_t)(lba >> 16));
+    outb(ATA_STATUS, cmd);
+    ata_delay();
+}
+
+static uint16_t ident[256];
+
+/* Identifies the primary master; returns its LBA28 sector count, 0 when there is no disk. */
+static uint32_t ata_identify(void) {
+    outb(ATA_CTRL, ATA_NIEN);   /* no disk interrupts: everything is polled */
+    outb(ATA_DRIVE, 0xA0);
+    ata_delay();
+    if (inb(ATA_STATUS) == 0xFF)
+        return 0;   /* floating bus */
+    ata_command(ATA_CMD_IDENTIFY, 0, 0);
+    outb(ATA_DRIVE, 0xA0);
+    if (inb(ATA_STATUS) == 0)
+        return 0;
+    ata_wait_drq("IDENTIFY");
+    insw(ATA_DATA, ident, 256);
+    if (!(ident[49] & (1u << 9)))
+        panic("ata: no LBA support");
+    return ident[60] | (uint32_t)ident[61] << 16;
+}
+
+static void ata_set_multiple(unsigned count) {
+    ata_command(ATA_CMD_SET_MULTIPLE, 0, count);
+    uint8_t s = ata_wait_idle();
+    if (s & ATA_ERR)
+        panic("ata: SET MULTIPLE %u rejected (error 0x%02x)", count, inb(ATA_ERROR));
+}
+
+/* Transfers count (1..256) sectors at lba; block = sectors per DRQ (1, or the multiple count). */
+static void ata_rw(int write, uint32_t lba, unsigned count, unsigned block, void *buf) {
+    uint8_t cmd = block > 1 ? (write ? ATA_CMD_WRITE_MULTIPLE : ATA_CMD_READ_MULTIPLE)
+                            : (write ? ATA_CMD_WRITE_SECTORS : ATA_CMD_READ_SECTORS);
+    ata_command(cmd, lba, count & 0xFF);
+    uint16_t *p = buf;
+    for (unsigned done = 0; done < count;) {
+        unsigned n = count - done < block ? count - done : block;
+        ata_wait_drq(write ? "write" : "read");
+        if (write)
+            outsw(ATA_DATA, p, 256 * n);
+        else
+            insw(ATA_DATA, p, 256 * n);
+        p += 256 * n;
+        done += n;
+    }
+    uint8_t s = ata_wait_idle();
+    if (s & (ATA_ERR | ATA_DF))
+        panic("ata: status 0x%02x error 0x%02x after %s at lba %u", s, inb(ATA_ERROR), write ? "write" : "read", lba);
+}
+
+static uint64_t splitmix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+#define DISK_CHUNK 128   /* sectors per command */
+static uint64_t disk_buf[DISK_CHUNK * 64];
+
+static void fill(uint32_t lba, unsigned count) {
+    for (unsigned s = 0; s < count; s++)
+        for (unsigned k = 0; k < 64; k++)
+            disk_buf[s * 64 + k] = splitmix(((uint64_t)(lba + s) << 6) | k);
+}
+
+static void workload_disk(void) __attribute__((noreturn));
+static void workload_disk(void) {
+    uint64_t mib = cmdline_uint("mib", 2), lba0 = cmdline_uint("lba", 0);
+    unsigned mult = (unsigned)cmdline_uint("multiple", 8);
+    uint32_t sectors = (uint32_t)(mib * 2048);
+    if (mib == 0 || mib > 4096 || mult == 0 || mult > 128 || (mult & (mult - 1)))
+        panic("disk: bad parameters mib=%llu multiple=%u", (unsigned long long)mib, mult);
+    uint32_t capacity = ata_identify();
+    if (!capacity)
+        panic("disk: no ATA disk on the primary channel");
+    unsigned max_mult = ident[47] & 0xFF;
+    if (verbose)
+        printf("ata: %u sectors, max multiple %u\n", capacity, max_mult);
+    if (lba0 + sectors > capacity)
+        panic("disk: %u sectors from lba %llu do not fit the disk", sectors, (unsigned long long)lba0);
+    if (mult > max_mult)
+        mult = max_mult ? max_mult : 1;
+    if (mult > 1)
+        ata_set_multiple(mult);
+    printf("disk: %llu MiB (%u sectors) from lba %llu, multiple %u\n", (unsigned long long)mib, sectors,
+           (unsigned long long)lba0, mult);
+    /* first half with WRITE SECTORS, second half with WRITE MULTIPLE; read back the other way */
+    uint32_t half = sectors / 2;
+    for (uint32_t s = 0; s < sectors; s += DISK_CHUNK) {
+        unsigned n = sectors - s < DISK_CHUNK ? sectors - s : DISK_CHUNK;
+        uint32_t lba = (uint32_t)lba0 + s;
+        fill(lba, n);
+        ata_rw(1, lba, n, s < half ? 1 : mult, disk_buf);
+    }
+    printf("disk: wrote %u sectors (WRITE SECTORS then WRITE MULTIPLE)\n", sectors);
+    uint64_t sum = FNV64_INIT, bad = 0;
+    for (uint32_t s = 0; s < sectors; s += DISK_CHUNK) {
+        unsigned n = sectors - s < DISK_CHUNK ? sectors - s : DISK_CHUNK;
+        uint32_t lba = (uint32_t)lba0 + s;
+        ata_rw(0, lba, n, s < half ? mult : 1, disk_buf);
+        for (unsigned i = 0; i < n; i++)
+            for (unsigned k = 0; k < 64; k++) {
+                uint64_t v = disk_buf[i * 64 + k];
+                if (v != splitmix(((uint64_t)(lba + i) << 6) | k) && bad++ < 4)
+                    printf("disk: MISMATCH lba %u qword %u\n", lba + i, k);
+                sum = (sum ^ v) * 0x100000001b3ull;
+            }
+    }
+    if (bad) {
+        panic("disk: %llu qwords differ", (unsigned long long)bad);
+    }
+    printf("disk: read back %u sectors (READ MULTIPLE then READ SECTORS), all match\n", sectors);
+    report_checksum = sum;
+    report_ok = 1;
+    finish();
+}
+
+/* ---------------------------------------------------------------- boot and finish */
+
+static void finish(void) {
+    if (verbose)
+        printf("stats: ticks %llu switches %llu faults %llu cow-copies %llu cow-reuse %llu forks %llu exits %llu "
+               "syscalls %llu unmapped %llu frames-free %llu apic %s\n",
+               (unsigned long long)stats.ticks, (unsigned long long)stats.switches,
+               (unsigned long long)stats.faults, (unsigned long long)stats.cow_copies,
+               (unsigned long long)stats.cow_reuse, (unsigned long long)stats.forks,
+               (unsigned long long)stats.exits, (unsigned long long)stats.syscalls,
+               (unsigned long long)stats.unmapped, (unsigned long long)frames_free, x2apic ? "x2apic" : "xapic");
+    if (report_ok != 1)
+        panic("%s: no successful result reported", workload_name);
+    pass(workload_name, report_checksum);
+}
+
+enum { W_COMPUTE = 1, W_PTEMOD = 2, W_FORKWAIT = 3 };
+
+static struct trap_frame init_frame;
+void kernel_enter_user(struct trap_frame *f) __attribute__((noreturn));
+
+int kmain(struct hvm_start_info *si) {
+    uart_init();
+    static char wl[16];
+    if (!cmdline_str("workload", wl, sizeof wl))
+        memcpy(wl, "compute", 8);
+    workload_name = wl;
+    printf("vtlab reference kernel: workload=%s\n", wl);
+    verbose = cmdline_uint("verbose", 0) != 0;
+
+    kidt_init();
+    tss_init();
+    paging_init();
+    pool_init(si);
+    trap_set_handler(X86_EXC_PF, on_page_fault);
+    trap_set_handler(VEC_TIMER, on_timer);
+    trap_set_handler(VEC_SYSCALL, on_syscall);
+
+    uint64_t which, a, b;
+    if (strcmp(wl, "compute") == 0) {
+        which = W_COMPUTE;
+        a = cmdline_uint("procs", 4);
+        b = cmdline_uint("iterations", 1000000);
+        if (a < 1 || a > 16)
+            panic("compute: procs must be 1..16");
+        printf("compute: %llu processes x %llu iterations\n", (unsigned long long)a, (unsigned long long)b);
+    } else if (strcmp(wl, "ptemod") == 0) {
+        which = W_PTEMOD;
+        a = cmdline_uint("iterations", 100);
+        b = cmdline_uint("pages", 64);
+        if (b < 1 || b > 65536)
+            panic("ptemod: pages must be 1..65536");
+        printf("ptemod: %llu iterations x %llu pages\n", (unsigned long long)a, (unsigned long long)b);
+    } else if (strcmp(wl, "forkwait") == 0) {
+        which = W_FORKWAIT;
+        a = cmdline_uint("forks", cmdline_uint("iterations", 1000));
+        b = cmdline_uint("pages", 16);
+        if (b < 1 || b > 1024)
+            panic("forkwait: pages must be 1..1024");
+        printf("forkwait: %llu forks, %llu shared heap pages\n", (unsigned long long)a, (unsigned long long)b);
+    } else if (strcmp(wl, "disk") == 0) {
+        workload_disk();
+    } else {
+        panic("unknown workload '%s' (compute, ptemod, forkwait, disk)", wl);
+    }
+
+    apic_init((uint32_t)cmdline_uint("timer", 100000));
+
+    struct proc *init = proc_alloc();
+    init->cr3 = as_create();
+    as_map_code(init->cr3);
+    init->state = P_RUNNABLE;
+    init->tf.rip = (uint64_t)(uintptr_t)user_entry;
+    init->tf.cs = USER_CS;
+    init->tf.ss = USER_DS;
+    init->tf.rsp = USER_TOP - 8;
+    init->tf.rflags = 0x202;   /* IF: the timer preempts user code */
+    init->tf.rdi = which;
+    init->tf.rsi = a;
+    init->tf.rdx = b;
+    cur = init;
+    write_cr3(init->cr3);
+    init_frame = init->tf;
+    kernel_enter_user(&init_frame);
+}

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Regenerates images/kernel-<workload>.expected: the reference kernel's console (COM1) under QEMU
+# (scripts/qemu.sh with QEMU_CONSOLE=serial, -cpu max, a scratch 8 MiB raw disk as the primary
+# IDE master) for each workload at its default parameters, refusing any run whose exit code is
+# not 0. Then checks them against host-side computations (scripts/crosscheck-kernel.py).
+#
+#   scripts/kernel-expected.sh [check]     (check: compare instead of overwriting)
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+mode=${1:-write}
+disk=$(mktemp)
+trap 'rm -f "$disk" "$disk.out"' EXIT INT TERM
+status=0
+for w in compute ptemod forkwait disk; do
+    truncate -s 0 "$disk"
+    truncate -s 8M "$disk"
+    if ! QEMU_CONSOLE=serial QEMU_CPU=max QEMU_DISK="$disk" \
+        sh "$here/scripts/qemu.sh" "$here/images/kernel.elf" "workload=$w" > "$disk.out" 2>/dev/null; then
+        echo "FAIL kernel-$w: guest did not exit with 0" >&2
+        cat "$disk.out" >&2
+        status=1
+        continue
+    fi
+    if [ "$mode" = check ]; then
+        if cmp -s "$disk.out" "$here/images/kernel-$w.expected"; then echo "ok   kernel-$w"; else echo "FAIL kernel-$w (output differs)"; status=1; fi
+    else
+        cp "$disk.out" "$here/images/kernel-$w.expected"
+        echo "kernel-$w: $(tail -n 1 "$here/images/kernel-$w.expected")"
+    fi
+done
+[ "$mode" = check ] || python3 "$here/scripts/crosscheck-kernel.py" "$here/images"
+exit $status
