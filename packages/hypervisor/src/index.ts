@@ -1,5 +1,12 @@
-// @vtlab/hypervisor: public entry. So far only the device model's DMA-capable assignable device
-// exists; domains, scheduling, hypercalls and the rest belong to later issues (see README.md).
+// @vtlab/hypervisor: public entry (see README.md for what exists and what is still to come).
+export { Hypervisor, Domain, DomainError, Vcpu } from "./hypervisor.js";
+export type { DomainOptions, DomainState, DomainStats, HypervisorOptions, RunOptions, RunResult, ApicLike, ExitContext } from "./hypervisor.js";
+export { ExitStats, handleExit } from "./exits.js";
+export { HostFrames } from "./host/frames.js";
+export type { Extent } from "./host/frames.js";
+export { buildPvh, BootLayout, BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, BOOT_GDT_LIMIT, MAX_CMDLINE, XEN_HVM_START_MAGIC_VALUE, XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_MEMMAP_TYPE_RESERVED } from "./builder/pvh.js";
+export type { BootState, BootError, GuestPhysicalWriter } from "./builder/pvh.js";
+export { DebugConsole, DebugExit, DEBUGCON_PORT, DEBUG_EXIT_PORT } from "./devices/debug-port.js";
 export {
   DmaEngine,
   DmaEngineReg,
@@ -106,3 +113,38 @@ export {
   ATA_CTL_SRST,
 } from "./devices/ata.js";
 export type { BlockBackend, AtaDiskOptions } from "./devices/ata.js";
+export {
+  parseDomainConfig,
+  formatDomainConfig,
+  parseDiskSpec,
+  ConfigError,
+  CONFIG_MEMORY_MIN_MIB,
+  CONFIG_MEMORY_MAX_MIB,
+  CONFIG_VCPUS_MAX,
+  CONFIG_WEIGHT_MIN,
+  CONFIG_WEIGHT_MAX,
+  CONFIG_WEIGHT_DEFAULT,
+} from "./toolstack/config.js";
+export type { DomainConfig, DiskConfig, SerialConfig, OnCrashAction } from "./toolstack/config.js";
+export {
+  LocalApic,
+  apicTimerDivisor,
+  ApicDeliveryMode,
+  ApicShorthand,
+  X2APIC_MSR_BASE, X2APIC_MSR_LAST, X2APIC_BROADCAST,
+  MSR_X2APIC_APICID, MSR_X2APIC_VERSION, MSR_X2APIC_TPR, MSR_X2APIC_PPR, MSR_X2APIC_EOI,
+  MSR_X2APIC_LDR, MSR_X2APIC_SIVR, MSR_X2APIC_ISR0, MSR_X2APIC_TMR0, MSR_X2APIC_IRR0,
+  MSR_X2APIC_ESR, MSR_X2APIC_ICR, MSR_X2APIC_LVT_TIMER, MSR_X2APIC_LVT_THERMAL,
+  MSR_X2APIC_LVT_PMI, MSR_X2APIC_LVT_LINT0, MSR_X2APIC_LVT_LINT1, MSR_X2APIC_LVT_ERROR,
+  MSR_X2APIC_INIT_COUNT, MSR_X2APIC_CUR_COUNT, MSR_X2APIC_DIV_CONF, MSR_X2APIC_SELF_IPI,
+  MSR_IA32_APIC_BASE, APIC_BASE_BSP, APIC_BASE_EXTD, APIC_BASE_EN, APIC_BASE_DEFAULT,
+  APIC_VERSION, APIC_MAX_LVT, APIC_VERSION_VALUE, APIC_SVR_VECTOR, APIC_SVR_ENABLE,
+  APIC_LVT_VECTOR, APIC_LVT_DELIVERY_MODE, APIC_LVT_DELIVERY_STATUS, APIC_LVT_POLARITY,
+  APIC_LVT_REMOTE_IRR, APIC_LVT_TRIGGER_MODE, APIC_LVT_MASKED, APIC_LVT_TIMER_MODE_SHIFT,
+  APIC_LVT_TIMER_ONESHOT, APIC_LVT_TIMER_PERIODIC, APIC_LVT_TIMER_TSC_DEADLINE,
+  APIC_ESR_SEND_CS, APIC_ESR_RECV_CS, APIC_ESR_SEND_ACCEPT, APIC_ESR_RECV_ACCEPT,
+  APIC_ESR_REDIRECTABLE_IPI, APIC_ESR_SEND_ILLEGAL_VECTOR, APIC_ESR_RECV_ILLEGAL_VECTOR,
+  APIC_ESR_ILLEGAL_REGISTER, APIC_ICR_VECTOR, APIC_ICR_DELIVERY_MODE_SHIFT,
+  APIC_ICR_DEST_LOGICAL, APIC_ICR_LEVEL_ASSERT, APIC_ICR_TRIGGER_LEVEL, APIC_ICR_SHORTHAND_SHIFT,
+} from "./devices/lapic.js";
+export type { LocalApicOptions, LocalApicStats, MsrReadOk, MsrReadResult as LapicMsrRead } from "./devices/lapic.js";

@@ -6,7 +6,7 @@ import {
   parseDiskSpec,
   parseDomainConfig,
   type DomainConfig,
-} from "../src/toolstack/config.js";
+} from "@vtlab/hypervisor";
 
 const FILE = "machines/a.cfg";
 

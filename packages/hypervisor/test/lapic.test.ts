@@ -31,7 +31,7 @@ import {
   MSR_X2APIC_VERSION,
   apicTimerDivisor,
   type LocalApicOptions,
-} from "../src/devices/lapic.js";
+} from "@vtlab/hypervisor";
 
 interface Ipi {
   dest: number;

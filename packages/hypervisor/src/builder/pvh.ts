@@ -1,0 +1,150 @@
+/**
+ * The domain builder's boot path for PVH-style ELF kernels (xen/include/public/arch-x86/hvm/
+ * start_info.h): PT_LOAD segments at p_paddr, a `struct hvm_start_info` with the command line and
+ * an E820-style memory map, and the entry from the XEN_ELFNOTE_PHYS32_ENTRY note.
+ *
+ * Modelled differently from PVH (said in the README): PVH enters the kernel in flat 32-bit
+ * protected mode with paging off, which VT-x can only run with "unrestricted guest", and the
+ * cpu-vmx model has no unrestricted guest. So the builder boots directly into long mode: it
+ * writes an identity map of the first 4 GiB (2 MiB pages) and a GDT into guest memory, and enters
+ * the 32-bit entry point in IA-32e *compatibility* mode (CS.L = 0, CS.D = 1) with that map
+ * loaded. Addresses below 4 GiB mean the same with paging on or off, so a PVH entry that loads its
+ * own CR3, sets CR4.PAE, EFER.LME and CR0.PG and far-jumps to 64-bit code (as the vtlab guests
+ * do) runs unchanged. An entry that turns paging off would not.
+ */
+import { PAGE_SIZE } from "@vtlab/arch";
+import { loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
+
+/** XEN_HVM_START_MAGIC_VALUE (hvm/start_info.h). */
+export const XEN_HVM_START_MAGIC_VALUE = 0x336ec578;
+/** XEN_HVM_MEMMAP_TYPE_RAM / _RESERVED (hvm/start_info.h). */
+export const XEN_HVM_MEMMAP_TYPE_RAM = 1;
+export const XEN_HVM_MEMMAP_TYPE_RESERVED = 2;
+
+/** Where the builder puts its boot structures (guest-physical, all below the 1 MiB load floor). */
+export const BootLayout = {
+  /** struct hvm_start_info (version 1: 56 bytes). */
+  startInfo: 0x6000,
+  /** struct hvm_memmap_table_entry[] (24 bytes each). */
+  memmap: 0x6100,
+  /** The NUL-terminated command line, up to 0x0e00 bytes with the NUL. */
+  cmdline: 0x6200,
+  /** GDT: null, 32-bit code 0x08, data 0x10, 64-bit code 0x18, 64-bit TSS 0x20. */
+  gdt: 0x7000,
+  tss: 0x7100,
+  /** Identity map: PML4, one PDPT, four PDs of 2 MiB pages (the first 4 GiB). */
+  pml4: 0x8000,
+  pdpt: 0x9000,
+  pd: 0xa000,
+  /** First byte a kernel segment may use. */
+  end: 0xe000,
+} as const;
+
+export const BOOT_CS32 = 0x08;
+export const BOOT_DS = 0x10;
+export const BOOT_CS64 = 0x18;
+export const BOOT_TSS = 0x20;
+export const BOOT_GDT_LIMIT = 0x2f;
+export const MAX_CMDLINE = 0x0e00 - 1;
+
+export interface GuestPhysicalWriter {
+  write(gpa: number, bytes: Uint8Array): void;
+  zero(gpa: number, length: number): void;
+}
+
+export interface BootState {
+  readonly entry: number;
+  readonly cr3: number;
+  readonly startInfo: number;
+  readonly gdtBase: number;
+  readonly gdtLimit: number;
+  readonly tssBase: number;
+  readonly elf: ElfImage;
+}
+
+export interface BootError {
+  readonly kind: "boot-error";
+  readonly message: string;
+}
+
+function le64(out: Uint8Array, off: number, value: number): void {
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  v.setUint32(off, value >>> 0, true);
+  v.setUint32(off + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+}
+
+/** Parse, check and load a PVH kernel into a domain of `memorySize` bytes; write the boot structures. */
+export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, mem: GuestPhysicalWriter): BootState | BootError | ElfError {
+  if (memorySize < 2 * 1024 * 1024) return { kind: "boot-error", message: `memory: ${memorySize} bytes is too small (at least 2 MiB)` };
+  const elf = parseElf(image, memorySize);
+  if ("kind" in elf) return elf;
+  if (elf.pvhEntry === undefined) return { kind: "boot-error", message: "kernel: no XEN_ELFNOTE_PHYS32_ENTRY note (name \"Xen\", type 18): not a PVH kernel" };
+  for (const s of elf.segments) {
+    if (s.memSize > 0 && s.paddr < BootLayout.end) {
+      return { kind: "boot-error", message: `kernel: PT_LOAD at p_paddr 0x${s.paddr.toString(16)} overlaps the boot structures below 0x${BootLayout.end.toString(16)}` };
+    }
+  }
+  if (elf.pvhEntry >= memorySize) return { kind: "boot-error", message: `kernel: PVH entry 0x${elf.pvhEntry.toString(16)} lies beyond guest memory` };
+  const cmd = new TextEncoder().encode(cmdline);
+  if (cmd.length > MAX_CMDLINE) return { kind: "boot-error", message: `cmdline: ${cmd.length} bytes is longer than the ${MAX_CMDLINE}-byte limit` };
+  if (cmd.includes(0)) return { kind: "boot-error", message: "cmdline: contains a NUL byte" };
+
+  mem.zero(0, BootLayout.end);
+  loadSegments(image, elf, (gpa, bytes) => mem.write(gpa, bytes), (gpa, length) => mem.zero(gpa, length));
+
+  // struct hvm_start_info v1: magic, version, flags, nr_modules, modlist_paddr, cmdline_paddr,
+  // rsdp_paddr, memmap_paddr, memmap_entries, reserved.
+  const si = new Uint8Array(56);
+  const sv = new DataView(si.buffer);
+  sv.setUint32(0, XEN_HVM_START_MAGIC_VALUE, true);
+  sv.setUint32(4, 1, true);
+  le64(si, 24, BootLayout.cmdline);
+  le64(si, 40, BootLayout.memmap);
+  sv.setUint32(48, 2, true);
+  mem.write(BootLayout.startInfo, si);
+  // struct hvm_memmap_table_entry { u64 addr, size; u32 type, reserved; }: low RAM, then RAM from 1 MiB.
+  const mm = new Uint8Array(48);
+  const mv = new DataView(mm.buffer);
+  le64(mm, 0, 0);
+  le64(mm, 8, 0xa0000);
+  mv.setUint32(16, XEN_HVM_MEMMAP_TYPE_RAM, true);
+  le64(mm, 24, 0x10_0000);
+  le64(mm, 32, memorySize - 0x10_0000);
+  mv.setUint32(40, XEN_HVM_MEMMAP_TYPE_RAM, true);
+  mem.write(BootLayout.memmap, mm);
+  const cmdz = new Uint8Array(cmd.length + 1);
+  cmdz.set(cmd);
+  mem.write(BootLayout.cmdline, cmdz);
+
+  // GDT (SDM 3.4.5): 32-bit code (compatibility mode entry), flat data, 64-bit code, 64-bit TSS.
+  const gdt = new Uint8Array(48);
+  // (Descriptors as two 32-bit halves: as one number they would exceed 2^53 and lose bits.)
+  const gv = new DataView(gdt.buffer);
+  const desc = (at: number, lo: number, hi: number) => {
+    gv.setUint32(at, lo >>> 0, true);
+    gv.setUint32(at + 4, hi >>> 0, true);
+  };
+  desc(8, 0x0000_ffff, 0x00cf_9b00);
+  desc(16, 0x0000_ffff, 0x00cf_9300);
+  desc(24, 0x0000_ffff, 0x00af_9b00);
+  // 64-bit TSS descriptor (type 0xB busy, present), base BootLayout.tss, limit 0x67.
+  const tssLow = ((BootLayout.tss & 0xffff) << 16) | 0x67;
+  const tssHigh = (BootLayout.tss & 0xff00_0000) | 0x8b00 | ((BootLayout.tss >>> 16) & 0xff);
+  desc(32, tssLow, tssHigh);
+  mem.write(BootLayout.gdt, gdt);
+
+  // Identity map of the first 4 GiB (SDM 4.5): PML4[0] -> PDPT, PDPT[0..3] -> PDs, 2 MiB pages.
+  const P = 0x1, RW = 0x2, PS = 0x80;
+  const pml4 = new Uint8Array(PAGE_SIZE);
+  le64(pml4, 0, BootLayout.pdpt | P | RW);
+  mem.write(BootLayout.pml4, pml4);
+  const pdpt = new Uint8Array(PAGE_SIZE);
+  for (let i = 0; i < 4; i++) le64(pdpt, i * 8, (BootLayout.pd + i * PAGE_SIZE) | P | RW);
+  mem.write(BootLayout.pdpt, pdpt);
+  const pd = new Uint8Array(PAGE_SIZE);
+  for (let t = 0; t < 4; t++) {
+    for (let i = 0; i < 512; i++) le64(pd, i * 8, (t * 512 + i) * 0x20_0000 + (P | RW | PS));
+    mem.write(BootLayout.pd + t * PAGE_SIZE, pd);
+  }
+  return { entry: elf.pvhEntry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
+}

@@ -1,0 +1,331 @@
+/**
+ * VM-exit dispatch (Xen's vmx_vmexit_handler, reduced): each basic exit reason (SDM Appendix C)
+ * to its handler, which emulates the instruction against the domain's state and devices, and
+ * answers resume, inject an exception, or crash the domain. Everything read from the guest
+ * (registers, the exit qualification, guest memory for string I/O) is validated here; nothing a
+ * guest does can make a handler throw into the scheduler.
+ */
+import { Access, type AccessSize, PAGE_SIZE } from "@vtlab/arch";
+import { ExitReason, MSR, VmcsField as F, defaultCpuid, exitReasonName, readMsr, writeMsr, type ExitOutcome, type VmExit } from "@vtlab/cpu-vmx";
+import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
+
+export interface ExitContext {
+  readonly hv: Hypervisor;
+  readonly domain: Domain;
+  readonly vcpu: Vcpu;
+}
+
+/** Exit counts by basic reason. */
+export class ExitStats {
+  readonly byReason = new Float64Array(80);
+  total = 0;
+  /** I/O instruction exits (each a device-model round trip). */
+  io = 0;
+  /** Port accesses done by string I/O exits (one exit, many accesses). */
+  ioAccesses = 0;
+  byReasonNames(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let r = 0; r < this.byReason.length; r++) if (this.byReason[r]! > 0) out[exitReasonName(r)] = this.byReason[r]!;
+    return out;
+  }
+}
+
+/** Vector numbers (SDM Table 6-1). */
+const GP = 13;
+const UD = 6;
+const PF = 14;
+/** -ENOSYS (xen/include/public/errno.h: XEN_ENOSYS 38). */
+const ENOSYS = 38;
+/** RFLAGS.IF (bit 9) and RFLAGS.DF (bit 10). */
+const RFLAGS_IF = 1 << 9;
+const RFLAGS_DF = 1 << 10;
+/** EFER bits the guest may change: SCE (0), NXE (11); LME (8) only together with the mode it is in. */
+const EFER_SCE = 1 << 0;
+const EFER_LME = 1 << 8;
+const EFER_LMA = 1 << 10;
+const EFER_NXE = 1 << 11;
+/** CR0 bits (SDM 2.5). */
+const CR0_PE = 1 << 0;
+const CR0_NE = 1 << 5;
+const CR0_PG = 0x8000_0000;
+const CR0_HOST_OWNED = 0x6000_0021 | CR0_PG;
+/** The Xen CPUID leaves (xen/include/public/arch-x86/cpuid.h): base 0x40000000, signature "XenVMMXenVMM". */
+const XEN_CPUID_FIRST_LEAF = 0x4000_0000;
+const XEN_CPUID_SIGNATURE_EBX = 0x566e_6558; // "XenV"
+const XEN_CPUID_SIGNATURE_ECX = 0x65584d4d; // "MMXe"
+const XEN_CPUID_SIGNATURE_EDX = 0x4d4d566e; // "nVMM"
+
+const RESUME: ExitOutcome = { kind: "resume" };
+const gp0 = (): ExitOutcome => ({ kind: "inject", vector: GP, errorCode: 0 });
+
+function skip(v: Vcpu, exit: VmExit): void {
+  const vmcs = v.vmcs;
+  vmcs.setNatural(F.GUEST_RIP, vmcs.readNatural(F.GUEST_RIP) + exit.instructionLength);
+  // Completing the instruction ends blocking by STI and by MOV SS (SDM 26.3.1.5; Xen's update_guest_eip).
+  const intr = vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO);
+  if ((intr & 3) !== 0) vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, intr & ~3);
+}
+
+const cpuidOut = new Int32Array(4);
+
+export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
+  const d = ctx.domain;
+  const v = ctx.vcpu;
+  const basic = exit.reason & 0xffff;
+  d.exitStats.total++;
+  if (basic < d.exitStats.byReason.length) d.exitStats.byReason[basic]!++;
+  if ((exit.reason & 0x8000_0000) !== 0) return { kind: "crash", reason: `VM entry failed (exit reason ${basic}: ${exitReasonName(basic)})` };
+  const cpu = v.cpu;
+  switch (basic) {
+    case ExitReason.Cpuid: {
+      const leaf = cpu.lo[0]! >>> 0;
+      const sub = cpu.lo[1]! >>> 0;
+      cpuidOut.fill(0);
+      if (leaf >= XEN_CPUID_FIRST_LEAF && leaf < XEN_CPUID_FIRST_LEAF + 0x100) {
+        if (leaf === XEN_CPUID_FIRST_LEAF) {
+          cpuidOut[0] = XEN_CPUID_FIRST_LEAF + 1; // largest hypervisor leaf
+          cpuidOut[1] = XEN_CPUID_SIGNATURE_EBX;
+          cpuidOut[2] = XEN_CPUID_SIGNATURE_ECX;
+          cpuidOut[3] = XEN_CPUID_SIGNATURE_EDX;
+        } else if (leaf === XEN_CPUID_FIRST_LEAF + 1) {
+          cpuidOut[0] = (4 << 16) | 17; // Xen version 4.17 (major << 16 | minor)
+        }
+      } else {
+        defaultCpuid(cpu, leaf, sub, cpuidOut);
+        if (leaf === 1) {
+          cpuidOut[1] = (cpuidOut[1]! & 0x00ff_ffff) | (v.id << 24); // initial APIC id
+          cpuidOut[2] = (cpuidOut[2]! & ~(1 << 5)) | (1 << 31); // no VMX for the guest; the hypervisor-present bit
+          if (v.apic !== undefined) cpuidOut[2] = cpuidOut[2]! | (1 << 21); // x2APIC
+        }
+      }
+      cpu.setReg32(0, cpuidOut[0]!);
+      cpu.setReg32(3, cpuidOut[1]!);
+      cpu.setReg32(1, cpuidOut[2]!);
+      cpu.setReg32(2, cpuidOut[3]!);
+      skip(v, exit);
+      return RESUME;
+    }
+    case ExitReason.Hlt: {
+      skip(v, exit);
+      const rflags = v.vmcs.read32(F.GUEST_RFLAGS);
+      if ((rflags & RFLAGS_IF) === 0) {
+        // Xen's hvm_hlt: halting with interrupts off is a request to power off; only an NMI
+        // could wake the vCPU. The vCPU goes down, and the domain shuts down with the last one.
+        v.down = true;
+        v.blocked = true;
+        if (d.vcpus.every((x) => x.down)) d.powerOff("all vCPUs halted with interrupts disabled");
+        return RESUME;
+      }
+      // Blocked until its APIC has an interrupt to take (the scheduler's pollApics wakes it).
+      if (v.apic === undefined || v.apic.pendingVector() < 0) v.blocked = true;
+      return RESUME;
+    }
+    case ExitReason.Vmcall: {
+      // The hypercall table comes with the Xen PV issue; every hypercall is -ENOSYS for now.
+      d.hypercalls++;
+      cpu.lo[0] = -ENOSYS;
+      cpu.hi[0] = -1;
+      skip(v, exit);
+      return RESUME;
+    }
+    case ExitReason.IoInstruction:
+      return ioExit(ctx, exit);
+    case ExitReason.MsrRead:
+      return msrRead(ctx, exit);
+    case ExitReason.MsrWrite:
+      return msrWrite(ctx, exit);
+    case ExitReason.CrAccess:
+      return crAccess(ctx, exit);
+    case ExitReason.TripleFault:
+      return { kind: "crash", reason: "triple fault" };
+    case ExitReason.EptViolation:
+    case ExitReason.EptMisconfig: {
+      const out = d.paging.handleExit(cpu, v.vmcs, exit);
+      if (out.kind === "mmio") return { kind: "crash", reason: `${out.write ? "write to" : "read of"} GPA 0x${out.gpa.toString(16)}: no emulated device is mapped there` };
+      return out;
+    }
+    case ExitReason.InterruptWindow:
+    case ExitReason.ExternalInterrupt:
+      return RESUME; // a host kick or an open window: the injection logic runs before the next entry
+    case ExitReason.Invd:
+    case ExitReason.Wbinvd:
+      skip(v, exit);
+      return RESUME;
+    case ExitReason.Vmcall + 1: // VMCLEAR
+    case ExitReason.Vmcall + 2: // VMLAUNCH
+    case ExitReason.Vmcall + 3: // VMPTRLD
+    case ExitReason.Vmcall + 4: // VMPTRST
+    case ExitReason.Vmcall + 5: // VMREAD
+    case ExitReason.Vmcall + 6: // VMRESUME
+    case ExitReason.Vmcall + 7: // VMWRITE
+    case ExitReason.Vmcall + 8: // VMXOFF
+    case ExitReason.Vmcall + 9: // VMXON
+    case ExitReason.Invept:
+    case ExitReason.Invvpid:
+      return { kind: "inject", vector: UD }; // no nested VMX: CPUID hides it, the instructions are #UD
+    default:
+      return { kind: "crash", reason: `unhandled VM exit ${basic} (${exitReasonName(basic)}) at RIP 0x${v.vmcs.readNatural(F.GUEST_RIP).toString(16)}` };
+  }
+}
+
+function reg64(v: Vcpu, r: number): number {
+  return (v.cpu.hi[r]! >>> 0) * 2 ** 32 + (v.cpu.lo[r]! >>> 0);
+}
+
+/** I/O instruction exits (qualification: SDM Table 28-5). */
+function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
+  const { domain: d, vcpu: v } = ctx;
+  const cpu = v.cpu;
+  const q = exit.qualification;
+  const size = ((q & 7) + 1) as AccessSize;
+  const input = (q & (1 << 3)) !== 0;
+  const string = (q & (1 << 4)) !== 0;
+  const rep = (q & (1 << 5)) !== 0;
+  const port = q >>> 16;
+  d.exitStats.io++;
+  if (size !== 1 && size !== 2 && size !== 4) return { kind: "crash", reason: `I/O exit with a bad size in qualification 0x${q.toString(16)}` };
+  if (!string) {
+    d.exitStats.ioAccesses++;
+    if (input) {
+      const value = d.ports.read(port, size);
+      if (size === 4) cpu.setReg32(0, value);
+      else if (size === 2) cpu.lo[0] = (cpu.lo[0]! & ~0xffff) | (value & 0xffff);
+      else cpu.lo[0] = (cpu.lo[0]! & ~0xff) | (value & 0xff);
+    } else {
+      const mask = size === 4 ? 0xffff_ffff : size === 2 ? 0xffff : 0xff;
+      d.ports.write(port, size, (cpu.lo[0]! & mask) >>> 0);
+    }
+    skip(v, exit);
+    return RESUME;
+  }
+  // INS/OUTS: ES:RDI or DS:RSI (flat in long mode), RCX times with REP; address size from the
+  // instruction information (bits 9:7: 0 16-bit, 1 32-bit, 2 64-bit).
+  const info = exit.instructionInfo ?? 2 << 7;
+  const asz = (info >>> 7) & 7;
+  const amask = asz === 0 ? 0xffff : asz === 1 ? 0xffff_ffff : Number.MAX_SAFE_INTEGER;
+  const ptrReg = input ? 7 : 6;
+  let ptr = reg64(v, ptrReg);
+  if (asz !== 2) ptr %= amask + 1;
+  let count = rep ? reg64(v, 1) : 1;
+  if (asz !== 2) count %= amask + 1;
+  const step = (v.vmcs.read32(F.GUEST_RFLAGS) & RFLAGS_DF) !== 0 ? -size : size;
+  const user = v.cpu.cpl === 3 ? Access.User : 0;
+  const mem = ctx.hv.memory;
+  let outcome: ExitOutcome = RESUME;
+  let done = 0;
+  while (done < count) {
+    const gpa = d.paging.gvaToGpa(cpu, ptr, (input ? Access.Write : Access.Read) | user);
+    if (typeof gpa !== "number") {
+      cpu.cr2 = ptr;
+      outcome = { kind: "inject", vector: PF, errorCode: gpa.errorCode };
+      break;
+    }
+    const hpa = (gpa & (PAGE_SIZE - 1)) + size <= PAGE_SIZE ? d.machineAddress(gpa) : undefined;
+    if (hpa === undefined) {
+      outcome = { kind: "crash", reason: `string I/O at port 0x${port.toString(16)} touches GPA 0x${gpa.toString(16)}: not RAM, or an element split across pages` };
+      break;
+    }
+    d.exitStats.ioAccesses++;
+    if (input) {
+      const value = d.ports.read(port, size);
+      if (size === 1) mem.write8(hpa, value);
+      else if (size === 2) mem.write16(hpa, value);
+      else mem.write32(hpa, value);
+    } else {
+      const value = size === 1 ? mem.read8(hpa) : size === 2 ? mem.read16(hpa) : mem.read32(hpa);
+      d.ports.write(port, size, typeof value === "number" ? value : 0); // hpa is inside the domain's RAM: always a number
+    }
+    ptr = asz === 2 ? ptr + step : (ptr + step + amask + 1) % (amask + 1);
+    done++;
+  }
+  setPtr(v, ptrReg, ptr, asz);
+  if (rep) setPtr(v, 1, count - done, asz);
+  if (outcome.kind === "resume") skip(v, exit);
+  return outcome;
+}
+
+function setPtr(v: Vcpu, r: number, value: number, asz: number): void {
+  const cpu = v.cpu;
+  if (asz === 0) cpu.lo[r] = (cpu.lo[r]! & ~0xffff) | (value & 0xffff);
+  else if (asz === 1) cpu.setReg32(r, value >>> 0);
+  else {
+    cpu.lo[r] = value >>> 0;
+    cpu.hi[r] = Math.floor(value / 2 ** 32) | 0;
+  }
+}
+
+function msrRead(ctx: ExitContext, exit: VmExit): ExitOutcome {
+  const { vcpu: v, hv } = ctx;
+  const cpu = v.cpu;
+  const msr = cpu.lo[1]! >>> 0;
+  let lo: number;
+  let hi = 0;
+  if (msr === MSR.EFER) lo = v.vmcs.read32(F.GUEST_IA32_EFER);
+  else if (msr === MSR.TSC) {
+    const c = hv.clock.cycles;
+    lo = c >>> 0;
+    hi = Math.floor(c / 2 ** 32) >>> 0;
+  } else if (msr === MSR.APIC_BASE || (msr >= 0x800 && msr <= 0x8ff)) {
+    const r = v.apic?.readMsr(msr);
+    if (r === undefined || !r.ok) return gp0();
+    lo = r.lo;
+    hi = r.hi;
+  } else {
+    const r = readMsr(cpu, msr);
+    if (r === undefined) return gp0();
+    lo = r.lo;
+    hi = r.hi;
+  }
+  cpu.setReg32(0, lo);
+  cpu.setReg32(2, hi);
+  skip(v, exit);
+  return RESUME;
+}
+
+function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
+  const { vcpu: v } = ctx;
+  const cpu = v.cpu;
+  const msr = cpu.lo[1]! >>> 0;
+  const lo = cpu.lo[0]! >>> 0;
+  const hi = cpu.lo[2]! >>> 0;
+  if (msr === MSR.EFER) {
+    const cur = v.vmcs.read32(F.GUEST_IA32_EFER);
+    // Reserved bits, or LME changing under paging (SDM 10.8.5): #GP.
+    if (hi !== 0 || (lo & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) !== 0 || ((lo ^ cur) & EFER_LME) !== 0) return gp0();
+    v.vmcs.setField(F.GUEST_IA32_EFER, (lo & (EFER_SCE | EFER_NXE)) | (cur & (EFER_LME | EFER_LMA)));
+  } else if (msr === MSR.TSC) {
+    // Modelled more simply: the TSC is the host clock for every domain (writes are ignored).
+  } else if (msr === MSR.APIC_BASE || (msr >= 0x800 && msr <= 0x8ff)) {
+    if (v.apic === undefined || !v.apic.writeMsr(msr, lo, hi)) return gp0();
+  } else if (msr === MSR.PAT || msr === MSR.FS_BASE || msr === MSR.GS_BASE) {
+    return { kind: "crash", reason: `WRMSR 0x${msr.toString(16)} trapped but it is VMCS guest state the hypervisor does not emulate` };
+  } else if (!writeMsr(cpu, msr, lo, hi)) {
+    return gp0();
+  }
+  skip(v, exit);
+  return RESUME;
+}
+
+/** Control-register accesses (qualification: SDM Table 28-3). */
+function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
+  const { vcpu: v } = ctx;
+  const q = exit.qualification;
+  const cr = q & 0xf;
+  const type = (q >>> 4) & 3;
+  const gpr = (q >>> 8) & 0xf;
+  const vmcs = v.vmcs;
+  if (type === 0 && cr === 0) {
+    const lo = gpr === 4 ? vmcs.read32(F.GUEST_RSP) : v.cpu.lo[gpr]! >>> 0;
+    const hi = gpr === 4 ? 0 : v.cpu.hi[gpr]! >>> 0;
+    if (hi !== 0) return gp0(); // CR0[63:32] are reserved (SDM 2.5)
+    if ((lo & CR0_PG) === 0 || (lo & CR0_PE) === 0) {
+      return { kind: "crash", reason: "the guest turned paging or protection off: leaving IA-32e mode is not modelled (no unrestricted guest)" };
+    }
+    vmcs.setNatural(F.CR0_READ_SHADOW, lo & CR0_HOST_OWNED);
+    vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE) >>> 0);
+    skip(v, exit);
+    return RESUME;
+  }
+  if (type === 0 && cr === 4) return gp0(); // only CR4.VMXE is host-owned: setting it is #GP (no nested VMX)
+  return { kind: "crash", reason: `control-register access (CR${cr}, type ${type}) the hypervisor does not emulate` };
+}

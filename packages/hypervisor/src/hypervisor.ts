@@ -1,0 +1,625 @@
+/**
+ * The hypervisor: one host (machine memory, a frame allocator, a simulated clock), domains each
+ * with their own p2m, memory virtualizer, vCPUs and device model, a weighted time-slice
+ * scheduler, and the VM-exit dispatch that ties the cpu-vmx vCPU to all of it.
+ *
+ * A domain's guest does anything it likes inside its own memory: a bad exit (triple fault, an
+ * MMIO access to nothing, leaving long mode) crashes that domain only; the host and the other
+ * domains keep running. Modelled more simply than Xen: no dom0 (the device model runs in the
+ * hypervisor, as QEMU would in a stub domain), one host CPU time-sliced between vCPUs, and the
+ * credit scheduler reduced to weighted round-robin slices (no credit accounting or BOOST).
+ */
+import { DEFAULT_COST_MODEL, MachineMemory, PAGE_SIZE, PciBus, PciHostBridge, PortIoBus, SimClock, gfn, modelledCycles, type CostModel, type Mfn } from "@vtlab/arch";
+import {
+  CPU_ACTIVATE_SECONDARY,
+  CPU_HLT_EXITING,
+  CPU_INTR_WINDOW_EXITING,
+  EXIT_ACK_INTR_ON_EXIT,
+  PIN_EXTINT_EXITING,
+  CPU_UNCOND_IO_EXITING,
+  CPU_USE_MSR_BITMAPS,
+  Cpu,
+  ENTRY_LOAD_IA32_EFER,
+  EXIT_SAVE_IA32_EFER,
+  INTR_INFO_ERROR_CODE_VALID,
+  INTR_INFO_VALID,
+  IntrType,
+  VmcsField as F,
+  Vmcs,
+  setupFlat64Guest,
+  vmEntry,
+  type VmExit,
+} from "@vtlab/cpu-vmx";
+import { NestedPaging, P2mType, RangeP2m } from "@vtlab/mmu-ept";
+import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
+import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
+import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
+import { BOOT_CS32, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
+import { HostFrames } from "./host/frames.js";
+import { ApicShorthand, LocalApic } from "./devices/lapic.js";
+import { ExitStats, handleExit, type ExitContext } from "./exits.js";
+
+export type { ExitContext };
+
+const MiB = 1024 * 1024;
+/**
+ * The host vector that only forces a running vCPU out of non-root operation so that the
+ * hypervisor can inject a guest interrupt (the role of Xen's EVENT_CHECK_VECTOR IPI).
+ */
+export const HOST_KICK_VECTOR = 0xfc;
+/** RFLAGS.IF. */
+const RFLAGS_IF = 1 << 9;
+
+export type DomainState = "running" | "paused" | "shutdown" | "crashed" | "destroyed";
+
+export interface DomainOptions {
+  readonly name: string;
+  readonly memoryMiB: number;
+  readonly vcpus?: number;
+  /** `true`: EPT (hap=1). Shadow paging (hap=0) is the mmu-shadow issue's; refused here until it is wired. */
+  readonly hap?: boolean;
+  /** The kernel image (ELF64, PVH entry note). */
+  readonly kernel: Uint8Array;
+  readonly cmdline?: string;
+  /** The primary-master ATA disk. */
+  readonly disk?: BlockBackend;
+  /** Console bytes (UART and debug console), as text chunks. */
+  readonly onConsole?: (text: string) => void;
+  /** Credit-scheduler weight (default 256, Xen's default). */
+  readonly weight?: number;
+  readonly onCrash?: "destroy" | "preserve";
+}
+
+export interface DomainStats {
+  instructions: number;
+  vmExits: number;
+  exitsByReason: Record<string, number>;
+  ioExits: number;
+  pageWalks: number;
+  walkReferences: number;
+  eptReferences: number;
+  tlbHits: number;
+  tlbMisses: number;
+  /** Modelled core cycles: instructions, walk references and exits priced by the cost model. */
+  modelledCycles: number;
+}
+
+/** What exit handling needs of a local APIC (LocalApic implements it). */
+export interface ApicLike {
+  readMsr(msr: number): { ok: true; lo: number; hi: number } | { ok: false };
+  writeMsr(msr: number, lo: number, hi: number): boolean;
+}
+
+export class DomainError extends Error {
+  constructor(
+    readonly domain: string,
+    message: string,
+  ) {
+    super(`domain ${domain}: ${message}`);
+    this.name = "DomainError";
+  }
+}
+
+/** One virtual CPU: the interpreter in VMX non-root operation and its VMCS. */
+export class Vcpu {
+  readonly cpu: Cpu;
+  readonly vmcs = new Vmcs();
+  launched = false;
+  /** In VMX non-root operation (entered, and not exited since). */
+  inGuest = false;
+  /** Blocked in HLT until an interrupt can wake it. */
+  blocked = false;
+  /** Halted with interrupts disabled (Xen's hvm_vcpu_down): it will not run again. */
+  down = false;
+  /** The local APIC the hypervisor emulates for this vCPU (x2APIC MSR interface). */
+  apic: LocalApic | undefined = undefined;
+  /** Guest interrupts injected, and vCPU wake-ups from HLT. */
+  interruptsInjected = 0;
+  wakeups = 0;
+  constructor(
+    readonly domain: Domain,
+    readonly id: number,
+    memory: MachineMemory,
+  ) {
+    this.cpu = new Cpu({ memory });
+  }
+}
+
+export class Domain {
+  state: DomainState = "running";
+  readonly vcpus: Vcpu[] = [];
+  readonly ports = new PortIoBus();
+  readonly pci: PciBus;
+  readonly uart: Uart16550;
+  readonly disk: AtaDisk | undefined;
+  readonly p2m = new RangeP2m();
+  readonly paging: NestedPaging;
+  readonly exitStats = new ExitStats();
+  /** Guest RAM (one extent of machine frames) and the hypervisor's frames for this domain. */
+  private readonly ramFirst: Mfn;
+  readonly ramFrames: number;
+  private readonly ownFrames: Mfn[] = [];
+  private readonly consoleChunks: string[] = [];
+  private pendingLine: number[] = [];
+  exitCode: number | undefined;
+  /** Why the domain shut down without an exit code (power off). */
+  shutdownReason: string | undefined;
+  /** VMCALLs made (answered -ENOSYS until the hypercall table exists). */
+  hypercalls = 0;
+  crashReason: string | undefined;
+  readonly weight: number;
+  readonly hap: boolean;
+  /** Instructions retired, summed over vCPUs (kept across destroy). */
+  private retired = 0;
+
+  constructor(
+    readonly id: number,
+    readonly name: string,
+    private readonly host: Hypervisor,
+    options: DomainOptions,
+  ) {
+    this.weight = options.weight ?? 256;
+    this.hap = options.hap ?? true;
+    const pages = options.memoryMiB * (MiB / PAGE_SIZE);
+    const ram = host.frames.allocateExtent(pages);
+    if (ram === undefined) throw new DomainError(name, `memory: ${options.memoryMiB} MiB is more than the host has free in one piece (${Math.floor((host.frames.largestExtent * PAGE_SIZE) / MiB)} MiB)`);
+    this.ramFirst = ram.first;
+    this.ramFrames = pages;
+    this.p2m.setRange(gfn(0), pages, P2mType.Ram, ram.first);
+    const frames = {
+      allocate: () => {
+        const f = host.frames.allocate();
+        if (f !== undefined) this.ownFrames.push(f);
+        return f;
+      },
+      free: (f: Mfn) => {
+        const i = this.ownFrames.indexOf(f);
+        if (i >= 0) this.ownFrames.splice(i, 1);
+        host.frames.free1(f);
+      },
+    };
+    const np = NestedPaging.create({ memory: host.memory, p2m: this.p2m, frames, populate: () => undefined, largePages: true });
+    if (!(np instanceof NestedPaging)) {
+      this.releaseFrames();
+      throw new DomainError(name, `EPT: ${np.message}`);
+    }
+    this.paging = np;
+    const onConsole = options.onConsole;
+    const sink = (b: number) => this.consoleByte(b, onConsole);
+    this.uart = new Uart16550({ sink });
+    this.ports.register(COM1_PORT, 8, this.uart, "COM1 16550A UART");
+    this.ports.register(DEBUGCON_PORT, 1, new DebugConsole(sink), "debug console");
+    this.ports.register(DEBUG_EXIT_PORT, 4, new DebugExit((code) => this.shutdown(code)), "isa-debug-exit");
+    this.pci = new PciBus(this.ports);
+    const bridge = PciHostBridge.install(this.ports, this.pci);
+    if (!(bridge instanceof PciHostBridge)) throw new DomainError(name, `PCI host bridge: ${bridge.message}`);
+    if (options.disk !== undefined) {
+      this.disk = new AtaDisk({ backend: options.disk, model: `vtlab disk ${name}` });
+      this.ports.register(ATA_PRIMARY_PORT, 8, this.disk.taskFile, "ATA primary");
+      this.ports.register(ATA_PRIMARY_CONTROL_PORT, 1, this.disk.controlBlock, "ATA primary control");
+    }
+  }
+
+  /** Machine address of a guest-physical RAM address (the domain's RAM is one extent). */
+  machineAddress(gpa: number): number | undefined {
+    if (!(gpa >= 0) || gpa >= this.ramFrames * PAGE_SIZE) return undefined;
+    return this.ramFirst * PAGE_SIZE + gpa;
+  }
+
+  /** Write into guest-physical memory (the builder; device DMA would too). */
+  writeGuest(gpa: number, bytes: Uint8Array): void {
+    const hpa = this.machineAddress(gpa);
+    if (hpa === undefined || this.machineAddress(gpa + bytes.length - 1) === undefined) throw new DomainError(this.name, `write of ${bytes.length} bytes at GPA 0x${gpa.toString(16)} is outside its memory`);
+    this.host.memory.writeBytes(hpa, bytes);
+  }
+
+  /** The console so far. */
+  get console(): string {
+    return this.consoleChunks.join("") + (this.pendingLine.length > 0 ? String.fromCharCode(...this.pendingLine) : "");
+  }
+
+  private consoleByte(b: number, onConsole: ((text: string) => void) | undefined): void {
+    this.pendingLine.push(b);
+    if (b === 0x0a || this.pendingLine.length >= 256) {
+      const text = String.fromCharCode(...this.pendingLine);
+      this.pendingLine = [];
+      this.consoleChunks.push(text);
+      onConsole?.(text);
+    }
+  }
+
+  /** The guest wrote to isa-debug-exit. */
+  shutdown(code: number): void {
+    if (this.state !== "running") return;
+    this.exitCode = code;
+    this.state = "shutdown";
+    for (const v of this.vcpus) v.cpu.requestStop("debug-exit", code);
+  }
+
+  /** Every vCPU is down: the domain powers off (Xen's SHUTDOWN_poweroff). */
+  powerOff(reason: string): void {
+    if (this.state !== "running") return;
+    this.shutdownReason = reason;
+    this.state = "shutdown";
+  }
+
+  /** The guest did something its domain cannot survive. */
+  crash(reason: string): void {
+    if (this.state === "destroyed") return;
+    this.crashReason = reason;
+    this.state = "crashed";
+  }
+
+  pause(): void {
+    if (this.state === "running") this.state = "paused";
+  }
+
+  unpause(): void {
+    if (this.state === "paused") this.state = "running";
+  }
+
+  /** Give every frame back to the host; the domain can no longer run. */
+  destroy(): void {
+    if (this.state === "destroyed") return;
+    this.retired = this.instructions;
+    this.state = "destroyed";
+    this.releaseFrames();
+  }
+
+  private releaseFrames(): void {
+    this.host.frames.freeExtent(this.ramFirst, this.ramFrames);
+    for (const f of this.ownFrames) this.host.frames.free1(f);
+    this.ownFrames.length = 0;
+  }
+
+  /** Frames this domain holds (RAM plus EPT tables). */
+  get framesHeld(): number {
+    return this.state === "destroyed" ? 0 : this.ramFrames + this.ownFrames.length;
+  }
+
+  get instructions(): number {
+    if (this.state === "destroyed") return this.retired;
+    let n = 0;
+    for (const v of this.vcpus) n += v.cpu.counters.instructions;
+    return n;
+  }
+
+  get runnable(): boolean {
+    return this.state === "running" && this.vcpus.some((v) => !v.blocked);
+  }
+
+  stats(cost: CostModel = DEFAULT_COST_MODEL): DomainStats {
+    let pageWalks = 0, walkReferences = 0, eptReferences = 0, tlbHits = 0, tlbMisses = 0;
+    for (const v of this.vcpus) {
+      const c = v.cpu.counters;
+      pageWalks += c.pageWalks;
+      walkReferences += c.walkReferences;
+      eptReferences += c.eptReferences;
+      tlbHits += c.tlbHits;
+      tlbMisses += c.tlbMisses;
+    }
+    const instructions = this.instructions;
+    const e = this.exitStats;
+    return {
+      instructions,
+      vmExits: e.total,
+      exitsByReason: e.byReasonNames(),
+      ioExits: e.io,
+      pageWalks,
+      walkReferences,
+      eptReferences,
+      tlbHits,
+      tlbMisses,
+      modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io }, cost),
+    };
+  }
+}
+
+export interface HypervisorOptions {
+  /** Host memory for domains and hypervisor tables (default 4096 MiB). */
+  readonly memoryMiB?: number;
+  /** Instructions per scheduler slice at weight 256 (default 2,000,000: 1 ms at 2 GHz, CPI 1). */
+  readonly sliceInstructions?: number;
+  readonly costModel?: CostModel;
+}
+
+export interface RunOptions {
+  /** Stop after this many guest instructions in total (default: unlimited). */
+  readonly maxInstructions?: number;
+  /** Called between slices; return true to stop. */
+  readonly until?: () => boolean;
+  /** Called between slices with the host's progress. */
+  readonly onSlice?: (hv: Hypervisor) => void;
+}
+
+export interface RunResult {
+  /** "idle": no domain can run any more; "budget": maxInstructions reached; "stopped": `until` said so. */
+  readonly reason: "idle" | "budget" | "stopped";
+  readonly instructions: number;
+}
+
+export class Hypervisor {
+  readonly memory: MachineMemory;
+  readonly frames: HostFrames;
+  readonly clock = new SimClock();
+  readonly cost: CostModel;
+  private readonly domainList: Domain[] = [];
+  private nextId = 1;
+  private rr = 0;
+  readonly sliceInstructions: number;
+
+  constructor(options: HypervisorOptions = {}) {
+    const mib = options.memoryMiB ?? 4096;
+    if (!Number.isInteger(mib) || mib < 16) throw new RangeError(`host memoryMiB must be an integer >= 16; got ${mib}`);
+    this.memory = new MachineMemory(mib * MiB);
+    // Frame 0..255 (the first MiB) stay the hypervisor's own, never handed to a domain.
+    this.frames = new HostFrames(this.memory, 256 as Mfn, (mib * MiB) / PAGE_SIZE - 256);
+    this.sliceInstructions = options.sliceInstructions ?? 2_000_000;
+    this.cost = options.costModel ?? DEFAULT_COST_MODEL;
+  }
+
+  get domains(): readonly Domain[] {
+    return this.domainList.filter((d) => d.state !== "destroyed");
+  }
+
+  domain(idOrName: number | string): Domain | undefined {
+    return this.domains.find((d) => d.id === idOrName || d.name === idOrName);
+  }
+
+  /** Build a domain: memory, p2m and EPT, devices, the kernel loaded, vCPU 0 at its entry. */
+  createDomain(options: DomainOptions): Domain {
+    const name = options.name;
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new DomainError(name, "name: use letters, digits, '_', '.', '-'");
+    if (this.domains.some((d) => d.name === name)) throw new DomainError(name, "name: a domain with this name exists");
+    if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < 2) throw new DomainError(name, `memory: ${options.memoryMiB} MiB; give an integer >= 2`);
+    const vcpus = options.vcpus ?? 1;
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
+    if (options.hap === false) throw new DomainError(name, "hap=0 (shadow paging) is not wired into the hypervisor yet; use hap=1 (EPT)");
+    const d = new Domain(this.nextId, name, this, options);
+    const boot = buildPvh(options.kernel, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
+      write: (gpa, bytes) => d.writeGuest(gpa, bytes),
+      zero: (gpa, length) => d.writeGuest(gpa, new Uint8Array(length)),
+    });
+    if ("kind" in boot) {
+      d.destroy();
+      throw new DomainError(name, `kernel: ${boot.message}`);
+    }
+    for (let i = 0; i < vcpus; i++) {
+      const v = new Vcpu(d, i, this.memory);
+      const err = setupFlat64Guest(v.vmcs, {
+        pin: PIN_EXTINT_EXITING,
+        proc: CPU_HLT_EXITING | CPU_UNCOND_IO_EXITING | CPU_USE_MSR_BITMAPS | CPU_ACTIVATE_SECONDARY,
+        exit: EXIT_SAVE_IA32_EFER | EXIT_ACK_INTR_ON_EXIT,
+        entry: ENTRY_LOAD_IA32_EFER,
+        cr3: boot.cr3,
+        rip: boot.entry,
+        rsp: 0,
+        gdtBase: boot.gdtBase,
+        gdtLimit: boot.gdtLimit,
+        idtBase: 0,
+        idtLimit: 0,
+        tssBase: boot.tssBase,
+        codeSelector: BOOT_CS32,
+        dataSelector: BOOT_DS,
+        tssSelector: BOOT_TSS,
+      });
+      if (err !== undefined) throw new Error(`vtlab bug: ${err.message}`);
+      // Compatibility mode (CS.L = 0, D = 1) at the PVH entry: see builder/pvh.ts.
+      v.vmcs.setField(F.GUEST_CS_AR_BYTES, 0xc09b);
+      v.vmcs.setField(F.GUEST_IA32_EFER, 0x500); // LME | LMA
+      this.setupVcpuControls(d, v);
+      d.paging.setupVcpu(v.cpu, v.vmcs);
+      v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
+      v.cpu.setReg32(3, boot.startInfo); // EBX = struct hvm_start_info
+      v.apic = new LocalApic({
+        apicId: i,
+        now: () => this.clock.nanoseconds,
+        sendIpi: (dest, vector, shorthand, mode) => this.routeIpi(d, v, dest, vector, shorthand, mode),
+      });
+      if (i > 0) v.blocked = true; // APs wait (no INIT/SIPI yet)
+      d.vcpus.push(v);
+    }
+    this.domainList.push(d);
+    this.nextId++;
+    return d;
+  }
+
+  private msrBitmap: Mfn | undefined;
+
+  /** CR0/CR4 ownership and the MSR bitmap (EFER, APIC base and the x2APIC range trap; the syscall MSRs pass through). */
+  private setupVcpuControls(d: Domain, v: Vcpu): void {
+    const vmcs = v.vmcs;
+    // CR0: the host owns PE, PG (leaving IA-32e mode is not modelled), NE (fixed 1 in VMX), CD and NW.
+    vmcs.setNatural(F.CR0_GUEST_HOST_MASK, 0x6000_0021 | 0x8000_0000);
+    vmcs.setNatural(F.CR0_READ_SHADOW, vmcs.readNatural(F.GUEST_CR0) & (0x6000_0021 | 0x8000_0000));
+    // CR4: the host owns VMXE (the guest sees 0).
+    vmcs.setNatural(F.CR4_GUEST_HOST_MASK, 1 << 13);
+    vmcs.setNatural(F.CR4_READ_SHADOW, vmcs.readNatural(F.GUEST_CR4) & ~(1 << 13));
+    if (this.msrBitmap === undefined) {
+      const f = this.frames.allocate();
+      if (f === undefined) throw new DomainError(d.name, "no host frame for the MSR bitmap");
+      this.msrBitmap = f;
+      const base = f * PAGE_SIZE;
+      // Set = exit. Low MSRs 0..1FFF: read bitmap at 0, write at 2048; high C0000000..: read at 1024, write at 3072.
+      this.memory.fill(base, PAGE_SIZE, 0xff);
+      const pass = (msr: number) => {
+        const high = msr >= 0xc000_0000;
+        const bit = high ? msr - 0xc000_0000 : msr;
+        for (const off of high ? [1024, 3072] : [0, 2048]) {
+          const a = base + off + (bit >>> 3);
+          this.memory.write8(a, (this.memory.read8(a) as number) & ~(1 << (bit & 7)));
+        }
+      };
+      // STAR, LSTAR, CSTAR, FMASK, FS_BASE, GS_BASE, KERNEL_GS_BASE, TSC_AUX: context-switched, not trapped (as Xen).
+      for (const m of [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084, 0xc000_0100, 0xc000_0101, 0xc000_0102, 0xc000_0103]) pass(m);
+    }
+    vmcs.setField(F.MSR_BITMAP, this.msrBitmap * PAGE_SIZE);
+  }
+
+  /** Destroy a domain: its frames go back to the host. */
+  destroyDomain(idOrName: number | string): boolean {
+    const d = this.domain(idOrName);
+    if (d === undefined) return false;
+    d.destroy();
+    return true;
+  }
+
+  /**
+   * Run the domains: weighted round-robin slices of `sliceInstructions * weight / 256` over the
+   * runnable vCPUs, until nothing can run, the budget is spent or `until` says stop.
+   */
+  run(options: RunOptions = {}): RunResult {
+    let total = 0;
+    const max = options.maxInstructions ?? Number.POSITIVE_INFINITY;
+    for (;;) {
+      if (options.until?.() === true) return { reason: "stopped", instructions: total };
+      if (total >= max) return { reason: "budget", instructions: total };
+      const runnable: Vcpu[] = [];
+      for (const d of this.domainList) if (d.state === "running") for (const v of d.vcpus) if (!v.blocked) runnable.push(v);
+      if (runnable.length === 0) {
+        // Everyone is halted: jump the clock to the next APIC timer deadline and wake whoever it is for.
+        const next = this.nextDeadlineNs();
+        if (next === Number.POSITIVE_INFINITY) return { reason: "idle", instructions: total };
+        const cycles = this.clock.cyclesFromNanoseconds(next) - this.clock.cycles;
+        if (cycles > 0) this.clock.advance(cycles);
+        this.pollApics();
+        continue;
+      }
+      const v = runnable[this.rr++ % runnable.length]!;
+      const slice = Math.max(1000, Math.floor((this.sliceInstructions * v.domain.weight) / 256));
+      const n = this.runSlice(v, Math.min(slice, max - total));
+      total += n;
+      options.onSlice?.(this);
+    }
+  }
+
+  /** Run one vCPU for up to `budget` instructions, handling its exits; returns instructions retired. */
+  private runSlice(v: Vcpu, budget: number): number {
+    const d = v.domain;
+    let retired = 0;
+    const ctx: ExitContext = { domain: d, vcpu: v, hv: this };
+    while (retired < budget && d.state === "running" && !v.blocked) {
+      // A slice that ended on its budget left the vCPU in non-root operation (the interpreter
+      // stopped between two instructions): it goes on from there without an exit and entry.
+      if (v.inGuest && v.apic !== undefined && v.apic.pendingVector() >= 0) v.cpu.raiseInterrupt(HOST_KICK_VECTOR);
+      if (!v.inGuest) {
+        this.deliverInterrupt(v);
+        const fail = vmEntry(v.cpu, v.vmcs, !v.launched);
+        if (fail !== undefined) {
+          d.crash(`VM entry failed: ${"message" in fail ? fail.message : JSON.stringify(fail)}`);
+          break;
+        }
+        v.launched = true;
+        v.inGuest = true;
+      }
+      // Run at most up to the next APIC timer deadline (CPI 1 on the host clock), so that the
+      // timer interrupt arrives at the instruction it would on hardware, give or take an exit.
+      let chunk = budget - retired;
+      const deadline = this.nextDeadlineNs();
+      if (deadline !== Number.POSITIVE_INFINITY) {
+        const until = Math.ceil((this.clock.cyclesFromNanoseconds(deadline) - this.clock.cycles) / this.cost.instruction);
+        chunk = Math.max(1, Math.min(chunk, until));
+      }
+      const r = v.cpu.run(chunk);
+      retired += r.retired;
+      this.clock.advance(r.retired * this.cost.instruction);
+      this.pollApics();
+      if (r.kind === "vmexit") {
+        v.inGuest = false;
+        this.dispatch(ctx, r.exit);
+        continue;
+      }
+      if (r.kind === "stop" || r.kind === "budget") break;
+      d.crash(`vCPU ${v.id} stopped: ${r.kind}`);
+      break;
+    }
+    return retired;
+  }
+
+  /** The earliest APIC timer deadline of any running domain's vCPUs (ns), or +Infinity. */
+  private nextDeadlineNs(): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const d of this.domainList) {
+      if (d.state !== "running") continue;
+      for (const v of d.vcpus) {
+        const t = v.apic?.nextTimerDeadline() ?? Number.POSITIVE_INFINITY;
+        if (t < next) next = t;
+      }
+    }
+    return next;
+  }
+
+  /** Bring every APIC's timer up to now; wake halted vCPUs that have an interrupt to take. */
+  private pollApics(): void {
+    const now = this.clock.nanoseconds;
+    for (const d of this.domainList) {
+      if (d.state !== "running") continue;
+      for (const v of d.vcpus) {
+        const apic = v.apic;
+        if (apic === undefined) continue;
+        if (apic.nextTimerDeadline() <= now) apic.update();
+        if (v.blocked && !v.down && v.launched && apic.pendingVector() >= 0) {
+          v.blocked = false;
+          v.wakeups++;
+        }
+      }
+    }
+  }
+
+  /**
+   * Before VM entry: inject the APIC's highest pending vector when the guest can take it
+   * (RFLAGS.IF = 1, no STI/MOV SS shadow, no event already being injected), else ask for an
+   * interrupt-window exit (SDM 26.6, 25.3; Xen's vmx_intr_assist).
+   */
+  private deliverInterrupt(v: Vcpu): void {
+    const apic = v.apic;
+    if (apic === undefined) return;
+    const vmcs = v.vmcs;
+    const proc = vmcs.read32(F.CPU_BASED_VM_EXEC_CONTROL);
+    const vector = apic.pendingVector();
+    if (vector < 0) {
+      if ((proc & CPU_INTR_WINDOW_EXITING) !== 0) vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~CPU_INTR_WINDOW_EXITING) >>> 0);
+      return;
+    }
+    const busy = (vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID) !== 0;
+    const open = (vmcs.read32(F.GUEST_RFLAGS) & RFLAGS_IF) !== 0 && (vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO) & 3) === 0;
+    if (!busy && open) {
+      apic.acknowledge(vector);
+      vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (IntrType.External << 8) | vector) >>> 0);
+      v.interruptsInjected++;
+      if ((proc & CPU_INTR_WINDOW_EXITING) !== 0) vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~CPU_INTR_WINDOW_EXITING) >>> 0);
+    } else if ((proc & CPU_INTR_WINDOW_EXITING) === 0) {
+      vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc | CPU_INTR_WINDOW_EXITING) >>> 0);
+    }
+  }
+
+  /** ICR writes: fixed IPIs to the domain's own vCPUs (INIT/SIPI for APs are not modelled). */
+  private routeIpi(d: Domain, from: Vcpu, dest: number, vector: number, shorthand: number, mode: number): void {
+    if (mode !== 0) return; // only fixed delivery is routed
+    for (const t of d.vcpus) {
+      const self = t === from;
+      const hit =
+        shorthand === ApicShorthand.Self ? self
+        : shorthand === ApicShorthand.AllIncludingSelf ? true
+        : shorthand === ApicShorthand.AllExcludingSelf ? !self
+        : dest === 0xffff_ffff || dest === t.id;
+      if (hit) t.apic?.acceptInterrupt(vector);
+    }
+  }
+
+  private dispatch(ctx: ExitContext, exit: VmExit): void {
+    const out = handleExit(ctx, exit);
+    const d = ctx.domain;
+    if (out.kind === "crash") {
+      d.crash(out.reason);
+      return;
+    }
+    if (out.kind === "inject") {
+      const hw = IntrType.HardwareException;
+      const ec = out.errorCode !== undefined;
+      ctx.vcpu.vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (ec ? INTR_INFO_ERROR_CODE_VALID : 0) | (hw << 8) | out.vector) >>> 0);
+      if (ec) ctx.vcpu.vmcs.setField(F.VM_ENTRY_EXCEPTION_ERROR_CODE, out.errorCode!);
+      ctx.vcpu.vmcs.setField(F.VM_ENTRY_INSTRUCTION_LEN, 0);
+    }
+  }
+}

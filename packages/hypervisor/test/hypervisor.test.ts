@@ -1,0 +1,203 @@
+/**
+ * The hypervisor end to end: real gcc-built guest kernels booted by the domain builder in VMX
+ * non-root operation on EPT, their port I/O, MSR and CPUID exits handled, several domains
+ * scheduled in one host, and hostile or broken guests crashing only themselves.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { guestExpectedOutputUrl, guestImageUrl, type GuestImageName } from "@vtlab/guests";
+import { BootLayout, DomainError, Hypervisor, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
+import { SPIN, TRIPLE_FAULT, tinyKernel } from "./tiny-kernel.js";
+
+const image = (name: GuestImageName) => new Uint8Array(readFileSync(guestImageUrl(name)));
+const expected = (name: GuestImageName) => readFileSync(guestExpectedOutputUrl(name), "utf8");
+
+describe("guest kernels on the hypervisor (EPT)", () => {
+  for (const name of ["sha256", "sort", "format", "div64", "setjmp", "usermode", "demand"] as const) {
+    it(`${name}: boots, prints what it printed under QEMU, exits 0 through the debug port`, () => {
+      const hv = new Hypervisor({ memoryMiB: 256 });
+      const d = hv.createDomain({ name, memoryMiB: 64, kernel: image(name) });
+      const r = hv.run({ maxInstructions: 1_000_000_000 });
+      expect(r.reason).toBe("idle");
+      expect({ state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ state: "shutdown", code: 0, crash: undefined });
+      expect(d.console).toBe(expected(name));
+      const s = d.stats();
+      expect(s.exitsByReason.IoInstruction).toBe(s.ioExits);
+      expect(s.ioExits).toBeGreaterThanOrEqual(d.console.length); // one OUT to 0xE9 per console byte
+      expect(s.eptReferences).toBeGreaterThan(0);
+    });
+  }
+
+  it("the start-info page, memory map and command line are where the guest was told", () => {
+    const hv = new Hypervisor({ memoryMiB: 128 });
+    const d = hv.createDomain({ name: "k", memoryMiB: 32, kernel: tinyKernel(SPIN), cmdline: "iterations=7 workload=compute" });
+    const at = (gpa: number) => d.machineAddress(gpa)!;
+    expect(hv.memory.read32(at(BootLayout.startInfo))).toBe(XEN_HVM_START_MAGIC_VALUE);
+    const bytes = new Uint8Array(29);
+    hv.memory.readBytes(at(BootLayout.cmdline), bytes);
+    expect(new TextDecoder().decode(bytes)).toBe("iterations=7 workload=compute");
+    expect(hv.memory.read32(at(BootLayout.memmap + 32))).toBe(32 * 1024 * 1024 - 0x10_0000);
+    expect(d.vcpus[0]!.cpu.lo[3]).toBe(BootLayout.startInfo); // EBX
+  });
+});
+
+describe("exits a guest causes", () => {
+  const runTiny = (code: string) => {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const d = hv.createDomain({ name: "t", memoryMiB: 8, kernel: tinyKernel(code) });
+    hv.run({ maxInstructions: 1_000_000 });
+    return d;
+  };
+
+  it("CPUID 0x40000000 gives the Xen signature; leaf 1 has the hypervisor bit and no VMX", () => {
+    // mov eax, 0x40000000; cpuid; mov eax, ebx; out 0xf4, eax
+    expect(runTiny("b800000040 0fa2 89d8 e7f4").exitCode).toBe(0x566e6558); // "XenV"
+    // mov eax, 1; cpuid; mov eax, ecx; out 0xf4, eax
+    const ecx = runTiny("b801000000 0fa2 89c8 e7f4").exitCode!;
+    expect(ecx >>> 31).toBe(1);
+    expect(ecx & (1 << 5)).toBe(0);
+  });
+
+  it("VMCALL answers -ENOSYS (no hypercall table yet)", () => {
+    // vmcall; out 0xf4, eax
+    const d = runTiny("0f01c1 e7f4");
+    expect(d.exitCode).toBe(-38 >>> 0);
+    expect(d.hypercalls).toBe(1);
+  });
+
+  it("WRMSR to an MSR that does not exist injects #GP (here, with no IDT, the domain triple-faults)", () => {
+    // mov ecx, 0x12345678; xor eax, eax; xor edx, edx; wrmsr
+    const d = runTiny("b978563412 31c0 31d2 0f30");
+    expect(d.state).toBe("crashed");
+    expect(d.crashReason).toBe("triple fault");
+    expect(d.stats().exitsByReason).toMatchObject({ MsrWrite: 1, TripleFault: 1 });
+  });
+
+  it("RDMSR of EFER reads the guest's EFER (LME|LMA in long mode); setting a reserved EFER bit is #GP", () => {
+    // mov ecx, 0xc0000080; rdmsr; out 0xf4, eax
+    expect(runTiny("b9800000c0 0f32 e7f4").exitCode).toBe(0x500);
+    // mov ecx, 0xc0000080; mov eax, 0x501 | 0x10000; xor edx, edx; wrmsr
+    expect(runTiny("b9800000c0 b801050100 31d2 0f30").crashReason).toBe("triple fault");
+  });
+
+  it("HLT with interrupts off powers the domain off (Xen's hvm_hlt)", () => {
+    const d = runTiny("fa f4"); // cli; hlt
+    expect(d.state).toBe("shutdown");
+    expect(d.shutdownReason).toMatch(/interrupts disabled/);
+  });
+
+  it("an access to guest-physical memory with nothing behind it crashes the domain, naming the address", () => {
+    // mov dword [0xe0000000], 1  (inside the identity map, beyond the domain's 8 MiB)
+    const d = runTiny("c70500000 0e001000000".replace(/ /g, ""));
+    expect(d.state).toBe("crashed");
+    expect(d.crashReason).toMatch(/0xe0000000/);
+  });
+
+  it("turning paging off crashes the domain with the reason (no unrestricted guest)", () => {
+    // mov eax, cr0; and eax, 0x7fffffff; mov cr0, eax
+    const d = runTiny("0f20c0 25ffffff7f 0f22c0");
+    expect(d.crashReason).toMatch(/leaving IA-32e mode/);
+  });
+});
+
+describe("several domains in one host", () => {
+  it("two run at once; one triple-faults, the other finishes with the right output", () => {
+    const hv = new Hypervisor({ memoryMiB: 256, sliceInstructions: 200_000 });
+    const good = hv.createDomain({ name: "good", memoryMiB: 64, kernel: image("sort") });
+    const bad = hv.createDomain({ name: "bad", memoryMiB: 16, kernel: tinyKernel(`${"90".repeat(64)}${TRIPLE_FAULT}`) });
+    hv.run({ maxInstructions: 1_000_000_000 });
+    expect(bad.state).toBe("crashed");
+    expect(bad.crashReason).toBe("triple fault");
+    expect(good.state).toBe("shutdown");
+    expect(good.exitCode).toBe(0);
+    expect(good.console).toBe(expected("sort"));
+  });
+
+  it("slices follow the weights; pause stops a domain and unpause resumes it", () => {
+    const hv = new Hypervisor({ memoryMiB: 128, sliceInstructions: 10_000 });
+    const heavy = hv.createDomain({ name: "heavy", memoryMiB: 8, kernel: tinyKernel(SPIN), weight: 512 });
+    const light = hv.createDomain({ name: "light", memoryMiB: 8, kernel: tinyKernel(SPIN), weight: 256 });
+    hv.run({ maxInstructions: 3_000_000 });
+    expect(heavy.instructions / light.instructions).toBeCloseTo(2, 1);
+    heavy.pause();
+    const before = heavy.instructions;
+    hv.run({ maxInstructions: 100_000 });
+    expect(heavy.instructions).toBe(before);
+    heavy.unpause();
+    hv.run({ maxInstructions: 100_000 });
+    expect(heavy.instructions).toBeGreaterThan(before);
+  });
+
+  it("domains get disjoint machine frames; destroy gives every frame back", () => {
+    const hv = new Hypervisor({ memoryMiB: 128 });
+    const free0 = hv.frames.freeFrames;
+    const a = hv.createDomain({ name: "a", memoryMiB: 16, kernel: tinyKernel(SPIN) });
+    const b = hv.createDomain({ name: "b", memoryMiB: 16, kernel: tinyKernel(SPIN) });
+    hv.run({ maxInstructions: 100_000 });
+    const aLo = a.machineAddress(0)!, aHi = a.machineAddress(16 * 1024 * 1024 - 1)!;
+    const bLo = b.machineAddress(0)!, bHi = b.machineAddress(16 * 1024 * 1024 - 1)!;
+    expect(aHi < bLo || bHi < aLo).toBe(true);
+    expect(a.machineAddress(16 * 1024 * 1024)).toBeUndefined();
+    expect(free0 - hv.frames.freeFrames).toBe(a.framesHeld + b.framesHeld + 1); // + the shared MSR bitmap
+    hv.destroyDomain("a");
+    hv.destroyDomain("b");
+    expect(hv.frames.freeFrames).toBe(free0 - 1);
+    expect(hv.domains).toHaveLength(0);
+    // A new domain gets zeroed frames: nothing of the old guests is visible.
+    const c = hv.createDomain({ name: "c", memoryMiB: 16, kernel: tinyKernel(SPIN) });
+    expect(hv.memory.read32(c.machineAddress(0x7000 + 8)!)).toBe(0xffff); // the builder's GDT, freshly written
+    expect(hv.memory.read32(c.machineAddress(0x200_000)!)).toBe(0);
+  });
+});
+
+describe("bad configurations and images are refused with the reason", () => {
+  const hv = new Hypervisor({ memoryMiB: 64 });
+  const ok = { name: "x", memoryMiB: 8, kernel: tinyKernel(SPIN) };
+  const cases: [string, Parameters<Hypervisor["createDomain"]>[0], RegExp][] = [
+    ["a bad name", { ...ok, name: "no spaces" }, /name/],
+    ["too little memory", { ...ok, memoryMiB: 1 }, /memory: 1 MiB/],
+    ["more memory than the host has", { ...ok, memoryMiB: 4096 }, /more than the host has free/],
+    ["zero vCPUs", { ...ok, vcpus: 0 }, /vcpus: 0/],
+    ["shadow paging, not wired yet", { ...ok, hap: false }, /hap=0/],
+    ["a file that is not ELF", { ...ok, kernel: new Uint8Array(100) }, /kernel: e_ident\[EI_MAG\]/],
+    ["an ELF without the PVH note", { ...ok, kernel: tinyKernel(SPIN).fill(0, 0x180, 0x194) }, /XEN_ELFNOTE_PHYS32_ENTRY/],
+    ["a command line too long", { ...ok, cmdline: "x".repeat(5000) }, /cmdline: 5000 bytes/],
+  ];
+  for (const [what, options, message] of cases) {
+    it(what, () => {
+      const before = hv.frames.freeFrames;
+      expect(() => hv.createDomain(options)).toThrow(DomainError);
+      expect(() => hv.createDomain(options)).toThrow(message);
+      expect(hv.frames.freeFrames).toBe(before); // nothing leaked
+    });
+  }
+  it("a duplicate name", () => {
+    hv.createDomain(ok);
+    expect(() => hv.createDomain(ok)).toThrow(/a domain with this name exists/);
+  });
+});
+
+describe("the local APIC of each vCPU", () => {
+  it("a one-shot x2APIC timer wakes a halted vCPU at its deadline and the vector is injected", () => {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    // SVR = 0x1ff (enabled); LVT timer = vector 0x40, one-shot; divide by 1; initial count 100000; sti; hlt
+    const code = [
+      "b90f080000 b8ff010000 31d2 0f30",
+      "b932080000 b840000000 0f30",
+      "b93e080000 b80b000000 0f30",
+      "b938080000 b8a0860100 0f30",
+      "fb f4",
+    ].join("");
+    const d = hv.createDomain({ name: "apic", memoryMiB: 8, kernel: tinyKernel(code) });
+    hv.run({ maxInstructions: 1_000_000 });
+    const v = d.vcpus[0]!;
+    expect(v.apic!.stats.timerFires).toBe(1);
+    expect(v.wakeups).toBe(1);
+    expect(v.interruptsInjected).toBe(1);
+    // The clock jumped to the deadline while the vCPU was halted: 100,000 ticks of 1 ns.
+    expect(hv.clock.nanoseconds).toBeGreaterThanOrEqual(100_000);
+    // No IDT here: vector 0x40 cannot be delivered, so the domain triple-faults, and only it.
+    expect(d.crashReason).toBe("triple fault");
+    expect(d.stats().exitsByReason).toMatchObject({ MsrWrite: 4, Hlt: 1, TripleFault: 1 });
+  });
+});
