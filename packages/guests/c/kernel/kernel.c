@@ -492,15 +492,28 @@ static void apic_write(uint32_t msr, uint32_t v) {
         xapic[((msr - 0x800) << 4) / 4] = v;
 }
 
-static void apic_init(uint32_t count) {
-    uint32_t a = 1, b, c, d;
-    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d));
-    x2apic = (c >> 21) & 1;
-    uint64_t base = rdmsr(MSR_APIC_BASE);
-    base |= APIC_BASE_EN;
-    if (x2apic)
-        base |= APIC_BASE_EXTD;
-    wrmsr(MSR_APIC_BASE, base);
+/* x2APIC is probed without CPUID: set EXTD and see whether the WRMSR raises #GP (then this
+   handler skips it) or leaves the bit clear; either way the xAPIC MMIO page is used instead. */
+extern char x2apic_probe_wrmsr[], x2apic_probe_end[];
+static volatile int x2apic_probe_faulted;
+
+static int on_general_protection(struct trap_frame *f) {
+    if (f->rip != (uint64_t)(uintptr_t)x2apic_probe_wrmsr)
+        return 0;
+    x2apic_probe_faulted = 1;
+    f->rip = (uint64_t)(uintptr_t)x2apic_probe_end;
+    return 1;
+}
+
+static __attribute__((noinline)) void apic_init(uint32_t count) {
+    uint64_t base = rdmsr(MSR_APIC_BASE) | APIC_BASE_EN;
+    wrmsr(MSR_APIC_BASE, base);   /* xAPIC mode first: EXTD may only be set from there */
+    trap_set_handler(X86_EXC_GP, on_general_protection);
+    uint64_t x2 = base | APIC_BASE_EXTD;
+    __asm__ volatile("x2apic_probe_wrmsr: wrmsr\nx2apic_probe_end:"
+                     : : "c"(MSR_APIC_BASE), "a"((uint32_t)x2), "d"((uint32_t)(x2 >> 32)) : "memory");
+    trap_set_handler(X86_EXC_GP, 0);
+    x2apic = !x2apic_probe_faulted && (rdmsr(MSR_APIC_BASE) & APIC_BASE_EXTD);
     apic_write(X2APIC_SVR, 0x100 | VEC_SPURIOUS);
     apic_write(X2APIC_LVT_LINT0, LVT_MASKED);
     apic_write(X2APIC_LVT_LINT1, LVT_MASKED);
