@@ -701,8 +701,7 @@ static uint32_t ata_identify(void) {
     if (inb(ATA_STATUS) == 0xFF)
         return 0;   /* floating bus */
     ata_command(ATA_CMD_IDENTIFY, 0, 0);
-    outb(ATA_DRIVE, 0xA0);
-    if (inb(ATA_STATUS) == 0)
+    if (inb(ATA_STATUS) == 0)   /* no device */
         return 0;
     ata_wait_drq("IDENTIFY");
     insw(ATA_DATA, ident, 256);
