@@ -1179,10 +1179,12 @@ export class Cpu {
     this.vmxEntryRetired = this.retired;
     this.vmxTimer = vmcs.read32(VmcsField.VMX_PREEMPTION_TIMER_VALUE);
     // Boundary events the run loop must look at before every instruction (SDM 26.2, 26.5).
+    // External-interrupt exiting is not among them: it only matters while an interrupt is
+    // pending, and raising one already makes the loop attentive (see the check in run()).
     this.vmxWatch =
-      (pin & (PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER)) !== 0 ||
+      (pin & PIN_PREEMPTION_TIMER) !== 0 ||
       (proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING | CPU_MONITOR_TRAP_FLAG)) !== 0;
-    if (this.vmxWatch) this.attention = 1;
+    if (this.vmxWatch || this.pendingIrqs.length > 0) this.attention = 1;
     // Compiled blocks stay on: they hold only straight-line handlers, which no exiting control
     // affects, and exceptions leave a block through the same path that applies the bitmap.
   }
@@ -1456,7 +1458,7 @@ export class Cpu {
               return { kind: "stop", retired: this.retired - start, reason: s.reason, code: s.code };
             }
             const shadow = this.shadowState;
-            if (this.vmxWatch && this.vmcs !== undefined && this.boundaryExit(shadow)) {
+            if ((this.vmxWatch || (this.pendingIrqs.length > 0 && (this.vmxPin & PIN_EXTINT_EXITING) !== 0)) && this.vmcs !== undefined && this.boundaryExit(shadow)) {
               this.insnStart = this.rip;
               return this.takeExit(start);
             }

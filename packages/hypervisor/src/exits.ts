@@ -213,13 +213,23 @@ function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
   const mem = ctx.hv.memory;
   let outcome: ExitOutcome = RESUME;
   let done = 0;
+  // One translation per page the string touches (the guest's tables cannot change in the middle
+  // of one instruction), not one per element.
+  let pageLin = -1;
+  let pageGpa = 0;
   while (done < count) {
-    const gpa = d.paging.gvaToGpa(cpu, ptr, (input ? Access.Write : Access.Read) | user);
-    if (typeof gpa !== "number") {
-      cpu.cr2 = ptr;
-      outcome = { kind: "inject", vector: PF, errorCode: gpa.errorCode };
-      break;
+    const lin = ptr - (ptr % PAGE_SIZE);
+    if (lin !== pageLin) {
+      const g = d.paging.gvaToGpa(cpu, lin, (input ? Access.Write : Access.Read) | user);
+      if (typeof g !== "number") {
+        cpu.cr2 = ptr;
+        outcome = { kind: "inject", vector: PF, errorCode: g.errorCode };
+        break;
+      }
+      pageLin = lin;
+      pageGpa = g;
     }
+    const gpa = pageGpa + (ptr - lin);
     const hpa = (gpa & (PAGE_SIZE - 1)) + size <= PAGE_SIZE ? d.machineAddress(gpa) : undefined;
     if (hpa === undefined) {
       outcome = { kind: "crash", reason: `string I/O at port 0x${port.toString(16)} touches GPA 0x${gpa.toString(16)}: not RAM, or an element split across pages` };
