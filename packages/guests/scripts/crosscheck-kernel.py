@@ -67,7 +67,7 @@ def compute():
 
 
 def ptemod():
-    iterations, pages = 100, 64
+    iterations, pages = 1000, 64
     h = FNV_INIT
     for it in range(iterations):
         for p in range(pages):

@@ -124,7 +124,7 @@ export const REFERENCE_KERNEL_INFO = {
   summary: "Preemptive kernel: UART console, APIC timer, own page tables, demand paging, CPL-3 processes with COW fork, ATA PIO.",
   workloads: {
     compute: { name: "compute", summary: "`procs` user processes of integer work, preempted round robin; per-process checksums in pid order.", defaults: { procs: 4, iterations: 1_000_000, timer: 100_000 }, needsDisk: false },
-    ptemod: { name: "ptemod", summary: "One process touches `pages` heap pages (demand faults) and unmaps them, `iterations` times: PTE modifications.", defaults: { iterations: 100, pages: 64, timer: 100_000 }, needsDisk: false },
+    ptemod: { name: "ptemod", summary: "One process touches `pages` heap pages (demand faults) and unmaps them, `iterations` times: PTE modifications.", defaults: { iterations: 1000, pages: 64, timer: 100_000 }, needsDisk: false },
     forkwait: { name: "forkwait", summary: "A process forks `forks` children (copy-on-write) that exit at once, waiting for each.", defaults: { forks: 1000, pages: 16, timer: 100_000 }, needsDisk: false },
     disk: { name: "disk", summary: "Writes `mib` MiB with WRITE SECTORS/MULTIPLE and reads it back with READ MULTIPLE/SECTORS, verified.", defaults: { mib: 2, lba: 0, multiple: 8 }, needsDisk: true },
   } satisfies { readonly [W in ReferenceKernelWorkload]: ReferenceKernelWorkloadInfo & { name: W } },

@@ -153,7 +153,7 @@ extern char __user_start[], __user_end[], __user_phys[];
 extern void user_entry(void);
 
 static uint64_t pool_start, pool_end, free_list, frames_free;
-static uint16_t frame_ref[KERNEL_MAP_TOP / PAGE];
+static uint8_t frame_ref[KERNEL_MAP_TOP / PAGE];   /* sharers of each pool frame (at most NPROC) */
 
 static int is_pool(uint64_t pa) { return pa >= pool_start && pa < pool_end; }
 
@@ -179,13 +179,27 @@ static void pool_init(struct hvm_start_info *si) {
     }
 }
 
+/* Whole pages are zeroed and copied eight bytes at a time (REP STOSQ / REP MOVSQ). */
+static void zero_page(uint64_t pa) {
+    void *d = (void *)(uintptr_t)pa;
+    size_t n = PAGE / 8;
+    __asm__ volatile("rep stosq" : "+D"(d), "+c"(n) : "a"(0ull) : "memory");
+}
+
+static void copy_page(uint64_t dst, uint64_t src) {
+    void *d = (void *)(uintptr_t)dst;
+    const void *s = (const void *)(uintptr_t)src;
+    size_t n = PAGE / 8;
+    __asm__ volatile("rep movsq" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+}
+
 static uint64_t frame_alloc(void) {
     uint64_t pa = free_list;
     if (!pa)
         panic("out of frames");
     free_list = *(uint64_t *)(uintptr_t)pa;
     frames_free--;
-    memset((void *)(uintptr_t)pa, 0, PAGE);
+    zero_page(pa);
     frame_ref[pa / PAGE] = 1;
     return pa;
 }
@@ -442,7 +456,7 @@ static int resolve_fault(uint64_t va, uint64_t err) {
             stats.cow_reuse++;
         } else {
             uint64_t copy = frame_alloc();
-            memcpy((void *)(uintptr_t)copy, (const void *)(uintptr_t)pa, PAGE);
+            copy_page(copy, pa);
             frame_put(pa);
             *pte = copy | PTE_P | PTE_W | PTE_U;
             stats.cow_copies++;
@@ -481,6 +495,15 @@ static int on_page_fault(struct trap_frame *f) {
 #define LVT_MASKED      (1u << 16)
 #define LVT_PERIODIC    (1u << 17)
 
+/* The legacy 8259 PICs: firmware may leave the PIT's IRQ 0 unmasked, routed through LVT LINT0
+   (ExtINT). Masking every IRQ (OCW1 on ports 0x21 and 0xA1) lowers the PIC's INTR output while
+   LINT0 still passes it, so no stale ExtINT request survives into user mode. Harmless where
+   there is no PIC. */
+static void pic_mask_all(void) {
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
+}
+
 static int x2apic;
 static volatile uint32_t *const xapic = (volatile uint32_t *)(uintptr_t)0xFEE00000u;
 
@@ -506,6 +529,7 @@ static int on_general_protection(struct trap_frame *f) {
 }
 
 static __attribute__((noinline)) void apic_init(uint32_t count) {
+    pic_mask_all();
     uint64_t base = rdmsr(MSR_APIC_BASE) | APIC_BASE_EN;
     wrmsr(MSR_APIC_BASE, base);   /* xAPIC mode first: EXTD may only be set from there */
     trap_set_handler(X86_EXC_GP, on_general_protection);
@@ -854,7 +878,7 @@ int kmain(struct hvm_start_info *si) {
         printf("compute: %llu processes x %llu iterations\n", (unsigned long long)a, (unsigned long long)b);
     } else if (strcmp(wl, "ptemod") == 0) {
         which = W_PTEMOD;
-        a = cmdline_uint("iterations", 100);
+        a = cmdline_uint("iterations", 1000);
         b = cmdline_uint("pages", 64);
         if (b < 1 || b > 65536)
             panic("ptemod: pages must be 1..65536");
