@@ -1,0 +1,170 @@
+/**
+ * What the `vtlab` command does: boot machines from config files (`run`) and the side-by-side
+ * demonstration (`demo`), with a progress line on long runs and a statistics table at the end.
+ */
+import { readFileSync } from "node:fs";
+import { REFERENCE_KERNEL_WORKLOADS, referenceKernelUrl, type ReferenceKernelWorkload } from "@vtlab/guests";
+import { DomainError, Hypervisor, MemoryBlockBackend, type Domain } from "@vtlab/hypervisor";
+import { loadMachine, type LoadedMachine } from "./machines.js";
+import { fmt, formatTable } from "./table.js";
+
+export interface MachineReport {
+  readonly name: string;
+  readonly mmu: "ept" | "shadow";
+  readonly state: string;
+  readonly exitCode: number | null;
+  readonly crashReason: string | null;
+  readonly instructions: number;
+  readonly vmExits: number;
+  readonly exitsByReason: Record<string, number>;
+  readonly ioExits: number;
+  readonly pageWalks: number;
+  readonly walkReferences: number;
+  readonly eptReferences: number;
+  readonly tlbHitRate: number;
+  readonly modelledMs: number;
+  readonly wallSeconds: number;
+  readonly mips: number;
+  readonly firstLineMs: number | null;
+}
+
+export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLineMs: number | null = null): MachineReport {
+  const s = d.stats(hv.cost);
+  return {
+    name: d.name,
+    mmu: d.hap ? "ept" : "shadow",
+    state: d.state,
+    exitCode: d.exitCode ?? null,
+    crashReason: d.crashReason ?? null,
+    instructions: s.instructions,
+    vmExits: s.vmExits,
+    exitsByReason: s.exitsByReason,
+    ioExits: s.ioExits,
+    pageWalks: s.pageWalks,
+    walkReferences: s.walkReferences,
+    eptReferences: s.eptReferences,
+    tlbHitRate: s.tlbHits + s.tlbMisses === 0 ? 0 : s.tlbHits / (s.tlbHits + s.tlbMisses),
+    modelledMs: (s.modelledCycles / hv.clock.frequencyHz) * 1000,
+    wallSeconds,
+    mips: wallSeconds > 0 ? s.instructions / wallSeconds / 1e6 : 0,
+    firstLineMs,
+  };
+}
+
+export function formatReports(reports: readonly MachineReport[]): string {
+  const header = ["machine", "mmu", "result", "instructions", "VM exits", "I/O exits", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS"];
+  const rows = reports.map((r) => [
+    r.name,
+    r.mmu,
+    r.state === "shutdown" ? `exit ${r.exitCode ?? "-"}` : r.state === "crashed" ? "CRASHED" : r.state,
+    fmt(r.instructions),
+    fmt(r.vmExits),
+    fmt(r.ioExits),
+    fmt(r.pageWalks),
+    fmt(r.walkReferences),
+    fmt(r.eptReferences),
+    fmt(r.tlbHitRate * 100, 1),
+    fmt(r.modelledMs, 2),
+    fmt(r.wallSeconds, 2),
+    fmt(r.mips, 1),
+  ]);
+  const reasons = [...new Set(reports.flatMap((r) => Object.keys(r.exitsByReason)))].sort();
+  const exitRows = reasons.map((reason) => [reason, ...reports.map((r) => fmt(r.exitsByReason[reason] ?? 0))]);
+  const crashes = reports.filter((r) => r.crashReason !== null).map((r) => `${r.name}: crashed: ${r.crashReason}`);
+  return [formatTable(header, rows), "", "VM exits by reason", formatTable(["reason", ...reports.map((r) => `${r.name} (${r.mmu})`)], exitRows), ...(crashes.length > 0 ? ["", ...crashes] : [])].join("\n");
+}
+
+export interface RunOptions {
+  readonly maxInstructions?: number;
+  /** Console text of each machine. */
+  readonly onConsole?: (name: string, text: string) => void;
+  /** Progress, about once a second of wall time. */
+  readonly onProgress?: (line: string) => void;
+}
+
+/** Boot every config file in one host and run until all have stopped. */
+export function runMachines(files: readonly string[], options: RunOptions = {}): MachineReport[] {
+  // The host gets what the machines ask for, plus room for EPT tables.
+  const hv = new Hypervisor({ memoryMiB: 16384 });
+  const loaded: LoadedMachine[] = [];
+  const firstLine = new Map<string, number>();
+  const t0 = performance.now();
+  try {
+    for (const f of files) {
+      loaded.push(
+        loadMachine(hv, f, (name, text) => {
+          if (!firstLine.has(name)) firstLine.set(name, performance.now() - t0);
+          options.onConsole?.(name, text);
+        }),
+      );
+    }
+    hv.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+  } finally {
+    for (const m of loaded) for (const d of m.disks) d.close();
+  }
+  const wall = (performance.now() - t0) / 1000;
+  return loaded.map((m) => report(hv, m.domain, wall, firstLine.get(m.config.name) ?? null));
+}
+
+function progress(hv: Hypervisor, t0: number, out: ((line: string) => void) | undefined): () => void {
+  let last = performance.now();
+  return () => {
+    if (out === undefined) return;
+    const now = performance.now();
+    if (now - last < 1000) return;
+    last = now;
+    const n = hv.domains.reduce((a, d) => a + d.instructions, 0);
+    const running = hv.domains.filter((d) => d.state === "running").length;
+    out(`[vtlab] ${((now - t0) / 1000).toFixed(1)} s: ${fmt(n)} instructions, ${running} machine(s) running, modelled ${(hv.clock.nanoseconds / 1e6).toFixed(1)} ms`);
+  };
+}
+
+export interface DemoOptions extends RunOptions {
+  readonly workloads?: readonly ReferenceKernelWorkload[];
+}
+
+export interface DemoResult {
+  readonly reports: MachineReport[];
+  /** Modes the hypervisor refused, with the reason (shadow paging until it is wired). */
+  readonly unavailable: { readonly mmu: "ept" | "shadow"; readonly reason: string }[];
+}
+
+/**
+ * The reference kernel's workloads on a shadow-paging machine and an EPT machine, each in its own
+ * host so that wall times do not mix.
+ */
+export function runDemo(options: DemoOptions = {}): DemoResult {
+  const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
+  const reports: MachineReport[] = [];
+  const unavailable: DemoResult["unavailable"] = [];
+  for (const hap of [false, true]) {
+    for (const w of options.workloads ?? REFERENCE_KERNEL_WORKLOADS) {
+      const hv = new Hypervisor({ memoryMiB: 512 });
+      const name = `${w}-${hap ? "ept" : "shadow"}`;
+      const t0 = performance.now();
+      let first: number | null = null;
+      let d: Domain;
+      try {
+        d = hv.createDomain({
+          name,
+          memoryMiB: 128,
+          hap,
+          kernel,
+          cmdline: `workload=${w}`,
+          disk: new MemoryBlockBackend(16384),
+          onConsole: (t) => {
+            first ??= performance.now() - t0;
+            options.onConsole?.(name, t);
+          },
+        });
+      } catch (e) {
+        if (!(e instanceof DomainError)) throw e;
+        unavailable.push({ mmu: hap ? "ept" : "shadow", reason: e.message });
+        break;
+      }
+      hv.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+      reports.push(report(hv, d, (performance.now() - t0) / 1000, first));
+    }
+  }
+  return { reports, unavailable };
+}

@@ -1,0 +1,86 @@
+import { mkdtempSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { referenceKernelExpectedOutputUrl } from "@vtlab/guests";
+import { main, runMachines } from "@vtlab/demo";
+
+const machines = fileURLToPath(new URL("../machines/", import.meta.url));
+const kernel = fileURLToPath(new URL("../../../packages/guests/images/kernel.elf", import.meta.url));
+
+function vtlab(...argv: string[]) {
+  let out = "";
+  let err = "";
+  const status = main(argv, { out: (t) => (out += t), err: (t) => (err += t) });
+  return { status, out, err };
+}
+
+describe("vtlab", () => {
+  it("help, and usage errors that say what is wrong", () => {
+    expect(vtlab("help")).toMatchObject({ status: 0, out: expect.stringContaining("usage: vtlab") });
+    expect(vtlab()).toMatchObject({ status: 2, err: expect.stringContaining("usage: vtlab") });
+    expect(vtlab("boot")).toMatchObject({ status: 2, err: expect.stringContaining('unknown command "boot"') });
+    expect(vtlab("run", "--fast", "x.cfg")).toMatchObject({ status: 2, err: expect.stringContaining("unknown option --fast") });
+    expect(vtlab("run")).toMatchObject({ status: 2, err: expect.stringContaining("give at least one config file") });
+    expect(vtlab("run", "--max-instructions", "lots", "x.cfg")).toMatchObject({ status: 2, err: expect.stringContaining('"lots" is not a positive integer') });
+    expect(vtlab("demo", "--workloads", "compute,bogus")).toMatchObject({ status: 2, err: expect.stringContaining('unknown workload "bogus"') });
+  });
+
+  it("config problems name the file, the line and the key; a missing file or kernel is named too", () => {
+    const dir = mkdtempSync(join(tmpdir(), "vtlab-cli-"));
+    const bad = join(dir, "bad.cfg");
+    writeFileSync(bad, `name = "x"\nmemory = "lots"\nkernel = "k.elf"\n`);
+    const r = vtlab("run", bad);
+    expect(r.status).toBe(2);
+    expect(r.err).toContain(`${bad}:2`);
+    expect(r.err).toContain('"memory"');
+    expect(vtlab("run", join(dir, "none.cfg")).err).toContain("cannot read the config file");
+    const nokernel = join(dir, "nokernel.cfg");
+    writeFileSync(nokernel, `name = "x"\nmemory = 16\nkernel = "missing.elf"\n`);
+    expect(vtlab("run", nokernel).err).toContain('kernel "missing.elf": cannot read');
+    const notelf = join(dir, "notelf.cfg");
+    writeFileSync(join(dir, "text.elf"), "not an elf file at all, just text long enough to be looked at......................");
+    writeFileSync(notelf, `name = "x"\nmemory = 16\nkernel = "text.elf"\n`);
+    expect(vtlab("run", notelf).err).toMatch(/domain x: kernel: e_ident\[EI_MAG\]/);
+    const nodisk = join(dir, "nodisk.cfg");
+    writeFileSync(nodisk, `name = "x"\nmemory = 16\nkernel = "${kernel}"\ndisk = ["format=raw, vdev=hda, access=rw, target=nope.img"]\n`);
+    expect(vtlab("run", nodisk).err).toContain("truncate -s 8M");
+  });
+
+  it("run: a sample machine boots, streams its console and ends with the statistics table", () => {
+    const r = vtlab("run", join(machines, "ptemod.cfg"));
+    expect(r.status).toBe(0);
+    expect(r.out).toContain("ptemod| vtlab reference kernel: workload=ptemod\n");
+    const expected = readFileSync(referenceKernelExpectedOutputUrl("ptemod"), "utf8").trimEnd().split("\n");
+    expect(expected.at(-1)).toMatch(/^PASS ptemod [0-9a-f]{16}$/);
+    for (const line of expected) expect(r.out).toContain(`ptemod| ${line}\n`);
+    expect(r.out).toMatch(/machine\s+mmu\s+result\s+instructions/);
+    expect(r.out).toMatch(/ptemod\s+ept\s+exit 0/);
+    expect(r.out).toContain("VM exits by reason");
+  }, 60_000);
+
+  it("run --json, with a file-backed disk that keeps what the guest wrote", () => {
+    const dir = mkdtempSync(join(tmpdir(), "vtlab-disk-"));
+    const img = join(dir, "disk.img");
+    writeFileSync(img, "");
+    truncateSync(img, 8 * 1024 * 1024);
+    const cfg = join(dir, "disk.cfg");
+    writeFileSync(cfg, `name = "disk"\nmemory = 64\nkernel = "${kernel}"\ncmdline = "workload=disk"\ndisk = ["format=raw, vdev=hda, access=rw, target=disk.img"]\nserial = "file:console.txt"\n`);
+    const r = vtlab("run", "--json", cfg);
+    expect(r.status).toBe(0);
+    const [rep] = JSON.parse(r.out) as { name: string; exitCode: number; ioExits: number }[];
+    expect(rep).toMatchObject({ name: "disk", exitCode: 0 });
+    expect(rep!.ioExits).toBeGreaterThan(8192);
+    expect(readFileSync(join(dir, "console.txt"), "utf8")).toBe(readFileSync(referenceKernelExpectedOutputUrl("disk"), "utf8"));
+    expect(readFileSync(img).subarray(0, 2 * 1024 * 1024).some((b) => b !== 0)).toBe(true);
+  }, 60_000);
+
+  it("two machines in one host: both finish", () => {
+    const reports = runMachines([join(machines, "ptemod.cfg"), join(machines, "forkwait.cfg")]);
+    expect(reports.map((r) => [r.name, r.state, r.exitCode])).toEqual([
+      ["ptemod", "shutdown", 0],
+      ["forkwait", "shutdown", 0],
+    ]);
+  }, 60_000);
+});
