@@ -13,7 +13,7 @@ import {
   RFLAGS_AC,
   type Cpu,
 } from "@vtlab/cpu-vmx";
-import { PAGE_SHIFT, gfn as asGfn, type MachineMemory, type PagingLevel, type PagingMode, type PagingStructureAccess, type U64 } from "@vtlab/arch";
+import { gfn as asGfn, type MachineMemory, type PagingLevel, type PagingMode, type PagingStructureAccess, type U64 } from "@vtlab/arch";
 import { P2mType, type DomainP2m } from "@vtlab/mmu-ept";
 
 /** A guest paging-structure entry whose guest-physical address is not RAM in the p2m. */
@@ -74,4 +74,4 @@ export function guestPagingMode(cpu: Cpu, out: PagingMode): PagingMode {
   return out;
 }
 
-export { PAGE_SHIFT };
+

@@ -6,3 +6,5 @@ export { emulatePteStore, RFLAGS_CF, RFLAGS_PF, RFLAGS_AF, RFLAGS_ZF, RFLAGS_SF,
 export type { EmulatedStore } from "./write-emulation.js";
 export { P2mPagingStructures, guestPagingMode, ramMfn } from "./guest-walk.js";
 export type { GuestTableFault } from "./guest-walk.js";
+export { OpsGuest, workloadDomain, forkWorkload, ptemod, KPML4, KCODE, KSTACK, RAM_BASE } from "./workload.js";
+export type { WorkloadDomain, OpResult, OpsGuestOptions, ForkPhase, ForkReport, PtemodResult } from "./workload.js";

@@ -415,15 +415,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     const vaLo = gva >>> 0;
     const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
     const rootGpa = this.rootAddress(state.guestCr3);
-    let status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, this.guestTables);
-    // A fault through an out-of-sync leaf table resyncs it first.
-    if (this.oos.size > 0 && out.steps === 4) {
-      const l1 = ramMfn(this.p2m, Math.floor((out.stepAddress[3] as number) / PAGE_SIZE));
-      if (this.oos.has(l1)) {
-        this.resync(l1);
-        status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, this.guestTables);
-      }
-    }
+    const status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, this.guestTables);
     if (status === WalkStatus.AccessFault) {
       const f = out.accessFault as GuestTableFault;
       return this.crash(`guest paging structure at GPA 0x${f.gpa.toString(16)} is ${f.type}, not RAM`);
@@ -440,7 +432,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     if (target.type !== P2mType.Ram) return this.crash(`the guest maps GVA 0x${gva.toString(16)} to GPA 0x${out.physicalAddress.toString(16)}, which is ${target.type}`);
     const mfn = target.mfn as number;
-    if (write && (ec & PFEC_P) !== 0 && this.isWriteProtected(mfn)) {
+    if (write && this.isWriteProtected(mfn)) {
       this.stats.faults.ptWrite++;
       if (this.outOfSync && this.canUnsync(mfn)) {
         this.unsync(mfn);
@@ -456,6 +448,9 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (this.logDirtyOn && write) this.dirty.add(gfn);
     const r = this.fill(state, vaHi, vaLo);
     if (r !== undefined) return this.crash(r);
+    // A fault through an out-of-sync leaf table: the fill took the guest's current entry, so the
+    // snapshot takes it too (the other entries wait for the resync).
+    if (this.oos.size > 0 && out.steps === 4) this.snapshotEntry(out.stepAddress[3] as number);
     // The fault interrupted an event delivery: deliver the event again.
     const v = exit.idtVectoring;
     if (v !== undefined && (v.type === 3 || v.type === 2 || v.type === 0)) return { kind: "inject", vector: v.vector, ...(v.errorCode !== undefined ? { errorCode: v.errorCode } : {}) };
@@ -799,6 +794,15 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     const set = this.rmap.get(gmfn);
     if (set !== undefined) for (const a of set) this.clearRw(a);
+  }
+
+  private snapshotEntry(gpa: number): void {
+    const gmfn = ramMfn(this.p2m, Math.floor(gpa / PAGE_SIZE));
+    const o = this.oos.get(gmfn);
+    if (o === undefined) return;
+    const i = (gpa % PAGE_SIZE) >>> 3;
+    o.snapshot[2 * i] = this.memory.read32(gmfn * PAGE_SIZE + i * 8) as number;
+    o.snapshot[2 * i + 1] = this.memory.read32(gmfn * PAGE_SIZE + i * 8 + 4) as number;
   }
 
   private resyncAll(): void {

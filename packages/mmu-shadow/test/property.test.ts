@@ -50,7 +50,7 @@ interface World {
 }
 
 function world(outOfSync: boolean): World {
-  const og = new OpsGuest({ outOfSync });
+  const og = new OpsGuest({ shadow: { outOfSync } });
   const d = og.d;
   const f = PTE_P | PTE_RW;
   const roots = [KPML4, og.table()];
@@ -82,7 +82,7 @@ function world(outOfSync: boolean): World {
 const slotGva = (slot: number, off: number) => REGION + (slot >> 3) * 0x20_0000 + (slot & 7) * 0x1000 + off * 8;
 
 function expectSame(w: World, got: OpResult, access: number, gva: number, value?: number): void {
-  const mode = guestPagingMode(w.og.g.cpu, pagingMode());
+  const mode = guestPagingMode(w.og.cpu, pagingMode());
   const t = walk(w.roots[w.current]!, gva, access, mode, new PhysicalPagingStructures(w.bare));
   if (got.kind === "crash") throw new Error(`domain crashed: ${got.reason}`);
   if (t.kind === "page-fault") {
@@ -165,7 +165,7 @@ describe("shadow translation == guest walk composed with the p2m (fast-check)", 
           const w = world(oos);
           for (const op of ops) apply(w, op, oos);
           compareTables(w);
-          expect(w.og.g.sp.stats.crashes).toBe(0);
+          expect(w.og.sp!.stats.crashes).toBe(0);
         }),
         { numRuns: 100, seed: oos ? 7 : 6 },
       );
