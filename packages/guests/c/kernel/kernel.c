@@ -471,7 +471,8 @@ static int on_page_fault(struct trap_frame *f) {
     uint64_t va = read_cr2();
     if (resolve_fault(va, f->error_code))
         return 1;
-    if ((f->cs & 3) == 3) {
+    /* a user access, or the kernel touching a bad user pointer on a process's behalf */
+    if ((f->cs & 3) == 3 || (cur && va >= USER_BASE && va < USER_TOP)) {
         printf("FAIL pid %llu: segmentation fault at 0x%llx (error 0x%llx, rip 0x%llx)\n",
                (unsigned long long)cur->pid, (unsigned long long)va,
                (unsigned long long)f->error_code, (unsigned long long)f->rip);
