@@ -48,6 +48,7 @@ const EFER_NXE = 1 << 11;
 const CR0_PE = 1 << 0;
 const CR0_NE = 1 << 5;
 const CR0_PG = 0x8000_0000;
+const CR0_WP = 1 << 16;
 const CR0_HOST_OWNED = 0x6000_0021 | CR0_PG;
 /** The Xen CPUID leaves (xen/include/public/arch-x86/cpuid.h): base 0x40000000, signature "XenVMMXenVMM". */
 const XEN_CPUID_FIRST_LEAF = 0x4000_0000;
@@ -135,7 +136,16 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
     case ExitReason.MsrWrite:
       return msrWrite(ctx, exit);
     case ExitReason.CrAccess:
+      // CR3 (loads and stores exit under shadow paging) belongs to the memory virtualizer.
+      if ((exit.qualification & 0xf) === 3) return d.paging.handleExit(cpu, v.vmcs, exit);
       return crAccess(ctx, exit);
+    case ExitReason.ExceptionOrNmi:
+    case ExitReason.Invlpg: {
+      // Shadow paging: #PF (the exception bitmap has it) and INVLPG. EPT sets neither.
+      const out = d.paging.handleExit(cpu, v.vmcs, exit);
+      if (out.kind === "mmio") return { kind: "crash", reason: `${out.write ? "write to" : "read of"} GPA 0x${out.gpa.toString(16)}: no emulated device is mapped there` };
+      return out;
+    }
     case ExitReason.TripleFault:
       return { kind: "crash", reason: "triple fault" };
     case ExitReason.EptViolation:
@@ -331,7 +341,10 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if ((lo & CR0_PG) === 0 || (lo & CR0_PE) === 0) {
       return { kind: "crash", reason: "the guest turned paging or protection off: leaving IA-32e mode is not modelled (no unrestricted guest)" };
     }
-    vmcs.setNatural(F.CR0_READ_SHADOW, lo & CR0_HOST_OWNED);
+    const shadowPaging = !ctx.domain.hap;
+    // Shadow paging write-protects guest page tables, which needs CR0.WP = 1 (mmu-shadow's rule).
+    if (shadowPaging && (lo & CR0_WP) === 0) return { kind: "crash", reason: "the guest cleared CR0.WP: shadow paging here needs CR0.WP = 1" };
+    vmcs.setNatural(F.CR0_READ_SHADOW, lo & (CR0_HOST_OWNED | (shadowPaging ? CR0_WP : 0)));
     vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE) >>> 0);
     skip(v, exit);
     return RESUME;

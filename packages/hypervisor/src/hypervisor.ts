@@ -30,7 +30,8 @@ import {
   vmEntry,
   type VmExit,
 } from "@vtlab/cpu-vmx";
-import { NestedPaging, P2mType, RangeP2m } from "@vtlab/mmu-ept";
+import { NestedPaging, P2mType, RangeP2m, type NestedPagingStats } from "@vtlab/mmu-ept";
+import { ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
 import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
@@ -56,7 +57,7 @@ export interface DomainOptions {
   readonly name: string;
   readonly memoryMiB: number;
   readonly vcpus?: number;
-  /** `true`: EPT (hap=1). Shadow paging (hap=0) is the mmu-shadow issue's; refused here until it is wired. */
+  /** `true` (default): EPT, hap=1 (@vtlab/mmu-ept). `false`: shadow paging, hap=0 (@vtlab/mmu-shadow). */
   readonly hap?: boolean;
   /** The kernel image (ELF64, PVH entry note). */
   readonly kernel: Uint8Array;
@@ -82,6 +83,10 @@ export interface DomainStats {
   tlbMisses: number;
   /** Modelled core cycles: instructions, walk references and exits priced by the cost model. */
   modelledCycles: number;
+  /** The shadow-paging counters (hap=0): faults by kind, emulated page-table writes, resyncs, CR3 loads... */
+  shadow?: ShadowStats;
+  /** The EPT counters (hap=1): violations, misconfigurations, INVEPTs. */
+  ept?: NestedPagingStats;
 }
 
 /** What exit handling needs of a local APIC (LocalApic implements it). */
@@ -133,7 +138,8 @@ export class Domain {
   readonly uart: Uart16550;
   readonly disk: AtaDisk | undefined;
   readonly p2m = new RangeP2m();
-  readonly paging: NestedPaging;
+  /** The memory virtualizer (Xen's paging_mode): EPT or shadow page tables. */
+  readonly paging: NestedPaging | ShadowPaging;
   readonly exitStats = new ExitStats();
   /** Guest RAM (one extent of machine frames) and the hypervisor's frames for this domain. */
   private readonly ramFirst: Mfn;
@@ -178,12 +184,17 @@ export class Domain {
         host.frames.free1(f);
       },
     };
-    const np = NestedPaging.create({ memory: host.memory, p2m: this.p2m, frames, populate: () => undefined, largePages: true });
-    if (!(np instanceof NestedPaging)) {
-      this.releaseFrames();
-      throw new DomainError(name, `EPT: ${np.message}`);
+    if (this.hap) {
+      const np = NestedPaging.create({ memory: host.memory, p2m: this.p2m, frames, populate: () => undefined, largePages: true });
+      if (!(np instanceof NestedPaging)) {
+        this.releaseFrames();
+        throw new DomainError(name, `EPT: ${np.message}`);
+      }
+      this.paging = np;
+    } else {
+      // Out-of-sync leaf tables on, as Xen's shadow code does for HVM guests by default.
+      this.paging = new ShadowPaging({ memory: host.memory, p2m: this.p2m, frames, outOfSync: true });
     }
-    this.paging = np;
     const onConsole = options.onConsole;
     const sink = (b: number) => this.consoleByte(b, onConsole);
     this.uart = new Uart16550({ sink });
@@ -311,6 +322,7 @@ export class Domain {
       tlbHits,
       tlbMisses,
       modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io }, cost),
+      ...(this.paging instanceof ShadowPaging ? { shadow: structuredClone(this.paging.stats) } : { ept: { ...this.paging.stats } }),
     };
   }
 }
@@ -374,7 +386,6 @@ export class Hypervisor {
     if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < 2) throw new DomainError(name, `memory: ${options.memoryMiB} MiB; give an integer >= 2`);
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
-    if (options.hap === false) throw new DomainError(name, "hap=0 (shadow paging) is not wired into the hypervisor yet; use hap=1 (EPT)");
     const d = new Domain(this.nextId, name, this, options);
     const boot = buildPvh(options.kernel, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
       write: (gpa, bytes) => d.writeGuest(gpa, bytes),
@@ -409,7 +420,7 @@ export class Hypervisor {
       v.vmcs.setField(F.GUEST_IA32_EFER, 0x500); // LME | LMA
       this.setupVcpuControls(d, v);
       d.paging.setupVcpu(v.cpu, v.vmcs);
-      v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
+      if (d.paging instanceof NestedPaging) v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
       v.cpu.setReg32(3, boot.startInfo); // EBX = struct hvm_start_info
       v.apic = new LocalApic({
         apicId: i,
@@ -615,6 +626,8 @@ export class Hypervisor {
       return;
     }
     if (out.kind === "inject") {
+      // A reflected #PF carries the faulting address: CR2 is not VMCS state, the vCPU holds it.
+      if (out.cr2 !== undefined) ctx.vcpu.cpu.cr2 = out.cr2;
       const hw = IntrType.HardwareException;
       const ec = out.errorCode !== undefined;
       ctx.vcpu.vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (ec ? INTR_INFO_ERROR_CODE_VALID : 0) | (hw << 8) | out.vector) >>> 0);
