@@ -742,6 +742,10 @@ static void ata_set_multiple(unsigned count) {
         panic("ata: SET MULTIPLE %u rejected (error 0x%02x)", count, inb(ATA_ERROR));
 }
 
+/* pioword=1 on the command line: move data a word per IN/OUT instead of REP INSW/OUTSW, as
+ * older drivers do (under a hypervisor, every word is then its own I/O exit). */
+static unsigned pio_word;
+
 /* Transfers count (1..256) sectors at lba; block = sectors per DRQ (1, or the multiple count). */
 static void ata_rw(int write, uint32_t lba, unsigned count, unsigned block, void *buf) {
     uint8_t cmd = block > 1 ? (write ? ATA_CMD_WRITE_MULTIPLE : ATA_CMD_READ_MULTIPLE)
@@ -751,7 +755,11 @@ static void ata_rw(int write, uint32_t lba, unsigned count, unsigned block, void
     for (unsigned done = 0; done < count;) {
         unsigned n = count - done < block ? count - done : block;
         ata_wait_drq(write ? "write" : "read");
-        if (write)
+        if (pio_word && write)
+            for (unsigned k = 0; k < 256 * n; k++) outw(ATA_DATA, p[k]);
+        else if (pio_word)
+            for (unsigned k = 0; k < 256 * n; k++) p[k] = inw(ATA_DATA);
+        else if (write)
             outsw(ATA_DATA, p, 256 * n);
         else
             insw(ATA_DATA, p, 256 * n);
@@ -783,6 +791,7 @@ static void workload_disk(void) __attribute__((noreturn));
 static void workload_disk(void) {
     uint64_t mib = cmdline_uint("mib", 2), lba0 = cmdline_uint("lba", 0);
     unsigned mult = (unsigned)cmdline_uint("multiple", 8);
+    pio_word = cmdline_uint("pioword", 0) != 0;
     uint32_t sectors = (uint32_t)(mib * 2048);
     if (mib == 0 || mib > 4096 || mult == 0 || mult > 128 || (mult & (mult - 1)))
         panic("disk: bad parameters mib=%llu multiple=%u", (unsigned long long)mib, mult);
