@@ -710,7 +710,13 @@ export class ShadowPaging implements MemoryVirtualizer {
     const oldLo = this.memory.read32(at) as number;
     const oldHi = size === 8 ? (this.memory.read32(at + 4) as number) : 0;
     const s = emulatePteStore(insn, oldLo, oldHi, cpu.lo, cpu.hi, vmcs.readNatural(F.GUEST_RFLAGS));
-    if (typeof s === "string") return this.crash(`unsupported write to a guest page table at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}`);
+    if (typeof s === "string") {
+      // An instruction the PTE-write emulator does not take (REP STOS zeroing a recycled table
+      // frame, say): as Xen's sh_page_fault does when emulation fails, stop shadowing the frame
+      // and let the guest retry the instruction natively on a now writable mapping.
+      if (this.unshadow(gmfn)) return { kind: "resume" };
+      return this.crash(`unsupported write to a guest page table at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}`);
+    }
     if (s.write) {
       this.memory.write32(at, s.lo);
       if (size === 8) this.memory.write32(at + 4, s.hi);

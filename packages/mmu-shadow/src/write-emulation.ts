@@ -74,7 +74,7 @@ export function emulatePteStore(insn: Insn, oldLo: number, oldHi: number, lo: In
   const rLo = (lo[insn.reg] as number) >>> 0;
   const rHi = size === 8 ? (hi[insn.reg] as number) >>> 0 : 0;
   const immLo = insn.imm >>> 0;
-  const immHi = size === 8 ? (insn.imm < 0 || (insn.imm | 0) < 0 ? 0xffff_ffff : 0) : 0;
+  const immHi = size === 8 ? insn.immHi >>> 0 : 0; // the decoder sign-extends imm8/imm32 into immHi
   const op = insn.opcode;
   const logic = (vLo: number, vHi: number, kind: "or" | "and"): void => {
     out.lo = (kind === "or" ? oldLo | vLo : oldLo & vLo) >>> 0;
@@ -141,10 +141,10 @@ export function emulatePteStore(insn: Insn, oldLo: number, oldHi: number, lo: In
       else break;
       return out;
     case 0x1ab: // BTS r/m, r
-      bit(rLo, true);
-      return out;
     case 0x1b3: // BTR r/m, r
-      bit(rLo, false);
+      // A register bit offset may address outside the operand (SDM "BT": bit-string addressing).
+      if (rHi !== 0 || rLo >= size * 8) return `${name} with bit offset ${rLo} outside the ${size}-byte operand`;
+      bit(rLo, op === 0x1ab);
       return out;
     case 0x1ba: // group 8: /5 BTS imm8, /6 BTR imm8
       if (insn.reg === 5) bit(insn.imm, true);
