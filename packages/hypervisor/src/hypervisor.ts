@@ -322,7 +322,7 @@ export class Domain {
       tlbHits,
       tlbMisses,
       modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io }, cost),
-      ...(this.paging instanceof ShadowPaging ? { shadow: structuredClone(this.paging.stats) } : { ept: { ...this.paging.stats } }),
+      ...(this.paging instanceof ShadowPaging ? { shadow: { ...this.paging.stats, faults: { ...this.paging.stats.faults }, exits: { ...this.paging.stats.exits } } } : { ept: { ...this.paging.stats } }),
     };
   }
 }

@@ -180,6 +180,7 @@ describe("bad configurations and images are refused with the reason", () => {
     ["a file that is not ELF", { ...ok, kernel: new Uint8Array(100) }, /kernel: e_ident\[EI_MAG\]/],
     ["an ELF without the PVH note", { ...ok, kernel: tinyKernel(SPIN).fill(0, 0x180, 0x194) }, /XEN_ELFNOTE_PHYS32_ENTRY/],
     ["a command line too long", { ...ok, cmdline: "x".repeat(5000) }, /cmdline: 5000 bytes/],
+    ["a command line with a NUL or a non-ASCII character", { ...ok, cmdline: "a=1\u0000b" }, /cmdline: character 3 \(code 0\)/],
   ];
   for (const [what, options, message] of cases) {
     it(what, () => {

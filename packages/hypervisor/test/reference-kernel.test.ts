@@ -43,3 +43,53 @@ describe("the reference kernel on the hypervisor (EPT)", () => {
     });
   }
 });
+
+describe("the reference kernel on shadow paging and on EPT: the same output, different mechanisms", () => {
+  const params: Record<ReferenceKernelWorkload, string> = {
+    compute: "iterations=100000",
+    ptemod: "iterations=100",
+    forkwait: "forks=100",
+    disk: "mib=1",
+  };
+  const run = (w: ReferenceKernelWorkload, hap: boolean) => {
+    const hv = new Hypervisor({ memoryMiB: 512 });
+    const d = hv.createDomain({ name: `${w}-${hap ? "ept" : "shadow"}`, memoryMiB: 128, hap, kernel, cmdline: `workload=${w} ${params[w]}`, disk: new MemoryBlockBackend(8192) });
+    hv.run({ maxInstructions: 2_000_000_000 });
+    return d;
+  };
+  for (const w of REFERENCE_KERNEL_WORKLOADS) {
+    it(`${w} (${params[w]})`, { timeout: 120_000 }, () => {
+      const shadow = run(w, false);
+      const ept = run(w, true);
+      for (const d of [shadow, ept]) expect({ name: d.name, state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ name: d.name, state: "shutdown", code: 0, crash: undefined });
+      expect(shadow.console).toBe(ept.console);
+      expect(shadow.console).toMatch(new RegExp(`^PASS ${w} [0-9a-f]{16}$`, "m"));
+      const s = shadow.stats();
+      const e = ept.stats();
+      // Shadow: guest page faults and page-table writes exit; EPT: neither does, but every guest reference goes through EPT.
+      expect(s.exitsByReason.ExceptionOrNmi).toBeGreaterThan(0);
+      expect(e.exitsByReason.ExceptionOrNmi).toBeUndefined();
+      expect(s.shadow!.faults.fill).toBeGreaterThan(0);
+      expect(s.eptReferences).toBe(0);
+      expect(e.eptReferences).toBeGreaterThan(0);
+      if (w !== "disk") {
+        expect(s.shadow!.emulatedWrites + s.shadow!.unsyncs).toBeGreaterThan(0); // writes to guest page tables trapped
+        expect(s.vmExits).toBeGreaterThan(e.vmExits);
+      } else {
+        // REP INSW/OUTSW: a few I/O exits per sector (the command registers, one for the data).
+        for (const d of [shadow, ept]) expect(d.stats().ioExits / (2 * 2048)).toBeLessThan(8);
+      }
+    });
+  }
+
+  it("disk with pioword=1 (a word per IN/OUT): hundreds of I/O exits per emulated sector", { timeout: 120_000 }, () => {
+    const hv = new Hypervisor({ memoryMiB: 512 });
+    const d = hv.createDomain({ name: "pio", memoryMiB: 64, kernel, cmdline: "workload=disk mib=1 pioword=1", disk: new MemoryBlockBackend(4096) });
+    hv.run();
+    expect(d.exitCode).toBe(0);
+    expect(d.console).toMatch(/^PASS disk [0-9a-f]{16}$/m);
+    const perSector = d.stats().ioExits / (2 * 2048);
+    expect(perSector).toBeGreaterThan(256);
+    expect(perSector).toBeLessThan(300);
+  });
+});

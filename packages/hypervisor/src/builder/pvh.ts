@@ -85,9 +85,14 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
     }
   }
   if (elf.pvhEntry >= memorySize) return { kind: "boot-error", message: `kernel: PVH entry 0x${elf.pvhEntry.toString(16)} lies beyond guest memory` };
-  const cmd = new TextEncoder().encode(cmdline);
-  if (cmd.length > MAX_CMDLINE) return { kind: "boot-error", message: `cmdline: ${cmd.length} bytes is longer than the ${MAX_CMDLINE}-byte limit` };
-  if (cmd.includes(0)) return { kind: "boot-error", message: "cmdline: contains a NUL byte" };
+  if (cmdline.length > MAX_CMDLINE) return { kind: "boot-error", message: `cmdline: ${cmdline.length} bytes is longer than the ${MAX_CMDLINE}-byte limit` };
+  const cmd = new Uint8Array(cmdline.length);
+  for (let i = 0; i < cmdline.length; i++) {
+    const c = cmdline.charCodeAt(i);
+    // Printable ASCII only: the guest parses bytes, and a NUL would end the string early.
+    if (c < 0x20 || c > 0x7e) return { kind: "boot-error", message: `cmdline: character ${i} (code ${c}) is not printable ASCII` };
+    cmd[i] = c;
+  }
 
   mem.zero(0, BootLayout.end);
   loadSegments(image, elf, (gpa, bytes) => mem.write(gpa, bytes), (gpa, length) => mem.zero(gpa, length));
