@@ -18,6 +18,11 @@ export interface MachineReport {
   readonly vmExits: number;
   readonly exitsByReason: Record<string, number>;
   readonly ioExits: number;
+  /** I/O exits per MiB moved to or from the disk (null without disk traffic). */
+  readonly ioExitsPerDiskMiB: number | null;
+  /** Shadow paging: page faults the shadow code handled (fill, guest, dirty-bit, PT write...), and emulated page-table writes. */
+  readonly shadowFaults: number | null;
+  readonly emulatedPtWrites: number | null;
   readonly pageWalks: number;
   readonly walkReferences: number;
   readonly eptReferences: number;
@@ -40,6 +45,9 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
     vmExits: s.vmExits,
     exitsByReason: s.exitsByReason,
     ioExits: s.ioExits,
+    ioExitsPerDiskMiB: diskMiB(d) > 0 ? s.ioExits / diskMiB(d) : null,
+    shadowFaults: s.shadow === undefined ? null : Object.values(s.shadow.faults).reduce((a, b) => a + b, 0),
+    emulatedPtWrites: s.shadow?.emulatedWrites ?? null,
     pageWalks: s.pageWalks,
     walkReferences: s.walkReferences,
     eptReferences: s.eptReferences,
@@ -51,15 +59,23 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
   };
 }
 
+function diskMiB(d: Domain): number {
+  const st = d.disk?.stats;
+  return st === undefined ? 0 : ((st.sectorsRead + st.sectorsWritten) * 512) / (1024 * 1024);
+}
+
 export function formatReports(reports: readonly MachineReport[]): string {
-  const header = ["machine", "mmu", "result", "instructions", "VM exits", "I/O exits", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS"];
+  const header = ["machine", "mmu", "result", "instructions", "VM exits", "shadow #PF", "PT writes", "I/O exits", "I/O per disk MiB", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS"];
   const rows = reports.map((r) => [
     r.name,
     r.mmu,
     r.state === "shutdown" ? `exit ${r.exitCode ?? "-"}` : r.state === "crashed" ? "CRASHED" : r.state,
     fmt(r.instructions),
     fmt(r.vmExits),
+    r.shadowFaults === null ? "-" : fmt(r.shadowFaults),
+    r.emulatedPtWrites === null ? "-" : fmt(r.emulatedPtWrites),
     fmt(r.ioExits),
+    r.ioExitsPerDiskMiB === null ? "-" : fmt(r.ioExitsPerDiskMiB),
     fmt(r.pageWalks),
     fmt(r.walkReferences),
     fmt(r.eptReferences),

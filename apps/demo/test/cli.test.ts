@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { referenceKernelExpectedOutputUrl } from "@vtlab/guests";
-import { main, runMachines } from "@vtlab/demo";
+import { formatReports, main, runDemo, runMachines } from "@vtlab/demo";
 
 const machines = fileURLToPath(new URL("../machines/", import.meta.url));
 const kernel = fileURLToPath(new URL("../../../packages/guests/images/kernel.elf", import.meta.url));
@@ -82,5 +82,25 @@ describe("vtlab", () => {
       ["ptemod", "shutdown", 0],
       ["forkwait", "shutdown", 0],
     ]);
+  }, 60_000);
+
+  it("demo: the same workload on a shadow machine and an EPT machine, compared", () => {
+    const consoles = new Map<string, string>();
+    const { reports, unavailable } = runDemo({ workloads: ["disk"], onConsole: (name, t) => consoles.set(name, (consoles.get(name) ?? "") + t) });
+    expect(unavailable).toEqual([]);
+    expect(reports.map((r) => [r.name, r.mmu, r.exitCode])).toEqual([
+      ["disk-shadow", "shadow", 0],
+      ["disk-ept", "ept", 0],
+    ]);
+    expect(consoles.get("disk-shadow")).toBe(consoles.get("disk-ept"));
+    const [shadow, ept] = reports as [(typeof reports)[0], (typeof reports)[0]];
+    expect(shadow.shadowFaults).toBeGreaterThan(0);
+    expect(ept.shadowFaults).toBeNull();
+    expect(shadow.eptReferences).toBe(0);
+    expect(ept.eptReferences).toBeGreaterThan(0);
+    expect(shadow.ioExitsPerDiskMiB).toBeCloseTo(ept.ioExitsPerDiskMiB!, 5);
+    const table = formatReports(reports);
+    expect(table).toMatch(/disk-shadow\s+shadow\s+exit 0/);
+    expect(table).toMatch(/disk-ept\s+ept\s+exit 0/);
   }, 60_000);
 });
