@@ -57,6 +57,8 @@ const XEN_CPUID_SIGNATURE_ECX = 0x65584d4d; // "MMXe"
 const XEN_CPUID_SIGNATURE_EDX = 0x4d4d566e; // "nVMM"
 
 const RESUME: ExitOutcome = { kind: "resume" };
+/** Elements one REP INS/OUTS exit moves before the instruction is re-executed for the rest. */
+export const MAX_STRING_IO_PER_EXIT = 4096;
 const gp0 = (): ExitOutcome => ({ kind: "inject", vector: GP, errorCode: 0 });
 
 function skip(v: Vcpu, exit: VmExit): void {
@@ -227,7 +229,11 @@ function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
   // of one instruction), not one per element.
   let pageLin = -1;
   let pageGpa = 0;
-  while (done < count) {
+  // A guest-chosen RCX may be 2^64 - 1: handle at most a batch per exit and leave RIP on the
+  // instruction, so the guest re-executes it for the rest (Xen's emulator works in batches too)
+  // and the scheduler can run others in between.
+  const batch = Math.min(count, MAX_STRING_IO_PER_EXIT);
+  while (done < batch) {
     const lin = ptr - (ptr % PAGE_SIZE);
     if (lin !== pageLin) {
       const g = d.paging.gvaToGpa(cpu, lin, (input ? Access.Write : Access.Read) | user);
@@ -260,7 +266,7 @@ function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
   }
   setPtr(v, ptrReg, ptr, asz);
   if (rep) setPtr(v, 1, count - done, asz);
-  if (outcome.kind === "resume") skip(v, exit);
+  if (outcome.kind === "resume" && done === count) skip(v, exit);
   return outcome;
 }
 

@@ -336,7 +336,7 @@ export interface HypervisorOptions {
 }
 
 export interface RunOptions {
-  /** Stop after this many guest instructions in total (default: unlimited). */
+  /** Stop after this much guest time, in instructions (a VM exit counts as its modelled cost; default: unlimited). */
   readonly maxInstructions?: number;
   /** Called between slices; return true to stop. */
   readonly until?: () => boolean;
@@ -481,10 +481,11 @@ export class Hypervisor {
    */
   run(options: RunOptions = {}): RunResult {
     let total = 0;
+    let charged = 0;
     const max = options.maxInstructions ?? Number.POSITIVE_INFINITY;
     for (;;) {
       if (options.until?.() === true) return { reason: "stopped", instructions: total };
-      if (total >= max) return { reason: "budget", instructions: total };
+      if (charged >= max) return { reason: "budget", instructions: total };
       const runnable: Vcpu[] = [];
       for (const d of this.domainList) if (d.state === "running") for (const v of d.vcpus) if (!v.blocked) runnable.push(v);
       if (runnable.length === 0) {
@@ -498,18 +499,23 @@ export class Hypervisor {
       }
       const v = runnable[this.rr++ % runnable.length]!;
       const slice = Math.max(1000, Math.floor((this.sliceInstructions * v.domain.weight) / 256));
-      const n = this.runSlice(v, Math.min(slice, max - total));
-      total += n;
+      const n = this.runSlice(v, Math.min(slice, max - charged));
+      total += n.retired;
+      charged += n.charged;
       options.onSlice?.(this);
     }
   }
 
-  /** Run one vCPU for up to `budget` instructions, handling its exits; returns instructions retired. */
-  private runSlice(v: Vcpu, budget: number): number {
+  /**
+   * Run one vCPU for up to `budget` instruction-times, handling its exits; returns the
+   * instructions retired and the slice time charged (instructions plus exits at their cost).
+   */
+  private runSlice(v: Vcpu, budget: number): { retired: number; charged: number } {
     const d = v.domain;
     let retired = 0;
     const ctx: ExitContext = { domain: d, vcpu: v, hv: this };
-    while (retired < budget && d.state === "running" && !v.blocked) {
+    let charged = 0;
+    while (retired + charged < budget && d.state === "running" && !v.blocked) {
       // A slice that ended on its budget left the vCPU in non-root operation (the interpreter
       // stopped between two instructions): it goes on from there without an exit and entry.
       if (v.inGuest && v.apic !== undefined && v.apic.pendingVector() >= 0) v.cpu.raiseInterrupt(HOST_KICK_VECTOR);
@@ -525,7 +531,7 @@ export class Hypervisor {
       }
       // Run at most up to the next APIC timer deadline (CPI 1 on the host clock), so that the
       // timer interrupt arrives at the instruction it would on hardware, give or take an exit.
-      let chunk = budget - retired;
+      let chunk = budget - retired - charged;
       const deadline = this.nextDeadlineNs();
       if (deadline !== Number.POSITIVE_INFINITY) {
         const until = Math.ceil((this.clock.cyclesFromNanoseconds(deadline) - this.clock.cycles) / this.cost.instruction);
@@ -538,13 +544,16 @@ export class Hypervisor {
       if (r.kind === "vmexit") {
         v.inGuest = false;
         this.dispatch(ctx, r.exit);
+        // An exit costs slice time too (its modelled cycles), so a guest that exits in a loop
+        // without retiring instructions (a re-executed REP INS, say) still yields its slice.
+        charged += this.cost.vmExitEntry / this.cost.instruction;
         continue;
       }
       if (r.kind === "stop" || r.kind === "budget") break;
       d.crash(`vCPU ${v.id} stopped: ${r.kind}`);
       break;
     }
-    return retired;
+    return { retired, charged: retired + charged };
   }
 
   /** The earliest APIC timer deadline of any running domain's vCPUs (ns), or +Infinity. */

@@ -1,7 +1,7 @@
 // @vtlab/hypervisor: public entry (see README.md for what exists and what is still to come).
 export { Hypervisor, Domain, DomainError, Vcpu } from "./hypervisor.js";
 export type { DomainOptions, DomainState, DomainStats, HypervisorOptions, RunOptions, RunResult, ApicLike, ExitContext } from "./hypervisor.js";
-export { ExitStats, handleExit } from "./exits.js";
+export { ExitStats, handleExit, MAX_STRING_IO_PER_EXIT } from "./exits.js";
 export { HostFrames } from "./host/frames.js";
 export type { Extent } from "./host/frames.js";
 export { buildPvh, BootLayout, BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, BOOT_GDT_LIMIT, MAX_CMDLINE, XEN_HVM_START_MAGIC_VALUE, XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_MEMMAP_TYPE_RESERVED } from "./builder/pvh.js";

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { guestExpectedOutputUrl, guestImageUrl, type GuestImageName } from "@vtlab/guests";
-import { BootLayout, DomainError, Hypervisor, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
+import { BootLayout, DomainError, Hypervisor, MAX_STRING_IO_PER_EXIT, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
 import { SPIN, TRIPLE_FAULT, tinyKernel } from "./tiny-kernel.js";
 
 const image = (name: GuestImageName) => new Uint8Array(readFileSync(guestImageUrl(name)));
@@ -130,6 +130,21 @@ describe("several domains in one host", () => {
     expect(good.state).toBe("shutdown");
     expect(good.exitCode).toBe(0);
     expect(good.console).toBe(expected("sort"));
+  });
+
+  it("a REP INSB with ECX = 2^32-1 is done in batches: the other domain keeps running, the hostile one crashes at the end of its RAM", () => {
+    const hv = new Hypervisor({ memoryMiB: 256, sliceInstructions: 200_000 });
+    const good = hv.createDomain({ name: "good", memoryMiB: 64, kernel: image("setjmp") });
+    // mov edi, 0x200000; mov ecx, 0xffffffff; mov dx, 0xe9; rep insb
+    const bad = hv.createDomain({ name: "bad", memoryMiB: 8, kernel: tinyKernel("bf00002000 b9ffffffff 66bae900 f36c") });
+    hv.run({ maxInstructions: 1_000_000_000 });
+    expect(good.exitCode).toBe(0);
+    expect(good.console).toBe(expected("setjmp"));
+    expect(bad.state).toBe("crashed");
+    expect(bad.crashReason).toMatch(/touches GPA 0x800000: not RAM/);
+    // 6 MiB of bytes, 4096 per exit, before the end of RAM.
+    expect(bad.stats().ioExits).toBe((6 * 1024 * 1024) / MAX_STRING_IO_PER_EXIT + 1);
+    expect(bad.vcpus[0]!.cpu.lo[1]! >>> 0).toBe(0xffff_ffff - 6 * 1024 * 1024); // ECX counts what is left
   });
 
   it("slices follow the weights; pause stops a domain and unpause resumes it", () => {
