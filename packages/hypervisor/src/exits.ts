@@ -116,7 +116,8 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
         // could wake the vCPU. The vCPU goes down, and the domain shuts down with the last one.
         v.down = true;
         v.blocked = true;
-        if (d.vcpus.every((x) => x.down)) d.powerOff("all vCPUs halted with interrupts disabled");
+        // (APs that were never started, with no INIT/SIPI modelled, count as down.)
+        if (d.vcpus.every((x) => x.down || !x.launched)) d.powerOff("all vCPUs halted with interrupts disabled");
         return RESUME;
       }
       // Blocked until its APIC has an interrupt to take (the scheduler's pollApics wakes it).

@@ -99,10 +99,15 @@ describe("exits a guest causes", () => {
     expect(runTiny("b9800000c0 b801050100 31d2 0f30").crashReason).toBe("triple fault");
   });
 
-  it("HLT with interrupts off powers the domain off (Xen's hvm_hlt)", () => {
+  it("HLT with interrupts off powers the domain off (Xen's hvm_hlt), also with APs that never started", () => {
     const d = runTiny("fa f4"); // cli; hlt
     expect(d.state).toBe("shutdown");
     expect(d.shutdownReason).toMatch(/interrupts disabled/);
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const smp = hv.createDomain({ name: "smp", memoryMiB: 8, vcpus: 4, kernel: tinyKernel("fa f4") });
+    expect(hv.run({ maxInstructions: 1_000_000 }).reason).toBe("idle");
+    expect(smp.vcpus).toHaveLength(4);
+    expect(smp.state).toBe("shutdown");
   });
 
   it("an access to guest-physical memory with nothing behind it crashes the domain, naming the address", () => {
