@@ -1,46 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { MachineMemory } from "@vtlab/arch";
-import { ET_EXEC, EM_X86_64, PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY, loadSegments, parseElf } from "@vtlab/hypervisor";
+import { PT_LOAD, loadSegments, parseElf } from "@vtlab/hypervisor";
+import { pvhElf } from "./tiny-kernel.js";
 
 const MiB = 1024 * 1024;
 
-/** A small valid ELF64 x86-64 executable: one PT_LOAD at 1 MiB, a PT_NOTE with the PVH entry. */
+/** A small valid ELF64 x86-64 executable: one PT_LOAD at 1 MiB (0x40 bytes of file, 0x1000 in memory), a PT_NOTE with the PVH entry. */
 function image(): Uint8Array {
-  const b = new Uint8Array(0x200);
-  const dv = new DataView(b.buffer);
-  dv.setUint32(0, 0x7f454c46, false);
-  b[4] = 2; // ELFCLASS64
-  b[5] = 1; // ELFDATA2LSB
-  b[6] = 1; // EV_CURRENT
-  dv.setUint16(16, ET_EXEC, true);
-  dv.setUint16(18, EM_X86_64, true);
-  dv.setUint32(20, 1, true);
-  dv.setUint32(24, 0x10_0000, true); // e_entry
-  dv.setUint32(32, 64, true); // e_phoff
-  dv.setUint16(52, 64, true); // e_ehsize
-  dv.setUint16(54, 56, true); // e_phentsize
-  dv.setUint16(56, 2, true); // e_phnum
-  // PT_LOAD: offset 0x100, 0x40 bytes of file, 0x1000 in memory, at 1 MiB
-  const ph0 = 64;
-  dv.setUint32(ph0, PT_LOAD, true);
-  dv.setUint32(ph0 + 4, 5, true);
-  dv.setUint32(ph0 + 8, 0x100, true);
-  dv.setUint32(ph0 + 16, 0x10_0000, true);
-  dv.setUint32(ph0 + 24, 0x10_0000, true);
-  dv.setUint32(ph0 + 32, 0x40, true);
-  dv.setUint32(ph0 + 40, 0x1000, true);
-  // PT_NOTE at 0x180: namesz 4 "Xen\0", descsz 4, type 18, desc = 0x100000
-  const ph1 = 64 + 56;
-  dv.setUint32(ph1, PT_NOTE, true);
-  dv.setUint32(ph1 + 8, 0x180, true);
-  dv.setUint32(ph1 + 32, 20, true);
-  dv.setUint32(0x180, 4, true);
-  dv.setUint32(0x184, 4, true);
-  dv.setUint32(0x188, XEN_ELFNOTE_PHYS32_ENTRY, true);
-  b.set([0x58, 0x65, 0x6e, 0], 0x18c);
-  dv.setUint32(0x190, 0x10_0000, true);
-  b.fill(0x90, 0x100, 0x140); // the "code"
-  return b;
+  return pvhElf(new Uint8Array(0x40).fill(0x90), { offset: 0x100, memSize: 0x1000, flags: 5 });
 }
 
 function spoil(edit: (b: Uint8Array, dv: DataView) => void): Uint8Array {

@@ -5,9 +5,17 @@
  */
 import { EM_X86_64, ET_EXEC, PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY } from "@vtlab/hypervisor";
 
-export function tinyKernel(codeHex: string): Uint8Array {
-  const code = Uint8Array.from(codeHex.replace(/\s+/g, "").match(/../g)!.map((h) => parseInt(h, 16)));
-  const b = new Uint8Array(0x200 + code.length);
+export interface PvhElfLayout {
+  /** File offset of the one PT_LOAD segment (loaded at 1 MiB). */
+  readonly offset: number;
+  readonly memSize: number;
+  /** p_flags of the segment. */
+  readonly flags: number;
+}
+
+/** An ELF64 PVH image: one PT_LOAD at 1 MiB holding `code`, a PT_NOTE (at 0x180) with the entry 1 MiB. */
+export function pvhElf(code: Uint8Array, layout: PvhElfLayout): Uint8Array {
+  const b = new Uint8Array(Math.max(0x200, layout.offset + code.length));
   const dv = new DataView(b.buffer);
   dv.setUint32(0, 0x7f454c46, false);
   b[4] = 2; // ELFCLASS64
@@ -16,18 +24,19 @@ export function tinyKernel(codeHex: string): Uint8Array {
   dv.setUint16(16, ET_EXEC, true);
   dv.setUint16(18, EM_X86_64, true);
   dv.setUint32(20, 1, true);
-  dv.setUint32(24, 0x10_0000, true);
-  dv.setUint32(32, 64, true);
-  dv.setUint16(52, 64, true);
-  dv.setUint16(54, 56, true);
-  dv.setUint16(56, 2, true);
+  dv.setUint32(24, 0x10_0000, true); // e_entry
+  dv.setUint32(32, 64, true); // e_phoff
+  dv.setUint16(52, 64, true); // e_ehsize
+  dv.setUint16(54, 56, true); // e_phentsize
+  dv.setUint16(56, 2, true); // e_phnum
   dv.setUint32(64, PT_LOAD, true);
-  dv.setUint32(64 + 4, 7, true);
-  dv.setUint32(64 + 8, 0x200, true);
+  dv.setUint32(64 + 4, layout.flags, true);
+  dv.setUint32(64 + 8, layout.offset, true);
   dv.setUint32(64 + 16, 0x10_0000, true);
   dv.setUint32(64 + 24, 0x10_0000, true);
   dv.setUint32(64 + 32, code.length, true);
-  dv.setUint32(64 + 40, 0x1000, true);
+  dv.setUint32(64 + 40, layout.memSize, true);
+  // PT_NOTE at 0x180: namesz 4 "Xen\0", descsz 4, type 18, desc = 0x100000
   const ph1 = 64 + 56;
   dv.setUint32(ph1, PT_NOTE, true);
   dv.setUint32(ph1 + 8, 0x180, true);
@@ -37,8 +46,14 @@ export function tinyKernel(codeHex: string): Uint8Array {
   dv.setUint32(0x188, XEN_ELFNOTE_PHYS32_ENTRY, true);
   b.set([0x58, 0x65, 0x6e, 0], 0x18c);
   dv.setUint32(0x190, 0x10_0000, true);
-  b.set(code, 0x200);
+  b.set(code, layout.offset);
   return b;
+}
+
+/** A PVH kernel around a few bytes of 32-bit machine code (hex), loaded RWX at 1 MiB. */
+export function tinyKernel(codeHex: string): Uint8Array {
+  const code = Uint8Array.from(codeHex.replace(/\s+/g, "").match(/../g)!.map((h) => parseInt(h, 16)));
+  return pvhElf(code, { offset: 0x200, memSize: 0x1000, flags: 7 });
 }
 
 /** `jmp $`: spins forever (a compute-bound domain for the scheduler). */
