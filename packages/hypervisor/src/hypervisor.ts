@@ -89,12 +89,6 @@ export interface DomainStats {
   ept?: NestedPagingStats;
 }
 
-/** What exit handling needs of a local APIC (LocalApic implements it). */
-export interface ApicLike {
-  readMsr(msr: number): { ok: true; lo: number; hi: number } | { ok: false };
-  writeMsr(msr: number, lo: number, hi: number): boolean;
-}
-
 export class DomainError extends Error {
   constructor(
     readonly domain: string,
@@ -293,10 +287,6 @@ export class Domain {
     let n = 0;
     for (const v of this.vcpus) n += v.cpu.counters.instructions;
     return n;
-  }
-
-  get runnable(): boolean {
-    return this.state === "running" && this.vcpus.some((v) => !v.blocked);
   }
 
   stats(cost: CostModel = DEFAULT_COST_MODEL): DomainStats {
