@@ -411,7 +411,8 @@ export class Hypervisor {
       this.setupVcpuControls(d, v);
       d.paging.setupVcpu(v.cpu, v.vmcs);
       if (d.paging instanceof NestedPaging) v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
-      v.cpu.setReg32(3, boot.startInfo); // EBX = struct hvm_start_info
+      v.cpu.setReg32(3, boot.startInfo); // EBX = struct hvm_start_info, or multiboot_info
+      v.cpu.setReg32(0, boot.eax); // EAX = 0x2BADB002 for Multiboot
       v.apic = new LocalApic({
         apicId: i,
         now: () => this.clock.nanoseconds,

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { guestExpectedOutputUrl, guestImageUrl, type GuestImageName } from "@vtlab/guests";
 import { BootLayout, DomainError, Hypervisor, MAX_STRING_IO_PER_EXIT, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
-import { SPIN, TRIPLE_FAULT, tinyKernel } from "./tiny-kernel.js";
+import { SPIN, TRIPLE_FAULT, multibootKernel, tinyKernel } from "./tiny-kernel.js";
 
 const image = (name: GuestImageName) => new Uint8Array(readFileSync(guestImageUrl(name)));
 const expected = (name: GuestImageName) => readFileSync(guestExpectedOutputUrl(name), "utf8");
@@ -58,6 +58,25 @@ describe("guest kernels on shadow paging (hap=0)", () => {
       if (name === "demand") expect(s.shadow!.faults.guest).toBeGreaterThanOrEqual(6160); // the guest's own demand faults, reflected with CR2
     });
   }
+});
+
+describe("Multiboot kernels (no PVH note, a Multiboot header)", () => {
+  const run = (kernel: Uint8Array, cmdline = "") => {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const d = hv.createDomain({ name: "mb", memoryMiB: 8, kernel, cmdline });
+    hv.run({ maxInstructions: 100_000 });
+    return d;
+  };
+  it("enter at e_entry with EAX = 0x2BADB002 and EBX = multiboot_info (memory sizes, command line)", () => {
+    expect(run(multibootKernel("e7f4")).exitCode).toBe(0x2badb002); // out 0xf4, eax
+    expect(run(multibootKernel("8b4308 e7f4")).exitCode).toBe(7 * 1024); // mem_upper: 8 MiB - 1 MiB, in KiB
+    expect(run(multibootKernel("8b4310 0fb600 e7f4"), "Zebra").exitCode).toBe("Z".charCodeAt(0)); // *cmdline
+    expect(run(multibootKernel("8b03 e7f4")).exitCode).toBe(1 | 4 | 64); // flags: memory, cmdline, mmap
+  });
+  it("a header with a wrong checksum is refused, naming it", () => {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    expect(() => hv.createDomain({ name: "mb", memoryMiB: 8, kernel: multibootKernel("e7f4", 0x1234) })).toThrow(/Multiboot header at offset 0x[0-9a-f]+: checksum 0x1234/);
+  });
 });
 
 describe("exits a guest causes", () => {
@@ -198,7 +217,7 @@ describe("bad configurations and images are refused with the reason", () => {
     ["more memory than the host has", { ...ok, memoryMiB: 4096 }, /more than the host has free/],
     ["zero vCPUs", { ...ok, vcpus: 0 }, /vcpus: 0/],
     ["a file that is not ELF", { ...ok, kernel: new Uint8Array(100) }, /kernel: e_ident\[EI_MAG\]/],
-    ["an ELF without the PVH note", { ...ok, kernel: tinyKernel(SPIN).fill(0, 0x180, 0x194) }, /XEN_ELFNOTE_PHYS32_ENTRY/],
+    ["an ELF without the PVH note", { ...ok, kernel: tinyKernel(SPIN).fill(0, 0x180, 0x194) }, /neither a XEN_ELFNOTE_PHYS32_ENTRY note \(PVH\) nor a Multiboot header/],
     ["a command line too long", { ...ok, cmdline: "x".repeat(5000) }, /cmdline: 5000 bytes/],
     ["a command line with a NUL or a non-ASCII character", { ...ok, cmdline: "a=1\u0000b" }, /cmdline: character 3 \(code 0\)/],
   ];

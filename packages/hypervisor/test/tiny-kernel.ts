@@ -56,6 +56,23 @@ export function tinyKernel(codeHex: string): Uint8Array {
   return pvhElf(code, { offset: 0x200, memSize: 0x1000, flags: 7 });
 }
 
+/**
+ * A Multiboot (v1) kernel: the same ELF without the PVH note, with a Multiboot header (magic
+ * 0x1BADB002, flags 3, checksum) placed after the code, inside the first 8 KiB of the file.
+ */
+export function multibootKernel(codeHex: string, checksum = 0xe4524ffb): Uint8Array {
+  const pad = "90".repeat((4 - ((codeHex.replace(/\s+/g, "").length / 2) % 4)) % 4);
+  const header = new Uint8Array(12);
+  const dv = new DataView(header.buffer);
+  dv.setUint32(0, 0x1badb002, true);
+  dv.setUint32(4, 3, true);
+  dv.setUint32(8, checksum, true);
+  const hex = Array.from(header, (b) => b.toString(16).padStart(2, "0")).join("");
+  const image = tinyKernel(`${codeHex}${pad}${hex}`);
+  image.fill(0, 0x180, 0x194); // no XEN_ELFNOTE_PHYS32_ENTRY note
+  return image;
+}
+
 /** `jmp $`: spins forever (a compute-bound domain for the scheduler). */
 export const SPIN = "ebfe";
 /** `int3` with no IDT: #GP, #DF, triple fault. */

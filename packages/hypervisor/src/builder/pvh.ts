@@ -23,7 +23,7 @@ export const XEN_HVM_MEMMAP_TYPE_RESERVED = 2;
 
 /** Where the builder puts its boot structures (guest-physical, all below the 1 MiB load floor). */
 export const BootLayout = {
-  /** struct hvm_start_info (version 1: 56 bytes). */
+  /** struct hvm_start_info (version 1: 56 bytes), or the multiboot_info (52 bytes) for Multiboot. */
   startInfo: 0x6000,
   /** struct hvm_memmap_table_entry[] (24 bytes each). */
   memmap: 0x6100,
@@ -52,7 +52,25 @@ export interface GuestPhysicalWriter {
   zero(gpa: number, length: number): void;
 }
 
+/** Multiboot (version 1) constants (the Multiboot Specification 0.6.96, section 3). */
+export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
+export const MULTIBOOT_BOOTLOADER_MAGIC = 0x2badb002;
+/** The header must lie in the first 8192 bytes of the image, 32-bit aligned. */
+export const MULTIBOOT_SEARCH = 8192;
+/** Header flag 16: the a.out-kludge address fields are valid (not supported here: ELF only). */
+export const MULTIBOOT_AOUT_KLUDGE = 1 << 16;
+/** multiboot_info flags: mem_lower/mem_upper (bit 0), cmdline (bit 2), mmap (bit 6). */
+export const MULTIBOOT_INFO_MEMORY = 1 << 0;
+export const MULTIBOOT_INFO_CMDLINE = 1 << 2;
+export const MULTIBOOT_INFO_MEM_MAP = 1 << 6;
+/** multiboot_memory_map type for available RAM. */
+export const MULTIBOOT_MEMORY_AVAILABLE = 1;
+
 export interface BootState {
+  /** How the kernel is entered: PVH (EBX = hvm_start_info) or Multiboot (EAX = 0x2BADB002, EBX = multiboot_info). */
+  readonly protocol: "pvh" | "multiboot";
+  /** Initial EAX (Multiboot's magic; 0 for PVH). */
+  readonly eax: number;
   readonly entry: number;
   readonly cr3: number;
   readonly startInfo: number;
@@ -78,13 +96,20 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   if (memorySize < 2 * 1024 * 1024) return { kind: "boot-error", message: `memory: ${memorySize} bytes is too small (at least 2 MiB)` };
   const elf = parseElf(image, memorySize);
   if ("kind" in elf) return elf;
-  if (elf.pvhEntry === undefined) return { kind: "boot-error", message: "kernel: no XEN_ELFNOTE_PHYS32_ENTRY note (name \"Xen\", type 18): not a PVH kernel" };
+  let multiboot = false;
+  if (elf.pvhEntry === undefined) {
+    const mb = findMultibootHeader(image);
+    if (typeof mb === "string") return { kind: "boot-error", message: `kernel: ${mb}` };
+    if (mb === undefined) return { kind: "boot-error", message: "kernel: neither a XEN_ELFNOTE_PHYS32_ENTRY note (PVH) nor a Multiboot header in the first 8 KiB" };
+    multiboot = true;
+  }
+  const entry = elf.pvhEntry ?? elf.entry;
   for (const s of elf.segments) {
     if (s.memSize > 0 && s.paddr < BootLayout.end) {
       return { kind: "boot-error", message: `kernel: PT_LOAD at p_paddr 0x${s.paddr.toString(16)} overlaps the boot structures below 0x${BootLayout.end.toString(16)}` };
     }
   }
-  if (elf.pvhEntry >= memorySize) return { kind: "boot-error", message: `kernel: PVH entry 0x${elf.pvhEntry.toString(16)} lies beyond guest memory` };
+  if (entry >= memorySize || entry >= 2 ** 32) return { kind: "boot-error", message: `kernel: ${multiboot ? "e_entry" : "PVH entry"} 0x${entry.toString(16)} lies beyond guest memory or 4 GiB` };
   if (cmdline.length > MAX_CMDLINE) return { kind: "boot-error", message: `cmdline: ${cmdline.length} bytes is longer than the ${MAX_CMDLINE}-byte limit` };
   const cmd = new Uint8Array(cmdline.length);
   for (let i = 0; i < cmdline.length; i++) {
@@ -97,6 +122,56 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   mem.zero(0, BootLayout.end);
   loadSegments(image, elf, (gpa, bytes) => mem.write(gpa, bytes), (gpa, length) => mem.zero(gpa, length));
 
+  if (multiboot) writeMultibootInfo(memorySize, mem);
+  else writeStartInfo(memorySize, mem);
+  const cmdz = new Uint8Array(cmd.length + 1);
+  cmdz.set(cmd);
+  mem.write(BootLayout.cmdline, cmdz);
+  writeGdtAndIdentityMap(mem);
+  return { protocol: multiboot ? "multiboot" : "pvh", eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
+}
+
+/** The Multiboot header, if the image has one: undefined when absent, a message when it is bad. */
+function findMultibootHeader(image: Uint8Array): { flags: number } | string | undefined {
+  const dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  const end = Math.min(MULTIBOOT_SEARCH, image.length) - 12;
+  for (let at = 0; at <= end; at += 4) {
+    if (dv.getUint32(at, true) !== MULTIBOOT_HEADER_MAGIC) continue;
+    const flags = dv.getUint32(at + 4, true);
+    const checksum = dv.getUint32(at + 8, true);
+    if (((MULTIBOOT_HEADER_MAGIC + flags + checksum) >>> 0) !== 0) return `Multiboot header at offset 0x${at.toString(16)}: checksum 0x${checksum.toString(16)} does not make magic + flags + checksum zero`;
+    if ((flags & MULTIBOOT_AOUT_KLUDGE) !== 0) return `Multiboot header at offset 0x${at.toString(16)}: flag 16 (a.out kludge addresses) is not supported; load from the ELF program headers`;
+    if ((flags & 0xfffc) !== 0) return `Multiboot header at offset 0x${at.toString(16)}: required flags 0x${(flags & 0xffff).toString(16)} include ones this loader does not provide (only bits 0 and 1)`;
+    return { flags };
+  }
+  return undefined;
+}
+
+/** multiboot_info: memory sizes, the command line and a memory map (Multiboot 0.6.96, 3.3). */
+function writeMultibootInfo(memorySize: number, mem: GuestPhysicalWriter): void {
+  const mi = new Uint8Array(52);
+  const v = new DataView(mi.buffer);
+  v.setUint32(0, MULTIBOOT_INFO_MEMORY | MULTIBOOT_INFO_CMDLINE | MULTIBOOT_INFO_MEM_MAP, true);
+  v.setUint32(4, 640, true); // mem_lower, KiB
+  v.setUint32(8, Math.min((memorySize - 0x10_0000) / 1024, 0xffff_ffff), true); // mem_upper, KiB from 1 MiB
+  v.setUint32(16, BootLayout.cmdline, true);
+  v.setUint32(44, 48, true); // mmap_length: two entries of 24 bytes (size field + 20)
+  v.setUint32(48, BootLayout.memmap, true);
+  mem.write(BootLayout.startInfo, mi);
+  const mm = new Uint8Array(48);
+  const m = new DataView(mm.buffer);
+  const entry = (at: number, base: number, length: number) => {
+    m.setUint32(at, 20, true);
+    le64(mm, at + 4, base);
+    le64(mm, at + 12, length);
+    m.setUint32(at + 20, MULTIBOOT_MEMORY_AVAILABLE, true);
+  };
+  entry(0, 0, 0xa0000);
+  entry(24, 0x10_0000, memorySize - 0x10_0000);
+  mem.write(BootLayout.memmap, mm);
+}
+
+function writeStartInfo(memorySize: number, mem: GuestPhysicalWriter): void {
   // struct hvm_start_info v1: magic, version, flags, nr_modules, modlist_paddr, cmdline_paddr,
   // rsdp_paddr, memmap_paddr, memmap_entries, reserved.
   const si = new Uint8Array(56);
@@ -117,10 +192,9 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   le64(mm, 32, memorySize - 0x10_0000);
   mv.setUint32(40, XEN_HVM_MEMMAP_TYPE_RAM, true);
   mem.write(BootLayout.memmap, mm);
-  const cmdz = new Uint8Array(cmd.length + 1);
-  cmdz.set(cmd);
-  mem.write(BootLayout.cmdline, cmdz);
+}
 
+function writeGdtAndIdentityMap(mem: GuestPhysicalWriter): void {
   // GDT (SDM 3.4.5): 32-bit code (compatibility mode entry), flat data, 64-bit code, 64-bit TSS.
   const gdt = new Uint8Array(48);
   // (Descriptors as two 32-bit halves: as one number they would exceed 2^53 and lose bits.)
@@ -151,5 +225,4 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
     for (let i = 0; i < 512; i++) le64(pd, i * 8, (t * 512 + i) * 0x20_0000 + (P | RW | PS));
     mem.write(BootLayout.pd + t * PAGE_SIZE, pd);
   }
-  return { entry: elf.pvhEntry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
 }
