@@ -5,7 +5,7 @@
  */
 import { closeSync, fstatSync, openSync, readFileSync, readSync, writeSync, appendFileSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { ConfigError, SECTOR_SIZE, parseDomainConfig, type BlockBackend, type Domain, type DomainConfig, type Hypervisor } from "@vtlab/hypervisor";
+import { SECTOR_SIZE, parseDomainConfig, type BlockBackend, type Domain, type DomainConfig, type Hypervisor } from "@vtlab/hypervisor";
 
 export class MachineError extends Error {
   constructor(message: string) {
@@ -96,4 +96,3 @@ export function loadMachine(hv: Hypervisor, file: string, onConsole: (name: stri
   return { file, config, domain, disks };
 }
 
-export { ConfigError };

@@ -5,8 +5,30 @@
  * (registers, the exit qualification, guest memory for string I/O) is validated here; nothing a
  * guest does can make a handler throw into the scheduler.
  */
-import { Access, type AccessSize, PAGE_SIZE } from "@vtlab/arch";
-import { ExitReason, MSR, VmcsField as F, defaultCpuid, exitReasonName, readMsr, writeMsr, type ExitOutcome, type VmExit } from "@vtlab/cpu-vmx";
+import { Access, type AccessSize, PAGE_SIZE, Vector } from "@vtlab/arch";
+import {
+  CR0_CD,
+  CR0_NE,
+  CR0_NW,
+  CR0_PE,
+  CR0_PG,
+  CR0_WP,
+  EFER_LMA,
+  EFER_LME,
+  EFER_NXE,
+  EFER_SCE,
+  ExitReason,
+  MSR,
+  RFLAGS_DF,
+  RFLAGS_IF,
+  VmcsField as F,
+  defaultCpuid,
+  exitReasonName,
+  readMsr,
+  writeMsr,
+  type ExitOutcome,
+  type VmExit,
+} from "@vtlab/cpu-vmx";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
 
 export interface ExitContext {
@@ -30,26 +52,13 @@ export class ExitStats {
   }
 }
 
-/** Vector numbers (SDM Table 6-1). */
-const GP = 13;
-const UD = 6;
-const PF = 14;
 /** -ENOSYS (xen/include/public/errno.h: XEN_ENOSYS 38). */
 const ENOSYS = 38;
-/** RFLAGS.IF (bit 9) and RFLAGS.DF (bit 10). */
-const RFLAGS_IF = 1 << 9;
-const RFLAGS_DF = 1 << 10;
-/** EFER bits the guest may change: SCE (0), NXE (11); LME (8) only together with the mode it is in. */
-const EFER_SCE = 1 << 0;
-const EFER_LME = 1 << 8;
-const EFER_LMA = 1 << 10;
-const EFER_NXE = 1 << 11;
-/** CR0 bits (SDM 2.5). */
-const CR0_PE = 1 << 0;
-const CR0_NE = 1 << 5;
-const CR0_PG = 0x8000_0000;
-const CR0_WP = 1 << 16;
-const CR0_HOST_OWNED = 0x6000_0021 | CR0_PG;
+/**
+ * CR0 bits the hypervisor owns (CR0 guest/host mask): PE and PG (leaving IA-32e mode is not
+ * modelled), NE (fixed to 1 in VMX operation), CD and NW.
+ */
+export const CR0_HOST_OWNED = (CR0_PE | CR0_NE | CR0_NW | CR0_CD | CR0_PG) >>> 0;
 /** The Xen CPUID leaves (xen/include/public/arch-x86/cpuid.h): base 0x40000000, signature "XenVMMXenVMM". */
 const XEN_CPUID_FIRST_LEAF = 0x4000_0000;
 const XEN_CPUID_SIGNATURE_EBX = 0x566e_6558; // "XenV"
@@ -59,7 +68,7 @@ const XEN_CPUID_SIGNATURE_EDX = 0x4d4d566e; // "nVMM"
 const RESUME: ExitOutcome = { kind: "resume" };
 /** Elements one REP INS/OUTS exit moves before the instruction is re-executed for the rest. */
 export const MAX_STRING_IO_PER_EXIT = 4096;
-const gp0 = (): ExitOutcome => ({ kind: "inject", vector: GP, errorCode: 0 });
+const gp0 = (): ExitOutcome => ({ kind: "inject", vector: Vector.GP, errorCode: 0 });
 
 function skip(v: Vcpu, exit: VmExit): void {
   const vmcs = v.vmcs;
@@ -175,7 +184,7 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
     case ExitReason.Vmcall + 9: // VMXON
     case ExitReason.Invept:
     case ExitReason.Invvpid:
-      return { kind: "inject", vector: UD }; // no nested VMX: CPUID hides it, the instructions are #UD
+      return { kind: "inject", vector: Vector.UD }; // no nested VMX: CPUID hides it, the instructions are #UD
     default:
       return { kind: "crash", reason: `unhandled VM exit ${basic} (${exitReasonName(basic)}) at RIP 0x${v.vmcs.readNatural(F.GUEST_RIP).toString(16)}` };
   }
@@ -240,7 +249,7 @@ function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       const g = d.paging.gvaToGpa(cpu, lin, (input ? Access.Write : Access.Read) | user);
       if (typeof g !== "number") {
         cpu.cr2 = ptr;
-        outcome = { kind: "inject", vector: PF, errorCode: g.errorCode };
+        outcome = { kind: "inject", vector: Vector.PF, errorCode: g.errorCode };
         break;
       }
       pageLin = lin;
@@ -351,7 +360,7 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     const shadowPaging = !ctx.domain.hap;
     // Shadow paging write-protects guest page tables, which needs CR0.WP = 1 (mmu-shadow's rule).
     if (shadowPaging && (lo & CR0_WP) === 0) return { kind: "crash", reason: "the guest cleared CR0.WP: shadow paging here needs CR0.WP = 1" };
-    vmcs.setNatural(F.CR0_READ_SHADOW, lo & (CR0_HOST_OWNED | (shadowPaging ? CR0_WP : 0)));
+    vmcs.setNatural(F.CR0_READ_SHADOW, (lo & (CR0_HOST_OWNED | (shadowPaging ? CR0_WP : 0))) >>> 0);
     vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE) >>> 0);
     skip(v, exit);
     return RESUME;

@@ -13,6 +13,10 @@ import { DEFAULT_COST_MODEL, MachineMemory, PAGE_SIZE, PciBus, PciHostBridge, Po
 import {
   CPU_ACTIVATE_SECONDARY,
   CPU_HLT_EXITING,
+  CR4_VMXE,
+  EFER_LMA,
+  EFER_LME,
+  RFLAGS_IF,
   CPU_INTR_WINDOW_EXITING,
   EXIT_ACK_INTR_ON_EXIT,
   PIN_EXTINT_EXITING,
@@ -38,7 +42,7 @@ import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devic
 import { BOOT_CS32, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
 import { HostFrames } from "./host/frames.js";
 import { ApicShorthand, LocalApic } from "./devices/lapic.js";
-import { ExitStats, handleExit, type ExitContext } from "./exits.js";
+import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 
 export type { ExitContext };
 
@@ -48,8 +52,6 @@ const MiB = 1024 * 1024;
  * hypervisor can inject a guest interrupt (the role of Xen's EVENT_CHECK_VECTOR IPI).
  */
 export const HOST_KICK_VECTOR = 0xfc;
-/** RFLAGS.IF. */
-const RFLAGS_IF = 1 << 9;
 
 export type DomainState = "running" | "paused" | "shutdown" | "crashed" | "destroyed";
 
@@ -407,7 +409,7 @@ export class Hypervisor {
       if (err !== undefined) throw new Error(`vtlab bug: ${err.message}`);
       // Compatibility mode (CS.L = 0, D = 1) at the PVH entry: see builder/pvh.ts.
       v.vmcs.setField(F.GUEST_CS_AR_BYTES, 0xc09b);
-      v.vmcs.setField(F.GUEST_IA32_EFER, 0x500); // LME | LMA
+      v.vmcs.setField(F.GUEST_IA32_EFER, EFER_LME | EFER_LMA);
       this.setupVcpuControls(d, v);
       d.paging.setupVcpu(v.cpu, v.vmcs);
       if (d.paging instanceof NestedPaging) v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
@@ -431,12 +433,11 @@ export class Hypervisor {
   /** CR0/CR4 ownership and the MSR bitmap (EFER, APIC base and the x2APIC range trap; the syscall MSRs pass through). */
   private setupVcpuControls(d: Domain, v: Vcpu): void {
     const vmcs = v.vmcs;
-    // CR0: the host owns PE, PG (leaving IA-32e mode is not modelled), NE (fixed 1 in VMX), CD and NW.
-    vmcs.setNatural(F.CR0_GUEST_HOST_MASK, 0x6000_0021 | 0x8000_0000);
-    vmcs.setNatural(F.CR0_READ_SHADOW, vmcs.readNatural(F.GUEST_CR0) & (0x6000_0021 | 0x8000_0000));
+    vmcs.setNatural(F.CR0_GUEST_HOST_MASK, CR0_HOST_OWNED);
+    vmcs.setNatural(F.CR0_READ_SHADOW, (vmcs.readNatural(F.GUEST_CR0) & CR0_HOST_OWNED) >>> 0);
     // CR4: the host owns VMXE (the guest sees 0).
-    vmcs.setNatural(F.CR4_GUEST_HOST_MASK, 1 << 13);
-    vmcs.setNatural(F.CR4_READ_SHADOW, vmcs.readNatural(F.GUEST_CR4) & ~(1 << 13));
+    vmcs.setNatural(F.CR4_GUEST_HOST_MASK, CR4_VMXE);
+    vmcs.setNatural(F.CR4_READ_SHADOW, vmcs.readNatural(F.GUEST_CR4) & ~CR4_VMXE);
     if (this.msrBitmap === undefined) {
       const f = this.frames.allocate();
       if (f === undefined) throw new DomainError(d.name, "no host frame for the MSR bitmap");

@@ -97,6 +97,16 @@ function bitList(mask: number): string {
   return bits.join(", ");
 }
 
+/** The guest segment registers and their VMCS fields (SDM 25.4.1), for loading on entry and saving on exit. */
+const GUEST_SEGMENTS = [
+  [Seg.ES, F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
+  [Seg.CS, F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
+  [Seg.SS, F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
+  [Seg.DS, F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
+  [Seg.FS, F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
+  [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
+] as const;
+
 /**
  * VMLAUNCH / VMRESUME: the checks of SDM 27.1-27.3 in order (VMfailValid for the launch state,
  * controls and host state; an exit with reason 33 for guest state), then load the guest state
@@ -212,15 +222,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.cr3 = vmcs.readNatural(F.GUEST_CR3);
   cpu.dr[7] = vmcs.readNatural(F.GUEST_DR7);
   cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.read32(F.GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
-  const segs = [
-    [Seg.ES, F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
-    [Seg.CS, F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
-    [Seg.SS, F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
-    [Seg.DS, F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
-    [Seg.FS, F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
-    [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
-  ] as const;
-  for (const [s, sel, base, limit, ar] of segs) loadSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
+  for (const [s, sel, base, limit, ar] of GUEST_SEGMENTS) loadSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
   loadSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
   loadSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);
   cpu.gdtrBase = vmcs.readNatural(F.GUEST_GDTR_BASE);
@@ -322,15 +324,7 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   vmcs.setNatural(F.GUEST_RIP, cpu.rip);
   vmcs.setField(F.GUEST_RFLAGS, cpu.getFlags());
   vmcs.setField(F.GUEST_IA32_EFER, cpu.efer);
-  const segs = [
-    [Seg.ES, F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
-    [Seg.CS, F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
-    [Seg.SS, F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
-    [Seg.DS, F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
-    [Seg.FS, F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
-    [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
-  ] as const;
-  for (const [s, sel, base, limit, ar] of segs) saveSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
+  for (const [s, sel, base, limit, ar] of GUEST_SEGMENTS) saveSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
   saveSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
   saveSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);
   vmcs.setNatural(F.GUEST_GDTR_BASE, cpu.gdtrBase);
