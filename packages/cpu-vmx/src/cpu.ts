@@ -631,7 +631,15 @@ export class Cpu {
       if (lin < -limit || lin >= limit) this.fault(stack ? Vector.SS : Vector.GP, 0);
     }
     if ((this.cr0 & CR0_PG) === 0) {
-      return lin >= 0 ? lin : lin + 2 ** 64; // paging off: 32-bit flat, linear = physical
+      const pa = lin >= 0 ? lin : lin + 2 ** 64; // paging off: 32-bit flat, linear = (guest-)physical
+      if (!this.eptActive) return pa;
+      // Unrestricted guest with paging off: the linear address is the guest-physical address
+      // and EPT translates it (SDM 29.3.1). Not cached in the TLB: guests run this way only to boot.
+      const kind = (access & Access.Fetch) !== 0 ? EptAccess.Fetch : (access & Access.Write) !== 0 ? EptAccess.Write : EptAccess.Read;
+      const hpa = this.secondLevel!.translate(pa, kind, GuestReference.Final);
+      this.counters.eptReferences += this.secondLevel!.lastReferences;
+      if (typeof hpa !== "number") this.eptExit(hpa, lin, true);
+      return hpa;
     }
     if (this.cpl === 3 && (access & Access.Implicit) === 0) access |= Access.User;
     const vpn = (lin - (lin & 0xfff)) / 4096;

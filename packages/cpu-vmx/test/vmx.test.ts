@@ -21,6 +21,13 @@ import {
   SECONDARY_WBINVD_EXITING,
   CPU_ACTIVATE_SECONDARY,
   SECONDARY_ENABLE_EPT,
+  SECONDARY_UNRESTRICTED_GUEST,
+  ENTRY_CAPS,
+  ENTRY_IA32E_MODE,
+  ENTRY_LOAD_IA32_EFER,
+  EXIT_SAVE_IA32_EFER,
+  CR0_PG,
+  CR4_VMXE,
   SECONDARY_DESC_TABLE_EXITING,
   SECONDARY_ENABLE_VPID,
   EptAccess,
@@ -487,6 +494,81 @@ describe("EPT: guest-physical references through a SecondLevelTranslator", () =>
     expect(m.cpu.counters.eptReferences).toBe(12 * 4);
     expect(m.cpu.lo[3]).toBe(0);
   });
+});
+
+describe("unrestricted guest (SDM 25.6.2): flat 32-bit protected mode with paging off, on EPT", () => {
+  /** The PVH entry state: CR0 = PE | NE, CR4 = VMXE, EFER = 0, a 32-bit CS, TR a busy 32-bit TSS. */
+  function pagingOffGuest(code: string, blocked: number[] = []): { m: TestMachine; v: Vmcs } {
+    const m = machine64(code);
+    m.cpu.secondLevel = {
+      lastReferences: 4,
+      translate(gpa: number, access: number) {
+        return blocked.includes(gpa - (gpa % 4096)) ? { kind: "ept-violation", gpa, qualification: access } : gpa;
+      },
+    };
+    const v = guestVmcs(m);
+    v.vmwrite(F.CPU_BASED_VM_EXEC_CONTROL, (PROC_CAPS.mustBe1 | CPU_ACTIVATE_SECONDARY | CPU_HLT_EXITING | CPU_USE_MSR_BITMAPS) >>> 0);
+    v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_ENABLE_EPT | SECONDARY_UNRESTRICTED_GUEST);
+    v.vmwrite(F.EPT_POINTER, 0x5000 | (3 << 3) | 6);
+    v.vmwrite(F.VM_ENTRY_CONTROLS, ENTRY_CAPS.mustBe1 | ENTRY_LOAD_IA32_EFER);
+    v.vmwrite(F.VM_EXIT_CONTROLS, EXIT_CAPS.mustBe1 | EXIT_HOST_ADDR_SPACE_SIZE | EXIT_SAVE_IA32_EFER);
+    v.vmwrite(F.GUEST_CR0, CR0_PE | CR0_NE);
+    v.vmwrite(F.GUEST_CR4, CR4_VMXE);
+    v.vmwrite(F.GUEST_IA32_EFER, 0);
+    v.vmwrite(F.GUEST_CS_AR_BYTES, 0xc09b); // 32-bit code, D = 1
+    v.vmwrite(F.GUEST_TR_AR_BYTES, 0x8b); // busy 32-bit TSS
+    return { m, v };
+  }
+
+  it("runs 32-bit code with guest-physical = linear; every reference goes through EPT; a blocked page exits with linear-valid and final bits", () => {
+    // mov eax, [0x400008]; mov dword [0x500000], 1; hlt
+    const { m, v } = pagingOffGuest("a108004000 c70500005000 01000000 f4".replace(/ /g, ""), [0x50_0000]);
+    m.memory.write32(0x40_0008, 0x1234_5678);
+    const e = exitOf(enter(m, v, true));
+    expect(e.reason).toBe(ExitReason.EptViolation);
+    expect(e.qualification & (EPT_QUAL_LINEAR_VALID | EPT_QUAL_FINAL)).toBe(EPT_QUAL_LINEAR_VALID | EPT_QUAL_FINAL);
+    expect(v.readNatural(F.GUEST_PHYSICAL_ADDRESS)).toBe(0x50_0000);
+    expect(v.readNatural(F.GUEST_LINEAR_ADDRESS)).toBe(0x50_0000);
+    expect(m.cpu.lo[0]! >>> 0).toBe(0x1234_5678);
+    expect(m.cpu.counters.pageWalks).toBe(0); // no guest page walk: paging is off
+    expect(m.cpu.counters.eptReferences).toBeGreaterThan(0);
+    expect(v.read32(F.VM_ENTRY_CONTROLS) & ENTRY_IA32E_MODE).toBe(0);
+  });
+
+  it("a guest that turns IA-32e mode on itself leaves the IA-32e mode guest entry control set on exit, and resumes in it", () => {
+    // mov eax, cr4; or eax, 0x20; mov cr4, eax; mov ecx, 0xc0000080; rdmsr; or eax, 0x100; wrmsr;
+    // mov eax, 0x2000; mov cr3, eax; mov eax, cr0; or eax, 0x80000000; mov cr0, eax; hlt; hlt
+    const { m, v } = pagingOffGuest("0f20e083c8200f22e0b9800000c00f320d000100000f30b8002000000f22d80f20c00d000000800f22c0f4f4");
+    v.setNatural(F.CR0_GUEST_HOST_MASK, 0); // the guest owns CR0: MOV CR0 does not exit
+    const e = exitOf(enter(m, v, true));
+    expect(e.reason).toBe(ExitReason.Hlt);
+    expect(v.read32(F.VM_ENTRY_CONTROLS) & ENTRY_IA32E_MODE).toBe(ENTRY_IA32E_MODE);
+    expect(v.read32(F.GUEST_IA32_EFER) & 0x500).toBe(0x500); // LME | LMA
+    skip(v, e);
+    expect(exitOf(enter(m, v, false)).reason).toBe(ExitReason.Hlt); // VMRESUME passes the IA-32e checks
+    expect(m.cpu.counters.pageWalks).toBeGreaterThan(0);
+  });
+
+  const refused: [string, (v: Vmcs) => void, "controls" | "guest"][] = [
+    ["unrestricted guest without enable EPT", (v) => v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_UNRESTRICTED_GUEST), "controls"],
+    ["CR0.PE = 0 (real mode, not modelled)", (v) => v.vmwrite(F.GUEST_CR0, CR0_NE), "guest"],
+    ["CR0.PG = 1 with PE = 0", (v) => v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_NE) >>> 0), "guest"],
+    ["legacy paging (PG = 1 outside IA-32e mode, not modelled)", (v) => v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0), "guest"],
+    ["CR0.NE = 0", (v) => v.vmwrite(F.GUEST_CR0, CR0_PE), "guest"],
+    ["IA-32e mode guest with paging off", (v) => { v.vmwrite(F.VM_ENTRY_CONTROLS, ENTRY_CAPS.mustBe1 | ENTRY_IA32E_MODE); }, "guest"],
+    ["GUEST_RIP above 4 GiB outside 64-bit mode", (v) => v.vmwrite(F.GUEST_RIP, 0, 1), "guest"],
+  ];
+  for (const [what, spoil, kind] of refused) {
+    it(`refuses ${what}`, () => {
+      const { m, v } = pagingOffGuest("f4");
+      expect(vmEntry(m.cpu, v, true)).toBeUndefined(); // the unspoilt state enters
+      const { m: n, v: w } = pagingOffGuest("f4");
+      spoil(w);
+      const r = vmEntry(n.cpu, w, true);
+      if (kind === "controls") expect(r).toMatchObject({ kind: "vmfail-valid", error: VmInstructionError.EntryInvalidControls });
+      else expect(r).toMatchObject({ kind: "entry-failure", exit: { reason: (ExitReason.InvalidGuestState | EXIT_REASON_FAILED_VMENTRY) >>> 0 } });
+    });
+  }
 });
 
 describe("control matrix: each exiting control off and on, same code", () => {

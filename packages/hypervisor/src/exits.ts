@@ -13,6 +13,8 @@ import {
   CR0_PE,
   CR0_PG,
   CR0_WP,
+  CR4_PAE,
+  ENTRY_IA32E_MODE,
   EFER_LMA,
   EFER_LME,
   EFER_NXE,
@@ -21,6 +23,7 @@ import {
   MSR,
   RFLAGS_DF,
   RFLAGS_IF,
+  SEG_ATTR_L,
   VmcsField as F,
   defaultCpuid,
   exitReasonName,
@@ -30,6 +33,7 @@ import {
   type VmExit,
 } from "@vtlab/cpu-vmx";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
+import { handleMmio } from "./mmio.js";
 
 export interface ExitContext {
   readonly hv: Hypervisor;
@@ -45,6 +49,10 @@ export class ExitStats {
   io = 0;
   /** Port accesses done by string I/O exits (one exit, many accesses). */
   ioAccesses = 0;
+  /** MMIO exits: EPT violations or shadow #PFs emulated as a device access (mmio.ts). */
+  mmio = 0;
+  /** Device accesses those exits made on the MMIO bus (a 64-bit access counts two 32-bit ones). */
+  mmioAccesses = 0;
   byReasonNames(): Record<string, number> {
     const out: Record<string, number> = {};
     for (let r = 0; r < this.byReason.length; r++) if (this.byReason[r]! > 0) out[exitReasonName(r)] = this.byReason[r]!;
@@ -65,6 +73,8 @@ const XEN_CPUID_SIGNATURE_EBX = 0x566e_6558; // "XenV"
 const XEN_CPUID_SIGNATURE_ECX = 0x65584d4d; // "MMXe"
 const XEN_CPUID_SIGNATURE_EDX = 0x4d4d566e; // "nVMM"
 
+/** INVVPID type 1, single-context invalidation (SDM Vol. 3C, INVVPID). */
+const INVVPID_SINGLE_CONTEXT = 1;
 const RESUME: ExitOutcome = { kind: "resume" };
 /** Elements one REP INS/OUTS exit moves before the instruction is re-executed for the rest. */
 export const MAX_STRING_IO_PER_EXIT = 4096;
@@ -155,7 +165,7 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
     case ExitReason.Invlpg: {
       // Shadow paging: #PF (the exception bitmap has it) and INVLPG. EPT sets neither.
       const out = d.paging.handleExit(cpu, v.vmcs, exit);
-      if (out.kind === "mmio") return { kind: "crash", reason: `${out.write ? "write to" : "read of"} GPA 0x${out.gpa.toString(16)}: no emulated device is mapped there` };
+      if (out.kind === "mmio") return handleMmio(ctx, exit, out.gpa, out.write);
       return out;
     }
     case ExitReason.TripleFault:
@@ -163,7 +173,7 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
     case ExitReason.EptViolation:
     case ExitReason.EptMisconfig: {
       const out = d.paging.handleExit(cpu, v.vmcs, exit);
-      if (out.kind === "mmio") return { kind: "crash", reason: `${out.write ? "write to" : "read of"} GPA 0x${out.gpa.toString(16)}: no emulated device is mapped there` };
+      if (out.kind === "mmio") return handleMmio(ctx, exit, out.gpa, out.write);
       return out;
     }
     case ExitReason.InterruptWindow:
@@ -326,9 +336,10 @@ function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
   const hi = cpu.lo[2]! >>> 0;
   if (msr === MSR.EFER) {
     const cur = v.vmcs.read32(F.GUEST_IA32_EFER);
-    // Reserved bits, or LME changing under paging (SDM 10.8.5): #GP.
-    if (hi !== 0 || (lo & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) !== 0 || ((lo ^ cur) & EFER_LME) !== 0) return gp0();
-    v.vmcs.setField(F.GUEST_IA32_EFER, (lo & (EFER_SCE | EFER_NXE)) | (cur & (EFER_LME | EFER_LMA)));
+    const paging = (v.vmcs.read32(F.GUEST_CR0) & CR0_PG) !== 0;
+    // Reserved bits, or LME changing while paging is on (SDM 10.8.5): #GP. LMA is read-only.
+    if (hi !== 0 || (lo & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) !== 0 || (paging && ((lo ^ cur) & EFER_LME) !== 0)) return gp0();
+    v.vmcs.setField(F.GUEST_IA32_EFER, (lo & (EFER_SCE | EFER_NXE | (paging ? 0 : EFER_LME))) | (cur & (EFER_LMA | (paging ? EFER_LME : 0))));
   } else if (msr === MSR.TSC) {
     // Modelled more simply: the TSC is the host clock for every domain (writes are ignored).
   } else if (msr === MSR.APIC_BASE || (msr >= 0x800 && msr <= 0x8ff)) {
@@ -354,10 +365,30 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     const lo = gpr === 4 ? vmcs.read32(F.GUEST_RSP) : v.cpu.lo[gpr]! >>> 0;
     const hi = gpr === 4 ? 0 : v.cpu.hi[gpr]! >>> 0;
     if (hi !== 0) return gp0(); // CR0[63:32] are reserved (SDM 2.5)
-    if ((lo & CR0_PG) === 0 || (lo & CR0_PE) === 0) {
-      return { kind: "crash", reason: "the guest turned paging or protection off: leaving IA-32e mode is not modelled (no unrestricted guest)" };
-    }
+    if ((lo & CR0_PG) !== 0 && (lo & CR0_PE) === 0) return gp0(); // PG without PE (SDM MOV CR0)
+    if ((lo & CR0_NW) !== 0 && (lo & CR0_CD) === 0) return gp0(); // NW without CD
     const shadowPaging = !ctx.domain.hap;
+    const old = vmcs.read32(F.GUEST_CR0);
+    if ((lo & CR0_PE) === 0) return { kind: "crash", reason: "the guest turned protection off (CR0.PE = 0): real mode is not modelled" };
+    if (((old ^ lo) & CR0_PG) !== 0) {
+      // Paging on or off (Xen's hvm_set_cr0): only EPT domains run with paging off (unrestricted guest).
+      if (shadowPaging) return { kind: "crash", reason: "the guest turned paging off: a shadow-paged guest runs with CR0.PG = 1 here (no unrestricted guest without EPT)" };
+      const efer = vmcs.read32(F.GUEST_IA32_EFER);
+      const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
+      if ((lo & CR0_PG) !== 0) {
+        if ((efer & EFER_LME) === 0) return { kind: "crash", reason: "the guest turned on legacy 32-bit/PAE paging (EFER.LME = 0): not modelled" };
+        if ((vmcs.read32(F.GUEST_CR4) & CR4_PAE) === 0) return gp0(); // IA-32e mode needs CR4.PAE (SDM 10.8.5)
+        // Activating IA-32e mode: EFER.LMA and the "IA-32e mode guest" entry control follow (SDM 10.8.5, 25.8.1).
+        vmcs.setField(F.GUEST_IA32_EFER, efer | EFER_LMA);
+        vmcs.setField(F.VM_ENTRY_CONTROLS, (entry | ENTRY_IA32E_MODE) >>> 0);
+      } else {
+        if ((vmcs.read32(F.GUEST_CS_AR_BYTES) & SEG_ATTR_L) !== 0) return gp0(); // leaving long mode from 64-bit code is #GP
+        vmcs.setField(F.GUEST_IA32_EFER, efer & ~EFER_LMA);
+        vmcs.setField(F.VM_ENTRY_CONTROLS, (entry & ~ENTRY_IA32E_MODE) >>> 0);
+      }
+      // A paging-mode change flushes the guest's TLB, as MOV CR0 does (SDM 4.10.4.1).
+      v.cpu.invvpid(INVVPID_SINGLE_CONTEXT, vmcs.read32(F.VIRTUAL_PROCESSOR_ID));
+    }
     // Shadow paging write-protects guest page tables, which needs CR0.WP = 1 (mmu-shadow's rule).
     if (shadowPaging && (lo & CR0_WP) === 0) return { kind: "crash", reason: "the guest cleared CR0.WP: shadow paging here needs CR0.WP = 1" };
     vmcs.setNatural(F.CR0_READ_SHADOW, (lo & (CR0_HOST_OWNED | (shadowPaging ? CR0_WP : 0))) >>> 0);

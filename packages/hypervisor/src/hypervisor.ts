@@ -13,7 +13,12 @@ import { DEFAULT_COST_MODEL, MachineMemory, PAGE_SIZE, PciBus, PciHostBridge, Po
 import {
   CPU_ACTIVATE_SECONDARY,
   CPU_HLT_EXITING,
+  CR0_ET,
+  CR0_NE,
+  CR0_PE,
   CR4_VMXE,
+  ENTRY_IA32E_MODE,
+  SECONDARY_UNRESTRICTED_GUEST,
   EFER_LMA,
   EFER_LME,
   RFLAGS_IF,
@@ -41,7 +46,8 @@ import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
 import { BOOT_CS32, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
 import { HostFrames } from "./host/frames.js";
-import { ApicShorthand, LocalApic } from "./devices/lapic.js";
+import { APIC_BASE_DEFAULT, ApicShorthand, LocalApic, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
+import { DomainMmio } from "./mmio.js";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 
 export type { ExitContext };
@@ -78,6 +84,9 @@ export interface DomainStats {
   vmExits: number;
   exitsByReason: Record<string, number>;
   ioExits: number;
+  /** MMIO exits (EPT violations or shadow #PFs emulated as device accesses), and the device accesses they made. */
+  mmioExits: number;
+  mmioAccesses: number;
   pageWalks: number;
   walkReferences: number;
   eptReferences: number;
@@ -99,6 +108,26 @@ export class DomainError extends Error {
     super(`domain ${domain}: ${message}`);
     this.name = "DomainError";
   }
+}
+
+/**
+ * The PVH entry state (xen/include/public/arch-x86/hvm/start_info.h) on an EPT domain, with the
+ * "unrestricted guest" control (SDM 25.6.2): flat 32-bit protected mode with paging off (CR0 = PE
+ * | ET plus the VMX-fixed NE; CR4 = 0 apart from the host-owned VMXE; EFER = 0), CS a 32-bit
+ * execute/read segment, TR a busy 32-bit TSS. Guest-physical = linear until the guest turns
+ * paging on itself; the CR0 write that does so exits (PG is host-owned) and `exits.ts` enters
+ * IA-32e mode the way Xen's hvm_set_cr0 does.
+ */
+function enterPagingOff(vmcs: Vmcs): void {
+  vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_UNRESTRICTED_GUEST) >>> 0);
+  vmcs.setField(F.VM_ENTRY_CONTROLS, (vmcs.read32(F.VM_ENTRY_CONTROLS) & ~ENTRY_IA32E_MODE) >>> 0);
+  vmcs.setNatural(F.GUEST_CR0, (CR0_PE | CR0_ET | CR0_NE) >>> 0);
+  vmcs.setNatural(F.CR0_READ_SHADOW, CR0_PE); // the guest reads PE | ET: NE is host-owned and hidden
+  vmcs.setNatural(F.GUEST_CR4, CR4_VMXE);
+  vmcs.setNatural(F.CR4_READ_SHADOW, 0);
+  vmcs.setNatural(F.GUEST_CR3, 0);
+  vmcs.setField(F.GUEST_IA32_EFER, 0);
+  vmcs.setField(F.GUEST_TR_AR_BYTES, 0x8b); // present, busy 32-bit TSS (type 11)
 }
 
 /** One virtual CPU: the interpreter in VMX non-root operation and its VMCS. */
@@ -134,6 +163,8 @@ export class Domain {
   readonly uart: Uart16550;
   readonly disk: AtaDisk | undefined;
   readonly p2m = new RangeP2m();
+  /** Emulated MMIO: the bus and its p2m ranges (mmio.ts). */
+  readonly mmio = new DomainMmio(this.p2m);
   /** The memory virtualizer (Xen's paging_mode): EPT or shadow page tables. */
   readonly paging: NestedPaging | ShadowPaging;
   readonly exitStats = new ExitStats();
@@ -168,6 +199,10 @@ export class Domain {
     this.ramFirst = ram.first;
     this.ramFrames = pages;
     this.p2m.setRange(gfn(0), pages, P2mType.Ram, ram.first);
+    // The local APIC page (xAPIC MMIO), before the EPT/shadow is built from the p2m: one GPA for
+    // every vCPU, each access answered by the accessing vCPU's APIC.
+    const apicRange = this.mmio.registerPerVcpu(APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, "local APIC", (v) => v.apic);
+    if (apicRange !== undefined) throw new Error(`vtlab bug: ${apicRange.message}`);
     const frames = {
       allocate: () => {
         const f = host.frames.allocate();
@@ -308,12 +343,14 @@ export class Domain {
       vmExits: e.total,
       exitsByReason: e.byReasonNames(),
       ioExits: e.io,
+      mmioExits: e.mmio,
+      mmioAccesses: e.mmioAccesses,
       pageWalks,
       walkReferences,
       eptReferences,
       tlbHits,
       tlbMisses,
-      modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io }, cost),
+      modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io + e.mmio }, cost),
       ...(this.paging instanceof ShadowPaging ? { shadow: { ...this.paging.stats, faults: { ...this.paging.stats.faults }, exits: { ...this.paging.stats.exits } } } : { ept: { ...this.paging.stats } }),
     };
   }
@@ -379,7 +416,7 @@ export class Hypervisor {
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
     const d = new Domain(this.nextId, name, this, options);
-    const boot = buildPvh(options.kernel, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
+    const boot = buildPvh(options.kernel, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, d.hap ? "paging-off" : "identity-map", {
       write: (gpa, bytes) => d.writeGuest(gpa, bytes),
       zero: (gpa, length) => d.writeGuest(gpa, new Uint8Array(length)),
     });
@@ -407,16 +444,18 @@ export class Hypervisor {
         tssSelector: BOOT_TSS,
       });
       if (err !== undefined) throw new Error(`vtlab bug: ${err.message}`);
-      // Compatibility mode (CS.L = 0, D = 1) at the PVH entry: see builder/pvh.ts.
+      // The PVH / Multiboot entry: a flat 32-bit code segment (CS.L = 0, D = 1). See builder/pvh.ts.
       v.vmcs.setField(F.GUEST_CS_AR_BYTES, 0xc09b);
       v.vmcs.setField(F.GUEST_IA32_EFER, EFER_LME | EFER_LMA);
       this.setupVcpuControls(d, v);
       d.paging.setupVcpu(v.cpu, v.vmcs);
+      if (d.hap) enterPagingOff(v.vmcs);
       if (d.paging instanceof NestedPaging) v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
       v.cpu.setReg32(3, boot.startInfo); // EBX = struct hvm_start_info, or multiboot_info
       v.cpu.setReg32(0, boot.eax); // EAX = 0x2BADB002 for Multiboot
       v.apic = new LocalApic({
         apicId: i,
+        mode: "xapic", // the power-up state (SDM 11.4.3); a guest switches to x2APIC itself
         now: () => this.clock.nanoseconds,
         sendIpi: (dest, vector, shorthand, mode) => this.routeIpi(d, v, dest, vector, shorthand, mode),
       });

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { guestExpectedOutputUrl, guestImageUrl, type GuestImageName } from "@vtlab/guests";
 import { BootLayout, DomainError, Hypervisor, MAX_STRING_IO_PER_EXIT, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
+import { ENTRY_IA32E_MODE, SECONDARY_UNRESTRICTED_GUEST, VmcsField as F } from "@vtlab/cpu-vmx";
 import { SPIN, TRIPLE_FAULT, multibootKernel, tinyKernel } from "./tiny-kernel.js";
 
 const image = (name: GuestImageName) => new Uint8Array(readFileSync(guestImageUrl(name)));
@@ -80,9 +81,9 @@ describe("Multiboot kernels (no PVH note, a Multiboot header)", () => {
 });
 
 describe("exits a guest causes", () => {
-  const runTiny = (code: string) => {
+  const runTiny = (code: string, hap = true) => {
     const hv = new Hypervisor({ memoryMiB: 64 });
-    const d = hv.createDomain({ name: "t", memoryMiB: 8, kernel: tinyKernel(code) });
+    const d = hv.createDomain({ name: "t", memoryMiB: 8, hap, kernel: tinyKernel(code) });
     hv.run({ maxInstructions: 1_000_000 });
     return d;
   };
@@ -111,9 +112,10 @@ describe("exits a guest causes", () => {
     expect(d.stats().exitsByReason).toMatchObject({ MsrWrite: 1, TripleFault: 1 });
   });
 
-  it("RDMSR of EFER reads the guest's EFER (LME|LMA in long mode); setting a reserved EFER bit is #GP", () => {
+  it("RDMSR of EFER reads the guest's EFER (0 at the PVH entry on EPT; LME|LMA on shadow's long-mode entry); setting a reserved EFER bit is #GP", () => {
     // mov ecx, 0xc0000080; rdmsr; out 0xf4, eax
-    expect(runTiny("b9800000c0 0f32 e7f4").exitCode).toBe(0x500);
+    expect(runTiny("b9800000c0 0f32 e7f4").exitCode).toBe(0);
+    expect(runTiny("b9800000c0 0f32 e7f4", false).exitCode).toBe(0x500);
     // mov ecx, 0xc0000080; mov eax, 0x501 | 0x10000; xor edx, edx; wrmsr
     expect(runTiny("b9800000c0 b801050100 31d2 0f30").crashReason).toBe("triple fault");
   });
@@ -136,10 +138,40 @@ describe("exits a guest causes", () => {
     expect(d.crashReason).toMatch(/0xe0000000/);
   });
 
-  it("turning paging off crashes the domain with the reason (no unrestricted guest)", () => {
-    // mov eax, cr0; and eax, 0x7fffffff; mov cr0, eax
-    const d = runTiny("0f20c0 25ffffff7f 0f22c0");
-    expect(d.crashReason).toMatch(/leaving IA-32e mode/);
+  // The guest's own switch to IA-32e mode: PML4 at 0x2000 -> PDPT at 0x3000 -> one 1 GiB page,
+  // CR3, CR4.PAE, EFER.LME, then CR0.PG (which exits: PG is host-owned).
+  const TABLES = "c705 00200000 03300000 c705 00300000 83000000 b800200000 0f22d8";
+  const PAE = "0f20e0 83c820 0f22e0";
+  const LME = "b9800000c0 0f32 0d00010000 0f30";
+  const PG_ON = "0f20c0 0d00000080 0f22c0";
+  const PG_OFF = "0f20c0 25ffffff7f 0f22c0";
+  const EFER_OUT = "b9800000c0 0f32 e7f4";
+
+  it("the PVH entry on EPT is flat 32-bit protected mode with paging off (unrestricted guest): CR0 reads PE | ET", () => {
+    // mov eax, cr0; out 0xf4, eax
+    const d = runTiny("0f20c0 e7f4");
+    expect(d.exitCode).toBe(0x11);
+    expect(d.vcpus[0]!.vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_UNRESTRICTED_GUEST).not.toBe(0);
+    // Shadow paging has no unrestricted guest: its entry runs with the builder's identity map.
+    expect((runTiny("0f20c0 e7f4", false).exitCode! & 0x8000_0001) >>> 0).toBe(0x8000_0001);
+  });
+
+  it("an EPT guest turns IA-32e mode on and, from compatibility mode, off again (EFER.LMA follows CR0.PG)", () => {
+    expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${EFER_OUT}`).exitCode).toBe(0x500);
+    const d = runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} ${EFER_OUT}`);
+    expect(d.exitCode).toBe(0x100); // LME stays, LMA goes
+    expect(d.vcpus[0]!.vmcs.read32(F.VM_ENTRY_CONTROLS) & ENTRY_IA32E_MODE).toBe(0);
+    expect(d.stats().exitsByReason).toMatchObject({ CrAccess: 2 });
+  });
+
+  it("paging on without CR4.PAE is #GP, and legacy 32-bit paging (EFER.LME = 0) crashes the domain as not modelled", () => {
+    expect(runTiny(`${TABLES} ${LME} ${PG_ON} ${EFER_OUT}`).crashReason).toBe("triple fault");
+    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`).crashReason).toMatch(/legacy 32-bit\/PAE paging/);
+  });
+
+  it("on shadow the same switch runs (paging is already on), and turning paging off crashes the domain with the reason", () => {
+    expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${EFER_OUT}`, false).exitCode).toBe(0x500);
+    expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} ${EFER_OUT}`, false).crashReason).toMatch(/turned paging off/);
   });
 });
 

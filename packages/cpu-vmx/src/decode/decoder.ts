@@ -43,14 +43,17 @@ const MAX_LENGTH = 15;
 /** Control registers MOV CR can name (SDM "MOV--Move to/from Control Registers"). */
 const VALID_CR: ReadonlySet<number> = new Set([0, 2, 3, 4, 8]);
 
+/** What the decoder needs of a CPU: the code-size mode, a byte fetch, and a way to fault. */
+export type DecodeSource = Pick<Cpu, "mode64" | "csD" | "fetchByte" | "fault">;
+
 /** Reads instruction bytes; counts them so length limits and Insn.len come out right. */
 class ByteSource {
-  cpu!: Cpu;
+  cpu!: DecodeSource;
   start = 0;
   len = 0;
   bytes: number[] = [];
 
-  reset(cpu: Cpu, start: number): void {
+  reset(cpu: DecodeSource, start: number): void {
     this.cpu = cpu;
     this.start = start;
     this.len = 0;
@@ -90,7 +93,7 @@ class ByteSource {
 const src = new ByteSource();
 
 /** Decode the instruction at `rip` (an offset in CS). */
-export function decode(cpu: Cpu, rip: number): Insn {
+export function decode(cpu: DecodeSource, rip: number): Insn {
   src.reset(cpu, rip);
   const mode64 = cpu.mode64;
   let opsize = false;
@@ -315,3 +318,46 @@ function undefinedInsn(source: ByteSource, why: string | undefined): Insn {
 
 import { xchgAR } from "../exec/move.js";
 const OPCODES_XCHG = xchgAR;
+
+/** Thrown by `BufferSource` when the decoder wants a byte past the copy or faults. */
+const OUT_OF_BYTES = Symbol("decodeBytes: out of bytes");
+
+const NO_BYTES = new Uint8Array(0);
+
+/** Instruction bytes an emulator already copied out of guest memory (see `decodeBytes`). */
+class BufferSource implements DecodeSource {
+  mode64 = false;
+  csD = true;
+  bytes: Uint8Array = NO_BYTES;
+  length = 0;
+  fetchByte(lin: number): number {
+    if (lin < 0 || lin >= this.length) throw OUT_OF_BYTES;
+    return this.bytes[lin] ?? 0;
+  }
+  fault(): never {
+    throw OUT_OF_BYTES;
+  }
+}
+
+const buffer = new BufferSource();
+
+/**
+ * Decode one instruction from bytes a hypervisor's emulator copied out of guest memory (Xen's
+ * x86_emulate fetches into a buffer the same way), in 64-bit mode or in 32-bit code (`csD`).
+ * Returns undefined when the instruction needs more than `length` bytes (or more than 15).
+ * An undefined opcode decodes to an Insn whose handler is #UD; the caller checks the opcode.
+ */
+export function decodeBytes(bytes: Uint8Array, length: number, mode64: boolean, csD: boolean): Insn | undefined {
+  buffer.mode64 = mode64;
+  buffer.csD = csD;
+  buffer.bytes = bytes;
+  buffer.length = Math.min(length, bytes.length, MAX_LENGTH);
+  try {
+    return decode(buffer, 0);
+  } catch (e) {
+    if (e === OUT_OF_BYTES) return undefined;
+    throw e;
+  } finally {
+    buffer.bytes = NO_BYTES;
+  }
+}

@@ -135,7 +135,7 @@ export const PROC_CAPS: ControlCapability = {
 export const PROC2_CAPS: ControlCapability = {
   name: "secondary processor-based VM-execution controls",
   mustBe1: 0,
-  mayBe1: SECONDARY_ENABLE_EPT | SECONDARY_DESC_TABLE_EXITING | SECONDARY_ENABLE_RDTSCP | SECONDARY_ENABLE_VPID | SECONDARY_WBINVD_EXITING,
+  mayBe1: SECONDARY_ENABLE_EPT | SECONDARY_DESC_TABLE_EXITING | SECONDARY_ENABLE_RDTSCP | SECONDARY_ENABLE_VPID | SECONDARY_WBINVD_EXITING | SECONDARY_UNRESTRICTED_GUEST,
 };
 export const EXIT_CAPS: ControlCapability = {
   name: "VM-exit controls",

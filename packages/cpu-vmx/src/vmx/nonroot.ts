@@ -7,8 +7,10 @@
  * at entry as the SDM requires and kept in the VMCS. The `Cpu` object is the guest's vCPU while
  * it runs; general-purpose registers stay in it across exits, as on hardware.
  *
- * Modelled more simply than hardware: no unrestricted guest (guests run with CR0.PE = PG = 1),
- * no VM-entry/exit MSR-load areas (their counts must be 0), no SMM or dual-monitor treatment, no
+ * Modelled more simply than hardware: unrestricted guest covers flat 32-bit protected mode with
+ * paging off (CR0.PE = 1, PG = 0: the PVH and Multiboot entry state) but not real mode (PE = 0)
+ * or legacy 32-bit/PAE paging, which the interpreter lacks; entry refuses those with reason 33.
+ * No VM-exit MSR-store/load areas (their counts must be 0), no SMM or dual-monitor treatment, no
  * APIC virtualization. Everything left out is refused at entry with the SDM's failure, not ignored.
  */
 import { Vector } from "@vtlab/arch";
@@ -39,6 +41,7 @@ import {
   PROC_CAPS,
   SECONDARY_ENABLE_EPT,
   SECONDARY_ENABLE_VPID,
+  SECONDARY_UNRESTRICTED_GUEST,
   controlViolations,
   type ControlCapability,
 } from "./controls.js";
@@ -49,7 +52,7 @@ import { VmInstructionError, type VmFailValid } from "./vmcs.js";
 import { VmcsField as F } from "./vmcs-fields.js";
 import { writeMsr } from "../exec/system.js";
 
-/** IA32_VMX_CR0_FIXED0: CR0 bits that must be 1 in VMX operation (PE, NE, PG; no unrestricted guest). */
+/** IA32_VMX_CR0_FIXED0: CR0 bits that must be 1 in VMX operation (PE, NE, PG; with unrestricted guest, PE and PG are exempt for the guest, SDM 27.3.1.1). */
 export const VMX_CR0_FIXED0 = CR0_PE | CR0_NE | CR0_PG;
 /** IA32_VMX_CR4_FIXED0: CR4 bits that must be 1 in VMX operation (VMXE). */
 export const VMX_CR4_FIXED0 = CR4_VMXE;
@@ -143,6 +146,9 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if ((proc & CPU_USE_IO_BITMAPS) !== 0 && (badAddress(F.IO_BITMAP_A) || badAddress(F.IO_BITMAP_B))) return invalid("I/O bitmap address not 4-KiB aligned or beyond the physical-address width");
   if ((proc & CPU_USE_MSR_BITMAPS) !== 0 && badAddress(F.MSR_BITMAP)) return invalid("MSR bitmap address not 4-KiB aligned or beyond the physical-address width");
   if ((proc2 & SECONDARY_ENABLE_VPID) !== 0 && vmcs.read32(F.VIRTUAL_PROCESSOR_ID) === 0) return invalid("VPID is 0 with enable VPID");
+  // SDM 27.2.1.1: "If the 'unrestricted guest' VM-execution control is 1, the 'enable EPT' VM-execution control must also be 1."
+  const unrestricted = (proc2 & SECONDARY_UNRESTRICTED_GUEST) !== 0;
+  if (unrestricted && (proc2 & SECONDARY_ENABLE_EPT) === 0) return invalid("unrestricted guest without enable EPT");
   if ((proc2 & SECONDARY_ENABLE_EPT) !== 0) {
     const { lo, hi } = vmcs.readHalves(F.EPT_POINTER);
     const memType = lo & 7;
@@ -189,27 +195,35 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const ia32e = (entryCtl & ENTRY_IA32E_MODE) !== 0;
   const gCr0 = vmcs.read32(F.GUEST_CR0);
   const gCr4 = vmcs.read32(F.GUEST_CR4);
-  if ((gCr0 & VMX_CR0_FIXED0) !== VMX_CR0_FIXED0) return guestStateFailure("GUEST_CR0 lacks PE, NE or PG (no unrestricted guest)");
+  const cr0Fixed = unrestricted ? VMX_CR0_FIXED0 & ~(CR0_PE | CR0_PG) : VMX_CR0_FIXED0;
+  if ((gCr0 & cr0Fixed) !== cr0Fixed) return guestStateFailure(unrestricted ? "GUEST_CR0.NE is 0" : "GUEST_CR0 lacks PE, NE or PG (without unrestricted guest)");
+  if ((gCr0 & CR0_PG) !== 0 && (gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PG = 1 with PE = 0");
   if ((gCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return guestStateFailure("GUEST_CR4.VMXE is 0");
-  if (ia32e && (gCr4 & CR4_PAE) === 0) return guestStateFailure("IA-32e mode guest with GUEST_CR4.PAE = 0");
-  if (!ia32e) return guestStateFailure("guests must run in IA-32e mode here (legacy paging is not modelled)");
+  if (ia32e && ((gCr0 & CR0_PG) === 0 || (gCr4 & CR4_PAE) === 0)) return guestStateFailure("IA-32e mode guest with GUEST_CR0.PG = 0 or GUEST_CR4.PAE = 0");
+  // Modelled more simply: the interpreter has no real mode and no legacy 32-bit/PAE paging.
+  if ((gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PE = 0 (real mode) is not modelled");
+  if (!ia32e && (gCr0 & CR0_PG) !== 0) return guestStateFailure("paging outside IA-32e mode (legacy 32-bit or PAE paging) is not modelled");
   const link = vmcs.readHalves(F.VMCS_LINK_POINTER);
   if (link.lo !== 0xffff_ffff || link.hi !== 0xffff_ffff) return guestStateFailure("VMCS link pointer is not FFFFFFFF_FFFFFFFFH");
   if ((entryCtl & ENTRY_LOAD_IA32_EFER) !== 0) {
     const efer = vmcs.read32(F.GUEST_IA32_EFER);
-    if (((efer & EFER_LMA) !== 0) !== ia32e || ((efer & EFER_LME) !== 0) !== ia32e) return guestStateFailure("GUEST_IA32_EFER.LMA/LME differ from the IA-32e mode guest control");
+    // SDM 27.3.1.1: LMA equals the IA-32e mode guest control, and LME does too when CR0.PG = 1.
+    if (((efer & EFER_LMA) !== 0) !== ia32e || ((gCr0 & CR0_PG) !== 0 && ((efer & EFER_LME) !== 0) !== ia32e)) return guestStateFailure("GUEST_IA32_EFER.LMA/LME differ from the IA-32e mode guest control");
   }
   const rflags = vmcs.read32(F.GUEST_RFLAGS);
   if ((rflags & RFLAGS_FIXED) === 0 || (rflags & 0xffc0_8028) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
   const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
   if ((csAr & 0x18) !== 0x18 || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment");
-  if ((csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");
+  if (ia32e && (csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");
   const trAr = vmcs.read32(F.GUEST_TR_AR_BYTES);
-  if ((trAr & 0x1_0000) !== 0 || (trAr & 0xf) !== 11 || (trAr & 0x80) === 0) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy 64-bit TSS");
+  // TR: a usable, present busy TSS; type 11 in IA-32e mode, 3 (16-bit) or 11 (32-bit) otherwise.
+  const trType = trAr & 0xf;
+  if ((trAr & 0x1_0000) !== 0 || (trAr & 0x80) === 0 || (trType !== 11 && (ia32e || trType !== 3))) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy TSS (64-bit in IA-32e mode)");
   const activity = vmcs.read32(F.GUEST_ACTIVITY_STATE);
   if (activity !== ActivityState.Active && activity !== ActivityState.Hlt) return guestStateFailure(`GUEST_ACTIVITY_STATE ${activity} is not supported (active or HLT)`);
   const rip = vmcs.readNatural(F.GUEST_RIP);
-  if ((csAr & 0x2000) !== 0 && !canonical(rip)) return guestStateFailure("GUEST_RIP is not canonical");
+  if (ia32e && (csAr & 0x2000) !== 0 && !canonical(rip)) return guestStateFailure("GUEST_RIP is not canonical");
+  if ((!ia32e || (csAr & 0x2000) === 0) && (rip < 0 || rip >= 2 ** 32)) return guestStateFailure("GUEST_RIP bits 63:32 are not 0 outside 64-bit mode");
   const interruptibility = vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO);
   if ((interruptibility & 3) === 3) return guestStateFailure("GUEST_INTERRUPTIBILITY_INFO: blocking by STI and by MOV SS both set");
   if ((intr & INTR_INFO_VALID) !== 0 && ((intr >>> 8) & 7) === IntrType.External && ((rflags & RFLAGS_IF) === 0 || (interruptibility & 3) !== 0)) {
@@ -324,6 +338,11 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   vmcs.setNatural(F.GUEST_RIP, cpu.rip);
   vmcs.setField(F.GUEST_RFLAGS, cpu.getFlags());
   vmcs.setField(F.GUEST_IA32_EFER, cpu.efer);
+  // SDM Vol. 3C ch. 28 (VM exits update the VM-entry controls): the "IA-32e mode guest" control
+  // receives IA32_EFER.LMA, so a guest that switched modes is re-entered in its new mode.
+  const entryCtl = vmcs.read32(F.VM_ENTRY_CONTROLS);
+  const lma = (cpu.efer & EFER_LMA) !== 0;
+  if (((entryCtl & ENTRY_IA32E_MODE) !== 0) !== lma) vmcs.setField(F.VM_ENTRY_CONTROLS, (lma ? entryCtl | ENTRY_IA32E_MODE : entryCtl & ~ENTRY_IA32E_MODE) >>> 0);
   for (const [s, sel, base, limit, ar] of GUEST_SEGMENTS) saveSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
   saveSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
   saveSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);

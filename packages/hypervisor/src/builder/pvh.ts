@@ -3,14 +3,18 @@
  * start_info.h): PT_LOAD segments at p_paddr, a `struct hvm_start_info` with the command line and
  * an E820-style memory map, and the entry from the XEN_ELFNOTE_PHYS32_ENTRY note.
  *
- * Modelled differently from PVH (said in the README): PVH enters the kernel in flat 32-bit
- * protected mode with paging off, which VT-x can only run with "unrestricted guest", and the
- * cpu-vmx model has no unrestricted guest. So the builder boots directly into long mode: it
- * writes an identity map of the first 4 GiB (2 MiB pages) and a GDT into guest memory, and enters
- * the 32-bit entry point in IA-32e *compatibility* mode (CS.L = 0, CS.D = 1) with that map
- * loaded. Addresses below 4 GiB mean the same with paging on or off, so a PVH entry that loads its
- * own CR3, sets CR4.PAE, EFER.LME and CR0.PG and far-jumps to 64-bit code (as the vtlab guests
- * do) runs unchanged. An entry that turns paging off would not.
+ * Two entry states (`entry`):
+ * - "paging-off" (EPT domains): what PVH and Multiboot specify, flat 32-bit protected mode with
+ *   paging off. VT-x runs that only with "unrestricted guest", which needs EPT.
+ * - "identity-map" (shadow domains; modelled differently from PVH, said in the README): without
+ *   unrestricted guest, VT-x needs CR0.PG = 1, and the interpreter has no legacy 32-bit paging,
+ *   so the builder writes an identity map of the first 4 GiB (2 MiB pages) into guest memory and
+ *   the entry point runs in IA-32e *compatibility* mode (CS.L = 0, CS.D = 1) with that map loaded.
+ *   (Xen's shadow code runs a paging-off guest on a hypervisor-owned identity table, its
+ *   "unpaged pagetable"; here the table is in guest memory below the kernel.) Addresses below
+ *   4 GiB mean the same with paging on or off, so an entry that loads its own CR3, sets CR4.PAE,
+ *   EFER.LME and CR0.PG and far-jumps to 64-bit code (as the vtlab guests do) runs unchanged on
+ *   both. An entry that turns paging off runs only on EPT.
  */
 import { PAGE_SIZE } from "@vtlab/arch";
 import { loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
@@ -92,7 +96,7 @@ function le64(out: Uint8Array, off: number, value: number): void {
 }
 
 /** Parse, check and load a PVH kernel into a domain of `memorySize` bytes; write the boot structures. */
-export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, mem: GuestPhysicalWriter): BootState | BootError | ElfError {
+export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, entryState: "paging-off" | "identity-map", mem: GuestPhysicalWriter): BootState | BootError | ElfError {
   if (memorySize < 2 * 1024 * 1024) return { kind: "boot-error", message: `memory: ${memorySize} bytes is too small (at least 2 MiB)` };
   const elf = parseElf(image, memorySize);
   if ("kind" in elf) return elf;
@@ -127,7 +131,8 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   const cmdz = new Uint8Array(cmd.length + 1);
   cmdz.set(cmd);
   mem.write(BootLayout.cmdline, cmdz);
-  writeGdtAndIdentityMap(mem);
+  writeGdt(mem);
+  if (entryState === "identity-map") writeIdentityMap(mem);
   return { protocol: multiboot ? "multiboot" : "pvh", eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
 }
 
@@ -194,7 +199,7 @@ function writeStartInfo(memorySize: number, mem: GuestPhysicalWriter): void {
   mem.write(BootLayout.memmap, mm);
 }
 
-function writeGdtAndIdentityMap(mem: GuestPhysicalWriter): void {
+function writeGdt(mem: GuestPhysicalWriter): void {
   // GDT (SDM 3.4.5): 32-bit code (compatibility mode entry), flat data, 64-bit code, 64-bit TSS.
   const gdt = new Uint8Array(48);
   // (Descriptors as two 32-bit halves: as one number they would exceed 2^53 and lose bits.)
@@ -211,7 +216,9 @@ function writeGdtAndIdentityMap(mem: GuestPhysicalWriter): void {
   const tssHigh = (BootLayout.tss & 0xff00_0000) | 0x8b00 | ((BootLayout.tss >>> 16) & 0xff);
   desc(32, tssLow, tssHigh);
   mem.write(BootLayout.gdt, gdt);
+}
 
+function writeIdentityMap(mem: GuestPhysicalWriter): void {
   // Identity map of the first 4 GiB (SDM 4.5): PML4[0] -> PDPT, PDPT[0..3] -> PDs, 2 MiB pages.
   const P = 0x1, RW = 0x2, PS = 0x80;
   const pml4 = new Uint8Array(PAGE_SIZE);
