@@ -4,8 +4,11 @@
  */
 import { REFERENCE_KERNEL_WORKLOADS, type ReferenceKernelWorkload } from "@vtlab/guests";
 import { ConfigError, DomainError } from "@vtlab/hypervisor";
+import { readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { MachineError } from "./machines.js";
 import { formatReports, runDemo, runMachines } from "./run.js";
+import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
 
 export const USAGE = `usage: vtlab <command> [options]
 
@@ -17,16 +20,31 @@ commands:
         boot the reference kernel's workloads on a shadow-paging machine and an EPT machine
         and compare them: instructions, exits by reason, walks and references, TLB hit
         rates, I/O exits, modelled time, wall time and guest MIPS
+  shell [<script> | -]
+        an xl-like session in one host: commands (create, list, pause, unpause, destroy,
+        run, stats, console, help, quit) one per line from the script, or from stdin ("-" or
+        no script); each domain's on_crash (destroy, preserve, restart) is applied. Exit
+        status 1 when a command failed (the session goes on past it)
   help  this text
 
 config keys: name, memory, vcpus, builder ("hvm"), hap (1 EPT, 0 shadow), kernel, cmdline,
 disk (["format=raw, vdev=hda, access=rw, target=disk.img"]), serial ("pty", "none",
-"file:PATH"), on_crash, weight. Paths are relative to the config file.`;
+"file:PATH"), on_crash ("destroy", "preserve", "restart"), weight. Paths are relative to the
+config file.
+
+shell ${SHELL_HELP}`;
 
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** Standard input as lines (for `vtlab shell` without a script). */
+  stdin?: AsyncIterable<string>;
+  /** Standard input is a terminal: `vtlab shell` prompts. */
+  interactive?: boolean;
 }
+
+/** The shell's prompt on a terminal. */
+export const SHELL_PROMPT = "vtlab> ";
 
 function parseFlags(args: string[], allowed: readonly string[]): { flags: Map<string, string | true>; rest: string[] } | string {
   const flags = new Map<string, string | true>();
@@ -55,13 +73,17 @@ function maxInstructions(v: string | true | undefined): number | undefined | str
   return typeof v === "string" && /^\d+$/.test(v) && n > 0 ? n : `--max-instructions: "${String(v)}" is not a positive integer`;
 }
 
-/** Run the command; returns the process exit status (0 ok, 1 a machine failed, 2 bad usage or input). */
-export function main(argv: readonly string[], io: Io): number {
+/**
+ * Run the command; returns the process exit status (0 ok, 1 a machine or a shell command failed,
+ * 2 bad usage or input). `vtlab shell` reading stdin returns a promise of it.
+ */
+export function main(argv: readonly string[], io: Io): number | Promise<number> {
   const [command, ...args] = argv;
   if (command === undefined || command === "help" || command === "--help" || command === "-h") {
     (command === undefined ? io.err : io.out)(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
+  if (command === "shell") return shell(args, io);
   if (command !== "run" && command !== "demo") {
     io.err(`vtlab: unknown command "${command}"\n\n${USAGE}\n`);
     return 2;
@@ -121,4 +143,32 @@ export function main(argv: readonly string[], io: Io): number {
     }
     throw e;
   }
+}
+
+function shell(args: readonly string[], io: Io): number | Promise<number> {
+  const option = args.find((a) => a.startsWith("-") && a !== "-");
+  if (option !== undefined) {
+    io.err(`vtlab shell: unknown option ${option}\n`);
+    return 2;
+  }
+  if (args.length > 1) {
+    io.err(`vtlab shell: give one script (or none to read stdin); unexpected argument "${args[1]}"\n`);
+    return 2;
+  }
+  const file = args[0];
+  if (file === undefined || file === "-") {
+    if (io.stdin === undefined) {
+      io.err("vtlab shell: no standard input to read commands from\n");
+      return 2;
+    }
+    return runShellLines(io.stdin, io, { source: "<stdin>", baseDir: process.cwd() }, io.interactive === true ? SHELL_PROMPT : undefined);
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    io.err(`vtlab shell: ${file}: cannot read the script (${(e as Error).message})\n`);
+    return 2;
+  }
+  return runShellScript(text, io, { source: file, baseDir: dirname(file) });
 }

@@ -1,7 +1,10 @@
 // @vtlab/demo: the `vtlab` command's machinery, usable from a program too.
 export { runMachines, runDemo, report, formatReports } from "./run.js";
 export type { MachineReport, RunOptions, DemoOptions, DemoResult } from "./run.js";
-export { loadMachine, FileBlockBackend, MachineError } from "./machines.js";
-export type { LoadedMachine } from "./machines.js";
+export { loadMachine, readMachineConfig, machineResources, serialFilePath, FileBlockBackend, MachineError } from "./machines.js";
+export type { LoadedMachine, MachineResources } from "./machines.js";
+export { Shell, SHELL_HELP, runShellScript, runShellLines, stateLetters, describeCrash, printableConsole } from "./shell.js";
+export type { ShellIo, ShellOptions } from "./shell.js";
 export { formatTable } from "./table.js";
-export { main, USAGE } from "./cli.js";
+export { main, USAGE, SHELL_PROMPT } from "./cli.js";
+export type { Io } from "./cli.js";

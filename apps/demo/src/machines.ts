@@ -49,15 +49,37 @@ export interface LoadedMachine {
   readonly disks: FileBlockBackend[];
 }
 
-/** Parse `file` and create its domain in `hv`; console lines go to `onConsole`. */
-export function loadMachine(hv: Hypervisor, file: string, onConsole: (name: string, text: string) => void): LoadedMachine {
+/** Read and parse the config file `file` (errors name the file; the parser's name the line and key too). */
+export function readMachineConfig(file: string): DomainConfig {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
     throw new MachineError(`${file}: cannot read the config file (${(e as Error).message})`);
   }
-  const config = parseDomainConfig(text, file);
+  return parseDomainConfig(text, file);
+}
+
+/** Where a `serial = "file:PATH"` console goes (resolved against the config's directory), or undefined. */
+export function serialFilePath(file: string, config: DomainConfig): string | undefined {
+  return config.serial.kind === "file" ? resolve(dirname(file), config.serial.path) : undefined;
+}
+
+/** What a domain built from `config` (read from `file`) needs: the kernel read, the disks opened, the console routed. */
+export interface MachineResources {
+  readonly kernel: Uint8Array;
+  readonly disks: FileBlockBackend[];
+  /** Console text of the domain: to `onConsole` for serial = "pty", appended to the file for "file:PATH", dropped for "none". */
+  readonly onConsole: (text: string) => void;
+  /** Close the disk images. */
+  readonly release: () => void;
+}
+
+/**
+ * Read the kernel and open the disks `config` names, paths resolved against the directory of
+ * `file`. The serial file is appended to (create it empty first with `serialFilePath`).
+ */
+export function machineResources(file: string, config: DomainConfig, onConsole: (name: string, text: string) => void): MachineResources {
   const dir = dirname(file);
   const kernelPath = resolve(dir, config.kernel);
   let kernel: Uint8Array;
@@ -67,32 +89,48 @@ export function loadMachine(hv: Hypervisor, file: string, onConsole: (name: stri
     throw new MachineError(`${file}: kernel "${config.kernel}": cannot read ${kernelPath} (${(e as Error).message})`);
   }
   const disks: FileBlockBackend[] = [];
+  const release = () => {
+    for (const d of disks.splice(0)) d.close();
+  };
   for (const d of config.disk) {
     const p = resolve(dir, d.target);
     try {
       disks.push(new FileBlockBackend(p, d.access === "rw"));
     } catch (e) {
+      release();
       if (e instanceof MachineError) throw new MachineError(`${file}: ${e.message}`);
       throw new MachineError(`${file}: disk "${d.target}": cannot open ${p} (${(e as Error).message}); create it with: truncate -s 8M ${p}`);
     }
   }
   const serial = config.serial;
-  const serialFile = serial.kind === "file" ? resolve(dir, serial.path) : undefined;
+  const serialFile = serialFilePath(file, config);
+  return {
+    kernel,
+    disks,
+    onConsole: (t) => {
+      if (serial.kind === "pty") onConsole(config.name, t);
+      else if (serialFile !== undefined) appendFileSync(serialFile, t);
+    },
+    release,
+  };
+}
+
+/** Parse `file` and create its domain in `hv`; console lines go to `onConsole`. */
+export function loadMachine(hv: Hypervisor, file: string, onConsole: (name: string, text: string) => void): LoadedMachine {
+  const config = readMachineConfig(file);
+  const r = machineResources(file, config, onConsole);
+  const serialFile = serialFilePath(file, config);
   if (serialFile !== undefined) writeFileSync(serialFile, "");
   const domain = hv.createDomain({
     name: config.name,
     memoryMiB: config.memory,
     vcpus: config.vcpus,
     hap: config.hap,
-    kernel,
+    kernel: r.kernel,
     cmdline: config.cmdline,
-    ...(disks[0] !== undefined ? { disk: disks[0] } : {}),
+    ...(r.disks[0] !== undefined ? { disk: r.disks[0] } : {}),
     weight: config.weight,
-    onConsole: (t) => {
-      if (serial.kind === "pty") onConsole(config.name, t);
-      else if (serialFile !== undefined) appendFileSync(serialFile, t);
-    },
+    onConsole: r.onConsole,
   });
-  return { file, config, domain, disks };
+  return { file, config, domain, disks: r.disks };
 }
-

@@ -122,7 +122,7 @@ export function runMachines(files: readonly string[], options: RunOptions = {}):
   return loaded.map((m) => report(hv, m.domain, wall, firstLine.get(m.config.name) ?? null));
 }
 
-function progress(hv: Hypervisor, t0: number, out: ((line: string) => void) | undefined): () => void {
+export function progress(hv: Hypervisor, t0: number, out: ((line: string) => void) | undefined): () => void {
   let last = performance.now();
   return () => {
     if (out === undefined) return;

@@ -1,0 +1,375 @@
+/**
+ * The toolstack (the role of xl over libxl): create domains from parsed `DomainConfig`s, keep
+ * each config for the domain's lifetime, list, pause, unpause and destroy them, and act on a
+ * crash as xl.cfg(5) `on_crash` says.
+ *
+ * As in Xen, the hypervisor only marks a domain crashed (`Domain.crash`: it stops running and
+ * keeps its memory); acting on it is the toolstack's job. xl does it in `handle_domain_death`
+ * when libxl reports the domain's death; here `Toolstack.run` looks between scheduler slices
+ * (`Hypervisor.run`'s `onSlice`) and `handleCrashes()` can be called after any other run.
+ *
+ * `on_crash` actions (xl.cfg(5), libxl_action_on_shutdown):
+ * - `destroy` (LIBXL_ACTION_ON_SHUTDOWN_DESTROY, the default): the domain is destroyed, its
+ *   frames go back to the host and it leaves the list; the crash (reason, domid) is kept in
+ *   `crashes` and the `Domain` object still answers `stats()`.
+ * - `preserve` (LIBXL_ACTION_ON_SHUTDOWN_PRESERVE): the domain stays, crashed, holding its
+ *   memory, and is listed until someone destroys it.
+ * - `restart` (LIBXL_ACTION_ON_SHUTDOWN_RESTART): the domain is destroyed and a new one (a new
+ *   domid) is built from the same config under the same name; its kernel and disk are asked
+ *   of the `DomainResources` loader again, as xl re-reads them.
+ *
+ * Restart loops: xl itself restarts forever; xend refused a restart when the domain had run for
+ * less than MINIMUM_RESTART_TIME (60 s, xend's XendConstants.py) and destroyed it instead.
+ * vtlab keeps that rule on modelled time but allows a few rapid restarts first, because modelled
+ * runs are short: a crash less than `minimumRestartSeconds` (default 60, modelled seconds of
+ * host time since the domain was (re)built) after the last (re)start is rapid; after
+ * `rapidRestartLimit` (default 3) rapid restarts in a row, the next rapid crash is refused and
+ * the domain is destroyed. A crash after a longer run resets the count. `rapidRestartLimit: 0`
+ * is xend's behaviour. So a guest that crashes at once is built at most 1 + 3 times.
+ *
+ * Not modelled: `rename-restart` (needs the crashed domain renamed, which `Domain` does not
+ * allow), `coredump-destroy`/`coredump-restart` (no core dump writer), `soft-reset`, and
+ * `on_poweroff`/`on_reboot`/`on_watchdog` (not parsed): a domain that shuts down stays listed,
+ * in state "shutdown", so that its exit code can be read, until it is destroyed.
+ */
+import type { BlockBackend } from "../devices/ata.js";
+import { DomainError, type Domain, type Hypervisor, type RunOptions, type RunResult } from "../hypervisor.js";
+import type { DomainConfig, OnCrashAction } from "./config.js";
+
+/**
+ * Minimum modelled run time (seconds since the domain was (re)built) for a crash not to count as
+ * a rapid restart. xend: MINIMUM_RESTART_TIME (XendConstants.py).
+ */
+export const MINIMUM_RESTART_TIME_S = 60;
+/** Rapid restarts in a row allowed before a restart is refused (vtlab's own; xend allowed none, xl has no limit). */
+export const RAPID_RESTART_LIMIT = 3;
+
+/** What building a domain needs beyond its config: the toolstack asks for it at each (re)creation. */
+export interface DomainResources {
+  /** The kernel image (the config's `kernel`, read by the caller). */
+  readonly kernel: Uint8Array;
+  /** The primary-master disk (the config's first `disk`), if any. */
+  readonly disk?: BlockBackend;
+  /** Console text of this incarnation. */
+  readonly onConsole?: (text: string) => void;
+  /** Called once when this incarnation is destroyed (or its creation failed): close files here. */
+  readonly release?: () => void;
+}
+
+/** Turns a config (and where it came from) into the resources of a new incarnation; may throw. */
+export type DomainResourceLoader = (config: DomainConfig, source: string) => DomainResources;
+
+/** What the toolstack did about one crash. */
+export type CrashOutcome = "destroyed" | "preserved" | "restarted" | "restart-refused" | "restart-failed";
+
+/** One crash and the action taken (kept after the domain is gone, for reporting). */
+export interface CrashRecord {
+  readonly name: string;
+  /** The domid that crashed. */
+  readonly domid: number;
+  /** `Domain.crashReason`, as the hypervisor gave it. */
+  readonly reason: string;
+  /** The configured `on_crash`. */
+  readonly action: OnCrashAction;
+  readonly outcome: CrashOutcome;
+  /** The new domid after a restart. */
+  readonly newDomid?: number;
+  /** Restarts of this machine so far, this one included. */
+  readonly restarts: number;
+  /** Modelled host time from the domain's (re)build to the toolstack seeing the crash (ns). */
+  readonly uptimeNs: number;
+  /** Why a restart was refused or failed. */
+  readonly detail?: string;
+}
+
+/** A machine the toolstack manages: its config, and the current incarnation. */
+export interface ManagedDomain {
+  readonly config: DomainConfig;
+  /** Where the config came from (a file name), for messages. */
+  readonly source: string;
+  /** The current incarnation (a new `Domain` after each restart; destroyed once the machine is gone). */
+  readonly domain: Domain;
+  /** Restarts after crashes (on_crash = "restart"). */
+  readonly restarts: number;
+  /** Rapid restarts in a row (see MINIMUM_RESTART_TIME_S). */
+  readonly rapidRestarts: number;
+  /** Modelled host time (ns) when the current incarnation was built. */
+  readonly startedNs: number;
+  /** Every crash of this machine, oldest first. */
+  readonly crashes: readonly CrashRecord[];
+  /** False once destroyed (by on_crash or by `destroy`). */
+  readonly listed: boolean;
+}
+
+export interface ToolstackOptions {
+  /** Reads the kernel, opens the disk, routes the console: called at create and at each restart. */
+  readonly resources: DomainResourceLoader;
+  /** Modelled seconds a domain must run for its crash not to be a rapid restart (default MINIMUM_RESTART_TIME_S). */
+  readonly minimumRestartSeconds?: number;
+  /** Rapid restarts in a row before the next is refused (default RAPID_RESTART_LIMIT). */
+  readonly rapidRestartLimit?: number;
+  /** Each crash, when it has been acted on. */
+  readonly onCrash?: (record: CrashRecord) => void;
+}
+
+class Machine implements ManagedDomain {
+  restarts = 0;
+  rapidRestarts = 0;
+  readonly crashes: CrashRecord[] = [];
+  listed = true;
+  /** on_crash has been applied to the current incarnation's crash and left it listed (preserve). */
+  handled = false;
+  constructor(
+    readonly config: DomainConfig,
+    readonly source: string,
+    public domain: Domain,
+    public startedNs: number,
+    public release: (() => void) | undefined,
+    /** Console characters of the current incarnation already handed to the loader's `onConsole`. */
+    public console: ConsoleTap,
+  ) {}
+}
+
+/**
+ * The domain hands its console on in whole lines; at destroy the toolstack hands on the rest
+ * (a last line with no newline, such as a guest's dying words), as xenconsoled would have logged it.
+ */
+interface ConsoleTap {
+  delivered: number;
+  readonly onConsole: ((text: string) => void) | undefined;
+}
+
+export class Toolstack {
+  private readonly machines: Machine[] = [];
+  private readonly crashLog: CrashRecord[] = [];
+  private readonly minimumRestartNs: number;
+  private readonly rapidRestartLimit: number;
+
+  constructor(
+    readonly hv: Hypervisor,
+    private readonly options: ToolstackOptions,
+  ) {
+    const seconds = options.minimumRestartSeconds ?? MINIMUM_RESTART_TIME_S;
+    if (!(seconds >= 0) || !Number.isFinite(seconds)) throw new RangeError(`minimumRestartSeconds must be a finite number >= 0; got ${seconds}`);
+    const limit = options.rapidRestartLimit ?? RAPID_RESTART_LIMIT;
+    if (!Number.isInteger(limit) || limit < 0) throw new RangeError(`rapidRestartLimit must be an integer >= 0; got ${limit}`);
+    this.minimumRestartNs = seconds * 1e9;
+    this.rapidRestartLimit = limit;
+  }
+
+  /** The machines still listed (running, paused, shut down, or crashed and preserved), in creation order. */
+  get domains(): readonly ManagedDomain[] {
+    return this.machines.filter((m) => m.listed);
+  }
+
+  /** Every machine ever created here, destroyed ones included (for their crash records and stats). */
+  get history(): readonly ManagedDomain[] {
+    return this.machines;
+  }
+
+  /** Every crash so far, in the order they were handled. */
+  get crashes(): readonly CrashRecord[] {
+    return this.crashLog;
+  }
+
+  /**
+   * A listed machine by domid (a number, or a string of decimal digits, as xl takes it) or name.
+   * Names win over ids only when no domain has that id.
+   */
+  find(idOrName: number | string): ManagedDomain | undefined {
+    return this.findMachine(idOrName);
+  }
+
+  private findMachine(idOrName: number | string): Machine | undefined {
+    const listed = this.machines.filter((m) => m.listed);
+    const id = typeof idOrName === "number" ? idOrName : /^\d+$/.test(idOrName) ? Number(idOrName) : undefined;
+    if (id !== undefined) {
+      const byId = listed.find((m) => m.domain.id === id);
+      if (byId !== undefined) return byId;
+    }
+    return typeof idOrName === "string" ? listed.find((m) => m.config.name === idOrName) : undefined;
+  }
+
+  /** Build a domain from `config` (`source` names the file in messages). Throws `DomainError`, or what the loader throws. */
+  create(config: DomainConfig, source = "<config>"): ManagedDomain {
+    const { domain, release, console } = this.build(config, source);
+    const m = new Machine(config, source, domain, this.hv.clock.nanoseconds, release, console);
+    this.machines.push(m);
+    return m;
+  }
+
+  private build(config: DomainConfig, source: string): { domain: Domain; release: (() => void) | undefined; console: ConsoleTap } {
+    const r = this.options.resources(config, source);
+    const console: ConsoleTap = { delivered: 0, onConsole: r.onConsole };
+    return { domain: this.instantiate(config, r, console), release: r.release, console };
+  }
+
+  /** `Hypervisor.createDomain` from the config and the loader's resources (released if it throws). */
+  private instantiate(config: DomainConfig, r: DomainResources, console: ConsoleTap): Domain {
+    const onConsole = r.onConsole;
+    try {
+      return this.hv.createDomain({
+        name: config.name,
+        memoryMiB: config.memory,
+        vcpus: config.vcpus,
+        hap: config.hap,
+        kernel: r.kernel,
+        cmdline: config.cmdline,
+        weight: config.weight,
+        ...(r.disk !== undefined ? { disk: r.disk } : {}),
+        ...(onConsole !== undefined
+          ? {
+              onConsole: (text: string) => {
+                console.delivered += text.length;
+                onConsole(text);
+              },
+            }
+          : {}),
+      });
+    } catch (e) {
+      r.release?.();
+      throw e;
+    }
+  }
+
+  /** Pause a running domain (xl pause). Returns a reason string when it cannot be. */
+  pause(idOrName: number | string): ManagedDomain | string {
+    const m = this.findMachine(idOrName);
+    if (m === undefined) return `no domain "${idOrName}"`;
+    const state = m.domain.state;
+    if (state === "paused") return `domain ${m.config.name} (id ${m.domain.id}) is already paused`;
+    if (state !== "running") return `domain ${m.config.name} (id ${m.domain.id}) is ${state}; only a running domain can be paused`;
+    m.domain.pause();
+    return m;
+  }
+
+  /** Unpause a paused domain (xl unpause). Returns a reason string when it cannot be. */
+  unpause(idOrName: number | string): ManagedDomain | string {
+    const m = this.findMachine(idOrName);
+    if (m === undefined) return `no domain "${idOrName}"`;
+    if (m.domain.state !== "paused") return `domain ${m.config.name} (id ${m.domain.id}) is ${m.domain.state}, not paused`;
+    m.domain.unpause();
+    return m;
+  }
+
+  /** Destroy a domain (xl destroy): its frames go back to the host and it leaves the list. */
+  destroy(idOrName: number | string): ManagedDomain | string {
+    const m = this.findMachine(idOrName);
+    if (m === undefined) return `no domain "${idOrName}"`;
+    this.retire(m);
+    return m;
+  }
+
+  /** Destroy every listed domain (the end of a session). */
+  destroyAll(): void {
+    for (const m of this.machines) if (m.listed) this.retire(m);
+  }
+
+  private retire(m: Machine): void {
+    this.flushConsole(m);
+    m.domain.destroy();
+    m.listed = false;
+    this.releaseOf(m);
+  }
+
+  private flushConsole(m: Machine): void {
+    const tap = m.console;
+    if (tap.onConsole === undefined || m.domain.state === "destroyed") return;
+    const rest = m.domain.console.slice(tap.delivered);
+    tap.delivered += rest.length;
+    if (rest.length > 0) tap.onConsole(rest);
+  }
+
+  private releaseOf(m: Machine): void {
+    const release = m.release;
+    m.release = undefined;
+    release?.();
+  }
+
+  /**
+   * Run the host (`Hypervisor.run`) and act on crashes between slices, so that a restarted
+   * domain runs again within the same call. `onSlice` and `until` are passed through.
+   */
+  run(options: RunOptions = {}): RunResult {
+    const onSlice = options.onSlice;
+    const result = this.hv.run({
+      ...options,
+      onSlice: (hv) => {
+        this.handleCrashes();
+        onSlice?.(hv);
+      },
+    });
+    // A crash in the last slice before the budget ran out was handled by onSlice; this catches
+    // domains crashed by any other path (VM entry failures before the first slice, callers).
+    this.handleCrashes();
+    return result;
+  }
+
+  /** Apply `on_crash` to every listed domain that has crashed and not been acted on; returns what was done. */
+  handleCrashes(): CrashRecord[] {
+    const done: CrashRecord[] = [];
+    for (const m of this.machines) {
+      if (!m.listed || m.handled || m.domain.state !== "crashed") continue;
+      const record = this.applyOnCrash(m);
+      m.crashes.push(record);
+      this.crashLog.push(record);
+      done.push(record);
+      this.options.onCrash?.(record);
+    }
+    return done;
+  }
+
+  private applyOnCrash(m: Machine): CrashRecord {
+    const d = m.domain;
+    const nowNs = this.hv.clock.nanoseconds;
+    const uptimeNs = nowNs - m.startedNs;
+    const base = { name: m.config.name, domid: d.id, reason: d.crashReason ?? "unknown", action: m.config.onCrash, uptimeNs };
+    switch (m.config.onCrash) {
+      case "preserve":
+        m.handled = true;
+        return { ...base, outcome: "preserved", restarts: m.restarts };
+      case "destroy":
+        this.retire(m);
+        return { ...base, outcome: "destroyed", restarts: m.restarts };
+      case "restart": {
+        const rapid = uptimeNs < this.minimumRestartNs;
+        if (rapid && m.rapidRestarts >= this.rapidRestartLimit) {
+          this.retire(m);
+          const detail = `restarting too fast: ${m.rapidRestarts + 1} crashes in a row within ${this.minimumRestartNs / 1e9} modelled s of (re)start (MINIMUM_RESTART_TIME); refusing to restart to avoid loops`;
+          return { ...base, outcome: "restart-refused", restarts: m.restarts, detail };
+        }
+        // Destroy first: the new domain takes the same name (and frames of the old one).
+        this.flushConsole(m);
+        d.destroy();
+        this.releaseOf(m);
+        // The loader may fail for any reason (a kernel file gone); the builder with a DomainError
+        // (no memory left in one piece). Anything else is a vtlab bug and is thrown.
+        let r: DomainResources;
+        try {
+          r = this.options.resources(m.config, m.source);
+        } catch (e) {
+          m.listed = false;
+          if (e instanceof Error) return { ...base, outcome: "restart-failed", restarts: m.restarts, detail: e.message };
+          throw e;
+        }
+        const console: ConsoleTap = { delivered: 0, onConsole: r.onConsole };
+        let domain: Domain;
+        try {
+          domain = this.instantiate(m.config, r, console);
+        } catch (e) {
+          m.listed = false;
+          if (e instanceof DomainError) return { ...base, outcome: "restart-failed", restarts: m.restarts, detail: e.message };
+          throw e;
+        }
+        m.domain = domain;
+        m.release = r.release;
+        m.console = console;
+        m.startedNs = nowNs;
+        m.restarts++;
+        m.rapidRestarts = rapid ? m.rapidRestarts + 1 : 0;
+        return { ...base, outcome: "restarted", newDomid: domain.id, restarts: m.restarts };
+      }
+    }
+  }
+}
+
