@@ -955,6 +955,8 @@ export class Cpu {
   vmxEntryRetired = 0;
   /** VMX-preemption timer value at entry; it counts down once per retired instruction (the TSC rate, with IA32_VMX_MISC[4:0] = 0). */
   vmxTimer = 0;
+  /** The retired count at which the preemption timer expires (+Infinity when it is not active). */
+  vmxTimerEnd = Number.POSITIVE_INFINITY;
   /** Some control needs a look at every instruction boundary: the slow path stays on and blocks stay off. */
   vmxWatch = false;
   /** The VMCS of the last VM exit (what a VMRESUME would resume). */
@@ -1186,12 +1188,13 @@ export class Cpu {
     }
     this.vmxEntryRetired = this.retired;
     this.vmxTimer = vmcs.read32(VmcsField.VMX_PREEMPTION_TIMER_VALUE);
+    // The preemption timer counts retired instructions from here; the run loop stops at its end
+    // like at the end of a budget (no per-instruction check), and exits there.
+    this.vmxTimerEnd = (pin & PIN_PREEMPTION_TIMER) !== 0 ? this.retired + this.vmxTimer : Number.POSITIVE_INFINITY;
     // Boundary events the run loop must look at before every instruction (SDM 26.2, 26.5).
     // External-interrupt exiting is not among them: it only matters while an interrupt is
     // pending, and raising one already makes the loop attentive (see the check in run()).
-    this.vmxWatch =
-      (pin & PIN_PREEMPTION_TIMER) !== 0 ||
-      (proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING | CPU_MONITOR_TRAP_FLAG)) !== 0;
+    this.vmxWatch = (proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING | CPU_MONITOR_TRAP_FLAG)) !== 0;
     if (this.vmxWatch || this.pendingIrqs.length > 0) this.attention = 1;
     // Compiled blocks stay on: they hold only straight-line handlers, which no exiting control
     // affects, and exceptions leave a block through the same path that applies the bitmap.
@@ -1456,6 +1459,7 @@ export class Cpu {
     for (;;) {
       try {
         while (this.retired - start + events < budget) {
+          if (this.retired >= this.vmxTimerEnd && this.vmcs !== undefined && this.timerExit()) return this.takeExit(start);
           let stepping = false;
           if (this.attention !== 0) {
             // The rare cases, in priority order: a stop request, an interrupt, HLT, a shadow.
@@ -1526,7 +1530,7 @@ export class Cpu {
             this.buildBlock(insn, rip);
             block = insn.block;
           }
-          if (block !== undefined && !stepping && !this.vmxWatch && start + budget - events - this.retired >= insn.blockLen) {
+          if (block !== undefined && !stepping && !this.vmxWatch && start + budget - events - this.retired >= insn.blockLen && this.vmxTimerEnd - this.retired >= insn.blockLen) {
             block(this, rip);
             continue;
           }
@@ -1602,6 +1606,7 @@ export class Cpu {
       this.vmxTimerExpired = false;
     }
     this.vmxWatch = false;
+    this.vmxTimerEnd = Number.POSITIVE_INFINITY;
     this.eptActive = false;
     if (this.vpid !== 0) this.selectTlb(0);
     else this.flushTlb(false); // without VPID, VM exits flush linear and combined mappings (SDM 29.4.3.1)
@@ -1622,11 +1627,7 @@ export class Cpu {
       this.pendingExit = { reason: ExitReason.MonitorTrapFlag, qualification: 0, instructionLength: 0 };
       return true;
     }
-    if ((pin & PIN_PREEMPTION_TIMER) !== 0 && this.vmxTimer - executed <= 0) {
-      this.pendingExit = { reason: ExitReason.PreemptionTimer, qualification: 0, instructionLength: 0 };
-      this.vmxTimerExpired = true;
-      return true;
-    }
+    if ((pin & PIN_PREEMPTION_TIMER) !== 0 && this.vmxTimer - executed <= 0) return this.timerExit();
     if ((pin & PIN_EXTINT_EXITING) !== 0 && this.pendingIrqs.length > 0) {
       // With "acknowledge interrupt on exit" the vector is taken from the controller and
       // reported; without it, the interrupt stays pending (SDM 28.2.2).
@@ -1684,6 +1685,19 @@ export class Cpu {
 
   /** The preemption timer reached zero (its saved value is then 0). */
   vmxTimerExpired = false;
+
+  /**
+   * The VMX-preemption timer expired (reason 52, SDM 26.5.1): an exit between instructions,
+   * below the monitor trap flag in priority and above external interrupts and the interrupt
+   * window. Returns false if a monitor-trap-flag exit comes first (boundaryExit takes it).
+   */
+  private timerExit(): boolean {
+    this.insnStart = this.rip;
+    if ((this.vmxProc & CPU_MONITOR_TRAP_FLAG) !== 0 && this.retired > this.vmxEntryRetired) return this.boundaryExit(this.shadowState);
+    this.pendingExit = { reason: ExitReason.PreemptionTimer, qualification: 0, instructionLength: 0 };
+    this.vmxTimerExpired = true;
+    return true;
+  }
 
   /** An exception that the exception bitmap turns into a VM exit (reason 0, SDM 28.2.2). */
   private exceptionExit(start: number): RunResult {

@@ -413,6 +413,35 @@ describe("exits between instructions", () => {
     expect(v.vmread(F.VMX_PREEMPTION_TIMER_VALUE)).toBe(0);
   });
 
+  it("the preemption timer stops a hot loop (compiled blocks included) at exactly its count; 0 exits before the first instruction; another exit saves what is left", () => {
+    // mov ecx, 1000000; l: dec ecx; jnz l; hlt
+    const timed = (value: number, code = "b940420f00ffc975fcf4") => {
+      const m = machine64(code);
+      const v = guestVmcs(m, { proc: CPU_HLT_EXITING });
+      v.vmwrite(F.PIN_BASED_VM_EXEC_CONTROL, PIN_CAPS.mustBe1 | PIN_PREEMPTION_TIMER);
+      v.vmwrite(F.VM_EXIT_CONTROLS, EXIT_CAPS.mustBe1 | EXIT_HOST_ADDR_SPACE_SIZE | EXIT_SAVE_PREEMPTION_TIMER);
+      v.vmwrite(F.VMX_PREEMPTION_TIMER_VALUE, value);
+      const e = vmEntry(m.cpu, v, true);
+      if (e !== undefined) throw new Error("entry failed");
+      return { m, v, r: m.cpu.run(10_000_000) };
+    };
+    for (const n of [1, 2, 100_001, 1_234_567]) {
+      const { v, r } = timed(n);
+      expect(r.kind).toBe("vmexit");
+      expect(exitOf(r).reason, `timer ${n}`).toBe(ExitReason.PreemptionTimer);
+      expect(r.retired, `timer ${n}`).toBe(n);
+      expect(v.vmread(F.VMX_PREEMPTION_TIMER_VALUE)).toBe(0);
+    }
+    const zero = timed(0);
+    expect(exitOf(zero.r).reason).toBe(ExitReason.PreemptionTimer);
+    expect(zero.r.retired).toBe(0);
+    expect(zero.v.readNatural(F.GUEST_RIP)).toBe(CODE);
+    // nop; nop; hlt with 10 on the timer: the HLT exit comes first and saves 8.
+    const early = timed(10, "9090f4");
+    expect(exitOf(early.r).reason).toBe(ExitReason.Hlt);
+    expect(early.v.vmread(F.VMX_PREEMPTION_TIMER_VALUE)).toBe(8);
+  });
+
   it("external-interrupt exiting: with acknowledge-on-exit the vector is reported and taken; without, it stays pending", () => {
     const m = machine64("90f4");
     const v = guestVmcs(m);
