@@ -2,12 +2,16 @@
  * Hypervisor benchmarks (JSON lines): guest MIPS of the reference kernel's `compute` workload in
  * a domain on EPT (VMX non-root, exits handled, APIC timer preemption), and the wall time from
  * createDomain to the guest's first console line (build + boot through the PVH entry, long-mode
- * switch, page tables, UART init), on EPT (hap=1) and on shadow paging (hap=0).
+ * switch, page tables, UART init), on EPT (hap=1) and on shadow paging (hap=0); and MMIO exits
+ * per second of wall time: a guest writing and reading the xAPIC TPR 100,000 times each, every
+ * access an EPT violation or shadow #PF emulated by mmio.ts against the local APIC.
  */
 import { readFileSync } from "node:fs";
 import { report } from "@vtlab/bench-harness";
 import { referenceKernelUrl } from "@vtlab/guests";
 import { Hypervisor } from "@vtlab/hypervisor";
+import { MMIO_GUESTS } from "../test/mmio-guests.js";
+import { tinyKernel } from "../test/tiny-kernel.js";
 
 const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
 
@@ -32,4 +36,23 @@ for (const hap of [true, false]) {
   report({ name: `hypervisor.guest-mips.compute.${mode}`, value: Math.round(r.mips * 10) / 10, unit: "MIPS" });
   report({ name: `hypervisor.guest-instructions.compute.${mode}`, value: r.instructions, unit: "instructions" });
   report({ name: `hypervisor.boot-to-first-console-line.${mode}`, value: Math.round(r.firstLineMs * 10) / 10, unit: "ms" });
+}
+
+function mmioLoop(hap: boolean): { perSecond: number; exits: number } {
+  const hv = new Hypervisor({ memoryMiB: 64 });
+  const d = hv.createDomain({ name: "mmio", memoryMiB: 8, hap, kernel: tinyKernel(MMIO_GUESTS.loop) });
+  const t0 = performance.now();
+  hv.run();
+  const ms = performance.now() - t0;
+  if (d.state !== "shutdown") throw new Error(`the MMIO loop on ${hap ? "ept" : "shadow"} did not finish: ${d.crashReason ?? d.state}`);
+  const exits = d.stats().mmioExits;
+  return { perSecond: exits / (ms / 1000), exits };
+}
+
+for (const hap of [true, false]) {
+  const mode = hap ? "ept" : "shadow";
+  mmioLoop(hap); // warm-up (JIT)
+  const r = mmioLoop(hap);
+  report({ name: `hypervisor.mmio-exits-per-second.${mode}`, value: Math.round(r.perSecond), unit: "exits/s" });
+  report({ name: `hypervisor.mmio-exits.tpr-loop.${mode}`, value: r.exits, unit: "exits" });
 }

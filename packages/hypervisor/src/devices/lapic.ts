@@ -1,8 +1,11 @@
 /**
- * A local APIC in x2APIC mode, emulated by the hypervisor for one vCPU (Intel SDM Vol. 3A,
- * "Advanced Programmable Interrupt Controller (APIC)", section "Extended XAPIC (x2APIC)").
- * The guest reaches it with RDMSR/WRMSR on MSRs 0x800-0x8FF; the exit handler calls
- * `readMsr`/`writeMsr` and injects #GP(0) when they refuse. The hypervisor delivers external
+ * A local APIC, emulated by the hypervisor for one vCPU (Intel SDM Vol. 3A, "Advanced
+ * Programmable Interrupt Controller (APIC)"), in xAPIC mode (IA32_APIC_BASE.EN = 1, EXTD = 0:
+ * the power-up state, registers in a 4 KiB MMIO page at the APIC base) or x2APIC mode (EN = 1,
+ * EXTD = 1: registers as MSRs 0x800-0x8FF, section "Extended XAPIC (x2APIC)"). In x2APIC mode
+ * the exit handler calls `readMsr`/`writeMsr` and injects #GP(0) when they refuse; in xAPIC
+ * mode the hypervisor's MMIO emulation calls `read`/`write` (the `BusDevice` shape) with the
+ * offset in the page. The hypervisor delivers external
  * interrupts and IPIs with `acceptInterrupt`, asks `pendingVector` before each VM entry, and
  * calls `acknowledge` when it injects the vector.
  *
@@ -12,10 +15,29 @@
  * non-zero write to a reserved bit is #GP (reserved bits read as zero); a non-zero write to EOI
  * or ESR is #GP. x2APIC MSRs are only accessible while IA32_APIC_BASE has EN and EXTD set.
  *
+ * xAPIC MMIO rules followed (SDM 11.4.1 and Table 11-1: register offset = (x2APIC MSR - 0x800)
+ * << 4, each register 16-byte aligned): the x2APIC MSRs #GP in xAPIC mode; the MMIO page is not
+ * decoded in x2APIC mode or while the APIC is globally disabled (reads all-ones, writes
+ * ignored, as an access to nothing: SDM 11.12.2 "the memory-mapped interface is not available");
+ * reserved bits of a written register are ignored (no #GP in xAPIC mode); an access to a
+ * reserved register sets ESR "illegal register address" (bit 7); writes to read-only
+ * registers are ignored; EOI and ESR take any written value; the ID register holds the ID in
+ * bits 31:24, the LDR and DFR are plain xAPIC registers, and ICR bits 63:56 (at 0x310) are the
+ * destination (0xFF = broadcast).
+ *
  * Modelled more simply than hardware (each is a deliberate choice):
- * - x2APIC mode only: there is no xAPIC MMIO page. The APIC starts enabled in x2APIC mode (as if
- *   firmware had switched it); IA32_APIC_BASE follows the SDM's mode transitions, and a guest
- *   that leaves x2APIC mode loses access to the registers (#GP) and has its state reset.
+ * - Mode at creation: `mode` "x2apic" (the default, as if firmware had switched it) or "xapic"
+ *   (the SDM's power-up state; what the hypervisor gives each vCPU). IA32_APIC_BASE follows the
+ *   SDM's mode transitions; leaving a mode by clearing EN resets the register state.
+ * - xAPIC MMIO sizes (SDM 11.4.1 asks for aligned 32-bit accesses; smaller ones are model
+ *   specific): a 32-bit access at a register's offset is the register; 8- and 16-bit accesses
+ *   read bytes of it and write by read-modify-write of it (as Xen's vlapic does); bytes 4-15 of
+ *   each 16-byte slot read zero and ignore writes; an access not aligned to its size reads
+ *   all-ones and a write of it is refused (the hypervisor crashes the domain, as Xen does). The
+ *   APIC ID is read-only, the SVR focus-check and EOI-broadcast-suppression bits are not
+ *   writable, and APR (0x90) and RRD (0xC0) read zero. The page answers only at the default
+ *   base 0xFEE00000: a guest may write another base into IA32_APIC_BASE, but the page does not
+ *   move (it stops answering).
  * - The timer counts at `busHz` (default 1 GHz: one tick per simulated ns, like Xen's vlapic
  *   APIC_BUS_CYCLE_NS = 1). One-shot and periodic modes only: TSC-deadline mode is reported
  *   unsupported (CPUID.01H:ECX.TSC_Deadline = 0), so LVT timer mode 10b is a reserved-bit #GP.
@@ -42,6 +64,7 @@
  * `readMsr` returns one reused result object (no allocation per access): read it before the
  * next call.
  */
+import { allOnes, deviceError, type AccessSize, type BusDevice, type DeviceError } from "@vtlab/arch";
 
 /** x2APIC register MSRs (SDM Table "Local APIC Register Address Map Supported by x2APIC"). */
 export const X2APIC_MSR_BASE = 0x800;
@@ -75,6 +98,39 @@ export const APIC_BASE_BSP = 1 << 8; // BSP flag (read-only here)
 export const APIC_BASE_EXTD = 1 << 10; // enable x2APIC mode
 export const APIC_BASE_EN = 1 << 11; // xAPIC global enable
 export const APIC_BASE_DEFAULT = 0xfee00000; // default APIC base address
+/** IA32_APIC_BASE bits 31:12: APIC base (low half). */
+const APIC_BASE_ADDR_MASK = 0xfffff000;
+
+/** xAPIC MMIO page size and register offsets (SDM Vol. 3A Table 11-1, "Local APIC Register Address Map"). */
+export const XAPIC_MMIO_SIZE = 0x1000;
+export const XAPIC_ID = 0x020; // Local APIC ID register (bits 31:24)
+export const XAPIC_VERSION = 0x030; // Local APIC Version register
+export const XAPIC_TPR = 0x080; // Task Priority Register
+export const XAPIC_APR = 0x090; // Arbitration Priority Register (read-only)
+export const XAPIC_PPR = 0x0a0; // Processor Priority Register (read-only)
+export const XAPIC_EOI = 0x0b0; // EOI register (write-only)
+export const XAPIC_RRD = 0x0c0; // Remote Read Register (read-only)
+export const XAPIC_LDR = 0x0d0; // Logical Destination Register (bits 31:24)
+export const XAPIC_DFR = 0x0e0; // Destination Format Register (bits 31:28; 27:0 read as ones)
+export const XAPIC_SVR = 0x0f0; // Spurious Interrupt Vector Register
+export const XAPIC_ISR0 = 0x100; // In-Service Register, 0x100-0x170
+export const XAPIC_TMR0 = 0x180; // Trigger Mode Register, 0x180-0x1F0
+export const XAPIC_IRR0 = 0x200; // Interrupt Request Register, 0x200-0x270
+export const XAPIC_ESR = 0x280; // Error Status Register
+export const XAPIC_ICR_LO = 0x300; // Interrupt Command Register bits 31:0 (a write sends the IPI)
+export const XAPIC_ICR_HI = 0x310; // Interrupt Command Register bits 63:32 (destination in 63:56)
+export const XAPIC_LVT_TIMER = 0x320; // LVT Timer register
+export const XAPIC_LVT_ERROR = 0x370; // LVT Error register
+export const XAPIC_INIT_COUNT = 0x380; // Initial Count register (timer)
+export const XAPIC_CUR_COUNT = 0x390; // Current Count register (timer, read-only)
+export const XAPIC_DIV_CONF = 0x3e0; // Divide Configuration register (timer)
+/** xAPIC physical-destination broadcast (ICR bits 63:56 = 0xFF). */
+export const XAPIC_BROADCAST = 0xff;
+/** xAPIC LDR: logical APIC ID bits 31:24; DFR: model bits 31:28. */
+const XAPIC_LDR_MASK = 0xff000000;
+const XAPIC_DFR_RESERVED_ONES = 0x0fffffff;
+/** xAPIC ICR high half: destination bits 63:56. */
+const XAPIC_ICR_HI_MASK = 0xff000000;
 /** IA32_APIC_BASE high half: physical base bits 51:32 (MAXPHYADDR = 52 assumed). */
 const APIC_BASE_HI_MASK = 0x000fffff;
 
@@ -142,7 +198,7 @@ export type ApicShorthand = (typeof ApicShorthand)[keyof typeof ApicShorthand];
 /** x2APIC broadcast destination. */
 export const X2APIC_BROADCAST = 0xffffffff;
 
-/** Writable bits per register; anything else set in a write is #GP. */
+/** Writable bits per register; anything else set in a write is #GP (x2APIC) or ignored (xAPIC). */
 const TPR_MASK = 0xff;
 const SVR_MASK = APIC_SVR_VECTOR | APIC_SVR_ENABLE; // focus checking and EOI-broadcast suppression unsupported
 const ICR_LO_MASK = 0xff | 0x700 | APIC_ICR_DEST_LOGICAL | APIC_ICR_LEVEL_ASSERT | APIC_ICR_TRIGGER_LEVEL | (3 << 18);
@@ -175,8 +231,10 @@ export interface LocalApicOptions {
   readonly busHz?: number;
   /** Whether this is the bootstrap processor (IA32_APIC_BASE.BSP; default apicId === 0). */
   readonly bsp?: boolean;
-  /** The IPI router: called for every ICR write that passes the checks. */
+  /** The IPI router: called for every ICR write that passes the checks (an xAPIC broadcast 0xFF arrives as 0xFFFFFFFF). */
   readonly sendIpi?: (dest: number, vector: number, shorthand: number, deliveryMode: number) => void;
+  /** The mode at creation: "x2apic" (default; as if firmware had switched it) or "xapic" (the SDM's power-up state). */
+  readonly mode?: "xapic" | "x2apic";
 }
 
 export interface LocalApicStats {
@@ -211,7 +269,7 @@ function highestBit(words: Uint32Array): number {
   return -1;
 }
 
-export class LocalApic {
+export class LocalApic implements BusDevice {
   readonly apicId: number;
   readonly stats: LocalApicStats = { timerFires: 0, eoi: 0, ipisSent: 0 };
 
@@ -231,6 +289,9 @@ export class LocalApic {
   private esrPending = 0;
   private icrLo = 0;
   private icrHi = 0;
+  /** xAPIC-only registers: LDR (bits 31:24) and DFR. */
+  private xapicLdr = 0;
+  private dfr = 0xffffffff;
   private readonly lvt = new Uint32Array(LVT_COUNT);
   private initialCount = 0;
   private divConf = 0;
@@ -251,7 +312,8 @@ export class LocalApic {
     this.sendIpiFn = opts.sendIpi;
     this.bsp = opts.bsp ?? this.apicId === 0;
     this.reset();
-    this.apicBaseLo = APIC_BASE_DEFAULT | APIC_BASE_EN | APIC_BASE_EXTD | (this.bsp ? APIC_BASE_BSP : 0);
+    const extd = (opts.mode ?? "x2apic") === "x2apic" ? APIC_BASE_EXTD : 0;
+    this.apicBaseLo = (APIC_BASE_DEFAULT | APIC_BASE_EN | extd | (this.bsp ? APIC_BASE_BSP : 0)) >>> 0;
   }
 
   /** Power-up register state (SDM "Local APIC State After Power-Up or Reset"), mode bits untouched. */
@@ -264,6 +326,8 @@ export class LocalApic {
     this.esrPending = 0;
     this.icrLo = 0;
     this.icrHi = 0;
+    this.xapicLdr = 0;
+    this.dfr = 0xffffffff;
     this.lvt.fill(APIC_LVT_MASKED);
     this.initialCount = 0;
     this.divConf = 0;
@@ -275,6 +339,16 @@ export class LocalApic {
     return (this.apicBaseLo & m) === m;
   }
 
+  /** "xapic" (EN, not EXTD), "x2apic" (EN and EXTD) or "disabled" (EN clear). */
+  get mode(): "xapic" | "x2apic" | "disabled" {
+    if ((this.apicBaseLo & APIC_BASE_EN) === 0) return "disabled";
+    return (this.apicBaseLo & APIC_BASE_EXTD) !== 0 ? "x2apic" : "xapic";
+  }
+
+  /** Whether the MMIO page at the default base answers: xAPIC mode with the base left at 0xFEE00000. */
+  private get xapicDecodes(): boolean {
+    return this.mode === "xapic" && ((this.apicBaseLo & APIC_BASE_ADDR_MASK) >>> 0) === APIC_BASE_DEFAULT && this.apicBaseHi === 0;
+  }
   /** SVR bit 8. */
   get softwareEnabled(): boolean {
     return (this.svr & APIC_SVR_ENABLE) !== 0;
@@ -356,15 +430,11 @@ export class LocalApic {
         return true;
       case MSR_X2APIC_SIVR:
         if ((lo & ~SVR_MASK) !== 0) return false;
-        this.svr = lo;
-        if (!this.softwareEnabled) {
-          for (let i = 0; i < LVT_COUNT; i++) this.lvt[i] = (this.lvt[i] ?? 0) | APIC_LVT_MASKED;
-        }
+        this.writeSvr(lo);
         return true;
       case MSR_X2APIC_ESR:
         if (lo !== 0) return false;
-        this.esr = this.esrPending;
-        this.esrPending = 0;
+        this.latchEsr();
         return true;
       case MSR_X2APIC_ICR:
         return this.writeIcr(lo, hi);
@@ -399,6 +469,156 @@ export class LocalApic {
     return false;
   }
 
+  private writeSvr(value: number): void {
+    this.svr = value;
+    if (!this.softwareEnabled) {
+      for (let i = 0; i < LVT_COUNT; i++) this.lvt[i] = (this.lvt[i] ?? 0) | APIC_LVT_MASKED;
+    }
+  }
+
+  /** A write to ESR latches the errors seen since the last one. */
+  private latchEsr(): void {
+    this.esr = this.esrPending;
+    this.esrPending = 0;
+  }
+
+  // ---- xAPIC MMIO (SDM 11.4.1, Table 11-1) ----
+
+  /** An xAPIC MMIO read at `offset` in the APIC page. */
+  read(offset: number, size: AccessSize): number {
+    if (!this.xapicDecodes) return allOnes(size);
+    if (!Number.isInteger(offset) || offset < 0 || offset + size > XAPIC_MMIO_SIZE || offset % size !== 0) return allOnes(size);
+    const within = offset & 0xf;
+    if (within >= 4) return 0; // bytes 4-15 of a 16-byte register slot are reserved
+    const value = this.xapicRead(offset - within);
+    if (size === 4) return value;
+    return (value >>> (within * 8)) & (size === 2 ? 0xffff : 0xff);
+  }
+
+  /** An xAPIC MMIO write; refused (the domain is crashed) only for an access not aligned to its size. */
+  write(offset: number, size: AccessSize, value: number): DeviceError | undefined {
+    if (!this.xapicDecodes) return undefined;
+    if (!Number.isInteger(offset) || offset < 0 || offset + size > XAPIC_MMIO_SIZE || offset % size !== 0) {
+      return deviceError("local APIC", offset, size, value, `unaligned ${size}-byte xAPIC access at offset 0x${offset.toString(16)}`);
+    }
+    const within = offset & 0xf;
+    if (within >= 4) return undefined;
+    const reg = offset - within;
+    let v = value >>> 0;
+    if (size !== 4) {
+      // A narrow write merges into the register (Xen's vlapic_mmio_write does the same).
+      const shift = within * 8;
+      const mask = ((size === 2 ? 0xffff : 0xff) << shift) >>> 0;
+      v = ((this.xapicRead(reg, false) & ~mask) | ((v << shift) & mask)) >>> 0;
+    }
+    this.xapicWrite(reg, v);
+    return undefined;
+  }
+
+  /** The 32-bit register at a 16-byte aligned offset (reserved: 0 and ESR bit 7 when `report`). */
+  private xapicRead(reg: number, report = true): number {
+    switch (reg) {
+      case XAPIC_ID:
+        return ((this.apicId & 0xff) << 24) >>> 0;
+      case XAPIC_VERSION:
+        return APIC_VERSION_VALUE;
+      case XAPIC_TPR:
+        return this.tpr;
+      case XAPIC_APR:
+      case XAPIC_RRD:
+      case XAPIC_EOI:
+        return 0;
+      case XAPIC_PPR:
+        return this.ppr;
+      case XAPIC_LDR:
+        return this.xapicLdr;
+      case XAPIC_DFR:
+        return this.dfr;
+      case XAPIC_SVR:
+        return this.svr;
+      case XAPIC_ESR:
+        return this.esr;
+      case XAPIC_ICR_LO:
+        return this.icrLo; // delivery status (bit 12) always idle
+      case XAPIC_ICR_HI:
+        return this.icrHi;
+      case XAPIC_INIT_COUNT:
+        return this.initialCount;
+      case XAPIC_CUR_COUNT:
+        return this.currentCount();
+      case XAPIC_DIV_CONF:
+        return this.divConf;
+      default:
+        break;
+    }
+    const i = (reg - XAPIC_ISR0) >>> 4;
+    if (reg >= XAPIC_ISR0 && reg < XAPIC_TMR0) return this.isr[i] ?? 0;
+    if (reg >= XAPIC_TMR0 && reg < XAPIC_IRR0) return 0;
+    if (reg >= XAPIC_IRR0 && reg < XAPIC_IRR0 + 0x80) return this.irr[(reg - XAPIC_IRR0) >>> 4] ?? 0;
+    if (reg >= XAPIC_LVT_TIMER && reg <= XAPIC_LVT_ERROR) return this.lvt[(reg - XAPIC_LVT_TIMER) >>> 4] ?? 0;
+    if (report) this.raiseError(APIC_ESR_ILLEGAL_REGISTER);
+    return 0;
+  }
+
+  private xapicWrite(reg: number, v: number): void {
+    switch (reg) {
+      case XAPIC_TPR:
+        this.tpr = v & TPR_MASK;
+        return;
+      case XAPIC_EOI:
+        this.eoi();
+        return;
+      case XAPIC_LDR:
+        this.xapicLdr = (v & XAPIC_LDR_MASK) >>> 0;
+        return;
+      case XAPIC_DFR:
+        this.dfr = (v | XAPIC_DFR_RESERVED_ONES) >>> 0;
+        return;
+      case XAPIC_SVR:
+        this.writeSvr(v & SVR_MASK);
+        return;
+      case XAPIC_ESR:
+        this.latchEsr();
+        return;
+      case XAPIC_ICR_LO: {
+        const lo = v & ICR_LO_MASK;
+        const mode = (lo >>> APIC_ICR_DELIVERY_MODE_SHIFT) & 7;
+        if (mode === 0b011 || mode === 0b111) return; // reserved delivery modes: not sent
+        this.icrLo = lo;
+        const dest = this.icrHi >>> 24;
+        this.sendIcr(lo, dest === XAPIC_BROADCAST ? X2APIC_BROADCAST : dest);
+        return;
+      }
+      case XAPIC_ICR_HI:
+        this.icrHi = (v & XAPIC_ICR_HI_MASK) >>> 0;
+        return;
+      case XAPIC_INIT_COUNT:
+        this.initialCount = v >>> 0;
+        this.loadTimer(this.now());
+        return;
+      case XAPIC_DIV_CONF:
+        this.divConf = v & DIV_CONF_MASK;
+        return;
+      case XAPIC_ID:
+      case XAPIC_VERSION:
+      case XAPIC_APR:
+      case XAPIC_PPR:
+      case XAPIC_RRD:
+      case XAPIC_CUR_COUNT:
+        return; // read-only
+      default:
+        break;
+    }
+    if (reg >= XAPIC_ISR0 && reg < XAPIC_IRR0 + 0x80) return; // ISR, TMR, IRR: read-only
+    if (reg >= XAPIC_LVT_TIMER && reg <= XAPIC_LVT_ERROR) {
+      const slot = (reg - XAPIC_LVT_TIMER) >>> 4;
+      const lo = v & (LVT_WRITE_MASKS[slot] ?? 0);
+      this.lvt[slot] = this.softwareEnabled ? lo : lo | APIC_LVT_MASKED;
+      return;
+    }
+    this.raiseError(APIC_ESR_ILLEGAL_REGISTER);
+  }
+
   private writeApicBase(lo: number, hi: number): boolean {
     // Bits 7:0 and 9 are reserved; BSP (bit 8) is read-only here and ignored on write.
     if ((lo & 0x2ff) !== 0 || (hi & ~APIC_BASE_HI_MASK) !== 0) return false;
@@ -423,25 +643,31 @@ export class LocalApic {
     if (mode === 0b011 || mode === 0b111) return false;
     this.icrLo = lo;
     this.icrHi = hi;
+    this.sendIcr(lo, hi);
+    return true;
+  }
+
+  /** Send what the ICR's low half says to `dest` (an x2APIC ID, or 0xFFFFFFFF for broadcast). */
+  private sendIcr(lo: number, dest: number): void {
+    const mode = (lo >>> APIC_ICR_DELIVERY_MODE_SHIFT) & 7;
     const vector = lo & APIC_ICR_VECTOR;
     const shorthand = (lo >>> APIC_ICR_SHORTHAND_SHIFT) & 3;
     if ((mode === ApicDeliveryMode.Fixed || mode === ApicDeliveryMode.LowestPriority) && vector < 16) {
       this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR);
-      return true;
+      return;
     }
     this.stats.ipisSent++;
     const send = this.sendIpiFn;
     if (send !== undefined) {
-      send(hi, vector, shorthand, mode);
+      send(dest, vector, shorthand, mode);
     } else if (
       mode === ApicDeliveryMode.Fixed &&
       (shorthand === ApicShorthand.Self ||
         shorthand === ApicShorthand.AllIncludingSelf ||
-        (shorthand === ApicShorthand.None && (hi === this.apicId || hi === X2APIC_BROADCAST)))
+        (shorthand === ApicShorthand.None && (dest === this.apicId || dest === X2APIC_BROADCAST)))
     ) {
       this.acceptInterrupt(vector);
     }
-    return true;
   }
 
   private raiseError(bit: number): void {

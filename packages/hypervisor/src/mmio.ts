@@ -1,0 +1,408 @@
+/**
+ * MMIO emulation (the role of Xen's handle_mmio / hvm_emulate_one): an EPT violation (hap=1) or
+ * a shadow #PF (hap=0) at a guest-physical address the p2m marks as emulated MMIO comes here.
+ * The hypervisor fetches the instruction at the guest's RIP through the guest's own paging,
+ * decodes it with cpu-vmx's decoder, recomputes the access from the instruction (its linear
+ * address, translated again, and its size), performs it on the domain's MMIO bus, writes the
+ * destination register for a load, and moves RIP past the instruction.
+ *
+ * Emulated forms (SDM Vol. 2 "MOV", "MOVZX", "MOVSX/MOVSXD"): MOV Eb,Gb (88), MOV Ev,Gv (89),
+ * MOV Gb,Eb (8A), MOV Gv,Ev (8B), MOV Eb,Ib (C6 /0), MOV Ev,Iz (C7 /0), MOV AL/rAX <-> moffs
+ * (A0-A3), MOVZX Gv,Eb/Ew (0F B6/B7), MOVSX Gv,Eb/Ew (0F BE/BF), MOVSXD Gv,Ed (63, 64-bit mode);
+ * operand sizes 8, 16, 32 and 64 bits. Anything else on MMIO (a read-modify-write ALU form,
+ * string instructions, LOCKed accesses), an instruction that cannot be fetched or decoded, an
+ * access split across the end of a device's range, or an access to an MMIO GPA no device claims
+ * crashes the domain, with RIP, the instruction bytes and the GPA in the reason (as Xen's
+ * "unhandleable" emulation result does).
+ *
+ * Guest bytes are hostile: the instruction is copied out of guest memory once (at most 15
+ * bytes, the architectural limit) and decoded from the copy; registers are read through the
+ * VMCS where the VMCS holds them (RSP, RIP, RFLAGS).
+ *
+ * Modelled more simply than Xen's emulator: segment limits and the alignment check (#AC) are
+ * not applied to the emulated access; RFLAGS.TF single-step is not raised after an emulated
+ * instruction; an instruction that touches MMIO while delivering an event (an IDT or stack in
+ * MMIO) crashes the domain.
+ */
+import { Access, MmioBus, PAGE_SIZE, allOnes, gfn as asGfn, type AccessSize, type BusDevice, type BusRegistrationError, type DeviceError, type U64 } from "@vtlab/arch";
+import { VmcsField as F, decodeBytes, wrap64, type ExitOutcome, type Insn, type VmExit } from "@vtlab/cpu-vmx";
+import { P2mType, type DomainP2m } from "@vtlab/mmu-ept";
+import type { ExitContext } from "./exits.js";
+import type { Vcpu } from "./hypervisor.js";
+
+/** The architectural limit on an instruction's length (SDM Vol. 2A 2.3.11). */
+export const MAX_INSTRUCTION_LENGTH = 15;
+
+/** GUEST_ES_BASE ... GUEST_GS_BASE, indexed by segment register number (ES 0, CS 1, SS 2, DS 3, FS 4, GS 5). */
+const SEGMENT_BASE_FIELDS = [F.GUEST_ES_BASE, F.GUEST_CS_BASE, F.GUEST_SS_BASE, F.GUEST_DS_BASE, F.GUEST_FS_BASE, F.GUEST_GS_BASE] as const;
+/** Segment register numbers (cpu-vmx's Seg). */
+const SEG_FS = 4;
+const SEG_GS = 5;
+/** GUEST_INTERRUPTIBILITY_INFO bits 1:0: blocking by STI and by MOV SS (SDM Table 25-3). */
+const BLOCKING_BY_STI_OR_MOV_SS = 3;
+/** General-purpose register 4 (RSP): the VMCS holds it across an exit (GUEST_RSP). */
+const RSP = 4;
+
+/** The opcode map numbers cpu-vmx's decoder uses (one-byte 0x00-0xFF, 0F map 0x100-0x1FF). */
+const Op = {
+  MOV_EbGb: 0x88,
+  MOV_EvGv: 0x89,
+  MOV_GbEb: 0x8a,
+  MOV_GvEv: 0x8b,
+  MOV_ALOb: 0xa0,
+  MOV_rAXOv: 0xa1,
+  MOV_ObAL: 0xa2,
+  MOV_OvrAX: 0xa3,
+  MOV_EbIb: 0xc6,
+  MOV_EvIz: 0xc7,
+  MOVSXD_GvEd: 0x63,
+  MOVZX_GvEb: 0x1b6,
+  MOVZX_GvEw: 0x1b7,
+  MOVSX_GvEb: 0x1be,
+  MOVSX_GvEw: 0x1bf,
+} as const;
+
+/** How a supported instruction touches memory. */
+const enum Kind {
+  /** Store a register (Gb/Gv, or AL/rAX for moffs). */
+  StoreReg,
+  /** Store the immediate. */
+  StoreImm,
+  /** Load into a register, same size. */
+  Load,
+  /** Load and zero-extend. */
+  LoadZx,
+  /** Load and sign-extend. */
+  LoadSx,
+}
+
+interface Form {
+  kind: Kind;
+  /** Bytes the instruction reads or writes in memory. */
+  size: 1 | 2 | 4 | 8;
+  /** The register operand (destination of a load, source of a store). */
+  reg: number;
+}
+
+const formScratch: Form = { kind: Kind.Load, size: 4, reg: 0 };
+
+/** The memory form of a supported instruction, or a reason it is not emulated. */
+function formOf(i: Insn): Form | string {
+  const f = formScratch;
+  if (!i.isMem) return "no memory operand";
+  if (i.lock) return "LOCK prefix";
+  const opSize = i.opSize as 1 | 2 | 4 | 8;
+  f.reg = i.reg;
+  switch (i.opcode) {
+    case Op.MOV_EbGb:
+    case Op.MOV_EvGv:
+      f.kind = Kind.StoreReg;
+      f.size = opSize;
+      return f;
+    case Op.MOV_GbEb:
+    case Op.MOV_GvEv:
+      f.kind = Kind.Load;
+      f.size = opSize;
+      return f;
+    case Op.MOV_ALOb:
+    case Op.MOV_rAXOv:
+      f.kind = Kind.Load;
+      f.size = opSize;
+      f.reg = 0;
+      return f;
+    case Op.MOV_ObAL:
+    case Op.MOV_OvrAX:
+      f.kind = Kind.StoreReg;
+      f.size = opSize;
+      f.reg = 0;
+      return f;
+    case Op.MOV_EbIb:
+    case Op.MOV_EvIz:
+      if ((i.reg & 7) !== 0) return "C6/C7 with ModRM.reg != 0";
+      f.kind = Kind.StoreImm;
+      f.size = opSize;
+      return f;
+    case Op.MOVZX_GvEb:
+    case Op.MOVZX_GvEw:
+      f.kind = Kind.LoadZx;
+      f.size = i.opcode === Op.MOVZX_GvEb ? 1 : 2;
+      return f;
+    case Op.MOVSX_GvEb:
+    case Op.MOVSX_GvEw:
+    case Op.MOVSXD_GvEd:
+      f.kind = Kind.LoadSx;
+      f.size = i.opcode === Op.MOVSX_GvEb ? 1 : i.opcode === Op.MOVSX_GvEw ? 2 : 4;
+      return f;
+    default:
+      return "not an emulated MMIO instruction (MOV, MOVZX, MOVSX, MOVSXD only)";
+  }
+}
+
+/**
+ * A domain's emulated MMIO: the bus (arch's `MmioBus`, which refuses overlapping regions) and the
+ * p2m ranges it owns, marked `P2mType.Mmio` so that EPT (no mapping: violation) and shadow paging
+ * (no shadow entry: #PF) both send accesses here. Per-vCPU devices (the local APIC, at one GPA
+ * for every vCPU) answer for the vCPU whose access is being emulated (Xen's `current`).
+ */
+export class DomainMmio {
+  readonly bus = new MmioBus();
+  /** The vCPU whose instruction is being emulated (set around each bus access). */
+  accessor: Vcpu | undefined = undefined;
+
+  constructor(private readonly p2m: DomainP2m) {}
+
+  /** Put `device` at [base, base + length) (page-aligned) and mark the range MMIO in the p2m. */
+  register(base: number, length: number, device: BusDevice, name: string): BusRegistrationError | undefined {
+    if (base % PAGE_SIZE !== 0 || length % PAGE_SIZE !== 0) {
+      return { kind: "bus-registration-error", bus: "mmio", name, base, length, reason: "bad-range", message: `${name}: an emulated MMIO range must be whole pages (0x${base.toString(16)}+0x${length.toString(16)})` };
+    }
+    if (this.bus.list().some((r) => r.name === name)) {
+      return { kind: "bus-registration-error", bus: "mmio", name, base, length, reason: "overlap", message: `${name}: a region with this name is already on the bus` };
+    }
+    const err = this.bus.register(base, length, device, name);
+    if (err !== undefined) return err;
+    this.p2m.setRange(asGfn(base / PAGE_SIZE), length / PAGE_SIZE, P2mType.Mmio);
+    return undefined;
+  }
+
+  /** Register a device each vCPU has its own instance of; `select` picks the accessing vCPU's. */
+  registerPerVcpu(base: number, length: number, name: string, select: (v: Vcpu) => BusDevice | undefined): BusRegistrationError | undefined {
+    const proxy: BusDevice = {
+      read: (offset, size) => {
+        const dev = this.accessor === undefined ? undefined : select(this.accessor);
+        return dev === undefined ? allOnes(size) : dev.read(offset, size);
+      },
+      write: (offset, size, value) => {
+        const dev = this.accessor === undefined ? undefined : select(this.accessor);
+        return dev?.write(offset, size, value);
+      },
+    };
+    return this.register(base, length, proxy, name);
+  }
+}
+
+const code = new Uint8Array(MAX_INSTRUCTION_LENGTH);
+const u64: U64 = { lo: 0, hi: 0 };
+
+function hexBytes(n: number): string {
+  let s = "";
+  for (let k = 0; k < n; k++) s += (k > 0 ? " " : "") + code[k]!.toString(16).padStart(2, "0");
+  return s;
+}
+
+const hex = (n: number): string => `0x${(n < 0 ? n + 2 ** 64 : n).toString(16)}`;
+
+/** The machine address of a guest-physical RAM byte, or undefined (MMIO, absent). */
+function ramHpa(ctx: ExitContext, gpa: number): number | undefined {
+  const e = ctx.domain.p2m.lookup(asGfn(Math.floor(gpa / PAGE_SIZE)));
+  if (e.type !== P2mType.Ram) return undefined;
+  return e.mfn * PAGE_SIZE + (gpa % PAGE_SIZE);
+}
+
+/**
+ * Copy up to 15 instruction bytes at CS:RIP into `code`, page by page through the guest's
+ * tables; stops at the first byte that is not fetchable RAM. Returns the bytes copied.
+ */
+function fetch(ctx: ExitContext, linear: number, mode64: boolean): number {
+  const { domain: d, vcpu: v, hv } = ctx;
+  const user = v.cpu.cpl === 3 ? Access.User : 0;
+  let n = 0;
+  while (n < MAX_INSTRUCTION_LENGTH) {
+    const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
+    const g = d.paging.gvaToGpa(v.cpu, at, Access.Fetch | user);
+    if (typeof g !== "number") break;
+    const hpa = ramHpa(ctx, g);
+    if (hpa === undefined) break;
+    const inPage = Math.min(MAX_INSTRUCTION_LENGTH - n, PAGE_SIZE - (g % PAGE_SIZE));
+    for (let k = 0; k < inPage; k++) code[n + k] = hv.memory.read8(hpa + k) as number;
+    n += inPage;
+  }
+  return n;
+}
+
+function readReg64(v: Vcpu, r: number): number {
+  if (r === RSP) return v.vmcs.readNatural(F.GUEST_RSP);
+  return v.cpu.hi[r]! * 2 ** 32 + (v.cpu.lo[r]! >>> 0);
+}
+
+/** The low `size` bytes of a register as lo (and hi for 8); byte registers AH..BH without REX. */
+function readReg(v: Vcpu, r: number, rex: boolean, size: number, out: U64): void {
+  if (size === 1 && !rex && r >= 4 && r < 8) {
+    out.lo = (v.cpu.lo[r - 4]! >>> 8) & 0xff;
+    out.hi = 0;
+    return;
+  }
+  let lo: number;
+  let hi: number;
+  if (r === RSP) {
+    const rsp = v.vmcs.readNatural(F.GUEST_RSP);
+    lo = rsp >>> 0;
+    hi = Math.floor(rsp / 2 ** 32) >>> 0;
+  } else {
+    lo = v.cpu.lo[r]! >>> 0;
+    hi = v.cpu.hi[r]! >>> 0;
+  }
+  out.lo = size === 1 ? lo & 0xff : size === 2 ? lo & 0xffff : lo;
+  out.hi = size === 8 ? hi : 0;
+}
+
+/** Write a register as MOV does: 8/16-bit writes keep the rest, 32-bit writes zero bits 63:32. */
+function writeReg(v: Vcpu, r: number, rex: boolean, size: number, lo: number, hi: number): void {
+  const cpu = v.cpu;
+  if (size === 1 && !rex && r >= 4 && r < 8) {
+    cpu.lo[r - 4] = (cpu.lo[r - 4]! & ~0xff00) | ((lo & 0xff) << 8);
+    return;
+  }
+  let curLo: number;
+  let curHi: number;
+  if (r === RSP) {
+    const rsp = v.vmcs.readNatural(F.GUEST_RSP);
+    curLo = rsp | 0;
+    curHi = Math.floor(rsp / 2 ** 32) | 0;
+  } else {
+    curLo = cpu.lo[r]!;
+    curHi = cpu.hi[r]!;
+  }
+  let newLo: number;
+  let newHi: number;
+  if (size === 1) {
+    newLo = (curLo & ~0xff) | (lo & 0xff);
+    newHi = curHi;
+  } else if (size === 2) {
+    newLo = (curLo & ~0xffff) | (lo & 0xffff);
+    newHi = curHi;
+  } else if (size === 4) {
+    newLo = lo | 0;
+    newHi = 0;
+  } else {
+    newLo = lo | 0;
+    newHi = hi | 0;
+  }
+  if (r === RSP) v.vmcs.setNatural(F.GUEST_RSP, (newHi >>> 0) * 2 ** 32 + (newLo >>> 0));
+  else {
+    cpu.lo[r] = newLo;
+    cpu.hi[r] = newHi;
+  }
+}
+
+/** The linear address of the instruction's memory operand (SDM Vol. 1 3.7.5; Vol. 3A 3.4.4). */
+function operandLinear(v: Vcpu, i: Insn, nextRip: number, mode64: boolean): number {
+  let ea = i.disp;
+  if (i.base >= 0) ea += readReg64(v, i.base);
+  if (i.index >= 0) ea += readReg64(v, i.index) * i.scale;
+  if (i.ripRel) ea += nextRip;
+  if (i.addrSize === 4) {
+    ea = ((ea % 2 ** 32) + 2 ** 32) % 2 ** 32;
+  } else {
+    ea = wrap64(ea);
+  }
+  if (mode64) {
+    // In 64-bit mode only FS and GS have a base (SDM Vol. 3A 3.4.4).
+    if (i.seg === SEG_FS || i.seg === SEG_GS) ea = wrap64(ea + v.vmcs.readNatural(SEGMENT_BASE_FIELDS[i.seg]));
+    return ea;
+  }
+  return (ea + v.vmcs.readNatural(SEGMENT_BASE_FIELDS[i.seg] ?? F.GUEST_DS_BASE)) >>> 0;
+}
+
+/**
+ * Emulate the instruction that made an MMIO access at `gpa` (the faulting GPA from the EPT
+ * violation or the shadow #PF; the access itself is recomputed from the instruction).
+ */
+export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: boolean): ExitOutcome {
+  const { domain: d, vcpu: v } = ctx;
+  const stats = d.exitStats;
+  stats.mmio++;
+  const vmcs = v.vmcs;
+  const cpu = v.cpu;
+  const mode64 = cpu.mode64;
+  const rip = vmcs.readNatural(F.GUEST_RIP);
+  let fetched = 0;
+  const fail = (why: string): ExitOutcome => ({
+    kind: "crash",
+    reason: `unhandleable MMIO ${write ? "write to" : "read of"} GPA ${hex(gpa)} at RIP ${hex(rip)} (bytes: ${fetched > 0 ? hexBytes(fetched) : "none"}): ${why}`,
+  });
+  if (exit.idtVectoring !== undefined) return fail(`the access was made while delivering vector ${exit.idtVectoring.vector} (an IDT, GDT or stack in MMIO)`);
+  if (!d.mmio.bus.claims(gpa)) return fail("no emulated device is mapped there");
+  const ripLinear = mode64 ? rip : (rip + vmcs.readNatural(F.GUEST_CS_BASE)) >>> 0;
+  fetched = fetch(ctx, ripLinear, mode64);
+  if (fetched === 0) return fail("the instruction cannot be fetched: RIP is on a page the guest's tables do not map to RAM");
+  const insn = decodeBytes(code, fetched, mode64, cpu.csD);
+  if (insn === undefined) return fail(fetched < MAX_INSTRUCTION_LENGTH ? "the instruction runs onto a page that cannot be fetched" : "the instruction is longer than 15 bytes");
+  fetched = Math.min(fetched, insn.len);
+  const form = formOf(insn);
+  if (typeof form === "string") return fail(`unsupported instruction ${insn.mnemonic || "(undefined opcode)"}: ${form}`);
+  const store = form.kind === Kind.StoreReg || form.kind === Kind.StoreImm;
+  if (store !== write) return fail(`the instruction is a ${store ? "store" : "load"} but the access that exited was a ${write ? "write" : "read"}`);
+  const size = form.size;
+
+  // The access, recomputed from the instruction: linear address, translated again, byte by byte
+  // range (first and last byte) so that an access split across pages or ranges is seen.
+  const nextRip = mode64 ? wrap64(rip + insn.len) : (rip + insn.len) >>> 0;
+  const linear = operandLinear(v, insn, nextRip, mode64);
+  const user = cpu.cpl === 3 ? Access.User : 0;
+  const access = (write ? Access.Write : Access.Read) | user;
+  const first = d.paging.gvaToGpa(cpu, linear, access);
+  if (typeof first !== "number") return { kind: "inject", vector: 14, errorCode: first.errorCode, cr2: linear };
+  let last = first + size - 1;
+  if ((first % PAGE_SIZE) + size > PAGE_SIZE) {
+    const lastLinear = mode64 ? wrap64(linear + size - 1) : (linear + size - 1) >>> 0;
+    const g = d.paging.gvaToGpa(cpu, lastLinear, access);
+    if (typeof g !== "number") return { kind: "inject", vector: 14, errorCode: g.errorCode, cr2: lastLinear };
+    last = g;
+  }
+  const bus = d.mmio.bus;
+  const owner = bus.ownerOf(first);
+  if (owner === undefined) return fail(`the instruction's access at GPA ${hex(first)} is not to an emulated device`);
+  if (last !== first + size - 1 || bus.ownerOf(last) !== owner) {
+    return fail(`a ${size}-byte access at GPA ${hex(first)} is split across the end of ${owner}`);
+  }
+
+  d.mmio.accessor = v;
+  try {
+    if (store) {
+      if (form.kind === Kind.StoreImm) {
+        u64.lo = insn.imm >>> 0;
+        u64.hi = size === 8 ? insn.immHi >>> 0 : 0;
+        if (size === 1) u64.lo &= 0xff;
+        else if (size === 2) u64.lo &= 0xffff;
+      } else {
+        readReg(v, form.reg, insn.rex, size, u64);
+      }
+      let err: DeviceError | undefined;
+      if (size === 8) {
+        stats.mmioAccesses += 2;
+        err = bus.write64(first, u64.lo, u64.hi);
+      } else {
+        stats.mmioAccesses++;
+        err = bus.write(first, size, u64.lo);
+      }
+      if (err !== undefined) return fail(`${err.device} refused the write: ${err.message}`);
+    } else {
+      if (size === 8) {
+        stats.mmioAccesses += 2;
+        bus.read64(first, u64);
+      } else {
+        stats.mmioAccesses++;
+        u64.lo = bus.read(first, size as AccessSize) >>> 0;
+        u64.hi = 0;
+      }
+      const dest = insn.opSize;
+      let lo = u64.lo;
+      let hi = u64.hi;
+      if (form.kind === Kind.LoadSx) {
+        const s = size === 1 ? (lo << 24) >> 24 : size === 2 ? (lo << 16) >> 16 : lo | 0;
+        lo = s;
+        hi = s >> 31;
+      }
+      writeReg(v, form.reg, insn.rex, dest, lo, hi);
+    }
+  } finally {
+    d.mmio.accessor = undefined;
+  }
+
+  // Completing the instruction: RIP past it, and blocking by STI / MOV SS ends (SDM 26.3.1.5).
+  vmcs.setNatural(F.GUEST_RIP, mode64 ? nextRip : nextRip >>> 0);
+  const intr = vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO);
+  if ((intr & BLOCKING_BY_STI_OR_MOV_SS) !== 0) vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, intr & ~BLOCKING_BY_STI_OR_MOV_SS);
+  return { kind: "resume" };
+}
