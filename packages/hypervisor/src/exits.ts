@@ -33,6 +33,7 @@ import {
   type VmExit,
 } from "@vtlab/cpu-vmx";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
+import { hypercall } from "./hypercalls.js";
 import { handleMmio } from "./mmio.js";
 
 export interface ExitContext {
@@ -60,8 +61,6 @@ export class ExitStats {
   }
 }
 
-/** -ENOSYS (xen/include/public/errno.h: XEN_ENOSYS 38). */
-const ENOSYS = 38;
 /**
  * CR0 bits the hypervisor owns (CR0 guest/host mask): PE and PG (leaving IA-32e mode is not
  * modelled), NE (fixed to 1 in VMX operation), CD and NW.
@@ -135,8 +134,8 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
         // could wake the vCPU. The vCPU goes down, and the domain shuts down with the last one.
         v.down = true;
         v.blocked = true;
-        // (APs that were never started, with no INIT/SIPI modelled, count as down.)
-        if (d.vcpus.every((x) => x.down || !x.launched)) d.powerOff("all vCPUs halted with interrupts disabled");
+        // (vCPUs never brought up with VCPUOP_up count as down.)
+        if (d.vcpus.every((x) => x.down || !x.bringUp.up)) d.powerOff("all vCPUs halted with interrupts disabled");
         return RESUME;
       }
       // Blocked until its APIC has an interrupt to take (the scheduler's pollApics wakes it).
@@ -144,10 +143,11 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       return RESUME;
     }
     case ExitReason.Vmcall: {
-      // The hypercall table comes with the Xen PV issue; every hypercall is -ENOSYS for now.
-      d.hypercalls++;
-      cpu.lo[0] = -ENOSYS;
-      cpu.hi[0] = -1;
+      // hypercalls.ts: HYPERVISOR_vcpu_op for PVH vCPU bring-up; the rest of the table comes
+      // with the Xen PV issue and answers -ENOSYS.
+      const result = hypercall(ctx);
+      cpu.lo[0] = result | 0;
+      cpu.hi[0] = result < 0 ? -1 : 0;
       skip(v, exit);
       return RESUME;
     }
@@ -176,6 +176,7 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       if (out.kind === "mmio") return handleMmio(ctx, exit, out.gpa, out.write);
       return out;
     }
+    case ExitReason.PreemptionTimer: // the slice is over: the scheduler picks the next vCPU
     case ExitReason.InterruptWindow:
     case ExitReason.ExternalInterrupt:
       return RESUME; // a host kick or an open window: the injection logic runs before the next entry

@@ -25,6 +25,8 @@ import {
   CPU_INTR_WINDOW_EXITING,
   EXIT_ACK_INTR_ON_EXIT,
   PIN_EXTINT_EXITING,
+  PIN_PREEMPTION_TIMER,
+  ExitReason,
   CPU_UNCOND_IO_EXITING,
   CPU_USE_MSR_BITMAPS,
   Cpu,
@@ -49,6 +51,7 @@ import { HostFrames } from "./host/frames.js";
 import { APIC_BASE_DEFAULT, ApicShorthand, LocalApic, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
+import type { VcpuBringUp } from "./hypercalls.js";
 
 export type { ExitContext };
 
@@ -143,6 +146,8 @@ export class Vcpu {
   down = false;
   /** The local APIC the hypervisor emulates for this vCPU (x2APIC MSR interface). */
   apic: LocalApic | undefined = undefined;
+  /** PVH bring-up (hypercalls.ts): vCPU 0 starts initialised and up; the others wait for VCPUOP_initialise and VCPUOP_up. */
+  readonly bringUp: VcpuBringUp;
   /** Guest interrupts injected, and vCPU wake-ups from HLT. */
   interruptsInjected = 0;
   wakeups = 0;
@@ -152,6 +157,7 @@ export class Vcpu {
     memory: MachineMemory,
   ) {
     this.cpu = new Cpu({ memory });
+    this.bringUp = { initialised: id === 0, up: id === 0 };
   }
 }
 
@@ -427,7 +433,7 @@ export class Hypervisor {
     for (let i = 0; i < vcpus; i++) {
       const v = new Vcpu(d, i, this.memory);
       const err = setupFlat64Guest(v.vmcs, {
-        pin: PIN_EXTINT_EXITING,
+        pin: PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER,
         proc: CPU_HLT_EXITING | CPU_UNCOND_IO_EXITING | CPU_USE_MSR_BITMAPS | CPU_ACTIVATE_SECONDARY,
         exit: EXIT_SAVE_IA32_EFER | EXIT_ACK_INTR_ON_EXIT,
         entry: ENTRY_LOAD_IA32_EFER,
@@ -459,7 +465,7 @@ export class Hypervisor {
         now: () => this.clock.nanoseconds,
         sendIpi: (dest, vector, shorthand, mode) => this.routeIpi(d, v, dest, vector, shorthand, mode),
       });
-      if (i > 0) v.blocked = true; // APs wait (no INIT/SIPI yet)
+      if (i > 0) v.blocked = true; // APs wait for VCPUOP_up (hypercalls.ts)
       d.vcpus.push(v);
     }
     this.domainList.push(d);
@@ -546,12 +552,18 @@ export class Hypervisor {
     let retired = 0;
     const ctx: ExitContext = { domain: d, vcpu: v, hv: this };
     let charged = 0;
-    while (retired + charged < budget && d.state === "running" && !v.blocked) {
-      // A slice that ended on its budget left the vCPU in non-root operation (the interpreter
-      // stopped between two instructions): it goes on from there without an exit and entry.
+    while (d.state === "running" && !v.blocked) {
+      const left = budget - retired - charged;
+      // Exit costs can use up the slice between two entries.
+      if (left <= 0 && !v.inGuest) break;
+      // Still in non-root operation (the interpreter stopped at an APIC timer deadline): a pending
+      // guest interrupt needs an exit to be injected, which the host kick IPI forces.
       if (v.inGuest && v.apic !== undefined && v.apic.pendingVector() >= 0) v.cpu.raiseInterrupt(HOST_KICK_VECTOR);
       if (!v.inGuest) {
         this.deliverInterrupt(v);
+        // The slice ends with a VMX-preemption-timer exit (reason 52), the role the host timer
+        // interrupt plays in Xen: the timer counts the slice's instructions from this entry.
+        v.vmcs.setField(F.VMX_PREEMPTION_TIMER_VALUE, Math.min(Math.ceil(left), 0xffff_ffff));
         const fail = vmEntry(v.cpu, v.vmcs, !v.launched);
         if (fail !== undefined) {
           d.crash(`VM entry failed: ${"message" in fail ? fail.message : JSON.stringify(fail)}`);
@@ -562,11 +574,12 @@ export class Hypervisor {
       }
       // Run at most up to the next APIC timer deadline (CPI 1 on the host clock), so that the
       // timer interrupt arrives at the instruction it would on hardware, give or take an exit.
-      let chunk = budget - retired - charged;
+      // Otherwise the preemption timer, not this budget, ends the run.
+      let chunk = Number.MAX_SAFE_INTEGER;
       const deadline = this.nextDeadlineNs();
       if (deadline !== Number.POSITIVE_INFINITY) {
         const until = Math.ceil((this.clock.cyclesFromNanoseconds(deadline) - this.clock.cycles) / this.cost.instruction);
-        chunk = Math.max(1, Math.min(chunk, until));
+        chunk = Math.max(1, until);
       }
       const r = v.cpu.run(chunk);
       retired += r.retired;
@@ -578,9 +591,11 @@ export class Hypervisor {
         // An exit costs slice time too (its modelled cycles), so a guest that exits in a loop
         // without retiring instructions (a re-executed REP INS, say) still yields its slice.
         charged += this.cost.vmExitEntry / this.cost.instruction;
+        if ((r.exit.reason & 0xffff) === ExitReason.PreemptionTimer) break;
         continue;
       }
-      if (r.kind === "stop" || r.kind === "budget") break;
+      if (r.kind === "budget") continue; // an APIC timer deadline: the loop head injects the interrupt
+      if (r.kind === "stop") break;
       d.crash(`vCPU ${v.id} stopped: ${r.kind}`);
       break;
     }

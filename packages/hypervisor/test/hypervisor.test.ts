@@ -207,8 +207,22 @@ describe("several domains in one host", () => {
     const hv = new Hypervisor({ memoryMiB: 128, sliceInstructions: 10_000 });
     const heavy = hv.createDomain({ name: "heavy", memoryMiB: 8, kernel: tinyKernel(SPIN), weight: 512 });
     const light = hv.createDomain({ name: "light", memoryMiB: 8, kernel: tinyKernel(SPIN), weight: 256 });
-    hv.run({ maxInstructions: 3_000_000 });
+    const slices: [string, number][] = [];
+    let last = [0, 0];
+    hv.run({
+      maxInstructions: 3_000_000,
+      onSlice: () => {
+        const now = [heavy.instructions, light.instructions];
+        slices.push(now[0]! > last[0]! ? ["heavy", now[0]! - last[0]!] : ["light", now[1]! - last[1]!]);
+        last = now;
+      },
+    });
     expect(heavy.instructions / light.instructions).toBeCloseTo(2, 1);
+    // Each slice ends on a VMX-preemption-timer exit after exactly its weighted length (a spinning
+    // guest has no other exits): 20,000 instructions at weight 512, 10,000 at 256.
+    expect(slices.slice(2, 10)).toEqual([["heavy", 20_000], ["light", 10_000], ["heavy", 20_000], ["light", 10_000], ["heavy", 20_000], ["light", 10_000], ["heavy", 20_000], ["light", 10_000]]);
+    expect(heavy.stats().exitsByReason.PreemptionTimer).toBe(Math.ceil(heavy.instructions / 20_000)); // the last slice is cut short by the run budget
+    expect(light.stats().exitsByReason.PreemptionTimer).toBe(Math.ceil(light.instructions / 10_000));
     heavy.pause();
     const before = heavy.instructions;
     hv.run({ maxInstructions: 100_000 });
@@ -270,8 +284,11 @@ describe("bad configurations and images are refused with the reason", () => {
 describe("the local APIC of each vCPU", () => {
   it("a one-shot x2APIC timer wakes a halted vCPU at its deadline and the vector is injected", () => {
     const hv = new Hypervisor({ memoryMiB: 64 });
-    // SVR = 0x1ff (enabled); LVT timer = vector 0x40, one-shot; divide by 1; initial count 100000; sti; hlt
+    // IA32_APIC_BASE = 0xfee00000 | EN | EXTD (the vCPU's APIC starts in xAPIC mode, as after
+    // reset; x2APIC is entered from there); SVR = 0x1ff (enabled); LVT timer = vector 0x40,
+    // one-shot; divide by 1; initial count 100000; sti; hlt
     const code = [
+      "b91b000000 b8000ce0fe 31d2 0f30",
       "b90f080000 b8ff010000 31d2 0f30",
       "b932080000 b840000000 0f30",
       "b93e080000 b80b000000 0f30",
@@ -288,6 +305,6 @@ describe("the local APIC of each vCPU", () => {
     expect(hv.clock.nanoseconds).toBeGreaterThanOrEqual(100_000);
     // No IDT here: vector 0x40 cannot be delivered, so the domain triple-faults, and only it.
     expect(d.crashReason).toBe("triple fault");
-    expect(d.stats().exitsByReason).toMatchObject({ MsrWrite: 4, Hlt: 1, TripleFault: 1 });
+    expect(d.stats().exitsByReason).toMatchObject({ MsrWrite: 5, Hlt: 1, TripleFault: 1 });
   });
 });

@@ -1,0 +1,132 @@
+/**
+ * Secondary vCPUs brought up the PVH way (hypercalls.ts): HYPERVISOR_vcpu_op VCPUOP_initialise
+ * with a vcpu_hvm_context (xen/include/public/hvm/hvm_vcpu.h), then VCPUOP_up; the AP runs
+ * beside the BSP on the scheduler. Hostile arguments get Xen's error numbers and never hurt the
+ * hypervisor or the other vCPU.
+ */
+import { describe, expect, it } from "vitest";
+import { Hypervisor, VCPUOP_initialise, VCPUOP_is_up, VCPUOP_up, XenErrno } from "@vtlab/hypervisor";
+import { tinyKernel } from "./tiny-kernel.js";
+
+const BASE = 0x10_0000;
+const AP = BASE + 0x80;
+const CTX = BASE + 0x100;
+const FLAG = BASE + 0x800;
+
+const imm32 = (n: number) => Array.from({ length: 4 }, (_, k) => ((n >>> (8 * k)) & 0xff).toString(16).padStart(2, "0")).join("");
+/** mov eax, 24 (HYPERVISOR_vcpu_op); mov ebx, cmd; mov ecx, vcpu; mov edx, arg; vmcall (the 32-bit hypercall ABI). */
+const vcpuOp = (cmd: number, vcpu: number, arg = 0) => `b8${imm32(24)}bb${imm32(cmd)}b9${imm32(vcpu)}ba${imm32(arg)}0f01c1`;
+/** out 0xf4, eax: isa-debug-exit with the value. */
+const OUT = "e7f4";
+/** The BSP waits for the AP's flag, adds ESI and exits with the sum. */
+const WAIT_FLAG = `a1${imm32(FLAG)}85c074f701f0${OUT}`;
+/** PML4 at 0x2000 -> PDPT at 0x3000 -> one 1 GiB identity page (for a 64-bit AP). */
+const TABLES = `c705${imm32(0x2000)}${imm32(0x3003)}c705${imm32(0x3000)}${imm32(0x83)}`;
+
+interface Ctx32 { eip?: number; cr0?: number; csAr?: number; dsAr?: number; trAr?: number; mode?: number }
+/** struct vcpu_hvm_context, VCPU_HVM_MODE_32B: flat 32-bit segments (Xen's compressed attributes). */
+function ctx32(o: Ctx32 = {}): Uint8Array {
+  const b = new Uint8Array(128);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, o.mode ?? 0, true);
+  v.setUint32(8 + 16, BASE + 0xc00, true); // esp
+  v.setUint32(8 + 32, o.eip ?? AP, true);
+  v.setUint32(8 + 36, 2, true); // eflags
+  v.setUint32(8 + 40, o.cr0 ?? 0x11, true); // PE | ET
+  for (let k = 0; k < 4; k++) v.setUint32(8 + 84 + 4 * k, 0xffff_ffff, true); // cs, ds, ss, es limits
+  v.setUint32(8 + 100, 0x67, true); // tr_limit
+  v.setUint16(8 + 104, o.csAr ?? 0xc9b, true);
+  for (let k = 1; k < 4; k++) v.setUint16(8 + 104 + 2 * k, o.dsAr ?? 0xc93, true);
+  v.setUint16(8 + 112, o.trAr ?? 0x8b, true);
+  return b;
+}
+/** VCPU_HVM_MODE_64B: long mode on the tables at 0x2000. */
+function ctx64(rip: number): Uint8Array {
+  const b = new Uint8Array(128);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 1, true);
+  v.setUint32(8 + 32, BASE + 0xc00, true); // rsp
+  v.setUint32(8 + 64, rip, true);
+  v.setUint32(8 + 72, 2, true); // rflags
+  v.setUint32(8 + 80, 0x8001_0031, true); // PG | WP | NE | ET | PE
+  v.setUint32(8 + 88, 0x2000, true); // cr3
+  v.setUint32(8 + 96, 0x20, true); // cr4: PAE
+  v.setUint32(8 + 104, 0x500, true); // efer: LME | LMA
+  return b;
+}
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+/** The image: BSP code at BASE, AP code at AP, a vcpu_hvm_context at CTX. */
+function image(bsp: string, ap: string, ctx: Uint8Array): Uint8Array {
+  const pad = (h: string, bytes: number) => {
+    const s = h.replace(/\s+/g, "");
+    if (s.length / 2 > bytes) throw new Error("code too long");
+    return s + "90".repeat(bytes - s.length / 2);
+  };
+  return tinyKernel(pad(bsp, 0x80) + pad(ap, 0x80) + hex(ctx));
+}
+
+function boot(kernel: Uint8Array, hap = true, vcpus = 2) {
+  const hv = new Hypervisor({ memoryMiB: 64, sliceInstructions: 5_000 });
+  const d = hv.createDomain({ name: "smp", memoryMiB: 8, vcpus, hap, kernel });
+  hv.run({ maxInstructions: 2_000_000 });
+  return d;
+}
+
+describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
+  it("the BSP initialises vCPU 1 in 32-bit mode with paging off (EPT) and brings it up; both run", () => {
+    // AP: mov dword [FLAG], 0x1234; cli; hlt
+    const d = boot(image(`${vcpuOp(VCPUOP_initialise, 1, CTX)} 89c6 ${vcpuOp(VCPUOP_up, 1)} ${WAIT_FLAG}`, `c705${imm32(FLAG)}${imm32(0x1234)} faf4`, ctx32()));
+    expect(d.state).toBe("shutdown");
+    expect(d.exitCode).toBe(0x1234); // the flag plus VCPUOP_initialise's 0
+    expect(d.vcpus[1]!.cpu.counters.instructions).toBe(2); // mov and cli (the HLT exits)
+    expect(d.vcpus[1]!.down).toBe(true);
+    expect(d.stats().exitsByReason.Vmcall).toBe(2);
+  });
+
+  for (const hap of [true, false]) {
+    it(`a vCPU started directly in 64-bit mode on the guest's own page tables (${hap ? "EPT" : "shadow"})`, () => {
+      // AP: mov dword [FLAG], 0x5678 (absolute, SIB); cli; hlt
+      const d = boot(image(`${TABLES} ${vcpuOp(VCPUOP_initialise, 1, CTX)} 89c6 ${vcpuOp(VCPUOP_up, 1)} ${WAIT_FLAG}`, `c70425${imm32(FLAG)}${imm32(0x5678)} faf4`, ctx64(AP)), hap);
+      expect(d.exitCode).toBe(0x5678);
+    });
+  }
+
+  const result = (code: string, ctx = ctx32(), hap = true, vcpus = 2) => boot(image(`${code} ${OUT}`, "faf4", ctx), hap, vcpus).exitCode! | 0;
+  it("VCPUOP_is_up answers 0 before VCPUOP_up and 1 after; vCPU 0 is up from the start", () => {
+    expect(result(vcpuOp(VCPUOP_is_up, 1))).toBe(0);
+    expect(result(`${vcpuOp(VCPUOP_initialise, 1, CTX)} ${vcpuOp(VCPUOP_up, 1)} ${vcpuOp(VCPUOP_is_up, 1)}`)).toBe(1);
+    expect(result(vcpuOp(VCPUOP_is_up, 0))).toBe(1);
+  });
+
+  it("hostile arguments get Xen's error numbers", () => {
+    expect(result(vcpuOp(VCPUOP_initialise, 7, CTX)), "no such vCPU").toBe(-XenErrno.ENOENT);
+    expect(result(vcpuOp(VCPUOP_initialise, 0xffff_ffff, CTX)), "vCPU -1").toBe(-XenErrno.ENOENT);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, 0xffff_f000)), "a context beyond RAM").toBe(-XenErrno.EFAULT);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, 8 * 1024 * 1024 - 64)), "a context running off the end of RAM").toBe(-XenErrno.EFAULT);
+    expect(result(vcpuOp(VCPUOP_up, 1)), "up before initialise").toBe(-XenErrno.EINVAL);
+    expect(result(`${vcpuOp(VCPUOP_initialise, 1, CTX)} ${vcpuOp(VCPUOP_initialise, 1, CTX)}`), "initialised twice").toBe(-XenErrno.EEXIST);
+    expect(result(vcpuOp(VCPUOP_initialise, 0, CTX)), "the running BSP").toBe(-XenErrno.EEXIST);
+    expect(result(vcpuOp(99, 1, CTX)), "unknown command").toBe(-XenErrno.ENOSYS);
+    for (const [what, ctx] of [
+      ["mode 5", ctx32({ mode: 5 })],
+      ["a data segment in CS", ctx32({ csAr: 0xc93 })],
+      ["a not-present DS", ctx32({ dsAr: 0xc13 })],
+      ["a 64-bit CS in a 32-bit context", ctx32({ csAr: 0xa9b })],
+      ["an available (not busy) TSS", ctx32({ trAr: 0x89 })],
+      ["real mode (CR0.PE = 0)", ctx32({ cr0: 0x10 })],
+      ["legacy paging (PG without LME)", ctx32({ cr0: 0x8000_0011 })],
+    ] as const) {
+      expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx), what).toBe(-XenErrno.EINVAL);
+    }
+    // Paging off needs unrestricted guest, which needs EPT: refused on a shadow domain.
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32(), false)).toBe(-XenErrno.EINVAL);
+  });
+
+  it("a refused bring-up leaves the AP down and the domain powers off when the BSP halts", () => {
+    const d = boot(image(`${vcpuOp(VCPUOP_up, 1)} fa f4`, "faf4", ctx32()));
+    expect(d.state).toBe("shutdown");
+    expect(d.shutdownReason).toMatch(/interrupts disabled/);
+    expect(d.vcpus[1]!.launched).toBe(false);
+  });
+});
