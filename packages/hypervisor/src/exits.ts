@@ -116,7 +116,10 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
         if (leaf === 1) {
           cpuidOut[1] = (cpuidOut[1]! & 0x00ff_ffff) | (v.id << 24); // initial APIC id
           cpuidOut[2] = (cpuidOut[2]! & ~(1 << 5)) | (1 << 31); // no VMX for the guest; the hypervisor-present bit
-          if (v.apic !== undefined) cpuidOut[2] = cpuidOut[2]! | (1 << 21); // x2APIC
+          if (v.apic !== undefined) {
+            cpuidOut[2] = cpuidOut[2]! | (1 << 21); // ECX.x2APIC
+            cpuidOut[3] = cpuidOut[3]! | (1 << 9); // EDX.APIC: an on-chip local APIC
+          }
         }
       }
       cpu.setReg32(0, cpuidOut[0]!);

@@ -39,6 +39,7 @@ import {
   Vmcs,
   setupFlat64Guest,
   vmEntry,
+  type ExitOutcome,
   type VmExit,
 } from "@vtlab/cpu-vmx";
 import { NestedPaging, P2mType, RangeP2m, type NestedPagingStats } from "@vtlab/mmu-ept";
@@ -79,7 +80,6 @@ export interface DomainOptions {
   readonly onConsole?: (text: string) => void;
   /** Credit-scheduler weight (default 256, Xen's default). */
   readonly weight?: number;
-  readonly onCrash?: "destroy" | "preserve";
 }
 
 export interface DomainStats {
@@ -680,14 +680,22 @@ export class Hypervisor {
       d.crash(out.reason);
       return;
     }
-    if (out.kind === "inject") {
+    let event: ExitOutcome | undefined = out.kind === "inject" ? out : undefined;
+    // An exit that interrupted the delivery of an event (IDT-vectoring information valid) and was
+    // handled without an event of its own: deliver that event again (Xen's vmx_idtv_reinject).
+    const iv = exit.idtVectoring;
+    if (event === undefined && iv !== undefined && d.state === "running") {
+      event = { kind: "inject", vector: iv.vector, type: iv.type, ...(iv.errorCode !== undefined ? { errorCode: iv.errorCode } : {}), instructionLength: exit.instructionLength };
+    }
+    if (event?.kind === "inject") {
       // A reflected #PF carries the faulting address: CR2 is not VMCS state, the vCPU holds it.
-      if (out.cr2 !== undefined) ctx.vcpu.cpu.cr2 = out.cr2;
-      const hw = IntrType.HardwareException;
-      const ec = out.errorCode !== undefined;
-      ctx.vcpu.vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (ec ? INTR_INFO_ERROR_CODE_VALID : 0) | (hw << 8) | out.vector) >>> 0);
-      if (ec) ctx.vcpu.vmcs.setField(F.VM_ENTRY_EXCEPTION_ERROR_CODE, out.errorCode!);
-      ctx.vcpu.vmcs.setField(F.VM_ENTRY_INSTRUCTION_LEN, 0);
+      if (event.cr2 !== undefined) ctx.vcpu.cpu.cr2 = event.cr2;
+      const type = event.type ?? IntrType.HardwareException;
+      const ec = event.errorCode !== undefined;
+      const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
+      ctx.vcpu.vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (ec ? INTR_INFO_ERROR_CODE_VALID : 0) | (type << 8) | event.vector) >>> 0);
+      if (ec) ctx.vcpu.vmcs.setField(F.VM_ENTRY_EXCEPTION_ERROR_CODE, event.errorCode!);
+      ctx.vcpu.vmcs.setField(F.VM_ENTRY_INSTRUCTION_LEN, software ? (event.instructionLength ?? 0) : 0);
     }
   }
 }

@@ -92,6 +92,8 @@ describe("exits a guest causes", () => {
     // mov eax, 0x40000000; cpuid; mov eax, ebx; out 0xf4, eax
     expect(runTiny("b800000040 0fa2 89d8 e7f4").exitCode).toBe(0x566e6558); // "XenV"
     // mov eax, 1; cpuid; mov eax, ecx; out 0xf4, eax
+    // mov eax, 1; cpuid; mov eax, edx; out 0xf4, eax: EDX.APIC (bit 9)
+    expect((runTiny("b801000000 0fa2 89d0 e7f4").exitCode! >>> 9) & 1).toBe(1);
     const ecx = runTiny("b801000000 0fa2 89c8 e7f4").exitCode!;
     expect(ecx >>> 31).toBe(1);
     expect(ecx & (1 << 5)).toBe(0);

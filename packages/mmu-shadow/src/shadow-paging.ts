@@ -453,7 +453,15 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (this.oos.size > 0 && out.steps === 4) this.snapshotEntry(out.stepAddress[3] as number);
     // The fault interrupted an event delivery: deliver the event again.
     const v = exit.idtVectoring;
-    if (v !== undefined && (v.type === 3 || v.type === 2 || v.type === 0)) return { kind: "inject", vector: v.vector, ...(v.errorCode !== undefined ? { errorCode: v.errorCode } : {}) };
+    if (v !== undefined) {
+      return {
+        kind: "inject",
+        vector: v.vector,
+        type: v.type,
+        ...(v.errorCode !== undefined ? { errorCode: v.errorCode } : {}),
+        ...(v.type === 4 || v.type === 6 ? { instructionLength: exit.instructionLength } : {}),
+      };
+    }
     return { kind: "resume" };
   }
 

@@ -90,8 +90,13 @@ export interface VmExit {
 export type ExitOutcome =
   /** Handled: resume the guest (RIP advanced where the exit was an instruction). */
   | { readonly kind: "resume" }
-  /** Reflect an event into the guest (a true guest #PF, with its error code and CR2). */
-  | { readonly kind: "inject"; readonly vector: number; readonly errorCode?: number; readonly cr2?: number }
+  /**
+   * Inject an event at the next VM entry: a reflected true guest #PF (with its error code and
+   * CR2), or an event whose delivery the exit interrupted (IDT-vectoring information), with its
+   * interruption type (SDM Table 25-17; default 3, hardware exception) and, for software
+   * interrupts and exceptions, the instruction length.
+   */
+  | { readonly kind: "inject"; readonly vector: number; readonly errorCode?: number; readonly cr2?: number; readonly type?: number; readonly instructionLength?: number }
   /** A guest-physical access the device model must emulate (MMIO). */
   | { readonly kind: "mmio"; readonly gpa: number; readonly write: boolean }
   /** The guest did something its domain cannot survive: crash the domain, not the host. */
