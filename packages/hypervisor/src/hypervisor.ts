@@ -47,7 +47,7 @@ import { ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
 import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
-import { BOOT_CS32, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
+import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
 import { HostFrames } from "./host/frames.js";
 import { APIC_BASE_DEFAULT, ApicShorthand, LocalApic, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
@@ -445,17 +445,20 @@ export class Hypervisor {
         idtBase: 0,
         idtLimit: 0,
         tssBase: boot.tssBase,
-        codeSelector: BOOT_CS32,
+        codeSelector: boot.protocol === "direct64" ? BOOT_CS64 : BOOT_CS32,
         dataSelector: BOOT_DS,
         tssSelector: BOOT_TSS,
       });
       if (err !== undefined) throw new Error(`vtlab bug: ${err.message}`);
-      // The PVH / Multiboot entry: a flat 32-bit code segment (CS.L = 0, D = 1). See builder/pvh.ts.
-      v.vmcs.setField(F.GUEST_CS_AR_BYTES, 0xc09b);
+      // The PVH / Multiboot entry: a flat 32-bit code segment (CS.L = 0, D = 1); direct 64-bit
+      // boot keeps setupFlat64Guest's 64-bit code segment. See builder/pvh.ts.
+      const direct64 = boot.protocol === "direct64";
+      if (!direct64) v.vmcs.setField(F.GUEST_CS_AR_BYTES, 0xc09b);
       v.vmcs.setField(F.GUEST_IA32_EFER, EFER_LME | EFER_LMA);
       this.setupVcpuControls(d, v);
       d.paging.setupVcpu(v.cpu, v.vmcs);
-      if (d.hap) enterPagingOff(v.vmcs);
+      if (d.hap && !direct64) enterPagingOff(v.vmcs);
+      if (direct64) v.cpu.setReg32(7, boot.startInfo); // RDI = hvm_start_info (the SysV first argument)
       if (d.paging instanceof NestedPaging) v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
       v.cpu.setReg32(3, boot.startInfo); // EBX = struct hvm_start_info, or multiboot_info
       v.cpu.setReg32(0, boot.eax); // EAX = 0x2BADB002 for Multiboot

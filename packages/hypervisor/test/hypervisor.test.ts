@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { guestExpectedOutputUrl, guestImageUrl, type GuestImageName } from "@vtlab/guests";
 import { BootLayout, DomainError, Hypervisor, MAX_STRING_IO_PER_EXIT, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
 import { ENTRY_IA32E_MODE, SECONDARY_UNRESTRICTED_GUEST, VmcsField as F } from "@vtlab/cpu-vmx";
-import { SPIN, TRIPLE_FAULT, multibootKernel, tinyKernel } from "./tiny-kernel.js";
+import { SPIN, TRIPLE_FAULT, direct64Kernel, multibootKernel, tinyKernel } from "./tiny-kernel.js";
 
 const image = (name: GuestImageName) => new Uint8Array(readFileSync(guestImageUrl(name)));
 const expected = (name: GuestImageName) => readFileSync(guestExpectedOutputUrl(name), "utf8");
@@ -57,6 +57,21 @@ describe("guest kernels on shadow paging (hap=0)", () => {
       expect(s.exitsByReason.ExceptionOrNmi).toBeGreaterThan(0);
       expect(s.shadow!.cr3Loads).toBeGreaterThan(0);
       if (name === "demand") expect(s.shadow!.faults.guest).toBeGreaterThanOrEqual(6160); // the guest's own demand faults, reflected with CR2
+    });
+  }
+});
+
+describe("direct 64-bit boot (an ELF64 with neither a PVH note nor a Multiboot header)", () => {
+  for (const hap of [true, false]) {
+    it(`enters e_entry in 64-bit mode on the identity map with RDI = RBX = hvm_start_info (${hap ? "EPT" : "shadow"})`, () => {
+      const hv = new Hypervisor({ memoryMiB: 64 });
+      // cmp rdi, rbx; jne spin; mov eax, [rdi] (the hvm_start_info magic); out 0xf4, eax; hlt; spin: jmp $
+      const d = hv.createDomain({ name: "d64", memoryMiB: 8, hap, kernel: direct64Kernel("4839df 7505 8b07 e7f4 f4 ebfe") });
+      hv.run({ maxInstructions: 100_000 });
+      expect(d.exitCode).toBe(XEN_HVM_START_MAGIC_VALUE);
+      const v = d.vcpus[0]!;
+      expect(v.cpu.mode64).toBe(true);
+      expect(v.vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_UNRESTRICTED_GUEST).toBe(0);
     });
   }
 });
@@ -265,7 +280,7 @@ describe("bad configurations and images are refused with the reason", () => {
     ["more memory than the host has", { ...ok, memoryMiB: 4096 }, /more than the host has free/],
     ["zero vCPUs", { ...ok, vcpus: 0 }, /vcpus: 0/],
     ["a file that is not ELF", { ...ok, kernel: new Uint8Array(100) }, /kernel: e_ident\[EI_MAG\]/],
-    ["an ELF without the PVH note", { ...ok, kernel: tinyKernel(SPIN).fill(0, 0x180, 0x194) }, /neither a XEN_ELFNOTE_PHYS32_ENTRY note \(PVH\) nor a Multiboot header/],
+    ["an ELF with neither a PVH note nor a Multiboot header, not linked at its load address", { ...ok, kernel: direct64Kernel(SPIN, 0x20_0000) }, /boots directly in 64-bit mode on an identity map; but a PT_LOAD segment has p_vaddr 0x200000 != p_paddr 0x100000/],
     ["a command line too long", { ...ok, cmdline: "x".repeat(5000) }, /cmdline: 5000 bytes/],
     ["a command line with a NUL or a non-ASCII character", { ...ok, cmdline: "a=1\u0000b" }, /cmdline: character 3 \(code 0\)/],
   ];

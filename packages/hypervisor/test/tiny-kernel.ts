@@ -73,6 +73,19 @@ export function multibootKernel(codeHex: string, checksum = 0xe4524ffb): Uint8Ar
   return image;
 }
 
+/**
+ * A kernel for direct 64-bit boot: the same ELF with neither the PVH note nor a Multiboot header,
+ * its code 64-bit; `vaddr` sets p_vaddr (and e_entry) of the segment loaded at 1 MiB.
+ */
+export function direct64Kernel(codeHex: string, vaddr = 0x10_0000): Uint8Array {
+  const image = tinyKernel(codeHex);
+  image.fill(0, 0x180, 0x194); // no XEN_ELFNOTE_PHYS32_ENTRY note
+  const dv = new DataView(image.buffer);
+  dv.setUint32(24, vaddr, true); // e_entry
+  dv.setUint32(64 + 16, vaddr, true); // p_vaddr
+  return image;
+}
+
 /** `jmp $`: spins forever (a compute-bound domain for the scheduler). */
 export const SPIN = "ebfe";
 /** `int3` with no IDT: #GP, #DF, triple fault. */

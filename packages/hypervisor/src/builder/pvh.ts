@@ -3,7 +3,12 @@
  * start_info.h): PT_LOAD segments at p_paddr, a `struct hvm_start_info` with the command line and
  * an E820-style memory map, and the entry from the XEN_ELFNOTE_PHYS32_ENTRY note.
  *
- * Two entry states (`entry`):
+ * A kernel with neither a PVH note nor a Multiboot header boots directly in 64-bit mode: long
+ * mode at its e_entry, CS the 64-bit code segment 0x18, paging on the builder's identity map of
+ * the first 4 GiB, RDI = RBX = the hvm_start_info address (the same start-info page as PVH), no
+ * stack (RSP = 0, as PVH gives none). It must be linked at its load address.
+ *
+ * Two entry states for the 32-bit (PVH and Multiboot) entries (`entryState`):
  * - "paging-off" (EPT domains): what PVH and Multiboot specify, flat 32-bit protected mode with
  *   paging off. VT-x runs that only with "unrestricted guest", which needs EPT.
  * - "identity-map" (shadow domains; modelled differently from PVH, said in the README): without
@@ -71,8 +76,12 @@ export const MULTIBOOT_INFO_MEM_MAP = 1 << 6;
 export const MULTIBOOT_MEMORY_AVAILABLE = 1;
 
 export interface BootState {
-  /** How the kernel is entered: PVH (EBX = hvm_start_info) or Multiboot (EAX = 0x2BADB002, EBX = multiboot_info). */
-  readonly protocol: "pvh" | "multiboot";
+  /**
+   * How the kernel is entered: PVH (32-bit entry, EBX = hvm_start_info), Multiboot (32-bit entry,
+   * EAX = 0x2BADB002, EBX = multiboot_info), or direct 64-bit boot for an ELF64 with neither (long
+   * mode at e_entry on the builder's identity map, RDI = RBX = hvm_start_info).
+   */
+  readonly protocol: "pvh" | "multiboot" | "direct64";
   /** Initial EAX (Multiboot's magic; 0 for PVH). */
   readonly eax: number;
   readonly entry: number;
@@ -100,20 +109,29 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   if (memorySize < 2 * 1024 * 1024) return { kind: "boot-error", message: `memory: ${memorySize} bytes is too small (at least 2 MiB)` };
   const elf = parseElf(image, memorySize);
   if ("kind" in elf) return elf;
-  let multiboot = false;
+  let protocol: BootState["protocol"] = "pvh";
   if (elf.pvhEntry === undefined) {
     const mb = findMultibootHeader(image);
     if (typeof mb === "string") return { kind: "boot-error", message: `kernel: ${mb}` };
-    if (mb === undefined) return { kind: "boot-error", message: "kernel: neither a XEN_ELFNOTE_PHYS32_ENTRY note (PVH) nor a Multiboot header in the first 8 KiB" };
-    multiboot = true;
+    protocol = mb === undefined ? "direct64" : "multiboot";
   }
+  const multiboot = protocol === "multiboot";
   const entry = elf.pvhEntry ?? elf.entry;
+  if (protocol === "direct64") {
+    // The builder's page tables map the first 4 GiB one to one, so the kernel must be linked
+    // where it is loaded (a higher-half kernel boots through its PVH entry instead).
+    for (const s of elf.segments) {
+      if (s.memSize > 0 && s.vaddr !== s.paddr) {
+        return { kind: "boot-error", message: `kernel: no PVH note or Multiboot header, so it boots directly in 64-bit mode on an identity map; but a PT_LOAD segment has p_vaddr 0x${s.vaddr.toString(16)} != p_paddr 0x${s.paddr.toString(16)} (link it at its load address, or give it a XEN_ELFNOTE_PHYS32_ENTRY note)` };
+      }
+    }
+  }
   for (const s of elf.segments) {
     if (s.memSize > 0 && s.paddr < BootLayout.end) {
       return { kind: "boot-error", message: `kernel: PT_LOAD at p_paddr 0x${s.paddr.toString(16)} overlaps the boot structures below 0x${BootLayout.end.toString(16)}` };
     }
   }
-  if (entry >= memorySize || entry >= 2 ** 32) return { kind: "boot-error", message: `kernel: ${multiboot ? "e_entry" : "PVH entry"} 0x${entry.toString(16)} lies beyond guest memory or 4 GiB` };
+  if (entry >= memorySize || entry >= 2 ** 32) return { kind: "boot-error", message: `kernel: ${protocol === "pvh" ? "PVH entry" : "e_entry"} 0x${entry.toString(16)} lies beyond guest memory or 4 GiB` };
   if (cmdline.length > MAX_CMDLINE) return { kind: "boot-error", message: `cmdline: ${cmdline.length} bytes is longer than the ${MAX_CMDLINE}-byte limit` };
   const cmd = new Uint8Array(cmdline.length);
   for (let i = 0; i < cmdline.length; i++) {
@@ -132,8 +150,8 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   cmdz.set(cmd);
   mem.write(BootLayout.cmdline, cmdz);
   writeGdt(mem);
-  if (entryState === "identity-map") writeIdentityMap(mem);
-  return { protocol: multiboot ? "multiboot" : "pvh", eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
+  if (entryState === "identity-map" || protocol === "direct64") writeIdentityMap(mem);
+  return { protocol, eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
 }
 
 /** The Multiboot header, if the image has one: undefined when absent, a message when it is bad. */
