@@ -240,6 +240,14 @@ function setHvmContext(ctx: ExitContext, t: Vcpu, c: DataView): number {
   if (rflagsHigh !== 0 || (rflags & 0xffc0_8028) !== 0) return EINVAL; // reserved RFLAGS bits
   if ((rflags & (1 << 17)) !== 0) return EINVAL; // RFLAGS.VM: no virtual-8086 mode
   if (cr3 >= 2 ** 52) return EINVAL;
+  // RSP is VMCS guest state (VM entry loads it from GUEST_RSP), the other GPRs live in the vCPU.
+  const rsp = long ? u64(R64.rsp) : c.getUint32(R32.esp, true);
+  vmcs.setNatural(F.GUEST_RSP, rsp >= 2 ** 63 ? rsp - 2 ** 64 : rsp);
+  // Descriptor tables as after a reset (SDM 9.1.1: base 0, limit FFFFH): the new vCPU loads its own.
+  vmcs.setNatural(F.GUEST_GDTR_BASE, 0);
+  vmcs.setField(F.GUEST_GDTR_LIMIT, 0xffff);
+  vmcs.setNatural(F.GUEST_IDTR_BASE, 0);
+  vmcs.setField(F.GUEST_IDTR_LIMIT, 0xffff);
   vmcs.setNatural(F.GUEST_RIP, rip);
   vmcs.setField(F.GUEST_RFLAGS, (rflags | RFLAGS_FIXED) >>> 0);
   vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, 0);

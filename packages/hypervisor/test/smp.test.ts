@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Hypervisor, VCPUOP_initialise, VCPUOP_is_up, VCPUOP_up, XenErrno } from "@vtlab/hypervisor";
+import { MMIO_GUESTS } from "./mmio-guests.js";
 import { tinyKernel } from "./tiny-kernel.js";
 
 const BASE = 0x10_0000;
@@ -41,12 +42,13 @@ function ctx32(o: Ctx32 = {}): Uint8Array {
   return b;
 }
 /** VCPU_HVM_MODE_64B: long mode on the tables at 0x2000. */
-function ctx64(rip: number): Uint8Array {
+function ctx64(rip: number, ripHi = 0): Uint8Array {
   const b = new Uint8Array(128);
   const v = new DataView(b.buffer);
   v.setUint32(0, 1, true);
   v.setUint32(8 + 32, BASE + 0xc00, true); // rsp
   v.setUint32(8 + 64, rip, true);
+  v.setUint32(8 + 68, ripHi, true);
   v.setUint32(8 + 72, 2, true); // rflags
   v.setUint32(8 + 80, 0x8001_0031, true); // PG | WP | NE | ET | PE
   v.setUint32(8 + 88, 0x2000, true); // cr3
@@ -119,6 +121,7 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
     ] as const) {
       expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx), what).toBe(-XenErrno.EINVAL);
     }
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0x8000)), "a non-canonical 64-bit RIP").toBe(-XenErrno.EINVAL);
     // Paging off needs unrestricted guest, which needs EPT: refused on a shadow domain.
     expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32(), false)).toBe(-XenErrno.EINVAL);
   });
@@ -129,4 +132,27 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
     expect(d.shutdownReason).toMatch(/interrupts disabled/);
     expect(d.vcpus[1]!.launched).toBe(false);
   });
+
+  for (const hap of [true, false]) {
+    it(`an IPI from the BSP through the xAPIC ICR reaches the AP it names (${hap ? "EPT" : "shadow"})`, () => {
+      // test/mmio-guests/ipi.S: vCPU 1 comes up in 64-bit mode, enables its APIC and waits in HLT;
+      // the BSP sends vector 0x40 to APIC ID 1; the AP counts it and EOIs its own APIC.
+      const hv = new Hypervisor({ memoryMiB: 64, sliceInstructions: 20_000 });
+      const d = hv.createDomain({ name: "ipi", memoryMiB: 8, vcpus: 2, hap, kernel: tinyKernel(MMIO_GUESTS.ipi) });
+      hv.run({ maxInstructions: 5_000_000 });
+      const word = (gpa: number) => hv.memory.read32(d.machineAddress(gpa)!);
+      expect(d.crashReason).toBeUndefined();
+      expect(d.state).toBe("shutdown");
+      expect(d.shutdownReason).toMatch(/halted with interrupts disabled/);
+      expect(word(0x130020)).toBe(0); // VCPUOP_initialise
+      expect(word(0x130024)).toBe(0); // VCPUOP_up
+      expect(word(0x130000)).toBe(1); // IPIs taken
+      const [bsp, ap] = d.vcpus;
+      expect(ap!.interruptsInjected).toBe(1);
+      expect(bsp!.interruptsInjected).toBe(0);
+      expect(ap!.apic!.stats.eoi).toBe(1);
+      expect(bsp!.apic!.stats.eoi).toBe(0);
+      expect(ap!.wakeups).toBeGreaterThanOrEqual(1); // the IPI woke it from HLT
+    });
+  }
 });
