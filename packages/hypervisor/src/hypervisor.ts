@@ -49,7 +49,7 @@ import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
 import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
 import { HostFrames } from "./host/frames.js";
-import { APIC_BASE_DEFAULT, ApicShorthand, LocalApic, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
+import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 import type { VcpuBringUp } from "./hypercalls.js";
@@ -183,6 +183,8 @@ export class Domain {
   exitCode: number | undefined;
   /** Why the domain shut down without an exit code (power off). */
   shutdownReason: string | undefined;
+  /** IPIs with a delivery mode the hypervisor does not model (INIT, NMI, SMI, ExtINT, SIPI to a running vCPU). */
+  ipisIgnored = 0;
   /** VMCALLs made (answered -ENOSYS until the hypercall table exists). */
   hypercalls = 0;
   crashReason: string | undefined;
@@ -662,9 +664,14 @@ export class Hypervisor {
     }
   }
 
-  /** ICR writes: fixed IPIs to the domain's own vCPUs (INIT/SIPI for APs are not modelled). */
+  /**
+   * ICR writes, to the domain's own vCPUs. Fixed IPIs are delivered (lowest priority goes to the
+   * first vCPU addressed: modelled more simply than arbitration). A start-up IPI to a vCPU that is
+   * not up crashes the domain with the reason: APs would start in real mode, which the
+   * interpreter lacks, so PVH guests bring them up with HYPERVISOR_vcpu_op instead. INIT, NMI,
+   * SMI and ExtINT IPIs are not modelled and only counted (`Domain.ipisIgnored`).
+   */
   private routeIpi(d: Domain, from: Vcpu, dest: number, vector: number, shorthand: number, mode: number): void {
-    if (mode !== 0) return; // only fixed delivery is routed
     for (const t of d.vcpus) {
       const self = t === from;
       const hit =
@@ -672,7 +679,16 @@ export class Hypervisor {
         : shorthand === ApicShorthand.AllIncludingSelf ? true
         : shorthand === ApicShorthand.AllExcludingSelf ? !self
         : dest === 0xffff_ffff || dest === t.id;
-      if (hit) t.apic?.acceptInterrupt(vector);
+      if (!hit) continue;
+      if (mode === ApicDeliveryMode.Fixed || mode === ApicDeliveryMode.LowestPriority) {
+        t.apic?.acceptInterrupt(vector);
+        if (mode === ApicDeliveryMode.LowestPriority) return;
+      } else if (mode === ApicDeliveryMode.StartUp && !t.bringUp.up) {
+        d.crash(`start-up IPI (vector 0x${vector.toString(16)}) to vCPU ${t.id}: real-mode AP start-up is not modelled; bring APs up with HYPERVISOR_vcpu_op (VCPUOP_initialise, VCPUOP_up)`);
+        return;
+      } else {
+        d.ipisIgnored++;
+      }
     }
   }
 
