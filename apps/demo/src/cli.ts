@@ -7,7 +7,7 @@ import { ConfigError, DomainError } from "@vtlab/hypervisor";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { MachineError } from "./machines.js";
-import { formatReports, runDemo, runMachines } from "./run.js";
+import { describeCrash, formatReports, formatRunReports, runDemo, runMachines } from "./run.js";
 import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
 
 export const USAGE = `usage: vtlab <command> [options]
@@ -15,7 +15,11 @@ export const USAGE = `usage: vtlab <command> [options]
 commands:
   run [--json] [--max-instructions N] <file.cfg>...
         boot the machines the xl.cfg-style files describe, in one host, and stream their
-        consoles; a statistics table at the end (--json: the statistics as JSON)
+        consoles; each machine's on_crash (destroy, preserve, restart) is applied as in the
+        shell and every crash reported. A statistics table at the end, one row per file with
+        its restarts and on_crash outcome (--json: the same as JSON). Exit status 0 when every
+        machine shut down with code 0 and none ever crashed (a crash counts even if the
+        machine was restarted and then finished), 1 otherwise
   demo [--json] [--workloads compute,ptemod,forkwait,disk] [--max-instructions N]
         boot the reference kernel's workloads on a shadow-paging machine and an EPT machine
         and compare them: instructions, exits by reason, walks and references, TLB hit
@@ -109,9 +113,16 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
         io.err(`vtlab run: give at least one config file\n\n${USAGE}\n`);
         return 2;
       }
-      const reports = runMachines(parsed.rest, { ...(max !== undefined ? { maxInstructions: max } : {}), onConsole: consoleOut, onProgress: progress });
-      io.out(json ? `${JSON.stringify(reports, null, 2)}\n` : `\n${formatReports(reports)}\n`);
-      return reports.every((r) => r.state === "shutdown" && r.exitCode === 0) ? 0 : 1;
+      const reports = runMachines(parsed.rest, {
+        ...(max !== undefined ? { maxInstructions: max } : {}),
+        onConsole: consoleOut,
+        onProgress: progress,
+        // Beside the consoles; on stderr with --json, so that stdout stays one JSON document.
+        onCrash: (r) => (json ? io.err : io.out)(`${describeCrash(r)}\n`),
+      });
+      io.out(json ? `${JSON.stringify(reports, null, 2)}\n` : `\n${formatRunReports(reports)}\n`);
+      // A crash fails the run even when on_crash restarted the machine and it then finished.
+      return reports.every((r) => r.state === "shutdown" && r.exitCode === 0 && r.crashes.length === 0) ? 0 : 1;
     }
     if (parsed.rest.length > 0) {
       io.err(`vtlab demo: unexpected argument "${parsed.rest[0]}"\n`);

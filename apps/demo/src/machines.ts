@@ -5,7 +5,7 @@
  */
 import { closeSync, fstatSync, openSync, readFileSync, readSync, writeSync, appendFileSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { SECTOR_SIZE, parseDomainConfig, type BlockBackend, type Domain, type DomainConfig, type Hypervisor } from "@vtlab/hypervisor";
+import { SECTOR_SIZE, domainOptions, parseDomainConfig, type BlockBackend, type Domain, type DomainConfig, type DomainResources, type Hypervisor } from "@vtlab/hypervisor";
 
 export class MachineError extends Error {
   constructor(message: string) {
@@ -65,9 +65,14 @@ export function serialFilePath(file: string, config: DomainConfig): string | und
   return config.serial.kind === "file" ? resolve(dirname(file), config.serial.path) : undefined;
 }
 
-/** What a domain built from `config` (read from `file`) needs: the kernel read, the disks opened, the console routed. */
-export interface MachineResources {
+/**
+ * What a domain built from `config` (read from `file`) needs: the kernel read, the disks opened,
+ * the console routed. It is the toolstack's `DomainResources` (`disk` is the first of `disks`).
+ */
+export interface MachineResources extends DomainResources {
   readonly kernel: Uint8Array;
+  /** The primary-master disk: the first of `disks`. */
+  readonly disk?: FileBlockBackend;
   readonly disks: FileBlockBackend[];
   /** Console text of the domain: to `onConsole` for serial = "pty", appended to the file for "file:PATH", dropped for "none". */
   readonly onConsole: (text: string) => void;
@@ -106,6 +111,7 @@ export function machineResources(file: string, config: DomainConfig, onConsole: 
   const serialFile = serialFilePath(file, config);
   return {
     kernel,
+    ...(disks[0] !== undefined ? { disk: disks[0] } : {}),
     disks,
     onConsole: (t) => {
       if (serial.kind === "pty") onConsole(config.name, t);
@@ -115,22 +121,22 @@ export function machineResources(file: string, config: DomainConfig, onConsole: 
   };
 }
 
-/** Parse `file` and create its domain in `hv`; console lines go to `onConsole`. */
+/**
+ * Parse `file` and create its domain in `hv` (the options from the toolstack's `domainOptions`);
+ * console lines go to `onConsole`. A bare domain: nothing acts on its `on_crash` (a `Toolstack`
+ * does, as `vtlab run` and `vtlab shell` use). Close `disks` when done with it.
+ */
 export function loadMachine(hv: Hypervisor, file: string, onConsole: (name: string, text: string) => void): LoadedMachine {
   const config = readMachineConfig(file);
   const r = machineResources(file, config, onConsole);
   const serialFile = serialFilePath(file, config);
-  if (serialFile !== undefined) writeFileSync(serialFile, "");
-  const domain = hv.createDomain({
-    name: config.name,
-    memoryMiB: config.memory,
-    vcpus: config.vcpus,
-    hap: config.hap,
-    kernel: r.kernel,
-    cmdline: config.cmdline,
-    ...(r.disks[0] !== undefined ? { disk: r.disks[0] } : {}),
-    weight: config.weight,
-    onConsole: r.onConsole,
-  });
+  let domain: Domain;
+  try {
+    if (serialFile !== undefined) writeFileSync(serialFile, "");
+    domain = hv.createDomain(domainOptions(config, r));
+  } catch (e) {
+    r.release();
+    throw e;
+  }
   return { file, config, domain, disks: r.disks };
 }

@@ -1,11 +1,12 @@
 /**
- * What the `vtlab` command does: boot machines from config files (`run`) and the side-by-side
- * demonstration (`demo`), with a progress line on long runs and a statistics table at the end.
+ * What the `vtlab` command does: boot machines from config files (`run`, through the toolstack,
+ * so that each config's `on_crash` is applied) and the side-by-side demonstration (`demo`), with
+ * a progress line on long runs and a statistics table at the end.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { REFERENCE_KERNEL_WORKLOADS, referenceKernelUrl, type ReferenceKernelWorkload } from "@vtlab/guests";
-import { DomainError, Hypervisor, MemoryBlockBackend, type Domain } from "@vtlab/hypervisor";
-import { loadMachine, type LoadedMachine } from "./machines.js";
+import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, type CrashOutcome, type CrashRecord, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
+import { machineResources, readMachineConfig, serialFilePath } from "./machines.js";
 import { fmt, formatTable } from "./table.js";
 
 export interface MachineReport {
@@ -59,13 +60,67 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
   };
 }
 
+/**
+ * A machine of `vtlab run`: the statistics of its last incarnation (a restarted machine's earlier
+ * incarnations are in `crashes` only), and what the toolstack did about its crashes.
+ */
+export interface RunReport extends MachineReport {
+  /** The domain id of the last incarnation. */
+  readonly domid: number;
+  /** Restarts after crashes (on_crash = "restart"). */
+  readonly restarts: number;
+  /** What the toolstack did about the last crash (`on_crash` applied); null when the machine never crashed. */
+  readonly onCrash: CrashOutcome | null;
+  /** Every crash, oldest first, with the action and outcome. */
+  readonly crashes: readonly CrashRecord[];
+}
+
+/**
+ * The report of a machine the toolstack managed. Its `state` is "crashed" when the last
+ * incarnation crashed, whatever `on_crash` did with it afterwards ("destroyed" is in `onCrash`).
+ */
+export function runReport(hv: Hypervisor, m: ManagedDomain, wallSeconds: number, firstLineMs: number | null = null): RunReport {
+  const r = report(hv, m.domain, wallSeconds, firstLineMs);
+  const last = m.crashes.at(-1);
+  const crashedLast = last !== undefined && last.domid === m.domain.id;
+  return {
+    ...r,
+    state: crashedLast ? "crashed" : r.state,
+    crashReason: crashedLast ? last.reason : r.crashReason,
+    domid: m.domain.id,
+    restarts: m.restarts,
+    onCrash: last?.outcome ?? null,
+    crashes: [...m.crashes],
+  };
+}
+
 function diskMiB(d: Domain): number {
   const st = d.disk?.stats;
   return st === undefined ? 0 : ((st.sectorsRead + st.sectorsWritten) * 512) / (1024 * 1024);
 }
 
 export function formatReports(reports: readonly MachineReport[]): string {
-  const header = ["machine", "mmu", "result", "instructions", "VM exits", "shadow #PF", "PT writes", "I/O exits", "I/O per disk MiB", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS"];
+  const crashes = reports.filter((r) => r.crashReason !== null).map((r) => `${r.name}: crashed: ${r.crashReason}`);
+  return reportTables(reports, [], crashes);
+}
+
+/** The table of `vtlab run`: `formatReports`' with the restarts and the on_crash outcome, and every crash below. */
+export function formatRunReports(reports: readonly RunReport[]): string {
+  const columns: ExtraColumn<RunReport>[] = [
+    { header: "restarts", cell: (r) => fmt(r.restarts) },
+    { header: "on_crash", cell: (r) => r.onCrash ?? "-" },
+  ];
+  return reportTables(reports, columns, reports.flatMap((r) => r.crashes.map(describeCrash)));
+}
+
+interface ExtraColumn<R> {
+  readonly header: string;
+  readonly cell: (r: R) => string;
+}
+
+/** The statistics table (with `extra` columns at the end), the exits by reason, then the `notes` lines. */
+function reportTables<R extends MachineReport>(reports: readonly R[], extra: readonly ExtraColumn<R>[], notes: readonly string[]): string {
+  const header = ["machine", "mmu", "result", "instructions", "VM exits", "shadow #PF", "PT writes", "I/O exits", "I/O per disk MiB", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS", ...extra.map((c) => c.header)];
   const rows = reports.map((r) => [
     r.name,
     r.mmu,
@@ -83,11 +138,28 @@ export function formatReports(reports: readonly MachineReport[]): string {
     fmt(r.modelledMs, 2),
     fmt(r.wallSeconds, 2),
     fmt(r.mips, 1),
+    ...extra.map((c) => c.cell(r)),
   ]);
   const reasons = [...new Set(reports.flatMap((r) => Object.keys(r.exitsByReason)))].sort();
   const exitRows = reasons.map((reason) => [reason, ...reports.map((r) => fmt(r.exitsByReason[reason] ?? 0))]);
-  const crashes = reports.filter((r) => r.crashReason !== null).map((r) => `${r.name}: crashed: ${r.crashReason}`);
-  return [formatTable(header, rows), "", "VM exits by reason", formatTable(["reason", ...reports.map((r) => `${r.name} (${r.mmu})`)], exitRows), ...(crashes.length > 0 ? ["", ...crashes] : [])].join("\n");
+  return [formatTable(header, rows), "", "VM exits by reason", formatTable(["reason", ...reports.map((r) => `${r.name} (${r.mmu})`)], exitRows), ...(notes.length > 0 ? ["", ...notes] : [])].join("\n");
+}
+
+/** One line on a crash and what `on_crash` did (as `vtlab run` and `vtlab shell` print it). */
+export function describeCrash(r: CrashRecord): string {
+  const head = `${r.name} (id ${r.domid}) crashed: ${r.reason}; on_crash "${r.action}": `;
+  switch (r.outcome) {
+    case "destroyed":
+      return `${head}destroyed`;
+    case "preserved":
+      return `${head}preserved (listed as crashed, holding its memory)`;
+    case "restarted":
+      return `${head}restarted as id ${r.newDomid ?? "?"} (restart ${r.restarts})`;
+    case "restart-refused":
+      return `${head}not restarted (${r.detail ?? ""}); destroyed`;
+    case "restart-failed":
+      return `${head}restart failed (${r.detail ?? ""}); destroyed`;
+  }
 }
 
 export interface RunOptions {
@@ -98,28 +170,44 @@ export interface RunOptions {
   readonly onProgress?: (line: string) => void;
 }
 
-/** Boot every config file in one host and run until all have stopped. */
-export function runMachines(files: readonly string[], options: RunOptions = {}): MachineReport[] {
+export interface RunMachinesOptions extends RunOptions {
+  /** Each crash, once the toolstack has applied the machine's `on_crash`. */
+  readonly onCrash?: (record: CrashRecord) => void;
+}
+
+/**
+ * Boot every config file in one host, through a `Toolstack` (so each config's `on_crash` is
+ * applied between scheduler slices, as in `vtlab shell`), and run until nothing can run or the
+ * budget is spent. One report per config file, in order, destroyed machines included; every
+ * domain left is destroyed (its disks closed) before this returns.
+ */
+export function runMachines(files: readonly string[], options: RunMachinesOptions = {}): RunReport[] {
   // The host gets what the machines ask for, plus room for EPT tables.
   const hv = new Hypervisor({ memoryMiB: 16384 });
-  const loaded: LoadedMachine[] = [];
   const firstLine = new Map<string, number>();
   const t0 = performance.now();
+  const onConsole = (name: string, text: string) => {
+    if (!firstLine.has(name)) firstLine.set(name, performance.now() - t0);
+    options.onConsole?.(name, text);
+  };
+  const onCrash = options.onCrash;
+  const toolstack = new Toolstack(hv, {
+    resources: (config, file) => machineResources(file, config, onConsole),
+    ...(onCrash !== undefined ? { onCrash } : {}),
+  });
   try {
     for (const f of files) {
-      loaded.push(
-        loadMachine(hv, f, (name, text) => {
-          if (!firstLine.has(name)) firstLine.set(name, performance.now() - t0);
-          options.onConsole?.(name, text);
-        }),
-      );
+      const config = readMachineConfig(f);
+      const serialFile = serialFilePath(f, config);
+      if (serialFile !== undefined) writeFileSync(serialFile, "");
+      toolstack.create(config, f);
     }
-    hv.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+    toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+    const wall = (performance.now() - t0) / 1000;
+    return toolstack.history.map((m) => runReport(hv, m, wall, firstLine.get(m.config.name) ?? null));
   } finally {
-    for (const m of loaded) for (const d of m.disks) d.close();
+    toolstack.destroyAll();
   }
-  const wall = (performance.now() - t0) / 1000;
-  return loaded.map((m) => report(hv, m.domain, wall, firstLine.get(m.config.name) ?? null));
 }
 
 export function progress(hv: Hypervisor, t0: number, out: ((line: string) => void) | undefined): () => void {

@@ -8,9 +8,9 @@
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { ConfigError, DomainError, Hypervisor, Toolstack, type CrashRecord, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
+import { ConfigError, DomainError, Hypervisor, Toolstack, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
 import { MachineError, machineResources, readMachineConfig, serialFilePath } from "./machines.js";
-import { formatReports, progress, report } from "./run.js";
+import { describeCrash, formatReports, progress, report } from "./run.js";
 import { fmt } from "./table.js";
 
 export const SHELL_HELP = `commands (one per line; # starts a comment; a domain is a name or a domain id):
@@ -259,22 +259,6 @@ export function stateLetters(d: Domain): string {
   const shutdown = d.state === "shutdown" || d.state === "crashed";
   const reason = d.state === "crashed" ? SHUTDOWN_REASON_CRASH : SHUTDOWN_REASON_POWEROFF;
   return `${running ? "r" : "-"}${blocked ? "b" : "-"}${d.state === "paused" ? "p" : "-"}${shutdown ? "s" : "-"}${shutdown ? reason : "-"}${d.state === "destroyed" ? "d" : "-"}`;
-}
-
-export function describeCrash(r: CrashRecord): string {
-  const head = `${r.name} (id ${r.domid}) crashed: ${r.reason}; on_crash "${r.action}": `;
-  switch (r.outcome) {
-    case "destroyed":
-      return `${head}destroyed`;
-    case "preserved":
-      return `${head}preserved (listed as crashed, holding its memory)`;
-    case "restarted":
-      return `${head}restarted as id ${r.newDomid ?? "?"} (restart ${r.restarts})`;
-    case "restart-refused":
-      return `${head}not restarted (${r.detail ?? ""}); destroyed`;
-    case "restart-failed":
-      return `${head}restart failed (${r.detail ?? ""}); destroyed`;
-  }
 }
 
 function expectArgs(args: readonly string[], names: readonly string[]): void {

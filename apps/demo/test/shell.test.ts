@@ -2,14 +2,14 @@
  * `vtlab shell`: xl-like sessions (create, list, pause, unpause, destroy, run, stats, console)
  * from a script file or from stdin, errors that name the line and go on, and on_crash applied.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { guestImageUrl } from "@vtlab/guests";
-import { parseElf } from "@vtlab/hypervisor";
+import { guestImageUrl, referenceKernelExpectedOutputUrl } from "@vtlab/guests";
 import { main, type Io } from "@vtlab/demo";
+import { crashingKernel } from "./crashing-kernel.js";
 
 const machines = fileURLToPath(new URL("../machines/", import.meta.url));
 const kernel = fileURLToPath(new URL("../../../packages/guests/images/kernel.elf", import.meta.url));
@@ -29,24 +29,6 @@ function session(lines: string[], dir = mkdtempSync(join(tmpdir(), "vtlab-shell-
 
 /** The "instructions" of each `stats <dom> --json` in the output, in order. */
 const instructionCounts = (out: string) => [...out.matchAll(/^ {2}"instructions": (\d+),$/gm)].map((m) => Number(m[1]));
-
-/**
- * A kernel that crashes at once: the sort guest image with the first bytes at its PVH entry
- * replaced by `mov al, 'X'; out 0xe9, al; mov al, 10; out 0xe9, al; int3` (no IDT yet: #GP,
- * #DF, triple fault).
- */
-function crashingKernel(dir: string): string {
-  const image = new Uint8Array(readFileSync(guestImageUrl("sort")));
-  const elf = parseElf(image, 64 * 1024 * 1024);
-  if ("kind" in elf || elf.pvhEntry === undefined) throw new Error("sort.elf: no PVH entry");
-  const entry = elf.pvhEntry;
-  const seg = elf.segments.find((s) => entry >= s.paddr && entry + 9 <= s.paddr + s.fileSize);
-  if (seg === undefined) throw new Error("sort.elf: the PVH entry is in no segment");
-  image.set([0xb0, 0x58, 0xe6, 0xe9, 0xb0, 0x0a, 0xe6, 0xe9, 0xcc], seg.offset + (entry - seg.paddr));
-  const path = join(dir, "crash.elf");
-  writeFileSync(path, image);
-  return path;
-}
 
 describe("vtlab shell", () => {
   it("creates two machines, lists them, pauses one (it retires nothing while paused), unpauses, destroys", () => {
@@ -212,6 +194,20 @@ describe("vtlab shell", () => {
     expect(out).toMatch(/^compute\s+1\s+128\s+1\s+--p---/m);
     expect(out).toContain("destroyed compute (id 1)\n");
     expect(out).toMatch(/\nptemod\s+2\s+128\s+1\s+r-----\s+0\.\d{6}\nvtlab reference kernel: workload=ptemod\n/);
+  }, 60_000);
+
+  it("a domain gets the disk its config names (a file-backed image, written in place)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "vtlab-shell-"));
+    const img = join(dir, "disk.img");
+    writeFileSync(img, "");
+    truncateSync(img, 8 * 1024 * 1024);
+    writeFileSync(join(dir, "disk.cfg"), `name = "disk"\nmemory = 64\nkernel = "${kernel}"\ncmdline = "workload=disk"\ndisk = ["format=raw, vdev=hda, access=rw, target=disk.img"]\n`);
+    const r = session(["create disk.cfg", "run", "stats disk --json"], dir);
+    expect(r.err).toBe("");
+    expect(r.status).toBe(0);
+    for (const line of readFileSync(referenceKernelExpectedOutputUrl("disk"), "utf8").trimEnd().split("\n")) expect(r.out).toContain(`disk| ${line}\n`);
+    expect(r.out).toMatch(/"exitCode": 0,/);
+    expect(readFileSync(img).subarray(0, 2 * 1024 * 1024).some((b) => b !== 0)).toBe(true);
   }, 60_000);
 
   it("usage errors: one script at most, a script that cannot be read, no stdin", () => {

@@ -126,7 +126,7 @@ export {
   CONFIG_WEIGHT_DEFAULT,
 } from "./toolstack/config.js";
 export type { DomainConfig, DiskConfig, SerialConfig, OnCrashAction } from "./toolstack/config.js";
-export { Toolstack, MINIMUM_RESTART_TIME_S, RAPID_RESTART_LIMIT } from "./toolstack/toolstack.js";
+export { Toolstack, domainOptions, MINIMUM_RESTART_TIME_S, RAPID_RESTART_LIMIT } from "./toolstack/toolstack.js";
 export type { ToolstackOptions, DomainResources, DomainResourceLoader, ManagedDomain, CrashRecord, CrashOutcome } from "./toolstack/toolstack.js";
 export {
   LocalApic,

@@ -33,7 +33,7 @@
  * in state "shutdown", so that its exit code can be read, until it is destroyed.
  */
 import type { BlockBackend } from "../devices/ata.js";
-import { DomainError, type Domain, type Hypervisor, type RunOptions, type RunResult } from "../hypervisor.js";
+import { DomainError, type Domain, type DomainOptions, type Hypervisor, type RunOptions, type RunResult } from "../hypervisor.js";
 import type { DomainConfig, OnCrashAction } from "./config.js";
 
 /**
@@ -54,6 +54,26 @@ export interface DomainResources {
   readonly onConsole?: (text: string) => void;
   /** Called once when this incarnation is destroyed (or its creation failed): close files here. */
   readonly release?: () => void;
+}
+
+/**
+ * The `Hypervisor.createDomain` options that `config` and the loader's `resources` describe (what
+ * libxl builds a domain from once xl has parsed the file): the one mapping from config keys to
+ * domain options. `serial` and `on_crash` are not domain options: the loader routes the console,
+ * the toolstack acts on a crash. Only the first disk is attached (the primary master).
+ */
+export function domainOptions(config: DomainConfig, resources: DomainResources): DomainOptions {
+  return {
+    name: config.name,
+    memoryMiB: config.memory,
+    vcpus: config.vcpus,
+    hap: config.hap,
+    kernel: resources.kernel,
+    cmdline: config.cmdline,
+    weight: config.weight,
+    ...(resources.disk !== undefined ? { disk: resources.disk } : {}),
+    ...(resources.onConsole !== undefined ? { onConsole: resources.onConsole } : {}),
+  };
 }
 
 /** Turns a config (and where it came from) into the resources of a new incarnation; may throw. */
@@ -207,25 +227,18 @@ export class Toolstack {
   /** `Hypervisor.createDomain` from the config and the loader's resources (released if it throws). */
   private instantiate(config: DomainConfig, r: DomainResources, console: ConsoleTap): Domain {
     const onConsole = r.onConsole;
+    const counted: DomainResources =
+      onConsole === undefined
+        ? r
+        : {
+            ...r,
+            onConsole: (text: string) => {
+              console.delivered += text.length;
+              onConsole(text);
+            },
+          };
     try {
-      return this.hv.createDomain({
-        name: config.name,
-        memoryMiB: config.memory,
-        vcpus: config.vcpus,
-        hap: config.hap,
-        kernel: r.kernel,
-        cmdline: config.cmdline,
-        weight: config.weight,
-        ...(r.disk !== undefined ? { disk: r.disk } : {}),
-        ...(onConsole !== undefined
-          ? {
-              onConsole: (text: string) => {
-                console.delivered += text.length;
-                onConsole(text);
-              },
-            }
-          : {}),
-      });
+      return this.hv.createDomain(domainOptions(config, counted));
     } catch (e) {
       r.release?.();
       throw e;
