@@ -13,7 +13,10 @@ import {
   CR0_PE,
   CR0_PG,
   CR0_WP,
+  CR4_LA57,
   CR4_PAE,
+  CR4_SUPPORTED,
+  CR4_VMXE,
   ENTRY_IA32E_MODE,
   EFER_LMA,
   EFER_LME,
@@ -32,6 +35,7 @@ import {
   type ExitOutcome,
   type VmExit,
 } from "@vtlab/cpu-vmx";
+import { ShadowPaging } from "@vtlab/mmu-shadow";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
 import { hypercall } from "./hypercalls.js";
 import { handleMmio } from "./mmio.js";
@@ -304,13 +308,34 @@ function setPtr(v: Vcpu, r: number, value: number, asz: number): void {
   }
 }
 
+/**
+ * MOV to CR4 that touched a host-owned bit: VMXE on every domain (setting it is #GP: no nested
+ * VMX), and PAE on shadow domains, whose vCPUs keep PAE on underneath (paging-off guests run in
+ * compatibility mode on the identity table). Checks as MOV CR4 does (SDM "MOV--Move to/from
+ * Control Registers"): reserved bits, and PAE cleared in IA-32e mode, are #GP.
+ */
+function cr4Write(ctx: ExitContext, exit: VmExit, gpr: number): ExitOutcome {
+  const { vcpu: v, domain: d } = ctx;
+  const vmcs = v.vmcs;
+  const lo = gpr === 4 ? vmcs.read32(F.GUEST_RSP) : v.cpu.lo[gpr]! >>> 0;
+  const hi = gpr === 4 ? 0 : v.cpu.hi[gpr]! >>> 0;
+  if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0 || (lo & CR4_VMXE) !== 0) return gp0();
+  const lma = ((d.hap ? vmcs.read32(F.GUEST_IA32_EFER) : v.guestEfer) & EFER_LMA) !== 0;
+  if (lma && (lo & CR4_PAE) === 0) return gp0();
+  if (lma && ((vmcs.read32(F.GUEST_CR4) ^ lo) & CR4_LA57) !== 0) return gp0();
+  vmcs.setNatural(F.CR4_READ_SHADOW, lo);
+  vmcs.setNatural(F.GUEST_CR4, (lo | CR4_VMXE | (d.hap ? 0 : CR4_PAE)) >>> 0);
+  skip(v, exit);
+  return RESUME;
+}
+
 function msrRead(ctx: ExitContext, exit: VmExit): ExitOutcome {
   const { vcpu: v, hv } = ctx;
   const cpu = v.cpu;
   const msr = cpu.lo[1]! >>> 0;
   let lo: number;
   let hi = 0;
-  if (msr === MSR.EFER) lo = v.vmcs.read32(F.GUEST_IA32_EFER);
+  if (msr === MSR.EFER) lo = ctx.domain.hap ? v.vmcs.read32(F.GUEST_IA32_EFER) : v.guestEfer;
   else if (msr === MSR.TSC) {
     const c = hv.clock.cycles;
     lo = c >>> 0;
@@ -339,11 +364,18 @@ function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
   const lo = cpu.lo[0]! >>> 0;
   const hi = cpu.lo[2]! >>> 0;
   if (msr === MSR.EFER) {
-    const cur = v.vmcs.read32(F.GUEST_IA32_EFER);
-    const paging = (v.vmcs.read32(F.GUEST_CR0) & CR0_PG) !== 0;
+    const hap = ctx.domain.hap;
+    const cur = hap ? v.vmcs.read32(F.GUEST_IA32_EFER) : v.guestEfer;
+    const paging = (v.vmcs.read32(F.CR0_READ_SHADOW) & CR0_PG) !== 0; // as the guest sees CR0
     // Reserved bits, or LME changing while paging is on (SDM 10.8.5): #GP. LMA is read-only.
     if (hi !== 0 || (lo & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) !== 0 || (paging && ((lo ^ cur) & EFER_LME) !== 0)) return gp0();
-    v.vmcs.setField(F.GUEST_IA32_EFER, (lo & (EFER_SCE | EFER_NXE | (paging ? 0 : EFER_LME))) | (cur & (EFER_LMA | (paging ? EFER_LME : 0))));
+    const next = (lo & (EFER_SCE | EFER_NXE | (paging ? 0 : EFER_LME))) | (cur & (EFER_LMA | (paging ? EFER_LME : 0)));
+    if (hap) v.vmcs.setField(F.GUEST_IA32_EFER, next);
+    else {
+      // Shadow: the vCPU stays in IA-32e mode (LME | LMA) underneath; SCE and NXE are the guest's.
+      v.guestEfer = next;
+      v.vmcs.setField(F.GUEST_IA32_EFER, (next & (EFER_SCE | EFER_NXE)) | EFER_LME | EFER_LMA);
+    }
   } else if (msr === MSR.TSC) {
     // Modelled more simply: the TSC is the host clock for every domain (writes are ignored).
   } else if (msr === MSR.APIC_BASE || (msr >= 0x800 && msr <= 0x8ff)) {
@@ -371,35 +403,44 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if (hi !== 0) return gp0(); // CR0[63:32] are reserved (SDM 2.5)
     if ((lo & CR0_PG) !== 0 && (lo & CR0_PE) === 0) return gp0(); // PG without PE (SDM MOV CR0)
     if ((lo & CR0_NW) !== 0 && (lo & CR0_CD) === 0) return gp0(); // NW without CD
-    const shadowPaging = !ctx.domain.hap;
-    const old = vmcs.read32(F.GUEST_CR0);
+    const d = ctx.domain;
+    const shadowPaging = !d.hap;
     if ((lo & CR0_PE) === 0) return { kind: "crash", reason: "the guest turned protection off (CR0.PE = 0): real mode is not modelled" };
-    if (((old ^ lo) & CR0_PG) !== 0) {
-      // Paging on or off (Xen's hvm_set_cr0): only EPT domains run with paging off (unrestricted guest).
-      if (shadowPaging) return { kind: "crash", reason: "the guest turned paging off: a shadow-paged guest runs with CR0.PG = 1 here (no unrestricted guest without EPT)" };
-      const efer = vmcs.read32(F.GUEST_IA32_EFER);
-      const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
-      if ((lo & CR0_PG) !== 0) {
-        if ((efer & EFER_LME) === 0) return { kind: "crash", reason: "the guest turned on legacy 32-bit/PAE paging (EFER.LME = 0): not modelled" };
-        if ((vmcs.read32(F.GUEST_CR4) & CR4_PAE) === 0) return gp0(); // IA-32e mode needs CR4.PAE (SDM 10.8.5)
-        // Activating IA-32e mode: EFER.LMA and the "IA-32e mode guest" entry control follow (SDM 10.8.5, 25.8.1).
-        vmcs.setField(F.GUEST_IA32_EFER, efer | EFER_LMA);
-        vmcs.setField(F.VM_ENTRY_CONTROLS, (entry | ENTRY_IA32E_MODE) >>> 0);
-      } else {
-        if ((vmcs.read32(F.GUEST_CS_AR_BYTES) & SEG_ATTR_L) !== 0) return gp0(); // leaving long mode from 64-bit code is #GP
-        vmcs.setField(F.GUEST_IA32_EFER, efer & ~EFER_LMA);
-        vmcs.setField(F.VM_ENTRY_CONTROLS, (entry & ~ENTRY_IA32E_MODE) >>> 0);
-      }
-      // A paging-mode change flushes the guest's TLB, as MOV CR0 does (SDM 4.10.4.1).
-      v.cpu.invvpid(INVVPID_SINGLE_CONTEXT, vmcs.read32(F.VIRTUAL_PROCESSOR_ID));
-    }
     // Shadow paging write-protects guest page tables, which needs CR0.WP = 1 (mmu-shadow's rule).
     if (shadowPaging && (lo & CR0_WP) === 0) return { kind: "crash", reason: "the guest cleared CR0.WP: shadow paging here needs CR0.WP = 1" };
+    const oldPg = vmcs.read32(F.CR0_READ_SHADOW) & CR0_PG; // as the guest sees it
+    if (((oldPg ^ lo) & CR0_PG) !== 0) {
+      // Paging on or off (Xen's hvm_set_cr0), with the guest's view of EFER and CR4.
+      const efer = shadowPaging ? v.guestEfer : vmcs.read32(F.GUEST_IA32_EFER);
+      const cr4 = shadowPaging ? vmcs.read32(F.CR4_READ_SHADOW) : vmcs.read32(F.GUEST_CR4);
+      if ((lo & CR0_PG) !== 0) {
+        if ((efer & EFER_LME) === 0) return { kind: "crash", reason: "the guest turned on legacy 32-bit/PAE paging (EFER.LME = 0): not modelled" };
+        if ((cr4 & CR4_PAE) === 0) return gp0(); // IA-32e mode needs CR4.PAE (SDM 10.8.5)
+      } else if ((vmcs.read32(F.GUEST_CS_AR_BYTES) & SEG_ATTR_L) !== 0) {
+        return gp0(); // leaving long mode from 64-bit code is #GP
+      }
+      const on = (lo & CR0_PG) !== 0;
+      if (d.paging instanceof ShadowPaging) {
+        // The vCPU stays in IA-32e mode underneath; the shadow moves between the identity table
+        // (paging off) and the guest's own CR3 (paging on).
+        const err = on ? d.paging.leaveUnpaged(v.cpu, vmcs) : d.paging.enterUnpaged(v.cpu, vmcs, d.identityPageTable!);
+        if (err !== undefined) return { kind: "crash", reason: `turning paging ${on ? "on" : "off"}: ${err}` };
+        v.guestEfer = on ? efer | EFER_LMA : efer & ~EFER_LMA;
+      } else {
+        // Activating or leaving IA-32e mode: EFER.LMA and the "IA-32e mode guest" entry control follow (SDM 10.8.5, 25.8.1).
+        const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
+        vmcs.setField(F.GUEST_IA32_EFER, on ? efer | EFER_LMA : efer & ~EFER_LMA);
+        vmcs.setField(F.VM_ENTRY_CONTROLS, (on ? entry | ENTRY_IA32E_MODE : entry & ~ENTRY_IA32E_MODE) >>> 0);
+        // A paging-mode change flushes the guest's TLB, as MOV CR0 does (SDM 4.10.4.1).
+        v.cpu.invvpid(INVVPID_SINGLE_CONTEXT, vmcs.read32(F.VIRTUAL_PROCESSOR_ID));
+      }
+    }
     vmcs.setNatural(F.CR0_READ_SHADOW, (lo & (CR0_HOST_OWNED | (shadowPaging ? CR0_WP : 0))) >>> 0);
-    vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE) >>> 0);
+    // On shadow the vCPU always runs with paging on (on the identity table while the guest has it off).
+    vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE | (shadowPaging ? CR0_PG : 0)) >>> 0);
     skip(v, exit);
     return RESUME;
   }
-  if (type === 0 && cr === 4) return gp0(); // only CR4.VMXE is host-owned: setting it is #GP (no nested VMX)
+  if (type === 0 && cr === 4) return cr4Write(ctx, exit, gpr);
   return { kind: "crash", reason: `control-register access (CR${cr}, type ${type}) the hypervisor does not emulate` };
 }

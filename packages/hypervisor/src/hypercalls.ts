@@ -15,6 +15,7 @@ import {
   CR0_NE,
   CR0_PE,
   CR0_PG,
+  CR0_WP,
   CR4_PAE,
   CR4_VMXE,
   EFER_LMA,
@@ -26,6 +27,7 @@ import {
   SECONDARY_UNRESTRICTED_GUEST,
   VmcsField as F,
 } from "@vtlab/cpu-vmx";
+import { ShadowPaging } from "@vtlab/mmu-shadow";
 import { CR0_HOST_OWNED, type ExitContext } from "./exits.js";
 import type { Vcpu } from "./hypervisor.js";
 
@@ -161,8 +163,8 @@ function segmentOk(ar: number, limit: number, code: boolean): boolean {
 
 /**
  * Load a vcpu_hvm_context into the target's VMCS and registers (Xen's arch_set_info_hvm_guest).
- * Modelled more simply: CR0.PE must be 1 (no real mode), paging needs EFER.LME and CR4.PAE (no
- * legacy paging), and paging off needs EPT (unrestricted guest). Anything else is -EINVAL.
+ * Modelled more simply: CR0.PE must be 1 (no real mode) and paging needs EFER.LME and CR4.PAE (no
+ * legacy paging). Anything else is -EINVAL.
  */
 function setHvmContext(ctx: ExitContext, t: Vcpu, c: DataView): number {
   const EINVAL = -XenErrno.EINVAL;
@@ -180,7 +182,6 @@ function setHvmContext(ctx: ExitContext, t: Vcpu, c: DataView): number {
   if ((cr0 & CR0_PE) === 0) return EINVAL;
   const paging = (cr0 & CR0_PG) !== 0;
   if (paging && ((efer & EFER_LME) === 0 || (cr4 & CR4_PAE) === 0)) return EINVAL;
-  if (!paging && !ctx.domain.hap) return EINVAL; // paging off needs unrestricted guest, which needs EPT
   if (long && (!paging || (efer & EFER_LMA) === 0)) return EINVAL;
   const lma = paging && (efer & EFER_LME) !== 0;
 
@@ -251,16 +252,33 @@ function setHvmContext(ctx: ExitContext, t: Vcpu, c: DataView): number {
   vmcs.setNatural(F.GUEST_RIP, rip);
   vmcs.setField(F.GUEST_RFLAGS, (rflags | RFLAGS_FIXED) >>> 0);
   vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, 0);
-  vmcs.setNatural(F.GUEST_CR0, (cr0 | CR0_NE | CR0_ET) >>> 0);
+  const guestEfer = (efer & ~EFER_LMA) | (lma ? EFER_LMA : 0);
   vmcs.setNatural(F.CR0_READ_SHADOW, (cr0 & CR0_HOST_OWNED) >>> 0);
-  vmcs.setNatural(F.GUEST_CR4, (cr4 | CR4_VMXE) >>> 0);
   vmcs.setNatural(F.CR4_READ_SHADOW, cr4);
-  vmcs.setField(F.GUEST_IA32_EFER, (efer & ~EFER_LMA) | (lma ? EFER_LMA : 0));
+  const d = ctx.domain;
+  if (d.paging instanceof ShadowPaging) {
+    // No unrestricted guest: the vCPU runs in IA-32e mode with paging on underneath, on the
+    // identity table while the guest has paging off (hypervisor.ts, enterUnpagedShadow). The
+    // shadow code keeps CR0.WP = 1 (its rule), which the guest then sees.
+    t.guestEfer = guestEfer;
+    vmcs.setNatural(F.GUEST_CR0, (cr0 | CR0_NE | CR0_ET | CR0_PG | CR0_WP) >>> 0);
+    vmcs.setNatural(F.GUEST_CR4, (cr4 | CR4_VMXE | CR4_PAE) >>> 0);
+    vmcs.setField(F.GUEST_IA32_EFER, (efer & (EFER_SCE | EFER_NXE)) | EFER_LME | EFER_LMA);
+    vmcs.setField(F.VM_ENTRY_CONTROLS, (vmcs.read32(F.VM_ENTRY_CONTROLS) | ENTRY_IA32E_MODE) >>> 0);
+    vmcs.setNatural(F.GUEST_CR3, paging ? cr3 : d.identityPageTable!);
+    d.paging.setupVcpu(cpu, vmcs); // the shadow code takes the vCPU's CR3 from GUEST_CR3
+    if (!paging) {
+      const err = d.paging.enterUnpaged(cpu, vmcs, d.identityPageTable!, cr3);
+      if (err !== undefined) return EINVAL;
+    }
+    return 0;
+  }
+  vmcs.setNatural(F.GUEST_CR0, (cr0 | CR0_NE | CR0_ET) >>> 0);
+  vmcs.setNatural(F.GUEST_CR4, (cr4 | CR4_VMXE) >>> 0);
+  vmcs.setField(F.GUEST_IA32_EFER, guestEfer);
   const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
   vmcs.setField(F.VM_ENTRY_CONTROLS, (lma ? entry | ENTRY_IA32E_MODE : entry & ~ENTRY_IA32E_MODE) >>> 0);
   if (!paging) vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_UNRESTRICTED_GUEST) >>> 0);
   vmcs.setNatural(F.GUEST_CR3, cr3);
-  // Shadow paging tracks the guest's CR3 itself: hand it the new one (GUEST_CR3 becomes the shadow root).
-  if (!ctx.domain.hap) ctx.domain.paging.setupVcpu(cpu, vmcs);
   return 0;
 }

@@ -16,6 +16,8 @@ import {
   CR0_ET,
   CR0_NE,
   CR0_PE,
+  CR0_WP,
+  CR4_PAE,
   CR4_VMXE,
   ENTRY_IA32E_MODE,
   SECONDARY_UNRESTRICTED_GUEST,
@@ -133,6 +135,24 @@ function enterPagingOff(vmcs: Vmcs): void {
   vmcs.setField(F.GUEST_TR_AR_BYTES, 0x8b); // present, busy 32-bit TSS (type 11)
 }
 
+/**
+ * The same PVH entry state on a shadow domain, which has no unrestricted guest (it needs EPT):
+ * the guest sees paging off (CR0 reads PE | ET, plus WP, which mmu-shadow requires; CR3 0; CR4 0;
+ * EFER 0) while the vCPU runs its 32-bit code in IA-32e compatibility mode on the shadow of the
+ * domain's identity page table, as Xen's shadow code runs a paging-off guest on its unpaged
+ * identity table. PG, PAE, LME and LMA are virtualized: CR0.PG and CR4.PAE are host-owned (their
+ * writes exit), EFER is trapped, and `exits.ts` switches to the guest's own CR3 when it turns
+ * paging on. Modelled more simply: the 32-bit code runs in compatibility mode, so IDT delivery
+ * uses the 64-bit gate format (the interpreter has no 32-bit IDT delivery either way).
+ */
+function enterUnpagedShadow(paging: ShadowPaging, v: Vcpu, identityPageTable: number): void {
+  const vmcs = v.vmcs;
+  const err = paging.enterUnpaged(v.cpu, vmcs, identityPageTable, 0);
+  if (err !== undefined) throw new Error(`vtlab bug: ${err}`);
+  vmcs.setNatural(F.CR0_READ_SHADOW, (CR0_PE | CR0_WP) >>> 0);
+  vmcs.setNatural(F.CR4_READ_SHADOW, 0);
+}
+
 /** One virtual CPU: the interpreter in VMX non-root operation and its VMCS. */
 export class Vcpu {
   readonly cpu: Cpu;
@@ -146,6 +166,11 @@ export class Vcpu {
   down = false;
   /** The local APIC the hypervisor emulates for this vCPU (x2APIC MSR interface). */
   apic: LocalApic | undefined = undefined;
+  /**
+   * IA32_EFER as the guest sees it, on shadow domains: the real one keeps LME and LMA (a paging-off
+   * guest runs in compatibility mode on the identity table). EPT domains use the VMCS's.
+   */
+  guestEfer = 0;
   /** PVH bring-up (hypercalls.ts): vCPU 0 starts initialised and up; the others wait for VCPUOP_initialise and VCPUOP_up. */
   readonly bringUp: VcpuBringUp;
   /** Guest interrupts injected, and vCPU wake-ups from HLT. */
@@ -231,6 +256,11 @@ export class Domain {
       }
       this.paging = np;
     } else {
+      this.identityPageTable = this.buildIdentityPageTable(frames.allocate);
+      if (this.identityPageTable === undefined) {
+        this.releaseFrames();
+        throw new DomainError(name, "no host frames for the paging-off identity page table");
+      }
       // Out-of-sync leaf tables on, as Xen's shadow code does for HVM guests by default.
       this.paging = new ShadowPaging({ memory: host.memory, p2m: this.p2m, frames, outOfSync: true });
     }
@@ -248,6 +278,37 @@ export class Domain {
       this.ports.register(ATA_PRIMARY_PORT, 8, this.disk.taskFile, "ATA primary");
       this.ports.register(ATA_PRIMARY_CONTROL_PORT, 1, this.disk.controlBlock, "ATA primary control");
     }
+  }
+
+  /**
+   * Shadow domains only: the GPA of the identity page table a vCPU runs on while the guest has
+   * paging off (Xen's HVM_PARAM_IDENT_PT / the shadow code's unpaged pagetable). Six hypervisor
+   * frames mapped in the p2m just above RAM, not in the guest's memory map: a PML4, a PDPT and
+   * four page directories of 2 MiB pages mapping the first 4 GiB one to one.
+   */
+  readonly identityPageTable: number | undefined;
+
+  private buildIdentityPageTable(allocate: () => Mfn | undefined): number | undefined {
+    const base = this.ramFrames; // the first GFN above RAM
+    const mfns: Mfn[] = [];
+    for (let k = 0; k < 6; k++) {
+      const f = allocate();
+      if (f === undefined) return undefined;
+      mfns.push(f);
+      this.p2m.setRange(gfn(base + k), 1, P2mType.Ram, f);
+    }
+    const mem = this.host.memory;
+    const P = 0x1, RW = 0x2, PS = 0x80; // present, writable, page size (SDM Table 4-17)
+    const gpaOf = (k: number) => (base + k) * PAGE_SIZE;
+    mem.write64(mfns[0]! * PAGE_SIZE, gpaOf(1) | P | RW, 0); // PML4[0] -> PDPT
+    for (let t = 0; t < 4; t++) {
+      mem.write64(mfns[1]! * PAGE_SIZE + t * 8, gpaOf(2 + t) | P | RW, 0); // PDPT[t] -> PD t
+      for (let i = 0; i < 512; i++) {
+        const page = (t * 512 + i) * 0x20_0000;
+        mem.write64(mfns[2 + t]! * PAGE_SIZE + i * 8, (page | P | RW | PS) >>> 0, Math.floor(page / 2 ** 32));
+      }
+    }
+    return gpaOf(0);
   }
 
   /** Machine address of a guest-physical RAM address (the domain's RAM is one extent). */
@@ -424,7 +485,7 @@ export class Hypervisor {
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
     const d = new Domain(this.nextId, name, this, options);
-    const boot = buildPvh(options.kernel, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, d.hap ? "paging-off" : "identity-map", {
+    const boot = buildPvh(options.kernel, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
       write: (gpa, bytes) => d.writeGuest(gpa, bytes),
       zero: (gpa, length) => d.writeGuest(gpa, new Uint8Array(length)),
     });
@@ -457,9 +518,15 @@ export class Hypervisor {
       const direct64 = boot.protocol === "direct64";
       if (!direct64) v.vmcs.setField(F.GUEST_CS_AR_BYTES, 0xc09b);
       v.vmcs.setField(F.GUEST_IA32_EFER, EFER_LME | EFER_LMA);
+      v.guestEfer = direct64 ? EFER_LME | EFER_LMA : 0;
+      // A shadow vCPU with paging off runs on the identity table: shadow it, not GFN 0.
+      if (!d.hap && !direct64) v.vmcs.setNatural(F.GUEST_CR3, d.identityPageTable!);
       this.setupVcpuControls(d, v);
       d.paging.setupVcpu(v.cpu, v.vmcs);
-      if (d.hap && !direct64) enterPagingOff(v.vmcs);
+      if (!direct64) {
+        if (d.paging instanceof ShadowPaging) enterUnpagedShadow(d.paging, v, d.identityPageTable!);
+        else enterPagingOff(v.vmcs);
+      }
       if (direct64) v.cpu.setReg32(7, boot.startInfo); // RDI = hvm_start_info (the SysV first argument)
       if (d.paging instanceof NestedPaging) v.cpu.secondLevel = d.paging.walkerFor(v.cpu);
       v.cpu.setReg32(3, boot.startInfo); // EBX = struct hvm_start_info, or multiboot_info
@@ -485,8 +552,9 @@ export class Hypervisor {
     const vmcs = v.vmcs;
     vmcs.setNatural(F.CR0_GUEST_HOST_MASK, CR0_HOST_OWNED);
     vmcs.setNatural(F.CR0_READ_SHADOW, (vmcs.readNatural(F.GUEST_CR0) & CR0_HOST_OWNED) >>> 0);
-    // CR4: the host owns VMXE (the guest sees 0).
-    vmcs.setNatural(F.CR4_GUEST_HOST_MASK, CR4_VMXE);
+    // CR4: the host owns VMXE (the guest sees 0), and on shadow domains PAE, which stays on
+    // underneath while a guest has paging off (see enterUnpagedShadow).
+    vmcs.setNatural(F.CR4_GUEST_HOST_MASK, d.hap ? CR4_VMXE : CR4_VMXE | CR4_PAE);
     vmcs.setNatural(F.CR4_READ_SHADOW, vmcs.readNatural(F.GUEST_CR4) & ~CR4_VMXE);
     if (this.msrBitmap === undefined) {
       const f = this.frames.allocate();

@@ -129,10 +129,10 @@ describe("exits a guest causes", () => {
     expect(d.stats().exitsByReason).toMatchObject({ MsrWrite: 1, TripleFault: 1 });
   });
 
-  it("RDMSR of EFER reads the guest's EFER (0 at the PVH entry on EPT; LME|LMA on shadow's long-mode entry); setting a reserved EFER bit is #GP", () => {
+  it("RDMSR of EFER reads the guest's EFER (0 at the PVH entry, on EPT and on shadow); setting a reserved EFER bit is #GP", () => {
     // mov ecx, 0xc0000080; rdmsr; out 0xf4, eax
     expect(runTiny("b9800000c0 0f32 e7f4").exitCode).toBe(0);
-    expect(runTiny("b9800000c0 0f32 e7f4", false).exitCode).toBe(0x500);
+    expect(runTiny("b9800000c0 0f32 e7f4", false).exitCode).toBe(0);
     // mov ecx, 0xc0000080; mov eax, 0x501 | 0x10000; xor edx, edx; wrmsr
     expect(runTiny("b9800000c0 b801050100 31d2 0f30").crashReason).toBe("triple fault");
   });
@@ -164,13 +164,20 @@ describe("exits a guest causes", () => {
   const PG_OFF = "0f20c0 25ffffff7f 0f22c0";
   const EFER_OUT = "b9800000c0 0f32 e7f4";
 
-  it("the PVH entry on EPT is flat 32-bit protected mode with paging off (unrestricted guest): CR0 reads PE | ET", () => {
+  it("the PVH entry is flat 32-bit protected mode with paging off: CR0 reads PE | ET (EPT: unrestricted guest; shadow: the identity table, WP kept)", () => {
     // mov eax, cr0; out 0xf4, eax
     const d = runTiny("0f20c0 e7f4");
     expect(d.exitCode).toBe(0x11);
     expect(d.vcpus[0]!.vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_UNRESTRICTED_GUEST).not.toBe(0);
-    // Shadow paging has no unrestricted guest: its entry runs with the builder's identity map.
-    expect((runTiny("0f20c0 e7f4", false).exitCode! & 0x8000_0001) >>> 0).toBe(0x8000_0001);
+    // Shadow paging has no unrestricted guest: the vCPU runs on the identity table, paging
+    // virtualized; the guest sees PG = 0 (and WP = 1, which mmu-shadow needs). CR3 and CR4 read 0.
+    const s = runTiny("0f20c0 e7f4", false);
+    expect(s.exitCode).toBe(0x1_0011);
+    expect(s.vcpus[0]!.vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_UNRESTRICTED_GUEST).toBe(0);
+    expect((s.vcpus[0]!.vmcs.read32(F.GUEST_CR0) & 0x8000_0000) >>> 0).toBe(0x8000_0000); // paging on underneath
+    // mov eax, cr3; out 0xf4, eax / mov eax, cr4; out 0xf4, eax
+    expect(runTiny("0f20d8 e7f4", false).exitCode).toBe(0);
+    expect(runTiny("0f20e0 e7f4", false).exitCode).toBe(0);
   });
 
   it("an EPT guest turns IA-32e mode on and, from compatibility mode, off again (EFER.LMA follows CR0.PG)", () => {
@@ -186,9 +193,25 @@ describe("exits a guest causes", () => {
     expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`).crashReason).toMatch(/legacy 32-bit\/PAE paging/);
   });
 
-  it("on shadow the same switch runs (paging is already on), and turning paging off crashes the domain with the reason", () => {
+  it("on shadow the same switch runs, paging virtualized: the shadow moves from the identity table to the guest's CR3 and back", () => {
     expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${EFER_OUT}`, false).exitCode).toBe(0x500);
-    expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} ${EFER_OUT}`, false).crashReason).toMatch(/turned paging off/);
+    const d = runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} ${EFER_OUT}`, false);
+    expect(d.exitCode).toBe(0x100);
+    // Paging off and on again: the guest's CR3 (0x2000) is kept and read back; the shadow follows.
+    // mov eax, cr3; out 0xf4, eax
+    expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} 0f20d8 e7f4`, false).exitCode).toBe(0x2000);
+    expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} ${PG_ON} ${EFER_OUT}`, false).exitCode).toBe(0x500);
+    expect(runTiny(`${TABLES} ${LME} ${PG_ON} ${EFER_OUT}`, false).crashReason).toBe("triple fault"); // no PAE: #GP
+    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`, false).crashReason).toMatch(/legacy 32-bit\/PAE paging/);
+  });
+
+  it("on shadow, CR4 is virtualized: the guest's PAE reads back, PAE cannot be cleared in IA-32e mode, VMXE is #GP", () => {
+    // mov eax, cr4; or eax, 0x20; mov cr4, eax; mov eax, cr4; out 0xf4, eax
+    expect(runTiny("0f20e0 83c820 0f22e0 0f20e0 e7f4", false).exitCode).toBe(0x20);
+    // IA-32e on, then mov eax, cr4; and eax, ~0x20; mov cr4, eax: #GP (triple fault without an IDT)
+    expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} 0f20e0 83e0df 0f22e0 ${EFER_OUT}`, false).crashReason).toBe("triple fault");
+    // mov eax, cr4; or eax, 0x2000 (VMXE); mov cr4, eax
+    expect(runTiny("0f20e0 0d00200000 0f22e0 e7f4", false).crashReason).toBe("triple fault");
   });
 });
 

@@ -146,8 +146,14 @@ export interface ShadowPagingOptions {
 }
 
 interface VcpuState {
+  /** The guest's CR3 as the guest sees it (MOV from CR3 reads it). */
   guestCr3: number;
   root: ShadowPage | undefined;
+  /**
+   * Guest paging off (`enterUnpaged`): the GPA of the identity page table the shadow is built
+   * from instead of `guestCr3` (Xen's unpaged pagetable / HVM_PARAM_IDENT_PT).
+   */
+  unpagedRoot: number | undefined;
 }
 
 interface OutOfSync {
@@ -275,12 +281,51 @@ export class ShadowPaging implements MemoryVirtualizer {
     vmcs.setField(F.CR0_GUEST_HOST_MASK, (vmcs.read32(F.CR0_GUEST_HOST_MASK) | CR0_WP) >>> 0);
     vmcs.setField(F.CR0_READ_SHADOW, (vmcs.read32(F.CR0_READ_SHADOW) | CR0_WP) >>> 0);
     vmcs.setField(F.GUEST_CR0, (vmcs.read32(F.GUEST_CR0) | CR0_WP) >>> 0);
-    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined };
+    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined, unpagedRoot: undefined };
     this.vcpus.set(cpu, state);
     const root = this.rootFor(state.guestCr3);
     if (typeof root === "string") throw new Error(`setupVcpu: ${root}`);
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, state.guestCr3));
+  }
+
+  /**
+   * The guest turned paging off (or starts with it off): the vCPU keeps running on real paging,
+   * on the shadow of `identityRoot`, a guest-format page table at that GPA that maps guest-linear
+   * to the same guest-physical address (Xen runs a shadow guest with CR0.PG = 0 the same way, on
+   * its "unpaged" identity table). The guest's own CR3 stays what the guest sees and is used when
+   * it turns paging on (`leaveUnpaged`); `guestCr3` sets it. Returns an error message if the
+   * table is not RAM.
+   */
+  enterUnpaged(cpu: Cpu, vmcs: Vmcs, identityRoot: number, guestCr3?: number): string | undefined {
+    const state = this.vcpus.get(cpu);
+    if (state === undefined) return "enterUnpaged on a vCPU that setupVcpu never saw";
+    if (guestCr3 !== undefined) state.guestCr3 = guestCr3;
+    this.resyncAll();
+    const root = this.rootFor(identityRoot);
+    if (typeof root === "string") return root;
+    state.unpagedRoot = identityRoot;
+    state.root = root;
+    vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, identityRoot));
+    return undefined;
+  }
+
+  /** The guest turned paging on: shadow its own CR3 from now on. Returns an error message if that CR3 is not RAM. */
+  leaveUnpaged(cpu: Cpu, vmcs: Vmcs): string | undefined {
+    const state = this.vcpus.get(cpu);
+    if (state === undefined) return "leaveUnpaged on a vCPU that setupVcpu never saw";
+    this.resyncAll();
+    const root = this.rootFor(state.guestCr3);
+    if (typeof root === "string") return root;
+    state.unpagedRoot = undefined;
+    state.root = root;
+    vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, state.guestCr3));
+    return undefined;
+  }
+
+  /** The vCPU runs on the identity table (guest paging off). */
+  unpaged(cpu: Cpu): boolean {
+    return this.vcpus.get(cpu)?.unpagedRoot !== undefined;
   }
 
   handleExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): ExitOutcome {
@@ -304,7 +349,7 @@ export class ShadowPaging implements MemoryVirtualizer {
   gvaToGpa(cpu: Cpu, gva: number, access: number): number | PageFault {
     const state = this.vcpus.get(cpu);
     const mode = guestPagingMode(cpu, this.gmode);
-    const cr3 = state?.guestCr3 ?? cpu.cr3;
+    const cr3 = state === undefined ? cpu.cr3 : state.unpagedRoot ?? state.guestCr3;
     const out = this.walkOut;
     const vaLo = gva >>> 0;
     const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
@@ -371,6 +416,12 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (type !== CrAccessType.MovToCr) return this.crash(`CR3 access type ${type}`);
     const value = cpu.regAddr(gpr);
     this.stats.cr3Loads++;
+    if (state.unpagedRoot !== undefined) {
+      // Paging is off for the guest: the value waits for CR0.PG (SDM: CR3 is only used with paging on).
+      state.guestCr3 = value;
+      this.advance(vmcs, exit);
+      return { kind: "resume" };
+    }
     this.resyncAll();
     const root = this.rootFor(value);
     if (typeof root === "string") return this.crash(root);
@@ -414,7 +465,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     const out = this.walkOut;
     const vaLo = gva >>> 0;
     const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
-    const rootGpa = this.rootAddress(state.guestCr3);
+    const rootGpa = this.rootAddress(state.unpagedRoot ?? state.guestCr3);
     const status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, this.guestTables);
     if (status === WalkStatus.AccessFault) {
       const f = out.accessFault as GuestTableFault;
@@ -451,17 +502,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     // A fault through an out-of-sync leaf table: the fill took the guest's current entry, so the
     // snapshot takes it too (the other entries wait for the resync).
     if (this.oos.size > 0 && out.steps === 4) this.snapshotEntry(out.stepAddress[3] as number);
-    // The fault interrupted an event delivery: deliver the event again.
-    const v = exit.idtVectoring;
-    if (v !== undefined) {
-      return {
-        kind: "inject",
-        vector: v.vector,
-        type: v.type,
-        ...(v.errorCode !== undefined ? { errorCode: v.errorCode } : {}),
-        ...(v.type === 4 || v.type === 6 ? { instructionLength: exit.instructionLength } : {}),
-      };
-    }
+    // A fault that interrupted an event delivery is resumed like any other: the VMX exit handler
+    // delivers the event again from the IDT-vectoring information (Xen's vmx_idtv_reinject).
     return { kind: "resume" };
   }
 

@@ -4,7 +4,7 @@
  * and the hypervisor's exit loop (handle, inject, resume).
  */
 import { MachineMemory, PTE_P, PTE_RW, gfn, mfn, type Mfn } from "@vtlab/arch";
-import { Cpu, ExitReason, INTR_INFO_VALID, Vmcs, VmcsField as F, setupFlat64Guest, vmEntry, CPU_HLT_EXITING, type ExitOutcome } from "@vtlab/cpu-vmx";
+import { Cpu, ExitReason, INTR_INFO_VALID, Vmcs, VmcsField as F, setupFlat64Guest, vmEntry, CPU_HLT_EXITING, type ExitOutcome, type VmExit } from "@vtlab/cpu-vmx";
 import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/mmu-ept";
 import { ShadowPaging, type ShadowPagingOptions } from "../src/index.js";
 
@@ -78,14 +78,20 @@ export function guest(d: Domain, cr3: number, rip: number, rsp: number, options:
   return { cpu, vmcs, sp, outcomes: [] };
 }
 
-/** Apply an outcome before the next entry (event injection, CR2). */
-export function applyOutcome(g: Guest, o: ExitOutcome): void {
-  if (o.kind === "inject") {
-    const ev = o.errorCode !== undefined;
-    g.vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (3 << 8) | (ev ? 1 << 11 : 0) | o.vector) >>> 0);
-    if (ev) g.vmcs.setField(F.VM_ENTRY_EXCEPTION_ERROR_CODE, o.errorCode!);
-    if (o.cr2 !== undefined) g.cpu.cr2 = o.cr2;
-  }
+/**
+ * Apply an outcome before the next entry (event injection, CR2), as the hypervisor's exit loop
+ * does: an exit that interrupted an event delivery and was resumed re-delivers that event from
+ * the IDT-vectoring information (Xen's vmx_idtv_reinject).
+ */
+export function applyOutcome(g: Guest, o: ExitOutcome, exit?: VmExit): void {
+  const iv = exit?.idtVectoring;
+  const event = o.kind === "inject" ? { vector: o.vector, type: 3, errorCode: o.errorCode } : o.kind === "resume" && iv !== undefined ? iv : undefined;
+  if (event === undefined) return;
+  const ev = event.errorCode !== undefined;
+  g.vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (event.type << 8) | (ev ? 1 << 11 : 0) | event.vector) >>> 0);
+  if (ev) g.vmcs.setField(F.VM_ENTRY_EXCEPTION_ERROR_CODE, event.errorCode!);
+  if (event.type === 4 || event.type === 5 || event.type === 6) g.vmcs.setField(F.VM_ENTRY_INSTRUCTION_LEN, exit!.instructionLength);
+  if (o.kind === "inject" && o.cr2 !== undefined) g.cpu.cr2 = o.cr2;
 }
 
 /** Run the guest to its HLT exit (or a crash), handling every exit with ShadowPaging. */
@@ -102,7 +108,7 @@ export function runToHlt(g: Guest, maxExits = 10_000): { exits: number; crash?: 
     g.outcomes.push(o);
     if (o.kind === "crash") return { exits: n, crash: o.reason };
     if (o.kind === "mmio") throw new Error("unexpected MMIO");
-    applyOutcome(g, o);
+    applyOutcome(g, o, r.exit);
   }
   throw new Error("too many exits");
 }

@@ -32,7 +32,7 @@ export function loadPvh(image: Uint8Array, cmdline = "", memorySize = 256 * 1024
   const memory = new MachineMemory(memorySize);
   // The hypervisor's domain builder writes the image, hvm_start_info, memory map and command line;
   // here the guest then starts on the bare interpreter in 32-bit flat mode, paging off, as PVH says.
-  const boot = buildPvh(image, cmdline, memorySize, "paging-off", { write: (gpa, bytes) => memory.writeBytes(gpa, bytes), zero: (gpa, length) => memory.fill(gpa, length, 0) });
+  const boot = buildPvh(image, cmdline, memorySize, { write: (gpa, bytes) => memory.writeBytes(gpa, bytes), zero: (gpa, length) => memory.fill(gpa, length, 0) });
   if ("kind" in boot) throw new Error(`bad guest image: ${boot.message}`);
   const ports = new PortIoBus();
   const cpu = new Cpu({ memory, ports });

@@ -172,8 +172,10 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     if (type === 1 || (intr & 0x7fff_f000) !== 0) return invalid("VM-entry interruption-information field: reserved type or bits");
     if (type === IntrType.Nmi && vector !== Vector.NMI) return invalid("VM-entry interruption-information field: NMI with a vector other than 2");
     if (type === IntrType.HardwareException && vector > 31) return invalid("VM-entry interruption-information field: hardware exception vector above 31");
-    if ((type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException) && vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN) === 0) {
-      return invalid("VM-entry instruction length 0 for a software interrupt or exception");
+    // SDM 27.2.1.3: types 4, 5 and 6 need an instruction length of 1 to 15.
+    const len = vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN);
+    if ((type === IntrType.SoftwareInterrupt || type === IntrType.PrivilegedSoftwareException || type === IntrType.SoftwareException) && (len === 0 || len > 15)) {
+      return invalid("VM-entry instruction length not 1-15 for a software interrupt or exception");
     }
   }
 

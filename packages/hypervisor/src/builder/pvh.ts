@@ -8,18 +8,11 @@
  * the first 4 GiB, RDI = RBX = the hvm_start_info address (the same start-info page as PVH), no
  * stack (RSP = 0, as PVH gives none). It must be linked at its load address.
  *
- * Two entry states for the 32-bit (PVH and Multiboot) entries (`entryState`):
- * - "paging-off" (EPT domains): what PVH and Multiboot specify, flat 32-bit protected mode with
- *   paging off. VT-x runs that only with "unrestricted guest", which needs EPT.
- * - "identity-map" (shadow domains; modelled differently from PVH, said in the README): without
- *   unrestricted guest, VT-x needs CR0.PG = 1, and the interpreter has no legacy 32-bit paging,
- *   so the builder writes an identity map of the first 4 GiB (2 MiB pages) into guest memory and
- *   the entry point runs in IA-32e *compatibility* mode (CS.L = 0, CS.D = 1) with that map loaded.
- *   (Xen's shadow code runs a paging-off guest on a hypervisor-owned identity table, its
- *   "unpaged pagetable"; here the table is in guest memory below the kernel.) Addresses below
- *   4 GiB mean the same with paging on or off, so an entry that loads its own CR3, sets CR4.PAE,
- *   EFER.LME and CR0.PG and far-jumps to 64-bit code (as the vtlab guests do) runs unchanged on
- *   both. An entry that turns paging off runs only on EPT.
+ * The 32-bit (PVH and Multiboot) entries are entered as their specifications say, in flat
+ * protected mode with paging off: with "unrestricted guest" on EPT domains, and on shadow domains
+ * on the hypervisor's identity page table with paging virtualized (`Domain.identityPageTable`,
+ * hypervisor.ts). An entry that loads its own CR3, sets CR4.PAE, EFER.LME and CR0.PG and
+ * far-jumps to 64-bit code (as the vtlab guests do) runs the same on both.
  */
 import { PAGE_SIZE } from "@vtlab/arch";
 import { loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
@@ -105,7 +98,7 @@ function le64(out: Uint8Array, off: number, value: number): void {
 }
 
 /** Parse, check and load a PVH kernel into a domain of `memorySize` bytes; write the boot structures. */
-export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, entryState: "paging-off" | "identity-map", mem: GuestPhysicalWriter): BootState | BootError | ElfError {
+export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, mem: GuestPhysicalWriter): BootState | BootError | ElfError {
   if (memorySize < 2 * 1024 * 1024) return { kind: "boot-error", message: `memory: ${memorySize} bytes is too small (at least 2 MiB)` };
   const elf = parseElf(image, memorySize);
   if ("kind" in elf) return elf;
@@ -150,7 +143,7 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   cmdz.set(cmd);
   mem.write(BootLayout.cmdline, cmdz);
   writeGdt(mem);
-  if (entryState === "identity-map" || protocol === "direct64") writeIdentityMap(mem);
+  if (protocol === "direct64") writeIdentityMap(mem);
   return { protocol, eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
 }
 
