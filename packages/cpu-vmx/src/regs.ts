@@ -29,6 +29,22 @@ export const Seg = { ES: 0, CS: 1, SS: 2, DS: 3, FS: 4, GS: 5 } as const;
 export type Seg = (typeof Seg)[keyof typeof Seg];
 export const SEG_NAMES = ["es", "cs", "ss", "ds", "fs", "gs"] as const;
 
+/**
+ * GUEST_INTERRUPTIBILITY_INFO bits (SDM Vol. 3C Table 25-3, "Format of Interruptibility State").
+ * An instruction the hypervisor emulates to completion ends blocking by STI and by MOV SS, as
+ * executing it would have (SDM 26.3.1.5).
+ */
+/** Bit 0, "Blocking by STI": the instruction after an STI that set IF. */
+export const BLOCKING_BY_STI = 1 << 0;
+/** Bit 1, "Blocking by MOV SS": the instruction after a MOV to SS or POP SS. */
+export const BLOCKING_BY_MOV_SS = 1 << 1;
+/** Bit 2, "Blocking by SMI". */
+export const BLOCKING_BY_SMI = 1 << 2;
+/** Bit 3, "Blocking by NMI": from NMI delivery until the next IRET. */
+export const BLOCKING_BY_NMI = 1 << 3;
+/** Bits 1:0: the one-instruction interrupt shadow (at most one of the two may be set). */
+export const BLOCKING_BY_STI_OR_MOV_SS = BLOCKING_BY_STI | BLOCKING_BY_MOV_SS;
+
 /** RFLAGS bits (SDM Vol. 1, 3.4.3). */
 export const RFLAGS_CF = 1 << 0;
 /** Bit 1 is reserved and always reads 1. */
@@ -46,6 +62,8 @@ export const RFLAGS_IOPL = 3 << 12;
 export const RFLAGS_NT = 1 << 14;
 export const RFLAGS_RF = 1 << 16;
 export const RFLAGS_VM = 1 << 17;
+/** RFLAGS bits that must be 0 (SDM 3.4.3: bits 3, 5, 15 and 22-31 are reserved). */
+export const RFLAGS_RESERVED_ZERO = 0xffc0_8028;
 export const RFLAGS_AC = 1 << 18;
 export const RFLAGS_VIF = 1 << 19;
 export const RFLAGS_VIP = 1 << 20;

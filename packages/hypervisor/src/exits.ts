@@ -52,6 +52,8 @@ export class ExitStats {
   total = 0;
   /** I/O instruction exits (each a device-model round trip). */
   io = 0;
+  /** Events delivered again because an exit interrupted their delivery (IDT-vectoring information). */
+  reinjected = 0;
   /** Port accesses done by string I/O exits (one exit, many accesses). */
   ioAccesses = 0;
   /** MMIO exits: EPT violations or shadow #PFs emulated as a device access (mmio.ts). */
@@ -142,7 +144,7 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
         v.down = true;
         v.blocked = true;
         // (vCPUs never brought up with VCPUOP_up count as down.)
-        if (d.vcpus.every((x) => x.down || !x.bringUp.up)) d.powerOff("all vCPUs halted with interrupts disabled");
+        if (d.vcpus.every((x) => !x.isUp)) d.powerOff("all vCPUs halted with interrupts disabled");
         return RESUME;
       }
       // Blocked until its APIC has an interrupt to take (the scheduler's pollApics wakes it).

@@ -9,14 +9,21 @@
  * RAX. A hypercall from CPL > 0 gets -EPERM. Guest structures are read once, by linear address
  * through the guest's own paging (a copy_from_guest), then validated; a bad pointer is -EFAULT.
  */
-import { Access, PAGE_SIZE } from "@vtlab/arch";
+import { Access, PAGE_SIZE, gfn } from "@vtlab/arch";
 import {
+  CR0_AM,
+  CR0_CD,
+  CR0_EM,
   CR0_ET,
+  CR0_MP,
   CR0_NE,
+  CR0_NW,
   CR0_PE,
   CR0_PG,
+  CR0_TS,
   CR0_WP,
   CR4_PAE,
+  CR4_SUPPORTED,
   CR4_VMXE,
   EFER_LMA,
   EFER_LME,
@@ -24,9 +31,20 @@ import {
   EFER_SCE,
   ENTRY_IA32E_MODE,
   RFLAGS_FIXED,
+  RFLAGS_RESERVED_ZERO,
+  RFLAGS_VM,
   SECONDARY_UNRESTRICTED_GUEST,
+  SEG_ATTR_CODE,
+  SEG_ATTR_DB,
+  SEG_ATTR_DPL_SHIFT,
+  SEG_ATTR_G,
+  SEG_ATTR_L,
+  SEG_ATTR_P,
+  SEG_ATTR_RW,
+  SEG_ATTR_S,
   VmcsField as F,
 } from "@vtlab/cpu-vmx";
+import { P2mType } from "@vtlab/mmu-ept";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import { CR0_HOST_OWNED, type ExitContext } from "./exits.js";
 import type { Vcpu } from "./hypervisor.js";
@@ -45,7 +63,7 @@ export const VCPU_HVM_MODE_64B = 1;
 export const VCPU_HVM_CONTEXT_SIZE = 128;
 
 /** Xen error numbers (xen/include/public/errno.h). */
-export const XenErrno = { EPERM: 1, ENOENT: 2, EFAULT: 14, EEXIST: 17, EINVAL: 22, ENOSYS: 38 } as const;
+export const XenErrno = { EPERM: 1, ENOENT: 2, ENOMEM: 12, EFAULT: 14, EEXIST: 17, EINVAL: 22, ENOSYS: 38 } as const;
 
 /** Offsets in struct vcpu_hvm_x86_32, from the start of vcpu_hvm_context (cpu_regs at 8); checked with gcc offsetof against the Xen 4.17 public headers. */
 const R32 = {
@@ -68,44 +86,43 @@ export interface VcpuBringUp {
 
 /** Run the hypercall in RAX; returns the value for RAX (a negative Xen errno on failure). */
 export function hypercall(ctx: ExitContext): number {
-  const v = ctx.vcpu;
-  const cpu = v.cpu;
+  const cpu = ctx.vcpu.cpu;
   ctx.domain.hypercalls++;
   if (cpu.cpl !== 0) return -XenErrno.EPERM;
   const long = cpu.mode64;
-  const nr = cpu.lo[0]! >>> 0;
   if (long && cpu.hi[0]! !== 0) return -XenErrno.ENOSYS;
-  // Argument registers: RDI, RSI, RDX (64-bit) or EBX, ECX, EDX (32-bit).
-  const arg = (i: number): number => {
-    const r = long ? [7, 6, 2][i]! : [3, 1, 2][i]!;
-    return long ? (cpu.hi[r]! >>> 0) * 2 ** 32 + (cpu.lo[r]! >>> 0) : cpu.lo[r]! >>> 0;
-  };
-  switch (nr) {
+  switch (cpu.lo[0]! >>> 0) {
     case HYPERVISOR_vcpu_op:
-      return vcpuOp(ctx, arg(0), arg(1), arg(2));
+      // do_vcpu_op(int cmd, unsigned int vcpuid, XEN_GUEST_HANDLE_PARAM(void) arg): the first two
+      // are 32-bit; the handle is a guest-linear address (RDX, or EDX zero-extended).
+      return long ? vcpuOp(ctx, cpu.lo[7]! | 0, cpu.lo[6]! >>> 0, cpu.regAddr(2)) : vcpuOp(ctx, cpu.lo[3]! | 0, cpu.lo[1]! >>> 0, cpu.lo[2]! >>> 0);
     default:
       return -XenErrno.ENOSYS;
   }
 }
 
+const contextBytes = new Uint8Array(VCPU_HVM_CONTEXT_SIZE);
+const contextView = new DataView(contextBytes.buffer);
+
 function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): number {
   const d = ctx.domain;
-  if (cmd > 0xffff_ffff) return -XenErrno.ENOSYS;
   const target = vcpuid < d.vcpus.length ? d.vcpus[vcpuid] : undefined;
   if (target === undefined) return -XenErrno.ENOENT;
   switch (cmd) {
     case VCPUOP_initialise: {
       if (target.bringUp.initialised) return -XenErrno.EEXIST;
-      const bytes = copyFromGuest(ctx, argPtr, VCPU_HVM_CONTEXT_SIZE);
-      if (bytes === undefined) return -XenErrno.EFAULT;
-      const err = setHvmContext(ctx, target, new DataView(bytes.buffer));
+      // Read the guest's structure once into a private copy, then validate the copy.
+      if (copyFromGuest(ctx, argPtr, contextBytes) !== VCPU_HVM_CONTEXT_SIZE) return -XenErrno.EFAULT;
+      const parsed = parseHvmContext(ctx, contextView);
+      if (typeof parsed === "number") return parsed;
+      const err = applyHvmContext(ctx, target, parsed);
       if (err !== 0) return err;
       target.bringUp.initialised = true;
       return 0;
     }
     case VCPUOP_up:
       if (!target.bringUp.initialised) return -XenErrno.EINVAL;
-      if (!target.bringUp.up) {
+      if (!target.isUp) {
         target.bringUp.up = true;
         target.down = false;
         target.blocked = false;
@@ -116,169 +133,216 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
       target.bringUp.up = false;
       target.blocked = true;
       target.down = true;
-      if (d.vcpus.every((x) => x.down || !x.bringUp.up)) d.powerOff("every vCPU is down (VCPUOP_down)");
+      if (d.vcpus.every((x) => !x.isUp)) d.powerOff("every vCPU is down (VCPUOP_down)");
       return 0;
     case VCPUOP_is_up:
-      return target.bringUp.up ? 1 : 0;
+      return target.isUp ? 1 : 0;
     default:
       return -XenErrno.ENOSYS;
   }
 }
 
-/** copy_from_guest: `length` bytes at a guest linear address, through the guest's paging; undefined if any byte is not RAM. */
-function copyFromGuest(ctx: ExitContext, linear: number, length: number): Uint8Array | undefined {
+/** copy_from_guest: fill `out` from a guest-linear address through the guest's paging; returns the bytes copied (fewer at the first byte that is not mapped RAM). */
+function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array): number {
   const { domain: d, vcpu: v, hv } = ctx;
-  const out = new Uint8Array(length);
   let done = 0;
-  while (done < length) {
+  while (done < out.length) {
     const lin = linear + done;
-    if (!Number.isSafeInteger(lin)) return undefined;
-    const inPage = Math.min(length - done, PAGE_SIZE - (lin % PAGE_SIZE));
-    const gpa = (v.cpu.cr0 & CR0_PG) === 0 ? lin : d.paging.gvaToGpa(v.cpu, lin, Access.Read);
-    if (typeof gpa !== "number") return undefined;
-    const hpa = d.machineAddress(gpa);
-    if (hpa === undefined || d.machineAddress(gpa + inPage - 1) === undefined) return undefined;
-    if (hv.memory.readBytes(hpa, out.subarray(done, done + inPage)) !== undefined) return undefined;
+    if (!Number.isSafeInteger(lin)) return done;
+    const inPage = Math.min(out.length - done, PAGE_SIZE - (((lin % PAGE_SIZE) + PAGE_SIZE) % PAGE_SIZE));
+    const gpa = d.paging.gvaToGpa(v.cpu, lin, Access.Read);
+    if (typeof gpa !== "number") return done;
+    const hpa = d.ramHpa(gpa);
+    if (hpa === undefined || hv.memory.readBytes(hpa, out.subarray(done, done + inPage)) !== undefined) return done;
     done += inPage;
   }
-  return out;
+  return done;
 }
 
-/** Xen's compressed segment attributes (type, S, DPL, P in 7:0; AVL, L, D/B, G in 11:8) to the VMCS format. */
+/** CR0 bits a guest may set (SDM 2.5): PE, MP, EM, TS, ET, NE, WP, AM, NW, CD, PG. */
+const CR0_VALID = (CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_NW | CR0_CD | CR0_PG) >>> 0;
+/** Xen's compressed segment attributes (xen segment_register.attr): type, S, DPL, P in 7:0; AVL, L, D/B, G in 11:8; 15:12 must be 0. */
+const XEN_SEG_ATTR_PAD = 0xf000;
+
+/** Xen's compressed segment attributes to the VMCS access-rights format (SDM Table 25-2); 0 (null) becomes "unusable". */
 function vmcsAr(ar: number): number {
-  return (ar & 0xff) | ((ar & 0xf00) << 4);
+  return ar === 0 ? SEGMENT_UNUSABLE : (ar & 0xff) | ((ar & 0xf00) << 4);
+}
+/** Bit 16 of a VMCS access-rights field: segment unusable (SDM Table 25-2). */
+const SEGMENT_UNUSABLE = 0x1_0000;
+
+interface Segment {
+  readonly base: number;
+  readonly limit: number;
+  /** VMCS access-rights format. */
+  readonly ar: number;
 }
 
-/** A segment Xen's check_segment would accept: present, S = 1, code for CS, data or readable code otherwise, not L with D/B, G with a page-granular limit. */
-function segmentOk(ar: number, limit: number, code: boolean): boolean {
-  const present = (ar & 0x80) !== 0;
-  const s = (ar & 0x10) !== 0;
-  const type = ar & 0xf;
-  if (!present || !s) return false;
-  if (code !== ((type & 0x8) !== 0) && !(!code && (type & 0xa) === 0xa)) return false;
-  if ((ar & 0x200) !== 0 && (ar & 0x400) !== 0) return false;
-  if ((ar & 0x800) !== 0 && (limit & 0xfff) !== 0xfff) return false;
+/** Xen's check_segment (xen/arch/x86/hvm/domain.c), on VMCS-format rights: null only for DS/ES; TR a busy 32-bit TSS; CS code; SS writable data; DS/ES data or readable code; present. */
+function segmentOk(s: Segment, which: "cs" | "ss" | "ds" | "tr"): boolean {
+  if (s.ar === SEGMENT_UNUSABLE) return which === "ds";
+  const type = s.ar & 0xf;
+  if (which === "tr") {
+    if ((s.ar & SEG_ATTR_S) !== 0 || type !== TSS_BUSY_32) return false;
+  } else if ((s.ar & SEG_ATTR_S) === 0) return false;
+  if ((s.ar & SEG_ATTR_P) === 0) return false;
+  if (which === "cs") return (type & SEG_ATTR_CODE) !== 0 && !((s.ar & SEG_ATTR_L) !== 0 && (s.ar & SEG_ATTR_DB) !== 0);
+  if (which === "ss") return (type & SEG_ATTR_CODE) === 0 && (type & SEG_ATTR_RW) !== 0;
+  if (which === "ds") return (type & SEG_ATTR_CODE) === 0 || (type & SEG_ATTR_RW) !== 0;
   return true;
 }
+/** System-segment type 11: busy 32-bit (64-bit in IA-32e mode) TSS (SDM Table 3-2). */
+const TSS_BUSY_32 = 11;
+
+const dpl = (ar: number) => (ar >>> SEG_ATTR_DPL_SHIFT) & 3;
+
+/** A validated vcpu_hvm_context: everything applyHvmContext writes. */
+interface HvmContext {
+  readonly long: boolean;
+  readonly gprs: readonly (readonly [number, number])[]; // [lo, hi] for RAX..RDI
+  readonly rip: number;
+  readonly rsp: number;
+  readonly rflags: number;
+  readonly cr0: number;
+  readonly cr3: number;
+  readonly cr4: number;
+  readonly efer: number;
+  readonly cs: Segment;
+  readonly ss: Segment;
+  readonly ds: Segment;
+  readonly es: Segment;
+  readonly tr: Segment;
+}
+
+/** The 64-bit flat segments VCPU_HVM_MODE_64B implies ("the cached parts of the segment registers get set to match that environment"). */
+const FLAT64_CS: Segment = { base: 0, limit: 0xffff_ffff, ar: 0xa09b };
+const FLAT_DATA: Segment = { base: 0, limit: 0xffff_ffff, ar: 0xc093 };
+const FLAT_TR: Segment = { base: 0, limit: 0x67, ar: 0x8b };
 
 /**
- * Load a vcpu_hvm_context into the target's VMCS and registers (Xen's arch_set_info_hvm_guest).
- * Modelled more simply: CR0.PE must be 1 (no real mode) and paging needs EFER.LME and CR4.PAE (no
- * legacy paging). Anything else is -EINVAL.
+ * Decode and check a copied vcpu_hvm_context (Xen's arch_set_info_hvm_guest checks): a Xen
+ * errno, or the state to load. Nothing is written to the target before every check passed.
+ * Modelled more simply: CR0.PE must be 1 (no real mode), paging needs EFER.LME and CR4.PAE (no
+ * legacy paging), and shadow domains need CR0.WP = 1 (mmu-shadow's rule).
  */
-function setHvmContext(ctx: ExitContext, t: Vcpu, c: DataView): number {
+function parseHvmContext(ctx: ExitContext, c: DataView): HvmContext | number {
   const EINVAL = -XenErrno.EINVAL;
   const mode = c.getUint32(0, true);
   if (mode !== VCPU_HVM_MODE_32B && mode !== VCPU_HVM_MODE_64B) return EINVAL;
   const long = mode === VCPU_HVM_MODE_64B;
-  const u64 = (off: number) => c.getUint32(off, true) + c.getUint32(off + 4, true) * 2 ** 32;
-  const cr0 = c.getUint32(long ? R64.cr0 : R32.cr0, true);
-  const cr4 = c.getUint32(long ? R64.cr4 : R32.cr4, true);
-  const efer = c.getUint32(long ? R64.efer : R32.efer, true);
-  const highBits = long ? c.getUint32(R64.cr0 + 4, true) | c.getUint32(R64.cr4 + 4, true) | c.getUint32(R64.efer + 4, true) : c.getUint32(R32.efer + 4, true);
+  const u32 = (off: number) => c.getUint32(off, true);
+  const hi32 = (off: number) => c.getUint32(off + 4, true);
+  const u64 = (off: number) => u32(off) + hi32(off) * 2 ** 32;
+  const signed64 = (off: number) => u32(off) + (hi32(off) | 0) * 2 ** 32;
+  const cr0 = u32(long ? R64.cr0 : R32.cr0);
+  const cr4 = u32(long ? R64.cr4 : R32.cr4);
+  const efer = u32(long ? R64.efer : R32.efer);
+  const highBits = long ? hi32(R64.cr0) | hi32(R64.cr4) | hi32(R64.efer) | hi32(R64.rflags) : hi32(R32.efer);
   if (highBits !== 0) return EINVAL;
+  if ((cr0 & ~CR0_VALID) !== 0 || (cr4 & ~CR4_SUPPORTED) !== 0 || (cr4 & CR4_VMXE) !== 0) return EINVAL; // reserved bits; no nested VMX
   if ((efer & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) !== 0) return EINVAL;
-  if ((cr4 & CR4_VMXE) !== 0) return EINVAL; // no nested VMX
+  if ((efer & EFER_LMA) !== 0 && (efer & EFER_LME) === 0) return EINVAL;
   if ((cr0 & CR0_PE) === 0) return EINVAL;
   const paging = (cr0 & CR0_PG) !== 0;
   if (paging && ((efer & EFER_LME) === 0 || (cr4 & CR4_PAE) === 0)) return EINVAL;
   if (long && (!paging || (efer & EFER_LMA) === 0)) return EINVAL;
-  const lma = paging && (efer & EFER_LME) !== 0;
+  if (!ctx.domain.hap && (cr0 & CR0_WP) === 0) return EINVAL;
+  const rflags = u32(long ? R64.rflags : R32.eflags);
+  if ((rflags & RFLAGS_RESERVED_ZERO) !== 0 || (rflags & RFLAGS_VM) !== 0) return EINVAL; // no virtual-8086 mode
+  const cr3 = long ? u64(R64.cr3) : u32(R32.cr3);
+  if (paging) {
+    // The top-level table must be RAM (Xen: get_page_from_gfn on CR3).
+    const t = cr3 < 2 ** 52 ? ctx.domain.p2m.lookup(gfn(Math.floor(cr3 / PAGE_SIZE))) : undefined;
+    if (t?.type !== P2mType.Ram) return EINVAL;
+  }
+  if (long) {
+    const rip = signed64(R64.rip);
+    if (rip < -(2 ** 47) || rip >= 2 ** 47) return EINVAL; // non-canonical RIP
+    const regs = [R64.rax, R64.rcx, R64.rdx, R64.rbx, R64.rsp, R64.rbp, R64.rsi, R64.rdi];
+    return {
+      long, rip, rsp: signed64(R64.rsp), rflags, cr0, cr3, cr4, efer,
+      gprs: regs.map((o) => [u32(o), hi32(o)] as const),
+      cs: FLAT64_CS, ss: FLAT_DATA, ds: FLAT_DATA, es: FLAT_DATA, tr: FLAT_TR,
+    };
+  }
+  const seg = (base: number, limit: number, ar: number): Segment | undefined => {
+    const a = c.getUint16(ar, true);
+    return (a & XEN_SEG_ATTR_PAD) !== 0 ? undefined : { base: u32(base), limit: u32(limit), ar: vmcsAr(a) };
+  };
+  const cs = seg(R32.csBase, R32.csLimit, R32.csAr);
+  const ss = seg(R32.ssBase, R32.ssLimit, R32.ssAr);
+  const ds = seg(R32.dsBase, R32.dsLimit, R32.dsAr);
+  const es = seg(R32.esBase, R32.esLimit, R32.esAr);
+  const tr = seg(R32.trBase, R32.trLimit, R32.trAr);
+  if (cs === undefined || ss === undefined || ds === undefined || es === undefined || tr === undefined) return EINVAL;
+  if (!segmentOk(cs, "cs") || (cs.ar & SEG_ATTR_L) !== 0 || !segmentOk(ss, "ss") || !segmentOk(ds, "ds") || !segmentOk(es, "ds") || !segmentOk(tr, "tr")) return EINVAL;
+  // Xen's basic sanity checks: EIP inside CS, SS.DPL = CS.DPL, DS/ES.DPL <= CS.DPL.
+  const eip = u32(R32.eip);
+  const csLimit = (cs.ar & SEG_ATTR_G) !== 0 ? ((cs.limit << 12) | 0xfff) >>> 0 : cs.limit;
+  if (eip > csLimit) return EINVAL;
+  if (dpl(ss.ar) !== dpl(cs.ar)) return EINVAL;
+  for (const s of [ds, es]) if (s.ar !== SEGMENT_UNUSABLE && dpl(s.ar) > dpl(cs.ar)) return EINVAL;
+  const regs = [R32.eax, R32.ecx, R32.edx, R32.ebx, R32.esp, R32.ebp, R32.esi, R32.edi];
+  return { long, rip: eip, rsp: u32(R32.esp), rflags, cr0, cr3, cr4, efer, gprs: regs.map((o) => [u32(o), 0] as const), cs, ss, ds, es, tr };
+}
 
+/** Load a checked context into the target vCPU's VMCS and registers. */
+function applyHvmContext(ctx: ExitContext, t: Vcpu, h: HvmContext): number {
   const vmcs = t.vmcs;
   const cpu = t.cpu;
-  const flat = (sel: F, base: F, limit: F, ar: F, b: number, l: number, a: number) => {
+  h.gprs.forEach(([lo, hi], r) => {
+    cpu.lo[r] = lo | 0;
+    cpu.hi[r] = hi | 0;
+  });
+  const load = (sel: F, base: F, limit: F, ar: F, s: Segment) => {
     vmcs.setField(sel, 0);
-    vmcs.setNatural(base, b);
-    vmcs.setField(limit, l);
-    vmcs.setField(ar, a);
+    vmcs.setNatural(base, s.base);
+    vmcs.setField(limit, s.limit);
+    vmcs.setField(ar, s.ar);
   };
-  let rip: number;
-  let rflags: number;
-  let cr3: number;
-  if (long) {
-    const regs = [R64.rax, R64.rcx, R64.rdx, R64.rbx, R64.rsp, R64.rbp, R64.rsi, R64.rdi];
-    for (let r = 0; r < 8; r++) {
-      cpu.lo[r] = c.getInt32(regs[r]!, true);
-      cpu.hi[r] = c.getInt32(regs[r]! + 4, true);
-    }
-    rip = u64(R64.rip);
-    rflags = c.getUint32(R64.rflags, true);
-    cr3 = u64(R64.cr3);
-    if (rip >= 2 ** 47 && rip < 2 ** 64 - 2 ** 47) return EINVAL; // non-canonical RIP
-    if (rip >= 2 ** 47) rip -= 2 ** 64;
-    // "The cached parts of the segment registers get set to match that environment": flat 64-bit.
-    flat(F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES, 0, 0xffff_ffff, 0xa09b);
-    for (const [sel, base, limit, ar] of [
-      [F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
-      [F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
-      [F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
-    ] as const) flat(sel, base, limit, ar, 0, 0xffff_ffff, 0xc093);
-    flat(F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES, 0, 0x67, 0x8b);
-  } else {
-    const regs = [R32.eax, R32.ecx, R32.edx, R32.ebx, R32.esp, R32.ebp, R32.esi, R32.edi];
-    for (let r = 0; r < 8; r++) cpu.setReg32(r, c.getUint32(regs[r]!, true));
-    rip = c.getUint32(R32.eip, true);
-    rflags = c.getUint32(R32.eflags, true);
-    cr3 = c.getUint32(R32.cr3, true);
-    const seg = (baseOff: number, limitOff: number, arOff: number) => ({ base: c.getUint32(baseOff, true), limit: c.getUint32(limitOff, true), ar: c.getUint16(arOff, true) });
-    const cs = seg(R32.csBase, R32.csLimit, R32.csAr);
-    const data = [seg(R32.dsBase, R32.dsLimit, R32.dsAr), seg(R32.ssBase, R32.ssLimit, R32.ssAr), seg(R32.esBase, R32.esLimit, R32.esAr)];
-    const tr = seg(R32.trBase, R32.trLimit, R32.trAr);
-    if ((cs.ar & 0xf000) !== 0 || !segmentOk(cs.ar, cs.limit, true) || (cs.ar & 0x200) !== 0) return EINVAL; // compatibility or 32-bit code, not 64-bit
-    if (data.some((s) => (s.ar & 0xf000) !== 0 || !segmentOk(s.ar, s.limit, false))) return EINVAL;
-    if ((tr.ar & 0x8f) !== 0x8b) return EINVAL; // a present, busy 32-bit TSS
-    flat(F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES, cs.base, cs.limit, vmcsAr(cs.ar));
-    const dataFields = [
-      [F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
-      [F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
-      [F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
-    ] as const;
-    dataFields.forEach(([sel, base, limit, ar], k) => flat(sel, base, limit, ar, data[k]!.base, data[k]!.limit, vmcsAr(data[k]!.ar)));
-    flat(F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES, tr.base, tr.limit, vmcsAr(tr.ar));
-  }
-  const rflagsHigh = long ? c.getUint32(R64.rflags + 4, true) : 0;
-  if (rflagsHigh !== 0 || (rflags & 0xffc0_8028) !== 0) return EINVAL; // reserved RFLAGS bits
-  if ((rflags & (1 << 17)) !== 0) return EINVAL; // RFLAGS.VM: no virtual-8086 mode
-  if (cr3 >= 2 ** 52) return EINVAL;
-  // RSP is VMCS guest state (VM entry loads it from GUEST_RSP), the other GPRs live in the vCPU.
-  const rsp = long ? u64(R64.rsp) : c.getUint32(R32.esp, true);
-  vmcs.setNatural(F.GUEST_RSP, rsp >= 2 ** 63 ? rsp - 2 ** 64 : rsp);
+  load(F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES, h.cs);
+  load(F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES, h.ss);
+  load(F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES, h.ds);
+  load(F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES, h.es);
+  load(F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES, h.tr);
+  // RSP is VMCS guest state (VM entry loads it from GUEST_RSP); the other GPRs live in the vCPU.
+  vmcs.setNatural(F.GUEST_RSP, h.rsp);
   // Descriptor tables as after a reset (SDM 9.1.1: base 0, limit FFFFH): the new vCPU loads its own.
   vmcs.setNatural(F.GUEST_GDTR_BASE, 0);
   vmcs.setField(F.GUEST_GDTR_LIMIT, 0xffff);
   vmcs.setNatural(F.GUEST_IDTR_BASE, 0);
   vmcs.setField(F.GUEST_IDTR_LIMIT, 0xffff);
-  vmcs.setNatural(F.GUEST_RIP, rip);
-  vmcs.setField(F.GUEST_RFLAGS, (rflags | RFLAGS_FIXED) >>> 0);
+  vmcs.setNatural(F.GUEST_RIP, h.rip);
+  vmcs.setField(F.GUEST_RFLAGS, (h.rflags | RFLAGS_FIXED) >>> 0);
   vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, 0);
-  const guestEfer = (efer & ~EFER_LMA) | (lma ? EFER_LMA : 0);
-  vmcs.setNatural(F.CR0_READ_SHADOW, (cr0 & CR0_HOST_OWNED) >>> 0);
-  vmcs.setNatural(F.CR4_READ_SHADOW, cr4);
+  const paging = (h.cr0 & CR0_PG) !== 0;
+  const lma = paging && (h.efer & EFER_LME) !== 0;
+  const guestEfer = (h.efer & ~EFER_LMA) | (lma ? EFER_LMA : 0);
+  vmcs.setNatural(F.CR0_READ_SHADOW, (h.cr0 & CR0_HOST_OWNED) >>> 0);
+  vmcs.setNatural(F.CR4_READ_SHADOW, h.cr4);
   const d = ctx.domain;
   if (d.paging instanceof ShadowPaging) {
     // No unrestricted guest: the vCPU runs in IA-32e mode with paging on underneath, on the
-    // identity table while the guest has paging off (hypervisor.ts, enterUnpagedShadow). The
-    // shadow code keeps CR0.WP = 1 (its rule), which the guest then sees.
+    // identity table while the guest has paging off (hypervisor.ts, enterUnpagedShadow).
     t.guestEfer = guestEfer;
-    vmcs.setNatural(F.GUEST_CR0, (cr0 | CR0_NE | CR0_ET | CR0_PG | CR0_WP) >>> 0);
-    vmcs.setNatural(F.GUEST_CR4, (cr4 | CR4_VMXE | CR4_PAE) >>> 0);
-    vmcs.setField(F.GUEST_IA32_EFER, (efer & (EFER_SCE | EFER_NXE)) | EFER_LME | EFER_LMA);
+    vmcs.setNatural(F.CR0_READ_SHADOW, (h.cr0 & (CR0_HOST_OWNED | CR0_WP)) >>> 0);
+    vmcs.setNatural(F.GUEST_CR0, (h.cr0 | CR0_NE | CR0_ET | CR0_PG) >>> 0);
+    vmcs.setNatural(F.GUEST_CR4, (h.cr4 | CR4_VMXE | CR4_PAE) >>> 0);
+    vmcs.setField(F.GUEST_IA32_EFER, (h.efer & (EFER_SCE | EFER_NXE)) | EFER_LME | EFER_LMA);
     vmcs.setField(F.VM_ENTRY_CONTROLS, (vmcs.read32(F.VM_ENTRY_CONTROLS) | ENTRY_IA32E_MODE) >>> 0);
-    vmcs.setNatural(F.GUEST_CR3, paging ? cr3 : d.identityPageTable!);
-    d.paging.setupVcpu(cpu, vmcs); // the shadow code takes the vCPU's CR3 from GUEST_CR3
-    if (!paging) {
-      const err = d.paging.enterUnpaged(cpu, vmcs, d.identityPageTable!, cr3);
-      if (err !== undefined) return EINVAL;
-    }
-    return 0;
+    // Start on the identity table (its shadow is normally cached), then move to the guest's CR3
+    // if paging is on: the shadow code's non-throwing way to load a root.
+    vmcs.setNatural(F.GUEST_CR3, d.identityPageTable!);
+    d.paging.setupVcpu(cpu, vmcs);
+    const err = d.paging.enterUnpaged(cpu, vmcs, d.identityPageTable!, h.cr3) ?? (paging ? d.paging.leaveUnpaged(cpu, vmcs) : undefined);
+    return err === undefined ? 0 : -XenErrno.ENOMEM;
   }
-  vmcs.setNatural(F.GUEST_CR0, (cr0 | CR0_NE | CR0_ET) >>> 0);
-  vmcs.setNatural(F.GUEST_CR4, (cr4 | CR4_VMXE) >>> 0);
+  vmcs.setNatural(F.GUEST_CR0, (h.cr0 | CR0_NE | CR0_ET) >>> 0);
+  vmcs.setNatural(F.GUEST_CR4, (h.cr4 | CR4_VMXE) >>> 0);
   vmcs.setField(F.GUEST_IA32_EFER, guestEfer);
   const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
   vmcs.setField(F.VM_ENTRY_CONTROLS, (lma ? entry | ENTRY_IA32E_MODE : entry & ~ENTRY_IA32E_MODE) >>> 0);
   if (!paging) vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_UNRESTRICTED_GUEST) >>> 0);
-  vmcs.setNatural(F.GUEST_CR3, cr3);
+  vmcs.setNatural(F.GUEST_CR3, h.cr3);
   return 0;
 }

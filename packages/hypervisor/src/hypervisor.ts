@@ -9,7 +9,7 @@
  * hypervisor, as QEMU would in a stub domain), one host CPU time-sliced between vCPUs, and the
  * credit scheduler reduced to weighted round-robin slices (no credit accounting or BOOST).
  */
-import { DEFAULT_COST_MODEL, MachineMemory, PAGE_SIZE, PciBus, PciHostBridge, PortIoBus, SimClock, gfn, modelledCycles, type CostModel, type Mfn } from "@vtlab/arch";
+import { DEFAULT_COST_MODEL, MachineMemory, Vector, PAGE_SIZE, PciBus, PciHostBridge, PortIoBus, SimClock, gfn, modelledCycles, type CostModel, type Mfn } from "@vtlab/arch";
 import {
   CPU_ACTIVATE_SECONDARY,
   CPU_HLT_EXITING,
@@ -51,7 +51,7 @@ import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
 import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
 import { HostFrames } from "./host/frames.js";
-import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
+import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, X2APIC_BROADCAST, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 import type { VcpuBringUp } from "./hypercalls.js";
@@ -153,6 +153,28 @@ function enterUnpagedShadow(paging: ShadowPaging, v: Vcpu, identityPageTable: nu
   vmcs.setNatural(F.CR4_READ_SHADOW, 0);
 }
 
+/** Exception classes for double faults (SDM Vol. 3A Table 6-4): contributory, page fault, the rest benign. */
+function exceptionClass(vector: number): "benign" | "contributory" | "page-fault" | "double-fault" {
+  if (vector === Vector.DE || (vector >= Vector.TS && vector <= Vector.GP)) return "contributory";
+  if (vector === Vector.PF) return "page-fault";
+  return vector === Vector.DF ? "double-fault" : "benign";
+}
+
+/**
+ * A second exception raised while delivering a first (SDM Vol. 3A Table 6-5): #DF for
+ * contributory-then-contributory and page-fault-then-(contributory or page fault); a triple fault
+ * for either of those during #DF delivery; otherwise the second is delivered (the first is handled
+ * serially). Returns the vector to deliver or "triple-fault".
+ */
+export function combineExceptions(first: number, second: number): number | "triple-fault" {
+  const a = exceptionClass(first);
+  const b = exceptionClass(second);
+  const serious = b === "contributory" || b === "page-fault";
+  if (a === "double-fault" && serious) return "triple-fault";
+  if ((a === "contributory" && b === "contributory") || (a === "page-fault" && serious)) return Vector.DF;
+  return second;
+}
+
 /** One virtual CPU: the interpreter in VMX non-root operation and its VMCS. */
 export class Vcpu {
   readonly cpu: Cpu;
@@ -173,6 +195,10 @@ export class Vcpu {
   guestEfer = 0;
   /** PVH bring-up (hypercalls.ts): vCPU 0 starts initialised and up; the others wait for VCPUOP_initialise and VCPUOP_up. */
   readonly bringUp: VcpuBringUp;
+  /** Up: brought up (vCPU 0 from the start, others by VCPUOP_up) and not down since (VCPUOP_down, or HLT with interrupts off). */
+  get isUp(): boolean {
+    return this.bringUp.up && !this.down;
+  }
   /** Guest interrupts injected, and vCPU wake-ups from HLT. */
   interruptsInjected = 0;
   wakeups = 0;
@@ -309,6 +335,13 @@ export class Domain {
       }
     }
     return gpaOf(0);
+  }
+
+  /** Machine address of a guest-physical address the p2m maps as RAM (the identity page table included), or undefined. */
+  ramHpa(gpa: number): number | undefined {
+    if (!(gpa >= 0) || gpa >= 2 ** 52) return undefined;
+    const e = this.p2m.lookup(gfn(Math.floor(gpa / PAGE_SIZE)));
+    return e.type === P2mType.Ram ? (e.mfn as number) * PAGE_SIZE + (gpa % PAGE_SIZE) : undefined;
   }
 
   /** Machine address of a guest-physical RAM address (the domain's RAM is one extent). */
@@ -482,6 +515,9 @@ export class Hypervisor {
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new DomainError(name, "name: use letters, digits, '_', '.', '-'");
     if (this.domains.some((d) => d.name === name)) throw new DomainError(name, "name: a domain with this name exists");
     if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < 2) throw new DomainError(name, `memory: ${options.memoryMiB} MiB; give an integer >= 2`);
+    // Modelled more simply than a PC: RAM is one block from GPA 0 (no hole below 4 GiB with RAM
+    // above it), so it has to end below the local APIC page.
+    if (options.memoryMiB * MiB > APIC_BASE_DEFAULT) throw new DomainError(name, `memory: ${options.memoryMiB} MiB would reach the local APIC page at 0x${APIC_BASE_DEFAULT.toString(16)}; RAM is one block from 0 here, at most ${Math.floor(APIC_BASE_DEFAULT / MiB)} MiB`);
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
     const d = new Domain(this.nextId, name, this, options);
@@ -535,7 +571,7 @@ export class Hypervisor {
         apicId: i,
         mode: "xapic", // the power-up state (SDM 11.4.3); a guest switches to x2APIC itself
         now: () => this.clock.nanoseconds,
-        sendIpi: (dest, vector, shorthand, mode) => this.routeIpi(d, v, dest, vector, shorthand, mode),
+        sendIpi: (dest, vector, shorthand, mode, logical) => this.routeIpi(d, v, dest, vector, shorthand, mode, logical),
       });
       if (i > 0) v.blocked = true; // APs wait for VCPUOP_up (hypercalls.ts)
       d.vcpus.push(v);
@@ -739,14 +775,15 @@ export class Hypervisor {
    * interpreter lacks, so PVH guests bring them up with HYPERVISOR_vcpu_op instead. INIT, NMI,
    * SMI and ExtINT IPIs are not modelled and only counted (`Domain.ipisIgnored`).
    */
-  private routeIpi(d: Domain, from: Vcpu, dest: number, vector: number, shorthand: number, mode: number): void {
+  private routeIpi(d: Domain, from: Vcpu, dest: number, vector: number, shorthand: number, mode: number, logical: boolean): void {
     for (const t of d.vcpus) {
       const self = t === from;
       const hit =
         shorthand === ApicShorthand.Self ? self
         : shorthand === ApicShorthand.AllIncludingSelf ? true
         : shorthand === ApicShorthand.AllExcludingSelf ? !self
-        : dest === 0xffff_ffff || dest === t.id;
+        : logical ? t.apic?.matchesLogical(dest) === true
+        : dest === X2APIC_BROADCAST || dest === t.id;
       if (!hit) continue;
       if (mode === ApicDeliveryMode.Fixed || mode === ApicDeliveryMode.LowestPriority) {
         t.apic?.acceptInterrupt(vector);
@@ -768,11 +805,22 @@ export class Hypervisor {
       return;
     }
     let event: ExitOutcome | undefined = out.kind === "inject" ? out : undefined;
-    // An exit that interrupted the delivery of an event (IDT-vectoring information valid) and was
-    // handled without an event of its own: deliver that event again (Xen's vmx_idtv_reinject).
     const iv = exit.idtVectoring;
-    if (event === undefined && iv !== undefined && d.state === "running") {
-      event = { kind: "inject", vector: iv.vector, type: iv.type, ...(iv.errorCode !== undefined ? { errorCode: iv.errorCode } : {}), instructionLength: exit.instructionLength };
+    if (iv !== undefined && d.state === "running") {
+      if (event === undefined) {
+        // The exit interrupted the delivery of an event and was handled without an event of its
+        // own: deliver that event again (Xen's vmx_idtv_reinject).
+        event = { kind: "inject", vector: iv.vector, type: iv.type, ...(iv.errorCode !== undefined ? { errorCode: iv.errorCode } : {}), instructionLength: exit.instructionLength };
+        d.exitStats.reinjected++;
+      } else if (event.kind === "inject" && iv.type === IntrType.HardwareException && (event.type ?? IntrType.HardwareException) === IntrType.HardwareException) {
+        // A new exception while delivering one: the SDM's double-fault rules (Xen's hvm_combine_hw_exceptions).
+        const combined = combineExceptions(iv.vector, event.vector);
+        if (combined === "triple-fault") {
+          d.crash(`triple fault (exception ${event.vector} while delivering a double fault)`);
+          return;
+        }
+        if (combined === Vector.DF) event = { kind: "inject", vector: Vector.DF, errorCode: 0 };
+      }
     }
     if (event?.kind === "inject") {
       // A reflected #PF carries the faulting address: CR2 is not VMCS state, the vCPU holds it.

@@ -160,3 +160,4 @@ export {
   VCPU_HVM_CONTEXT_SIZE, XenErrno, hypercall,
 } from "./hypercalls.js";
 export type { VcpuBringUp } from "./hypercalls.js";
+export { combineExceptions } from "./hypervisor.js";

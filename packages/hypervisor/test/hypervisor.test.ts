@@ -300,8 +300,9 @@ describe("bad configurations and images are refused with the reason", () => {
   const cases: [string, Parameters<Hypervisor["createDomain"]>[0], RegExp][] = [
     ["a bad name", { ...ok, name: "no spaces" }, /name/],
     ["too little memory", { ...ok, memoryMiB: 1 }, /memory: 1 MiB/],
-    ["more memory than the host has", { ...ok, memoryMiB: 4096 }, /more than the host has free/],
+    ["more memory than the host has", { ...ok, memoryMiB: 2048 }, /more than the host has free/],
     ["zero vCPUs", { ...ok, vcpus: 0 }, /vcpus: 0/],
+    ["RAM reaching the local APIC page", { ...ok, memoryMiB: 4079 }, /memory: 4079 MiB would reach the local APIC page at 0xfee00000/],
     ["a file that is not ELF", { ...ok, kernel: new Uint8Array(100) }, /kernel: e_ident\[EI_MAG\]/],
     ["an ELF with neither a PVH note nor a Multiboot header, not linked at its load address", { ...ok, kernel: direct64Kernel(SPIN, 0x20_0000) }, /boots directly in 64-bit mode on an identity map; but a PT_LOAD segment has p_vaddr 0x200000 != p_paddr 0x100000/],
     ["a command line too long", { ...ok, cmdline: "x".repeat(5000) }, /cmdline: 5000 bytes/],

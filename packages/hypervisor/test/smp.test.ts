@@ -5,7 +5,7 @@
  * hypervisor or the other vCPU.
  */
 import { describe, expect, it } from "vitest";
-import { Hypervisor, VCPUOP_initialise, VCPUOP_is_up, VCPUOP_up, XenErrno } from "@vtlab/hypervisor";
+import { Hypervisor, LocalApic, VCPUOP_initialise, VCPUOP_is_up, VCPUOP_up, XenErrno } from "@vtlab/hypervisor";
 import { MMIO_GUESTS } from "./mmio-guests.js";
 import { tinyKernel } from "./tiny-kernel.js";
 
@@ -24,7 +24,7 @@ const WAIT_FLAG = `a1${imm32(FLAG)}85c074f701f0${OUT}`;
 /** PML4 at 0x2000 -> PDPT at 0x3000 -> one 1 GiB identity page (for a 64-bit AP). */
 const TABLES = `c705${imm32(0x2000)}${imm32(0x3003)}c705${imm32(0x3000)}${imm32(0x83)}`;
 
-interface Ctx32 { eip?: number; cr0?: number; csAr?: number; dsAr?: number; trAr?: number; mode?: number }
+interface Ctx32 { eip?: number; cr0?: number; cr4?: number; efer?: number; csAr?: number; csLimit?: number; dsAr?: number; ssAr?: number; trAr?: number; mode?: number }
 /** struct vcpu_hvm_context, VCPU_HVM_MODE_32B: flat 32-bit segments (Xen's compressed attributes). */
 function ctx32(o: Ctx32 = {}): Uint8Array {
   const b = new Uint8Array(128);
@@ -33,16 +33,20 @@ function ctx32(o: Ctx32 = {}): Uint8Array {
   v.setUint32(8 + 16, BASE + 0xc00, true); // esp
   v.setUint32(8 + 32, o.eip ?? AP, true);
   v.setUint32(8 + 36, 2, true); // eflags
-  v.setUint32(8 + 40, o.cr0 ?? 0x11, true); // PE | ET
+  v.setUint32(8 + 40, o.cr0 ?? 0x1_0011, true); // PE | ET | WP
+  v.setUint32(8 + 48, o.cr4 ?? 0, true);
+  v.setUint32(8 + 56, o.efer ?? 0, true);
   for (let k = 0; k < 4; k++) v.setUint32(8 + 84 + 4 * k, 0xffff_ffff, true); // cs, ds, ss, es limits
+  if (o.csLimit !== undefined) v.setUint32(8 + 84, o.csLimit, true);
   v.setUint32(8 + 100, 0x67, true); // tr_limit
   v.setUint16(8 + 104, o.csAr ?? 0xc9b, true);
-  for (let k = 1; k < 4; k++) v.setUint16(8 + 104 + 2 * k, o.dsAr ?? 0xc93, true);
+  for (let k = 1; k < 4; k++) v.setUint16(8 + 104 + 2 * k, o.dsAr ?? 0xc93, true); // ds, ss, es
+  if (o.ssAr !== undefined) v.setUint16(8 + 104 + 4, o.ssAr, true);
   v.setUint16(8 + 112, o.trAr ?? 0x8b, true);
   return b;
 }
 /** VCPU_HVM_MODE_64B: long mode on the tables at 0x2000. */
-function ctx64(rip: number, ripHi = 0): Uint8Array {
+function ctx64(rip: number, ripHi = 0, cr3 = 0x2000): Uint8Array {
   const b = new Uint8Array(128);
   const v = new DataView(b.buffer);
   v.setUint32(0, 1, true);
@@ -51,7 +55,7 @@ function ctx64(rip: number, ripHi = 0): Uint8Array {
   v.setUint32(8 + 68, ripHi, true);
   v.setUint32(8 + 72, 2, true); // rflags
   v.setUint32(8 + 80, 0x8001_0031, true); // PG | WP | NE | ET | PE
-  v.setUint32(8 + 88, 0x2000, true); // cr3
+  v.setUint32(8 + 88, cr3, true);
   v.setUint32(8 + 96, 0x20, true); // cr4: PAE
   v.setUint32(8 + 104, 0x500, true); // efer: LME | LMA
   return b;
@@ -119,10 +123,29 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
       ["a 64-bit CS in a 32-bit context", ctx32({ csAr: 0xa9b })],
       ["an available (not busy) TSS", ctx32({ trAr: 0x89 })],
       ["real mode (CR0.PE = 0)", ctx32({ cr0: 0x10 })],
-      ["legacy paging (PG without LME)", ctx32({ cr0: 0x8000_0011 })],
+      ["legacy paging (PG without LME)", ctx32({ cr0: 0x8001_0011, cr4: 0x20 })],
+      ["SS a readable code segment", ctx32({ ssAr: 0xc9b })],
+      ["SS read-only data", ctx32({ ssAr: 0xc91 })],
+      ["SS.DPL 0 with CS.DPL 3", ctx32({ csAr: 0xcfb })],
+      ["EIP beyond the CS limit", ctx32({ csAr: 0x49b, csLimit: 0xff })],
+      ["a reserved CR4 bit (15)", ctx32({ cr4: 1 << 15 })],
+      ["CR4.VMXE", ctx32({ cr4: 1 << 13 })],
+      ["a reserved CR0 bit (3... 15)", ctx32({ cr0: 0x1_8011 })],
+      ["EFER.LMA without LME", ctx32({ efer: 0x400 })],
     ] as const) {
-      expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx), what).toBe(-XenErrno.EINVAL);
+      for (const hap of [true, false]) expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx, hap), `${what} (${hap ? "EPT" : "shadow"})`).toBe(-XenErrno.EINVAL);
     }
+    // A 64-bit context whose CR3 is not RAM (here the local APIC page): -EINVAL on both, and the
+    // hypervisor keeps running (it used to throw from the shadow code).
+    for (const hap of [true, false]) expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0, 0xfee0_0000), hap), `CR3 not RAM (${hap ? "EPT" : "shadow"})`).toBe(-XenErrno.EINVAL);
+    // Shadow paging needs CR0.WP = 1.
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), false)).toBe(-XenErrno.EINVAL);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), true)).toBe(0);
+    // Null DS and ES are allowed (Xen's check_segment); a null SS is not.
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ dsAr: 0, ssAr: 0xc93 }))).toBe(0);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ ssAr: 0 }))).toBe(-XenErrno.EINVAL);
+    // A refused context leaves the vCPU uninitialised: a good one is accepted afterwards.
+    expect(result(`${vcpuOp(VCPUOP_initialise, 1, CTX + 0x100)} ${vcpuOp(VCPUOP_initialise, 1, CTX)}`)).toBe(0);
     expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0x8000)), "a non-canonical 64-bit RIP").toBe(-XenErrno.EINVAL);
   });
 
@@ -170,5 +193,46 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
     expect(bad.ipisIgnored).toBe(1);
     expect(bad.exitCode).toBeUndefined();
     expect(good.exitCode).toBe(0x55);
+  });
+});
+
+describe("logical-destination IPIs (SDM 11.6.2.2)", () => {
+  const XAPIC_LDR = 0xd0, XAPIC_DFR = 0xe0, XAPIC_SVR = 0xf0, XAPIC_ICR_LO = 0x300, XAPIC_ICR_HI = 0x310;
+  const ICR_LOGICAL = 1 << 11;
+  function threeVcpus() {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const d = hv.createDomain({ name: "lg", memoryMiB: 8, vcpus: 3, kernel: tinyKernel("ebfe") });
+    for (const v of d.vcpus) v.apic!.write(XAPIC_SVR, 4, 0x1ff);
+    return d;
+  }
+  it("xAPIC flat model: the destination bitmap is matched against each LDR[31:24]", () => {
+    const d = threeVcpus();
+    d.vcpus.forEach((v) => v.apic!.write(XAPIC_LDR, 4, (1 << (24 + v.id)) >>> 0));
+    const [a, b, c] = d.vcpus.map((v) => v.apic!);
+    a!.write(XAPIC_ICR_HI, 4, 0x02 << 24); // logical 0x02: vCPU 1 only
+    a!.write(XAPIC_ICR_LO, 4, ICR_LOGICAL | 0x41);
+    expect([a!.pendingVector(), b!.pendingVector(), c!.pendingVector()]).toEqual([-1, 0x41, -1]);
+    a!.write(XAPIC_ICR_HI, 4, 0x05 << 24); // logical 0x05: vCPUs 0 and 2
+    a!.write(XAPIC_ICR_LO, 4, ICR_LOGICAL | 0x42);
+    expect([a!.pendingVector(), c!.pendingVector()]).toEqual([0x42, 0x42]);
+    // Physical 0x02 is APIC ID 2, not vCPU 1.
+    a!.write(XAPIC_ICR_HI, 4, 0x02 << 24);
+    a!.write(XAPIC_ICR_LO, 4, 0x43);
+    expect([b!.pendingVector(), c!.pendingVector()]).toEqual([0x41, 0x43]);
+  });
+  it("xAPIC cluster model and x2APIC clusters", () => {
+    const d = threeVcpus();
+    const apics = d.vcpus.map((v) => v.apic!);
+    for (const [k, x] of apics.entries()) {
+      x.write(XAPIC_DFR, 4, 0x0fff_ffff); // cluster model
+      x.write(XAPIC_LDR, 4, ((k === 2 ? 0x21 : 0x10 | (1 << k)) << 24) >>> 0); // cluster 1: vCPUs 0, 1; cluster 2: vCPU 2
+    }
+    apics[0]!.write(XAPIC_ICR_HI, 4, 0x12 << 24); // cluster 1, member bit 1
+    apics[0]!.write(XAPIC_ICR_LO, 4, ICR_LOGICAL | 0x44);
+    expect(apics.map((x) => x.pendingVector())).toEqual([-1, 0x44, -1]);
+    const x2 = new LocalApic({ apicId: 0x13, now: () => 0 }); // x2APIC: cluster 1, bit 3
+    expect(x2.matchesLogical(0x0001_0008)).toBe(true);
+    expect(x2.matchesLogical(0x0000_0008)).toBe(false);
+    expect(x2.matchesLogical(0x0001_0004)).toBe(false);
   });
 });

@@ -78,7 +78,7 @@ describe("Toolstack: create, find, pause, unpause, destroy", () => {
     const { ts, releases } = harness({ a: tinyKernel(SPIN), big: tinyKernel(SPIN) });
     ts.create(cfg("a", "destroy"));
     expect(() => ts.create(cfg("a", "destroy"))).toThrow(/domain a: name: a domain with this name exists/);
-    expect(() => ts.create(cfg("big", "destroy", 65536))).toThrow(/domain big: memory: 65536 MiB is more than the host has free/);
+    expect(() => ts.create(cfg("big", "destroy", 4000))).toThrow(/domain big: memory: 4000 MiB is more than the host has free/);
     expect(() => ts.create(cfg("nokernel", "destroy"))).toThrow(/no kernel for nokernel/);
     expect(releases.get("a")).toBe(1);
     expect(releases.get("big")).toBe(1);

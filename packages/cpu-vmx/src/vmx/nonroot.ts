@@ -25,6 +25,7 @@ import {
   EFER_LME,
   RFLAGS_FIXED,
   RFLAGS_IF,
+  RFLAGS_RESERVED_ZERO,
   Seg,
 } from "../regs.js";
 import {
@@ -213,7 +214,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     if (((efer & EFER_LMA) !== 0) !== ia32e || ((gCr0 & CR0_PG) !== 0 && ((efer & EFER_LME) !== 0) !== ia32e)) return guestStateFailure("GUEST_IA32_EFER.LMA/LME differ from the IA-32e mode guest control");
   }
   const rflags = vmcs.read32(F.GUEST_RFLAGS);
-  if ((rflags & RFLAGS_FIXED) === 0 || (rflags & 0xffc0_8028) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
+  if ((rflags & RFLAGS_FIXED) === 0 || (rflags & RFLAGS_RESERVED_ZERO) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
   const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
   if ((csAr & 0x18) !== 0x18 || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment");
   if (ia32e && (csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");

@@ -129,6 +129,8 @@ export const XAPIC_BROADCAST = 0xff;
 /** xAPIC LDR: logical APIC ID bits 31:24; DFR: model bits 31:28. */
 const XAPIC_LDR_MASK = 0xff000000;
 const XAPIC_DFR_RESERVED_ONES = 0x0fffffff;
+/** DFR model (bits 31:28): 1111b flat, 0000b cluster (SDM 11.6.2.2). */
+const XAPIC_DFR_MODEL_FLAT = 0xf;
 /** xAPIC ICR high half: destination bits 63:56. */
 const XAPIC_ICR_HI_MASK = 0xff000000;
 /** IA32_APIC_BASE high half: physical base bits 51:32 (MAXPHYADDR = 52 assumed). */
@@ -232,7 +234,7 @@ export interface LocalApicOptions {
   /** Whether this is the bootstrap processor (IA32_APIC_BASE.BSP; default apicId === 0). */
   readonly bsp?: boolean;
   /** The IPI router: called for every ICR write that passes the checks (an xAPIC broadcast 0xFF arrives as 0xFFFFFFFF). */
-  readonly sendIpi?: (dest: number, vector: number, shorthand: number, deliveryMode: number) => void;
+  readonly sendIpi?: (dest: number, vector: number, shorthand: number, deliveryMode: number, logical: boolean) => void;
   /** The mode at creation: "x2apic" (default; as if firmware had switched it) or "xapic" (the SDM's power-up state). */
   readonly mode?: "xapic" | "x2apic";
 }
@@ -357,6 +359,25 @@ export class LocalApic implements BusDevice {
   /** Logical x2APIC ID: cluster (ID[19:4]) in bits 31:16, one-hot ID[3:0] in bits 15:0. */
   get ldr(): number {
     return (((this.apicId >>> 4) << 16) | (1 << (this.apicId & 0xf))) >>> 0;
+  }
+
+  /**
+   * Does a logical destination (ICR destination mode 1) name this APIC? (SDM 11.6.2.2, 11.12.10.2)
+   * x2APIC: the cluster (bits 31:16) equals this LDR's and the bitmaps (15:0) intersect. xAPIC:
+   * the 8-bit destination against LDR[31:24], flat model (DFR[31:28] = 1111b: bitmaps intersect)
+   * or cluster model (0000b: cluster in bits 7:4 equal, bitmaps in 3:0 intersect). All-ones is a
+   * broadcast.
+   */
+  matchesLogical(dest: number): boolean {
+    if (dest === X2APIC_BROADCAST) return true;
+    if (this.mode === "x2apic") {
+      const ldr = this.ldr;
+      return dest >>> 16 === ldr >>> 16 && (dest & ldr & 0xffff) !== 0;
+    }
+    const ldr8 = this.xapicLdr >>> 24;
+    const d8 = dest & 0xff;
+    if (this.dfr >>> 28 === XAPIC_DFR_MODEL_FLAT) return (d8 & ldr8) !== 0;
+    return d8 >>> 4 === ldr8 >>> 4 && (d8 & ldr8 & 0xf) !== 0;
   }
 
   /** PPR = TPR when TPR[7:4] >= ISRV[7:4], else ISRV[7:4] << 4 (SDM "Processor Priority Register"). */
@@ -659,7 +680,7 @@ export class LocalApic implements BusDevice {
     this.stats.ipisSent++;
     const send = this.sendIpiFn;
     if (send !== undefined) {
-      send(dest, vector, shorthand, mode);
+      send(dest, vector, shorthand, mode, (lo & APIC_ICR_DEST_LOGICAL) !== 0);
     } else if (
       mode === ApicDeliveryMode.Fixed &&
       (shorthand === ApicShorthand.Self ||
