@@ -154,6 +154,7 @@ export {
   XAPIC_BROADCAST,
 } from "./devices/lapic.js";
 export { DomainMmio, handleMmio, MAX_INSTRUCTION_LENGTH } from "./mmio.js";
+export { copyFromGuest } from "./guest-memory.js";
 export type { LocalApicOptions, LocalApicStats, MsrReadOk, MsrReadResult as LapicMsrRead } from "./devices/lapic.js";
 export {
   HYPERVISOR_vcpu_op, VCPUOP_initialise, VCPUOP_up, VCPUOP_down, VCPUOP_is_up, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B,

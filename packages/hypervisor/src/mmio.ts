@@ -16,32 +16,39 @@
  * "unhandleable" emulation result does).
  *
  * Guest bytes are hostile: the instruction is copied out of guest memory once (at most 15
- * bytes, the architectural limit) and decoded from the copy; registers are read through the
- * VMCS where the VMCS holds them (RSP, RIP, RFLAGS).
+ * bytes, the architectural limit, with guest-memory.ts's `copyFromGuest`: p2m RAM only) and
+ * decoded from the copy; RIP and RSP are taken from the VMCS, which holds them across an exit.
+ * The operand's linear address is cpu-vmx's own (`ea`: exact modulo 2^64, FS/GS bases), and
+ * registers are read and written with the vCPU's register accessors.
  *
  * Modelled more simply than Xen's emulator: segment limits and the alignment check (#AC) are
  * not applied to the emulated access; RFLAGS.TF single-step is not raised after an emulated
  * instruction; an instruction that touches MMIO while delivering an event (an IDT or stack in
  * MMIO) crashes the domain.
  */
-import { Access, MmioBus, PAGE_SIZE, allOnes, gfn as asGfn, type AccessSize, type BusDevice, type BusRegistrationError, type DeviceError, type U64 } from "@vtlab/arch";
-import { VmcsField as F, decodeBytes, wrap64, type ExitOutcome, type Insn, type VmExit } from "@vtlab/cpu-vmx";
+import { Access, MmioBus, PAGE_SIZE, Vector, allOnes, gfn as asGfn, type AccessSize, type BusDevice, type BusRegistrationError, type DeviceError, type U64 } from "@vtlab/arch";
+import {
+  BLOCKING_BY_STI_OR_MOV_SS,
+  MAX_INSTRUCTION_LENGTH,
+  Reg,
+  Seg,
+  VmcsField as F,
+  decodeBytes,
+  ea,
+  wrap64,
+  type Cpu,
+  type ExitOutcome,
+  type Insn,
+  type VmExit,
+} from "@vtlab/cpu-vmx";
 import { P2mType, type DomainP2m } from "@vtlab/mmu-ept";
 import type { ExitContext } from "./exits.js";
+import { copyFromGuest } from "./guest-memory.js";
 import type { Vcpu } from "./hypervisor.js";
+import { RESUME } from "./outcomes.js";
 
-/** The architectural limit on an instruction's length (SDM Vol. 2A 2.3.11). */
-export const MAX_INSTRUCTION_LENGTH = 15;
-
-/** GUEST_ES_BASE ... GUEST_GS_BASE, indexed by segment register number (ES 0, CS 1, SS 2, DS 3, FS 4, GS 5). */
-const SEGMENT_BASE_FIELDS = [F.GUEST_ES_BASE, F.GUEST_CS_BASE, F.GUEST_SS_BASE, F.GUEST_DS_BASE, F.GUEST_FS_BASE, F.GUEST_GS_BASE] as const;
-/** Segment register numbers (cpu-vmx's Seg). */
-const SEG_FS = 4;
-const SEG_GS = 5;
-/** GUEST_INTERRUPTIBILITY_INFO bits 1:0: blocking by STI and by MOV SS (SDM Table 25-3). */
-const BLOCKING_BY_STI_OR_MOV_SS = 3;
-/** General-purpose register 4 (RSP): the VMCS holds it across an exit (GUEST_RSP). */
-const RSP = 4;
+/** The architectural limit on an instruction's length (cpu-vmx's decoder owns it; re-exported under the name this package always had). */
+export { MAX_INSTRUCTION_LENGTH };
 
 /** The opcode map numbers cpu-vmx's decoder uses (one-byte 0x00-0xFF, 0F map 0x100-0x1FF). */
 const Op = {
@@ -192,121 +199,60 @@ function hexBytes(n: number): string {
 
 const hex = (n: number): string => `0x${(n < 0 ? n + 2 ** 64 : n).toString(16)}`;
 
-/** The machine address of a guest-physical RAM byte, or undefined (MMIO, absent). */
-function ramHpa(ctx: ExitContext, gpa: number): number | undefined {
-  const e = ctx.domain.p2m.lookup(asGfn(Math.floor(gpa / PAGE_SIZE)));
-  if (e.type !== P2mType.Ram) return undefined;
-  return e.mfn * PAGE_SIZE + (gpa % PAGE_SIZE);
+/** The domain cannot survive the access: Xen's X86EMUL_UNHANDLEABLE, with RIP, the bytes fetched (in `code`) and the GPA. */
+function unhandleable(write: boolean, gpa: number, rip: number, fetched: number, why: string): ExitOutcome {
+  return {
+    kind: "crash",
+    reason: `unhandleable MMIO ${write ? "write to" : "read of"} GPA ${hex(gpa)} at RIP ${hex(rip)} (bytes: ${fetched > 0 ? hexBytes(fetched) : "none"}): ${why}`,
+  };
 }
 
-/**
- * Copy up to 15 instruction bytes at CS:RIP into `code`, page by page through the guest's
- * tables; stops at the first byte that is not fetchable RAM. Returns the bytes copied.
- */
-function fetch(ctx: ExitContext, linear: number, mode64: boolean): number {
-  const { domain: d, vcpu: v, hv } = ctx;
-  const user = v.cpu.cpl === 3 ? Access.User : 0;
-  let n = 0;
-  while (n < MAX_INSTRUCTION_LENGTH) {
-    const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
-    const g = d.paging.gvaToGpa(v.cpu, at, Access.Fetch | user);
-    if (typeof g !== "number") break;
-    const hpa = ramHpa(ctx, g);
-    if (hpa === undefined) break;
-    const inPage = Math.min(MAX_INSTRUCTION_LENGTH - n, PAGE_SIZE - (g % PAGE_SIZE));
-    for (let k = 0; k < inPage; k++) code[n + k] = hv.memory.read8(hpa + k) as number;
-    n += inPage;
-  }
-  return n;
-}
-
-function readReg64(v: Vcpu, r: number): number {
-  if (r === RSP) return v.vmcs.readNatural(F.GUEST_RSP);
-  return v.cpu.hi[r]! * 2 ** 32 + (v.cpu.lo[r]! >>> 0);
-}
-
-/** The low `size` bytes of a register as lo (and hi for 8); byte registers AH..BH without REX. */
-function readReg(v: Vcpu, r: number, rex: boolean, size: number, out: U64): void {
-  if (size === 1 && !rex && r >= 4 && r < 8) {
-    out.lo = (v.cpu.lo[r - 4]! >>> 8) & 0xff;
-    out.hi = 0;
-    return;
-  }
-  let lo: number;
-  let hi: number;
-  if (r === RSP) {
-    const rsp = v.vmcs.readNatural(F.GUEST_RSP);
-    lo = rsp >>> 0;
-    hi = Math.floor(rsp / 2 ** 32) >>> 0;
-  } else {
-    lo = v.cpu.lo[r]! >>> 0;
-    hi = v.cpu.hi[r]! >>> 0;
-  }
-  out.lo = size === 1 ? lo & 0xff : size === 2 ? lo & 0xffff : lo;
-  out.hi = size === 8 ? hi : 0;
-}
-
-/** Write a register as MOV does: 8/16-bit writes keep the rest, 32-bit writes zero bits 63:32. */
-function writeReg(v: Vcpu, r: number, rex: boolean, size: number, lo: number, hi: number): void {
-  const cpu = v.cpu;
-  if (size === 1 && !rex && r >= 4 && r < 8) {
-    cpu.lo[r - 4] = (cpu.lo[r - 4]! & ~0xff00) | ((lo & 0xff) << 8);
-    return;
-  }
-  let curLo: number;
-  let curHi: number;
-  if (r === RSP) {
-    const rsp = v.vmcs.readNatural(F.GUEST_RSP);
-    curLo = rsp | 0;
-    curHi = Math.floor(rsp / 2 ** 32) | 0;
-  } else {
-    curLo = cpu.lo[r]!;
-    curHi = cpu.hi[r]!;
-  }
-  let newLo: number;
-  let newHi: number;
-  if (size === 1) {
-    newLo = (curLo & ~0xff) | (lo & 0xff);
-    newHi = curHi;
-  } else if (size === 2) {
-    newLo = (curLo & ~0xffff) | (lo & 0xffff);
-    newHi = curHi;
-  } else if (size === 4) {
-    newLo = lo | 0;
-    newHi = 0;
-  } else {
-    newLo = lo | 0;
-    newHi = hi | 0;
-  }
-  if (r === RSP) v.vmcs.setNatural(F.GUEST_RSP, (newHi >>> 0) * 2 ** 32 + (newLo >>> 0));
-  else {
-    cpu.lo[r] = newLo;
-    cpu.hi[r] = newHi;
+/** The low `size` bytes of register `r` into `out` as MOV reads a source (AH..BH for 4-7 without REX). */
+function readReg(cpu: Cpu, r: number, rex: boolean, size: number, out: U64): void {
+  out.hi = 0;
+  switch (size) {
+    case 1:
+      out.lo = cpu.getReg8(r, rex);
+      return;
+    case 2:
+      out.lo = cpu.lo[r]! & 0xffff;
+      return;
+    case 4:
+      out.lo = cpu.lo[r]! >>> 0;
+      return;
+    default:
+      out.lo = cpu.lo[r]! >>> 0;
+      out.hi = cpu.hi[r]! >>> 0;
   }
 }
 
-/** The linear address of the instruction's memory operand (SDM Vol. 1 3.7.5; Vol. 3A 3.4.4). */
-function operandLinear(v: Vcpu, i: Insn, nextRip: number, mode64: boolean): number {
-  let ea = i.disp;
-  if (i.base >= 0) ea += readReg64(v, i.base);
-  if (i.index >= 0) ea += readReg64(v, i.index) * i.scale;
-  if (i.ripRel) ea += nextRip;
-  if (i.addrSize === 4) {
-    ea = ((ea % 2 ** 32) + 2 ** 32) % 2 ** 32;
-  } else {
-    ea = wrap64(ea);
+/** Write register `r` as MOV does: 8/16-bit writes keep the rest, a 32-bit write zeroes bits 63:32 (SDM Vol. 1 3.4.1.1). */
+function writeReg(cpu: Cpu, r: number, rex: boolean, size: number, lo: number, hi: number): void {
+  switch (size) {
+    case 1:
+      cpu.setReg8(r, rex, lo);
+      return;
+    case 2:
+      cpu.setReg16(r, lo);
+      return;
+    case 4:
+      cpu.setReg32(r, lo);
+      return;
+    default:
+      cpu.lo[r] = lo;
+      cpu.hi[r] = hi;
   }
-  if (mode64) {
-    // In 64-bit mode only FS and GS have a base (SDM Vol. 3A 3.4.4).
-    if (i.seg === SEG_FS || i.seg === SEG_GS) ea = wrap64(ea + v.vmcs.readNatural(SEGMENT_BASE_FIELDS[i.seg]));
-    return ea;
-  }
-  return (ea + v.vmcs.readNatural(SEGMENT_BASE_FIELDS[i.seg] ?? F.GUEST_DS_BASE)) >>> 0;
 }
 
 /**
  * Emulate the instruction that made an MMIO access at `gpa` (the faulting GPA from the EPT
  * violation or the shadow #PF; the access itself is recomputed from the instruction).
+ *
+ * Register state: the general-purpose registers are the vCPU's own (`cpu.lo`/`cpu.hi`), except
+ * RSP, which the VMCS holds across an exit (GUEST_RSP: saved on exit, loaded on entry). It is
+ * copied into the vCPU's register file first, so that cpu-vmx's effective-address computation
+ * and register accessors see it, and written back to GUEST_RSP, as exact 32-bit halves, when the
+ * instruction loads RSP.
  */
 export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: boolean): ExitOutcome {
   const { domain: d, vcpu: v } = ctx;
@@ -316,45 +262,48 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
   const cpu = v.cpu;
   const mode64 = cpu.mode64;
   const rip = vmcs.readNatural(F.GUEST_RIP);
-  let fetched = 0;
-  const fail = (why: string): ExitOutcome => ({
-    kind: "crash",
-    reason: `unhandleable MMIO ${write ? "write to" : "read of"} GPA ${hex(gpa)} at RIP ${hex(rip)} (bytes: ${fetched > 0 ? hexBytes(fetched) : "none"}): ${why}`,
-  });
-  if (exit.idtVectoring !== undefined) return fail(`the access was made while delivering vector ${exit.idtVectoring.vector} (an IDT, GDT or stack in MMIO)`);
-  if (!d.mmio.bus.claims(gpa)) return fail("no emulated device is mapped there");
-  const ripLinear = mode64 ? rip : (rip + vmcs.readNatural(F.GUEST_CS_BASE)) >>> 0;
-  fetched = fetch(ctx, ripLinear, mode64);
-  if (fetched === 0) return fail("the instruction cannot be fetched: RIP is on a page the guest's tables do not map to RAM");
+  if (exit.idtVectoring !== undefined) return unhandleable(write, gpa, rip, 0, `the access was made while delivering vector ${exit.idtVectoring.vector} (an IDT, GDT or stack in MMIO)`);
+  if (!d.mmio.bus.claims(gpa)) return unhandleable(write, gpa, rip, 0, "no emulated device is mapped there");
+  const user = cpu.cpl === 3 ? Access.User : 0;
+  let fetched = copyFromGuest(ctx, cpu.linear(Seg.CS, rip), code, MAX_INSTRUCTION_LENGTH, Access.Fetch | user);
+  if (fetched === 0) return unhandleable(write, gpa, rip, 0, "the instruction cannot be fetched: RIP is on a page the guest's tables do not map to RAM");
   const insn = decodeBytes(code, fetched, mode64, cpu.csD);
-  if (insn === undefined) return fail(fetched < MAX_INSTRUCTION_LENGTH ? "the instruction runs onto a page that cannot be fetched" : "the instruction is longer than 15 bytes");
+  if (insn === undefined) return unhandleable(write, gpa, rip, fetched, fetched < MAX_INSTRUCTION_LENGTH ? "the instruction runs onto a page that cannot be fetched" : "the instruction is longer than 15 bytes");
   fetched = Math.min(fetched, insn.len);
   const form = formOf(insn);
-  if (typeof form === "string") return fail(`unsupported instruction ${insn.mnemonic || "(undefined opcode)"}: ${form}`);
+  if (typeof form === "string") return unhandleable(write, gpa, rip, fetched, `unsupported instruction ${insn.mnemonic || "(undefined opcode)"}: ${form}`);
   const store = form.kind === Kind.StoreReg || form.kind === Kind.StoreImm;
-  if (store !== write) return fail(`the instruction is a ${store ? "store" : "load"} but the access that exited was a ${write ? "write" : "read"}`);
+  if (store !== write) return unhandleable(write, gpa, rip, fetched, `the instruction is a ${store ? "store" : "load"} but the access that exited was a ${write ? "write" : "read"}`);
   const size = form.size;
 
-  // The access, recomputed from the instruction: linear address, translated again, byte by byte
-  // range (first and last byte) so that an access split across pages or ranges is seen.
+  // RSP from the VMCS into the register file, exactly (see above).
+  const rsp = vmcs.readHalves(F.GUEST_RSP);
+  cpu.lo[Reg.RSP] = rsp.lo;
+  cpu.hi[Reg.RSP] = rsp.hi;
+
+  // The access, recomputed from the instruction: linear address (cpu-vmx's, with RIP the next
+  // instruction's for a RIP-relative operand), translated again, first and last byte, so that
+  // an access split across pages or ranges is seen.
   const nextRip = mode64 ? wrap64(rip + insn.len) : (rip + insn.len) >>> 0;
-  const linear = operandLinear(v, insn, nextRip, mode64);
-  const user = cpu.cpl === 3 ? Access.User : 0;
+  const savedRip = cpu.rip;
+  cpu.rip = nextRip;
+  const linear = ea(cpu, insn);
+  cpu.rip = savedRip;
   const access = (write ? Access.Write : Access.Read) | user;
   const first = d.paging.gvaToGpa(cpu, linear, access);
-  if (typeof first !== "number") return { kind: "inject", vector: 14, errorCode: first.errorCode, cr2: linear };
+  if (typeof first !== "number") return { kind: "inject", vector: Vector.PF, errorCode: first.errorCode, cr2: linear };
   let last = first + size - 1;
   if ((first % PAGE_SIZE) + size > PAGE_SIZE) {
     const lastLinear = mode64 ? wrap64(linear + size - 1) : (linear + size - 1) >>> 0;
     const g = d.paging.gvaToGpa(cpu, lastLinear, access);
-    if (typeof g !== "number") return { kind: "inject", vector: 14, errorCode: g.errorCode, cr2: lastLinear };
+    if (typeof g !== "number") return { kind: "inject", vector: Vector.PF, errorCode: g.errorCode, cr2: lastLinear };
     last = g;
   }
   const bus = d.mmio.bus;
   const owner = bus.ownerOf(first);
-  if (owner === undefined) return fail(`the instruction's access at GPA ${hex(first)} is not to an emulated device`);
+  if (owner === undefined) return unhandleable(write, gpa, rip, fetched, `the instruction's access at GPA ${hex(first)} is not to an emulated device`);
   if (last !== first + size - 1 || bus.ownerOf(last) !== owner) {
-    return fail(`a ${size}-byte access at GPA ${hex(first)} is split across the end of ${owner}`);
+    return unhandleable(write, gpa, rip, fetched, `a ${size}-byte access at GPA ${hex(first)} is split across the end of ${owner}`);
   }
 
   d.mmio.accessor = v;
@@ -366,7 +315,7 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
         if (size === 1) u64.lo &= 0xff;
         else if (size === 2) u64.lo &= 0xffff;
       } else {
-        readReg(v, form.reg, insn.rex, size, u64);
+        readReg(cpu, form.reg, insn.rex, size, u64);
       }
       let err: DeviceError | undefined;
       if (size === 8) {
@@ -376,7 +325,7 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
         stats.mmioAccesses++;
         err = bus.write(first, size, u64.lo);
       }
-      if (err !== undefined) return fail(`${err.device} refused the write: ${err.message}`);
+      if (err !== undefined) return unhandleable(write, gpa, rip, fetched, `${err.device} refused the write: ${err.message}`);
     } else {
       if (size === 8) {
         stats.mmioAccesses += 2;
@@ -386,7 +335,6 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
         u64.lo = bus.read(first, size as AccessSize) >>> 0;
         u64.hi = 0;
       }
-      const dest = insn.opSize;
       let lo = u64.lo;
       let hi = u64.hi;
       if (form.kind === Kind.LoadSx) {
@@ -394,15 +342,17 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
         lo = s;
         hi = s >> 31;
       }
-      writeReg(v, form.reg, insn.rex, dest, lo, hi);
+      writeReg(cpu, form.reg, insn.rex, insn.opSize, lo, hi);
+      // RSP back to the VMCS (a byte write to register 4 without REX is AH: RSP is unchanged).
+      if (form.reg === Reg.RSP) vmcs.setField(F.GUEST_RSP, cpu.lo[Reg.RSP]!, cpu.hi[Reg.RSP]!);
     }
   } finally {
     d.mmio.accessor = undefined;
   }
 
   // Completing the instruction: RIP past it, and blocking by STI / MOV SS ends (SDM 26.3.1.5).
-  vmcs.setNatural(F.GUEST_RIP, mode64 ? nextRip : nextRip >>> 0);
+  vmcs.setNatural(F.GUEST_RIP, nextRip);
   const intr = vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO);
   if ((intr & BLOCKING_BY_STI_OR_MOV_SS) !== 0) vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, intr & ~BLOCKING_BY_STI_OR_MOV_SS);
-  return { kind: "resume" };
+  return RESUME;
 }

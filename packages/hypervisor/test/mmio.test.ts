@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { gfn, type AccessSize, type BusDevice } from "@vtlab/arch";
-import { decodeBytes } from "@vtlab/cpu-vmx";
+import { CR0_PG, VmcsField, decodeBytes } from "@vtlab/cpu-vmx";
 import { P2mType } from "@vtlab/mmu-ept";
 import {
   APIC_BASE_DEFAULT,
@@ -16,6 +16,7 @@ import {
   APIC_VERSION_VALUE,
   Hypervisor,
   LocalApic,
+  copyFromGuest,
   MSR_IA32_APIC_BASE,
   MSR_X2APIC_TPR,
   XAPIC_ESR,
@@ -191,6 +192,88 @@ describe("every emulated MOV form", () => {
     const regs = (d: Domain) => Array.from({ length: 16 }, (_, r) => (r === 4 ? 0n : reg(d.vcpus[0]!, r)));
     expect(regs(a!.d)).toEqual(regs(b!.d));
   });
+});
+
+describe("exact 64-bit arithmetic: effective addresses and RSP beyond 2^53", () => {
+  const runs = MODES.map(([mode, hap]) => {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const d = boot(hv, `bigregs-${mode}`, "bigregs", hap);
+    const dev = new Recorder();
+    expect(d.mmio.register(0xfed00000, 0x1000, dev, "recorder")).toBeUndefined();
+    hv.run({ maxInstructions: 5_000_000 });
+    return { mode, d, dev };
+  });
+
+  for (const { mode, d, dev } of runs) {
+    it(`${mode}: base + index * scale + disp modulo 2^64, RSP as base, FS base, EIP-relative`, () => {
+      expect({ state: d.state, crash: d.crashReason }).toEqual({ state: "shutdown", crash: undefined });
+      expect(dev.log.filter((l) => l.startsWith("w"))).toEqual([
+        "w4@44=11223344", // (%rdx,%rcx,4): 0xfed00044 + 2^62 * 4
+        "w4@48=11223344", // (%rdx,%rcx,1): 0x80000000fed00048 + 2^63
+        "w4@4c=11223344", // 0x7fffffff(%rdx,%rcx,1): 0x800000007ed0004d + 2^63 + 0x7fffffff
+        "w4@60=123458", // mov %rax, 0x60(%rbx)
+        "w4@64=ffff8000",
+        "w2@68=beef", // movw $0xbeef
+        "w4@70=12beef", // mov %rsp, 0x70(%rbx): the higher-half RSP from the VMCS
+        "w4@74=ffff8000",
+        "w4@88=123458", // mov %eax, 8(%rsp), RSP = 0xfed00080
+        "w4@98=55667788", // mov %eax, %fs:(%rdx): FS base 0xffffffff80000000 + 0x17ed00098
+        "w4@a0=55667788", // addr32 mov %eax, disp32(%eip): wraps modulo 2^32
+      ]);
+      expect(d.stats().mmioExits).toBe(12);
+    });
+
+    it(`${mode}: a higher-half RSP loaded from MMIO keeps every bit (GUEST_RSP written as exact halves)`, () => {
+      const v = d.vcpus[0]!;
+      expect(reg(v, 8)).toBe(0xffff800000123458n); // mov 0x60(%rbx), %rsp
+      expect(reg(v, 9)).toBe(0xffff80000012beefn); // mov 0x68(%rbx), %sp: bits 63:16 kept
+      expect(reg(v, 10)).toBe(0xbeefn); // mov 0x68(%rbx), %esp: bits 63:32 cleared
+    });
+  }
+});
+
+describe("MMIO with guest paging off (CR0.PG = 0)", () => {
+  for (const [mode, hap] of MODES) {
+    it(`${mode}: fetch and operand translation through gvaToGpa with paging off`, () => {
+      const hv = new Hypervisor({ memoryMiB: 64 });
+      const d = boot(hv, `unpaged-${mode}`, "unpaged", hap);
+      const dev = new Recorder();
+      expect(d.mmio.register(0xfed00000, 0x1000, dev, "recorder")).toBeUndefined();
+      hv.run({ maxInstructions: 1_000_000 });
+      expect({ state: d.state, crash: d.crashReason }).toEqual({ state: "shutdown", crash: undefined });
+      expect((d.vcpus[0]!.vmcs.read32(VmcsField.GUEST_CR0) & CR0_PG) !== 0).toBe(!hap); // shadow: PG on underneath, on the identity table
+      expect(dev.log).toEqual(["w4@10=12345678", "r4@10=12345678", "w2@14=abcd", "r2@14=abcd", "w1@18=5a"]);
+      expect(read32(hv, d, SCRATCH)).toBe(0x12345678);
+      expect(read32(hv, d, SCRATCH + 4)).toBe(0xabcd);
+      expect(d.stats().mmioExits).toBe(5);
+    });
+  }
+});
+
+describe("copyFromGuest (guest-memory.ts)", () => {
+  for (const [mode, hap] of MODES) {
+    it(`${mode}: copies across pages, stops at an unmapped page and at a page the p2m marks MMIO`, () => {
+      const hv = new Hypervisor({ memoryMiB: 64 });
+      const d = boot(hv, `copy-${mode}`, "movforms", hap);
+      d.mmio.register(0xfed00000, 0x1000, new Recorder(), "recorder");
+      hv.run({ maxInstructions: 5_000_000 });
+      expect(d.state).toBe("shutdown");
+      const ctx = { hv, domain: d, vcpu: d.vcpus[0]! };
+      const pattern = Uint8Array.from({ length: 32 }, (_, k) => k + 1);
+      d.writeGuest(0x140ff0, pattern);
+      const out = new Uint8Array(40).fill(0xee);
+      expect(copyFromGuest(ctx, 0x140ff0, out, 32)).toBe(32); // 16 bytes on each side of 0x141000
+      expect(Array.from(out.subarray(0, 32))).toEqual(Array.from(pattern));
+      expect(out[32]).toBe(0xee);
+      expect(copyFromGuest(ctx, 0x1ffff8, out, 16)).toBe(8); // the guest's tables map 0-2 MiB only
+      // A RAM page the p2m now calls MMIO is never read as memory (the bytes are still in RAM).
+      d.writeGuest(0x150000, pattern);
+      expect(d.mmio.register(0x150000, 0x1000, new Recorder(), "over-ram")).toBeUndefined();
+      expect(copyFromGuest(ctx, 0x14fffc, out, 16)).toBe(4);
+      expect(copyFromGuest(ctx, 0x150000, out, 16)).toBe(0);
+      expect(copyFromGuest(ctx, 0x140ff0, out, 100)).toBe(40); // no more than `out` holds
+    });
+  }
 });
 
 describe("hostile MMIO accesses crash only their own domain", () => {

@@ -39,7 +39,8 @@ import {
   isGroup,
 } from "./table.js";
 
-const MAX_LENGTH = 15;
+/** The architectural limit on an instruction's length: a longer one is #GP(0) (SDM Vol. 2A 2.3.11). */
+export const MAX_INSTRUCTION_LENGTH = 15;
 /** Control registers MOV CR can name (SDM "MOV--Move to/from Control Registers"). */
 const VALID_CR: ReadonlySet<number> = new Set([0, 2, 3, 4, 8]);
 
@@ -61,7 +62,7 @@ class ByteSource {
   }
 
   next(): number {
-    if (this.len >= MAX_LENGTH) this.cpu.fault(Vector.GP, 0);
+    if (this.len >= MAX_INSTRUCTION_LENGTH) this.cpu.fault(Vector.GP, 0);
     const at = this.cpu.mode64 ? wrap64(this.start + this.len) : (this.start + this.len) >>> 0;
     const b = this.cpu.fetchByte(at);
     this.len++;
@@ -351,7 +352,7 @@ export function decodeBytes(bytes: Uint8Array, length: number, mode64: boolean, 
   buffer.mode64 = mode64;
   buffer.csD = csD;
   buffer.bytes = bytes;
-  buffer.length = Math.min(length, bytes.length, MAX_LENGTH);
+  buffer.length = Math.min(length, bytes.length, MAX_INSTRUCTION_LENGTH);
   try {
     return decode(buffer, 0);
   } catch (e) {

@@ -66,7 +66,13 @@ export function offset64(cpu: Cpu, i: Insn): void {
   cpu.offHi = hi;
 }
 
-/** Linear address of the instruction's memory operand. */
+/**
+ * Linear address of the instruction's memory operand (SDM Vol. 1 3.7.5; Vol. 3A 3.4.4: in 64-bit
+ * mode only FS and GS add a base), from the registers in `cpu.lo`/`cpu.hi`, `cpu.rip` (which must
+ * be the next instruction's RIP for a RIP-relative operand, as during execution) and the segment
+ * bases in `cpu.seg`. The sum is formed modulo 2^64 (2^32 with a 32-bit address size) whatever
+ * the register values; the result is a signed number, exact whenever the address is canonical.
+ */
 export function ea(cpu: Cpu, i: Insn): number {
   let a = offsetOf(cpu, i);
   if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);

@@ -1,0 +1,50 @@
+/**
+ * Copying out of a guest's memory by guest-linear address (Xen's copy_from_guest / hvm_copy_from_guest_linear):
+ * page by page through the guest's own paging (`MemoryVirtualizer.gvaToGpa`, which answers with
+ * guest paging on or off, on EPT and on shadow paging alike), then through the p2m to machine
+ * memory. Only p2m RAM is read: a page the p2m marks MMIO, or any other non-RAM type, ends the
+ * copy, so emulated device registers are never read as memory.
+ */
+import { Access, PAGE_SIZE, gfn as asGfn } from "@vtlab/arch";
+import { wrap64 } from "@vtlab/cpu-vmx";
+import { P2mType } from "@vtlab/mmu-ept";
+import type { ExitContext } from "./exits.js";
+
+/** The machine address of a guest-physical RAM byte, or undefined (MMIO, absent, any non-RAM type). */
+export function ramHpa(ctx: ExitContext, gpa: number): number | undefined {
+  const e = ctx.domain.p2m.lookup(asGfn(Math.floor(gpa / PAGE_SIZE)));
+  if (e.type !== P2mType.Ram) return undefined;
+  return e.mfn * PAGE_SIZE + (gpa % PAGE_SIZE);
+}
+
+/**
+ * Copy up to `length` bytes at guest-linear `linear` of the exiting vCPU into `out` (from index 0),
+ * translating each page with `access` (`Access.Read` by default; `Access.Fetch` for instruction
+ * bytes; add `Access.User` to check as CPL 3 does). The address wraps as the vCPU's mode wraps it
+ * (2^64 in 64-bit mode, 2^32 otherwise). Stops at the first byte whose page the guest's tables do
+ * not map with that access or whose guest-physical page is not RAM; returns the bytes copied.
+ * Allocates nothing.
+ */
+export function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array, length: number, access: number = Access.Read): number {
+  const { domain: d, vcpu: v, hv } = ctx;
+  const cpu = v.cpu;
+  const mode64 = cpu.mode64;
+  const memory = hv.memory;
+  const want = Math.min(length, out.length);
+  let n = 0;
+  while (n < want) {
+    const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
+    const gpa = d.paging.gvaToGpa(cpu, at, access);
+    if (typeof gpa !== "number") break;
+    const hpa = ramHpa(ctx, gpa);
+    if (hpa === undefined) break;
+    const inPage = Math.min(want - n, PAGE_SIZE - (gpa % PAGE_SIZE));
+    for (let k = 0; k < inPage; k++) {
+      const b = memory.read8(hpa + k);
+      if (typeof b !== "number") return n + k;
+      out[n + k] = b;
+    }
+    n += inPage;
+  }
+  return n;
+}
