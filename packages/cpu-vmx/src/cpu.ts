@@ -1458,8 +1458,10 @@ export class Cpu {
     let events = 0;
     for (;;) {
       try {
-        while (this.retired - start + events < budget) {
-          if (this.retired >= this.vmxTimerEnd && this.vmcs !== undefined && this.timerExit()) return this.takeExit(start);
+        // One bound for the loop: the budget (less the events delivered, which count against it)
+        // or the VMX-preemption timer's end, whichever comes first; recomputed when events change.
+        let stop = Math.min(start + budget - events, this.vmxTimerEnd);
+        while (this.retired < stop) {
           let stepping = false;
           if (this.attention !== 0) {
             // The rare cases, in priority order: a stop request, an interrupt, HLT, a shadow.
@@ -1479,6 +1481,7 @@ export class Cpu {
               this.haltedState = false;
               this.insnStart = this.rip;
               events++;
+              stop = Math.min(start + budget - events, this.vmxTimerEnd);
               if (this.vmcs !== undefined && (this.vmxPin & PIN_NMI_EXITING) !== 0) {
                 // NMI exiting: the NMI becomes an exit (reason 0, type 2) and is not delivered (SDM 26.2).
                 this.pendingExit = { reason: ExitReason.ExceptionOrNmi, qualification: 0, instructionLength: 0, interruption: { vector: Vector.NMI, type: 2 } };
@@ -1494,6 +1497,7 @@ export class Cpu {
               this.haltedState = false;
               this.insnStart = this.rip;
               events++;
+              stop = Math.min(start + budget - events, this.vmxTimerEnd);
               if (!this.deliverEvent(v, -1, false, true)) return this.tripleFault(v, start);
               if (this.pendingExit !== undefined) return this.takeExit(start);
               continue;
@@ -1506,6 +1510,7 @@ export class Cpu {
               this.dr[6] = this.dr[6]! | DR6_BS;
               this.insnStart = this.rip;
               events++;
+              stop = Math.min(start + budget - events, this.vmxTimerEnd);
               if (!this.deliverEvent(Vector.DB, -1, false, false)) return this.tripleFault(Vector.DB, start);
               if (this.pendingExit !== undefined) return this.takeExit(start);
               continue;
@@ -1530,7 +1535,7 @@ export class Cpu {
             this.buildBlock(insn, rip);
             block = insn.block;
           }
-          if (block !== undefined && !stepping && !this.vmxWatch && start + budget - events - this.retired >= insn.blockLen && this.vmxTimerEnd - this.retired >= insn.blockLen) {
+          if (block !== undefined && !stepping && !this.vmxWatch && stop - this.retired >= insn.blockLen) {
             block(this, rip);
             continue;
           }
@@ -1538,6 +1543,8 @@ export class Cpu {
           insn.exec(this, insn);
           this.retired++;
         }
+        // The bound reached: the preemption timer's (an exit, SDM 26.5.1) or the budget's.
+        if (this.retired >= this.vmxTimerEnd && this.vmcs !== undefined && this.timerExit()) return this.takeExit(start);
         return { kind: "budget", retired: this.retired - start };
       } catch (e) {
         if (e !== ABORT) throw e;
