@@ -5,17 +5,9 @@
  * memory. Only p2m RAM is read: a page the p2m marks MMIO, or any other non-RAM type, ends the
  * copy, so emulated device registers are never read as memory.
  */
-import { Access, PAGE_SIZE, gfn as asGfn } from "@vtlab/arch";
+import { Access, PAGE_SIZE } from "@vtlab/arch";
 import { wrap64 } from "@vtlab/cpu-vmx";
-import { P2mType } from "@vtlab/mmu-ept";
 import type { ExitContext } from "./exits.js";
-
-/** The machine address of a guest-physical RAM byte, or undefined (MMIO, absent, any non-RAM type). */
-export function ramHpa(ctx: ExitContext, gpa: number): number | undefined {
-  const e = ctx.domain.p2m.lookup(asGfn(Math.floor(gpa / PAGE_SIZE)));
-  if (e.type !== P2mType.Ram) return undefined;
-  return e.mfn * PAGE_SIZE + (gpa % PAGE_SIZE);
-}
 
 /**
  * Copy up to `length` bytes at guest-linear `linear` of the exiting vCPU into `out` (from index 0),
@@ -36,7 +28,7 @@ export function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array,
     const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
     const gpa = d.paging.gvaToGpa(cpu, at, access);
     if (typeof gpa !== "number") break;
-    const hpa = ramHpa(ctx, gpa);
+    const hpa = d.ramHpa(gpa);
     if (hpa === undefined) break;
     const inPage = Math.min(want - n, PAGE_SIZE - (gpa % PAGE_SIZE));
     for (let k = 0; k < inPage; k++) {

@@ -9,7 +9,7 @@
  * RAX. A hypercall from CPL > 0 gets -EPERM. Guest structures are read once, by linear address
  * through the guest's own paging (a copy_from_guest), then validated; a bad pointer is -EFAULT.
  */
-import { Access, PAGE_SIZE, gfn } from "@vtlab/arch";
+import { PAGE_SIZE, gfn } from "@vtlab/arch";
 import {
   CR0_AM,
   CR0_CD,
@@ -47,6 +47,7 @@ import {
 import { P2mType } from "@vtlab/mmu-ept";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import { CR0_HOST_OWNED, type ExitContext } from "./exits.js";
+import { copyFromGuest } from "./guest-memory.js";
 import type { Vcpu } from "./hypervisor.js";
 
 /** Hypercall numbers (xen/include/public/xen.h). */
@@ -112,7 +113,7 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
     case VCPUOP_initialise: {
       if (target.bringUp.initialised) return -XenErrno.EEXIST;
       // Read the guest's structure once into a private copy, then validate the copy.
-      if (copyFromGuest(ctx, argPtr, contextBytes) !== VCPU_HVM_CONTEXT_SIZE) return -XenErrno.EFAULT;
+      if (copyFromGuest(ctx, argPtr, contextBytes, VCPU_HVM_CONTEXT_SIZE) !== VCPU_HVM_CONTEXT_SIZE) return -XenErrno.EFAULT;
       const parsed = parseHvmContext(ctx, contextView);
       if (typeof parsed === "number") return parsed;
       const err = applyHvmContext(ctx, target, parsed);
@@ -140,23 +141,6 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
     default:
       return -XenErrno.ENOSYS;
   }
-}
-
-/** copy_from_guest: fill `out` from a guest-linear address through the guest's paging; returns the bytes copied (fewer at the first byte that is not mapped RAM). */
-function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array): number {
-  const { domain: d, vcpu: v, hv } = ctx;
-  let done = 0;
-  while (done < out.length) {
-    const lin = linear + done;
-    if (!Number.isSafeInteger(lin)) return done;
-    const inPage = Math.min(out.length - done, PAGE_SIZE - (((lin % PAGE_SIZE) + PAGE_SIZE) % PAGE_SIZE));
-    const gpa = d.paging.gvaToGpa(v.cpu, lin, Access.Read);
-    if (typeof gpa !== "number") return done;
-    const hpa = d.ramHpa(gpa);
-    if (hpa === undefined || hv.memory.readBytes(hpa, out.subarray(done, done + inPage)) !== undefined) return done;
-    done += inPage;
-  }
-  return done;
 }
 
 /** CR0 bits a guest may set (SDM 2.5): PE, MP, EM, TS, ET, NE, WP, AM, NW, CD, PG. */
