@@ -65,6 +65,12 @@ export function serialFilePath(file: string, config: DomainConfig): string | und
   return config.serial.kind === "file" ? resolve(dirname(file), config.serial.path) : undefined;
 }
 
+/** Start a `serial = "file:PATH"` console empty (a new machine's console; it is appended to). */
+export function truncateSerialFile(file: string, config: DomainConfig): void {
+  const serialFile = serialFilePath(file, config);
+  if (serialFile !== undefined) writeFileSync(serialFile, "");
+}
+
 /**
  * What a domain built from `config` (read from `file`) needs: the kernel read, the disks opened,
  * the console routed. It is the toolstack's `DomainResources` (`disk` is the first of `disks`).
@@ -129,10 +135,9 @@ export function machineResources(file: string, config: DomainConfig, onConsole: 
 export function loadMachine(hv: Hypervisor, file: string, onConsole: (name: string, text: string) => void): LoadedMachine {
   const config = readMachineConfig(file);
   const r = machineResources(file, config, onConsole);
-  const serialFile = serialFilePath(file, config);
   let domain: Domain;
   try {
-    if (serialFile !== undefined) writeFileSync(serialFile, "");
+    truncateSerialFile(file, config);
     domain = hv.createDomain(domainOptions(config, r));
   } catch (e) {
     r.release();

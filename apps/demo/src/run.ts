@@ -3,10 +3,10 @@
  * so that each config's `on_crash` is applied) and the side-by-side demonstration (`demo`), with
  * a progress line on long runs and a statistics table at the end.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { REFERENCE_KERNEL_WORKLOADS, referenceKernelUrl, type ReferenceKernelWorkload } from "@vtlab/guests";
 import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, type CrashOutcome, type CrashRecord, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
-import { machineResources, readMachineConfig, serialFilePath } from "./machines.js";
+import { machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { fmt, formatTable } from "./table.js";
 
 export interface MachineReport {
@@ -198,8 +198,7 @@ export function runMachines(files: readonly string[], options: RunMachinesOption
   try {
     for (const f of files) {
       const config = readMachineConfig(f);
-      const serialFile = serialFilePath(f, config);
-      if (serialFile !== undefined) writeFileSync(serialFile, "");
+      truncateSerialFile(f, config);
       toolstack.create(config, f);
     }
     toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });

@@ -6,10 +6,9 @@
  * Errors name the script, the line, the command and the argument; they never end the session.
  * The session's exit status is 0 when every command succeeded and 1 otherwise.
  */
-import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError, DomainError, Hypervisor, Toolstack, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
-import { MachineError, machineResources, readMachineConfig, serialFilePath } from "./machines.js";
+import { MachineError, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { describeCrash, formatReports, progress, report } from "./run.js";
 import { fmt } from "./table.js";
 
@@ -147,9 +146,8 @@ export class Shell {
         const file = oneArg(args, "<file.cfg>");
         const path = resolve(this.options.baseDir, file);
         const config = readMachineConfig(path);
-        const serialFile = serialFilePath(path, config);
         if (this.toolstack.find(config.name) !== undefined) throw new UsageError(`${path}: a domain named "${config.name}" exists`);
-        if (serialFile !== undefined) writeFileSync(serialFile, "");
+        truncateSerialFile(path, config);
         const m = this.toolstack.create(config, path);
         this.io.out(`created ${m.config.name} (id ${m.domain.id}): ${m.config.memory} MiB, ${m.config.vcpus} vCPU(s), ${m.domain.hap ? "EPT" : "shadow paging"}, on_crash "${m.config.onCrash}"\n`);
         return true;
@@ -230,7 +228,7 @@ export class Shell {
     for (const m of this.toolstack.domains) {
       const d = m.domain;
       const mem = Math.floor((d.ramFrames * 4096) / (1024 * 1024));
-      const online = d.vcpus.filter((v) => !v.down).length;
+      const online = d.vcpus.filter((v) => v.isUp).length; // xl counts the vCPUs that are up
       const seconds = d.stats(this.hv.cost).modelledCycles / this.hv.clock.frequencyHz;
       lines.push(`${d.name.padEnd(40)} ${String(d.id).padStart(5)} ${String(mem).padStart(5)} ${String(online).padStart(5)}     ${stateLetters(d)}  ${seconds.toFixed(6).padStart(10)}`);
     }

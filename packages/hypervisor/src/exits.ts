@@ -38,6 +38,7 @@ import {
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
 import { hypercall } from "./hypercalls.js";
+import { RESUME } from "./outcomes.js";
 import { handleMmio } from "./mmio.js";
 
 export interface ExitContext {
@@ -80,7 +81,6 @@ const XEN_CPUID_SIGNATURE_EDX = 0x4d4d566e; // "nVMM"
 
 /** INVVPID type 1, single-context invalidation (SDM Vol. 3C, INVVPID). */
 const INVVPID_SINGLE_CONTEXT = 1;
-const RESUME: ExitOutcome = { kind: "resume" };
 /** Elements one REP INS/OUTS exit moves before the instruction is re-executed for the rest. */
 export const MAX_STRING_IO_PER_EXIT = 4096;
 const gp0 = (): ExitOutcome => ({ kind: "inject", vector: Vector.GP, errorCode: 0 });
