@@ -8,7 +8,7 @@ Cpu.decoder = decode;
 export { Cpu, CpuCounters, ABORT, PARITY_EVEN, wrap64, toSigned64 } from "./cpu.js";
 export type { RunResult, OpResult, SegmentCache, CpuHooks, CpuOptions } from "./cpu.js";
 export { decode, decodeBytes, MAX_INSTRUCTION_LENGTH } from "./decode/decoder.js";
-export { ea } from "./exec/operands.js";
+export { ea, readReg, writeReg } from "./exec/operands.js";
 export type { DecodeSource } from "./decode/decoder.js";
 export { Insn } from "./decode/insn.js";
 export type { Handler } from "./decode/insn.js";

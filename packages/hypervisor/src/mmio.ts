@@ -35,8 +35,9 @@ import {
   VmcsField as F,
   decodeBytes,
   ea,
+  readReg,
+  writeReg,
   wrap64,
-  type Cpu,
   type ExitOutcome,
   type Insn,
   type VmExit,
@@ -207,43 +208,6 @@ function unhandleable(write: boolean, gpa: number, rip: number, fetched: number,
   };
 }
 
-/** The low `size` bytes of register `r` into `out` as MOV reads a source (AH..BH for 4-7 without REX). */
-function readReg(cpu: Cpu, r: number, rex: boolean, size: number, out: U64): void {
-  out.hi = 0;
-  switch (size) {
-    case 1:
-      out.lo = cpu.getReg8(r, rex);
-      return;
-    case 2:
-      out.lo = cpu.lo[r]! & 0xffff;
-      return;
-    case 4:
-      out.lo = cpu.lo[r]! >>> 0;
-      return;
-    default:
-      out.lo = cpu.lo[r]! >>> 0;
-      out.hi = cpu.hi[r]! >>> 0;
-  }
-}
-
-/** Write register `r` as MOV does: 8/16-bit writes keep the rest, a 32-bit write zeroes bits 63:32 (SDM Vol. 1 3.4.1.1). */
-function writeReg(cpu: Cpu, r: number, rex: boolean, size: number, lo: number, hi: number): void {
-  switch (size) {
-    case 1:
-      cpu.setReg8(r, rex, lo);
-      return;
-    case 2:
-      cpu.setReg16(r, lo);
-      return;
-    case 4:
-      cpu.setReg32(r, lo);
-      return;
-    default:
-      cpu.lo[r] = lo;
-      cpu.hi[r] = hi;
-  }
-}
-
 /**
  * Emulate the instruction that made an MMIO access at `gpa` (the faulting GPA from the EPT
  * violation or the shadow #PF; the access itself is recomputed from the instruction).
@@ -315,7 +279,8 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
         if (size === 1) u64.lo &= 0xff;
         else if (size === 2) u64.lo &= 0xffff;
       } else {
-        readReg(cpu, form.reg, insn.rex, size, u64);
+        u64.lo = readReg(cpu, form.reg, insn.rex, size) >>> 0;
+        u64.hi = size === 8 ? cpu.tmpHi >>> 0 : 0;
       }
       let err: DeviceError | undefined;
       if (size === 8) {
