@@ -1,2 +1,2 @@
-// @vtlab/xen-public: public entry. Its implementation belongs to a later issue; see README.md.
-export {};
+// @vtlab/xen-public: the Xen public ABI as TypeScript (xen/include/public). See README.md.
+export * from "./constants.js";
