@@ -37,7 +37,7 @@ import {
 } from "@vtlab/cpu-vmx";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
-import { hypercall } from "./hypercalls.js";
+import { hypercall } from "./xen/hypercall.js";
 import { RESUME } from "./outcomes.js";
 import { handleMmio } from "./mmio.js";
 

@@ -40,3 +40,34 @@ export function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array,
   }
   return n;
 }
+
+/**
+ * Copy `length` bytes of `from` (from index 0) to guest-linear `linear` of the exiting vCPU
+ * (Xen's copy_to_guest / hvm_copy_to_guest_linear): page by page through the guest's paging with
+ * a write access (plus `Access.User` if given in `access`), then through the p2m; only p2m RAM
+ * is written. Stops at the first page that does not translate for writing or is not RAM; returns
+ * the bytes copied (a short count is the caller's -EFAULT). Allocates nothing.
+ *
+ * Modelled more simply than Xen: a write into a page the shadow code has write-protected as a
+ * guest page table does not resync its shadows (the guest can only confuse its own translation;
+ * shadow entries still come from its own p2m).
+ */
+export function copyToGuest(ctx: ExitContext, linear: number, from: Uint8Array, length: number, access: number = Access.Write): number {
+  const { domain: d, vcpu: v, hv } = ctx;
+  const cpu = v.cpu;
+  const mode64 = cpu.mode64;
+  const memory = hv.memory;
+  const want = Math.min(length, from.length);
+  let n = 0;
+  while (n < want) {
+    const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
+    const gpa = d.paging.gvaToGpa(cpu, at, access | Access.Write);
+    if (typeof gpa !== "number") break;
+    const hpa = d.ramHpa(gpa);
+    if (hpa === undefined) break;
+    const inPage = Math.min(want - n, PAGE_SIZE - (gpa % PAGE_SIZE));
+    for (let k = 0; k < inPage; k++) memory.write8(hpa + k, from[n + k]!);
+    n += inPage;
+  }
+  return n;
+}

@@ -54,7 +54,9 @@ import { HostFrames } from "./host/frames.js";
 import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, X2APIC_BROADCAST, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
-import type { VcpuBringUp } from "./hypercalls.js";
+import type { VcpuBringUp } from "./xen/vcpu.js";
+import { XenDomain } from "./xen/domain.js";
+import { ControlDomain } from "./xen/dom0.js";
 
 export type { ExitContext };
 
@@ -236,8 +238,10 @@ export class Domain {
   shutdownReason: string | undefined;
   /** IPIs with a delivery mode the hypervisor does not model (INIT, NMI, SMI, ExtINT, SIPI to a running vCPU). */
   ipisIgnored = 0;
-  /** VMCALLs made (answered -ENOSYS until the hypercall table exists). */
+  /** VMCALLs made. */
   hypercalls = 0;
+  /** The Xen interface: HVM params, event channels, grant table, shared_info, statistics (xen/). */
+  readonly xen: XenDomain = new XenDomain(this);
   crashReason: string | undefined;
   readonly weight: number;
   readonly hap: boolean;
@@ -490,6 +494,8 @@ export class Hypervisor {
   private nextId = 1;
   private rr = 0;
   readonly sliceInstructions: number;
+  /** Domain 0 as the backends see it: the typed event-channel and grant API (xen/dom0.ts). */
+  readonly dom0: ControlDomain = new ControlDomain(this);
 
   constructor(options: HypervisorOptions = {}) {
     const mib = options.memoryMiB ?? 4096;

@@ -154,11 +154,12 @@ export {
   XAPIC_BROADCAST,
 } from "./devices/lapic.js";
 export { DomainMmio, handleMmio, MAX_INSTRUCTION_LENGTH } from "./mmio.js";
-export { copyFromGuest } from "./guest-memory.js";
+export { copyFromGuest, copyToGuest } from "./guest-memory.js";
 export type { LocalApicOptions, LocalApicStats, MsrReadOk, MsrReadResult as LapicMsrRead } from "./devices/lapic.js";
-export {
-  HYPERVISOR_vcpu_op, VCPUOP_initialise, VCPUOP_up, VCPUOP_down, VCPUOP_is_up, VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B,
-  VCPU_HVM_CONTEXT_SIZE, XenErrno, hypercall,
-} from "./hypercalls.js";
-export type { VcpuBringUp } from "./hypercalls.js";
+export { VCPU_HVM_CONTEXT_SIZE } from "./xen/vcpu.js";
+export type { VcpuBringUp } from "./xen/vcpu.js";
+export { hypercall, hypercallName, HypercallArgs } from "./xen/hypercall.js";
+export { XenDomain, XenStats } from "./xen/domain.js";
+export { ControlDomain, DOM0_ID } from "./xen/dom0.js";
+export type { XenStatsSnapshot } from "./xen/domain.js";
 export { combineExceptions } from "./hypervisor.js";

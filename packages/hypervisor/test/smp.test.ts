@@ -5,7 +5,8 @@
  * hypervisor or the other vCPU.
  */
 import { describe, expect, it } from "vitest";
-import { Hypervisor, LocalApic, VCPUOP_initialise, VCPUOP_is_up, VCPUOP_up, XenErrno } from "@vtlab/hypervisor";
+import { Hypervisor, LocalApic } from "@vtlab/hypervisor";
+import { VCPUOP_initialise, VCPUOP_is_up, VCPUOP_up, XEN_EEXIST, XEN_EFAULT, XEN_EINVAL, XEN_ENOENT, XEN_ENOSYS } from "@vtlab/xen-public";
 import { MMIO_GUESTS } from "./mmio-guests.js";
 import { tinyKernel } from "./tiny-kernel.js";
 
@@ -108,14 +109,14 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
   });
 
   it("hostile arguments get Xen's error numbers", () => {
-    expect(result(vcpuOp(VCPUOP_initialise, 7, CTX)), "no such vCPU").toBe(-XenErrno.ENOENT);
-    expect(result(vcpuOp(VCPUOP_initialise, 0xffff_ffff, CTX)), "vCPU -1").toBe(-XenErrno.ENOENT);
-    expect(result(vcpuOp(VCPUOP_initialise, 1, 0xffff_f000)), "a context beyond RAM").toBe(-XenErrno.EFAULT);
-    expect(result(vcpuOp(VCPUOP_initialise, 1, 8 * 1024 * 1024 - 64)), "a context running off the end of RAM").toBe(-XenErrno.EFAULT);
-    expect(result(vcpuOp(VCPUOP_up, 1)), "up before initialise").toBe(-XenErrno.EINVAL);
-    expect(result(`${vcpuOp(VCPUOP_initialise, 1, CTX)} ${vcpuOp(VCPUOP_initialise, 1, CTX)}`), "initialised twice").toBe(-XenErrno.EEXIST);
-    expect(result(vcpuOp(VCPUOP_initialise, 0, CTX)), "the running BSP").toBe(-XenErrno.EEXIST);
-    expect(result(vcpuOp(99, 1, CTX)), "unknown command").toBe(-XenErrno.ENOSYS);
+    expect(result(vcpuOp(VCPUOP_initialise, 7, CTX)), "no such vCPU").toBe(-XEN_ENOENT);
+    expect(result(vcpuOp(VCPUOP_initialise, 0xffff_ffff, CTX)), "vCPU -1").toBe(-XEN_ENOENT);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, 0xffff_f000)), "a context beyond RAM").toBe(-XEN_EFAULT);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, 8 * 1024 * 1024 - 64)), "a context running off the end of RAM").toBe(-XEN_EFAULT);
+    expect(result(vcpuOp(VCPUOP_up, 1)), "up before initialise").toBe(-XEN_EINVAL);
+    expect(result(`${vcpuOp(VCPUOP_initialise, 1, CTX)} ${vcpuOp(VCPUOP_initialise, 1, CTX)}`), "initialised twice").toBe(-XEN_EEXIST);
+    expect(result(vcpuOp(VCPUOP_initialise, 0, CTX)), "the running BSP").toBe(-XEN_EEXIST);
+    expect(result(vcpuOp(99, 1, CTX)), "unknown command").toBe(-XEN_ENOSYS);
     for (const [what, ctx] of [
       ["mode 5", ctx32({ mode: 5 })],
       ["a data segment in CS", ctx32({ csAr: 0xc93 })],
@@ -133,20 +134,20 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
       ["a reserved CR0 bit (3... 15)", ctx32({ cr0: 0x1_8011 })],
       ["EFER.LMA without LME", ctx32({ efer: 0x400 })],
     ] as const) {
-      for (const hap of [true, false]) expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx, hap), `${what} (${hap ? "EPT" : "shadow"})`).toBe(-XenErrno.EINVAL);
+      for (const hap of [true, false]) expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx, hap), `${what} (${hap ? "EPT" : "shadow"})`).toBe(-XEN_EINVAL);
     }
     // A 64-bit context whose CR3 is not RAM (here the local APIC page): -EINVAL on both, and the
     // hypervisor keeps running (it used to throw from the shadow code).
-    for (const hap of [true, false]) expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0, 0xfee0_0000), hap), `CR3 not RAM (${hap ? "EPT" : "shadow"})`).toBe(-XenErrno.EINVAL);
+    for (const hap of [true, false]) expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0, 0xfee0_0000), hap), `CR3 not RAM (${hap ? "EPT" : "shadow"})`).toBe(-XEN_EINVAL);
     // Shadow paging needs CR0.WP = 1.
-    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), false)).toBe(-XenErrno.EINVAL);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), false)).toBe(-XEN_EINVAL);
     expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), true)).toBe(0);
     // Null DS and ES are allowed (Xen's check_segment); a null SS is not.
     expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ dsAr: 0, ssAr: 0xc93 }))).toBe(0);
-    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ ssAr: 0 }))).toBe(-XenErrno.EINVAL);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ ssAr: 0 }))).toBe(-XEN_EINVAL);
     // A refused context leaves the vCPU uninitialised: a good one is accepted afterwards.
     expect(result(`${vcpuOp(VCPUOP_initialise, 1, CTX + 0x100)} ${vcpuOp(VCPUOP_initialise, 1, CTX)}`)).toBe(0);
-    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0x8000)), "a non-canonical 64-bit RIP").toBe(-XenErrno.EINVAL);
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0x8000)), "a non-canonical 64-bit RIP").toBe(-XEN_EINVAL);
   });
 
   it("a refused bring-up leaves the AP down and the domain powers off when the BSP halts", () => {

@@ -1,13 +1,9 @@
 /**
- * Hypercalls (VMCALL exits), the part of Xen's hvm_hypercall this issue needs: the table is
- * otherwise -ENOSYS (the Xen PV issue fills it), and `HYPERVISOR_vcpu_op` brings secondary vCPUs
- * up the PVH way (xen/include/public/vcpu.h: VCPUOP_initialise with a `vcpu_hvm_context`, then
- * VCPUOP_up), since the interpreter has no real mode for an INIT-SIPI-SIPI trampoline.
- *
- * Calling convention (Xen's hvm_hypercall): in 64-bit mode RAX = number, arguments in RDI, RSI,
- * RDX, R10, R8; otherwise EAX = number, arguments in EBX, ECX, EDX, ESI, EDI. The result goes to
- * RAX. A hypercall from CPL > 0 gets -EPERM. Guest structures are read once, by linear address
- * through the guest's own paging (a copy_from_guest), then validated; a bad pointer is -EFAULT.
+ * HYPERVISOR_vcpu_op (xen/common/domain.c do_vcpu_op, xen/include/public/vcpu.h). PVH vCPU
+ * bring-up: VCPUOP_initialise with a `vcpu_hvm_context`, then VCPUOP_up, since the interpreter
+ * has no real mode for an INIT-SIPI-SIPI trampoline. Guest structures are read once, by linear
+ * address through the guest's own paging (a copy_from_guest), then validated; a bad pointer is
+ * -EFAULT.
  */
 import { PAGE_SIZE, gfn } from "@vtlab/arch";
 import {
@@ -46,25 +42,27 @@ import {
 } from "@vtlab/cpu-vmx";
 import { P2mType } from "@vtlab/mmu-ept";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
-import { CR0_HOST_OWNED, type ExitContext } from "./exits.js";
-import { copyFromGuest } from "./guest-memory.js";
-import type { Vcpu } from "./hypervisor.js";
+import {
+  VCPUOP_down,
+  VCPUOP_initialise,
+  VCPUOP_is_up,
+  VCPUOP_up,
+  VCPU_HVM_MODE_32B,
+  VCPU_HVM_MODE_64B,
+  XEN_EEXIST,
+  XEN_EFAULT,
+  XEN_EINVAL,
+  XEN_ENOENT,
+  XEN_ENOMEM,
+  XEN_ENOSYS,
+} from "@vtlab/xen-public";
+import type { HypercallArgs } from "./hypercall.js";
+import { CR0_HOST_OWNED, type ExitContext } from "../exits.js";
+import { copyFromGuest } from "../guest-memory.js";
+import type { Vcpu } from "../hypervisor.js";
 
-/** Hypercall numbers (xen/include/public/xen.h). */
-export const HYPERVISOR_vcpu_op = 24;
-/** VCPUOP_* commands (xen/include/public/vcpu.h). */
-export const VCPUOP_initialise = 0;
-export const VCPUOP_up = 1;
-export const VCPUOP_down = 2;
-export const VCPUOP_is_up = 3;
-/** vcpu_hvm_context.mode (xen/include/public/hvm/hvm_vcpu.h). */
-export const VCPU_HVM_MODE_32B = 0;
-export const VCPU_HVM_MODE_64B = 1;
 /** sizeof(struct vcpu_hvm_context): mode, pad, then the union of the 32-bit (120) and 64-bit (112) register sets. */
 export const VCPU_HVM_CONTEXT_SIZE = 128;
-
-/** Xen error numbers (xen/include/public/errno.h). */
-export const XenErrno = { EPERM: 1, ENOENT: 2, ENOMEM: 12, EFAULT: 14, EEXIST: 17, EINVAL: 22, ENOSYS: 38 } as const;
 
 /** Offsets in struct vcpu_hvm_x86_32, from the start of vcpu_hvm_context (cpu_regs at 8); checked with gcc offsetof against the Xen 4.17 public headers. */
 const R32 = {
@@ -85,35 +83,26 @@ export interface VcpuBringUp {
   up: boolean;
 }
 
-/** Run the hypercall in RAX; returns the value for RAX (a negative Xen errno on failure). */
-export function hypercall(ctx: ExitContext): number {
-  const cpu = ctx.vcpu.cpu;
-  ctx.domain.hypercalls++;
-  if (cpu.cpl !== 0) return -XenErrno.EPERM;
-  const long = cpu.mode64;
-  if (long && cpu.hi[0]! !== 0) return -XenErrno.ENOSYS;
-  switch (cpu.lo[0]! >>> 0) {
-    case HYPERVISOR_vcpu_op:
-      // do_vcpu_op(int cmd, unsigned int vcpuid, XEN_GUEST_HANDLE_PARAM(void) arg): the first two
-      // are 32-bit; the handle is a guest-linear address (RDX, or EDX zero-extended).
-      return long ? vcpuOp(ctx, cpu.lo[7]! | 0, cpu.lo[6]! >>> 0, cpu.regAddr(2)) : vcpuOp(ctx, cpu.lo[3]! | 0, cpu.lo[1]! >>> 0, cpu.lo[2]! >>> 0);
-    default:
-      return -XenErrno.ENOSYS;
-  }
-}
-
 const contextBytes = new Uint8Array(VCPU_HVM_CONTEXT_SIZE);
 const contextView = new DataView(contextBytes.buffer);
+
+/**
+ * HYPERVISOR_vcpu_op(int cmd, unsigned int vcpuid, XEN_GUEST_HANDLE_PARAM(void) arg): the first
+ * two are 32-bit; the handle is a guest-linear address.
+ */
+export function do_vcpu_op(ctx: ExitContext, a: HypercallArgs): number {
+  return vcpuOp(ctx, a.int(0), a.uint(1), a.ptr(2));
+}
 
 function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): number {
   const d = ctx.domain;
   const target = vcpuid < d.vcpus.length ? d.vcpus[vcpuid] : undefined;
-  if (target === undefined) return -XenErrno.ENOENT;
+  if (target === undefined) return -XEN_ENOENT;
   switch (cmd) {
     case VCPUOP_initialise: {
-      if (target.bringUp.initialised) return -XenErrno.EEXIST;
+      if (target.bringUp.initialised) return -XEN_EEXIST;
       // Read the guest's structure once into a private copy, then validate the copy.
-      if (copyFromGuest(ctx, argPtr, contextBytes, VCPU_HVM_CONTEXT_SIZE) !== VCPU_HVM_CONTEXT_SIZE) return -XenErrno.EFAULT;
+      if (copyFromGuest(ctx, argPtr, contextBytes, VCPU_HVM_CONTEXT_SIZE) !== VCPU_HVM_CONTEXT_SIZE) return -XEN_EFAULT;
       const parsed = parseHvmContext(ctx, contextView);
       if (typeof parsed === "number") return parsed;
       const err = applyHvmContext(ctx, target, parsed);
@@ -122,7 +111,7 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
       return 0;
     }
     case VCPUOP_up:
-      if (!target.bringUp.initialised) return -XenErrno.EINVAL;
+      if (!target.bringUp.initialised) return -XEN_EINVAL;
       if (!target.isUp) {
         target.bringUp.up = true;
         target.down = false;
@@ -139,7 +128,7 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
     case VCPUOP_is_up:
       return target.isUp ? 1 : 0;
     default:
-      return -XenErrno.ENOSYS;
+      return -XEN_ENOSYS;
   }
 }
 
@@ -210,7 +199,7 @@ const FLAT_TR: Segment = { base: 0, limit: 0x67, ar: 0x8b };
  * legacy paging), and shadow domains need CR0.WP = 1 (mmu-shadow's rule).
  */
 function parseHvmContext(ctx: ExitContext, c: DataView): HvmContext | number {
-  const EINVAL = -XenErrno.EINVAL;
+  const EINVAL = -XEN_EINVAL;
   const mode = c.getUint32(0, true);
   if (mode !== VCPU_HVM_MODE_32B && mode !== VCPU_HVM_MODE_64B) return EINVAL;
   const long = mode === VCPU_HVM_MODE_64B;
@@ -319,7 +308,7 @@ function applyHvmContext(ctx: ExitContext, t: Vcpu, h: HvmContext): number {
     vmcs.setNatural(F.GUEST_CR3, d.identityPageTable!);
     d.paging.setupVcpu(cpu, vmcs);
     const err = d.paging.enterUnpaged(cpu, vmcs, d.identityPageTable!, h.cr3) ?? (paging ? d.paging.leaveUnpaged(cpu, vmcs) : undefined);
-    return err === undefined ? 0 : -XenErrno.ENOMEM;
+    return err === undefined ? 0 : -XEN_ENOMEM;
   }
   vmcs.setNatural(F.GUEST_CR0, (h.cr0 | CR0_NE | CR0_ET) >>> 0);
   vmcs.setNatural(F.GUEST_CR4, (h.cr4 | CR4_VMXE) >>> 0);
