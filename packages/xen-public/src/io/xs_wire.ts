@@ -1,0 +1,27 @@
+// xen/io/xs_wire.h: struct layouts (x86_64). Each object is named like the C type: SIZEOF, then the byte
+// offset of each field under its C name (a nested struct: its offset; its fields are in its own
+// object; members of an anonymous or inline struct/union: "outer.inner", offset from the start).
+// Checked against the real header with gcc by test/layout.test.ts.
+
+/** `struct xsd_sockmsg` */
+export const xsd_sockmsg = {
+  SIZEOF: 16,
+  type: 0, // uint32_t: XS_*
+  req_id: 4, // uint32_t
+  tx_id: 8, // uint32_t
+  len: 12, // uint32_t: payload bytes that follow
+} as const;
+
+/** `struct xenstore_domain_interface` */
+export const xenstore_domain_interface = {
+  SIZEOF: 2076,
+  req: 0, // char[XENSTORE_RING_SIZE]: requests to xenstored
+  rsp: 1024, // char[XENSTORE_RING_SIZE]: replies and watch events
+  req_cons: 2048, // XENSTORE_RING_IDX
+  req_prod: 2052, // XENSTORE_RING_IDX
+  rsp_cons: 2056, // XENSTORE_RING_IDX
+  rsp_prod: 2060, // XENSTORE_RING_IDX
+  server_features: 2064, // uint32_t: XENSTORE_SERVER_FEATURE_*
+  connection: 2068, // uint32_t: XENSTORE_CONNECTED/RECONNECT
+  error: 2072, // uint32_t: XENSTORE_ERROR_*
+} as const;
