@@ -37,7 +37,7 @@ import {
 } from "@vtlab/cpu-vmx";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
-import { hypercall } from "./xen/hypercall.js";
+import { HYPERCALL_PREEMPTED, hypercall } from "./xen/hypercall.js";
 import { RESUME } from "./outcomes.js";
 import { handleMmio } from "./mmio.js";
 
@@ -152,9 +152,10 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       return RESUME;
     }
     case ExitReason.Vmcall: {
-      // hypercalls.ts: HYPERVISOR_vcpu_op for PVH vCPU bring-up; the rest of the table comes
-      // with the Xen PV issue and answers -ENOSYS.
+      // xen/hypercall.ts: Xen's hvm_hypercall table.
       const result = hypercall(ctx);
+      // A continuation leaves RIP on the VMCALL and RAX = the number: the guest calls again.
+      if (result === HYPERCALL_PREEMPTED) return RESUME;
       cpu.lo[0] = result | 0;
       cpu.hi[0] = result < 0 ? -1 : 0;
       skip(v, exit);

@@ -296,6 +296,7 @@ export class Domain {
     }
     const onConsole = options.onConsole;
     const sink = (b: number) => this.consoleByte(b, onConsole);
+    this.consoleSink = sink;
     this.uart = new Uart16550({ sink });
     this.ports.register(COM1_PORT, 8, this.uart, "COM1 16550A UART");
     this.ports.register(DEBUGCON_PORT, 1, new DebugConsole(sink), "debug console");
@@ -365,6 +366,9 @@ export class Domain {
   get console(): string {
     return this.consoleChunks.join("") + (this.pendingLine.length > 0 ? String.fromCharCode(...this.pendingLine) : "");
   }
+
+  /** One byte of console output from a source other than the UART (HYPERVISOR_console_io). */
+  readonly consoleSink: (b: number) => void;
 
   private consoleByte(b: number, onConsole: ((text: string) => void) | undefined): void {
     this.pendingLine.push(b);

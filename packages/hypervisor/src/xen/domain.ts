@@ -18,6 +18,8 @@ export class XenStats {
   grantMaps = 0;
   grantUnmaps = 0;
   grantCopies = 0;
+  /** Hypercalls that did part of their work and had the guest re-execute the VMCALL (continuations). */
+  continuations = 0;
 
   countHypercall(name: string): void {
     this.hypercalls.set(name, (this.hypercalls.get(name) ?? 0) + 1);
@@ -38,6 +40,7 @@ export class XenStats {
       grantMaps: this.grantMaps,
       grantUnmaps: this.grantUnmaps,
       grantCopies: this.grantCopies,
+      continuations: this.continuations,
     };
   }
 }
@@ -51,6 +54,7 @@ export interface XenStatsSnapshot {
   readonly grantMaps: number;
   readonly grantUnmaps: number;
   readonly grantCopies: number;
+  readonly continuations: number;
 }
 
 export class XenDomain {

@@ -19,59 +19,11 @@ import {
   XEN_EPERM,
 } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
+// The registry comes first: the family modules imported below register into it as they load.
+import { HypercallArgs, registerHypercall, table } from "./table.js";
 import { do_vcpu_op } from "./vcpu.js";
-
-/**
- * The five argument registers of one hypercall, read once at the exit. `int`/`uint` give the low
- * 32 bits (C `int` / `unsigned int` parameters); `ptr` a guest-linear address (a
- * XEN_GUEST_HANDLE): the full 64-bit register in 64-bit mode as cpu-vmx's regAddr gives it, the
- * low 32 bits otherwise; `ulong` an unsigned long (64-bit in 64-bit mode), exact below 2^53.
- */
-export class HypercallArgs {
-  /** Low and high halves of each argument register. */
-  readonly lo = new Int32Array(5);
-  readonly hi = new Int32Array(5);
-  long = false;
-  int(i: number): number {
-    return this.lo[i]! | 0;
-  }
-  uint(i: number): number {
-    return this.lo[i]! >>> 0;
-  }
-  /** A guest-linear address: sign-extended 64-bit in long mode (negative for the upper half), else 32-bit. */
-  ptr(i: number): number {
-    return this.long ? this.hi[i]! * 2 ** 32 + (this.lo[i]! >>> 0) : this.lo[i]! >>> 0;
-  }
-  /** An unsigned long: the full register in 64-bit mode (exact below 2^53), else 32 bits. */
-  ulong(i: number): number {
-    return this.long ? (this.hi[i]! >>> 0) * 2 ** 32 + (this.lo[i]! >>> 0) : this.lo[i]! >>> 0;
-  }
-  /** Bits 63:32 of the register (0 outside 64-bit mode). */
-  high(i: number): number {
-    return this.long ? this.hi[i]! >>> 0 : 0;
-  }
-}
-
-export type HypercallHandler = (ctx: ExitContext, args: HypercallArgs) => number;
-
-interface HypercallEntry {
-  readonly name: string;
-  readonly handler: HypercallHandler;
-}
-
-/** The table: hypercall number to its name (as xen.h spells it, without __HYPERVISOR_) and handler. */
-const table = new Map<number, HypercallEntry>();
-
-/** Install a hypercall family (each xen/*.ts registers its own at module load via registerHypercalls). */
-export function registerHypercall(nr: number, name: string, handler: HypercallHandler): void {
-  if (table.has(nr)) throw new Error(`vtlab bug: hypercall ${nr} registered twice`);
-  table.set(nr, { name, handler });
-}
-
-/** The name of hypercall `nr` as xen.h spells it (without __HYPERVISOR_), or undefined if vtlab does not implement it. */
-export function hypercallName(nr: number): string | undefined {
-  return table.get(nr)?.name;
-}
+import "./xen_version.js";
+import "./console.js";
 
 const DOM0_ONLY = new Map<number, string>([
   [HYPERVISOR_domctl, "domctl"],
@@ -81,14 +33,24 @@ const DOM0_ONLY = new Map<number, string>([
 
 registerHypercall(HYPERVISOR_vcpu_op, "vcpu_op", do_vcpu_op);
 
+export { HypercallArgs, registerHypercall, hypercallName } from "./table.js";
+export type { HypercallHandler } from "./table.js";
+
 /** 64-bit argument registers: RDI, RSI, RDX, R10, R8. */
 const ARGS64 = [7, 6, 2, 10, 8] as const;
 /** 32-bit argument registers: EBX, ECX, EDX, ESI, EDI. */
 const ARGS32 = [3, 1, 2, 6, 7] as const;
 const args = new HypercallArgs();
 
-/** Run the hypercall in RAX; returns the value for RAX (a negative Xen errno on failure). */
-export function hypercall(ctx: ExitContext): number {
+/** What `hypercall` returns when the handler created a continuation: leave RAX and RIP alone. */
+export const HYPERCALL_PREEMPTED = Symbol("hypercall preempted");
+
+/**
+ * Run the hypercall in RAX; returns the value for RAX (a negative Xen errno on failure), or
+ * HYPERCALL_PREEMPTED when the guest must re-execute the VMCALL for the rest of the work (the
+ * argument registers were updated).
+ */
+export function hypercall(ctx: ExitContext): number | typeof HYPERCALL_PREEMPTED {
   const cpu = ctx.vcpu.cpu;
   const stats = ctx.domain.xen.stats;
   ctx.domain.hypercalls++;
@@ -111,11 +73,21 @@ export function hypercall(ctx: ExitContext): number {
   }
   stats.countHypercall(entry.name);
   args.long = long;
+  args.preempted = false;
   const regs = long ? ARGS64 : ARGS32;
   for (let i = 0; i < 5; i++) {
     const r = regs[i]!;
     args.lo[i] = cpu.lo[r]!;
     args.hi[i] = long ? cpu.hi[r]! : 0;
   }
-  return entry.handler(ctx, args);
+  const result = entry.handler(ctx, args);
+  if (!args.preempted) return result;
+  for (let i = 0; i < 5; i++) {
+    const r = regs[i]!;
+    cpu.lo[r] = args.lo[i]!;
+    if (long) cpu.hi[r] = args.hi[i]!;
+    else cpu.hi[r] = 0;
+  }
+  stats.continuations++;
+  return HYPERCALL_PREEMPTED;
 }

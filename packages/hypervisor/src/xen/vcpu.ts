@@ -56,7 +56,7 @@ import {
   XEN_ENOMEM,
   XEN_ENOSYS,
 } from "@vtlab/xen-public";
-import type { HypercallArgs } from "./hypercall.js";
+import type { HypercallArgs } from "./table.js";
 import { CR0_HOST_OWNED, type ExitContext } from "../exits.js";
 import { copyFromGuest } from "../guest-memory.js";
 import type { Vcpu } from "../hypervisor.js";
