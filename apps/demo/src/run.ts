@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { REFERENCE_KERNEL_WORKLOADS, referenceKernelUrl, type ReferenceKernelWorkload } from "@vtlab/guests";
-import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, type CrashOutcome, type CrashRecord, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
+import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, type CrashOutcome, type CrashRecord, type Domain, type ManagedDomain, type XenStatsSnapshot } from "@vtlab/hypervisor";
 import { machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { fmt, formatTable } from "./table.js";
 
@@ -32,6 +32,8 @@ export interface MachineReport {
   readonly wallSeconds: number;
   readonly mips: number;
   readonly firstLineMs: number | null;
+  /** The Xen interface: hypercalls by name, events sent and delivered, upcalls, grant maps, unmaps and copies. */
+  readonly xen: XenStatsSnapshot;
 }
 
 export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLineMs: number | null = null): MachineReport {
@@ -57,6 +59,7 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
     wallSeconds,
     mips: wallSeconds > 0 ? s.instructions / wallSeconds / 1e6 : 0,
     firstLineMs,
+    xen: s.xen,
   };
 }
 
@@ -142,7 +145,37 @@ function reportTables<R extends MachineReport>(reports: readonly R[], extra: rea
   ]);
   const reasons = [...new Set(reports.flatMap((r) => Object.keys(r.exitsByReason)))].sort();
   const exitRows = reasons.map((reason) => [reason, ...reports.map((r) => fmt(r.exitsByReason[reason] ?? 0))]);
-  return [formatTable(header, rows), "", "VM exits by reason", formatTable(["reason", ...reports.map((r) => `${r.name} (${r.mmu})`)], exitRows), ...(notes.length > 0 ? ["", ...notes] : [])].join("\n");
+  const machines = ["reason", ...reports.map((r) => `${r.name} (${r.mmu})`)];
+  const xen = xenRows(reports);
+  return [
+    formatTable(header, rows),
+    "",
+    "VM exits by reason",
+    formatTable(machines, exitRows),
+    ...(xen.length > 0 ? ["", "Xen interface (hypercalls by name, events, grants)", formatTable(["", ...machines.slice(1)], xen)] : []),
+    ...(notes.length > 0 ? ["", ...notes] : []),
+  ].join("\n");
+}
+
+/** Rows of the Xen table: each hypercall by name, unknown ones by number, then the event and grant counters; none when no machine made a hypercall. */
+function xenRows(reports: readonly MachineReport[]): string[][] {
+  if (reports.every((r) => Object.keys(r.xen.hypercalls).length === 0 && Object.keys(r.xen.unknownHypercalls).length === 0)) return [];
+  const names = [...new Set(reports.flatMap((r) => Object.keys(r.xen.hypercalls)))].sort();
+  const unknown = [...new Set(reports.flatMap((r) => Object.keys(r.xen.unknownHypercalls)))].sort((a, b) => Number(a) - Number(b));
+  const counters = [
+    ["events sent", (x: XenStatsSnapshot) => x.eventsSent],
+    ["events delivered", (x: XenStatsSnapshot) => x.eventsDelivered],
+    ["upcalls injected", (x: XenStatsSnapshot) => x.upcallsInjected],
+    ["grant maps", (x: XenStatsSnapshot) => x.grantMaps],
+    ["grant unmaps", (x: XenStatsSnapshot) => x.grantUnmaps],
+    ["grant copies", (x: XenStatsSnapshot) => x.grantCopies],
+    ["continuations", (x: XenStatsSnapshot) => x.continuations],
+  ] as const;
+  return [
+    ...names.map((n) => [n, ...reports.map((r) => fmt(r.xen.hypercalls[n] ?? 0))]),
+    ...unknown.map((n) => [`unknown #${n} (-ENOSYS)`, ...reports.map((r) => fmt(r.xen.unknownHypercalls[n] ?? 0))]),
+    ...counters.map(([label, get]) => [label, ...reports.map((r) => fmt(get(r.xen)))]),
+  ];
 }
 
 /** One line on a crash and what `on_crash` did (as `vtlab run` and `vtlab shell` print it). */

@@ -55,7 +55,7 @@ import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, X2APIC_B
 import { DomainMmio } from "./mmio.js";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 import type { VcpuBringUp } from "./xen/vcpu.js";
-import { XenDomain } from "./xen/domain.js";
+import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
 import { ControlDomain } from "./xen/dom0.js";
 
 export type { ExitContext };
@@ -105,6 +105,8 @@ export interface DomainStats {
   shadow?: ShadowStats;
   /** The EPT counters (hap=1): violations, misconfigurations, INVEPTs. */
   ept?: NestedPagingStats;
+  /** The Xen interface: hypercalls by name (unknown ones by number), events, upcalls, grant operations. */
+  xen: XenStatsSnapshot;
 }
 
 export class DomainError extends Error {
@@ -461,6 +463,7 @@ export class Domain {
       tlbHits,
       tlbMisses,
       modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io + e.mmio }, cost),
+      xen: this.xen.stats.snapshot(),
       ...(this.paging instanceof ShadowPaging ? { shadow: { ...this.paging.stats, faults: { ...this.paging.stats.faults }, exits: { ...this.paging.stats.exits } } } : { ept: { ...this.paging.stats } }),
     };
   }
