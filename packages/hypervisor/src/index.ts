@@ -68,11 +68,13 @@ export {
   parseElf,
   loadSegments,
   ELFMAG,
+  ELFCLASS32,
   ELFCLASS64,
   ELFDATA2LSB,
   EV_CURRENT,
   ET_EXEC,
   ET_DYN,
+  EM_386,
   EM_X86_64,
   PT_LOAD,
   PT_NOTE,
@@ -81,6 +83,8 @@ export {
   PF_X,
   ELF64_EHDR_SIZE,
   ELF64_PHDR_SIZE,
+  ELF32_EHDR_SIZE,
+  ELF32_PHDR_SIZE,
   XEN_ELFNOTE_PHYS32_ENTRY,
 } from "./builder/elf.js";
 export type { ElfImage, ElfSegment, ElfError } from "./builder/elf.js";

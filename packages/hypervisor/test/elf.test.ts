@@ -30,7 +30,7 @@ describe("ELF64 images for the domain builder", () => {
   const bad: [string, Uint8Array, string][] = [
     ["a truncated file", image().subarray(0, 40), "ELF header"],
     ["a bad magic", spoil((b) => (b[1] = 0x46)), "e_ident[EI_MAG]"],
-    ["a 32-bit image", spoil((b) => (b[4] = 1)), "e_ident[EI_CLASS]"],
+    ["an unknown class (neither ELFCLASS32 nor ELFCLASS64)", spoil((b) => (b[4] = 3)), "e_ident[EI_CLASS]"],
     ["big-endian data", spoil((b) => (b[5] = 2)), "e_ident[EI_DATA]"],
     ["a bad version", spoil((b) => (b[6] = 0)), "e_ident[EI_VERSION]"],
     ["a relocatable object", spoil((_b, dv) => dv.setUint16(16, 1, true)), "e_type"],
@@ -58,6 +58,7 @@ describe("ELF64 images for the domain builder", () => {
     const overlap = image();
     const dv = new DataView(overlap.buffer);
     dv.setUint32(64 + 56, PT_LOAD, true); // turn the note header into a second PT_LOAD...
+    dv.setUint32(64 + 56 + 4, 4, true); // ...readable (libelf loads only segments with an access flag)...
     dv.setUint32(64 + 56 + 24, 0x10_0800, true); // ...overlapping the first
     dv.setUint32(64 + 56 + 40, 0x100, true);
     dv.setUint32(64 + 56 + 32, 0x10, true);

@@ -1,18 +1,29 @@
 /**
- * ELF64 kernel images for the domain builder (System V ABI, ELF-64 Object File Format 1.5, and
- * the x86-64 psABI): the header and program headers read from the image once, validated field by
- * field, and returned as plain values. The image is untrusted input: every offset and size is
- * checked against the file and the guest's memory before anything is copied, and each problem
- * is an error value that names the field and what is wrong with it.
+ * ELF kernel images for the domain builder (System V ABI, ELF-64 Object File Format 1.5, the
+ * x86-64 and i386 psABIs): the header and program headers read from the image once, validated
+ * field by field, and returned as plain values. The image is untrusted input: every offset and
+ * size is checked against the file and the guest's memory before anything is copied, and each
+ * problem is an error value that names the field and what is wrong with it.
+ *
+ * Three containers load, as Xen's libelf and the xl toolstack load them for an HVM (PVH)
+ * container (xen/common/libelf, tools/libs/guest/xg_dom_elfloader.c): ELFCLASS64 with EM_X86_64;
+ * ELFCLASS32 with EM_X86_64 (elf32-x86-64, the "x32" container that Xen's own test kernels and
+ * many Multiboot kernels use for 64-bit code); ELFCLASS32 with EM_386 (elf32-i386). Segments go
+ * to p_paddr, never p_vaddr; a PT_LOAD whose p_flags has none of R, W, X is not loaded (libelf's
+ * elf_phdr_is_loadable). A 32-bit container only says how the file is laid out: which mode the
+ * kernel is entered in is the boot protocol's business (builder/pvh.ts), and an ELF32 kernel
+ * needs a PVH note or a Multiboot header, because it cannot be booted directly in 64-bit mode.
  */
 
 /** ELF identification and header constants (elf.h names). */
 export const ELFMAG = 0x7f454c46; // "\x7fELF", big-endian read of e_ident[0..3]
+export const ELFCLASS32 = 1;
 export const ELFCLASS64 = 2;
 export const ELFDATA2LSB = 1;
 export const EV_CURRENT = 1;
 export const ET_EXEC = 2;
 export const ET_DYN = 3;
+export const EM_386 = 3;
 export const EM_X86_64 = 62;
 export const PT_LOAD = 1;
 export const PT_NOTE = 4;
@@ -22,6 +33,9 @@ export const PF_R = 4;
 /** sizeof(Elf64_Ehdr) and sizeof(Elf64_Phdr). */
 export const ELF64_EHDR_SIZE = 64;
 export const ELF64_PHDR_SIZE = 56;
+/** sizeof(Elf32_Ehdr) and sizeof(Elf32_Phdr). */
+export const ELF32_EHDR_SIZE = 52;
+export const ELF32_PHDR_SIZE = 32;
 /** XEN_ELFNOTE_PHYS32_ENTRY (xen/include/public/elfnote.h): the PVH 32-bit entry point. */
 export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
 
@@ -37,8 +51,12 @@ export interface ElfSegment {
 }
 
 export interface ElfImage {
+  /** e_ident[EI_CLASS]: ELFCLASS32 or ELFCLASS64 (the container, not the code's mode). */
+  readonly elfClass: typeof ELFCLASS32 | typeof ELFCLASS64;
+  /** e_machine: EM_X86_64, or EM_386 in an ELFCLASS32 image. */
+  readonly machine: typeof EM_X86_64 | typeof EM_386;
   readonly type: number;
-  /** e_entry: the 64-bit entry point (virtual). */
+  /** e_entry: the entry point (virtual). */
   readonly entry: number;
   /** The PVH entry (XEN_ELFNOTE_PHYS32_ENTRY), if the image carries one. */
   readonly pvhEntry: number | undefined;
@@ -65,57 +83,93 @@ function u64(dv: DataView, at: number): number {
   return hi >= 0x20_0000 ? Number.NaN : hi * 0x1_0000_0000 + lo;
 }
 
+function u32(dv: DataView, at: number): number {
+  return dv.getUint32(at, true);
+}
+
 /**
- * Parse and validate an ELF64 x86-64 executable. `memorySize` is the guest's RAM: every PT_LOAD
- * must fit inside it. Returns the image description or the first problem found.
+ * Where each field lives in the two classes (Elf32_Ehdr/Elf64_Ehdr, Elf32_Phdr/Elf64_Phdr): the
+ * 32-bit program header has p_flags after p_memsz, the 64-bit one right after p_type.
+ */
+interface ClassLayout {
+  readonly ehdrSize: number;
+  readonly phdrSize: number;
+  readonly word: (dv: DataView, at: number) => number;
+  readonly e_entry: number;
+  readonly e_phoff: number;
+  readonly e_phentsize: number;
+  readonly e_phnum: number;
+  readonly p_flags: number;
+  readonly p_offset: number;
+  readonly p_vaddr: number;
+  readonly p_paddr: number;
+  readonly p_filesz: number;
+  readonly p_memsz: number;
+}
+
+const ELF64_LAYOUT: ClassLayout = { ehdrSize: ELF64_EHDR_SIZE, phdrSize: ELF64_PHDR_SIZE, word: u64, e_entry: 24, e_phoff: 32, e_phentsize: 54, e_phnum: 56, p_flags: 4, p_offset: 8, p_vaddr: 16, p_paddr: 24, p_filesz: 32, p_memsz: 40 };
+const ELF32_LAYOUT: ClassLayout = { ehdrSize: ELF32_EHDR_SIZE, phdrSize: ELF32_PHDR_SIZE, word: u32, e_entry: 24, e_phoff: 28, e_phentsize: 42, e_phnum: 44, p_flags: 24, p_offset: 4, p_vaddr: 8, p_paddr: 12, p_filesz: 16, p_memsz: 20 };
+
+/**
+ * Parse and validate an x86 executable: ELFCLASS64 with EM_X86_64, or ELFCLASS32 with EM_X86_64
+ * or EM_386. `memorySize` is the guest's RAM: every PT_LOAD must fit inside it. Returns the image
+ * description or the first problem found.
  */
 export function parseElf(image: Uint8Array, memorySize: number): ElfImage | ElfError {
-  if (image.length < ELF64_EHDR_SIZE) return err("ELF header", `the file is ${image.length} bytes, shorter than an ELF64 header (64)`);
+  if (image.length < 16) return err("ELF header", `the file is ${image.length} bytes, shorter than e_ident (16)`);
   const dv = new DataView(image.buffer, image.byteOffset, image.byteLength);
   if (dv.getUint32(0, false) !== ELFMAG) return err("e_ident[EI_MAG]", "not an ELF file (bad magic)", 0);
-  if (image[4] !== ELFCLASS64) return err("e_ident[EI_CLASS]", `class ${image[4]} is not ELFCLASS64 (a 32-bit image?)`, 4);
+  const elfClass = image[4];
+  if (elfClass !== ELFCLASS32 && elfClass !== ELFCLASS64) return err("e_ident[EI_CLASS]", `class ${elfClass} is neither ELFCLASS32 (1) nor ELFCLASS64 (2)`, 4);
+  const L = elfClass === ELFCLASS64 ? ELF64_LAYOUT : ELF32_LAYOUT;
+  const className = elfClass === ELFCLASS64 ? "ELF64" : "ELF32";
+  if (image.length < L.ehdrSize) return err("ELF header", `the file is ${image.length} bytes, shorter than an ${className} header (${L.ehdrSize})`);
   if (image[5] !== ELFDATA2LSB) return err("e_ident[EI_DATA]", `data encoding ${image[5]} is not little-endian`, 5);
   if (image[6] !== EV_CURRENT) return err("e_ident[EI_VERSION]", `version ${image[6]} is not EV_CURRENT`, 6);
   const type = dv.getUint16(16, true);
   if (type !== ET_EXEC && type !== ET_DYN) return err("e_type", `type ${type} is not an executable (ET_EXEC or ET_DYN)`, 16);
   const machine = dv.getUint16(18, true);
-  if (machine !== EM_X86_64) return err("e_machine", `machine ${machine} is not EM_X86_64 (62)`, 18);
-  const entry = u64(dv, 24);
-  const phoff = u64(dv, 32);
-  const phentsize = dv.getUint16(54, true);
-  const phnum = dv.getUint16(56, true);
-  if (phnum === 0) return err("e_phnum", "no program headers: nothing to load", 56);
-  if (phentsize !== ELF64_PHDR_SIZE) return err("e_phentsize", `${phentsize} is not sizeof(Elf64_Phdr) (56)`, 54);
+  if (machine !== EM_X86_64 && (elfClass === ELFCLASS64 || machine !== EM_386)) {
+    return err("e_machine", elfClass === ELFCLASS64 ? `machine ${machine} is not EM_X86_64 (62)` : `machine ${machine} is neither EM_386 (3) nor EM_X86_64 (62) in an ELFCLASS32 image`, 18);
+  }
+  const entry = L.word(dv, L.e_entry);
+  const phoff = L.word(dv, L.e_phoff);
+  const phentsize = dv.getUint16(L.e_phentsize, true);
+  const phnum = dv.getUint16(L.e_phnum, true);
+  if (phnum === 0) return err("e_phnum", "no program headers: nothing to load", L.e_phnum);
+  if (phentsize !== L.phdrSize) return err("e_phentsize", `${phentsize} is not sizeof(${className === "ELF64" ? "Elf64_Phdr" : "Elf32_Phdr"}) (${L.phdrSize})`, L.e_phentsize);
   if (!Number.isSafeInteger(phoff) || phoff + phnum * phentsize > image.length) {
-    return err("e_phoff", `program headers at ${phoff} (${phnum} x ${phentsize} bytes) run past the end of the ${image.length}-byte file`, 32);
+    return err("e_phoff", `program headers at ${phoff} (${phnum} x ${phentsize} bytes) run past the end of the ${image.length}-byte file`, L.e_phoff);
   }
   const segments: ElfSegment[] = [];
   let pvhEntry: number | undefined;
   for (let k = 0; k < phnum; k++) {
     const at = phoff + k * phentsize;
     const ptype = dv.getUint32(at, true);
-    const flags = dv.getUint32(at + 4, true);
-    const offset = u64(dv, at + 8);
-    const vaddr = u64(dv, at + 16);
-    const paddr = u64(dv, at + 24);
-    const fileSize = u64(dv, at + 32);
-    const memSize = u64(dv, at + 40);
+    const flags = dv.getUint32(at + L.p_flags, true);
+    const offset = L.word(dv, at + L.p_offset);
+    const vaddr = L.word(dv, at + L.p_vaddr);
+    const paddr = L.word(dv, at + L.p_paddr);
+    const fileSize = L.word(dv, at + L.p_filesz);
+    const memSize = L.word(dv, at + L.p_memsz);
     const where = `program header ${k}`;
     if (ptype !== PT_LOAD && ptype !== PT_NOTE) continue;
+    // libelf's elf_phdr_is_loadable: a PT_LOAD with no access flags is not loaded.
+    if (ptype === PT_LOAD && (flags & (PF_R | PF_W | PF_X)) === 0) continue;
     if (![offset, fileSize, memSize, paddr, vaddr].every(Number.isSafeInteger)) return err(`${where}`, "an offset, address or size is beyond 2^53", at);
-    if (offset + fileSize > image.length) return err(`${where}: p_offset + p_filesz`, `bytes ${offset}..${offset + fileSize} are beyond the ${image.length}-byte file`, at + 8);
+    if (offset + fileSize > image.length) return err(`${where}: p_offset + p_filesz`, `bytes ${offset}..${offset + fileSize} are beyond the ${image.length}-byte file`, at + L.p_offset);
     if (ptype === PT_NOTE) {
       const note = findPvhNote(image, dv, offset, fileSize, where);
       if (typeof note === "object") return note;
       if (note !== undefined) pvhEntry = note;
       continue;
     }
-    if (memSize < fileSize) return err(`${where}: p_memsz`, `p_memsz (${memSize}) is smaller than p_filesz (${fileSize})`, at + 40);
+    if (memSize < fileSize) return err(`${where}: p_memsz`, `p_memsz (${memSize}) is smaller than p_filesz (${fileSize})`, at + L.p_memsz);
     if (paddr + memSize > memorySize) {
-      return err(`${where}: p_paddr`, `segment 0x${paddr.toString(16)}..0x${(paddr + memSize).toString(16)} does not fit in the guest's ${memorySize / 1048576} MiB`, at + 24);
+      return err(`${where}: p_paddr`, `segment 0x${paddr.toString(16)}..0x${(paddr + memSize).toString(16)} does not fit in the guest's ${memorySize / 1048576} MiB`, at + L.p_paddr);
     }
     for (const s of segments) {
-      if (paddr < s.paddr + s.memSize && s.paddr < paddr + memSize) return err(`${where}: p_paddr`, `segment at 0x${paddr.toString(16)} overlaps the one at 0x${s.paddr.toString(16)}`, at + 24);
+      if (paddr < s.paddr + s.memSize && s.paddr < paddr + memSize) return err(`${where}: p_paddr`, `segment at 0x${paddr.toString(16)} overlaps the one at 0x${s.paddr.toString(16)}`, at + L.p_paddr);
     }
     segments.push({ paddr, vaddr, offset, fileSize, memSize, flags });
   }
@@ -124,9 +178,9 @@ export function parseElf(image: Uint8Array, memorySize: number): ElfImage | ElfE
     return err("XEN_ELFNOTE_PHYS32_ENTRY", `the PVH entry 0x${pvhEntry.toString(16)} is outside every loaded segment`);
   }
   if (pvhEntry === undefined && !segments.some((s) => entry >= s.vaddr && entry < s.vaddr + s.memSize)) {
-    return err("e_entry", `the entry point 0x${entry.toString(16)} is outside every loaded segment`, 24);
+    return err("e_entry", `the entry point 0x${entry.toString(16)} is outside every loaded segment`, L.e_entry);
   }
-  return { type, entry, pvhEntry, segments };
+  return { elfClass, machine, type, entry, pvhEntry, segments };
 }
 
 /** Scan a PT_NOTE for "Xen" / XEN_ELFNOTE_PHYS32_ENTRY; every note's sizes are bounds-checked. */
@@ -143,7 +197,11 @@ function findPvhNote(image: Uint8Array, dv: DataView, offset: number, size: numb
     if (namesz > size || descsz > size || next > end) return err(`${where}: note at ${p - offset}`, `name (${namesz}) or descriptor (${descsz}) size runs past the note segment`, p);
     const isXen = namesz === 4 && image[name] === 0x58 && image[name + 1] === 0x65 && image[name + 2] === 0x6e && image[name + 3] === 0;
     if (isXen && ntype === XEN_ELFNOTE_PHYS32_ENTRY) {
-      if (descsz < 4) return err(`${where}: XEN_ELFNOTE_PHYS32_ENTRY`, `descriptor of ${descsz} bytes is too short for an address`, desc);
+      // libelf reads the value as a number of the descriptor's size (elf_note_numeric); the
+      // entry is a 32-bit physical address, so only 4 bytes, or 8 with a zero high half, will do
+      // (Linux's note is a .quad on x86-64, the vtlab guests' a .long).
+      if (descsz !== 4 && descsz !== 8) return err(`${where}: XEN_ELFNOTE_PHYS32_ENTRY`, `descriptor of ${descsz} bytes is not a 4- or 8-byte address`, desc);
+      if (descsz === 8 && dv.getUint32(desc + 4, true) !== 0) return err(`${where}: XEN_ELFNOTE_PHYS32_ENTRY`, `the 8-byte entry 0x${dv.getUint32(desc + 4, true).toString(16)}${dv.getUint32(desc, true).toString(16).padStart(8, "0")} is beyond 4 GiB`, desc);
       return dv.getUint32(desc, true);
     }
     p = next;

@@ -1,7 +1,9 @@
 /**
  * The domain builder's boot path for PVH-style ELF kernels (xen/include/public/arch-x86/hvm/
  * start_info.h): PT_LOAD segments at p_paddr, a `struct hvm_start_info` with the command line and
- * an E820-style memory map, and the entry from the XEN_ELFNOTE_PHYS32_ENTRY note.
+ * an E820-style memory map, and the entry from the XEN_ELFNOTE_PHYS32_ENTRY note. The kernel may be
+ * ELF64 or ELF32 (elf32-x86-64 or elf32-i386, builder/elf.ts); the container does not change the
+ * boot: PVH and Multiboot both enter 32-bit code.
  *
  * A kernel with neither a PVH note nor a Multiboot header boots directly in 64-bit mode: long
  * mode at its e_entry, CS the 64-bit code segment 0x18, paging on the builder's identity map of
@@ -15,7 +17,7 @@
  * far-jumps to 64-bit code (as the vtlab guests do) runs the same on both.
  */
 import { PAGE_SIZE } from "@vtlab/arch";
-import { loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
+import { EM_386, ELFCLASS32, loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
 
 /** XEN_HVM_START_MAGIC_VALUE (hvm/start_info.h). */
 export const XEN_HVM_START_MAGIC_VALUE = 0x336ec578;
@@ -108,8 +110,16 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
     if (typeof mb === "string") return { kind: "boot-error", message: `kernel: ${mb}` };
     protocol = mb === undefined ? "direct64" : "multiboot";
   }
+  if (protocol === "direct64" && elf.elfClass === ELFCLASS32) {
+    // xl refuses such an image in an HVM container ("image not capable of booting inside a HVM
+    // container", xg_dom_elfloader.c): a 32-bit container has no 64-bit entry to boot directly.
+    return { kind: "boot-error", message: `kernel: an ELF32 image (${elf.machine === EM_386 ? "elf32-i386" : "elf32-x86-64"}) needs a XEN_ELFNOTE_PHYS32_ENTRY note or a Multiboot header; it has neither, and only an ELF64 kernel boots directly in 64-bit mode` };
+  }
   const multiboot = protocol === "multiboot";
-  const entry = elf.pvhEntry ?? elf.entry;
+  // Multiboot enters at e_entry; like GRUB's ELF loader, an e_entry inside a segment's p_vaddr
+  // range is taken to the same place in its p_paddr range (they are equal when linked at the load
+  // address, as the vtlab guests are).
+  const entry = elf.pvhEntry ?? (multiboot ? physicalEntry(elf) : elf.entry);
   if (protocol === "direct64") {
     // The builder's page tables map the first 4 GiB one to one, so the kernel must be linked
     // where it is loaded (a higher-half kernel boots through its PVH entry instead).
@@ -145,6 +155,12 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   writeGdt(mem);
   if (protocol === "direct64") writeIdentityMap(mem);
   return { protocol, eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
+}
+
+/** e_entry translated from the segment whose p_vaddr range holds it to that segment's p_paddr. */
+function physicalEntry(elf: ElfImage): number {
+  const s = elf.segments.find((seg) => elf.entry >= seg.vaddr && elf.entry < seg.vaddr + seg.memSize);
+  return s === undefined ? elf.entry : elf.entry - s.vaddr + s.paddr;
 }
 
 /** The Multiboot header, if the image has one: undefined when absent, a message when it is bad. */
