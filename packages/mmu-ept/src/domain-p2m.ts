@@ -1,14 +1,18 @@
 /**
  * The domain's physical-to-machine map as the hypervisor keeps it (Xen's p2m types, reduced to
- * the four this package acts on), and the frame allocator EPT tables come from. The hypervisor
+ * the six this package acts on), and the frame allocator EPT tables come from. The hypervisor
  * package will own the real p2m; this is the small interface `NestedPaging` needs from it.
  */
 import { PAGE_SIZE, type Gfn, type MachineMemory, type Mfn } from "@vtlab/arch";
 
-/** What a guest frame is (Xen: p2m_ram_rw, p2m_mmio_dm, p2m_populate_on_demand, p2m_invalid). */
+/** What a guest frame is (Xen: p2m_ram_rw, p2m_grant_map_rw, p2m_grant_map_ro, p2m_mmio_dm, p2m_populate_on_demand, p2m_invalid). */
 export const P2mType = {
   /** Guest RAM backed by a machine frame. */
   Ram: "ram",
+  /** Another domain's frame mapped writable through a grant (Xen's p2m_grant_map_rw: EPT R/W, no X). */
+  GrantMapRw: "grant_map_rw",
+  /** Another domain's frame mapped read-only through a grant (Xen's p2m_grant_map_ro: EPT R only; writes fault). */
+  GrantMapRo: "grant_map_ro",
   /** Emulated MMIO: accesses go to the device model (Xen's p2m_mmio_dm). */
   Mmio: "mmio",
   /** Populate on demand: a zeroed frame is allocated on first access. */
@@ -20,11 +24,21 @@ export type P2mType = (typeof P2mType)[keyof typeof P2mType];
 
 export interface P2mEntry {
   readonly type: P2mType;
-  /** The machine frame (type Ram only; 0 otherwise). */
+  /** The machine frame (types with a frame, `p2mHasFrame`: Ram and the grant mappings; 0 otherwise). */
   readonly mfn: Mfn;
 }
 
-/** `count` consecutive guest frames of one type; for Ram, backed by consecutive machine frames from `mfn`. */
+/** The type is backed by a machine frame (Ram, GrantMapRw, GrantMapRo): its entries carry an mfn. */
+export function p2mHasFrame(type: P2mType): boolean {
+  return type === P2mType.Ram || type === P2mType.GrantMapRw || type === P2mType.GrantMapRo;
+}
+
+/** Xen's p2m_is_grant: a grant mapping of another domain's frame. */
+export function p2mIsGrant(type: P2mType): boolean {
+  return type === P2mType.GrantMapRw || type === P2mType.GrantMapRo;
+}
+
+/** `count` consecutive guest frames of one type; for types with a frame, backed by consecutive machine frames from `mfn`. */
 export interface P2mRun {
   readonly gfn: Gfn;
   readonly count: number;
@@ -37,7 +51,7 @@ export interface DomainP2m {
   lookup(gfn: Gfn): P2mEntry;
   /** Every run that is not Absent, in ascending gfn order. */
   runs(): Iterable<P2mRun>;
-  /** Make [gfn, gfn + count) one type (Ram: backed by mfn, mfn + 1, ...). */
+  /** Make [gfn, gfn + count) one type (a type with a frame: backed by mfn, mfn + 1, ...). */
   setRange(gfn: Gfn, count: number, type: P2mType, mfn?: Mfn): void;
 }
 
@@ -54,7 +68,7 @@ export class RangeP2m implements DomainP2m {
     const i = this.find(gfn);
     if (i < 0) return ABSENT;
     const type = this.types[i] as P2mType;
-    const mfn = type === P2mType.Ram ? (this.mfns[i] as number) + (gfn - (this.starts[i] as number)) : 0;
+    const mfn = p2mHasFrame(type) ? (this.mfns[i] as number) + (gfn - (this.starts[i] as number)) : 0;
     return { type, mfn: mfn as Mfn };
   }
 
@@ -77,14 +91,14 @@ export class RangeP2m implements DomainP2m {
       if (n <= 0 || ty === P2mType.Absent) return;
       const k = s.length - 1;
       // Merge with the previous run when contiguous and compatible.
-      if (k >= 0 && t[k] === ty && (s[k] as number) + (c[k] as number) === start && (ty !== P2mType.Ram || (m[k] as number) + (c[k] as number) === first)) {
+      if (k >= 0 && t[k] === ty && (s[k] as number) + (c[k] as number) === start && (!p2mHasFrame(ty) || (m[k] as number) + (c[k] as number) === first)) {
         c[k] = (c[k] as number) + n;
         return;
       }
       s.push(start);
       c.push(n);
       t.push(ty);
-      m.push(ty === P2mType.Ram ? first : 0);
+      m.push(p2mHasFrame(ty) ? first : 0);
     };
     let inserted = false;
     for (let i = 0; i < this.starts.length; i++) {
@@ -111,7 +125,7 @@ export class RangeP2m implements DomainP2m {
         push(gfn, count, type, mfn);
         inserted = true;
       }
-      if (re > end) push(end, re - end, rt, rt === P2mType.Ram ? rm + (end - rs) : 0);
+      if (re > end) push(end, re - end, rt, p2mHasFrame(rt) ? rm + (end - rs) : 0);
     }
     if (!inserted) push(gfn, count, type, mfn);
     this.starts = s;

@@ -40,7 +40,7 @@ import {
   type Vmcs,
 } from "@vtlab/cpu-vmx";
 import { ALL_CACHES, type CacheSwitches, type NestedCacheSizes } from "./caches.js";
-import { P2mType, type DomainP2m, type FrameAllocator } from "./domain-p2m.js";
+import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "./domain-p2m.js";
 import {
   DEFAULT_EPT_CAPABILITIES,
   EPT_D,
@@ -52,6 +52,7 @@ import {
   EPT_MISCONFIG_REASON_NAMES,
   EPT_R,
   EPT_RWX,
+  EPT_W,
   EPT_WRITE_VIOLATION,
   EPT_X,
   describeEptEntry,
@@ -163,7 +164,11 @@ export class NestedPaging implements MemoryVirtualizer {
     if (bad !== undefined) throw new Error(`vtlab bug: NestedPaging built an invalid EPTP: ${bad.message}`);
   }
 
-  /** Build the domain's EPT from its p2m: RAM runs mapped R/W/X write-back, everything else not present. */
+  /**
+   * Build the domain's EPT from its p2m: RAM runs mapped R/W/X write-back, grant mappings R/W
+   * (p2m_grant_map_rw) or R (p2m_grant_map_ro) without X as Xen's ept_p2m_type_to_flags does,
+   * everything else not present.
+   */
   static create(options: NestedPagingOptions): NestedPaging | P2mError {
     const caps = options.caps ?? DEFAULT_EPT_CAPABILITIES;
     const accessedDirty = options.accessedDirty ?? caps.accessedDirty;
@@ -174,8 +179,8 @@ export class NestedPaging implements MemoryVirtualizer {
     if (isP2mError(ept)) return ept;
     const maxPageShift = options.largePages === false ? 12 : 30;
     for (const run of options.p2m.runs()) {
-      if (run.type !== P2mType.Ram) continue;
-      const r = ept.map(run.gfn * PAGE_SIZE, run.mfn * PAGE_SIZE, run.count * PAGE_SIZE, { perms: EPT_RWX, maxPageShift });
+      if (!p2mHasFrame(run.type)) continue;
+      const r = ept.map(run.gfn * PAGE_SIZE, run.mfn * PAGE_SIZE, run.count * PAGE_SIZE, { perms: eptPermsOf(run.type, false), maxPageShift });
       if (isP2mError(r)) return r;
     }
     return new NestedPaging(options, ept, accessedDirty, method);
@@ -285,14 +290,18 @@ export class NestedPaging implements MemoryVirtualizer {
     return { kind: "page-fault", errorCode: accessErrorCode(access, mode), addressHi: hi, addressLo: lo, level: w.faultLevel, references, steps: [] };
   }
 
-  /** Change the p2m for [gfn, gfn + count) and the EPT with it (INVEPT when mappings shrank). */
+  /**
+   * Change the p2m for [gfn, gfn + count) and the EPT with it (INVEPT on the walkers when
+   * mappings shrank). The vCPUs' own TLBs (combined GVA-to-HPA mappings) are the caller's to
+   * flush, with an INVEPT on each vCPU (Xen's ept_sync_domain).
+   */
   setGfns(gfn: Gfn, count: number, type: P2mType, mfn?: Mfn): P2mError | undefined {
     this.p2m.setRange(gfn, count, type, mfn);
     const gpa = gfn * PAGE_SIZE;
     const size = count * PAGE_SIZE;
     let r: P2mUpdate | P2mError;
-    if (type === P2mType.Ram) {
-      const perms = this.logDirtyOn && this.logDirtyMethod === "write-protect" ? EPT_R | EPT_X : EPT_RWX;
+    if (p2mHasFrame(type)) {
+      const perms = eptPermsOf(type, this.logDirtyOn && this.logDirtyMethod === "write-protect");
       r = this.ept.map(gpa, (mfn ?? 0) * PAGE_SIZE, size, { perms, maxPageShift: this.logDirtyOn || this.options.largePages === false ? 12 : 30 });
     } else {
       r = this.ept.unmap(gpa, size);
@@ -400,6 +409,13 @@ export class NestedPaging implements MemoryVirtualizer {
           return { kind: "resume" };
         }
         return { kind: "unresolved", type: entry.type, message: "the access is not permitted to this RAM frame" };
+      case P2mType.GrantMapRo:
+        // A write to a read-only grant mapping: Xen hands the access to its emulator, which
+        // discards the write (P2M_DISCARD_WRITE_TYPES); a paging-structure update there cannot be.
+        if (write && final) return { kind: "mmio", gpa, write };
+        return { kind: "unresolved", type: entry.type, message: "the access is not permitted to this read-only grant mapping" };
+      case P2mType.GrantMapRw:
+        return { kind: "unresolved", type: entry.type, message: "the access is not permitted to this grant mapping (no execute)" };
       default:
         return { kind: "unresolved", type: entry.type, message: "nothing is mapped at this guest frame" };
     }
@@ -437,6 +453,13 @@ export class NestedPaging implements MemoryVirtualizer {
       if (run.type === P2mType.Ram) yield { gpa: run.gfn * PAGE_SIZE, size: run.count * PAGE_SIZE };
     }
   }
+}
+
+/** EPT leaf rights for a p2m type with a frame (Xen's ept_p2m_type_to_flags): RAM R/W/X (R/X while log-dirty write-protects), grant mappings R/W or R, never X. */
+function eptPermsOf(type: P2mType, writeProtect: boolean): number {
+  if (type === P2mType.GrantMapRw) return EPT_R | EPT_W;
+  if (type === P2mType.GrantMapRo) return EPT_R;
+  return writeProtect ? EPT_R | EPT_X : EPT_RWX;
 }
 
 /** CR3 bits 51:12: the guest-physical address of the guest's top-level table. */

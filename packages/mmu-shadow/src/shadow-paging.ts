@@ -64,7 +64,7 @@ import {
   type PagingMode,
   type U64,
 } from "@vtlab/arch";
-import { P2mType, type DomainP2m, type FrameAllocator } from "@vtlab/mmu-ept";
+import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "@vtlab/mmu-ept";
 import { P2mPagingStructures, guestPagingMode, ramMfn, type GuestTableFault } from "./guest-walk.js";
 import { emulatePteStore } from "./write-emulation.js";
 
@@ -481,7 +481,13 @@ export class ShadowPaging implements MemoryVirtualizer {
       this.stats.faults.mmio++;
       return { kind: "mmio", gpa: out.physicalAddress, write };
     }
-    if (target.type !== P2mType.Ram) return this.crash(`the guest maps GVA 0x${gva.toString(16)} to GPA 0x${out.physicalAddress.toString(16)}, which is ${target.type}`);
+    if (target.type === P2mType.GrantMapRo && write) {
+      // A write to a read-only grant mapping: as Xen does for its write-discard types, the
+      // emulator takes the access and drops the write (the shadow leaf stays read-only).
+      this.stats.faults.mmio++;
+      return { kind: "mmio", gpa: out.physicalAddress, write };
+    }
+    if (!p2mHasFrame(target.type)) return this.crash(`the guest maps GVA 0x${gva.toString(16)} to GPA 0x${out.physicalAddress.toString(16)}, which is ${target.type}`);
     const mfn = target.mfn as number;
     if (write && this.isWriteProtected(mfn)) {
       this.stats.faults.ptWrite++;
@@ -649,6 +655,30 @@ export class ShadowPaging implements MemoryVirtualizer {
     return removed;
   }
 
+  /**
+   * The p2m entry of a frame changed under the running guest (ballooned out, moved, a grant
+   * mapping made or removed): drop every shadow leaf that maps machine frame `mfn` (Xen's
+   * sh_remove_all_mappings), and, if the frame was a shadowed guest page table, its shadows
+   * (sh_remove_shadows; current roots stay, emptied of nothing: the guest reloading CR3 finds the
+   * p2m as it is now). The next access refaults and refills from the p2m. The vCPUs' TLBs are
+   * the caller's to flush. Returns the shadow entries dropped.
+   */
+  removeAllMappings(mfn: number): number {
+    let dropped = 0;
+    const set = this.rmap.get(mfn);
+    if (set !== undefined) {
+      for (const at of [...set]) {
+        this.setLeaf(at, 0, 0, -1);
+        dropped++;
+      }
+    }
+    if (this.byGmfn.has(mfn)) {
+      this.resync(mfn);
+      this.unshadow(mfn);
+    }
+    return dropped;
+  }
+
   /** Out of frames: throw every shadow away except the current roots, which are emptied (Xen's shadow_blow_tables). */
   private blow(): void {
     this.stats.blows++;
@@ -719,16 +749,21 @@ export class ShadowPaging implements MemoryVirtualizer {
    * write-protected page table, and log-dirty has seen the frame written.
    */
   private fillLeaf(at: number, lo: number, hi: number, gfn: number, dirty = (lo & PTE_D) !== 0): string | undefined {
-    const mfn = ramMfn(this.p2m, gfn);
-    if (mfn < 0) {
-      const t = this.p2m.lookup(asGfn(gfn)).type;
-      if (t === P2mType.Mmio) {
+    const entry = this.p2m.lookup(asGfn(gfn));
+    if (!p2mHasFrame(entry.type)) {
+      if (entry.type === P2mType.Mmio) {
         this.setLeaf(at, 0, 0, -1);
         return undefined;
       }
-      return `GFN 0x${gfn.toString(16)} is ${t}`;
+      return `GFN 0x${gfn.toString(16)} is ${entry.type}`;
     }
-    const writable = (lo & PTE_RW) !== 0 && dirty && !this.isWriteProtected(mfn) && (!this.logDirtyOn || this.dirty.has(gfn));
+    const mfn = entry.mfn as number;
+    // A grant mapping: read-only ones never get W (a write faults and is discarded); writable
+    // ones are another domain's frame, so neither this domain's page-table write protection nor
+    // its log-dirty tracking applies (Xen's p2m_grant_map_rw / _ro in _sh_propagate).
+    const ram = entry.type === P2mType.Ram;
+    const writable =
+      (lo & PTE_RW) !== 0 && dirty && entry.type !== P2mType.GrantMapRo && (!ram || (!this.isWriteProtected(mfn) && (!this.logDirtyOn || this.dirty.has(gfn))));
     this.setLeaf(at, addrLo(mfn) + ((lo & LEAF_COPY) | PTE_P | PTE_A | (writable ? PTE_RW | PTE_D : 0)), addrHi(mfn) | (hi & PTE_HI_XD), mfn);
     return undefined;
   }
