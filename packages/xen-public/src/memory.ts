@@ -65,3 +65,9 @@ export const xen_foreign_memory_map = {
   domid: 0, // domid_t
   map: 8, // struct xen_memory_map
 } as const;
+
+/** `struct xen_memory_domain` (XENMEM_current_reservation, _maximum_reservation, _maximum_gpfn; the same layout for 32-bit guests) */
+export const xen_memory_domain = {
+  SIZEOF: 2,
+  domid: 0, // domid_t: IN, may be DOMID_SELF
+} as const;
