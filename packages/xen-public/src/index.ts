@@ -14,3 +14,6 @@ export * from "./io/console.js";
 export * from "./io/xs_wire.js";
 export * from "./io/blkif.js";
 export * from "./io/netif.js";
+// The 32-bit ("compat") layouts Xen translates for hypercalls made outside 64-bit mode.
+export * from "./compat/vcpu.js";
+export * from "./compat/sched.js";
