@@ -40,6 +40,8 @@ import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
 import { HYPERCALL_PREEMPTED, hypercall } from "./xen/hypercall.js";
 import { RESUME } from "./outcomes.js";
 import { handleMmio } from "./mmio.js";
+import { xenCpuid } from "./xen/cpuid.js";
+import { isXenMsr, rdmsrXen, wrmsrXen } from "./xen/hypercall_page.js";
 
 export interface ExitContext {
   readonly hv: Hypervisor;
@@ -73,11 +75,6 @@ export class ExitStats {
  * modelled), NE (fixed to 1 in VMX operation), CD and NW.
  */
 export const CR0_HOST_OWNED = (CR0_PE | CR0_NE | CR0_NW | CR0_CD | CR0_PG) >>> 0;
-/** The Xen CPUID leaves (xen/include/public/arch-x86/cpuid.h): base 0x40000000, signature "XenVMMXenVMM". */
-const XEN_CPUID_FIRST_LEAF = 0x4000_0000;
-const XEN_CPUID_SIGNATURE_EBX = 0x566e_6558; // "XenV"
-const XEN_CPUID_SIGNATURE_ECX = 0x65584d4d; // "MMXe"
-const XEN_CPUID_SIGNATURE_EDX = 0x4d4d566e; // "nVMM"
 
 /** INVVPID type 1, single-context invalidation (SDM Vol. 3C, INVVPID). */
 const INVVPID_SINGLE_CONTEXT = 1;
@@ -108,16 +105,8 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       const leaf = cpu.lo[0]! >>> 0;
       const sub = cpu.lo[1]! >>> 0;
       cpuidOut.fill(0);
-      if (leaf >= XEN_CPUID_FIRST_LEAF && leaf < XEN_CPUID_FIRST_LEAF + 0x100) {
-        if (leaf === XEN_CPUID_FIRST_LEAF) {
-          cpuidOut[0] = XEN_CPUID_FIRST_LEAF + 1; // largest hypervisor leaf
-          cpuidOut[1] = XEN_CPUID_SIGNATURE_EBX;
-          cpuidOut[2] = XEN_CPUID_SIGNATURE_ECX;
-          cpuidOut[3] = XEN_CPUID_SIGNATURE_EDX;
-        } else if (leaf === XEN_CPUID_FIRST_LEAF + 1) {
-          cpuidOut[0] = (4 << 16) | 17; // Xen version 4.17 (major << 16 | minor)
-        }
-      } else {
+      // The hypervisor range 0x40000000-0x4FFFFFFF: Xen's leaves (xen/cpuid.ts).
+      if (!xenCpuid(ctx, leaf, sub, cpuidOut)) {
         defaultCpuid(cpu, leaf, sub, cpuidOut);
         if (leaf === 1) {
           cpuidOut[1] = (cpuidOut[1]! & 0x00ff_ffff) | (v.id << 24); // initial APIC id
@@ -348,6 +337,12 @@ function msrRead(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if (r === undefined || !r.ok) return gp0();
     lo = r.lo;
     hi = r.hi;
+  } else if (isXenMsr(msr)) {
+    // Xen's MSRs (the hypercall page; xen/hypercall_page.ts). Outside both MSR-bitmap ranges, so they always exit.
+    const r = rdmsrXen(ctx, msr);
+    if (r === undefined) return gp0();
+    lo = r[0];
+    hi = r[1];
   } else {
     const r = readMsr(cpu, msr);
     if (r === undefined) return gp0();
@@ -383,6 +378,8 @@ function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
     // Modelled more simply: the TSC is the host clock for every domain (writes are ignored).
   } else if (msr === MSR.APIC_BASE || (msr >= 0x800 && msr <= 0x8ff)) {
     if (v.apic === undefined || !v.apic.writeMsr(msr, lo, hi)) return gp0();
+  } else if (isXenMsr(msr)) {
+    if (!wrmsrXen(ctx, msr, lo, hi)) return gp0();
   } else if (msr === MSR.PAT || msr === MSR.FS_BASE || msr === MSR.GS_BASE) {
     return { kind: "crash", reason: `WRMSR 0x${msr.toString(16)} trapped but it is VMCS guest state the hypervisor does not emulate` };
   } else if (!writeMsr(cpu, msr, lo, hi)) {

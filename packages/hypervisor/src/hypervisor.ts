@@ -53,6 +53,9 @@ import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh
 import { HostFrames } from "./host/frames.js";
 import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, X2APIC_BROADCAST, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
+import { IOAPIC_BASE_DEFAULT, IOAPIC_MMIO_SIZE, IoApic, IoApicDeliveryMode, IoApicSource } from "./devices/ioapic.js";
+import { PlatformWiring, platformDevice } from "./devices/platform.js";
+import type { XenPlatformDevice } from "@vtlab/xen-platform-pci";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 import type { VcpuBringUp } from "./xen/vcpu.js";
 import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
@@ -66,6 +69,12 @@ const MiB = 1024 * 1024;
  * hypervisor can inject a guest interrupt (the role of Xen's EVENT_CHECK_VECTOR IPI).
  */
 export const HOST_KICK_VECTOR = 0xfc;
+
+/** ISA IRQs are GSIs 0-15 (IRQ 0 aside, which is GSI 2): COM1's IRQ 4 and the primary ATA channel's IRQ 14. */
+const UART_GSI = 4;
+const ATA_GSI = 14;
+/** An IO-APIC physical destination of 0xFF addresses every local APIC (xAPIC broadcast). */
+const IOAPIC_PHYSICAL_BROADCAST = 0xff;
 
 export type DomainState = "running" | "paused" | "shutdown" | "crashed" | "destroyed";
 
@@ -84,6 +93,10 @@ export interface DomainOptions {
   readonly onConsole?: (text: string) => void;
   /** Credit-scheduler weight (default 256, Xen's default). */
   readonly weight?: number;
+  /** The Xen platform PCI device at 00:03.0 (default true; xl.cfg `xen_platform_pci = 0` removes it). */
+  readonly xenPlatformPci?: boolean;
+  /** Lines the guest's PV drivers write to the platform device's log port (0x12). */
+  readonly onPlatformLog?: (line: string) => void;
 }
 
 export interface DomainStats {
@@ -94,6 +107,11 @@ export interface DomainStats {
   /** MMIO exits (EPT violations or shadow #PFs emulated as device accesses), and the device accesses they made. */
   mmioExits: number;
   mmioAccesses: number;
+  /** Loads from unassigned guest-physical space below 4 GiB (read all ones) and stores there (dropped). */
+  unassignedReads: number;
+  unassignedWrites: number;
+  /** Emulated disks removed by the platform device's unplug protocol. */
+  disksUnplugged: number;
   pageWalks: number;
   walkReferences: number;
   eptReferences: number;
@@ -222,7 +240,14 @@ export class Domain {
   readonly ports = new PortIoBus();
   readonly pci: PciBus;
   readonly uart: Uart16550;
+  /** The emulated primary-master ATA disk (still here after an unplug, for PV use; off the ports then). */
   readonly disk: AtaDisk | undefined;
+  /** The IO-APIC at 0xFEC00000 (devices/ioapic.ts): GSI inputs with `setLevel(gsi, asserted)`. */
+  readonly ioapic: IoApic;
+  /** The Xen platform PCI device at 00:03.0 (undefined with xen_platform_pci = 0); `setIntx(asserted)` drives its INTx. */
+  readonly platform: XenPlatformDevice | undefined;
+  /** The platform device's wiring: log lines, unplugs (devices/platform.ts). */
+  readonly platformWiring: PlatformWiring;
   readonly p2m = new RangeP2m();
   /** Emulated MMIO: the bus and its p2m ranges (mmio.ts). */
   readonly mmio = new DomainMmio(this.p2m);
@@ -268,6 +293,10 @@ export class Domain {
     // every vCPU, each access answered by the accessing vCPU's APIC.
     const apicRange = this.mmio.registerPerVcpu(APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, "local APIC", (v) => v.apic);
     if (apicRange !== undefined) throw new Error(`vtlab bug: ${apicRange.message}`);
+    // The IO-APIC: its interrupts go to the vCPUs' local APICs (physical or logical destination).
+    this.ioapic = new IoApic({ deliver: (dest, logical, vector, mode, level) => this.ioapicDeliver(dest, logical, vector, mode, level) });
+    const ioapicRange = this.mmio.register(IOAPIC_BASE_DEFAULT, IOAPIC_MMIO_SIZE, this.ioapic, "IO-APIC");
+    if (ioapicRange !== undefined) throw new Error(`vtlab bug: ${ioapicRange.message}`);
     const frames = {
       allocate: () => {
         const f = host.frames.allocate();
@@ -299,7 +328,7 @@ export class Domain {
     const onConsole = options.onConsole;
     const sink = (b: number) => this.consoleByte(b, onConsole);
     this.consoleSink = sink;
-    this.uart = new Uart16550({ sink });
+    this.uart = new Uart16550({ sink, irq: (level) => this.ioapic.setLevel(UART_GSI, level, IoApicSource.Uart) });
     this.ports.register(COM1_PORT, 8, this.uart, "COM1 16550A UART");
     this.ports.register(DEBUGCON_PORT, 1, new DebugConsole(sink), "debug console");
     this.ports.register(DEBUG_EXIT_PORT, 4, new DebugExit((code) => this.shutdown(code)), "isa-debug-exit");
@@ -307,9 +336,25 @@ export class Domain {
     const bridge = PciHostBridge.install(this.ports, this.pci);
     if (!(bridge instanceof PciHostBridge)) throw new DomainError(name, `PCI host bridge: ${bridge.message}`);
     if (options.disk !== undefined) {
-      this.disk = new AtaDisk({ backend: options.disk, model: `vtlab disk ${name}` });
+      this.disk = new AtaDisk({ backend: options.disk, model: `vtlab disk ${name}`, irq: (level) => this.ioapic.setLevel(ATA_GSI, level, IoApicSource.Ata) });
       this.ports.register(ATA_PRIMARY_PORT, 8, this.disk.taskFile, "ATA primary");
       this.ports.register(ATA_PRIMARY_CONTROL_PORT, 1, this.disk.controlBlock, "ATA primary control");
+    }
+    // The Xen platform device (devices/platform.ts), then the floating bus: everything below
+    // 4 GiB still unmapped reads all ones (mmio.ts).
+    this.platformWiring = new PlatformWiring(this, options.onPlatformLog);
+    this.platform = options.xenPlatformPci === false ? undefined : platformDevice(this, this.platformWiring);
+    this.mmio.markUnassignedBelow4G();
+  }
+
+  /** IO-APIC delivery (Xen's vioapic_deliver): fixed to every vCPU addressed, lowest priority to the first. */
+  private ioapicDeliver(dest: number, logical: boolean, vector: number, mode: number, level: boolean): void {
+    for (const v of this.vcpus) {
+      const apic = v.apic;
+      if (apic === undefined) continue;
+      if (!(logical ? apic.matchesLogical(dest) : dest === IOAPIC_PHYSICAL_BROADCAST || dest === apic.apicId)) continue;
+      apic.acceptInterrupt(vector, level);
+      if (mode === IoApicDeliveryMode.LowestPriority) return;
     }
   }
 
@@ -457,6 +502,9 @@ export class Domain {
       ioExits: e.io,
       mmioExits: e.mmio,
       mmioAccesses: e.mmioAccesses,
+      unassignedReads: this.mmio.unassignedReads,
+      unassignedWrites: this.mmio.unassignedWrites,
+      disksUnplugged: this.platformWiring.disksUnplugged,
       pageWalks,
       walkReferences,
       eptReferences,
@@ -529,8 +577,8 @@ export class Hypervisor {
     if (this.domains.some((d) => d.name === name)) throw new DomainError(name, "name: a domain with this name exists");
     if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < 2) throw new DomainError(name, `memory: ${options.memoryMiB} MiB; give an integer >= 2`);
     // Modelled more simply than a PC: RAM is one block from GPA 0 (no hole below 4 GiB with RAM
-    // above it), so it has to end below the local APIC page.
-    if (options.memoryMiB * MiB > APIC_BASE_DEFAULT) throw new DomainError(name, `memory: ${options.memoryMiB} MiB would reach the local APIC page at 0x${APIC_BASE_DEFAULT.toString(16)}; RAM is one block from 0 here, at most ${Math.floor(APIC_BASE_DEFAULT / MiB)} MiB`);
+    // above it), so it has to end below the IO-APIC page.
+    if (options.memoryMiB * MiB > IOAPIC_BASE_DEFAULT) throw new DomainError(name, `memory: ${options.memoryMiB} MiB would reach the IO-APIC page at 0x${IOAPIC_BASE_DEFAULT.toString(16)}; RAM is one block from 0 here, at most ${Math.floor(IOAPIC_BASE_DEFAULT / MiB)} MiB`);
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
     const d = new Domain(this.nextId, name, this, options);
@@ -585,6 +633,7 @@ export class Hypervisor {
         mode: "xapic", // the power-up state (SDM 11.4.3); a guest switches to x2APIC itself
         now: () => this.clock.nanoseconds,
         sendIpi: (dest, vector, shorthand, mode, logical) => this.routeIpi(d, v, dest, vector, shorthand, mode, logical),
+        onLevelEoi: (vector) => d.ioapic.eoi(vector), // a level-triggered IO-APIC interrupt's EOI
       });
       if (i > 0) v.blocked = true; // APs wait for VCPUOP_up (hypercalls.ts)
       d.vcpus.push(v);

@@ -167,3 +167,34 @@ export { XenDomain, XenStats } from "./xen/domain.js";
 export { ControlDomain, DOM0_ID } from "./xen/dom0.js";
 export type { XenStatsSnapshot } from "./xen/domain.js";
 export { combineExceptions } from "./hypervisor.js";
+export {
+  IoApic,
+  IoApicDeliveryMode,
+  IoApicSource,
+  IOAPIC_BASE_DEFAULT,
+  IOAPIC_MEM_LENGTH,
+  IOAPIC_MMIO_SIZE,
+  IOAPIC_REG_SELECT,
+  IOAPIC_REG_WINDOW,
+  IOAPIC_REG_APIC_ID,
+  IOAPIC_REG_VERSION,
+  IOAPIC_REG_ARB_ID,
+  IOAPIC_REG_RTE0,
+  IOAPIC_VERSION_ID,
+  IOAPIC_NUM_PINS,
+  IOAPIC_RTE_VECTOR,
+  IOAPIC_RTE_DELIVERY_MODE_SHIFT,
+  IOAPIC_RTE_DELIVERY_MODE,
+  IOAPIC_RTE_DEST_LOGICAL,
+  IOAPIC_RTE_DELIVERY_STATUS,
+  IOAPIC_RTE_POLARITY_LOW,
+  IOAPIC_RTE_REMOTE_IRR,
+  IOAPIC_RTE_TRIGGER_LEVEL,
+  IOAPIC_RTE_MASKED,
+  IOAPIC_RTE_DEST_SHIFT,
+} from "./devices/ioapic.js";
+export type { IoApicOptions, IoApicStats, IoApicState, IoApicDeliver } from "./devices/ioapic.js";
+export { PlatformWiring, HVM_BELOW_4G_MMIO_START, HVMLOADER_PCI_IO_START, PLATFORM_LOG_KEEP } from "./devices/platform.js";
+export { xenCpuid, xenCpuidInfo, isHypervisorLeaf, VTLAB_HVM_CPUID_FEATURES } from "./xen/cpuid.js";
+export { hypercallPageRecord, isXenMsr, rdmsrXen, wrmsrXen, XEN_MSR_FIRST, XEN_MSR_LAST } from "./xen/hypercall_page.js";
+export type { HypercallPageRecord } from "./xen/hypercall_page.js";

@@ -21,6 +21,15 @@
  * The operand's linear address is cpu-vmx's own (`ea`: exact modulo 2^64, FS/GS bases), and
  * registers are read and written with the vCPU's register accessors.
  *
+ * Unassigned space: guest-physical addresses below 4 GiB where nothing is mapped (no RAM, no
+ * device) are marked MMIO in the p2m too (`markUnassignedBelow4G`), so that EPT and shadow paging
+ * both bring their accesses here, and answer as a PC's bus does for nothing: a load reads all
+ * ones, a store is dropped; both are counted (`unassignedReads`, `unassignedWrites`). The
+ * instruction is emulated as for a device (the same forms), so a guest that fetches instructions
+ * from such an address still crashes (the fetch finds no RAM), as does any access above 4 GiB
+ * where nothing is mapped, a guest page-table walk through unassigned space, and an access split
+ * between unassigned space and RAM or a device.
+ *
  * Modelled more simply than Xen's emulator: segment limits and the alignment check (#AC) are
  * not applied to the emulated access; RFLAGS.TF single-step is not raised after an emulated
  * instruction; an instruction that touches MMIO while delivering an event (an IDT or stack in
@@ -41,6 +50,7 @@ import {
   type ExitOutcome,
   type Insn,
   type VmExit,
+  type Vmcs,
 } from "@vtlab/cpu-vmx";
 import { P2mType, type DomainP2m } from "@vtlab/mmu-ept";
 import type { ExitContext } from "./exits.js";
@@ -156,8 +166,35 @@ export class DomainMmio {
   readonly bus = new MmioBus();
   /** The vCPU whose instruction is being emulated (set around each bus access). */
   accessor: Vcpu | undefined = undefined;
+  /** Emulated loads from unassigned space below 4 GiB (all ones), and stores there (dropped). */
+  unassignedReads = 0;
+  unassignedWrites = 0;
 
   constructor(private readonly p2m: DomainP2m) {}
+
+  /**
+   * Mark every guest frame below 4 GiB that the p2m leaves absent as MMIO with no device: the
+   * floating bus a PC has there. Call once the domain's RAM and fixed devices are in the p2m (later
+   * RAM mappings, add_to_physmap for instance, replace these entries as they replace any other).
+   */
+  markUnassignedBelow4G(): void {
+    const gaps: [number, number][] = [];
+    let next = 0;
+    for (const run of this.p2m.runs()) {
+      const start = run.gfn as number;
+      if (start >= UNASSIGNED_LIMIT_GFN) break;
+      if (start > next) gaps.push([next, start - next]);
+      next = Math.max(next, start + run.count);
+    }
+    if (next < UNASSIGNED_LIMIT_GFN) gaps.push([next, UNASSIGNED_LIMIT_GFN - next]);
+    for (const [gfn, count] of gaps) this.p2m.setRange(asGfn(gfn), count, P2mType.Mmio);
+  }
+
+  /** Whether `gpa` is unassigned space: below 4 GiB, MMIO in the p2m, and no device claims it. */
+  isUnassigned(gpa: number): boolean {
+    if (!(gpa >= 0 && gpa < UNASSIGNED_LIMIT_GFN * PAGE_SIZE)) return false;
+    return this.p2m.lookup(asGfn(Math.floor(gpa / PAGE_SIZE))).type === P2mType.Mmio && !this.bus.claims(gpa);
+  }
 
   /** Put `device` at [base, base + length) (page-aligned) and mark the range MMIO in the p2m. */
   register(base: number, length: number, device: BusDevice, name: string): BusRegistrationError | undefined {
@@ -188,6 +225,9 @@ export class DomainMmio {
     return this.register(base, length, proxy, name);
   }
 }
+
+/** Unassigned space reads all ones below 4 GiB (frame 0x100000); above it, nothing mapped is a crash. */
+const UNASSIGNED_LIMIT_GFN = 0x10_0000;
 
 const code = new Uint8Array(MAX_INSTRUCTION_LENGTH);
 const u64: U64 = { lo: 0, hi: 0 };
@@ -227,7 +267,7 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
   const mode64 = cpu.mode64;
   const rip = vmcs.readNatural(F.GUEST_RIP);
   if (exit.idtVectoring !== undefined) return unhandleable(write, gpa, rip, 0, `the access was made while delivering vector ${exit.idtVectoring.vector} (an IDT, GDT or stack in MMIO)`);
-  if (!d.mmio.bus.claims(gpa)) return unhandleable(write, gpa, rip, 0, "no emulated device is mapped there");
+  if (!d.mmio.bus.claims(gpa) && !d.mmio.isUnassigned(gpa)) return unhandleable(write, gpa, rip, 0, "no emulated device is mapped there");
   const user = cpu.cpl === 3 ? Access.User : 0;
   let fetched = copyFromGuest(ctx, cpu.linear(Seg.CS, rip), code, MAX_INSTRUCTION_LENGTH, Access.Fetch | user);
   if (fetched === 0) return unhandleable(write, gpa, rip, 0, "the instruction cannot be fetched: RIP is on a page the guest's tables do not map to RAM");
@@ -265,7 +305,25 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
   }
   const bus = d.mmio.bus;
   const owner = bus.ownerOf(first);
-  if (owner === undefined) return unhandleable(write, gpa, rip, fetched, `the instruction's access at GPA ${hex(first)} is not to an emulated device`);
+  if (owner === undefined) {
+    if (!d.mmio.isUnassigned(first) || !d.mmio.isUnassigned(last) || last !== first + size - 1) {
+      return unhandleable(write, gpa, rip, fetched, `the instruction's access at GPA ${hex(first)} is not to an emulated device`);
+    }
+    // Unassigned space: a load reads all ones, a store is dropped (both counted).
+    if (store) d.mmio.unassignedWrites++;
+    else {
+      d.mmio.unassignedReads++;
+      let lo = size === 1 ? 0xff : size === 2 ? 0xffff : -1;
+      let hi = size === 8 ? -1 : 0;
+      if (form.kind === Kind.LoadSx) {
+        lo = -1;
+        hi = -1;
+      }
+      writeReg(cpu, form.reg, insn.rex, insn.opSize, lo, hi);
+      if (form.reg === Reg.RSP) vmcs.setField(F.GUEST_RSP, cpu.lo[Reg.RSP]!, cpu.hi[Reg.RSP]!);
+    }
+    return complete(vmcs, nextRip);
+  }
   if (last !== first + size - 1 || bus.ownerOf(last) !== owner) {
     return unhandleable(write, gpa, rip, fetched, `a ${size}-byte access at GPA ${hex(first)} is split across the end of ${owner}`);
   }
@@ -315,7 +373,11 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
     d.mmio.accessor = undefined;
   }
 
-  // Completing the instruction: RIP past it, and blocking by STI / MOV SS ends (SDM 26.3.1.5).
+  return complete(vmcs, nextRip);
+}
+
+/** Completing the instruction: RIP past it, and blocking by STI / MOV SS ends (SDM 26.3.1.5). */
+function complete(vmcs: Vmcs, nextRip: number): ExitOutcome {
   vmcs.setNatural(F.GUEST_RIP, nextRip);
   const intr = vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO);
   if ((intr & BLOCKING_BY_STI_OR_MOV_SS) !== 0) vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, intr & ~BLOCKING_BY_STI_OR_MOV_SS);

@@ -281,14 +281,14 @@ describe("hostile MMIO accesses crash only their own domain", () => {
     ["unsupported", /^unhandleable MMIO read of GPA 0xfee00080 at RIP 0x[0-9a-f]+ \(bytes: 83 83 80 00 00 00 01\): unsupported instruction add/],
     ["split", /^unhandleable MMIO write to GPA 0xfee00ffe at RIP 0x[0-9a-f]+ \(bytes: 89 83 fe 0f 00 00\): a 4-byte access at GPA 0xfee00ffe is split across the end of local APIC$/],
     ["unmapped-rip", /^unhandleable MMIO write to GPA 0xfee00080 at RIP 0x[0-9a-f]+ \(bytes: none\): the instruction cannot be fetched/],
-    ["hole", /^unhandleable MMIO write to GPA 0xfec00000 at RIP 0x[0-9a-f]+ \(bytes: none\): no emulated device is mapped there$/],
+    // (The "hole" guest's GPA 0xFEC00000 is the IO-APIC now, and unassigned space below 4 GiB reads
+    // all ones instead of crashing: platform-pci.test.ts tests both, and the crash above 4 GiB.)
   ];
   for (const [mode, hap] of MODES) {
     for (const [guest, reason] of cases) {
       it(`${mode}: ${guest}`, () => {
         const hv = new Hypervisor({ memoryMiB: 64 });
         const bad = boot(hv, "bad", guest, hap);
-        if (guest === "hole") bad.p2m.setRange(gfn(0xfec00), 1, P2mType.Mmio); // an MMIO hole with no device behind it
         const good = boot(hv, "good", "timer", hap);
         hv.run({ maxInstructions: 10_000_000 });
         expect(bad.state).toBe("crashed");

@@ -54,8 +54,10 @@
  *   ESR "send illegal vector" and is not delivered; an illegal vector arriving through
  *   `acceptInterrupt` (including from an LVT entry) sets ESR "received illegal vector" and is
  *   dropped. Either error raises the LVT error interrupt if it is unmasked.
- * - Edge-triggered only: TMR always reads zero, level-triggered remote IRR is not modelled,
- *   EOI is never broadcast. No LVT CMCI (0x82F reads as reserved). Thermal, performance and
+ * - Trigger mode: `acceptInterrupt(vector, true)` (a level-triggered IO-APIC pin) sets the TMR bit,
+ *   an edge-triggered arrival clears it (as Xen's vlapic_set_irq); the EOI of a vector whose TMR
+ *   bit is set is passed to `onLevelEoi` (the IO-APIC's EOI: Xen's vioapic_update_EOI), not
+ *   broadcast on a bus. No LVT CMCI (0x82F reads as reserved). Thermal, performance and
  *   LINT0/LINT1 LVT entries are plain registers: nothing drives them.
  * - While software-disabled (SVR bit 8 clear), fixed interrupts are not accepted, all LVT
  *   mask bits are set and cannot be cleared (SDM "Local APIC State After It Has Been
@@ -237,6 +239,8 @@ export interface LocalApicOptions {
   readonly sendIpi?: (dest: number, vector: number, shorthand: number, deliveryMode: number, logical: boolean) => void;
   /** The mode at creation: "x2apic" (default; as if firmware had switched it) or "xapic" (the SDM's power-up state). */
   readonly mode?: "xapic" | "x2apic";
+  /** The EOI of a level-triggered vector (its TMR bit set): the IO-APIC clears remote IRR (devices/ioapic.ts). */
+  readonly onLevelEoi?: (vector: number) => void;
 }
 
 export interface LocalApicStats {
@@ -278,12 +282,15 @@ export class LocalApic implements BusDevice {
   private readonly now: () => number;
   private readonly nsPerTick: number;
   private readonly sendIpiFn: LocalApicOptions["sendIpi"];
+  private readonly onLevelEoi: LocalApicOptions["onLevelEoi"];
   private readonly bsp: boolean;
 
   private apicBaseLo = 0;
   private apicBaseHi = 0;
   private readonly irr = new Uint32Array(8);
   private readonly isr = new Uint32Array(8);
+  /** Trigger Mode Register: set for vectors accepted as level-triggered. */
+  private readonly tmr = new Uint32Array(8);
   private tpr = 0;
   private svr = 0;
   private esr = 0;
@@ -312,6 +319,7 @@ export class LocalApic implements BusDevice {
     if (!(busHz > 0) || !Number.isFinite(busHz)) throw new RangeError(`LocalApic: bad busHz ${busHz}`);
     this.nsPerTick = 1e9 / busHz;
     this.sendIpiFn = opts.sendIpi;
+    this.onLevelEoi = opts.onLevelEoi;
     this.bsp = opts.bsp ?? this.apicId === 0;
     this.reset();
     const extd = (opts.mode ?? "x2apic") === "x2apic" ? APIC_BASE_EXTD : 0;
@@ -322,6 +330,7 @@ export class LocalApic implements BusDevice {
   private reset(): void {
     this.irr.fill(0);
     this.isr.fill(0);
+    this.tmr.fill(0);
     this.tpr = 0;
     this.svr = 0xff;
     this.esr = 0;
@@ -423,7 +432,7 @@ export class LocalApic implements BusDevice {
         break;
     }
     if (msr >= MSR_X2APIC_ISR0 && msr < MSR_X2APIC_ISR0 + 8) return this.ok(this.isr[msr - MSR_X2APIC_ISR0] ?? 0);
-    if (msr >= MSR_X2APIC_TMR0 && msr < MSR_X2APIC_TMR0 + 8) return this.ok(0);
+    if (msr >= MSR_X2APIC_TMR0 && msr < MSR_X2APIC_TMR0 + 8) return this.ok(this.tmr[msr - MSR_X2APIC_TMR0] ?? 0);
     if (msr >= MSR_X2APIC_IRR0 && msr < MSR_X2APIC_IRR0 + 8) return this.ok(this.irr[msr - MSR_X2APIC_IRR0] ?? 0);
     if (msr >= MSR_X2APIC_LVT_TIMER && msr <= MSR_X2APIC_LVT_ERROR) {
       return this.ok(this.lvt[msr - MSR_X2APIC_LVT_TIMER] ?? 0);
@@ -574,7 +583,7 @@ export class LocalApic implements BusDevice {
     }
     const i = (reg - XAPIC_ISR0) >>> 4;
     if (reg >= XAPIC_ISR0 && reg < XAPIC_TMR0) return this.isr[i] ?? 0;
-    if (reg >= XAPIC_TMR0 && reg < XAPIC_IRR0) return 0;
+    if (reg >= XAPIC_TMR0 && reg < XAPIC_IRR0) return this.tmr[(reg - XAPIC_TMR0) >>> 4] ?? 0;
     if (reg >= XAPIC_IRR0 && reg < XAPIC_IRR0 + 0x80) return this.irr[(reg - XAPIC_IRR0) >>> 4] ?? 0;
     if (reg >= XAPIC_LVT_TIMER && reg <= XAPIC_LVT_ERROR) return this.lvt[(reg - XAPIC_LVT_TIMER) >>> 4] ?? 0;
     if (report) this.raiseError(APIC_ESR_ILLEGAL_REGISTER);
@@ -706,17 +715,26 @@ export class LocalApic implements BusDevice {
   private eoi(): void {
     this.stats.eoi++;
     const v = highestBit(this.isr);
-    if (v >= 0) this.isr[v >>> 5] = (this.isr[v >>> 5] ?? 0) & ~(1 << (v & 31));
+    if (v < 0) return;
+    const bit = 1 << (v & 31);
+    this.isr[v >>> 5] = (this.isr[v >>> 5] ?? 0) & ~bit;
+    if (((this.tmr[v >>> 5] ?? 0) & bit) !== 0) this.onLevelEoi?.(v);
   }
 
-  /** A fixed interrupt arrives (external interrupt, IPI or LVT): sets its IRR bit. */
-  acceptInterrupt(vector: number): void {
+  /**
+   * A fixed interrupt arrives (external interrupt, IPI or LVT): sets its IRR bit, and its TMR bit
+   * for a level-triggered interrupt (an IO-APIC pin in level mode), clearing it for an edge.
+   */
+  acceptInterrupt(vector: number, level = false): void {
     if (!Number.isInteger(vector) || vector < 0 || vector > 255) return;
     if (!this.softwareEnabled) return;
     if (vector < 16) {
       this.raiseError(APIC_ESR_RECV_ILLEGAL_VECTOR);
       return;
     }
+    const i = vector >>> 5;
+    const bit = 1 << (vector & 31);
+    this.tmr[i] = level ? (this.tmr[i] ?? 0) | bit : (this.tmr[i] ?? 0) & ~bit;
     this.setIrr(vector);
   }
 

@@ -61,6 +61,11 @@ export interface DomainConfig {
   readonly onCrash: OnCrashAction;
   /** `weight`: the credit scheduler weight, 1..65535 (default 256). */
   readonly weight: number;
+  /**
+   * `xen_platform_pci`: 1 puts the Xen platform PCI device (00:03.0) in the machine, 0 leaves it
+   * out (xl.cfg(5); absent: the default, 1).
+   */
+  readonly xenPlatformPci?: boolean;
 }
 
 /** A configuration file that cannot be used; `line` is 0 when the whole file is at fault. */
@@ -273,6 +278,7 @@ const KNOWN_KEYS = [
   "serial",
   "on_crash",
   "weight",
+  "xen_platform_pci",
 ] as const;
 type KnownKey = (typeof KNOWN_KEYS)[number];
 
@@ -380,7 +386,10 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
       ? CONFIG_WEIGHT_DEFAULT
       : int(weightS, "an integer weight", CONFIG_WEIGHT_MIN, CONFIG_WEIGHT_MAX);
 
-  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, serial, onCrash, weight };
+  const platformS = seen.get("xen_platform_pci");
+  const platform = platformS === undefined ? {} : { xenPlatformPci: int(platformS, "0 or 1", 0, 1) === 1 };
+
+  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, serial, onCrash, weight, ...platform };
 }
 
 function quoteText(v: RawValue): string {
@@ -476,5 +485,6 @@ export function formatDomainConfig(cfg: DomainConfig): string {
   lines.push(`serial = ${quote(serial)}`);
   lines.push(`on_crash = ${quote(cfg.onCrash)}`);
   lines.push(`weight = ${cfg.weight}`);
+  if (cfg.xenPlatformPci !== undefined) lines.push(`xen_platform_pci = ${cfg.xenPlatformPci ? 1 : 0}`);
   return `${lines.join("\n")}\n`;
 }
