@@ -137,7 +137,9 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
         return RESUME;
       }
       // Blocked until its APIC has an interrupt to take (the scheduler's pollApics wakes it).
-      if (v.apic === undefined || v.apic.pendingVector() < 0) v.blocked = true;
+      // An event-channel callback vector still pending keeps it running too (Xen's hvm_hlt blocks
+      // only without local_events_need_delivery).
+      if ((v.apic === undefined || v.apic.pendingVector() < 0) && !d.xen.upcall.callbackVectorPending(v)) v.blocked = true;
       return RESUME;
     }
     case ExitReason.Vmcall: {

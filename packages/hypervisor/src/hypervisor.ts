@@ -309,6 +309,11 @@ export class Domain {
         host.frames.free1(f);
       },
     };
+    // shared_info and the event-channel table (xen/domain.ts): one of the domain's hypervisor frames.
+    if (!this.xen.setUp(host, frames.allocate)) {
+      this.releaseFrames();
+      throw new DomainError(name, "no host frame for shared_info");
+    }
     if (this.hap) {
       const np = NestedPaging.create({ memory: host.memory, p2m: this.p2m, frames, populate: () => undefined, largePages: true });
       if (!(np instanceof NestedPaging)) {
@@ -462,6 +467,7 @@ export class Domain {
     if (this.state === "destroyed") return;
     this.retired = this.instructions;
     this.state = "destroyed";
+    this.xen.destroy(); // its event channels close; interdomain peers become unbound
     this.releaseFrames();
   }
 
@@ -813,7 +819,9 @@ export class Hypervisor {
     if (apic === undefined) return;
     const vmcs = v.vmcs;
     const proc = vmcs.read32(F.CPU_BASED_VM_EXEC_CONTROL);
-    const vector = apic.pendingVector();
+    // The event-channel callback vector comes first, outside the APIC (Xen's hvm_intack_vector; xen/hvm_op.ts).
+    const upcall = v.domain.xen.intrAssist(v);
+    const vector = upcall >= 0 ? upcall : apic.pendingVector();
     if (vector < 0) {
       if ((proc & CPU_INTR_WINDOW_EXITING) !== 0) vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~CPU_INTR_WINDOW_EXITING) >>> 0);
       return;
@@ -821,7 +829,8 @@ export class Hypervisor {
     const busy = (vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID) !== 0;
     const open = (vmcs.read32(F.GUEST_RFLAGS) & RFLAGS_IF) !== 0 && (vmcs.read32(F.GUEST_INTERRUPTIBILITY_INFO) & 3) === 0;
     if (!busy && open) {
-      apic.acknowledge(vector);
+      if (upcall >= 0) v.domain.xen.stats.upcallsInjected++;
+      else apic.acknowledge(vector);
       vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, (INTR_INFO_VALID | (IntrType.External << 8) | vector) >>> 0);
       v.interruptsInjected++;
       if ((proc & CPU_INTR_WINDOW_EXITING) !== 0) vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc & ~CPU_INTR_WINDOW_EXITING) >>> 0);

@@ -198,3 +198,8 @@ export { PlatformWiring, HVM_BELOW_4G_MMIO_START, HVMLOADER_PCI_IO_START, PLATFO
 export { xenCpuid, xenCpuidInfo, isHypervisorLeaf, VTLAB_HVM_CPUID_FEATURES } from "./xen/cpuid.js";
 export { hypercallPageRecord, isXenMsr, rdmsrXen, wrmsrXen, XEN_MSR_FIRST, XEN_MSR_LAST } from "./xen/hypercall_page.js";
 export type { HypercallPageRecord } from "./xen/hypercall_page.js";
+export { EventChannels, Dom0EventChannels, TwoLevelPorts, Ecs, EVTCHNS_PER_BUCKET, virqIsGlobal, do_event_channel_op } from "./xen/event_channel.js";
+export type { EvtchnPortOps, EvtchnOwner, EvtchnStatus, EvtchnCounters, Dom0EventHandler, Dom0Host } from "./xen/event_channel.js";
+export { SharedInfo, registerVcpuInfo } from "./xen/shared_info.js";
+export type { VcpuInfoTarget } from "./xen/shared_info.js";
+export { EvtchnUpcall, CallbackVia, HvmParams, hvmSetParam, hvmGetParam, do_hvm_op, CALLBACK_NR_GSIS, XEN_PLATFORM_PCI_SLOT } from "./xen/hvm_op.js";

@@ -32,7 +32,8 @@
  * SMI, NMI, INIT, ExtINT and the reserved modes are counted in `stats.ignoredDeliveries`. Bits
  * 55:32 of an entry are reserved: they read 0 and writes to them are dropped. An index IOREGSEL
  * names that is no register reads 0 and ignores writes (counted), as Xen's vIOAPIC; the 8-bit
- * IOREGSEL keeps bits 7:0 of what is written. Offsets 0x20-0xFF of the window read 0; the rest of
+ * IOREGSEL keeps bits 7:0 of what is written; a 1- or 2-byte write of IOWIN writes the register
+ * with its upper bytes zero, a 1- or 2-byte read gives its low bytes (as Xen's vioapic). Offsets 0x20-0xFF of the window read 0; the rest of
  * the page (the IO-APIC decodes 0x100 bytes, VIOAPIC_MEM_LENGTH) reads all-ones.
  */
 import { allOnes, type AccessSize, type BusDevice, type DeviceError } from "@vtlab/arch";

@@ -8,6 +8,7 @@
  * families add their parts to it.
  */
 import type { Hypervisor } from "../hypervisor.js";
+import { Dom0EventChannels } from "./event_channel.js";
 
 /** Xen's domid of the control domain. */
 export const DOM0_ID = 0;
@@ -15,5 +16,12 @@ export const DOM0_ID = 0;
 export class ControlDomain {
   readonly id = DOM0_ID;
   readonly name = "Domain-0";
-  constructor(readonly hv: Hypervisor) {}
+  /**
+   * Dom0's event channels (event_channel.ts): allocUnbound, bindInterdomain, send, close,
+   * status; events are received with onEvent + dispatch() between scheduler slices, or takePending().
+   */
+  readonly evtchn: Dom0EventChannels;
+  constructor(readonly hv: Hypervisor) {
+    this.evtchn = new Dom0EventChannels(hv);
+  }
 }

@@ -24,6 +24,9 @@ import { HypercallArgs, registerHypercall, table } from "./table.js";
 import { do_vcpu_op } from "./vcpu.js";
 import "./xen_version.js";
 import "./console.js";
+import "./event_channel.js";
+import "./hvm_op.js";
+import "./sched.js";
 
 const DOM0_ONLY = new Map<number, string>([
   [HYPERVISOR_domctl, "domctl"],

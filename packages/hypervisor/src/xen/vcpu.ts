@@ -44,8 +44,15 @@ import { P2mType } from "@vtlab/mmu-ept";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import {
   VCPUOP_down,
+  VCPUOP_get_runstate_info,
   VCPUOP_initialise,
   VCPUOP_is_up,
+  VCPUOP_register_vcpu_info,
+  VCPUOP_register_runstate_memory_area,
+  VCPUOP_set_periodic_timer,
+  VCPUOP_set_singleshot_timer,
+  VCPUOP_stop_periodic_timer,
+  VCPUOP_stop_singleshot_timer,
   VCPUOP_up,
   VCPU_HVM_MODE_32B,
   VCPU_HVM_MODE_64B,
@@ -60,6 +67,8 @@ import type { HypercallArgs } from "./table.js";
 import { CR0_HOST_OWNED, type ExitContext } from "../exits.js";
 import { copyFromGuest } from "../guest-memory.js";
 import type { Vcpu } from "../hypervisor.js";
+import { registerVcpuInfo } from "./shared_info.js";
+import { vcpuTimeOp } from "./sched.js";
 
 /** sizeof(struct vcpu_hvm_context): mode, pad, then the union of the 32-bit (120) and 64-bit (112) register sets. */
 export const VCPU_HVM_CONTEXT_SIZE = 128;
@@ -127,6 +136,16 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
       return 0;
     case VCPUOP_is_up:
       return target.isUp ? 1 : 0;
+    case VCPUOP_register_vcpu_info:
+      return registerVcpuInfo(ctx, target, argPtr); // shared_info.ts
+    case VCPUOP_get_runstate_info:
+    case VCPUOP_register_runstate_memory_area:
+    case VCPUOP_set_periodic_timer:
+    case VCPUOP_stop_periodic_timer:
+    case VCPUOP_set_singleshot_timer:
+    case VCPUOP_stop_singleshot_timer:
+      // The runstate and timer sub-ops (sched.ts, Xen's common_vcpu_op).
+      return vcpuTimeOp(ctx, cmd, target, argPtr, ctx.vcpu.cpu.mode64);
     default:
       return -XEN_ENOSYS;
   }
