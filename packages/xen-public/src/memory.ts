@@ -3,6 +3,8 @@
 // object; members of an anonymous or inline struct/union: "outer.inner", offset from the start).
 // Checked against the real header with gcc by test/layout.test.ts.
 
+import { readU64, writeU64 } from "./internal/dataview.js";
+
 /** `struct xen_memory_reservation` */
 export const xen_memory_reservation = {
   SIZEOF: 32,
@@ -71,3 +73,98 @@ export const xen_memory_domain = {
   SIZEOF: 2,
   domid: 0, // domid_t: IN, may be DOMID_SELF
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Codecs (see event_channel.ts for the convention).
+// Guest handles, frame numbers and counts of xen_ulong_t are numbers: exact below 2^53, and any
+// larger value is no valid address or count anyway.
+
+/** `extent_start`: the guest-virtual address in the XEN_GUEST_HANDLE(xen_pfn_t). */
+export interface xen_memory_reservation_t {
+  extent_start: number; nr_extents: number; extent_order: number; mem_flags: number; domid: number;
+}
+export function read_xen_memory_reservation(v: DataView, o: number): xen_memory_reservation_t {
+  const L = xen_memory_reservation;
+  return {
+    extent_start: readU64(v, o + L.extent_start),
+    nr_extents: readU64(v, o + L.nr_extents),
+    extent_order: v.getUint32(o + L.extent_order, true),
+    mem_flags: v.getUint32(o + L.mem_flags, true),
+    domid: v.getUint16(o + L.domid, true),
+  };
+}
+export function write_xen_memory_reservation(v: DataView, o: number, s: xen_memory_reservation_t): void {
+  const L = xen_memory_reservation;
+  writeU64(v, o + L.extent_start, s.extent_start);
+  writeU64(v, o + L.nr_extents, s.nr_extents);
+  v.setUint32(o + L.extent_order, s.extent_order, true);
+  v.setUint32(o + L.mem_flags, s.mem_flags, true);
+  v.setUint16(o + L.domid, s.domid, true);
+}
+
+/** `idx` keeps XENMAPIDX_grant_table_status (bit 31) exactly: it is below 2^53. */
+export interface xen_add_to_physmap_t { domid: number; size: number; space: number; idx: number; gpfn: number }
+export function read_xen_add_to_physmap(v: DataView, o: number): xen_add_to_physmap_t {
+  const L = xen_add_to_physmap;
+  return {
+    domid: v.getUint16(o + L.domid, true),
+    size: v.getUint16(o + L.size, true),
+    space: v.getUint32(o + L.space, true),
+    idx: readU64(v, o + L.idx),
+    gpfn: readU64(v, o + L.gpfn),
+  };
+}
+export function write_xen_add_to_physmap(v: DataView, o: number, s: xen_add_to_physmap_t): void {
+  const L = xen_add_to_physmap;
+  v.setUint16(o + L.domid, s.domid, true);
+  v.setUint16(o + L.size, s.size, true);
+  v.setUint32(o + L.space, s.space, true);
+  writeU64(v, o + L.idx, s.idx);
+  writeU64(v, o + L.gpfn, s.gpfn);
+}
+
+/** `u` is the union's foreign_domid (XENMAPSPACE_gmfn_foreign) / res0; idxs, gpfns, errs are handles. */
+export interface xen_add_to_physmap_batch_t {
+  domid: number; space: number; size: number; u: number; idxs: number; gpfns: number; errs: number;
+}
+export function read_xen_add_to_physmap_batch(v: DataView, o: number): xen_add_to_physmap_batch_t {
+  const L = xen_add_to_physmap_batch;
+  return {
+    domid: v.getUint16(o + L.domid, true),
+    space: v.getUint16(o + L.space, true),
+    size: v.getUint16(o + L.size, true),
+    u: v.getUint16(o + L.u, true),
+    idxs: readU64(v, o + L.idxs),
+    gpfns: readU64(v, o + L.gpfns),
+    errs: readU64(v, o + L.errs),
+  };
+}
+export function write_xen_add_to_physmap_batch(v: DataView, o: number, s: xen_add_to_physmap_batch_t): void {
+  const L = xen_add_to_physmap_batch;
+  v.setUint16(o + L.domid, s.domid, true);
+  v.setUint16(o + L.space, s.space, true);
+  v.setUint16(o + L.size, s.size, true);
+  v.setUint16(o + L.u, s.u, true);
+  writeU64(v, o + L.idxs, s.idxs);
+  writeU64(v, o + L.gpfns, s.gpfns);
+  writeU64(v, o + L.errs, s.errs);
+}
+
+export interface xen_remove_from_physmap_t { domid: number; gpfn: number }
+export function read_xen_remove_from_physmap(v: DataView, o: number): xen_remove_from_physmap_t {
+  return { domid: v.getUint16(o + xen_remove_from_physmap.domid, true), gpfn: readU64(v, o + xen_remove_from_physmap.gpfn) };
+}
+export function write_xen_remove_from_physmap(v: DataView, o: number, s: xen_remove_from_physmap_t): void {
+  v.setUint16(o + xen_remove_from_physmap.domid, s.domid, true);
+  writeU64(v, o + xen_remove_from_physmap.gpfn, s.gpfn);
+}
+
+/** `buffer`: the guest-virtual address of the e820-style entries (XEN_GUEST_HANDLE(void)). */
+export interface xen_memory_map_t { nr_entries: number; buffer: number }
+export function read_xen_memory_map(v: DataView, o: number): xen_memory_map_t {
+  return { nr_entries: v.getUint32(o + xen_memory_map.nr_entries, true), buffer: readU64(v, o + xen_memory_map.buffer) };
+}
+export function write_xen_memory_map(v: DataView, o: number, s: xen_memory_map_t): void {
+  v.setUint32(o + xen_memory_map.nr_entries, s.nr_entries, true);
+  writeU64(v, o + xen_memory_map.buffer, s.buffer);
+}
