@@ -17,3 +17,5 @@ export * from "./io/netif.js";
 // The 32-bit ("compat") layouts Xen translates for hypercalls made outside 64-bit mode.
 export * from "./compat/vcpu.js";
 export * from "./compat/sched.js";
+export * from "./compat/grant_table.js";
+export * from "./compat/memory.js";
