@@ -3,7 +3,7 @@
  * set_evtchn_upcall_vector, the callback via (vector, GSI, PCI INTx) and its level, on EPT and
  * on shadow; hostile op numbers and structs.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import fc from "fast-check";
 import { CallbackVia } from "@vtlab/hypervisor";
 import {
@@ -174,6 +174,54 @@ describe.each(modes)("HVMOP_set_evtchn_upcall_vector and the callback via (hap=%
     d!.xen.evtchn.send(p);
     expect(v1.apic!.pendingVector()).toBe(0xe0);
     expect(d!.vcpus[0]!.apic!.pendingVector()).toBe(-1);
+  });
+
+  it("GSI callback: the IO-APIC line follows vCPU 0's evtchn_upcall_pending, dropped before the next entry once the guest clears it", () => {
+    const { hv, domains: [d] } = machine({ hap, vcpus: 2 });
+    const setLevel = vi.spyOn(d!.ioapic, "setLevel");
+    expect(d!.xen.setHvmParam(HVM_PARAM_CALLBACK_IRQ, 11)).toBe(0);
+    expect(setLevel).not.toHaveBeenCalled();
+    const p1 = d!.xen.evtchn.bindIpi(1);
+    d!.xen.evtchn.send(p1); // vCPU 1's events do not drive the line (as Xen)
+    expect(setLevel).not.toHaveBeenCalled();
+    const p0 = d!.xen.evtchn.bindIpi(0);
+    d!.xen.evtchn.send(p0);
+    expect(setLevel.mock.calls.map((c) => [c[0], c[1]])).toEqual([[11, true]]);
+    expect(d!.xen.upcall.asserted).toBe(true);
+    expect(d!.xen.stats.upcallsInjected).toBe(1);
+    // Still pending: the next entry keeps it asserted.
+    d!.xen.intrAssist(d!.vcpus[0]!);
+    expect(setLevel).toHaveBeenCalledTimes(1);
+    // The guest clears evtchn_upcall_pending: the next entry (on any vCPU) deasserts.
+    hv.memory.write8(d!.xen.sharedInfo.vcpuInfoHpa(0)!, 0);
+    expect(d!.xen.intrAssist(d!.vcpus[1]!)).toBe(-1);
+    expect(setLevel.mock.calls.map((c) => [c[0], c[1]])).toEqual([[11, true], [11, false]]);
+    // Moving the callback while asserted moves the line.
+    d!.xen.evtchn.send(p0); // pending already, no new upcall
+    hv.memory.write8(d!.xen.sharedInfo.vcpuInfoHpa(0)!, 0);
+    hv.memory.fill(d!.xen.sharedInfo.vcpuInfoHpa(0)! + 8, 8, 0);
+    hv.memory.fill(d!.xen.sharedInfo.hpa + 2048, 8, 0);
+    d!.xen.evtchn.send(p0);
+    expect(setLevel.mock.lastCall?.slice(0, 2)).toEqual([11, true]);
+    expect(d!.xen.setHvmParam(HVM_PARAM_CALLBACK_IRQ, 5)).toBe(0);
+    expect(setLevel.mock.calls.slice(-2).map((c) => [c[0], c[1]])).toEqual([[11, false], [5, true]]);
+  });
+
+  it("PCI INTx callback: the platform device's INTx (00:03.0 INTA) follows vCPU 0's upcall; another device/pin drives nothing", () => {
+    const { hv, domains: [d] } = machine({ hap });
+    const platform = d!.platform;
+    if (platform === undefined) throw new Error("no Xen platform device in the domain");
+    const setIntx = vi.spyOn(platform, "setIntx");
+    expect(d!.xen.setHvmParam(HVM_PARAM_CALLBACK_IRQ, (1n << 56n) | (3n << 11n) | 1n)).toBe(0); // INTB: not its pin
+    const p = d!.xen.evtchn.bindIpi(0);
+    d!.xen.evtchn.send(p);
+    expect(setIntx).not.toHaveBeenCalled();
+    expect(d!.xen.upcall.asserted).toBe(true);
+    expect(d!.xen.setHvmParam(HVM_PARAM_CALLBACK_IRQ, (1n << 56n) | (3n << 11n))).toBe(0);
+    expect(setIntx.mock.calls).toEqual([[true]]);
+    hv.memory.write8(d!.xen.sharedInfo.vcpuInfoHpa(0)!, 0);
+    d!.xen.intrAssist(d!.vcpus[0]!);
+    expect(setIntx.mock.calls).toEqual([[true], [false]]);
   });
 
   it("the vector callback is answered before each entry while the vCPU's upcall is pending", () => {

@@ -75,6 +75,8 @@ import {
   xen_hvm_get_time,
   xen_hvm_param,
 } from "@vtlab/xen-public";
+import { XEN_PLATFORM_INTERRUPT_PIN, XEN_PLATFORM_PCI_DEVICE } from "@vtlab/xen-platform-pci";
+import { IOAPIC_NUM_PINS, IoApicSource } from "../devices/ioapic.js";
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
 import { HOST_KICK_VECTOR, type Domain, type Vcpu } from "../hypervisor.js";
@@ -90,17 +92,11 @@ export const CallbackVia = {
 } as const;
 export type CallbackVia = (typeof CallbackVia)[keyof typeof CallbackVia];
 
-/** GSIs an HVM_PARAM_CALLBACK_TYPE_GSI callback may name: the IO-APIC's 24 inputs (Xen: hvm_irq->nr_gsis). */
-export const CALLBACK_NR_GSIS = 24;
+/** GSIs an HVM_PARAM_CALLBACK_TYPE_GSI callback may name: the IO-APIC's inputs (Xen: hvm_irq->nr_gsis). */
+export const CALLBACK_NR_GSIS = IOAPIC_NUM_PINS;
 /** The Xen platform device's PCI slot and pin (00:03.0, INTA = 0 in the callback's intx field). */
-export const XEN_PLATFORM_PCI_SLOT = 3;
-const XEN_PLATFORM_PCI_INTX = 0;
-
-/** The callback lines another part of the device model provides (the IO-APIC and the platform device). */
-interface CallbackLines {
-  readonly ioapic?: { setLevel(gsi: number, asserted: boolean): void };
-  readonly platform?: { setIntx(asserted: boolean): void } | undefined;
-}
+export const XEN_PLATFORM_PCI_SLOT = XEN_PLATFORM_PCI_DEVICE;
+const XEN_PLATFORM_PCI_INTX = XEN_PLATFORM_INTERRUPT_PIN - 1;
 
 /**
  * A domain's upcall state: the callback via (hvm_irq->callback_via*), whether the level callback
@@ -176,16 +172,16 @@ export class EvtchnUpcall {
 
   /** Drive the level callback's line (a rising edge counts as an upcall injected). */
   private driveLine(asserted: boolean): void {
-    const lines = this.domain as unknown as CallbackLines;
-    let line: { setLevel(gsi: number, asserted: boolean): void } | { setIntx(asserted: boolean): void } | undefined;
-    if (this.via === CallbackVia.Gsi && lines.ioapic !== undefined) {
-      lines.ioapic.setLevel(this.gsi, asserted);
-      line = lines.ioapic;
-    } else if (this.via === CallbackVia.PciIntx && this.pciDev === XEN_PLATFORM_PCI_SLOT && this.pciIntx === XEN_PLATFORM_PCI_INTX && lines.platform !== undefined) {
-      lines.platform.setIntx(asserted);
-      line = lines.platform;
+    const d = this.domain;
+    let driven = false;
+    if (this.via === CallbackVia.Gsi) {
+      d.ioapic.setLevel(this.gsi, asserted, IoApicSource.Default);
+      driven = true;
+    } else if (this.via === CallbackVia.PciIntx && this.pciDev === XEN_PLATFORM_PCI_SLOT && this.pciIntx === XEN_PLATFORM_PCI_INTX && d.platform !== undefined) {
+      d.platform.setIntx(asserted);
+      driven = true;
     }
-    if (line !== undefined && asserted) this.domain.xen.stats.upcallsInjected++;
+    if (driven && asserted) d.xen.stats.upcallsInjected++;
   }
 
   /**
