@@ -1036,6 +1036,15 @@ export class Cpu {
     if (frame === this.fetchPhysPage) this.fetchBase = Number.NaN;
   }
 
+  /**
+   * Machine frame `frame` was written from outside this vCPU (the hypervisor copying into guest
+   * memory, a device's DMA, another vCPU): forget what was decoded from it, as a store by this
+   * vCPU would (self-modifying code).
+   */
+  codeWritten(frame: number): void {
+    if (this.decoded.has(frame)) this.invalidateCode(frame);
+  }
+
   /** Forget all decoded instructions (mode changes). */
   flushDecoded(): void {
     this.decoded.clear();
