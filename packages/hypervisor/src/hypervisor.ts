@@ -46,6 +46,7 @@ import {
 } from "@vtlab/cpu-vmx";
 import { NestedPaging, P2mType, RangeP2m, type NestedPagingStats } from "@vtlab/mmu-ept";
 import { ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
+import { SHUTDOWN_crash, SHUTDOWN_poweroff } from "@vtlab/xen-public";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
 import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
@@ -60,6 +61,9 @@ import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits
 import type { VcpuBringUp } from "./xen/vcpu.js";
 import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
 import { ControlDomain } from "./xen/dom0.js";
+import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.js";
+import { DEFAULT_BOOT_EPOCH, DomainTime, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
+import { DomainTimers, VcpuTimers, evtchnCheckPollers, fireTimers, nextTimerDeadlineNs } from "./xen/timer.js";
 
 export type { ExitContext };
 
@@ -204,10 +208,33 @@ export class Vcpu {
   launched = false;
   /** In VMX non-root operation (entered, and not exited since). */
   inGuest = false;
-  /** Blocked in HLT until an interrupt can wake it. */
-  blocked = false;
-  /** Halted with interrupts disabled (Xen's hvm_vcpu_down): it will not run again. */
-  down = false;
+  /**
+   * Blocked: in HLT until an interrupt can wake it, in SCHEDOP_block until an event is pending,
+   * in SCHEDOP_poll, or waiting for VCPUOP_up. A change moves the runstate (xen/sched.ts).
+   */
+  get blocked(): boolean {
+    return this.isBlocked;
+  }
+  set blocked(b: boolean) {
+    if (b === this.isBlocked) return;
+    this.isBlocked = b;
+    this.runstate.sync(this);
+  }
+  private isBlocked = false;
+  /** Halted with interrupts disabled (Xen's hvm_vcpu_down), or VCPUOP_down: it does not run until VCPUOP_up. */
+  get down(): boolean {
+    return this.isDown;
+  }
+  set down(b: boolean) {
+    if (b === this.isDown) return;
+    this.isDown = b;
+    this.runstate.sync(this);
+  }
+  private isDown = false;
+  /** Xen's per-vCPU timers and poll state (xen/timer.ts). */
+  readonly xenTimers = new VcpuTimers();
+  /** Xen's vcpu_runstate_info for this vCPU (xen/sched.ts). */
+  readonly runstate: VcpuRunstate;
   /** The local APIC the hypervisor emulates for this vCPU (x2APIC MSR interface). */
   apic: LocalApic | undefined = undefined;
   /**
@@ -228,9 +255,11 @@ export class Vcpu {
     readonly domain: Domain,
     readonly id: number,
     memory: MachineMemory,
+    clock: SimClock,
   ) {
     this.cpu = new Cpu({ memory });
     this.bringUp = { initialised: id === 0, up: id === 0 };
+    this.runstate = new VcpuRunstate(clock);
   }
 }
 
@@ -263,6 +292,16 @@ export class Domain {
   exitCode: number | undefined;
   /** Why the domain shut down without an exit code (power off). */
   shutdownReason: string | undefined;
+  /**
+   * Xen's d->shutdown_code: the SHUTDOWN_* reason (sched.h) the domain shut down with through
+   * SCHEDOP_shutdown or its watchdog, or, before that, the one SCHEDOP_shutdown_code recorded for
+   * its next shutdown; undefined for neither (SHUTDOWN_CODE_INVALID). The toolstack reads it: a
+   * domain in state "shutdown" with SHUTDOWN_reboot asks to be rebooted.
+   */
+  shutdownCode: number | undefined = undefined;
+  /** The PV clock and wallclock state (xen/time.ts) and the watchdogs (xen/timer.ts). */
+  readonly xenTime = new DomainTime();
+  readonly xenTimers = new DomainTimers();
   /** IPIs with a delivery mode the hypervisor does not model (INIT, NMI, SMI, ExtINT, SIPI to a running vCPU). */
   ipisIgnored = 0;
   /** VMCALLs made. */
@@ -438,6 +477,7 @@ export class Domain {
     this.exitCode = code;
     this.state = "shutdown";
     for (const v of this.vcpus) v.cpu.requestStop("debug-exit", code);
+    this.syncRunstates();
   }
 
   /** Every vCPU is down: the domain powers off (Xen's SHUTDOWN_poweroff). */
@@ -445,6 +485,30 @@ export class Domain {
     if (this.state !== "running") return;
     this.shutdownReason = reason;
     this.state = "shutdown";
+    this.syncRunstates();
+  }
+
+  /**
+   * Xen's domain_shutdown(d, reason) for SCHEDOP_shutdown and the watchdog (`origin` names
+   * which): a code SCHEDOP_shutdown_code recorded earlier wins over `reason`. SHUTDOWN_crash
+   * crashes the domain (`crashReason` "<origin>(SHUTDOWN_crash)", so the toolstack's on_crash
+   * applies); SHUTDOWN_poweroff shuts it down with exit code 0; every other reason (reboot,
+   * suspend, watchdog, soft_reset, or any other byte) shuts it down with `shutdownCode` set and no
+   * exit code, for the toolstack to act on. A domain already shutting down is left as it is.
+   */
+  shutdownWith(reason: number, origin: string): void {
+    if (this.shutdownCode === undefined) this.shutdownCode = reason & 0xff;
+    const code = this.shutdownCode;
+    if (this.state !== "running" && this.state !== "paused") return;
+    const what = `${origin}(${SHUTDOWN_NAMES[code] ?? `reason ${code}`})`;
+    if (code === SHUTDOWN_crash) {
+      this.crash(what);
+      return;
+    }
+    this.shutdownReason = what;
+    if (code === SHUTDOWN_poweroff) this.exitCode = 0;
+    this.state = "shutdown";
+    this.syncRunstates();
   }
 
   /** The guest did something its domain cannot survive. */
@@ -452,14 +516,22 @@ export class Domain {
     if (this.state === "destroyed") return;
     this.crashReason = reason;
     this.state = "crashed";
+    this.syncRunstates();
   }
 
   pause(): void {
     if (this.state === "running") this.state = "paused";
+    this.syncRunstates();
   }
 
   unpause(): void {
     if (this.state === "paused") this.state = "running";
+    this.syncRunstates();
+  }
+
+  /** The domain's state changed: its vCPUs' runstates follow (runnable <-> offline). */
+  private syncRunstates(): void {
+    for (const v of this.vcpus) v.runstate.sync(v);
   }
 
   /** Give every frame back to the host; the domain can no longer run. */
@@ -529,6 +601,11 @@ export interface HypervisorOptions {
   /** Instructions per scheduler slice at weight 256 (default 2,000,000: 1 ms at 2 GHz, CPI 1). */
   readonly sliceInstructions?: number;
   readonly costModel?: CostModel;
+  /**
+   * The wall time at host boot (system time 0), which every domain's shared_info wallclock
+   * reports (default 2024-01-01T00:00:00Z, DEFAULT_BOOT_EPOCH): the simulation reads no real clock.
+   */
+  readonly bootEpoch?: BootEpoch;
 }
 
 export interface RunOptions {
@@ -557,6 +634,15 @@ export class Hypervisor {
   readonly sliceInstructions: number;
   /** Domain 0 as the backends see it: the typed event-channel and grant API (xen/dom0.ts). */
   readonly dom0: ControlDomain = new ControlDomain(this);
+  /** The wallclock's epoch (xen/time.ts). */
+  readonly bootEpoch: BootEpoch;
+  /** tsc_to_system_mul / tsc_shift of the TSC (the host clock's frequency), as the PV clock and CPUID leaf 0x40000003 report them. */
+  readonly tscScale: TimeScale;
+  /** Scheduler slices run so far (a vCPU switched in and out). */
+  get slicesRun(): number {
+    return this.sliceCount;
+  }
+  private sliceCount = 0;
 
   constructor(options: HypervisorOptions = {}) {
     const mib = options.memoryMiB ?? 4096;
@@ -566,6 +652,8 @@ export class Hypervisor {
     this.frames = new HostFrames(this.memory, 256 as Mfn, (mib * MiB) / PAGE_SIZE - 256);
     this.sliceInstructions = options.sliceInstructions ?? 2_000_000;
     this.cost = options.costModel ?? DEFAULT_COST_MODEL;
+    this.bootEpoch = checkBootEpoch(options.bootEpoch ?? DEFAULT_BOOT_EPOCH);
+    this.tscScale = pvclockScale(this.clock.frequencyHz);
   }
 
   get domains(): readonly Domain[] {
@@ -597,7 +685,7 @@ export class Hypervisor {
       throw new DomainError(name, `kernel: ${boot.message}`);
     }
     for (let i = 0; i < vcpus; i++) {
-      const v = new Vcpu(d, i, this.memory);
+      const v = new Vcpu(d, i, this.memory, this.clock);
       const err = setupFlat64Guest(v.vmcs, {
         pin: PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER,
         proc: CPU_HLT_EXITING | CPU_UNCOND_IO_EXITING | CPU_USE_MSR_BITMAPS | CPU_ACTIVATE_SECONDARY,
@@ -644,6 +732,14 @@ export class Hypervisor {
       if (i > 0) v.blocked = true; // APs wait for VCPUOP_up (hypercalls.ts)
       d.vcpus.push(v);
     }
+    for (const v of d.vcpus) v.runstate.sync(v); // vCPU 0 runnable, the others offline
+    // The PV clock follows a moved vcpu_info (Xen's force_update_vcpu_system_time); a port set
+    // pending wakes the vCPUs polling on it (evtchn_check_pollers).
+    d.xen.sharedInfo.onVcpuInfoMoved = (id) => {
+      const v = d.vcpus[id];
+      if (v !== undefined) publishVcpuTime(this, v, true);
+    };
+    d.xen.evtchn.checkPollers = (port) => evtchnCheckPollers(d, port);
     this.domainList.push(d);
     this.nextId++;
     return d;
@@ -703,10 +799,15 @@ export class Hypervisor {
       const runnable: Vcpu[] = [];
       for (const d of this.domainList) if (d.state === "running") for (const v of d.vcpus) if (!v.blocked) runnable.push(v);
       if (runnable.length === 0) {
-        // Everyone is halted: jump the clock to the next APIC timer deadline and wake whoever it is for.
-        const next = this.nextDeadlineNs();
+        // Everyone is blocked. An event or interrupt sent since the last poll, or a timer already
+        // due, may wake someone now; otherwise jump the clock to the next APIC or Xen timer
+        // deadline (rounded up to a whole cycle, so the deadline is reached) and wake whoever it
+        // is for.
+        this.pollApics();
+        if (this.anyRunnable()) continue;
+        const next = this.nextDeadlineNs(true);
         if (next === Number.POSITIVE_INFINITY) return { reason: "idle", instructions: total };
-        const cycles = this.clock.cyclesFromNanoseconds(next) - this.clock.cycles;
+        const cycles = Math.ceil((next * this.clock.frequencyHz) / 1e9) - this.clock.cycles;
         if (cycles > 0) this.clock.advance(cycles);
         this.pollApics();
         continue;
@@ -729,6 +830,10 @@ export class Hypervisor {
     let retired = 0;
     const ctx: ExitContext = { domain: d, vcpu: v, hv: this };
     let charged = 0;
+    // Switch the vCPU in (Xen's context_switch): runstate, periodic timer, PV clock (xen/sched.ts, time.ts).
+    this.sliceCount++;
+    switchIn(this, v);
+    publishVcpuTime(this, v);
     while (d.state === "running" && !v.blocked) {
       const left = budget - retired - charged;
       // Exit costs can use up the slice between two entries.
@@ -741,6 +846,7 @@ export class Hypervisor {
         // The slice ends with a VMX-preemption-timer exit (reason 52), the role the host timer
         // interrupt plays in Xen: the timer counts the slice's instructions from this entry.
         v.vmcs.setField(F.VMX_PREEMPTION_TIMER_VALUE, Math.min(Math.ceil(left), 0xffff_ffff));
+        syncGuestTsc(this, v); // the guest's TSC reads the host clock
         const fail = vmEntry(v.cpu, v.vmcs, !v.launched);
         if (fail !== undefined) {
           d.crash(`VM entry failed: ${"message" in fail ? fail.message : JSON.stringify(fail)}`);
@@ -749,14 +855,14 @@ export class Hypervisor {
         v.launched = true;
         v.inGuest = true;
       }
-      // Run at most up to the next APIC timer deadline (CPI 1 on the host clock), so that the
-      // timer interrupt arrives at the instruction it would on hardware, give or take an exit.
-      // Otherwise the preemption timer, not this budget, ends the run.
+      // Run at most up to the next APIC or Xen timer deadline (CPI 1 on the host clock), so that
+      // the timer interrupt or event arrives at the instruction it would on hardware, give or take
+      // an exit. Otherwise the preemption timer, not this budget, ends the run.
       let chunk = Number.MAX_SAFE_INTEGER;
       const deadline = this.nextDeadlineNs();
       if (deadline !== Number.POSITIVE_INFINITY) {
         const until = Math.ceil((this.clock.cyclesFromNanoseconds(deadline) - this.clock.cycles) / this.cost.instruction);
-        chunk = Math.max(1, until);
+        chunk = Math.min(Number.MAX_SAFE_INTEGER, Math.max(1, until));
       }
       const r = v.cpu.run(chunk);
       retired += r.retired;
@@ -769,6 +875,7 @@ export class Hypervisor {
         // without retiring instructions (a re-executed REP INS, say) still yields its slice.
         charged += this.cost.vmExitEntry / this.cost.instruction;
         if ((r.exit.reason & 0xffff) === ExitReason.PreemptionTimer) break;
+        if (v.xenTimers.yieldRequested) break; // SCHEDOP_yield ends the slice
         continue;
       }
       if (r.kind === "budget") continue; // an APIC timer deadline: the loop head injects the interrupt
@@ -776,13 +883,43 @@ export class Hypervisor {
       d.crash(`vCPU ${v.id} stopped: ${r.kind}`);
       break;
     }
+    switchOut(this, v);
     return { retired, charged: retired + charged };
   }
 
-  /** The earliest APIC timer deadline of any running domain's vCPUs (ns), or +Infinity. */
-  private nextDeadlineNs(): number {
+  /** A vCPU of a running domain can run. */
+  private anyRunnable(): boolean {
+    for (const d of this.domainList) if (d.state === "running") for (const v of d.vcpus) if (!v.blocked) return true;
+    return false;
+  }
+
+  /**
+   * The earliest APIC timer or Xen timer deadline (xen/timer.ts) of any running domain's vCPUs
+   * (ns), or +Infinity. `idle`: for the idle host's clock jump (see nextTimerDeadlineNs).
+   */
+  private nextDeadlineNs(idle = false): number {
     let next = Number.POSITIVE_INFINITY;
     for (const d of this.domainList) {
+      if (d.state !== "running") continue;
+      for (const v of d.vcpus) {
+        const t = v.apic?.nextTimerDeadline() ?? Number.POSITIVE_INFINITY;
+        if (t < next) next = t;
+      }
+      const x = nextTimerDeadlineNs(this, d, idle);
+      if (x < next) next = x;
+    }
+    return next;
+  }
+
+  /**
+   * Fire the Xen timers that are due (VIRQ_TIMER, poll timeouts, watchdogs: xen/timer.ts); bring
+   * every APIC's timer up to now; wake halted vCPUs that have an interrupt to take.
+   */
+  private pollApics(): void {
+    const now = this.clock.nanoseconds;
+    for (const d of this.domainList) {
+      if (d.state !== "running") continue;
+      fireTimers(this, d);
       if (d.state !== "running") continue;
       for (const v of d.vcpus) {
         const t = v.apic?.nextTimerDeadline() ?? Number.POSITIVE_INFINITY;

@@ -167,6 +167,11 @@ export { XenDomain, XenStats } from "./xen/domain.js";
 export { ControlDomain, DOM0_ID } from "./xen/dom0.js";
 export type { XenStatsSnapshot } from "./xen/domain.js";
 export { combineExceptions } from "./hypervisor.js";
+// Time and scheduling (xen/time.ts, timer.ts, sched.ts): the PV clock, Xen's timers, sched_op, runstate.
+export { DEFAULT_BOOT_EPOCH, pvclockScale, pvclockDeltaNs, publishVcpuTime, publishWallclock } from "./xen/time.js";
+export type { BootEpoch, TimeScale } from "./xen/time.js";
+export { VcpuTimers, DomainTimers, evtchnCheckPollers, PERIODIC_TIMER_MIN_NS, STIME_DELTA_MAX, SCHED_POLL_MAX_PORTS, NR_DOMAIN_WATCHDOG_TIMERS } from "./xen/timer.js";
+export { VcpuRunstate, RUNSTATE_NAMES, SHUTDOWN_NAMES } from "./xen/sched.js";
 export {
   IoApic,
   IoApicDeliveryMode,
