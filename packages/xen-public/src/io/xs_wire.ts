@@ -25,3 +25,20 @@ export const xenstore_domain_interface = {
   connection: 2068, // uint32_t: XENSTORE_CONNECTED/RECONNECT
   error: 2072, // uint32_t: XENSTORE_ERROR_*
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Codecs (see event_channel.ts for the convention).
+
+/** The 16-byte header before every xenstore message payload (at most XENSTORE_PAYLOAD_MAX bytes). */
+export interface xsd_sockmsg_t { type: number; req_id: number; tx_id: number; len: number }
+export function read_xsd_sockmsg(v: DataView, o: number): xsd_sockmsg_t {
+  const L = xsd_sockmsg;
+  return { type: v.getUint32(o + L.type, true), req_id: v.getUint32(o + L.req_id, true), tx_id: v.getUint32(o + L.tx_id, true), len: v.getUint32(o + L.len, true) };
+}
+export function write_xsd_sockmsg(v: DataView, o: number, s: xsd_sockmsg_t): void {
+  const L = xsd_sockmsg;
+  v.setUint32(o + L.type, s.type, true);
+  v.setUint32(o + L.req_id, s.req_id, true);
+  v.setUint32(o + L.tx_id, s.tx_id, true);
+  v.setUint32(o + L.len, s.len, true);
+}
