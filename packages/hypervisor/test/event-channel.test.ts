@@ -323,6 +323,7 @@ describe.each(modes)("event channels driven at the hypercall entry (hap=%s)", (h
     expect(bits(hv, d!, t1, 1)).toEqual({ pending: 1, masked: 0, sel: 1, upcall: 1 });
     expect(bits(hv, d!, t0, 0).pending).toBe(0);
     expect(d!.xen.upcallPending(0)).toBe(false);
+    expect(d!.xen.evtchn.upcallPending(1)).toBe(true);
     d!.xen.evtchn.sendVirq(1, VIRQ_DOM_EXC); // not bound: nothing
     d!.xen.evtchn.sendVirq(7, VIRQ_TIMER); // no such vCPU: nothing
     d!.xen.evtchn.sendVirq(0, 99);

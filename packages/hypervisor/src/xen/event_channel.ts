@@ -127,6 +127,8 @@ export interface EvtchnPortOps {
   unmask(vcpuId: number, port: number): void;
   isPending(port: number): boolean;
   isMasked(port: number): boolean;
+  /** vcpu_info.evtchn_upcall_pending of vCPU `vcpuId` is set (a domain without vcpu_info: false). */
+  upcallPending(vcpuId: number): boolean;
 }
 
 /** What an EventChannels table needs from the domain that owns it. */
@@ -226,6 +228,11 @@ export class EventChannels {
 
   isMasked(port: number): boolean {
     return !this.portIsValid(port) || this.ops.isMasked(port);
+  }
+
+  /** vcpu_info.evtchn_upcall_pending of vCPU `vcpuId` is set (any bit, as Xen's readers test it). */
+  upcallPending(vcpuId: number): boolean {
+    return this.ops.upcallPending(vcpuId);
   }
 
   /** The vCPU a port notifies (notify_vcpu_id). */
@@ -545,6 +552,10 @@ export class TwoLevelPorts implements EvtchnPortOps {
   isMasked(port: number): boolean {
     return !(port >= 0 && port < EVTCHN_2L_NR_CHANNELS) || this.si.testMask(port);
   }
+
+  upcallPending(vcpuId: number): boolean {
+    return this.si.upcallPending(vcpuId);
+  }
 }
 
 /**
@@ -583,6 +594,10 @@ class Dom0Ports implements EvtchnPortOps {
   }
 
   isMasked(): boolean {
+    return false;
+  }
+
+  upcallPending(): boolean {
     return false;
   }
 }
