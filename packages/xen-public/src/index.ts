@@ -19,3 +19,4 @@ export * from "./compat/vcpu.js";
 export * from "./compat/sched.js";
 export * from "./compat/grant_table.js";
 export * from "./compat/memory.js";
+export * from "./io/ring.js";

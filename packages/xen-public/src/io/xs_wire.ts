@@ -3,6 +3,9 @@
 // object; members of an anonymous or inline struct/union: "outer.inner", offset from the start).
 // Checked against the real header with gcc by test/layout.test.ts.
 
+import { XENSTORE_RING_SIZE } from "../constants.js";
+import { byteRingPending, byteRingRead, byteRingWrite, type ByteRing } from "../internal/byte-ring.js";
+
 /** `struct xsd_sockmsg` */
 export const xsd_sockmsg = {
   SIZEOF: 16,
@@ -41,4 +44,34 @@ export function write_xsd_sockmsg(v: DataView, o: number, s: xsd_sockmsg_t): voi
   v.setUint32(o + L.req_id, s.req_id, true);
   v.setUint32(o + L.tx_id, s.tx_id, true);
   v.setUint32(o + L.len, s.len, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The xenstore ring page (struct xenstore_domain_interface): the guest writes requests into
+// `req` and reads replies and watch events from `rsp`; xenstored does the opposite. Indices are
+// free-running uint32; corrupt ones (further apart than XENSTORE_RING_SIZE) give -XEN_EIO.
+
+/** `MASK_XENSTORE_IDX(idx)`. */
+export function MASK_XENSTORE_IDX(idx: number): number {
+  return (idx >>> 0) & (XENSTORE_RING_SIZE - 1);
+}
+
+const XSI = xenstore_domain_interface;
+const XS_REQ: ByteRing = { data: XSI.req, size: XENSTORE_RING_SIZE, cons: XSI.req_cons, prod: XSI.req_prod };
+const XS_RSP: ByteRing = { data: XSI.rsp, size: XENSTORE_RING_SIZE, cons: XSI.rsp_cons, prod: XSI.rsp_prod };
+
+/** Which of the two rings: "req" (guest -> xenstored) or "rsp" (xenstored -> guest). */
+export type xenstore_ring = "req" | "rsp";
+
+/** Producer side of `ring`: writes what fits of `bytes`, returns the count or -XEN_EIO. */
+export function xenstore_ring_write(v: DataView, o: number, ring: xenstore_ring, bytes: Uint8Array): number {
+  return byteRingWrite(v, o, ring === "req" ? XS_REQ : XS_RSP, bytes);
+}
+/** Consumer side of `ring`: up to `max` bytes (a private copy), or -XEN_EIO. */
+export function xenstore_ring_read(v: DataView, o: number, ring: xenstore_ring, max: number): Uint8Array | number {
+  return byteRingRead(v, o, ring === "req" ? XS_REQ : XS_RSP, max);
+}
+/** Bytes waiting in `ring`, or -XEN_EIO. */
+export function xenstore_ring_pending(v: DataView, o: number, ring: xenstore_ring): number {
+  return byteRingPending(v, o, ring === "req" ? XS_REQ : XS_RSP);
 }
