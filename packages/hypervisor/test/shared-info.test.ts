@@ -3,7 +3,7 @@
  * vcpu_info is, VCPUOP_register_vcpu_info with Xen's map_vcpu_info rules, on EPT and on shadow;
  * guest-written garbage in the shared fields.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import fc from "fast-check";
 import { Hypervisor } from "@vtlab/hypervisor";
 import {
@@ -75,11 +75,11 @@ describe.each(modes)("VCPUOP_register_vcpu_info (hap=%s)", (hap) => {
     expect(moved).toBe(0);
     expect(si.vcpuInfoHpa(0)).toBe(d!.ramHpa(GFN * 4096 + 0x40));
     expect(si.isRegistered(0)).toBe(true);
-    const vi = get(hv, d!, GFN * 4096 + 0x40, vcpu_info.SIZEOF);
-    expect(vi[vcpu_info.evtchn_upcall_pending]).toBe(1);
-    expect(vi[vcpu_info.evtchn_upcall_mask]).toBe(1);
-    expect([...vi.subarray(vcpu_info.evtchn_pending_sel, vcpu_info.evtchn_pending_sel + 8)]).toEqual(Array(8).fill(0xff));
-    expect(new DataView(vi.buffer).getUint32(vcpu_info.time, true)).toBe(0x1234_5678);
+    const info = get(hv, d!, GFN * 4096 + 0x40, vcpu_info.SIZEOF);
+    expect(info[vcpu_info.evtchn_upcall_pending]).toBe(1);
+    expect(info[vcpu_info.evtchn_upcall_mask]).toBe(1);
+    expect([...info.subarray(vcpu_info.evtchn_pending_sel, vcpu_info.evtchn_pending_sel + 8)]).toEqual(Array(8).fill(0xff));
+    expect(new DataView(info.buffer).getUint32(vcpu_info.time, true)).toBe(0x1234_5678);
     // Events now land in the new place; the old slot in shared_info is left alone.
     const oldBytes = page(hv, si.hpa).subarray(0, vcpu_info.SIZEOF).slice();
     const p = d!.xen.evtchn.bindIpi(0);
@@ -89,6 +89,13 @@ describe.each(modes)("VCPUOP_register_vcpu_info (hap=%s)", (hap) => {
     expect(d!.xen.upcallPending(0)).toBe(true);
     expect(get(hv, d!, GFN * 4096 + 0x40 + vcpu_info.evtchn_pending_sel, 1)[0]).toBe(1);
     expect(page(hv, si.hpa).subarray(0, vcpu_info.SIZEOF)).toEqual(oldBytes);
+    // Each write tells the vCPUs to drop code decoded from that frame (a guest may run code there).
+    const codeWritten = vi.spyOn(d!.vcpus[0]!.cpu, "codeWritten");
+    hv.memory.write8(si.vcpuInfoHpa(0)! + vcpu_info.evtchn_upcall_pending, 0);
+    hv.memory.fill(si.vcpuInfoHpa(0)! + vcpu_info.evtchn_pending_sel, 8, 0);
+    hv.memory.write8(si.hpa + shared_info.evtchn_pending, 0);
+    d!.xen.evtchn.send(p);
+    expect(codeWritten.mock.calls.map((c) => c[0])).toEqual([si.mfn, Math.floor(si.vcpuInfoHpa(0)! / 4096), Math.floor(si.vcpuInfoHpa(0)! / 4096)]); // pending, selector, upcall
     // A second registration is refused.
     put(hv, d!, ARG, reg(GFN, 0x80));
     expect(call(hv, d!, HYPERVISOR_vcpu_op, [VCPUOP_register_vcpu_info, 0, ARG])).toBe(-XEN_EINVAL);
@@ -129,11 +136,11 @@ describe.each(modes)("VCPUOP_register_vcpu_info (hap=%s)", (hap) => {
     put(hv, d, GFN * 4096, new Uint8Array(64).fill(0xee));
     put(hv, d, ARG, reg(GFN, 0));
     expect(call(hv, d, HYPERVISOR_vcpu_op, [VCPUOP_register_vcpu_info, 32, ARG])).toBe(0);
-    const vi = get(hv, d, GFN * 4096, 64);
-    expect(vi[vcpu_info.evtchn_upcall_pending]).toBe(1);
-    expect(vi[vcpu_info.evtchn_upcall_mask]).toBe(1);
-    expect(vi.subarray(vcpu_info.evtchn_upcall_mask + 1, vcpu_info.evtchn_pending_sel).every((x) => x === 0)).toBe(true);
-    expect(vi.subarray(vcpu_info.arch, vcpu_info.time).every((x) => x === 0)).toBe(true); // not the page's old 0xee
+    const info = get(hv, d, GFN * 4096, 64);
+    expect(info[vcpu_info.evtchn_upcall_pending]).toBe(1);
+    expect(info[vcpu_info.evtchn_upcall_mask]).toBe(1);
+    expect(info.subarray(vcpu_info.evtchn_upcall_mask + 1, vcpu_info.evtchn_pending_sel).every((x) => x === 0)).toBe(true);
+    expect(info.subarray(vcpu_info.arch, vcpu_info.time).every((x) => x === 0)).toBe(true); // not the page's old 0xee
     expect(d.xen.sharedInfo.vcpuInfoHpa(32)).toBe(d.ramHpa(GFN * 4096));
   });
 });

@@ -44,6 +44,11 @@ export class SharedInfo {
    * force_update_vcpu_system_time): the PV clock (time.ts) republishes vcpu_time_info there.
    */
   onVcpuInfoMoved: ((vcpuId: number) => void) | undefined = undefined;
+  /**
+   * Called with the machine frame after the hypervisor wrote into shared_info or a vcpu_info (the
+   * domain's vCPUs drop instructions they decoded from it: cpu-vmx's codeWritten).
+   */
+  onWrite: ((frame: number) => void) | undefined = undefined;
   private readonly base: number;
   /** vcpu_info moved by VCPUOP_register_vcpu_info: vCPU id to machine address. */
   private readonly registered = new Map<number, number>();
@@ -92,8 +97,12 @@ export class SharedInfo {
 
   private setVcpuInfoByte(vcpuId: number, offset: number, value: number): void {
     const hpa = this.vcpuInfoHpa(vcpuId);
-    if (hpa === undefined) this.dummy(vcpuId)[offset] = value;
-    else this.memory.write8(hpa + offset, value);
+    if (hpa === undefined) {
+      this.dummy(vcpuId)[offset] = value;
+      return;
+    }
+    this.memory.write8(hpa + offset, value);
+    this.onWrite?.(Math.floor((hpa + offset) / PAGE_SIZE));
   }
 
   private dummy(vcpuId: number): Uint8Array {
@@ -117,6 +126,7 @@ export class SharedInfo {
     const old = this.sharedByte(at);
     if ((old & m) !== 0) return true;
     this.memory.write8(this.base + at, old | m);
+    this.onWrite?.(this.mfn);
     return false;
   }
 
@@ -127,6 +137,7 @@ export class SharedInfo {
     const old = this.sharedByte(at);
     if ((old & m) === 0) return false;
     this.memory.write8(this.base + at, old & ~m);
+    this.onWrite?.(this.mfn);
     return true;
   }
 
@@ -203,6 +214,7 @@ export class SharedInfo {
     }
     for (let k = 0; k < 8; k++) copy[vcpu_info.evtchn_pending_sel + k] = 0xff;
     this.memory.writeBytes(to, copy);
+    this.onWrite?.(Math.floor(to / PAGE_SIZE));
     this.registered.set(t.vcpuId, to);
     this.dummies.delete(t.vcpuId);
     markPending();
