@@ -268,7 +268,7 @@ function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       pageGpa = g;
     }
     const gpa = pageGpa + (ptr - lin);
-    const hpa = (gpa & (PAGE_SIZE - 1)) + size <= PAGE_SIZE ? d.machineAddress(gpa) : undefined;
+    const hpa = (gpa & (PAGE_SIZE - 1)) + size <= PAGE_SIZE ? d.ramHpa(gpa, input) : undefined;
     if (hpa === undefined) {
       outcome = { kind: "crash", reason: `string I/O at port 0x${port.toString(16)} touches GPA 0x${gpa.toString(16)}: not RAM, or an element split across pages` };
       break;

@@ -2,8 +2,8 @@
  * Copying out of a guest's memory by guest-linear address (Xen's copy_from_guest / hvm_copy_from_guest_linear):
  * page by page through the guest's own paging (`MemoryVirtualizer.gvaToGpa`, which answers with
  * guest paging on or off, on EPT and on shadow paging alike), then through the p2m to machine
- * memory. Only p2m RAM is read: a page the p2m marks MMIO, or any other non-RAM type, ends the
- * copy, so emulated device registers are never read as memory.
+ * memory. Only p2m RAM and grant mappings are read (`Domain.ramHpa`): a page the p2m marks
+ * MMIO, or nothing, ends the copy, so emulated device registers are never read as memory.
  */
 import { Access, PAGE_SIZE } from "@vtlab/arch";
 import { wrap64 } from "@vtlab/cpu-vmx";
@@ -45,7 +45,8 @@ export function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array,
  * Copy `length` bytes of `from` (from index 0) to guest-linear `linear` of the exiting vCPU
  * (Xen's copy_to_guest / hvm_copy_to_guest_linear): page by page through the guest's paging with
  * a write access (plus `Access.User` if given in `access`), then through the p2m; only p2m RAM
- * is written. Stops at the first page that does not translate for writing or is not RAM; returns
+ * and writable grant mappings are written. Stops at the first page that does not translate for
+ * writing or is neither; returns
  * the bytes copied (a short count is the caller's -EFAULT). Allocates nothing.
  *
  * Modelled more simply than Xen: a write into a page the shadow code has write-protected as a
@@ -63,10 +64,13 @@ export function copyToGuest(ctx: ExitContext, linear: number, from: Uint8Array, 
     const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
     const gpa = d.paging.gvaToGpa(cpu, at, access | Access.Write);
     if (typeof gpa !== "number") break;
-    const hpa = d.ramHpa(gpa);
+    const hpa = d.ramHpa(gpa, true);
     if (hpa === undefined) break;
     const inPage = Math.min(want - n, PAGE_SIZE - (gpa % PAGE_SIZE));
     for (let k = 0; k < inPage; k++) memory.write8(hpa + k, from[n + k]!);
+    // Code decoded from that frame by any vCPU is stale now (a guest may run what we wrote).
+    const frame = Math.floor(hpa / PAGE_SIZE);
+    for (const dom of hv.domains) for (const other of dom.vcpus) other.cpu.codeWritten(frame);
     n += inPage;
   }
   return n;

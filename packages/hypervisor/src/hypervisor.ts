@@ -44,7 +44,7 @@ import {
   type ExitOutcome,
   type VmExit,
 } from "@vtlab/cpu-vmx";
-import { NestedPaging, P2mType, RangeP2m, type NestedPagingStats } from "@vtlab/mmu-ept";
+import { NestedPaging, P2mType, RangeP2m, p2mIsGrant, type FrameAllocator, type NestedPagingStats } from "@vtlab/mmu-ept";
 import { ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
 import { SHUTDOWN_crash, SHUTDOWN_poweroff } from "@vtlab/xen-public";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
@@ -64,6 +64,7 @@ import { ControlDomain } from "./xen/dom0.js";
 import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.js";
 import { DEFAULT_BOOT_EPOCH, DomainTime, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
 import { DomainTimers, VcpuTimers, evtchnCheckPollers, fireTimers, nextTimerDeadlineNs } from "./xen/timer.js";
+import { DomainPages, frameRefs } from "./xen/p2m.js";
 
 export type { ExitContext };
 
@@ -283,10 +284,20 @@ export class Domain {
   /** The memory virtualizer (Xen's paging_mode): EPT or shadow page tables. */
   readonly paging: NestedPaging | ShadowPaging;
   readonly exitStats = new ExitStats();
-  /** Guest RAM (one extent of machine frames) and the hypervisor's frames for this domain. */
-  private readonly ramFirst: Mfn;
+  /**
+   * The domain's memory (xen/p2m.ts): the machine frames it owns against its maximum
+   * reservation. Built as one extent of `ramFrames` frames; ballooning and XENMAPSPACE_gmfn
+   * moves change which frames back which guest frames, so go through the p2m (`ramHpa`).
+   */
+  readonly pages: DomainPages;
+  /** The configured memory, in frames (the builder's memory map; Xen's max_pages). */
   readonly ramFrames: number;
   private readonly ownFrames: Mfn[] = [];
+  /**
+   * Hypervisor frames held for this domain (EPT or shadow tables, the grant table, shared_info):
+   * counted in `framesHeld`, given back at destroy.
+   */
+  readonly frameAllocator: FrameAllocator;
   private readonly consoleChunks: string[] = [];
   private pendingLine: number[] = [];
   exitCode: number | undefined;
@@ -317,7 +328,7 @@ export class Domain {
   constructor(
     readonly id: number,
     readonly name: string,
-    private readonly host: Hypervisor,
+    readonly host: Hypervisor,
     options: DomainOptions,
   ) {
     this.weight = options.weight ?? 256;
@@ -325,7 +336,7 @@ export class Domain {
     const pages = options.memoryMiB * (MiB / PAGE_SIZE);
     const ram = host.frames.allocateExtent(pages);
     if (ram === undefined) throw new DomainError(name, `memory: ${options.memoryMiB} MiB is more than the host has free in one piece (${Math.floor((host.frames.largestExtent * PAGE_SIZE) / MiB)} MiB)`);
-    this.ramFirst = ram.first;
+    this.pages = new DomainPages(host.frames, ram.first, pages);
     this.ramFrames = pages;
     this.p2m.setRange(gfn(0), pages, P2mType.Ram, ram.first);
     // The local APIC page (xAPIC MMIO), before the EPT/shadow is built from the p2m: one GPA for
@@ -345,9 +356,10 @@ export class Domain {
       free: (f: Mfn) => {
         const i = this.ownFrames.indexOf(f);
         if (i >= 0) this.ownFrames.splice(i, 1);
-        host.frames.free1(f);
+        frameRefs(host).free(f);
       },
     };
+    this.frameAllocator = frames;
     // shared_info and the event-channel table (xen/domain.ts): one of the domain's hypervisor frames.
     if (!this.xen.setUp(host, frames.allocate)) {
       this.releaseFrames();
@@ -433,24 +445,35 @@ export class Domain {
     return gpaOf(0);
   }
 
-  /** Machine address of a guest-physical address the p2m maps as RAM (the identity page table included), or undefined. */
-  ramHpa(gpa: number): number | undefined {
+  /**
+   * Machine address of a guest-physical address whose p2m entry has a frame the domain may access
+   * as memory: RAM (the identity page table included), or a grant mapping of another domain's
+   * frame (a read-only one only when `write` is false). Undefined otherwise (MMIO, nothing).
+   */
+  ramHpa(gpa: number, write = false): number | undefined {
+    if (!(gpa >= 0) || gpa >= 2 ** 52) return undefined;
+    const e = this.p2m.lookup(gfn(Math.floor(gpa / PAGE_SIZE)));
+    const ok = e.type === P2mType.Ram || (p2mIsGrant(e.type) && (!write || e.type === P2mType.GrantMapRw));
+    return ok ? (e.mfn as number) * PAGE_SIZE + (gpa % PAGE_SIZE) : undefined;
+  }
+
+  /** Machine address of a guest-physical RAM address (through the p2m: RAM only), or undefined. */
+  machineAddress(gpa: number): number | undefined {
     if (!(gpa >= 0) || gpa >= 2 ** 52) return undefined;
     const e = this.p2m.lookup(gfn(Math.floor(gpa / PAGE_SIZE)));
     return e.type === P2mType.Ram ? (e.mfn as number) * PAGE_SIZE + (gpa % PAGE_SIZE) : undefined;
   }
 
-  /** Machine address of a guest-physical RAM address (the domain's RAM is one extent). */
-  machineAddress(gpa: number): number | undefined {
-    if (!(gpa >= 0) || gpa >= this.ramFrames * PAGE_SIZE) return undefined;
-    return this.ramFirst * PAGE_SIZE + gpa;
-  }
-
-  /** Write into guest-physical memory (the builder; device DMA would too). */
+  /** Write into guest-physical RAM, page by page through the p2m (the builder; device DMA would too). */
   writeGuest(gpa: number, bytes: Uint8Array): void {
-    const hpa = this.machineAddress(gpa);
-    if (hpa === undefined || this.machineAddress(gpa + bytes.length - 1) === undefined) throw new DomainError(this.name, `write of ${bytes.length} bytes at GPA 0x${gpa.toString(16)} is outside its memory`);
-    this.host.memory.writeBytes(hpa, bytes);
+    for (let done = 0; done < bytes.length; ) {
+      const at = gpa + done;
+      const hpa = this.machineAddress(at);
+      if (hpa === undefined) throw new DomainError(this.name, `write of ${bytes.length} bytes at GPA 0x${gpa.toString(16)} is outside its memory`);
+      const n = Math.min(bytes.length - done, PAGE_SIZE - (at % PAGE_SIZE));
+      this.host.memory.writeBytes(hpa, bytes.subarray(done, done + n));
+      done += n;
+    }
   }
 
   /** The console so far. */
@@ -539,19 +562,23 @@ export class Domain {
     if (this.state === "destroyed") return;
     this.retired = this.instructions;
     this.state = "destroyed";
+    // Grants first (xen/grant_table.ts): this domain's mappings of others' frames are released,
+    // and others' mappings of its frames keep those frames out of the allocator until unmapped.
+    this.xen.grants.release();
     this.xen.destroy(); // its event channels close; interdomain peers become unbound
     this.releaseFrames();
   }
 
   private releaseFrames(): void {
-    this.host.frames.freeExtent(this.ramFirst, this.ramFrames);
-    for (const f of this.ownFrames) this.host.frames.free1(f);
+    const refs = frameRefs(this.host);
+    this.pages.releaseAll(refs);
+    for (const f of this.ownFrames) refs.free(f);
     this.ownFrames.length = 0;
   }
 
-  /** Frames this domain holds (RAM plus EPT tables). */
+  /** Frames this domain holds (its memory plus the hypervisor frames kept for it: EPT tables, grant table...). */
   get framesHeld(): number {
-    return this.state === "destroyed" ? 0 : this.ramFrames + this.ownFrames.length;
+    return this.state === "destroyed" ? 0 : this.pages.totPages + this.ownFrames.length;
   }
 
   get instructions(): number {

@@ -8,6 +8,7 @@ import type { Domain, Hypervisor, Vcpu } from "../hypervisor.js";
 import { EventChannels, TwoLevelPorts } from "./event_channel.js";
 import { EvtchnUpcall, HvmParams, hvmSetParam } from "./hvm_op.js";
 import { SharedInfo } from "./shared_info.js";
+import { newGrantTable, type GrantTable } from "./grant_table.js";
 
 /** Per-domain counters of the Xen interface, in `stats()`, `vtlab run` and `--json`. */
 export class XenStats {
@@ -69,8 +70,12 @@ export class XenDomain {
   private si: SharedInfo | undefined;
   private channels: EventChannels | undefined;
 
+  /** The domain's grant table (grant_table.ts): its grants as a granter, its maptrack as a mapper. */
+  readonly grants: GrantTable;
+
   constructor(readonly domain: Domain) {
     this.upcall = new EvtchnUpcall(domain, () => this.si);
+    this.grants = newGrantTable(() => domain.host, () => domain.id, domain);
   }
 
   /**

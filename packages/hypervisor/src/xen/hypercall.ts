@@ -27,6 +27,7 @@ import "./console.js";
 import "./event_channel.js";
 import "./hvm_op.js";
 import "./sched.js";
+import "./grant_table.js";
 
 const DOM0_ONLY = new Map<number, string>([
   [HYPERVISOR_domctl, "domctl"],
