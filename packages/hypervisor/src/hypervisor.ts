@@ -949,19 +949,6 @@ export class Hypervisor {
       fireTimers(this, d);
       if (d.state !== "running") continue;
       for (const v of d.vcpus) {
-        const t = v.apic?.nextTimerDeadline() ?? Number.POSITIVE_INFINITY;
-        if (t < next) next = t;
-      }
-    }
-    return next;
-  }
-
-  /** Bring every APIC's timer up to now; wake halted vCPUs that have an interrupt to take. */
-  private pollApics(): void {
-    const now = this.clock.nanoseconds;
-    for (const d of this.domainList) {
-      if (d.state !== "running") continue;
-      for (const v of d.vcpus) {
         const apic = v.apic;
         if (apic === undefined) continue;
         if (apic.nextTimerDeadline() <= now) apic.update();
