@@ -30,6 +30,10 @@
  * where nothing is mapped, a guest page-table walk through unassigned space, and an access split
  * between unassigned space and RAM or a device.
  *
+ * Read-only grant mappings (p2m_grant_map_ro, xen/grant_table.ts): EPT and shadow paging map them
+ * without write permission and send a write here; the store is emulated and dropped, as Xen's
+ * emulator does for its write-discard p2m types (the same instruction forms).
+ *
  * Modelled more simply than Xen's emulator: segment limits and the alignment check (#AC) are
  * not applied to the emulated access; RFLAGS.TF single-step is not raised after an emulated
  * instruction; an instruction that touches MMIO while delivering an event (an IDT or stack in
@@ -226,6 +230,11 @@ export class DomainMmio {
   }
 }
 
+/** A guest-physical address whose writes Xen's emulator discards: a read-only grant mapping (p2m_grant_map_ro). */
+function isDiscardWrite(p2m: DomainP2m, gpa: number): boolean {
+  return gpa >= 0 && gpa < 2 ** 52 && p2m.lookup(asGfn(Math.floor(gpa / PAGE_SIZE))).type === P2mType.GrantMapRo;
+}
+
 /** Unassigned space reads all ones below 4 GiB (frame 0x100000); above it, nothing mapped is a crash. */
 const UNASSIGNED_LIMIT_GFN = 0x10_0000;
 
@@ -267,7 +276,7 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
   const mode64 = cpu.mode64;
   const rip = vmcs.readNatural(F.GUEST_RIP);
   if (exit.idtVectoring !== undefined) return unhandleable(write, gpa, rip, 0, `the access was made while delivering vector ${exit.idtVectoring.vector} (an IDT, GDT or stack in MMIO)`);
-  if (!d.mmio.bus.claims(gpa) && !d.mmio.isUnassigned(gpa)) return unhandleable(write, gpa, rip, 0, "no emulated device is mapped there");
+  if (!d.mmio.bus.claims(gpa) && !d.mmio.isUnassigned(gpa) && !(write && isDiscardWrite(d.p2m, gpa))) return unhandleable(write, gpa, rip, 0, "no emulated device is mapped there");
   const user = cpu.cpl === 3 ? Access.User : 0;
   let fetched = copyFromGuest(ctx, cpu.linear(Seg.CS, rip), code, MAX_INSTRUCTION_LENGTH, Access.Fetch | user);
   if (fetched === 0) return unhandleable(write, gpa, rip, 0, "the instruction cannot be fetched: RIP is on a page the guest's tables do not map to RAM");
@@ -306,6 +315,8 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
   const bus = d.mmio.bus;
   const owner = bus.ownerOf(first);
   if (owner === undefined) {
+    // A store to a read-only grant mapping (Xen's P2M_DISCARD_WRITE_TYPES): emulated and dropped.
+    if (store && isDiscardWrite(d.p2m, first) && isDiscardWrite(d.p2m, last) && last === first + size - 1) return complete(vmcs, nextRip);
     if (!d.mmio.isUnassigned(first) || !d.mmio.isUnassigned(last) || last !== first + size - 1) {
       return unhandleable(write, gpa, rip, fetched, `the instruction's access at GPA ${hex(first)} is not to an emulated device`);
     }

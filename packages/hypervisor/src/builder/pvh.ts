@@ -180,6 +180,26 @@ function findMultibootHeader(image: Uint8Array): { flags: number } | string | un
 }
 
 /** multiboot_info: memory sizes, the command line and a memory map (Multiboot 0.6.96, 3.3). */
+/** One entry of the guest's memory map (an E820 range: hvm_memmap_table_entry, multiboot mmap, XENMEM_memory_map). */
+export interface MemoryMapEntry {
+  readonly addr: number;
+  readonly size: number;
+  /** XEN_HVM_MEMMAP_TYPE_RAM (= E820 type 1) or _RESERVED (2). */
+  readonly type: number;
+}
+
+/**
+ * The memory map the builder gives a guest of `memorySize` bytes (hvm_start_info's memmap, the
+ * Multiboot mmap, and XENMEM_memory_map's answer): RAM below the 640 KiB legacy hole, then RAM
+ * from 1 MiB to the end of memory.
+ */
+export function guestMemoryMap(memorySize: number): readonly MemoryMapEntry[] {
+  return [
+    { addr: 0, size: 0xa0000, type: XEN_HVM_MEMMAP_TYPE_RAM },
+    { addr: 0x10_0000, size: memorySize - 0x10_0000, type: XEN_HVM_MEMMAP_TYPE_RAM },
+  ];
+}
+
 function writeMultibootInfo(memorySize: number, mem: GuestPhysicalWriter): void {
   const mi = new Uint8Array(52);
   const v = new DataView(mi.buffer);
@@ -198,8 +218,7 @@ function writeMultibootInfo(memorySize: number, mem: GuestPhysicalWriter): void 
     le64(mm, at + 12, length);
     m.setUint32(at + 20, MULTIBOOT_MEMORY_AVAILABLE, true);
   };
-  entry(0, 0, 0xa0000);
-  entry(24, 0x10_0000, memorySize - 0x10_0000);
+  guestMemoryMap(memorySize).forEach((e, i) => entry(24 * i, e.addr, e.size));
   mem.write(BootLayout.memmap, mm);
 }
 
@@ -217,12 +236,11 @@ function writeStartInfo(memorySize: number, mem: GuestPhysicalWriter): void {
   // struct hvm_memmap_table_entry { u64 addr, size; u32 type, reserved; }: low RAM, then RAM from 1 MiB.
   const mm = new Uint8Array(48);
   const mv = new DataView(mm.buffer);
-  le64(mm, 0, 0);
-  le64(mm, 8, 0xa0000);
-  mv.setUint32(16, XEN_HVM_MEMMAP_TYPE_RAM, true);
-  le64(mm, 24, 0x10_0000);
-  le64(mm, 32, memorySize - 0x10_0000);
-  mv.setUint32(40, XEN_HVM_MEMMAP_TYPE_RAM, true);
+  guestMemoryMap(memorySize).forEach((e, i) => {
+    le64(mm, 24 * i, e.addr);
+    le64(mm, 24 * i + 8, e.size);
+    mv.setUint32(24 * i + 16, e.type, true);
+  });
   mem.write(BootLayout.memmap, mm);
 }
 

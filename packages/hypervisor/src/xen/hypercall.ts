@@ -28,6 +28,7 @@ import "./event_channel.js";
 import "./hvm_op.js";
 import "./sched.js";
 import "./grant_table.js";
+import "./memory.js";
 
 const DOM0_ONLY = new Map<number, string>([
   [HYPERVISOR_domctl, "domctl"],

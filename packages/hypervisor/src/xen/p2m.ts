@@ -214,6 +214,16 @@ export class DomainPages {
     return f;
   }
 
+  /** `n` contiguous zeroed frames within max_pages (alloc_domheap_pages of order log2(n)): the first, or undefined. */
+  allocateExtent(n: number): Mfn | undefined {
+    if (!(n >= 1) || this.tot + n > this.maxPages) return undefined;
+    const e = this.frames.allocateExtent(n);
+    if (e === undefined) return undefined;
+    for (let i = 0; i < n; i++) this.extra.add(e.first + i);
+    this.tot += n;
+    return e.first;
+  }
+
   /**
    * Give frame `mfn` up (it must be owned): it leaves the reservation now and returns to the host
    * through `refs` (at once, or when the last foreign mapping of it goes).

@@ -30,3 +30,10 @@ export const compat_memory_map = {
   nr_entries: 0, // unsigned int: IN/OUT
   buffer: 4, // COMPAT_HANDLE(void): e820 entries
 } as const;
+
+/** `struct compat_remove_from_physmap` */
+export const compat_remove_from_physmap = {
+  SIZEOF: 8,
+  domid: 0, // domid_t
+  gpfn: 4, // compat_pfn_t
+} as const;
