@@ -35,6 +35,7 @@ usermode    -O2  usermode/usermode.c,usermode/usermode_asm.S,usermode/user.c
 demand      -O2  demand/demand.c
 bench       -O2  bench/bench.c
 kernel      -O2  kernel/kernel.c,kernel/entry.S,kernel/user.c
+xentest     -O2  xentest/xentest.c,xentest/xentest_asm.S
 '
 
 tmp=$(mktemp -d)
@@ -47,9 +48,12 @@ echo "$PROGRAMS" | while read -r name opt srcs; do
         case " $* " in *" $name "*) ;; *) continue ;; esac
     fi
     mkdir -p "$tmp/$name"
-    # the reference kernel has its own console (a 16550 UART) instead of the runtime's debugcon
+    # the reference kernel has its own console (a 16550 UART) instead of the runtime's debugcon;
+    # xentest writes its console with HYPERVISOR_console_io (and includes the Xen public headers
+    # of Debian's libxen-dev, /usr/include/xen)
     extra=""
     [ "$name" = kernel ] && extra="-DRT_EXTERNAL_CONSOLE"
+    [ "$name" = xentest ] && extra="-DRT_EXTERNAL_CONSOLE"
     objs=""
     for src in $RUNTIME $(echo "$srcs" | tr ',' ' '); do
         obj="$tmp/$name/$(basename "$src" | tr '.' '_').o"

@@ -9,6 +9,7 @@ status=0
 for elf in "$here"/images/*.elf; do
   name=$(basename "$elf" .elf)
   [ "$name" = kernel ] && continue   # the reference kernel: checked below, one run per workload
+  [ "$name" = xentest ] && continue  # a Xen guest: QEMU is no Xen (its expected output is computed on the host)
   out=$(mktemp)
   if sh "$here/scripts/qemu.sh" "$elf" > "$out" && cmp -s "$out" "$here/images/$name.expected"; then
     echo "ok   $name"

@@ -146,3 +146,49 @@ export function referenceKernelUrl(): URL {
 export function referenceKernelExpectedOutputUrl(workload: ReferenceKernelWorkload): URL {
   return new URL(`../images/${REFERENCE_KERNEL}-${workload}.expected`, import.meta.url);
 }
+
+/**
+ * The PV-on-HVM self-test (`images/xentest.elf`): not one of GUEST_IMAGES, because it needs a
+ * Xen-style hypervisor (QEMU is no Xen): it finds the Xen platform PCI device, detects Xen by
+ * CPUID, installs the hypercall page, and then uses xen_version, shared_info, the callback
+ * vector, VIRQ_TIMER with VCPUOP_set_singleshot_timer, the PV clock, IPI and interdomain event
+ * channels, and a grant to dom0; its console is HYPERVISOR_console_io and it ends with
+ * SCHEDOP_shutdown(SHUTDOWN_poweroff) (exit code 0; a failed check is SHUTDOWN_crash). It
+ * boots the PVH way like the others.
+ */
+export const XENTEST = "xentest" as const;
+
+/** Build and run facts of the self-test. */
+export const XENTEST_INFO = {
+  name: XENTEST,
+  optimisation: "-O2",
+  summary: "PV-on-HVM self-test: platform PCI device, Xen CPUID, hypercall page, shared_info, callback vector, VIRQ_TIMER, PV clock, event channels, a grant to dom0.",
+  /** `timers=N` on the command line (1..1000): timer upcalls it takes; the expected output uses the default. */
+  defaults: { timers: 5 },
+  /**
+   * The self-test's handshake with its dom0 peer (vtlab's, not a Xen ABI: there is no xenstore
+   * yet): the one console line `xen-selftest: grant <ref> evtchn <port>`. The peer maps grant
+   * `ref`, writes the pattern below, unmaps it, and notifies `port` over an interdomain channel.
+   */
+  handshake: "xen-selftest: grant <ref> evtchn <port>",
+  /** The grant reference it offers (GNTTAB_NR_RESERVED_ENTRIES, the first a guest may use). */
+  grantRef: 8,
+} as const;
+
+/**
+ * The page the dom0 peer writes into the granted page: 32-bit word i (little-endian) is
+ * (i * 2654435761) ^ 0x5eed0000 ^ ref, mod 2^32. The guest checks every word.
+ */
+export function xentestPatternWord(i: number, ref: number): number {
+  return (Math.imul(i, 2654435761) ^ 0x5eed0000 ^ ref) >>> 0;
+}
+
+/** URL of the self-test image (`images/xentest.elf`). */
+export function xentestUrl(): URL {
+  return new URL(`../images/${XENTEST}.elf`, import.meta.url);
+}
+
+/** URL of the self-test's expected console (`images/xentest.expected`, computed on the host by scripts/xentest-expected.py). */
+export function xentestExpectedOutputUrl(): URL {
+  return new URL(`../images/${XENTEST}.expected`, import.meta.url);
+}

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,12 +13,16 @@ import {
   REFERENCE_KERNEL,
   REFERENCE_KERNEL_INFO,
   REFERENCE_KERNEL_WORKLOADS,
+  XENTEST,
+  XENTEST_INFO,
   XEN_ELFNOTE_PHYS32_ENTRY,
   guestExpectedOutputUrl,
   guestImageUrl,
   isGuestImageName,
   referenceKernelExpectedOutputUrl,
   referenceKernelUrl,
+  xentestExpectedOutputUrl,
+  xentestUrl,
 } from "@vtlab/guests";
 import { EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD, PT_NOTE, parseElf64 } from "./elf.js";
 
@@ -39,12 +43,26 @@ function tool(cmd: string, args: string[]): string | undefined {
 }
 
 const gccVersion = tool("gcc", ["-dumpfullversion"]);
+
+/**
+ * xentest includes the Xen public headers (Debian's libxen-dev, /usr/include/xen). Where they
+ * are missing and this runs as root, install them (as the xen-public layout test does); the
+ * rebuild below then fails, naming them, only where that is impossible.
+ */
+function ensureXenHeaders(): boolean {
+  const header = "/usr/include/xen/xen.h";
+  if (existsSync(header)) return true;
+  if (process.getuid?.() === 0) {
+    spawnSync("sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxen-dev"], { stdio: "ignore", timeout: 600_000 });
+  }
+  return existsSync(header);
+}
 const ldVersion = tool("ld", ["--version"])?.split("\n")[0]?.split(" ").pop();
 
 describe("package API", () => {
   it("names exactly the images committed in images/", () => {
     const elves = readdirSync(imagesDir).filter((f) => f.endsWith(".elf")).map((f) => f.slice(0, -4)).sort();
-    expect([...GUEST_IMAGES, REFERENCE_KERNEL].sort()).toEqual(elves);
+    expect([...GUEST_IMAGES, REFERENCE_KERNEL, XENTEST].sort()).toEqual(elves);
     for (const name of GUEST_IMAGES) {
       expect(GUEST_IMAGE_INFO[name].name).toBe(name);
       expect(isGuestImageName(name)).toBe(true);
@@ -63,9 +81,9 @@ describe("package API", () => {
     const script = readFileSync(join(pkg, "scripts/build.sh"), "utf8");
     const table = /PROGRAMS='\n([\s\S]*?)'/.exec(script)?.[1] ?? "";
     const rows = table.trim().split("\n").map((l) => l.trim().split(/\s+/));
-    expect(rows.map((r) => r[0])).toEqual([...GUEST_IMAGES, REFERENCE_KERNEL]);
+    expect(rows.map((r) => r[0])).toEqual([...GUEST_IMAGES, REFERENCE_KERNEL, XENTEST]);
     for (const [name, opt] of rows) {
-      const info = name === REFERENCE_KERNEL ? REFERENCE_KERNEL_INFO : GUEST_IMAGE_INFO[name as (typeof GUEST_IMAGES)[number]];
+      const info = name === REFERENCE_KERNEL ? REFERENCE_KERNEL_INFO : name === XENTEST ? XENTEST_INFO : GUEST_IMAGE_INFO[name as (typeof GUEST_IMAGES)[number]];
       expect(info.optimisation).toBe(opt);
     }
     expect(new Set(rows.map((r) => r[1]))).toEqual(new Set(["-O0", "-Os", "-O2"]));
@@ -156,8 +174,9 @@ describe("rebuild with the recorded toolchain", () => {
         gcc: recorded("gcc"),
         ld: recorded("ld"),
       });
+      expect(ensureXenHeaders(), "xentest needs the Xen public headers: apt-get install libxen-dev").toBe(true);
       execFileSync("sh", [join(pkg, "scripts/build.sh"), out], { stdio: "pipe" });
-      for (const name of [...GUEST_IMAGES, REFERENCE_KERNEL]) {
+      for (const name of [...GUEST_IMAGES, REFERENCE_KERNEL, XENTEST]) {
         const rebuilt = readFileSync(join(out, `${name}.elf`));
         const committed = readFileSync(join(imagesDir, `${name}.elf`));
         expect(rebuilt.equals(committed), `${name}.elf differs from a rebuild`).toBe(true);
@@ -233,4 +252,41 @@ describe("images/kernel.elf (the reference kernel)", () => {
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
   }, 60_000);
+});
+
+describe("images/xentest.elf (the PV-on-HVM self-test)", () => {
+  const image = new Uint8Array(readFileSync(fileURLToPath(xentestUrl())));
+  const elf = parseElf64(image);
+
+  it("is an ELF64 x86-64 PVH executable loaded at 1 MiB, identity mapped, below 32 MiB", () => {
+    if (typeof elf === "string") throw new Error(elf);
+    expect(elf.type).toBe(ET_EXEC);
+    expect(elf.machine).toBe(EM_X86_64);
+    expect(elf.notes.filter((n) => n.name === "Xen" && n.type === XEN_ELFNOTE_PHYS32_ENTRY)).toHaveLength(1);
+    const loads = elf.phdrs.filter((p) => p.type === PT_LOAD).sort((a, b) => a.paddr - b.paddr);
+    expect(loads[0]!.paddr).toBe(GUEST_LOAD_ADDRESS);
+    for (const p of loads) {
+      expect(p.vaddr).toBe(p.paddr);
+      expect(p.flags & (PF_W | PF_X)).not.toBe(PF_W | PF_X);
+      expect(p.paddr + p.memsz).toBeLessThanOrEqual(GUEST_MIN_MEMORY);
+    }
+  });
+
+  it("is listed in PROVENANCE.md with its SHA-256", async () => {
+    const { createHash } = await import("node:crypto");
+    expect(provenance).toContain(`${createHash("sha256").update(image).digest("hex")}  xentest.elf`);
+  });
+
+  it("has an expected output that scripts/xentest-expected.py recomputes on the host, with the handshake line and a PASS line", () => {
+    const expected = readFileSync(fileURLToPath(xentestExpectedOutputUrl()), "utf8");
+    expect(expected).toMatch(/^[\x20-\x7e\n]*$/);
+    expect(expected.startsWith("xentest: PV-on-HVM self-test\n")).toBe(true);
+    expect(expected).toContain(`\nxen-selftest: grant ${XENTEST_INFO.grantRef} evtchn `);
+    expect(expected).toMatch(/\nPASS xentest [0-9a-f]{16}\n$/);
+    expect(expected).not.toMatch(/FAIL|EXCEPTION|SOME|LESS THAN|DIFFERENT|NOT PENDING|SET\b/);
+    const r = spawnSync("python3", [join(pkg, "scripts/xentest-expected.py"), "--check", imagesDir], { encoding: "utf8" });
+    expect(r.error, "python3 is needed for the host computation").toBeUndefined();
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
 });
