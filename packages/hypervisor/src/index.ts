@@ -88,6 +88,9 @@ export {
   XEN_ELFNOTE_PHYS32_ENTRY,
 } from "./builder/elf.js";
 export type { ElfImage, ElfSegment, ElfError } from "./builder/elf.js";
+// The dom0 peer of the xentest self-test guest (its console handshake, not a Xen ABI).
+export { SelfTestPeer, selftestPattern, selftestPatternWord, SELFTEST_HANDSHAKE_PREFIX } from "./xen/selftest_peer.js";
+export type { SelfTestGrantAccess, SelfTestPeerPhase, SelfTestPeerStatus } from "./xen/selftest_peer.js";
 export {
   AtaDisk,
   AtaCommand,

@@ -66,6 +66,12 @@ export interface DomainConfig {
    * out (xl.cfg(5); absent: the default, 1).
    */
   readonly xenPlatformPci?: boolean;
+  /**
+   * `vtlab_xen_selftest`: vtlab's own key, not xl's. 1 attaches the dom0 peer of the xentest
+   * self-test guest (xen/selftest_peer.ts), which answers the guest's console handshake
+   * `xen-selftest: grant <ref> evtchn <port>` (absent: no peer).
+   */
+  readonly xenSelftest?: boolean;
 }
 
 /** A configuration file that cannot be used; `line` is 0 when the whole file is at fault. */
@@ -279,6 +285,7 @@ const KNOWN_KEYS = [
   "on_crash",
   "weight",
   "xen_platform_pci",
+  "vtlab_xen_selftest",
 ] as const;
 type KnownKey = (typeof KNOWN_KEYS)[number];
 
@@ -389,7 +396,10 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const platformS = seen.get("xen_platform_pci");
   const platform = platformS === undefined ? {} : { xenPlatformPci: int(platformS, "0 or 1", 0, 1) === 1 };
 
-  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, serial, onCrash, weight, ...platform };
+  const selftestS = seen.get("vtlab_xen_selftest");
+  const selftest = selftestS === undefined ? {} : { xenSelftest: int(selftestS, "0 or 1", 0, 1) === 1 };
+
+  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, serial, onCrash, weight, ...platform, ...selftest };
 }
 
 function quoteText(v: RawValue): string {
@@ -486,5 +496,6 @@ export function formatDomainConfig(cfg: DomainConfig): string {
   lines.push(`on_crash = ${quote(cfg.onCrash)}`);
   lines.push(`weight = ${cfg.weight}`);
   if (cfg.xenPlatformPci !== undefined) lines.push(`xen_platform_pci = ${cfg.xenPlatformPci ? 1 : 0}`);
+  if (cfg.xenSelftest !== undefined) lines.push(`vtlab_xen_selftest = ${cfg.xenSelftest ? 1 : 0}`);
   return `${lines.join("\n")}\n`;
 }

@@ -27,6 +27,9 @@
  * the domain is destroyed. A crash after a longer run resets the count. `rapidRestartLimit: 0`
  * is xend's behaviour. So a guest that crashes at once is built at most 1 + 3 times.
  *
+ * A config with `vtlab_xen_selftest = 1` (vtlab's key) gets the xentest self-test's dom0 peer
+ * (xen/selftest_peer.ts) for each incarnation; `run` polls it between slices, beside on_crash.
+ *
  * Not modelled: `rename-restart` (needs the crashed domain renamed, which `Domain` does not
  * allow), `coredump-destroy`/`coredump-restart` (no core dump writer), `soft-reset`, and
  * `on_poweroff`/`on_reboot`/`on_watchdog` (not parsed): a domain that shuts down stays listed,
@@ -35,6 +38,7 @@
 import type { BlockBackend } from "../devices/ata.js";
 import { DomainError, type Domain, type DomainOptions, type Hypervisor, type RunOptions, type RunResult } from "../hypervisor.js";
 import type { DomainConfig, OnCrashAction } from "./config.js";
+import { SelfTestPeer } from "../xen/selftest_peer.js";
 
 /**
  * Minimum modelled run time (seconds since the domain was (re)built) for a crash not to count as
@@ -120,6 +124,11 @@ export interface ManagedDomain {
   readonly crashes: readonly CrashRecord[];
   /** False once destroyed (by on_crash or by `destroy`). */
   readonly listed: boolean;
+  /**
+   * The xentest self-test's dom0 peer of the current incarnation, when the config says
+   * `vtlab_xen_selftest = 1` (polled between scheduler slices by `run`).
+   */
+  readonly selftestPeer: SelfTestPeer | undefined;
 }
 
 export interface ToolstackOptions {
@@ -140,6 +149,7 @@ class Machine implements ManagedDomain {
   listed = true;
   /** on_crash has been applied to the current incarnation's crash and left it listed (preserve). */
   handled = false;
+  selftestPeer: SelfTestPeer | undefined;
   constructor(
     readonly config: DomainConfig,
     readonly source: string,
@@ -215,6 +225,7 @@ export class Toolstack {
   create(config: DomainConfig, source = "<config>"): ManagedDomain {
     const { domain, release, console } = this.build(config, source);
     const m = new Machine(config, source, domain, this.hv.clock.nanoseconds, release, console);
+    this.attachPeer(m);
     this.machines.push(m);
     return m;
   }
@@ -244,6 +255,11 @@ export class Toolstack {
       r.release?.();
       throw e;
     }
+  }
+
+  /** The self-test peer, for a config that asks for it (`vtlab_xen_selftest = 1`): one per incarnation. */
+  private attachPeer(m: Machine): void {
+    m.selftestPeer = m.config.xenSelftest === true ? new SelfTestPeer(this.hv, m.domain) : undefined;
   }
 
   /** Pause a running domain (xl pause). Returns a reason string when it cannot be. */
@@ -309,6 +325,7 @@ export class Toolstack {
     const result = this.hv.run({
       ...options,
       onSlice: (hv) => {
+        for (const m of this.machines) if (m.listed) m.selftestPeer?.poll();
         this.handleCrashes();
         onSlice?.(hv);
       },
@@ -376,6 +393,7 @@ export class Toolstack {
           throw e;
         }
         m.domain = domain;
+        this.attachPeer(m);
         m.release = r.release;
         m.console = console;
         m.startedNs = nowNs;
