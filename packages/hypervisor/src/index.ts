@@ -167,7 +167,14 @@ export { VCPU_HVM_CONTEXT_SIZE } from "./xen/vcpu.js";
 export type { VcpuBringUp } from "./xen/vcpu.js";
 export { hypercall, hypercallName, HypercallArgs } from "./xen/hypercall.js";
 export { XenDomain, XenStats } from "./xen/domain.js";
-export { ControlDomain, DOM0_ID } from "./xen/dom0.js";
+export { ControlDomain, DOM0_ID, Dom0Grants } from "./xen/dom0.js";
+export type { Dom0GrantMapping, Dom0CopyOp, Dom0CopySide } from "./xen/dom0.js";
+export { GrantTable, DEFAULT_MAX_GRANT_FRAMES, DEFAULT_MAX_MAPTRACK_FRAMES, INITIAL_NR_GRANT_FRAMES, GRANT_ENTRIES_PER_FRAME, MAPTRACK_PER_PAGE, GNTTAB_OPS_PER_CALL } from "./xen/grant_table.js";
+export { DOMU_MAX_ORDER, MEMOP_PAGES_PER_CALL } from "./xen/memory.js";
+export { DomainPages, FrameRefs, P2M_GFN_LIMIT, frameRefs, setP2mEntry } from "./xen/p2m.js";
+export type { P2mChange, P2mUpdateError } from "./xen/p2m.js";
+export { guestMemoryMap } from "./builder/pvh.js";
+export type { MemoryMapEntry } from "./builder/pvh.js";
 export type { XenStatsSnapshot } from "./xen/domain.js";
 export { combineExceptions } from "./hypervisor.js";
 // Time and scheduling (xen/time.ts, timer.ts, sched.ts): the PV clock, Xen's timers, sched_op, runstate.

@@ -6,8 +6,7 @@
  * shadow paging). Each hypercall's RAX and each load's value is stored in the results area;
  * the script ends with `out 0xf4, eax` (isa-debug-exit) with EAX = 0.
  */
-import { PAGE_SIZE } from "@vtlab/arch";
-import { Hypervisor, type Domain } from "@vtlab/hypervisor";
+import type { Domain, Hypervisor } from "@vtlab/hypervisor";
 import { pvhElf } from "./tiny-kernel.js";
 
 /** The image's load address (code). */
@@ -139,5 +138,3 @@ export class DataBuilder {
     return this;
   }
 }
-
-export { PAGE_SIZE };
