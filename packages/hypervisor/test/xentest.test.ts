@@ -8,6 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import packageJson from "../package.json" with { type: "json" };
 import { XENTEST_INFO, xentestExpectedOutputUrl, xentestPatternWord, xentestUrl } from "@vtlab/guests";
 import {
   Hypervisor,
@@ -158,5 +159,14 @@ describe("the peer treats the handshake line as hostile", () => {
     hv.run({ maxInstructions: 20_000_000, onSlice: () => peer.poll() });
     expect(peer.poll()).toBe(false);
     expect(peer.status().phase).toBe("waiting");
+  });
+});
+
+describe("the built package keeps every hypercall family", () => {
+  it("package.json marks src/xen/*.ts as having side effects (their registerHypercall calls survive tsup's tree shaking)", () => {
+    // With "sideEffects": false, esbuild dropped the side-effect-only imports of xen_version.ts and
+    // console.ts from dist/index.js: `node apps/demo/dist/bin.js run machines/xentest.cfg` then
+    // saw XENVER_version = -ENOSYS.
+    expect(packageJson.sideEffects).toEqual(["./src/xen/*.ts"]);
   });
 });
