@@ -218,3 +218,6 @@ export type { EvtchnPortOps, EvtchnOwner, EvtchnStatus, EvtchnCounters, Dom0Even
 export { SharedInfo, registerVcpuInfo } from "./xen/shared_info.js";
 export type { VcpuInfoTarget } from "./xen/shared_info.js";
 export { EvtchnUpcall, CallbackVia, HvmParams, hvmSetParam, hvmGetParam, do_hvm_op, CALLBACK_NR_GSIS, XEN_PLATFORM_PCI_SLOT } from "./xen/hvm_op.js";
+export { FifoPorts, fifoHostOf, evtchnFifoInitControl, evtchnFifoExpandArray, EVTCHN_FIFO_EVENT_WORDS_PER_PAGE, EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES } from "./xen/event_fifo.js";
+export type { FifoHost } from "./xen/event_fifo.js";
+export { domainRamFrame } from "./xen/shared_info.js";

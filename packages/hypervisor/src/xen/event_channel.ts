@@ -11,17 +11,19 @@
  * (Xen's port_is_valid) below `validPorts`, which grows in buckets of EVTCHNS_PER_BUCKET as
  * ports are allocated and never shrinks, so a port in an allocated bucket reports
  * EVTCHNSTAT_closed while one past it is -EINVAL, exactly as on Xen; nothing a guest does can
- * make the table larger than the ABI's 4096 ports.
+ * make the table larger than its max_evtchn_port allows (4095 by default, the 2-level ABI's
+ * limit, under either ABI).
  *
  * Delivery goes through a domain's port operations (Xen's evtchn_port_ops): for a guest the
  * pending and mask bitmaps in its shared_info and evtchn_pending_sel / evtchn_upcall_pending in
  * the target vCPU's vcpu_info (`TwoLevelPorts`, evtchn_2l_set_pending / evtchn_2l_unmask), for
  * dom0 a private bitmap and a queue (dom0.ts).
  *
+ * EVTCHNOP_init_control switches a domain to the FIFO ABI (event_fifo.ts: the same table, other
+ * port operations); EVTCHNOP_reset switches it back, as Xen.
+ *
  * Modelled more simply than Xen: no PIRQs (an HVM domain with nr_pirqs = 0: bind_pirq is
- * -EINVAL), no Xen-attached (consumer_is_xen) channels, no FIFO ABI (init_control and
- * expand_array answer -ENOSYS, so a guest such as Linux falls back to 2-level; set_priority is
- * -ENOSYS, which is Xen's answer under the 2-level ABI), EVTCHNOP_reset is never preempted (so
+ * -EINVAL), no Xen-attached (consumer_is_xen) channels, EVTCHNOP_reset is never preempted (so
  * reset_cont finds no reset in progress: -EBUSY, as Xen answers then), a domain's
  * max_evtchn_port defaults to the ABI's 4095 (xl's default max_event_channels is 1023; set
  * `maxPort` to model it), and alloc_unbound for another domain is refused (-EPERM) before a port
@@ -31,6 +33,7 @@
 import {
   DOMID_SELF,
   EVTCHN_2L_NR_CHANNELS,
+  EVTCHN_FIFO_LINK_BITS,
   EVTCHNOP_alloc_unbound,
   EVTCHNOP_bind_interdomain,
   EVTCHNOP_bind_ipi,
@@ -58,6 +61,7 @@ import {
   VIRQ_TIMER,
   VIRQ_XENOPROF,
   VIRQ_XENPMU,
+  XEN_EACCES,
   XEN_EBUSY,
   XEN_EEXIST,
   XEN_EFAULT,
@@ -84,6 +88,7 @@ import {
 } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
+import { evtchnFifoExpandArray, evtchnFifoInitControl, fifoHostOf } from "./event_fifo.js";
 import type { SharedInfo } from "./shared_info.js";
 import { registerHypercall, type HypercallArgs } from "./table.js";
 
@@ -129,6 +134,12 @@ export interface EvtchnPortOps {
   isMasked(port: number): boolean;
   /** vcpu_info.evtchn_upcall_pending of vCPU `vcpuId` is set (a domain without vcpu_info: false). */
   upcallPending(vcpuId: number): boolean;
+  /** evtchn_port_init: a port was just bound (FIFO: default priority). */
+  initPort?(port: number): void;
+  /** evtchn_is_busy: a free port still linked on a FIFO queue may not be reused yet. */
+  isBusy?(port: number): boolean;
+  /** evtchn_port_set_priority: 0 or -errno (no such op: -ENOSYS, as under the 2-level ABI). */
+  setPriority?(port: number, priority: number): number;
 }
 
 /** What an EventChannels table needs from the domain that owns it. */
@@ -166,16 +177,24 @@ export interface EvtchnCounters {
 
 /** One domain's event channels (Xen's d->evtchn and friends). */
 export class EventChannels {
-  /** max_evtchns(d): the 2-level ABI's limit. */
-  readonly maxPorts = EVTCHN_2L_NR_CHANNELS;
-  /** d->max_evtchn_port: the highest port the domain may allocate (the toolstack's max_event_channels - 1). */
+  /**
+   * d->max_evtchn_port: the highest port the domain may allocate (the toolstack's
+   * max_event_channels - 1). The 2-level ABI's 4095 by default; a FIFO guest gets more only if
+   * the toolstack raises it (up to EVTCHN_FIFO_NR_CHANNELS - 1).
+   */
   maxPort = EVTCHN_2L_NR_CHANNELS - 1;
   /** d->valid_evtchns: ports below this are in an allocated bucket. */
   private valid = EVTCHNS_PER_BUCKET;
-  private readonly state = new Uint8Array(EVTCHN_2L_NR_CHANNELS);
-  private readonly notifyVcpu = new Uint16Array(EVTCHN_2L_NR_CHANNELS);
+  /** max_evtchns(d): the ABI's limit (2-level 4096, FIFO 131072). */
+  private limit = EVTCHN_2L_NR_CHANNELS;
+  private portOps: EvtchnPortOps;
+  /** The 2-level ops the domain started with (EVTCHNOP_reset returns to them). */
+  private readonly twoLevelOps: EvtchnPortOps;
+  // Per port, grown with the buckets (never past the ABI's limit).
+  private state = new Uint8Array(EVTCHNS_PER_BUCKET);
+  private notifyVcpu = new Uint16Array(EVTCHNS_PER_BUCKET);
   /** Unbound: the remote domid; interdomain: the remote port; VIRQ: the VIRQ. */
-  private readonly word = new Int32Array(EVTCHN_2L_NR_CHANNELS);
+  private word = new Int32Array(EVTCHNS_PER_BUCKET);
   /** Interdomain: the remote domain's table, by local port. */
   private readonly peers = new Map<number, EventChannels>();
   /** v->virq_to_evtchn[] for every vCPU: vcpu * NR_VIRQS + virq. */
@@ -191,10 +210,48 @@ export class EventChannels {
 
   constructor(
     readonly owner: EvtchnOwner,
-    readonly ops: EvtchnPortOps,
+    ops: EvtchnPortOps,
     readonly counters: EvtchnCounters,
   ) {
+    this.portOps = ops;
+    this.twoLevelOps = ops;
     this.state[0] = Ecs.Reserved;
+  }
+
+  /** The port operations of the ABI in use (Xen's d->evtchn_port_ops). */
+  get ops(): EvtchnPortOps {
+    return this.portOps;
+  }
+
+  /** max_evtchns(d). */
+  get maxPorts(): number {
+    return this.limit;
+  }
+
+  /** The FIFO ABI is in use (EVTCHNOP_init_control succeeded and no reset since). */
+  get fifo(): boolean {
+    return this.portOps !== this.twoLevelOps;
+  }
+
+  /** EVTCHNOP_init_control's switch to the FIFO ABI (event_fifo.ts). */
+  switchToFifo(ops: EvtchnPortOps, maxPorts: number): void {
+    this.portOps = ops;
+    this.limit = maxPorts;
+  }
+
+  private grow(ports: number): void {
+    let n = this.state.length;
+    if (ports <= n) return;
+    while (n < ports) n *= 2;
+    const state = new Uint8Array(n);
+    state.set(this.state);
+    const notify = new Uint16Array(n);
+    notify.set(this.notifyVcpu);
+    const word = new Int32Array(n);
+    word.set(this.word);
+    this.state = state;
+    this.notifyVcpu = notify;
+    this.word = word;
   }
 
   get domid(): number {
@@ -221,18 +278,27 @@ export class EventChannels {
     return (this.portIsValid(port) ? this.state[port]! : Ecs.Free) as Ecs;
   }
 
-  /** 2-level is_pending of a valid port (false for any other number). */
-  isPending(port: number): boolean {
-    return this.portIsValid(port) && this.ops.isPending(port);
+  /**
+   * evtchn_usable: a bound port (Xen: state above ECS_RESERVED and no Xen consumer). The port
+   * operations act only on these (evtchn_port_set_pending, _unmask, evtchn_is_pending...).
+   */
+  usable(port: number): boolean {
+    return this.portIsValid(port) && this.state[port]! > Ecs.Reserved;
   }
 
+  /** evtchn_is_pending: a bound port whose event is pending (false for any other number). */
+  isPending(port: number): boolean {
+    return this.usable(port) && this.portOps.isPending(port);
+  }
+
+  /** evtchn_is_masked: true for a port that is not bound. */
   isMasked(port: number): boolean {
-    return !this.portIsValid(port) || this.ops.isMasked(port);
+    return !this.usable(port) || this.portOps.isMasked(port);
   }
 
   /** vcpu_info.evtchn_upcall_pending of vCPU `vcpuId` is set (any bit, as Xen's readers test it). */
   upcallPending(vcpuId: number): boolean {
-    return this.ops.upcallPending(vcpuId);
+    return this.portOps.upcallPending(vcpuId);
   }
 
   /** The vCPU a port notifies (notify_vcpu_id). */
@@ -245,9 +311,10 @@ export class EventChannels {
   private allocatePort(port: number): number {
     if (port > this.maxPort || port >= this.maxPorts) return -XEN_ENOSPC;
     if (port < this.valid) {
-      if (this.state[port] !== Ecs.Free) return -XEN_EBUSY;
+      if (this.state[port] !== Ecs.Free || this.portOps.isBusy?.(port) === true) return -XEN_EBUSY;
     } else {
       while (port >= this.valid) this.valid += EVTCHNS_PER_BUCKET;
+      this.grow(this.valid);
     }
     this.active++;
     return 0;
@@ -270,7 +337,7 @@ export class EventChannels {
   }
 
   private free(port: number): void {
-    this.ops.clearPending(port); // "Clear pending event to avoid unexpected behavior on re-bind."
+    this.portOps.clearPending(port); // "Clear pending event to avoid unexpected behavior on re-bind."
     this.active--;
     this.state[port] = Ecs.Free;
     this.notifyVcpu[port] = 0;
@@ -308,6 +375,7 @@ export class EventChannels {
     if (port < 0) return port;
     d.state[port] = Ecs.Unbound;
     d.word[port] = remoteDom === DOMID_SELF ? this.domid : remoteDom;
+    d.portOps.initPort?.(port);
     return port;
   }
 
@@ -328,10 +396,11 @@ export class EventChannels {
     this.state[lport] = Ecs.Interdomain;
     this.word[lport] = remotePort;
     this.peers.set(lport, rd);
+    this.portOps.initPort?.(lport);
     rd.state[remotePort] = Ecs.Interdomain;
     rd.word[remotePort] = lport;
     rd.peers.set(remotePort, this);
-    this.ops.setPending(this.notifyVcpu[lport]!, lport);
+    this.portOps.setPending(this.notifyVcpu[lport]!, lport);
     return lport;
   }
 
@@ -347,6 +416,7 @@ export class EventChannels {
     this.state[port] = Ecs.Virq;
     this.notifyVcpu[port] = vcpu;
     this.word[port] = virq;
+    this.portOps.initPort?.(port);
     table[vcpu * NR_VIRQS + virq] = port;
     return port;
   }
@@ -358,6 +428,7 @@ export class EventChannels {
     if (port < 0) return port;
     this.state[port] = Ecs.Ipi;
     this.notifyVcpu[port] = vcpu;
+    this.portOps.initPort?.(port);
     return port;
   }
 
@@ -402,12 +473,12 @@ export class EventChannels {
         if (rd === undefined) throw new Error(`vtlab bug: interdomain port ${port} of domain ${this.domid} has no peer`);
         const rport = this.word[port]!;
         this.counters.eventsSent++;
-        rd.ops.setPending(rd.notifyVcpu[rport]!, rport);
+        rd.portOps.setPending(rd.notifyVcpu[rport]!, rport);
         return 0;
       }
       case Ecs.Ipi:
         this.counters.eventsSent++;
-        this.ops.setPending(this.notifyVcpu[port]!, port);
+        this.portOps.setPending(this.notifyVcpu[port]!, port);
         return 0;
       case Ecs.Unbound:
         return 0; // "silently drop the notification"
@@ -457,10 +528,10 @@ export class EventChannels {
     }
   }
 
-  /** EVTCHNOP_unmask (any valid port, bound or not, as Xen). 0 or -errno. */
+  /** EVTCHNOP_unmask: -EINVAL past the valid ports; a port that is not bound is left alone (evtchn_port_unmask). 0 or -errno. */
   unmask(port: number): number {
     if (!this.portIsValid(port)) return -XEN_EINVAL;
-    this.ops.unmask(this.notifyVcpu[port]!, port);
+    if (this.usable(port)) this.portOps.unmask(this.notifyVcpu[port]!, port);
     return 0;
   }
 
@@ -475,7 +546,22 @@ export class EventChannels {
     if (d !== this && !d.owner.controllerPaused) return -XEN_EINVAL;
     if (resuming) return -XEN_EBUSY;
     for (let port = 1; port < d.valid && d.active > 0; port++) d.close(port);
+    // Back to the 2-level ABI (evtchn_fifo_destroy, evtchn_2l_init).
+    d.portOps = d.twoLevelOps;
+    d.limit = EVTCHN_2L_NR_CHANNELS;
     return 0;
+  }
+
+  /**
+   * EVTCHNOP_set_priority (evtchn_port_set_priority): a port past the valid ones -EINVAL; under
+   * the 2-level ABI -ENOSYS; a port that is not bound -EACCES. 0 or -errno.
+   */
+  setPriority(port: number, priority: number): number {
+    if (!this.portIsValid(port)) return -XEN_EINVAL;
+    const set = this.portOps.setPriority;
+    if (set === undefined) return -XEN_ENOSYS;
+    if (!this.usable(port)) return -XEN_EACCES;
+    return set.call(this.portOps, port, priority);
   }
 
   // ---- what the hypervisor sends ----
@@ -491,7 +577,7 @@ export class EventChannels {
     if (!this.vcpuValid(v)) return;
     const port = this.virqToEvtchn[v * NR_VIRQS + virq]!;
     if (port === 0) return;
-    this.ops.setPending(global ? this.notifyVcpu[port]! : v, port);
+    this.portOps.setPending(global ? this.notifyVcpu[port]! : v, port);
   }
 
   /** The send path (evtchn_send) for hypervisor-side callers: 0 or -errno. */
@@ -531,18 +617,19 @@ export class TwoLevelPorts implements EvtchnPortOps {
   ) {}
 
   setPending(vcpuId: number, port: number): void {
-    if (this.si.testAndSetPending(port)) return;
+    // Ports from 4096 up are valid only after a FIFO ABI was reset back to 2-level: nothing to set.
+    if (port >= EVTCHN_2L_NR_CHANNELS || this.si.testAndSetPending(port)) return;
     this.counters.eventsDelivered++;
     if (!this.si.testMask(port) && !this.si.testAndSetPendingSel(vcpuId, Math.floor(port / BITS_PER_EVTCHN_WORD))) this.markEventsPending(vcpuId);
     this.table?.checkPollers?.(port);
   }
 
   clearPending(port: number): void {
-    this.si.clearPending(port);
+    if (port < EVTCHN_2L_NR_CHANNELS) this.si.clearPending(port);
   }
 
   unmask(vcpuId: number, port: number): void {
-    if (this.si.testAndClearMask(port) && this.si.testPending(port) && !this.si.testAndSetPendingSel(vcpuId, Math.floor(port / BITS_PER_EVTCHN_WORD))) this.markEventsPending(vcpuId);
+    if (port < EVTCHN_2L_NR_CHANNELS && this.si.testAndClearMask(port) && this.si.testPending(port) && !this.si.testAndSetPendingSel(vcpuId, Math.floor(port / BITS_PER_EVTCHN_WORD))) this.markEventsPending(vcpuId);
   }
 
   isPending(port: number): boolean {
@@ -803,16 +890,26 @@ export function do_event_channel_op(ctx: ExitContext, a: HypercallArgs): number 
     case EVTCHNOP_reset_cont:
       if (!copyIn(ctx, arg, evtchn_reset.SIZEOF)) return -XEN_EFAULT;
       return ec.reset(op.getUint16(evtchn_reset.dom, true), cmd === EVTCHNOP_reset_cont);
-    case EVTCHNOP_init_control:
-      if (!copyIn(ctx, arg, evtchn_init_control.SIZEOF)) return -XEN_EFAULT;
-      return -XEN_ENOSYS; // no FIFO ABI (see the file comment)
-    case EVTCHNOP_expand_array:
-      if (!copyIn(ctx, arg, evtchn_expand_array.SIZEOF)) return -XEN_EFAULT;
-      return -XEN_ENOSYS;
-    case EVTCHNOP_set_priority:
-      // evtchn_set_priority: the port must be valid; the 2-level ABI has no priorities.
-      if (!copyIn(ctx, arg, evtchn_set_priority.SIZEOF)) return -XEN_EFAULT;
-      return ec.portIsValid(op.getUint32(evtchn_set_priority.port, true)) ? -XEN_ENOSYS : -XEN_EINVAL;
+    case EVTCHNOP_init_control: {
+      // The FIFO ABI (event_fifo.ts); link_bits is an OUT field, copied back on success.
+      const s = evtchn_init_control;
+      if (!copyIn(ctx, arg, s.SIZEOF)) return -XEN_EFAULT;
+      op.setUint8(s.link_bits, EVTCHN_FIFO_LINK_BITS);
+      const d = ctx.domain;
+      const rc = evtchnFifoInitControl(ec, fifoHostOf(d), d.xen.sharedInfo, op.getUint32(s.vcpu, true), op.getUint32(s.control_gfn, true), op.getUint32(s.control_gfn + 4, true), op.getUint32(s.offset, true));
+      if (rc !== 0) return rc;
+      return copyOut(ctx, arg, s.SIZEOF) ? 0 : -XEN_EFAULT;
+    }
+    case EVTCHNOP_expand_array: {
+      const s = evtchn_expand_array;
+      if (!copyIn(ctx, arg, s.SIZEOF)) return -XEN_EFAULT;
+      return evtchnFifoExpandArray(ec, op.getUint32(s.array_gfn, true), op.getUint32(s.array_gfn + 4, true));
+    }
+    case EVTCHNOP_set_priority: {
+      const s = evtchn_set_priority;
+      if (!copyIn(ctx, arg, s.SIZEOF)) return -XEN_EFAULT;
+      return ec.setPriority(op.getUint32(s.port, true), op.getUint32(s.priority, true));
+    }
     default:
       return -XEN_ENOSYS;
   }

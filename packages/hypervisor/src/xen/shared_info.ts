@@ -20,7 +20,7 @@ import { PAGE_SIZE, type MachineMemory, type Mfn } from "@vtlab/arch";
 import { XEN_EFAULT, XEN_EINVAL, XEN_ENXIO, XEN_LEGACY_MAX_VCPUS, shared_info, vcpu_info, vcpu_register_vcpu_info } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest } from "../guest-memory.js";
-import type { Vcpu } from "../hypervisor.js";
+import type { Domain, Vcpu } from "../hypervisor.js";
 
 /** alignof(struct vcpu_info) on x86_64 (its evtchn_pending_sel is an 8-byte xen_ulong_t). */
 const VCPU_INFO_ALIGN = 8;
@@ -56,7 +56,7 @@ export class SharedInfo {
   private readonly dummies = new Map<number, Uint8Array>();
 
   constructor(
-    private readonly memory: MachineMemory,
+    readonly memory: MachineMemory,
     mfn: Mfn,
   ) {
     this.mfn = mfn;
@@ -231,10 +231,8 @@ const registerView = new DataView(registerBytes.buffer);
 
 /**
  * VCPUOP_register_vcpu_info (common/domain.c): copy the struct vcpu_register_vcpu_info in once
- * (-EFAULT), then map_vcpu_info on the guest frame `mfn` (a gfn for HVM) at `offset`. The frame
- * must be RAM of the domain in its p2m (Xen's get_page_from_gfn and a writable page type): not
- * MMIO, not a grant mapping of another domain's frame, not the hypervisor's identity page table
- * that shadow domains have in their p2m. Xen 4.17 does not check `rsvd`.
+ * (-EFAULT), then map_vcpu_info on the guest frame `mfn` (a gfn for HVM) at `offset`; the frame
+ * must be the domain's own RAM (`domainRamFrame`). Xen 4.17 does not check `rsvd`.
  */
 export function registerVcpuInfo(ctx: ExitContext, target: Vcpu, argPtr: number): number {
   if (copyFromGuest(ctx, argPtr, registerBytes, registerBytes.length) !== registerBytes.length) return -XEN_EFAULT;
@@ -242,14 +240,20 @@ export function registerVcpuInfo(ctx: ExitContext, target: Vcpu, argPtr: number)
   const gfnLo = registerView.getUint32(vcpu_register_vcpu_info.mfn, true);
   const gfnHi = registerView.getUint32(vcpu_register_vcpu_info.mfn + 4, true);
   const offset = registerView.getUint32(vcpu_register_vcpu_info.offset, true);
-  const frame = (): number | undefined => {
-    if (gfnHi >= 1 << 20) return undefined;
-    const gpa = (gfnHi * 2 ** 32 + gfnLo) * PAGE_SIZE;
-    // Shadow domains: the identity page table is the hypervisor's, though the p2m maps it as RAM.
-    const ident = d.identityPageTable;
-    if (ident !== undefined && gpa >= ident && gpa < ident + IDENTITY_PAGE_TABLE_FRAMES * PAGE_SIZE) return undefined;
-    return d.machineAddress(gpa);
-  };
   const t = { vcpuId: target.id, isCurrent: target === ctx.vcpu, isUp: target.isUp };
-  return d.xen.sharedInfo.registerVcpuInfo(t, offset, frame, () => d.xen.upcall.markEventsPending(target.id));
+  return d.xen.sharedInfo.registerVcpuInfo(t, offset, () => domainRamFrame(d, gfnLo, gfnHi), () => d.xen.upcall.markEventsPending(target.id));
+}
+
+/**
+ * The machine address of guest frame `gfnHi:gfnLo` (a 64-bit gfn in halves) if the domain may
+ * give it to Xen as a page of its own (get_page_from_gfn + a writable page type): RAM in its p2m,
+ * not MMIO, not a grant mapping of another domain's frame, not the hypervisor's identity page
+ * table that shadow domains have in their p2m. Else undefined.
+ */
+export function domainRamFrame(d: Domain, gfnLo: number, gfnHi: number): number | undefined {
+  if (gfnHi >= 1 << 20) return undefined;
+  const gpa = (gfnHi * 2 ** 32 + (gfnLo >>> 0)) * PAGE_SIZE;
+  const ident = d.identityPageTable;
+  if (ident !== undefined && gpa >= ident && gpa < ident + IDENTITY_PAGE_TABLE_FRAMES * PAGE_SIZE) return undefined;
+  return d.machineAddress(gpa);
 }
