@@ -7,6 +7,7 @@
  * hostile handshake lines by tiny guests: every bad line is reported, none throws.
  */
 import { readFileSync } from "node:fs";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import packageJson from "../package.json" with { type: "json" };
 import { XENTEST_INFO, xentestExpectedOutputUrl, xentestPatternWord, xentestUrl } from "@vtlab/guests";
@@ -149,6 +150,33 @@ describe("the peer treats the handshake line as hostile", () => {
     expect(st.error).toMatch(error);
     expect(calls).toEqual([]); // it never reached the grant, and acted on the first line only
     expect(peer.poll()).toBe(false);
+  });
+
+  it("any console text: poll never throws, acts at most once, and reaches the grant only past a bound channel", () => {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const line = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.tuple(fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 })).map(([a, b]) => `xen-selftest: grant ${a} evtchn ${b}`),
+      fc.tuple(fc.nat(), fc.nat()).map(([a, b]) => `xen-selftest: grant ${a} evtchn ${b}`),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 6 }), fc.boolean(), (lines, trailingNewline) => {
+        // A stand-in for a domain that is not there (domid 77): every bind is refused with an errno.
+        const fake = { id: 77, state: "running", console: lines.join("\n") + (trailingNewline ? "\n" : "") } as unknown as Domain;
+        const calls: string[] = [];
+        const peer = new SelfTestPeer(hv, fake, recordingGrants(calls));
+        const acted = peer.poll();
+        const st = peer.status();
+        expect(peer.poll()).toBe(false);
+        expect(calls).toEqual([]);
+        const complete = trailingNewline ? lines : lines.slice(0, -1);
+        const first = complete.flatMap((l) => l.split("\n")).find((l) => l.startsWith("xen-selftest: "));
+        expect(acted).toBe(first !== undefined);
+        expect(st.phase).toBe(first === undefined ? "waiting" : "failed");
+        if (first !== undefined) expect(st.error).toMatch(/^(handshake|EVTCHNOP_bind_interdomain\(dom 77)/);
+      }),
+      { numRuns: 300, seed: 7 },
+    );
   });
 
   it("a line without its newline is not acted on yet", () => {
