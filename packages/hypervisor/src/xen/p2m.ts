@@ -209,7 +209,7 @@ export class DomainPages {
     if (this.tot >= this.maxPages) return undefined;
     const f = this.frames.allocate();
     if (f === undefined) return undefined;
-    this.extra.add(f);
+    this.take(f);
     this.tot++;
     return f;
   }
@@ -219,9 +219,15 @@ export class DomainPages {
     if (!(n >= 1) || this.tot + n > this.maxPages) return undefined;
     const e = this.frames.allocateExtent(n);
     if (e === undefined) return undefined;
-    for (let i = 0; i < n; i++) this.extra.add(e.first + i);
+    for (let i = 0; i < n; i++) this.take(e.first + i);
     this.tot += n;
     return e.first;
+  }
+
+  /** Record a frame just allocated as owned (a frame of the original extent given back earlier and allocated again is owned again). */
+  private take(f: number): void {
+    if (f >= this.first && f < this.first + this.count && this.released !== undefined) this.released[f - this.first] = 0;
+    else this.extra.add(f);
   }
 
   /**
