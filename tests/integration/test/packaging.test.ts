@@ -52,3 +52,19 @@ describe("@vtlab/arch as published", () => {
     expect(manifest).toMatchObject({ sideEffects: false, types: "./dist/index.d.ts", type: "module" });
   });
 });
+
+describe("@vtlab/hypervisor as built", () => {
+  it("has every hypercall family in the table of its dist/ (the built entry, not the sources)", () => {
+    const script = [
+      "const url = import.meta.resolve('@vtlab/hypervisor');",
+      "const h = await import('@vtlab/hypervisor');",
+      "const names = [12, 15, 17, 18, 20, 24, 29, 32, 34].map((n) => h.hypercallName(n) ?? null);",
+      "console.log(JSON.stringify({ url, names }));",
+    ].join("\n");
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { cwd: integrationDir, encoding: "utf8" });
+    const got = JSON.parse(out) as { url: string; names: (string | null)[] };
+    expect(got.url).toMatch(/packages\/hypervisor\/dist\/index\.js$/);
+    // memory_op, set_timer_op, xen_version, console_io, grant_table_op, vcpu_op, sched_op, event_channel_op, hvm_op (xen.h numbers)
+    expect(got.names).toEqual(["memory_op", "set_timer_op", "xen_version", "console_io", "grant_table_op", "vcpu_op", "sched_op", "event_channel_op", "hvm_op"]);
+  });
+});

@@ -13,10 +13,10 @@
  * CONSOLE_IO_CHUNKS_PER_CALL chunks the VMCALL is re-executed with the count and buffer advanced,
  * so a guest writing megabytes still lets the scheduler run others between exits.
  */
-import { CONSOLEIO_read, CONSOLEIO_write, HYPERVISOR_console_io, XEN_EFAULT, XEN_ENOSYS, XEN_EPERM } from "@vtlab/xen-public";
+import { CONSOLEIO_read, CONSOLEIO_write, XEN_EFAULT, XEN_ENOSYS, XEN_EPERM } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest } from "../guest-memory.js";
-import { registerHypercall, type HypercallArgs } from "./table.js";
+import type { HypercallArgs } from "./table.js";
 
 /** Bytes Xen copies per chunk (sizeof(kbuf) - 1). */
 export const CONSOLE_IO_CHUNK = 127;
@@ -63,4 +63,3 @@ export function do_console_io(ctx: ExitContext, a: HypercallArgs): number {
   return 0;
 }
 
-registerHypercall(HYPERVISOR_console_io, "console_io", do_console_io);

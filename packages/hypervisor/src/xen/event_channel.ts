@@ -55,7 +55,6 @@ import {
   EVTCHNSTAT_pirq,
   EVTCHNSTAT_unbound,
   EVTCHNSTAT_virq,
-  HYPERVISOR_event_channel_op,
   NR_VIRQS,
   VIRQ_DEBUG,
   VIRQ_TIMER,
@@ -90,7 +89,7 @@ import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
 import { evtchnFifoExpandArray, evtchnFifoInitControl, fifoHostOf } from "./event_fifo.js";
 import type { SharedInfo } from "./shared_info.js";
-import { registerHypercall, type HypercallArgs } from "./table.js";
+import type { HypercallArgs } from "./table.js";
 
 /**
  * Ports per allocation bucket: Xen's EVTCHNS_PER_BUCKET = PAGE_SIZE / next_power_of_2(sizeof(struct
@@ -915,4 +914,3 @@ export function do_event_channel_op(ctx: ExitContext, a: HypercallArgs): number 
   }
 }
 
-registerHypercall(HYPERVISOR_event_channel_op, "event_channel_op", do_event_channel_op);

@@ -85,7 +85,6 @@ import {
   GTF_sub_page,
   GTF_type_mask,
   GTF_writing,
-  HYPERVISOR_grant_table_op,
   XEN_EFAULT,
   XEN_EINVAL,
   XEN_ENOSYS,
@@ -109,7 +108,7 @@ import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
 import type { Domain, Hypervisor } from "../hypervisor.js";
 import { P2M_GFN_LIMIT, frameRefs, isP2mUpdateError, setP2mEntry } from "./p2m.js";
-import { registerHypercall, type HypercallArgs } from "./table.js";
+import type { HypercallArgs } from "./table.js";
 
 /** Xen 4.17's opt_max_grant_frames (and xl's max_grant_frames default): the most frames a grant table grows to. */
 export const DEFAULT_MAX_GRANT_FRAMES = 64;
@@ -858,4 +857,3 @@ function getVersion(ctx: ExitContext, uop: number): number {
   return writeBack(ctx, uop, L.version, 4) ? 0 : -XEN_EFAULT;
 }
 
-registerHypercall(HYPERVISOR_grant_table_op, "grant_table_op", do_grant_table_op);

@@ -62,7 +62,6 @@ import {
   HVM_PARAM_VM86_TSS_SIZED,
   HVM_PARAM_VM_GENERATION_ID_ADDR,
   HVM_PARAM_X87_FIP_WIDTH,
-  HYPERVISOR_hvm_op,
   XEN_EEXIST,
   XEN_EFAULT,
   XEN_EINVAL,
@@ -81,7 +80,7 @@ import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
 import { HOST_KICK_VECTOR, type Domain, type Vcpu } from "../hypervisor.js";
 import type { SharedInfo } from "./shared_info.js";
-import { registerHypercall, type HypercallArgs } from "./table.js";
+import type { HypercallArgs } from "./table.js";
 
 /** Xen's HVMIRQ_callback_* (arch/x86/include/asm/hvm/irq.h): the via type is the param's type + 1. */
 export const CallbackVia = {
@@ -425,4 +424,3 @@ export function do_hvm_op(ctx: ExitContext, a: HypercallArgs): number {
   }
 }
 
-registerHypercall(HYPERVISOR_hvm_op, "hvm_op", do_hvm_op);

@@ -11,24 +11,31 @@
  * passes can make a handler throw.
  */
 import {
+  HYPERVISOR_console_io,
   HYPERVISOR_domctl,
+  HYPERVISOR_event_channel_op,
+  HYPERVISOR_grant_table_op,
+  HYPERVISOR_hvm_op,
+  HYPERVISOR_memory_op,
   HYPERVISOR_platform_op,
+  HYPERVISOR_sched_op,
+  HYPERVISOR_set_timer_op,
   HYPERVISOR_sysctl,
   HYPERVISOR_vcpu_op,
+  HYPERVISOR_xen_version,
   XEN_ENOSYS,
   XEN_EPERM,
 } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
-// The registry comes first: the family modules imported below register into it as they load.
 import { HypercallArgs, registerHypercall, table } from "./table.js";
+import { do_console_io } from "./console.js";
+import { do_event_channel_op } from "./event_channel.js";
+import { do_grant_table_op } from "./grant_table.js";
+import { do_hvm_op } from "./hvm_op.js";
+import { do_memory_op } from "./memory.js";
+import { do_sched_op, do_set_timer_op } from "./sched.js";
 import { do_vcpu_op } from "./vcpu.js";
-import "./xen_version.js";
-import "./console.js";
-import "./event_channel.js";
-import "./hvm_op.js";
-import "./sched.js";
-import "./grant_table.js";
-import "./memory.js";
+import { do_xen_version } from "./xen_version.js";
 
 const DOM0_ONLY = new Map<number, string>([
   [HYPERVISOR_domctl, "domctl"],
@@ -36,7 +43,16 @@ const DOM0_ONLY = new Map<number, string>([
   [HYPERVISOR_platform_op, "platform_op"],
 ]);
 
+// The table, by number; names as xen.h spells them without __HYPERVISOR_.
+registerHypercall(HYPERVISOR_memory_op, "memory_op", do_memory_op);
+registerHypercall(HYPERVISOR_set_timer_op, "set_timer_op", do_set_timer_op);
+registerHypercall(HYPERVISOR_xen_version, "xen_version", do_xen_version);
+registerHypercall(HYPERVISOR_console_io, "console_io", do_console_io);
+registerHypercall(HYPERVISOR_grant_table_op, "grant_table_op", do_grant_table_op);
 registerHypercall(HYPERVISOR_vcpu_op, "vcpu_op", do_vcpu_op);
+registerHypercall(HYPERVISOR_sched_op, "sched_op", do_sched_op);
+registerHypercall(HYPERVISOR_event_channel_op, "event_channel_op", do_event_channel_op);
+registerHypercall(HYPERVISOR_hvm_op, "hvm_op", do_hvm_op);
 
 export { HypercallArgs, registerHypercall, hypercallName } from "./table.js";
 export type { HypercallHandler } from "./table.js";

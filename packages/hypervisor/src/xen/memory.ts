@@ -38,7 +38,6 @@ import { PAGE_SIZE, gfn as asGfn, type Mfn } from "@vtlab/arch";
 import { P2mType, p2mHasFrame, p2mIsGrant } from "@vtlab/mmu-ept";
 import {
   DOMID_SELF,
-  HYPERVISOR_memory_op,
   XENMAPSPACE_dev_mmio,
   XENMAPSPACE_gmfn,
   XENMAPSPACE_gmfn_foreign,
@@ -86,7 +85,7 @@ import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
 import type { Domain } from "../hypervisor.js";
 import { P2M_GFN_LIMIT, frameRefs, isP2mUpdateError, setP2mEntry } from "./p2m.js";
-import { registerHypercall, type HypercallArgs } from "./table.js";
+import type { HypercallArgs } from "./table.js";
 
 /** Xen's MEMOP_EXTENT_SHIFT / MEMOP_CMD_MASK (xen/include/xen/hypercall.h): cmd[:6] is the start extent of a continued call. */
 const MEMOP_EXTENT_SHIFT = 6;
@@ -459,4 +458,3 @@ function memoryMap(ctx: ExitContext, arg: number, long: boolean): number {
   return 0;
 }
 
-registerHypercall(HYPERVISOR_memory_op, "memory_op", do_memory_op);

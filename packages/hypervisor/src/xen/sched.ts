@@ -19,8 +19,6 @@
  * save/restore, on_watchdog or soft reset); SHUTDOWN_poweroff is exit code 0.
  */
 import {
-  HYPERVISOR_sched_op,
-  HYPERVISOR_set_timer_op,
   RUNSTATE_blocked,
   RUNSTATE_offline,
   RUNSTATE_runnable,
@@ -72,7 +70,7 @@ import { RFLAGS_IF, VmcsField as F } from "@vtlab/cpu-vmx";
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
 import type { Domain, Hypervisor, Vcpu } from "../hypervisor.js";
-import { registerHypercall, type HypercallArgs } from "./table.js";
+import type { HypercallArgs } from "./table.js";
 import { Ecs } from "./event_channel.js";
 import { systemTimeNs } from "./time.js";
 import {
@@ -458,5 +456,3 @@ export function switchOut(hv: Hypervisor, v: Vcpu): void {
   updateRunstateArea(hv, v);
 }
 
-registerHypercall(HYPERVISOR_sched_op, "sched_op", do_sched_op);
-registerHypercall(HYPERVISOR_set_timer_op, "set_timer_op", do_set_timer_op);

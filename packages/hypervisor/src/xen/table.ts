@@ -1,6 +1,6 @@
 /**
- * The hypercall registry: number to name and handler. Its own module so that the family modules
- * (xen/*.ts), which hypercall.ts imports for their side effect, can register while it loads.
+ * The hypercall registry: number to name and handler; hypercall.ts fills it with every family's
+ * handler (xen/*.ts export theirs as do_<name>, as Xen names them).
  */
 import type { ExitContext } from "../exits.js";
 
@@ -56,7 +56,7 @@ interface HypercallEntry {
 /** The table: hypercall number to its name (as xen.h spells it, without __HYPERVISOR_) and handler. */
 export const table = new Map<number, HypercallEntry>();
 
-/** Install a hypercall family (each xen/*.ts registers its own at module load via registerHypercalls). */
+/** Install a hypercall family's handler (hypercall.ts does, for the whole table). */
 export function registerHypercall(nr: number, name: string, handler: HypercallHandler): void {
   if (table.has(nr)) throw new Error(`vtlab bug: hypercall ${nr} registered twice`);
   table.set(nr, { name, handler });

@@ -7,7 +7,6 @@
  * are -ENOSYS.
  */
 import {
-  HYPERVISOR_xen_version,
   XENFEAT_auto_translated_physmap,
   XENFEAT_hvm_callback_vector,
   XENFEAT_hvm_safe_pvclock,
@@ -33,7 +32,7 @@ import {
 import { PAGE_SIZE } from "@vtlab/arch";
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
-import { registerHypercall, type HypercallArgs } from "./table.js";
+import type { HypercallArgs } from "./table.js";
 
 /** The Xen version vtlab reports (the release whose public headers it follows). */
 export const XEN_MAJOR_VERSION = 4;
@@ -138,4 +137,3 @@ export function do_xen_version(ctx: ExitContext, a: HypercallArgs): number {
   }
 }
 
-registerHypercall(HYPERVISOR_xen_version, "xen_version", do_xen_version);
