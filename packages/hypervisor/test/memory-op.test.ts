@@ -376,6 +376,32 @@ for (const hap of [true, false]) {
     });
   });
 
+  describe(`memory_op on a guest's own page tables (${mode})`, () => {
+    it("a guest that balloons out its own page-table frames only hurts itself: no throw, the other domain runs on", () => {
+      const hv = new Hypervisor({ memoryMiB: 128 });
+      const db = new DataBuilder();
+      db.u64(R.extent_start, db.gpa(0x100)).u64(R.nr_extents, 3).u16(R.domid, DOMID_SELF);
+      db.u64(0x100, 0x8).u64(0x108, 0x9).u64(0x110, 0xa); // the builder's PML4, PDPT and first page directory
+      const steps: Step[] = [
+        { op: "hypercall", nr: HYPERVISOR_memory_op, args: [XENMEM_decrease_reservation, db.gpa(0)] },
+        { op: "load32", at: 0x30_0000 },
+        { op: "store32", at: 0x30_0004, value: 1 },
+      ];
+      const victim = createGuest(hv, "victim", hap, steps, db.bytes);
+      const otherSteps: Step[] = [{ op: "store32", at: 0x30_0000, value: 0x0bed_0bed }, { op: "load32", at: 0x30_0000 }];
+      const other = createGuest(hv, "other", hap, otherSteps);
+      hv.run({ maxInstructions: 2_000_000 });
+      // The victim lost the tables it runs on: its next walk finds unassigned space and it crashes.
+      expect(victim.state).toBe("crashed");
+      expect(victim.crashReason).toMatch(/0x8000/);
+      expect(victim.vcpus[0]!.cpu.lo[0]).toBe(3); // RAX: the three extents done (the store of it is what faulted)
+      expect(victim.pages.totPages).toBe(victim.ramFrames - 3);
+      expect(other.crashReason).toBeUndefined();
+      expect(other.exitCode).toBe(0);
+      expect(results(hv, other, otherSteps)).toEqual([0x0bed_0bed]);
+    });
+  });
+
   describe(`memory_op with grants (${mode})`, () => {
     it("a grant mapping cannot be ballooned or moved away; a granted frame given up while mapped is kept until unmapped", () => {
       const { hv, domains } = machine({ hap, count: 2 });
