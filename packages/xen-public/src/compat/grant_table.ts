@@ -34,3 +34,12 @@ export const compat_gnttab_copy = {
   flags: 18, // uint16_t: IN, GNTCOPY_*
   status: 20, // int16_t: OUT, GNTST_*
 } as const;
+
+/** `struct compat_gnttab_get_status_frames` (frame_list's elements are uint64_t in both layouts) */
+export const compat_gnttab_get_status_frames = {
+  SIZEOF: 12,
+  nr_frames: 0, // uint32_t: IN
+  dom: 4, // domid_t: IN
+  status: 6, // int16_t: OUT, GNTST_*
+  frame_list: 8, // COMPAT_HANDLE(uint64_t): OUT
+} as const;
