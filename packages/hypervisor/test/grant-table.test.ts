@@ -41,6 +41,7 @@ import {
   GTF_readonly,
   GTF_reading,
   GTF_sub_page,
+  GTF_transitive,
   GTF_writing,
   HYPERVISOR_grant_table_op,
   HYPERVISOR_memory_op,
@@ -51,6 +52,9 @@ import {
   XEN_ENOSYS,
   XEN_EPERM,
   XEN_ESRCH,
+  XEN_EBUSY,
+  XEN_ERANGE,
+  XENMAPIDX_grant_table_status,
   compat_add_to_physmap,
   compat_gnttab_copy,
   compat_gnttab_copy_ptr,
@@ -64,6 +68,7 @@ import {
   gnttab_setup_table,
   gnttab_swap_grant_ref,
   gnttab_unmap_grant_ref,
+  grant_entry_v2,
   xen_add_to_physmap,
 } from "@vtlab/xen-public";
 import { ARG, MMIO, call, get, machine, put, ramOf, sameBytes, struct } from "./xen-harness.js";
@@ -427,7 +432,9 @@ for (const hap of [true, false]) {
         return [rc, le32(get(hv, granter, ARG, 4), 0)];
       };
       expect(setVersion(1)).toEqual([0, 1]);
+      granter.xen.grants.maxVersion = 1; // xl.cfg max_grant_version = 1: no v2
       expect(setVersion(2)).toEqual([-XEN_ENOSYS, 1]);
+      granter.xen.grants.maxVersion = 2;
       expect(setVersion(0)).toEqual([-XEN_EINVAL, 1]);
       expect(setVersion(3)).toEqual([-XEN_EINVAL, 1]);
       const GV = gnttab_get_version;
@@ -462,6 +469,81 @@ for (const hap of [true, false]) {
       expect(call(hv, granter, HYPERVISOR_grant_table_op, [GNTTABOP_map_grant_ref, 0x8000_0000_0000, 1])).toBe(-XEN_EFAULT);
       expect(call(hv, granter, HYPERVISOR_grant_table_op, [GNTTABOP_copy, ARG + 0x1000 - 8, 1])).toBe(0); // 32 bytes over into the next RAM page: fine
       expect(call(hv, granter, HYPERVISOR_grant_table_op, [GNTTABOP_map_grant_ref, 0, 0])).toBe(0);
+    });
+
+    it("version 2: set_version with pins (-EBUSY), reserved entries carried over, status frames, sub-page and transitive grants, back to v1", () => {
+      const { hv, granter, mapper } = pair(hap);
+      const gt = granter.xen.grants;
+      const V = gnttab_set_version;
+      const setVersion = (v: number) => {
+        put(hv, granter, ARG, struct(V.SIZEOF, [[V.version, 4, v]]));
+        return [call(hv, granter, HYPERVISOR_grant_table_op, [GNTTABOP_set_version, ARG, 1]), le32(get(hv, granter, ARG, 4), 0)];
+      };
+      grant(hv, granter, 1, 0, 0x123); // the xenstore entry, for dom0
+      const m = mapRef(hv, mapper, { dom: granter.id });
+      expect(setVersion(2)).toEqual([-XEN_EBUSY, 1]);
+      expect(unmapRef(hv, mapper, m.handle).status).toBe(GNTST_okay);
+      const held = granter.framesHeld;
+      expect(setVersion(2)).toEqual([0, 2]);
+      expect(gt.version).toBe(2);
+      expect(gt.nrEntries()).toBe(256);
+      expect(gt.nrStatusFrames()).toBe(1);
+      expect(granter.framesHeld).toBe(held + 1);
+      const E2 = grant_entry_v2;
+      const entry = (ref: number) => get(hv, granter, GT_GPA + ref * E2.SIZEOF, E2.SIZEOF);
+      expect([s16(entry(1), 0), le32(entry(1), 0) >>> 16, le32(entry(1), E2["full_page.frame"])]).toEqual([GTF_permit_access, 0, 0x123]);
+      expect(sameBytes(entry(REF), new Uint8Array(16))).toBe(true); // everything past the reserved entries cleared
+      // The status frame, mapped by the guest with XENMAPIDX_grant_table_status.
+      const STATUS_GPA = GT_GPA + 0x10_0000;
+      expect(mapGrantFrame(hv, granter, XENMAPIDX_grant_table_status, STATUS_GPA)).toBe(0);
+      expect(mapGrantFrame(hv, granter, XENMAPIDX_grant_table_status + 8, STATUS_GPA + 4096)).toBe(-XEN_EINVAL); // 9 status frames need 72 grant frames
+      const grant2 = (ref: number, domid: number, gfn: number, flags: number, sub?: [number, number]) => {
+        put(hv, granter, GT_GPA + ref * E2.SIZEOF + E2["full_page.frame"], struct(8, [[0, 8, gfn]]));
+        if (sub !== undefined) put(hv, granter, GT_GPA + ref * E2.SIZEOF + E2["sub_page.page_off"], struct(4, [[0, 2, sub[0]], [2, 2, sub[1]]]));
+        put(hv, granter, GT_GPA + ref * E2.SIZEOF, struct(4, [[0, 2, flags], [2, 2, domid]]));
+      };
+      const status = (ref: number) => new DataView(get(hv, granter, STATUS_GPA + 2 * ref, 2).buffer).getUint16(0, true);
+      grant2(REF, mapper.id, DATA_GPA / 4096, GTF_permit_access);
+      const m2 = mapRef(hv, mapper, { dom: granter.id });
+      expect(m2.status).toBe(GNTST_okay);
+      expect(get(hv, mapper, MAP_GPA, 4)).toEqual(get(hv, granter, DATA_GPA, 4));
+      expect(status(REF)).toBe(GTF_reading | GTF_writing);
+      expect(s16(entry(REF), 0)).toBe(GTF_permit_access); // v2 keeps the status apart from the flags
+      expect(unmapRef(hv, mapper, m2.handle).status).toBe(GNTST_okay);
+      expect(status(REF)).toBe(0);
+      grant2(REF + 1, mapper.id, DATA_GPA / 4096, GTF_permit_access | GTF_readonly);
+      expect(mapRef(hv, mapper, { dom: granter.id, ref: REF + 1 }).status).toBe(GNTST_general_error);
+      expect(status(REF + 1)).toBe(0);
+      // A sub-page grant: no maps; copies inside its bytes only.
+      grant2(REF + 2, mapper.id, DATA_GPA / 4096, GTF_permit_access | GTF_sub_page, [100, 50]);
+      expect(mapRef(hv, mapper, { dom: granter.id, ref: REF + 2 }).status).toBe(GNTST_general_error);
+      const mine = 0x28_0000 / 4096;
+      expect(copyOp(hv, mapper, { ref: REF + 2, domid: granter.id, offset: 100 }, { gmfn: mine, domid: DOMID_SELF }, 50).status).toBe(GNTST_okay);
+      expect(get(hv, mapper, mine * 4096, 50)).toEqual(get(hv, granter, DATA_GPA + 100, 50));
+      expect(copyOp(hv, mapper, { ref: REF + 2, domid: granter.id, offset: 99 }, { gmfn: mine, domid: DOMID_SELF }, 10).status).toBe(GNTST_general_error);
+      expect(copyOp(hv, mapper, { ref: REF + 2, domid: granter.id, offset: 100 }, { gmfn: mine, domid: DOMID_SELF }, 51).status).toBe(GNTST_general_error);
+      expect(status(REF + 2)).toBe(0);
+      // Transitive grants are not modelled (as gnttab=no-transitive): refused for copies, and maps never take them.
+      grant2(REF + 3, mapper.id, 0, GTF_transitive);
+      expect(copyOp(hv, mapper, { ref: REF + 3, domid: granter.id }, { gmfn: mine, domid: DOMID_SELF }, 8).status).toBe(GNTST_general_error);
+      expect(mapRef(hv, mapper, { dom: granter.id, ref: REF + 3 }).status).toBe(GNTST_general_error);
+      // setup_table grows the status frames with the table (9 grant frames: 2 status frames).
+      const S = gnttab_setup_table;
+      put(hv, granter, ARG, struct(S.SIZEOF, [[S.dom, 2, DOMID_SELF], [S.nr_frames, 4, 9], [S.frame_list, 8, ARG + 0x100]]));
+      expect(call(hv, granter, HYPERVISOR_grant_table_op, [GNTTABOP_setup_table, ARG, 1])).toBe(0);
+      expect(gt.nrStatusFrames()).toBe(2);
+      // A reserved entry v1 cannot hold: -ERANGE. Then back to v1: status frames unmapped and freed.
+      put(hv, granter, GT_GPA + 2 * E2.SIZEOF + E2["full_page.frame"] + 4, struct(4, [[0, 4, 1]]));
+      put(hv, granter, GT_GPA + 2 * E2.SIZEOF, struct(4, [[0, 2, GTF_permit_access]]));
+      expect(setVersion(1)).toEqual([-XEN_ERANGE, 2]);
+      put(hv, granter, GT_GPA + 2 * E2.SIZEOF, struct(4, [[0, 2, 0]]));
+      const held2 = granter.framesHeld;
+      expect(setVersion(1)).toEqual([0, 1]);
+      expect(gt.nrStatusFrames()).toBe(0);
+      expect(granter.framesHeld).toBe(held2 - 2);
+      expect(granter.ramHpa(STATUS_GPA)).toBeUndefined();
+      expect([entryFlags(hv, granter, 1), le32(get(hv, granter, GT_GPA + 8, 8), 4)]).toEqual([GTF_permit_access, 0x123]);
+      expect(gt.nrEntries()).toBe(9 * 512);
     });
 
     it("hostile op structs (fast-check): the hypervisor never throws, answers are Xen's, other domains' memory is untouched", () => {

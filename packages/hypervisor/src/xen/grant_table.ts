@@ -1,18 +1,24 @@
 /**
  * Grant tables (Xen's xen/common/grant_table.c, xen/arch/x86/hvm/grant_table.c,
- * xen/include/public/grant_table.h), version 1: HYPERVISOR_grant_table_op as an HVM guest sees it
+ * xen/include/public/grant_table.h), versions 1 and 2: HYPERVISOR_grant_table_op as an HVM guest sees it
  * (hvm_grant_table_op: query_size, setup_table, set_version, get_version, copy, map_grant_ref,
  * unmap_grant_ref, swap_grant_ref; anything else -ENOSYS), and the same operations for dom0's
  * typed API (dom0.ts).
  *
  * A domain's grant table is hypervisor frames of `grant_entry_v1` {flags, domid, frame}, 512 per
  * 4 KiB frame, one frame at first (INITIAL_NR_GRANT_FRAMES) growing on demand up to
- * max_grant_frames (64, Xen 4.17's and xl's default). The guest reaches them by mapping them into
+ * max_grant_frames (64, Xen 4.17's and xl's default). After GNTTABOP_set_version(2) the frames
+ * hold 256 `grant_entry_v2` each (a header, then a 64-bit frame; sub-page grants with an offset
+ * and length, for copies) and GTF_reading/GTF_writing move to separate status frames (one 16-bit
+ * grant_status_t per entry), which the guest maps with XENMAPIDX_grant_table_status; the eight
+ * reserved entries are carried across a version change, the rest cleared, and a change while any
+ * other entry is pinned is -EBUSY. The guest reaches the frames by mapping them into
  * its own p2m with XENMEM_add_to_physmap(XENMAPSPACE_grant_table) (memory.ts), then writes its
  * entries there: they are guest-writable memory, so every entry is read once per decision (the
  * 32-bit flags+domid "combo", then the frame) and the hypervisor's GTF_reading/GTF_writing
  * updates are the compare-and-swap of Xen's _set_status_v1 (it always succeeds here: nothing runs
- * concurrently with a hypercall in the simulation) and the atomic AND of gnttab_clear_flags.
+ * concurrently with a hypercall in the simulation) and the atomic AND of gnttab_clear_flags; in
+ * v2, _set_status_v2's set-then-recheck of the header.
  *
  * Mapping (map_grant_ref, Xen's checks in Xen's order): flags (host_map or device_map, else
  * GNTST_bad_gntref; device_map, application_map or contains_pte from an HVM mapper:
@@ -43,11 +49,12 @@
  * continued (the guest re-executes the VMCALL with the handle and count advanced), as Xen's
  * hypercall_create_continuation does.
  *
- * Modelled more simply than Xen: version 1 only (the domain is configured with
- * max_grant_version = 1: GNTTABOP_set_version(2) answers -ENOSYS, as Xen does then); one maptrack
- * free list per domain (Xen keeps one per vCPU and steals between them); a copy pins and releases
- * its grants per op (Xen keeps a source or destination pinned across consecutive ops that reuse
- * it); no transitive or sub-page grants (v2 only); no device (IOMMU) mappings.
+ * Modelled more simply than Xen: transitive grants (v2, copies only) are refused with
+ * GNTST_general_error, as Xen booted with gnttab=no-transitive answers; one maptrack free list
+ * per domain (Xen keeps one per vCPU and steals between them); a copy pins and releases its grants
+ * per op (Xen keeps a source or destination pinned across consecutive ops that reuse it); no
+ * device (IOMMU) mappings. `maxVersion` is 2 (Xen 4.17's default); set it to 1 (xl.cfg
+ * max_grant_version = 1) and GNTTABOP_set_version(2) answers -ENOSYS, as Xen does then.
  */
 import { PAGE_SIZE, gfn as asGfn, type Mfn } from "@vtlab/arch";
 import { P2mType, p2mIsGrant } from "@vtlab/mmu-ept";
@@ -79,16 +86,21 @@ import {
   GNTTABOP_setup_table,
   GNTTABOP_swap_grant_ref,
   GNTTABOP_unmap_grant_ref,
+  GNTTAB_NR_RESERVED_ENTRIES,
   GTF_permit_access,
   GTF_readonly,
   GTF_reading,
   GTF_sub_page,
+  GTF_transitive,
   GTF_type_mask,
   GTF_writing,
+  XEN_EBUSY,
   XEN_EFAULT,
   XEN_EINVAL,
+  XEN_ENOMEM,
   XEN_ENOSYS,
   XEN_EPERM,
+  XEN_ERANGE,
   XEN_ESRCH,
   compat_gnttab_copy,
   compat_gnttab_copy_ptr,
@@ -102,7 +114,9 @@ import {
   gnttab_setup_table,
   gnttab_swap_grant_ref,
   gnttab_unmap_grant_ref,
+  grant_entry_header,
   grant_entry_v1,
+  grant_entry_v2,
 } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest, copyToGuest } from "../guest-memory.js";
@@ -118,6 +132,14 @@ export const DEFAULT_MAX_MAPTRACK_FRAMES = 1024;
 export const INITIAL_NR_GRANT_FRAMES = 1;
 /** v1 entries per frame (PAGE_SIZE / sizeof(grant_entry_v1_t), Xen's SHGNT_PER_PAGE_V1). */
 export const GRANT_ENTRIES_PER_FRAME = PAGE_SIZE / grant_entry_v1.SIZEOF;
+/** v2 entries per frame (Xen's SHGNT_PER_PAGE_V2). */
+export const GRANT_ENTRIES_PER_FRAME_V2 = PAGE_SIZE / grant_entry_v2.SIZEOF;
+/** v2 status entries (grant_status_t, 16 bits) per status frame (Xen's STGNT_PER_PAGE). */
+export const GRANT_STATUS_PER_FRAME = PAGE_SIZE / 2;
+/** grant_to_status_frames: status frames a v2 table of `frames` shared frames has. */
+export const grantToStatusFrames = (frames: number): number => Math.ceil((frames * GRANT_ENTRIES_PER_FRAME_V2) / GRANT_STATUS_PER_FRAME);
+/** status_to_grant_frames. */
+const statusToGrantFrames = (status: number): number => Math.ceil((status * GRANT_STATUS_PER_FRAME) / GRANT_ENTRIES_PER_FRAME_V2);
 /** Maptrack entries per frame: PAGE_SIZE / sizeof(struct grant_mapping) (16 bytes), Xen's MAPTRACK_PER_PAGE. */
 export const MAPTRACK_PER_PAGE = PAGE_SIZE / 16;
 /** Ops of a map, unmap or copy batch done per VMCALL before the hypercall is continued (modelled preemption). */
@@ -149,7 +171,14 @@ interface ActiveEntry {
   mfn: Mfn;
   /** The granter's frame number it came from. */
   gfn: number;
+  /** A v2 sub-page grant (copies only): the bytes of the page it covers. */
+  isSubPage: boolean;
+  start: number;
+  length: number;
 }
+
+/** An active entry with no pins (what reduce_status_for_pin sees for an entry that was never pinned). */
+const idle = (domid: number): ActiveEntry => ({ pin: 0, domid, mfn: 0 as Mfn, gfn: 0, isSubPage: false, start: 0, length: PAGE_SIZE });
 
 /** One maptrack entry (Xen's struct grant_mapping): a mapping this domain made of another's grant. */
 interface Mapping {
@@ -185,10 +214,13 @@ interface Owner {
  * granter, and its maptrack as a mapper.
  */
 export class GrantTable {
-  /** gt_version: 1 (version 2 is not modelled). */
-  readonly version = 1;
-  /** Xen's max_version (xl max_grant_version): 1, so GNTTABOP_set_version(2) is -ENOSYS. */
-  readonly maxVersion = 1;
+  /** gt_version: 1, or 2 after GNTTABOP_set_version(2). */
+  version: 1 | 2 = 1;
+  /**
+   * Xen's max_version (xl.cfg max_grant_version; Xen 4.17's default is 2). With 1,
+   * GNTTABOP_set_version(2) answers -ENOSYS ("behave as before set_version was introduced").
+   */
+  maxVersion: 1 | 2 = 2;
   /** max_grant_frames (xl.cfg): set before the table is first used. */
   maxGrantFrames = DEFAULT_MAX_GRANT_FRAMES;
   /** max_maptrack_frames (xl.cfg): set before the first mapping. */
@@ -198,6 +230,9 @@ export class GrantTable {
   private readonly shared: Mfn[] = [];
   /** The guest frame each shared frame is mapped at in the owner's p2m (undefined: not mapped). */
   private readonly sharedGfn: (number | undefined)[] = [];
+  /** v2 status frames (grant_status_t per entry: GTF_reading / GTF_writing) and where the guest mapped them. */
+  private readonly status: Mfn[] = [];
+  private readonly statusGfn: (number | undefined)[] = [];
   private readonly active = new Map<number, ActiveEntry>();
   private readonly maptrack: (Mapping | undefined)[] = [];
   private maptrackLimit = 0;
@@ -227,9 +262,14 @@ export class GrantTable {
     return this.shared.length;
   }
 
-  /** Entries in the table (nr_grant_entries). */
+  /** Entries in the table (nr_grant_entries): 512 per frame in v1, 256 in v2. */
   nrEntries(): number {
-    return this.nrFrames() * GRANT_ENTRIES_PER_FRAME;
+    return this.nrFrames() * (this.version === 1 ? GRANT_ENTRIES_PER_FRAME : GRANT_ENTRIES_PER_FRAME_V2);
+  }
+
+  /** Status frames (nr_status_frames; v2 only). */
+  nrStatusFrames(): number {
+    return this.status.length;
   }
 
   /** Grow to `frames` frames (gnttab_grow_table): false when over max_grant_frames or out of host frames (the frames added so far stay). */
@@ -242,7 +282,42 @@ export class GrantTable {
       this.shared.push(f);
       this.sharedGfn.push(undefined);
     }
+    return this.version === 1 || this.populateStatus(grantToStatusFrames(this.shared.length));
+  }
+
+  /** gnttab_populate_status_frames: status frames up to `n`. */
+  private populateStatus(n: number): boolean {
+    const d = this.owner.domain;
+    if (d === undefined) return false;
+    while (this.status.length < n) {
+      const f = d.frameAllocator.allocate();
+      if (f === undefined) return false;
+      this.status.push(f);
+      this.statusGfn.push(undefined);
+    }
     return true;
+  }
+
+  /**
+   * gnttab_unpopulate_status_frames (v2 -> v1): the status frames leave the guest's p2m and go
+   * back; -EBUSY (and nothing changed) while another domain maps one.
+   */
+  private unpopulateStatus(): number {
+    const d = this.owner.domain;
+    if (d === undefined) return 0;
+    const refs = frameRefs(this.owner.hv);
+    if (this.status.some((f) => refs.count(f) !== 0)) return -XEN_EBUSY;
+    this.status.forEach((f, i) => {
+      const g = this.statusGfn[i];
+      if (g !== undefined && g < P2M_GFN_LIMIT) {
+        const e = d.p2m.lookup(asGfn(g));
+        if (e.type === P2mType.Ram && e.mfn === f) setP2mEntry(d, asGfn(g), { kind: "removed" });
+      }
+      d.frameAllocator.free(f);
+    });
+    this.status.length = 0;
+    this.statusGfn.length = 0;
+    return 0;
   }
 
   /** The machine frame of shared frame `idx`, growing the table to hold it as Xen's gnttab_get_shared_frame_mfn does; undefined past max_grant_frames. */
@@ -269,30 +344,85 @@ export class GrantTable {
     return this.shared.indexOf(mfn as Mfn);
   }
 
-  /** Machine address of entry `ref` (which must be below nrEntries). */
-  private entryHpa(ref: number): number {
-    return this.shared[Math.floor(ref / GRANT_ENTRIES_PER_FRAME)]! * PAGE_SIZE + (ref % GRANT_ENTRIES_PER_FRAME) * grant_entry_v1.SIZEOF;
+  /**
+   * The machine frame of status frame `idx` (v2; gnttab_get_status_frame_mfn): the table grows to
+   * have it when max_grant_frames allows; undefined otherwise, and always in v1.
+   */
+  statusFrameMfn(idx: number): Mfn | undefined {
+    if (this.version !== 2 || !Number.isSafeInteger(idx) || idx < 0) return undefined;
+    if (idx >= this.status.length) {
+      const nrGrant = statusToGrantFrames(idx + 1);
+      if (nrGrant <= this.maxGrantFrames) this.grow(nrGrant);
+      if (idx >= this.status.length) return undefined;
+    }
+    return this.status[idx];
   }
 
-  /** The entry's flags and domid as one 32-bit read (Xen's union grant_combo: flags in bits 15:0). */
+  statusFrameGfn(idx: number): number | undefined {
+    return this.statusGfn[idx];
+  }
+
+  setStatusFrameGfn(idx: number, gfn: number | undefined): void {
+    if (idx >= 0 && idx < this.status.length) this.statusGfn[idx] = gfn;
+  }
+
+  statusFrameIndex(mfn: number): number {
+    return this.status.indexOf(mfn as Mfn);
+  }
+
+  /** Machine address of entry `ref` (which must be below nrEntries) in the current version's layout. */
+  private entryHpa(ref: number): number {
+    const per = this.version === 1 ? GRANT_ENTRIES_PER_FRAME : GRANT_ENTRIES_PER_FRAME_V2;
+    const size = this.version === 1 ? grant_entry_v1.SIZEOF : grant_entry_v2.SIZEOF;
+    return this.shared[Math.floor(ref / per)]! * PAGE_SIZE + (ref % per) * size;
+  }
+
+  /** Machine address of v2 status entry `ref`. */
+  private statusHpa(ref: number): number {
+    return this.status[Math.floor(ref / GRANT_STATUS_PER_FRAME)]! * PAGE_SIZE + (ref % GRANT_STATUS_PER_FRAME) * 2;
+  }
+
+  /** The entry's flags and domid as one 32-bit read (Xen's union grant_combo: flags in bits 15:0; the v1 entry and the v2 header start alike). */
   private readCombo(ref: number): number {
     if (this.owner.domain === undefined) return 0; // dom0's entries: all GTF_invalid
-    const v = this.owner.hv.memory.read32(this.entryHpa(ref) + grant_entry_v1.flags);
+    const v = this.owner.hv.memory.read32(this.entryHpa(ref) + grant_entry_header.flags);
     return typeof v === "number" ? v >>> 0 : 0;
   }
 
+  /** The granted frame: v1's 32-bit frame, v2's 64-bit full_page.frame / sub_page.frame (exact below 2^53, else past any p2m). */
   private readFrame(ref: number): number {
-    const v = this.owner.hv.memory.read32(this.entryHpa(ref) + grant_entry_v1.frame);
-    return typeof v === "number" ? v >>> 0 : 0;
+    const mem = this.owner.hv.memory;
+    if (this.version === 1) {
+      const v = mem.read32(this.entryHpa(ref) + grant_entry_v1.frame);
+      return typeof v === "number" ? v >>> 0 : 0;
+    }
+    const at = this.entryHpa(ref) + grant_entry_v2["full_page.frame"];
+    const lo = mem.read32(at);
+    const hi = mem.read32(at + 4);
+    if (typeof lo !== "number" || typeof hi !== "number") return Number.POSITIVE_INFINITY;
+    return (hi >>> 0) >= 0x20_0000 ? Number.POSITIVE_INFINITY : (hi >>> 0) * 2 ** 32 + (lo >>> 0);
   }
 
-  /** gnttab_clear_flags: an atomic AND on the entry's 16-bit flags (skipped once the table is gone). */
+  /** Where GTF_reading / GTF_writing live: the entry's flags in v1, the status entry in v2. */
+  private statusAt(ref: number): number {
+    return this.version === 1 ? this.entryHpa(ref) + grant_entry_v1.flags : this.statusHpa(ref);
+  }
+
+  /** gnttab_clear_flags: an atomic AND on the 16-bit status (skipped once the table is gone). */
   private clearFlags(ref: number, mask: number): void {
     if (this.dead || this.owner.domain === undefined) return;
-    const at = this.entryHpa(ref) + grant_entry_v1.flags;
+    const at = this.statusAt(ref);
     const mem = this.owner.hv.memory;
     const f = mem.read16(at);
     if (typeof f === "number") mem.write16(at, f & ~mask & 0xffff);
+  }
+
+  /** An atomic OR on the 16-bit status. */
+  private setFlags(ref: number, bits: number): void {
+    const at = this.statusAt(ref);
+    const mem = this.owner.hv.memory;
+    const f = mem.read16(at);
+    if (typeof f === "number") mem.write16(at, (f | bits) & 0xffff);
   }
 
   /**
@@ -301,6 +431,7 @@ export class GrantTable {
    * (and GTF_writing) in one write of the combo (the cmpxchg succeeds).
    */
   private setStatus(ref: number, act: ActiveEntry | undefined, readonly: boolean, mapflag: boolean, ldomid: number): number {
+    if (this.version === 2) return this.setStatusV2(ref, act, readonly, mapflag, ldomid);
     const combo = this.readCombo(ref);
     const flags = combo & 0xffff;
     const domid = combo >>> 16;
@@ -315,6 +446,36 @@ export class GrantTable {
     return wrote === undefined ? GNTST_okay : GNTST_general_error;
   }
 
+  /**
+   * _set_status_v2: the header read once and checked (GTF_permit_access, or GTF_transitive for a
+   * copy; the domid; GTF_readonly against a writable pin), GTF_reading (and GTF_writing) set in
+   * the separate status entry, then the header read again: a grant changed in between is backed
+   * out (the status cleared) and refused, as Xen does for a guest racing the hypervisor.
+   */
+  private setStatusV2(ref: number, act: ActiveEntry | undefined, readonly: boolean, mapflag: boolean, ldomid: number): number {
+    const mask = GTF_type_mask | (mapflag ? GTF_sub_page : 0);
+    const pinned = act !== undefined && act.pin !== 0;
+    const typeOk = (flags: number) => (flags & mask) === GTF_permit_access || (!mapflag && (flags & mask) === GTF_transitive);
+    let combo = this.readCombo(ref);
+    if (!pinned && (!typeOk(combo & 0xffff) || combo >>> 16 !== ldomid)) return GNTST_general_error;
+    if (readonly) this.setFlags(ref, GTF_reading);
+    else {
+      if ((combo & GTF_readonly) !== 0) return GNTST_general_error;
+      this.setFlags(ref, GTF_reading | GTF_writing);
+    }
+    combo = this.readCombo(ref);
+    if (!pinned) {
+      if (!typeOk(combo & 0xffff) || combo >>> 16 !== ldomid || (!readonly && (combo & GTF_readonly) !== 0)) {
+        this.clearFlags(ref, GTF_writing | GTF_reading);
+        return GNTST_general_error;
+      }
+    } else if ((combo & GTF_readonly) !== 0) {
+      this.clearFlags(ref, GTF_writing);
+      return GNTST_general_error;
+    }
+    return GNTST_okay;
+  }
+
   /** reduce_status_for_pin: the flags as the remaining pins need them. */
   private reduceStatusForPin(ref: number, act: ActiveEntry, readonly: boolean): void {
     let clear = act.pin !== 0 ? 0 : GTF_reading;
@@ -327,29 +488,41 @@ export class GrantTable {
    * a host mapping or a copy): the frame and the pin increment, or a GNTST_ error with nothing
    * changed. `mapflag`: a mapping (sub-page grants refused).
    */
-  pin(ref: number, ldomid: number, readonly: boolean, mapflag: boolean): { readonly mfn: Mfn } | number {
+  pin(ref: number, ldomid: number, readonly: boolean, mapflag: boolean): { readonly mfn: Mfn; readonly start: number; readonly length: number } | number {
     if (this.dead) return GNTST_bad_domain;
     if (!(ref >= 0 && ref < this.nrEntries())) return GNTST_bad_gntref;
     const inc = readonly ? GNTPIN_hstr_inc : GNTPIN_hstw_inc;
     let act = this.active.get(ref);
-    if (act !== undefined && act.pin !== 0 && (act.domid !== ldomid || (act.pin & incr2oflowMask(inc)) !== 0)) return GNTST_general_error;
+    // A pinned entry: for the same domain, no overflow, and (for a map) not a sub-page grant.
+    if (act !== undefined && act.pin !== 0 && (act.domid !== ldomid || (act.pin & incr2oflowMask(inc)) !== 0 || (mapflag && act.isSubPage))) return GNTST_general_error;
     if (act === undefined || act.pin === 0 || (!readonly && (act.pin & (GNTPIN_hstw_mask | GNTPIN_devw_mask)) === 0)) {
       const rc = this.setStatus(ref, act, readonly, mapflag, ldomid);
       if (rc !== GNTST_okay) return rc;
-      if (act === undefined || act.pin === 0) {
+      const unpinned = act === undefined || act.pin === 0;
+      const flags = this.readCombo(ref) & 0xffff;
+      if (this.version === 2 && unpinned && (flags & GTF_type_mask) === GTF_transitive) {
+        // Transitive grants (v2, copies only) are not modelled: as Xen booted with gnttab=no-transitive.
+        this.reduceStatusForPin(ref, act ?? idle(ldomid), readonly);
+        return GNTST_general_error;
+      }
+      if (unpinned) {
         const gfn = this.readFrame(ref);
         const mfn = this.paged(gfn);
         if (mfn === undefined) {
           // unlock_out_clear: the flags back as the (absent) pins need them.
-          this.reduceStatusForPin(ref, act ?? { pin: 0, domid: ldomid, mfn: 0 as Mfn, gfn }, readonly);
+          this.reduceStatusForPin(ref, act ?? idle(ldomid), readonly);
           return GNTST_bad_page;
         }
-        act = { pin: 0, domid: ldomid, mfn, gfn };
+        const sub = this.version === 2 && (flags & GTF_sub_page) !== 0;
+        const mem = this.owner.hv.memory;
+        const start = sub ? ((mem.read16(this.entryHpa(ref) + grant_entry_v2["sub_page.page_off"]) as number) & 0xffff) : 0;
+        const length = sub ? ((mem.read16(this.entryHpa(ref) + grant_entry_v2["sub_page.length"]) as number) & 0xffff) : PAGE_SIZE;
+        act = { pin: 0, domid: ldomid, mfn, gfn, isSubPage: sub, start, length };
         this.active.set(ref, act);
       }
     }
     act!.pin += inc;
-    return { mfn: act!.mfn };
+    return { mfn: act!.mfn, start: act!.start, length: act!.length };
   }
 
   /** Drop a pin taken by `pin` (release_grant_for_copy / unmap_common_complete): the flags follow; the entry goes with its last pin. */
@@ -378,15 +551,72 @@ export class GrantTable {
     if (refA === refB) return GNTST_okay;
     if ((this.active.get(refA)?.pin ?? 0) !== 0 || (this.active.get(refB)?.pin ?? 0) !== 0) return GNTST_eagain;
     const mem = this.owner.hv.memory;
-    const a = this.entryHpa(refA);
-    const b = this.entryHpa(refB);
-    const ea = new Uint8Array(grant_entry_v1.SIZEOF);
-    const eb = new Uint8Array(grant_entry_v1.SIZEOF);
-    mem.readBytes(a, ea);
-    mem.readBytes(b, eb);
-    mem.writeBytes(a, eb);
-    mem.writeBytes(b, ea);
+    const swapBytes = (a: number, b: number, size: number) => {
+      const ea = new Uint8Array(size);
+      const eb = new Uint8Array(size);
+      mem.readBytes(a, ea);
+      mem.readBytes(b, eb);
+      mem.writeBytes(a, eb);
+      mem.writeBytes(b, ea);
+    };
+    swapBytes(this.entryHpa(refA), this.entryHpa(refB), this.version === 1 ? grant_entry_v1.SIZEOF : grant_entry_v2.SIZEOF);
+    if (this.version === 2) swapBytes(this.statusHpa(refA), this.statusHpa(refB), 2);
     return GNTST_okay;
+  }
+
+  /**
+   * GNTTABOP_set_version (gnttab_set_version): 1 or 2 (else -EINVAL; 2 with max_version 1 is
+   * -ENOSYS); -EBUSY while any entry past the eight reserved ones is pinned. The reserved entries
+   * (console, xenstore) are carried over into the new layout (-ERANGE for a v2 one v1 cannot
+   * hold); everything else is cleared. Status frames come (v1 -> v2, -ENOMEM without frames) or
+   * go (v2 -> v1). Returns 0 or -errno; `version` is the version afterwards.
+   */
+  setVersion(want: number): number {
+    if (want !== 1 && want !== 2) return -XEN_EINVAL;
+    if (want === 2 && this.maxVersion === 1) return -XEN_ENOSYS;
+    const d = this.owner.domain;
+    if (want === this.version || d === undefined) return 0;
+    const nr = this.nrEntries();
+    for (const [ref, act] of this.active) if (ref >= GNTTAB_NR_RESERVED_ENTRIES && ref < nr && act.pin !== 0) return -XEN_EBUSY;
+    const mem = this.owner.hv.memory;
+    const reserved: { flags: number; domid: number; frame: number }[] = [];
+    for (let i = 0; i < GNTTAB_NR_RESERVED_ENTRIES; i++) {
+      const at = this.entryHpa(i);
+      const combo = this.readCombo(i);
+      if (this.version === 1) {
+        reserved.push({ flags: combo & 0xffff, domid: combo >>> 16, frame: (mem.read32(at + grant_entry_v1.frame) as number) >>> 0 });
+        continue;
+      }
+      const type = combo & GTF_type_mask;
+      const hi = (mem.read32(at + grant_entry_v2["full_page.frame"] + 4) as number) >>> 0;
+      if ((type === GTF_permit_access && hi !== 0) || type === GTF_transitive) return -XEN_ERANGE;
+      if (type === GTF_permit_access) {
+        const status = (mem.read16(this.statusHpa(i)) as number) & 0xffff;
+        reserved.push({ flags: (combo & 0xffff) | status, domid: combo >>> 16, frame: (mem.read32(at + grant_entry_v2["full_page.frame"]) as number) >>> 0 });
+      } else reserved.push({ flags: 0, domid: 0, frame: 0 });
+    }
+    if (this.version === 1) {
+      if (!this.populateStatus(grantToStatusFrames(this.shared.length))) return -XEN_ENOMEM;
+    } else {
+      const rc = this.unpopulateStatus();
+      if (rc !== 0) return rc;
+    }
+    const zero = new Uint8Array(PAGE_SIZE);
+    for (const f of this.shared) mem.writeBytes(f * PAGE_SIZE, zero);
+    this.version = want;
+    reserved.forEach((e, i) => {
+      const at = this.entryHpa(i);
+      if (want === 1) {
+        mem.write32(at + grant_entry_v1.flags, ((e.domid << 16) | e.flags) >>> 0);
+        mem.write32(at + grant_entry_v1.frame, e.frame);
+      } else {
+        mem.write16(this.statusHpa(i), e.flags & (GTF_reading | GTF_writing));
+        mem.write32(at + grant_entry_header.flags, ((e.domid << 16) | (e.flags & ~(GTF_reading | GTF_writing) & 0xffff)) >>> 0);
+        mem.write32(at + grant_entry_v2["full_page.frame"], e.frame);
+        mem.write32(at + grant_entry_v2["full_page.frame"] + 4, 0);
+      }
+    });
+    return 0;
   }
 
   /** Pinned references (active entries), for tests and reports. */
@@ -569,9 +799,11 @@ export interface CopySide {
   readonly offset: number;
 }
 
-/** Where a copy side lands: a machine address, and how to let the grant go afterwards. */
+/** Where a copy side lands: a machine address, the bytes of the page it may touch (a v2 sub-page grant: fewer), and how to let the grant go afterwards. */
 interface Claimed {
   readonly hpa: number;
+  readonly start: number;
+  readonly length: number;
   release(): void;
 }
 
@@ -607,6 +839,9 @@ export function copyOne(
   }
   try {
     if (source.offset + len > PAGE_SIZE || dest.offset + len > PAGE_SIZE) return GNTST_bad_copy_arg;
+    // Inside what the grant covers (all of the page, or a v2 sub-page grant's bytes).
+    if (src !== undefined && (source.offset < src.start || source.offset + len > src.start + src.length)) return GNTST_general_error;
+    if (dst !== undefined && (dest.offset < dst.start || dest.offset + len > dst.start + dst.length)) return GNTST_general_error;
     const mem = hv.memory;
     if (local !== undefined) {
       if (local.bytes.length < len) return GNTST_bad_copy_arg;
@@ -632,12 +867,12 @@ function claim(ld: GrantTable, caller: Domain | undefined, s: CopySide, readonly
     if (rgt === undefined) return GNTST_bad_domain;
     const p = rgt.pin(s.ref, ld.domid, readonly, false);
     if (typeof p === "number") return p;
-    return { hpa: p.mfn * PAGE_SIZE, release: () => rgt.unpin(s.ref, readonly) };
+    return { hpa: p.mfn * PAGE_SIZE, start: p.start, length: p.length, release: () => rgt.unpin(s.ref, readonly) };
   }
   if (caller === undefined || !(s.gmfn >= 0 && s.gmfn < P2M_GFN_LIMIT)) return GNTST_bad_page;
   const e = caller.p2m.lookup(asGfn(s.gmfn));
   if (e.type !== P2mType.Ram) return GNTST_bad_page;
-  return { hpa: e.mfn * PAGE_SIZE, release: NOTHING_TO_RELEASE };
+  return { hpa: e.mfn * PAGE_SIZE, start: 0, length: PAGE_SIZE, release: NOTHING_TO_RELEASE };
 }
 
 // ---- HYPERVISOR_grant_table_op ----
@@ -836,13 +1071,12 @@ function querySize(ctx: ExitContext, uop: number, count: number): number {
   return writeBack(ctx, uop, 0, L.SIZEOF) ? 0 : -XEN_EFAULT;
 }
 
-/** gnttab_set_version with max_version 1: 1 is a no-op, 2 is -ENOSYS, anything else -EINVAL; the version is written back. */
+/** gnttab_set_version (GrantTable.setVersion); the version afterwards is written back. */
 function setVersion(ctx: ExitContext, uop: number): number {
   const L = gnttab_set_version;
   if (!readOp(ctx, uop, L.SIZEOF)) return -XEN_EFAULT;
-  const want = u32(L.version);
   const gt = ctx.domain.xen.grants;
-  const res = want !== 1 && want !== 2 ? -XEN_EINVAL : want === 2 && gt.maxVersion === 1 ? -XEN_ENOSYS : 0;
+  const res = gt.setVersion(u32(L.version));
   view.setUint32(L.version, gt.version, true);
   return writeBack(ctx, uop, 0, L.SIZEOF) ? res : -XEN_EFAULT;
 }

@@ -38,6 +38,7 @@ import { PAGE_SIZE, gfn as asGfn, type Mfn } from "@vtlab/arch";
 import { P2mType, p2mHasFrame, p2mIsGrant } from "@vtlab/mmu-ept";
 import {
   DOMID_SELF,
+  XENMAPIDX_grant_table_status,
   XENMAPSPACE_dev_mmio,
   XENMAPSPACE_gmfn,
   XENMAPSPACE_gmfn_foreign,
@@ -302,8 +303,11 @@ function guestRemovePage(d: Domain, g: number): number {
 function specialGfn(d: Domain, mfn: number): number | undefined {
   const si = d.xen.sharedInfo;
   if (si.mfn === mfn) return si.gfn;
-  const idx = d.xen.grants.sharedFrameIndex(mfn);
-  return idx >= 0 ? d.xen.grants.sharedFrameGfn(idx) : undefined;
+  const gt = d.xen.grants;
+  const idx = gt.sharedFrameIndex(mfn);
+  if (idx >= 0) return gt.sharedFrameGfn(idx);
+  const st = gt.statusFrameIndex(mfn);
+  return st >= 0 ? gt.statusFrameGfn(st) : undefined;
 }
 
 function setSpecialGfn(d: Domain, mfn: number, gfn: number | undefined): void {
@@ -312,8 +316,11 @@ function setSpecialGfn(d: Domain, mfn: number, gfn: number | undefined): void {
     si.gfn = gfn;
     return;
   }
-  const idx = d.xen.grants.sharedFrameIndex(mfn);
-  if (idx >= 0) d.xen.grants.setSharedFrameGfn(idx, gfn);
+  const gt = d.xen.grants;
+  const idx = gt.sharedFrameIndex(mfn);
+  if (idx >= 0) gt.setSharedFrameGfn(idx, gfn);
+  const st = gt.statusFrameIndex(mfn);
+  if (st >= 0) gt.setStatusFrameGfn(st, gfn);
 }
 
 /** The special frame `mfn` left guest frame `g`: forget that it was there. */
@@ -370,8 +377,10 @@ export function addToPhysmapOne(d: Domain, space: number, idx: number, gpfn: num
       }
       break;
     case XENMAPSPACE_grant_table: {
-      // gnttab_map_frame: v1 has no status frames, so XENMAPIDX_grant_table_status is just a large index.
-      const f = d.xen.grants.sharedFrameMfn(idx);
+      // gnttab_map_frame: in v2, XENMAPIDX_grant_table_status asks for a status frame; in v1 it is just a large index.
+      const gt = d.xen.grants;
+      const statusBit = gt.version === 2 && Number.isFinite(idx) && Math.floor(idx / XENMAPIDX_grant_table_status) % 2 === 1;
+      const f = statusBit ? gt.statusFrameMfn(idx - XENMAPIDX_grant_table_status) : gt.sharedFrameMfn(idx);
       if (f === undefined) return -XEN_EINVAL;
       mfn = f;
       special = true;
