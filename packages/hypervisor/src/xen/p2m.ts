@@ -11,7 +11,8 @@
  * entry that mapped the old frame (`ShadowPaging.removeAllMappings`, Xen's
  * sh_remove_all_mappings), then the vCPUs' TLBs: an INVEPT on each vCPU of an EPT domain (the
  * combined GVA-to-HPA mappings its VPID-tagged TLB holds: Xen's ept_sync_domain), a TLB flush on
- * each vCPU of a shadow domain (Xen's flush_tlb_mask of the domain's dirty CPUs).
+ * each vCPU of a shadow domain (Xen's flush_tlb_mask of the domain's dirty CPUs), when the frame
+ * had a mapping (a new mapping of a frame that had none needs no flush: nothing cached it).
  *
  * Modelled more simply than Xen: page references are counted only for foreign (grant) mappings
  * of a frame; the domain's own p2m entries hold none. A frame its owner gives up (balloon,
@@ -77,11 +78,14 @@ export function setP2mEntry(d: Domain, gfn: Gfn, change: P2mChange): P2mEntry | 
       d.p2m.setRange(gfn, 1, old.type, old.mfn);
       return { kind: "p2m-update-error", message: err.message };
     }
-    for (const v of d.vcpus) v.cpu.invept(INVEPT_SINGLE_CONTEXT);
+    // Only a frame that was mapped can be cached (the TLB holds no not-present translations, SDM 28.3.1).
+    if (p2mHasFrame(old.type)) for (const v of d.vcpus) v.cpu.invept(INVEPT_SINGLE_CONTEXT);
   } else {
     d.p2m.setRange(gfn, 1, type, mfn);
-    if (p2mHasFrame(old.type)) paging.removeAllMappings(old.mfn);
-    for (const v of d.vcpus) v.cpu.flushTlb(false);
+    if (p2mHasFrame(old.type)) {
+      paging.removeAllMappings(old.mfn);
+      for (const v of d.vcpus) v.cpu.flushTlb(false);
+    }
   }
   // Code decoded from a frame the domain no longer has at this gfn must not run again should the
   // frame come back (cpu-vmx keys decoded instructions by machine frame).
