@@ -64,7 +64,7 @@ import { ControlDomain } from "./xen/dom0.js";
 import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.js";
 import { DEFAULT_BOOT_EPOCH, DomainTime, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
 import { DomainTimers, VcpuTimers, evtchnCheckPollers, fireTimers, nextTimerDeadlineNs } from "./xen/timer.js";
-import { DomainPages, frameRefs } from "./xen/p2m.js";
+import { DomainPages, frameRefs, releaseDomainHolds } from "./xen/p2m.js";
 
 export type { ExitContext };
 
@@ -573,6 +573,7 @@ export class Domain {
     const refs = frameRefs(this.host);
     this.pages.releaseAll(refs);
     for (const f of this.ownFrames) refs.free(f);
+    releaseDomainHolds(this); // frames it gave the hypervisor (a registered vcpu_info): back now
     this.ownFrames.length = 0;
   }
 

@@ -10,6 +10,8 @@ import { DOMU_MAX_ORDER, Hypervisor, MEMOP_PAGES_PER_CALL, frameRefs, guestMemor
 import {
   DOMID_SELF,
   HYPERVISOR_memory_op,
+  HYPERVISOR_vcpu_op,
+  VCPUOP_register_vcpu_info,
   XENMAPIDX_grant_table_status,
   XENMAPSPACE_dev_mmio,
   XENMAPSPACE_gmfn,
@@ -49,9 +51,10 @@ import {
   xen_memory_map,
   xen_memory_reservation,
   xen_remove_from_physmap,
+  vcpu_register_vcpu_info,
 } from "@vtlab/xen-public";
 import { ARG, MMIO, call, get, machine, put, ramOf, sameBytes, struct } from "./xen-harness.js";
-import { DataBuilder, createGuest, readGuest, results, type Step } from "./xen-guest64.js";
+import { DataBuilder, createGuest, guestImage, readGuest, results, type Step } from "./xen-guest64.js";
 
 const BAR = 0xf000_0000; // the platform device's MMIO BAR: unassigned space the guest maps frames into
 const R = xen_memory_reservation;
@@ -402,6 +405,27 @@ for (const hap of [true, false]) {
       expect(other.crashReason).toBeUndefined();
       expect(other.exitCode).toBe(0);
       expect(results(hv, other, otherSteps)).toEqual([0x0bed_0bed]);
+    });
+  });
+
+  describe(`memory_op and vcpu_info (${mode})`, () => {
+    it("a registered vcpu_info page ballooned out stays the hypervisor's (never reused) until the domain is destroyed", () => {
+      const { hv, domains } = machine({ hap });
+      const d = domains[0]!;
+      const total = hostFrames(hv);
+      const VR = vcpu_register_vcpu_info;
+      put(hv, d, ARG, struct(VR.SIZEOF, [[VR.mfn, 8, 0x300], [VR.offset, 4, 64]]));
+      expect(call(hv, d, HYPERVISOR_vcpu_op, [VCPUOP_register_vcpu_info, 0, ARG])).toBe(0);
+      const mfn = d.ramHpa(0x30_0000)! / 4096;
+      expect(reservation(hv, d, XENMEM_decrease_reservation, [0x300])).toBe(1);
+      expect(frameRefs(hv).isDeferred(mfn as never)).toBe(true);
+      expect(hostFrames(hv)).toBe(total);
+      const fresh = hv.createDomain({ name: "fresh", memoryMiB: 16, hap, kernel: guestImage([]) });
+      expect(fresh.pages.owns(mfn)).toBe(false);
+      hv.destroyDomain(fresh.id);
+      hv.destroyDomain(d.id);
+      expect(frameRefs(hv).deferredFrames).toBe(0);
+      expect(hostFrames(hv)).toBe(total);
     });
   });
 

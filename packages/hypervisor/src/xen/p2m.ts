@@ -167,6 +167,30 @@ export function frameRefs(hv: Hypervisor): FrameRefs {
   return r;
 }
 
+const holds = new WeakMap<Domain, Mfn[]>();
+
+/**
+ * Domain `d` gives one of its own frames to the hypervisor for good (Xen's get_page for
+ * map_vcpu_info: VCPUOP_register_vcpu_info): a reference that keeps the frame out of the host
+ * allocator even if the guest balloons it out, dropped when the domain is destroyed
+ * (`releaseDomainHolds`, from Domain.destroy).
+ */
+export function holdFrameForDomain(d: Domain, mfn: Mfn): void {
+  frameRefs(d.host).get(mfn);
+  let list = holds.get(d);
+  if (list === undefined) holds.set(d, (list = []));
+  list.push(mfn);
+}
+
+/** Drop the references `holdFrameForDomain` took for `d` (the frames go back if nothing else holds them). */
+export function releaseDomainHolds(d: Domain): void {
+  const list = holds.get(d);
+  if (list === undefined) return;
+  const refs = frameRefs(d.host);
+  for (const f of list) refs.put(f);
+  holds.delete(d);
+}
+
 /**
  * The machine frames a domain owns as its memory (Xen's d->page_list and tot_pages, against
  * max_pages): the RAM extent it was built with, less the frames given back, plus single frames

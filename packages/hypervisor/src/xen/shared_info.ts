@@ -21,6 +21,7 @@ import { XEN_EFAULT, XEN_EINVAL, XEN_ENXIO, XEN_LEGACY_MAX_VCPUS, shared_info, v
 import type { ExitContext } from "../exits.js";
 import { copyFromGuest } from "../guest-memory.js";
 import type { Domain, Vcpu } from "../hypervisor.js";
+import { holdFrameForDomain } from "./p2m.js";
 
 /** alignof(struct vcpu_info) on x86_64 (its evtchn_pending_sel is an 8-byte xen_ulong_t). */
 const VCPU_INFO_ALIGN = 8;
@@ -241,7 +242,11 @@ export function registerVcpuInfo(ctx: ExitContext, target: Vcpu, argPtr: number)
   const gfnHi = registerView.getUint32(vcpu_register_vcpu_info.mfn + 4, true);
   const offset = registerView.getUint32(vcpu_register_vcpu_info.offset, true);
   const t = { vcpuId: target.id, isCurrent: target === ctx.vcpu, isUp: target.isUp };
-  return d.xen.sharedInfo.registerVcpuInfo(t, offset, () => domainRamFrame(d, gfnLo, gfnHi), () => d.xen.upcall.markEventsPending(target.id));
+  let frame: number | undefined;
+  const rc = d.xen.sharedInfo.registerVcpuInfo(t, offset, () => (frame = domainRamFrame(d, gfnLo, gfnHi)), () => d.xen.upcall.markEventsPending(target.id));
+  // map_vcpu_info's page reference: the frame stays out of the allocator until the domain is destroyed (p2m.ts).
+  if (rc === 0 && frame !== undefined) holdFrameForDomain(d, (frame / PAGE_SIZE) as Mfn);
+  return rc;
 }
 
 /**
