@@ -11,6 +11,8 @@ import {
   DOMID_SELF,
   HYPERVISOR_memory_op,
   HYPERVISOR_vcpu_op,
+  HYPERVISOR_event_channel_op,
+  EVTCHNOP_init_control,
   VCPUOP_register_vcpu_info,
   XENMAPIDX_grant_table_status,
   XENMAPSPACE_dev_mmio,
@@ -52,6 +54,7 @@ import {
   xen_memory_reservation,
   xen_remove_from_physmap,
   vcpu_register_vcpu_info,
+  evtchn_init_control,
 } from "@vtlab/xen-public";
 import { ARG, MMIO, call, get, machine, put, ramOf, sameBytes, struct } from "./xen-harness.js";
 import { DataBuilder, createGuest, guestImage, readGuest, results, type Step } from "./xen-guest64.js";
@@ -423,6 +426,24 @@ for (const hap of [true, false]) {
       const fresh = hv.createDomain({ name: "fresh", memoryMiB: 16, hap, kernel: guestImage([]) });
       expect(fresh.pages.owns(mfn)).toBe(false);
       hv.destroyDomain(fresh.id);
+      hv.destroyDomain(d.id);
+      expect(frameRefs(hv).deferredFrames).toBe(0);
+      expect(hostFrames(hv)).toBe(total);
+    });
+  });
+
+  describe(`memory_op and FIFO event channels (${mode})`, () => {
+    it("a FIFO control block page ballooned out stays the hypervisor's until the domain is destroyed", () => {
+      const { hv, domains } = machine({ hap });
+      const d = domains[0]!;
+      const total = hostFrames(hv);
+      const IC = evtchn_init_control;
+      put(hv, d, ARG, struct(IC.SIZEOF, [[IC.control_gfn, 8, 0x310], [IC.offset, 4, 0], [IC.vcpu, 4, 0]]));
+      expect(call(hv, d, HYPERVISOR_event_channel_op, [EVTCHNOP_init_control, ARG])).toBe(0);
+      const mfn = d.ramHpa(0x31_0000)! / 4096;
+      expect(reservation(hv, d, XENMEM_decrease_reservation, [0x310])).toBe(1);
+      expect(frameRefs(hv).isDeferred(mfn as never)).toBe(true);
+      expect(hostFrames(hv)).toBe(total);
       hv.destroyDomain(d.id);
       expect(frameRefs(hv).deferredFrames).toBe(0);
       expect(hostFrames(hv)).toBe(total);

@@ -15,7 +15,7 @@
  * state (priorities, last queues) is created anew at each switch to FIFO rather than kept in each
  * channel across an EVTCHNOP_reset.
  */
-import { PAGE_SIZE, type MachineMemory } from "@vtlab/arch";
+import { PAGE_SIZE, type MachineMemory, type Mfn } from "@vtlab/arch";
 import {
   EVTCHN_FIFO_LINKED,
   EVTCHN_FIFO_LINK_MASK,
@@ -34,6 +34,7 @@ import {
 import type { Domain } from "../hypervisor.js";
 import type { EventChannels, EvtchnPortOps } from "./event_channel.js";
 import { domainRamFrame, type SharedInfo } from "./shared_info.js";
+import { holdFrameForDomain } from "./p2m.js";
 
 /** EVTCHN_FIFO_EVENT_WORDS_PER_PAGE: 4-byte event words in a page. */
 export const EVTCHN_FIFO_EVENT_WORDS_PER_PAGE = PAGE_SIZE / 4;
@@ -68,7 +69,12 @@ export function fifoHostOf(d: Domain): FifoHost {
       return d.vcpus.length;
     },
     markEventsPending: (vcpuId) => d.xen.upcall.markEventsPending(vcpuId),
-    guestFrame: (lo, hi) => domainRamFrame(d, lo, hi),
+    guestFrame: (lo, hi) => {
+      // map_guest_page's page reference: the frame stays out of the allocator until the domain is destroyed (p2m.ts).
+      const f = domainRamFrame(d, lo, hi);
+      if (f !== undefined) holdFrameForDomain(d, (f / PAGE_SIZE) as Mfn);
+      return f;
+    },
     written: (frame) => {
       for (const v of d.vcpus) v.cpu.codeWritten(frame);
     },
