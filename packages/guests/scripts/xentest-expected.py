@@ -47,8 +47,10 @@ XEN_VERSION = "4.17"
 XEN_EXTRA_VERSION = ".0-vtlab"
 # Event-channel ports: Xen's get_free_port hands out the lowest free port from 1. The guest binds,
 # in order, VIRQ_TIMER, an IPI, an unbound port and the port bound to it, and the unbound port for
-# dom0; vtlab's toolstack allocates none before the guest starts (no xenstore or console ring yet).
-PORT_TIMER, PORT_IPI, PORT_LOOP_A, PORT_LOOP_B, PORT_PEER = 1, 2, 3, 4, 5
+# dom0, after the xenstore and console ports the toolstack allocated (HVM_PARAM_STORE_EVTCHN,
+# HVM_PARAM_CONSOLE_EVTCHN) before the guest starts.
+# Ports 1 and 2 are the xenstore and console ports the toolstack allocates first (libxl: store, then console).
+PORT_TIMER, PORT_IPI, PORT_LOOP_A, PORT_LOOP_B, PORT_PEER = 3, 4, 5, 6, 7
 # 2-level event channels on x86-64: sizeof(xen_ulong_t) * sizeof(xen_ulong_t) * 64.
 EVTCHN_2L_NR_CHANNELS = 8 * 8 * 64
 XEN_EINVAL = 22

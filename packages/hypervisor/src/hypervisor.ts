@@ -59,6 +59,7 @@ import { PlatformWiring, platformDevice } from "./devices/platform.js";
 import type { XenPlatformDevice } from "@vtlab/xen-platform-pci";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 import type { VcpuBringUp } from "./xen/vcpu.js";
+import { allocMagicPagesHvm, type MagicPages } from "./builder/special-pages.js";
 import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
 import { ControlDomain } from "./xen/dom0.js";
 import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.js";
@@ -98,6 +99,13 @@ export interface DomainOptions {
   readonly onConsole?: (text: string) => void;
   /** Credit-scheduler weight (default 256, Xen's default). */
   readonly weight?: number;
+  /**
+   * Set up what xl's toolstack gives every HVM guest besides its RAM: the special pages with
+   * HVM_PARAM_STORE_PFN/CONSOLE_PFN and unbound store and console ports offered to dom0
+   * (builder/special-pages.ts). The Toolstack always asks for them; a bare createDomain (Xen's
+   * domctl plus the builder) does not by default.
+   */
+  readonly magicPages?: boolean;
   /** The Xen platform PCI device at 00:03.0 (default true; xl.cfg `xen_platform_pci = 0` removes it). */
   readonly xenPlatformPci?: boolean;
   /** Lines the guest's PV drivers write to the platform device's log port (0x12). */
@@ -315,6 +323,8 @@ export class Domain {
   readonly xenTimers = new DomainTimers();
   /** IPIs with a delivery mode the hypervisor does not model (INIT, NMI, SMI, ExtINT, SIPI to a running vCPU). */
   ipisIgnored = 0;
+  /** The xenstore and console rings and ports the toolstack set up (HVM_PARAM_STORE_PFN/EVTCHN, CONSOLE_PFN/EVTCHN). */
+  magicPages: MagicPages | undefined;
   /** VMCALLs made. */
   hypercalls = 0;
   /** The Xen interface: HVM params, event channels, grant table, shared_info, statistics (xen/). */
@@ -770,6 +780,15 @@ export class Hypervisor {
     d.xen.evtchn.checkPollers = (port) => evtchnCheckPollers(d, port);
     this.domainList.push(d);
     this.nextId++;
+    if (options.magicPages === true) {
+      // The toolstack's special pages and the xenstore/console ports (builder/special-pages.ts).
+      const magic = allocMagicPagesHvm(this, d);
+      if (typeof magic === "string") {
+        d.destroy();
+        throw new DomainError(name, `special pages: ${magic}`);
+      }
+      d.magicPages = magic;
+    }
     return d;
   }
 

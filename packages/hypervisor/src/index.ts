@@ -221,3 +221,18 @@ export { EvtchnUpcall, CallbackVia, HvmParams, hvmSetParam, hvmGetParam, do_hvm_
 export { FifoPorts, fifoHostOf, evtchnFifoInitControl, evtchnFifoExpandArray, EVTCHN_FIFO_EVENT_WORDS_PER_PAGE, EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES } from "./xen/event_fifo.js";
 export type { FifoHost } from "./xen/event_fifo.js";
 export { domainRamFrame } from "./xen/shared_info.js";
+export {
+  allocMagicPagesHvm,
+  specialPfn,
+  X86_HVM_END_SPECIAL_REGION,
+  X86_HVM_NR_SPECIAL_PAGES,
+  SPECIALPAGE_PAGING,
+  SPECIALPAGE_ACCESS,
+  SPECIALPAGE_SHARING,
+  SPECIALPAGE_BUFIOREQ,
+  SPECIALPAGE_XENSTORE,
+  SPECIALPAGE_IOREQ,
+  SPECIALPAGE_IDENT_PT,
+  SPECIALPAGE_CONSOLE,
+} from "./builder/special-pages.js";
+export type { MagicPages } from "./builder/special-pages.js";

@@ -53,9 +53,9 @@ export interface HcallRun {
 }
 
 /** Boot the guest on a fresh host (EPT when hap, else shadow) and run it to its exit. */
-export function runHypercalls(calls: readonly Hcall[], options: { hap: boolean; data?: Uint8Array; memoryMiB?: number; onConsole?: (t: string) => void }): HcallRun {
+export function runHypercalls(calls: readonly Hcall[], options: { hap: boolean; data?: Uint8Array; memoryMiB?: number; onConsole?: (t: string) => void; magicPages?: boolean }): HcallRun {
   const hv = new Hypervisor({ memoryMiB: 64 });
-  const domain = hv.createDomain({ name: "hc", memoryMiB: options.memoryMiB ?? 8, hap: options.hap, kernel: hypercallGuest(calls, options.data), ...(options.onConsole ? { onConsole: options.onConsole } : {}) });
+  const domain = hv.createDomain({ name: "hc", memoryMiB: options.memoryMiB ?? 8, hap: options.hap, kernel: hypercallGuest(calls, options.data), magicPages: options.magicPages ?? false, ...(options.onConsole ? { onConsole: options.onConsole } : {}) });
   hv.run({ maxInstructions: 5_000_000 });
   const read = (gpa: number, length: number) => {
     const out = new Uint8Array(length);

@@ -29,7 +29,8 @@ const BUDGET = 20_000_000;
 
 function boot(hap: boolean, peer = true): { hv: Hypervisor; d: Domain; peer: SelfTestPeer | undefined } {
   const hv = new Hypervisor({ memoryMiB: 256 });
-  const d = hv.createDomain({ name: "xentest", memoryMiB: 64, hap, kernel: image() });
+  // As the toolstack builds it (the store and console ports come first, so the guest's ports start at 3).
+  const d = hv.createDomain({ name: "xentest", memoryMiB: 64, hap, kernel: image(), magicPages: true });
   const p = peer ? new SelfTestPeer(hv, d) : undefined;
   hv.run({ maxInstructions: BUDGET, onSlice: () => p?.poll() });
   return { hv, d, peer: p };
@@ -44,7 +45,7 @@ describe.each([
     expect(d.console).toBe(expected);
     expect({ state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ state: "shutdown", code: 0, crash: undefined });
     const st = peer!.status();
-    expect(st).toMatchObject({ phase: "done", domid: d.id, grantRef: XENTEST_INFO.grantRef, guestPort: 5 });
+    expect(st).toMatchObject({ phase: "done", domid: d.id, grantRef: XENTEST_INFO.grantRef, guestPort: 7 });
     expect(st.error).toBeUndefined();
     const xen = d.xen.stats.snapshot();
     // every line went through console_io (those before the hypercall page in one call)
@@ -58,8 +59,8 @@ describe.each([
 
   it("without a dom0 peer the guest gives up after its timeout and crashes itself (SHUTDOWN_crash)", () => {
     const { d } = boot(hap, false);
-    expect(d.console).toContain("xen-selftest: grant 8 evtchn 5\n");
-    expect(d.console).toContain("FAIL dom0 never signalled port 5 (no dom0 peer attached?)\n");
+    expect(d.console).toContain("xen-selftest: grant 8 evtchn 7\n");
+    expect(d.console).toContain("FAIL dom0 never signalled port 7 (no dom0 peer attached?)\n");
     expect(d.state).toBe("crashed");
   });
 });
@@ -91,7 +92,7 @@ describe("the toolstack attaches the peer when the config says vtlab_xen_selftes
   it("without it: no peer, the guest crashes itself", () => {
     const m = run("");
     expect(m.config.xenSelftest).toBeUndefined();
-    expect(m.domain.console).toContain("FAIL dom0 never signalled port 5");
+    expect(m.domain.console).toContain("FAIL dom0 never signalled port 7");
   });
   it("the key takes 0 or 1 only", () => {
     expect(() => config("vtlab_xen_selftest = 2\n")).toThrow(/vtlab_xen_selftest/);

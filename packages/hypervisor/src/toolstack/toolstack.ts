@@ -75,6 +75,7 @@ export function domainOptions(config: DomainConfig, resources: DomainResources):
     kernel: resources.kernel,
     cmdline: config.cmdline,
     weight: config.weight,
+    magicPages: true,
     ...(config.xenPlatformPci !== undefined ? { xenPlatformPci: config.xenPlatformPci } : {}),
     ...(resources.disk !== undefined ? { disk: resources.disk } : {}),
     ...(resources.onConsole !== undefined ? { onConsole: resources.onConsole } : {}),

@@ -736,6 +736,14 @@ export class Dom0EventChannels {
   }
 
   /**
+   * The toolstack's xc_evtchn_alloc_unbound(domid, remote): EVTCHNOP_alloc_unbound with dom0's
+   * rights on another domain, a port in domain `domid` that `remoteDomid` may bind. Port or -errno.
+   */
+  allocUnboundFor(domid: number, remoteDomid: number): number {
+    return this.table.allocUnbound(domid, remoteDomid);
+  }
+
+  /**
    * EVTCHNOP_bind_interdomain to `remotePort` of `remoteDomid` (unbound and offered to dom0): the
    * local port, or -errno. As on Xen the new port starts pending (queued for the next dispatch).
    */
