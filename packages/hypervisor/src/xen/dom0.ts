@@ -9,6 +9,7 @@
  */
 import { PAGE_SIZE } from "@vtlab/arch";
 import { DOMID_SELF, GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg, GNTST_okay } from "@vtlab/xen-public";
+import type { BackendHost } from "@vtlab/pv-backends";
 import type { Hypervisor } from "../hypervisor.js";
 import { Dom0EventChannels } from "./event_channel.js";
 import { copyOne, newGrantTable, type CopySide, type GrantTable } from "./grant_table.js";
@@ -16,7 +17,7 @@ import { copyOne, newGrantTable, type CopySide, type GrantTable } from "./grant_
 /** Xen's domid of the control domain. */
 export const DOM0_ID = 0;
 
-export class ControlDomain {
+export class ControlDomain implements BackendHost {
   readonly id = DOM0_ID;
   readonly name = "Domain-0";
   /**
