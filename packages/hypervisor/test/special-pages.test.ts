@@ -76,6 +76,20 @@ describe.each([true, false])("the toolstack's special pages (hap=%s)", (hap) => 
     expect(d.xen.evtchn.isPending(d.magicPages!.consoleEvtchn)).toBe(true);
   });
 
+  it("grants the console and xenstore pages to dom0 at GNTTAB_RESERVED_CONSOLE and _XENSTORE, so dom0 maps them by grant", () => {
+    const hv = new Hypervisor({ memoryMiB: 64 });
+    const d = hv.createDomain({ name: "g", memoryMiB: 8, hap, kernel: tinyKernel("f4"), magicPages: true });
+    for (const [ref, pfn] of [[0, specialPfn(SPECIALPAGE_CONSOLE)], [1, specialPfn(SPECIALPAGE_XENSTORE)]] as const) {
+      const m = hv.dom0.grants.map(d.id, ref);
+      if (typeof m === "number") throw new Error(`map of ref ${ref}: ${m}`);
+      expect(m.write(0, Uint8Array.of(0x5a))).toBe(true);
+      expect(hv.memory.read8(d.ramHpa(pfn * 4096)!)).toBe(0x5a);
+      expect(hv.dom0.grants.unmap(m)).toBe(0);
+    }
+    // Ref 2 was not granted.
+    expect(typeof hv.dom0.grants.map(d.id, 2)).toBe("number");
+  });
+
   it("a bare createDomain has none (Xen's domctl and builder alone), so ports start at 1", () => {
     const hv = new Hypervisor({ memoryMiB: 64 });
     const d = hv.createDomain({ name: "g", memoryMiB: 8, hap, kernel: tinyKernel("f4") });

@@ -14,6 +14,8 @@
  */
 import { gfn as asGfn } from "@vtlab/arch";
 import {
+  GNTTAB_RESERVED_CONSOLE,
+  GNTTAB_RESERVED_XENSTORE,
   HVM_PARAM_BUFIOREQ_PFN,
   HVM_PARAM_CONSOLE_EVTCHN,
   HVM_PARAM_CONSOLE_PFN,
@@ -92,6 +94,15 @@ export function allocMagicPagesHvm(hv: Hypervisor, d: Domain): MagicPages | stri
   ] as const) {
     const rc = d.xen.setHvmParam(index, value);
     if (rc !== 0) return `HVM param ${index}: error ${rc}`;
+  }
+  // xc_dom_gnttab_hvm_seed: the console and xenstore pages granted to their backends' domain, so
+  // xenstored and the console backend map them by grant (refs 0 and 1), never by frame number.
+  for (const [ref, pfn] of [
+    [GNTTAB_RESERVED_CONSOLE, specialPfn(SPECIALPAGE_CONSOLE)],
+    [GNTTAB_RESERVED_XENSTORE, specialPfn(SPECIALPAGE_XENSTORE)],
+  ] as const) {
+    const rc = d.xen.grants.seedEntry(ref, DOM0_ID, pfn);
+    if (rc !== 0) return `grant entry ${ref}: error ${rc}`;
   }
   return { storePfn: specialPfn(SPECIALPAGE_XENSTORE), storeEvtchn, consolePfn: specialPfn(SPECIALPAGE_CONSOLE), consoleEvtchn };
 }

@@ -370,6 +370,23 @@ export class GrantTable {
     return this.status.indexOf(mfn as Mfn);
   }
 
+  /**
+   * The toolstack seeds a v1 entry before the guest runs (xc_dom_gnttab_seed: the console and
+   * xenstore pages granted to their backends' domain at GNTTAB_RESERVED_CONSOLE and
+   * GNTTAB_RESERVED_XENSTORE): frame and domid first, then flags = GTF_permit_access. 0, or
+   * -EINVAL for a ref past the table, a table in v2, or dom0's own table.
+   */
+  seedEntry(ref: number, domid: number, gfn: number): number {
+    if (this.owner.domain === undefined || this.version !== 1 || !Number.isInteger(ref) || ref < 0 || ref >= this.nrEntries()) return -XEN_EINVAL;
+    if (!Number.isInteger(gfn) || gfn < 0 || gfn > 0xffff_ffff || !Number.isInteger(domid) || domid < 0 || domid > 0xffff) return -XEN_EINVAL;
+    const mem = this.owner.hv.memory;
+    const at = this.entryHpa(ref);
+    mem.write32(at + grant_entry_v1.frame, gfn >>> 0);
+    mem.write16(at + grant_entry_v1.domid, domid);
+    mem.write16(at + grant_entry_v1.flags, GTF_permit_access);
+    return 0;
+  }
+
   /** Machine address of entry `ref` (which must be below nrEntries) in the current version's layout. */
   private entryHpa(ref: number): number {
     const per = this.version === 1 ? GRANT_ENTRIES_PER_FRAME : GRANT_ENTRIES_PER_FRAME_V2;
