@@ -1,6 +1,6 @@
 // @vtlab/pv-backends: public entry (see README.md).
 export type { BackendHost, BackendGrants, BackendGrantMapping, BackendCopyOp, BackendCopySide, BackendEventChannels } from "./host.js";
-export { NetbackVif, XEN_NETBK_LEGACY_SLOTS_MAX, FATAL_SKB_SLOTS, RX_QUEUE_MAX_BYTES, RX_QUEUE_MAX_PACKETS, RX_DRAIN_TIMEOUT_NS, RX_STALL_TIMEOUT_NS } from "./netback/index.js";
-export type { NetifConnection, VifCounters, VifOptions, ConnectError } from "./netback/index.js";
+export { NetbackVif, NetbackDevice, XEN_NETBK_LEGACY_SLOTS_MAX, FATAL_SKB_SLOTS, RX_QUEUE_MAX_BYTES, RX_QUEUE_MAX_PACKETS, RX_DRAIN_TIMEOUT_NS, RX_STALL_TIMEOUT_NS } from "./netback/index.js";
+export type { NetifConnection, VifCounters, VifOptions, ConnectError, NetbackDeviceOptions, NetbackStore } from "./netback/index.js";
 export { Bridge, BridgePort, BRIDGE_AGEING_NS, BRIDGE_MAX_ENTRIES } from "./bridge/bridge.js";
 export type { BridgeCounters, BridgeOptions, PortCounters, PortSink } from "./bridge/bridge.js";
