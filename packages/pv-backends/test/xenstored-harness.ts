@@ -147,17 +147,31 @@ export class GuestXs {
     return out;
   }
 
+  /** A whole message, in pieces as ring space frees up. */
+  sendAll(bytes: Uint8Array): void {
+    let o = 0;
+    for (let tries = 0; o < bytes.length && tries < 64; tries++) {
+      const n = this.sendRaw(bytes.subarray(o));
+      if (n < 0) return;
+      o += n;
+    }
+  }
+
+  private replies: Msg[] = [];
+
   /** One request and its reply (watch events that arrive meanwhile go to `events`). */
   request(type: number, payload: Uint8Array | string, txId = 0): Msg {
     const reqId = this.reqId++;
-    this.sendRaw(this.encode(type, payload, txId, reqId));
-    for (let tries = 0; tries < 64; tries++) {
+    this.sendAll(this.encode(type, payload, txId, reqId));
+    for (let tries = 0; tries < 4096; tries++) {
       for (const m of this.receive()) {
         if (m.type === XS_WATCH_EVENT) {
           const [path = "", token = ""] = strs(m.payload);
           this.events.push({ path, token });
-        } else if (m.reqId === reqId) return m;
+        } else this.replies.push(m);
       }
+      const i = this.replies.findIndex((m) => m.reqId === reqId);
+      if (i >= 0) return this.replies.splice(i, 1)[0] as Msg;
       this.host.kick(this.port);
     }
     throw new Error(`no reply to request ${reqId}`);

@@ -28,6 +28,8 @@ interface OutMessage {
   readonly bytes: Uint8Array;
   sent: number;
   readonly event: boolean;
+  /** A watch event's path and token (the key identical events are dropped by). */
+  readonly key?: string;
 }
 
 /** Counters of one connection. */
@@ -64,6 +66,8 @@ export class DomainConnection implements XsConnection {
   private payload: Uint8Array | undefined;
   private payloadUsed = 0;
   private polling = false;
+  /** Queued watch events by path and token (send_event drops an identical one still queued). */
+  private readonly queuedEvents = new Map<string, number>();
 
   constructor(
     private readonly store: XenStore,
@@ -92,21 +96,29 @@ export class DomainConnection implements XsConnection {
     body.set(latin1ToBytes(path), 0);
     body.set(latin1ToBytes(token), path.length + 1);
     // An identical event still queued: drop this one (special "@" events excepted).
-    if (!path.startsWith("@")) {
-      for (const m of this.out) {
-        if (m.event && m.bytes.length === len + xsd_sockmsg.SIZEOF && sameTail(m.bytes, body)) {
-          this.stats.droppedEvents++;
-          return;
-        }
-      }
+    const key = `${path}\0${token}`;
+    if (!path.startsWith("@") && this.queuedEvents.has(key)) {
+      this.stats.droppedEvents++;
+      return;
     }
     const size = len + xsd_sockmsg.SIZEOF;
     if (this.memory + size > this.store.quotas.memoryPerDomain) {
       if (this.stats.droppedEvents++ === 0) this.store.log(`xenstored: domain ${this.id} exceeds its memory quota, dropping watch events`);
       return;
     }
-    this.enqueue(XS_WATCH_EVENT, 0, 0, body, true);
+    this.enqueue(XS_WATCH_EVENT, 0, 0, body, key);
+    this.queuedEvents.set(key, (this.queuedEvents.get(key) ?? 0) + 1);
     this.stats.events++;
+    this.store.markOutput(this);
+  }
+
+  /** Writes what is queued and notifies the guest if anything went onto the ring (no requests are read). */
+  flushOutput(): void {
+    if (this.ignored || this.polling) return;
+    if (this.writeOut() && !this.ignored) {
+      this.stats.notifications++;
+      this.host.evtchn.send(this.port);
+    }
   }
 
   /** Reads and answers what the guest sent, writes what is queued, notifies the guest if anything moved. */
@@ -145,6 +157,7 @@ export class DomainConnection implements XsConnection {
     this.transactions.clear();
     this.transactionsStarted = 0;
     this.out.length = 0;
+    this.queuedEvents.clear();
     this.outstanding = 0;
     this.memory = 0;
     this.payload = undefined;
@@ -236,11 +249,12 @@ export class DomainConnection implements XsConnection {
       if (reply.payload.length > XENSTORE_PAYLOAD_MAX) reply = { type: XS_ERROR, payload: latin1ToBytes(`${xsdErrorString(XEN_E2BIG)}\0`) };
       if (reply.type === XS_ERROR) this.stats.errors++;
       this.stats.replies++;
-      this.enqueue(reply.type, reqId, txId, reply.payload, false);
+      this.enqueue(reply.type, reqId, txId, reply.payload, undefined);
     });
   }
 
-  private enqueue(type: number, reqId: number, txId: number, payload: Uint8Array, event: boolean): void {
+  private enqueue(type: number, reqId: number, txId: number, payload: Uint8Array, eventKey: string | undefined): void {
+    const event = eventKey !== undefined;
     const bytes = new Uint8Array(xsd_sockmsg.SIZEOF + payload.length);
     const v = new DataView(bytes.buffer);
     v.setUint32(xsd_sockmsg.type, type, true);
@@ -248,7 +262,7 @@ export class DomainConnection implements XsConnection {
     v.setUint32(xsd_sockmsg.tx_id, txId, true);
     v.setUint32(xsd_sockmsg.len, payload.length, true);
     bytes.set(payload, xsd_sockmsg.SIZEOF);
-    this.out.push({ bytes, sent: 0, event });
+    this.out.push(event ? { bytes, sent: 0, event, key: eventKey } : { bytes, sent: 0, event });
     this.memory += bytes.length;
     if (!event) this.outstanding++;
   }
@@ -284,6 +298,11 @@ export class DomainConnection implements XsConnection {
         this.out.shift();
         this.memory -= m.bytes.length;
         if (!m.event) this.outstanding--;
+        else if (m.key !== undefined) {
+          const c = (this.queuedEvents.get(m.key) ?? 1) - 1;
+          if (c <= 0) this.queuedEvents.delete(m.key);
+          else this.queuedEvents.set(m.key, c);
+        }
       }
     }
     return wrote;
@@ -310,9 +329,4 @@ export class DomainConnection implements XsConnection {
     if (!this.ring.write(base + off, bytes.subarray(0, first))) return false;
     return first === bytes.length || this.ring.write(base, bytes.subarray(first));
   }
-}
-
-function sameTail(msg: Uint8Array, body: Uint8Array): boolean {
-  for (let i = 0; i < body.length; i++) if (msg[xsd_sockmsg.SIZEOF + i] !== body[i]) return false;
-  return true;
 }

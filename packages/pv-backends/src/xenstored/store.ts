@@ -328,12 +328,34 @@ export class XenStore {
     } finally {
       this.draining = false;
     }
+    this.flush();
   }
 
   private run(f: () => number): number {
     const r = f();
     this.drain();
     return r;
+  }
+
+  private readonly dirty = new Set<DomainConnection>();
+  private flushing = false;
+
+  /** @internal A connection got output outside its own poll: written out after the current operation. */
+  markOutput(c: DomainConnection): void {
+    this.dirty.add(c);
+  }
+
+  private flush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      for (const c of this.dirty) {
+        this.dirty.delete(c);
+        c.flushOutput();
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 
   // -------------------------------------------------------------------------------------------
