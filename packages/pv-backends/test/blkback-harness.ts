@@ -116,28 +116,41 @@ export class FakeHost implements BackendHost {
       this.unmaps++;
       return GNTST_okay;
     },
-    copy: (ops: readonly BackendCopyOp[]): number[] =>
-      ops.map((op) => {
-        this.onCopy?.(op);
-        this.copyOps++;
-        const side = (s: BackendCopySide, write: boolean): { bytes: Uint8Array; offset: number } | number => {
-          const offset = s.offset ?? 0;
-          if ("bytes" in s) return offset + op.len <= s.bytes.length ? { bytes: s.bytes, offset } : GNTST_bad_copy_arg;
-          if (s.domid !== this.frontDomid) return GNTST_bad_domain;
-          const g = this.grantsOf.get(s.ref);
-          if (g === undefined || g.revoked) return GNTST_bad_gntref;
-          if (write && g.readonly) return GNTST_permission_denied;
-          if (offset < 0 || offset + op.len > PAGE) return GNTST_bad_copy_arg;
-          return { bytes: g.page, offset };
-        };
-        const src = side(op.source, false);
-        if (typeof src === "number") return src;
-        const dst = side(op.dest, true);
-        if (typeof dst === "number") return dst;
-        dst.bytes.set(src.bytes.subarray(src.offset, src.offset + op.len), dst.offset);
-        return GNTST_okay;
-      }),
+    copy: (ops: readonly BackendCopyOp[]): number[] => {
+      const out: number[] = new Array(ops.length);
+      for (let i = 0; i < ops.length; i++) out[i] = this.copyOne(ops[i]!);
+      return out;
+    },
   };
+
+  private copyOne(op: BackendCopyOp): number {
+    this.onCopy?.(op);
+    this.copyOps++;
+    const src = this.copySide(op.source, op.len, false);
+    if (src < 0) return src;
+    const srcBytes = this.sideBytes;
+    const dst = this.copySide(op.dest, op.len, true);
+    if (dst < 0) return dst;
+    this.sideBytes.set(srcBytes.subarray(src, src + op.len), dst);
+    return GNTST_okay;
+  }
+
+  private sideBytes: Uint8Array = new Uint8Array(0);
+  /** The offset of one side (its bytes in `sideBytes`), or a GNTST_ error (negative). */
+  private copySide(s: BackendCopySide, len: number, write: boolean): number {
+    const offset = s.offset ?? 0;
+    if ("bytes" in s) {
+      this.sideBytes = s.bytes;
+      return offset >= 0 && offset + len <= s.bytes.length ? offset : GNTST_bad_copy_arg;
+    }
+    if (s.domid !== this.frontDomid) return GNTST_bad_domain;
+    const g = this.grantsOf.get(s.ref);
+    if (g === undefined || g.revoked) return GNTST_bad_gntref;
+    if (write && g.readonly) return GNTST_permission_denied;
+    if (offset < 0 || offset + len > PAGE) return GNTST_bad_copy_arg;
+    this.sideBytes = g.page;
+    return offset;
+  }
 
   readonly evtchn = {
     allocUnbound: (): number => this.nextPort++,

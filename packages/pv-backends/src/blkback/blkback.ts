@@ -171,9 +171,11 @@ export class Blkback {
   private conn: Connection | undefined;
   private readonly persistentGrants = new Map<number, BackendGrantMapping>();
   private readonly log: (line: string) => void;
-  /** The private copy of the slot being served (RING_COPY_REQUEST). */
-  private readonly slot = new Uint8Array(blkif_sring_entry.SIZEOF);
-  private readonly slotView = new DataView(this.slot.buffer);
+  /** The private copies of the slots being served (RING_COPY_REQUEST), a batch at a time. */
+  private readonly slots: Uint8Array;
+  private readonly slotView: DataView;
+  /** The offset in `slots` of the request being served. */
+  private at = 0;
   private readonly rsp = new Uint8Array(blkif_response.SIZEOF);
   private readonly rspView = new DataView(this.rsp.buffer);
   /** The request's segments, validated copies (direct or from indirect pages). */
@@ -208,6 +210,8 @@ export class Blkback {
     this.indirect = new Uint8Array(Math.ceil(this.maxIndirectSegments / SEGS_PER_INDIRECT_FRAME) * PAGE);
     this.indirectView = new DataView(this.indirect.buffer);
     this.data = new Uint8Array(maxSegs * PAGE);
+    this.slots = new Uint8Array(this.maxRequestsPerDispatch * blkif_sring_entry.SIZEOF);
+    this.slotView = new DataView(this.slots.buffer);
   }
 
   /** The disk size in 512-byte sectors (xenstore `sectors`). */
@@ -316,11 +320,16 @@ export class Blkback {
       }
       while (ring.req_cons !== rp && done < budget) {
         if (RING_REQUEST_CONS_OVERFLOW(ring, ring.req_cons)) break;
-        // RING_COPY_REQUEST: the slot, once, into the private copy.
-        if (!area.read(RING_GET_REQUEST(ring, ring.req_cons), blkif_sring_entry.SIZEOF, this.slot)) break;
-        ring.req_cons = (ring.req_cons + 1) >>> 0;
-        this.serve(c);
-        done++;
+        // RING_COPY_REQUEST, a run of slots at once: up to the producer, the budget or the wrap.
+        const slot = ring.req_cons & (ring.nr_ents - 1);
+        const n = Math.min((rp - ring.req_cons) >>> 0, budget - done, ring.nr_ents - slot);
+        if (!area.read(RING_GET_REQUEST(ring, ring.req_cons), n * blkif_sring_entry.SIZEOF, this.slots)) break;
+        for (let i = 0; i < n; i++) {
+          ring.req_cons = (ring.req_cons + 1) >>> 0;
+          this.at = i * blkif_sring_entry.SIZEOF;
+          this.serve(c);
+        }
+        done += n;
       }
       if (!area.ok) {
         this.halt("ring page no longer mapped");
@@ -338,12 +347,13 @@ export class Blkback {
     return done;
   }
 
-  /** One request from the private copy in `slot`. */
+  /** One request from its private copy (`slots` at `at`). */
   private serve(c: Connection): void {
     const v = this.slotView;
-    const op = v.getUint8(blkif_request.operation);
-    const idLo = v.getUint32(blkif_request.id, true);
-    const idHi = v.getUint32(blkif_request.id + 4, true);
+    const o = this.at;
+    const op = v.getUint8(o + blkif_request.operation);
+    const idLo = v.getUint32(o + blkif_request.id, true);
+    const idHi = v.getUint32(o + blkif_request.id + 4, true);
     const K = this.counters;
     switch (op) {
       case BLKIF_OP_READ:
@@ -354,27 +364,27 @@ export class Blkback {
         else if (op === BLKIF_OP_WRITE) K.write++;
         else if (op === BLKIF_OP_WRITE_BARRIER) K.barrier++;
         else K.flush++;
-        const nseg = v.getUint8(blkif_request.nr_segments);
+        const nseg = v.getUint8(o + blkif_request.nr_segments);
         let status: number;
         if (nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
           K.errBadSegments++;
           status = BLKIF_RSP_ERROR;
         } else {
           for (let i = 0; i < nseg; i++) {
-            const at = blkif_request.seg + i * 8;
+            const at = o + blkif_request.seg + i * 8;
             this.segGref[i] = v.getUint32(at, true);
             this.segFirst[i] = v.getUint8(at + 4);
             this.segLast[i] = v.getUint8(at + 5);
           }
-          status = this.rw(c, op, nseg, readSector(v, blkif_request.sector_number));
+          status = this.rw(c, op, nseg, readSector(v, o + blkif_request.sector_number));
         }
         this.respond(c, idLo, idHi, op, status);
         return;
       }
       case BLKIF_OP_INDIRECT: {
         K.indirect++;
-        const iop = v.getUint8(blkif_request_indirect.indirect_op);
-        const nseg = v.getUint16(blkif_request_indirect.nr_segments, true);
+        const iop = v.getUint8(o + blkif_request_indirect.indirect_op);
+        const nseg = v.getUint16(o + blkif_request_indirect.nr_segments, true);
         let status: number;
         if (iop !== BLKIF_OP_READ && iop !== BLKIF_OP_WRITE) {
           K.errBadSegments++;
@@ -409,7 +419,7 @@ export class Blkback {
     const pages = Math.ceil(nseg / SEGS_PER_INDIRECT_FRAME);
     const ops: BackendCopyOp[] = [];
     for (let p = 0; p < pages; p++) {
-      const gref = this.slotView.getUint32(blkif_request_indirect.indirect_grefs + 4 * p, true);
+      const gref = this.slotView.getUint32(this.at + blkif_request_indirect.indirect_grefs + 4 * p, true);
       const len = Math.min(nseg - p * SEGS_PER_INDIRECT_FRAME, SEGS_PER_INDIRECT_FRAME) * 8;
       ops.push({ source: { domid: c.domid, ref: gref, offset: 0 }, dest: { bytes: this.indirect, offset: p * PAGE }, len });
     }
@@ -428,7 +438,7 @@ export class Blkback {
       this.segFirst[i] = iv.getUint8(at + 4);
       this.segLast[i] = iv.getUint8(at + 5);
     }
-    return this.rw(c, iop, nseg, readSector(this.slotView, blkif_request_indirect.sector_number));
+    return this.rw(c, iop, nseg, readSector(this.slotView, this.at + blkif_request_indirect.sector_number));
   }
 
   /** READ, WRITE, WRITE_BARRIER, FLUSH_DISKCACHE with `nseg` validated-count segments in seg*. */
@@ -568,8 +578,8 @@ export class Blkback {
       K.errUnsupported++;
       return BLKIF_RSP_EOPNOTSUPP;
     }
-    const sector = readSector(v, blkif_request_discard.sector_number);
-    const count = readSector(v, blkif_request_discard.nr_sectors);
+    const sector = readSector(v, this.at + blkif_request_discard.sector_number);
+    const count = readSector(v, this.at + blkif_request_discard.nr_sectors);
     if (!(sector >= 0) || !(count >= 0) || sector + count > this.sectors || sector % this.factor !== 0 || count % this.factor !== 0) {
       K.errBadRange++;
       return BLKIF_RSP_ERROR;
