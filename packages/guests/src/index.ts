@@ -142,6 +142,41 @@ export function referenceKernelUrl(): URL {
   return new URL(`../images/${REFERENCE_KERNEL}.elf`, import.meta.url);
 }
 
+/**
+ * The reference kernel's Xen PV workloads (not in REFERENCE_KERNEL_WORKLOADS: they need a
+ * Xen-style hypervisor with xenstored and the backends, which QEMU is not). The same binary
+ * runs `disk` over the emulated ATA disk and `pvdisk` over blkfront, so the two measure the same
+ * work. Its C drivers (c/kernel/xen/) find the platform PCI device, install the hypercall page,
+ * map shared_info and grant-table frame 0, speak xenbus over the xenstore ring (HVM_PARAM_STORE_PFN
+ * and _EVTCHN) and wait for events with SCHEDOP_poll on masked ports (no callback vector).
+ */
+export const REFERENCE_KERNEL_PV_WORKLOADS = ["pvdisk", "net"] as const;
+
+export type ReferenceKernelPvWorkload = (typeof REFERENCE_KERNEL_PV_WORKLOADS)[number];
+
+/** What each PV workload needs and does. */
+export const REFERENCE_KERNEL_PV_INFO = {
+  pvdisk: {
+    name: "pvdisk",
+    summary: "The disk workload's data (`mib` MiB, or `kib` KiB in whole pages, from sector `lba`) written, flushed and read back through blkfront on vbd `vbd` (51712 = xvda); the checksum equals `disk`'s.",
+    defaults: { mib: 2, lba: 0, vbd: 51712 },
+    /** Pages per ring batch (one notification, one SCHEDOP_poll): 64 pages, 6 requests of up to 11 segments. */
+    batchPages: 64,
+  },
+  net: {
+    name: "net",
+    summary: "Two domains on one bridge: role=ping (10.0.0.1) resolves 10.0.0.2 by ARP and sends `count` ICMP echo requests; role=pong (10.0.0.2) answers; both verify IP and ICMP checksums and payloads.",
+    defaults: { count: 10, vif: 0 },
+    /** The expected outputs of the two roles at the defaults. */
+    roles: ["ping", "pong"],
+  },
+} as const;
+
+/** URL of a PV workload's expected COM1 output at the defaults: `kernel-pvdisk.expected`, `kernel-net-ping.expected`, `kernel-net-pong.expected` (computed on the host by scripts/crosscheck-kernel.py). */
+export function referenceKernelPvExpectedOutputUrl(which: "pvdisk" | "net-ping" | "net-pong"): URL {
+  return new URL(`../images/${REFERENCE_KERNEL}-${which}.expected`, import.meta.url);
+}
+
 /** URL of the reference kernel's expected COM1 output for `workload=<name>` at the defaults (`images/kernel-<name>.expected`). */
 export function referenceKernelExpectedOutputUrl(workload: ReferenceKernelWorkload): URL {
   return new URL(`../images/${REFERENCE_KERNEL}-${workload}.expected`, import.meta.url);

@@ -8,11 +8,16 @@
  * calls, and an ATA PIO disk driver. The workload is chosen on the command line:
  *
  *   workload=compute|ptemod|forkwait|disk  plus  iterations=N procs=N pages=N forks=N mib=N ...
+ *   workload=pvdisk  (the disk workload's data through blkfront: xen/blkfront.c)
+ *   workload=net role=ping|pong count=N  (ARP and ICMP echo through netfront: xen/netfront.c)
+ *
+ * The PV workloads bring up the Xen platform first (xen/xen.c); the emulated ones never touch it.
  *
  * Uses the shared runtime (PVH entry, exception stubs, string functions, printf, command line);
  * built with -DRT_EXTERNAL_CONSOLE so putc() below (the UART) is the console.
  */
 #include "rt.h"
+#include "xen/xen.h"
 
 /* ---------------------------------------------------------------- port I/O */
 
@@ -789,10 +794,16 @@ static void fill(uint32_t lba, unsigned count) {
 
 static void workload_disk(void) __attribute__((noreturn));
 static void workload_disk(void) {
-    uint64_t mib = cmdline_uint("mib", 2), lba0 = cmdline_uint("lba", 0);
+    uint64_t mib = cmdline_uint("mib", 2), lba0 = cmdline_uint("lba", 0), kib = cmdline_uint("kib", 0);
     unsigned mult = (unsigned)cmdline_uint("multiple", 8);
     pio_word = cmdline_uint("pioword", 0) != 0;
     uint32_t sectors = (uint32_t)(mib * 2048);
+    if (kib) {   /* kib=N: a size below a MiB (N a multiple of 64: whole commands) */
+        if (kib % 64 || kib > 4096 * 1024)
+            panic("disk: kib must be a multiple of 64");
+        sectors = (uint32_t)(kib * 2);
+        mib = (kib + 1023) / 1024;
+    }
     if (mib == 0 || mib > 4096 || mult == 0 || mult > 128 || (mult & (mult - 1)))
         panic("disk: bad parameters mib=%llu multiple=%u", (unsigned long long)mib, mult);
     uint32_t capacity = ata_identify();
@@ -807,8 +818,12 @@ static void workload_disk(void) {
         mult = max_mult ? max_mult : 1;
     if (mult > 1)
         ata_set_multiple(mult);
-    printf("disk: %llu MiB (%u sectors) from lba %llu, multiple %u\n", (unsigned long long)mib, sectors,
-           (unsigned long long)lba0, mult);
+    if (kib)
+        printf("disk: %llu KiB (%u sectors) from lba %llu, multiple %u\n", (unsigned long long)kib, sectors,
+               (unsigned long long)lba0, mult);
+    else
+        printf("disk: %llu MiB (%u sectors) from lba %llu, multiple %u\n", (unsigned long long)mib, sectors,
+               (unsigned long long)lba0, mult);
     /* first half with WRITE SECTORS, second half with WRITE MULTIPLE; read back the other way */
     uint32_t half = sectors / 2;
     for (uint32_t s = 0; s < sectors; s += DISK_CHUNK) {
@@ -835,6 +850,363 @@ static void workload_disk(void) {
         panic("disk: %llu qwords differ", (unsigned long long)bad);
     }
     printf("disk: read back %u sectors (READ MULTIPLE then READ SECTORS), all match\n", sectors);
+    report_checksum = sum;
+    report_ok = 1;
+    finish();
+}
+
+/* ---------------------------------------------------------------- Xen PV workloads */
+
+/* The platform BAR (grant-table frame 0) in 2 MiB pages of the kernel's 4th GiB directory. */
+static void xen_map_mmio(uint64_t pa, uint64_t size) {
+    if (pa < (3ull << 30) || pa + size > (4ull << 30))
+        panic("xen: platform BAR at 0x%llx is outside the 4th GiB", (unsigned long long)pa);
+    for (uint64_t a = pa & ~((1ull << 21) - 1); a < pa + size; a += 1ull << 21) {
+        uint64_t *e = &kpd_apic[(a >> 21) & 511];
+        if (*e && (*e & PTE_ADDR_MASK) != a)
+            panic("xen: platform BAR overlaps the local APIC page");
+        *e = a | PTE_P | PTE_W | PTE_PS | PTE_PCD | PTE_PWT;
+    }
+    write_cr3(read_cr3());
+}
+
+static void xen_bring_up(const char *what) {
+    if (xen_init(xen_map_mmio) != 0)
+        panic("%s: no Xen PV platform", what);
+}
+
+static void xen_verbose_counts(void) {
+    if (verbose)
+        printf("xen: hypercalls %llu notifies %llu polls %llu grants %llu xenstore-requests %llu watch-events %llu\n",
+               (unsigned long long)xen_count.hypercalls, (unsigned long long)xen_count.notifies,
+               (unsigned long long)xen_count.polls, (unsigned long long)xen_count.grants,
+               (unsigned long long)xen_count.xs_requests, (unsigned long long)xen_count.watch_events);
+}
+
+/* pvdisk moves BLKFRONT_MAX_BATCH_PAGES pages (256 KiB) per ring batch. */
+#define PV_CHUNK (BLKFRONT_MAX_BATCH_PAGES * 8)
+static uint64_t pv_buf[PV_CHUNK * 64] __attribute__((aligned(4096)));
+
+static void pv_fill(uint32_t lba, unsigned count) {
+    for (unsigned s = 0; s < count; s++)
+        for (unsigned k = 0; k < 64; k++)
+            pv_buf[s * 64 + k] = splitmix(((uint64_t)(lba + s) << 6) | k);
+}
+
+/*
+ * The disk workload's data (splitmix of sector and qword, the same FNV-1a fold in sector
+ * order) written and read back through blkfront: the checksum equals `disk`'s for the same
+ * mib/kib and lba, by construction. Sizes in whole pages (kib a multiple of 4).
+ */
+static void workload_pvdisk(void) __attribute__((noreturn));
+static void workload_pvdisk(void) {
+    uint64_t mib = cmdline_uint("mib", 2), lba0 = cmdline_uint("lba", 0), kib = cmdline_uint("kib", 0);
+    uint64_t vbd = cmdline_uint("vbd", 51712);   /* xvda: (202 << 8) | 0 */
+    uint32_t sectors = (uint32_t)(mib * 2048);
+    if (kib) {
+        if (kib % 4 || kib > 4096 * 1024)
+            panic("pvdisk: kib must be a multiple of 4");
+        sectors = (uint32_t)(kib * 2);
+    } else if (mib == 0 || mib > 4096) {
+        panic("pvdisk: bad parameters mib=%llu", (unsigned long long)mib);
+    }
+    if (lba0 % 8)
+        panic("pvdisk: lba must be a multiple of 8");
+    xen_bring_up("pvdisk");
+    char dir[48];
+    snprintf(dir, sizeof dir, "device/vbd/%llu", (unsigned long long)vbd);
+    static struct blkfront_info bi;
+    if (blkfront_init(dir, &bi) != 0)
+        panic("pvdisk: blkfront did not connect on %s", dir);
+    if (verbose)
+        printf("blkfront: %s backend domain %u, %llu sectors, flush %s\n", dir, bi.backend_id,
+               (unsigned long long)bi.sectors, bi.flush ? "yes" : "no");
+    if (lba0 + sectors > bi.sectors)
+        panic("pvdisk: %u sectors from %llu do not fit the vbd", sectors, (unsigned long long)lba0);
+    if (kib)
+        printf("pvdisk: %llu KiB (%u sectors) from sector %llu through blkfront\n", (unsigned long long)kib, sectors,
+               (unsigned long long)lba0);
+    else
+        printf("pvdisk: %llu MiB (%u sectors) from sector %llu through blkfront\n", (unsigned long long)mib, sectors,
+               (unsigned long long)lba0);
+    for (uint32_t s = 0; s < sectors; s += PV_CHUNK) {
+        unsigned n = sectors - s < PV_CHUNK ? sectors - s : PV_CHUNK;
+        uint32_t lba = (uint32_t)lba0 + s;
+        pv_fill(lba, n);
+        if (blkfront_rw(1, lba, n, pv_buf) != 0)
+            panic("pvdisk: write of %u sectors at %u failed", n, lba);
+    }
+    if (blkfront_flush() != 0)
+        panic("pvdisk: flush failed");
+    printf("pvdisk: wrote %u sectors\n", sectors);
+    uint64_t sum = FNV64_INIT, bad = 0;
+    for (uint32_t s = 0; s < sectors; s += PV_CHUNK) {
+        unsigned n = sectors - s < PV_CHUNK ? sectors - s : PV_CHUNK;
+        uint32_t lba = (uint32_t)lba0 + s;
+        memset(pv_buf, 0, (size_t)n * 512);
+        if (blkfront_rw(0, lba, n, pv_buf) != 0)
+            panic("pvdisk: read of %u sectors at %u failed", n, lba);
+        for (unsigned i = 0; i < n; i++)
+            for (unsigned k = 0; k < 64; k++) {
+                uint64_t v = pv_buf[i * 64 + k];
+                if (v != splitmix(((uint64_t)(lba + i) << 6) | k) && bad++ < 4)
+                    printf("pvdisk: MISMATCH sector %u qword %u\n", lba + i, k);
+                sum = (sum ^ v) * 0x100000001b3ull;
+            }
+    }
+    if (bad)
+        panic("pvdisk: %llu qwords differ", (unsigned long long)bad);
+    printf("pvdisk: read back %u sectors, all match\n", sectors);
+    if (verbose)
+        printf("blkfront: requests %llu segments %llu responses %llu batches %llu\n", (unsigned long long)bi.requests,
+               (unsigned long long)bi.segments, (unsigned long long)bi.responses, (unsigned long long)bi.batches);
+    xen_verbose_counts();
+    report_checksum = sum;
+    report_ok = 1;
+    finish();
+}
+
+/* ---- net: ARP, then ICMP echo between two domains on one bridge (10.0.0.1 pings 10.0.0.2) */
+
+#define ETH_ARP 0x0806
+#define ETH_IP 0x0800
+#define ICMP_PAYLOAD 56
+#define ICMP_ID 0x7674   /* "vt" */
+#define NET_FRAME_MAX 1514
+
+static uint8_t my_mac[6], peer_mac[6];
+static uint32_t my_ip, peer_ip;
+static uint8_t frame[NET_FRAME_MAX], rxf[NET_FRAME_MAX];
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)); put16(p + 2, (uint16_t)v); }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint32_t get32(const uint8_t *p) { return (uint32_t)get16(p) << 16 | get16(p + 2); }
+
+/* The Internet checksum (RFC 1071): 0 when a header with its checksum field is intact. */
+static uint16_t inet_csum(const uint8_t *p, size_t n) {
+    uint32_t s = 0;
+    for (size_t i = 0; i + 1 < n; i += 2)
+        s += get16(p + i);
+    if (n & 1)
+        s += (uint32_t)p[n - 1] << 8;
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)~s;
+}
+
+static void eth_header(const uint8_t *dst, uint16_t type) {
+    memcpy(frame, dst, 6);
+    memcpy(frame + 6, my_mac, 6);
+    put16(frame + 12, type);
+}
+
+static void net_send(size_t len) {
+    if (len < 60) {   /* the Ethernet minimum, zero padded */
+        memset(frame + len, 0, 60 - len);
+        len = 60;
+    }
+    if (netfront_send(frame, len) != 0)
+        panic("net: netfront_send failed");
+}
+
+static void send_arp(uint16_t oper, const uint8_t *dst_mac, const uint8_t *tha, uint32_t tpa) {
+    static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    eth_header(dst_mac ? dst_mac : bcast, ETH_ARP);
+    uint8_t *a = frame + 14;
+    put16(a, 1);
+    put16(a + 2, ETH_IP);
+    a[4] = 6;
+    a[5] = 4;
+    put16(a + 6, oper);
+    memcpy(a + 8, my_mac, 6);
+    put32(a + 14, my_ip);
+    if (tha)
+        memcpy(a + 18, tha, 6);
+    else
+        memset(a + 18, 0, 6);
+    put32(a + 24, tpa);
+    net_send(42);
+}
+
+static uint8_t payload_byte(unsigned seq, unsigned k) { return (uint8_t)(seq * 31u + k * 7u + 0x5a); }
+
+static void send_icmp(uint8_t type, uint16_t seq, const uint8_t *payload) {
+    eth_header(peer_mac, ETH_IP);
+    uint8_t *ip = frame + 14, *ic = ip + 20;
+    ip[0] = 0x45;
+    ip[1] = 0;
+    put16(ip + 2, 20 + 8 + ICMP_PAYLOAD);
+    put16(ip + 4, seq);
+    put16(ip + 6, 0x4000);   /* DF */
+    ip[8] = 64;
+    ip[9] = 1;               /* ICMP */
+    put16(ip + 10, 0);
+    put32(ip + 12, my_ip);
+    put32(ip + 16, peer_ip);
+    put16(ip + 10, inet_csum(ip, 20));
+    ic[0] = type;
+    ic[1] = 0;
+    put16(ic + 2, 0);
+    put16(ic + 4, ICMP_ID);
+    put16(ic + 6, seq);
+    memcpy(ic + 8, payload, ICMP_PAYLOAD);
+    put16(ic + 2, inet_csum(ic, 8 + ICMP_PAYLOAD));
+    net_send(14 + 20 + 8 + ICMP_PAYLOAD);
+}
+
+/* A received IPv4 ICMP echo of ours (type), checked: both checksums, addresses, id, length. */
+static int parse_icmp(const uint8_t *f, int n, uint8_t type, uint16_t *seq, const uint8_t **payload) {
+    if (n < 14 + 20 + 8 + ICMP_PAYLOAD || get16(f + 12) != ETH_IP)
+        return 0;
+    const uint8_t *ip = f + 14, *ic = ip + 20;
+    if (ip[0] != 0x45 || ip[9] != 1 || get16(ip + 2) != 20 + 8 + ICMP_PAYLOAD || inet_csum(ip, 20) != 0 ||
+        get32(ip + 12) != peer_ip || get32(ip + 16) != my_ip)
+        return 0;
+    if (ic[0] != type || ic[1] != 0 || get16(ic + 4) != ICMP_ID || inet_csum(ic, 8 + ICMP_PAYLOAD) != 0)
+        return 0;
+    *seq = get16(ic + 6);
+    *payload = ic + 8;
+    return 1;
+}
+
+/* Answers an ARP request for our address (and learns the asker); 1 for an ARP reply to us. */
+static int handle_arp(const uint8_t *f, int n) {
+    if (n < 42 || get16(f + 12) != ETH_ARP)
+        return 0;
+    const uint8_t *a = f + 14;
+    if (get16(a) != 1 || get16(a + 2) != ETH_IP || a[4] != 6 || a[5] != 4 || get32(a + 24) != my_ip)
+        return 0;
+    if (get32(a + 14) != peer_ip)
+        return 0;
+    memcpy(peer_mac, a + 8, 6);
+    if (get16(a + 6) == 1) {
+        send_arp(2, peer_mac, peer_mac, peer_ip);
+        return 0;
+    }
+    return get16(a + 6) == 2;
+}
+
+static void workload_net(void) __attribute__((noreturn));
+static void workload_net(void) {
+    char role[8];
+    if (!cmdline_str("role", role, sizeof role))
+        memcpy(role, "ping", 5);
+    int ping = strcmp(role, "ping") == 0;
+    if (!ping && strcmp(role, "pong") != 0)
+        panic("net: role must be ping or pong");
+    uint64_t count = cmdline_uint("count", 10);
+    uint64_t vif = cmdline_uint("vif", 0);
+    if (count == 0 || count > 65535)
+        panic("net: count must be 1..65535");
+    my_ip = ping ? 0x0a000001u : 0x0a000002u;
+    peer_ip = ping ? 0x0a000002u : 0x0a000001u;
+    xen_bring_up("net");
+    char dir[32];
+    snprintf(dir, sizeof dir, "device/vif/%llu", (unsigned long long)vif);
+    static struct netfront_info ni;
+    if (netfront_init(dir, &ni) != 0)
+        panic("net: netfront did not connect on %s", dir);
+    memcpy(my_mac, ni.mac, 6);
+    printf("net: %s, 10.0.0.%u, %llu ICMP echo requests\n", role, ping ? 1 : 2, (unsigned long long)count);
+    uint64_t sum = FNV64_INIT;
+    uint8_t payload[ICMP_PAYLOAD];
+    if (ping) {
+        /* ARP for the peer: a broadcast request every 10 ms until it answers (it may still be booting). */
+        int resolved = 0;
+        for (unsigned tries = 0; !resolved && tries < 1000; tries++) {
+            send_arp(1, 0, 0, peer_ip);
+            uint64_t until = xen_now_ns() + 10000000ull;
+            while (!resolved && xen_now_ns() < until) {
+                int n = netfront_recv(rxf, sizeof rxf);
+                if (n == 0)
+                    netfront_wait(until - xen_now_ns() < 10000000ull ? until - xen_now_ns() + 1 : 10000000ull);
+                else
+                    resolved = handle_arp(rxf, n);
+            }
+        }
+        if (!resolved)
+            panic("net: no ARP reply from 10.0.0.2");
+        puts("net: ARP: 10.0.0.2 resolved\n");
+        if (verbose)
+            printf("net: 10.0.0.2 is at %02x:%02x:%02x:%02x:%02x:%02x\n", peer_mac[0], peer_mac[1], peer_mac[2],
+                   peer_mac[3], peer_mac[4], peer_mac[5]);
+        uint64_t retries = 0;
+        for (unsigned seq = 0; seq < count; seq++) {
+            for (unsigned k = 0; k < ICMP_PAYLOAD; k++)
+                payload[k] = payload_byte(seq, k);
+            int got = 0;
+            for (unsigned tries = 0; !got && tries < 50; tries++) {
+                if (tries)
+                    retries++;
+                send_icmp(8, (uint16_t)seq, payload);
+                uint64_t until = xen_now_ns() + 100000000ull;
+                while (!got && xen_now_ns() < until) {
+                    int n = netfront_recv(rxf, sizeof rxf);
+                    uint16_t rseq;
+                    const uint8_t *rp;
+                    if (n == 0)
+                        netfront_wait(10000000ull);
+                    else if (parse_icmp(rxf, n, 0, &rseq, &rp) && rseq == seq) {
+                        if (memcmp(rp, payload, ICMP_PAYLOAD) != 0)
+                            panic("net: echo reply %u has another payload", seq);
+                        sum = fnv64_u64(fnv64(sum, rp, ICMP_PAYLOAD), seq);
+                        got = 1;
+                    } else
+                        handle_arp(rxf, n);
+                }
+            }
+            if (!got)
+                panic("net: no echo reply for seq %u", seq);
+        }
+        printf("net: %llu echo replies, payloads and checksums verified\n", (unsigned long long)count);
+        if (verbose)
+            printf("net: retransmissions %llu\n", (unsigned long long)retries);
+    } else {
+        /* pong: answer ARP and echo requests until every seq was served, then 50 ms of quiet
+           (the pinger may retransmit a request whose reply it missed). */
+        static uint8_t served[65536 / 8];
+        uint64_t done = 0, quiet_until = 0, deadline = xen_now_ns() + 30000000000ull;
+        while (done < count || xen_now_ns() < quiet_until) {
+            if (xen_now_ns() > deadline)
+                panic("net: served %llu of %llu echo requests", (unsigned long long)done, (unsigned long long)count);
+            int n = netfront_recv(rxf, sizeof rxf);
+            uint16_t seq;
+            const uint8_t *rp;
+            if (n == 0) {
+                netfront_wait(10000000ull);
+                continue;
+            }
+            if (parse_icmp(rxf, n, 8, &seq, &rp) && seq < count) {
+                memcpy(peer_mac, rxf + 6, 6);
+                memcpy(payload, rp, ICMP_PAYLOAD);
+                send_icmp(0, seq, payload);
+                if (!(served[seq / 8] & (1u << (seq % 8)))) {
+                    served[seq / 8] |= (uint8_t)(1u << (seq % 8));
+                    for (unsigned k = 0; k < ICMP_PAYLOAD; k++)
+                        if (payload[k] != payload_byte(seq, k))
+                            panic("net: echo request %u has an unexpected payload", seq);
+                    done++;
+                }
+                if (done == count)
+                    quiet_until = xen_now_ns() + 50000000ull;
+            } else {
+                handle_arp(rxf, n);
+            }
+        }
+        /* The checksum folds the payloads in seq order: the pinger's value. */
+        for (unsigned seq = 0; seq < count; seq++) {
+            for (unsigned k = 0; k < ICMP_PAYLOAD; k++)
+                payload[k] = payload_byte(seq, k);
+            sum = fnv64_u64(fnv64(sum, payload, ICMP_PAYLOAD), seq);
+        }
+        printf("net: answered %llu echo requests\n", (unsigned long long)count);
+    }
+    if (verbose)
+        printf("netfront: tx %llu packets %llu bytes, rx %llu packets %llu bytes, %llu errors\n",
+               (unsigned long long)ni.tx_packets, (unsigned long long)ni.tx_bytes, (unsigned long long)ni.rx_packets,
+               (unsigned long long)ni.rx_bytes, (unsigned long long)ni.rx_errors);
+    xen_verbose_counts();
     report_checksum = sum;
     report_ok = 1;
     finish();
@@ -902,8 +1274,12 @@ int kmain(struct hvm_start_info *si) {
         printf("forkwait: %llu forks, %llu shared heap pages\n", (unsigned long long)a, (unsigned long long)b);
     } else if (strcmp(wl, "disk") == 0) {
         workload_disk();
+    } else if (strcmp(wl, "pvdisk") == 0) {
+        workload_pvdisk();
+    } else if (strcmp(wl, "net") == 0) {
+        workload_net();
     } else {
-        panic("unknown workload '%s' (compute, ptemod, forkwait, disk)", wl);
+        panic("unknown workload '%s' (compute, ptemod, forkwait, disk, pvdisk, net)", wl);
     }
 
     apic_init((uint32_t)cmdline_uint("timer", 100000));
