@@ -14,6 +14,7 @@
 //   node had in the transaction (cxenstored looks the removed node up again and finds nothing);
 // - dom0's in-process watches may repeat a path and token (each registration is its own).
 import {
+  GNTTAB_RESERVED_XENSTORE,
   XEN_E2BIG,
   XEN_EACCES,
   XEN_EAGAIN,
@@ -264,7 +265,8 @@ export class XenStore {
 
   /**
    * XS_INTRODUCE: serve domain `domid` over its mapped xenstore ring page, `port` being dom0's
-   * local port bound to the guest's store port. Fires @introduceDomain. false if already introduced.
+   * local port bound to the guest's store port. The store owns both from now on: releaseDomain unmaps the
+   * page and closes the port (as xenstored, which maps and binds them itself). Fires @introduceDomain. false if already introduced.
    */
   introduceDomain(domid: number, ring: BackendGrantMapping, port: number, host: BackendHost): boolean {
     if (this.domains.has(domid) || domid === 0) return false;
@@ -275,6 +277,28 @@ export class XenStore {
       return 0;
     });
     conn.poll();
+    return true;
+  }
+
+  /**
+   * What libxl and xenstored do together for a new domain: map its xenstore page (grant ref
+   * GNTTAB_RESERVED_XENSTORE), bind dom0 to its store port `remotePort` (HVM_PARAM_STORE_EVTCHN),
+   * introduce it. True, or why not (nothing is left mapped or bound then).
+   */
+  connectDomain(host: BackendHost, domid: number, remotePort: number): true | string {
+    if (this.domains.has(domid)) return `xenstored: domain ${domid} is already introduced`;
+    const ring = host.grants.map(domid, GNTTAB_RESERVED_XENSTORE);
+    if (typeof ring === "number") return `xenstored: map of grant ${GNTTAB_RESERVED_XENSTORE} of domain ${domid} failed (GNTST ${ring})`;
+    const port = host.evtchn.bindInterdomain(domid, remotePort);
+    if (port < 0) {
+      host.grants.unmap(ring);
+      return `xenstored: bind to port ${remotePort} of domain ${domid} failed (${port})`;
+    }
+    if (!this.introduceDomain(domid, ring, port, host)) {
+      host.evtchn.close(port);
+      host.grants.unmap(ring);
+      return `xenstored: domain ${domid} cannot be introduced`;
+    }
     return true;
   }
 

@@ -1,0 +1,1 @@
+export { ConsoleBackend, type ConsoleBackendOptions, type ConsoleBackendStats } from "./console.js";
