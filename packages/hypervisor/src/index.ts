@@ -132,7 +132,10 @@ export {
   CONFIG_WEIGHT_MAX,
   CONFIG_WEIGHT_DEFAULT,
 } from "./toolstack/config.js";
-export type { DomainConfig, DiskConfig, SerialConfig, OnCrashAction } from "./toolstack/config.js";
+export type { DomainConfig, DiskConfig, SerialConfig, OnCrashAction, VifConfig } from "./toolstack/config.js";
+export { parseVifSpec, VIF_DEFAULT_BRIDGE } from "./toolstack/config.js";
+export { HostNetwork, defaultMac } from "./toolstack/network.js";
+export type { VifDevice } from "./toolstack/network.js";
 export { Toolstack, domainOptions, MINIMUM_RESTART_TIME_S, RAPID_RESTART_LIMIT } from "./toolstack/toolstack.js";
 export type { ToolstackOptions, DomainResources, DomainResourceLoader, ManagedDomain, CrashRecord, CrashOutcome } from "./toolstack/toolstack.js";
 export {

@@ -12,6 +12,9 @@
  * parameters in the order target, format, vdev, access (an empty positional takes the default);
  * `target=` must come last and takes the rest of the spec, commas included.
  *
+ * Vif entries follow xl-network-configuration(5): comma-separated `key=value` pairs; only `mac`
+ * and `bridge` are modelled (`parseVifSpec`).
+ *
  * Relative paths (kernel, disk targets, serial files) are returned exactly as written: the
  * caller resolves them against the directory of the file. This module does no file access.
  *
@@ -28,6 +31,20 @@ export interface DiskConfig {
   readonly vdev: "hda";
   readonly access: "rw" | "ro";
 }
+
+/**
+ * A network interface (xl-network-configuration(5)): a vif whose backend is dom0's netback,
+ * its port on the host bridge `bridge`. Only `mac` and `bridge` are modelled.
+ */
+export interface VifConfig {
+  /** `mac=`: six hex octets separated by colons, unicast; absent: the toolstack picks one (00:16:3e:...). */
+  readonly mac?: string;
+  /** `bridge=` (default "xenbr0", libxl's default). */
+  readonly bridge: string;
+}
+
+/** libxl's default bridge for a vif. */
+export const VIF_DEFAULT_BRIDGE = "xenbr0";
 
 /** Where the guest's serial port (COM1) goes. */
 export type SerialConfig =
@@ -55,6 +72,8 @@ export interface DomainConfig {
   readonly cmdline: string;
   /** `disk`: the disks, in file order (default none). */
   readonly disk: readonly DiskConfig[];
+  /** `vif`: the network interfaces, in file order (devid 0, 1, ...); absent or empty: none. */
+  readonly vif?: readonly VifConfig[];
   /** `serial`: "pty" (default), "none" or "file:PATH". */
   readonly serial: SerialConfig;
   /** `on_crash` (default "destroy"). */
@@ -286,6 +305,7 @@ const KNOWN_KEYS = [
   "weight",
   "xen_platform_pci",
   "vtlab_xen_selftest",
+  "vif",
 ] as const;
 type KnownKey = (typeof KNOWN_KEYS)[number];
 
@@ -373,6 +393,24 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
     }
   }
 
+  const vifS = seen.get("vif");
+  const vifs: VifConfig[] = [];
+  if (vifS !== undefined) {
+    if (vifS.value.kind !== "list") fail(vifS, `expected a list of vif specs, got ${quoteText(vifS.value)}`);
+    else {
+      for (const item of vifS.value.items) {
+        if (item.kind !== "string") throw new ConfigError(file, item.line, "vif", `expected a quoted vif spec, got ${item.text}`);
+        const v = parseVifSpec(item.value);
+        if (typeof v === "string") throw new ConfigError(file, item.line, "vif", `bad vif spec "${item.value}": ${v}`);
+        if (v.mac !== undefined && vifs.some((o) => o.mac === v.mac)) {
+          throw new ConfigError(file, item.line, "vif", `bad vif spec "${item.value}": mac ${v.mac} used twice`);
+        }
+        vifs.push(v);
+      }
+    }
+  }
+  const vif = vifS === undefined ? {} : { vif: vifs };
+
   const serialS = seen.get("serial");
   let serial: SerialConfig = { kind: "pty" };
   if (serialS !== undefined) {
@@ -399,7 +437,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const selftestS = seen.get("vtlab_xen_selftest");
   const selftest = selftestS === undefined ? {} : { xenSelftest: int(selftestS, "0 or 1", 0, 1) === 1 };
 
-  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, serial, onCrash, weight, ...platform, ...selftest };
+  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, ...vif, serial, onCrash, weight, ...platform, ...selftest };
 }
 
 function quoteText(v: RawValue): string {
@@ -459,6 +497,38 @@ export function parseDiskSpec(spec: string): DiskConfig | string {
   return { target: params.target, format: "raw", vdev: "hda", access };
 }
 
+const MAC_RE = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/;
+const BRIDGE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/**
+ * Parses one xl-network-configuration(5) spec: comma-separated `key=value` pairs (whitespace
+ * around them ignored, an empty spec is a vif with every default). Returns the vif or a reason
+ * naming the bad field. Keys other than `mac` and `bridge` (`model`, `type`, `ip`, `rate`,
+ * `script` ...) are not modelled and are rejected.
+ */
+export function parseVifSpec(spec: string): VifConfig | string {
+  const params: { mac?: string; bridge?: string } = {};
+  for (const raw of spec.split(",")) {
+    const part = raw.trim();
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    if (eq < 0) return `expected key=value, got "${part}"`;
+    const k = part.slice(0, eq).trim();
+    const v = part.slice(eq + 1).trim();
+    if (k !== "mac" && k !== "bridge") return `unsupported parameter "${k}" (only mac and bridge)`;
+    if (params[k] !== undefined) return `${k} given twice`;
+    params[k] = v;
+  }
+  if (params.mac !== undefined) {
+    if (!MAC_RE.test(params.mac)) return `bad mac "${params.mac}" (six hex octets separated by colons, as 00:16:3e:00:00:01)`;
+    if (parseInt(params.mac.slice(0, 2), 16) & 1) return `bad mac "${params.mac}": a multicast address`;
+    if (/^00(:00){5}$/.test(params.mac)) return `bad mac "${params.mac}": the zero address`;
+  }
+  const bridge = params.bridge ?? VIF_DEFAULT_BRIDGE;
+  if (!BRIDGE_RE.test(bridge)) return `bad bridge "${bridge}" (1..15 of A-Z a-z 0-9 _ . -, as a Linux interface name)`;
+  return params.mac !== undefined ? { mac: params.mac.toLowerCase(), bridge } : { bridge };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 
@@ -489,6 +559,11 @@ export function formatDomainConfig(cfg: DomainConfig): string {
     for (const d of cfg.disk) {
       lines.push(`  ${quote(`format=${d.format}, vdev=${d.vdev}, access=${d.access}, target=${d.target}`)},`);
     }
+    lines.push("]");
+  }
+  if (cfg.vif !== undefined) {
+    lines.push("vif = [");
+    for (const v of cfg.vif) lines.push(`  ${quote([...(v.mac !== undefined ? [`mac=${v.mac}`] : []), `bridge=${v.bridge}`].join(","))},`);
     lines.push("]");
   }
   const serial = cfg.serial.kind === "file" ? `file:${cfg.serial.path}` : cfg.serial.kind;

@@ -39,6 +39,8 @@ import type { BlockBackend } from "../devices/ata.js";
 import { DomainError, type Domain, type DomainOptions, type Hypervisor, type RunOptions, type RunResult } from "../hypervisor.js";
 import type { DomainConfig, OnCrashAction } from "./config.js";
 import { SelfTestPeer } from "../xen/selftest_peer.js";
+import { XenStore } from "@vtlab/pv-backends";
+import { HostNetwork } from "./network.js";
 
 /**
  * Minimum modelled run time (seconds since the domain was (re)built) for a crash not to count as
@@ -141,6 +143,8 @@ export interface ToolstackOptions {
   readonly rapidRestartLimit?: number;
   /** Each crash, when it has been acted on. */
   readonly onCrash?: (record: CrashRecord) => void;
+  /** The host's xenstored (default: a new one); vif directories are written there. */
+  readonly xenstore?: XenStore;
 }
 
 class Machine implements ManagedDomain {
@@ -176,6 +180,10 @@ export class Toolstack {
   private readonly crashLog: CrashRecord[] = [];
   private readonly minimumRestartNs: number;
   private readonly rapidRestartLimit: number;
+  /** The host's xenstored. */
+  readonly xenstore: XenStore;
+  /** The host's bridges and each domain's vifs (network.ts): added at build, removed at destroy. */
+  readonly network: HostNetwork;
 
   constructor(
     readonly hv: Hypervisor,
@@ -187,6 +195,8 @@ export class Toolstack {
     if (!Number.isInteger(limit) || limit < 0) throw new RangeError(`rapidRestartLimit must be an integer >= 0; got ${limit}`);
     this.minimumRestartNs = seconds * 1e9;
     this.rapidRestartLimit = limit;
+    this.xenstore = options.xenstore ?? new XenStore();
+    this.network = new HostNetwork(hv, this.xenstore);
   }
 
   /** The machines still listed (running, paused, shut down, or crashed and preserved), in creation order. */
@@ -225,6 +235,7 @@ export class Toolstack {
   /** Build a domain from `config` (`source` names the file in messages). Throws `DomainError`, or what the loader throws. */
   create(config: DomainConfig, source = "<config>"): ManagedDomain {
     const { domain, release, console } = this.build(config, source);
+    this.network.add(domain.id, config.vif ?? []);
     const m = new Machine(config, source, domain, this.hv.clock.nanoseconds, release, console);
     this.attachPeer(m);
     this.machines.push(m);
@@ -298,6 +309,7 @@ export class Toolstack {
 
   private retire(m: Machine): void {
     this.flushConsole(m);
+    this.network.remove(m.domain.id);
     m.domain.destroy();
     m.listed = false;
     this.releaseOf(m);
@@ -327,6 +339,8 @@ export class Toolstack {
       ...options,
       onSlice: (hv) => {
         for (const m of this.machines) if (m.listed) m.selftestPeer?.poll();
+        this.hv.dom0.evtchn.dispatch(); // netback's events (a no-op when none are pending)
+        this.network.poll();
         this.handleCrashes();
         onSlice?.(hv);
       },
@@ -372,6 +386,7 @@ export class Toolstack {
         }
         // Destroy first: the new domain takes the same name (and frames of the old one).
         this.flushConsole(m);
+        this.network.remove(d.id);
         d.destroy();
         this.releaseOf(m);
         // The loader may fail for any reason (a kernel file gone); the builder with a DomainError
@@ -394,6 +409,7 @@ export class Toolstack {
           throw e;
         }
         m.domain = domain;
+        this.network.add(domain.id, m.config.vif ?? []);
         this.attachPeer(m);
         m.release = r.release;
         m.console = console;
