@@ -8,3 +8,5 @@ export { NetbackVif, NetbackDevice, XEN_NETBK_LEGACY_SLOTS_MAX, FATAL_SKB_SLOTS,
 export type { NetifConnection, VifCounters, VifOptions, ConnectError, NetbackDeviceOptions, NetbackStore } from "./netback/index.js";
 export { Bridge, BridgePort, BRIDGE_AGEING_NS, BRIDGE_MAX_ENTRIES } from "./bridge/bridge.js";
 export type { BridgeCounters, BridgeOptions, PortCounters, PortSink } from "./bridge/bridge.js";
+export { Blkback, MemoryBlkStorage, VbdBackend, vbdDevid, BLKIF_PROTOCOL_X86_64, MAX_INDIRECT_SEGMENTS, MAX_PERSISTENT_GRANTS, MAX_REQUESTS_PER_DISPATCH, MAX_RING_PAGE_ORDER, SEGS_PER_INDIRECT_FRAME, VDISK_CDROM, VDISK_READONLY, VDISK_REMOVABLE } from "./blkback/index.js";
+export type { BlkStorage, BlkbackConnectError, BlkbackCounters, BlkbackOptions, BlkifRingConfig, VbdConfig, VbdStore } from "./blkback/index.js";

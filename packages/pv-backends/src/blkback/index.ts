@@ -3,3 +3,5 @@ export { Blkback, BLKIF_PROTOCOL_X86_64, MAX_INDIRECT_SEGMENTS, MAX_PERSISTENT_G
 export type { BlkbackConnectError, BlkbackCounters, BlkbackOptions, BlkifRingConfig } from "./blkback.js";
 export { MemoryBlkStorage } from "./storage.js";
 export type { BlkStorage } from "./storage.js";
+export { VbdBackend, vbdDevid, VDISK_CDROM, VDISK_READONLY, VDISK_REMOVABLE } from "./xenbus.js";
+export type { VbdConfig, VbdStore } from "./xenbus.js";
