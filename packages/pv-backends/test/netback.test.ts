@@ -10,7 +10,7 @@ import {
   XEN_NETIF_EXTRA_TYPE_GSO,
   netif_tx_request,
 } from "@vtlab/xen-public";
-import { FATAL_SKB_SLOTS, NetbackVif, RX_DRAIN_TIMEOUT_NS, RX_QUEUE_MAX_BYTES, RX_QUEUE_MAX_PACKETS, RX_STALL_TIMEOUT_NS, XEN_NETBK_LEGACY_SLOTS_MAX } from "../src/netback/index.js";
+import { FATAL_SKB_SLOTS, NetbackVif, TX_BUDGET, RX_DRAIN_TIMEOUT_NS, RX_QUEUE_MAX_BYTES, RX_QUEUE_MAX_PACKETS, RX_STALL_TIMEOUT_NS, XEN_NETBK_LEGACY_SLOTS_MAX } from "../src/netback/index.js";
 import { FakeHost, MAC_A, MAC_B, TestNetfront, ethFrame } from "./netback-fixture.js";
 
 function setup(domid = 3) {
@@ -46,6 +46,25 @@ describe("netback TX (guest to backend)", () => {
     expect(out[0]).toEqual(f);
     expect(fe.txStatuses.map((s) => s.status)).toEqual([0, 0, 0]);
     expect(vif.counters.txBytes).toBe(9000);
+  });
+
+  it("more requests than TX_BUDGET in one push: the rest is taken at poll() and at the next event", () => {
+    const { host, fe, vif, out } = setup();
+    for (let i = 0; i < 100; i++) fe.send(ethFrame(MAC_B, MAC_A, 64, i), { push: false });
+    fe.pushTx();
+    host.dispatch();
+    expect(out).toHaveLength(TX_BUDGET);
+    vif.poll();
+    expect(out).toHaveLength(100);
+    fe.poll();
+    // Exactly a budget's worth, then another push: the backend asked for the event (req_event).
+    for (let i = 0; i < TX_BUDGET; i++) fe.send(ethFrame(MAC_B, MAC_A, 64, i), { push: false });
+    fe.pushTx();
+    host.dispatch();
+    fe.poll();
+    fe.send(ethFrame(MAC_B, MAC_A, 64));
+    host.dispatch();
+    expect(out).toHaveLength(100 + TX_BUDGET + 1);
   });
 
   it("answers extra-info slots with NETIF_RSP_NULL and still delivers the frame", () => {

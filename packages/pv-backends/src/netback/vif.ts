@@ -161,6 +161,8 @@ export class NetbackVif {
   private queuedBytes = 0;
   private stalledSince: number | undefined;
   private inTx = false;
+  /** Requests were left on the TX ring when the budget ran out. */
+  private txMore = false;
 
   constructor(options: VifOptions) {
     this.host = options.host;
@@ -246,6 +248,7 @@ export class NetbackVif {
 
   /** Timeouts on modelled time: call between scheduler slices (drain and stall checks, RX retry). */
   poll(): void {
+    if (this.txMore) this.processTx();
     this.flushRx();
   }
 
@@ -398,6 +401,9 @@ export class NetbackVif {
         if (frame !== undefined) this.onFrame?.(frame);
       }
       if (pushed && this.broken === undefined && RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(r)) this.notify(this.txPort);
+      // Out of budget: ask for the next event (req_event) and remember whether work is left,
+      // which poll() takes next (Linux reschedules its NAPI poll instead).
+      this.txMore = this.broken === undefined && RING_FINAL_CHECK_FOR_REQUESTS(r) > 0;
     } finally {
       this.inTx = false;
     }
