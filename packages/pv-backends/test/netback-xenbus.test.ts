@@ -97,6 +97,7 @@ describe("netback xenbus", () => {
       [{ "tx-ring-ref": "banana" }, /tx-ring-ref/],
       [{ "rx-ring-ref": "99999999999" }, /rx-ring-ref/],
       [{ "request-rx-copy": "0" }, /rx-copy/],
+      [{ "feature-rx-notify": "0" }, /feature-rx-notify is mandatory/],
       [{ "event-channel": "-1" }, /event-channel/],
       [{ "tx-ring-ref": "4242" }, /mapping tx ring/],
       [{ "multi-queue-num-queues": "8" }, /queues/],
@@ -152,6 +153,7 @@ describe("netback xenbus", () => {
       store.write(`${F}/rx-ring-ref`, String(f.rxRef));
       store.write(`${F}/event-channel`, String(f.port));
       store.write(`${F}/request-rx-copy`, "1");
+      store.write(`${F}/feature-rx-notify`, "1");
       store.write(`${F}/state`, String(XenbusStateConnected));
     }
     fb.postRx(2);

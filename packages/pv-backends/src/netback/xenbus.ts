@@ -13,7 +13,8 @@
  * States: both directories start Initialising (1); the backend goes to InitWait (2) once it has
  * advertised its features. When the frontend reaches Initialised (3) or Connected (4) the backend
  * reads tx-ring-ref, rx-ring-ref, event-channel (or event-channel-tx and event-channel-rx) and
- * request-rx-copy (must be 1: rx-flip is not offered), maps and binds them, and goes Connected.
+ * request-rx-copy (must be 1: rx-flip is not offered) and feature-rx-notify (must be 1, as Linux
+ * has required since 3.19), maps and binds them, and goes Connected.
  * A bad or missing key is xenbus_dev_fatal's path: an `error` node in the backend directory and
  * the backend goes Closing. Frontend Closing -> backend disconnects, Closing; frontend Closed
  * (or its state node gone) -> backend disconnects, Closed. A frontend may reconnect from Closed
@@ -191,6 +192,8 @@ export class NetbackDevice {
     else if (etx !== undefined && erx !== undefined) conn = { txRingRef: tx, rxRingRef: rx, txEvtchn: etx, rxEvtchn: erx };
     else return this.fatal(`reading ${fe}/event-channel(-tx/rx)`);
     if (this.store.read(`${fe}/request-rx-copy`) !== "1") return this.fatal(`${fe}/request-rx-copy is not 1: only rx-copy is supported`);
+    // Mandatory since Linux 3.19 (netback relies on the frontend's RX notifications).
+    if (this.store.read(`${fe}/feature-rx-notify`) !== "1") return this.fatal(`${fe}/feature-rx-notify is mandatory`);
     const err = this.vif.connect(conn);
     if (err !== undefined) {
       const detail = err.kind === "map" ? `mapping ${err.ring} ring (GNTST ${err.status})` : err.kind === "evtchn" ? `binding event channel ${err.port} (${err.error})` : err.detail;
