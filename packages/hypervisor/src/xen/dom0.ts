@@ -58,6 +58,7 @@ export interface Dom0GrantMapping {
 }
 
 /** One side of a dom0 grant copy: a guest's grant, or a host buffer of dom0's. */
+/** A grant (offset within its page) or a buffer of dom0's (offset into `bytes`, which may span many pages). */
 export type Dom0CopySide = { readonly domid: number; readonly ref: number; readonly offset?: number } | { readonly bytes: Uint8Array; readonly offset?: number };
 
 /** A dom0 GNTTABOP_copy op: `len` bytes from `source` to `dest`; at least one side is a guest's grant. */
@@ -133,9 +134,13 @@ export class Dom0Grants {
   /** GNTTABOP_copy for dom0: one GNTST_ status per op. */
   copy(ops: readonly Dom0CopyOp[]): number[] {
     return ops.map((op) => {
-      const local = "bytes" in op.source ? { side: "source" as const, bytes: op.source.bytes } : "bytes" in op.dest ? { side: "dest" as const, bytes: op.dest.bytes } : undefined;
+      // A backend's buffer side: `offset` is an offset into its bytes (any length), not into a page.
+      const at = (s: Dom0CopySide): Uint8Array | undefined => ("bytes" in s ? ((s.offset ?? 0) === 0 ? s.bytes : s.bytes.subarray(s.offset)) : undefined);
+      const localSource = at(op.source), localDest = at(op.dest);
+      const local = localSource !== undefined ? { side: "source" as const, bytes: localSource } : localDest !== undefined ? { side: "dest" as const, bytes: localDest } : undefined;
       if ("bytes" in op.source && "bytes" in op.dest) return GNTST_bad_copy_arg;
-      const side = (s: Dom0CopySide): CopySide => ("bytes" in s ? { isGref: false, ref: 0, gmfn: 0, domid: DOMID_SELF, offset: s.offset ?? 0 } : { isGref: true, ref: s.ref, gmfn: 0, domid: s.domid, offset: s.offset ?? 0 });
+      for (const s of [op.source, op.dest]) if ("bytes" in s && (!Number.isInteger(s.offset ?? 0) || (s.offset ?? 0) < 0 || (s.offset ?? 0) > s.bytes.length)) return GNTST_bad_copy_arg;
+      const side = (s: Dom0CopySide): CopySide => ("bytes" in s ? { isGref: false, ref: 0, gmfn: 0, domid: DOMID_SELF, offset: 0 } : { isGref: true, ref: s.ref, gmfn: 0, domid: s.domid, offset: s.offset ?? 0 });
       if (!Number.isInteger(op.len) || op.len < 0 || op.len > 0xffff) return GNTST_bad_copy_arg;
       const status = copyOne(this.table, undefined, side(op.source), side(op.dest), op.len, local);
       if (status === GNTST_okay) this.copies++;
