@@ -34,6 +34,7 @@ describe("netback xenbus", () => {
     expect(store.read(`${B}/feature-sg`)).toBe("1");
     expect(store.read(`${B}/feature-rx-copy`)).toBe("1");
     expect(store.read(`${B}/feature-rx-flip`)).toBe("0");
+    expect(store.read(`${B}/feature-no-csum-offload`)).toBe("1");
     expect(store.read(`${B}/state`)).toBe(String(XenbusStateInitWait));
     expect(store.read(`${F}/backend`)).toBe(B);
     expect(store.read(`${F}/backend-id`)).toBe("0");

@@ -6,7 +6,8 @@
  * Backend directory /local/domain/0/backend/vif/<domid>/<devid> (owned by dom0, readable by the
  * guest): frontend, frontend-id, online, state, script, mac, bridge, handle, type; then what
  * netback_probe advertises: feature-sg, feature-rx-copy, feature-rx-flip (0),
- * feature-split-event-channels, feature-gso-tcpv4/6 (0), feature-ipv6-csum-offload (0).
+ * feature-split-event-channels, feature-gso-tcpv4/6 (0), feature-ipv6-csum-offload (0),
+ * feature-no-csum-offload (1: frontends compute their own checksums).
  * Frontend directory /local/domain/<domid>/device/vif/<devid> (owned by the guest, readable by
  * dom0): backend, backend-id, state, handle, mac.
  *
@@ -119,6 +120,9 @@ export class NetbackDevice {
       ["feature-gso-tcpv4", "0"],
       ["feature-gso-tcpv6", "0"],
       ["feature-ipv6-csum-offload", "0"],
+      // No checksum offload: a frontend fills in its checksums (netback here does not complete
+      // a NETTXF_csum_blank packet, nor tell the receiver with NETRXF_csum_blank).
+      ["feature-no-csum-offload", "1"],
       ["feature-rx-copy", "1"],
       ["feature-rx-flip", "0"],
       ["feature-split-event-channels", "1"],
