@@ -672,6 +672,24 @@ export class Hypervisor {
   readonly sliceInstructions: number;
   /** Domain 0 as the backends see it: the typed event-channel and grant API (xen/dom0.ts). */
   readonly dom0: ControlDomain = new ControlDomain(this);
+  /** Dom0's work between scheduler slices (xenstored, the console and other backends): see serviceDom0. */
+  private readonly dom0Services = new Set<() => void>();
+
+  /** Run `service` whenever dom0 runs (after every slice and before the host goes idle); returns its removal. */
+  addDom0Service(service: () => void): () => void {
+    this.dom0Services.add(service);
+    return () => this.dom0Services.delete(service);
+  }
+
+  /**
+   * Dom0's turn, between scheduler slices: its queued events are dispatched to their handlers
+   * (`dom0.evtchn.dispatch()`), then each registered service polls its rings. Events these send
+   * to guests wake them for the next slice.
+   */
+  serviceDom0(): void {
+    this.dom0.evtchn.dispatch();
+    for (const s of this.dom0Services) s();
+  }
   /** The wallclock's epoch (xen/time.ts). */
   readonly bootEpoch: BootEpoch;
   /** tsc_to_system_mul / tsc_shift of the TSC (the host clock's frequency), as the PV clock and CPUID leaf 0x40000003 report them. */
@@ -846,6 +864,9 @@ export class Hypervisor {
       const runnable: Vcpu[] = [];
       for (const d of this.domainList) if (d.state === "running") for (const v of d.vcpus) if (!v.blocked) runnable.push(v);
       if (runnable.length === 0) {
+        // Dom0 first: a guest blocked on a backend's answer is woken by it.
+        this.serviceDom0();
+        if (this.anyRunnable()) continue;
         // Everyone is blocked. An event or interrupt sent since the last poll, or a timer already
         // due, may wake someone now; otherwise jump the clock to the next APIC or Xen timer
         // deadline (rounded up to a whole cycle, so the deadline is reached) and wake whoever it
@@ -864,6 +885,7 @@ export class Hypervisor {
       const n = this.runSlice(v, Math.min(slice, max - charged));
       total += n.retired;
       charged += n.charged;
+      this.serviceDom0();
       options.onSlice?.(this);
     }
   }

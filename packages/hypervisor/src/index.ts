@@ -239,3 +239,5 @@ export {
   SPECIALPAGE_CONSOLE,
 } from "./builder/special-pages.js";
 export type { MagicPages } from "./builder/special-pages.js";
+export { PvServices } from "./toolstack/xenstore.js";
+export type { PvDomain, AttachOptions } from "./toolstack/xenstore.js";

@@ -23,12 +23,16 @@
  * the file as a whole, such as a missing key) and the key involved.
  */
 
-/** A disk attached to the guest: only a raw image on the primary master (hda) is modelled. */
+/**
+ * A disk attached to the guest: a raw image on the primary master, named `hda` or `xvda` (as on
+ * Xen HVM, the one image is both the emulated IDE disk and a PV vbd with the vdev's devid, until
+ * the guest unplugs the emulated one: toolstack/vbd.ts).
+ */
 export interface DiskConfig {
   /** The image path as written in the file. */
   readonly target: string;
   readonly format: "raw";
-  readonly vdev: "hda";
+  readonly vdev: "hda" | "xvda";
   readonly access: "rw" | "ro";
 }
 
@@ -388,6 +392,9 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
         if (disk.some((o) => o.vdev === d.vdev)) {
           throw new ConfigError(file, item.line, "disk", `bad disk spec "${item.value}": vdev ${d.vdev} used twice`);
         }
+        if (disk.length > 0) {
+          throw new ConfigError(file, item.line, "disk", `bad disk spec "${item.value}": vdev ${d.vdev} is the primary master again (hda and xvda are one disk; only one is modelled)`);
+        }
         disk.push(d);
       }
     }
@@ -488,13 +495,14 @@ export function parseDiskSpec(spec: string): DiskConfig | string {
   const format = params.format ?? "raw";
   if (format !== "raw") return `unsupported format "${format}" (only raw)`;
   if (params.vdev === undefined) return "no vdev";
-  if (params.vdev !== "hda") return `unsupported vdev "${params.vdev}" (only hda, the primary master)`;
+  const vdev = params.vdev;
+  if (vdev !== "hda" && vdev !== "xvda") return `unsupported vdev "${vdev}" (only hda or xvda, the primary master)`;
   const a = params.access ?? "rw";
   let access: "rw" | "ro";
   if (a === "rw" || a === "w") access = "rw";
   else if (a === "ro" || a === "r") access = "ro";
   else return `bad access "${a}" (rw or ro)`;
-  return { target: params.target, format: "raw", vdev: "hda", access };
+  return { target: params.target, format: "raw", vdev, access };
 }
 
 const MAC_RE = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/;

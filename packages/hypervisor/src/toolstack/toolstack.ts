@@ -39,6 +39,7 @@ import type { BlockBackend } from "../devices/ata.js";
 import { DomainError, type Domain, type DomainOptions, type Hypervisor, type RunOptions, type RunResult } from "../hypervisor.js";
 import type { DomainConfig, OnCrashAction } from "./config.js";
 import { SelfTestPeer } from "../xen/selftest_peer.js";
+import { PvServices } from "./xenstore.js";
 import { XenStore } from "@vtlab/pv-backends";
 import { HostNetwork } from "./network.js";
 
@@ -184,6 +185,8 @@ export class Toolstack {
   readonly xenstore: XenStore;
   /** The host's bridges and each domain's vifs (network.ts): added at build, removed at destroy. */
   readonly network: HostNetwork;
+  /** Each domain's xenstore entries, xenstored connection and console backend (xenstore.ts): attached at build, detached at destroy. */
+  readonly pv: PvServices;
 
   constructor(
     readonly hv: Hypervisor,
@@ -197,6 +200,7 @@ export class Toolstack {
     this.rapidRestartLimit = limit;
     this.xenstore = options.xenstore ?? new XenStore();
     this.network = new HostNetwork(hv, this.xenstore);
+    this.pv = new PvServices(hv, this.xenstore);
   }
 
   /** The machines still listed (running, paused, shut down, or crashed and preserved), in creation order. */
@@ -261,12 +265,16 @@ export class Toolstack {
               onConsole(text);
             },
           };
+    let d: Domain;
     try {
-      return this.hv.createDomain(domainOptions(config, counted));
+      d = this.hv.createDomain(domainOptions(config, counted));
     } catch (e) {
       r.release?.();
       throw e;
     }
+    // Its xenstore entries, xenstored's connection and the console backend (toolstack/xenstore.ts).
+    if (d.magicPages !== undefined) this.pv.attach(d, { name: config.name });
+    return d;
   }
 
   /** The self-test peer, for a config that asks for it (`vtlab_xen_selftest = 1`): one per incarnation. */
@@ -308,6 +316,7 @@ export class Toolstack {
   }
 
   private retire(m: Machine): void {
+    this.pv.detach(m.domain.id);
     this.flushConsole(m);
     this.network.remove(m.domain.id);
     m.domain.destroy();
@@ -385,6 +394,7 @@ export class Toolstack {
           return { ...base, outcome: "restart-refused", restarts: m.restarts, detail };
         }
         // Destroy first: the new domain takes the same name (and frames of the old one).
+        this.pv.detach(d.id);
         this.flushConsole(m);
         this.network.remove(d.id);
         d.destroy();
