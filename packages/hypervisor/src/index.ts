@@ -241,3 +241,5 @@ export {
 export type { MagicPages } from "./builder/special-pages.js";
 export { PvServices } from "./toolstack/xenstore.js";
 export type { PvDomain, AttachOptions } from "./toolstack/xenstore.js";
+export { HostDisks, BlockBackendStorage } from "./toolstack/vbd.js";
+export type { VbdDevice } from "./toolstack/vbd.js";

@@ -39,6 +39,7 @@ function pair(size: number): () => void {
     if (fb.received.length !== BATCH) throw new Error(`received ${fb.received.length} of ${BATCH}`);
     fb.received.length = 0;
     fb.rxStatuses.length = 0;
+    fa.txStatuses.length = 0;
     fb.postRx(BATCH);
     host.dispatch();
   };

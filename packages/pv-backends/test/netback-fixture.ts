@@ -177,6 +177,7 @@ export class TestNetfront {
   readonly rxStatuses: number[] = [];
   readonly txStatuses: { id: number; status: number }[] = [];
   private freeTxRefs: number[] = [];
+  private readonly freeRxRefs: number[] = [];
   /** TX request id -> the gref it used, until its response. */
   private readonly txInflight = new Map<number, number>();
 
@@ -211,7 +212,7 @@ export class TestNetfront {
   /** Post `n` RX buffers (one page each). */
   postRx(n: number, options: { gref?: number } = {}): void {
     for (let i = 0; i < n; i++) {
-      const gref = options.gref ?? this.ref();
+      const gref = options.gref ?? this.freeRxRefs.pop() ?? this.ref();
       const id = this.nextRxId++ & 0xffff;
       this.rxBufs.set(id, gref);
       write_netif_rx_request(this.rx.sring, RING_GET_REQUEST(this.rx, this.rx.req_prod_pvt), { id, gref });
@@ -273,6 +274,7 @@ export class TestNetfront {
       this.rxStatuses.push(r.status);
       const gref = this.rxBufs.get(r.id);
       this.rxBufs.delete(r.id);
+      if (gref !== undefined && gref >= 1000) this.freeRxRefs.push(gref);
       if (r.status > 0 && gref !== undefined) this.partial.push((this.host.page(this.domid, gref) as Uint8Array).slice(r.offset, r.offset + r.status));
       if (!(r.flags & NETRXF_more_data)) {
         if (this.partial.length > 0) {

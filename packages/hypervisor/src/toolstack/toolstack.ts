@@ -42,6 +42,7 @@ import { SelfTestPeer } from "../xen/selftest_peer.js";
 import { PvServices } from "./xenstore.js";
 import { XenStore } from "@vtlab/pv-backends";
 import { HostNetwork } from "./network.js";
+import { HostDisks } from "./vbd.js";
 
 /**
  * Minimum modelled run time (seconds since the domain was (re)built) for a crash not to count as
@@ -185,6 +186,8 @@ export class Toolstack {
   readonly xenstore: XenStore;
   /** The host's bridges and each domain's vifs (network.ts): added at build, removed at destroy. */
   readonly network: HostNetwork;
+  /** Each domain's vbds (vbd.ts: the disk's PV path beside the emulated ATA disk): added at build, removed at destroy. */
+  readonly disks: HostDisks;
   /** Each domain's xenstore entries, xenstored connection and console backend (xenstore.ts): attached at build, detached at destroy. */
   readonly pv: PvServices;
 
@@ -200,6 +203,7 @@ export class Toolstack {
     this.rapidRestartLimit = limit;
     this.xenstore = options.xenstore ?? new XenStore();
     this.network = new HostNetwork(hv, this.xenstore);
+    this.disks = new HostDisks(hv, this.xenstore);
     this.pv = new PvServices(hv, this.xenstore);
   }
 
@@ -238,18 +242,19 @@ export class Toolstack {
 
   /** Build a domain from `config` (`source` names the file in messages). Throws `DomainError`, or what the loader throws. */
   create(config: DomainConfig, source = "<config>"): ManagedDomain {
-    const { domain, release, console } = this.build(config, source);
+    const { domain, release, console, disk } = this.build(config, source);
     this.network.add(domain.id, config.vif ?? []);
+    this.disks.add(domain.id, config.disk, disk);
     const m = new Machine(config, source, domain, this.hv.clock.nanoseconds, release, console);
     this.attachPeer(m);
     this.machines.push(m);
     return m;
   }
 
-  private build(config: DomainConfig, source: string): { domain: Domain; release: (() => void) | undefined; console: ConsoleTap } {
+  private build(config: DomainConfig, source: string): { domain: Domain; release: (() => void) | undefined; console: ConsoleTap; disk: BlockBackend | undefined } {
     const r = this.options.resources(config, source);
     const console: ConsoleTap = { delivered: 0, onConsole: r.onConsole };
-    return { domain: this.instantiate(config, r, console), release: r.release, console };
+    return { domain: this.instantiate(config, r, console), release: r.release, console, disk: r.disk };
   }
 
   /** `Hypervisor.createDomain` from the config and the loader's resources (released if it throws). */
@@ -319,6 +324,7 @@ export class Toolstack {
     this.pv.detach(m.domain.id);
     this.flushConsole(m);
     this.network.remove(m.domain.id);
+    this.disks.remove(m.domain.id);
     m.domain.destroy();
     m.listed = false;
     this.releaseOf(m);
@@ -350,6 +356,7 @@ export class Toolstack {
         for (const m of this.machines) if (m.listed) m.selftestPeer?.poll();
         this.hv.dom0.evtchn.dispatch(); // netback's events (a no-op when none are pending)
         this.network.poll();
+        this.disks.poll();
         this.handleCrashes();
         onSlice?.(hv);
       },
@@ -397,6 +404,7 @@ export class Toolstack {
         this.pv.detach(d.id);
         this.flushConsole(m);
         this.network.remove(d.id);
+        this.disks.remove(d.id);
         d.destroy();
         this.releaseOf(m);
         // The loader may fail for any reason (a kernel file gone); the builder with a DomainError
@@ -420,6 +428,7 @@ export class Toolstack {
         }
         m.domain = domain;
         this.network.add(domain.id, m.config.vif ?? []);
+        this.disks.add(domain.id, m.config.disk, r.disk);
         this.attachPeer(m);
         m.release = r.release;
         m.console = console;

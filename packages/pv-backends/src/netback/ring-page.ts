@@ -25,7 +25,8 @@ export class RingPageView {
   }
   getUint32(offset: number, littleEndian?: boolean): number {
     const b = this.bytes(offset, 4);
-    return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, littleEndian);
+    const [b0 = 0, b1 = 0, b2 = 0, b3 = 0] = b;
+    return (littleEndian === true ? b0 | (b1 << 8) | (b2 << 16) | (b3 << 24) : (b0 << 24) | (b1 << 16) | (b2 << 8) | b3) >>> 0;
   }
   setUint8(offset: number, value: number): void {
     this.mapping.write(offset, Uint8Array.of(value & 0xff));
