@@ -23,6 +23,10 @@ export const SHELL_HELP = `commands (one per line; # starts a comment; a domain 
                              (the default); consoles stream as "name| text"
   stats <domain> [--json]    statistics of a domain (also of a destroyed one, by name)
   console <domain>           the domain's console so far
+  xenstore-ls [<path>]       the xenstore tree below path (default /), as xenstore-ls
+  xenstore-read <path>...    the value of each path, one per line
+  xenstore-write <path> <value> [<path> <value>]...
+                             write values (\\t \\n \\r \\\\ \\xNN escapes), creating missing parents
   help                       this text
   quit                       end the session (every domain is destroyed)
 State letters as xl list: r running, b blocked (halted), p paused, s shut down, c crashed.`;
@@ -187,6 +191,30 @@ export class Shell {
         this.io.out(t === "" || t.endsWith("\n") ? t : `${t}\n`);
         return true;
       }
+      case "xenstore-ls": {
+        if (args.length > 1) throw new UsageError(`unexpected argument "${args[1]}"`);
+        this.io.out(this.xenstoreLs(args[0] ?? "/"));
+        return true;
+      }
+      case "xenstore-read": {
+        if (args.length === 0) throw new UsageError("missing <path>");
+        const xs = this.toolstack.xenstore;
+        for (const p of args) {
+          const v = xs.readBytes(p);
+          if (v === undefined) throw new UsageError(`couldn't read path ${p}`);
+          this.io.out(`${sanitiseValue(v)}\n`);
+        }
+        return true;
+      }
+      case "xenstore-write": {
+        if (args.length === 0 || args.length % 2 !== 0) throw new UsageError("expected <path> <value> pairs");
+        const xs = this.toolstack.xenstore;
+        for (let i = 0; i < args.length; i += 2) {
+          const p = args[i]!;
+          if (xs.write(p, unsanitiseValue(args[i + 1]!)) !== 0) throw new UsageError(`could not write path ${p}`);
+        }
+        return true;
+      }
       case "help":
         expectArgs(args, []);
         this.io.out(`${SHELL_HELP}\n`);
@@ -198,6 +226,23 @@ export class Shell {
       default:
         throw new UsageError(`unknown command (try "help")`);
     }
+  }
+
+  /** xenstore-ls's do_ls: each node below `path`, indented one space per level, `name = "value"`. */
+  private xenstoreLs(path: string): string {
+    const xs = this.toolstack.xenstore;
+    if (xs.directory(path) === undefined) throw new UsageError(`could not list path ${path}`);
+    let out = "";
+    const walk = (p: string, depth: number): void => {
+      for (const name of xs.directory(p) ?? []) {
+        const child = `${p}${p.endsWith("/") ? "" : "/"}${name}`;
+        const v = xs.readBytes(child);
+        out += `${" ".repeat(depth)}${name}${v === undefined ? ":" : ` = "${sanitiseValue(v)}"`}\n`;
+        walk(child, depth + 1);
+      }
+    };
+    walk(path, 0);
+    return out;
   }
 
   /** The latest destroyed machine with this name (or domid), for `stats` after on_crash = "destroy". */
@@ -257,6 +302,50 @@ export function stateLetters(d: Domain): string {
   const shutdown = d.state === "shutdown" || d.state === "crashed";
   const reason = d.state === "crashed" ? SHUTDOWN_REASON_CRASH : SHUTDOWN_REASON_POWEROFF;
   return `${running ? "r" : "-"}${blocked ? "b" : "-"}${d.state === "paused" ? "p" : "-"}${shutdown ? "s" : "-"}${shutdown ? reason : "-"}${d.state === "destroyed" ? "d" : "-"}`;
+}
+
+/**
+ * xs_lib.c's sanitise_value: printable ASCII as is, \t \n \r \\ escaped, bytes below 010 as
+ * three octal digits, the rest as \xNN.
+ */
+export function sanitiseValue(v: Uint8Array): string {
+  let out = "";
+  for (const c of v) {
+    if (c >= 0x20 && c <= 0x7e && c !== 0x5c) out += String.fromCharCode(c);
+    else if (c === 0x09) out += "\\t";
+    else if (c === 0x0a) out += "\\n";
+    else if (c === 0x0d) out += "\\r";
+    else if (c === 0x5c) out += "\\\\";
+    else if (c < 0o10) out += `\\${c.toString(8).padStart(3, "0")}`;
+    else out += `\\x${c.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** unsanitise_value: the escapes of sanitiseValue back to bytes (characters above 0xff as UTF-8). */
+export function unsanitiseValue(s: string): Uint8Array {
+  const out: number[] = [];
+  const enc = new TextEncoder();
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i]!;
+    if (ch !== "\\" || i + 1 >= s.length) {
+      out.push(...enc.encode(ch));
+      continue;
+    }
+    const e = s[++i]!;
+    if (e === "t") out.push(0x09);
+    else if (e === "n") out.push(0x0a);
+    else if (e === "r") out.push(0x0d);
+    else if (e === "\\") out.push(0x5c);
+    else if (e === "x" && /^[0-9a-fA-F]{2}/.test(s.slice(i + 1, i + 3))) {
+      out.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (/^[0-7]{3}/.test(s.slice(i, i + 3))) {
+      out.push(parseInt(s.slice(i, i + 3), 8) & 0xff);
+      i += 2;
+    } else out.push(...enc.encode(e));
+  }
+  return Uint8Array.from(out);
 }
 
 function expectArgs(args: readonly string[], names: readonly string[]): void {
