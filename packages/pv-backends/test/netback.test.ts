@@ -354,6 +354,45 @@ describe("netback RX (backend to guest)", () => {
     expect(fe.received).toHaveLength(1);
   });
 
+  it("fast-check: any RX ring contents and frames never throw; responses never outrun posted requests; the queue stays bounded", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ id: fc.nat(0xffff), gref: fc.constantFrom(1000, 1001, 5555, 0xffffffff) }), { maxLength: 40 }),
+        fc.array(fc.nat(70_000), { maxLength: 60 }),
+        fc.option(fc.nat(), { nil: undefined }),
+        (reqs, sizes, prodOverride) => {
+          const { host, fe, vif } = setup();
+          host.grant(3, 1000);
+          host.grant(3, 1001);
+          for (const r of reqs) fe.postRx(1, { gref: r.gref });
+          if (prodOverride !== undefined) new DataView(fe.rxPage.buffer).setUint32(0, prodOverride >>> 0, true);
+          fe.notify();
+          host.dispatch();
+          for (const n of sizes) vif.receive(new Uint8Array(n));
+          host.nowNs += 1e9;
+          vif.poll();
+          const rspProd = new DataView(fe.rxPage.buffer).getUint32(8, true);
+          // Never more responses than requests published (req_prod), nor than the ring holds.
+          expect(rspProd).toBeLessThanOrEqual(Math.min(256, prodOverride === undefined ? reqs.length : prodOverride >>> 0));
+          expect(vif.rxQueue.bytes).toBeLessThanOrEqual(RX_QUEUE_MAX_BYTES);
+          expect(vif.rxQueue.packets).toBeLessThanOrEqual(RX_QUEUE_MAX_PACKETS);
+          const c = vif.counters;
+          expect(c.rxPackets + c.rxDropped + vif.rxQueue.packets).toBeLessThanOrEqual(sizes.length + c.rxErrors);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("a ring page the frontend revokes while dom0 has it mapped keeps working (the mapping holds the frame)", () => {
+    const { host, fe, vif, out } = setup();
+    host.revoke(3, fe.txRef);
+    fe.send(ethFrame(MAC_B, MAC_A, 64));
+    host.dispatch();
+    expect(out).toHaveLength(1);
+    expect(vif.broken).toBeUndefined();
+  });
+
   it("RX req_prod past the ring disables the vif", () => {
     const { host, fe, vif } = setup();
     new DataView(fe.rxPage.buffer).setUint32(0, 0x8000_0000, true);
