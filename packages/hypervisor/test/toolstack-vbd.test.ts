@@ -158,6 +158,33 @@ describe("the toolstack's vbds", () => {
     expect(vbd?.blkback.persistentGrantCount).toBe(0);
   });
 
+  it("a data grant the guest revokes while blkback holds it persistently: the mapping keeps the frame (as Xen), destroy releases it", () => {
+    const image = new MemoryBlockBackend(2048);
+    const { hv, ts } = host(image);
+    const m = ts.create(cfg("a", "disk.img,raw,xvda"));
+    const f = new GuestBlkfront(hv, m.domain);
+    f.connect(ts, 51712);
+    const vbd = ts.disks.vbds(m.domain.id)[0]?.vbd;
+    m.domain.writeGuest(f.dataGfn * PAGE_SIZE, new Uint8Array(PAGE_SIZE).fill(0x5c));
+    f.request(BLKIF_OP_WRITE, 1, 0);
+    hv.dom0.evtchn.dispatch();
+    expect(f.responses()).toEqual([{ id: 1, status: BLKIF_RSP_OKAY }]);
+    expect(vbd?.blkback.persistentGrantCount).toBe(1);
+    // The guest clears its grant entry (gnttab_end_foreign_access without checking it is unused).
+    const entry = m.domain.xen.grants.sharedFrameMfn(0)! * PAGE_SIZE + GuestBlkfront.DATA_REF * 8;
+    hv.memory.write32(entry, 0);
+    f.request(BLKIF_OP_WRITE, 2, 8);
+    hv.dom0.evtchn.dispatch();
+    expect(f.responses()).toEqual([{ id: 2, status: BLKIF_RSP_OKAY }]);
+    expect(image.data[8 * 512]).toBe(0x5c);
+    const unmaps = hv.dom0.grants.unmaps;
+    ts.destroyAll();
+    // The ring and the persistent data grant (and the xenstore and console pages) are unmapped.
+    expect(hv.dom0.grants.unmaps).toBe(unmaps + 4);
+    expect(vbd?.blkback.counters.grantUnmaps).toBe(1);
+    expect(vbd?.blkback.connected).toBe(false);
+  });
+
   it("BlockBackendStorage: a backend that throws is an I/O error value, read-only refuses writes", () => {
     const failing = { sectors: 8, read: () => { throw new Error("EIO"); }, write: () => {} };
     const s = new BlockBackendStorage(failing, false);
