@@ -210,6 +210,19 @@ describe("netback TX (guest to backend)", () => {
     expect(vif.counters.rxDropped).toBe(1);
   });
 
+  it("responses write only their own fields: the rest of a TX slot is the guest's own request bytes", () => {
+    const { host, fe } = setup();
+    host.grant(3, 6000).set(ethFrame(MAC_B, MAC_A, 64), 0);
+    const at = fe.putTx({ gref: 6000, offset: 0, flags: 0, id: 0x1234, size: 64 });
+    const before = fe.txPage.slice(at, at + netif_tx_request.SIZEOF);
+    fe.pushTx();
+    host.dispatch();
+    const after = fe.txPage.slice(at, at + netif_tx_request.SIZEOF);
+    expect([...after.subarray(0, 2)]).toEqual([0x34, 0x12]); // id
+    expect([...after.subarray(2, 4)]).toEqual([0, 0]); // NETIF_RSP_OKAY
+    expect([...after.subarray(4)]).toEqual([...before.subarray(4)]);
+  });
+
   it("RING_COPY_REQUEST: a request changed after the backend read it does not change what is used", () => {
     const { host, fe, out } = setup();
     const f = ethFrame(MAC_B, MAC_A, 64);
