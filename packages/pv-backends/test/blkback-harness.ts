@@ -98,7 +98,9 @@ export class FakeHost implements BackendHost {
         get mapped() { return rec.live; },
         read(offset: number, length: number) {
           if (!rec.live || !inPage(offset, length)) return undefined;
-          return page.slice(offset, offset + length);
+          const out = new Uint8Array(length); // a copy, as the hypervisor's mapping returns
+          out.set(page.subarray(offset, offset + length));
+          return out;
         },
         write(offset: number, bytes: Uint8Array) {
           if (!rec.live || rec.readonly || !inPage(offset, bytes.length)) return false;
