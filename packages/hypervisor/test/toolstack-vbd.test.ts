@@ -17,7 +17,7 @@ import {
   XenbusStateInitialised,
   XenbusStateInitWait,
 } from "@vtlab/xen-public";
-import { Hypervisor, MemoryBlockBackend, Toolstack, parseDiskSpec, parseDomainConfig, type Domain } from "@vtlab/hypervisor";
+import { Hypervisor, MemoryBlockBackend, Toolstack, formatDomainConfig, parseDiskSpec, parseDomainConfig, type Domain } from "@vtlab/hypervisor";
 import { BlockBackendStorage } from "../src/toolstack/vbd.js";
 import { SPIN, tinyKernel } from "./tiny-kernel.js";
 
@@ -27,6 +27,8 @@ describe("disk = [...] with vdev=xvda", () => {
   it("parses xvda, and refuses a second primary master", () => {
     expect(parseDiskSpec("disk.img,raw,xvda,rw")).toEqual({ target: "disk.img", format: "raw", vdev: "xvda", access: "rw" });
     expect(parseDiskSpec("disk.img,raw,xvdb")).toMatch(/unsupported vdev "xvdb"/);
+    const c = cfg("a", "format=raw, vdev=xvda, access=ro, target=pv.img");
+    expect(parseDomainConfig(formatDomainConfig(c), "b.cfg")).toEqual(c);
     expect(() => parseDomainConfig(`name = "a"\nmemory = 8\nkernel = "k"\ndisk = [ "a.img,,hda", "b.img,,xvda" ]\n`, "a.cfg")).toThrow(/primary master again/);
   });
 });

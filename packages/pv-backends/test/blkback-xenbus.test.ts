@@ -168,6 +168,8 @@ describe("vbd on xenbus", () => {
       store.write(`${FE}/state`, "7");
       expect(beState()).toBe(XenbusStateClosing);
       expect(vbd.errors[0]).toMatch(/saw state 7/);
+      for (let i = 0; i < 100; i++) store.write(`${FE}/state`, i % 2 === 0 ? "8" : "7");
+      expect(vbd.errors.length).toBe(VbdBackend.MAX_ERRORS);
       const b = setup();
       b.initialise();
       b.store.write(`${FE}/state`, "connected!");

@@ -109,8 +109,9 @@ export class VbdBackend {
   readonly blkback: Blkback;
   /** The backend's xenbus state. */
   state = XenbusStateInitialising;
-  /** xenbus_dev_fatal messages. */
+  /** xenbus_dev_fatal messages, the last MAX_ERRORS (a frontend can provoke one per state write). */
   readonly errors: string[] = [];
+  static readonly MAX_ERRORS = 16;
   private unwatch: (() => void) | undefined;
   private removed = false;
   private readonly log: (line: string) => void;
@@ -189,6 +190,7 @@ export class VbdBackend {
 
   /** xenbus_dev_fatal: the message under error/, and the device closes. */
   private fatal(message: string): void {
+    if (this.errors.length >= VbdBackend.MAX_ERRORS) this.errors.shift();
     this.errors.push(message);
     this.log(`vbd ${this.config.frontendDomid}/${this.devid}: ${message}`);
     this.store.write(`${this.errorPath}/error`, message);
