@@ -66,6 +66,7 @@ import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.j
 import { DEFAULT_BOOT_EPOCH, DomainTime, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
 import { DomainTimers, VcpuTimers, evtchnCheckPollers, fireTimers, nextTimerDeadlineNs } from "./xen/timer.js";
 import { DomainPages, frameRefs, releaseDomainHolds } from "./xen/p2m.js";
+import { NativeVcpu, nativeAfterExit, nativeBootImage, runNativeSlice, type NativeKernel } from "./native.js";
 
 export type { ExitContext };
 
@@ -90,8 +91,10 @@ export interface DomainOptions {
   readonly vcpus?: number;
   /** `true` (default): EPT, hap=1 (@vtlab/mmu-ept). `false`: shadow paging, hap=0 (@vtlab/mmu-shadow). */
   readonly hap?: boolean;
-  /** The kernel image (ELF64, PVH entry note). */
-  readonly kernel: Uint8Array;
+  /** The kernel image (ELF64, PVH entry note). Omitted for a native kernel (`native`), which boots from nativeBootImage(). */
+  readonly kernel?: Uint8Array;
+  /** A native (TypeScript) kernel for vCPU 0, run over GuestOps (native.ts). */
+  readonly native?: NativeKernel;
   readonly cmdline?: string;
   /** The primary-master ATA disk. */
   readonly disk?: BlockBackend;
@@ -257,6 +260,8 @@ export class Vcpu {
   get isUp(): boolean {
     return this.bringUp.up && !this.down;
   }
+  /** The native kernel this vCPU runs instead of machine code (native.ts), if any. */
+  native: NativeVcpu | undefined = undefined;
   /** Guest interrupts injected, and vCPU wake-ups from HLT. */
   interruptsInjected = 0;
   wakeups = 0;
@@ -732,7 +737,12 @@ export class Hypervisor {
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
     const d = new Domain(this.nextId, name, this, options);
-    const boot = buildPvh(options.kernel, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
+    const image = options.native !== undefined ? nativeBootImage() : options.kernel;
+    if (image === undefined) {
+      d.destroy();
+      throw new DomainError(name, "kernel: give a kernel image or a native kernel");
+    }
+    const boot = buildPvh(image, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
       write: (gpa, bytes) => d.writeGuest(gpa, bytes),
       zero: (gpa, length) => d.writeGuest(gpa, new Uint8Array(length)),
     });
@@ -786,6 +796,15 @@ export class Hypervisor {
         onLevelEoi: (vector) => d.ioapic.eoi(vector), // a level-triggered IO-APIC interrupt's EOI
       });
       if (i > 0) v.blocked = true; // APs wait for VCPUOP_up (hypercalls.ts)
+      if (i === 0 && options.native !== undefined) {
+        const ctx: ExitContext = { domain: d, vcpu: v, hv: this };
+        v.native = new NativeVcpu(v.cpu, options.native, (exit) => {
+          v.inGuest = false;
+          this.dispatch(ctx, exit);
+          nativeAfterExit(v);
+          v.inGuest = true; // NativeGuestOps resumes the vCPU right after
+        });
+      }
       d.vcpus.push(v);
     }
     for (const v of d.vcpus) v.runstate.sync(v); // vCPU 0 runnable, the others offline
@@ -903,6 +922,13 @@ export class Hypervisor {
     this.sliceCount++;
     switchIn(this, v);
     publishVcpuTime(this, v);
+    if (v.native !== undefined) {
+      syncGuestTsc(this, v);
+      const host = { instructionCost: this.cost.instruction, exitCost: this.cost.vmExitEntry, advanceClock: (c: number) => this.clock.advance(c), pollApics: () => this.pollApics() };
+      const n = runNativeSlice(host, v, v.native, budget);
+      switchOut(this, v);
+      return n;
+    }
     while (d.state === "running" && !v.blocked) {
       const left = budget - retired - charged;
       // Exit costs can use up the slice between two entries.

@@ -243,3 +243,5 @@ export { PvServices } from "./toolstack/xenstore.js";
 export type { PvDomain, AttachOptions } from "./toolstack/xenstore.js";
 export { HostDisks, BlockBackendStorage } from "./toolstack/vbd.js";
 export type { VbdDevice } from "./toolstack/vbd.js";
+export { NativeVcpu, nativeBootImage, runNativeSlice, NATIVE_STEP_LIMIT } from "./native.js";
+export type { NativeKernel } from "./native.js";

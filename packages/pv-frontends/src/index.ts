@@ -1,2 +1,12 @@
-// @vtlab/pv-frontends: public entry. Its implementation belongs to a later issue; see README.md.
-export {};
+// @vtlab/pv-frontends: guest-side PV drivers over cpu-vmx's GuestOps (see README.md).
+export { GuestMemory, GuestMemoryFault, PageAllocator, PAGE_SIZE } from "./mem.js";
+export { Xen, frontendError, isFrontendError } from "./hypercall.js";
+export type { FrontendError } from "./hypercall.js";
+export { findPlatformMmio } from "./platform.js";
+export { GrantTable } from "./grant.js";
+export { EventChannels, MAX_POLL_PORTS } from "./evtchn.js";
+export { XenbusClient, XenbusDevice, isXsError, MAX_QUEUED_WATCH_EVENTS } from "./xenbus.js";
+export type { XsError, WatchEvent } from "./xenbus.js";
+export { PvConsole } from "./console.js";
+export { bootFrontends } from "./boot.js";
+export type { Frontends, BootFrontendsOptions } from "./boot.js";
