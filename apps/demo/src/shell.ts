@@ -23,6 +23,8 @@ export const SHELL_HELP = `commands (one per line; # starts a comment; a domain 
                              (the default); consoles stream as "name| text"
   stats <domain> [--json]    statistics of a domain (also of a destroyed one, by name)
   console <domain>           the domain's console so far
+  console-input <domain> <text>
+                             type text into the domain's PV console (its in ring; escapes as xenstore-write)
   xenstore-ls [<path>]       the xenstore tree below path (default /), as xenstore-ls
   xenstore-read <path>...    the value of each path, one per line
   xenstore-write <path> <value> [<path> <value>]...
@@ -189,6 +191,17 @@ export class Shell {
         if (m === undefined) throw new UsageError(`no domain "${dom}"`);
         const t = printableConsole(m.domain.console);
         this.io.out(t === "" || t.endsWith("\n") ? t : `${t}\n`);
+        return true;
+      }
+      case "console-input": {
+        expectArgs(args, ["<domain>", "<text>"]);
+        const m = this.toolstack.find(args[0]!);
+        if (m === undefined) throw new UsageError(`no domain "${args[0]!}"`);
+        const con = this.toolstack.pv.domain(m.domain.id)?.console;
+        if (con === undefined) throw new UsageError(`${m.config.name} has no PV console`);
+        const bytes = unsanitiseValue(args[1]!);
+        const n = con.write(bytes);
+        this.io.out(`sent ${n} of ${bytes.length} bytes to ${m.config.name}'s console\n`);
         return true;
       }
       case "xenstore-ls": {

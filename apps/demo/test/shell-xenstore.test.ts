@@ -64,6 +64,13 @@ describe("vtlab shell: xenstore commands", () => {
     expect(r.out).toContain("Domain-0\n");
   });
 
+  it("console-input types into the domain's PV console ring", () => {
+    const r = session(["create compute.cfg", `console-input compute "ls\\n"`, "console-input nobody x", "console-input compute"]);
+    expect(r.out).toContain("sent 3 of 3 bytes to compute's console\n");
+    expect(r.err).toContain(':3: console-input: no domain "nobody"');
+    expect(r.err).toContain(":4: console-input: missing <text>");
+  });
+
   it("sanitise_value and unsanitise_value round-trip every byte", () => {
     const all = Uint8Array.from({ length: 256 }, (_, i) => i);
     expect(unsanitiseValue(sanitiseValue(all))).toEqual(all);
