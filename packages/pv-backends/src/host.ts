@@ -17,6 +17,8 @@ export interface BackendGrantMapping {
   read(offset: number, length: number): Uint8Array | undefined;
   /** false if read-only, unmapped or past the page. */
   write(offset: number, bytes: Uint8Array): boolean;
+  /** Optional: `into.length` bytes from `offset` copied into `into` (no new buffer); false where `read` fails. */
+  readInto?(offset: number, into: Uint8Array): boolean;
 }
 
 /** One side of a grant copy: a guest's grant, or a buffer of the backend's. */

@@ -102,6 +102,11 @@ export class FakeHost implements BackendHost {
           out.set(page.subarray(offset, offset + length));
           return out;
         },
+        readInto(offset: number, into: Uint8Array) {
+          if (!rec.live || !inPage(offset, into.length)) return false;
+          into.set(page.subarray(offset, offset + into.length));
+          return true;
+        },
         write(offset: number, bytes: Uint8Array) {
           if (!rec.live || rec.readonly || !inPage(offset, bytes.length)) return false;
           page.set(bytes, offset);

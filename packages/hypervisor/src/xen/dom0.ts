@@ -55,6 +55,8 @@ export interface Dom0GrantMapping {
   read(offset: number, length: number): Uint8Array | undefined;
   /** Write `bytes` at `offset` of the granted page: false if read-only, unmapped, or past the page. */
   write(offset: number, bytes: Uint8Array): boolean;
+  /** `into.length` bytes from `offset` copied into `into` (no new buffer): false where `read` is undefined. */
+  readInto(offset: number, into: Uint8Array): boolean;
 }
 
 /** One side of a dom0 grant copy: a guest's grant, or a host buffer of dom0's. */
@@ -117,6 +119,12 @@ export class Dom0Grants {
         const m = live();
         if (m === undefined || m.readonly || !inPage(offset, bytes.length)) return false;
         hv.memory.writeBytes(m.mfn * PAGE_SIZE + offset, bytes);
+        return true;
+      },
+      readInto(offset: number, into: Uint8Array): boolean {
+        const m = live();
+        if (m === undefined || !inPage(offset, into.length)) return false;
+        hv.memory.readBytes(m.mfn * PAGE_SIZE + offset, into);
         return true;
       },
     };

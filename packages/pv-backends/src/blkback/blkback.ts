@@ -547,6 +547,7 @@ export class Blkback {
   }
 
   private readMapping(m: BackendGrantMapping, off: number, len: number, at: number): boolean {
+    if (m.readInto !== undefined) return m.readInto(off, this.data.subarray(at, at + len));
     const b = m.read(off, len);
     if (b === undefined) return false;
     this.data.set(b, at);

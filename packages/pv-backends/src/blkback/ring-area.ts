@@ -28,6 +28,14 @@ export class RingArea {
       const page = this.pages[(o / PAGE) | 0];
       const inPage = o % PAGE;
       const n = Math.min(len - done, PAGE - inPage);
+      if (page?.readInto !== undefined) {
+        if (!page.readInto(inPage, into.subarray(at + done, at + done + n))) {
+          this.ok = false;
+          return false;
+        }
+        done += n;
+        continue;
+      }
       const bytes = page?.read(inPage, n);
       if (bytes === undefined) {
         this.ok = false;
