@@ -58,6 +58,17 @@ describe("XenStore: dom0's API", () => {
     expect(seen).toEqual(["/local/domain/1|tok|-", "/local/domain/1/a|tok|v", "/local/domain/1|tok|-"]);
   });
 
+  it("a watch on an invalid path registers nothing and never fires", () => {
+    const logs: string[] = [];
+    const xs = new XenStore({ log: (l) => logs.push(l) });
+    let fired = 0;
+    const un = xs.watch("/a//b", "t", () => fired++);
+    xs.write("/a/b", "1");
+    un();
+    expect(fired).toBe(0);
+    expect(logs).toHaveLength(1);
+  });
+
   it("a callback may change the store; its events follow in order", () => {
     const xs = new XenStore();
     const seen: string[] = [];

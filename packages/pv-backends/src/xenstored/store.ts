@@ -243,11 +243,16 @@ export class XenStore {
   /**
    * Watches `path` and below: `callback(path, token)` runs once now (xenstored fires every new
    * watch once) and after every change at or below `path`, after the change completed. Returns
-   * the unwatch function.
+   * the unwatch function. An invalid path registers nothing (xenstored answers EINVAL).
    */
   watch(path: string, token: string, callback: (path: string, token: string) => void): () => void {
     const relative = !path.startsWith("/") && !path.startsWith("@");
     const node = canonicalize(path, this.dom0.implicitPath);
+    // check_watch_path: a bad path is EINVAL; here nothing is registered (a no-op unwatch).
+    if (node.startsWith("@") ? node.length > XENSTORE_REL_PATH_MAX : !isValidNodename(node, this.quotas.maxPathLen)) {
+      this.log(`xenstored: dom0 watch on invalid path ${JSON.stringify(path)} ignored`);
+      return () => undefined;
+    }
     const w: XsWatch = { node, token, relativeTo: relative ? this.dom0.implicitPath : undefined, callback };
     this.dom0.watches.push(w);
     this.queueCallback(w, watchEventPath(node, w.relativeTo), token);
