@@ -90,6 +90,11 @@ describe("vbd on xenbus", () => {
     expect(host.liveMappings()).toBe(0);
     store.write(`${FE}/state`, String(XenbusStateClosed));
     expect(beState()).toBe(XenbusStateClosed);
+    // Initialised again straight from Closed (no Initialising): reconnects, as Linux.
+    initialise();
+    expect(beState()).toBe(XenbusStateConnected);
+    store.write(`${FE}/state`, String(XenbusStateClosed));
+    expect(beState()).toBe(XenbusStateClosed);
     // A frontend starting over: InitWait, then Connected again.
     store.write(`${FE}/state`, String(XenbusStateInitialising));
     expect(beState()).toBe(XenbusStateInitWait);

@@ -217,8 +217,10 @@ export class VbdBackend {
         return;
       case XenbusStateInitialised:
       case XenbusStateConnected:
-        // Two watches in quick succession: connect once.
-        if (this.state === XenbusStateConnected || this.state === XenbusStateClosing) return;
+        // Two watches in quick succession: connect once. From Closing or Closed, as Linux: drop
+        // what is left of the old ring (idempotent), back to InitWait from Closed, connect again.
+        if (this.state === XenbusStateConnected) return;
+        this.blkback.disconnect();
         if (this.state === XenbusStateClosed) this.probe();
         this.connectRing();
         return;
