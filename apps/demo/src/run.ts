@@ -4,8 +4,8 @@
  * a progress line on long runs and a statistics table at the end.
  */
 import { readFileSync } from "node:fs";
-import { REFERENCE_KERNEL_WORKLOADS, referenceKernelUrl, type ReferenceKernelWorkload } from "@vtlab/guests";
-import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, type CrashOutcome, type CrashRecord, type Domain, type ManagedDomain, type XenStatsSnapshot } from "@vtlab/hypervisor";
+import { REFERENCE_KERNEL_WORKLOADS, referenceKernelUrl } from "@vtlab/guests";
+import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, parseDomainConfig, type CrashOutcome, type CrashRecord, type Domain, type ManagedDomain, type XenStatsSnapshot } from "@vtlab/hypervisor";
 import { machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { fmt, formatTable } from "./table.js";
 
@@ -34,10 +34,49 @@ export interface MachineReport {
   readonly firstLineMs: number | null;
   /** The Xen interface: hypercalls by name, events sent and delivered, upcalls, grant maps, unmaps and copies. */
   readonly xen: XenStatsSnapshot;
+  /** MiB moved to or from the disk: the emulated ATA disk's sectors, or blkback's for a PV vbd. */
+  readonly diskMiB: number;
+  /** All VM exits per disk MiB (null without disk traffic). */
+  readonly exitsPerDiskMiB: number | null;
+  /** Disk MiB per second of modelled time (null without disk traffic). */
+  readonly diskMiBPerSecond: number | null;
+  /** PV I/O: ring requests the backends served (blkif requests; netif TX and RX slots). */
+  readonly ringRequests: number;
+  /** PV I/O: dom0's grant operations for this domain (blkback's copies, maps and unmaps; netback's one copy per frame each way). */
+  readonly grantOps: number;
+  /** Event-channel events the domain sent plus those delivered to it. */
+  readonly events: number;
 }
 
-export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLineMs: number | null = null): MachineReport {
+/** What the host's PV backends did for one domain (from the toolstack's vbds and vifs). */
+export interface PvIo {
+  readonly diskMiB: number;
+  readonly ringRequests: number;
+  readonly grantOps: number;
+}
+
+/** The backend counters of domain `domid` in `toolstack`: its vbds' blkbacks and its vifs. */
+export function pvIo(toolstack: Toolstack, domid: number): PvIo {
+  let sectors = 0, ringRequests = 0, grantOps = 0;
+  for (const v of toolstack.disks.vbds(domid)) {
+    const c = v.vbd.blkback.counters;
+    sectors += c.sectorsRead + c.sectorsWritten;
+    ringRequests += c.read + c.write + c.flush + c.barrier + c.discard + c.unknown;
+    grantOps += c.grantCopies + c.grantMaps + c.grantUnmaps;
+  }
+  for (const v of toolstack.network.vifs(domid)) {
+    const c = v.vif.counters;
+    // One slot a frame both ways (a frame up to a page), and one grant copy per slot.
+    ringRequests += c.txPackets + c.txErrors + c.rxPackets;
+    grantOps += c.txPackets + c.txErrors + c.rxPackets;
+  }
+  return { diskMiB: (sectors * 512) / (1024 * 1024), ringRequests, grantOps };
+}
+
+export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLineMs: number | null = null, pv?: PvIo): MachineReport {
   const s = d.stats(hv.cost);
+  const mib = diskMiB(d) + (pv?.diskMiB ?? 0);
+  const modelledSeconds = s.modelledCycles / hv.clock.frequencyHz;
   return {
     name: d.name,
     mmu: d.hap ? "ept" : "shadow",
@@ -60,6 +99,12 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
     mips: wallSeconds > 0 ? s.instructions / wallSeconds / 1e6 : 0,
     firstLineMs,
     xen: s.xen,
+    diskMiB: mib,
+    exitsPerDiskMiB: mib > 0 ? s.vmExits / mib : null,
+    diskMiBPerSecond: mib > 0 && modelledSeconds > 0 ? mib / modelledSeconds : null,
+    ringRequests: pv?.ringRequests ?? 0,
+    grantOps: pv?.grantOps ?? 0,
+    events: s.xen.eventsSent + s.xen.eventsDelivered,
   };
 }
 
@@ -82,8 +127,8 @@ export interface RunReport extends MachineReport {
  * The report of a machine the toolstack managed. Its `state` is "crashed" when the last
  * incarnation crashed, whatever `on_crash` did with it afterwards ("destroyed" is in `onCrash`).
  */
-export function runReport(hv: Hypervisor, m: ManagedDomain, wallSeconds: number, firstLineMs: number | null = null): RunReport {
-  const r = report(hv, m.domain, wallSeconds, firstLineMs);
+export function runReport(hv: Hypervisor, m: ManagedDomain, wallSeconds: number, firstLineMs: number | null = null, pv?: PvIo): RunReport {
+  const r = report(hv, m.domain, wallSeconds, firstLineMs, pv);
   const last = m.crashes.at(-1);
   const crashedLast = last !== undefined && last.domid === m.domain.id;
   return {
@@ -123,7 +168,7 @@ interface ExtraColumn<R> {
 
 /** The statistics table (with `extra` columns at the end), the exits by reason, then the `notes` lines. */
 function reportTables<R extends MachineReport>(reports: readonly R[], extra: readonly ExtraColumn<R>[], notes: readonly string[]): string {
-  const header = ["machine", "mmu", "result", "instructions", "VM exits", "shadow #PF", "PT writes", "I/O exits", "I/O per disk MiB", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS", ...extra.map((c) => c.header)];
+  const header = ["machine", "mmu", "result", "instructions", "VM exits", "shadow #PF", "PT writes", "I/O exits", "I/O per disk MiB", "exits per disk MiB", "disk MiB/s", "ring reqs", "grant ops", "events", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS", ...extra.map((c) => c.header)];
   const rows = reports.map((r) => [
     r.name,
     r.mmu,
@@ -134,6 +179,11 @@ function reportTables<R extends MachineReport>(reports: readonly R[], extra: rea
     r.emulatedPtWrites === null ? "-" : fmt(r.emulatedPtWrites),
     fmt(r.ioExits),
     r.ioExitsPerDiskMiB === null ? "-" : fmt(r.ioExitsPerDiskMiB),
+    r.exitsPerDiskMiB === null ? "-" : fmt(r.exitsPerDiskMiB),
+    r.diskMiBPerSecond === null ? "-" : fmt(r.diskMiBPerSecond, 1),
+    fmt(r.ringRequests),
+    fmt(r.grantOps),
+    fmt(r.events),
     fmt(r.pageWalks),
     fmt(r.walkReferences),
     fmt(r.eptReferences),
@@ -236,7 +286,7 @@ export function runMachines(files: readonly string[], options: RunMachinesOption
     }
     toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
     const wall = (performance.now() - t0) / 1000;
-    return toolstack.history.map((m) => runReport(hv, m, wall, firstLine.get(m.config.name) ?? null));
+    return toolstack.history.map((m) => runReport(hv, m, wall, firstLine.get(m.config.name) ?? null, pvIo(toolstack, m.domain.id)));
   } finally {
     toolstack.destroyAll();
   }
@@ -255,8 +305,12 @@ export function progress(hv: Hypervisor, t0: number, out: ((line: string) => voi
   };
 }
 
+/** `vtlab demo`'s machines: the reference kernel's emulated workloads and `pvdisk`, the disk workload through blkfront. */
+export const DEMO_WORKLOADS = [...REFERENCE_KERNEL_WORKLOADS, "pvdisk"] as const;
+export type DemoWorkload = (typeof DEMO_WORKLOADS)[number];
+
 export interface DemoOptions extends RunOptions {
-  readonly workloads?: readonly ReferenceKernelWorkload[];
+  readonly workloads?: readonly DemoWorkload[];
 }
 
 export interface DemoResult {
@@ -274,12 +328,34 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
   const reports: MachineReport[] = [];
   const unavailable: DemoResult["unavailable"] = [];
   for (const hap of [false, true]) {
-    for (const w of options.workloads ?? REFERENCE_KERNEL_WORKLOADS) {
+    for (const w of options.workloads ?? DEMO_WORKLOADS) {
       const hv = new Hypervisor({ memoryMiB: 512 });
       const name = `${w}-${hap ? "ept" : "shadow"}`;
       const t0 = performance.now();
       let first: number | null = null;
       let d: Domain;
+      const onConsole = (t: string) => {
+        first ??= performance.now() - t0;
+        options.onConsole?.(name, t);
+      };
+      if (w === "pvdisk") {
+        // The PV machine goes through the toolstack, which composes xenstored and blkback: the
+        // same image as a vbd (vdev=xvda, devid 51712) as well as the emulated primary master.
+        const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: new MemoryBlockBackend(16384), onConsole }) });
+        const config = parseDomainConfig(`name = "${name}"\nmemory = 128\nhap = ${hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "workload=pvdisk"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=pvdisk.img" ]\n`, "<vtlab demo>");
+        let m: ManagedDomain;
+        try {
+          m = toolstack.create(config, "<vtlab demo>");
+        } catch (e) {
+          if (!(e instanceof DomainError)) throw e;
+          unavailable.push({ mmu: hap ? "ept" : "shadow", reason: e.message });
+          break;
+        }
+        toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+        reports.push(report(hv, m.domain, (performance.now() - t0) / 1000, first, pvIo(toolstack, m.domain.id)));
+        toolstack.destroyAll();
+        continue;
+      }
       try {
         d = hv.createDomain({
           name,
@@ -288,10 +364,7 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
           kernel,
           cmdline: `workload=${w}`,
           disk: new MemoryBlockBackend(16384),
-          onConsole: (t) => {
-            first ??= performance.now() - t0;
-            options.onConsole?.(name, t);
-          },
+          onConsole,
         });
       } catch (e) {
         if (!(e instanceof DomainError)) throw e;
