@@ -157,6 +157,35 @@ describe("blkback: the ring path", () => {
     expect(bb.hasWork).toBe(false);
   });
 
+  it("two rings on one host: a flooding frontend gets one bounded batch per dispatch, like the quiet one", () => {
+    const host = new FakeHost(DOMID);
+    const mk = (ref: number) => {
+      const bb = new Blkback(host, new MemoryBlkStorage(64), { maxRequestsPerDispatch: 4 });
+      const fe = new FakeBlkfront(host, ref);
+      expect(bb.connect({ frontendDomid: DOMID, ringRefs: fe.ringRefs, eventChannel: PORT })).toBeUndefined();
+      return { bb, fe };
+    };
+    const busy = mk(100);
+    const quiet = mk(200);
+    host.grant(8);
+    for (let i = 0; i < 32; i++) busy.fe.rw(BLKIF_OP_READ, i, 0, [{ gref: 8, first_sect: 0, last_sect: 0 }]);
+    quiet.fe.rw(BLKIF_OP_READ, 99, 0, [{ gref: 8, first_sect: 0, last_sect: 0 }]);
+    busy.fe.push();
+    quiet.fe.push();
+    host.notify(busy.bb.localPort!);
+    host.notify(quiet.bb.localPort!);
+    host.dispatch();
+    expect(busy.fe.responses().length).toBe(4);
+    expect(quiet.fe.responses().map((r) => r.id_lo)).toEqual([99]);
+    let rounds = 0;
+    while (busy.bb.hasWork) {
+      busy.bb.process();
+      rounds++;
+    }
+    expect(rounds).toBe(7);
+    expect(busy.fe.responses().length).toBe(28);
+  });
+
   it("4 KiB logical sectors: aligned requests served, unaligned ones refused", () => {
     const { host, fe, kick, bb } = setup({ sectors: 64, sectorSize: 4096 });
     expect(bb.sectors).toBe(512);
