@@ -10,3 +10,6 @@ export type { XsError, WatchEvent } from "./xenbus.js";
 export { PvConsole } from "./console.js";
 export { bootFrontends } from "./boot.js";
 export type { Frontends, BootFrontendsOptions } from "./boot.js";
+export { FrontRing } from "./front-ring.js";
+export { Blkfront, XVDA_DEVID, isBlkError } from "./blkfront.js";
+export type { BlkError } from "./blkfront.js";
