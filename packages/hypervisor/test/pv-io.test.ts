@@ -1,8 +1,8 @@
 /**
  * PV I/O end to end: the reference kernel's C PV drivers (@vtlab/guests c/kernel/xen: platform
  * device, hypercall page, grant table, xenbus over the xenstore ring, blkfront, netfront)
- * against dom0's xenstored, blkback, netback and bridge (@vtlab/pv-backends, wired by
- * ./pv-rig.ts as the toolstack does), on EPT and on shadow paging.
+ * against dom0's xenstored, blkback, netback and bridge (@vtlab/pv-backends), composed by the
+ * toolstack from xl configs (`disk = [... vdev=xvda ...]`, `vif = [...]`), on EPT and on shadow.
  *
  * - `pvdisk` prints images/kernel-pvdisk.expected: the `disk` checksum, through blkfront.
  * - `net`: two domains on one bridge, ARP then ICMP echo, both consoles as expected.
@@ -15,8 +15,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { referenceKernelPvExpectedOutputUrl, referenceKernelUrl } from "@vtlab/guests";
 import { GNTST_okay, GNTST_bad_copy_arg } from "@vtlab/xen-public";
-import { Hypervisor, MemoryBlockBackend, type Domain } from "@vtlab/hypervisor";
-import { PvRig } from "./pv-rig.js";
+import { Hypervisor, MemoryBlockBackend, Toolstack, parseDomainConfig, type Domain } from "@vtlab/hypervisor";
 
 const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
 const expected = (w: "pvdisk" | "net-ping" | "net-pong") => readFileSync(referenceKernelPvExpectedOutputUrl(w), "utf8");
@@ -26,14 +25,22 @@ function ok(d: Domain): void {
   expect({ name: d.name, state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ name: d.name, state: "shutdown", code: 0, crash: undefined });
 }
 
-function runPvdisk(hap: boolean, args = "") {
+const XVDA = 51712; // (202 << 8) | 0
+
+/** A host whose toolstack builds domains from config text, with the reference kernel and an 8192-sector disk each. */
+function host() {
   const hv = new Hypervisor({ memoryMiB: 256 });
-  const rig = new PvRig(hv);
-  const d = hv.createDomain({ name: "pvdisk", memoryMiB: 64, hap, kernel, cmdline: `workload=pvdisk ${args}`.trim(), magicPages: true });
-  rig.introduce(d);
-  const vbd = rig.addVbd(d, 8192);
-  hv.run({ maxInstructions: BUDGET, onSlice: rig.onSlice });
-  return { hv, d, rig, vbd };
+  const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: new MemoryBlockBackend(8192) }) });
+  const create = (text: string) => toolstack.create(parseDomainConfig(`kernel = "kernel.elf"\n${text}`, "<pv-io>"), "<pv-io>").domain;
+  return { hv, toolstack, create };
+}
+
+function runPvdisk(hap: boolean, args = "") {
+  const { hv, toolstack, create } = host();
+  const d = create(`name = "pvdisk"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk ${args}"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=x.img" ]\n`);
+  toolstack.run({ maxInstructions: BUDGET });
+  const vbd = toolstack.disks.vbds(d.id).find((v) => v.devid === XVDA)!.vbd;
+  return { hv, d, toolstack, vbd: vbd.blkback };
 }
 
 function runDisk(hap: boolean, args: string) {
@@ -59,10 +66,10 @@ describe.each([
   ["shadow", false],
 ])("PV I/O on %s", (_mode, hap) => {
   it("pvdisk prints images/kernel-pvdisk.expected: the disk checksum through blkfront", { timeout: 120_000 }, () => {
-    const { d, rig, vbd } = runPvdisk(hap);
+    const { d, toolstack, vbd } = runPvdisk(hap);
     ok(d);
     expect(d.console).toBe(expected("pvdisk"));
-    expect(rig.logs).toEqual([]);
+    expect(toolstack.disks.log).toEqual([]);
     // 2 MiB in 8 batches of 64 pages (6 requests each), then one flush; read back the same way.
     expect(vbd.counters).toMatchObject({ write: 48, read: 48, flush: 1, sectorsWritten: 4096, sectorsRead: 4096, errBadGrant: 0, bogusRings: 0 });
     const x = d.stats().xen;
@@ -83,23 +90,23 @@ describe.each([
   });
 
   it("net: two domains on one bridge exchange ARP and 10 ICMP echo requests and replies", { timeout: 120_000 }, () => {
-    const hv = new Hypervisor({ memoryMiB: 256 });
-    const rig = new PvRig(hv);
-    const ping = hv.createDomain({ name: "ping", memoryMiB: 64, hap, kernel, cmdline: "workload=net role=ping", magicPages: true });
-    const pong = hv.createDomain({ name: "pong", memoryMiB: 64, hap, kernel, cmdline: "workload=net role=pong", magicPages: true });
-    rig.introduce(ping);
-    rig.introduce(pong);
-    const a = rig.addVif(ping, "00:16:3e:00:00:01");
-    const b = rig.addVif(pong, "00:16:3e:00:00:02");
-    hv.run({ maxInstructions: BUDGET, onSlice: rig.onSlice });
+    const { toolstack, create } = host();
+    const conf = (name: string, role: string, mac: string) =>
+      `name = "${name}"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=net role=${role}"\nvif = [ "mac=${mac}, bridge=xenbr0" ]\n`;
+    const ping = create(conf("ping", "ping", "00:16:3e:00:00:01"));
+    const pong = create(conf("pong", "pong", "00:16:3e:00:00:02"));
+    toolstack.run({ maxInstructions: BUDGET });
+    const a = toolstack.network.vifs(ping.id)[0]!.vif;
+    const b = toolstack.network.vifs(pong.id)[0]!.vif;
+    const bridge = toolstack.network.bridge("xenbr0");
     ok(ping);
     ok(pong);
     expect(ping.console).toBe(expected("net-ping"));
     expect(pong.console).toBe(expected("net-pong"));
-    expect(rig.logs).toEqual([]);
+    expect(toolstack.network.log).toEqual([]);
     // ARP request and reply, then 10 echo requests and 10 replies: 11 frames each way.
     for (const v of [a, b]) expect(v.counters).toMatchObject({ txPackets: 11, rxPackets: 11, txErrors: 0, rxDropped: 0 });
-    expect(rig.bridge.counters.flooded).toBeGreaterThanOrEqual(1); // the broadcast ARP request
+    expect(bridge.counters.flooded).toBeGreaterThanOrEqual(1); // the broadcast ARP request
   });
 });
 
