@@ -4,7 +4,7 @@
 // the transaction's writes on top; an EAGAIN leaves the other writes alone.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { XS_ERROR, XS_READ, XS_TRANSACTION_END, XS_TRANSACTION_START, XS_WRITE } from "@vtlab/xen-public";
+import { XS_ERROR, XS_READ, XS_RM, XS_TRANSACTION_END, XS_TRANSACTION_START, XS_WRITE } from "@vtlab/xen-public";
 import { XenStore } from "../src/index.js";
 import { FakeHost, GuestXs, str } from "./xenstored-harness.js";
 
@@ -60,6 +60,19 @@ describe("xenstored transactions", () => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it("a transaction touching more than quota_trans_nodes nodes gets ENOSPC, and its end ENOMEM", () => {
+    const xs = new XenStore({ quotas: { nodesPerTransaction: 8 } });
+    const host = new FakeHost();
+    xs.mkdir("/local/domain/1");
+    xs.setPerms("/local/domain/1", [{ domid: 1, perm: "n" }]);
+    for (let i = 0; i < 10; i++) xs.write(`/local/domain/1/big/${i}`, "x");
+    const g1 = new GuestXs(host, xs, 1);
+    const t = Number(str(g1.request(XS_TRANSACTION_START, "\0").payload).replace("\0", ""));
+    expect(str(g1.request(XS_RM, "big\0", t).payload)).toBe("ENOSPC\0");
+    expect(str(g1.request(XS_TRANSACTION_END, "T\0", t).payload)).toBe("ENOMEM\0");
+    expect(xs.directory("/local/domain/1/big")).toHaveLength(10);
   });
 
   it("a node a transaction read and someone changed afterwards makes the commit EAGAIN", () => {

@@ -22,6 +22,7 @@ import {
   XEN_EEXIST,
   XEN_EINVAL,
   XEN_ENOENT,
+  XEN_ENOMEM,
   XEN_ENOSPC,
   XEN_ENOSYS,
   XEN_EPERM,
@@ -703,6 +704,7 @@ export class XenStore {
   }
 
   private commit(conn: XsConnection, tx: XsTransaction): number {
+    if (tx.view.failed) return XEN_ENOMEM;
     if (!tx.view.unchanged()) return XEN_EAGAIN;
     if (!conn.privileged && tx.view.createdNodes && tx.view.entries(conn.id) > this.quotas.entriesPerDomain) return XEN_ENOSPC;
     tx.view.commit();

@@ -101,6 +101,8 @@ export class TxView implements XsView {
   private readonly ownedDelta = new Map<number, number>();
   /** A node was created (the commit checks the entry quota, as transaction_fix_domains). */
   createdNodes = false;
+  /** A change failed half-way (quota_trans_nodes): the commit answers ENOMEM (fail_transaction). */
+  failed = false;
 
   constructor(
     readonly base: XsTree,
@@ -123,7 +125,10 @@ export class TxView implements XsView {
   }
 
   put(node: XsNode): number {
-    if (!this.record(node.name)) return 28; // ENOSPC: quota_trans_nodes
+    if (!this.record(node.name)) {
+      this.failed = true;
+      return 28; // ENOSPC: quota_trans_nodes
+    }
     const old = this.get(node.name);
     if (old) this.count(old, -1);
     else this.createdNodes = true;
@@ -133,7 +138,10 @@ export class TxView implements XsView {
   }
 
   del(path: string): number {
-    if (!this.record(path)) return 28;
+    if (!this.record(path)) {
+      this.failed = true;
+      return 28;
+    }
     const old = this.get(path);
     if (old) this.count(old, -1);
     this.overlay.set(path, undefined);
