@@ -72,6 +72,8 @@ describe.each([
     expect(toolstack.disks.log).toEqual([]);
     // 2 MiB in 8 batches of 64 pages (6 requests each), then one flush; read back the same way.
     expect(vbd.counters).toMatchObject({ write: 48, read: 48, flush: 1, sectorsWritten: 4096, sectorsRead: 4096, errBadGrant: 0, bogusRings: 0 });
+    // blkfront closed the device at the end (Closing, Closed): blkback let go of the ring.
+    expect(vbd.connected).toBe(false);
     const x = d.stats().xen;
     expect(x.hypercalls.grant_table_op ?? 0).toBe(0); // the frontend only writes its grant entries
     expect(x.hypercalls.event_channel_op).toBeGreaterThan(0);
@@ -114,7 +116,12 @@ describe("dom0's grant copy with a backend buffer (what blkback does with a mult
   it("takes the buffer side's offset as an offset into its bytes, checked against their length", () => {
     const { hv, d } = runPvdisk(true, "kib=4");
     ok(d);
-    // The kernel's grant entries are kept after the run: ref 9 is the first data page, writable.
+    // After the run (blkfront ended its grants when it closed) dom0 grants itself a page as the
+    // kernel did: entry 9 of the grant frame at the start of the platform BAR, a RAM page at 8 MiB.
+    const entry = new Uint8Array(8);
+    new DataView(entry.buffer).setUint16(0, 1, true); // GTF_permit_access, domid 0
+    new DataView(entry.buffer).setUint32(4, 0x800, true);
+    d.writeGuest(0xf000_0000 + 9 * 8, entry);
     const buf = new Uint8Array(3 * 4096).fill(0x11);
     buf.fill(0x77, 8192, 12288);
     const g = hv.dom0.grants;

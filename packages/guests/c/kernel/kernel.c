@@ -957,6 +957,11 @@ static void workload_pvdisk(void) {
     if (bad)
         panic("pvdisk: %llu qwords differ", (unsigned long long)bad);
     printf("pvdisk: read back %u sectors, all match\n", sectors);
+    int ended = blkfront_close();
+    if (ended < 0)
+        panic("pvdisk: the backend did not close");
+    if (verbose)
+        printf("blkfront: closed (Closing, Closed on both ends), foreign access ended on %d grants\n", ended);
     if (verbose)
         printf("blkfront: requests %llu segments %llu responses %llu batches %llu\n", (unsigned long long)bi.requests,
                (unsigned long long)bi.segments, (unsigned long long)bi.responses, (unsigned long long)bi.batches);

@@ -27,6 +27,7 @@ static evtchn_port_t port;
 static struct blkfront_info *inf;
 static char fe_dir[64], be_dir[128];
 static blkif_vdev_t vdev;
+static grant_ref_t ring_ref;
 
 /* The data pages are those of the caller's buffer: granted the first time they are seen. */
 static uint64_t granted_pfn[BLKFRONT_MAX_BATCH_PAGES];
@@ -81,6 +82,7 @@ int blkfront_init(const char *vdev_dir, struct blkfront_info *info) {
     SHARED_RING_INIT(sring);
     FRONT_RING_INIT(&ring, sring, XEN_PAGE);
     int ref = gnt_grant(info->backend_id, (uintptr_t)ring_page >> 12, 0);
+    ring_ref = (grant_ref_t)ref;
     if (ref < 0 || xen_alloc_unbound(info->backend_id, &port) != 0) {
         printf("blkfront: no grant or event channel for the ring\n");
         return -1;
@@ -182,6 +184,26 @@ int blkfront_rw(int write, uint64_t sector, uint32_t count, void *buf) {
         pg += nseg;
     }
     return submit_and_wait(nreq);
+}
+
+/*
+ * Disconnect as Linux's blkfront_closing / blkback_changed do: Closing, wait for the backend to
+ * close (it unmaps the ring and any persistent grants), Closed; then end foreign access to the
+ * ring and data pages. Returns the grants ended, or -1 when the backend did not close.
+ */
+int blkfront_close(void) {
+    if (xenbus_switch_state(fe_dir, XenbusStateClosing))
+        return -1;
+    if (xenbus_wait_state(be_dir, XenbusStateClosing, XenbusStateClosed, BLK_TIMEOUT_NS) < 0)
+        return -1;
+    if (xenbus_switch_state(fe_dir, XenbusStateClosed))
+        return -1;
+    if (xenbus_wait_state(be_dir, XenbusStateClosed, XenbusStateClosed, BLK_TIMEOUT_NS) < 0)
+        return -1;
+    int ended = gnt_end(ring_ref) == 0;
+    for (unsigned i = 0; i < granted; i++)
+        ended += gnt_end((grant_ref_t)granted_ref[i]) == 0;
+    return ended;
 }
 
 int blkfront_flush(void) {

@@ -82,6 +82,7 @@ int blkfront_init(const char *vdev_dir, struct blkfront_info *info);
  * at most BLKFRONT_MAX_BATCH_PAGES pages). 0 or a negative value. */
 int blkfront_rw(int write, uint64_t sector, uint32_t count, void *buf);
 int blkfront_flush(void);
+int blkfront_close(void);
 #define BLKFRONT_MAX_BATCH_PAGES 64
 
 /* netfront (xen/netfront.c). */
