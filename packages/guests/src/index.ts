@@ -148,7 +148,8 @@ export function referenceKernelUrl(): URL {
  * runs `disk` over the emulated ATA disk and `pvdisk` over blkfront, so the two measure the same
  * work. Its C drivers (c/kernel/xen/) find the platform PCI device, install the hypercall page,
  * map shared_info and grant-table frame 0, speak xenbus over the xenstore ring (HVM_PARAM_STORE_PFN
- * and _EVTCHN) and wait for events with SCHEDOP_poll on masked ports (no callback vector).
+ * and _EVTCHN), take events through the callback vector (vector 0xf3) and wait in SCHEDOP_poll
+ * (`xenpoll=1`: masked ports and SCHEDOP_poll only).
  */
 export const REFERENCE_KERNEL_PV_WORKLOADS = ["pvdisk", "net"] as const;
 

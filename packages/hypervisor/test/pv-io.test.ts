@@ -78,6 +78,7 @@ describe.each([
     expect(x.hypercalls.grant_table_op ?? 0).toBe(0); // the frontend only writes its grant entries
     expect(x.hypercalls.event_channel_op).toBeGreaterThan(0);
     expect(x.hypercalls.sched_op).toBeGreaterThan(0); // SCHEDOP_poll
+    expect(x.upcallsInjected).toBeGreaterThan(0); // events through the callback vector
   });
 
   it("VM exits per disk MiB through blkfront are at least 50x fewer than through ATA PIO; modelled time per MiB at least 10x lower", { timeout: 300_000 }, () => {

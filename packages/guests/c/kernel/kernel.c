@@ -870,16 +870,20 @@ static void xen_map_mmio(uint64_t pa, uint64_t size) {
     write_cr3(read_cr3());
 }
 
+static void xen_set_gate(unsigned vector, void (*entry)(void)) {
+    kidt_set(vector, (uint64_t)(uintptr_t)entry, 0);
+}
+
 static void xen_bring_up(const char *what) {
-    if (xen_init(xen_map_mmio) != 0)
+    if (xen_init(xen_map_mmio, xen_set_gate) != 0)
         panic("%s: no Xen PV platform", what);
 }
 
 static void xen_verbose_counts(void) {
     if (verbose)
-        printf("xen: hypercalls %llu notifies %llu polls %llu grants %llu xenstore-requests %llu watch-events %llu\n",
+        printf("xen: hypercalls %llu notifies %llu polls %llu upcalls %llu grants %llu xenstore-requests %llu watch-events %llu\n",
                (unsigned long long)xen_count.hypercalls, (unsigned long long)xen_count.notifies,
-               (unsigned long long)xen_count.polls, (unsigned long long)xen_count.grants,
+               (unsigned long long)xen_count.polls, (unsigned long long)xen_count.upcalls, (unsigned long long)xen_count.grants,
                (unsigned long long)xen_count.xs_requests, (unsigned long long)xen_count.watch_events);
 }
 

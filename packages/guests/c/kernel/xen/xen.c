@@ -4,10 +4,15 @@
  * the xenbus frontend state machine. The order is Linux's (xen_hvm_guest_init, platform-pci
  * probe, gnttab_init, xenbus_probe_initcall); the ABI is Xen's public headers.
  *
+ * Events come through the callback vector (HVM_PARAM_CALLBACK_IRQ, type vector, Linux's
+ * HYPERVISOR_CALLBACK_VECTOR 0xf3) whose handler scans the 2-level bitmaps as events_2l.c does
+ * and marks each port it saw; the drivers' ports are unmasked when bound. The kernel runs its
+ * I/O with interrupts off (as the ATA PIO driver does): a driver that waits blocks in
+ * SCHEDOP_poll on its port (Xen wakes a poller when the port becomes pending) and then opens an
+ * interrupt window (STI; NOP; CLI) in which the upcall is taken. `xenpoll=1` on the command line
+ * keeps every port masked and never sets the callback: SCHEDOP_poll and the pending bits only.
+ *
  * Simpler than Linux, on purpose:
- *  - no callback vector: every event channel stays masked and a driver waiting for its port
- *    blocks in SCHEDOP_poll (Xen wakes a poller on a masked port), so the kernel needs no
- *    interrupt handler and runs its I/O with interrupts off, as the ATA PIO driver does;
  *  - one grant-table frame (512 v1 entries) and references handed out once, never recycled
  *    (the drivers grant their rings and buffers at connect time and keep them);
  *  - xenstore requests are synchronous (one outstanding at a time) and without transactions;
@@ -172,6 +177,59 @@ uint64_t xen_now_ns(void) {
     return sys + (uint64_t)(((unsigned __int128)delta * mul) >> 32);
 }
 
+/* The callback vector and what its handler saw. */
+#define XEN_CALLBACK_VECTOR 0xf3
+#define HVM_CALLBACK_VECTOR(v) (((uint64_t)HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | (v))
+extern void xen_upcall_entry(void);
+void xen_upcall(void);
+static int use_callback;
+static volatile xen_ulong_t fired[EVTCHN_WORDS];
+
+/* Linux's 2-level scan: clear upcall_pending, take pending_sel, handle each pending and
+ * unmasked port (clearing its pending bit), again while Xen set upcall_pending meanwhile. */
+void xen_upcall(void) {
+    volatile struct vcpu_info *vi = &shared->vcpu_info[0];
+    xen_count.upcalls++;
+    do {
+        vi->evtchn_upcall_pending = 0;
+        barrier();
+        xen_ulong_t sel = __atomic_exchange_n(&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
+        while (sel) {
+            unsigned w = (unsigned)__builtin_ctzl(sel);
+            sel &= sel - 1;
+            xen_ulong_t bits = shared->evtchn_pending[w] & ~shared->evtchn_mask[w];
+            while (bits) {
+                unsigned b = (unsigned)__builtin_ctzl(bits);
+                bits &= bits - 1;
+                __atomic_fetch_and(&shared->evtchn_pending[w], ~((xen_ulong_t)1 << b), __ATOMIC_SEQ_CST);
+                __atomic_fetch_or(&fired[w], (xen_ulong_t)1 << b, __ATOMIC_SEQ_CST);
+            }
+        }
+    } while (vi->evtchn_upcall_pending);
+}
+
+static int set_callback(void (*set_gate)(unsigned vector, void (*entry)(void))) {
+    if (!set_gate || cmdline_uint("xenpoll", 0))
+        return 0;
+    set_gate(XEN_CALLBACK_VECTOR, xen_upcall_entry);
+    struct xen_hvm_param p = { .domid = DOMID_SELF, .index = HVM_PARAM_CALLBACK_IRQ, .value = HVM_CALLBACK_VECTOR(XEN_CALLBACK_VECTOR) };
+    long rc = hvm_op(HVMOP_set_param, &p);
+    if (rc) {
+        printf("xen: HVM_PARAM_CALLBACK_IRQ: %ld\n", rc);
+        return -1;
+    }
+    use_callback = 1;
+    return 0;
+}
+
+/* A driver's port: unmasked when upcalls deliver events (EVTCHNOP_unmask re-raises one already pending). */
+void xen_bind_port(evtchn_port_t port) {
+    if (!use_callback)
+        return;
+    struct evtchn_unmask u = { .port = port };
+    (void)event_channel_op(EVTCHNOP_unmask, &u);
+}
+
 static int map_shared_info(void) {
     struct xen_add_to_physmap xatp = {
         .domid = DOMID_SELF, .space = XENMAPSPACE_shared_info, .idx = 0,
@@ -193,8 +251,10 @@ static int map_shared_info(void) {
 long xen_alloc_unbound(domid_t remote, evtchn_port_t *port) {
     struct evtchn_alloc_unbound au = { .dom = DOMID_SELF, .remote_dom = remote };
     long rc = event_channel_op(EVTCHNOP_alloc_unbound, &au);
-    if (rc == 0)
+    if (rc == 0) {
         *port = au.port;
+        xen_bind_port(au.port);
+    }
     return rc;
 }
 
@@ -205,8 +265,16 @@ void xen_notify(evtchn_port_t port) {
 }
 
 int xen_take_event(evtchn_port_t port) {
-    volatile xen_ulong_t *w = &shared->evtchn_pending[port / 64];
     xen_ulong_t bit = (xen_ulong_t)1 << (port % 64);
+    if (use_callback) {
+        /* An interrupt window: a pending upcall is taken after the STI's shadow (the NOP). */
+        __asm__ volatile("sti; nop; cli" ::: "memory");
+        if (!(fired[port / 64] & bit))
+            return 0;
+        __atomic_fetch_and(&fired[port / 64], ~bit, __ATOMIC_SEQ_CST);
+        return 1;
+    }
+    volatile xen_ulong_t *w = &shared->evtchn_pending[port / 64];
     if (!(*w & bit))
         return 0;
     __atomic_fetch_and(w, ~bit, __ATOMIC_SEQ_CST);
@@ -217,6 +285,8 @@ void xen_poll(evtchn_port_t port, uint64_t timeout_ns) {
     volatile xen_ulong_t *w = &shared->evtchn_pending[port / 64];
     if (*w & ((xen_ulong_t)1 << (port % 64)))
         return;
+    if (use_callback && (fired[port / 64] & ((xen_ulong_t)1 << (port % 64))))
+        return;   /* the upcall already took it */
     evtchn_port_t ports[1] = { port };
     struct sched_poll sp = { .nr_ports = 1, .timeout = xen_now_ns() + timeout_ns };
     set_xen_guest_handle(sp.ports, ports);
@@ -297,6 +367,7 @@ static int xs_init(void) {
     /* The kernel maps guest-physical memory 1:1; the toolstack's page is at 0xfeffc000. */
     xs_intf = (volatile struct xenstore_domain_interface *)(uintptr_t)(pfn << 12);
     xs_port = (evtchn_port_t)port;
+    xen_bind_port(xs_port);
     return 0;
 }
 
@@ -522,8 +593,8 @@ int xenbus_wait_state(const char *dir, int min_state, int max_state, uint64_t ti
 
 /* ---------------------------------------------------------------- init */
 
-int xen_init(void (*map_mmio)(uint64_t pa, uint64_t size)) {
-    if (find_platform_device() || detect_xen() || map_shared_info() || map_grant_table(map_mmio) || xs_init())
+int xen_init(void (*map_mmio)(uint64_t pa, uint64_t size), void (*set_gate)(unsigned vector, void (*entry)(void))) {
+    if (find_platform_device() || detect_xen() || map_shared_info() || set_callback(set_gate) || map_grant_table(map_mmio) || xs_init())
         return -1;
     return 0;
 }

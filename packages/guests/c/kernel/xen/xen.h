@@ -31,17 +31,19 @@
 
 /* Counters of the PV path, printed by `verbose=1` (the hypervisor counts the exits). */
 struct xen_counters {
-    uint64_t hypercalls, notifies, polls, grants, xs_requests, watch_events;
+    uint64_t hypercalls, notifies, polls, grants, xs_requests, watch_events, upcalls;
 };
 extern struct xen_counters xen_count;
 extern domid_t xen_domid;
 
-/* Platform device, CPUID, hypercall page, shared_info, grant frame 0, xenstore ring.
- * map_mmio maps [pa, pa + size) of the platform device's BAR1 into the kernel's tables.
+/* Platform device, CPUID, hypercall page, shared_info, the callback vector, grant frame 0,
+ * xenstore ring. map_mmio maps [pa, pa + size) of the platform device's BAR1 into the kernel's
+ * tables; set_gate installs an interrupt gate (NULL, or xenpoll=1: no callback vector).
  * Returns 0, or a negative value with the reason printed. */
-int xen_init(void (*map_mmio)(uint64_t pa, uint64_t size));
+int xen_init(void (*map_mmio)(uint64_t pa, uint64_t size), void (*set_gate)(unsigned vector, void (*entry)(void)));
 
-/* Event channels: every port stays masked; drivers wait with SCHEDOP_poll (see xen.c). */
+/* Event channels: drivers wait with SCHEDOP_poll, events arrive by upcall (see xen.c). */
+void xen_bind_port(evtchn_port_t port);
 long xen_alloc_unbound(domid_t remote, evtchn_port_t *port);
 void xen_notify(evtchn_port_t port);
 /* Takes (clears) a pending event on port; 1 if there was one. */
