@@ -70,7 +70,7 @@ describe("the PV machines", () => {
       const pv = reports.find((r) => r.name === `pvdisk-${mmu}`)!;
       // Whole runs, boot included: the console lines (a UART exit or two per character) and, on
       // shadow paging, both kernels' boot-time shadow faults (the frame pool touched page by
-      // page) weigh on these figures. Measured at 2 MiB: 20.8x on EPT, 1.3x on shadow. The
+      // page) weigh on these figures. Measured at 2 MiB: 18x on EPT, 1.3x on shadow. The
       // per-MiB law (at least 50x, boot cancelled out) is test/pv-io.test.ts in @vtlab/hypervisor.
       expect(disk.exitsPerDiskMiB!).toBeGreaterThanOrEqual((mmu === "ept" ? 10 : 1) * pv.exitsPerDiskMiB!);
       expect(pv.diskMiBPerSecond!).toBeGreaterThan(disk.diskMiBPerSecond!);
