@@ -113,6 +113,20 @@ describe.each([
   });
 });
 
+describe("the PV workloads without their devices", () => {
+  it("pvdisk without a vbd, net without a vif, pvdisk without xenstore: a FAIL line naming what is missing, exit code 1", { timeout: 120_000 }, () => {
+    const { toolstack, create, hv } = host();
+    const nodisk = create(`name = "nodisk"\nmemory = 64\ncmdline = "workload=pvdisk"\n`);
+    const novif = create(`name = "novif"\nmemory = 64\ncmdline = "workload=net role=ping"\n`);
+    const bare = hv.createDomain({ name: "bare", memoryMiB: 64, kernel, cmdline: "workload=pvdisk" }); // no special pages, no xenstore
+    toolstack.run({ maxInstructions: BUDGET });
+    for (const d of [nodisk, novif, bare]) expect({ name: d.name, state: d.state, code: d.exitCode }).toEqual({ name: d.name, state: "shutdown", code: 1 });
+    expect(nodisk.console).toContain("blkfront: device/vbd/51712 has no backend\nFAIL pvdisk: blkfront did not connect on device/vbd/51712");
+    expect(novif.console).toContain("netfront: device/vif/0 has no backend\nFAIL net: netfront did not connect on device/vif/0");
+    expect(bare.console).toContain("xen: no xenstore (HVM_PARAM_STORE_PFN/EVTCHN)\nFAIL pvdisk: no Xen PV platform");
+  });
+});
+
 describe("dom0's grant copy with a backend buffer (what blkback does with a multi-page request)", () => {
   it("takes the buffer side's offset as an offset into its bytes, checked against their length", () => {
     const { hv, d } = runPvdisk(true, "kib=4");
