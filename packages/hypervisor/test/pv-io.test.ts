@@ -15,7 +15,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { referenceKernelPvExpectedOutputUrl, referenceKernelUrl } from "@vtlab/guests";
 import { GNTST_okay, GNTST_bad_copy_arg } from "@vtlab/xen-public";
-import { Hypervisor, MemoryBlockBackend, Toolstack, parseDomainConfig, type Domain } from "@vtlab/hypervisor";
+import { Blkfront, bootFrontends, isBlkError, isFrontendError } from "@vtlab/pv-frontends";
+import { Hypervisor, MemoryBlockBackend, Toolstack, parseDomainConfig, type Domain, type NativeKernel } from "@vtlab/hypervisor";
 
 const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
 const expected = (w: "pvdisk" | "net-ping" | "net-pong") => readFileSync(referenceKernelPvExpectedOutputUrl(w), "utf8");
@@ -110,6 +111,51 @@ describe.each([
     // ARP request and reply, then 10 echo requests and 10 replies: 11 frames each way.
     for (const v of [a, b]) expect(v.counters).toMatchObject({ txPackets: 11, rxPackets: 11, txErrors: 0, rxDropped: 0 });
     expect(bridge.counters.flooded).toBeGreaterThanOrEqual(1); // the broadcast ARP request
+  });
+});
+
+/** The disk workloads' pattern (kernel.c splitmix): qword k of sector `lba`, little-endian. */
+function splitmix(x: bigint): bigint {
+  const M = (1n << 64n) - 1n;
+  x = (x + 0x9e3779b97f4a7c15n) & M;
+  x = ((x ^ (x >> 30n)) * 0xbf58476d1ce4e5b9n) & M;
+  x = ((x ^ (x >> 27n)) * 0x94d049bb133111ebn) & M;
+  return x ^ (x >> 31n);
+}
+
+describe.each([
+  ["EPT", true],
+  ["shadow", false],
+])("the C kernel and a TypeScript native kernel on the same blkback (%s)", (_mode, hap) => {
+  it("what the C kernel's blkfront wrote, the native blkfront reads back, sector for sector", { timeout: 120_000 }, () => {
+    const hv = new Hypervisor({ memoryMiB: 256, sliceInstructions: 50_000 });
+    const image = new MemoryBlockBackend(8192);
+    const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: image }) });
+    const c = toolstack.create(parseDomainConfig(`kernel = "k"\nname = "c"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk kib=64 lba=64"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=x.img" ]\n`, "<pv-io>"), "<pv-io>").domain;
+    toolstack.run({ maxInstructions: BUDGET });
+    ok(c);
+    const log: string[] = [];
+    let got: Uint8Array | undefined;
+    const native: NativeKernel = function* (ops) {
+      const f = bootFrontends(ops);
+      if (isFrontendError(f)) return void log.push(f.message);
+      const b = yield* Blkfront.connect(f);
+      if (isFrontendError(b)) return void log.push(b.message);
+      const r = yield* b.read(64, 128);
+      if (isBlkError(r)) return void log.push(r.message);
+      got = r;
+    };
+    const n = hv.createDomain({ name: "native", memoryMiB: 16, hap, magicPages: true, native });
+    const a = toolstack.pv.attach(n);
+    if (typeof a === "string") throw new Error(a);
+    expect(toolstack.disks.add(n.id, [{ target: "mem", format: "raw", vdev: "xvda", access: "rw" }], image)).toHaveLength(1);
+    toolstack.run({ maxInstructions: 400_000_000 });
+    expect(log).toEqual([]);
+    expect(got).toBeDefined();
+    const v = new DataView(got!.buffer, got!.byteOffset, got!.byteLength);
+    let bad = 0;
+    for (let i = 0; i < 128; i++) for (let k = 0; k < 64; k++) if (v.getBigUint64(i * 512 + k * 8, true) !== splitmix((BigInt(64 + i) << 6n) | BigInt(k))) bad++;
+    expect(bad).toBe(0);
   });
 });
 
