@@ -20,6 +20,8 @@ import {
   guestImageUrl,
   isGuestImageName,
   referenceKernelExpectedOutputUrl,
+  referenceKernelPvExpectedOutputUrl,
+  REFERENCE_KERNEL_PV_WORKLOADS,
   referenceKernelUrl,
   xentestExpectedOutputUrl,
   xentestUrl,
@@ -244,6 +246,21 @@ describe("images/kernel.elf (the reference kernel)", () => {
     expect(expected).toMatch(new RegExp(`\\nPASS ${w} [0-9a-f]{16}\\n$`));
     expect(expected).not.toMatch(/FAIL|EXCEPTION|MISMATCH/);
     expect(REFERENCE_KERNEL_INFO.workloads[w].name).toBe(w);
+  });
+
+  it.each(["pvdisk", "net-ping", "net-pong"] as const)("has a host-computed expected output for the PV workload %s: boot line first, PASS line last", (w) => {
+    const expected = readFileSync(fileURLToPath(referenceKernelPvExpectedOutputUrl(w)), "utf8");
+    const workload = w === "pvdisk" ? "pvdisk" : "net";
+    expect((REFERENCE_KERNEL_PV_WORKLOADS as readonly string[]).includes(workload)).toBe(true);
+    expect(expected).toMatch(/^[\x20-\x7e\n]*$/);
+    expect(expected.startsWith(`vtlab reference kernel: workload=${workload}\n`)).toBe(true);
+    expect(expected).toMatch(new RegExp(`\\nPASS ${workload} [0-9a-f]{16}\\n$`));
+    expect(expected).not.toMatch(/FAIL|EXCEPTION|MISMATCH/);
+  });
+
+  it("pvdisk's checksum is the disk checksum (the same data, folded the same way)", () => {
+    const last = (f: string) => f.trimEnd().split("\n").at(-1)!.split(" ")[2];
+    expect(last(readFileSync(fileURLToPath(referenceKernelPvExpectedOutputUrl("pvdisk")), "utf8"))).toBe(last(readFileSync(fileURLToPath(referenceKernelExpectedOutputUrl("disk")), "utf8")));
   });
 
   it("expected outputs agree with host-side computations (scripts/crosscheck-kernel.py)", () => {
