@@ -73,6 +73,8 @@ describe.each([
     expect(toolstack.disks.log).toEqual([]);
     // 2 MiB in 8 batches of 64 pages (6 requests each), then one flush; read back the same way.
     expect(vbd.counters).toMatchObject({ write: 48, read: 48, flush: 1, sectorsWritten: 4096, sectorsRead: 4096, errBadGrant: 0, bogusRings: 0 });
+    // The kernel unplugged the emulated disk (the same image) through the platform device.
+    expect(d.stats().disksUnplugged).toBe(1);
     // blkfront closed the device at the end (Closing, Closed): blkback let go of the ring.
     expect(vbd.connected).toBe(false);
     const x = d.stats().xen;

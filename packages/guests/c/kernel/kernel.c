@@ -917,6 +917,9 @@ static void workload_pvdisk(void) {
     if (lba0 % 8)
         panic("pvdisk: lba must be a multiple of 8");
     xen_bring_up("pvdisk");
+    /* The vbd takes over from the emulated disk (the same image on Xen HVM): unplug it. */
+    if (xen_unplug(XEN_UNPLUG_ALL_IDE_DISKS) != 0)
+        panic("pvdisk: the platform device has no unplug protocol");
     char dir[48];
     snprintf(dir, sizeof dir, "device/vbd/%llu", (unsigned long long)vbd);
     static struct blkfront_info bi;
@@ -1111,6 +1114,7 @@ static void workload_net(void) {
     my_ip = ping ? 0x0a000001u : 0x0a000002u;
     peer_ip = ping ? 0x0a000002u : 0x0a000001u;
     xen_bring_up("net");
+    (void)xen_unplug(XEN_UNPLUG_ALL_NICS);
     char dir[32];
     snprintf(dir, sizeof dir, "device/vif/%llu", (unsigned long long)vif);
     static struct netfront_info ni;

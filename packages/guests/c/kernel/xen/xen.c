@@ -58,8 +58,15 @@ static long sched_op(int cmd, void *arg) { return HYPERCALL3(__HYPERVISOR_sched_
 
 #define XEN_PLATFORM_VENDOR 0x5853
 #define XEN_PLATFORM_DEVICE 0x0001
-#define XEN_IOPORT_MAGIC 0x10
+#define XEN_IOPORT_MAGIC 0x10      /* 16-bit read */
+#define XEN_IOPORT_UNPLUG 0x10     /* 16-bit write */
+#define XEN_IOPORT_DRVVER 0x10     /* 32-bit write */
+#define XEN_IOPORT_PROTOVER 0x12   /* 8-bit read */
+#define XEN_IOPORT_PRODNUM 0x12    /* 16-bit write */
 #define XEN_IOPORT_MAGIC_VAL 0x49d2
+/* xen/hvm/pvdrivers.h: "experimental" (this kernel is none of the listed products). */
+#define XEN_PRODUCT_EXPERIMENTAL 0xffff
+#define VTLAB_DRIVERS_BUILD 1
 /* hvmloader's default for BAR1 when no firmware assigned it (HVM_BELOW_4G_MMIO_START). */
 #define PLATFORM_MMIO_DEFAULT 0xf0000000u
 
@@ -73,6 +80,8 @@ static void pci_write(unsigned dev, unsigned reg, uint32_t v) {
     outl(0xcfc, v);
 }
 
+static int unplug_ok;
+static inline void outw(uint16_t port, uint16_t v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
 static uint64_t platform_mmio;
 static uint32_t platform_mmio_size;
 
@@ -104,12 +113,31 @@ static int find_platform_device(void) {
     }
     pci_write(dev, 4, cmd | 3u);
     platform_mmio = bar1 & ~0xfull;
-    /* Linux's xen_unplug_emulated_devices reads the magic first; the kernel unplugs nothing
-       (it simply does not use the emulated disk when it runs PV). */
+    /* The unplug protocol (docs/misc/hvm-emulated-unplug, Linux's check_platform_magic): the
+       magic, the protocol version; at version 1 the drivers announce their product and build,
+       and a magic that reads differently afterwards means the host blacklisted them. */
     if (inw(XEN_IOPORT_MAGIC) != XEN_IOPORT_MAGIC_VAL) {
         printf("xen: platform unplug magic missing\n");
         return -1;
     }
+    if (inb(XEN_IOPORT_PROTOVER) == 1) {
+        outw(XEN_IOPORT_PRODNUM, XEN_PRODUCT_EXPERIMENTAL);
+        outl(XEN_IOPORT_DRVVER, VTLAB_DRIVERS_BUILD);
+        if (inw(XEN_IOPORT_MAGIC) != XEN_IOPORT_MAGIC_VAL) {
+            printf("xen: the host blacklisted these PV drivers\n");
+            return -1;
+        }
+        unplug_ok = 1;
+    }
+    return 0;
+}
+
+/* Takes the emulated devices in `mask` (UNPLUG_* of hvm-emulated-unplug) off the platform, as
+ * Linux's xen_unplug_emulated_devices once its PV drivers are in charge. 0, or -1 without the protocol. */
+int xen_unplug(uint16_t mask) {
+    if (!unplug_ok)
+        return -1;
+    outw(XEN_IOPORT_UNPLUG, mask);
     return 0;
 }
 

@@ -42,6 +42,11 @@ extern domid_t xen_domid;
  * Returns 0, or a negative value with the reason printed. */
 int xen_init(void (*map_mmio)(uint64_t pa, uint64_t size), void (*set_gate)(unsigned vector, void (*entry)(void)));
 
+/* The unplug protocol's masks (docs/misc/hvm-emulated-unplug) and the unplug itself. */
+#define XEN_UNPLUG_ALL_IDE_DISKS 1
+#define XEN_UNPLUG_ALL_NICS 2
+int xen_unplug(uint16_t mask);
+
 /* Event channels: drivers wait with SCHEDOP_poll, events arrive by upcall (see xen.c). */
 void xen_bind_port(evtchn_port_t port);
 long xen_alloc_unbound(domid_t remote, evtchn_port_t *port);
