@@ -87,10 +87,20 @@ int blkfront_init(const char *vdev_dir, struct blkfront_info *info) {
         printf("blkfront: no grant or event channel for the ring\n");
         return -1;
     }
-    if (xs_printf(fe_dir, "ring-ref", "%d", ref) || xs_printf(fe_dir, "event-channel", "%u", port) ||
-        xs_printf(fe_dir, "protocol", "%s", XEN_IO_PROTO_ABI_NATIVE) ||
-        xenbus_switch_state(fe_dir, XenbusStateInitialised)) {
-        printf("blkfront: writing %s failed\n", fe_dir);
+    /* The keys in one transaction, retried when it conflicts (talk_to_blkback). */
+    int rc = -XEN_EAGAIN;
+    for (int tries = 0; rc == -XEN_EAGAIN && tries < 16; tries++) {
+        if ((rc = xs_transaction_start()))
+            break;
+        if ((rc = xs_printf(fe_dir, "ring-ref", "%d", ref)) || (rc = xs_printf(fe_dir, "event-channel", "%u", port)) ||
+            (rc = xs_printf(fe_dir, "protocol", "%s", XEN_IO_PROTO_ABI_NATIVE))) {
+            xs_transaction_end(0);
+            break;
+        }
+        rc = xs_transaction_end(1);
+    }
+    if (rc || xenbus_switch_state(fe_dir, XenbusStateInitialised)) {
+        printf("blkfront: writing %s failed (%d)\n", fe_dir, rc);
         return -1;
     }
     st = xenbus_wait_state(be_dir, XenbusStateConnected, XenbusStateConnected, BLK_TIMEOUT_NS);

@@ -107,11 +107,22 @@ int netfront_init(const char *vif_dir, struct netfront_info *info) {
         printf("netfront: out of grants or event channels\n");
         return -1;
     }
-    if (xs_printf(fe_dir, "tx-ring-ref", "%d", txr) || xs_printf(fe_dir, "rx-ring-ref", "%d", rxr) ||
-        xs_printf(fe_dir, "event-channel", "%u", port) || xs_printf(fe_dir, "request-rx-copy", "1") ||
-        xs_printf(fe_dir, "feature-rx-notify", "1") || xs_printf(fe_dir, "feature-sg", "0") ||
-        xs_printf(fe_dir, "feature-no-csum-offload", "1") || xenbus_switch_state(fe_dir, XenbusStateConnected)) {
-        printf("netfront: writing %s failed\n", fe_dir);
+    /* The keys in one transaction, retried when it conflicts (talk_to_netback). */
+    int rc = -XEN_EAGAIN;
+    for (int tries = 0; rc == -XEN_EAGAIN && tries < 16; tries++) {
+        if ((rc = xs_transaction_start()))
+            break;
+        if ((rc = xs_printf(fe_dir, "tx-ring-ref", "%d", txr)) || (rc = xs_printf(fe_dir, "rx-ring-ref", "%d", rxr)) ||
+            (rc = xs_printf(fe_dir, "event-channel", "%u", port)) || (rc = xs_printf(fe_dir, "request-rx-copy", "1")) ||
+            (rc = xs_printf(fe_dir, "feature-rx-notify", "1")) || (rc = xs_printf(fe_dir, "feature-sg", "0")) ||
+            (rc = xs_printf(fe_dir, "feature-no-csum-offload", "1"))) {
+            xs_transaction_end(0);
+            break;
+        }
+        rc = xs_transaction_end(1);
+    }
+    if (rc || xenbus_switch_state(fe_dir, XenbusStateConnected)) {
+        printf("netfront: writing %s failed (%d)\n", fe_dir, rc);
         return -1;
     }
     for (uint16_t i = 0; i < NET_RX_SLOTS; i++)

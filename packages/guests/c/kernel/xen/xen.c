@@ -15,8 +15,9 @@
  * Simpler than Linux, on purpose:
  *  - one grant-table frame (512 v1 entries) and references handed out once, never recycled
  *    (the drivers grant their rings and buffers at connect time and keep them);
- *  - xenstore requests are synchronous (one outstanding at a time) and without transactions;
- *    watch events that arrive meanwhile are only counted (a waiter re-reads the node).
+ *  - xenstore requests are synchronous (one outstanding at a time), at most one transaction
+ *    open at a time; watch events that arrive meanwhile are only counted (a waiter re-reads
+ *    the node).
  */
 #include "xen.h"
 
@@ -374,6 +375,7 @@ int gnt_end(grant_ref_t ref) {
 static volatile struct xenstore_domain_interface *xs_intf;
 static evtchn_port_t xs_port;
 static uint32_t xs_req_id;
+static uint32_t xs_tx;   /* the open transaction, 0 for none */
 #define XS_TIMEOUT_NS 2000000000ull   /* 2 s of system time per reply */
 
 static char xs_reply[XENSTORE_PAYLOAD_MAX + 1];
@@ -481,7 +483,8 @@ static int xs_errno(const char *s) {
  * Returns the reply's payload length (NUL-terminated in xs_reply) or -errno.
  */
 static int xs_talk(enum xsd_sockmsg_type type, const void *p1, size_t n1, const void *p2, size_t n2) {
-    struct xsd_sockmsg h = { .type = type, .req_id = ++xs_req_id, .tx_id = 0, .len = (uint32_t)(n1 + n2) };
+    uint32_t tx = type == XS_WATCH || type == XS_UNWATCH || type == XS_TRANSACTION_START ? 0 : xs_tx;
+    struct xsd_sockmsg h = { .type = type, .req_id = ++xs_req_id, .tx_id = tx, .len = (uint32_t)(n1 + n2) };
     if (h.len > XENSTORE_PAYLOAD_MAX)
         return -XEN_E2BIG;
     xen_count.xs_requests++;
@@ -552,6 +555,35 @@ int xs_printf(const char *dir, const char *node, const char *fmt, ...) {
     va_end(ap);
     snprintf(path, sizeof path, "%s/%s", dir, node);
     return xs_write(path, value);
+}
+
+/* XS_TRANSACTION_START: the id comes back as a decimal string; later requests carry it. */
+int xs_transaction_start(void) {
+    if (xs_tx)
+        return -XEN_EBUSY;
+    int n = xs_talk(XS_TRANSACTION_START, "", 1, "", 0);
+    if (n < 0)
+        return n;
+    uint32_t id = 0;
+    int digits = 0;
+    for (int i = 0; i < n && xs_reply[i]; i++, digits++) {
+        if (xs_reply[i] < '0' || xs_reply[i] > '9')
+            return -XEN_EIO;
+        id = id * 10 + (uint32_t)(xs_reply[i] - '0');
+    }
+    if (!digits || !id)
+        return -XEN_EIO;
+    xs_tx = id;
+    return 0;
+}
+
+/* XS_TRANSACTION_END: "T" commits, "F" aborts; -XEN_EAGAIN when another writer got in first. */
+int xs_transaction_end(int commit) {
+    if (!xs_tx)
+        return -XEN_EINVAL;
+    int n = xs_talk(XS_TRANSACTION_END, commit ? "T" : "F", 2, "", 0);
+    xs_tx = 0;
+    return n < 0 ? n : 0;
 }
 
 int xs_watch(const char *path, const char *token) {

@@ -69,6 +69,8 @@ int xs_read_uint(const char *path, uint64_t *v);
 int xs_write(const char *path, const char *value);
 int xs_printf(const char *dir, const char *node, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int xs_watch(const char *path, const char *token);
+int xs_transaction_start(void);
+int xs_transaction_end(int commit);
 int xs_unwatch(const char *path, const char *token);
 
 /* xenbus: the state of <path>/state, waiting (with a watch) until `pred` holds. */
