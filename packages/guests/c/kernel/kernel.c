@@ -1099,6 +1099,14 @@ static int handle_arp(const uint8_t *f, int n) {
     return get16(a + 6) == 2;
 }
 
+/* The next frame into rxf: its length, 0 when none is waiting. */
+static int net_recv(void) {
+    int n = netfront_recv(rxf, sizeof rxf);
+    if (n < 0)
+        panic("net: the backend published more responses than its ring holds");
+    return n;
+}
+
 static void workload_net(void) __attribute__((noreturn));
 static void workload_net(void) {
     char role[8];
@@ -1131,7 +1139,7 @@ static void workload_net(void) {
             send_arp(1, 0, 0, peer_ip);
             uint64_t until = xen_now_ns() + 10000000ull;
             while (!resolved && xen_now_ns() < until) {
-                int n = netfront_recv(rxf, sizeof rxf);
+                int n = net_recv();
                 if (n == 0)
                     netfront_wait(until - xen_now_ns() < 10000000ull ? until - xen_now_ns() + 1 : 10000000ull);
                 else
@@ -1155,7 +1163,7 @@ static void workload_net(void) {
                 send_icmp(8, (uint16_t)seq, payload);
                 uint64_t until = xen_now_ns() + 100000000ull;
                 while (!got && xen_now_ns() < until) {
-                    int n = netfront_recv(rxf, sizeof rxf);
+                    int n = net_recv();
                     uint16_t rseq;
                     const uint8_t *rp;
                     if (n == 0)
@@ -1183,7 +1191,7 @@ static void workload_net(void) {
         while (done < count || xen_now_ns() < quiet_until) {
             if (xen_now_ns() > deadline)
                 panic("net: served %llu of %llu echo requests", (unsigned long long)done, (unsigned long long)count);
-            int n = netfront_recv(rxf, sizeof rxf);
+            int n = net_recv();
             uint16_t seq;
             const uint8_t *rp;
             if (n == 0) {

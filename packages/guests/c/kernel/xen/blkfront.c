@@ -148,7 +148,12 @@ static int submit_and_wait(unsigned want) {
             xen_take_event(port);
             continue;
         }
-        /* Responses are checked, not trusted: the id must be one we issued. */
+        /* Responses are checked, not trusted: no more than the ring holds (Linux's "illegal
+           number of responses"), and each id one we issued. */
+        if (ring.sring->rsp_prod - ring.rsp_cons > RING_SIZE(&ring)) {
+            printf("blkfront: illegal number of responses (rsp_prod %u, rsp_cons %u)\n", ring.sring->rsp_prod, ring.rsp_cons);
+            return -1;
+        }
         while (RING_HAS_UNCONSUMED_RESPONSES(&ring)) {
             blkif_response_t rsp = *RING_GET_RESPONSE(&ring, ring.rsp_cons);
             ring.rsp_cons++;

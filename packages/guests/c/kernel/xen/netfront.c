@@ -137,8 +137,14 @@ int netfront_init(const char *vif_dir, struct netfront_info *info) {
 }
 
 /* Takes TX responses: their slots are free again. */
+static int broken;   /* the backend published more responses than the ring holds */
+
 static void tx_reap(void) {
     int more;
+    if (broken || tx.sring->rsp_prod - tx.rsp_cons > RING_SIZE(&tx)) {
+        broken = 1;
+        return;
+    }
     do {
         while (RING_HAS_UNCONSUMED_RESPONSES(&tx)) {
             netif_tx_response_t rsp = *RING_GET_RESPONSE(&tx, tx.rsp_cons);
@@ -155,7 +161,7 @@ static void tx_reap(void) {
 }
 
 int netfront_send(const void *frame, size_t len) {
-    if (len < 14 || len > XEN_PAGE)
+    if (len < 14 || len > XEN_PAGE || broken)
         return -1;
     uint64_t deadline = xen_now_ns() + NET_TIMEOUT_NS;
     for (;;) {
@@ -194,6 +200,11 @@ int netfront_recv(void *buf, size_t size) {
         RING_FINAL_CHECK_FOR_RESPONSES(&rx, more);
         if (!more)
             return 0;
+        /* Linux's xennet_poll: a producer past the ring is a backend bug; stop using it. */
+        if (broken || rx.sring->rsp_prod - rx.rsp_cons > RING_SIZE(&rx)) {
+            broken = 1;
+            return -1;
+        }
         netif_rx_response_t rsp = *RING_GET_RESPONSE(&rx, rx.rsp_cons);
         rx.rsp_cons++;
         /* The response is checked before it is used: id, offset and length within a page. */

@@ -102,7 +102,8 @@ struct netfront_info {
 };
 int netfront_init(const char *vif_dir, struct netfront_info *info);
 int netfront_send(const void *frame, size_t len);
-/* Copies the next received frame to buf; its length, 0 when none is waiting. */
+/* Copies the next received frame to buf; its length, 0 when none is waiting, -1 once the
+ * backend published more responses than the ring holds (the device is then unusable). */
 int netfront_recv(void *buf, size_t size);
 /* Blocks until a frame arrives or timeout_ns passed. */
 void netfront_wait(uint64_t timeout_ns);
