@@ -18,7 +18,7 @@
  *   where the kernel gives up the CPU (it blocked in SCHEDOP_poll, or waits for another domain),
  *   so the scheduler runs other domains and dom0's dispatch between steps. Each operation
  *   retires one instruction and each exit is charged its modelled cost, as in the interpreter's
- *   slice; a step costs at least one instruction-time. A kernel cannot be preempted between two
+ *   slice; a step after which the vCPU is still runnable costs at least NATIVE_YIELD_COST. A kernel cannot be preempted between two
  *   `yield`s: a step that retires more than `NATIVE_STEP_LIMIT` instructions crashes the domain
  *   (checked when it yields), so a runaway kernel cannot hold the host for long.
  * - Interrupts: a native kernel has no IDT. It runs with RFLAGS.IF = 0 and waits for events by
@@ -35,6 +35,9 @@ export type NativeKernel = (ops: NativeGuestOps) => Generator<void, void, void>;
 
 /** Instructions one step of a native kernel (between two yields) may retire before the domain is crashed. */
 export const NATIVE_STEP_LIMIT = 1_000_000;
+
+/** Instruction-times charged at least for a step after which the vCPU is still runnable. */
+export const NATIVE_YIELD_COST = 1000;
 
 const INTR_INFO_VALID = 0x8000_0000;
 
@@ -163,9 +166,10 @@ export function runNativeSlice(host: NativeSliceHost, v: NativeSliceVcpu, native
     const n = v.cpu.retired - before;
     retired += n;
     exitCharge += ((native.exits - exitsBefore) * host.exitCost) / host.instructionCost;
-    // A step costs at least one instruction-time (the PAUSE of a kernel that only yields), so a
-    // kernel spinning on `yield` still spends the host's budget and lets the clock move.
-    const time = Math.max(1, n);
+    // A step that leaves the vCPU runnable costs at least NATIVE_YIELD_COST instruction-times
+    // (a kernel's idle-loop turn), so a kernel spinning on `yield` spends the host's budget and
+    // lets the clock move; a step that blocked costs what it retired (at least one).
+    const time = v.blocked ? Math.max(1, n) : Math.max(NATIVE_YIELD_COST, n);
     host.advanceClock(time * host.instructionCost);
     exitCharge += time - n;
     host.pollApics();

@@ -13,3 +13,4 @@ export type { Frontends, BootFrontendsOptions } from "./boot.js";
 export { FrontRing } from "./front-ring.js";
 export { Blkfront, XVDA_DEVID, isBlkError } from "./blkfront.js";
 export type { BlkError } from "./blkfront.js";
+export { Netfront, RX_BUFFERS, TX_BUFFERS, MAX_RX_QUEUE } from "./netfront.js";
