@@ -228,3 +228,7 @@ export function xentestUrl(): URL {
 export function xentestExpectedOutputUrl(): URL {
   return new URL(`../images/${XENTEST}.expected`, import.meta.url);
 }
+
+// Native (TypeScript) guest kernels (src/native/): they run on a vCPU through cpu-vmx's GuestOps.
+export { pvdemoKernel, pvdemoPattern, fnv1a } from "./native/pvdemo.js";
+export type { PvDemoOptions } from "./native/pvdemo.js";
