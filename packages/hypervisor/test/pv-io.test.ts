@@ -161,6 +161,40 @@ describe.each([
   });
 });
 
+describe.each([
+  ["EPT", true],
+  ["shadow", false],
+])("a hostile backend against the C blkfront (%s)", (_mode, hap) => {
+  it("a response producer moved past the ring: blkfront refuses it, FAIL, exit 1; the host runs on", { timeout: 120_000 }, () => {
+    const { hv, toolstack, create } = host();
+    const d = create(`name = "victim"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk kib=512"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=x.img" ]\n`);
+    const other = create(`name = "other"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk kib=64"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=y.img" ]\n`);
+    let corrupted = false;
+    toolstack.run({
+      maxInstructions: BUDGET,
+      onSlice: () => {
+        const b = toolstack.disks.vbds(d.id)[0]?.vbd.blkback;
+        if (corrupted || b === undefined || b.counters.responses === 0) return;
+        // The first grant the kernel made is its ring page (GNTTAB_NR_RESERVED_ENTRIES = 8).
+        const ring = hv.dom0.grants.map(d.id, 8);
+        if (typeof ring === "number") throw new Error(`ring: GNTST ${ring}`);
+        const r = ring.read(8, 4)!;
+        const p = new DataView(r.buffer, r.byteOffset, 4).getUint32(0, true); // sring.rsp_prod
+        const bogus = new Uint8Array(4);
+        new DataView(bogus.buffer).setUint32(0, (p + 1000) >>> 0, true);
+        ring.write(8, bogus);
+        hv.dom0.grants.unmap(ring);
+        corrupted = true;
+      },
+    });
+    expect(corrupted).toBe(true);
+    expect({ state: d.state, code: d.exitCode }).toEqual({ state: "shutdown", code: 1 });
+    expect(d.console).toMatch(/blkfront: illegal number of responses \(rsp_prod \d+, rsp_cons \d+\)\nFAIL pvdisk: (write|read) of \d+ sectors at \d+ failed/);
+    ok(other);
+    expect(other.console).toMatch(/^PASS pvdisk [0-9a-f]{16}$/m);
+  });
+});
+
 describe("the PV workloads without their devices", () => {
   it("pvdisk without a vbd, net without a vif, pvdisk without xenstore: a FAIL line naming what is missing, exit code 1", { timeout: 120_000 }, () => {
     const { toolstack, create, hv } = host();
