@@ -115,12 +115,13 @@ for (const hap of [true, false]) {
               map = hv.dom0.grants.map(dm.id, 1);
               port = hv.dom0.evtchn.bindInterdomain(dm.id, dm.magicPages!.storeEvtchn);
             }
-            if (typeof map !== "object" || replied) return;
-            const rd = (o: number) => new DataView(map.read(o, 4)!.buffer).getUint32(0, true);
+            const m = map;
+            if (typeof m !== "object" || replied) return;
+            const rd = (o: number) => new DataView(m.read(o, 4)!.buffer).getUint32(0, true);
             if (rd(XSI.req_prod) === 0) return;
             const cons = rd(XSI.rsp_cons);
             const put = (bytes: Uint8Array) => {
-              for (let i = 0; i < bytes.length; i++) map!.write(XSI.rsp + ((prod + i) & 1023), bytes.subarray(i, i + 1));
+              for (let i = 0; i < bytes.length; i++) m.write(XSI.rsp + ((prod + i) & 1023), bytes.subarray(i, i + 1));
               prod += bytes.length;
             };
             const ev = Uint8Array.from([...header(XS_WATCH_EVENT, 0, 4), 97, 0, 116, 0]);
@@ -134,7 +135,7 @@ for (const hap of [true, false]) {
             }
             const v = new Uint8Array(4);
             new DataView(v.buffer).setUint32(0, prod, true);
-            map.write(XSI.rsp_prod, v);
+            m.write(XSI.rsp_prod, v);
             hv.dom0.evtchn.send(port);
           };
         })(),
