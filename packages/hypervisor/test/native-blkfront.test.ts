@@ -109,3 +109,29 @@ describe("native blkfront against a blkback without feature-persistent", () => {
     });
   }
 });
+
+describe("native blkfront closes through the xenbus state machine", () => {
+  for (const hap of [true, false]) {
+    it(`Closing, the backend disconnects, Closed; every grant (ring and persistent pages) then ends (${hap ? "EPT" : "shadow"})`, () => {
+      const log: string[] = [];
+      let front: Blkfront | undefined;
+      const { hv, d, disks } = machine(hap, function* (ops) {
+        const f = bootFrontends(ops);
+        if (isFrontendError(f)) return void log.push(f.message);
+        const b = yield* Blkfront.connect(f);
+        if (isFrontendError(b)) return void log.push(b.message);
+        front = b;
+        yield* b.write(0, pattern(16 * 512, 3));
+        log.push(`close clean ${yield* b.close()}`);
+        const after = yield* b.read(0, 1);
+        log.push(`after close ${isBlkError(after) ? after.message : "read"}`);
+        log.push(`grants in use ${504 - f.grants.freeCount}`);
+      });
+      hv.run({ maxInstructions: 100_000_000, until: () => d.state !== "running" });
+      expect(log).toEqual(["close clean true", "after close closed", "grants in use 0"]);
+      expect(front!.stats.grantsLeaked).toBe(0);
+      const vbd = disks.vbds(d.id)[0]!.vbd;
+      expect(vbd.store.read(`${vbd.backendPath}/state`)).toBe("6");
+    });
+  }
+});

@@ -25,6 +25,8 @@ import {
   BLKIF_OP_READ,
   BLKIF_OP_WRITE,
   BLKIF_RSP_OKAY,
+  XenbusStateClosed,
+  XenbusStateClosing,
   XenbusStateConnected,
   XenbusStateInitialised,
   XenbusStateInitWait,
@@ -75,7 +77,9 @@ export class Blkfront {
   /** Requests pushed, responses taken, notifications sent, responses with an unknown id, grants the backend kept. */
   readonly stats = { requests: 0, responses: 0, notifies: 0, bogusResponses: 0, grantsMade: 0, grantsEnded: 0, grantsLeaked: 0, reads: 0, writes: 0, flushes: 0 };
   private ring!: FrontRing;
+  private ringRef = -1;
   private port = -1;
+  closed = false;
   private readonly inFlight = new Map<number, InFlight>();
   private nextId = 1;
   /** Persistent mode: data pages with their grants, free for reuse. */
@@ -103,6 +107,7 @@ export class Blkfront {
     b.ring.init();
     const ringRef = f.grants.grantAccess(dev.backendId, page / PAGE_SIZE);
     if (ringRef === undefined) return frontendError("no grant ref for the ring");
+    b.ringRef = ringRef;
     const port = f.evtchn.allocUnbound(dev.backendId);
     if (port < 0) return frontendError(`alloc_unbound: ${port}`);
     b.port = port;
@@ -247,6 +252,7 @@ export class Blkfront {
   }
 
   private *transfer(op: number, sector: number, count: number, data: Uint8Array | undefined): Generator<void, Uint8Array | BlkError | undefined, void> {
+    if (this.closed) return { kind: "blk-error", message: "closed" };
     if (this.ring.broken !== undefined) return { kind: "blk-error", message: `ring broken: ${this.ring.broken}` };
     if (!Number.isSafeInteger(sector) || !Number.isSafeInteger(count) || sector < 0 || count < 0 || sector + count > this.sectors) return { kind: "blk-error", message: `sectors ${sector}+${count} outside the disk (${this.sectors})` };
     const out = op === BLKIF_OP_READ ? new Uint8Array(count * SECTOR) : undefined;
@@ -314,6 +320,30 @@ export class Blkfront {
     if (data.length % SECTOR !== 0) return { kind: "blk-error", message: `${data.length} bytes is not whole sectors` };
     const r = yield* this.transfer(BLKIF_OP_WRITE, sector, data.length / SECTOR, data);
     return isBlkError(r) ? r : undefined;
+  }
+
+  /**
+   * blkfront_closing: go Closing, wait for the backend to disconnect (Closing or Closed: it has
+   * unmapped the ring and the persistent grants), go Closed, then end the ring's and the data
+   * pages' grants and close the port. False when a grant is still in use (it is left, not reused).
+   */
+  *close(): Generator<void, boolean, void> {
+    if (this.closed) return true;
+    this.closed = true;
+    yield* this.dev.switchState(XenbusStateClosing);
+    yield* this.dev.waitBackend([XenbusStateClosing, XenbusStateClosed]);
+    yield* this.dev.switchState(XenbusStateClosed);
+    let clean = true;
+    for (const s of this.pool.splice(0)) {
+      if (this.f.grants.endAccess(s.ref)) this.stats.grantsEnded++;
+      else {
+        this.stats.grantsLeaked++;
+        clean = false;
+      }
+    }
+    if (!this.f.grants.endAccess(this.ringRef)) clean = false;
+    this.f.evtchn.close(this.port);
+    return clean && this.inFlight.size === 0;
   }
 
   /** BLKIF_OP_FLUSH_DISKCACHE (no segments), when the backend offers feature-flush-cache. */
