@@ -32,6 +32,7 @@ for (const hap of [true, false]) {
       hv.addDom0Service(() => net.poll());
       const macs: { ping: Uint8Array; pong: Uint8Array; pongUp: boolean } = { ping: new Uint8Array(6), pong: new Uint8Array(6), pongUp: false };
       const log: string[] = [];
+      const closed: string[] = [];
       const N = 5;
       const ping: NativeKernel = function* (ops) {
         const f = bootFrontends(ops);
@@ -46,6 +47,7 @@ for (const hap of [true, false]) {
           while (got.length === 0) got = yield* n.waitReceive();
           for (const g of got) log.push(`ping got ${text(g)}`);
         }
+        closed.push(`ping ${yield* n.close()}`);
       };
       const pong: NativeKernel = function* (ops) {
         const f = bootFrontends(ops);
@@ -61,6 +63,7 @@ for (const hap of [true, false]) {
             yield* n.send(frame(g.subarray(6, 12), macs.pong, `pong for ${text(g)}`));
           }
         }
+        closed.push(`pong ${yield* n.close()}`);
       };
       const a = hv.createDomain({ name: "ping", memoryMiB: 16, hap, magicPages: true, native: ping });
       const b = hv.createDomain({ name: "pong", memoryMiB: 16, hap, magicPages: true, native: pong });
@@ -74,6 +77,9 @@ for (const hap of [true, false]) {
       expect(a.state).toBe("shutdown");
       expect(b.state).toBe("shutdown");
       expect(net.log).toEqual([]);
+      // Both closed cleanly through the state machine: every grant ended, the backends Closed.
+      expect(closed.sort()).toEqual(["ping true", "pong true"]);
+      for (const d of [a, b]) expect(pv.store.read(`/local/domain/0/backend/vif/${d.id}/0/state`)).toBe("6");
       // netback's counters: each vif sent and received N frames, none dropped or in error.
       for (const d of [a, b]) expect(net.vifs(d.id)[0]!.vif.counters).toMatchObject({ txPackets: N, rxPackets: N, txErrors: 0, rxErrors: 0, rxDropped: 0 });
     });

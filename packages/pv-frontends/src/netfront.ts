@@ -21,6 +21,8 @@
 import {
   NETIF_RSP_OKAY,
   NETRXF_more_data,
+  XenbusStateClosed,
+  XenbusStateClosing,
   XenbusStateConnected,
   XenbusStateInitialised,
   XenbusStateInitWait,
@@ -51,6 +53,8 @@ export class Netfront {
   private tx!: FrontRing;
   private rx!: FrontRing;
   private port = -1;
+  private ringRefs: number[] = [];
+  closed = false;
   private readonly rxBufs: { page: number; ref: number; posted: boolean }[] = [];
   private readonly txFree: number[] = [];
   private readonly txBufs: { page: number; ref: number; busy: boolean }[] = [];
@@ -83,6 +87,7 @@ export class Netfront {
     const txRef = f.grants.grantAccess(dev.backendId, txPage / PAGE_SIZE);
     const rxRef = f.grants.grantAccess(dev.backendId, rxPage / PAGE_SIZE);
     if (txRef === undefined || rxRef === undefined) return frontendError("no grant refs for the rings");
+    n.ringRefs = [txRef, rxRef];
     const port = f.evtchn.allocUnbound(dev.backendId);
     if (port < 0) return frontendError(`alloc_unbound: ${port}`);
     n.port = port;
@@ -228,7 +233,7 @@ export class Netfront {
 
   /** Send one Ethernet frame (14..4096 bytes), waiting for a free TX buffer: false if it cannot be sent. */
   *send(frame: Uint8Array): Generator<void, boolean, void> {
-    if (frame.length < 14 || frame.length > PAGE_SIZE) return false;
+    if (this.closed || frame.length < 14 || frame.length > PAGE_SIZE) return false;
     for (;;) {
       if (this.broken !== undefined) return false;
       this.f.evtchn.clear(this.port);
@@ -253,8 +258,26 @@ export class Netfront {
     return true;
   }
 
+  /**
+   * xennet_disconnect_backend: go Closing, wait for the backend's disconnect (Closing or Closed),
+   * go Closed, end the rings' and buffers' grants, close the port. False when a grant is still in
+   * use (left, never reused).
+   */
+  *close(): Generator<void, boolean, void> {
+    if (this.closed) return true;
+    this.closed = true;
+    yield* this.dev.switchState(XenbusStateClosing);
+    yield* this.dev.waitBackend([XenbusStateClosing, XenbusStateClosed]);
+    yield* this.dev.switchState(XenbusStateClosed);
+    let clean = true;
+    for (const ref of [...this.ringRefs, ...this.rxBufs.map((b) => b.ref), ...this.txBufs.map((b) => b.ref)]) if (!this.f.grants.endAccess(ref)) clean = false;
+    this.f.evtchn.close(this.port);
+    return clean;
+  }
+
   /** The frames received so far (taking them). */
   receive(): Uint8Array[] {
+    if (this.closed) return [];
     this.f.evtchn.clear(this.port);
     if (this.broken === undefined) this.poll();
     return this.rxQueue.splice(0);
@@ -264,7 +287,7 @@ export class Netfront {
   *waitReceive(): Generator<void, Uint8Array[], void> {
     for (;;) {
       const got = this.receive();
-      if (got.length > 0 || this.broken !== undefined) return got;
+      if (got.length > 0 || this.broken !== undefined || this.closed) return got;
       yield* this.f.evtchn.poll([this.port]);
     }
   }
