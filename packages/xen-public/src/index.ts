@@ -12,6 +12,7 @@ export * from "./vcpu.js";
 export * from "./version.js";
 export * from "./io/console.js";
 export * from "./io/xs_wire.js";
+export { utf8Encode, utf8Decode, latin1Decode } from "./io/utf8.js";
 export * from "./io/blkif.js";
 export * from "./io/netif.js";
 // The 32-bit ("compat") layouts Xen translates for hypercalls made outside 64-bit mode.

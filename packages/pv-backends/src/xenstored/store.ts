@@ -14,6 +14,9 @@
 //   node had in the transaction (cxenstored looks the removed node up again and finds nothing);
 // - dom0's in-process watches may repeat a path and token (each registration is its own).
 import {
+  latin1Decode,
+  utf8Decode,
+  utf8Encode,
   GNTTAB_RESERVED_XENSTORE,
   XEN_E2BIG,
   XEN_EACCES,
@@ -98,13 +101,10 @@ export interface XsReply {
   readonly payload: Uint8Array;
 }
 
-const latin1 = new TextDecoder("latin1");
-const utf8 = new TextDecoder("utf-8");
-const utf8e = new TextEncoder();
 
 /** Bytes to a JS string, one char per byte (paths are checked against valid_chars afterwards). */
 export function bytesToLatin1(b: Uint8Array): string {
-  return latin1.decode(b);
+  return latin1Decode(b);
 }
 export function latin1ToBytes(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
@@ -202,7 +202,7 @@ export class XenStore {
   /** The value of `path` (as UTF-8), or undefined (absent or invalid path). */
   read(path: string): string | undefined {
     const r = this.readBytes(path);
-    return r === undefined ? undefined : utf8.decode(r);
+    return r === undefined ? undefined : utf8Decode(r);
   }
 
   readBytes(path: string): Uint8Array | undefined {
@@ -212,7 +212,7 @@ export class XenStore {
 
   /** Writes `value` (UTF-8), creating missing parents as xenstored does. 0 or an errno (bad path: EINVAL). */
   write(path: string, value: string | Uint8Array): number {
-    const bytes = typeof value === "string" ? utf8e.encode(value) : value;
+    const bytes = typeof value === "string" ? utf8Encode(value) : value;
     return this.run(() => this.doWrite(this.dom0, undefined, canonicalize(path, this.dom0.implicitPath), bytes));
   }
 
