@@ -7,7 +7,7 @@
 import { xencons_interface as XC } from "@vtlab/xen-public";
 import type { EventChannels } from "./evtchn.js";
 import type { GuestMemory } from "./mem.js";
-import { utf8Encode } from "./text.js";
+import { utf8Encode } from "@vtlab/xen-public";
 
 const OUT_SIZE = 2048;
 const IN_SIZE = 1024;

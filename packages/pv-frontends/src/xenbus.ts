@@ -32,7 +32,7 @@ import {
 } from "@vtlab/xen-public";
 import type { EventChannels } from "./evtchn.js";
 import type { GuestMemory } from "./mem.js";
-import { utf8Decode, utf8Encode } from "./text.js";
+import { utf8Decode, utf8Encode } from "@vtlab/xen-public";
 
 export interface XsError {
   readonly kind: "xs-error";

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { FrontRing, GuestMemory, GuestMemoryFault, PageAllocator, findPlatformMmio } from "@vtlab/pv-frontends";
-import { utf8Decode, utf8Encode } from "../src/text.js";
+import { utf8Decode, utf8Encode } from "@vtlab/xen-public";
 import { FlatOps } from "./fake-ops.js";
 
 describe("GuestMemory", () => {
