@@ -1,5 +1,5 @@
 /*
- * The reference kernel's hypercall page: one page of the image, prefilled with HLT (0xF4) so a
+ * The hypercall page of the reference kernel and of xentest: one page of the image, prefilled with HLT (0xF4) so a
  * call before Xen wrote its stubs stops the vCPU; xen.c writes its guest-physical address to
  * the MSR CPUID leaf 0x40000002 names and Xen overwrites the page with its stubs.
  */
