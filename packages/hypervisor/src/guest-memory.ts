@@ -70,7 +70,7 @@ export function copyToGuest(ctx: ExitContext, linear: number, from: Uint8Array, 
     for (let k = 0; k < inPage; k++) memory.write8(hpa + k, from[n + k]!);
     // Code decoded from that frame by any vCPU is stale now (a guest may run what we wrote).
     const frame = Math.floor(hpa / PAGE_SIZE);
-    for (const dom of hv.domains) for (const other of dom.vcpus) other.cpu.codeWritten(frame);
+    hv.machineFrameWritten(frame);
     n += inPage;
   }
   return n;

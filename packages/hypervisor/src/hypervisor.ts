@@ -66,7 +66,7 @@ import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.j
 import { DEFAULT_BOOT_EPOCH, DomainTime, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
 import { DomainTimers, VcpuTimers, evtchnCheckPollers, fireTimers, nextTimerDeadlineNs } from "./xen/timer.js";
 import { DomainPages, frameRefs, releaseDomainHolds } from "./xen/p2m.js";
-import { NativeVcpu, nativeAfterExit, nativeBootImage, runNativeSlice, type NativeKernel } from "./native.js";
+import { NativeVcpu, nativeAfterExit, nativeBootImage, runNativeSlice, type NativeKernel, type NativeSliceHost } from "./native.js";
 
 export type { ExitContext };
 
@@ -713,6 +713,7 @@ export class Hypervisor {
     this.frames = new HostFrames(this.memory, 256 as Mfn, (mib * MiB) / PAGE_SIZE - 256);
     this.sliceInstructions = options.sliceInstructions ?? 2_000_000;
     this.cost = options.costModel ?? DEFAULT_COST_MODEL;
+    this.nativeHost = { instructionCost: this.cost.instruction, exitCost: this.cost.vmExitEntry, advanceClock: (c) => this.clock.advance(c), pollApics: () => this.pollApics() };
     this.bootEpoch = checkBootEpoch(options.bootEpoch ?? DEFAULT_BOOT_EPOCH);
     this.tscScale = pvclockScale(this.clock.frequencyHz);
   }
@@ -924,8 +925,7 @@ export class Hypervisor {
     publishVcpuTime(this, v);
     if (v.native !== undefined) {
       syncGuestTsc(this, v);
-      const host = { instructionCost: this.cost.instruction, exitCost: this.cost.vmExitEntry, advanceClock: (c: number) => this.clock.advance(c), pollApics: () => this.pollApics() };
-      const n = runNativeSlice(host, v, v.native, budget);
+      const n = runNativeSlice(this.nativeHost, v, v.native, budget);
       switchOut(this, v);
       return n;
     }
@@ -980,6 +980,18 @@ export class Hypervisor {
     }
     switchOut(this, v);
     return { retired, charged: retired + charged };
+  }
+
+  /** What a native kernel's slice needs of the host (made once, not per slice). */
+  private readonly nativeHost: NativeSliceHost;
+
+  /**
+   * Machine frame `frame` was written from outside the vCPUs (a hypercall's copy_to_guest,
+   * shared_info, the hypercall page, FIFO control blocks): every vCPU forgets the instructions it
+   * decoded from it (cpu-vmx codeWritten), whichever domain maps it (grants share frames).
+   */
+  machineFrameWritten(frame: number): void {
+    for (const d of this.domainList) if (d.state !== "destroyed") for (const v of d.vcpus) v.cpu.codeWritten(frame);
   }
 
   /** A vCPU of a running domain can run. */

@@ -89,9 +89,7 @@ export class XenDomain {
     const si = new SharedInfo(hv.memory, mfn);
     this.si = si;
     const d = this.domain;
-    si.onWrite = (frame) => {
-      for (const v of d.vcpus) v.cpu.codeWritten(frame);
-    };
+    si.onWrite = (frame) => hv.machineFrameWritten(frame);
     const ports = new TwoLevelPorts(si, this.stats, (vcpuId) => this.upcall.markEventsPending(vcpuId));
     this.channels = new EventChannels(
       {

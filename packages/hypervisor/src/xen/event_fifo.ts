@@ -75,9 +75,7 @@ export function fifoHostOf(d: Domain): FifoHost {
       if (f !== undefined) holdFrameForDomain(d, (f / PAGE_SIZE) as Mfn);
       return f;
     },
-    written: (frame) => {
-      for (const v of d.vcpus) v.cpu.codeWritten(frame);
-    },
+    written: (frame) => d.host.machineFrameWritten(frame),
     upcallPending: (vcpuId) => d.xen.upcallPending(vcpuId),
   };
 }

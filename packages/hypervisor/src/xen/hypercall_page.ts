@@ -82,7 +82,7 @@ export function wrmsrXen(ctx: ExitContext, msr: number, lo: number, hi: number):
     return false;
   }
   ctx.hv.memory.writeBytes(hpa, stubs);
-  for (const v of d.vcpus) v.cpu.flushDecoded();
+  ctx.hv.machineFrameWritten(Math.floor(hpa / PAGE_SIZE));
   record.installs++;
   record.gfn = req.gfn;
   return true;
