@@ -44,7 +44,8 @@ import {
   type ExitOutcome,
   type VmExit,
 } from "@vtlab/cpu-vmx";
-import { NestedPaging, P2mType, RangeP2m, p2mIsGrant, type FrameAllocator, type NestedPagingStats } from "@vtlab/mmu-ept";
+import { NestedPaging, type NestedPagingStats } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, p2mIsGrant, type FrameAllocator } from "@vtlab/p2m";
 import { ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
 import { SHUTDOWN_crash, SHUTDOWN_poweroff } from "@vtlab/xen-public";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";

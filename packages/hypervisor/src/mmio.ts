@@ -56,7 +56,7 @@ import {
   type VmExit,
   type Vmcs,
 } from "@vtlab/cpu-vmx";
-import { P2mType, type DomainP2m } from "@vtlab/mmu-ept";
+import { P2mType, type DomainP2m } from "@vtlab/p2m";
 import type { ExitContext } from "./exits.js";
 import { copyFromGuest } from "./guest-memory.js";
 import type { Vcpu } from "./hypervisor.js";

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { gfn, type AccessSize, type BusDevice } from "@vtlab/arch";
 import { CR0_PG, VmcsField, decodeBytes } from "@vtlab/cpu-vmx";
-import { P2mType } from "@vtlab/mmu-ept";
+import { P2mType } from "@vtlab/p2m";
 import {
   APIC_BASE_DEFAULT,
   APIC_BASE_EN,

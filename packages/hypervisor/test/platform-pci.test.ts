@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { P2mType } from "@vtlab/mmu-ept";
+import { P2mType } from "@vtlab/p2m";
 import { gfn } from "@vtlab/arch";
 import {
   ATA_PRIMARY_PORT,

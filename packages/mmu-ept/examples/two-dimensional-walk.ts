@@ -6,23 +6,8 @@
  */
 import { Access, MachineMemory, PAGING_LEVEL_NAMES, PTE_P, PTE_RW, PTE_US, gfn, mfn, type Mfn } from "@vtlab/arch";
 import { CR0_PE, CR0_PG, CR0_WP, CR4_PAE, Cpu, EFER_LMA, EFER_LME, ExitReason, Vmcs, VmcsField, type VmExit } from "@vtlab/cpu-vmx";
-import {
-  ALL_CACHES,
-  EPT_LEVEL_NAMES,
-  EptGuestMemory,
-  GuestPageTables,
-  NO_CACHES,
-  NestedPaging,
-  P2mType,
-  RangeP2m,
-  SimpleFrameAllocator,
-  describeEptEntry,
-  describeQualification,
-  formatWalkCostTable,
-  isP2mError,
-  runWalkCost,
-  type EptFault,
-} from "@vtlab/mmu-ept";
+import { ALL_CACHES, EPT_LEVEL_NAMES, EptGuestMemory, GuestPageTables, NO_CACHES, NestedPaging, describeEptEntry, describeQualification, formatWalkCostTable, isP2mError, runWalkCost, type EptFault } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/p2m";
 
 const GiB = 1024 ** 3;
 const hex = (n: number) => `0x${n.toString(16)}`;

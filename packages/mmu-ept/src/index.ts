@@ -56,8 +56,6 @@ export {
 } from "./ept.js";
 export type { EptCapabilities, EptpFields, EptpError } from "./ept.js";
 
-export { P2mType, RangeP2m, SimpleFrameAllocator, p2mHasFrame, p2mIsGrant } from "./domain-p2m.js";
-export type { P2mEntry, P2mRun, DomainP2m, FrameAllocator } from "./domain-p2m.js";
 
 export { EptP2m, EptPerms, isP2mError } from "./p2m.js";
 export type { P2mError, P2mUpdate, EptMapping, EptWalkStep, LeafAttributes, EptP2mOptions } from "./p2m.js";

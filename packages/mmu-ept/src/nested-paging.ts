@@ -40,7 +40,7 @@ import {
   type Vmcs,
 } from "@vtlab/cpu-vmx";
 import { ALL_CACHES, type CacheSwitches, type NestedCacheSizes } from "./caches.js";
-import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "./domain-p2m.js";
+import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "@vtlab/p2m";
 import {
   DEFAULT_EPT_CAPABILITIES,
   EPT_D,

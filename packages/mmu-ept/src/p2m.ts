@@ -11,7 +11,7 @@
  * Off the hot path: this runs when the hypervisor changes a domain's memory, not per access.
  */
 import { PAGE_SIZE, type Hpa, type Mfn, type PhysicalMemory, type U64 } from "@vtlab/arch";
-import type { FrameAllocator } from "./domain-p2m.js";
+import type { FrameAllocator } from "@vtlab/p2m";
 import {
   DEFAULT_EPT_CAPABILITIES,
   EPT_A,

@@ -8,7 +8,7 @@
  */
 import { Access, MachineMemory, PAGE_SIZE, pagingMode, type Mfn } from "@vtlab/arch";
 import { ALL_CACHES, NO_CACHES, type CacheSwitches, type NestedCacheSizes } from "./caches.js";
-import { SimpleFrameAllocator } from "./domain-p2m.js";
+import { SimpleFrameAllocator } from "@vtlab/p2m";
 import { EptGuestMemory, GuestPageTables } from "./guest-tables.js";
 import { EptP2m, isP2mError } from "./p2m.js";
 import { NestedStatus, NestedWalker } from "./walker.js";

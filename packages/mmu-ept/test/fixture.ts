@@ -1,16 +1,6 @@
 import { MachineMemory, PAGE_SIZE, pagingMode, type Mfn, type PagingMode } from "@vtlab/arch";
-import {
-  EptGuestMemory,
-  EptP2m,
-  GuestPageTables,
-  NestedWalker,
-  SimpleFrameAllocator,
-  eptCapabilities,
-  isP2mError,
-  type CacheSwitches,
-  type EptCapabilities,
-  type NestedCacheSizes,
-} from "@vtlab/mmu-ept";
+import { EptGuestMemory, EptP2m, GuestPageTables, NestedWalker, eptCapabilities, isP2mError, type CacheSwitches, type EptCapabilities, type NestedCacheSizes } from "@vtlab/mmu-ept";
+import { SimpleFrameAllocator } from "@vtlab/p2m";
 
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;

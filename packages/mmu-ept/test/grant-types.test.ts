@@ -1,20 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Access, MachineMemory, gfn, mfn, type Mfn } from "@vtlab/arch";
 import { CR0_PE, CR0_PG, CR0_WP, CR4_PAE, Cpu, EFER_LMA, EFER_LME, EFER_NXE, ExitReason, Vmcs } from "@vtlab/cpu-vmx";
-import {
-  EPT_R,
-  EPT_RWX,
-  EPT_W,
-  EptGuestMemory,
-  GuestPageTables,
-  NestedPaging,
-  P2mType,
-  RangeP2m,
-  SimpleFrameAllocator,
-  isP2mError,
-  p2mHasFrame,
-  p2mIsGrant,
-} from "@vtlab/mmu-ept";
+import { EPT_R, EPT_RWX, EPT_W, EptGuestMemory, GuestPageTables, NestedPaging, isP2mError } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, SimpleFrameAllocator, p2mHasFrame, p2mIsGrant } from "@vtlab/p2m";
 import { GiB, MiB, TABLE_FRAMES_AT } from "./fixture.js";
 
 const RAM_MFN = (8 * GiB) / 4096;

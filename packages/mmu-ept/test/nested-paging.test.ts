@@ -1,29 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Access, MachineMemory, PFEC_P, PTE_P, PTE_RW, PTE_US, gfn, mfn, type Gfn, type Mfn } from "@vtlab/arch";
 import { CR0_PE, CR0_PG, CR0_WP, CR4_PAE, Cpu, EFER_LMA, EFER_LME, EFER_NXE, ExitReason, Vmcs, VmcsField, type ExitOutcome, type VmExit } from "@vtlab/cpu-vmx";
-import {
-  CPU_BASED_ACTIVATE_SECONDARY_CONTROLS,
-  CPU_BASED_CR3_LOAD_EXITING,
-  CPU_BASED_INVLPG_EXITING,
-  EPT_GLA_FAULT,
-  EPT_GLA_VALID,
-  EPT_READ_VIOLATION,
-  EPT_W,
-  EPT_WRITE_VIOLATION,
-  EptGuestMemory,
-  GuestPageTables,
-  NestedPaging,
-  NestedStatus,
-  P2mType,
-  RangeP2m,
-  SECONDARY_EXEC_ENABLE_EPT,
-  SECONDARY_EXEC_ENABLE_VPID,
-  SimpleFrameAllocator,
-  isP2mError,
-  type EptFault,
-  type NestedPagingOptions,
-  type NestedWalker,
-} from "@vtlab/mmu-ept";
+import { CPU_BASED_ACTIVATE_SECONDARY_CONTROLS, CPU_BASED_CR3_LOAD_EXITING, CPU_BASED_INVLPG_EXITING, EPT_GLA_FAULT, EPT_GLA_VALID, EPT_READ_VIOLATION, EPT_W, EPT_WRITE_VIOLATION, EptGuestMemory, GuestPageTables, NestedPaging, NestedStatus, SECONDARY_EXEC_ENABLE_EPT, SECONDARY_EXEC_ENABLE_VPID, isP2mError, type EptFault, type NestedPagingOptions, type NestedWalker } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/p2m";
 import { GiB, MiB, TABLE_FRAMES_AT, expectDefined, read64 } from "./fixture.js";
 
 const RAM = 64 * MiB;

@@ -1,21 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { MachineMemory, gfn, mfn, type Mfn } from "@vtlab/arch";
-import {
-  EPT_A,
-  EPT_D,
-  EPT_R,
-  EPT_RWX,
-  EPT_W,
-  EPT_X,
-  EptMemoryType,
-  EptP2m,
-  P2mType,
-  RangeP2m,
-  SimpleFrameAllocator,
-  eptCapabilities,
-  isP2mError,
-  type P2mUpdate,
-} from "@vtlab/mmu-ept";
+import { EPT_A, EPT_D, EPT_R, EPT_RWX, EPT_W, EPT_X, EptMemoryType, EptP2m, eptCapabilities, isP2mError, type P2mUpdate } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/p2m";
 import { GiB, MiB, TABLE_FRAMES_AT, expectDefined, read64 } from "./fixture.js";
 
 function tables(options: { levels?: 4 | 5; caps?: Parameters<typeof eptCapabilities>[0]; frames?: number } = {}) {

@@ -7,18 +7,8 @@
 import { describe, expect, it } from "vitest";
 import { Access, MachineMemory, PTE_A, PTE_D, PTE_P, PTE_RW, PTE_US, pagingMode, type Mfn } from "@vtlab/arch";
 import { EptAccess, GuestReference } from "@vtlab/cpu-vmx";
-import {
-  EPT_GLA_FAULT,
-  EPT_GLA_VALID,
-  EptP2m,
-  EptGuestMemory,
-  GuestPageTables,
-  NO_CACHES,
-  NestedWalker,
-  SimpleFrameAllocator,
-  eptCapabilities,
-  isP2mError,
-} from "@vtlab/mmu-ept";
+import { EPT_GLA_FAULT, EPT_GLA_VALID, EptP2m, EptGuestMemory, GuestPageTables, NO_CACHES, NestedWalker, eptCapabilities, isP2mError } from "@vtlab/mmu-ept";
+import { SimpleFrameAllocator } from "@vtlab/p2m";
 import { GiB, TABLE_FRAMES_AT, read64 } from "./fixture.js";
 import { sdmEptOutcome } from "./sdm-ept-oracle.js";
 

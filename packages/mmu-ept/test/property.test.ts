@@ -26,22 +26,8 @@ import {
   type U64,
   type Mfn,
 } from "@vtlab/arch";
-import {
-  EPT_GLA_FAULT,
-  EPT_GLA_VALID,
-  EPT_R,
-  EPT_RWX,
-  EPT_W,
-  EPT_X,
-  EptGuestMemory,
-  EptP2m,
-  GuestPageTables,
-  NestedWalker,
-  SimpleFrameAllocator,
-  eptAccessOf,
-  isP2mError,
-  type CacheSwitches,
-} from "@vtlab/mmu-ept";
+import { EPT_GLA_FAULT, EPT_GLA_VALID, EPT_R, EPT_RWX, EPT_W, EPT_X, EptGuestMemory, EptP2m, GuestPageTables, NestedWalker, eptAccessOf, isP2mError, type CacheSwitches } from "@vtlab/mmu-ept";
+import { SimpleFrameAllocator } from "@vtlab/p2m";
 import { GiB, TABLE_FRAMES_AT } from "./fixture.js";
 
 const GP_SIZE = 8 * 1024 * 1024; // guest-physical space: 2048 frames, four 2 MiB regions

@@ -7,6 +7,7 @@
  *   modification under shadow paging (out-of-sync off and on) and EPT. Cycles are modelled with
  *   @vtlab/arch's DEFAULT_COST_MODEL; exits are exact counts.
  */
+import { nestedPagingFactory } from "../test/ept-factory.js";
 import { measureRates, report } from "@vtlab/bench-harness";
 import { PTE_P, PTE_RW } from "@vtlab/arch";
 import { KPML4, OpsGuest, ptemod } from "../src/index.js";
@@ -63,7 +64,7 @@ await measureRates([
 for (const [label, r] of [
   ["shadow", ptemod("shadow", 2000)],
   ["shadow-oos", ptemod("shadow", 2000, { outOfSync: true })],
-  ["ept", ptemod("ept", 2000)],
+  ["ept", ptemod("ept", 2000, {}, nestedPagingFactory)],
 ] as const) {
   report({ name: `mmu-shadow.ptemod.${label}.exits`, value: r.exitsPerModification, unit: "exits/PTE modification" });
   report({ name: `mmu-shadow.ptemod.${label}.cycles`, value: Math.round(r.cyclesPerModification), unit: "modelled cycles/PTE modification" });

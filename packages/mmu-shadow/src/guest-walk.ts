@@ -14,7 +14,7 @@ import {
   type Cpu,
 } from "@vtlab/cpu-vmx";
 import { gfn as asGfn, type MachineMemory, type PagingLevel, type PagingMode, type PagingStructureAccess, type U64 } from "@vtlab/arch";
-import { P2mType, type DomainP2m } from "@vtlab/mmu-ept";
+import { P2mType, type DomainP2m } from "@vtlab/p2m";
 
 /** A guest paging-structure entry whose guest-physical address is not RAM in the p2m. */
 export interface GuestTableFault {

@@ -64,7 +64,7 @@ import {
   type PagingMode,
   type U64,
 } from "@vtlab/arch";
-import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "@vtlab/mmu-ept";
+import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "@vtlab/p2m";
 import { P2mPagingStructures, guestPagingMode, ramMfn, type GuestTableFault } from "./guest-walk.js";
 import { emulatePteStore } from "./write-emulation.js";
 

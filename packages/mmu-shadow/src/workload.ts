@@ -16,7 +16,7 @@
  */
 import { DEFAULT_COST_MODEL, MachineMemory, PTE_P, PTE_RW, Vector, gfn, mfn, modelledCycles, type CostModel, type Mfn } from "@vtlab/arch";
 import { CPU_HLT_EXITING, Cpu, ExitReason, INTR_INFO_VALID, Vmcs, VmcsField as F, setupFlat64Guest, vmEntry, type ExitOutcome, type MemoryVirtualizer } from "@vtlab/cpu-vmx";
-import { NestedPaging, P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/p2m";
 import { ShadowPaging, type ShadowPagingOptions } from "./shadow-paging.js";
 
 const GiB = 1024 ** 3;
@@ -66,9 +66,18 @@ export function workloadDomain(): WorkloadDomain {
 
 export type OpResult = { kind: "ok"; value: number } | { kind: "pf"; errorCode: number; cr2: number } | { kind: "crash"; reason: string };
 
+/**
+ * Builds the EPT memory virtualizer for mode "ept" over the workload domain (the caller passes
+ * @vtlab/mmu-ept's NestedPaging: this package does not depend on it). It sets up the vCPU's EPT
+ * and second-level translator and returns the virtualizer.
+ */
+export type EptFactory = (d: WorkloadDomain, cpu: Cpu, vmcs: Vmcs) => MemoryVirtualizer;
+
 export interface OpsGuestOptions {
   readonly mode?: "shadow" | "ept";
   readonly shadow?: Partial<ShadowPagingOptions>;
+  /** Required for mode "ept". */
+  readonly ept?: EptFactory;
 }
 
 export class OpsGuest {
@@ -107,11 +116,8 @@ export class OpsGuest {
     const err = setupFlat64Guest(this.vmcs, { cr3: KPML4, rip: KCODE, rsp: KSTACK, gdtBase: GDT, gdtLimit: 0x37, idtBase: IDT, idtLimit: 0xfff, tssBase: TSS, proc: CPU_HLT_EXITING });
     if (err !== undefined) throw new Error(err.message);
     if (options.mode === "ept") {
-      const np = NestedPaging.create({ memory: d.memory, p2m: d.p2m, frames: d.frames, largePages: false, populate: () => undefined });
-      if (!(np instanceof NestedPaging)) throw new Error(np.message);
-      np.setupVcpu(this.cpu, this.vmcs);
-      this.cpu.secondLevel = np.walkerFor(this.cpu);
-      this.mv = np;
+      if (options.ept === undefined) throw new Error("vtlab bug: OpsGuest mode \"ept\" needs options.ept (an EptFactory)");
+      this.mv = options.ept(d, this.cpu, this.vmcs);
       this.sp = undefined;
     } else {
       this.sp = new ShadowPaging({ memory: d.memory, p2m: d.p2m, frames: d.frames, ...options.shadow });
@@ -294,8 +300,8 @@ export interface PtemodResult {
  * modification is a write-protection fault with an emulated store, plus an INVLPG exit and a
  * fill; under EPT nothing exits, and the price is the longer two-dimensional walk.
  */
-export function ptemod(mode: "shadow" | "ept", modifications = 1000, shadow: Partial<ShadowPagingOptions> = {}): PtemodResult {
-  const g = new OpsGuest({ mode, shadow });
+export function ptemod(mode: "shadow" | "ept", modifications = 1000, shadow: Partial<ShadowPagingOptions> = {}, ept?: EptFactory): PtemodResult {
+  const g = new OpsGuest(ept === undefined ? { mode, shadow } : { mode, shadow, ept });
   const f = PTE_P | PTE_RW;
   const pdpt = g.table();
   const pd = g.table();

@@ -3,6 +3,7 @@
  * global pages, the fork-like workload and ptemod, each through real instructions in VMX
  * non-root mode (src/workload.ts).
  */
+import { nestedPagingFactory } from "./ept-factory.js";
 import { describe, expect, it } from "vitest";
 import { PTE_G, PTE_P, PTE_RW } from "@vtlab/arch";
 import { ExitReason, exitReasonName } from "@vtlab/cpu-vmx";
@@ -157,7 +158,7 @@ describe("workloads", () => {
 
   it("ptemod: three exits per guest PTE modification under shadow paging, none under EPT", () => {
     const s = ptemod("shadow", 50);
-    const e = ptemod("ept", 50);
+    const e = ptemod("ept", 50, {}, nestedPagingFactory);
     expect(s.exitsPerModification).toBe(3); // emulated store, INVLPG, refill
     expect(e.exitsPerModification).toBe(0);
     expect(s.cyclesPerModification).toBeGreaterThan(3000);

@@ -5,7 +5,7 @@
  */
 import { MachineMemory, PTE_P, PTE_RW, gfn, mfn, type Mfn } from "@vtlab/arch";
 import { Cpu, ExitReason, INTR_INFO_VALID, Vmcs, VmcsField as F, setupFlat64Guest, vmEntry, CPU_HLT_EXITING, type ExitOutcome, type VmExit } from "@vtlab/cpu-vmx";
-import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/p2m";
 import { ShadowPaging, type ShadowPagingOptions } from "../src/index.js";
 
 export const GiB = 1024 ** 3;

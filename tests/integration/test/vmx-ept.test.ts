@@ -8,7 +8,8 @@
 import { describe, expect, it } from "vitest";
 import { MachineMemory, PTE_P, PTE_RW, gfn, mfn, type Mfn } from "@vtlab/arch";
 import { Cpu, ExitReason, Vmcs, setupFlat64Guest, vmEntry } from "@vtlab/cpu-vmx";
-import { EptGuestMemory, GuestPageTables, NestedPaging, P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/mmu-ept";
+import { EptGuestMemory, GuestPageTables, NestedPaging } from "@vtlab/mmu-ept";
+import { P2mType, RangeP2m, SimpleFrameAllocator } from "@vtlab/p2m";
 
 const GiB = 1024 ** 3;
 const RAM_BASE = 8 * GiB;

@@ -57,7 +57,7 @@
  * max_grant_version = 1) and GNTTABOP_set_version(2) answers -ENOSYS, as Xen does then.
  */
 import { PAGE_SIZE, gfn as asGfn, type Mfn } from "@vtlab/arch";
-import { P2mType, p2mIsGrant } from "@vtlab/mmu-ept";
+import { P2mType, p2mIsGrant } from "@vtlab/p2m";
 import {
   DOMID_SELF,
   GNTCOPY_dest_gref,

@@ -35,7 +35,7 @@
  * MEMOP_PAGES_PER_CALL pages.
  */
 import { PAGE_SIZE, gfn as asGfn, type Mfn } from "@vtlab/arch";
-import { P2mType, p2mHasFrame, p2mIsGrant } from "@vtlab/mmu-ept";
+import { P2mType, p2mHasFrame, p2mIsGrant } from "@vtlab/p2m";
 import {
   DOMID_SELF,
   XENMAPIDX_grant_table_status,

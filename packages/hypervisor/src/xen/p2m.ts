@@ -21,7 +21,8 @@
  * page list until then).
  */
 import { PAGE_SIZE, gfn as asGfn, type Gfn, type Mfn } from "@vtlab/arch";
-import { NestedPaging, P2mType, p2mHasFrame, type P2mEntry } from "@vtlab/mmu-ept";
+import { NestedPaging } from "@vtlab/mmu-ept";
+import { P2mType, p2mHasFrame, type P2mEntry } from "@vtlab/p2m";
 import type { HostFrames } from "../host/frames.js";
 import type { Domain, Hypervisor } from "../hypervisor.js";
 

@@ -40,7 +40,7 @@ import {
   SEG_ATTR_S,
   VmcsField as F,
 } from "@vtlab/cpu-vmx";
-import { P2mType } from "@vtlab/mmu-ept";
+import { P2mType } from "@vtlab/p2m";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import {
   VCPUOP_down,

@@ -1,7 +1,9 @@
 /**
- * The domain's physical-to-machine map as the hypervisor keeps it (Xen's p2m types, reduced to
- * the six this package acts on), and the frame allocator EPT tables come from. The hypervisor
- * package will own the real p2m; this is the small interface `NestedPaging` needs from it.
+ * The domain's physical-to-machine map (Xen's arch/x86/mm/p2m.c, generic part): the p2m types
+ * (reduced to the six vtlab acts on), lookup, the runs a table builder walks, the change hook
+ * every reader of the p2m that keeps its own copy needs (EPT tables, shadow entries, the IOMMU's
+ * second-level tables: Xen's p2m->set_entry calling iommu_legacy_map / iommu_legacy_unmap), and
+ * the frame allocator hypervisor tables come from. The EPT-format tables stay in @vtlab/mmu-ept.
  */
 import { PAGE_SIZE, type Gfn, type MachineMemory, type Mfn } from "@vtlab/arch";
 
@@ -46,6 +48,12 @@ export interface P2mRun {
   readonly mfn: Mfn;
 }
 
+/**
+ * Told after [gfn, gfn + count) became `type` (backed by mfn, mfn + 1, ... for a type with a
+ * frame; mfn 0 otherwise). Called synchronously inside `setRange`, once per call.
+ */
+export type P2mChangeListener = (gfn: Gfn, count: number, type: P2mType, mfn: Mfn) => void;
+
 /** The domain p2m: gfn -> (type, mfn). */
 export interface DomainP2m {
   lookup(gfn: Gfn): P2mEntry;
@@ -53,6 +61,8 @@ export interface DomainP2m {
   runs(): Iterable<P2mRun>;
   /** Make [gfn, gfn + count) one type (a type with a frame: backed by mfn, mfn + 1, ...). */
   setRange(gfn: Gfn, count: number, type: P2mType, mfn?: Mfn): void;
+  /** Call `listener` after every change (Xen: the IOMMU map/unmap under p2m->set_entry); returns its removal. */
+  onChange(listener: P2mChangeListener): () => void;
 }
 
 const ABSENT: P2mEntry = Object.freeze({ type: P2mType.Absent, mfn: 0 as Mfn });
@@ -63,6 +73,14 @@ export class RangeP2m implements DomainP2m {
   private counts: number[] = [];
   private types: P2mType[] = [];
   private mfns: number[] = [];
+  private readonly listeners = new Set<P2mChangeListener>();
+
+  onChange(listener: P2mChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
 
   lookup(gfn: Gfn): P2mEntry {
     const i = this.find(gfn);
@@ -132,6 +150,10 @@ export class RangeP2m implements DomainP2m {
     this.counts = c;
     this.types = t;
     this.mfns = m;
+    if (this.listeners.size > 0) {
+      const frame = (p2mHasFrame(type) ? mfn : 0) as Mfn;
+      for (const l of this.listeners) l(gfn, count, type, frame);
+    }
   }
 
   /** Index of the run holding `gfn`, or -1. */
