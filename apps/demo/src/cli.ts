@@ -16,7 +16,8 @@ commands:
         boot the machines the xl.cfg-style files describe, in one host, and stream their
         consoles; each machine's on_crash (destroy, preserve, restart) is applied as in the
         shell and every crash reported. A statistics table at the end, one row per file with
-        its restarts and on_crash outcome (--json: the same as JSON). Exit status 0 when every
+        its restarts and on_crash outcome (--json: the same as JSON on stdout, each machine's
+        console in its record, and the consoles streamed to stderr). Exit status 0 when every
         machine shut down with code 0 and none ever crashed (a crash counts even if the
         machine was restarted and then finished), 1 otherwise
   demo [--json] [--workloads compute,ptemod,forkwait,disk,pvdisk] [--max-instructions N]
@@ -104,9 +105,9 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
     io.err(`vtlab ${command}: ${max}\n`);
     return 2;
   }
-  const consoleOut = (name: string, text: string) => {
-    if (!json) io.out(`${name}| ${text}${text.endsWith("\n") ? "" : "\n"}`);
-  };
+  // With --json, stdout is one JSON document (each machine's console is in its record) and the
+  // consoles stream to stderr instead.
+  const consoleOut = (name: string, text: string) => (json ? io.err : io.out)(`${name}| ${text}${text.endsWith("\n") ? "" : "\n"}`);
   const progress = (line: string) => io.err(`${line}\n`);
   try {
     if (command === "run") {

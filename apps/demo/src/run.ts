@@ -46,6 +46,8 @@ export interface MachineReport {
   readonly grantOps: number;
   /** Event-channel events the domain sent plus those delivered to it. */
   readonly events: number;
+  /** Everything the machine printed on its console (UART, debug console, console_io, PV console). */
+  readonly console: string;
 }
 
 /** What the host's PV backends did for one domain (from the toolstack's vbds and vifs). */
@@ -105,6 +107,7 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
     ringRequests: pv?.ringRequests ?? 0,
     grantOps: pv?.grantOps ?? 0,
     events: s.xen.eventsSent + s.xen.eventsDelivered,
+    console: d.console,
   };
 }
 

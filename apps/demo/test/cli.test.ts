@@ -69,11 +69,22 @@ describe("vtlab", () => {
     writeFileSync(cfg, `name = "disk"\nmemory = 64\nkernel = "${kernel}"\ncmdline = "workload=disk"\ndisk = ["format=raw, vdev=hda, access=rw, target=disk.img"]\nserial = "file:console.txt"\n`);
     const r = vtlab("run", "--json", cfg);
     expect(r.status).toBe(0);
-    const [rep] = JSON.parse(r.out) as { name: string; exitCode: number; ioExits: number }[];
+    const [rep] = JSON.parse(r.out) as { name: string; exitCode: number; ioExits: number; console: string }[];
     expect(rep).toMatchObject({ name: "disk", exitCode: 0 });
+    // The console is in the JSON record, whatever the serial sink was.
+    expect(rep!.console).toBe(readFileSync(referenceKernelExpectedOutputUrl("disk"), "utf8"));
     expect(rep!.ioExits).toBeGreaterThan(8192);
     expect(readFileSync(join(dir, "console.txt"), "utf8")).toBe(readFileSync(referenceKernelExpectedOutputUrl("disk"), "utf8"));
     expect(readFileSync(img).subarray(0, 2 * 1024 * 1024).some((b) => b !== 0)).toBe(true);
+  }, 60_000);
+
+  it("run --json streams the consoles to stderr and keeps stdout one JSON document with each console", () => {
+    const r = vtlab("run", "--json", join(machines, "ptemod.cfg"));
+    expect(r.status).toBe(0);
+    const [rep] = JSON.parse(r.out) as { name: string; console: string }[];
+    const expected = readFileSync(referenceKernelExpectedOutputUrl("ptemod"), "utf8");
+    expect(rep!.console).toBe(expected);
+    for (const line of expected.trimEnd().split("\n")) expect(r.err).toContain(`ptemod| ${line}\n`);
   }, 60_000);
 
   it("two machines in one host: both finish", () => {
