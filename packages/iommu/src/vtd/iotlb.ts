@@ -11,18 +11,24 @@
 /**
  * A set-associative IOTLB with LRU replacement within a set. Entries are tagged with the domain
  * id and hold 4 KiB, 2 MiB or 1 GiB pages. Storage is typed arrays, so a lookup allocates nothing.
+ *
+ * Layout (a modelling choice, not hardware's): one Int32 `key` per slot packs the domain id and
+ * the page level, `(domainId << 2) | level`, with 0 meaning invalid (level is never 0), so a probe
+ * compares two numbers; `delta` is machine page start minus IOVA page start, so a hit's machine
+ * address is `iova + delta` with no division or modulo.
  */
 export class Iotlb {
   readonly sets: number;
   readonly ways: number;
-  private readonly valid: Uint8Array;
-  private readonly domain: Uint16Array;
-  /** Page level of the entry: 1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB. */
-  private readonly level: Uint8Array;
+  private readonly setMask: number;
+  /** (domainId << 2) | level, 0 when the slot is invalid. Level: 1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB. */
+  private readonly key: Int32Array;
   /** Page number at the entry's own size: iova / 2^(12 + 9 * (level - 1)). */
   private readonly tag: Float64Array;
   /** Machine address of the start of the page. */
   private readonly frame: Float64Array;
+  /** frame - tag * pageSize: the machine address of a hit is iova + delta. */
+  private readonly delta: Float64Array;
   /** Effective R/W permissions (bit 0 read, bit 1 write). */
   private readonly perm: Uint8Array;
   private readonly stamp: Float64Array;
@@ -39,12 +45,12 @@ export class Iotlb {
     }
     this.sets = sets;
     this.ways = ways;
+    this.setMask = sets - 1;
     const n = sets * ways;
-    this.valid = new Uint8Array(n);
-    this.domain = new Uint16Array(n);
-    this.level = new Uint8Array(n);
+    this.key = new Int32Array(n);
     this.tag = new Float64Array(n);
     this.frame = new Float64Array(n);
+    this.delta = new Float64Array(n);
     this.perm = new Uint8Array(n);
     this.stamp = new Float64Array(n);
   }
@@ -58,22 +64,40 @@ export class Iotlb {
     return (this.perLevel[1] as number) + (this.perLevel[2] as number) + (this.perLevel[3] as number);
   }
 
-  /** The slot caching `iova` for `domainId`, or -1. Counts a hit or a miss. */
+  /** The slot caching `iova` for `domainId`, or -1. Counts a hit or a miss. Sizes are probed 4 KiB first. */
   lookup(domainId: number, iova: number): number {
-    for (let level = 1; level <= 3; level++) {
-      if (this.perLevel[level] === 0) continue;
-      const tag = Math.floor(iova / LEVEL_SIZE[level]!);
-      const base = this.setOf(domainId, tag, level) * this.ways;
-      for (let w = 0; w < this.ways; w++) {
-        const s = base + w;
-        if (this.valid[s] === 1 && this.tag[s] === tag && this.domain[s] === domainId && this.level[s] === level) {
-          this.stamp[s] = ++this.tick;
-          this.hits++;
-          return s;
-        }
-      }
+    const perLevel = this.perLevel;
+    const domainHash = Math.imul(domainId, 0x9e37);
+    if (perLevel[1] !== 0) {
+      const s = this.probe((domainId << 2) | 1, Math.floor(iova / 0x1000), domainHash ^ 0x55);
+      if (s >= 0) return s;
+    }
+    if (perLevel[2] !== 0) {
+      const s = this.probe((domainId << 2) | 2, Math.floor(iova / 0x20_0000), domainHash ^ 0xaa);
+      if (s >= 0) return s;
+    }
+    if (perLevel[3] !== 0) {
+      const s = this.probe((domainId << 2) | 3, Math.floor(iova / 0x4000_0000), domainHash ^ 0xff);
+      if (s >= 0) return s;
     }
     this.misses++;
+    return -1;
+  }
+
+  /** One set's probe: on a match, update LRU, count the hit and return the slot. */
+  private probe(key: number, tag: number, salt: number): number {
+    const t = tag >>> 0; // tag mod 2^32 (tag is a non-negative integer)
+    const ways = this.ways;
+    const base = (((t ^ (t >>> 7) ^ salt) & this.setMask) >>> 0) * ways;
+    const keys = this.key;
+    const tags = this.tag;
+    for (let s = base, end = base + ways; s < end; s++) {
+      if (keys[s] === key && tags[s] === tag) {
+        this.stamp[s] = ++this.tick;
+        this.hits++;
+        return s;
+      }
+    }
     return -1;
   }
 
@@ -81,40 +105,47 @@ export class Iotlb {
     return this.frame[slot] as number;
   }
 
+  /** Machine address minus IOVA for the slot's page: a hit translates `iova` to `iova + deltaOf(slot)`. */
+  deltaOf(slot: number): number {
+    return this.delta[slot] as number;
+  }
+
   permOf(slot: number): number {
     return this.perm[slot] as number;
   }
 
   levelOf(slot: number): number {
-    return this.level[slot] as number;
+    return (this.key[slot] as number) & 3;
   }
 
   /** Cache a translation of the page of `level` containing `iova`. Evicts the set's least recently used entry. */
   insert(domainId: number, iova: number, level: number, frameBase: number, perm: number): void {
-    const tag = Math.floor(iova / LEVEL_SIZE[level]!);
+    const size = LEVEL_SIZE[level]!;
+    const tag = Math.floor(iova / size);
+    const key = ((domainId & 0xffff) << 2) | level;
     const base = this.setOf(domainId, tag, level) * this.ways;
     let victim = base;
     for (let w = 0; w < this.ways; w++) {
       const s = base + w;
-      if (this.valid[s] === 0) {
+      if (this.key[s] === 0) {
         victim = s;
         break;
       }
-      if (this.tag[s] === tag && this.domain[s] === domainId && this.level[s] === level) {
+      if (this.tag[s] === tag && this.key[s] === key) {
         victim = s;
         break;
       }
       if ((this.stamp[s] as number) < (this.stamp[victim] as number)) victim = s;
     }
-    if (this.valid[victim] === 1) {
-      this.perLevel[this.level[victim] as number]!--;
-      if (!(this.tag[victim] === tag && this.domain[victim] === domainId && this.level[victim] === level)) this.evictions++;
+    const old = this.key[victim] as number;
+    if (old !== 0) {
+      this.perLevel[old & 3]!--;
+      if (!(this.tag[victim] === tag && old === key)) this.evictions++;
     }
-    this.valid[victim] = 1;
-    this.domain[victim] = domainId;
-    this.level[victim] = level;
+    this.key[victim] = key;
     this.tag[victim] = tag;
     this.frame[victim] = frameBase;
+    this.delta[victim] = frameBase - tag * size;
     this.perm[victim] = perm;
     this.stamp[victim] = ++this.tick;
     this.perLevel[level]!++;
@@ -122,17 +153,17 @@ export class Iotlb {
 
   /** Drop one slot (a hit whose permissions did not allow the access: re-walk instead). */
   drop(slot: number): void {
-    if (this.valid[slot] === 1) {
-      this.valid[slot] = 0;
-      this.perLevel[this.level[slot] as number]!--;
+    const old = this.key[slot] as number;
+    if (old !== 0) {
+      this.key[slot] = 0;
+      this.perLevel[old & 3]!--;
     }
   }
 
   /** Global invalidation. Returns how many entries it dropped. */
   invalidateAll(): number {
-    let n = 0;
-    for (let s = 0; s < this.valid.length; s++) if (this.valid[s] === 1) n++;
-    this.valid.fill(0);
+    const n = this.size;
+    this.key.fill(0);
     this.perLevel.fill(0);
     return n;
   }
@@ -140,8 +171,9 @@ export class Iotlb {
   /** Domain-selective invalidation. */
   invalidateDomain(domainId: number): number {
     let n = 0;
-    for (let s = 0; s < this.valid.length; s++) {
-      if (this.valid[s] === 1 && this.domain[s] === domainId) {
+    for (let s = 0; s < this.key.length; s++) {
+      const k = this.key[s] as number;
+      if (k !== 0 && k >>> 2 === domainId) {
         this.drop(s);
         n++;
       }
@@ -157,9 +189,10 @@ export class Iotlb {
     const start = address;
     const end = address + 2 ** (12 + addressMask);
     let n = 0;
-    for (let s = 0; s < this.valid.length; s++) {
-      if (this.valid[s] !== 1 || this.domain[s] !== domainId) continue;
-      const size = LEVEL_SIZE[this.level[s] as number]!;
+    for (let s = 0; s < this.key.length; s++) {
+      const k = this.key[s] as number;
+      if (k === 0 || k >>> 2 !== domainId) continue;
+      const size = LEVEL_SIZE[k & 3]!;
       const pageStart = (this.tag[s] as number) * size;
       if (pageStart < end && start < pageStart + size) {
         this.drop(s);
@@ -171,8 +204,8 @@ export class Iotlb {
 
   private setOf(domainId: number, tag: number, level: number): number {
     // Low bits of the page number, folded with the next bits, the domain and the size.
-    const t = tag % 0x1_0000_0000;
-    return ((t ^ (t >>> 7) ^ Math.imul(domainId, 0x9e37) ^ (level * 0x55)) & (this.sets - 1)) >>> 0;
+    const t = tag >>> 0; // tag mod 2^32
+    return ((t ^ (t >>> 7) ^ Math.imul(domainId, 0x9e37) ^ (level * 0x55)) & this.setMask) >>> 0;
   }
 }
 
@@ -198,6 +231,11 @@ export interface CachedContext {
  */
 export class ContextCache {
   private readonly entries = new Map<number, CachedContext>();
+  /**
+   * The same entries indexed by source id 0..0xffff, so a lookup is one array load (the Map keeps
+   * insertion order for the invalidation scans and holds any id outside 16 bits).
+   */
+  private readonly bySourceId: (CachedContext | undefined)[] = Array.from({ length: 0x1_0000 }, () => undefined);
   hits = 0;
   misses = 0;
 
@@ -206,7 +244,7 @@ export class ContextCache {
   }
 
   lookup(sourceId: number): CachedContext | undefined {
-    const e = this.entries.get(sourceId);
+    const e = (sourceId & 0xffff) === sourceId ? this.bySourceId[sourceId] : this.entries.get(sourceId);
     if (e === undefined) this.misses++;
     else this.hits++;
     return e;
@@ -214,19 +252,26 @@ export class ContextCache {
 
   insert(sourceId: number, entry: CachedContext): void {
     this.entries.set(sourceId, entry);
+    if ((sourceId & 0xffff) === sourceId) this.bySourceId[sourceId] = entry;
+  }
+
+  private remove(sourceId: number): void {
+    this.entries.delete(sourceId);
+    if ((sourceId & 0xffff) === sourceId) this.bySourceId[sourceId] = undefined;
   }
 
   invalidateAll(): number {
     const n = this.entries.size;
+    for (const sid of this.entries.keys()) if ((sid & 0xffff) === sid) this.bySourceId[sid] = undefined;
     this.entries.clear();
     return n;
   }
 
   invalidateDomain(domainId: number): number {
     let n = 0;
-    for (const [sid, e] of this.entries) {
+    for (const [sid, e] of [...this.entries]) {
       if (e.domainId === domainId) {
-        this.entries.delete(sid);
+        this.remove(sid);
         n++;
       }
     }
@@ -242,7 +287,7 @@ export class ContextCache {
     let n = 0;
     for (const sid of [...this.entries.keys()]) {
       if ((sid & ~ignore) === (sourceId & ~ignore & 0xffff)) {
-        this.entries.delete(sid);
+        this.remove(sid);
         n++;
       }
     }

@@ -170,6 +170,10 @@ export interface VtdStats {
 
 const NEED_READ = 1;
 const NEED_WRITE = 2;
+/** 2^n for n = 0..64: address-width limits without a Math.pow per translation. */
+const POW2 = Float64Array.from({ length: 65 }, (_, n) => 2 ** n);
+/** Bytes mapped by a second-level leaf at level 1..3 (4 KiB, 2 MiB, 1 GiB). */
+const LEVEL_BYTES = Float64Array.of(0, 0x1000, 0x20_0000, 0x4000_0000);
 
 export class VtdUnit implements DmaPort {
   readonly name: string;
@@ -356,23 +360,22 @@ export class VtdUnit implements DmaPort {
       this.contextCache.insert(sourceId, ctx);
     }
     if (ctx.translationType === TranslationType.PassThrough) {
-      if (iova >= 2 ** this.features.haw) {
+      if (iova >= (POW2[this.features.haw] as number)) {
         return this.fault(sourceId, iova, write, FaultReason.AddressBeyondWidth, ctx.faultProcessingDisable, `pass-through address above the host address width (${this.features.haw} bits)`);
       }
       return iova;
     }
-    if (iova >= 2 ** ctx.addressBits) {
+    if (iova >= (POW2[ctx.addressBits] ?? 2 ** ctx.addressBits)) {
       return this.fault(sourceId, iova, write, FaultReason.AddressBeyondWidth, ctx.faultProcessingDisable, `address above 2^${ctx.addressBits} - 1`);
     }
     const need = write ? NEED_WRITE : NEED_READ;
-    const slot = this.iotlb.lookup(ctx.domainId, iova);
+    const iotlb = this.iotlb;
+    const slot = iotlb.lookup(ctx.domainId, iova);
     if (slot >= 0) {
-      if ((this.iotlb.permOf(slot) & need) !== 0) {
-        const size = 2 ** (12 + 9 * (this.iotlb.levelOf(slot) - 1));
-        return this.iotlb.frameOf(slot) + (iova % size);
-      }
+      // frame + (iova mod page size), precomputed per entry as iova + delta.
+      if ((iotlb.permOf(slot) & need) !== 0) return iova + iotlb.deltaOf(slot);
       // A cached translation without the right: drop it and walk, as a CPU TLB does on a fault.
-      this.iotlb.drop(slot);
+      iotlb.drop(slot);
     }
     if (this.clock !== undefined) this.clock.advance(this.missCost);
     const w = this.walkOut;
@@ -383,7 +386,7 @@ export class VtdUnit implements DmaPort {
     if ((w.perm & need) === 0) {
       return this.fault(sourceId, iova, write, write ? FaultReason.WriteNotPermitted : FaultReason.ReadNotPermitted, ctx.faultProcessingDisable, write ? "no W on the way to the page" : "no R on the way to the page");
     }
-    return w.frameBase + (iova % 2 ** (12 + 9 * (w.level - 1)));
+    return w.frameBase + (iova - Math.floor(iova / (LEVEL_BYTES[w.level] as number)) * (LEVEL_BYTES[w.level] as number));
   }
 
   /** Translate every page of [iova, iova + length) into `pageHpas`; returns the page count or -(reason). */
