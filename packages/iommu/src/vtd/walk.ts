@@ -171,6 +171,20 @@ export function fetchContext(
   return 0;
 }
 
+/** 2^levelShift(level) for level 1..5: the bytes one entry at that level spans (index 0 unused). */
+const LEVEL_SPAN = Float64Array.of(0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48);
+
+/** slHiReservedMask(haw) | SL_HI_TM for the last host address width asked (one per unit in practice). */
+let cachedHaw = -1;
+let cachedHiRsvd = 0;
+function hiReservedFor(haw: number): number {
+  if (haw !== cachedHaw) {
+    cachedHiRsvd = (slHiReservedMask(haw) | SL_HI_TM) >>> 0;
+    cachedHaw = haw;
+  }
+  return cachedHiRsvd;
+}
+
 export interface SlWalk {
   /** Machine address of the start of the page mapped. */
   frameBase: number;
@@ -205,11 +219,12 @@ export function walkSecondLevel(
 ): number {
   out.references = 0;
   out.perm = SL_R | SL_W;
-  const hiRsvd = slHiReservedMask(f.haw) | SL_HI_TM;
+  const hiRsvd = hiReservedFor(f.haw);
   let table = root;
   for (let level = levels; level >= 1; level--) {
-    const shift = levelShift(level);
-    const index = Math.floor(iova / 2 ** shift) % 512;
+    // Bits (shift + 8):shift of the address, shift = 12 + 9 * (level - 1); `& 511` is mod 512
+    // of the non-negative integer quotient (ToInt32 keeps its low 32 bits).
+    const index = Math.floor(iova / (LEVEL_SPAN[level] ?? 2 ** levelShift(level))) & 511;
     const at = table + index * SL_ENTRY_SIZE;
     out.references++;
     if (memory.read64(at, scratch) !== undefined) {
