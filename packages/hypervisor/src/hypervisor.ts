@@ -47,7 +47,7 @@ import {
 import { NestedPaging, type NestedPagingStats } from "@vtlab/mmu-ept";
 import { P2mType, RangeP2m, p2mIsGrant, type FrameAllocator } from "@vtlab/p2m";
 import { ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
-import { SHUTDOWN_crash, SHUTDOWN_poweroff } from "@vtlab/xen-public";
+import { SHUTDOWN_crash, SHUTDOWN_poweroff, XEN_ESRCH } from "@vtlab/xen-public";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
 import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
@@ -67,6 +67,9 @@ import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.j
 import { DEFAULT_BOOT_EPOCH, DomainTime, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
 import { DomainTimers, VcpuTimers, evtchnCheckPollers, fireTimers, nextTimerDeadlineNs } from "./xen/timer.js";
 import { DomainPages, frameRefs, releaseDomainHolds } from "./xen/p2m.js";
+import { PciPassthrough, parsePciBdf, type AssignableListing } from "./passthrough/pci.js";
+import { HostIommu, type DomainIommuStats, type IommuOption } from "./passthrough/vtd.js";
+import type { AssignableDevice } from "./passthrough/device.js";
 import { NativeVcpu, nativeAfterExit, nativeBootImage, runNativeSlice, type NativeKernel, type NativeSliceHost } from "./native.js";
 
 export type { ExitContext };
@@ -114,6 +117,11 @@ export interface DomainOptions {
   readonly xenPlatformPci?: boolean;
   /** Lines the guest's PV drivers write to the platform device's log port (0x12). */
   readonly onPlatformLog?: (line: string) => void;
+  /**
+   * Host PCI devices to assign (xl.cfg `pci`, passthrough/pci.ts): BDFs "BB:DD.F" or
+   * "DDDD:BB:DD.F" of devices registered on the Hypervisor (`pciDevices`, `addPciDevice`).
+   */
+  readonly pci?: readonly string[];
 }
 
 export interface DomainStats {
@@ -140,6 +148,8 @@ export interface DomainStats {
   shadow?: ShadowStats;
   /** The EPT counters (hap=1): violations, misconfigurations, INVEPTs. */
   ept?: NestedPagingStats;
+  /** The host IOMMU's view of this domain (passthrough/vtd.ts): present when it has had an assigned device. */
+  iommu?: DomainIommuStats;
   /** The Xen interface: hypercalls by name (unknown ones by number), events, upcalls, grant operations. */
   xen: XenStatsSnapshot;
 }
@@ -333,6 +343,8 @@ export class Domain {
   magicPages: MagicPages | undefined;
   /** VMCALLs made. */
   hypercalls = 0;
+  /** The hypervisor's messages about this domain (Xen's console lines for it: warnings such as iommu=0 assignment). */
+  readonly messages: string[] = [];
   /** The Xen interface: HVM params, event channels, grant table, shared_info, statistics (xen/). */
   readonly xen: XenDomain = new XenDomain(this);
   crashReason: string | undefined;
@@ -510,6 +522,11 @@ export class Domain {
     }
   }
 
+  /** Add a hypervisor message about this domain (`messages`). */
+  log(line: string): void {
+    this.messages.push(line);
+  }
+
   /** The guest wrote to isa-debug-exit. */
   shutdown(code: number): void {
     if (this.state !== "running") return;
@@ -578,6 +595,9 @@ export class Domain {
     if (this.state === "destroyed") return;
     this.retired = this.instructions;
     this.state = "destroyed";
+    // Assigned devices first (passthrough/pci.ts deassign_device): reset, context entry cleared,
+    // context cache and IOTLB invalidated, so no DMA reaches the frames about to be freed.
+    this.host.passthrough.deassignAll(this);
     // Grants first (xen/grant_table.ts): this domain's mappings of others' frames are released,
     // and others' mappings of its frames keep those frames out of the allocator until unmapped.
     this.xen.grants.release();
@@ -603,6 +623,12 @@ export class Domain {
     let n = 0;
     for (const v of this.vcpus) n += v.cpu.counters.instructions;
     return n;
+  }
+
+  private iommuStats(cost: CostModel): { iommu?: DomainIommuStats } {
+    const iommu = this.host.passthrough.iommu;
+    const s = iommu.stateOf(this);
+    return s === undefined ? {} : { iommu: s.snapshot(iommu.remapping, cost.iotlbMiss, cost.iotlbInvalidation) };
   }
 
   stats(cost: CostModel = DEFAULT_COST_MODEL): DomainStats {
@@ -634,6 +660,7 @@ export class Domain {
       tlbMisses,
       modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io + e.mmio }, cost),
       xen: this.xen.stats.snapshot(),
+      ...this.iommuStats(cost),
       ...(this.paging instanceof ShadowPaging ? { shadow: { ...this.paging.stats, faults: { ...this.paging.stats.faults }, exits: { ...this.paging.stats.exits } } } : { ept: { ...this.paging.stats } }),
     };
   }
@@ -650,6 +677,13 @@ export interface HypervisorOptions {
    * reports (default 2024-01-01T00:00:00Z, DEFAULT_BOOT_EPOCH): the simulation reads no real clock.
    */
   readonly bootEpoch?: BootEpoch;
+  /**
+   * The host IOMMU (passthrough/vtd.ts): `false` is Xen's `iommu=0` (no DMA remapping: assigned
+   * devices reach machine memory directly); otherwise the IOTLB flush policy (default strict).
+   */
+  readonly iommu?: IommuOption;
+  /** Host PCI devices that can be assigned to domains (Xen's pci_add_device; `addPciDevice` adds more). */
+  readonly pciDevices?: readonly AssignableDevice[];
 }
 
 export interface RunOptions {
@@ -717,6 +751,48 @@ export class Hypervisor {
     this.nativeHost = { instructionCost: this.cost.instruction, exitCost: this.cost.vmExitEntry, advanceClock: (c) => this.clock.advance(c), pollApics: () => this.pollApics() };
     this.bootEpoch = checkBootEpoch(options.bootEpoch ?? DEFAULT_BOOT_EPOCH);
     this.tscScale = pvclockScale(this.clock.frequencyHz);
+    this.passthrough = new PciPassthrough(this, new HostIommu(this, options.iommu));
+    for (const dev of options.pciDevices ?? []) this.passthrough.add(dev);
+  }
+
+  /** The host IOMMU and device assignment (passthrough/). */
+  readonly passthrough: PciPassthrough;
+
+  /** Make a host PCI device assignable (Xen's pci_add_device). */
+  addPciDevice(dev: AssignableDevice): void {
+    this.passthrough.add(dev);
+  }
+
+  /** `xl pci-assignable-list`: every assignable device, its name and owner ("free" if none). */
+  pciAssignableList(): AssignableListing[] {
+    return this.passthrough.list();
+  }
+
+  /** `xl pci-attach`: assign the device at `bdf` to a domain; throws DomainError naming the problem. */
+  assignPci(idOrName: number | string, bdf: string): void {
+    const d = this.domain(idOrName);
+    if (d === undefined) throw new DomainError(String(idOrName), "no such domain");
+    const err = this.passthrough.assign(d, bdf);
+    if (err !== undefined) throw new DomainError(d.name, err);
+  }
+
+  /** `xl pci-detach`: quiesce the device and free it; false if the domain does not own it. */
+  deassignPci(idOrName: number | string, bdf: string): boolean {
+    const d = this.domain(idOrName);
+    const id = parsePciBdf(bdf);
+    if (d === undefined || typeof id === "string") return false;
+    return this.passthrough.deassign(d, id);
+  }
+
+  /**
+   * XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY (Xen's paging_log_dirty_enable): refused with -EINVAL
+   * while the domain has assigned devices ("Refuse to turn on global log-dirty mode if the domain
+   * is sharing the P2M with the IOMMU": DMA writes would not be logged); returns 0 or -XEN_EINVAL.
+   */
+  enableLogDirty(idOrName: number | string): number {
+    const d = this.domain(idOrName);
+    if (d === undefined) return -XEN_ESRCH;
+    return this.passthrough.enableLogDirty(d);
   }
 
   get domains(): readonly Domain[] {
@@ -738,6 +814,14 @@ export class Hypervisor {
     if (options.memoryMiB * MiB > IOAPIC_BASE_DEFAULT) throw new DomainError(name, `memory: ${options.memoryMiB} MiB would reach the IO-APIC page at 0x${IOAPIC_BASE_DEFAULT.toString(16)}; RAM is one block from 0 here, at most ${Math.floor(IOAPIC_BASE_DEFAULT / MiB)} MiB`);
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
+    // pci: every entry names a free assignable device, none twice (checked before anything is built).
+    const pciSeen = new Set<number>();
+    for (const text of options.pci ?? []) {
+      const id = this.passthrough.check(text);
+      if (typeof id === "string") throw new DomainError(name, id);
+      if (pciSeen.has(id)) throw new DomainError(name, `pci: "${text}" is listed twice`);
+      pciSeen.add(id);
+    }
     const d = new Domain(this.nextId, name, this, options);
     const image = options.native !== undefined ? nativeBootImage() : options.kernel;
     if (image === undefined) {
@@ -828,6 +912,13 @@ export class Hypervisor {
       }
       d.magicPages = magic;
     }
+    for (const text of options.pci ?? []) {
+      const err = this.passthrough.assign(d, text);
+      if (err !== undefined) {
+        d.destroy();
+        throw new DomainError(name, err);
+      }
+    }
     return d;
   }
 
@@ -906,6 +997,8 @@ export class Hypervisor {
       const n = this.runSlice(v, Math.min(slice, max - charged));
       total += n.retired;
       charged += n.charged;
+      // A flush point (deferred IOTLB policy): the end of every scheduler slice.
+      this.passthrough.iommu.flushPoint();
       this.serviceDom0();
       options.onSlice?.(this);
     }
@@ -1102,6 +1195,8 @@ export class Hypervisor {
 
   private dispatch(ctx: ExitContext, exit: VmExit): void {
     const out = handleExit(ctx, exit);
+    // A flush point (deferred IOTLB policy): the exit's handler, a hypercall included, returned.
+    this.passthrough.iommu.flushPoint();
     const d = ctx.domain;
     if (out.kind === "crash") {
       d.crash(out.reason);

@@ -245,3 +245,10 @@ export { HostDisks, BlockBackendStorage } from "./toolstack/vbd.js";
 export type { VbdDevice } from "./toolstack/vbd.js";
 export { NativeVcpu, nativeBootImage, runNativeSlice, NATIVE_STEP_LIMIT } from "./native.js";
 export type { NativeKernel } from "./native.js";
+
+// Device assignment and the host IOMMU (passthrough/).
+export type { AssignableDevice } from "./passthrough/device.js";
+export { PciPassthrough, parsePciBdf } from "./passthrough/pci.js";
+export type { AssignableListing } from "./passthrough/pci.js";
+export { HostIommu, DomainIommu, AssignedDmaPort, DRHD_BASE, FAULT_LOG_KEEP } from "./passthrough/vtd.js";
+export type { IommuOption, IommuFlushPolicy, IommuFaultLogEntry, DomainIommuStats } from "./passthrough/vtd.js";

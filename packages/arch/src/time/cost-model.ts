@@ -17,6 +17,8 @@ export interface CostModel {
   readonly eventChannelNotification: number;
   /** One IOTLB miss: the remapping unit walks its context and second-level tables. */
   readonly iotlbMiss: number;
+  /** One IOTLB (or context-cache) invalidation the hypervisor issues and waits for: descriptor, wait descriptor, completion. */
+  readonly iotlbInvalidation: number;
 }
 
 export const DEFAULT_COST_MODEL: CostModel = Object.freeze({
@@ -46,6 +48,14 @@ export const DEFAULT_COST_MODEL: CostModel = Object.freeze({
   // second-level table from memory that the CPU caches do not hold. Four DRAM references at
   // 7-cpu.com's Skylake latency (42 cycles + 51 ns, about 144 cycles at 2 GHz) is about 600.
   iotlbMiss: 600,
+  // Modelling assumption (no per-invalidation cycle count could be cited from Amit et al., WIOSCA
+  // 2010 / USENIX ATC 2011, or Malka et al., ASPLOS 2015, which report the cost of strict
+  // invalidation as throughput loss). An invalidation is an uncached register or queue write, a
+  // wait descriptor the unit completes after draining in-flight translations, and the CPU polling
+  // a status word: a few uncached MMIO round trips (~0.5 us each at 2 GHz) plus the drain. We
+  // model it as 2,000 cycles (1 us), above an IOTLB miss, so strict (per unmap) and deferred (per
+  // batch) flushing differ in modelled time.
+  iotlbInvalidation: 2000,
 });
 
 /** A cost model with some figures replaced (for experiments); unknown keys are rejected. */

@@ -19,6 +19,7 @@
  * pending flag the driver clears.
  */
 import {
+  PCI_COMMAND,
   PCI_COMMAND_MASTER,
   PciConfigSpace,
   deviceError,
@@ -29,8 +30,8 @@ import {
   type DeviceError,
   type DmaFault,
   type DmaPort,
-  type PciFunction,
 } from "@vtlab/arch";
+import type { AssignableDevice } from "../passthrough/device.js";
 
 /** PCI ids. 0x1234 is the unofficial vendor id emulators use for their own devices; vtlab has no PCI-SIG id. */
 export const DMA_ENGINE_VENDOR_ID = 0x1234;
@@ -126,10 +127,10 @@ export const DmaEngineError = {
 export interface DmaEngineOptions {
   /** Where the function sits on the PCI bus: its requester id on every DMA. */
   readonly requester: Bdf;
-  /** The platform's DMA path: the IOMMU, or DirectDma with no IOMMU. */
+  /** The platform's DMA path: the IOMMU, or DirectDma with no IOMMU (device assignment replaces it: connectDma). */
   readonly dma: DmaPort;
-  /** The interrupt line (wired by the hypervisor to the guest's interrupt controller). */
-  readonly raiseInterrupt: () => void;
+  /** An MSI-like edge per interrupt event (optional; INTx, connectIntx, is the level-triggered line). */
+  readonly raiseInterrupt?: () => void;
   readonly name?: string;
 }
 
@@ -150,14 +151,19 @@ export interface DmaEngineState {
   readonly lastFaultReason: number;
 }
 
-export class DmaEngine implements PciFunction {
+export class DmaEngine implements AssignableDevice {
   readonly name: string;
   readonly config: PciConfigSpace;
   readonly requester: Bdf;
   /** The BAR0 register block. */
   readonly registers: BusDevice;
-  private readonly dma: DmaPort;
-  private readonly raiseInterrupt: () => void;
+  readonly registerSize = DMA_ENGINE_BAR_SIZE;
+  private dma: DmaPort;
+  private readonly raiseInterrupt: (() => void) | undefined;
+  /** INTx#: asserted while STATUS.IRQ is pending (set by device assignment). */
+  private intx: ((asserted: boolean) => void) | undefined;
+  /** Function-level resets done (device assignment's quiesce). */
+  resets = 0;
   private s: { -readonly [K in keyof DmaEngineState]: DmaEngineState[K] } = blankState();
   private readonly desc = new Uint8Array(DESC_SIZE);
   private readonly descView = new DataView(this.desc.buffer);
@@ -185,6 +191,29 @@ export class DmaEngine implements PciFunction {
       interruptPin: 1,
     });
     this.config.defineBar(0, { kind: "memory32", size: DMA_ENGINE_BAR_SIZE, device: this.registers });
+  }
+
+  /** Where DMA goes from now on (AssignableDevice). */
+  connectDma(port: DmaPort): void {
+    this.dma = port;
+  }
+
+  /** The INTx# line (AssignableDevice): driven with STATUS.IRQ. */
+  connectIntx(line: ((asserted: boolean) => void) | undefined): void {
+    this.intx = line;
+    line?.((this.s.status & STATUS_IRQ) !== 0);
+  }
+
+  /**
+   * Function-level reset (AssignableDevice): every register back to its reset value, the ring
+   * forgotten, bus mastering and decoding off in the command register, INTx deasserted. The engine
+   * issues no DMA until a driver programs it again.
+   */
+  reset(): void {
+    this.s = blankState();
+    this.config.write(PCI_COMMAND, 2, 0);
+    this.resets++;
+    this.intx?.(false);
   }
 
   state(): DmaEngineState {
@@ -247,6 +276,7 @@ export class DmaEngine implements PciFunction {
       case DmaEngineReg.Control:
         if ((v & CTRL_RESET) !== 0) {
           this.s = { ...blankState(), ringBaseLo: s.ringBaseLo, ringBaseHi: s.ringBaseHi, ringSize: s.ringSize };
+          this.intx?.(false);
           return undefined;
         }
         s.control = v & (CTRL_ENABLE | CTRL_IRQ_ENABLE);
@@ -254,6 +284,7 @@ export class DmaEngine implements PciFunction {
         return undefined;
       case DmaEngineReg.Status:
         s.status &= ~(v & (STATUS_IRQ | STATUS_ERROR));
+        if ((v & STATUS_IRQ) !== 0) this.intx?.(false);
         return undefined;
       case DmaEngineReg.RingBaseLo:
         if ((v & (DESC_SIZE - 1)) !== 0) return deviceError(this.name, offset, size, v, "the ring must be 32-byte aligned");
@@ -364,7 +395,8 @@ export class DmaEngine implements PciFunction {
     if ((this.s.control & CTRL_IRQ_ENABLE) === 0) return;
     this.s.status |= STATUS_IRQ;
     this.interrupts++;
-    this.raiseInterrupt();
+    this.raiseInterrupt?.();
+    this.intx?.(true);
   }
 }
 

@@ -22,6 +22,8 @@
  * reported by throwing a `ConfigError` naming the file, the line (1-based; 0 when the problem is
  * the file as a whole, such as a missing key) and the key involved.
  */
+import { formatBdf } from "@vtlab/arch";
+import { parsePciBdf } from "../passthrough/pci.js";
 
 /**
  * A disk attached to the guest: a raw image on the primary master, named `hda` or `xvda` (as on
@@ -78,6 +80,12 @@ export interface DomainConfig {
   readonly disk: readonly DiskConfig[];
   /** `vif`: the network interfaces, in file order (devid 0, 1, ...); absent or empty: none. */
   readonly vif?: readonly VifConfig[];
+  /**
+   * `pci`: host PCI devices to assign (xl.cfg(5) `pci = [ "BB:DD.F", "DDDD:BB:DD.F" ]`), in file
+   * order; absent: none. Options (",permissive=1", ...) and virtual slots ("@vslot") are not
+   * supported and are rejected.
+   */
+  readonly pci?: readonly string[];
   /** `serial`: "pty" (default), "none" or "file:PATH". */
   readonly serial: SerialConfig;
   /** `on_crash` (default "destroy"). */
@@ -310,6 +318,7 @@ const KNOWN_KEYS = [
   "xen_platform_pci",
   "vtlab_xen_selftest",
   "vif",
+  "pci",
 ] as const;
 type KnownKey = (typeof KNOWN_KEYS)[number];
 
@@ -418,6 +427,22 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   }
   const vif = vifS === undefined ? {} : { vif: vifs };
 
+  const pciS = seen.get("pci");
+  const pcis: string[] = [];
+  if (pciS !== undefined) {
+    if (pciS.value.kind !== "list") fail(pciS, `expected a list of quoted PCI addresses, got ${quoteText(pciS.value)}`);
+    else {
+      for (const item of pciS.value.items) {
+        if (item.kind !== "string") throw new ConfigError(file, item.line, "pci", `expected a quoted PCI address, got ${item.text}`);
+        const id = parsePciBdf(item.value);
+        if (typeof id === "string") throw new ConfigError(file, item.line, "pci", `bad pci entry ${id}`);
+        if (pcis.some((o) => parsePciBdf(o) === id)) throw new ConfigError(file, item.line, "pci", `bad pci entry "${item.value}": ${formatBdf(id)} listed twice`);
+        pcis.push(item.value);
+      }
+    }
+  }
+  const pci = pciS === undefined ? {} : { pci: pcis };
+
   const serialS = seen.get("serial");
   let serial: SerialConfig = { kind: "pty" };
   if (serialS !== undefined) {
@@ -444,7 +469,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const selftestS = seen.get("vtlab_xen_selftest");
   const selftest = selftestS === undefined ? {} : { xenSelftest: int(selftestS, "0 or 1", 0, 1) === 1 };
 
-  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, ...vif, serial, onCrash, weight, ...platform, ...selftest };
+  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
 }
 
 function quoteText(v: RawValue): string {

@@ -81,6 +81,7 @@ export function domainOptions(config: DomainConfig, resources: DomainResources):
     weight: config.weight,
     magicPages: true,
     ...(config.xenPlatformPci !== undefined ? { xenPlatformPci: config.xenPlatformPci } : {}),
+    ...(config.pci !== undefined && config.pci.length > 0 ? { pci: config.pci } : {}),
     ...(resources.disk !== undefined ? { disk: resources.disk } : {}),
     ...(resources.onConsole !== undefined ? { onConsole: resources.onConsole } : {}),
   };
