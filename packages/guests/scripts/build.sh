@@ -34,7 +34,7 @@ setjmp      -O2  setjmp/setjmp.c,setjmp/setjmp_asm.S
 usermode    -O2  usermode/usermode.c,usermode/usermode_asm.S,usermode/user.c
 demand      -O2  demand/demand.c
 bench       -O2  bench/bench.c
-kernel      -O2  kernel/kernel.c,kernel/entry.S,kernel/user.c,kernel/xen/xen.c,kernel/xen/blkfront.c,kernel/xen/netfront.c,kernel/xen/hypercall.S
+kernel      -O2  kernel/kernel.c,kernel/entry.S,kernel/user.c,kernel/xen/xen.c,kernel/xen/blkfront.c,kernel/xen/netfront.c,kernel/nvme.c,kernel/xen/hypercall.S
 xentest     -O2  xentest/xentest.c,kernel/xen/hypercall.S
 '
 

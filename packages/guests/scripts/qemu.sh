@@ -9,6 +9,8 @@
 #   QEMU_CONSOLE  debugcon (default: bytes written to port 0xE9) or serial (COM1, a 16550 UART;
 #                 the reference kernel's console)
 #   QEMU_DISK     a raw disk image attached as the primary IDE master (-drive if=ide,index=0)
+#   QEMU_NVME     a raw disk image behind an NVMe controller at 00:04.0 (-device nvme, serial
+#                 vtlab: the slot vtlab's `pci = ["00:04.0"]` gives the assigned controller)
 #   QEMU_CPU      the -cpu model (default qemu64)
 #   QEMU_MEM      the -m size (default 256)
 #   QEMU_TIMEOUT  seconds before giving up (default 300)
@@ -25,6 +27,7 @@ case "${QEMU_CONSOLE:-debugcon}" in
 esac
 disk=""
 [ -n "${QEMU_DISK:-}" ] && disk="-drive file=${QEMU_DISK},format=raw,if=ide,index=0"
+[ -n "${QEMU_NVME:-}" ] && disk="$disk -drive file=${QEMU_NVME},if=none,id=nv0,format=raw -device nvme,drive=nv0,serial=vtlab,addr=04.0"
 # shellcheck disable=SC2086
 timeout "${QEMU_TIMEOUT:-300}" qemu-system-x86_64 \
     -accel tcg -cpu "${QEMU_CPU:-qemu64}" -m "${QEMU_MEM:-256}" -nographic -no-reboot \

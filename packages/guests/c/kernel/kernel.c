@@ -10,6 +10,8 @@
  *   workload=compute|ptemod|forkwait|disk  plus  iterations=N procs=N pages=N forks=N mib=N ...
  *   workload=pvdisk  (the disk workload's data through blkfront: xen/blkfront.c)
  *   workload=net role=ping|pong count=N  (ARP and ICMP echo through netfront: xen/netfront.c)
+ *   workload=nvme mib=N  (the disk workload's data through an NVMe controller: nvme.c)
+ *   workload=dmaattack victim=0xADDR  (hostile: NVMe DMA aimed outside the domain's RAM)
  *
  * The PV workloads bring up the Xen platform first (xen/xen.c); the emulated ones never touch it.
  *
@@ -18,6 +20,7 @@
  */
 #include "rt.h"
 #include "xen/xen.h"
+#include "nvme.h"
 
 /* ---------------------------------------------------------------- port I/O */
 
@@ -1233,6 +1236,176 @@ static void workload_net(void) {
     finish();
 }
 
+/* ---------------------------------------------------------------- NVMe workloads (nvme.c) */
+
+/* BAR0 of the NVMe controller in 2 MiB pages of the kernel's 4th GiB directory (where SeaBIOS
+   and hvmloader both place small BARs); uncached. */
+static void nvme_map_mmio(uint64_t pa, uint64_t size) {
+    if (pa < (3ull << 30) || pa + size > (4ull << 30))
+        panic("nvme: BAR0 at 0x%llx is outside the 4th GiB", (unsigned long long)pa);
+    for (uint64_t a = pa & ~((1ull << 21) - 1); a < pa + size; a += 1ull << 21) {
+        uint64_t *e = &kpd_apic[(a >> 21) & 511];
+        if (*e && (*e & PTE_ADDR_MASK) != a)
+            panic("nvme: BAR0 overlaps the local APIC page");
+        *e = a | PTE_P | PTE_W | PTE_PS | PTE_PCD | PTE_PWT;
+    }
+    write_cr3(read_cr3());
+}
+
+static void nvme_bring_up(const char *what) {
+    if (nvme_init(nvme_map_mmio) != 0)
+        panic("%s: no usable NVMe controller", what);
+    if (verbose)
+        printf("nvme: 00:%02x.%u BAR0 0x%llx (%llu KiB) version %u.%u.%u MQES %u DSTRD %u MDTS %u KiB NN %u queues %u/%u\n",
+               nvme.dev, nvme.fn, (unsigned long long)nvme.bar0, (unsigned long long)(nvme.bar0_size >> 10),
+               nvme.vs >> 16, (nvme.vs >> 8) & 0xFF, nvme.vs & 0xFF, nvme.mqes, nvme.dstrd,
+               nvme.max_transfer >> 10, nvme.nn, nvme.nsqa, nvme.ncqa);
+    printf("nvme: controller ready, namespace 1: %llu LBAs of %u bytes, I/O queue pair 1\n",
+           (unsigned long long)nvme.nsze, nvme.lba_size);
+}
+
+static void nvme_check(int st, const char *what, uint64_t lba, unsigned n) {
+    if (st != 0) {
+        char b[96];
+        panic("nvme: %s of %u LBAs at %llu failed: %s", what, n, (unsigned long long)lba, nvme_status_str(st, b, sizeof b));
+    }
+}
+
+/* 64 KiB (128 LBAs, 16 pages: PRP1 and a PRP list) per command. */
+#define NV_CHUNK 128
+static uint64_t nv_wbuf[NV_CHUNK * 64] __attribute__((aligned(4096)));
+static uint64_t nv_rbuf[NV_CHUNK * 64 + 512] __attribute__((aligned(4096)));
+
+/*
+ * The disk workload's data (splitmix of sector and qword, the same FNV-1a fold in sector
+ * order) written with NVM Write and read back with NVM Read into another buffer: the checksum
+ * equals `disk`'s (and `pvdisk`'s) for the same mib/kib and lba. Every other read lands 512
+ * bytes into its buffer, so PRP1 carries an offset and the command spans 17 pages.
+ */
+static void workload_nvme(void) __attribute__((noreturn));
+static void workload_nvme(void) {
+    uint64_t mib = cmdline_uint("mib", 2), lba0 = cmdline_uint("lba", 0), kib = cmdline_uint("kib", 0);
+    uint32_t sectors = (uint32_t)(mib * 2048);
+    if (kib) {
+        if (kib % 4 || kib > 4096 * 1024)
+            panic("nvme: kib must be a multiple of 4");
+        sectors = (uint32_t)(kib * 2);
+    } else if (mib == 0 || mib > 4096) {
+        panic("nvme: bad parameters mib=%llu", (unsigned long long)mib);
+    }
+    nvme_bring_up("nvme");
+    if (lba0 + sectors > nvme.nsze)
+        panic("nvme: %u LBAs from %llu do not fit namespace 1", sectors, (unsigned long long)lba0);
+    if (kib)
+        printf("nvme: %llu KiB (%u LBAs) from lba %llu, %u LBAs per command\n", (unsigned long long)kib, sectors,
+               (unsigned long long)lba0, NV_CHUNK);
+    else
+        printf("nvme: %llu MiB (%u LBAs) from lba %llu, %u LBAs per command\n", (unsigned long long)mib, sectors,
+               (unsigned long long)lba0, NV_CHUNK);
+    for (uint32_t s = 0; s < sectors; s += NV_CHUNK) {
+        unsigned n = sectors - s < NV_CHUNK ? sectors - s : NV_CHUNK;
+        uint32_t lba = (uint32_t)lba0 + s;
+        for (unsigned i = 0; i < n; i++)
+            for (unsigned k = 0; k < 64; k++)
+                nv_wbuf[i * 64 + k] = splitmix(((uint64_t)(lba + i) << 6) | k);
+        nvme_check(nvme_rw(1, lba, n, (uint64_t)(uintptr_t)nv_wbuf), "write", lba, n);
+    }
+    nvme_check(nvme_flush(), "flush", 0, 0);
+    printf("nvme: wrote %u LBAs, flushed\n", sectors);
+    uint64_t sum = FNV64_INIT, bad = 0;
+    for (uint32_t s = 0, c = 0; s < sectors; s += NV_CHUNK, c++) {
+        unsigned n = sectors - s < NV_CHUNK ? sectors - s : NV_CHUNK;
+        uint32_t lba = (uint32_t)lba0 + s;
+        uint64_t *buf = nv_rbuf + (c & 1 ? 64 : 0);   /* odd commands: PRP1 at offset 512 */
+        memset(nv_rbuf, 0, sizeof nv_rbuf);
+        nvme_check(nvme_rw(0, lba, n, (uint64_t)(uintptr_t)buf), "read", lba, n);
+        for (unsigned i = 0; i < n; i++)
+            for (unsigned k = 0; k < 64; k++) {
+                uint64_t v = buf[i * 64 + k];
+                if (v != splitmix(((uint64_t)(lba + i) << 6) | k) && bad++ < 4)
+                    printf("nvme: MISMATCH lba %u qword %u\n", lba + i, k);
+                sum = (sum ^ v) * 0x100000001b3ull;
+            }
+    }
+    if (bad)
+        panic("nvme: %llu qwords differ", (unsigned long long)bad);
+    printf("nvme: read back %u LBAs into another buffer, all match\n", sectors);
+    if (verbose)
+        printf("nvme: commands %llu empty-polls %llu\n", (unsigned long long)nvme.commands,
+               (unsigned long long)nvme.polls);
+    report_checksum = sum;
+    report_ok = 1;
+    finish();
+}
+
+/*
+ * Hostile: the device this domain owns is told to DMA outside the domain's RAM. LBAs 0-7 are
+ * first filled with "PWNED!!\n" so a successful device write (NVM Read) is recognizable; each
+ * target is tried with an NVM Read of LBAs 0-7 (the device writes 4 KiB at PRP1) and an NVM
+ * Write to LBAs 8-15 (the device reads 4 KiB at PRP1). One line per attempt with the status.
+ * Order: the victim's guessed machine address, beyond RAM, the MMIO hole last (with no IOMMU a
+ * write there may hit device registers; a controller that stops answering ends the run).
+ */
+static void workload_dmaattack(void) __attribute__((noreturn));
+static void workload_dmaattack(void) {
+    /* victim=0xHEX or decimal (cmdline_uint reads decimal only); anything malformed: none */
+    uint64_t victim = 0;
+    char vs[24];
+    if (cmdline_str("victim", vs, sizeof vs)) {
+        const char *v = vs;
+        unsigned base = 10;
+        if (v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
+            base = 16;
+            v += 2;
+        }
+        for (; *v; v++) {
+            unsigned d = *v >= '0' && *v <= '9' ? (unsigned)(*v - '0')
+                       : (*v | 0x20) >= 'a' && (*v | 0x20) <= 'f' && base == 16 ? (unsigned)((*v | 0x20) - 'a' + 10) : 99;
+            if (d >= base || victim >> 52) {
+                victim = 0;
+                printf("dmaattack: victim=%s is not an address\n", vs);
+                break;
+            }
+            victim = victim * base + d;
+        }
+    }
+    nvme_bring_up("dmaattack");
+    for (unsigned k = 0; k < NV_CHUNK * 64; k++)
+        nv_wbuf[k] = 0x0a212144454e5750ull;   /* "PWNED!!\n" little-endian */
+    nvme_check(nvme_rw(1, 0, 8, (uint64_t)(uintptr_t)nv_wbuf), "pattern write", 0, 8);
+    nvme_check(nvme_flush(), "flush", 0, 0);
+    printf("dmaattack: lba 0-7 hold \"PWNED!!\\n\" x 512\n");
+    struct { uint64_t addr; const char *what; } t[4];
+    unsigned nt = 0;
+    if (victim)
+        t[nt++] = (typeof(t[0])){ victim & ~0xFFFull, "victim (guessed machine address)" };
+    t[nt++] = (typeof(t[0])){ (4ull << 30) + pool_end, "beyond RAM (4 GiB + RAM top)" };
+    t[nt++] = (typeof(t[0])){ 0xFEC00000ull, "MMIO hole (IO-APIC page)" };
+    t[nt++] = (typeof(t[0])){ 0xF0000000ull, "MMIO hole (0xF0000000)" };
+    unsigned done = 0, blocked = 0;
+    uint64_t sum = FNV64_INIT;
+    for (unsigned i = 0; i < nt; i++)
+        for (int write = 0; write <= 1; write++) {
+            char b[96];
+            int st = nvme_rw_prp(write, write ? 8 : 0, 8, t[i].addr, 0);
+            printf("dmaattack: %s at 0x%llx %s: %s\n", write ? "Write (device reads)" : "Read (device writes)",
+                   (unsigned long long)t[i].addr, t[i].what, st == 0 ? "completed" : nvme_status_str(st, b, sizeof b));
+            done++;
+            if (st != 0)
+                blocked++;
+            sum = fnv64_u64(sum, (uint64_t)(int64_t)st);
+            if (st < 0) {
+                printf("dmaattack: the controller stopped answering; remaining attempts skipped\n");
+                goto out;
+            }
+        }
+out:
+    printf("dmaattack: %u attempts, %u failed\n", done, blocked);
+    report_checksum = sum;
+    report_ok = 1;
+    finish();
+}
+
 /* ---------------------------------------------------------------- boot and finish */
 
 static void finish(void) {
@@ -1299,8 +1472,12 @@ int kmain(struct hvm_start_info *si) {
         workload_pvdisk();
     } else if (strcmp(wl, "net") == 0) {
         workload_net();
+    } else if (strcmp(wl, "nvme") == 0) {
+        workload_nvme();
+    } else if (strcmp(wl, "dmaattack") == 0) {
+        workload_dmaattack();
     } else {
-        panic("unknown workload '%s' (compute, ptemod, forkwait, disk, pvdisk, net)", wl);
+        panic("unknown workload '%s' (compute, ptemod, forkwait, disk, pvdisk, net, nvme, dmaattack)", wl);
     }
 
     apic_init((uint32_t)cmdline_uint("timer", 100000));
