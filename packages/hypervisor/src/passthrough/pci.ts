@@ -37,7 +37,7 @@ import type { Domain, Hypervisor } from "../hypervisor.js";
 import type { AssignableDevice } from "./device.js";
 import { HVM_BELOW_4G_MMIO_START } from "../devices/platform.js";
 import { IOAPIC_BASE_DEFAULT } from "../devices/ioapic.js";
-import { HostIommu } from "./vtd.js";
+import type { HostIommu } from "./vtd.js";
 
 /** The platform device's BAR1 (XEN_PLATFORM_MMIO_BAR_SIZE, 16 MiB) sits at the bottom of the hole; assigned BARs follow it. */
 const PLATFORM_BAR_SIZE = 0x100_0000;
@@ -167,6 +167,9 @@ export class PciPassthrough {
       return `pci: ${formatBdf(id)}: ${port}`;
     }
     this.nextBar.set(d, base + size);
+    // libxl resets a device before handing it over (libxl__device_pci_reset): whatever a previous
+    // owner, or a stray access while it was free, left programmed is gone.
+    dev.reset();
     dev.config.write(PCI_BASE_ADDRESS_0, 4, base);
     const pin = dev.config.read(PCI_INTERRUPT_PIN, 1);
     if (pin >= 1 && pin <= 4) {
