@@ -120,6 +120,8 @@ const strategies: [MappingStrategy, number][] = [
   ["deferred", 32],
   ["persistent", 32],
   ["persistent", 64],
+  ["strict", 256],
+  ["deferred", 256],
   ["persistent", 256],
 ];
 for (const [strategy, buffers] of strategies) {
@@ -133,6 +135,12 @@ for (const [strategy, buffers] of strategies) {
     value: Math.round((r.iotlbMisses / r.dmas) * DEFAULT_COST_MODEL.iotlbMiss),
     unit: "cycles/DMA (modelled)",
   });
+  // What each DMA costs the unit's caches: every IOTLB miss is one second-level page walk.
+  const perDma = (n: number) => Math.round((n / r.dmas) * 1e4) / 1e4;
+  report({ name: `iommu.iotlb.hit-rate.${tag}`, value: Math.round((r.iotlbHits / r.translations) * 1e4) / 1e4, unit: "hits/translation" });
+  report({ name: `iommu.context-cache.hits-per-dma.${tag}`, value: perDma(r.contextCacheHits), unit: "context-cache hits/DMA" });
+  report({ name: `iommu.page-walks-per-dma.${tag}`, value: perDma(r.iotlbMisses), unit: "walks/DMA" });
+  report({ name: `iommu.walk-references-per-dma.${tag}`, value: perDma(r.walkReferences), unit: "entries read/DMA" });
 }
 
 if (sink === 0.5) console.error(sink); // keep the work observable

@@ -41,6 +41,12 @@ export interface MappingResult {
   readonly iotlbMisses: number;
   /** iotlbMisses / translations. */
   readonly missRate: number;
+  /** IOTLB hits during the measured DMAs (translations = hits + misses: no DMA faults). */
+  readonly iotlbHits: number;
+  readonly contextCacheHits: number;
+  readonly contextCacheMisses: number;
+  /** Root, context and second-level entries read by the table walks of the measured DMAs. */
+  readonly walkReferences: number;
   /** IOTLB invalidation commands issued (page-selective for strict, global for deferred). */
   readonly invalidations: number;
   readonly maps: number;
@@ -149,6 +155,10 @@ export function runMappingWorkload(setup: MappingSetup, w: MappingWorkload): Map
     translations,
     iotlbMisses,
     missRate: translations === 0 ? 0 : iotlbMisses / translations,
+    iotlbHits: after.iotlbHits - before.iotlbHits,
+    contextCacheHits: after.contextCacheHits - before.contextCacheHits,
+    contextCacheMisses: after.contextCacheMisses - before.contextCacheMisses,
+    walkReferences: after.walkReferences - before.walkReferences,
     invalidations,
     maps,
     unmaps,
