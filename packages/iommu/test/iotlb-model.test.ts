@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { bdf, gfn, mfn, type Bdf } from "@vtlab/arch";
 import {
+  ContextCache,
   ContextInvalidation,
   FaultReason,
   IommuDomain,
@@ -382,5 +383,33 @@ describe("IOTLB fast path against a reference walk and a reference IOTLB model",
     for (const p of [0, 1, 2, 3, 0, 4, 0, 2, 3]) apply(w3, { t: "dma", dev: 0, page: p, offset: 0, write: false }, true);
     expect(w3.m.unit.stats.iotlbHits).toBe(4);
     expect(w3.m.unit.iotlb.evictions).toBe(1);
+  });
+});
+
+describe("context cache: the dense source-id index", () => {
+  const entry = { domainId: 7, translationType: 0, slptptr: 0x1000, levels: 4, addressBits: 48, faultProcessingDisable: false };
+
+  it("a source id outside 16 bits (or not an integer) never aliases a 16-bit one", () => {
+    const c = new ContextCache();
+    c.insert(0x1_0003, entry);
+    expect(c.lookup(0x0003)).toBeUndefined();
+    expect(c.lookup(0x1_0003)).toBe(entry);
+    expect(c.lookup(3.5)).toBeUndefined();
+    expect(c.lookup(-0x1_0000 + 3)).toBeUndefined();
+    expect([c.hits, c.misses, c.size]).toEqual([1, 3, 1]);
+  });
+
+  it("every invalidation granularity clears the index and the entries together", () => {
+    const c = new ContextCache();
+    for (const sid of [0x0300, 0x0301, 0x0305, 0x0400]) c.insert(sid, { ...entry, domainId: sid === 0x0400 ? 8 : 7 });
+    expect(c.invalidateDevice(0x0301, 2)).toBe(2); // FM = 2 ignores function bits 2:1: 0x301 and 0x305
+    expect(c.lookup(0x0301)).toBeUndefined();
+    expect(c.lookup(0x0305)).toBeUndefined();
+    expect(c.lookup(0x0300)).toBeDefined();
+    expect(c.invalidateDomain(7)).toBe(1);
+    expect(c.lookup(0x0300)).toBeUndefined();
+    expect(c.invalidateAll()).toBe(1);
+    expect(c.lookup(0x0400)).toBeUndefined();
+    expect(c.size).toBe(0);
   });
 });
