@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, domainOptions, parseDomainConfig } from "@vtlab/hypervisor";
+import { ConfigError, Toolstack, domainOptions, parseDomainConfig } from "@vtlab/hypervisor";
+import { SPIN, tinyKernel } from "./tiny-kernel.js";
+import { host } from "./passthrough-harness.js";
 
 const FILE = "guest.cfg";
 const BASE = `name = "a"\nmemory = 8\nkernel = "guest.elf"\n`;
@@ -41,5 +43,21 @@ describe("xl.cfg `pci`", () => {
       expect(e.message).toContain(FILE);
       expect(e.message).toMatch(message);
     }
+  });
+});
+
+describe("the Toolstack passes `pci` to createDomain", () => {
+  it("assigns the device from the config, refuses a second domain naming the owner, frees it on destroy", () => {
+    const { hv, engine } = host();
+    const ts = new Toolstack(hv, { resources: () => ({ kernel: tinyKernel(SPIN) }) });
+    const cfg = (name: string) => parseDomainConfig(`name = "${name}"\nmemory = 8\nkernel = "k"\npci = [ "00:05.0" ]\n`, `${name}.cfg`);
+    ts.create(cfg("a"));
+    expect(hv.pciAssignableList()[0]!.owner).toBe("a");
+    expect(() => ts.create(cfg("b"))).toThrow(/00:05\.0 \(dma-engine\) is already assigned to domain a/);
+    expect(ts.destroy("a")).not.toBeTypeOf("string");
+    expect(hv.pciAssignableList()[0]!.owner).toBe("free");
+    expect(engine.resets).toBe(2);
+    ts.create(cfg("b"));
+    expect(hv.pciAssignableList()[0]!.owner).toBe("b");
   });
 });

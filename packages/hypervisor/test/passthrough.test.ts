@@ -4,6 +4,7 @@ import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, bdf, gfn, mfn } fr
 import { FaultReason } from "@vtlab/iommu";
 import { hvmloaderIntxIrq } from "@vtlab/xen-platform-pci";
 import { DescStatus, DmaEngineReg, DRHD_BASE, FAULT_LOG_KEEP, STATUS_IRQ, parsePciBdf, setP2mEntry } from "@vtlab/hypervisor";
+import { SPIN, tinyKernel } from "./tiny-kernel.js";
 import { DST_GPA, ENGINE, ENGINE_BDF, MEMORY_MIB, SRC_GPA, domain, driver, host, newEngine, pattern, ramOf, same } from "./passthrough-harness.js";
 
 describe("device assignment through a real Hypervisor", () => {
@@ -150,6 +151,35 @@ describe("the IOMMU tables follow the p2m", () => {
     const s = a.stats().iommu!;
     expect(s.pendingInvalidations).toBe(0);
     expect(s.invalidations.iotlbDomain).toBeGreaterThanOrEqual(2); // attach's, and the flush's
+    expect(g.copy(SRC_GPA, DST_GPA, 64)).toBe(DescStatus.WriteFault);
+  });
+
+  it("a batch of unmaps: strict invalidates each page, deferred once per domain at the flush point (less modelled time)", () => {
+    const counts = (flush: "strict" | "deferred") => {
+      const { hv } = host({ iommu: { flush } });
+      const a = domain(hv, "a", [ENGINE]);
+      const before = a.stats().iommu!.invalidations;
+      for (let i = 0; i < 16; i++) setP2mEntry(a, gfn(DST_GPA / 4096 + i), { kind: "removed" });
+      hv.passthrough.iommu.flushPoint();
+      const s = a.stats().iommu!;
+      return { page: s.invalidations.iotlbPage - before.iotlbPage, domain: s.invalidations.iotlbDomain - before.iotlbDomain, cycles: s.modelledCycles };
+    };
+    const strict = counts("strict");
+    const deferred = counts("deferred");
+    expect([strict.page, strict.domain]).toEqual([16, 0]);
+    expect([deferred.page, deferred.domain]).toEqual([0, 1]);
+    expect(deferred.cycles).toBeLessThan(strict.cycles);
+  });
+
+  it("shadow paging (hap = 0): the IOMMU tables follow the same p2m changes", () => {
+    const { hv } = host();
+    const a = hv.createDomain({ name: "a", memoryMiB: MEMORY_MIB, kernel: tinyKernel(SPIN), hap: false, pci: [ENGINE] });
+    const g = driver(a);
+    g.probe();
+    g.write(SRC_GPA, pattern(64, 6));
+    expect(g.copy(SRC_GPA, DST_GPA, 64)).toBe(DescStatus.Done);
+    expect(g.read(DST_GPA, 64)).toEqual(pattern(64, 6));
+    setP2mEntry(a, gfn(DST_GPA / 4096), { kind: "removed" });
     expect(g.copy(SRC_GPA, DST_GPA, 64)).toBe(DescStatus.WriteFault);
   });
 
