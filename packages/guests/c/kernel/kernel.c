@@ -1238,6 +1238,31 @@ static void workload_net(void) {
 
 /* ---------------------------------------------------------------- NVMe workloads (nvme.c) */
 
+/* key=0xHEX or key=DECIMAL (cmdline_uint reads decimal only): an address; 0 when absent or
+   malformed (which is said). */
+static uint64_t cmdline_addr(const char *key) {
+    char vs[24];
+    if (!cmdline_str(key, vs, sizeof vs))
+        return 0;
+    const char *v = vs;
+    unsigned base = 10;
+    uint64_t a = 0;
+    if (v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
+        base = 16;
+        v += 2;
+    }
+    for (; *v; v++) {
+        unsigned c = (unsigned)(*v | 0x20), d = *v >= '0' && *v <= '9' ? (unsigned)(*v - '0')
+                   : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 99;
+        if (d >= base || a >> 52) {
+            printf("%s=%s is not an address\n", key, vs);
+            return 0;
+        }
+        a = a * base + d;
+    }
+    return a;
+}
+
 /* BAR0 of the NVMe controller in 2 MiB pages of the kernel's 4th GiB directory (where SeaBIOS
    and hvmloader both place small BARs); uncached. */
 static void nvme_map_mmio(uint64_t pa, uint64_t size) {
@@ -1293,6 +1318,7 @@ static void workload_nvme(void) {
     } else if (mib == 0 || mib > 4096) {
         panic("nvme: bad parameters mib=%llu", (unsigned long long)mib);
     }
+    nvme_dma_base = cmdline_addr("dmabase");   /* iommu = 0: the domain's machine base */
     nvme_bring_up("nvme");
     if (lba0 + sectors > nvme.nsze)
         panic("nvme: %u LBAs from %llu do not fit namespace 1", sectors, (unsigned long long)lba0);
@@ -1348,27 +1374,10 @@ static void workload_nvme(void) {
  */
 static void workload_dmaattack(void) __attribute__((noreturn));
 static void workload_dmaattack(void) {
-    /* victim=0xHEX or decimal (cmdline_uint reads decimal only); anything malformed: none */
-    uint64_t victim = 0;
-    char vs[24];
-    if (cmdline_str("victim", vs, sizeof vs)) {
-        const char *v = vs;
-        unsigned base = 10;
-        if (v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
-            base = 16;
-            v += 2;
-        }
-        for (; *v; v++) {
-            unsigned d = *v >= '0' && *v <= '9' ? (unsigned)(*v - '0')
-                       : (*v | 0x20) >= 'a' && (*v | 0x20) <= 'f' && base == 16 ? (unsigned)((*v | 0x20) - 'a' + 10) : 99;
-            if (d >= base || victim >> 52) {
-                victim = 0;
-                printf("dmaattack: victim=%s is not an address\n", vs);
-                break;
-            }
-            victim = victim * base + d;
-        }
-    }
+    uint64_t victim = cmdline_addr("victim");
+    nvme_dma_base = cmdline_addr("dmabase");
+    if (nvme_dma_base)
+        printf("dmaattack: DMA addresses are machine addresses from 0x%llx (dmabase)\n", (unsigned long long)nvme_dma_base);
     nvme_bring_up("dmaattack");
     for (unsigned k = 0; k < NV_CHUNK * 64; k++)
         nv_wbuf[k] = 0x0a212144454e5750ull;   /* "PWNED!!\n" little-endian */

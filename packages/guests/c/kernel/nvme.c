@@ -11,8 +11,10 @@
  *     with IEN = 0; completions are found by polling the phase tag (NVMe 1.4 4.6.2);
  *   - one command outstanding at a time (queue depth is used only to wrap), one I/O queue pair;
  *   - memory page size 4 KiB (CC.MPS = 0), one PRP list page (NVME_MAX_PAGES);
- *   - waits are bounded by a poll count, not by CAP.TO in real time (the kernel has no clock
- *     it trusts on both QEMU and vtlab); a timeout fails the command, never hangs.
+ *   - waits are bounded by a fixed TSC interval (and a poll count), not by CAP.TO; a timeout
+ *     fails the command, never hangs.
+ * Bus addresses are guest-physical (an IOMMU translates them) plus nvme_dma_base, which is 0
+ * except where the kernel is told its machine base (`dmabase=`, for `iommu = 0`).
  * Every value read from the device (completion entries, identify data) is read once, copied
  * and checked before use.
  */
@@ -21,6 +23,7 @@
 static inline void outl_(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
 static inline uint32_t inl_(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 static inline void compiler_barrier(void) { __asm__ volatile("" ::: "memory"); }
+static inline uint64_t rdtsc_(void) { uint32_t lo, hi; __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); return ((uint64_t)hi << 32) | lo; }
 
 /* ---------------------------------------------------------------- PCI configuration space */
 
@@ -108,10 +111,14 @@ static void pci_cfg_write(unsigned dev, unsigned fn, unsigned reg, uint32_t v) {
 #define IO_QID 1u
 #define NVME_NSID 1u
 
-/* Bounded waits: CSTS polls while (un)ready, CQ polls per command (each empty CQ poll also
-   reads CSTS, so a dead controller is noticed at once). */
-#define NVME_READY_POLLS 1000000u
-#define NVME_CQ_POLLS    1000000u
+/* Bounded waits, in TSC cycles (rdtsc: real time under QEMU, the simulated clock in vtlab, where
+   each poll's CSTS read is an emulated MMIO round trip of ~20,000 modelled cycles): 2^32 cycles
+   is 1-2 s on a GHz-class TSC, longer than a QEMU NVM Flush's fsync. A poll count caps it too in
+   case the TSC does not move. Each empty CQ poll reads CSTS, so a dead controller ends it at once. */
+#define NVME_WAIT_TSC   (1ull << 32)
+#define NVME_WAIT_POLLS 4000000u
+/* True once a wait that began at tsc0 has lasted NVME_WAIT_TSC cycles or n polls. */
+static int wait_expired(uint64_t tsc0, uint32_t n) { return n >= NVME_WAIT_POLLS || rdtsc_() - tsc0 >= NVME_WAIT_TSC; }
 
 /* Submission Queue Entry (4.2, figure 104), 64 bytes */
 struct nvme_sqe {
@@ -149,6 +156,10 @@ static uint8_t identify_buf[NVME_PAGE] __attribute__((aligned(4096)));
 static uint64_t prp_list[NVME_PAGE / 8] __attribute__((aligned(4096)));
 
 static struct nvme_queue adminq, ioq;
+uint64_t nvme_dma_base;
+
+/* The bus address of a kernel page (identity mapped, so its guest-physical address) */
+static uint64_t dma_addr(const volatile void *p) { return (uint64_t)(uintptr_t)p + nvme_dma_base; }
 static volatile uint8_t *regs;
 static uint16_t next_cid;
 struct nvme_info nvme;
@@ -214,6 +225,7 @@ static int submit_wait(struct nvme_queue *q, struct nvme_sqe *cmd, uint32_t *dw0
     q->sq_tail = (q->sq_tail + 1) % q->entries;
     compiler_barrier();   /* x86 stores are ordered: the entry is visible before the doorbell */
     reg_write(sq_doorbell(q->qid), q->sq_tail);   /* SQyTDBL (3.1.24) */
+    uint64_t tsc0 = rdtsc_();
     for (uint32_t n = 0;; n++) {
         volatile struct nvme_cqe *e = &q->cq[q->cq_head];
         uint32_t dw3 = e->dw3;   /* read once: the phase tag and status live in this dword */
@@ -236,7 +248,7 @@ static int submit_wait(struct nvme_queue *q, struct nvme_sqe *cmd, uint32_t *dw0
         uint32_t csts = reg_read(NVME_REG_CSTS);
         if (csts == 0xFFFFFFFFu || (csts & CSTS_CFS) || !(csts & CSTS_RDY))
             return NVME_ERR_FATAL;
-        if (n >= NVME_CQ_POLLS)
+        if (wait_expired(tsc0, n))
             return NVME_ERR_TIMEOUT;
     }
 }
@@ -250,9 +262,10 @@ static int admin(struct nvme_sqe *cmd, uint32_t *dw0, const char *what) {
     return st;
 }
 
-/* Waits until CSTS.RDY == want (3.1.6; the wait CAP.TO bounds in time, bounded here in polls). */
+/* Waits until CSTS.RDY == want (3.1.6; CAP.TO bounds it on hardware, NVME_WAIT_TSC here). */
 static int wait_ready(unsigned want) {
-    for (uint32_t n = 0; n < NVME_READY_POLLS; n++) {
+    uint64_t tsc0 = rdtsc_();
+    for (uint32_t n = 0; !wait_expired(tsc0, n); n++) {
         uint32_t csts = reg_read(NVME_REG_CSTS);
         if (csts == 0xFFFFFFFFu) {
             printf("nvme: CSTS reads all ones (no controller behind BAR0)\n");
@@ -324,7 +337,7 @@ static int size_bar0(void) {
 static int identify(void) {
     /* Identify Controller (5.15.2.1, figure 247) */
     memset(identify_buf, 0, sizeof identify_buf);
-    struct nvme_sqe c = { .cdw0 = NVME_ADMIN_IDENTIFY, .prp1 = (uint64_t)(uintptr_t)identify_buf,
+    struct nvme_sqe c = { .cdw0 = NVME_ADMIN_IDENTIFY, .prp1 = dma_addr(identify_buf),
                           .cdw10 = NVME_ID_CNS_CTRL };
     if (admin(&c, 0, "Identify Controller") != 0)
         return -1;
@@ -345,7 +358,7 @@ static int identify(void) {
     /* Identify Namespace, NSID 1 (5.15.2.2, figure 245) */
     memset(identify_buf, 0, sizeof identify_buf);
     c = (struct nvme_sqe){ .cdw0 = NVME_ADMIN_IDENTIFY, .nsid = NVME_NSID,
-                           .prp1 = (uint64_t)(uintptr_t)identify_buf, .cdw10 = NVME_ID_CNS_NS };
+                           .prp1 = dma_addr(identify_buf), .cdw10 = NVME_ID_CNS_NS };
     if (admin(&c, 0, "Identify Namespace") != 0)
         return -1;
     uint64_t nsze;
@@ -382,12 +395,12 @@ static int create_io_queues(void) {
     nvme.ncqa = (dw0 >> 16) + 1u;
     unsigned entries = IO_QUEUE_ENTRIES < nvme.mqes ? IO_QUEUE_ENTRIES : nvme.mqes;
     /* Create I/O Completion Queue (5.3): QID 15:0, QSIZE 31:16 (0's based); PC, IEN = 0 */
-    c = (struct nvme_sqe){ .cdw0 = NVME_ADMIN_CREATE_CQ, .prp1 = (uint64_t)(uintptr_t)io_cq,
+    c = (struct nvme_sqe){ .cdw0 = NVME_ADMIN_CREATE_CQ, .prp1 = dma_addr(io_cq),
                            .cdw10 = IO_QID | (entries - 1) << 16, .cdw11 = NVME_QUEUE_PC };
     if (admin(&c, 0, "Create I/O Completion Queue") != 0)
         return -1;
     /* Create I/O Submission Queue (5.4): QID, QSIZE; PC, QPRIO 0, CQID 31:16 */
-    c = (struct nvme_sqe){ .cdw0 = NVME_ADMIN_CREATE_SQ, .prp1 = (uint64_t)(uintptr_t)io_sq,
+    c = (struct nvme_sqe){ .cdw0 = NVME_ADMIN_CREATE_SQ, .prp1 = dma_addr(io_sq),
                            .cdw10 = IO_QID | (entries - 1) << 16, .cdw11 = NVME_QUEUE_PC | IO_QID << 16 };
     if (admin(&c, 0, "Create I/O Submission Queue") != 0)
         return -1;
@@ -425,8 +438,8 @@ int nvme_init(void (*map_mmio)(uint64_t pa, uint64_t size)) {
     memset(io_sq, 0, sizeof io_sq);
     memset(io_cq, 0, sizeof io_cq);
     reg_write(NVME_REG_AQA, (ADMIN_QUEUE_ENTRIES - 1) << 16 | (ADMIN_QUEUE_ENTRIES - 1));
-    reg_write64(NVME_REG_ASQ, (uint64_t)(uintptr_t)admin_sq);
-    reg_write64(NVME_REG_ACQ, (uint64_t)(uintptr_t)admin_cq);
+    reg_write64(NVME_REG_ASQ, dma_addr(admin_sq));
+    reg_write64(NVME_REG_ACQ, dma_addr(admin_cq));
     reg_write(NVME_REG_INTMS, 0xFFFFFFFFu);   /* every vector masked: polled (3.1.3) */
     adminq = (struct nvme_queue){ admin_sq, admin_cq, 0, ADMIN_QUEUE_ENTRIES, 0, 0, 1 };
     next_cid = 0;
@@ -454,7 +467,7 @@ int nvme_rw(int write, uint64_t slba, uint32_t nlb, uint64_t buf_pa) {
         return NVME_ERR_ARG;
     /* PRP entries (4.3): PRP1 the first page with its offset; then whole pages. Two pages:
        PRP2 is the second; more: PRP2 points to a PRP list of the rest (one page here). */
-    uint64_t first = buf_pa & ~(uint64_t)(NVME_PAGE - 1);
+    uint64_t first = (buf_pa & ~(uint64_t)(NVME_PAGE - 1)) + nvme_dma_base;
     uint64_t pages = ((buf_pa & (NVME_PAGE - 1)) + len + NVME_PAGE - 1) / NVME_PAGE;
     uint64_t prp2 = 0;
     if (pages > NVME_MAX_PAGES + 1)
@@ -464,9 +477,9 @@ int nvme_rw(int write, uint64_t slba, uint32_t nlb, uint64_t buf_pa) {
     } else if (pages > 2) {
         for (uint64_t i = 1; i < pages; i++)
             prp_list[i - 1] = first + i * NVME_PAGE;
-        prp2 = (uint64_t)(uintptr_t)prp_list;
+        prp2 = dma_addr(prp_list);
     }
-    return nvme_rw_prp(write, slba, nlb, buf_pa, prp2);
+    return nvme_rw_prp(write, slba, nlb, buf_pa + nvme_dma_base, prp2);
 }
 
 int nvme_flush(void) {

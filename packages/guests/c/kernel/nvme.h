@@ -30,6 +30,12 @@ struct nvme_info {
 
 extern struct nvme_info nvme;
 
+/* Added to every address the driver gives the device for its own pages and buffers (not to
+   nvme_rw_prp's). 0 where the device's bus addresses are guest-physical (an IOMMU translates
+   them, or no virtualization: QEMU); with Xen's iommu = 0 they are machine addresses, and a
+   guest whose RAM is one machine-contiguous run (vtlab's domains) sets its machine base here. */
+extern uint64_t nvme_dma_base;
+
 /* The largest transfer one nvme_rw call moves (the PRP list is one page: 512 entries). */
 #define NVME_MAX_PAGES 512u
 
@@ -45,7 +51,7 @@ extern struct nvme_info nvme;
 int nvme_init(void (*map_mmio)(uint64_t pa, uint64_t size));
 
 /* NVM Read (write = 0) or Write (write = 1) of nlb LBAs from slba to/from the physically
-   contiguous buffer at buf_pa (any dword-aligned address; PRP1 carries the page offset).
+   contiguous buffer at guest-physical buf_pa (dword-aligned; PRP1 carries the page offset).
    Returns the completion's status field (0 = success, see nvme_status_str) or NVME_ERR_*. */
 int nvme_rw(int write, uint64_t slba, uint32_t nlb, uint64_t buf_pa);
 
