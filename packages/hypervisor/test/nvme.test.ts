@@ -48,6 +48,7 @@ import {
   NVME_BAR_SIZE,
   NVME_CLASS,
   NVME_DEVICE_ID,
+  NVME_FAULTS_KEPT,
   NVME_MAX_TRANSFER,
   NVME_MDTS,
   NVME_MQES,
@@ -359,6 +360,28 @@ describe("NVMe controller: enable, reset, shutdown (7.6)", () => {
     d.enable();
     expect(d.reg(NvmeReg.Csts)).toBe(CSTS_RDY);
     expect(d.admin({ opc: NvmeAdminOpcode.Identify, prp1: BUF, cdw10: 1 }).status).toBe(NvmeStatus.Success);
+  });
+
+  it("CSS, MPS and AMS cannot change while enabled; IOSQES/IOCQES can", () => {
+    const { d } = direct();
+    d.enable();
+    const cc = d.reg(NvmeReg.Cc);
+    d.setReg(NvmeReg.Cc, cc | (1 << CC_MPS_SHIFT) | 0x70 | (1 << 11));
+    expect(d.reg(NvmeReg.Cc)).toBe(cc);
+    d.setReg(NvmeReg.Cc, CC_EN);
+    expect(d.reg(NvmeReg.Cc)).toBe(CC_EN);
+    expect(d.reg(NvmeReg.Csts)).toBe(CSTS_RDY);
+    // Without IOSQES/IOCQES set, I/O queues are refused (simplified check).
+    expect(d.admin({ opc: NvmeAdminOpcode.CreateIoCq, prp1: IOCQ, cdw10: (15 << 16) | 1, cdw11: 3 }).status).toBe(NvmeStatus.InvalidFieldInCommand);
+  });
+
+  it("Identify namespace with the broadcast NSID gives the common format without a size; Get Features SEL 011b says changeable", () => {
+    const { d } = ready();
+    expect(d.admin({ opc: NvmeAdminOpcode.Identify, nsid: 0xffff_ffff, prp1: BUF, cdw10: 0 }).status).toBe(0);
+    const v = new DataView(d.mem.read(BUF, 4096).buffer);
+    expect(v.getUint32(0, true)).toBe(0);
+    expect((v.getUint32(128, true) >>> 16) & 0xff).toBe(9);
+    expect(d.admin({ opc: NvmeAdminOpcode.GetFeatures, cdw10: 0x307 })).toMatchObject({ status: 0, dw0: 4 });
   });
 
   it("an invalid CC or admin queue leaves RDY clear", () => {
@@ -862,6 +885,17 @@ describe("NVMe controller assigned behind VT-d", () => {
     // The controller is still healthy.
     expect(d.reg(NvmeReg.Csts)).toBe(CSTS_RDY);
     expect(d.rw(NvmeIoOpcode.Read, 0, 8, BUF).status).toBe(0);
+  });
+
+  it("a flood of blocked DMAs keeps only the last NVME_FAULTS_KEPT faults and every command completes", () => {
+    const { d, nvme, bFrame } = behindIommu();
+    d.enable();
+    d.createQueues();
+    for (let i = 0; i < 20; i++) expect(d.rw(NvmeIoOpcode.Write, i, 1, bFrame + i * 512).status).toBe(NvmeStatus.DataTransferError);
+    expect(nvme.stats.dmaFaults).toBe(20);
+    expect(nvme.stats.recentFaults.length).toBe(NVME_FAULTS_KEPT);
+    expect(nvme.stats.recentFaults.at(-1)).toMatchObject({ site: "data", write: false, iova: bFrame + 19 * 512 });
+    expect(nvme.stats.bytesWritten).toBe(0);
   });
 
   it("an admin queue outside the guest: the SQ entry fetch faults and CSTS.CFS is set", () => {
