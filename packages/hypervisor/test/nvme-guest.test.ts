@@ -81,6 +81,28 @@ describe("workload=nvme: the reference kernel's NVMe driver on the assigned cont
   }
 });
 
+describe("workload=nvme: what the output says", () => {
+  it("has the disk workload's checksum (the same data folded the same way)", () => {
+    const disk = readFileSync(new URL("kernel-disk.expected", referenceKernelUrl()), "utf8");
+    const sum = (text: string) => /\nPASS \w+ ([0-9a-f]{16})\n$/.exec(text)?.[1];
+    expect(sum(expectedNvme)).toBeDefined();
+    expect(sum(expectedNvme)).toBe(sum(disk));
+  });
+
+  it("without an assigned controller the guest fails cleanly (exit code 1), the host is unharmed", { timeout: 60_000 }, () => {
+    const { hv, create, nvme } = host(true);
+    const d = create(`name = "nodev"\nmemory = 32\ncmdline = "workload=nvme"`);
+    const other = create(`name = "other"\nmemory = 32\ncmdline = "workload=nvme"\npci = [ "00:04.0" ]`);
+    expect(hv.run({ maxInstructions: BUDGET }).reason).toBe("idle");
+    expect({ state: d.state, code: d.exitCode }).toEqual({ state: "shutdown", code: 1 });
+    expect(d.console).toContain("nvme: no PCI function of class 01:08:02 on bus 0\n");
+    expect(d.console).toContain("FAIL nvme: no usable NVMe controller");
+    ok(other);
+    expect(other.console).toBe(expectedNvme);
+    expect(nvme.stats).toBeDefined();
+  });
+});
+
 /**
  * The victim (workload=compute, paused before it runs: its RAM holds the loaded kernel) is
  * created first; the guessed address is the machine address of one of its frames that lies
