@@ -4,7 +4,9 @@ import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, bdf, gfn, mfn } fr
 import { FaultReason } from "@vtlab/iommu";
 import { hvmloaderIntxIrq } from "@vtlab/xen-platform-pci";
 import { DescStatus, DmaEngineReg, DRHD_BASE, FAULT_LOG_KEEP, STATUS_IRQ, parsePciBdf, setP2mEntry } from "@vtlab/hypervisor";
-import { SPIN, tinyKernel } from "./tiny-kernel.js";
+import { DOMID_SELF, HYPERVISOR_memory_op, XENMEM_decrease_reservation, xen_memory_reservation } from "@vtlab/xen-public";
+import { SPIN, direct64Kernel, tinyKernel } from "./tiny-kernel.js";
+import { ARG, call, put, struct } from "./xen-harness.js";
 import { DST_GPA, ENGINE, ENGINE_BDF, MEMORY_MIB, SRC_GPA, domain, driver, host, newEngine, pattern, ramOf, same } from "./passthrough-harness.js";
 
 describe("device assignment through a real Hypervisor", () => {
@@ -152,6 +154,24 @@ describe("the IOMMU tables follow the p2m", () => {
     expect(s.pendingInvalidations).toBe(0);
     expect(s.invalidations.iotlbDomain).toBeGreaterThanOrEqual(2); // attach's, and the flush's
     expect(g.copy(SRC_GPA, DST_GPA, 64)).toBe(DescStatus.WriteFault);
+  });
+
+  it("XENMEM_decrease_reservation from the guest (the real hypercall path) unmaps the page from the IOMMU tables", () => {
+    const { hv } = host();
+    const a = hv.createDomain({ name: "a", memoryMiB: MEMORY_MIB, kernel: direct64Kernel(SPIN), pci: [ENGINE] });
+    hv.run({ maxInstructions: 5000 }); // the vCPU's 64-bit state is loaded
+    const g = driver(a);
+    g.probe();
+    g.write(SRC_GPA, pattern(64, 2));
+    expect(g.copy(SRC_GPA, DST_GPA, 64)).toBe(DescStatus.Done);
+    const EXTENTS = 0x30_0000;
+    const R = xen_memory_reservation;
+    put(hv, a, EXTENTS, struct(8, [[0, 8, DST_GPA / 4096]]));
+    put(hv, a, ARG, struct(R.SIZEOF, [[R.extent_start, 8, EXTENTS], [R.nr_extents, 8, 1], [R.extent_order, 4, 0], [R.mem_flags, 4, 0], [R.domid, 2, DOMID_SELF]]));
+    expect(call(hv, a, HYPERVISOR_memory_op, [XENMEM_decrease_reservation, ARG])).toBe(1);
+    expect(a.machineAddress(DST_GPA)).toBeUndefined();
+    expect(g.copy(SRC_GPA, DST_GPA, 64)).toBe(DescStatus.WriteFault);
+    expect(a.stats().iommu!.faultLog.at(-1)).toMatchObject({ bdf: "00:05.0", iova: DST_GPA, access: "write" });
   });
 
   it("a batch of unmaps: strict invalidates each page, deferred once per domain at the flush point (less modelled time)", () => {
