@@ -5,27 +5,34 @@
 import { ConfigError, DomainError } from "@vtlab/hypervisor";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { MachineError } from "./machines.js";
-import { DEMO_WORKLOADS, describeCrash, formatReports, formatRunReports, runDemo, runMachines, type DemoWorkload } from "./run.js";
+import { HOST_PCI_DEVICES, MachineError, iommuOption } from "./machines.js";
+import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, runDemo, runMachines, type DemoScenario } from "./run.js";
 import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
 
 export const USAGE = `usage: vtlab <command> [options]
 
 commands:
-  run [--json] [--max-instructions N] <file.cfg>...
+  run [--json] [--max-instructions N] [--no-iommu | --iommu-flush strict|deferred] <file.cfg>...
         boot the machines the xl.cfg-style files describe, in one host, and stream their
         consoles; each machine's on_crash (destroy, preserve, restart) is applied as in the
         shell and every crash reported. A statistics table at the end, one row per file with
         its restarts and on_crash outcome (--json: the same as JSON on stdout, each machine's
         console in its record, and the consoles streamed to stderr). Exit status 0 when every
         machine shut down with code 0 and none ever crashed (a crash counts even if the
-        machine was restarted and then finished), 1 otherwise
-  demo [--json] [--workloads compute,ptemod,forkwait,disk,pvdisk] [--max-instructions N]
+        machine was restarted and then finished), 1 otherwise. The host has NVMe controllers
+        at ${HOST_PCI_DEVICES.join(" and ")} (8 MiB namespaces in memory) for \`pci = [...]\`; its VT-d
+        IOMMU remaps their DMA (strict invalidation by default, --iommu-flush deferred batches
+        it; --no-iommu is Xen's iommu=0: bus addresses are machine addresses, no isolation)
+  demo [--json] [--workloads compute,ptemod,forkwait,disk,pvdisk,nvme,iommu] [--max-instructions N]
         boot the reference kernel's workloads on a shadow-paging machine and an EPT machine
         and compare them: instructions, exits by reason, walks and references, TLB hit
         rates, I/O exits, modelled time, wall time and guest MIPS; pvdisk is the disk
         workload through blkfront (Xen PV) beside disk's ATA PIO: exits per disk MiB,
-        disk MiB/s of modelled time, ring requests, grant operations and events
+        disk MiB/s of modelled time, ring requests, grant operations and events; nvme is
+        the disk workload through the kernel's NVMe driver on a controller assigned with
+        pci (DMA through the host IOMMU: IOTLB hit rate, walks, faults); iommu is the
+        isolation scenario: a guest aims its assigned controller's DMA at another domain,
+        with the IOMMU (blocked, faults logged, victim byte-identical) and with iommu = 0
   shell [<script> | -]
         an xl-like session in one host: commands (create, list, pause, unpause, destroy,
         run, stats, console, help, quit) one per line from the script, or from stdin ("-" or
@@ -34,7 +41,8 @@ commands:
   help  this text
 
 config keys: name, memory, vcpus, builder ("hvm"), hap (1 EPT, 0 shadow), kernel, cmdline,
-disk (["format=raw, vdev=hda, access=rw, target=disk.img"]), serial ("pty", "none",
+disk (["format=raw, vdev=hda, access=rw, target=disk.img"]), pci (["00:04.0"]: assign a
+host device), serial ("pty", "none",
 "file:PATH"), on_crash ("destroy", "preserve", "restart"), weight. Paths are relative to the
 config file.
 
@@ -63,7 +71,7 @@ function parseFlags(args: string[], allowed: readonly string[]): { flags: Map<st
     }
     const [key, inline] = a.slice(2).split("=", 2) as [string, string | undefined];
     if (!allowed.includes(key)) return `unknown option --${key}`;
-    if (key === "json") flags.set(key, true);
+    if (key === "json" || key === "no-iommu") flags.set(key, true);
     else {
       const v = inline ?? args[++i];
       if (v === undefined) return `--${key} needs a value`;
@@ -94,7 +102,7 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
     io.err(`vtlab: unknown command "${command}"\n\n${USAGE}\n`);
     return 2;
   }
-  const parsed = parseFlags(args, command === "run" ? ["json", "max-instructions"] : ["json", "workloads", "max-instructions"]);
+  const parsed = parseFlags(args, command === "run" ? ["json", "max-instructions", "no-iommu", "iommu-flush"] : ["json", "workloads", "max-instructions"]);
   if (typeof parsed === "string") {
     io.err(`vtlab ${command}: ${parsed}\n`);
     return 2;
@@ -115,7 +123,14 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
         io.err(`vtlab run: give at least one config file\n\n${USAGE}\n`);
         return 2;
       }
+      const flush = parsed.flags.get("iommu-flush");
+      const iommu = iommuOption(parsed.flags.has("no-iommu"), typeof flush === "string" ? flush : undefined);
+      if (typeof iommu === "string") {
+        io.err(`vtlab run: ${iommu}\n`);
+        return 2;
+      }
       const reports = runMachines(parsed.rest, {
+        iommu,
         ...(max !== undefined ? { maxInstructions: max } : {}),
         onConsole: consoleOut,
         onProgress: progress,
@@ -131,24 +146,27 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
       return 2;
     }
     const w = parsed.flags.get("workloads");
-    let workloads: DemoWorkload[] | undefined;
+    let workloads: DemoScenario[] | undefined;
     if (typeof w === "string") {
       workloads = [];
       for (const name of w.split(",")) {
-        if (!(DEMO_WORKLOADS as readonly string[]).includes(name)) {
-          io.err(`vtlab demo: --workloads: unknown workload "${name}" (known: ${DEMO_WORKLOADS.join(", ")})\n`);
+        if (!(DEMO_SCENARIOS as readonly string[]).includes(name)) {
+          io.err(`vtlab demo: --workloads: unknown workload "${name}" (known: ${DEMO_SCENARIOS.join(", ")})\n`);
           return 2;
         }
-        workloads.push(name as DemoWorkload);
+        workloads.push(name as DemoScenario);
       }
     }
     const result = runDemo({ ...(workloads !== undefined ? { workloads } : {}), ...(max !== undefined ? { maxInstructions: max } : {}), onConsole: consoleOut, onProgress: progress });
     if (json) io.out(`${JSON.stringify(result, null, 2)}\n`);
     else {
-      io.out(`\n${formatReports(result.reports)}\n`);
+      if (result.reports.length > 0) io.out(`\n${formatReports(result.reports)}\n`);
+      if (result.isolation.length > 0) io.out(`\n${formatIsolation(result.isolation)}\n`);
       for (const u of result.unavailable) io.out(`\n${u.mmu} machines not run: ${u.reason}\n`);
     }
-    return result.reports.every((r) => r.state === "shutdown" && r.exitCode === 0) ? 0 : 1;
+    // The isolation scenario succeeds when the IOMMU blocked everything and left the victim intact.
+    const isolated = result.isolation.every((r) => r.iommu === "off" || (r.blocked === r.attempts.length && r.victimPagesChanged === 0));
+    return isolated && result.reports.every((r) => r.state === "shutdown" && r.exitCode === 0) ? 0 : 1;
   } catch (e) {
     if (e instanceof ConfigError || e instanceof DomainError || e instanceof MachineError) {
       io.err(`vtlab ${command}: ${e.message}\n`);

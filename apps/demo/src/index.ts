@@ -1,7 +1,9 @@
 // @vtlab/demo: the `vtlab` command's machinery, usable from a program too.
-export { runMachines, runDemo, report, runReport, formatReports, formatRunReports, describeCrash } from "./run.js";
-export type { MachineReport, RunReport, RunOptions, RunMachinesOptions, DemoOptions, DemoResult } from "./run.js";
-export { loadMachine, readMachineConfig, machineResources, serialFilePath, FileBlockBackend, MachineError } from "./machines.js";
+export { runMachines, runDemo, report, runReport, formatReports, formatRunReports, formatIsolation, faultLines, describeCrash, DEMO_WORKLOADS, DEMO_SCENARIOS } from "./run.js";
+export type { MachineReport, RunReport, RunOptions, RunMachinesOptions, DemoOptions, DemoResult, DemoWorkload, DemoScenario } from "./run.js";
+export { runIsolation } from "./isolation.js";
+export type { IsolationReport } from "./isolation.js";
+export { loadMachine, readMachineConfig, machineResources, serialFilePath, FileBlockBackend, MachineError, hostPciDevices, iommuOption, HOST_PCI_DEVICES, HOST_NVME_SECTORS } from "./machines.js";
 export type { LoadedMachine, MachineResources } from "./machines.js";
 export { Shell, SHELL_HELP, runShellScript, runShellLines, stateLetters, printableConsole } from "./shell.js";
 export type { ShellIo, ShellOptions } from "./shell.js";

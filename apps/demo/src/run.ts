@@ -5,8 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import { REFERENCE_KERNEL_WORKLOADS, referenceKernelUrl } from "@vtlab/guests";
-import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, parseDomainConfig, type CrashOutcome, type CrashRecord, type Domain, type ManagedDomain, type XenStatsSnapshot } from "@vtlab/hypervisor";
-import { machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
+import { DomainError, Hypervisor, MemoryBlockBackend, Toolstack, parseDomainConfig, type CrashOutcome, type CrashRecord, type Domain, type DomainIommuStats, type IommuOption, type ManagedDomain, type XenStatsSnapshot } from "@vtlab/hypervisor";
+import { runIsolation, type IsolationReport } from "./isolation.js";
+import { hostPciDevices, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { fmt, formatTable } from "./table.js";
 
 export interface MachineReport {
@@ -46,6 +47,8 @@ export interface MachineReport {
   readonly grantOps: number;
   /** Event-channel events the domain sent plus those delivered to it. */
   readonly events: number;
+  /** Device assignment: the host IOMMU's counters for this domain (null when it has no device and no fault). */
+  readonly iommu: DomainIommuStats | null;
   /** Everything the machine printed on its console (UART, debug console, console_io, PV console). */
   readonly console: string;
 }
@@ -107,6 +110,7 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
     ringRequests: pv?.ringRequests ?? 0,
     grantOps: pv?.grantOps ?? 0,
     events: s.xen.eventsSent + s.xen.eventsDelivered,
+    iommu: s.iommu ?? null,
     console: d.console,
   };
 }
@@ -171,7 +175,7 @@ interface ExtraColumn<R> {
 
 /** The statistics table (with `extra` columns at the end), the exits by reason, then the `notes` lines. */
 function reportTables<R extends MachineReport>(reports: readonly R[], extra: readonly ExtraColumn<R>[], notes: readonly string[]): string {
-  const header = ["machine", "mmu", "result", "instructions", "VM exits", "shadow #PF", "PT writes", "I/O exits", "I/O per disk MiB", "exits per disk MiB", "disk MiB/s", "ring reqs", "grant ops", "events", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS", ...extra.map((c) => c.header)];
+  const header = ["machine", "mmu", "result", "instructions", "VM exits", "shadow #PF", "PT writes", "I/O exits", "I/O per disk MiB", "exits per disk MiB", "disk MiB/s", "ring reqs", "grant ops", "events", "DMA reqs", "IOTLB hit %", "DMA faults", "walks", "walk refs", "EPT refs", "TLB hit %", "modelled ms", "wall s", "MIPS", ...extra.map((c) => c.header)];
   const rows = reports.map((r) => [
     r.name,
     r.mmu,
@@ -187,6 +191,9 @@ function reportTables<R extends MachineReport>(reports: readonly R[], extra: rea
     fmt(r.ringRequests),
     fmt(r.grantOps),
     fmt(r.events),
+    r.iommu === null ? "-" : fmt(r.iommu.dmaRequests),
+    r.iommu === null ? "-" : r.iommu.remapping === "off" ? "off" : fmt(r.iommu.iotlbHitRate * 100, 1),
+    r.iommu === null ? "-" : fmt(r.iommu.faults),
     fmt(r.pageWalks),
     fmt(r.walkReferences),
     fmt(r.eptReferences),
@@ -200,12 +207,16 @@ function reportTables<R extends MachineReport>(reports: readonly R[], extra: rea
   const exitRows = reasons.map((reason) => [reason, ...reports.map((r) => fmt(r.exitsByReason[reason] ?? 0))]);
   const machines = ["reason", ...reports.map((r) => `${r.name} (${r.mmu})`)];
   const xen = xenRows(reports);
+  const iommu = iommuRows(reports);
+  const faults = reports.flatMap(faultLines);
   return [
     formatTable(header, rows),
     "",
     "VM exits by reason",
     formatTable(machines, exitRows),
     ...(xen.length > 0 ? ["", "Xen interface (hypercalls by name, events, grants)", formatTable(["", ...machines.slice(1)], xen)] : []),
+    ...(iommu.length > 0 ? ["", "Device assignment through the host IOMMU (VT-d)", formatTable(["", ...machines.slice(1)], iommu)] : []),
+    ...(faults.length > 0 ? ["", "IOMMU fault log (DMA remapping faults, as Xen's iommu_page_fault reports them)", ...faults] : []),
     ...(notes.length > 0 ? ["", ...notes] : []),
   ].join("\n");
 }
@@ -228,6 +239,41 @@ function xenRows(reports: readonly MachineReport[]): string[][] {
     ...names.map((n) => [n, ...reports.map((r) => fmt(r.xen.hypercalls[n] ?? 0))]),
     ...unknown.map((n) => [`unknown #${n} (-ENOSYS)`, ...reports.map((r) => fmt(r.xen.unknownHypercalls[n] ?? 0))]),
     ...counters.map(([label, get]) => [label, ...reports.map((r) => fmt(get(r.xen)))]),
+  ];
+}
+
+/** Rows of the IOMMU table: none when no machine has an assigned device. */
+function iommuRows(reports: readonly MachineReport[]): string[][] {
+  if (reports.every((r) => r.iommu === null)) return [];
+  const cell = (get: (s: DomainIommuStats) => string) => reports.map((r) => (r.iommu === null ? "-" : get(r.iommu)));
+  return [
+    ["remapping", ...cell((s) => s.remapping)],
+    ["devices", ...cell((s) => s.devices.join(" ") || "-")],
+    ["DMA requests", ...cell((s) => fmt(s.dmaRequests))],
+    ["DMA MiB", ...cell((s) => fmt(s.dmaBytes / (1024 * 1024), 2))],
+    ["IOTLB hits", ...cell((s) => fmt(s.iotlbHits))],
+    ["IOTLB misses (page walks)", ...cell((s) => fmt(s.iotlbMisses))],
+    ["IOTLB hit %", ...cell((s) => fmt(s.iotlbHitRate * 100, 1))],
+    ["context-cache hits", ...cell((s) => fmt(s.contextCacheHits))],
+    ["context-cache misses", ...cell((s) => fmt(s.contextCacheMisses))],
+    ["walk refs per DMA", ...cell((s) => fmt(s.walkReferencesPerDma, 2))],
+    ["faults", ...cell((s) => fmt(s.faults))],
+    ["invalidations: context", ...cell((s) => fmt(s.invalidations.context))],
+    ["invalidations: IOTLB page", ...cell((s) => fmt(s.invalidations.iotlbPage))],
+    ["invalidations: IOTLB domain", ...cell((s) => fmt(s.invalidations.iotlbDomain))],
+    ["invalidations: IOTLB global", ...cell((s) => fmt(s.invalidations.iotlbGlobal))],
+    ["IOMMU modelled cycles", ...cell((s) => fmt(s.modelledCycles))],
+  ];
+}
+
+/** The fault log of one machine, one line per fault kept (the count of older ones first). */
+export function faultLines(r: MachineReport): string[] {
+  if (r.iommu === null || r.iommu.faults === 0) return [];
+  const kept = r.iommu.faultLog;
+  const older = r.iommu.faults - kept.length;
+  return [
+    ...(older > 0 ? [`${r.name}: ${fmt(older)} older faults not kept`] : []),
+    ...kept.map((f) => `${r.name}: [DMA ${f.access === "write" ? "Write" : "Read"}] Request device [0000:${f.bdf}] fault addr 0x${f.iova.toString(16)} [fault reason 0x${f.reason.toString(16).padStart(2, "0")}] ${f.reasonName}`),
   ];
 }
 
@@ -257,6 +303,8 @@ export interface RunOptions {
 }
 
 export interface RunMachinesOptions extends RunOptions {
+  /** The host IOMMU (default strict remapping; false: `iommu = 0`, no remapping). */
+  readonly iommu?: IommuOption;
   /** Each crash, once the toolstack has applied the machine's `on_crash`. */
   readonly onCrash?: (record: CrashRecord) => void;
 }
@@ -269,7 +317,7 @@ export interface RunMachinesOptions extends RunOptions {
  */
 export function runMachines(files: readonly string[], options: RunMachinesOptions = {}): RunReport[] {
   // The host gets what the machines ask for, plus room for EPT tables.
-  const hv = new Hypervisor({ memoryMiB: 16384 });
+  const hv = new Hypervisor({ memoryMiB: 16384, pciDevices: hostPciDevices(), ...(options.iommu !== undefined ? { iommu: options.iommu } : {}) });
   const firstLine = new Map<string, number>();
   const t0 = performance.now();
   const onConsole = (name: string, text: string) => {
@@ -308,16 +356,26 @@ export function progress(hv: Hypervisor, t0: number, out: ((line: string) => voi
   };
 }
 
-/** `vtlab demo`'s machines: the reference kernel's emulated workloads and `pvdisk`, the disk workload through blkfront. */
-export const DEMO_WORKLOADS = [...REFERENCE_KERNEL_WORKLOADS, "pvdisk"] as const;
+/**
+ * `vtlab demo`'s machines: the reference kernel's emulated workloads, `pvdisk` (the disk
+ * workload through blkfront) and `nvme` (the disk workload through the kernel's NVMe driver, on
+ * a controller assigned with `pci = ["00:04.0"]`, its DMA remapped by the host IOMMU).
+ */
+export const DEMO_WORKLOADS = [...REFERENCE_KERNEL_WORKLOADS, "pvdisk", "nvme"] as const;
 export type DemoWorkload = (typeof DEMO_WORKLOADS)[number];
+/** What `--workloads` can name: the workloads, and `iommu`, the isolation scenario (isolation.ts). */
+export const DEMO_SCENARIOS = [...DEMO_WORKLOADS, "iommu"] as const;
+export type DemoScenario = (typeof DEMO_SCENARIOS)[number];
 
 export interface DemoOptions extends RunOptions {
-  readonly workloads?: readonly DemoWorkload[];
+  /** Workloads and scenarios to run (default all). */
+  readonly workloads?: readonly DemoScenario[];
 }
 
 export interface DemoResult {
   readonly reports: MachineReport[];
+  /** The IOMMU isolation scenario, with the IOMMU and with iommu = 0 (empty when not selected). */
+  readonly isolation: IsolationReport[];
   /** Modes the hypervisor refused, with the reason (shadow paging until it is wired). */
   readonly unavailable: { readonly mmu: "ept" | "shadow"; readonly reason: string }[];
 }
@@ -330,9 +388,11 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
   const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
   const reports: MachineReport[] = [];
   const unavailable: DemoResult["unavailable"] = [];
+  const selected = options.workloads ?? DEMO_SCENARIOS;
   for (const hap of [false, true]) {
-    for (const w of options.workloads ?? DEMO_WORKLOADS) {
-      const hv = new Hypervisor({ memoryMiB: 512 });
+    for (const w of selected) {
+      if (w === "iommu") continue;
+      const hv = new Hypervisor({ memoryMiB: 512, pciDevices: hostPciDevices() });
       const name = `${w}-${hap ? "ept" : "shadow"}`;
       const t0 = performance.now();
       let first: number | null = null;
@@ -341,11 +401,13 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
         first ??= performance.now() - t0;
         options.onConsole?.(name, t);
       };
-      if (w === "pvdisk") {
+      if (w === "pvdisk" || w === "nvme") {
         // The PV machine goes through the toolstack, which composes xenstored and blkback: the
         // same image as a vbd (vdev=xvda, devid 51712) as well as the emulated primary master.
+        // The NVMe machine: the host's controller at 00:04.0 assigned to it (strict IOMMU).
         const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: new MemoryBlockBackend(16384), onConsole }) });
-        const config = parseDomainConfig(`name = "${name}"\nmemory = 128\nhap = ${hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "workload=pvdisk"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=pvdisk.img" ]\n`, "<vtlab demo>");
+        const device = w === "pvdisk" ? `disk = [ "format=raw, vdev=xvda, access=rw, target=pvdisk.img" ]` : `pci = [ "00:04.0" ]`;
+        const config = parseDomainConfig(`name = "${name}"\nmemory = 128\nhap = ${hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "workload=${w}"\n${device}\n`, "<vtlab demo>");
         let m: ManagedDomain;
         try {
           m = toolstack.create(config, "<vtlab demo>");
@@ -378,5 +440,29 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
       reports.push(report(hv, d, (performance.now() - t0) / 1000, first));
     }
   }
-  return { reports, unavailable };
+  const isolation = selected.includes("iommu") ? [true, false].map((on) => runIsolation(on, kernel, options.onConsole)) : [];
+  return { reports, isolation, unavailable };
+}
+
+/** The isolation scenario's table: the attack with the IOMMU and with iommu = 0, then the fault log of the run with the IOMMU. */
+export function formatIsolation(runs: readonly IsolationReport[]): string {
+  if (runs.length === 0) return "";
+  const rows: string[][] = [
+    ["victim page the attacker aims at (machine address)", ...runs.map((r) => `0x${r.victimAddress.toString(16)}`)],
+    ["DMA attempts (NVM Read and Write)", ...runs.map((r) => fmt(r.attempts.length))],
+    ["attempts that failed (Data Transfer Error)", ...runs.map((r) => fmt(r.blocked))],
+    ["IOMMU faults recorded", ...runs.map((r) => (r.attacker.iommu?.remapping === "on" ? fmt(r.attacker.iommu.faults) : "- (no remapping)"))],
+    ["victim pages changed by the attack", ...runs.map((r) => `${fmt(r.victimPagesChanged)} of ${fmt(r.victimPages)}`)],
+    ["victim RAM SHA-256 after = before", ...runs.map((r) => (r.victimHashAfter === r.victimHashBefore ? "yes" : "NO"))],
+    ["victim, unpaused, then", ...runs.map((r) => (r.victim.state === "shutdown" ? `exit ${r.victim.exitCode ?? "-"}` : r.victim.state === "crashed" ? `CRASHED (${r.victim.crashReason ?? ""})` : r.victim.state))],
+    ["attacker", ...runs.map((r) => (r.attacker.state === "shutdown" ? `exit ${r.attacker.exitCode ?? "-"}` : r.attacker.state))],
+  ];
+  return [
+    "IOMMU isolation: a guest with an assigned NVMe controller DMAs at another domain's memory, beyond its RAM and into the MMIO hole",
+    formatTable(["", ...runs.map((r) => (r.iommu === "on" ? "with the IOMMU" : "iommu = 0"))], rows),
+    ...runs.flatMap((r) => {
+      const f = faultLines(r.attacker);
+      return f.length > 0 ? ["", `IOMMU fault log (${r.attacker.name})`, ...f] : [];
+    }),
+  ].join("\n");
 }

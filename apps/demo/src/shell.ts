@@ -8,9 +8,9 @@
  */
 import { resolve } from "node:path";
 import { ConfigError, DomainError, Hypervisor, Toolstack, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
-import { MachineError, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
+import { MachineError, hostPciDevices, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { describeCrash, formatReports, progress, report } from "./run.js";
-import { fmt } from "./table.js";
+import { fmt, formatTable } from "./table.js";
 
 export const SHELL_HELP = `commands (one per line; # starts a comment; a domain is a name or a domain id):
   create <file.cfg>          build the domain an xl.cfg-style file describes (a relative path is
@@ -29,6 +29,10 @@ export const SHELL_HELP = `commands (one per line; # starts a comment; a domain 
   xenstore-read <path>...    the value of each path, one per line
   xenstore-write <path> <value> [<path> <value>]...
                              write values (\\t \\n \\r \\\\ \\xNN escapes), creating missing parents
+  pci-assignable-list        the host's assignable PCI devices and who owns them (xl pci-assignable-list)
+  pci-list <domain>          the PCI devices assigned to a domain
+  pci-attach <domain> <BDF>  assign a free host device ("00:04.0") to a running domain
+  pci-detach <domain> <BDF>  take it back: the device is reset and its context entry cleared
   help                       this text
   quit                       end the session (every domain is destroyed)
 State letters as xl list: r running, b blocked (halted), p paused, s shut down, c crashed.`;
@@ -108,7 +112,7 @@ export class Shell {
     private readonly io: ShellIo,
     private readonly options: ShellOptions,
   ) {
-    this.hv = new Hypervisor({ memoryMiB: options.hostMemoryMiB ?? 16384 });
+    this.hv = new Hypervisor({ memoryMiB: options.hostMemoryMiB ?? 16384, pciDevices: hostPciDevices() });
     this.toolstack = new Toolstack(this.hv, {
       resources: (config, file) => machineResources(file, config, (name, text) => this.console(name, text)),
       onCrash: (r) => this.io.out(`${describeCrash(r)}\n`),
@@ -225,6 +229,35 @@ export class Shell {
         for (let i = 0; i < args.length; i += 2) {
           const p = args[i]!;
           if (xs.write(p, unsanitiseValue(args[i + 1]!)) !== 0) throw new UsageError(`could not write path ${p}`);
+        }
+        return true;
+      }
+      case "pci-assignable-list": {
+        expectArgs(args, []);
+        const rows = this.hv.pciAssignableList();
+        this.io.out(rows.length === 0 ? "no assignable PCI devices\n" : `${formatTable(["BDF", "device", "owner"], rows.map((r) => [`0000:${r.bdf}`, r.name, r.owner]))}\n`);
+        return true;
+      }
+      case "pci-list": {
+        const dom = oneArg(args, "<domain>");
+        const m = this.toolstack.find(dom);
+        if (m === undefined) throw new UsageError(`no domain "${dom}"`);
+        const rows = this.hv.pciAssignableList().filter((r) => r.owner === m.domain.name);
+        this.io.out(rows.length === 0 ? `${m.config.name} has no assigned PCI devices\n` : `${formatTable(["BDF", "device"], rows.map((r) => [`0000:${r.bdf}`, r.name]))}\n`);
+        return true;
+      }
+      case "pci-attach":
+      case "pci-detach": {
+        expectArgs(args, ["<domain>", "<BDF>"]);
+        const m = this.toolstack.find(args[0]!);
+        if (m === undefined) throw new UsageError(`no domain "${args[0]!}"`);
+        const bdf = args[1]!;
+        if (command === "pci-attach") {
+          this.hv.assignPci(m.domain.id, bdf);
+          this.io.out(`assigned ${bdf} to ${m.config.name}\n`);
+        } else {
+          if (!this.hv.deassignPci(m.domain.id, bdf)) throw new UsageError(`${m.config.name} does not own PCI device "${bdf}"`);
+          this.io.out(`detached ${bdf} from ${m.config.name}: reset, context entry cleared, free again\n`);
         }
         return true;
       }
