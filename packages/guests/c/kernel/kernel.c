@@ -789,10 +789,28 @@ static uint64_t splitmix(uint64_t x) {
 #define DISK_CHUNK 128   /* sectors per command */
 static uint64_t disk_buf[DISK_CHUNK * 64];
 
-static void fill(uint32_t lba, unsigned count) {
+/* The disk workloads' data: qword k of sector lba is splitmix(lba << 6 | k). */
+static void fill_sectors(uint64_t *buf, uint32_t lba, unsigned count) {
     for (unsigned s = 0; s < count; s++)
         for (unsigned k = 0; k < 64; k++)
-            disk_buf[s * 64 + k] = splitmix(((uint64_t)(lba + s) << 6) | k);
+            buf[s * 64 + k] = splitmix(((uint64_t)(lba + s) << 6) | k);
+}
+
+/* Check `count` sectors read back from lba against fill_sectors' data (the first mismatches
+ * printed, all counted in *bad) and fold every qword into the FNV-1a checksum `sum`. */
+static uint64_t check_sectors(const char *who, const uint64_t *buf, uint32_t lba, unsigned count, uint64_t *bad, uint64_t sum) {
+    for (unsigned i = 0; i < count; i++)
+        for (unsigned k = 0; k < 64; k++) {
+            uint64_t v = buf[i * 64 + k];
+            if (v != splitmix(((uint64_t)(lba + i) << 6) | k) && (*bad)++ < 4)
+                printf("%s: MISMATCH lba %u qword %u\n", who, lba + i, k);
+            sum = (sum ^ v) * 0x100000001b3ull;
+        }
+    return sum;
+}
+
+static void fill(uint32_t lba, unsigned count) {
+    fill_sectors(disk_buf, lba, count);
 }
 
 static void workload_disk(void) __attribute__((noreturn));
@@ -841,13 +859,7 @@ static void workload_disk(void) {
         unsigned n = sectors - s < DISK_CHUNK ? sectors - s : DISK_CHUNK;
         uint32_t lba = (uint32_t)lba0 + s;
         ata_rw(0, lba, n, s < half ? mult : 1, disk_buf);
-        for (unsigned i = 0; i < n; i++)
-            for (unsigned k = 0; k < 64; k++) {
-                uint64_t v = disk_buf[i * 64 + k];
-                if (v != splitmix(((uint64_t)(lba + i) << 6) | k) && bad++ < 4)
-                    printf("disk: MISMATCH lba %u qword %u\n", lba + i, k);
-                sum = (sum ^ v) * 0x100000001b3ull;
-            }
+        sum = check_sectors("disk", disk_buf, lba, n, &bad, sum);
     }
     if (bad) {
         panic("disk: %llu qwords differ", (unsigned long long)bad);
@@ -895,9 +907,7 @@ static void xen_verbose_counts(void) {
 static uint64_t pv_buf[PV_CHUNK * 64] __attribute__((aligned(4096)));
 
 static void pv_fill(uint32_t lba, unsigned count) {
-    for (unsigned s = 0; s < count; s++)
-        for (unsigned k = 0; k < 64; k++)
-            pv_buf[s * 64 + k] = splitmix(((uint64_t)(lba + s) << 6) | k);
+    fill_sectors(pv_buf, lba, count);
 }
 
 /*
@@ -956,13 +966,7 @@ static void workload_pvdisk(void) {
         memset(pv_buf, 0, (size_t)n * 512);
         if (blkfront_rw(0, lba, n, pv_buf) != 0)
             panic("pvdisk: read of %u sectors at %u failed", n, lba);
-        for (unsigned i = 0; i < n; i++)
-            for (unsigned k = 0; k < 64; k++) {
-                uint64_t v = pv_buf[i * 64 + k];
-                if (v != splitmix(((uint64_t)(lba + i) << 6) | k) && bad++ < 4)
-                    printf("pvdisk: MISMATCH sector %u qword %u\n", lba + i, k);
-                sum = (sum ^ v) * 0x100000001b3ull;
-            }
+        sum = check_sectors("pvdisk", pv_buf, lba, n, &bad, sum);
     }
     if (bad)
         panic("pvdisk: %llu qwords differ", (unsigned long long)bad);
@@ -1331,9 +1335,7 @@ static void workload_nvme(void) {
     for (uint32_t s = 0; s < sectors; s += NV_CHUNK) {
         unsigned n = sectors - s < NV_CHUNK ? sectors - s : NV_CHUNK;
         uint32_t lba = (uint32_t)lba0 + s;
-        for (unsigned i = 0; i < n; i++)
-            for (unsigned k = 0; k < 64; k++)
-                nv_wbuf[i * 64 + k] = splitmix(((uint64_t)(lba + i) << 6) | k);
+        fill_sectors(nv_wbuf, lba, n);
         nvme_check(nvme_rw(1, lba, n, (uint64_t)(uintptr_t)nv_wbuf), "write", lba, n);
     }
     nvme_check(nvme_flush(), "flush", 0, 0);
@@ -1345,13 +1347,7 @@ static void workload_nvme(void) {
         uint64_t *buf = nv_rbuf + (c & 1 ? 64 : 0);   /* odd commands: PRP1 at offset 512 */
         memset(nv_rbuf, 0, sizeof nv_rbuf);
         nvme_check(nvme_rw(0, lba, n, (uint64_t)(uintptr_t)buf), "read", lba, n);
-        for (unsigned i = 0; i < n; i++)
-            for (unsigned k = 0; k < 64; k++) {
-                uint64_t v = buf[i * 64 + k];
-                if (v != splitmix(((uint64_t)(lba + i) << 6) | k) && bad++ < 4)
-                    printf("nvme: MISMATCH lba %u qword %u\n", lba + i, k);
-                sum = (sum ^ v) * 0x100000001b3ull;
-            }
+        sum = check_sectors("nvme", buf, lba, n, &bad, sum);
     }
     if (bad)
         panic("nvme: %llu qwords differ", (unsigned long long)bad);
