@@ -72,11 +72,14 @@ describe("vtlab run applies on_crash", () => {
     expect(table).toMatch(/^reason\s+ok \(ept\)\s+c-destroy \(ept\)\s+c-preserve \(ept\)\s+c-restart \(ept\)$/m);
   }, 60_000);
 
-  it("--json: every machine with domid, restarts, the on_crash outcome and its crashes; crash lines on stderr", () => {
+  it("--json: every machine with domid, restarts, the on_crash outcome and its crashes; crash lines and consoles on stderr", () => {
     const r = vtlab("run", "--json", ...machines());
     expect(r.status).toBe(1);
-    // In the order the scheduler met the crashes (c-restart's own in order).
-    const crashLines = r.err.split("\n").filter((l) => l !== "");
+    // In the order the scheduler met the crashes (c-restart's own in order). The consoles stream
+    // to stderr too with --json ("name| text"): they are the console records' text.
+    const lines = r.err.split("\n").filter((l) => l !== "");
+    const crashLines = lines.filter((l) => !/^[\w-]+\| /.test(l));
+    expect(lines).toContain("ok| PASS sort 9c9cbd4bb11763e1");
     expect([...crashLines].sort()).toEqual([DESTROYED, PRESERVED, ...RESTARTED, REFUSED].sort());
     expect(crashLines.filter((l) => l.startsWith("c-restart "))).toEqual([...RESTARTED, REFUSED]);
     const reports = JSON.parse(r.out) as RunReport[];
