@@ -15,6 +15,12 @@ export interface MachineReport {
   readonly mmu: "ept" | "shadow";
   readonly state: string;
   readonly exitCode: number | null;
+  /**
+   * What the exit code means where the convention is known: the value a guest wrote to
+   * isa-debug-exit (port 0xF4), which QEMU turns into the process status (value << 1) | 1; or the
+   * SCHEDOP_shutdown reason. Null while the machine has not shut down.
+   */
+  readonly exitMeaning: string | null;
   readonly crashReason: string | null;
   readonly instructions: number;
   readonly vmExits: number;
@@ -87,6 +93,7 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
     mmu: d.hap ? "ept" : "shadow",
     state: d.state,
     exitCode: d.exitCode ?? null,
+    exitMeaning: exitMeaning(d),
     crashReason: d.crashReason ?? null,
     instructions: s.instructions,
     vmExits: s.vmExits,
@@ -149,6 +156,17 @@ export function runReport(hv: Hypervisor, m: ManagedDomain, wallSeconds: number,
   };
 }
 
+/** `MachineReport.exitMeaning` of a domain. */
+export function exitMeaning(d: Domain): string | null {
+  if (d.state !== "shutdown") return null;
+  if (d.shutdownReason !== undefined) return d.shutdownReason;
+  const code = d.exitCode;
+  if (code === undefined) return null;
+  // QEMU's isa-debug-exit: the process exits with (value << 1) | 1, so 0 would look like a failure there too.
+  const qemu = code <= 0x7f ? ` (QEMU's process status ${(code << 1) | 1})` : "";
+  return code === 0 ? "isa-debug-exit 0: success" : `isa-debug-exit value ${code} = 0x${code.toString(16)}: the guest's failure code${qemu}`;
+}
+
 function diskMiB(d: Domain): number {
   const st = d.disk?.stats;
   return st === undefined ? 0 : ((st.sectorsRead + st.sectorsWritten) * 512) / (1024 * 1024);
@@ -179,7 +197,7 @@ function reportTables<R extends MachineReport>(reports: readonly R[], extra: rea
   const rows = reports.map((r) => [
     r.name,
     r.mmu,
-    r.state === "shutdown" ? `exit ${r.exitCode ?? "-"}` : r.state === "crashed" ? "CRASHED" : r.state,
+    r.state === "shutdown" ? (r.exitCode === 0 || r.exitMeaning === null ? `exit ${r.exitCode ?? "-"}` : `exit ${r.exitCode ?? "-"} (${r.exitMeaning})`) : r.state === "crashed" ? "CRASHED" : r.state,
     fmt(r.instructions),
     fmt(r.vmExits),
     r.shadowFaults === null ? "-" : fmt(r.shadowFaults),

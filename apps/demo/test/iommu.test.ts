@@ -78,6 +78,20 @@ describe("vtlab run with assigned devices", () => {
   });
 });
 
+describe("exit codes", () => {
+  it("a machine without its device fails: the table says what the debug-exit code means, the JSON too", { timeout: 60_000 }, () => {
+    const dir = mkdtempSync(join(tmpdir(), "vtlab-exit-"));
+    const kernel = fileURLToPath(new URL("../../../packages/guests/images/kernel.elf", import.meta.url));
+    const f = join(dir, "nodev.cfg");
+    writeFileSync(f, `name = "nodev"\nmemory = 32\nkernel = "${kernel}"\ncmdline = "workload=nvme"\n`);
+    const r = vtlab("run", f);
+    expect(r.status).toBe(1);
+    expect(r.out).toContain("exit 1 (isa-debug-exit value 1 = 0x1: the guest's failure code (QEMU's process status 3))");
+    const j = vtlab("run", "--json", f);
+    expect((JSON.parse(j.out) as { exitCode: number; exitMeaning: string }[])[0]).toMatchObject({ exitCode: 1, exitMeaning: expect.stringContaining("QEMU's process status 3") });
+  });
+});
+
 describe("vtlab shell pci commands", () => {
   it("pci-assignable-list, pci-list, pci-attach, pci-detach; a device has one owner", { timeout: 60_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), "vtlab-shell-pci-"));
