@@ -7,7 +7,11 @@
  * EBX = physical address of struct hvm_start_info. Console on port 0xE9, exit through port
  * 0xF4. The images, their expected console output and their provenance live in `images/`
  * beside this package's `dist/`; this module only names them, so it runs anywhere (no Node-only
- * APIs): fetch the URL in a browser, or read it with `fs` in Node.
+ * APIs): read the URL with `fs` in Node. The URLs are `new URL("../images/...", import.meta.url)`,
+ * which not every bundler rewrites; bundled code imports the bytes instead from
+ * `@vtlab/guests/embedded` (every image and expected output embedded in one generated module,
+ * dist/embedded.js, written by scripts/embed-images.mjs at build time), or resolves the files
+ * through the `@vtlab/guests/images/*` export with its bundler's asset handling.
  */
 
 /** Every guest image, in the order the README describes them. */
