@@ -171,6 +171,9 @@ export class PciPassthrough {
     // owner, or a stray access while it was free, left programmed is gone.
     dev.reset();
     dev.config.write(PCI_BASE_ADDRESS_0, 4, base);
+    // A 64-bit BAR0's upper half (BAR1's register) too: the hole is below 4 GiB, and whatever a
+    // previous owner wrote there must not move the next owner's BAR away from its registers.
+    if (dev.config.bars.some((b) => b.index === 0 && b.kind === "memory64")) dev.config.write(PCI_BASE_ADDRESS_0 + 4, 4, 0);
     const pin = dev.config.read(PCI_INTERRUPT_PIN, 1);
     if (pin >= 1 && pin <= 4) {
       const gsi = hvmloaderIntxIrq((id >>> 3) & 0x1f, pin);
