@@ -55,8 +55,12 @@ function setU64(v: DataView, at: number, value: number | bigint): void {
   v.setUint32(at + 4, Number((b >> 32n) & 0xffff_ffffn), true);
 }
 
-/** The guest's NVMe driver: config cycles on its ports, BAR0 on its MMIO bus, queues in its RAM. */
-function nvmeDriver(d: Domain) {
+/**
+ * The guest's NVMe driver: config cycles on its ports, BAR0 on its MMIO bus, queues in its RAM.
+ * `bus` turns a guest-physical address into the bus address the device is given (identity with
+ * VT-d; the machine address with iommu = 0, where a domain's RAM is one contiguous block).
+ */
+function nvmeDriver(d: Domain, bus: (gpa: number) => number = (gpa) => gpa) {
   const cfg = (reg: number, value?: number): number => {
     d.ports.write(0xcf8, 4, (0x8000_0000 | (NVME_BDF << 8) | reg) >>> 0);
     if (value !== undefined) d.ports.write(0xcfc, 4, value);
@@ -82,10 +86,10 @@ function nvmeDriver(d: Domain) {
     enable: () => {
       cfg(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
       g.setReg(NvmeReg.Aqa, ((ENTRIES - 1) << 16) | (ENTRIES - 1));
-      g.setReg(NvmeReg.Asq, ASQ);
-      g.setReg(NvmeReg.AsqHi, 0);
-      g.setReg(NvmeReg.Acq, ACQ);
-      g.setReg(NvmeReg.AcqHi, 0);
+      g.setReg(NvmeReg.Asq, bus(ASQ) % 2 ** 32);
+      g.setReg(NvmeReg.AsqHi, Math.floor(bus(ASQ) / 2 ** 32));
+      g.setReg(NvmeReg.Acq, bus(ACQ) % 2 ** 32);
+      g.setReg(NvmeReg.AcqHi, Math.floor(bus(ACQ) / 2 ** 32));
       g.setReg(NvmeReg.Cc, CC_EN | (6 << CC_IOSQES_SHIFT) | (4 << CC_IOCQES_SHIFT));
       expect(g.reg(NvmeReg.Csts)).toBe(CSTS_RDY);
     },
@@ -114,8 +118,8 @@ function nvmeDriver(d: Domain) {
       return (dw3 >>> 17) & 0x7ff;
     },
     createQueues: () => {
-      expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoCq, prp1: IOCQ, cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: 3 })).toBe(0);
-      expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoSq, prp1: IOSQ, cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: (1 << 16) | 1 })).toBe(0);
+      expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoCq, prp1: bus(IOCQ), cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: 3 })).toBe(0);
+      expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoSq, prp1: bus(IOSQ), cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: (1 << 16) | 1 })).toBe(0);
     },
   };
   return g;
@@ -138,4 +142,89 @@ describe("configuration space across assignments", () => {
     expect(b.mmio.bus.ownerOf(bar)).toContain("nvme");
     expect(gb.reg(NvmeReg.Vs)).toBe(0x0001_0400);
   });
+});
+
+describe("64-bit addresses from queue entries are not rounded through a float", () => {
+  // 2^53 + 1: as a JS number this rounds to 2^53, which looks dword aligned.
+  const ABOVE_2_53_ODD = (1n << 53n) | 1n;
+
+  it("a PRP1 above 2^53 with its low bits set answers PRP Offset Invalid, not a DMA at a rounded address", () => {
+    const { hv, nvme } = nvmeHost();
+    const a = guest(hv, "a", [NVME]);
+    const g = nvmeDriver(a);
+    g.enable();
+    g.createQueues();
+    const faults = nvme.stats.dmaFaults;
+    expect(g.run(1, { opc: NvmeIoOpcode.Read, nsid: 1, prp1: ABOVE_2_53_ODD, cdw12: 0 })).toBe(NvmeStatus.PrpOffsetInvalid);
+    expect(g.run(0, { opc: NvmeAdminOpcode.Identify, prp1: ABOVE_2_53_ODD | 2n, cdw10: 1 })).toBe(NvmeStatus.PrpOffsetInvalid);
+    expect(nvme.stats.dmaFaults).toBe(faults); // nothing was attempted
+  });
+
+  it("PRP2 and PRP list entries above 2^53 with an offset answer PRP Offset Invalid", () => {
+    const { hv, nvme } = nvmeHost();
+    const a = guest(hv, "a", [NVME]);
+    const g = nvmeDriver(a);
+    g.enable();
+    g.createQueues();
+    // Two pages: PRP2 is the second page and must be page aligned.
+    expect(g.run(1, { opc: NvmeIoOpcode.Read, nsid: 1, prp1: BUF, prp2: (1n << 60n) | 0x800n, cdw12: 15 })).toBe(NvmeStatus.PrpOffsetInvalid);
+    expect(g.run(1, { opc: NvmeIoOpcode.Read, nsid: 1, prp1: BUF, prp2: ABOVE_2_53_ODD << 11n, cdw12: 15 })).toBe(NvmeStatus.PrpOffsetInvalid);
+    // Three pages: PRP2 is a list pointer (qword aligned); its entries are page aligned.
+    expect(g.run(1, { opc: NvmeIoOpcode.Read, nsid: 1, prp1: BUF, prp2: ABOVE_2_53_ODD << 2n, cdw12: 23 })).toBe(NvmeStatus.PrpOffsetInvalid);
+    const list = new Uint8Array(16);
+    setU64(new DataView(list.buffer), 0, BUF + PAGE);
+    setU64(new DataView(list.buffer), 8, ABOVE_2_53_ODD << 11n);
+    a.writeGuest(LIST, list);
+    expect(g.run(1, { opc: NvmeIoOpcode.Read, nsid: 1, prp1: BUF, prp2: LIST, cdw12: 23 })).toBe(NvmeStatus.PrpOffsetInvalid);
+    expect(nvme.stats.bytesRead).toBe(0);
+  });
+
+  it("a queue base above 2^53 that is not page aligned is refused with Invalid Field", () => {
+    const { hv } = nvmeHost();
+    const a = guest(hv, "a", [NVME]);
+    const g = nvmeDriver(a);
+    g.enable();
+    expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoCq, prp1: (1n << 63n) | 1n, cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: 3 })).toBe(NvmeStatus.InvalidFieldInCommand);
+    expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoCq, prp1: IOCQ, cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: 3 })).toBe(0);
+    expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoSq, prp1: (1n << 63n) | 0x40n, cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: (1 << 16) | 1 })).toBe(NvmeStatus.InvalidFieldInCommand);
+  });
+
+  for (const iommu of [true, false]) {
+    it(`fast-check (${iommu ? "VT-d" : "iommu = 0"}): PRPs, list entries and queue bases anywhere in 64 bits never throw; the other domain is untouched`, () => {
+      const { hv, nvme } = nvmeHost(iommu ? {} : { iommu: false });
+      const a = guest(hv, "a", [NVME]);
+      const b = guest(hv, "b");
+      b.writeGuest(BUF, new Uint8Array(PAGE).fill(0xbb));
+      const ram = a.ramHpa(0)!;
+      expect(a.ramHpa(0x7f_f000)).toBe(ram + 0x7f_f000);
+      const bus = iommu ? (gpa: number) => gpa : (gpa: number) => ram + gpa;
+      const g = nvmeDriver(a, bus);
+      g.enable();
+      g.createQueues();
+      const addr = fc.oneof(
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+        fc.bigInt({ min: (1n << 53n) - 0x2000n, max: (1n << 53n) + 0x2000n }),
+        fc.bigInt({ min: (1n << 64n) - 0x4000n, max: (1n << 64n) - 1n }),
+        fc.bigInt({ min: 0n, max: 0x80_0000n }),
+      );
+      const bHpa = BigInt(b.machineAddress(BUF)!);
+      fc.assert(
+        fc.property(addr, addr, fc.array(addr, { maxLength: 8 }), fc.integer({ min: 0, max: 255 }), fc.boolean(), (prp1, prp2, entries, nlb, read) => {
+          const list = new Uint8Array(entries.length * 8);
+          entries.forEach((e, i) => setU64(new DataView(list.buffer), i * 8, e));
+          a.writeGuest(LIST, list);
+          // iommu = 0 aims at B's machine address: the one target that must stay blocked with VT-d.
+          const target = iommu ? prp1 : prp1 === 0n ? bHpa + 1n : prp1;
+          g.run(1, { opc: read ? NvmeIoOpcode.Read : NvmeIoOpcode.Write, nsid: 1, prp1: target, prp2: entries.length > 0 ? bus(LIST) : prp2, cdw12: nlb });
+          if (iommu) {
+            const page = new Uint8Array(PAGE);
+            hv.memory.readBytes(b.machineAddress(BUF)!, page);
+            expect(page.every((x) => x === 0xbb)).toBe(true);
+          }
+          expect(nvme.state().csts & CSTS_CFS).toBe(0);
+        }),
+        { numRuns: 150 },
+      );
+    });
+  }
 });

@@ -866,7 +866,7 @@ export class NvmeController implements AssignableDevice {
     if (qsize === 0 || qsize > NVME_MQES) return NvmeStatus.InvalidQueueSize;
     if (pc === 0) return NvmeStatus.InvalidFieldInCommand; // CAP.CQR = 1: physically contiguous queues only
     if (iv !== 0) return NvmeStatus.InvalidInterruptVector; // pin-based: vector 0 only
-    if (base % NVME_PAGE_SIZE !== 0) return NvmeStatus.InvalidFieldInCommand; // PC = 1 queues are memory page aligned
+    if (pageOffset(v, SQE_PRP1) !== 0) return NvmeStatus.InvalidFieldInCommand; // PC = 1 queues are memory page aligned
     if (((this.cc & CC_IOCQES_MASK) >>> CC_IOCQES_SHIFT) !== NVME_IOCQES) return NvmeStatus.InvalidFieldInCommand; // CC.IOCQES not set up (simplified check)
     this.cqValid[qid] = 1;
     this.cqBase[qid] = base;
@@ -893,7 +893,7 @@ export class NvmeController implements AssignableDevice {
     if (qid === 0 || qid > this.ioQueuesAllocated || this.sqValid[qid] === 1) return NvmeStatus.InvalidQueueIdentifier;
     if (qsize === 0 || qsize > NVME_MQES) return NvmeStatus.InvalidQueueSize;
     if (pc === 0) return NvmeStatus.InvalidFieldInCommand;
-    if (base % NVME_PAGE_SIZE !== 0) return NvmeStatus.InvalidFieldInCommand;
+    if (pageOffset(v, SQE_PRP1) !== 0) return NvmeStatus.InvalidFieldInCommand;
     if (((this.cc & CC_IOSQES_MASK) >>> CC_IOSQES_SHIFT) !== NVME_IOSQES) return NvmeStatus.InvalidFieldInCommand;
     this.sqValid[qid] = 1;
     this.sqBase[qid] = base;
@@ -1044,26 +1044,29 @@ export class NvmeController implements AssignableDevice {
     const v = this.sqeView;
     const prp1 = readU64(v, SQE_PRP1);
     const prp2 = readU64(v, SQE_PRP2);
-    if (prp1 % 4 !== 0) return NvmeStatus.PrpOffsetInvalid;
-    const first = Math.min(length, NVME_PAGE_SIZE - (prp1 % NVME_PAGE_SIZE));
+    // Offsets and alignment come from the entries' low dwords: above 2^53 the numbers lose low bits.
+    const offset1 = pageOffset(v, SQE_PRP1);
+    if (offset1 % 4 !== 0) return NvmeStatus.PrpOffsetInvalid;
+    const first = Math.min(length, NVME_PAGE_SIZE - offset1);
     this.segAddr[0] = prp1;
     this.segLen[0] = first;
     this.segCount = 1;
     let remaining = length - first;
     if (remaining === 0) return NvmeStatus.Success;
     if (remaining <= NVME_PAGE_SIZE) {
-      if (prp2 % NVME_PAGE_SIZE !== 0) return NvmeStatus.PrpOffsetInvalid;
+      if (pageOffset(v, SQE_PRP2) !== 0) return NvmeStatus.PrpOffsetInvalid;
       this.addSegment(prp2, remaining);
       return NvmeStatus.Success;
     }
-    if (prp2 % 8 !== 0) return NvmeStatus.PrpOffsetInvalid;
+    let listOffset = pageOffset(v, SQE_PRP2);
+    if (listOffset % 8 !== 0) return NvmeStatus.PrpOffsetInvalid;
     let list = prp2;
     // Entries still needed; bounded by MDTS, so at most MAX_SEGMENTS - 1 data entries and one
     // degenerate list page (a list starting at its page's last entry) before a page-aligned one.
     let needed = Math.ceil(remaining / NVME_PAGE_SIZE);
     for (let pages = 0; needed > 0; pages++) {
       if (pages > needed + 1) return NvmeStatus.DataTransferError; // cannot happen with aligned chains; a guard, not a path
-      const inPage = (NVME_PAGE_SIZE - (list % NVME_PAGE_SIZE)) / 8;
+      const inPage = (NVME_PAGE_SIZE - listOffset) / 8;
       const take = Math.min(needed, inPage);
       const into = this.prpList.subarray(0, take * 8);
       const fault = this.dmaRead(list, into);
@@ -1075,7 +1078,7 @@ export class NvmeController implements AssignableDevice {
       const data = chains ? take - 1 : take;
       for (let i = 0; i < data; i++) {
         const entry = readU64(this.prpListView, i * 8);
-        if (entry % NVME_PAGE_SIZE !== 0) return NvmeStatus.PrpOffsetInvalid;
+        if (pageOffset(this.prpListView, i * 8) !== 0) return NvmeStatus.PrpOffsetInvalid;
         const n = Math.min(remaining, NVME_PAGE_SIZE);
         this.addSegment(entry, n);
         remaining -= n;
@@ -1083,7 +1086,8 @@ export class NvmeController implements AssignableDevice {
       needed -= data;
       if (chains) {
         list = readU64(this.prpListView, (take - 1) * 8);
-        if (list % NVME_PAGE_SIZE !== 0) return NvmeStatus.PrpOffsetInvalid;
+        listOffset = pageOffset(this.prpListView, (take - 1) * 8);
+        if (listOffset !== 0) return NvmeStatus.PrpOffsetInvalid;
       }
     }
     return NvmeStatus.Success;
@@ -1183,8 +1187,14 @@ export class NvmeController implements AssignableDevice {
 }
 
 function readU64(v: DataView, at: number): number {
-  // Values above 2^53 lose their low bits; such addresses are beyond any DMA port anyway.
+  // Values above 2^53 lose their low bits (page-aligned values stay exact below 2^64); such
+  // addresses are beyond any DMA port anyway. Alignment checks use pageOffset, never this value.
   return v.getUint32(at + 4, true) * TWO32 + v.getUint32(at, true);
+}
+
+/** Bits 11:0 of the little-endian 64-bit address at `at` (the offset in a 4 KiB memory page), exact at any magnitude. */
+function pageOffset(v: DataView, at: number): number {
+  return v.getUint32(at, true) & (NVME_PAGE_SIZE - 1);
 }
 
 /** Identify strings: ASCII, left justified, padded with spaces (SN, MN, FR) or NULs (SUBNQN, a NUL-terminated string). */
