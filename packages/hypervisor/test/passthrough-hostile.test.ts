@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { PCI_BASE_ADDRESS_0, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, bdf } from "@vtlab/arch";
+import { PCI_BASE_ADDRESS_0, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, bdf, gfn } from "@vtlab/arch";
+import { hvmloaderIntxIrq } from "@vtlab/xen-platform-pci";
 import {
   CC_EN,
   CC_IOCQES_SHIFT,
@@ -21,6 +22,7 @@ import {
   NvmeReg,
   NvmeStatus,
   cqHeadDoorbell,
+  setP2mEntry,
   sqTailDoorbell,
   type Domain,
   type HypervisorOptions,
@@ -227,4 +229,109 @@ describe("64-bit addresses from queue entries are not rounded through a float", 
       );
     });
   }
+});
+
+describe("checked in review and found answered", () => {
+  it("deferred flush: a stale IOTLB entry of a destroyed domain is gone before its frames go back", () => {
+    const { hv } = nvmeHost({ iommu: { flush: "deferred" } });
+    const a = guest(hv, "a", [NVME]);
+    const g = nvmeDriver(a);
+    g.enable();
+    g.createQueues();
+    expect(g.run(1, { opc: NvmeIoOpcode.Read, nsid: 1, prp1: BUF, cdw12: 7 })).toBe(0); // the IOTLB caches BUF
+    const unit = hv.passthrough.iommu.unit!;
+    setP2mEntry(a, gfn(BUF / PAGE), { kind: "removed" }); // outside a VM exit: the flush waits
+    expect(a.stats().iommu!.pendingInvalidations).toBe(1);
+    expect(unit.iotlb.lookup(a.id, BUF)).toBeGreaterThanOrEqual(0); // the deferred window is open
+    hv.destroyDomain("a");
+    expect(unit.iotlb.lookup(a.id, BUF)).toBeLessThan(0); // deassign_device's domain flush closed it
+    expect(hv.passthrough.iommu.stateOf(a)?.pendingInvalidations ?? 0).toBe(0);
+  });
+
+  it("work queued while bus mastering was off dies with the domain: the next owner sees a reset controller", () => {
+    const { hv, nvme, backend } = nvmeHost();
+    const a = guest(hv, "a", [NVME]);
+    const g = nvmeDriver(a);
+    g.enable();
+    g.createQueues();
+    g.cfg(PCI_COMMAND, PCI_COMMAND_MEMORY); // bus mastering off: the doorbell below stalls
+    const sqe = new Uint8Array(64);
+    const v = new DataView(sqe.buffer);
+    v.setUint32(0, NvmeIoOpcode.Write | (0x77 << 16), true);
+    v.setUint32(4, 1, true);
+    v.setUint32(24, BUF, true);
+    v.setUint32(48, 7, true);
+    for (let i = 0; i < 4; i++) a.writeGuest(IOSQ + i * 64, sqe);
+    g.setReg(sqTailDoorbell(1), 4);
+    expect(nvme.stats.masterDisabledStalls).toBe(1);
+    const dmaBefore = a.stats().iommu!.dmaRequests;
+    hv.destroyDomain("a");
+    const b = guest(hv, "b", [NVME]);
+    const gb = nvmeDriver(b);
+    expect(nvme.state()).toMatchObject({ cc: 0, csts: 0, submissionQueues: [], completionQueues: [] });
+    gb.cfg(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER); // would serve A's stalled doorbell
+    expect(nvme.stats.ioCommands[NvmeIoOpcode.Write]).toBe(0);
+    expect(backend.data.every((x) => x === 0)).toBe(true);
+    expect(b.stats().iommu!.dmaRequests).toBe(0);
+    expect(hv.passthrough.iommu.stateOf(a)!.dmaRequests).toBe(dmaBefore);
+  });
+
+  it("another domain cannot reach the device: no function on its bus, nothing at the BAR; after pci-detach neither can the old owner", () => {
+    const { hv, nvme } = nvmeHost();
+    const a = guest(hv, "a", [NVME]);
+    const b = guest(hv, "b");
+    const g = nvmeDriver(a);
+    g.enable();
+    const bar = g.bar;
+    b.ports.write(0xcf8, 4, (0x8000_0000 | (NVME_BDF << 8)) >>> 0);
+    expect(b.ports.read(0xcfc, 4)).toBe(0xffff_ffff);
+    expect(b.mmio.bus.ownerOf(bar)).toBeUndefined();
+    expect(hv.deassignPci("a", NVME)).toBe(true);
+    expect(a.mmio.bus.ownerOf(bar)).toBeUndefined();
+    expect(g.cfg(0)).toBe(0xffff_ffff);
+    expect(nvme.state().csts).toBe(0);
+    expect(a.state).toBe("running");
+  });
+
+  it("INTx follows the owner: after reassignment the old owner's IO-APIC line is never driven", () => {
+    const { hv } = nvmeHost();
+    const gsi = hvmloaderIntxIrq(4, 1);
+    const a = guest(hv, "a", [NVME]);
+    const ga = nvmeDriver(a);
+    ga.enable();
+    // A completion left unconsumed: the line is up.
+    const e = new Uint8Array(64);
+    new DataView(e.buffer).setUint32(40, 1, true);
+    e[0] = NvmeAdminOpcode.Identify;
+    new DataView(e.buffer).setUint32(24, BUF, true);
+    a.writeGuest(ASQ, e);
+    ga.setReg(sqTailDoorbell(0), 1);
+    expect(a.ioapic.lineAsserted(gsi)).toBe(true);
+    expect(hv.deassignPci("a", NVME)).toBe(true);
+    expect(a.ioapic.lineAsserted(gsi)).toBe(false);
+    const b = guest(hv, "b", [NVME]);
+    const gb = nvmeDriver(b);
+    gb.enable();
+    b.writeGuest(ASQ, e);
+    gb.setReg(sqTailDoorbell(0), 1);
+    expect(b.ioapic.lineAsserted(gsi)).toBe(true);
+    expect(a.ioapic.lineAsserted(gsi)).toBe(false);
+  });
+
+  it("queue sizes 0 and 65,536, and doorbells past the last queue, are refused without touching memory", () => {
+    const { hv, nvme } = nvmeHost();
+    const a = guest(hv, "a", [NVME]);
+    const g = nvmeDriver(a);
+    g.enable();
+    expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoCq, prp1: IOCQ, cdw10: 1, cdw11: 3 })).toBe(NvmeStatus.InvalidQueueSize); // QSIZE 0: one entry
+    expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoCq, prp1: IOCQ, cdw10: (0xffff << 16) | 1, cdw11: 3 })).toBe(NvmeStatus.InvalidQueueSize); // 65,536 entries
+    expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoCq, prp1: IOCQ, cdw10: (1 << 16) | 0xffff, cdw11: 3 })).toBe(NvmeStatus.InvalidQueueIdentifier);
+    const requests = a.stats().iommu!.dmaRequests;
+    for (const q of [1, 64, 65, 1535]) {
+      expect(nvme.registers.write(sqTailDoorbell(q), 4, 1)).toMatchObject({ kind: "device-error" });
+      expect(nvme.registers.write(cqHeadDoorbell(q), 4, 1)).toMatchObject({ kind: "device-error" });
+    }
+    expect(a.stats().iommu!.dmaRequests).toBe(requests);
+    expect(nvme.state().csts).toBe(CSTS_RDY);
+  });
 });
