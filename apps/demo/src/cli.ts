@@ -7,7 +7,9 @@ import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { HOST_PCI_DEVICES, MachineError, iommuOption } from "./machines.js";
 import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, runDemo, runMachines, type DemoScenario } from "./run.js";
+import { HtmlReportError, checkHtmlTarget, writeTourHtml } from "./html.js";
 import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
+import { TOUR_SCENARIOS, formatScenario, formatTourSummary, parseScenarios, runTour, type TourScenarioName } from "./tour.js";
 
 export const USAGE = `usage: vtlab <command> [options]
 
@@ -23,16 +25,32 @@ commands:
         at ${HOST_PCI_DEVICES.join(" and ")} (8 MiB namespaces in memory) for \`pci = [...]\`; its VT-d
         IOMMU remaps their DMA (strict invalidation by default, --iommu-flush deferred batches
         it; --no-iommu is Xen's iommu=0: bus addresses are machine addresses, no isolation)
-  demo [--json] [--workloads compute,ptemod,forkwait,disk,pvdisk,nvme,iommu] [--max-instructions N]
-        boot the reference kernel's workloads on a shadow-paging machine and an EPT machine
-        and compare them: instructions, exits by reason, walks and references, TLB hit
-        rates, I/O exits, modelled time, wall time and guest MIPS; pvdisk is the disk
-        workload through blkfront (Xen PV) beside disk's ATA PIO: exits per disk MiB,
-        disk MiB/s of modelled time, ring requests, grant operations and events; nvme is
+  demo [--json] [--scenario NAME[,NAME]] [--html FILE] [--max-instructions N]
+        the tour of the seeds: each scenario prints the claim it shows, its figures
+        (computed from the runs) and whether the run bears the claim out, each check
+        "statement: yes (figures)" or "NO"; then the statistics tables of every machine.
+        Scenarios, in order: ${TOUR_SCENARIOS.join(", ")}.
+        shadow-ept: ptemod, forkwait and compute on shadow paging and EPT (paging exits
+        per PT write and per fork, modelled time); disk-pv: ATA PIO vs blkfront (exits per
+        disk MiB, MiB/s); netfront: the net-ping/net-pong pair on a bridge (events, grant
+        operations and exits per frame; vtlab has no emulated NIC to compare with);
+        iommu: nvme through the assigned controller, and a guest aiming its DMA at another
+        domain with the IOMMU and with iommu = 0; linux-boot: not yet available (issue 16).
+        --scenario picks scenarios; --json prints every figure and check (and each
+        machine's statistics) as JSON; --html FILE also writes the report as one
+        self-contained HTML file with inline SVG charts (opens offline). Exit status 1
+        when a check fails
+  demo [--json] --workloads compute,ptemod,forkwait,disk,pvdisk,nvme,iommu [--max-instructions N]
+        the comparison tables alone: boot the reference kernel's workloads on a shadow-paging
+        machine and an EPT machine and compare them: instructions, exits by reason, walks and
+        references, TLB hit rates, I/O exits, modelled time, wall time and guest MIPS; pvdisk
+        is the disk workload through blkfront (Xen PV) beside disk's ATA PIO: exits per disk
+        MiB, disk MiB/s of modelled time, ring requests, grant operations and events; nvme is
         the disk workload through the kernel's NVMe driver on a controller assigned with
         pci (DMA through the host IOMMU: IOTLB hit rate, walks, faults); iommu is the
         isolation scenario: a guest aims its assigned controller's DMA at another domain,
-        with the IOMMU (blocked, faults logged, victim byte-identical) and with iommu = 0
+        with the IOMMU (blocked, faults logged, victim byte-identical) and with iommu = 0;
+        the consoles stream as they run
   shell [<script> | -]
         an xl-like session in one host: commands (create, list, pause, unpause, destroy,
         run, stats, console, help, quit) one per line from the script, or from stdin ("-" or
@@ -102,7 +120,7 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
     io.err(`vtlab: unknown command "${command}"\n\n${USAGE}\n`);
     return 2;
   }
-  const parsed = parseFlags(args, command === "run" ? ["json", "max-instructions", "no-iommu", "iommu-flush"] : ["json", "workloads", "max-instructions"]);
+  const parsed = parseFlags(args, command === "run" ? ["json", "max-instructions", "no-iommu", "iommu-flush"] : ["json", "workloads", "max-instructions", "scenario", "html"]);
   if (typeof parsed === "string") {
     io.err(`vtlab ${command}: ${parsed}\n`);
     return 2;
@@ -146,6 +164,11 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
       return 2;
     }
     const w = parsed.flags.get("workloads");
+    if (typeof w !== "string") return tour(parsed.flags, json, max, io);
+    if (parsed.flags.has("scenario") || parsed.flags.has("html")) {
+      io.err("vtlab demo: --scenario and --html are the tour's; --workloads prints the comparison tables alone\n");
+      return 2;
+    }
     let workloads: DemoScenario[] | undefined;
     if (typeof w === "string") {
       workloads = [];
@@ -168,12 +191,49 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
     const isolated = result.isolation.every((r) => r.iommu === "off" || (r.blocked === r.attempts.length && r.victimPagesChanged === 0));
     return isolated && result.reports.every((r) => r.state === "shutdown" && r.exitCode === 0) ? 0 : 1;
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof DomainError || e instanceof MachineError) {
+    if (e instanceof ConfigError || e instanceof DomainError || e instanceof MachineError || e instanceof HtmlReportError) {
       io.err(`vtlab ${command}: ${e.message}\n`);
       return 2;
     }
     throw e;
   }
+}
+
+/** `vtlab demo` without --workloads: the tour, each scenario printed as it finishes. */
+function tour(flags: ReadonlyMap<string, string | true>, json: boolean, max: number | undefined, io: Io): number {
+  const picked = flags.get("scenario");
+  let scenarios: TourScenarioName[] | undefined;
+  if (typeof picked === "string") {
+    const names = parseScenarios(picked);
+    if (typeof names === "string") {
+      io.err(`vtlab demo: --scenario: ${names}\n`);
+      return 2;
+    }
+    scenarios = names;
+  }
+  const html = flags.get("html");
+  // Before the runs, which take a while: a report that could not be written would lose them.
+  if (typeof html === "string") checkHtmlTarget(html);
+  const result = runTour({
+    ...(scenarios !== undefined ? { scenarios } : {}),
+    ...(max !== undefined ? { maxInstructions: max } : {}),
+    onProgress: (line) => io.err(`${line}\n`),
+    // The consoles are in each machine's record (--json, the HTML tables), not streamed.
+    ...(json ? {} : { onScenario: (s, i) => io.out(`${i > 0 ? "\n" : ""}${formatScenario(s, i)}\n`) }),
+  });
+  if (json) io.out(`${JSON.stringify(result, null, 2)}\n`);
+  else {
+    const reports = result.scenarios.flatMap((s) => s.reports);
+    const isolation = result.scenarios.flatMap((s) => s.isolation);
+    if (reports.length > 0) io.out(`\nStatistics of every machine the tour ran\n${formatReports(reports)}\n`);
+    if (isolation.length > 0) io.out(`\n${formatIsolation(isolation)}\n`);
+    io.out(`\n${formatTourSummary(result)}\n`);
+  }
+  if (typeof html === "string") {
+    writeTourHtml(html, result);
+    io.err(`vtlab demo: wrote the HTML report to ${html}\n`);
+  }
+  return result.ok ? 0 : 1;
 }
 
 function shell(args: readonly string[], io: Io): number | Promise<number> {

@@ -388,6 +388,11 @@ export type DemoScenario = (typeof DEMO_SCENARIOS)[number];
 export interface DemoOptions extends RunOptions {
   /** Workloads and scenarios to run (default all). */
   readonly workloads?: readonly DemoScenario[];
+  /**
+   * Extra kernel command-line parameters per workload, after `workload=<name>` (the reference
+   * kernel's `key=N` parameters, e.g. `{ disk: "mib=1" }`); none by default.
+   */
+  readonly cmdline?: Partial<Record<DemoWorkload, string>>;
 }
 
 export interface DemoResult {
@@ -410,6 +415,8 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
   for (const hap of [false, true]) {
     for (const w of selected) {
       if (w === "iommu") continue;
+      const extra = options.cmdline?.[w];
+      const cmdline = extra === undefined || extra === "" ? `workload=${w}` : `workload=${w} ${extra}`;
       const hv = new Hypervisor({ memoryMiB: 512, pciDevices: hostPciDevices() });
       const name = `${w}-${hap ? "ept" : "shadow"}`;
       const t0 = performance.now();
@@ -425,7 +432,7 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
         // The NVMe machine: the host's controller at 00:04.0 assigned to it (strict IOMMU).
         const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: new MemoryBlockBackend(16384), onConsole }) });
         const device = w === "pvdisk" ? `disk = [ "format=raw, vdev=xvda, access=rw, target=pvdisk.img" ]` : `pci = [ "00:04.0" ]`;
-        const config = parseDomainConfig(`name = "${name}"\nmemory = 128\nhap = ${hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "workload=${w}"\n${device}\n`, "<vtlab demo>");
+        const config = parseDomainConfig(`name = "${name}"\nmemory = 128\nhap = ${hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "${cmdline}"\n${device}\n`, "<vtlab demo>");
         let m: ManagedDomain;
         try {
           m = toolstack.create(config, "<vtlab demo>");
@@ -445,7 +452,7 @@ export function runDemo(options: DemoOptions = {}): DemoResult {
           memoryMiB: 128,
           hap,
           kernel,
-          cmdline: `workload=${w}`,
+          cmdline,
           disk: new MemoryBlockBackend(16384),
           onConsole,
         });

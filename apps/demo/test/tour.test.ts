@@ -1,0 +1,89 @@
+/**
+ * The tour (`runTour`, `vtlab demo`): each scenario's checks computed from short runs (the
+ * reference kernel's size parameters made small), the Linux boot listed as not available.
+ * The command line and the HTML report are in test/tour-cli.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { runTour, type TourScenarioResult } from "@vtlab/demo";
+
+const bar = (s: TourScenarioResult, figure: string, label: string) => {
+  const f = s.figures.find((x) => x.title.startsWith(figure));
+  expect(f, figure).toBeDefined();
+  const b = f!.bars.find((x) => x.label === label);
+  expect(b, `${figure}: ${label}`).toBeDefined();
+  return b!.value;
+};
+
+const expectAllHold = (s: TourScenarioResult) => {
+  expect(s.available).toBe(true);
+  expect(s.checks.length).toBeGreaterThan(0);
+  for (const c of s.checks) expect({ statement: c.statement, detail: c.detail, holds: c.holds }).toEqual({ statement: c.statement, detail: c.detail, holds: true });
+};
+
+describe("vtlab demo: the tour of the seeds", () => {
+  it("shadow-ept: EPT has fewer paging exits per PT write and per fork, takes less time; compute near-equal once boot cancels out", { timeout: 120_000 }, () => {
+    const { scenarios, ok } = runTour({ scenarios: ["shadow-ept"], sizes: { ptemodIterations: 40, forkwaitForks: 40, computeIterations: 200_000 } });
+    expect(scenarios.map((s) => s.name)).toEqual(["shadow-ept"]);
+    const [s] = scenarios as [TourScenarioResult];
+    expectAllHold(s);
+    expect(ok).toBe(true);
+    const shadow = bar(s, "ptemod: paging VM exits per guest page-table write", "ptemod shadow")!;
+    const ept = bar(s, "ptemod: paging VM exits per guest page-table write", "ptemod ept")!;
+    // Shadow paging emulates each guest PTE write (at least one exit each); EPT takes none.
+    expect(shadow).toBeGreaterThanOrEqual(1);
+    expect(ept).toBeLessThan(0.1);
+    expect(bar(s, "forkwait: paging VM exits per fork", "forkwait shadow")!).toBeGreaterThan(10 * Math.max(bar(s, "forkwait: paging VM exits per fork", "forkwait ept")!, 0.01));
+    expect(s.checks.find((c) => c.statement.startsWith("ptemod: EPT has fewer"))!.detail).toMatch(/^[\d.,]+ vs [\d.,]+$/);
+    // The figures come from the runs: the six full-size machines are in the reports.
+    expect(s.reports.map((r) => r.name)).toEqual(["ptemod-shadow", "ptemod-ept", "forkwait-shadow", "forkwait-ept", "compute-shadow", "compute-ept"]);
+    expect(bar(s, "Modelled time of the whole run", "ptemod ept")).toBe(s.reports[1]!.modelledMs);
+  });
+
+  it("disk-pv at mib=1: fewer exits per disk MiB through blkfront on both paging modes, the same checksum", { timeout: 60_000 }, () => {
+    const { scenarios, ok } = runTour({ scenarios: ["disk-pv"], sizes: { diskMiB: 1 } });
+    const [s] = scenarios as [TourScenarioResult];
+    expectAllHold(s);
+    expect(ok).toBe(true);
+    for (const mmu of ["shadow", "ept"]) expect(bar(s, "VM exits per disk MiB", `pvdisk ${mmu}`)!).toBeLessThan(bar(s, "VM exits per disk MiB", `disk ${mmu}`)!);
+    expect(s.reports.every((r) => r.diskMiB >= 2)).toBe(true);
+  });
+
+  it("netfront at count=2: events, grant ops and exits per frame from the net-ping/net-pong pair; no emulated NIC, said so", { timeout: 60_000 }, () => {
+    const { scenarios } = runTour({ scenarios: ["netfront"], sizes: { netCount: 2 } });
+    const [s] = scenarios as [TourScenarioResult];
+    expectAllHold(s);
+    expect(s.note).toContain("no emulated NIC");
+    // ARP and 2 echoes: 3 frames out and 3 in on each vif.
+    expect(s.reports.map((r) => [r.name, r.ringRequests, r.grantOps])).toEqual([
+      ["net-ping", 6, 6],
+      ["net-pong", 6, 6],
+    ]);
+    expect(bar(s, "Event-channel events per frame", "net-ping")).toBeCloseTo(s.reports[0]!.events / 6, 10);
+  });
+
+  it("iommu at mib=1: the nvme machines fault-free; the attack blocked with the IOMMU and reaching the victim without", { timeout: 90_000 }, () => {
+    const { scenarios } = runTour({ scenarios: ["iommu"], sizes: { diskMiB: 1 } });
+    const [s] = scenarios as [TourScenarioResult];
+    expectAllHold(s);
+    expect(s.isolation.map((r) => r.iommu)).toEqual(["on", "off"]);
+    expect(bar(s, "Victim pages changed by the attack", "with the IOMMU")).toBe(0);
+    expect(bar(s, "Victim pages changed by the attack", "iommu = 0")!).toBeGreaterThan(0);
+  });
+
+  it("linux-boot is listed as not yet available, without figures or checks; scenarios run in tour order; bad sizes are errors", () => {
+    const r = runTour({ scenarios: ["linux-boot"] });
+    expect(r.ok).toBe(true);
+    expect(r.scenarios).toMatchObject([{ name: "linux-boot", available: false, figures: [], checks: [], reports: [] }]);
+    expect(r.scenarios[0]!.note).toContain("issue 16");
+    expect(() => runTour({ scenarios: ["linux-boot"], sizes: { diskMiB: 9 } })).toThrow(/sizes\.diskMiB: 9 is not an integer from 1 to 8/);
+    expect(() => runTour({ scenarios: ["linux-boot"], sizes: { ptemodIterations: 1.5 } })).toThrow(/sizes\.ptemodIterations/);
+  });
+
+  it("a run that does not bear the claim out fails its checks (machines stopped by the budget)", { timeout: 60_000 }, () => {
+    const r = runTour({ scenarios: ["netfront"], maxInstructions: 100_000 });
+    expect(r.ok).toBe(false);
+    const exit0 = r.scenarios[0]!.checks[0]!;
+    expect(exit0.holds).toBe(false);
+    expect(exit0.detail).toMatch(/net-ping: running/);
+  });
+});
