@@ -1,9 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as archFromSource from "@vtlab/arch";
+import { importedPackages, installLine, pool, run, runnableExamples } from "./packed.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../../..");
@@ -67,4 +69,152 @@ describe("@vtlab/hypervisor as built", () => {
     // memory_op, set_timer_op, xen_version, console_io, grant_table_op, vcpu_op, sched_op, event_channel_op, hvm_op (xen.h numbers)
     expect(got.names).toEqual(["memory_op", "set_timer_op", "xen_version", "console_io", "grant_table_op", "vcpu_op", "sched_op", "event_channel_op", "hvm_op"]);
   });
+});
+
+// Every public package packed with pnpm (which applies publishConfig and rewrites workspace:
+// ranges), installed from the tarballs alone into a scratch project outside the workspace, and
+// every README example run there as written. Needs `pnpm build` first (`pnpm test` builds).
+const packagesDir = join(root, "packages");
+const pnpm = ["-y", "pnpm@9.15.9"];
+interface Manifest {
+  name: string;
+  private?: boolean;
+  exports?: Record<string, unknown>;
+  main?: string;
+  types?: string;
+  license?: string;
+  engines?: Record<string, string>;
+  repository?: unknown;
+  homepage?: string;
+  bugs?: unknown;
+  dependencies?: Record<string, string>;
+}
+interface Packed {
+  dir: string;
+  name: string;
+  tarball: string;
+  files: string[];
+  manifest: Manifest;
+}
+const publicDirs = readdirSync(packagesDir)
+  .filter((d) => existsSync(join(packagesDir, d, "package.json")))
+  .filter((d) => !(JSON.parse(readFileSync(join(packagesDir, d, "package.json"), "utf8")) as Manifest).private)
+  .sort();
+
+function exportTargets(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  if (value && typeof value === "object") return Object.values(value).flatMap(exportTargets);
+  return [];
+}
+
+describe("every public package, packed and installed outside the workspace", () => {
+  let scratch = "";
+  const packed: Packed[] = [];
+  let install: { code: number | null; stderr: string } = { code: null, stderr: "" };
+
+  beforeAll(async () => {
+    scratch = mkdtempSync(join(tmpdir(), "vtlab-packed-"));
+    const tarballs = join(scratch, "tarballs");
+    mkdirSync(tarballs);
+    for (const d of publicDirs) {
+      expect(existsSync(join(packagesDir, d, "dist/index.js")), `packages/${d}/dist: run pnpm build first`).toBe(true);
+    }
+    // pnpm pack runs one at a time per package (two in flight: the machine has two cores).
+    await pool(publicDirs, 2, async (d) => {
+      const r = await run("npx", [...pnpm, "pack", "--pack-destination", tarballs], join(packagesDir, d));
+      expect(r.code, r.stderr).toBe(0);
+    });
+    for (const d of publicDirs) {
+      const name = (JSON.parse(readFileSync(join(packagesDir, d, "package.json"), "utf8")) as Manifest).name;
+      const tarball = join(tarballs, `${name.replace("@", "").replace("/", "-")}-0.0.0.tgz`);
+      const list = await run("tar", ["tzf", tarball], scratch);
+      const files = list.stdout.split("\n").filter((f) => f !== "").map((f) => f.replace(/^package\//, ""));
+      const manifestText = (await run("tar", ["xzf", tarball, "-O", "package/package.json"], scratch)).stdout;
+      packed.push({ dir: d, name, tarball, files, manifest: JSON.parse(manifestText) as Manifest });
+    }
+    writeFileSync(join(scratch, "package.json"), JSON.stringify({ name: "vtlab-scratch", private: true, type: "module" }, null, 2));
+    const r = await run("npm", ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error", ...packed.map((p) => p.tarball)], scratch);
+    install = { code: r.code, stderr: r.stderr };
+  }, 170_000);
+
+  afterAll(() => {
+    if (scratch !== "") rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("is all twelve packages, none of them empty, in a scratch project outside the workspace", () => {
+    expect(publicDirs).toHaveLength(12);
+    expect(relative(root, scratch).startsWith("..")).toBe(true);
+    for (const p of packed) {
+      const keys = Object.keys(JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", `console.log(JSON.stringify(Object.keys(await import(${JSON.stringify(join(packagesDir, p.dir, "dist/index.js"))}))))`], { encoding: "utf8" })) as string[]);
+      expect(keys.length, p.name).toBeGreaterThan(0);
+    }
+  });
+
+  it("publishes manifests with metadata, caret ranges and exports that point only into the tarball, without @vtlab/source", () => {
+    for (const p of packed) {
+      const text = JSON.stringify(p.manifest);
+      expect(text, p.name).not.toContain("@vtlab/source");
+      expect(text, p.name).not.toContain("workspace:");
+      expect(p.manifest, p.name).toMatchObject({ license: "MIT", engines: { node: ">=20" } });
+      expect(p.manifest.repository, p.name).toBeDefined();
+      expect(p.manifest.homepage, p.name).toBeDefined();
+      expect(p.manifest.bugs, p.name).toBeDefined();
+      for (const range of Object.values(p.manifest.dependencies ?? {})) expect(range, p.name).toMatch(/^\^/);
+      expect(p.files, p.name).toEqual(expect.arrayContaining(["LICENSE", "README.md", "package.json", "dist/index.js", "dist/index.d.ts"]));
+      expect(p.files.filter((f) => f.startsWith("src/") || f.startsWith("test/")), p.name).toEqual([]);
+      const targets = [...exportTargets(p.manifest.exports), p.manifest.main, p.manifest.types].filter((t): t is string => t !== undefined);
+      for (const t of targets) {
+        const file = t.replace(/^\.\//, "");
+        if (file.endsWith("*")) expect(p.files.some((f) => f.startsWith(file.slice(0, -1))), `${p.name}: ${t}`).toBe(true);
+        else expect(p.files, `${p.name}: ${t}`).toContain(file);
+      }
+    }
+  });
+
+  it("installs from the tarballs alone (no registry)", () => {
+    expect(install.code, install.stderr).toBe(0);
+    for (const p of packed) expect(existsSync(join(scratch, "node_modules", p.name, "package.json")), p.name).toBe(true);
+  });
+
+  it("has an install line and ESM only in every README, and runnable examples that import only what it installs", () => {
+    for (const d of publicDirs) {
+      const readme = readFileSync(join(packagesDir, d, "README.md"), "utf8");
+      const name = packed.find((p) => p.dir === d)!.name;
+      const line = installLine(readme);
+      expect(line, `${d}/README.md install line`).toBeDefined();
+      expect(line, d).toContain(name);
+      expect(readme, d).toMatch(/ESM only/);
+      const examples = runnableExamples(readme);
+      expect(examples.length, `${d}/README.md runnable examples`).toBeGreaterThan(0);
+      for (const b of examples) for (const imported of importedPackages(b.code)) expect(line, `${d}/README.md:${b.line} imports ${imported}`).toContain(imported);
+    }
+  });
+
+  it("runs and type-checks every README example as written from the installed packages", async () => {
+    expect(install.code, install.stderr).toBe(0);
+    const examplesDir = join(scratch, "examples");
+    mkdirSync(examplesDir);
+    const examples: { file: string; where: string }[] = [];
+    for (const d of publicDirs) {
+      for (const b of runnableExamples(readFileSync(join(packagesDir, d, "README.md"), "utf8"))) {
+        const file = join(examplesDir, `${d}-${b.line}.ts`);
+        writeFileSync(file, b.code);
+        examples.push({ file, where: `packages/${d}/README.md:${b.line}` });
+      }
+    }
+    writeFileSync(join(scratch, "tsconfig.json"), JSON.stringify({
+      compilerOptions: {
+        strict: true, noEmit: true, target: "ES2022", module: "NodeNext", moduleResolution: "NodeNext", lib: ["ES2022", "DOM"],
+        // A consumer's usual strict settings; @types/node from the workspace (the scratch project installs only the tarballs).
+        types: ["node"], typeRoots: [join(root, "node_modules/@types")], skipLibCheck: true,
+      },
+      include: ["examples"],
+    }));
+    const tsc = run(bin("tsc"), ["-p", join(scratch, "tsconfig.json")], scratch, 120_000);
+    const results = await pool(examples, 2, (e) => run(bin("tsx"), [e.file], scratch, 60_000));
+    const failed = examples.flatMap((e, i) => (results[i]!.code === 0 ? [] : [`${e.where} (exit ${results[i]!.code}):\n${results[i]!.stderr}`]));
+    expect(failed).toEqual([]);
+    const typecheck = await tsc;
+    expect(typecheck.code, typecheck.stdout).toBe(0);
+  }, 170_000);
 });
