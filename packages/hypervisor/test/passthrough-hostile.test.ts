@@ -191,6 +191,27 @@ describe("64-bit addresses from queue entries are not rounded through a float", 
     expect(g.run(0, { opc: NvmeAdminOpcode.CreateIoSq, prp1: (1n << 63n) | 0x40n, cdw10: ((ENTRIES - 1) << 16) | 1, cdw11: (1 << 16) | 1 })).toBe(NvmeStatus.InvalidFieldInCommand);
   });
 
+  it("admin queues at the top of the 64-bit space: the fetch faults, CSTS.CFS is set, the fault is logged, nothing throws", () => {
+    for (const iommu of [true, false]) {
+      const { hv, nvme } = nvmeHost(iommu ? {} : { iommu: false });
+      const a = guest(hv, "a", [NVME]);
+      const g = nvmeDriver(a);
+      g.cfg(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+      g.setReg(NvmeReg.Aqa, 0x0fff_0fff); // 4096 entries: the last SQ entry is past 2^64
+      g.setReg(NvmeReg.Asq, 0xffff_f000);
+      g.setReg(NvmeReg.AsqHi, 0xffff_ffff);
+      g.setReg(NvmeReg.Acq, 0xffff_f000);
+      g.setReg(NvmeReg.AcqHi, 0xffff_ffff);
+      g.setReg(NvmeReg.Cc, CC_EN | (6 << CC_IOSQES_SHIFT) | (4 << CC_IOCQES_SHIFT));
+      expect(g.reg(NvmeReg.Csts)).toBe(CSTS_RDY);
+      g.setReg(sqTailDoorbell(0), 4095);
+      expect(g.reg(NvmeReg.Csts) & CSTS_CFS).toBe(CSTS_CFS);
+      expect(nvme.stats.recentFaults).toMatchObject([{ site: "sq-entry", write: false }]);
+      if (iommu) expect(a.stats().iommu!.faultLog).toMatchObject([{ bdf: NVME, access: "read" }]);
+      expect(a.state).toBe("running");
+    }
+  });
+
   for (const iommu of [true, false]) {
     it(`fast-check (${iommu ? "VT-d" : "iommu = 0"}): PRPs, list entries and queue bases anywhere in 64 bits never throw; the other domain is untouched`, () => {
       const { hv, nvme } = nvmeHost(iommu ? {} : { iommu: false });
@@ -245,7 +266,7 @@ describe("checked in review and found answered", () => {
     expect(unit.iotlb.lookup(a.id, BUF)).toBeGreaterThanOrEqual(0); // the deferred window is open
     hv.destroyDomain("a");
     expect(unit.iotlb.lookup(a.id, BUF)).toBeLessThan(0); // deassign_device's domain flush closed it
-    expect(hv.passthrough.iommu.stateOf(a)?.pendingInvalidations ?? 0).toBe(0);
+    expect(hv.passthrough.iommu.stateOf(a)?.pending ?? 0).toBe(0);
   });
 
   it("work queued while bus mastering was off dies with the domain: the next owner sees a reset controller", () => {
