@@ -1,0 +1,159 @@
+/**
+ * The page: pick a machine, boot it in the worker (worker.ts), show its console in an xterm.js
+ * terminal whose keys go to the guest's COM1, chart its exits, MIPS and modelled time, and drive
+ * it with xl's pause, unpause, destroy and restart.
+ */
+import { Terminal } from "@xterm/xterm";
+import "@xterm/xterm/css/xterm.css";
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import kernelUrl from "vtlab-kernel.elf?url";
+import { LiveCharts } from "./charts.js";
+import { WEB_WORKLOADS, machineName, type FromWorker, type MachineChoice, type StatsSample, type ToWorker } from "./protocol.js";
+
+function byId<T extends HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (el === null) throw new Error(`vtlab bug: the page has no #${id}`);
+  return el as T;
+}
+
+const MACHINES: readonly MachineChoice[] = WEB_WORKLOADS.flatMap((workload) => [true, false].map((hap) => ({ workload, hap })));
+
+const SUMMARIES: Record<string, string> = {
+  compute: "four processes computing checksums: few exits, the MMU modes agree",
+  ptemod: "page-table-heavy: shadow paging traps and emulates the guest's PTE writes, EPT does not",
+  forkwait: "fork and wait: address spaces created and torn down",
+  disk: "2 MiB through the emulated ATA disk: port-I/O exits for every sector",
+  nvme: 'the same 2 MiB through an NVMe controller assigned with pci = [ "00:04.0" ], DMA remapped by the VT-d IOMMU',
+};
+
+const term = new Terminal({ cols: 100, rows: 24, convertEol: true, fontSize: 13, scrollback: 5000 });
+term.open(byId("terminal"));
+const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"));
+const status = byId<HTMLParagraphElement>("status");
+const counters = byId<HTMLTableElement>("counters");
+const buttons = {
+  boot: byId<HTMLButtonElement>("boot"),
+  pause: byId<HTMLButtonElement>("pause"),
+  unpause: byId<HTMLButtonElement>("unpause"),
+  destroy: byId<HTMLButtonElement>("destroy"),
+  restart: byId<HTMLButtonElement>("restart"),
+};
+
+let selected: MachineChoice = MACHINES[0]!;
+const list = byId("machine-list");
+for (const m of MACHINES) {
+  const label = document.createElement("label");
+  const input = document.createElement("input");
+  input.type = "radio";
+  input.name = "machine";
+  input.value = machineName(m);
+  input.checked = m === selected;
+  input.addEventListener("change", () => (selected = m));
+  label.append(input, ` ${machineName(m)}`);
+  label.title = SUMMARIES[m.workload] ?? "";
+  list.append(label);
+}
+
+let worker: Worker | undefined;
+
+function send(m: ToWorker): void {
+  worker?.postMessage(m);
+}
+
+function setState(state: string, detail: string): void {
+  status.textContent = `${machineName(selected)}: ${detail}`;
+  status.dataset.state = state;
+  const alive = state === "running" || state === "paused";
+  buttons.pause.disabled = state !== "running";
+  buttons.unpause.disabled = state !== "paused";
+  buttons.destroy.disabled = !alive;
+  buttons.restart.disabled = worker === undefined;
+}
+
+function showCounters(s: StatsSample): void {
+  const rows: [string, string][] = [
+    ["instructions", s.instructions.toLocaleString("en")],
+    ["VM exits", s.vmExits.toLocaleString("en")],
+    ["shadow page faults", s.shadowFaults === null ? "- (EPT)" : s.shadowFaults.toLocaleString("en")],
+    ["emulated PT writes", s.emulatedPtWrites === null ? "- (EPT)" : s.emulatedPtWrites.toLocaleString("en")],
+    ["guest walk references", s.walkReferences.toLocaleString("en")],
+    ["EPT references", s.eptReferences.toLocaleString("en")],
+    ["modelled ms", s.modelledMs.toFixed(2)],
+  ];
+  const body = counters.tBodies[0]!;
+  body.replaceChildren(
+    ...rows.map(([k, v]) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.textContent = k;
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(th, td);
+      return tr;
+    }),
+  );
+}
+
+function onMessage(ev: MessageEvent<FromWorker>): void {
+  const m = ev.data;
+  switch (m.type) {
+    case "console":
+      term.write(m.text);
+      break;
+    case "stats":
+      charts.add(m.sample);
+      showCounters(m.sample);
+      break;
+    case "state":
+      setState(m.state, m.detail);
+      break;
+    case "error":
+      term.write(`\r\n[vtlab] ${m.message}\r\n`);
+      setState("error", m.message);
+      break;
+  }
+}
+
+function fresh(): void {
+  term.reset();
+  charts.clear();
+}
+
+buttons.boot.addEventListener("click", () => {
+  worker?.terminate();
+  fresh();
+  worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+  worker.onmessage = onMessage;
+  worker.onerror = (e) => {
+    console.error(`vtlab worker: ${e.message}`);
+    term.write(`\r\n[vtlab] worker error: ${e.message}\r\n`);
+    setState("error", `worker error: ${e.message}`);
+  };
+  setState("booting", "booting");
+  send({ type: "boot", machine: selected, kernelUrl: new URL(kernelUrl, document.baseURI).href });
+});
+buttons.pause.addEventListener("click", () => send({ type: "pause" }));
+buttons.unpause.addEventListener("click", () => send({ type: "unpause" }));
+buttons.destroy.addEventListener("click", () => send({ type: "destroy" }));
+buttons.restart.addEventListener("click", () => {
+  fresh();
+  send({ type: "restart" });
+});
+// Keys typed at the terminal go to the guest's COM1 receive queue (CR as the terminal sends it).
+term.onData((data) => send({ type: "input", bytes: [...new TextEncoder().encode(data)] }));
+
+/** What the browser test reads: the terminal's buffer as text, line by line. */
+declare global {
+  interface Window {
+    vtlab: { consoleText(): string };
+  }
+}
+window.vtlab = {
+  consoleText(): string {
+    const b = term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
+    return lines.join("\n");
+  },
+};

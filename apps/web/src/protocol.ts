@@ -1,0 +1,50 @@
+/**
+ * The messages between the page and the machine worker (worker.ts). Plain objects only, so
+ * they cross postMessage by structured clone.
+ */
+
+/** The reference kernel's workloads the page offers (packages/guests/images/kernel.elf, `workload=`). */
+export const WEB_WORKLOADS = ["compute", "ptemod", "forkwait", "disk", "nvme"] as const;
+export type WebWorkload = (typeof WEB_WORKLOADS)[number];
+
+export interface MachineChoice {
+  readonly workload: WebWorkload;
+  /** true: EPT (xl.cfg hap = 1); false: shadow paging (hap = 0). */
+  readonly hap: boolean;
+}
+
+/** A machine's name as the page and `vtlab demo` write it: `compute-ept`, `nvme-shadow`. */
+export function machineName(m: MachineChoice): string {
+  return `${m.workload}-${m.hap ? "ept" : "shadow"}`;
+}
+
+export type ToWorker =
+  | { readonly type: "boot"; readonly machine: MachineChoice; readonly kernelUrl: string }
+  | { readonly type: "pause" }
+  | { readonly type: "unpause" }
+  | { readonly type: "destroy" }
+  | { readonly type: "restart" }
+  /** Keyboard bytes for the guest's COM1 16550 receive queue. */
+  | { readonly type: "input"; readonly bytes: readonly number[] };
+
+/** One statistics sample of the running domain (counters are totals since boot). */
+export interface StatsSample {
+  /** Wall milliseconds since boot (performance.now in the worker: only the page's clock, never the model's). */
+  readonly wallMs: number;
+  /** Modelled time (the host's simulated clock), milliseconds. */
+  readonly modelledMs: number;
+  readonly instructions: number;
+  readonly vmExits: number;
+  readonly exitsByReason: Record<string, number>;
+  readonly shadowFaults: number | null;
+  readonly emulatedPtWrites: number | null;
+  readonly eptReferences: number;
+  readonly walkReferences: number;
+}
+
+export type FromWorker =
+  | { readonly type: "console"; readonly text: string }
+  | { readonly type: "stats"; readonly sample: StatsSample }
+  | { readonly type: "state"; readonly state: string; readonly detail: string }
+  /** Booting failed (a DomainError: the machine's configuration was refused). */
+  | { readonly type: "error"; readonly message: string };

@@ -1,0 +1,138 @@
+// The page in a real browser: Debian's chromium (installed with apt-get when missing, as root in
+// CI; never skipped), driven by puppeteer-core over the DevTools protocol. The page is built with
+// Vite into a temporary directory and served by `vite preview`; the test boots compute on EPT,
+// reads the guest's PASS line from the xterm.js terminal, checks the charts got points, takes a
+// screenshot, and fails on any console error or uncaught error of the page or its worker.
+// Every child process is spawned asynchronously, so the vitest worker is never blocked.
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import { preview, type PreviewServer } from "vite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL("..", import.meta.url));
+const CHROMIUM = "/usr/bin/chromium";
+/** PNG's signature (PNG spec 5.2). */
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+async function ensureChromium(): Promise<void> {
+  if (existsSync(CHROMIUM)) return;
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  await run("apt-get", ["update"], { env, timeout: 300_000 });
+  await run("apt-get", ["install", "-y", "chromium"], { env, timeout: 600_000, maxBuffer: 64 * 1024 * 1024 });
+}
+
+/** `vite build --outDir dir` in a child process; rejects with its output if it fails. */
+function build(outDir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const vite = fileURLToPath(new URL("../node_modules/vite/bin/vite.js", import.meta.url));
+    const child = spawn(process.execPath, [vite, "build", "--outDir", outDir, "--emptyOutDir", "--logLevel", "warn"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (out += b.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`vite build exited ${code}:\n${out}`))));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+describe("the web page in chromium", () => {
+  let dir: string;
+  let server: PreviewServer | undefined;
+  let browser: Browser | undefined;
+  let url: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "vtlab-web-"));
+    await Promise.all([ensureChromium(), build(join(dir, "dist"))]);
+    const port = await freePort();
+    server = await preview({ root, configFile: join(root, "vite.config.ts"), logLevel: "warn", build: { outDir: join(dir, "dist") }, preview: { port, strictPort: true, host: "127.0.0.1" } });
+    url = `http://127.0.0.1:${port}/`;
+    browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  }, 600_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A fresh page that records every console error, page error and failed request. */
+  async function open(): Promise<{ page: Page; errors: string[] }> {
+    const page = await browser!.newPage();
+    const errors: string[] = [];
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(`console: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => errors.push(`pageerror: ${e instanceof Error ? e.message : String(e)}`));
+    page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ""}`));
+    page.on("workercreated", (w) => {
+      w.on("console", (m) => {
+        if (m.type() === "error") errors.push(`worker console: ${m.text()}`);
+      });
+    });
+    await page.setViewport({ width: 1280, height: 1100 });
+    await page.goto(url, { waitUntil: "load" });
+    return { page, errors };
+  }
+
+  it("boots compute on EPT, shows PASS in the terminal, charts it and takes a screenshot", async () => {
+    const { page, errors } = await open();
+    await page.click('input[value="compute-ept"]');
+    await page.click("#boot");
+    await page.waitForFunction(() => /PASS compute [0-9a-f]{16}/.test(window.vtlab.consoleText()), { timeout: 60_000 });
+    const text = await page.evaluate(() => window.vtlab.consoleText());
+    expect(text).toContain("vtlab reference kernel: workload=compute");
+    // The terminal's own rendering (xterm.js DOM rows) shows it too.
+    const rows = await page.$eval(".xterm-rows", (el) => el.textContent ?? "");
+    expect(rows).toContain("PASS compute");
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "shutdown", { timeout: 30_000 });
+    expect(await page.$eval("#status", (el) => el.textContent ?? "")).toContain("exit code 0");
+    for (const id of ["chart-exits", "chart-mips", "chart-modelled"]) {
+      const points = Number(await page.$eval(`#${id}`, (el) => el.getAttribute("data-points")));
+      expect(points, id).toBeGreaterThan(0);
+      expect(await page.$eval(`#${id}`, (el) => el.querySelector("canvas") !== null), id).toBe(true);
+    }
+    const shot = join(dir, "compute-ept.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    const png = readFileSync(shot);
+    expect(png.length).toBeGreaterThan(1000);
+    expect([...png.subarray(0, 8)]).toEqual(PNG_SIGNATURE);
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 90_000);
+
+  it("pauses, unpauses, destroys and restarts a machine as xl does", async () => {
+    const { page, errors } = await open();
+    await page.click('input[value="compute-shadow"]');
+    await page.click("#boot");
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "running", { timeout: 30_000 });
+    await page.click("#pause");
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "paused", { timeout: 10_000 });
+    await page.click("#unpause");
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "running", { timeout: 10_000 });
+    await page.click("#destroy");
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "destroyed", { timeout: 10_000 });
+    await page.click("#restart");
+    await page.waitForFunction(() => /PASS compute [0-9a-f]{16}/.test(window.vtlab.consoleText()), { timeout: 60_000 });
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 90_000);
+});
