@@ -10,6 +10,6 @@ export type { ShellIo, ShellOptions } from "./shell.js";
 export { formatTable } from "./table.js";
 export { main, USAGE, SHELL_PROMPT } from "./cli.js";
 export type { Io } from "./cli.js";
-export { runTour, formatTour, formatScenario, formatTourSummary, formatCheck, parseScenarios, pagingExits, TOUR_SCENARIOS, PAGING_EXIT_REASONS, COMPUTE_NEAR_EQUAL } from "./tour.js";
-export type { TourOptions, TourSizes, TourResult, TourScenarioResult, TourScenarioName, TourFigure, TourBar, TourCheck } from "./tour.js";
+export { runTour, formatTour, formatScenario, formatTourSummary, formatCheck, parseScenarios, pagingExits, TOUR_SCENARIOS, SHADOW_EPT_WORKLOADS, PAGING_EXIT_REASONS, COMPUTE_NEAR_EQUAL } from "./tour.js";
+export type { ShadowEptWorkload, TourOptions, TourSizes, TourResult, TourScenarioResult, TourScenarioName, TourFigure, TourBar, TourCheck } from "./tour.js";
 export { renderTourHtml, writeTourHtml, checkHtmlTarget, figureSvg, escapeHtml, HtmlReportError } from "./html.js";

@@ -21,6 +21,8 @@ export interface TourOptions extends RunOptions {
   readonly scenarios?: readonly TourScenarioName[];
   /** Workload sizes (the reference kernel's parameters), for short runs; the kernel's defaults otherwise. */
   readonly sizes?: TourSizes;
+  /** shadow-ept's workloads (default all three), to split a long run. */
+  readonly shadowEptWorkloads?: readonly ShadowEptWorkload[];
   /** Each scenario's result as soon as it has run (`vtlab demo` prints it then). */
   readonly onScenario?: (result: TourScenarioResult, index: number) => void;
 }
@@ -47,6 +49,10 @@ export const FORKWAIT_DEFAULT_FORKS = 1000;
 export const COMPUTE_DEFAULT_ITERATIONS = 1_000_000;
 export const DISK_DEFAULT_MIB = 2;
 export const NET_DEFAULT_COUNT = 10;
+
+/** The workloads of the shadow-ept scenario. */
+export const SHADOW_EPT_WORKLOADS = ["ptemod", "forkwait", "compute"] as const;
+export type ShadowEptWorkload = (typeof SHADOW_EPT_WORKLOADS)[number];
 
 /** One bar of a figure. `value` is null where the quantity does not exist (no disk traffic, say). */
 export interface TourBar {
@@ -161,7 +167,7 @@ interface Differenced {
  * the cost of n/2 units of the workload alone, the boot and the console cancelled out (on shadow
  * paging the boot's frame pool is ~32,000 shadow faults, more than a short workload's own).
  */
-function differenced(options: TourOptions, w: "ptemod" | "forkwait" | "compute", param: string, n: number, extra: string): Differenced {
+function differenced(options: TourOptions, w: ShadowEptWorkload, param: string, n: number, extra: string): Differenced {
   const run = (k: number) => runDemo({ ...options, workloads: [w], cmdline: { [w]: `${param}=${k}${extra}` } });
   const full = run(n);
   const half = run(halfOf(n));
@@ -192,52 +198,72 @@ function netCount(options: TourOptions): number {
 
 function shadowVsEpt(options: TourOptions): TourScenarioResult {
   const sizes = options.sizes ?? {};
-  const ptemodN = positiveInteger("ptemodIterations", sizes.ptemodIterations, PTEMOD_DEFAULT_ITERATIONS);
-  const forkwaitN = positiveInteger("forkwaitForks", sizes.forkwaitForks, FORKWAIT_DEFAULT_FORKS);
-  const computeN = positiveInteger("computeIterations", sizes.computeIterations, COMPUTE_DEFAULT_ITERATIONS);
-  const runs = {
-    ptemod: differenced(options, "ptemod", "iterations", ptemodN, ` pages=${PTEMOD_PAGES}`),
-    forkwait: differenced(options, "forkwait", "forks", forkwaitN, ""),
-    compute: differenced(options, "compute", "iterations", computeN, ""),
+  const n = {
+    ptemod: positiveInteger("ptemodIterations", sizes.ptemodIterations, PTEMOD_DEFAULT_ITERATIONS),
+    forkwait: positiveInteger("forkwaitForks", sizes.forkwaitForks, FORKWAIT_DEFAULT_FORKS),
+    compute: positiveInteger("computeIterations", sizes.computeIterations, COMPUTE_DEFAULT_ITERATIONS),
   };
+  const param = { ptemod: ["iterations", ` pages=${PTEMOD_PAGES}`], forkwait: ["forks", ""], compute: ["iterations", ""] } as const;
+  const selected = SHADOW_EPT_WORKLOADS.filter((w) => (options.shadowEptWorkloads ?? SHADOW_EPT_WORKLOADS).includes(w));
+  const runs = new Map<ShadowEptWorkload, Differenced>(selected.map((w) => [w, differenced(options, w, param[w][0], n[w], param[w][1])]));
   const units = {
     // ptemod: each iteration writes and then unmaps each of its pages: 2 x pages PTE writes.
-    ptemod: (ptemodN - halfOf(ptemodN)) * 2 * PTEMOD_PAGES,
-    forkwait: forkwaitN - halfOf(forkwaitN),
-    compute: computeN - halfOf(computeN),
+    ptemod: (n.ptemod - halfOf(n.ptemod)) * 2 * PTEMOD_PAGES,
+    forkwait: n.forkwait - halfOf(n.forkwait),
+    compute: n.compute - halfOf(n.compute),
   };
-  const reports = [...runs.ptemod.full, ...runs.forkwait.full, ...runs.compute.full];
-  const unavailable = [...runs.ptemod.unavailable, ...runs.forkwait.unavailable, ...runs.compute.unavailable];
-  const pick = (rs: readonly MachineReport[], mmu: string) => rs.find((x) => x.mmu === mmu);
+  const all = [...runs.values()];
+  const reports = all.flatMap((d) => d.full);
+  const unavailable = all.flatMap((d) => d.unavailable);
+  const full = (w: ShadowEptWorkload, mmu: string) => runs.get(w)?.full.find((x) => x.mmu === mmu);
   /** The workload's own share of `get`: the full run's minus the half run's. */
-  const delta = (w: keyof typeof runs, mmu: string, get: (x: MachineReport) => number): number | null => {
-    const a = pick(runs[w].full, mmu);
-    const b = pick(runs[w].half, mmu);
+  const delta = (w: ShadowEptWorkload, mmu: string, get: (x: MachineReport) => number): number | null => {
+    const a = full(w, mmu);
+    const b = runs.get(w)?.half.find((x) => x.mmu === mmu);
     return a === undefined || b === undefined ? null : get(a) - get(b);
   };
-  const perUnit = (w: keyof typeof runs, mmu: string, get: (x: MachineReport) => number) => ratio(delta(w, mmu, get), units[w]);
-  const checks: TourCheck[] = [allExitZero([...reports, ...runs.ptemod.half, ...runs.forkwait.half, ...runs.compute.half], "every machine (full and half runs)")];
+  const perUnit = (w: ShadowEptWorkload, mmu: string, get: (x: MachineReport) => number) => ratio(delta(w, mmu, get), units[w]);
+  const checks: TourCheck[] = [allExitZero([...reports, ...all.flatMap((d) => d.half)], "every machine (full and half runs)")];
   if (unavailable.length > 0) checks.push(check("both paging modes could be run", false, unavailableNote(unavailable) ?? ""));
   const unitName = { ptemod: "guest PT write", forkwait: "fork" } as const;
-  for (const w of ["ptemod", "forkwait"] as const) {
+  for (const w of (["ptemod", "forkwait"] as const).filter((x) => runs.has(x))) {
     const shadow = perUnit(w, "shadow", pagingExits);
     const ept = perUnit(w, "ept", pagingExits);
     checks.push(check(`${w}: EPT has fewer paging exits per ${unitName[w]} than shadow`, shadow !== null && ept !== null && ept < shadow, `${formatValue(ept, 2)} vs ${formatValue(shadow, 2)}`));
-    const es = pick(runs[w].full, "ept")?.modelledMs ?? null;
-    const ss = pick(runs[w].full, "shadow")?.modelledMs ?? null;
+    const es = full(w, "ept")?.modelledMs ?? null;
+    const ss = full(w, "shadow")?.modelledMs ?? null;
     checks.push(check(`${w}: EPT takes less modelled time than shadow`, es !== null && ss !== null && es < ss, `${formatValue(es, 2)} vs ${formatValue(ss, 2)} ms`));
   }
-  const ce = delta("compute", "ept", (x) => x.modelledMs);
-  const cs = delta("compute", "shadow", (x) => x.modelledMs);
-  const diff = ce === null || cs === null ? null : Math.abs(ce - cs) / Math.max(Math.abs(ce), Math.abs(cs), Number.MIN_VALUE);
-  checks.push(check(`compute: shadow and EPT take near-equal modelled time for the workload, boot cancelled out (within ${COMPUTE_NEAR_EQUAL * 100}%)`, diff !== null && diff <= COMPUTE_NEAR_EQUAL, `${formatValue(ce, 2)} vs ${formatValue(cs, 2)} ms, ${formatValue(diff === null ? null : diff * 100, 1)}% apart`));
-  for (const w of ["ptemod", "forkwait", "compute"] as const) {
-    const a = pick(runs[w].full, "shadow")?.console;
-    const b = pick(runs[w].full, "ept")?.console;
+  if (runs.has("compute")) {
+    const ce = delta("compute", "ept", (x) => x.modelledMs);
+    const cs = delta("compute", "shadow", (x) => x.modelledMs);
+    const diff = ce === null || cs === null ? null : Math.abs(ce - cs) / Math.max(Math.abs(ce), Math.abs(cs), Number.MIN_VALUE);
+    checks.push(check(`compute: shadow and EPT take near-equal modelled time for the workload, boot cancelled out (within ${COMPUTE_NEAR_EQUAL * 100}%)`, diff !== null && diff <= COMPUTE_NEAR_EQUAL, `${formatValue(ce, 2)} vs ${formatValue(cs, 2)} ms, ${formatValue(diff === null ? null : diff * 100, 1)}% apart`));
+  }
+  for (const w of selected) {
+    const a = full(w, "shadow")?.console;
+    const b = full(w, "ept")?.console;
     checks.push(check(`${w}: the same console output on shadow and EPT`, a !== undefined && a === b && passChecksum(a) !== null, passChecksum(a ?? "") ?? "no PASS line"));
   }
-  const both = (w: keyof typeof runs, get: (mmu: string) => number | null) => ["shadow", "ept"].map((mmu) => ({ label: `${w} ${mmu}`, value: get(mmu) }));
-  const whole = (get: (x: MachineReport) => number) => (["ptemod", "forkwait", "compute"] as const).flatMap((w) => both(w, (mmu) => { const x = pick(runs[w].full, mmu); return x === undefined ? null : get(x); }));
+  const both = (w: ShadowEptWorkload, get: (mmu: string) => number | null) => ["shadow", "ept"].map((mmu) => ({ label: `${w} ${mmu}`, value: get(mmu) }));
+  const whole = (get: (x: MachineReport) => number) =>
+    selected.flatMap((w) =>
+      both(w, (mmu) => {
+        const x = full(w, mmu);
+        return x === undefined ? null : get(x);
+      }),
+    );
+  const halves: Record<ShadowEptWorkload, string> = {
+    ptemod: `ptemod iterations=${n.ptemod} and ${halfOf(n.ptemod)}, pages=${PTEMOD_PAGES}`,
+    forkwait: `forkwait forks=${n.forkwait} and ${halfOf(n.forkwait)}`,
+    compute: `compute iterations=${n.compute} and ${halfOf(n.compute)}`,
+  };
+  const figures: TourFigure[] = [];
+  if (runs.has("ptemod")) figures.push({ title: `ptemod: paging VM exits per guest page-table write (reasons ${PAGING_EXIT_REASONS.join(", ")}; 2 x pages PTE writes per iteration)`, unit: "exits per PT write", digits: 2, bars: both("ptemod", (mmu) => perUnit("ptemod", mmu, pagingExits)) });
+  if (runs.has("forkwait")) figures.push({ title: "forkwait: paging VM exits per fork (fork, copy-on-write, exit, wait)", unit: "exits per fork", digits: 2, bars: both("forkwait", (mmu) => perUnit("forkwait", mmu, pagingExits)) });
+  if (runs.has("compute")) figures.push({ title: "compute: modelled time of the workload alone (boot cancelled out)", unit: "ms", digits: 2, bars: both("compute", (mmu) => delta("compute", mmu, (x) => x.modelledMs)) });
+  figures.push({ title: "Modelled time of the whole run (cost model, boot included)", unit: "ms", digits: 2, bars: whole((x) => x.modelledMs) });
+  figures.push({ title: "VM exits of the whole run (all reasons, boot included)", unit: "exits", digits: 0, bars: whole((x) => x.vmExits) });
   return {
     name: "shadow-ept",
     title: "Shadow page tables vs EPT",
@@ -245,16 +271,12 @@ function shadowVsEpt(options: TourOptions): TourScenarioResult {
       "Shadow paging traps the guest's page-table writes, CR3 loads and INVLPGs and emulates them, so page-table-heavy workloads (ptemod, forkwait) exit far more often and run slower than on EPT, where the hardware walks guest and extended tables (a 2D walk) without exits; a compute workload that rarely touches its page tables runs at near-equal speed on both.",
     available: true,
     note: [
-      `Per-unit figures are the difference of two runs (ptemod iterations=${ptemodN} and ${halfOf(ptemodN)}, pages=${PTEMOD_PAGES}; forkwait forks=${forkwaitN} and ${halfOf(forkwaitN)}; compute iterations=${computeN} and ${halfOf(computeN)}), so the boot and the console cancel out; modelled times and exits of the whole (larger) run are shown too.`,
+      `Per-unit figures are the difference of two runs (${selected.map((w) => halves[w]).join("; ")}), so the boot and the console cancel out (on shadow paging the boot alone is ~32,000 shadow faults); modelled times and exits of the whole (larger) run are shown too.`,
       unavailableNote(unavailable),
-    ].filter((x) => x !== null).join(" "),
-    figures: [
-      { title: `ptemod: paging VM exits per guest page-table write (reasons ${PAGING_EXIT_REASONS.join(", ")}; 2 x pages PTE writes per iteration)`, unit: "exits per PT write", digits: 2, bars: both("ptemod", (mmu) => perUnit("ptemod", mmu, pagingExits)) },
-      { title: "forkwait: paging VM exits per fork (fork, copy-on-write, exit, wait)", unit: "exits per fork", digits: 2, bars: both("forkwait", (mmu) => perUnit("forkwait", mmu, pagingExits)) },
-      { title: "compute: modelled time of the workload alone (boot cancelled out)", unit: "ms", digits: 2, bars: both("compute", (mmu) => delta("compute", mmu, (x) => x.modelledMs)) },
-      { title: "Modelled time of the whole run (cost model, boot included)", unit: "ms", digits: 2, bars: whole((x) => x.modelledMs) },
-      { title: "VM exits of the whole run (all reasons, boot included)", unit: "exits", digits: 0, bars: whole((x) => x.vmExits) },
-    ],
+    ]
+      .filter((x) => x !== null)
+      .join(" "),
+    figures,
     checks,
     reports,
     isolation: [],
