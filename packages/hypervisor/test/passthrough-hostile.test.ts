@@ -62,9 +62,9 @@ function setU64(v: DataView, at: number, value: number | bigint): void {
  * `bus` turns a guest-physical address into the bus address the device is given (identity with
  * VT-d; the machine address with iommu = 0, where a domain's RAM is one contiguous block).
  */
-function nvmeDriver(d: Domain, bus: (gpa: number) => number = (gpa) => gpa) {
+function nvmeDriver(d: Domain, bus: (gpa: number) => number = (gpa) => gpa, id = NVME_BDF) {
   const cfg = (reg: number, value?: number): number => {
-    d.ports.write(0xcf8, 4, (0x8000_0000 | (NVME_BDF << 8) | reg) >>> 0);
+    d.ports.write(0xcf8, 4, (0x8000_0000 | (id << 8) | reg) >>> 0);
     if (value !== undefined) d.ports.write(0xcfc, 4, value);
     return d.ports.read(0xcfc, 4);
   };
@@ -354,5 +354,47 @@ describe("checked in review and found answered", () => {
     }
     expect(a.stats().iommu!.dmaRequests).toBe(requests);
     expect(nvme.state().csts).toBe(CSTS_RDY);
+  });
+});
+
+describe("INTx of several assigned functions on one GSI", () => {
+  it("two functions of one slot share INTA#'s line as a wired OR: one deasserting leaves the other's interrupt up", () => {
+    const nvme0 = new NvmeController({ requester: bdf(0, 4, 0), backend: new MemoryBlockBackend(8), name: "nvme0" });
+    const nvme1 = new NvmeController({ requester: bdf(0, 4, 1), backend: new MemoryBlockBackend(8), name: "nvme1" });
+    const hv = new Hypervisor({ memoryMiB: 128, pciDevices: [nvme0, nvme1] });
+    const a = guest(hv, "a", ["00:04.0", "00:04.1"]);
+    const gsi = hvmloaderIntxIrq(4, 1);
+    // Separate admin queues per function (the second function's 64 KiB above the first's).
+    const g0 = nvmeDriver(a);
+    const g1 = nvmeDriver(a, (gpa) => gpa + 0x1_0000, bdf(0, 4, 1));
+    const identify = (at: number) => {
+      const e = new Uint8Array(64);
+      e[0] = NvmeAdminOpcode.Identify;
+      new DataView(e.buffer).setUint32(24, BUF, true);
+      new DataView(e.buffer).setUint32(40, 1, true);
+      a.writeGuest(at, e);
+    };
+    g0.enable();
+    identify(ASQ);
+    g0.setReg(sqTailDoorbell(0), 1); // function 0's completion stays unconsumed: its INTx is asserted
+    expect(a.ioapic.lineAsserted(gsi)).toBe(true);
+    g1.cfg(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    g1.setReg(NvmeReg.Aqa, ((ENTRIES - 1) << 16) | (ENTRIES - 1));
+    g1.setReg(NvmeReg.Asq, ASQ + 0x1_0000);
+    g1.setReg(NvmeReg.Acq, ACQ + 0x1_0000);
+    g1.setReg(NvmeReg.Cc, CC_EN | (6 << CC_IOSQES_SHIFT) | (4 << CC_IOCQES_SHIFT));
+    identify(ASQ + 0x1_0000);
+    g1.setReg(sqTailDoorbell(0), 1);
+    g1.setReg(cqHeadDoorbell(0), 1); // function 1 consumed its completion: its INTx deasserts
+    expect(nvme1.state().intx).toBe(false);
+    expect(nvme0.state().intx).toBe(true);
+    expect(a.ioapic.lineAsserted(gsi)).toBe(true); // function 0 still holds the line
+    g0.setReg(cqHeadDoorbell(0), 1);
+    expect(a.ioapic.lineAsserted(gsi)).toBe(false);
+    // Detaching one function frees its source; the other keeps working.
+    expect(hv.deassignPci("a", "00:04.1")).toBe(true);
+    identify(ASQ + 64);
+    g0.setReg(sqTailDoorbell(0), 2);
+    expect(a.ioapic.lineAsserted(gsi)).toBe(true);
   });
 });

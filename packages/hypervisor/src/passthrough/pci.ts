@@ -10,7 +10,8 @@
  * hvmloader's pci_setup would give it (after the platform device's 16 MiB BAR, naturally
  * aligned, memory decoding on) and is registered as trap-and-emulate MMIO of the domain (see
  * device.ts: Xen maps the real BAR instead); INTx is wired to the domain's IO-APIC input
- * `hvmloaderIntxIrq(device, pin)`.
+ * `hvmloaderIntxIrq(device, pin)`, through an IO-APIC source of its own so that functions
+ * sharing the GSI form a wired OR.
  *
  * deassign_device (explicit, or on Domain.destroy): device.reset() (PCIe FLR: its DMA stops),
  * the context entry cleared and the context cache and IOTLB invalidated, INTx disconnected, the
@@ -41,8 +42,13 @@ import type { HostIommu } from "./vtd.js";
 
 /** The platform device's BAR1 (XEN_PLATFORM_MMIO_BAR_SIZE, 16 MiB) sits at the bottom of the hole; assigned BARs follow it. */
 const PLATFORM_BAR_SIZE = 0x100_0000;
-/** IO-APIC input sources (IoApicSource) used by assigned devices' INTx: 8 + the slot's device number mod 24. */
+/**
+ * IO-APIC input sources (IoApicSource bits) for assigned devices' INTx: 8..31, one per assigned
+ * function on a GSI, so functions sharing a line (every INTx reaches ISA IRQ 5, 10 or 11) are a
+ * wired OR: one deasserting leaves the others' interrupts up.
+ */
 const PASSTHROUGH_INTX_SOURCE_BASE = 8;
+const PASSTHROUGH_INTX_SOURCE_LAST = 31;
 
 /** One row of `xl pci-assignable-list` (with the owner, as `xl pci-list` would show it). */
 export interface AssignableListing {
@@ -79,6 +85,8 @@ function refused(requester: Bdf, iova: Iova, write: boolean): DmaResult {
 interface Assignment {
   readonly domain: Domain;
   readonly barBase: number;
+  /** The GSI and IO-APIC source its INTx drives (undefined without an interrupt pin). */
+  readonly intx: { readonly gsi: number; readonly source: number } | undefined;
 }
 
 /** The host's assignable devices and their owners. */
@@ -89,6 +97,8 @@ export class PciPassthrough {
   private readonly logDirty = new WeakSet<Domain>();
   /** Next free BAR address per domain (hvmloader's mem_resource.base). */
   private readonly nextBar = new WeakMap<Domain, number>();
+  /** IO-APIC sources taken per domain, as bit masks per GSI. */
+  private readonly intxSources = new WeakMap<Domain, Map<number, number>>();
 
   constructor(
     private readonly hv: Hypervisor,
@@ -152,6 +162,12 @@ export class PciPassthrough {
     const start = this.nextBar.get(d) ?? hvmloaderMmioStart(d);
     const base = Math.ceil(start / size) * size;
     if (base + size > IOAPIC_BASE_DEFAULT) return `pci: no room in the MMIO hole below 0x${IOAPIC_BASE_DEFAULT.toString(16)} for ${formatBdf(id)}'s ${size}-byte BAR0`;
+    const pin = dev.config.read(PCI_INTERRUPT_PIN, 1);
+    const gsi = pin >= 1 && pin <= 4 ? hvmloaderIntxIrq((id >>> 3) & 0x1f, pin) : undefined;
+    const taken = gsi === undefined ? 0 : (this.intxSources.get(d)?.get(gsi) ?? 0);
+    let source = PASSTHROUGH_INTX_SOURCE_BASE;
+    while (source <= PASSTHROUGH_INTX_SOURCE_LAST && (taken & (1 << source)) !== 0) source++;
+    if (gsi !== undefined && source > PASSTHROUGH_INTX_SOURCE_LAST) return `pci: ${formatBdf(id)}: no free IO-APIC source on GSI ${gsi} (at most ${PASSTHROUGH_INTX_SOURCE_LAST - PASSTHROUGH_INTX_SOURCE_BASE + 1} assigned functions share one)`;
     const onBus = d.pci.attach(id, dev);
     if (onBus !== undefined) return `pci: ${formatBdf(id)}: ${onBus.message}`;
     const mmioName = `pci ${formatBdf(id)} ${dev.name} BAR0`;
@@ -174,16 +190,16 @@ export class PciPassthrough {
     // A 64-bit BAR0's upper half (BAR1's register) too: the hole is below 4 GiB, and whatever a
     // previous owner wrote there must not move the next owner's BAR away from its registers.
     if (dev.config.bars.some((b) => b.index === 0 && b.kind === "memory64")) dev.config.write(PCI_BASE_ADDRESS_0 + 4, 4, 0);
-    const pin = dev.config.read(PCI_INTERRUPT_PIN, 1);
-    if (pin >= 1 && pin <= 4) {
-      const gsi = hvmloaderIntxIrq((id >>> 3) & 0x1f, pin);
-      const source = PASSTHROUGH_INTX_SOURCE_BASE + (((id >>> 3) & 0x1f) % 24);
+    if (gsi !== undefined) {
+      let bySource = this.intxSources.get(d);
+      if (bySource === undefined) this.intxSources.set(d, (bySource = new Map()));
+      bySource.set(gsi, (taken | (1 << source)) >>> 0);
       dev.config.write(PCI_INTERRUPT_LINE, 1, gsi);
       dev.connectIntx((asserted) => d.ioapic.setLevel(gsi, asserted, source));
     }
     dev.config.write(PCI_COMMAND, 2, (dev.config.read(PCI_COMMAND, 2) | PCI_COMMAND_MEMORY) >>> 0);
     dev.connectDma(port);
-    this.owners.set(id, { domain: d, barBase: base });
+    this.owners.set(id, { domain: d, barBase: base, intx: gsi === undefined ? undefined : { gsi, source } });
     if (!this.iommu.remapping) {
       d.log(`(XEN) WARNING: iommu=0: ${formatBdf(id)} (${dev.name}) assigned without DMA remapping; it can read and write every frame of every domain`);
     }
@@ -198,6 +214,10 @@ export class PciPassthrough {
     dev.reset(); // FLR: queued work dropped, bus mastering off, INTx deasserted
     dev.connectDma(QUARANTINE);
     dev.connectIntx(undefined);
+    if (a.intx !== undefined) {
+      const bySource = this.intxSources.get(d);
+      bySource?.set(a.intx.gsi, ((bySource.get(a.intx.gsi) ?? 0) & ~(1 << a.intx.source)) >>> 0);
+    }
     this.iommu.detach(d, id);
     d.mmio.bus.unregister(a.barBase);
     d.pci.detach(id);
