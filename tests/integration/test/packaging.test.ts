@@ -176,6 +176,26 @@ describe("every public package, packed and installed outside the workspace", () 
     for (const p of packed) expect(existsSync(join(scratch, "node_modules", p.name, "package.json")), p.name).toBe(true);
   });
 
+  it("embeds every guest image and expected output in @vtlab/guests/embedded, byte for byte, and resolves ./images/* in Node", async () => {
+    expect(install.code, install.stderr).toBe(0);
+    const script = [
+      "import { readFileSync } from 'node:fs';",
+      "import { guestImageUrl } from '@vtlab/guests';",
+      "import * as e from '@vtlab/guests/embedded';",
+      "const url = import.meta.resolve('@vtlab/guests/images/sha256.elf');",
+      "const same = e.EMBEDDED_FILES.filter((f) => Buffer.compare(Buffer.from(e.embeddedFile(f)), readFileSync(new URL(f, url))) === 0);",
+      "const a = e.guestImageBytes('sort'); a[0] = 0;",
+      "console.log(JSON.stringify({ files: e.EMBEDDED_FILES, same: same.length, url: url === guestImageUrl('sha256').href,",
+      "  fresh: e.guestImageBytes('sort')[0], hostile: ['__proto__', 'constructor', 'toString', '../package.json', ''].map((f) => e.embeddedFile(f) ?? null) }));",
+    ].join("\n");
+    const r = await run(process.execPath, ["--input-type=module", "-e", script], scratch);
+    expect(r.code, r.stderr).toBe(0);
+    const got = JSON.parse(r.stdout) as { files: string[]; same: number; url: boolean; fresh: number; hostile: unknown[] };
+    const onDisk = readdirSync(join(packagesDir, "guests/images")).filter((f) => f.endsWith(".elf") || f.endsWith(".expected")).sort();
+    expect(got.files).toEqual(onDisk);
+    expect(got).toMatchObject({ same: onDisk.length, url: true, fresh: 0x7f, hostile: [null, null, null, null, null] });
+  });
+
   it("has an install line and ESM only in every README, and runnable examples that import only what it installs", () => {
     for (const d of publicDirs) {
       const readme = readFileSync(join(packagesDir, d, "README.md"), "utf8");
