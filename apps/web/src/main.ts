@@ -9,6 +9,7 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import kernelUrl from "vtlab-kernel.elf?url";
 import { LiveCharts } from "./charts.js";
+import { setupWalkView } from "./walk-view.js";
 import { WEB_WORKLOADS, machineName, type FromWorker, type MachineChoice, type StatsSample, type ToWorker } from "./protocol.js";
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -140,6 +141,7 @@ buttons.restart.addEventListener("click", () => {
   fresh();
   send({ type: "restart" });
 });
+setupWalkView(byId<HTMLInputElement>("walk-gva"), byId<HTMLButtonElement>("walk-go"), byId<HTMLTableElement>("walk-grid"), byId("walk-result"));
 // Keys typed at the terminal go to the guest's COM1 receive queue (CR as the terminal sends it).
 term.onData((data) => send({ type: "input", bytes: [...new TextEncoder().encode(data)] }));
 

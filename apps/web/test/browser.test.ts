@@ -135,4 +135,22 @@ describe("the web page in chromium", () => {
     await page.close();
     expect(errors).toEqual([]);
   }, 90_000);
+
+  it("draws the 24 references of a cold 2D walk for an address the user types, and refuses a bad one", async () => {
+    const { page, errors } = await open();
+    await page.type("#walk-gva", "0x7f8000012345");
+    await page.click("#walk-go");
+    await page.waitForFunction(() => document.querySelector("#walk-grid")?.getAttribute("data-references") === "24", { timeout: 30_000 });
+    expect(await page.$$eval("#walk-grid td.ref.ept", (c) => c.length)).toBe(20);
+    const guest = await page.$$eval("#walk-grid td.ref.guest", (c) => c.map((x) => Number(x.textContent)));
+    expect(guest).toEqual([5, 10, 15, 20]);
+    expect(await page.$eval("#walk-result", (el) => el.textContent ?? "")).toMatch(/^0x7f8000012345 -> guest-physical 0x[0-9a-f]+345 -> machine 0x[0-9a-f]+345: 24 memory references \(4 guest, 20 EPT\)$/);
+    await page.$eval("#walk-gva", (el) => ((el as HTMLInputElement).value = ""));
+    await page.type("#walk-gva", "<img src=x>");
+    await page.click("#walk-go");
+    expect(await page.$eval("#walk-result", (el) => el.textContent ?? "")).toContain("is not a hexadecimal address");
+    expect(await page.$("#walk-result img")).toBeNull();
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 90_000);
 });
