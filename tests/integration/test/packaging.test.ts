@@ -1,10 +1,12 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import * as archFromSource from "@vtlab/arch";
+import { GUEST_IMAGES } from "@vtlab/guests";
 import { importedPackages, installLine, pool, run, runnableExamples } from "./packed.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -194,6 +196,31 @@ describe("every public package, packed and installed outside the workspace", () 
     const onDisk = readdirSync(join(packagesDir, "guests/images")).filter((f) => f.endsWith(".elf") || f.endsWith(".expected")).sort();
     expect(got.files).toEqual(onDisk);
     expect(got).toMatchObject({ same: onDisk.length, url: true, fresh: 0x7f, hostile: [null, null, null, null, null] });
+  });
+
+  it("bundles @vtlab/guests/embedded with esbuild into one file that runs with no node_modules and no images beside it", async () => {
+    expect(install.code, install.stderr).toBe(0);
+    // esbuild as tsup (a root devDependency) has it: the bundler the issue names, not a new dependency.
+    const require = createRequire(import.meta.url);
+    const esbuild = (await import(createRequire(realpathSync(require.resolve("tsup"))).resolve("esbuild"))) as {
+      build(options: { entryPoints: string[]; bundle: boolean; format: "esm"; platform: "browser"; outfile: string; absWorkingDir: string; logLevel: "silent" }): Promise<unknown>;
+    };
+    const entry = join(scratch, "bundle-entry.js");
+    writeFileSync(entry, [
+      "import { guestImageBytes, xentestExpectedOutput } from '@vtlab/guests/embedded';",
+      "import { GUEST_IMAGES } from '@vtlab/guests';",
+      "console.log(JSON.stringify({ sizes: GUEST_IMAGES.map((n) => guestImageBytes(n).length), xentest: xentestExpectedOutput().length > 0 }));",
+    ].join("\n"));
+    // Outside the scratch project, so nothing could resolve from its node_modules.
+    const lonely = mkdtempSync(join(tmpdir(), "vtlab-bundle-"));
+    onTestFinished(() => rmSync(lonely, { recursive: true, force: true }));
+    await esbuild.build({ entryPoints: [entry], bundle: true, format: "esm", platform: "browser", outfile: join(lonely, "app.js"), absWorkingDir: scratch, logLevel: "silent" });
+    const r = await run(process.execPath, [join(lonely, "app.js")], lonely);
+    expect(r.code, r.stderr).toBe(0);
+    const got = JSON.parse(r.stdout) as { sizes: number[]; xentest: boolean };
+    const images = join(packagesDir, "guests/images");
+    expect(got.sizes).toEqual(GUEST_IMAGES.map((name) => readFileSync(join(images, `${name}.elf`)).length));
+    expect(got.xentest).toBe(true);
   });
 
   it("has an install line and ESM only in every README, and runnable examples that import only what it installs", () => {
