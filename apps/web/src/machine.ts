@@ -3,11 +3,20 @@
  * run in bounded slices so that the worker stays responsive between them. No DOM and no Node
  * built-ins: it runs in a Web Worker (and in vitest under Node, for the unit test).
  */
-import { Hypervisor, MemoryBlockBackend, NvmeController, parsePciBdf, type Domain } from "@vtlab/hypervisor";
-import { machineName, type MachineChoice, type StatsSample } from "./protocol.js";
+import { Hypervisor, MemoryBlockBackend, NvmeController, parsePciBdf, type Domain, type DomainIommuStats } from "@vtlab/hypervisor";
+import { machineName, type IommuSample, type MachineChoice, type StatsSample } from "./protocol.js";
 
 /** The host NVMe controller `nvme` is assigned (xl.cfg `pci = [ "00:04.0" ]`, as apps/demo/machines/nvme.cfg). */
 export const NVME_BDF = "00:04.0";
+/** The one `dmaattack` is assigned (apps/demo/machines/dmaattack.cfg). */
+export const ATTACK_BDF = "00:05.0";
+/**
+ * dmaattack's target: the machine address 0x2100000 (dmaattack.cfg's `victim=`), beyond the
+ * 32 MiB of guest-physical RAM it has, so with the IOMMU every attempt faults. Modelled more
+ * simply than `vtlab demo --workloads iommu`: no victim domain runs beside it here.
+ */
+export const ATTACK_CMDLINE = "workload=dmaattack victim=0x2100000";
+export const ATTACK_MEMORY_MIB = 32;
 /** Its namespace and the ATA disk: 16,384 LBAs of 512 bytes (8 MiB) in memory, as `vtlab demo`'s. */
 export const DISK_SECTORS = 16384;
 /** Guest RAM, MiB (as `vtlab demo`'s machines). */
@@ -27,22 +36,25 @@ export class WebMachine {
     now: () => number,
   ) {
     this.now = now;
-    const nvme = parsePciBdf(NVME_BDF);
-    if (typeof nvme === "string") throw new Error(`vtlab bug: ${nvme}`);
-    this.hv = new Hypervisor({
-      memoryMiB: HOST_MEMORY_MIB,
-      pciDevices: [new NvmeController({ requester: nvme, backend: new MemoryBlockBackend(DISK_SECTORS), name: "nvme0", serial: "vtlab0" })],
+    // The host's NVMe controllers (NVMe 1.4, 8 MiB namespaces in memory), as `vtlab run`'s.
+    const pciDevices = [NVME_BDF, ATTACK_BDF].map((text, i) => {
+      const id = parsePciBdf(text);
+      if (typeof id === "string") throw new Error(`vtlab bug: ${id}`);
+      return new NvmeController({ requester: id, backend: new MemoryBlockBackend(DISK_SECTORS), name: `nvme${i}`, serial: `vtlab${i}` });
     });
+    this.hv = new Hypervisor({ memoryMiB: HOST_MEMORY_MIB, pciDevices });
+    const attack = choice.workload === "dmaattack";
     this.t0 = now();
     // createDomain throws DomainError for a refused configuration: the worker reports it.
     this.domain = this.hv.createDomain({
       name: machineName(choice),
-      memoryMiB: GUEST_MEMORY_MIB,
+      memoryMiB: attack ? ATTACK_MEMORY_MIB : GUEST_MEMORY_MIB,
       hap: choice.hap,
       kernel,
-      cmdline: `workload=${choice.workload}`,
+      cmdline: attack ? ATTACK_CMDLINE : `workload=${choice.workload}`,
       ...(choice.workload === "disk" ? { disk: new MemoryBlockBackend(DISK_SECTORS) } : {}),
       ...(choice.workload === "nvme" ? { pci: [NVME_BDF] } : {}),
+      ...(attack ? { pci: [ATTACK_BDF] } : {}),
       onConsole,
     });
   }
@@ -81,6 +93,7 @@ export class WebMachine {
       emulatedPtWrites: s.shadow?.emulatedWrites ?? null,
       eptReferences: s.eptReferences,
       walkReferences: s.walkReferences,
+      iommu: s.iommu === undefined ? null : iommuSample(s.iommu),
     };
   }
 
@@ -108,4 +121,25 @@ export class WebMachine {
   destroy(): void {
     this.hv.destroyDomain(this.domain.id);
   }
+}
+
+/**
+ * The fault log's lines in the format of Xen's VT-d iommu_page_fault message (drivers/passthrough/
+ * vtd/iommu.c), which `vtlab run` prints too (apps/demo's faultLines; that module reads files, so
+ * the worker cannot import it).
+ */
+export function iommuSample(s: DomainIommuStats): IommuSample {
+  const older = s.faults - s.faultLog.length;
+  return {
+    remapping: s.remapping,
+    devices: [...s.devices],
+    dmaRequests: s.dmaRequests,
+    iotlbHits: s.iotlbHits,
+    iotlbMisses: s.iotlbMisses,
+    faults: s.faults,
+    faultLog: [
+      ...(older > 0 ? [`${older} older faults not kept`] : []),
+      ...s.faultLog.map((f) => `[DMA ${f.access === "write" ? "Write" : "Read"}] Request device [0000:${f.bdf}] fault addr 0x${f.iova.toString(16)} [fault reason 0x${f.reason.toString(16).padStart(2, "0")}] ${f.reasonName}`),
+    ],
+  };
 }

@@ -25,6 +25,7 @@ const SUMMARIES: Record<string, string> = {
   ptemod: "page-table-heavy: shadow paging traps and emulates the guest's PTE writes, EPT does not",
   forkwait: "fork and wait: address spaces created and torn down",
   disk: "2 MiB through the emulated ATA disk: port-I/O exits for every sector",
+  dmaattack: 'a hostile guest with the NVMe controller at 00:05.0 DMAs beyond its RAM at machine address 0x2100000: the IOMMU blocks and logs every attempt',
   nvme: 'the same 2 MiB through an NVMe controller assigned with pci = [ "00:04.0" ], DMA remapped by the VT-d IOMMU',
 };
 
@@ -33,6 +34,8 @@ term.open(byId("terminal"));
 const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"));
 const status = byId<HTMLParagraphElement>("status");
 const counters = byId<HTMLTableElement>("counters");
+const iommuSummary = byId("iommu-summary");
+const iommuLog = byId("iommu-log");
 const buttons = {
   boot: byId<HTMLButtonElement>("boot"),
   pause: byId<HTMLButtonElement>("pause"),
@@ -96,6 +99,16 @@ function showCounters(s: StatsSample): void {
   );
 }
 
+function showIommu(s: StatsSample): void {
+  const io = s.iommu;
+  if (io === null) return;
+  const lookups = io.iotlbHits + io.iotlbMisses;
+  const hit = lookups === 0 ? "-" : `${((io.iotlbHits / lookups) * 100).toFixed(1)} %`;
+  iommuSummary.textContent = `remapping ${io.remapping}; devices ${io.devices.join(" ") || "-"}; ${io.dmaRequests.toLocaleString("en")} DMA requests; IOTLB hit rate ${hit} (${io.iotlbMisses.toLocaleString("en")} misses, each a second-level walk); ${io.faults.toLocaleString("en")} faults`;
+  iommuLog.textContent = io.faultLog.join("\n");
+  iommuLog.dataset.faults = String(io.faults);
+}
+
 function onMessage(ev: MessageEvent<FromWorker>): void {
   const m = ev.data;
   switch (m.type) {
@@ -105,6 +118,7 @@ function onMessage(ev: MessageEvent<FromWorker>): void {
     case "stats":
       charts.add(m.sample);
       showCounters(m.sample);
+      showIommu(m.sample);
       break;
     case "state":
       setState(m.state, m.detail);
@@ -118,6 +132,9 @@ function onMessage(ev: MessageEvent<FromWorker>): void {
 
 function fresh(): void {
   term.reset();
+  iommuSummary.textContent = "no assigned device (boot nvme or dmaattack)";
+  iommuLog.textContent = "";
+  iommuLog.dataset.faults = "0";
   charts.clear();
 }
 

@@ -4,7 +4,7 @@
  */
 
 /** The reference kernel's workloads the page offers (packages/guests/images/kernel.elf, `workload=`). */
-export const WEB_WORKLOADS = ["compute", "ptemod", "forkwait", "disk", "nvme"] as const;
+export const WEB_WORKLOADS = ["compute", "ptemod", "forkwait", "disk", "nvme", "dmaattack"] as const;
 export type WebWorkload = (typeof WEB_WORKLOADS)[number];
 
 export interface MachineChoice {
@@ -40,6 +40,20 @@ export interface StatsSample {
   readonly emulatedPtWrites: number | null;
   readonly eptReferences: number;
   readonly walkReferences: number;
+  /** The host IOMMU's view of the domain (null when it has had no assigned device). */
+  readonly iommu: IommuSample | null;
+}
+
+/** The host VT-d unit's counters for the domain, and its fault log as Xen's iommu_page_fault prints it. */
+export interface IommuSample {
+  readonly remapping: "on" | "off";
+  readonly devices: readonly string[];
+  readonly dmaRequests: number;
+  readonly iotlbHits: number;
+  readonly iotlbMisses: number;
+  readonly faults: number;
+  /** One line per fault kept (the oldest first), and a line for the older ones not kept. */
+  readonly faultLog: readonly string[];
 }
 
 export type FromWorker =

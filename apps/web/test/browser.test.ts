@@ -153,4 +153,16 @@ describe("the web page in chromium", () => {
     await page.close();
     expect(errors).toEqual([]);
   }, 90_000);
+
+  it("shows the IOMMU fault log of dmaattack", async () => {
+    const { page, errors } = await open();
+    await page.click('input[value="dmaattack-ept"]');
+    await page.click("#boot");
+    await page.waitForFunction(() => Number(document.querySelector("#iommu-log")?.getAttribute("data-faults")) > 0, { timeout: 60_000 });
+    const log = await page.$eval("#iommu-log", (el) => el.textContent ?? "");
+    expect(log).toMatch(/\[DMA (Read|Write)\] Request device \[0000:00:05\.0\] fault addr 0x[0-9a-f]+ \[fault reason 0x[0-9a-f]{2}\]/);
+    expect(await page.$eval("#iommu-summary", (el) => el.textContent ?? "")).toContain("remapping on");
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 90_000);
 });

@@ -64,6 +64,24 @@ describe("WebMachine", () => {
     expect(out()).toMatch(/^PASS nvme/m);
   });
 
+  it("runs dmaattack: the IOMMU blocks and logs its DMA beyond its RAM", async () => {
+    const { m } = boot({ workload: "dmaattack", hap: true });
+    await runToEnd(m);
+    const io = m.sample().iommu;
+    expect(io).not.toBeNull();
+    expect(io!.remapping).toBe("on");
+    expect(io!.devices).toEqual(["00:05.0"]);
+    expect(io!.faults).toBeGreaterThan(0);
+    expect(io!.faultLog.length).toBeGreaterThan(0);
+    for (const line of io!.faultLog) expect(line).toMatch(/^(\d+ older faults not kept|\[DMA (Read|Write)\] Request device \[0000:00:05\.0\] fault addr 0x[0-9a-f]+ \[fault reason 0x[0-9a-f]{2}\] .+)$/);
+  });
+
+  it("has no IOMMU sample for a machine without an assigned device", () => {
+    const { m } = boot({ workload: "compute", hap: true });
+    expect(m.sample().iommu).toBeNull();
+    m.destroy();
+  });
+
   it("takes keyboard bytes into COM1's receive queue", () => {
     const { m } = boot({ workload: "compute", hap: true });
     m.input([0x68, 0x69, 0x0d]);
