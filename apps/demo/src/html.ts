@@ -34,6 +34,13 @@ export function figureSvg(f: TourFigure): string {
   const max = Math.max(0, ...f.bars.map((b) => (b.value !== null && Number.isFinite(b.value) ? b.value : 0)));
   const span = CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH;
   const height = f.bars.length * (BAR_HEIGHT + BAR_GAP) + BAR_GAP;
+  // One colour per series: bars whose labels end in the same word ("shadow", "ept") share one.
+  const series: string[] = [];
+  const colour = (label: string) => {
+    const key = label.split(" ").at(-1) ?? label;
+    if (!series.includes(key)) series.push(key);
+    return PALETTE[series.indexOf(key) % PALETTE.length]!;
+  };
   const rows = f.bars.map((b, i) => {
     const y = BAR_GAP + i * (BAR_HEIGHT + BAR_GAP);
     const v = b.value !== null && Number.isFinite(b.value) && b.value > 0 ? b.value : 0;
@@ -41,7 +48,7 @@ export function figureSvg(f: TourFigure): string {
     const text = formatValue(b.value, f.digits);
     return [
       `<text x="${LABEL_WIDTH - 8}" y="${y + BAR_HEIGHT * 0.7}" text-anchor="end">${escapeHtml(b.label)}</text>`,
-      `<rect x="${LABEL_WIDTH}" y="${y}" width="${w.toFixed(1)}" height="${BAR_HEIGHT}" fill="${PALETTE[i % PALETTE.length]!}"><title>${escapeHtml(`${b.label}: ${text} ${f.unit}`)}</title></rect>`,
+      `<rect x="${LABEL_WIDTH}" y="${y}" width="${w.toFixed(1)}" height="${BAR_HEIGHT}" fill="${colour(b.label)}"><title>${escapeHtml(`${b.label}: ${text} ${f.unit}`)}</title></rect>`,
       `<text x="${(LABEL_WIDTH + w + 6).toFixed(1)}" y="${y + BAR_HEIGHT * 0.7}">${escapeHtml(text)}</text>`,
     ].join("");
   });
