@@ -444,8 +444,9 @@ export function runTour(options: TourOptions = {}): TourResult {
         return linuxBoot();
     }
   };
-  for (const name of TOUR_SCENARIOS) {
-    if (!selected.includes(name)) continue;
+  const order = TOUR_SCENARIOS.filter((name) => selected.includes(name));
+  for (const name of order) {
+    options.onProgress?.(`[vtlab] tour ${scenarios.length + 1}/${order.length}: ${name}`);
     const s = run(name);
     scenarios.push(s);
     options.onScenario?.(s, scenarios.length - 1);

@@ -38,6 +38,8 @@ describe("vtlab demo (the tour) on the command line", () => {
     expect(r.out).toContain("Not yet available: vtlab cannot boot Linux yet (issue 16)");
     expect(r.out).toMatch(/net-ping\s+ept\s+exit 0/);
     expect(r.out).toMatch(/tour: 4 of 4 checks hold; not yet available: linux-boot\n$/);
+    expect(r.err).toContain("[vtlab] tour 1/2: netfront\n");
+    expect(r.err).toContain("[vtlab] tour 2/2: linux-boot\n");
   });
 
   it("--json: every figure and check; a check that fails makes the exit status 1", { timeout: 60_000 }, () => {
