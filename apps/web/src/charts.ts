@@ -1,6 +1,6 @@
 /**
  * The page's live charts (uPlot): exits per second by reason, guest MIPS and modelled time, each
- * against the wall seconds since boot. Rates are differences of two successive samples' totals
+ * against the wall seconds since boot, and the IOTLB hit rate of a machine with an assigned device. Rates are differences of two successive samples' totals
  * over their wall interval. Every chart element carries `data-points`, the samples it holds.
  */
 import uPlot from "uplot";
@@ -89,15 +89,20 @@ export class LiveCharts {
   private readonly exits: Chart;
   private readonly mips: Chart;
   private readonly modelled: Chart;
+  private readonly iotlb: Chart;
   private prev: StatsSample | undefined;
 
-  constructor(exits: HTMLElement, mips: HTMLElement, modelled: HTMLElement) {
+  constructor(exits: HTMLElement, mips: HTMLElement, modelled: HTMLElement, iotlb: HTMLElement) {
+    this.iotlb = new Chart(iotlb, "IOTLB hit rate since boot (the host VT-d unit, this domain's DMA)", "hit %");
     this.exits = new Chart(exits, "VM exits per second (wall) by reason", "exits/s");
     this.mips = new Chart(mips, "guest MIPS (instructions per wall microsecond)", "MIPS");
     this.modelled = new Chart(modelled, "modelled time (the host's simulated clock)", "modelled ms");
   }
 
   add(sample: StatsSample): void {
+    // The hit rate is a ratio of totals: every sample has a point, the first one too.
+    const io = sample.iommu;
+    if (io !== null && io.iotlbHits + io.iotlbMisses > 0) this.iotlb.push(sample.wallMs / 1000, { "IOTLB hit %": (io.iotlbHits / (io.iotlbHits + io.iotlbMisses)) * 100 });
     const prev = this.prev;
     this.prev = sample;
     if (prev === undefined) return;
@@ -113,5 +118,6 @@ export class LiveCharts {
     this.exits.clear();
     this.mips.clear();
     this.modelled.clear();
+    this.iotlb.clear();
   }
 }

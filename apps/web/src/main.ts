@@ -31,7 +31,7 @@ const SUMMARIES: Record<string, string> = {
 
 const term = new Terminal({ cols: 100, rows: 24, convertEol: true, fontSize: 13, scrollback: 5000 });
 term.open(byId("terminal"));
-const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"));
+const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"), byId("chart-iotlb"));
 const status = byId<HTMLParagraphElement>("status");
 const counters = byId<HTMLTableElement>("counters");
 const iommuSummary = byId("iommu-summary");
@@ -45,6 +45,8 @@ const buttons = {
 };
 
 let selected: MachineChoice = MACHINES[0]!;
+/** The machine the worker was last told to boot (the status line names it, whatever is selected since). */
+let booted: MachineChoice = selected;
 const list = byId("machine-list");
 for (const m of MACHINES) {
   const label = document.createElement("label");
@@ -66,7 +68,7 @@ function send(m: ToWorker): void {
 }
 
 function setState(state: string, detail: string): void {
-  status.textContent = `${machineName(selected)}: ${detail}`;
+  status.textContent = `${machineName(booted)}: ${detail}`;
   status.dataset.state = state;
   const alive = state === "running" || state === "paused";
   buttons.pause.disabled = state !== "running";
@@ -148,6 +150,7 @@ buttons.boot.addEventListener("click", () => {
     term.write(`\r\n[vtlab] worker error: ${e.message}\r\n`);
     setState("error", `worker error: ${e.message}`);
   };
+  booted = selected;
   setState("booting", "booting");
   send({ type: "boot", machine: selected, kernelUrl: new URL(kernelUrl, document.baseURI).href });
 });

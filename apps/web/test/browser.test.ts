@@ -162,6 +162,7 @@ describe("the web page in chromium", () => {
     const log = await page.$eval("#iommu-log", (el) => el.textContent ?? "");
     expect(log).toMatch(/\[DMA (Read|Write)\] Request device \[0000:00:05\.0\] fault addr 0x[0-9a-f]+ \[fault reason 0x[0-9a-f]{2}\]/);
     expect(await page.$eval("#iommu-summary", (el) => el.textContent ?? "")).toContain("remapping on");
+    await page.waitForFunction(() => Number(document.querySelector("#chart-iotlb")?.getAttribute("data-points")) > 0, { timeout: 30_000 });
     await page.close();
     expect(errors).toEqual([]);
   }, 90_000);
