@@ -17,6 +17,8 @@ export interface Rates {
   readonly exitsPerSecond: Record<string, number>;
   readonly mips: number;
   readonly modelledMs: number;
+  /** The memory virtualizer's work per second: shadow faults and emulated PT writes (shadow), EPT references (EPT). */
+  readonly mmuPerSecond: Record<string, number>;
 }
 
 /** The rates between two samples of one machine (null if no wall time passed between them). */
@@ -25,7 +27,11 @@ export function rates(prev: StatsSample, next: StatsSample): Rates | null {
   if (!(dt > 0)) return null;
   const exitsPerSecond: Record<string, number> = {};
   for (const [reason, n] of Object.entries(next.exitsByReason)) exitsPerSecond[reason] = (n - (prev.exitsByReason[reason] ?? 0)) / dt;
-  return { wallSeconds: next.wallMs / 1000, exitsPerSecond, mips: (next.instructions - prev.instructions) / dt / 1e6, modelledMs: next.modelledMs };
+  const mmuPerSecond: Record<string, number> = {};
+  if (next.shadowFaults !== null) mmuPerSecond["shadow #PF"] = (next.shadowFaults - (prev.shadowFaults ?? 0)) / dt;
+  if (next.emulatedPtWrites !== null) mmuPerSecond["emulated PT writes"] = (next.emulatedPtWrites - (prev.emulatedPtWrites ?? 0)) / dt;
+  mmuPerSecond["EPT references"] = (next.eptReferences - prev.eptReferences) / dt;
+  return { wallSeconds: next.wallMs / 1000, exitsPerSecond, mips: (next.instructions - prev.instructions) / dt / 1e6, modelledMs: next.modelledMs, mmuPerSecond };
 }
 
 class Chart {
@@ -90,9 +96,11 @@ export class LiveCharts {
   private readonly mips: Chart;
   private readonly modelled: Chart;
   private readonly iotlb: Chart;
+  private readonly mmu: Chart;
   private prev: StatsSample | undefined;
 
-  constructor(exits: HTMLElement, mips: HTMLElement, modelled: HTMLElement, iotlb: HTMLElement) {
+  constructor(exits: HTMLElement, mips: HTMLElement, modelled: HTMLElement, iotlb: HTMLElement, mmu: HTMLElement) {
+    this.mmu = new Chart(mmu, "memory virtualization per second (wall): shadow faults and emulated PT writes, or EPT references", "per s");
     this.iotlb = new Chart(iotlb, "IOTLB hit rate since boot (the host VT-d unit, this domain's DMA)", "hit %");
     this.exits = new Chart(exits, "VM exits per second (wall) by reason", "exits/s");
     this.mips = new Chart(mips, "guest MIPS (instructions per wall microsecond)", "MIPS");
@@ -111,6 +119,7 @@ export class LiveCharts {
     this.exits.push(r.wallSeconds, r.exitsPerSecond);
     this.mips.push(r.wallSeconds, { MIPS: r.mips });
     this.modelled.push(r.wallSeconds, { "modelled ms": r.modelledMs });
+    this.mmu.push(r.wallSeconds, r.mmuPerSecond);
   }
 
   clear(): void {
@@ -119,5 +128,6 @@ export class LiveCharts {
     this.mips.clear();
     this.modelled.clear();
     this.iotlb.clear();
+    this.mmu.clear();
   }
 }

@@ -31,7 +31,7 @@ const SUMMARIES: Record<string, string> = {
 
 const term = new Terminal({ cols: 100, rows: 24, convertEol: true, fontSize: 13, scrollback: 5000 });
 term.open(byId("terminal"));
-const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"), byId("chart-iotlb"));
+const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"), byId("chart-iotlb"), byId("chart-mmu"));
 const status = byId<HTMLParagraphElement>("status");
 const counters = byId<HTMLTableElement>("counters");
 const iommuSummary = byId("iommu-summary");

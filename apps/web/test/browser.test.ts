@@ -105,7 +105,7 @@ describe("the web page in chromium", () => {
     expect(rows).toContain("PASS compute");
     await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "shutdown", { timeout: 30_000 });
     expect(await page.$eval("#status", (el) => el.textContent ?? "")).toContain("exit code 0");
-    for (const id of ["chart-exits", "chart-mips", "chart-modelled"]) {
+    for (const id of ["chart-exits", "chart-mips", "chart-modelled", "chart-mmu"]) {
       const points = Number(await page.$eval(`#${id}`, (el) => el.getAttribute("data-points")));
       expect(points, id).toBeGreaterThan(0);
       expect(await page.$eval(`#${id}`, (el) => el.querySelector("canvas") !== null), id).toBe(true);
