@@ -62,12 +62,14 @@ scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case "boot": {
       choice = msg.machine;
-      const res = await fetch(msg.kernelUrl);
-      if (!res.ok) {
-        post({ type: "error", message: `kernel image: HTTP ${res.status} for ${msg.kernelUrl}` });
+      try {
+        const res = await fetch(msg.kernelUrl);
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        kernel = new Uint8Array(await res.arrayBuffer());
+      } catch (e) {
+        post({ type: "error", message: `kernel image ${msg.kernelUrl}: ${e instanceof Error ? e.message : String(e)}` });
         return;
       }
-      kernel = new Uint8Array(await res.arrayBuffer());
       boot();
       return;
     }
