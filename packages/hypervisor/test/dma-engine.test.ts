@@ -13,25 +13,15 @@ import {
   PortIoBus,
   bdf,
   gfn,
-  mfn,
   type AccessSize,
   type DmaPort,
   type Gpa,
-  type Mfn,
 } from "@vtlab/arch";
 import {
-  BumpFrameAllocator,
-  ContextInvalidation,
   FaultReason,
-  IommuDomain,
-  IotlbInvalidation,
-  MapP2m,
-  RootTable,
-  VTD_REG_PAGE_SIZE,
-  VtdDriver,
-  VtdUnit,
   type RemappingEventMessage,
 } from "@vtlab/iommu";
+import { twoDomainVtd } from "./vtd-fixture.js";
 import {
   CTRL_ENABLE,
   CTRL_IRQ_ENABLE,
@@ -51,7 +41,6 @@ import {
 } from "@vtlab/hypervisor";
 
 const GiB = 1024 ** 3;
-const DRHD = 0xfed9_0000;
 const BAR0 = 0xfebf_0000;
 const ENGINE = bdf(0, 5, 0);
 const FRAMES = 512; // 2 MiB per domain
@@ -70,25 +59,7 @@ function host(options: { iommu?: boolean } = {}) {
   const pci = new PciBus(ports, mmio);
   if (!(PciHostBridge.install(ports, pci) instanceof PciHostBridge)) throw new Error("host bridge");
   const faultEvents: RemappingEventMessage[] = [];
-  const unit = new VtdUnit({ memory, onFaultEvent: (m) => faultEvents.push(m) });
-  mmio.register(DRHD, VTD_REG_PAGE_SIZE, unit.registers, "dmar0");
-  const driver = new VtdDriver(mmio, DRHD);
-  driver.setFaultEvent({ address: 0xfee0_0000, data: 0x40 });
-  const frames = new BumpFrameAllocator(memory, 0x1000 as Mfn, 0x1000);
-  const root = RootTable.create(memory, frames) as RootTable;
-  const p2ms = [new MapP2m(), new MapP2m()] as const;
-  for (let i = 0; i < FRAMES; i++) {
-    p2ms[0].set(gfn(i), mfn(A_BASE + i));
-    p2ms[1].set(gfn(i), mfn(B_BASE + i));
-  }
-  const a = IommuDomain.fromP2m(memory, frames, { domainId: 1, levels: 4, p2m: p2ms[0] }) as IommuDomain;
-  IommuDomain.fromP2m(memory, frames, { domainId: 2, levels: 4, p2m: p2ms[1] });
-  const actions = a.attach(root, ENGINE);
-  if (!Array.isArray(actions)) throw new Error(actions.message);
-  driver.setRootTable(root.address);
-  driver.invalidate({ kind: "context", granularity: ContextInvalidation.Global, domainId: 0, sourceId: 0, functionMask: 0 });
-  driver.invalidate({ kind: "iotlb", granularity: IotlbInvalidation.Global, domainId: 0, address: 0, addressMask: 0, leafOnly: false });
-  driver.enableTranslation();
+  const { unit, driver, p2ms } = twoDomainVtd({ memory, mmio, source: ENGINE, frames: FRAMES, aBase: A_BASE, bBase: B_BASE, faultEvent: { address: 0xfee0_0000, data: 0x40 }, onFaultEvent: (m) => faultEvents.push(m) });
 
   const dma: DmaPort = options.iommu === false ? new DirectDma(memory) : unit;
   let irqs = 0;

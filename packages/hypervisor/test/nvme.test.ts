@@ -15,25 +15,14 @@ import {
   PciHostBridge,
   PortIoBus,
   bdf,
-  gfn,
-  mfn,
   type Bdf,
   type DmaPort,
   type Iova,
-  type Mfn,
 } from "@vtlab/arch";
 import {
-  BumpFrameAllocator,
-  ContextInvalidation,
   FaultReason,
-  IommuDomain,
-  IotlbInvalidation,
-  MapP2m,
-  RootTable,
-  VTD_REG_PAGE_SIZE,
-  VtdDriver,
-  VtdUnit,
 } from "@vtlab/iommu";
+import { twoDomainVtd } from "./vtd-fixture.js";
 import {
   CC_EN,
   CC_IOCQES_SHIFT,
@@ -807,7 +796,6 @@ describe("NVMe controller: DMA faults", () => {
 });
 
 const GiB = 1024 ** 3;
-const DRHD = 0xfed9_0000;
 const FRAMES = 1024; // 4 MiB per domain
 const A_BASE = 0x10_0000; // domain A's frames from mfn 0x100000 (4 GiB)
 const B_BASE = 0x18_0000; // domain B's
@@ -816,24 +804,7 @@ const B_BASE = 0x18_0000; // domain B's
 function behindIommu() {
   const memory = new MachineMemory(16 * GiB);
   const mmio = new MmioBus();
-  const unit = new VtdUnit({ memory, onFaultEvent: () => undefined });
-  mmio.register(DRHD, VTD_REG_PAGE_SIZE, unit.registers, "dmar0");
-  const driver = new VtdDriver(mmio, DRHD);
-  const frames = new BumpFrameAllocator(memory, 0x1000 as Mfn, 0x1000);
-  const root = RootTable.create(memory, frames) as RootTable;
-  const p2ms = [new MapP2m(), new MapP2m()] as const;
-  for (let i = 0; i < FRAMES; i++) {
-    p2ms[0].set(gfn(i), mfn(A_BASE + i));
-    p2ms[1].set(gfn(i), mfn(B_BASE + i));
-  }
-  const a = IommuDomain.fromP2m(memory, frames, { domainId: 1, levels: 4, p2m: p2ms[0] }) as IommuDomain;
-  IommuDomain.fromP2m(memory, frames, { domainId: 2, levels: 4, p2m: p2ms[1] });
-  const attached = a.attach(root, NVME_BDF);
-  if (!Array.isArray(attached)) throw new Error(attached.message);
-  driver.setRootTable(root.address);
-  driver.invalidate({ kind: "context", granularity: ContextInvalidation.Global, domainId: 0, sourceId: 0, functionMask: 0 });
-  driver.invalidate({ kind: "iotlb", granularity: IotlbInvalidation.Global, domainId: 0, address: 0, addressMask: 0, leafOnly: false });
-  driver.enableTranslation();
+  const { unit, driver } = twoDomainVtd({ memory, mmio, source: NVME_BDF, frames: FRAMES, aBase: A_BASE, bBase: B_BASE });
   const backend = new MemoryBlockBackend(DISK_SECTORS);
   const nvme = new NvmeController({ requester: NVME_BDF, backend });
   nvme.connectDma(unit);
