@@ -38,6 +38,7 @@ import {
   INTR_INFO_VALID,
   IntrType,
   VmcsField as F,
+  exitReasonName,
   Vmcs,
   setupFlat64Guest,
   vmEntry,
@@ -684,6 +685,32 @@ export interface HypervisorOptions {
   readonly iommu?: IommuOption;
   /** Host PCI devices that can be assigned to domains (Xen's pci_add_device; `addPciDevice` adds more). */
   readonly pciDevices?: readonly AssignableDevice[];
+  /**
+   * Called for every VM exit of a VMX vCPU BEFORE it is handled, with the exit (reason,
+   * qualification, instruction length, guest-linear/physical address where the SDM gives one)
+   * and the guest state the exit saved in the VMCS (VmExitGuestState). Return true to pause the
+   * domain once the exit is handled (a debugger's step to the next VM exit; `Domain.unpause`
+   * continues). Unset, it costs one field test per exit and allocates nothing. Native-kernel
+   * slices (Domain `native`) make no VMX exits and report none.
+   */
+  readonly onVmExit?: (domain: Domain, vcpu: Vcpu, exit: VmExit, state: VmExitGuestState) => boolean | void;
+}
+
+/**
+ * The guest state at a VM exit, from the VMCS guest-state area (SDM 27.3): GUEST_RIP, GUEST_RSP,
+ * GUEST_RFLAGS, GUEST_CR0, GUEST_CR3, GUEST_CR4, as the VMCS holds them: under shadow paging
+ * GUEST_CR3 is the shadow root the hypervisor loaded (mmu-shadow keeps the guest's own CR3),
+ * under EPT the guest's. `reasonName` is exitReasonName's (the SDM Appendix C name vtlab uses in
+ * exitsByReason).
+ */
+export interface VmExitGuestState {
+  readonly reasonName: string;
+  readonly rip: number;
+  readonly rsp: number;
+  readonly rflags: number;
+  readonly cr0: number;
+  readonly cr3: number;
+  readonly cr4: number;
 }
 
 export interface RunOptions {
@@ -740,7 +767,11 @@ export class Hypervisor {
   }
   private sliceCount = 0;
 
+  /** HypervisorOptions.onVmExit (undefined: no report, no cost). */
+  private readonly onVmExit: HypervisorOptions["onVmExit"];
+
   constructor(options: HypervisorOptions = {}) {
+    this.onVmExit = options.onVmExit;
     const mib = options.memoryMiB ?? 4096;
     if (!Number.isInteger(mib) || mib < 16) throw new RangeError(`host memoryMiB must be an integer >= 16; got ${mib}`);
     this.memory = new MachineMemory(mib * MiB);
@@ -1059,7 +1090,12 @@ export class Hypervisor {
       this.pollApics();
       if (r.kind === "vmexit") {
         v.inGuest = false;
+        const pauseAfter = this.onVmExit !== undefined && this.reportExit(v, r.exit);
         this.dispatch(ctx, r.exit);
+        if (pauseAfter && d.state === "running") {
+          d.pause();
+          break;
+        }
         // An exit costs slice time too (its modelled cycles), so a guest that exits in a loop
         // without retiring instructions (a re-executed REP INS, say) still yields its slice.
         charged += this.cost.vmExitEntry / this.cost.instruction;
@@ -1191,6 +1227,21 @@ export class Hypervisor {
         d.ipisIgnored++;
       }
     }
+  }
+
+  /** HypervisorOptions.onVmExit's call: the guest state read from the VMCS before the exit is handled. */
+  private reportExit(v: Vcpu, exit: VmExit): boolean {
+    const vmcs = v.vmcs;
+    const state: VmExitGuestState = {
+      reasonName: exitReasonName(exit.reason & 0xffff),
+      rip: vmcs.readNatural(F.GUEST_RIP),
+      rsp: vmcs.readNatural(F.GUEST_RSP),
+      rflags: vmcs.readNatural(F.GUEST_RFLAGS),
+      cr0: vmcs.readNatural(F.GUEST_CR0),
+      cr3: vmcs.readNatural(F.GUEST_CR3),
+      cr4: vmcs.readNatural(F.GUEST_CR4),
+    };
+    return this.onVmExit?.(v.domain, v, exit, state) === true;
   }
 
   private dispatch(ctx: ExitContext, exit: VmExit): void {

@@ -1,6 +1,6 @@
 // @vtlab/hypervisor: public entry (see README.md for what exists and what is still to come).
 export { Hypervisor, Domain, DomainError, Vcpu } from "./hypervisor.js";
-export type { DomainOptions, DomainState, DomainStats, HypervisorOptions, RunOptions, RunResult, ExitContext } from "./hypervisor.js";
+export type { DomainOptions, DomainState, DomainStats, HypervisorOptions, VmExitGuestState, RunOptions, RunResult, ExitContext } from "./hypervisor.js";
 export { ExitStats, handleExit, MAX_STRING_IO_PER_EXIT } from "./exits.js";
 export { HostFrames } from "./host/frames.js";
 export type { Extent } from "./host/frames.js";
