@@ -767,8 +767,11 @@ export class Hypervisor {
   }
   private sliceCount = 0;
 
-  /** HypervisorOptions.onVmExit (undefined: no report, no cost). */
-  private readonly onVmExit: HypervisorOptions["onVmExit"];
+  /**
+   * HypervisorOptions.onVmExit; may be set and cleared between runs (a debugger sets it only
+   * while it steps). Undefined: no report, no cost.
+   */
+  onVmExit: HypervisorOptions["onVmExit"];
 
   constructor(options: HypervisorOptions = {}) {
     this.onVmExit = options.onVmExit;

@@ -40,3 +40,20 @@ describe("HypervisorOptions.onVmExit", () => {
     expect(d.state === "running" || d.state === "shutdown").toBe(true);
   });
 });
+
+describe("Hypervisor.onVmExit set after construction", () => {
+  it("steps once when set, and reports nothing once cleared", () => {
+    const hv = new Hypervisor({ memoryMiB: 256 });
+    const d = hv.createDomain({ name: "late", memoryMiB: 64, hap: false, kernel, cmdline: "workload=compute" });
+    hv.run({ maxInstructions: 1_000_000 });
+    let n = 0;
+    hv.onVmExit = () => (n++, true);
+    hv.run({ maxInstructions: 50_000_000 });
+    expect(n).toBe(1);
+    expect(d.state).toBe("paused");
+    hv.onVmExit = undefined;
+    d.unpause();
+    hv.run({ maxInstructions: 1_000_000 });
+    expect(n).toBe(1);
+  });
+});
