@@ -4,7 +4,8 @@
  * built-ins: it runs in a Web Worker (and in vitest under Node, for the unit test).
  */
 import { Hypervisor, MemoryBlockBackend, NvmeController, parsePciBdf, type Domain, type DomainIommuStats } from "@vtlab/hypervisor";
-import { machineName, type IommuSample, type MachineChoice, type StatsSample } from "./protocol.js";
+import { machineName, type IommuSample, type MachineChoice, type StatsSample, type StepSample } from "./protocol.js";
+import { decodeQualification } from "./step.js";
 
 /** The host NVMe controller `nvme` is assigned (xl.cfg `pci = [ "00:04.0" ]`, as apps/demo/machines/nvme.cfg). */
 export const NVME_BDF = "00:04.0";
@@ -108,6 +109,51 @@ export class WebMachine {
   /** Bytes typed at the console: into COM1's receive queue (the 16550's RBR, with its RDA interrupt). */
   input(bytes: readonly number[]): void {
     this.domain.uart.enqueueInput(bytes);
+  }
+
+  /**
+   * Step mode: from paused, run until the domain's next VM exit (any vCPU), which is handled, and
+   * pause again. The hypervisor's onVmExit is set only for the step, so a running machine pays
+   * nothing for it. Returns null when no exit came within about `wallMs` of wall time or the
+   * domain stopped or went idle first (then it is paused again if it can be).
+   */
+  step(wallMs = 2000): StepSample | null {
+    if (this.domain.state !== "paused") return null;
+    let got: StepSample | null = null;
+    const d = this.domain;
+    const exitsBefore = d.stats(this.hv.cost).vmExits;
+    this.hv.onVmExit = (domain, vcpu, exit, g) => {
+      if (domain !== d || got !== null) return false;
+      got = {
+        exitsBefore,
+        vcpu: vcpu.id,
+        reason: exit.reason & 0xffff,
+        reasonName: g.reasonName,
+        qualification: exit.qualification,
+        decoded: decodeQualification(exit.reason, exit.qualification),
+        instructionLength: exit.instructionLength,
+        guestLinear: exit.guestLinear ?? null,
+        guestPhysical: exit.guestPhysical ?? null,
+        rip: g.rip,
+        rsp: g.rsp,
+        rflags: g.rflags,
+        cr0: g.cr0,
+        cr3: g.cr3,
+        cr4: g.cr4,
+      };
+      return true;
+    };
+    try {
+      d.unpause();
+      const until = this.now() + wallMs;
+      while (got === null && d.state === "running" && this.now() < until) {
+        if (this.hv.run({ maxInstructions: 200_000 }).reason === "idle") break;
+      }
+    } finally {
+      this.hv.onVmExit = undefined;
+      if (d.state === "running") d.pause();
+    }
+    return got;
   }
 
   pause(): void {

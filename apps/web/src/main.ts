@@ -10,7 +10,8 @@ import "./style.css";
 import kernelUrl from "vtlab-kernel.elf?url";
 import { LiveCharts } from "./charts.js";
 import { setupWalkView } from "./walk-view.js";
-import { WEB_WORKLOADS, machineName, type FromWorker, type MachineChoice, type StatsSample, type ToWorker } from "./protocol.js";
+import { WEB_WORKLOADS, machineName, type FromWorker, type MachineChoice, type StatsSample, type StepSample, type ToWorker } from "./protocol.js";
+import { hex } from "./step.js";
 
 function byId<T extends HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -42,7 +43,11 @@ const buttons = {
   unpause: byId<HTMLButtonElement>("unpause"),
   destroy: byId<HTMLButtonElement>("destroy"),
   restart: byId<HTMLButtonElement>("restart"),
+  step: byId<HTMLButtonElement>("step"),
 };
+const stepNote = byId("step-note");
+const stepView = byId<HTMLTableElement>("step-view");
+let steps = 0;
 
 let selected: MachineChoice = MACHINES[0]!;
 /** The machine the worker was last told to boot (the status line names it, whatever is selected since). */
@@ -75,6 +80,46 @@ function setState(state: string, detail: string): void {
   buttons.unpause.disabled = state !== "paused";
   buttons.destroy.disabled = !alive;
   buttons.restart.disabled = worker === undefined;
+  buttons.step.disabled = state !== "paused";
+}
+
+/** Rows of header and value cells (textContent only: nothing from the worker is parsed as HTML). */
+function fillTable(table: HTMLTableElement, rows: readonly (readonly [string, string])[]): void {
+  table.tBodies[0]!.replaceChildren(
+    ...rows.map(([k, v]) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.textContent = k;
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(th, td);
+      return tr;
+    }),
+  );
+}
+
+function showStep(e: StepSample | null, note: string): void {
+  if (e === null) {
+    stepNote.textContent = note;
+    return;
+  }
+  steps++;
+  stepView.dataset.steps = String(steps);
+  stepView.dataset.reason = e.reasonName;
+  stepNote.textContent = `step ${steps}: VM exit ${(e.exitsBefore + 1).toLocaleString("en")} of the domain, vCPU ${e.vcpu}`;
+  fillTable(stepView, [
+    ["exit reason", `${e.reason} ${e.reasonName}`],
+    ["qualification", e.decoded === "" ? hex(e.qualification) : `${hex(e.qualification)}: ${e.decoded}`],
+    ["instruction length", String(e.instructionLength)],
+    ["guest-linear address", e.guestLinear === null ? "-" : hex(e.guestLinear)],
+    ["guest-physical address", e.guestPhysical === null ? "-" : hex(e.guestPhysical)],
+    ["RIP", hex(e.rip)],
+    ["RSP", hex(e.rsp)],
+    ["RFLAGS", hex(e.rflags)],
+    ["CR0", hex(e.cr0)],
+    ["CR3", hex(e.cr3)],
+    ["CR4", hex(e.cr4)],
+  ]);
 }
 
 function showCounters(s: StatsSample): void {
@@ -125,6 +170,9 @@ function onMessage(ev: MessageEvent<FromWorker>): void {
     case "state":
       setState(m.state, m.detail);
       break;
+    case "step":
+      showStep(m.exit, m.note);
+      break;
     case "error":
       term.write(`\r\n[vtlab] ${m.message}\r\n`);
       setState("error", m.message);
@@ -137,6 +185,10 @@ function fresh(): void {
   iommuSummary.textContent = "no assigned device (boot nvme or dmaattack)";
   iommuLog.textContent = "";
   iommuLog.dataset.faults = "0";
+  steps = 0;
+  stepView.dataset.steps = "0";
+  stepView.tBodies[0]!.replaceChildren();
+  stepNote.textContent = "no step yet";
   charts.clear();
 }
 
@@ -157,6 +209,7 @@ buttons.boot.addEventListener("click", () => {
 buttons.pause.addEventListener("click", () => send({ type: "pause" }));
 buttons.unpause.addEventListener("click", () => send({ type: "unpause" }));
 buttons.destroy.addEventListener("click", () => send({ type: "destroy" }));
+buttons.step.addEventListener("click", () => send({ type: "step" }));
 buttons.restart.addEventListener("click", () => {
   fresh();
   send({ type: "restart" });

@@ -24,6 +24,8 @@ export type ToWorker =
   | { readonly type: "unpause" }
   | { readonly type: "destroy" }
   | { readonly type: "restart" }
+  /** Step mode: the paused machine runs to its next VM exit and pauses again. */
+  | { readonly type: "step" }
   /** Keyboard bytes for the guest's COM1 16550 receive queue. */
   | { readonly type: "input"; readonly bytes: readonly number[] };
 
@@ -60,5 +62,29 @@ export type FromWorker =
   | { readonly type: "console"; readonly text: string }
   | { readonly type: "stats"; readonly sample: StatsSample }
   | { readonly type: "state"; readonly state: string; readonly detail: string }
+  /** Step mode's answer: the exit it stopped at, or null when none came (the domain stopped, went idle or ran the step's budget out). */
+  | { readonly type: "step"; readonly exit: StepSample | null; readonly note: string }
   /** Booting failed (a DomainError: the machine's configuration was refused). */
   | { readonly type: "error"; readonly message: string };
+
+/** One VM exit as step mode shows it: reported by the hypervisor's onVmExit before it was handled. */
+export interface StepSample {
+  /** The domain's VM exits before this one (so this is exit number `exitsBefore + 1`). */
+  readonly exitsBefore: number;
+  readonly vcpu: number;
+  /** Basic exit reason (SDM Appendix C) and its name as vtlab writes it (exitsByReason's keys). */
+  readonly reason: number;
+  readonly reasonName: string;
+  readonly qualification: number;
+  /** The qualification in words where step.ts decodes its format, else "". */
+  readonly decoded: string;
+  readonly instructionLength: number;
+  readonly guestLinear: number | null;
+  readonly guestPhysical: number | null;
+  readonly rip: number;
+  readonly rsp: number;
+  readonly rflags: number;
+  readonly cr0: number;
+  readonly cr3: number;
+  readonly cr4: number;
+}

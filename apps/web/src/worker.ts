@@ -83,6 +83,15 @@ scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
       machine?.unpause();
       if (machine?.alive === true) schedule(0);
       break;
+    case "step": {
+      if (machine === undefined) break;
+      const wasPaused = machine.domain.state === "paused";
+      const exit = machine.step();
+      const note = !wasPaused ? "pause the machine first" : exit !== null ? "" : `no VM exit: the domain is ${machine.describe()}`;
+      post({ type: "step", exit, note });
+      post({ type: "stats", sample: machine.sample() });
+      break;
+    }
     case "destroy":
       machine?.destroy();
       if (timer !== undefined) clearTimeout(timer);

@@ -14,6 +14,14 @@ import { promisify } from "node:util";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { preview, type PreviewServer } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExitStats } from "@vtlab/hypervisor";
+
+/** The SDM exit-reason names vtlab uses (exitReasonName's, as ExitStats writes exitsByReason's keys). */
+function sdmExitNames(): Set<string> {
+  const s = new ExitStats();
+  s.byReason.fill(1);
+  return new Set(Object.keys(s.byReasonNames()).filter((n) => !n.startsWith("reason ")));
+}
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -131,6 +139,38 @@ describe("the web page in chromium", () => {
     await page.click("#destroy");
     await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "destroyed", { timeout: 10_000 });
     await page.click("#restart");
+    await page.waitForFunction(() => /PASS compute [0-9a-f]{16}/.test(window.vtlab.consoleText()), { timeout: 60_000 });
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 90_000);
+
+  it("steps a paused compute machine to its next VM exit, twice, and shows the reason and the guest state", async () => {
+    const { page, errors } = await open();
+    await page.click('input[value="compute-ept"]');
+    await page.click("#boot");
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "running", { timeout: 30_000 });
+    await page.click("#pause");
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "paused", { timeout: 10_000 });
+    await page.waitForFunction(() => !(document.querySelector("#step") as HTMLButtonElement).disabled, { timeout: 10_000 });
+    const names = sdmExitNames();
+    const seen: string[] = [];
+    for (let i = 1; i <= 2; i++) {
+      await page.click("#step");
+      await page.waitForFunction((n) => document.querySelector("#step-view")?.getAttribute("data-steps") === String(n), { timeout: 10_000 }, i);
+      const reason = await page.$eval("#step-view", (el) => el.getAttribute("data-reason") ?? "");
+      expect(names.has(reason), reason).toBe(true);
+      const rows = await page.$$eval("#step-view tr", (trs) => trs.map((tr) => [tr.querySelector("th")?.textContent ?? "", tr.querySelector("td")?.textContent ?? ""]));
+      const table = new Map(rows.map(([k, v]) => [k!, v!]));
+      expect(table.get("exit reason")).toMatch(new RegExp(`^\\d+ ${reason}$`));
+      expect(table.get("RIP")).toMatch(/^0x[0-9a-f]+$/);
+      expect(table.get("qualification")).toMatch(/^0x[0-9a-f]+/);
+      expect(table.get("instruction length")).toMatch(/^\d+$/);
+      expect(await page.$eval("#step-note", (el) => el.textContent ?? "")).toMatch(/^step \d+: VM exit [\d,]+ of the domain, vCPU \d+$/);
+      seen.push(reason);
+    }
+    // Still paused after the steps; unpausing runs it to its end.
+    expect(await page.$eval("#status", (el) => el.getAttribute("data-state"))).toBe("paused");
+    await page.click("#unpause");
     await page.waitForFunction(() => /PASS compute [0-9a-f]{16}/.test(window.vtlab.consoleText()), { timeout: 60_000 });
     await page.close();
     expect(errors).toEqual([]);
