@@ -16,10 +16,10 @@
  * is deterministic and gives a domain one contiguous machine run). A real HVM guest could not
  * know this, which is one reason Xen requires an IOMMU for HVM passthrough.
  */
-import { createHash } from "node:crypto";
 import { Hypervisor, Toolstack, parseDomainConfig, type Domain } from "@vtlab/hypervisor";
-import { hostPciDevices } from "./machines.js";
-import { report, type MachineReport } from "./run.js";
+import { hostPciDevices } from "./host.js";
+import { report, type MachineReport } from "./run-core.js";
+import { Sha256 } from "./sha256.js";
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -57,9 +57,16 @@ function ramPages(hv: Hypervisor, d: Domain): Uint8Array[] {
 }
 
 function hash(pages: readonly Uint8Array[]): string {
-  const h = createHash("sha256");
+  // SHA-256 in plain TypeScript (sha256.ts), not node:crypto: the tour runs in a browser too.
+  const h = new Sha256();
   for (const p of pages) h.update(p);
-  return h.digest("hex");
+  return h.digestHex();
+}
+
+function samePage(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 export function runIsolation(iommu: boolean, kernel: Uint8Array, onConsole?: (name: string, text: string) => void): IsolationReport {
@@ -91,7 +98,7 @@ export function runIsolation(iommu: boolean, kernel: Uint8Array, onConsole?: (na
     const attackerReport = report(hv, attacker, (performance.now() - t0) / 1000);
     const after = ramPages(hv, victim);
     let changed = 0;
-    for (let i = 0; i < before.length; i++) if (Buffer.compare(before[i]!, after[i]!) !== 0) changed++;
+    for (let i = 0; i < before.length; i++) if (!samePage(before[i]!, after[i]!)) changed++;
     const attempts = attacker.console.split("\n").filter((l) => /^dmaattack: (Read|Write) \(/.test(l));
     const t1 = performance.now();
     victim.unpause();

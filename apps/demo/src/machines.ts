@@ -5,14 +5,11 @@
  */
 import { closeSync, fstatSync, openSync, readFileSync, readSync, writeSync, appendFileSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { HOST_NVME_SECTORS, HOST_PCI_DEVICES, hostPciDevices } from "./host.js";
 import {
-  MemoryBlockBackend,
-  NvmeController,
   SECTOR_SIZE,
   domainOptions,
-  parsePciBdf,
   parseDomainConfig,
-  type AssignableDevice,
   type BlockBackend,
   type Domain,
   type DomainConfig,
@@ -20,6 +17,8 @@ import {
   type Hypervisor,
   type IommuOption,
 } from "@vtlab/hypervisor";
+
+export { HOST_NVME_SECTORS, HOST_PCI_DEVICES, hostPciDevices };
 
 export class MachineError extends Error {
   constructor(message: string) {
@@ -158,23 +157,6 @@ export function loadMachine(hv: Hypervisor, file: string, onConsole: (name: stri
     throw e;
   }
   return { file, config, domain, disks: r.disks };
-}
-
-/** The host's assignable PCI devices in `vtlab run`, `vtlab demo` and `vtlab shell`. */
-export const HOST_PCI_DEVICES = ["00:04.0", "00:05.0"] as const;
-/** Each host NVMe controller's namespace: 8 MiB (16,384 LBAs of 512 bytes), held in memory, zeroed at host boot. */
-export const HOST_NVME_SECTORS = 16384;
-
-/**
- * The host's PCI devices that `pci = [...]` can assign: NVMe controllers at 00:04.0 and 00:05.0
- * (@vtlab/hypervisor's NvmeController, NVMe 1.4), each with an 8 MiB in-memory namespace.
- */
-export function hostPciDevices(): AssignableDevice[] {
-  return HOST_PCI_DEVICES.map((text, i) => {
-    const id = parsePciBdf(text);
-    if (typeof id === "string") throw new Error(`vtlab bug: ${id}`);
-    return new NvmeController({ requester: id, backend: new MemoryBlockBackend(HOST_NVME_SECTORS), name: `nvme${i}`, serial: `vtlab${i}` });
-  });
 }
 
 /** Host options of `vtlab run` and `vtlab shell` from the command line: `--no-iommu`, `--iommu-flush`. */
