@@ -8,6 +8,7 @@ import { dirname } from "node:path";
 import { HOST_PCI_DEVICES, MachineError, iommuOption } from "./machines.js";
 import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, runDemo, runMachines, type DemoScenario } from "./run.js";
 import { HtmlReportError, checkHtmlTarget, writeTourHtml } from "./html.js";
+import { DEFAULT_PORT, ServeError, checkServeDir, startServer } from "./serve.js";
 import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
 import { TOUR_SCENARIOS, formatScenario, formatTourSummary, parseScenarios, runTour, type TourScenarioName } from "./tour.js";
 
@@ -56,6 +57,11 @@ commands:
         run, stats, console, help, quit) one per line from the script, or from stdin ("-" or
         no script); each domain's on_crash (destroy, preserve, restart) is applied. Exit
         status 1 when a command failed (the session goes on past it)
+  serve [--port N] [--dir DIR]
+        serve the built web page (default apps/web/dist, made by
+        pnpm --filter @vtlab/web build) as static files on http://127.0.0.1:N/ (default
+        port ${DEFAULT_PORT}; 0 picks a free one) and print its URL; Ctrl-C (SIGINT) stops it.
+        Paths with ".." or absolute paths are refused
   help  this text
 
 config keys: name, memory, vcpus, builder ("hvm"), hap (1 EPT, 0 shadow), kernel, cmdline,
@@ -73,6 +79,8 @@ export interface Io {
   stdin?: AsyncIterable<string>;
   /** Standard input is a terminal: `vtlab shell` prompts. */
   interactive?: boolean;
+  /** `vtlab serve` stops when this settles (tests); SIGINT otherwise. */
+  stop?: Promise<unknown>;
 }
 
 /** The shell's prompt on a terminal. */
@@ -105,9 +113,49 @@ function maxInstructions(v: string | true | undefined): number | undefined | str
   return typeof v === "string" && /^\d+$/.test(v) && n > 0 ? n : `--max-instructions: "${String(v)}" is not a positive integer`;
 }
 
+/** `vtlab serve`: the static server until SIGINT (or `io.stop`, for tests), then exit status 0. */
+function serve(args: string[], io: Io): number | Promise<number> {
+  const parsed = parseFlags(args, ["port", "dir"]);
+  if (typeof parsed === "string" || parsed.rest.length > 0) {
+    io.err(`vtlab serve: ${typeof parsed === "string" ? parsed : `unexpected argument "${parsed.rest[0]}"`}\n`);
+    return 2;
+  }
+  const p = parsed.flags.get("port");
+  const port = p === undefined ? DEFAULT_PORT : typeof p === "string" && /^\d{1,5}$/.test(p) && Number(p) <= 65535 ? Number(p) : -1;
+  if (port < 0) {
+    io.err(`vtlab serve: --port: "${String(p)}" is not a port number from 0 to 65535\n`);
+    return 2;
+  }
+  const d = parsed.flags.get("dir");
+  const dir = typeof d === "string" ? d : undefined;
+  try {
+    checkServeDir(dir);
+  } catch (e) {
+    if (!(e instanceof ServeError)) throw e;
+    io.err(`vtlab serve: ${e.message}\n`);
+    return 2;
+  }
+  return startServer({ port, ...(dir !== undefined ? { dir } : {}) }).then(
+    async (server) => {
+      io.out(`vtlab serve: serving ${server.dir} at ${server.url} (Ctrl-C stops)\n`);
+      await new Promise<void>((ok) => {
+        if (io.stop !== undefined) void io.stop.then(() => ok(), () => ok());
+        else process.once("SIGINT", () => ok());
+      });
+      await server.close();
+      io.out("vtlab serve: stopped\n");
+      return 0;
+    },
+    (e: unknown) => {
+      io.err(`vtlab serve: ${e instanceof Error ? e.message : String(e)}\n`);
+      return 1;
+    },
+  );
+}
+
 /**
  * Run the command; returns the process exit status (0 ok, 1 a machine or a shell command failed,
- * 2 bad usage or input). `vtlab shell` reading stdin returns a promise of it.
+ * 2 bad usage or input). `vtlab shell` reading stdin and `vtlab serve` return a promise of it.
  */
 export function main(argv: readonly string[], io: Io): number | Promise<number> {
   const [command, ...args] = argv;
@@ -116,6 +164,7 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
     return command === undefined ? 2 : 0;
   }
   if (command === "shell") return shell(args, io);
+  if (command === "serve") return serve(args, io);
   if (command !== "run" && command !== "demo") {
     io.err(`vtlab: unknown command "${command}"\n\n${USAGE}\n`);
     return 2;

@@ -13,3 +13,7 @@ export type { Io } from "./cli.js";
 export { runTour, formatTour, formatScenario, formatTourSummary, formatCheck, parseScenarios, pagingExits, TOUR_SCENARIOS, SHADOW_EPT_WORKLOADS, PAGING_EXIT_REASONS, COMPUTE_NEAR_EQUAL } from "./tour.js";
 export type { ShadowEptWorkload, TourOptions, TourSizes, TourResult, TourScenarioResult, TourScenarioName, TourFigure, TourBar, TourCheck } from "./tour.js";
 export { renderTourHtml, writeTourHtml, checkHtmlTarget, figureSvg, escapeHtml, HtmlReportError } from "./html.js";
+export { startServer, requestFile, contentType, defaultWebDir, checkServeDir, ServeError, CONTENT_TYPES, DEFAULT_PORT } from "./serve.js";
+export type { ServeOptions, StaticServer } from "./serve.js";
+export { readReferenceKernel, runDemoOn } from "./run.js";
+export { formatValue } from "./tour.js";
