@@ -19,6 +19,8 @@ export interface Rates {
   readonly modelledMs: number;
   /** The memory virtualizer's work per second: shadow faults and emulated PT writes (shadow), EPT references (EPT). */
   readonly mmuPerSecond: Record<string, number>;
+  /** Disk I/O per second: I/O-instruction exits (the emulated disk's path), and for the PV machine blkback's ring requests, grant operations and events. */
+  readonly ioPerSecond: Record<string, number>;
 }
 
 /** The rates between two samples of one machine (null if no wall time passed between them). */
@@ -31,7 +33,16 @@ export function rates(prev: StatsSample, next: StatsSample): Rates | null {
   if (next.shadowFaults !== null) mmuPerSecond["shadow #PF"] = (next.shadowFaults - (prev.shadowFaults ?? 0)) / dt;
   if (next.emulatedPtWrites !== null) mmuPerSecond["emulated PT writes"] = (next.emulatedPtWrites - (prev.emulatedPtWrites ?? 0)) / dt;
   mmuPerSecond["EPT references"] = (next.eptReferences - prev.eptReferences) / dt;
-  return { wallSeconds: next.wallMs / 1000, exitsPerSecond, mips: (next.instructions - prev.instructions) / dt / 1e6, modelledMs: next.modelledMs, mmuPerSecond };
+  const ioPerSecond: Record<string, number> = { "I/O exits": (next.ioExits - prev.ioExits) / dt };
+  const p = next.pv;
+  const q = prev.pv;
+  if (p !== null && q !== null) {
+    ioPerSecond["ring requests"] = (p.ringRequests - q.ringRequests) / dt;
+    ioPerSecond["grant ops"] = (p.grantCopies + p.grantMaps + p.grantUnmaps - (q.grantCopies + q.grantMaps + q.grantUnmaps)) / dt;
+    ioPerSecond["events sent"] = (p.eventsSent - q.eventsSent) / dt;
+    ioPerSecond["events delivered"] = (p.eventsDelivered - q.eventsDelivered) / dt;
+  }
+  return { wallSeconds: next.wallMs / 1000, ioPerSecond, exitsPerSecond, mips: (next.instructions - prev.instructions) / dt / 1e6, modelledMs: next.modelledMs, mmuPerSecond };
 }
 
 class Chart {
@@ -97,9 +108,11 @@ export class LiveCharts {
   private readonly modelled: Chart;
   private readonly iotlb: Chart;
   private readonly mmu: Chart;
+  private readonly io: Chart;
   private prev: StatsSample | undefined;
 
-  constructor(exits: HTMLElement, mips: HTMLElement, modelled: HTMLElement, iotlb: HTMLElement, mmu: HTMLElement) {
+  constructor(exits: HTMLElement, mips: HTMLElement, modelled: HTMLElement, iotlb: HTMLElement, mmu: HTMLElement, io: HTMLElement) {
+    this.io = new Chart(io, "disk I/O per second (wall): I/O exits (emulated), blkif ring requests, grant operations, events (PV)", "per s");
     this.mmu = new Chart(mmu, "memory virtualization per second (wall): shadow faults and emulated PT writes, or EPT references", "per s");
     this.iotlb = new Chart(iotlb, "IOTLB hit rate since boot (the host VT-d unit, this domain's DMA)", "hit %");
     this.exits = new Chart(exits, "VM exits per second (wall) by reason", "exits/s");
@@ -120,6 +133,7 @@ export class LiveCharts {
     this.mips.push(r.wallSeconds, { MIPS: r.mips });
     this.modelled.push(r.wallSeconds, { "modelled ms": r.modelledMs });
     this.mmu.push(r.wallSeconds, r.mmuPerSecond);
+    this.io.push(r.wallSeconds, r.ioPerSecond);
   }
 
   clear(): void {
@@ -129,5 +143,6 @@ export class LiveCharts {
     this.modelled.clear();
     this.iotlb.clear();
     this.mmu.clear();
+    this.io.clear();
   }
 }

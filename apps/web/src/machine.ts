@@ -3,8 +3,8 @@
  * run in bounded slices so that the worker stays responsive between them. No DOM and no Node
  * built-ins: it runs in a Web Worker (and in vitest under Node, for the unit test).
  */
-import { Hypervisor, MemoryBlockBackend, NvmeController, parsePciBdf, type Domain, type DomainIommuStats } from "@vtlab/hypervisor";
-import { machineName, type IommuSample, type MachineChoice, type StatsSample, type StepSample } from "./protocol.js";
+import { Hypervisor, MemoryBlockBackend, NvmeController, Toolstack, parseDomainConfig, parsePciBdf, type Domain, type DomainIommuStats } from "@vtlab/hypervisor";
+import { XS_MAX_DEPTH, XS_MAX_NODES, XS_MAX_VALUE, machineName, type IommuSample, type MachineChoice, type PvSample, type StatsSample, type StepSample, type XsNode } from "./protocol.js";
 import { decodeQualification } from "./step.js";
 
 /** The host NVMe controller `nvme` is assigned (xl.cfg `pci = [ "00:04.0" ]`, as apps/demo/machines/nvme.cfg). */
@@ -25,9 +25,13 @@ export const GUEST_MEMORY_MIB = 128;
 /** Host RAM, MiB: the guest plus room for EPT or shadow tables. */
 export const HOST_MEMORY_MIB = 512;
 
+export { XS_MAX_DEPTH, XS_MAX_NODES, XS_MAX_VALUE };
+
 export class WebMachine {
   readonly hv: Hypervisor;
   readonly domain: Domain;
+  /** The PV machine's toolstack (xenstored and blkback), else undefined. */
+  readonly toolstack: Toolstack | undefined;
   private readonly t0: number;
 
   constructor(
@@ -46,6 +50,20 @@ export class WebMachine {
     this.hv = new Hypervisor({ memoryMiB: HOST_MEMORY_MIB, pciDevices });
     const attack = choice.workload === "dmaattack";
     this.t0 = now();
+    if (choice.workload === "pvdisk") {
+      // As `vtlab demo`'s pvdisk (apps/demo run-core.ts): through the toolstack, which composes
+      // xenstored and blkback, the image a vbd (vdev=xvda, devid 51712) in memory. The config's
+      // target names no file: the resource loader hands a MemoryBlockBackend whatever it says.
+      this.toolstack = new Toolstack(this.hv, { resources: () => ({ kernel, disk: new MemoryBlockBackend(DISK_SECTORS), onConsole }) });
+      const config = parseDomainConfig(
+        `name = "${machineName(choice)}"\nmemory = ${GUEST_MEMORY_MIB}\nhap = ${choice.hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "workload=pvdisk"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=pvdisk.img" ]\n`,
+        "<vtlab web>",
+      );
+      // create throws DomainError for a refused configuration: the worker reports it.
+      this.domain = this.toolstack.create(config, "<vtlab web>").domain;
+      return;
+    }
+    this.toolstack = undefined;
     // createDomain throws DomainError for a refused configuration: the worker reports it.
     this.domain = this.hv.createDomain({
       name: machineName(choice),
@@ -75,11 +93,70 @@ export class WebMachine {
   runFor(wallMs: number, chunk = 100_000): boolean {
     const until = this.now() + wallMs;
     while (this.domain.state === "running") {
-      const r = this.hv.run({ maxInstructions: chunk });
+      const r = this.runOnce(chunk);
       if (r.reason === "idle") return false;
       if (this.now() >= until) return true;
     }
     return false;
+  }
+
+  /** One scheduler run: the toolstack's for the PV machine (its backends poll between slices). */
+  private runOnce(maxInstructions: number): { reason: string } {
+    return this.toolstack !== undefined ? this.toolstack.run({ maxInstructions }) : this.hv.run({ maxInstructions });
+  }
+
+  /** The PV machine's ring, grant and event counters (null for the others). */
+  pvSample(): PvSample | null {
+    const ts = this.toolstack;
+    if (ts === undefined) return null;
+    let ringRequests = 0, responses = 0, sectors = 0, grantCopies = 0, grantMaps = 0, grantUnmaps = 0, notifications = 0;
+    for (const v of ts.disks.vbds(this.domain.id)) {
+      const c = v.vbd.blkback.counters;
+      ringRequests += c.read + c.write + c.flush + c.barrier + c.discard + c.unknown;
+      responses += c.responses;
+      sectors += c.sectorsRead + c.sectorsWritten;
+      grantCopies += c.grantCopies;
+      grantMaps += c.grantMaps;
+      grantUnmaps += c.grantUnmaps;
+      notifications += c.notifications;
+    }
+    const x = this.domain.stats(this.hv.cost).xen;
+    return { ringRequests, responses, sectors, grantCopies, grantMaps, grantUnmaps, backendNotifications: notifications, eventsSent: x.eventsSent, eventsDelivered: x.eventsDelivered, upcallsInjected: x.upcallsInjected };
+  }
+
+  /**
+   * The xenstore tree as dom0 reads it (`toolstack.xenstore`), breadth first from "/", at most
+   * XS_MAX_NODES nodes and XS_MAX_DEPTH levels; null for a machine without a toolstack.
+   */
+  xenstoreTree(): { root: XsNode; nodes: number; truncated: boolean } | null {
+    const xs = this.toolstack?.xenstore;
+    if (xs === undefined) return null;
+    const root: { name: string; path: string; value: string | null; children: XsNode[] } = { name: "/", path: "/", value: null, children: [] };
+    let nodes = 1;
+    let truncated = false;
+    const queue: { node: typeof root; depth: number }[] = [{ node: root, depth: 0 }];
+    while (queue.length > 0) {
+      const { node, depth } = queue.shift()!;
+      const names = xs.directory(node.path) ?? [];
+      if (names.length > 0 && depth >= XS_MAX_DEPTH) {
+        truncated = true;
+        continue;
+      }
+      for (const name of [...names].sort()) {
+        if (nodes >= XS_MAX_NODES) {
+          truncated = true;
+          break;
+        }
+        const path = node.path === "/" ? `/${name}` : `${node.path}/${name}`;
+        const raw = xs.read(path);
+        const value = raw === undefined || raw === "" ? null : raw.length > XS_MAX_VALUE ? `${raw.slice(0, XS_MAX_VALUE)}...` : raw;
+        const child = { name, path, value, children: [] as XsNode[] };
+        node.children.push(child);
+        nodes++;
+        queue.push({ node: child, depth: depth + 1 });
+      }
+    }
+    return { root, nodes, truncated };
   }
 
   sample(): StatsSample {
@@ -95,6 +172,8 @@ export class WebMachine {
       eptReferences: s.eptReferences,
       walkReferences: s.walkReferences,
       iommu: s.iommu === undefined ? null : iommuSample(s.iommu),
+      ioExits: s.ioExits,
+      pv: this.pvSample(),
     };
   }
 
@@ -147,7 +226,7 @@ export class WebMachine {
       d.unpause();
       const until = this.now() + wallMs;
       while (got === null && d.state === "running" && this.now() < until) {
-        if (this.hv.run({ maxInstructions: 200_000 }).reason === "idle") break;
+        if (this.runOnce(200_000).reason === "idle") break;
       }
     } finally {
       this.hv.onVmExit = undefined;
@@ -165,7 +244,8 @@ export class WebMachine {
   }
 
   destroy(): void {
-    this.hv.destroyDomain(this.domain.id);
+    if (this.toolstack !== undefined) this.toolstack.destroyAll();
+    else this.hv.destroyDomain(this.domain.id);
   }
 }
 

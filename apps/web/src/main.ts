@@ -10,7 +10,7 @@ import "./style.css";
 import kernelUrl from "vtlab-kernel.elf?url";
 import { LiveCharts } from "./charts.js";
 import { setupWalkView } from "./walk-view.js";
-import { WEB_WORKLOADS, machineName, type FromWorker, type MachineChoice, type StatsSample, type StepSample, type ToWorker } from "./protocol.js";
+import { WEB_WORKLOADS, XS_MAX_DEPTH, XS_MAX_NODES, machineName, type FromWorker, type MachineChoice, type StatsSample, type StepSample, type ToWorker, type XsNode } from "./protocol.js";
 import { hex } from "./step.js";
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -26,13 +26,14 @@ const SUMMARIES: Record<string, string> = {
   ptemod: "page-table-heavy: shadow paging traps and emulates the guest's PTE writes, EPT does not",
   forkwait: "fork and wait: address spaces created and torn down",
   disk: "2 MiB through the emulated ATA disk: port-I/O exits for every sector",
+  pvdisk: "the same 2 MiB through blkfront and blkback: a shared ring, grants and event channels, set up through xenstore by the toolstack",
   dmaattack: 'a hostile guest with the NVMe controller at 00:05.0 DMAs beyond its RAM at machine address 0x2100000: the IOMMU blocks and logs every attempt',
   nvme: 'the same 2 MiB through an NVMe controller assigned with pci = [ "00:04.0" ], DMA remapped by the VT-d IOMMU',
 };
 
 const term = new Terminal({ cols: 100, rows: 24, convertEol: true, fontSize: 13, scrollback: 5000 });
 term.open(byId("terminal"));
-const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"), byId("chart-iotlb"), byId("chart-mmu"));
+const charts = new LiveCharts(byId("chart-exits"), byId("chart-mips"), byId("chart-modelled"), byId("chart-iotlb"), byId("chart-mmu"), byId("chart-io"));
 const status = byId<HTMLParagraphElement>("status");
 const counters = byId<HTMLTableElement>("counters");
 const iommuSummary = byId("iommu-summary");
@@ -48,6 +49,14 @@ const buttons = {
 const stepNote = byId("step-note");
 const stepView = byId<HTMLTableElement>("step-view");
 let steps = 0;
+const pvTable = byId<HTMLTableElement>("pv-table");
+const xsSummary = byId("xenstore-summary");
+const xsTree = byId("xenstore-tree");
+/** The latest sample of each disk machine booted on this page (disk-ept, pvdisk-shadow, ...), for the side-by-side table. */
+const diskMachines = new Map<string, StatsSample>();
+/** xenstore paths the user opened or closed (the tree is redrawn as it changes). */
+const xsOpen = new Map<string, boolean>();
+let xsLast = "";
 
 let selected: MachineChoice = MACHINES[0]!;
 /** The machine the worker was last told to boot (the status line names it, whatever is selected since). */
@@ -156,6 +165,75 @@ function showIommu(s: StatsSample): void {
   iommuLog.dataset.faults = String(io.faults);
 }
 
+function showPv(s: StatsSample): void {
+  if (booted.workload !== "disk" && booted.workload !== "pvdisk") return;
+  diskMachines.set(machineName(booted), s);
+  const names = [...diskMachines.keys()].sort();
+  const n = (v: number | undefined): string => (v === undefined ? "-" : v.toLocaleString("en"));
+  const pv = (f: (p: NonNullable<StatsSample["pv"]>) => number) => (name: string) => {
+    const p = diskMachines.get(name)!.pv;
+    return p === null ? "-" : n(f(p));
+  };
+  const rows: [string, (name: string) => string][] = [
+    ["I/O-instruction exits", (name) => n(diskMachines.get(name)!.ioExits)],
+    ["VM exits, all reasons", (name) => n(diskMachines.get(name)!.vmExits)],
+    ["blkif ring requests (blkback)", pv((p) => p.ringRequests)],
+    ["blkif responses", pv((p) => p.responses)],
+    ["sectors through the ring", pv((p) => p.sectors)],
+    ["grant copies (GNTTABOP_copy)", pv((p) => p.grantCopies)],
+    ["grant maps / unmaps", (name) => {
+      const p = diskMachines.get(name)!.pv;
+      return p === null ? "-" : `${n(p.grantMaps)} / ${n(p.grantUnmaps)}`;
+    }],
+    ["events sent by the guest (EVTCHNOP_send)", pv((p) => p.eventsSent)],
+    ["events delivered to the guest", pv((p) => p.eventsDelivered)],
+    ["upcalls injected", pv((p) => p.upcallsInjected)],
+    ["blkback notifications", pv((p) => p.backendNotifications)],
+  ];
+  const head = document.createElement("tr");
+  head.append(document.createElement("th"), ...names.map((name) => Object.assign(document.createElement("th"), { textContent: name, scope: "col" })));
+  pvTable.tHead!.replaceChildren(head);
+  pvTable.tBodies[0]!.replaceChildren(
+    ...rows.map(([label, cell]) => {
+      const tr = document.createElement("tr");
+      tr.append(Object.assign(document.createElement("th"), { textContent: label, scope: "row" }), ...names.map((name) => Object.assign(document.createElement("td"), { textContent: cell(name) })));
+      return tr;
+    }),
+  );
+  pvTable.dataset.machines = String(names.length);
+}
+
+/** One xenstore node: a collapsible <details> with its children, or a leaf line. Text only (values are the guest's). */
+function xsElement(node: XsNode, depth: number): HTMLElement {
+  const label = node.value === null ? node.name : `${node.name} = `;
+  if (node.children.length === 0) {
+    const leaf = document.createElement("div");
+    leaf.className = "leaf";
+    leaf.dataset.path = node.path;
+    leaf.append(label);
+    if (node.value !== null) leaf.append(Object.assign(document.createElement("span"), { className: "value", textContent: JSON.stringify(node.value) }));
+    return leaf;
+  }
+  const d = document.createElement("details");
+  d.dataset.path = node.path;
+  d.open = xsOpen.get(node.path) ?? depth < 5;
+  const summary = document.createElement("summary");
+  summary.append(label);
+  if (node.value !== null) summary.append(Object.assign(document.createElement("span"), { className: "value", textContent: JSON.stringify(node.value) }));
+  d.append(summary, ...node.children.map((c) => xsElement(c, depth + 1)));
+  d.addEventListener("toggle", () => xsOpen.set(node.path, d.open));
+  return d;
+}
+
+function showXenstore(root: XsNode, nodes: number, truncated: boolean): void {
+  xsSummary.textContent = `${nodes.toLocaleString("en")} nodes, as dom0 reads them${truncated ? ` (cut: the view lists at most ${XS_MAX_NODES} nodes, ${XS_MAX_DEPTH} levels)` : ""}; refreshed while the machine runs`;
+  const text = JSON.stringify(root);
+  if (text === xsLast) return;
+  xsLast = text;
+  xsTree.replaceChildren(...root.children.map((c) => xsElement(c, 0)));
+  xsTree.dataset.nodes = String(nodes);
+}
+
 function onMessage(ev: MessageEvent<FromWorker>): void {
   const m = ev.data;
   switch (m.type) {
@@ -166,6 +244,10 @@ function onMessage(ev: MessageEvent<FromWorker>): void {
       charts.add(m.sample);
       showCounters(m.sample);
       showIommu(m.sample);
+      showPv(m.sample);
+      break;
+    case "xenstore":
+      showXenstore(m.root, m.nodes, m.truncated);
       break;
     case "state":
       setState(m.state, m.detail);
@@ -189,6 +271,10 @@ function fresh(): void {
   stepView.dataset.steps = "0";
   stepView.tBodies[0]!.replaceChildren();
   stepNote.textContent = "no step yet";
+  xsSummary.textContent = "no toolstack (boot pvdisk)";
+  xsTree.replaceChildren();
+  xsTree.dataset.nodes = "0";
+  xsLast = "";
   charts.clear();
 }
 

@@ -4,7 +4,7 @@
  */
 
 /** The reference kernel's workloads the page offers (packages/guests/images/kernel.elf, `workload=`). */
-export const WEB_WORKLOADS = ["compute", "ptemod", "forkwait", "disk", "nvme", "dmaattack"] as const;
+export const WEB_WORKLOADS = ["compute", "ptemod", "forkwait", "disk", "pvdisk", "nvme", "dmaattack"] as const;
 export type WebWorkload = (typeof WEB_WORKLOADS)[number];
 
 export interface MachineChoice {
@@ -44,6 +44,44 @@ export interface StatsSample {
   readonly walkReferences: number;
   /** The host IOMMU's view of the domain (null when it has had no assigned device). */
   readonly iommu: IommuSample | null;
+  /** I/O-instruction exits (the emulated disk's port I/O, the UART's). */
+  readonly ioExits: number;
+  /** The PV machine's blkback and event-channel counters (null for the others). */
+  readonly pv: PvSample | null;
+}
+
+/** pvdisk's PV I/O: blkback's ring and grant counters (pv-backends) and the domain's event-channel counters (XenStats). */
+export interface PvSample {
+  /** blkif requests blkback took off the ring (read, write, flush, barrier, discard, unknown). */
+  readonly ringRequests: number;
+  readonly responses: number;
+  readonly sectors: number;
+  /** Grant operations blkback issued: GNTTABOP_copy, persistent maps, unmaps. */
+  readonly grantCopies: number;
+  readonly grantMaps: number;
+  readonly grantUnmaps: number;
+  /** blkback's notifications of the frontend (events it sent). */
+  readonly backendNotifications: number;
+  /** The guest's EVTCHNOP_send calls, events delivered to it, and upcalls injected (XenStats). */
+  readonly eventsSent: number;
+  readonly eventsDelivered: number;
+  readonly upcallsInjected: number;
+}
+
+/**
+ * The xenstore view's bounds: nodes listed (breadth first), depth, and characters of a value shown.
+ * The guest writes its own device directories: what it wrote is shown as text, cut to these.
+ */
+export const XS_MAX_NODES = 400;
+export const XS_MAX_DEPTH = 10;
+export const XS_MAX_VALUE = 120;
+
+/** One xenstore node as the view shows it (value null when empty). */
+export interface XsNode {
+  readonly name: string;
+  readonly path: string;
+  readonly value: string | null;
+  readonly children: readonly XsNode[];
 }
 
 /** The host VT-d unit's counters for the domain, and its fault log as Xen's iommu_page_fault prints it. */
@@ -64,6 +102,8 @@ export type FromWorker =
   | { readonly type: "state"; readonly state: string; readonly detail: string }
   /** Step mode's answer: the exit it stopped at, or null when none came (the domain stopped, went idle or ran the step's budget out). */
   | { readonly type: "step"; readonly exit: StepSample | null; readonly note: string }
+  /** The PV machine's xenstore tree, refreshed while it runs. */
+  | { readonly type: "xenstore"; readonly root: XsNode; readonly nodes: number; readonly truncated: boolean }
   /** Booting failed (a DomainError: the machine's configuration was refused). */
   | { readonly type: "error"; readonly message: string };
 

@@ -27,6 +27,15 @@ function post(m: FromWorker): void {
   scope.postMessage(m);
 }
 
+/** Slices between two xenstore trees posted (about half a second). */
+const XS_EVERY = 10;
+let slices = 0;
+
+function postXenstore(m: WebMachine): void {
+  const t = m.xenstoreTree();
+  if (t !== null) post({ type: "xenstore", ...t });
+}
+
 function schedule(ms: number): void {
   if (timer !== undefined) clearTimeout(timer);
   timer = setTimeout(tick, ms);
@@ -39,6 +48,8 @@ function tick(): void {
   const busy = m.runFor(SLICE_MS);
   post({ type: "stats", sample: m.sample() });
   post({ type: "state", state: m.domain.state, detail: m.describe() });
+  // The xenstore tree every XS_EVERY slices (and the last one).
+  if (++slices % XS_EVERY === 1 || !m.alive) postXenstore(m);
   if (m.alive) schedule(busy ? 0 : IDLE_MS);
 }
 
@@ -46,6 +57,7 @@ function boot(): void {
   if (kernel === undefined || choice === undefined) return;
   machine?.destroy();
   machine = undefined;
+  slices = 0;
   try {
     machine = new WebMachine(choice, kernel, (text) => post({ type: "console", text }), () => performance.now());
   } catch (e) {

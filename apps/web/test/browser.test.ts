@@ -194,6 +194,27 @@ describe("the web page in chromium", () => {
     expect(errors).toEqual([]);
   }, 90_000);
 
+  it("runs pvdisk to PASS through the toolstack, counts its ring, grants and events, and shows the xenstore tree", async () => {
+    const { page, errors } = await open();
+    await page.click('input[value="pvdisk-ept"]');
+    await page.click("#boot");
+    await page.waitForFunction(() => /PASS pvdisk/.test(window.vtlab.consoleText()), { timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelector("#status")?.getAttribute("data-state") === "shutdown", { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelector('#xenstore-tree [data-path="/local/domain/1/device/vbd"]') !== null, { timeout: 10_000 });
+    // Collapsible: the vbd directory is a <details> with its device (devid 51712, xvda) inside.
+    expect(await page.$eval('#xenstore-tree [data-path="/local/domain/1/device/vbd"]', (el) => el.tagName)).toBe("DETAILS");
+    expect(await page.$('#xenstore-tree [data-path="/local/domain/1/device/vbd/51712"]')).not.toBeNull();
+    const rows = await page.$$eval("#pv-table tbody tr", (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent ?? "")));
+    const table = new Map(rows.map((r) => [r[0]!, r[1]!]));
+    expect(await page.$eval("#pv-table thead", (el) => el.textContent ?? "")).toContain("pvdisk-ept");
+    for (const row of ["blkif ring requests (blkback)", "grant copies (GNTTABOP_copy)", "events sent by the guest (EVTCHNOP_send)", "events delivered to the guest"]) {
+      expect(Number(table.get(row)?.replace(/,/g, "")), row).toBeGreaterThan(0);
+    }
+    await page.waitForFunction(() => Number(document.querySelector("#chart-io")?.getAttribute("data-points")) > 0, { timeout: 10_000 });
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 90_000);
+
   it("shows the IOMMU fault log of dmaattack", async () => {
     const { page, errors } = await open();
     await page.click('input[value="dmaattack-ept"]');
