@@ -10,7 +10,7 @@ import "./style.css";
 import kernelUrl from "vtlab-kernel.elf?url";
 import { LiveCharts } from "./charts.js";
 import { setupWalkView } from "./walk-view.js";
-import { WEB_WORKLOADS, XS_MAX_DEPTH, XS_MAX_NODES, machineName, type FromWorker, type MachineChoice, type StatsSample, type StepSample, type ToWorker, type XsNode } from "./protocol.js";
+import { WEB_WORKLOADS, XS_MAX_DEPTH, XS_MAX_NODES, machineName, type FromWorker, type MachineChoice, type StatsSample, type FromTourWorker, type StepSample, type ToTourWorker, type ToWorker, type TourScenarioView, type XsNode } from "./protocol.js";
 import { hex } from "./step.js";
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -300,6 +300,80 @@ buttons.restart.addEventListener("click", () => {
   fresh();
   send({ type: "restart" });
 });
+// The tour (tour-worker.ts): its scenarios as they come.
+const tourList = byId("tour-list");
+const tourStatus = byId("tour-status");
+const tourRun = byId<HTMLButtonElement>("tour-run");
+let tourWorker: Worker | undefined;
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (className !== undefined) e.className = className;
+  return e;
+}
+
+function showScenario(s: TourScenarioView, index: number): void {
+  const holds = s.checks.every((c) => c.holds);
+  const box = el("div", undefined, `scenario ${!s.available ? "unavailable" : holds ? "holds" : "fails"}`);
+  box.dataset.name = s.name;
+  box.dataset.available = String(s.available);
+  box.append(el("h3", `${index + 1}. ${s.title}`), el("p", s.claim));
+  if (s.note !== null) box.append(el("p", s.note, "note"));
+  for (const f of s.figures) {
+    const t = el("table");
+    t.append(el("caption", `${f.title} (${f.unit})`));
+    for (const b of f.bars) {
+      const tr = el("tr");
+      tr.append(el("th", b.label), el("td", b.value === null ? "-" : b.value.toFixed(f.digits)));
+      t.append(tr);
+    }
+    box.append(t);
+  }
+  if (s.checks.length > 0) {
+    const ul = el("ul");
+    for (const c of s.checks) ul.append(el("li", `${c.statement}: ${c.holds ? "holds" : "does not hold"} (${c.detail})`, c.holds ? "holds" : "fails"));
+    box.append(ul);
+  }
+  tourList.append(box);
+  tourList.dataset.scenarios = String(tourList.children.length);
+}
+
+tourRun.addEventListener("click", () => {
+  tourWorker?.terminate();
+  tourList.replaceChildren();
+  tourList.dataset.scenarios = "0";
+  tourList.dataset.done = "false";
+  delete tourList.dataset.ok;
+  tourStatus.textContent = "running";
+  tourWorker = new Worker(new URL("./tour-worker.ts", import.meta.url), { type: "module" });
+  tourWorker.onmessage = (ev: MessageEvent<FromTourWorker>) => {
+    const m = ev.data;
+    switch (m.type) {
+      case "progress":
+        tourStatus.textContent = m.line.replace(/^\[vtlab\] /, "");
+        break;
+      case "scenario":
+        showScenario(m.scenario, m.index);
+        break;
+      case "done":
+        tourStatus.textContent = m.ok ? "done: every check holds" : "done: some checks do not hold";
+        tourList.dataset.done = "true";
+        tourList.dataset.ok = String(m.ok);
+        break;
+      case "error":
+        tourStatus.textContent = m.message;
+        break;
+    }
+  };
+  tourWorker.onerror = (e) => {
+    console.error(`vtlab tour worker: ${e.message}`);
+    tourStatus.textContent = `tour worker error: ${e.message}`;
+  };
+  const msg: ToTourWorker = { kernelUrl: new URL(kernelUrl, document.baseURI).href, quick: byId<HTMLInputElement>("tour-quick").checked };
+  tourWorker.postMessage(msg);
+});
+
 setupWalkView(byId<HTMLInputElement>("walk-gva"), byId<HTMLButtonElement>("walk-go"), byId<HTMLTableElement>("walk-grid"), byId("walk-result"));
 // Keys typed at the terminal go to the guest's COM1 receive queue (CR as the terminal sends it).
 term.onData((data) => send({ type: "input", bytes: [...new TextEncoder().encode(data)] }));

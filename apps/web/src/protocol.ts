@@ -128,3 +128,26 @@ export interface StepSample {
   readonly cr3: number;
   readonly cr4: number;
 }
+
+/** To the tour worker (tour-worker.ts): run the tour once, quick (small workloads) or full (about 40 s). */
+export interface ToTourWorker {
+  readonly kernelUrl: string;
+  readonly quick: boolean;
+}
+
+/** One tour scenario as the page shows it (@vtlab/demo/tour's TourScenarioResult without its machine reports). */
+export interface TourScenarioView {
+  readonly name: string;
+  readonly title: string;
+  readonly claim: string;
+  readonly available: boolean;
+  readonly note: string | null;
+  readonly figures: readonly { readonly title: string; readonly unit: string; readonly digits: number; readonly bars: readonly { readonly label: string; readonly value: number | null }[] }[];
+  readonly checks: readonly { readonly statement: string; readonly holds: boolean; readonly detail: string }[];
+}
+
+export type FromTourWorker =
+  | { readonly type: "progress"; readonly line: string }
+  | { readonly type: "scenario"; readonly index: number; readonly scenario: TourScenarioView }
+  | { readonly type: "done"; readonly ok: boolean }
+  | { readonly type: "error"; readonly message: string };

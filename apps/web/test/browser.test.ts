@@ -127,6 +127,23 @@ describe("the web page in chromium", () => {
     expect(errors).toEqual([]);
   }, 90_000);
 
+  it("runs the quick tour as the first screen: every scenario with its claim, figures and checks", async () => {
+    const { page, errors } = await open();
+    await page.click("#tour-run");
+    await page.waitForFunction(() => document.querySelector("#tour-list")?.getAttribute("data-done") === "true", { timeout: 55_000 });
+    const scenarios = await page.$$eval("#tour-list .scenario", (els) => els.map((e) => ({ name: e.getAttribute("data-name"), available: e.getAttribute("data-available"), checks: e.querySelectorAll("li").length, figures: e.querySelectorAll("table").length })));
+    expect(scenarios.map((s) => s.name)).toEqual(["shadow-ept", "disk-pv", "netfront", "iommu", "linux-boot"]);
+    for (const s of scenarios.filter((x) => x.available === "true")) {
+      expect(s.figures, s.name!).toBeGreaterThan(0);
+      expect(s.checks, s.name!).toBeGreaterThan(0);
+    }
+    // Computed from the quick runs, every claim holds (as in `vtlab demo` with the same sizes).
+    expect(await page.$eval("#tour-status", (el) => el.textContent ?? "")).toBe("done: every check holds");
+    expect(await page.$eval("#tour-list", (el) => el.getAttribute("data-ok"))).toBe("true");
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 90_000);
+
   it("pauses, unpauses, destroys and restarts a machine as xl does", async () => {
     const { page, errors } = await open();
     await page.click('input[value="compute-shadow"]');
