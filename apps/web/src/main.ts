@@ -141,18 +141,7 @@ function showCounters(s: StatsSample): void {
     ["EPT references", s.eptReferences.toLocaleString("en")],
     ["modelled ms", s.modelledMs.toFixed(2)],
   ];
-  const body = counters.tBodies[0]!;
-  body.replaceChildren(
-    ...rows.map(([k, v]) => {
-      const tr = document.createElement("tr");
-      const th = document.createElement("th");
-      th.textContent = k;
-      const td = document.createElement("td");
-      td.textContent = v;
-      tr.append(th, td);
-      return tr;
-    }),
-  );
+  fillTable(counters, rows);
 }
 
 function showIommu(s: StatsSample): void {

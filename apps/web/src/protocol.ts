@@ -1,3 +1,5 @@
+import type { VmExitGuestState } from "@vtlab/hypervisor";
+
 /**
  * The messages between the page and the machine worker (worker.ts). Plain objects only, so
  * they cross postMessage by structured clone.
@@ -108,7 +110,7 @@ export type FromWorker =
   | { readonly type: "error"; readonly message: string };
 
 /** One VM exit as step mode shows it: reported by the hypervisor's onVmExit before it was handled. */
-export interface StepSample {
+export interface StepSample extends Omit<VmExitGuestState, "reasonName"> {
   /** The domain's VM exits before this one (so this is exit number `exitsBefore + 1`). */
   readonly exitsBefore: number;
   readonly vcpu: number;
@@ -121,12 +123,6 @@ export interface StepSample {
   readonly instructionLength: number;
   readonly guestLinear: number | null;
   readonly guestPhysical: number | null;
-  readonly rip: number;
-  readonly rsp: number;
-  readonly rflags: number;
-  readonly cr0: number;
-  readonly cr3: number;
-  readonly cr4: number;
 }
 
 /** To the tour worker (tour-worker.ts): run the tour once, quick (small workloads) or full (about 40 s). */
