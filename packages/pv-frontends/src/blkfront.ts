@@ -111,32 +111,13 @@ export class Blkfront {
     const port = f.evtchn.allocUnbound(dev.backendId);
     if (port < 0) return frontendError(`alloc_unbound: ${port}`);
     b.port = port;
-    for (let attempt = 0; ; attempt++) {
-      const tx = yield* xs.transactionStart();
-      if (isXsError(tx)) return frontendError(`transaction: ${tx.error}`);
-      const n = dev.nodename;
-      const writes: [string, string][] = [
-        ["ring-ref", String(ringRef)],
-        ["event-channel", String(port)],
-        ["protocol", "x86_64-abi"],
-        ["feature-persistent", "1"],
-      ];
-      let failed: string | undefined;
-      for (const [k, v] of writes) {
-        const e = yield* xs.write(`${n}/${k}`, v, tx);
-        if (e !== undefined) {
-          failed = `${k}: ${e.error}`;
-          break;
-        }
-      }
-      if (failed !== undefined) {
-        yield* xs.transactionEnd(tx, false);
-        return frontendError(`writing ${failed}`);
-      }
-      const end = yield* xs.transactionEnd(tx, true);
-      if (end === undefined) break;
-      if (end.error !== "EAGAIN" || attempt >= 8) return frontendError(`completing transaction: ${end.error}`);
-    }
+    const written = yield* xs.writeAllInTransaction(dev.nodename, [
+      ["ring-ref", String(ringRef)],
+      ["event-channel", String(port)],
+      ["protocol", "x86_64-abi"],
+      ["feature-persistent", "1"],
+    ]);
+    if (written !== undefined) return frontendError(written);
     const st = yield* dev.switchState(XenbusStateInitialised);
     if (st !== undefined) return frontendError(`state: ${st.error}`);
     const c = yield* dev.waitBackend([XenbusStateConnected]);

@@ -104,32 +104,14 @@ export class Netfront {
       n.txBufs.push({ page, ref, busy: false });
       n.txFree.push(TX_BUFFERS - 1 - i);
     }
-    for (let attempt = 0; ; attempt++) {
-      const tx = yield* xs.transactionStart();
-      if (isXsError(tx)) return frontendError(`transaction: ${tx.error}`);
-      const writes: [string, string][] = [
-        ["tx-ring-ref", String(txRef)],
-        ["rx-ring-ref", String(rxRef)],
-        ["event-channel", String(port)],
-        ["request-rx-copy", "1"],
-        ["feature-rx-notify", "1"],
-      ];
-      let failed: string | undefined;
-      for (const [k, v] of writes) {
-        const e = yield* xs.write(`${dev.nodename}/${k}`, v, tx);
-        if (e !== undefined) {
-          failed = `${k}: ${e.error}`;
-          break;
-        }
-      }
-      if (failed !== undefined) {
-        yield* xs.transactionEnd(tx, false);
-        return frontendError(`writing ${failed}`);
-      }
-      const end = yield* xs.transactionEnd(tx, true);
-      if (end === undefined) break;
-      if (end.error !== "EAGAIN" || attempt >= 8) return frontendError(`completing transaction: ${end.error}`);
-    }
+    const written = yield* xs.writeAllInTransaction(dev.nodename, [
+      ["tx-ring-ref", String(txRef)],
+      ["rx-ring-ref", String(rxRef)],
+      ["event-channel", String(port)],
+      ["request-rx-copy", "1"],
+      ["feature-rx-notify", "1"],
+    ]);
+    if (written !== undefined) return frontendError(written);
     n.postRx();
     const st = yield* dev.switchState(XenbusStateConnected);
     if (st !== undefined) return frontendError(`state: ${st.error}`);

@@ -251,6 +251,29 @@ export class XenbusClient {
     return isXsError(r) ? r : undefined;
   }
 
+  /**
+   * Write `dir/key = value` for every pair in one transaction, retried when the commit meets a
+   * conflict (EAGAIN), at most `attempts` times, as talk_to_blkback / talk_to_netback do. Returns
+   * undefined when committed, else what failed ("transaction: E...", "writing key: E...",
+   * "completing transaction: E...").
+   */
+  *writeAllInTransaction(dir: string, writes: readonly (readonly [string, string])[], attempts = 9): Generator<void, string | undefined, void> {
+    for (let attempt = 1; ; attempt++) {
+      const tx = yield* this.transactionStart();
+      if (isXsError(tx)) return `transaction: ${tx.error}`;
+      for (const [k, v] of writes) {
+        const e = yield* this.write(`${dir}/${k}`, v, tx);
+        if (e !== undefined) {
+          yield* this.transactionEnd(tx, false);
+          return `writing ${k}: ${e.error}`;
+        }
+      }
+      const end = yield* this.transactionEnd(tx, true);
+      if (end === undefined) return undefined;
+      if (end.error !== "EAGAIN" || attempt >= attempts) return `completing transaction: ${end.error}`;
+    }
+  }
+
   /** The next watch event (waiting for one when the queue is empty). */
   *nextWatchEvent(): Generator<void, WatchEvent | XsError, void> {
     for (;;) {
