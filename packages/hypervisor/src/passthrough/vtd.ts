@@ -218,6 +218,8 @@ export class HostIommu {
   lastWalkReferences = 0;
   /** iommu = 0: bus addresses are machine addresses. */
   readonly direct: DmaPort;
+  /** Deferred policy: some domain has queued invalidations (`pending`) since the last flush point. */
+  private anyPending = false;
   /** Faults whose requester no domain owns (a free device, or a BDF nobody has). */
   unattributedFaults = 0;
 
@@ -383,6 +385,7 @@ export class HostIommu {
   private invalidatePage(s: DomainIommu, inv: InvalidationRequest): void {
     if (this.flush === "deferred") {
       s.pending++;
+      this.anyPending = true;
       return;
     }
     this.perform(s, [inv]);
@@ -394,7 +397,9 @@ export class HostIommu {
    * domain (iommu_iotlb_flush_all). Nothing to do under the strict policy.
    */
   flushPoint(): void {
-    if (this.flush !== "deferred") return;
+    // Called after every exit handler: nothing to walk unless an invalidation was queued since.
+    if (!this.anyPending) return;
+    this.anyPending = false;
     for (const s of this.perDomain.values()) {
       if (s.pending === 0 || s.iommuDomain === undefined) continue;
       s.pending = 0;
