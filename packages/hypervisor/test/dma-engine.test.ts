@@ -22,6 +22,7 @@ import {
   type RemappingEventMessage,
 } from "@vtlab/iommu";
 import { twoDomainVtd } from "./vtd-fixture.js";
+import { dmaDescriptor } from "./passthrough-harness.js";
 import {
   CTRL_ENABLE,
   CTRL_IRQ_ENABLE,
@@ -85,16 +86,7 @@ function host(options: { iommu?: boolean } = {}) {
     },
     /** Put descriptor `index` in the ring. */
     descriptor: (index: number, src: number, dst: number, length: number, flags = DESC_FLAG_INTERRUPT) => {
-      const d = new Uint8Array(DESC_SIZE);
-      const v = new DataView(d.buffer);
-      v.setUint32(0, src % 2 ** 32, true);
-      v.setUint32(4, Math.floor(src / 2 ** 32), true);
-      v.setUint32(8, dst % 2 ** 32, true);
-      v.setUint32(12, Math.floor(dst / 2 ** 32), true);
-      v.setUint32(16, length, true);
-      v.setUint32(20, flags, true);
-      v.setUint32(28, 0xc00c1e00 + index, true);
-      memory.writeBytes(gpaToHpa(RING_GPA + index * DESC_SIZE), d);
+      memory.writeBytes(gpaToHpa(RING_GPA + index * DESC_SIZE), dmaDescriptor(src, dst, length, flags, 0xc00c1e00 + index));
     },
     status: (index: number) => new DataView(guest.read(RING_GPA + index * DESC_SIZE + 24, 4).buffer).getUint32(0, true),
     /** What a driver's probe does: find the device, place BAR0, enable memory decoding and bus mastering, set up the ring. */

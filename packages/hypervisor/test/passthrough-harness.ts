@@ -31,6 +31,20 @@ const NOWHERE: DmaPort = {
   write: () => { throw new Error("the engine used its construction-time port"); },
 };
 
+/** One DMA engine descriptor (devices/dma-engine.ts layout: src, dst, length, flags, status, cookie), little-endian. */
+export function dmaDescriptor(src: number, dst: number, length: number, flags = DESC_FLAG_INTERRUPT, cookie = 0): Uint8Array {
+  const b = new Uint8Array(DESC_SIZE);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, src % 2 ** 32, true);
+  v.setUint32(4, Math.floor(src / 2 ** 32), true);
+  v.setUint32(8, dst % 2 ** 32, true);
+  v.setUint32(12, Math.floor(dst / 2 ** 32), true);
+  v.setUint32(16, length, true);
+  v.setUint32(20, flags, true);
+  v.setUint32(28, cookie, true);
+  return b;
+}
+
 export function newEngine(requester = ENGINE_BDF, name = "dma-engine"): DmaEngine {
   return new DmaEngine({ requester, dma: NOWHERE, name });
 }
@@ -68,15 +82,7 @@ export function driver(d: Domain, id = ENGINE_BDF) {
       return out;
     },
     descriptor: (index: number, src: number, dst: number, length: number, flags = DESC_FLAG_INTERRUPT) => {
-      const b = new Uint8Array(DESC_SIZE);
-      const v = new DataView(b.buffer);
-      v.setUint32(0, src % 2 ** 32, true);
-      v.setUint32(4, Math.floor(src / 2 ** 32), true);
-      v.setUint32(8, dst % 2 ** 32, true);
-      v.setUint32(12, Math.floor(dst / 2 ** 32), true);
-      v.setUint32(16, length, true);
-      v.setUint32(20, flags, true);
-      d.writeGuest(RING_GPA + index * DESC_SIZE, b);
+      d.writeGuest(RING_GPA + index * DESC_SIZE, dmaDescriptor(src, dst, length, flags));
     },
     status: (index: number) => new DataView(g.read(RING_GPA + index * DESC_SIZE + 24, 4).buffer).getUint32(0, true),
     probe: (ringSize = 16) => {
