@@ -236,3 +236,14 @@ export function xentestExpectedOutputUrl(): URL {
 // Native (TypeScript) guest kernels (src/native/): they run on a vCPU through cpu-vmx's GuestOps.
 export { pvdemoKernel, pvdemoPattern, fnv1a } from "./native/pvdemo.js";
 export type { PvDemoOptions } from "./native/pvdemo.js";
+
+/**
+ * URL of a hostile guest (`images/hostile/<name>.elf`, built from `c/hostile/<name>.c` by
+ * scripts/build.sh): small guests that attack the host or their neighbours (unbounded caches,
+ * floods, starvation, faults in delivery), run by the hypervisor's isolation tests beside a
+ * well-behaved domain. They are not listed here one by one: each C file is its own description.
+ */
+export function hostileGuestUrl(name: string): URL {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new Error(`hostile guest: ${JSON.stringify(name)} is not a guest name (lower-case letters, digits and '-')`);
+  return new URL(`../images/hostile/${name}.elf`, import.meta.url);
+}
