@@ -1292,6 +1292,13 @@ export class Cpu {
         this.delivering = -1;
         return false;
       }
+      // A fault while delivering INT n, INT3 or INTO is a fault of that instruction: its frame's
+      // return address is the instruction itself, not the next one (SDM Vol. 3A 6.12.1.1 and the
+      // INT n pseudo-code; insnStart is RIP for events between instructions, so this changes
+      // nothing for them).
+      this.rip = this.insnStart;
+      this.deliveringSoftwareException = false;
+      if (nested === Vector.PF) this.cr2 = this.faultLinear; // a #PF delivered from here writes CR2 too
       // Contributory-after-contributory or #PF-after-#PF become #DF; benign pairs deliver the second.
       const ok = this.deliverEvent(nested, nestedEc, false, false);
       this.delivering = -1;
@@ -1316,7 +1323,9 @@ export class Cpu {
     const present = (w1 & 0x8000) !== 0;
     // 64-bit interrupt gate 0xE or trap gate 0xF (SDM Table 3-2); anything else is #GP.
     if (type !== 0x0e && type !== 0x0f) this.fault(Vector.GP, vector * 8 + 2 + extBit);
-    if (software && dpl < this.cpl) this.fault(Vector.GP, vector * 8 + 2);
+    // The gate-DPL check applies to software interrupts and software exceptions alike (INT n,
+    // INT3, INTO; not INT1 or hardware events): SDM Vol. 3A 6.12.1.1.
+    if ((software || this.deliveringSoftwareException) && dpl < this.cpl) this.fault(Vector.GP, vector * 8 + 2);
     if (!present) this.fault(Vector.NP, vector * 8 + 2 + extBit);
     const selector = w0 >>> 16;
     const target = toSigned64((w1 & 0xffff0000) | (w0 & 0xffff), w2); // offset 15:0, 31:16, 63:32
