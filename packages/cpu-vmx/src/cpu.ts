@@ -98,6 +98,47 @@ for (let i = 0; i < 256; i++) {
 
 const TLB_BITS = 12;
 const TLB_SIZE = 1 << TLB_BITS;
+
+/**
+ * Bounds on what guest code can make this CPU cache (issue 18: a guest running down a slide of
+ * NOPs decodes a new instruction at every step). Each is a count limit whose eviction rule is a
+ * flush of the whole cache when the limit is reached, as QEMU's TCG flushes its code buffer when
+ * it is full (tb_flush): the cache refills with what the guest runs next, and a well-behaved
+ * guest's working set stays far below the limit.
+ *
+ * DECODED_MAX_PAGES: machine frames with a decoded-instruction page (a 4096-slot array each,
+ * 32 KiB of slots). DECODED_MAX_INSNS: decoded instructions kept (counted from the last flush:
+ * an upper bound on the live ones, since a store into code drops a page without counting).
+ * COMPILED_MAX_BLOCKS: compiled blocks (each a generated JavaScript function) kept, counted the
+ * same way.
+ */
+export const DECODED_MAX_PAGES = 512;
+export const DECODED_MAX_INSNS = 131_072;
+export const COMPILED_MAX_BLOCKS = 4096;
+/**
+ * TLB sets kept for VPIDs other than the active one (a guest hypervisor can use every one of the
+ * 65535 VPIDs; each set is about 40 KiB). Eviction: the least recently selected set is dropped,
+ * which is a flush of that VPID's translations, something the SDM lets a processor do at any
+ * time (Vol. 3A 4.10.4.4 "Delayed Invalidation" and 28.3.3.1: software must not rely on a
+ * translation staying cached).
+ */
+export const TLB_MAX_SETS = 64;
+
+/** The sizes of the caches guest code grows (see the bounds above): for statistics and tests. */
+export interface CodeCacheStats {
+  /** Decoded-instruction pages held. */
+  readonly decodedPages: number;
+  /** Instructions decoded since the last whole-cache flush (an upper bound on those held). */
+  readonly decodedInstructions: number;
+  /** Blocks compiled since the last whole-cache flush (an upper bound on those held). */
+  readonly compiledBlocks: number;
+  /** Whole-cache flushes because a bound was reached. */
+  readonly capacityFlushes: number;
+  /** TLB sets held for VPIDs other than the active one. */
+  readonly tlbSets: number;
+  /** TLB sets dropped because TLB_MAX_SETS was reached. */
+  readonly tlbSetEvictions: number;
+}
 const TLB_MASK = TLB_SIZE - 1;
 /** tlbFlags bit 3: the index is in the filled list. */
 const TLB_LISTED = 1 << 3;
@@ -297,12 +338,18 @@ export class Cpu {
   private tlbFilledCount = 0;
   /** The VPID the active TLB set is tagged with (0: VMX root operation, or VPID off). */
   vpid = 0;
+  /** Saved TLB sets by VPID, least recently selected first (Map insertion order; see TLB_MAX_SETS). */
   private readonly tlbSets = new Map<number, TlbSet>();
+  private tlbSetEvictions = 0;
   /** Bumped on every TLB flush; lets the fetch path keep its current page. */
   tlbGeneration = 0;
 
   // Decoded-instruction cache, by machine frame.
   private readonly decoded = new Map<number, (Insn | undefined)[]>();
+  /** Instructions decoded and blocks compiled since the last whole-cache flush (see DECODED_MAX_INSNS). */
+  private decodedLive = 0;
+  private blocksLive = 0;
+  private capacityFlushes = 0;
   /** Linear base of the page the decoded-instruction fast path is on (NaN: none). */
   private fetchBase = Number.NaN;
   private fetchGen = -1;
@@ -546,6 +593,7 @@ export class Cpu {
    */
   selectTlb(vpid: number): void {
     if (vpid === this.vpid) return;
+    this.tlbSets.delete(this.vpid); // re-inserted last: the most recently used
     this.tlbSets.set(this.vpid, {
       tag: this.tlbTag,
       phys: this.tlbPhys,
@@ -557,7 +605,17 @@ export class Cpu {
       filled: this.tlbFilled,
       filledCount: this.tlbFilledCount,
     });
+    // The map holds the inactive sets only: the one entered leaves it while it is active.
     const next = this.tlbSets.get(vpid) ?? newTlbSet();
+    this.tlbSets.delete(vpid);
+    // Over the bound: drop the least recently selected sets (the one just left is the most recent).
+    if (this.tlbSets.size > TLB_MAX_SETS) {
+      for (const old of this.tlbSets.keys()) {
+        if (this.tlbSets.size <= TLB_MAX_SETS) break;
+        this.tlbSets.delete(old);
+        this.tlbSetEvictions++;
+      }
+    }
     this.tlbFilled = next.filled;
     this.tlbFilledCount = next.filledCount;
     this.tlbTag = next.tag;
@@ -914,6 +972,7 @@ export class Cpu {
       const frame = (phys - off) / 4096;
       let page = this.decoded.get(frame);
       if (page === undefined) {
+        if (this.decoded.size >= DECODED_MAX_PAGES) this.capacityFlush();
         page = new Array<Insn | undefined>(4096);
         this.decoded.set(frame, page);
         this.revokeWrite(frame);
@@ -931,7 +990,13 @@ export class Cpu {
     this.counters.decodedInstructions++;
     // Decoding may have flushed the cache (a page-crossing instruction); re-resolve the page.
     const page = this.decoded.get(this.fetchPhysPage);
-    if (page !== undefined && off + insn.len <= 4096) page[off] = insn;
+    if (page !== undefined && off + insn.len <= 4096) {
+      if (this.decodedLive >= DECODED_MAX_INSNS) this.capacityFlush(); // the next fetch starts a new page
+      else {
+        page[off] = insn;
+        this.decodedLive++;
+      }
+    }
     return insn;
   }
 
@@ -983,6 +1048,10 @@ export class Cpu {
   private buildBlock(first: Insn, rip: number): void {
     const page = this.fetchPage;
     if (page === undefined) return;
+    if (this.blocksLive >= COMPILED_MAX_BLOCKS) {
+      this.capacityFlush(); // this instruction is decoded again, and its block compiled when hot again
+      return;
+    }
     const insns: Insn[] = [];
     const offsets: number[] = [];
     let off = rip & 0xfff;
@@ -1008,8 +1077,9 @@ export class Cpu {
           this.cr2 = cr2;
           break;
         }
-        if (off + insn.len > 4096) break;
+        if (off + insn.len > 4096 || this.decodedLive >= DECODED_MAX_INSNS) break;
         page[off] = insn;
+        this.decodedLive++;
         this.counters.decodedInstructions++;
       }
     }
@@ -1017,6 +1087,7 @@ export class Cpu {
     if (fn !== undefined) {
       first.block = fn;
       first.blockLen = insns.length;
+      this.blocksLive++;
       this.counters.compiledBlocks++;
     }
   }
@@ -1048,7 +1119,27 @@ export class Cpu {
   /** Forget all decoded instructions (mode changes). */
   flushDecoded(): void {
     this.decoded.clear();
+    this.decodedLive = 0;
+    this.blocksLive = 0;
     this.fetchBase = Number.NaN;
+  }
+
+  /** A bound on the code caches was reached: flush them whole (DECODED_MAX_PAGES and friends). */
+  private capacityFlush(): void {
+    this.capacityFlushes++;
+    this.flushDecoded();
+  }
+
+  /** The sizes of the caches guest code grows, against their bounds (DECODED_MAX_PAGES, TLB_MAX_SETS...). */
+  codeCacheStats(): CodeCacheStats {
+    return {
+      decodedPages: this.decoded.size,
+      decodedInstructions: this.decodedLive,
+      compiledBlocks: this.blocksLive,
+      capacityFlushes: this.capacityFlushes,
+      tlbSets: this.tlbSets.size,
+      tlbSetEvictions: this.tlbSetEvictions,
+    };
   }
 
   /** Fetch one instruction byte for the decoder. */
