@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { referenceKernelUrl } from "@vtlab/guests";
-import { Hypervisor, Toolstack, type CrashRecord, type IommuOption } from "@vtlab/hypervisor";
+import { Hypervisor, SPARSE_HOST_MEMORY_MIB, Toolstack, type CrashRecord, type IommuOption } from "@vtlab/hypervisor";
 import { hostPciDevices, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { progress, pvIo, runDemoOn, runReport, type DemoOptions, type DemoResult, type RunOptions, type RunReport } from "./run-core.js";
 
@@ -36,8 +36,8 @@ export interface RunMachinesOptions extends RunOptions {
  * domain left is destroyed (its disks closed) before this returns.
  */
 export function runMachines(files: readonly string[], options: RunMachinesOptions = {}): RunReport[] {
-  // The host gets what the machines ask for, plus room for EPT tables.
-  const hv = new Hypervisor({ memoryMiB: 16384, pciDevices: hostPciDevices(), ...(options.iommu !== undefined ? { iommu: options.iommu } : {}) });
+  // A sparse host (SPARSE_HOST_MEMORY_MIB): machine memory costs only what the machines touch.
+  const hv = new Hypervisor({ memoryMiB: SPARSE_HOST_MEMORY_MIB, pciDevices: hostPciDevices(), ...(options.iommu !== undefined ? { iommu: options.iommu } : {}) });
   const firstLine = new Map<string, number>();
   const t0 = performance.now();
   const onConsole = (name: string, text: string) => {

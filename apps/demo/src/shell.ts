@@ -7,7 +7,7 @@
  * The session's exit status is 0 when every command succeeded and 1 otherwise.
  */
 import { resolve } from "node:path";
-import { ConfigError, DomainError, Hypervisor, Toolstack, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
+import { ConfigError, DomainError, Hypervisor, SPARSE_HOST_MEMORY_MIB, Toolstack, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
 import { MachineError, hostPciDevices, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { describeCrash, formatReports, progress, report } from "./run.js";
 import { fmt, formatTable } from "./table.js";
@@ -48,7 +48,7 @@ export interface ShellOptions {
   readonly source: string;
   /** The directory relative `create` paths are taken from. */
   readonly baseDir: string;
-  /** Host memory (default 16384 MiB, as `vtlab run`). */
+  /** Host memory (default SPARSE_HOST_MEMORY_MIB, 4 TiB of sparse machine memory, as `vtlab run`). */
   readonly hostMemoryMiB?: number;
 }
 
@@ -112,7 +112,7 @@ export class Shell {
     private readonly io: ShellIo,
     private readonly options: ShellOptions,
   ) {
-    this.hv = new Hypervisor({ memoryMiB: options.hostMemoryMiB ?? 16384, pciDevices: hostPciDevices() });
+    this.hv = new Hypervisor({ memoryMiB: options.hostMemoryMiB ?? SPARSE_HOST_MEMORY_MIB, pciDevices: hostPciDevices() });
     this.toolstack = new Toolstack(this.hv, {
       resources: (config, file) => machineResources(file, config, (name, text) => this.console(name, text)),
       onCrash: (r) => this.io.out(`${describeCrash(r)}\n`),

@@ -235,6 +235,13 @@ export class MachineMemory implements PhysicalMemory {
       const off = a & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - off, length - done);
       const frame = (a - off) / PAGE_SIZE;
+      if (value === 0 && off === 0 && this.bytes[frame >>> TABLE_BITS] === undefined) {
+        // A whole directory table never touched already reads as zeros: skip to its end, so
+        // zeroing a large, mostly untouched range (a 64 GiB domain's RAM) costs what was touched.
+        const tableEnd = ((frame >>> TABLE_BITS) + 1) * TABLE_FRAMES * PAGE_SIZE;
+        done = Math.min(length, tableEnd - address);
+        continue;
+      }
       if (value === 0 && n === PAGE_SIZE) this.discardFrame(frame as Mfn);
       else if (value !== 0 || this.isAllocated(frame as Mfn)) this.touch(frame).fill(value, off, off + n);
       done += n;

@@ -53,7 +53,8 @@ import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend 
 import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
 import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
-import { HostFrames } from "./host/frames.js";
+import { HostFrames, type Extent } from "./host/frames.js";
+import { GUEST_MEMORY_MAX_MIB, GUEST_MEMORY_MIN_MIB, IDENT_PT_FRAMES, IDENT_PT_GFN, guestLayout, type GuestLayout } from "./builder/layout.js";
 import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, X2APIC_BROADCAST, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
 import { IOAPIC_BASE_DEFAULT, IOAPIC_MMIO_SIZE, IoApic, IoApicDeliveryMode, IoApicSource } from "./devices/ioapic.js";
@@ -76,6 +77,8 @@ import { NativeVcpu, nativeAfterExit, nativeBootImage, runNativeSlice, type Nati
 export type { ExitContext };
 
 const MiB = 1024 * 1024;
+/** xg_dom_x86.c SUPERPAGE_1GB_NR_PFNS: the builder takes RAM in 1 GiB-aligned pieces where it can. */
+const SUPERPAGE_1GB_NR_PFNS = 1 << 18;
 /**
  * The host vector that only forces a running vCPU out of non-root operation so that the
  * hypervisor can inject a guest interrupt (the role of Xen's EVENT_CHECK_VECTOR IPI).
@@ -311,12 +314,14 @@ export class Domain {
   readonly exitStats = new ExitStats();
   /**
    * The domain's memory (xen/p2m.ts): the machine frames it owns against its maximum
-   * reservation. Built as one extent of `ramFrames` frames; ballooning and XENMAPSPACE_gmfn
+   * reservation. Built from host extents (as many as the host needed); ballooning and XENMAPSPACE_gmfn
    * moves change which frames back which guest frames, so go through the p2m (`ramHpa`).
    */
   readonly pages: DomainPages;
   /** The configured memory, in frames (the builder's memory map; Xen's max_pages). */
   readonly ramFrames: number;
+  /** Where the RAM is in guest-physical space: low RAM from 0, the rest from 4 GiB (builder/layout.ts). */
+  readonly layout: GuestLayout;
   private readonly ownFrames: Mfn[] = [];
   /**
    * Hypervisor frames held for this domain (EPT or shadow tables, the grant table, shared_info):
@@ -363,11 +368,28 @@ export class Domain {
     this.weight = options.weight ?? 256;
     this.hap = options.hap ?? true;
     const pages = options.memoryMiB * (MiB / PAGE_SIZE);
-    const ram = host.frames.allocateExtent(pages);
-    if (ram === undefined) throw new DomainError(name, `memory: ${options.memoryMiB} MiB is more than the host has free in one piece (${Math.floor((host.frames.largestExtent * PAGE_SIZE) / MiB)} MiB)`);
-    this.pages = new DomainPages(host.frames, ram.first, pages);
+    // RAM as Xen's HVM builder lays it out (builder/layout.ts): low RAM below the MMIO hole, the
+    // rest from 4 GiB. Each range takes its frames from anywhere in the host, in as many extents
+    // as it needs, aligned to 1 GiB where the host allows (so the EPT maps whole 1 GiB pages).
+    this.layout = guestLayout(pages);
+    const extents: Extent[] = [];
+    const mapped: { gfn: number; extent: Extent }[] = [];
+    for (const range of this.layout.ranges) {
+      const got = host.frames.allocateExtents(range.count, SUPERPAGE_1GB_NR_PFNS);
+      if (got === undefined) {
+        for (const e of extents) host.frames.freeExtent(e.first, e.count);
+        throw new DomainError(name, `memory: ${options.memoryMiB} MiB is more than the host has free (${Math.floor((host.frames.freeFrames + extents.reduce((n, e) => n + e.count, 0)) * PAGE_SIZE / MiB)} MiB)`);
+      }
+      let g = range.gfn;
+      for (const e of got) {
+        extents.push(e);
+        mapped.push({ gfn: g, extent: e });
+        g += e.count;
+      }
+    }
+    this.pages = new DomainPages(host.frames, extents);
     this.ramFrames = pages;
-    this.p2m.setRange(gfn(0), pages, P2mType.Ram, ram.first);
+    for (const { gfn: g, extent } of mapped) this.p2m.setRange(gfn(g), extent.count, P2mType.Ram, extent.first);
     // The local APIC page (xAPIC MMIO), before the EPT/shadow is built from the p2m: one GPA for
     // every vCPU, each access answered by the accessing vCPU's APIC.
     const apicRange = this.mmio.registerPerVcpu(APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, "local APIC", (v) => v.apic);
@@ -446,15 +468,16 @@ export class Domain {
   /**
    * Shadow domains only: the GPA of the identity page table a vCPU runs on while the guest has
    * paging off (Xen's HVM_PARAM_IDENT_PT / the shadow code's unpaged pagetable). Six hypervisor
-   * frames mapped in the p2m just above RAM, not in the guest's memory map: a PML4, a PDPT and
-   * four page directories of 2 MiB pages mapping the first 4 GiB one to one.
+   * frames mapped in the p2m in the MMIO hole at IDENT_PT_GFN (builder/layout.ts: below the
+   * special pages, reserved in the guest's memory map, never over RAM, the APIC or a BAR): a PML4,
+   * a PDPT and four page directories of 2 MiB pages mapping the first 4 GiB one to one.
    */
   readonly identityPageTable: number | undefined;
 
   private buildIdentityPageTable(allocate: () => Mfn | undefined): number | undefined {
-    const base = this.ramFrames; // the first GFN above RAM
+    const base = IDENT_PT_GFN;
     const mfns: Mfn[] = [];
-    for (let k = 0; k < 6; k++) {
+    for (let k = 0; k < IDENT_PT_FRAMES; k++) {
       const f = allocate();
       if (f === undefined) return undefined;
       mfns.push(f);
@@ -667,8 +690,19 @@ export class Domain {
   }
 }
 
+/**
+ * A host memory size for hosts that run large domains (`vtlab run`, `vtlab shell`): 4 TiB of
+ * machine memory. Machine memory is sparse (@vtlab/arch MachineMemory): a frame takes host
+ * memory only once something writes it, so the host is sized by what its domains touch, and
+ * eight domains of `memory = 4078`, or a 64 GiB domain beside sixteen of 4 GiB, fit in one process.
+ */
+export const SPARSE_HOST_MEMORY_MIB = 4 * 1024 * 1024;
+
 export interface HypervisorOptions {
-  /** Host memory for domains and hypervisor tables (default 4096 MiB). */
+  /**
+   * Host memory for domains and hypervisor tables (default 4096 MiB), up to 2^42 bytes. Sparse:
+   * only frames written cost host memory (SPARSE_HOST_MEMORY_MIB for hosts of large domains).
+   */
   readonly memoryMiB?: number;
   /** Instructions per scheduler slice at weight 256 (default 2,000,000: 1 ms at 2 GHz, CPI 1). */
   readonly sliceInstructions?: number;
@@ -776,7 +810,8 @@ export class Hypervisor {
   constructor(options: HypervisorOptions = {}) {
     this.onVmExit = options.onVmExit;
     const mib = options.memoryMiB ?? 4096;
-    if (!Number.isInteger(mib) || mib < 16) throw new RangeError(`host memoryMiB must be an integer >= 16; got ${mib}`);
+    // Up to 2^42 bytes: frame numbers stay below 2^32 (MachineMemory indexes its frame directory with 32-bit shifts).
+    if (!Number.isInteger(mib) || mib < 16 || mib > SPARSE_HOST_MEMORY_MIB) throw new RangeError(`host memoryMiB must be an integer 16..${SPARSE_HOST_MEMORY_MIB}; got ${mib}`);
     this.memory = new MachineMemory(mib * MiB);
     // Frame 0..255 (the first MiB) stay the hypervisor's own, never handed to a domain.
     this.frames = new HostFrames(this.memory, 256 as Mfn, (mib * MiB) / PAGE_SIZE - 256);
@@ -842,10 +877,10 @@ export class Hypervisor {
     const name = options.name;
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new DomainError(name, "name: use letters, digits, '_', '.', '-'");
     if (this.domains.some((d) => d.name === name)) throw new DomainError(name, "name: a domain with this name exists");
-    if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < 2) throw new DomainError(name, `memory: ${options.memoryMiB} MiB; give an integer >= 2`);
-    // Modelled more simply than a PC: RAM is one block from GPA 0 (no hole below 4 GiB with RAM
-    // above it), so it has to end below the IO-APIC page.
-    if (options.memoryMiB * MiB > IOAPIC_BASE_DEFAULT) throw new DomainError(name, `memory: ${options.memoryMiB} MiB would reach the IO-APIC page at 0x${IOAPIC_BASE_DEFAULT.toString(16)}; RAM is one block from 0 here, at most ${Math.floor(IOAPIC_BASE_DEFAULT / MiB)} MiB`);
+    // The same range the xl.cfg parser allows (builder/layout.ts): RAM below the MMIO hole, the rest from 4 GiB.
+    if (!Number.isInteger(options.memoryMiB) || options.memoryMiB < GUEST_MEMORY_MIN_MIB || options.memoryMiB > GUEST_MEMORY_MAX_MIB) {
+      throw new DomainError(name, `memory: ${options.memoryMiB} MiB is out of range; give an integer number of MiB, ${GUEST_MEMORY_MIN_MIB}..${GUEST_MEMORY_MAX_MIB}`);
+    }
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
     // pci: every entry names a free assignable device, none twice (checked before anything is built).

@@ -1,5 +1,5 @@
 // @vtlab/hypervisor: public entry (see README.md for what exists and what is still to come).
-export { Hypervisor, Domain, DomainError, Vcpu } from "./hypervisor.js";
+export { Hypervisor, Domain, DomainError, Vcpu, SPARSE_HOST_MEMORY_MIB } from "./hypervisor.js";
 export type { DomainOptions, DomainState, DomainStats, HypervisorOptions, VmExitGuestState, RunOptions, RunResult, ExitContext } from "./hypervisor.js";
 export { ExitStats, handleExit, MAX_STRING_IO_PER_EXIT } from "./exits.js";
 export { HostFrames } from "./host/frames.js";
@@ -228,6 +228,20 @@ export { DomainPages, FrameRefs, P2M_GFN_LIMIT, frameRefs, holdFrameForDomain, s
 export type { P2mChange, P2mUpdateError } from "./xen/p2m.js";
 export { guestMemoryMap } from "./builder/pvh.js";
 export type { MemoryMapEntry } from "./builder/pvh.js";
+export {
+  GUEST_MEMORY_MAX_MIB,
+  GUEST_MEMORY_MIN_MIB,
+  HIGH_MEMORY_START_GFN,
+  HVM_BELOW_4G_MMIO_LENGTH,
+  HVM_BELOW_4G_RAM_END,
+  IDENT_PT_FRAMES,
+  IDENT_PT_GFN,
+  LOW_MEMORY_END_GFN,
+  RESERVED_REGION_END_GFN,
+  RESERVED_REGION_GFN,
+  guestLayout,
+} from "./builder/layout.js";
+export type { GuestLayout, GuestRamRange } from "./builder/layout.js";
 export type { XenStatsSnapshot } from "./xen/domain.js";
 export { combineExceptions } from "./hypervisor.js";
 // Time and scheduling (xen/time.ts, timer.ts, sched.ts): the PV clock, Xen's timers, sched_op, runstate.

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import {
+  CONFIG_MEMORY_MAX_MIB,
+  CONFIG_MEMORY_MIN_MIB,
   ConfigError,
   formatDomainConfig,
   parseDiskSpec,
@@ -110,7 +112,7 @@ describe("parseDomainConfig: errors name file, line and key", () => {
   });
 
   it("unterminated string (reported at its opening line)", () => {
-    expectError(`name = "a"\nkernel = "guest.elf\nmemory = 1\n`, 2, "kernel", /unterminated string/);
+    expectError(`name = "a"\nkernel = "guest.elf\nmemory = 2\n`, 2, "kernel", /unterminated string/);
   });
 
   it("unterminated list (reported at its '[')", () => {
@@ -131,13 +133,14 @@ describe("parseDomainConfig: errors name file, line and key", () => {
   });
 
   it("wrong type: an integer where a string is expected, and a list item", () => {
-    expectError(`name = 5\nmemory = 1\nkernel = "k"\n`, 1, "name", /expected a quoted string/);
+    expectError(`name = 5\nmemory = 2\nkernel = "k"\n`, 1, "name", /expected a quoted string/);
     expectError(`${MINIMAL}disk = [\n  "disk.img,,hda",\n  7\n]\n`, 6, "disk", /expected a quoted disk spec/);
     expectError(`${MINIMAL}disk = "disk.img,,hda"\n`, 4, "disk", /expected a list/);
   });
 
   it("out of range: memory, vcpus, hap, weight", () => {
-    expectError(`name = "a"\nmemory = 65537\nkernel = "k"\n`, 2, "memory", /out of range 1\.\.65536/);
+    expectError(`name = "a"\nmemory = 1048577\nkernel = "k"\n`, 2, "memory", /out of range 2\.\.1048576/);
+    expectError(`name = "a"\nmemory = 1\nkernel = "k"\n`, 2, "memory", /out of range 2\.\.1048576/);
     expectError(`${MINIMAL}vcpus = 0\n`, 4, "vcpus", /out of range 1\.\.64/);
     expectError(`${MINIMAL}vcpus = -1\n`, 4, "vcpus", /out of range/);
     expectError(`${MINIMAL}hap = 2\n`, 4, "hap", /out of range 0\.\.1/);
@@ -146,13 +149,13 @@ describe("parseDomainConfig: errors name file, line and key", () => {
 
   it("missing required keys (line 0: the file as a whole)", () => {
     expectError(`name = "a"\nkernel = "k"\n`, 0, "memory", /missing required key/);
-    expectError(`memory = 1\nkernel = "k"\n`, 0, "name", /missing required key/);
-    expectError(`name = "a"\nmemory = 1\n`, 0, "kernel", /missing required key/);
+    expectError(`memory = 2\nkernel = "k"\n`, 0, "name", /missing required key/);
+    expectError(`name = "a"\nmemory = 2\n`, 0, "kernel", /missing required key/);
   });
 
   it("bad name", () => {
-    expectError(`name = "my vm"\nmemory = 1\nkernel = "k"\n`, 1, "name", /bad domain name "my vm"/);
-    expectError(`name = ""\nmemory = 1\nkernel = "k"\n`, 1, "name", /bad domain name/);
+    expectError(`name = "my vm"\nmemory = 2\nkernel = "k"\n`, 1, "name", /bad domain name "my vm"/);
+    expectError(`name = ""\nmemory = 2\nkernel = "k"\n`, 1, "name", /bad domain name/);
   });
 
   it("bad disk specs: format, vdev, access, unknown parameter, missing target, twice hda", () => {
@@ -189,7 +192,7 @@ describe("formatDomainConfig", () => {
   const nameChars = fc.constantFrom(..."abcXYZ019_.-".split(""));
   const config: fc.Arbitrary<DomainConfig> = fc.record({
     name: fc.string({ unit: nameChars, minLength: 1, maxLength: 16 }),
-    memory: fc.integer({ min: 1, max: 65536 }),
+    memory: fc.integer({ min: CONFIG_MEMORY_MIN_MIB, max: CONFIG_MEMORY_MAX_MIB }),
     vcpus: fc.integer({ min: 1, max: 64 }),
     builder: fc.constant("hvm" as const),
     hap: fc.boolean(),

@@ -18,6 +18,9 @@
  */
 import { PAGE_SIZE } from "@vtlab/arch";
 import { EM_386, ELFCLASS32, loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
+import { guestLayout, guestMemoryMap } from "./layout.js";
+
+export { guestMemoryMap, type MemoryMapEntry } from "./layout.js";
 
 /** XEN_HVM_START_MAGIC_VALUE (hvm/start_info.h). */
 export const XEN_HVM_START_MAGIC_VALUE = 0x336ec578;
@@ -102,7 +105,9 @@ function le64(out: Uint8Array, off: number, value: number): void {
 /** Parse, check and load a PVH kernel into a domain of `memorySize` bytes; write the boot structures. */
 export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, mem: GuestPhysicalWriter): BootState | BootError | ElfError {
   if (memorySize < 2 * 1024 * 1024) return { kind: "boot-error", message: `memory: ${memorySize} bytes is too small (at least 2 MiB)` };
-  const elf = parseElf(image, memorySize);
+  // Kernel segments go in low RAM (below the MMIO hole, builder/layout.ts).
+  const lowRam = guestLayout(Math.floor(memorySize / PAGE_SIZE)).lowFrames * PAGE_SIZE;
+  const elf = parseElf(image, lowRam);
   if ("kind" in elf) return elf;
   let protocol: BootState["protocol"] = "pvh";
   if (elf.pvhEntry === undefined) {
@@ -134,7 +139,7 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
       return { kind: "boot-error", message: `kernel: PT_LOAD at p_paddr 0x${s.paddr.toString(16)} overlaps the boot structures below 0x${BootLayout.end.toString(16)}` };
     }
   }
-  if (entry >= memorySize || entry >= 2 ** 32) return { kind: "boot-error", message: `kernel: ${protocol === "pvh" ? "PVH entry" : "e_entry"} 0x${entry.toString(16)} lies beyond guest memory or 4 GiB` };
+  if (entry >= lowRam || entry >= 2 ** 32) return { kind: "boot-error", message: `kernel: ${protocol === "pvh" ? "PVH entry" : "e_entry"} 0x${entry.toString(16)} lies beyond guest memory or 4 GiB` };
   if (cmdline.length > MAX_CMDLINE) return { kind: "boot-error", message: `cmdline: ${cmdline.length} bytes is longer than the ${MAX_CMDLINE}-byte limit` };
   const cmd = new Uint8Array(cmdline.length);
   for (let i = 0; i < cmdline.length; i++) {
@@ -180,45 +185,28 @@ function findMultibootHeader(image: Uint8Array): { flags: number } | string | un
 }
 
 /** multiboot_info: memory sizes, the command line and a memory map (Multiboot 0.6.96, 3.3). */
-/** One entry of the guest's memory map (an E820 range: hvm_memmap_table_entry, multiboot mmap, XENMEM_memory_map). */
-export interface MemoryMapEntry {
-  readonly addr: number;
-  readonly size: number;
-  /** XEN_HVM_MEMMAP_TYPE_RAM (= E820 type 1) or _RESERVED (2). */
-  readonly type: number;
-}
-
-/**
- * The memory map the builder gives a guest of `memorySize` bytes (hvm_start_info's memmap, the
- * Multiboot mmap, and XENMEM_memory_map's answer): RAM below the 640 KiB legacy hole, then RAM
- * from 1 MiB to the end of memory.
- */
-export function guestMemoryMap(memorySize: number): readonly MemoryMapEntry[] {
-  return [
-    { addr: 0, size: 0xa0000, type: XEN_HVM_MEMMAP_TYPE_RAM },
-    { addr: 0x10_0000, size: memorySize - 0x10_0000, type: XEN_HVM_MEMMAP_TYPE_RAM },
-  ];
-}
-
 function writeMultibootInfo(memorySize: number, mem: GuestPhysicalWriter): void {
   const mi = new Uint8Array(52);
   const v = new DataView(mi.buffer);
   v.setUint32(0, MULTIBOOT_INFO_MEMORY | MULTIBOOT_INFO_CMDLINE | MULTIBOOT_INFO_MEM_MAP, true);
   v.setUint32(4, 640, true); // mem_lower, KiB
-  v.setUint32(8, Math.min((memorySize - 0x10_0000) / 1024, 0xffff_ffff), true); // mem_upper, KiB from 1 MiB
+  // mem_upper: KiB of RAM from 1 MiB up to the first hole (the MMIO hole when RAM reaches it).
+  v.setUint32(8, (guestLayout(Math.floor(memorySize / PAGE_SIZE)).lowFrames * PAGE_SIZE - 0x10_0000) / 1024, true);
   v.setUint32(16, BootLayout.cmdline, true);
-  v.setUint32(44, 48, true); // mmap_length: two entries of 24 bytes (size field + 20)
+  const map = guestMemoryMap(memorySize);
+  v.setUint32(44, 24 * map.length, true); // mmap_length: entries of 24 bytes (size field + 20)
   v.setUint32(48, BootLayout.memmap, true);
   mem.write(BootLayout.startInfo, mi);
-  const mm = new Uint8Array(48);
+  const mm = new Uint8Array(24 * map.length);
   const m = new DataView(mm.buffer);
-  const entry = (at: number, base: number, length: number) => {
+  const entry = (at: number, base: number, length: number, type: number) => {
     m.setUint32(at, 20, true);
     le64(mm, at + 4, base);
     le64(mm, at + 12, length);
-    m.setUint32(at + 20, MULTIBOOT_MEMORY_AVAILABLE, true);
+    m.setUint32(at + 20, type, true);
   };
-  guestMemoryMap(memorySize).forEach((e, i) => entry(24 * i, e.addr, e.size));
+  // multiboot_memory_map types: MULTIBOOT_MEMORY_AVAILABLE (1) for RAM, MULTIBOOT_MEMORY_RESERVED (2): the E820 values.
+  map.forEach((e, i) => entry(24 * i, e.addr, e.size, e.type === XEN_HVM_MEMMAP_TYPE_RAM ? MULTIBOOT_MEMORY_AVAILABLE : e.type));
   mem.write(BootLayout.memmap, mm);
 }
 
@@ -231,12 +219,13 @@ function writeStartInfo(memorySize: number, mem: GuestPhysicalWriter): void {
   sv.setUint32(4, 1, true);
   le64(si, 24, BootLayout.cmdline);
   le64(si, 40, BootLayout.memmap);
-  sv.setUint32(48, 2, true);
+  const map = guestMemoryMap(memorySize);
+  sv.setUint32(48, map.length, true);
   mem.write(BootLayout.startInfo, si);
-  // struct hvm_memmap_table_entry { u64 addr, size; u32 type, reserved; }: low RAM, then RAM from 1 MiB.
-  const mm = new Uint8Array(48);
+  // struct hvm_memmap_table_entry { u64 addr, size; u32 type, reserved; }: guestMemoryMap's entries.
+  const mm = new Uint8Array(24 * map.length);
   const mv = new DataView(mm.buffer);
-  guestMemoryMap(memorySize).forEach((e, i) => {
+  map.forEach((e, i) => {
     le64(mm, 24 * i, e.addr);
     le64(mm, 24 * i + 8, e.size);
     mv.setUint32(24 * i + 16, e.type, true);

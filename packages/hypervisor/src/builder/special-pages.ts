@@ -28,12 +28,10 @@ import {
 } from "@vtlab/xen-public";
 import type { Domain, Hypervisor } from "../hypervisor.js";
 import { DOM0_ID } from "../xen/dom0.js";
+import { X86_HVM_END_SPECIAL_REGION, X86_HVM_NR_SPECIAL_PAGES } from "./layout.js";
 import { isP2mUpdateError, setP2mEntry } from "../xen/p2m.js";
 
-/** tools/include/xenguest.h: the special pages end here (a guest frame number, 0xff000 << 12 = 0xff000000). */
-export const X86_HVM_END_SPECIAL_REGION = 0xff000;
-/** tools/include/xenguest.h: how many special pages there are. */
-export const X86_HVM_NR_SPECIAL_PAGES = 8;
+export { X86_HVM_END_SPECIAL_REGION, X86_HVM_NR_SPECIAL_PAGES };
 /** xg_dom_x86.c: the special pages by index. */
 export const SPECIALPAGE_PAGING = 0;
 export const SPECIALPAGE_ACCESS = 1;

@@ -21,6 +21,7 @@
  * it; UNPLUG_AUX_IDE_DISKS alone keeps the primary master, which is all vtlab has; NICs and NVMe
  * disks: vtlab emulates none, so those requests are only counted (by the device's stats).
  */
+import { HVM_BELOW_4G_MMIO_START } from "../builder/layout.js";
 import { PCI_BASE_ADDRESS_0, PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, bdf } from "@vtlab/arch";
 import {
   XEN_PLATFORM_INTERRUPT_PIN,
@@ -33,8 +34,8 @@ import type { Domain } from "../hypervisor.js";
 import { ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT } from "./ata.js";
 import { IOAPIC_BASE_DEFAULT, IoApicSource } from "./ioapic.js";
 
-/** HVM_BELOW_4G_MMIO_START (xen/include/public/hvm/e820.h): where hvmloader starts placing memory BARs. */
-export const HVM_BELOW_4G_MMIO_START = 0xf000_0000;
+/** HVM_BELOW_4G_MMIO_START (xen/include/public/hvm/e820.h): where hvmloader starts placing memory BARs (builder/layout.ts). */
+export { HVM_BELOW_4G_MMIO_START };
 /** hvmloader's io_resource.base: where it starts placing I/O BARs. */
 export const HVMLOADER_PCI_IO_START = 0xc000;
 /** The ATA disk's ISA IRQ (GSI 14), deasserted when the disk is unplugged. */
@@ -92,7 +93,7 @@ export function platformDevice(d: Domain, wiring: PlatformWiring): XenPlatformDe
   const ports = dev.installFixedPorts(d.ports);
   if (ports !== undefined) throw new Error(`vtlab bug: ${ports.message}`);
   // Firmware's resource assignment (hvmloader's pci_setup).
-  const ramEnd = (d.ramFrames + 6) * 4096; // RAM, and the shadow identity table just above it
+  const ramEnd = d.layout.lowFrames * 4096; // low RAM ends at the MMIO hole at the latest (builder/layout.ts)
   const align = XEN_PLATFORM_MMIO_BAR_SIZE;
   const mmioBase = Math.max(HVM_BELOW_4G_MMIO_START, Math.ceil(ramEnd / align) * align);
   if (mmioBase + XEN_PLATFORM_MMIO_BAR_SIZE <= IOAPIC_BASE_DEFAULT) dev.config.write(PCI_BASE_ADDRESS_0 + 4, 4, mmioBase);

@@ -1,10 +1,20 @@
 /**
  * The host's machine-frame allocator: free memory as sorted extents, first fit. Domains get
- * their RAM as few large extents (so a p2m of runs stays small) and the hypervisor gets single
- * frames for EPT tables and VMX pages. Every frame handed out is zeroed; frames given back are
- * zeroed again before reuse, so nothing leaks from one domain to the next.
+ * their RAM as few large extents (so a p2m of runs stays small), from anywhere in the host
+ * (`allocateExtents`: one piece if one is free, else as many pieces as it takes, as Xen's
+ * populate_physmap takes frames from wherever the heap has them), aligned to a superpage where
+ * a free extent allows it (so the EPT can map 1 GiB and 2 MiB pages); the hypervisor gets
+ * single frames for EPT tables and VMX pages. Every frame handed out is zeroed; frames given
+ * back are zeroed again before reuse, so nothing leaks from one domain to the next.
+ *
+ * The host's machine memory is sparse (@vtlab/arch MachineMemory): a frame costs host memory
+ * only once written, so the pool can be far larger than what the process has, and handing out a
+ * 64 GiB extent costs nothing until the guest touches it.
  */
 import { PAGE_SIZE, type MachineMemory, type Mfn } from "@vtlab/arch";
+
+/** xg_dom_x86.c SUPERPAGE_2MB_NR_PFNS: frames in a 2 MiB page. */
+const SUPERPAGE_2MB_NR_PFNS = 512;
 
 export interface Extent {
   readonly first: Mfn;
@@ -57,6 +67,58 @@ export class HostFrames {
       return { first: first as Mfn, count };
     }
     return undefined;
+  }
+
+  /**
+   * `count` contiguous zeroed frames whose first frame is a multiple of `align` (a power of two),
+   * taken from the first free extent that holds such a run; undefined if none does. The frames
+   * of the extent before and after the run stay free.
+   */
+  allocateAligned(count: number, align: number): Extent | undefined {
+    for (let i = 0; i < this.starts.length; i++) {
+      const s = this.starts[i]!;
+      const c = this.counts[i]!;
+      const first = Math.ceil(s / align) * align;
+      if (first + count > s + c) continue;
+      const before = first - s;
+      const after = s + c - (first + count);
+      const ns: number[] = [];
+      const nc: number[] = [];
+      if (before > 0) {
+        ns.push(s);
+        nc.push(before);
+      }
+      if (after > 0) {
+        ns.push(first + count);
+        nc.push(after);
+      }
+      this.starts.splice(i, 1, ...ns);
+      this.counts.splice(i, 1, ...nc);
+      this.free -= count;
+      return { first: first as Mfn, count };
+    }
+    return undefined;
+  }
+
+  /**
+   * `count` zeroed frames as one or more extents (all or nothing): one piece aligned to `align`
+   * frames if the host has one, else one piece anywhere, else the free extents in address order
+   * until `count` is met (the last one split). Undefined when fewer than `count` frames are free.
+   */
+  allocateExtents(count: number, align = 1): Extent[] | undefined {
+    if (!Number.isSafeInteger(count) || count <= 0 || count > this.free) return undefined;
+    // The alignment asked for, then 2 MiB (SUPERPAGE_2MB_NR_PFNS), then any piece that fits.
+    const whole = (align > 1 ? this.allocateAligned(count, align) : undefined) ?? (align > SUPERPAGE_2MB_NR_PFNS ? this.allocateAligned(count, SUPERPAGE_2MB_NR_PFNS) : undefined) ?? this.allocateExtent(count);
+    if (whole !== undefined) return [whole];
+    const out: Extent[] = [];
+    let left = count;
+    while (left > 0) {
+      const c = this.counts[0]!;
+      const e = this.allocateExtent(Math.min(c, left))!;
+      out.push(e);
+      left -= e.count;
+    }
+    return out;
   }
 
   /** One zeroed frame. */

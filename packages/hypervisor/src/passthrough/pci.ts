@@ -247,7 +247,7 @@ export class PciPassthrough {
 
 /** Where hvmloader starts placing BARs after the platform device's (see devices/platform.ts). */
 function hvmloaderMmioStart(d: Domain): number {
-  const ramEnd = (d.ramFrames + 6) * 4096;
+  const ramEnd = d.layout.lowFrames * 4096;
   const platformBase = Math.max(HVM_BELOW_4G_MMIO_START, Math.ceil(ramEnd / PLATFORM_BAR_SIZE) * PLATFORM_BAR_SIZE);
   return platformBase + (d.platform !== undefined ? PLATFORM_BAR_SIZE : 0);
 }

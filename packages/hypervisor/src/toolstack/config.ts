@@ -24,6 +24,7 @@
  */
 import { formatBdf } from "@vtlab/arch";
 import { parsePciBdf } from "../passthrough/pci.js";
+import { GUEST_MEMORY_MAX_MIB, GUEST_MEMORY_MIN_MIB } from "../builder/layout.js";
 
 /**
  * A disk attached to the guest: a raw image on the primary master, named `hda` or `xvda` (as on
@@ -64,7 +65,7 @@ export type OnCrashAction = "destroy" | "preserve" | "restart";
 export interface DomainConfig {
   /** `name`: the domain name, [A-Za-z0-9_.-]+. */
   readonly name: string;
-  /** `memory`: guest RAM in MiB, 1..65536. */
+  /** `memory`: guest RAM in MiB, CONFIG_MEMORY_MIN_MIB..CONFIG_MEMORY_MAX_MIB (2..1048576). */
   readonly memory: number;
   /** `vcpus`: 1..64 (default 1). */
   readonly vcpus: number;
@@ -123,9 +124,13 @@ export class ConfigError extends Error {
   }
 }
 
-/** Limits from xl.cfg(5) and vtlab's own (MiB of guest memory, vCPUs). */
-export const CONFIG_MEMORY_MIN_MIB = 1;
-export const CONFIG_MEMORY_MAX_MIB = 65536;
+/**
+ * Limits from xl.cfg(5) and vtlab's own (MiB of guest memory, vCPUs). `memory` is the range a
+ * domain accepts (builder/layout.ts GUEST_MEMORY_MIN_MIB..GUEST_MEMORY_MAX_MIB): one pair of
+ * constants for the parser and Hypervisor.createDomain.
+ */
+export const CONFIG_MEMORY_MIN_MIB = GUEST_MEMORY_MIN_MIB;
+export const CONFIG_MEMORY_MAX_MIB = GUEST_MEMORY_MAX_MIB;
 export const CONFIG_VCPUS_MAX = 64;
 export const CONFIG_WEIGHT_MIN = 1;
 export const CONFIG_WEIGHT_MAX = 65535;

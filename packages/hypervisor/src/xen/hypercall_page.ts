@@ -20,6 +20,7 @@
  * identity table (hypervisor frames in the p2m above RAM) are refused with #GP. Every vCPU of the
  * domain forgets the instructions it decoded (the page may hold code it ran before).
  */
+import { IDENT_PT_FRAMES } from "../builder/layout.js";
 import { PAGE_SIZE } from "@vtlab/arch";
 import { HYPERCALL_PAGE_SIZE, XEN_HYPERCALL_PAGE_MSR, decodeHypercallPageMsr, writeHypercallPage } from "@vtlab/xen-platform-pci";
 import type { ExitContext } from "../exits.js";
@@ -29,7 +30,7 @@ import type { Domain } from "../hypervisor.js";
 export const XEN_MSR_FIRST = 0x4000_0000;
 export const XEN_MSR_LAST = 0x4000_02ff;
 /** The identity table's frames (buildIdentityPageTable: a PML4, a PDPT and four page directories). */
-const IDENTITY_TABLE_FRAMES = 6;
+const IDENTITY_TABLE_FRAMES = IDENT_PT_FRAMES;
 
 /** The stubs, computed once (the page is the same for every domain). */
 const stubs = new Uint8Array(HYPERCALL_PAGE_SIZE);

@@ -23,7 +23,7 @@
 import { PAGE_SIZE, gfn as asGfn, type Gfn, type Mfn } from "@vtlab/arch";
 import { NestedPaging } from "@vtlab/mmu-ept";
 import { P2mType, p2mHasFrame, type P2mEntry } from "@vtlab/p2m";
-import type { HostFrames } from "../host/frames.js";
+import type { Extent, HostFrames } from "../host/frames.js";
 import type { Domain, Hypervisor } from "../hypervisor.js";
 
 /** INVEPT type 1, single-context (SDM Vol. 3C "INVEPT"). */
@@ -145,6 +145,12 @@ export class FrameRefs {
     } else this.frames.free1(mfn);
   }
 
+  /** Some frame of [first, first + count) has a reference (destroy frees an unreferenced extent in one piece). */
+  anyIn(first: number, count: number): boolean {
+    for (const f of this.refs.keys()) if (f >= first && f < first + count) return true;
+    return false;
+  }
+
   /** Frames given up by their owner and still referenced (not yet back in the allocator). */
   get deferredFrames(): number {
     return this.deferred.size;
@@ -194,32 +200,38 @@ export function releaseDomainHolds(d: Domain): void {
 
 /**
  * The machine frames a domain owns as its memory (Xen's d->page_list and tot_pages, against
- * max_pages): the RAM extent it was built with, less the frames given back, plus single frames
- * allocated since (XENMEM_populate_physmap, XENMEM_increase_reservation). Hypervisor frames the
- * domain uses (EPT or shadow tables, the grant table, shared_info) are not memory: they are Xen
- * heap pages, outside tot_pages, kept by `Domain.frameAllocator`.
+ * max_pages): the RAM extents it was built with (from anywhere in the host, `HostFrames.
+ * allocateExtents`), less the frames given back, plus single frames allocated since
+ * (XENMEM_populate_physmap, XENMEM_increase_reservation). Hypervisor frames the domain uses (EPT
+ * or shadow tables, the grant table, shared_info) are not memory: they are Xen heap pages,
+ * outside tot_pages, kept by `Domain.frameAllocator`.
  */
 export class DomainPages {
-  /** The extent the domain was built with. */
-  private readonly first: number;
-  private readonly count: number;
-  /** Frames of the extent given back (allocated on the first release). */
-  private released: Uint8Array | undefined;
+  /** The extents the domain was built with, ascending by first frame. */
+  private readonly firsts: number[];
+  private readonly counts: number[];
+  /** Per extent: a bit per frame given back (allocated on the extent's first release). */
+  private readonly released: (Uint32Array | undefined)[];
   /** Frames allocated one by one since. */
   private readonly extra = new Set<number>();
   private tot: number;
+  /** Everything was given back (releaseAll): the domain owns nothing any more. */
+  private gone = false;
   /** Xen's max_pages: the most memory the domain may own, in frames (its configured memory). */
   maxPages: number;
 
   constructor(
     private readonly frames: HostFrames,
-    first: Mfn,
-    count: number,
+    extents: readonly Extent[],
   ) {
-    this.first = first;
-    this.count = count;
-    this.tot = count;
-    this.maxPages = count;
+    const sorted = [...extents].sort((x, y) => x.first - y.first);
+    this.firsts = sorted.map((e) => e.first);
+    this.counts = sorted.map((e) => e.count);
+    this.released = sorted.map(() => undefined);
+    let n = 0;
+    for (const e of sorted) n += e.count;
+    this.tot = n;
+    this.maxPages = n;
   }
 
   /** Frames owned now (Xen's domain_tot_pages). */
@@ -227,9 +239,40 @@ export class DomainPages {
     return this.tot;
   }
 
+  /** Index of the built extent holding `mfn`, or -1. */
+  private extentOf(mfn: number): number {
+    let lo = 0;
+    let hi = this.firsts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const f = this.firsts[mid]!;
+      if (mfn < f) hi = mid - 1;
+      else if (mfn >= f + this.counts[mid]!) lo = mid + 1;
+      else return mid;
+    }
+    return -1;
+  }
+
+  private isReleased(k: number, i: number): boolean {
+    const r = this.released[k];
+    return r !== undefined && (r[i >>> 5]! & (1 << (i & 31))) !== 0;
+  }
+
+  private setReleased(k: number, i: number, on: boolean): void {
+    let r = this.released[k];
+    if (r === undefined) {
+      if (!on) return;
+      r = this.released[k] = new Uint32Array(Math.ceil(this.counts[k]! / 32));
+    }
+    if (on) r[i >>> 5] = r[i >>> 5]! | (1 << (i & 31));
+    else r[i >>> 5] = r[i >>> 5]! & ~(1 << (i & 31));
+  }
+
   /** The domain owns machine frame `mfn` as memory. */
   owns(mfn: number): boolean {
-    if (mfn >= this.first && mfn < this.first + this.count) return this.released === undefined || this.released[mfn - this.first] === 0;
+    if (this.gone) return false;
+    const k = this.extentOf(mfn);
+    if (k >= 0) return !this.isReleased(k, mfn - this.firsts[k]!);
     return this.extra.has(mfn);
   }
 
@@ -253,9 +296,10 @@ export class DomainPages {
     return e.first;
   }
 
-  /** Record a frame just allocated as owned (a frame of the original extent given back earlier and allocated again is owned again). */
+  /** Record a frame just allocated as owned (a frame of a built extent given back earlier and allocated again is owned again). */
   private take(f: number): void {
-    if (f >= this.first && f < this.first + this.count && this.released !== undefined) this.released[f - this.first] = 0;
+    const k = this.extentOf(f);
+    if (k >= 0) this.setReleased(k, f - this.firsts[k]!, false);
     else this.extra.add(f);
   }
 
@@ -265,35 +309,46 @@ export class DomainPages {
    */
   release(mfn: Mfn, refs: FrameRefs): void {
     if (!this.owns(mfn)) throw new Error(`vtlab bug: release of frame ${mfn}, which the domain does not own`);
-    if (mfn >= this.first && mfn < this.first + this.count) {
-      this.released ??= new Uint8Array(this.count);
-      this.released[mfn - this.first] = 1;
-    } else this.extra.delete(mfn);
+    const k = this.extentOf(mfn);
+    if (k >= 0) this.setReleased(k, mfn - this.firsts[k]!, true);
+    else this.extra.delete(mfn);
     this.tot--;
     refs.free(mfn);
   }
 
-  /** Give every frame back (domain destroy): runs of the extent in one piece where nothing maps them. */
+  /**
+   * Give every frame back (domain destroy): each built extent in one piece when nothing was given
+   * back from it and nothing maps it, else in runs of the frames still owned and unmapped.
+   */
   releaseAll(refs: FrameRefs): void {
-    let runStart = -1;
-    const flush = (end: number) => {
-      if (runStart >= 0) this.frames.freeExtent((this.first + runStart) as Mfn, end - runStart);
-      runStart = -1;
-    };
-    for (let i = 0; i < this.count; i++) {
-      const owned = this.released === undefined || this.released[i] === 0;
-      const f = (this.first + i) as Mfn;
-      if (owned && refs.count(f) === 0) {
-        if (runStart < 0) runStart = i;
-        continue;
+    for (let k = 0; k < this.firsts.length; k++) {
+      const first = this.firsts[k]!;
+      const count = this.counts[k]!;
+      if (this.released[k] === undefined && !refs.anyIn(first, count)) {
+        this.frames.freeExtent(first as Mfn, count);
+      } else {
+        let runStart = -1;
+        const flush = (end: number) => {
+          if (runStart >= 0) this.frames.freeExtent((first + runStart) as Mfn, end - runStart);
+          runStart = -1;
+        };
+        for (let i = 0; i < count; i++) {
+          const owned = !this.isReleased(k, i);
+          const f = (first + i) as Mfn;
+          if (owned && refs.count(f) === 0) {
+            if (runStart < 0) runStart = i;
+            continue;
+          }
+          flush(i);
+          if (owned) refs.free(f);
+        }
+        flush(count);
       }
-      flush(i);
-      if (owned) refs.free(f);
+      this.released[k] = undefined;
     }
-    flush(this.count);
     for (const f of this.extra) refs.free(f as Mfn);
     this.extra.clear();
-    this.released = new Uint8Array(this.count).fill(1);
     this.tot = 0;
+    this.gone = true;
   }
 }

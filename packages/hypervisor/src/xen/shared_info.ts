@@ -16,6 +16,7 @@
  * with id >= XEN_LEGACY_MAX_VCPUS that has not registered a vcpu_info gets a private zeroed
  * 64-byte stand-in (Xen points all of them at one global dummy_vcpu_info).
  */
+import { IDENT_PT_FRAMES } from "../builder/layout.js";
 import { PAGE_SIZE, type MachineMemory, type Mfn } from "@vtlab/arch";
 import { XEN_EFAULT, XEN_EINVAL, XEN_ENXIO, XEN_LEGACY_MAX_VCPUS, shared_info, vcpu_info, vcpu_register_vcpu_info } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
@@ -225,7 +226,7 @@ export class SharedInfo {
 }
 
 /** Frames of a shadow domain's identity page table (Domain.identityPageTable: a PML4, a PDPT, four PDs). */
-const IDENTITY_PAGE_TABLE_FRAMES = 6;
+const IDENTITY_PAGE_TABLE_FRAMES = IDENT_PT_FRAMES;
 
 const registerBytes = new Uint8Array(vcpu_register_vcpu_info.SIZEOF);
 const registerView = new DataView(registerBytes.buffer);
