@@ -93,6 +93,19 @@ describe("MachineMemory", () => {
     expect(mem.allocatedFrames).toBe(0);
   });
 
+  it("zero-fill over a large, mostly untouched range clears exactly the frames that were touched", () => {
+    const GiB = 2 ** 30;
+    const mem = new MachineMemory(64 * GiB);
+    const touched = [0x10_0000, 16 * 2 ** 20 - 4096, 16 * 2 ** 20, 5 * GiB + 123 * 4096, 64 * GiB - 4096];
+    for (const a of touched) mem.write32(a + 4, 0x1234_5678);
+    mem.write8(64 * GiB - 4096 - 1, 0x77); // just below the last frame: outside the fill below
+    mem.fill(0x1000, 64 * GiB - 0x2000 - 0x1000, 0); // [4 KiB, 64 GiB - 8 KiB): starts and ends inside directory tables
+    expect(mem.read8(64 * GiB - 4096 - 1)).toBe(0x77);
+    expect(mem.read32(64 * GiB - 4096 + 4)).toBe(0x1234_5678); // the last frame is past the fill
+    for (const a of touched.slice(0, -1)) expect(mem.read32(a + 4)).toBe(0);
+    expect(mem.allocatedFrames).toBe(1 + 1);
+  });
+
   it("agrees with a byte-map model under random mixed-width accesses (property)", () => {
     const size = 4 * 4096;
     const op = fc.record({

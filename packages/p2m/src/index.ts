@@ -2,4 +2,4 @@
 // runs, the change hook, and the frame allocator interface. Shadow paging, EPT and the IOMMU all
 // read it. Depends on @vtlab/arch only.
 export { P2mType, RangeP2m, SimpleFrameAllocator, p2mHasFrame, p2mIsGrant } from "./p2m.js";
-export type { P2mEntry, P2mRun, DomainP2m, FrameAllocator, P2mChangeListener } from "./p2m.js";
+export type { P2mEntry, P2mRun, DomainP2m, FrameAllocator, FrameRange, P2mChangeListener } from "./p2m.js";

@@ -179,30 +179,55 @@ export interface FrameAllocator {
   free(frame: Mfn): void;
 }
 
-/** Hands out the frames [first, first + count), reusing freed ones first; every frame comes zeroed. */
+/** `count` consecutive machine frames from `first`: one piece of the pool a SimpleFrameAllocator hands out. */
+export interface FrameRange {
+  readonly first: Mfn;
+  readonly count: number;
+}
+
+/**
+ * Hands out the frames of its pool, reusing freed ones first; every frame comes zeroed. The pool
+ * is [first, first + count), or any number of ranges from anywhere in machine memory (handed
+ * out in the order given): nothing here needs the frames to be one contiguous block.
+ */
 export class SimpleFrameAllocator implements FrameAllocator {
+  private readonly ranges: readonly FrameRange[];
+  /** The range handed out from now, and the next frame of it. */
+  private range = 0;
   private next: number;
-  private readonly end: number;
+  private handedOut = 0;
   private readonly freed: number[] = [];
 
+  constructor(memory: MachineMemory, first: Mfn, count: number);
+  constructor(memory: MachineMemory, ranges: readonly FrameRange[]);
   constructor(
     private readonly memory: MachineMemory,
-    private readonly first: Mfn,
-    count: number,
+    firstOrRanges: Mfn | readonly FrameRange[],
+    count = 0,
   ) {
-    this.next = first;
-    this.end = first + count;
+    this.ranges = typeof firstOrRanges === "number" ? [{ first: firstOrRanges, count }] : firstOrRanges.map((r) => ({ ...r }));
+    for (const r of this.ranges) {
+      if (!Number.isSafeInteger(r.first) || r.first < 0 || !Number.isSafeInteger(r.count) || r.count < 0) throw new RangeError(`frame range [${r.first}, +${r.count}) is not a range of frames`);
+    }
+    this.next = this.ranges[0]?.first ?? 0;
   }
 
   /** Frames handed out and not given back. */
   get inUse(): number {
-    return this.next - this.first - this.freed.length;
+    return this.handedOut - this.freed.length;
   }
 
   allocate(): Mfn | undefined {
-    const reused = this.freed.pop();
-    const frame = reused ?? (this.next < this.end ? this.next++ : undefined);
-    if (frame === undefined) return undefined;
+    let frame = this.freed.pop();
+    if (frame === undefined) {
+      while (this.range < this.ranges.length && this.next >= this.ranges[this.range]!.first + this.ranges[this.range]!.count) {
+        this.range++;
+        this.next = this.ranges[this.range]?.first ?? 0;
+      }
+      if (this.range >= this.ranges.length) return undefined;
+      frame = this.next++;
+      this.handedOut++;
+    }
     this.memory.fill(frame * PAGE_SIZE, PAGE_SIZE, 0);
     return frame as Mfn;
   }

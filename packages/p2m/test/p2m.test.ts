@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { gfn, mfn, type Gfn, type Mfn } from "@vtlab/arch";
-import { P2mType, RangeP2m, p2mHasFrame, type P2mType as P2mTypeT } from "../src/index.js";
+import { MachineMemory, gfn, mfn, type Gfn, type Mfn } from "@vtlab/arch";
+import { P2mType, RangeP2m, SimpleFrameAllocator, p2mHasFrame, type P2mType as P2mTypeT } from "../src/index.js";
 
 const TYPES: P2mTypeT[] = [P2mType.Ram, P2mType.GrantMapRw, P2mType.GrantMapRo, P2mType.Mmio, P2mType.PopulateOnDemand, P2mType.Absent];
 
@@ -56,5 +56,28 @@ describe("RangeP2m", () => {
     const p2m = new RangeP2m();
     expect(() => p2m.setRange(gfn(0), 0, P2mType.Ram, mfn(1))).toThrow(/vtlab bug/);
     expect(() => p2m.setRange(-1 as Gfn, 1, P2mType.Ram, mfn(1))).toThrow(/vtlab bug/);
+  });
+});
+
+describe("SimpleFrameAllocator", () => {
+  it("hands out a pool of ranges from anywhere, in order, zeroed, reusing freed frames first", () => {
+    const memory = new MachineMemory(64 * 1024 * 1024);
+    memory.write32(0x2000 * 4096 + 8, 0xdead);
+    const frames = new SimpleFrameAllocator(memory, [
+      { first: mfn(0x3000), count: 2 },
+      { first: mfn(0x10), count: 0 },
+      { first: mfn(0x2000), count: 1 },
+    ]);
+    const got = [frames.allocate(), frames.allocate(), frames.allocate()];
+    expect(got).toEqual([0x3000, 0x3001, 0x2000]);
+    expect(memory.read32(0x2000 * 4096 + 8)).toBe(0); // zeroed when handed out
+    expect(frames.allocate()).toBeUndefined();
+    expect(frames.inUse).toBe(3);
+    frames.free(mfn(0x3001));
+    expect(frames.inUse).toBe(2);
+    expect(frames.allocate()).toBe(0x3001);
+    // The one-range form is the same pool of one range.
+    const one = new SimpleFrameAllocator(memory, mfn(5), 2);
+    expect([one.allocate(), one.allocate(), one.allocate()]).toEqual([5, 6, undefined]);
   });
 });
