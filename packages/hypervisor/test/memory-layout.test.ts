@@ -175,14 +175,27 @@ describe("many large domains in one host", () => {
     expect(hv.memory.allocatedFrames).toBeLessThan(8 * 1024);
   });
 
-  it("sixteen domains of 4 GiB boot and finish in one process", async () => {
+  it("a 64 GiB domain and sixteen domains of 4 GiB boot and finish in one host", async () => {
     const hv = new Hypervisor({ memoryMiB: BIG_HOST_MIB });
+    const big = hv.createDomain({ name: "big", memoryMiB: 65536, kernel: probe });
     const ds = Array.from({ length: 16 }, (_, i) => hv.createDomain({ name: `g${i}`, memoryMiB: 4096, kernel: probe, hap: i % 4 !== 3 }));
     await runAll(hv);
+    passed(big);
     for (const d of ds) {
       passed(d);
       expect(d.console).toContain("memory-top: 4095 MiB of RAM, top 0x110000000 (RAM above 4 GiB)");
     }
-    expect(hv.memory.allocatedFrames).toBeLessThan(16 * 1024);
+    expect(hv.memory.allocatedFrames).toBeLessThan(17 * 1024);
+  });
+
+  it.each([true, false])("the largest domain the model takes (GUEST_MEMORY_MAX_MIB) boots and touches its top page (hap %s)", async (hap) => {
+    const hv = new Hypervisor({ memoryMiB: BIG_HOST_MIB });
+    const d = hv.createDomain({ name: "max", memoryMiB: GUEST_MEMORY_MAX_MIB, kernel: probe, hap });
+    await runAll(hv);
+    passed(d);
+    const top = 4 * GiB + GUEST_MEMORY_MAX_MIB * 2 ** 20 - 0xf000_0000;
+    expect(d.console).toContain(`RAM 0x100000000-0x${(top - 1).toString(16)}: first and last page ok`);
+    hv.destroyDomain("max");
+    expect(hv.memory.allocatedFrames).toBeLessThan(16); // its frames zeroed and given back: nothing of it is kept
   });
 });
