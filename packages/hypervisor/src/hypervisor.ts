@@ -378,7 +378,7 @@ export class Domain {
       const got = host.frames.allocateExtents(range.count, SUPERPAGE_1GB_NR_PFNS);
       if (got === undefined) {
         for (const e of extents) host.frames.freeExtent(e.first, e.count);
-        throw new DomainError(name, `memory: ${options.memoryMiB} MiB is more than the host has free (${Math.floor((host.frames.freeFrames + extents.reduce((n, e) => n + e.count, 0)) * PAGE_SIZE / MiB)} MiB)`);
+        throw new DomainError(name, `memory: ${options.memoryMiB} MiB is more than the host has free (${Math.floor((host.frames.freeFrames * PAGE_SIZE) / MiB)} MiB)`);
       }
       let g = range.gfn;
       for (const e of got) {

@@ -90,6 +90,12 @@ describe("guest memory layout (builder/layout.ts)", () => {
     const free = hv.frames.freeFrames;
     expect(() => hv.createDomain({ name: "big", memoryMiB: 128, kernel: probe })).toThrow(/^domain big: memory: 128 MiB is more than the host has free \(6\d MiB\)$/);
     expect(hv.frames.freeFrames).toBe(free); // nothing kept from the refused build
+    // Low RAM fits and the RAM above 4 GiB does not: the low range's frames go back too.
+    const hv2 = new Hypervisor({ memoryMiB: 3850 });
+    const free2 = hv2.frames.freeFrames;
+    expect(() => hv2.createDomain({ name: "edge", memoryMiB: 3849, kernel: probe })).toThrow(/^domain edge: memory: 3849 MiB is more than the host has free \(384\d MiB\)$/);
+    expect(hv2.frames.freeFrames).toBe(free2);
+    expect(hv2.frames.largestExtent).toBe(free2);
   });
 });
 
