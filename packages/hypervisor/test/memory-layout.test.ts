@@ -147,6 +147,12 @@ describe("memory as large as users configure it", () => {
     // Nothing the builder places lands on the APIC page or on RAM.
     expect(d.p2m.lookup(APIC_GFN as never).type).toBe(P2mType.Mmio);
     if (!hap) expect(d.identityPageTable).toBe(IDENT_PT_GFN * PAGE_SIZE);
+    // The reserved region (identity table, special pages) overlaps no MMIO region (APIC, IO-APIC, BARs), and no RAM range.
+    const reservedStart = IDENT_PT_GFN * PAGE_SIZE;
+    const reservedEnd = 0xff00_0000;
+    for (const r of d.mmio.bus.list()) expect(r.base + r.length <= reservedStart || r.base >= reservedEnd, r.name).toBe(true);
+    for (const range of d.layout.ranges) expect((range.gfn + range.count) * PAGE_SIZE <= reservedStart || range.gfn * PAGE_SIZE >= reservedEnd).toBe(true);
+    for (let g = 0xfeff8; g < 0xff000; g++) expect(d.p2m.lookup(g as never).type).toBe(P2mType.Ram); // the special pages, populated
     await runAll(hv);
     passed(d);
     expect(d.console).toContain("memmap 2: 0xfefea000-0xfeffffff type 2");
