@@ -47,14 +47,14 @@ import {
 } from "@vtlab/cpu-vmx";
 import { NestedPaging, type NestedPagingStats } from "@vtlab/mmu-ept";
 import { P2mType, RangeP2m, p2mIsGrant, type FrameAllocator } from "@vtlab/p2m";
-import { ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
+import { MIN_SHADOW_POOL_PAGES, ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
 import { SHUTDOWN_crash, SHUTDOWN_poweroff, XEN_ESRCH } from "@vtlab/xen-public";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
 import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
 import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
 import { HostFrames, type Extent } from "./host/frames.js";
-import { GUEST_MEMORY_MAX_MIB, GUEST_MEMORY_MIN_MIB, IDENT_PT_FRAMES, IDENT_PT_GFN, guestLayout, type GuestLayout } from "./builder/layout.js";
+import { GUEST_MEMORY_MAX_MIB, GUEST_MEMORY_MIN_MIB, IDENT_PT_FRAMES, guestLayout, type GuestLayout } from "./builder/layout.js";
 import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, X2APIC_BROADCAST, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
 import { DomainMmio } from "./mmio.js";
 import { IOAPIC_BASE_DEFAULT, IOAPIC_MMIO_SIZE, IoApic, IoApicDeliveryMode, IoApicSource } from "./devices/ioapic.js";
@@ -91,6 +91,15 @@ const ATA_GSI = 14;
 /** An IO-APIC physical destination of 0xFF addresses every local APIC (xAPIC broadcast). */
 const IOAPIC_PHYSICAL_BROADCAST = 0xff;
 
+/**
+ * The shadow pool libxl gives a domain by default (libxl_get_required_shadow_memory): 256 pages
+ * (1 MiB) per vCPU, plus 2 pages (8 KiB) per MiB of RAM (one for the p2m, one for shadows), in KiB.
+ * Modelled more simply: the p2m is not kept in the pool here, so all of it holds shadows.
+ */
+export function requiredShadowMemoryKiB(memoryMiB: number, vcpus: number): number {
+  return 4 * (256 * vcpus + 2 * memoryMiB);
+}
+
 export type DomainState = "running" | "paused" | "shutdown" | "crashed" | "destroyed";
 
 export interface DomainOptions {
@@ -99,6 +108,12 @@ export interface DomainOptions {
   readonly vcpus?: number;
   /** `true` (default): EPT, hap=1 (@vtlab/mmu-ept). `false`: shadow paging, hap=0 (@vtlab/mmu-shadow). */
   readonly hap?: boolean;
+  /**
+   * The shadow pool of a shadow domain in KiB (xl.cfg `shadow_memory` x 1024; libxl's
+   * shadow_memkb): the most memory its shadow page tables hold at once; when full, shadows are
+   * recycled. Default `requiredShadowMemoryKiB(memoryMiB, vcpus)`. Unused with EPT.
+   */
+  readonly shadowMemoryKiB?: number;
   /** The kernel image (ELF64, PVH entry note). Omitted for a native kernel (`native`), which boots from nativeBootImage(). */
   readonly kernel?: Uint8Array;
   /** A native (TypeScript) kernel for vCPU 0, run over GuestOps (native.ts). */
@@ -430,7 +445,8 @@ export class Domain {
         throw new DomainError(name, "no host frames for the paging-off identity page table");
       }
       // Out-of-sync leaf tables on, as Xen's shadow code does for HVM guests by default.
-      this.paging = new ShadowPaging({ memory: host.memory, p2m: this.p2m, frames, outOfSync: true });
+      const poolKiB = options.shadowMemoryKiB ?? requiredShadowMemoryKiB(options.memoryMiB, options.vcpus ?? 1);
+      this.paging = new ShadowPaging({ memory: host.memory, p2m: this.p2m, frames, outOfSync: true, poolPages: Math.floor(poolKiB / 4) });
     }
     const onConsole = options.onConsole;
     const sink = (b: number) => this.consoleByte(b, onConsole);
@@ -466,40 +482,38 @@ export class Domain {
   }
 
   /**
-   * Shadow domains only: the GPA of the identity page table a vCPU runs on while the guest has
-   * paging off (Xen's HVM_PARAM_IDENT_PT / the shadow code's unpaged pagetable). Six hypervisor
-   * frames mapped in the p2m in the MMIO hole at IDENT_PT_GFN (builder/layout.ts: below the
-   * special pages, reserved in the guest's memory map, never over RAM, the APIC or a BAR): a PML4,
-   * a PDPT and four page directories of 2 MiB pages mapping the first 4 GiB one to one.
+   * Shadow domains only: the machine address of the identity page table a vCPU runs on while
+   * the guest has paging off (the shadow code's unpaged_pagetable, mmu-shadow's unpaged.ts). Six
+   * hypervisor frames that no p2m entry maps (the guest cannot read or write them, and they
+   * take no guest-physical address): a PML4, a PDPT and four page directories of 2 MiB pages
+   * mapping the first 4 GiB one to one. The tables link by machine address.
    */
   readonly identityPageTable: number | undefined;
 
   private buildIdentityPageTable(allocate: () => Mfn | undefined): number | undefined {
-    const base = IDENT_PT_GFN;
     const mfns: Mfn[] = [];
     for (let k = 0; k < IDENT_PT_FRAMES; k++) {
       const f = allocate();
       if (f === undefined) return undefined;
       mfns.push(f);
-      this.p2m.setRange(gfn(base + k), 1, P2mType.Ram, f);
     }
     const mem = this.host.memory;
     const P = 0x1, RW = 0x2, PS = 0x80; // present, writable, page size (SDM Table 4-17)
-    const gpaOf = (k: number) => (base + k) * PAGE_SIZE;
-    mem.write64(mfns[0]! * PAGE_SIZE, gpaOf(1) | P | RW, 0); // PML4[0] -> PDPT
+    const hpaOf = (k: number) => mfns[k]! * PAGE_SIZE;
+    mem.write64(hpaOf(0), (hpaOf(1) % 2 ** 32 | P | RW) >>> 0, Math.floor(hpaOf(1) / 2 ** 32)); // PML4[0] -> PDPT
     for (let t = 0; t < 4; t++) {
-      mem.write64(mfns[1]! * PAGE_SIZE + t * 8, gpaOf(2 + t) | P | RW, 0); // PDPT[t] -> PD t
+      mem.write64(hpaOf(1) + t * 8, (hpaOf(2 + t) % 2 ** 32 | P | RW) >>> 0, Math.floor(hpaOf(2 + t) / 2 ** 32)); // PDPT[t] -> PD t
       for (let i = 0; i < 512; i++) {
         const page = (t * 512 + i) * 0x20_0000;
         mem.write64(mfns[2 + t]! * PAGE_SIZE + i * 8, (page | P | RW | PS) >>> 0, Math.floor(page / 2 ** 32));
       }
     }
-    return gpaOf(0);
+    return hpaOf(0);
   }
 
   /**
    * Machine address of a guest-physical address whose p2m entry has a frame the domain may access
-   * as memory: RAM (the identity page table included), or a grant mapping of another domain's
+   * as memory: RAM, or a grant mapping of another domain's
    * frame (a read-only one only when `write` is false). Undefined otherwise (MMIO, nothing).
    */
   ramHpa(gpa: number, write = false): number | undefined {
@@ -883,6 +897,8 @@ export class Hypervisor {
     }
     const vcpus = options.vcpus ?? 1;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new DomainError(name, `vcpus: ${vcpus}; give 1..64`);
+    const shadowKiB = options.shadowMemoryKiB;
+    if (shadowKiB !== undefined && (!Number.isInteger(shadowKiB) || shadowKiB < MIN_SHADOW_POOL_PAGES * 4)) throw new DomainError(name, `shadow_memory: ${shadowKiB} KiB; give an integer >= ${MIN_SHADOW_POOL_PAGES * 4}`);
     // pci: every entry names a free assignable device, none twice (checked before anything is built).
     const pciSeen = new Set<number>();
     for (const text of options.pci ?? []) {
@@ -931,10 +947,10 @@ export class Hypervisor {
       if (!direct64) v.vmcs.setField(F.GUEST_CS_AR_BYTES, 0xc09b);
       v.vmcs.setField(F.GUEST_IA32_EFER, EFER_LME | EFER_LMA);
       v.guestEfer = direct64 ? EFER_LME | EFER_LMA : 0;
-      // A shadow vCPU with paging off runs on the identity table: shadow it, not GFN 0.
-      if (!d.hap && !direct64) v.vmcs.setNatural(F.GUEST_CR3, d.identityPageTable!);
       this.setupVcpuControls(d, v);
-      d.paging.setupVcpu(v.cpu, v.vmcs);
+      // A shadow vCPU with paging off runs on the identity table: shadow it, not GFN 0.
+      if (d.paging instanceof ShadowPaging) d.paging.setupVcpu(v.cpu, v.vmcs, direct64 ? undefined : d.identityPageTable!);
+      else d.paging.setupVcpu(v.cpu, v.vmcs);
       if (!direct64) {
         if (d.paging instanceof ShadowPaging) enterUnpagedShadow(d.paging, v, d.identityPageTable!);
         else enterPagingOff(v.vmcs);

@@ -1,5 +1,5 @@
 // @vtlab/hypervisor: public entry (see README.md for what exists and what is still to come).
-export { Hypervisor, Domain, DomainError, Vcpu, SPARSE_HOST_MEMORY_MIB } from "./hypervisor.js";
+export { Hypervisor, Domain, DomainError, Vcpu, SPARSE_HOST_MEMORY_MIB, requiredShadowMemoryKiB } from "./hypervisor.js";
 export type { DomainOptions, DomainState, DomainStats, HypervisorOptions, VmExitGuestState, RunOptions, RunResult, ExitContext } from "./hypervisor.js";
 export { ExitStats, handleExit, MAX_STRING_IO_PER_EXIT } from "./exits.js";
 export { HostFrames } from "./host/frames.js";

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { DOMU_MAX_ORDER, IDENT_PT_FRAMES, IDENT_PT_GFN, Hypervisor, MEMOP_PAGES_PER_CALL, frameRefs, guestMemoryMap, hypercall, type Domain } from "@vtlab/hypervisor";
+import { DOMU_MAX_ORDER, Hypervisor, MEMOP_PAGES_PER_CALL, frameRefs, guestMemoryMap, hypercall, type Domain } from "@vtlab/hypervisor";
 import {
   DOMID_SELF,
   HYPERVISOR_memory_op,
@@ -325,8 +325,8 @@ for (const hap of [true, false]) {
       expect(query(hv, d, XENMEM_current_reservation, other.id)).toBe(-XEN_EPERM);
       expect(query(hv, d, XENMEM_maximum_reservation, 0)).toBe(-XEN_EPERM);
       expect(query(hv, d, XENMEM_current_reservation, 555)).toBe(-XEN_ESRCH);
-      // The highest frame the p2m maps: the end of RAM (on shadow, the identity page table's six frames in the MMIO hole, builder/layout.ts).
-      expect(query(hv, d, XENMEM_maximum_gpfn)).toBe(hap ? d.ramFrames - 1 : IDENT_PT_GFN + IDENT_PT_FRAMES - 1);
+      // The highest frame the p2m maps: the end of RAM, on both MMUs (the shadow identity table is in no p2m).
+      expect(query(hv, d, XENMEM_maximum_gpfn)).toBe(d.ramFrames - 1);
       expect(call(hv, d, HYPERVISOR_memory_op, [XENMEM_current_reservation, MMIO])).toBe(-XEN_EFAULT);
       expect(call(hv, d, HYPERVISOR_memory_op, [XENMEM_current_reservation + (1 << 6), ARG])).toBe(-XEN_EINVAL);
       expect(call(hv, d, HYPERVISOR_memory_op, [XENMEM_maximum_ram_page + (1 << 6), ARG])).toBe(-XEN_EINVAL);

@@ -223,8 +223,8 @@ describe("what counts as unassigned", () => {
       expect(d.mmio.isUnassigned(0xffff_ffff)).toBe(true);
       expect(d.mmio.isUnassigned(2 ** 32)).toBe(false);
       expect(d.p2m.lookup(gfn(2 ** 20)).type).toBe(P2mType.Absent);
-      if (!hap) expect(d.mmio.isUnassigned(d.identityPageTable!)).toBe(false); // the shadow identity table is RAM in the p2m
-      expect(d.mmio.isUnassigned(8 * 2 ** 20 + (hap ? 0 : 6 * 4096))).toBe(true); // the first frame above RAM (and the identity table)
+      // The first frame above RAM, on both MMUs (the shadow identity table is in no p2m).
+      expect(d.mmio.isUnassigned(8 * 2 ** 20)).toBe(true);
     }
   });
 });

@@ -18,6 +18,8 @@ import {
   CPU_INVLPG_EXITING,
   CR0_WP,
   CrAccessType,
+  RFLAGS_DF,
+  Seg,
   ExitReason,
   SECONDARY_ENABLE_EPT,
   VmcsField as F,
@@ -67,6 +69,7 @@ import {
 import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "@vtlab/p2m";
 import { P2mPagingStructures, guestPagingMode, ramMfn, type GuestTableFault } from "./guest-walk.js";
 import { emulatePteStore } from "./write-emulation.js";
+import { MachinePagingStructures } from "./unpaged.js";
 
 /** Shadow page types (Xen's SH_type_l1_64_shadow ... SH_type_l4_64_shadow, fl1 for splintered large pages). */
 export const ShadowType = {
@@ -127,6 +130,12 @@ export interface ShadowStats {
   invlpgs: number;
   /** All shadows thrown away for lack of frames (Xen's shadow_blow_tables). */
   blows: number;
+  /** Shadow pages freed to make room in a full pool (Xen's _shadow_prealloc; `poolPages`). */
+  recycled: number;
+  /** Most shadow pages in use at once. */
+  peakShadowPages: number;
+  /** STOS and MOVS elements (with or without REP) stored into write-protected guest tables by emulation. */
+  emulatedStringElements: number;
   crashes: number;
 }
 
@@ -143,15 +152,28 @@ export interface ShadowPagingOptions {
   readonly unshadowAfterWrites?: number;
   /** MAXPHYADDR of the guest (default 46). */
   readonly maxPhyAddr?: number;
+  /**
+   * The shadow pool: most shadow pages held at once (Xen's per-domain shadow pool, sized by the
+   * toolstack from xl.cfg's `shadow_memory`). When it is full the oldest shadows that no vCPU
+   * runs on are freed (`recycled`). Default: unbounded (only the `FrameAllocator` limits it).
+   * At least `MIN_SHADOW_POOL_PAGES`.
+   */
+  readonly poolPages?: number;
 }
+
+/**
+ * The smallest shadow pool: a root and one path below it per vCPU, with room to spare (Xen's
+ * shadow_min_acceptable_pages keeps 128 pages per vCPU; this model needs far fewer per fill).
+ */
+export const MIN_SHADOW_POOL_PAGES = 16;
 
 interface VcpuState {
   /** The guest's CR3 as the guest sees it (MOV from CR3 reads it). */
   guestCr3: number;
   root: ShadowPage | undefined;
   /**
-   * Guest paging off (`enterUnpaged`): the GPA of the identity page table the shadow is built
-   * from instead of `guestCr3` (Xen's unpaged pagetable / HVM_PARAM_IDENT_PT).
+   * Guest paging off (`enterUnpaged`): the machine address of the identity page table the
+   * shadow is built from instead of `guestCr3` (Xen's unpaged_pagetable; unpaged.ts).
    */
   unpagedRoot: number | undefined;
 }
@@ -161,6 +183,8 @@ interface OutOfSync {
 }
 
 const ENTRIES = 512;
+/** New shadow pages one fill may need below a root: L3, L2 (or FL2) and L1 (or FL1). */
+const FILL_PAGES = 3;
 /** Flags a shadow non-leaf entry copies from the guest entry. */
 const NONLEAF_COPY = PTE_RW | PTE_US | PTE_PWT | PTE_PCD;
 /** Flags a shadow leaf copies from a guest 4 KiB PTE (R/W is decided separately). */
@@ -183,6 +207,20 @@ function tableIndex(level: number, vaHi: number, vaLo: number): number {
 const addrLo = (frame: number): number => (frame % 0x10_0000) * PAGE_SIZE;
 const addrHi = (frame: number): number => Math.floor(frame / 0x10_0000);
 
+/** Add a small signed `delta` to register `r` at address size `a` (8: 64-bit halves; 4: 32-bit, zero-extended). */
+function addToReg(cpu: Cpu, r: number, a: number, delta: number): void {
+  const lo = cpu.lo[r]! >>> 0;
+  if (a !== 8) {
+    cpu.lo[r] = (lo + delta) | 0;
+    cpu.hi[r] = 0;
+    return;
+  }
+  const sum = lo + delta;
+  const carry = Math.floor(sum / 2 ** 32); // -1, 0 or 1 for |delta| < 2^32
+  cpu.lo[r] = sum | 0;
+  cpu.hi[r] = (cpu.hi[r]! + carry) | 0;
+}
+
 const levelOf = (t: ShadowType): number => (t === ShadowType.Fl1 ? 1 : t === ShadowType.Fl2 ? 2 : t);
 
 export class ShadowPaging implements MemoryVirtualizer {
@@ -200,6 +238,9 @@ export class ShadowPaging implements MemoryVirtualizer {
     cr3CacheHits: 0,
     invlpgs: 0,
     blows: 0,
+    recycled: 0,
+    peakShadowPages: 0,
+    emulatedStringElements: 0,
     crashes: 0,
   };
   /** Why the domain was crashed, last first. */
@@ -217,11 +258,15 @@ export class ShadowPaging implements MemoryVirtualizer {
   private readonly oos = new Map<number, OutOfSync>();
   private readonly vcpus = new Map<Cpu, VcpuState>();
   private readonly guestTables: P2mPagingStructures;
+  private readonly unpagedTables: MachinePagingStructures;
   private readonly walkOut = new WalkResult<GuestTableFault>();
   private readonly gmode: PagingMode;
   private readonly scratch: U64 = { lo: 0, hi: 0 };
   private logDirtyOn = false;
   private readonly dirty = new Set<number>();
+  private readonly poolPages: number;
+  /** The last write the emulator refused and answered by unshadowing: RIP, frame, instructions retired then. */
+  private lastRefused = { rip: -1, gmfn: -1, retired: -1 };
 
   constructor(options: ShadowPagingOptions) {
     this.memory = options.memory;
@@ -231,7 +276,16 @@ export class ShadowPaging implements MemoryVirtualizer {
     this.maxOos = options.maxOutOfSync ?? 8;
     this.unshadowAfter = options.unshadowAfterWrites ?? 16;
     this.guestTables = new P2mPagingStructures(this.memory, this.p2m);
+    this.unpagedTables = new MachinePagingStructures(this.memory);
     this.gmode = pagingMode({ maxPhyAddr: options.maxPhyAddr ?? 46 });
+    const pool = options.poolPages ?? Number.POSITIVE_INFINITY;
+    if (!(pool >= MIN_SHADOW_POOL_PAGES)) throw new Error(`ShadowPaging: poolPages ${pool} is below the minimum of ${MIN_SHADOW_POOL_PAGES}`);
+    this.poolPages = pool;
+  }
+
+  /** The pool's size in shadow pages (Infinity when unbounded). */
+  get poolSize(): number {
+    return this.poolPages;
   }
 
   /** Shadow pages in use. */
@@ -266,9 +320,10 @@ export class ShadowPaging implements MemoryVirtualizer {
    * Shadow mode for a vCPU: CR3-load, CR3-store and INVLPG exiting; #PF in the exception bitmap
    * (every page fault exits: mask = match = 0); no CR3-target values; EPT off; CR0.WP owned by
    * the hypervisor (a guest clearing it exits and is refused). GUEST_CR3 holds the guest's CR3
-   * on entry to this call and the shadow root after it.
+   * on entry to this call and the shadow root after it. With `unpagedRoot` (the machine address
+   * of an identity table, see `enterUnpaged`) the vCPU starts with guest paging off.
    */
-  setupVcpu(cpu: Cpu, vmcs: Vmcs): void {
+  setupVcpu(cpu: Cpu, vmcs: Vmcs, unpagedRoot?: number): void {
     const proc = vmcs.read32(F.CPU_BASED_VM_EXEC_CONTROL);
     vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc | CPU_CR3_LOAD_EXITING | CPU_CR3_STORE_EXITING | CPU_INVLPG_EXITING) >>> 0);
     if ((proc & CPU_ACTIVATE_SECONDARY) !== 0) {
@@ -283,26 +338,28 @@ export class ShadowPaging implements MemoryVirtualizer {
     vmcs.setField(F.GUEST_CR0, (vmcs.read32(F.GUEST_CR0) | CR0_WP) >>> 0);
     const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined, unpagedRoot: undefined };
     this.vcpus.set(cpu, state);
-    const root = this.rootFor(state.guestCr3);
+    if (unpagedRoot !== undefined) state.unpagedRoot = unpagedRoot;
+    const root = unpagedRoot !== undefined ? this.rootFor(unpagedRoot, true) : this.rootFor(state.guestCr3);
     if (typeof root === "string") throw new Error(`setupVcpu: ${root}`);
     state.root = root;
-    vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, state.guestCr3));
+    vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, unpagedRoot ?? state.guestCr3));
   }
 
   /**
    * The guest turned paging off (or starts with it off): the vCPU keeps running on real paging,
-   * on the shadow of `identityRoot`, a guest-format page table at that GPA that maps guest-linear
-   * to the same guest-physical address (Xen runs a shadow guest with CR0.PG = 0 the same way, on
-   * its "unpaged" identity table). The guest's own CR3 stays what the guest sees and is used when
-   * it turns paging on (`leaveUnpaged`); `guestCr3` sets it. Returns an error message if the
-   * table is not RAM.
+   * on the shadow of `identityRoot`, the machine address of a 4-level table that maps
+   * guest-linear to the same guest-physical address: its tables link by machine address, its
+   * leaves hold GPAs (Xen runs a shadow guest with CR0.PG = 0 the same way, on its "unpaged"
+   * identity table, which no p2m entry maps: the guest cannot reach it). The guest's own CR3
+   * stays what the guest sees and is used when it turns paging on (`leaveUnpaged`); `guestCr3`
+   * sets it. Returns an error message if the table cannot be shadowed.
    */
   enterUnpaged(cpu: Cpu, vmcs: Vmcs, identityRoot: number, guestCr3?: number): string | undefined {
     const state = this.vcpus.get(cpu);
     if (state === undefined) return "enterUnpaged on a vCPU that setupVcpu never saw";
     if (guestCr3 !== undefined) state.guestCr3 = guestCr3;
     this.resyncAll();
-    const root = this.rootFor(identityRoot);
+    const root = this.rootFor(identityRoot, true);
     if (typeof root === "string") return root;
     state.unpagedRoot = identityRoot;
     state.root = root;
@@ -353,7 +410,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     const out = this.walkOut;
     const vaLo = gva >>> 0;
     const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
-    const status = walkLinear(out, mode, this.rootAddress(cr3), vaHi, vaLo, access, this.guestTables);
+    const tables = state?.unpagedRoot !== undefined ? this.unpagedTables : this.guestTables;
+    const status = walkLinear(out, mode, this.rootAddress(cr3), vaHi, vaLo, access, tables);
     if (status === WalkStatus.Ok) return out.physicalAddress;
     const errorCode = status === WalkStatus.PageFault ? out.errorCode : PFEC_P | (access & (PFEC_WR | PFEC_US | PFEC_ID));
     return { kind: "page-fault", errorCode, addressHi: vaHi, addressLo: vaLo, level: out.faultLevel, references: out.references, steps: [] };
@@ -414,7 +472,18 @@ export class ShadowPaging implements MemoryVirtualizer {
       return { kind: "resume" };
     }
     if (type !== CrAccessType.MovToCr) return this.crash(`CR3 access type ${type}`);
-    const value = cpu.regAddr(gpr);
+    // MOV to CR3 exits before the CPU checks the value (SDM 26.1.1: only #UD, privilege and
+    // I/O-permission faults take priority over the exit), so the reserved-bit check is ours, as
+    // the CPU does it under EPT: bits 63:MAXPHYADDR must be 0, else #GP(0) (SDM Vol. 3A 4.5,
+    // Table 4-12; MOV CR: "write a 1 to any reserved bit in CR3"). With CR4.PCIDE = 0 (this
+    // CPU has no PCIDs) bits 2:0 and 11:5 are ignored, not reserved; outside 64-bit mode the
+    // operand is 32 bits.
+    const wide = cpu.mode64;
+    const vLo = cpu.lo[gpr]! >>> 0;
+    const vHi = wide ? cpu.hi[gpr]! >>> 0 : 0;
+    const maxPhy = cpu.paging.maxPhyAddr;
+    if (maxPhy < 64 && vHi >>> (maxPhy - 32) !== 0) return { kind: "inject", vector: Vector.GP, errorCode: 0 };
+    const value = vHi * 2 ** 32 + vLo;
     this.stats.cr3Loads++;
     if (state.unpagedRoot !== undefined) {
       // Paging is off for the guest: the value waits for CR0.PG (SDM: CR3 is only used with paging on).
@@ -466,7 +535,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     const vaLo = gva >>> 0;
     const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
     const rootGpa = this.rootAddress(state.unpagedRoot ?? state.guestCr3);
-    const status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, this.guestTables);
+    const status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, state.unpagedRoot !== undefined ? this.unpagedTables : this.guestTables);
     if (status === WalkStatus.AccessFault) {
       const f = out.accessFault as GuestTableFault;
       return this.crash(`guest paging structure at GPA 0x${f.gpa.toString(16)} is ${f.type}, not RAM`);
@@ -503,6 +572,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       this.stats.faults.fill++;
     }
     if (this.logDirtyOn && write) this.dirty.add(gfn);
+    this.reserve(FILL_PAGES);
     const r = this.fill(state, vaHi, vaLo);
     if (r !== undefined) return this.crash(r);
     // A fault through an out-of-sync leaf table: the fill took the guest's current entry, so the
@@ -527,9 +597,9 @@ export class ShadowPaging implements MemoryVirtualizer {
     return root.smfn * PAGE_SIZE + (guestCr3 & (PTE_PWT | PTE_PCD));
   }
 
-  /** The L4 shadow for a guest CR3: cached if the guest has run on this root before. */
-  private rootFor(cr3: number): ShadowPage | string {
-    const gmfn = ramMfn(this.p2m, Math.floor(this.rootAddress(cr3) / PAGE_SIZE));
+  /** The L4 shadow for a guest CR3 (or, `machine`, the identity table's): cached if the guest has run on this root before. */
+  private rootFor(cr3: number, machine = false): ShadowPage | string {
+    const gmfn = machine ? Math.floor(this.rootAddress(cr3) / PAGE_SIZE) : ramMfn(this.p2m, Math.floor(this.rootAddress(cr3) / PAGE_SIZE));
     if (gmfn < 0) return `guest CR3 0x${cr3.toString(16)} is not a RAM frame`;
     const key = `${ShadowType.L4}:${gmfn}`;
     const cached = this.pages.get(key);
@@ -537,6 +607,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       this.stats.cr3CacheHits++;
       return cached;
     }
+    this.reserve(1);
     const p = this.getOrCreate(ShadowType.L4, gmfn, 0);
     return p ?? "out of shadow memory";
   }
@@ -554,6 +625,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     const page: ShadowPage = { key, smfn, type, gmfn, parents: new Set(), writesSinceUse: 0 };
     this.pages.set(key, page);
     this.bySmfn.set(smfn, page);
+    if (this.pages.size > this.stats.peakShadowPages) this.stats.peakShadowPages = this.pages.size;
     if (type <= ShadowType.L4) {
       if (this.oos.has(gmfn) && type !== ShadowType.L1) this.resync(gmfn);
       const list = this.byGmfn.get(gmfn);
@@ -679,6 +751,24 @@ export class ShadowPaging implements MemoryVirtualizer {
     return dropped;
   }
 
+  /**
+   * Make room for `need` new shadow pages in a bounded pool (Xen's shadow_prealloc, called
+   * before a fault builds shadows): free the oldest shadows no vCPU runs on, an eighth of the
+   * pool beyond what is needed, so the cost is spread over many fills. A freed shadow's parent
+   * entries are cleared; its guest frame stops being write-protected if it has no other shadow,
+   * and the next fault through it shadows it again.
+   */
+  private reserve(need: number): void {
+    if (this.pages.size + need <= this.poolPages) return;
+    const target = Math.max(0, this.poolPages - need - Math.floor(this.poolPages / 8));
+    for (const p of this.pages.values()) {
+      if (this.pages.size <= target) break;
+      if (this.isRoot(p)) continue;
+      this.destroy(p);
+      this.stats.recycled++;
+    }
+  }
+
   /** Out of frames: throw every shadow away except the current roots, which are emptied (Xen's shadow_blow_tables). */
   private blow(): void {
     this.stats.blows++;
@@ -733,7 +823,8 @@ export class ShadowPaging implements MemoryVirtualizer {
         const at1 = flPage.smfn * PAGE_SIZE + tableIndex(1, vaHi, vaLo) * 8;
         return this.fillLeaf(at1, pteLo, 0, baseGfn + offsetPages, (lo & PTE_D) !== 0);
       }
-      const childGmfn = ramMfn(this.p2m, entryAddress(lo, hi) / PAGE_SIZE);
+      // The identity table links by machine address (unpaged.ts); guest tables by GPA.
+      const childGmfn = state.unpagedRoot !== undefined ? entryAddress(lo, hi) / PAGE_SIZE : ramMfn(this.p2m, entryAddress(lo, hi) / PAGE_SIZE);
       if (childGmfn < 0) return `guest table at GPA 0x${entryAddress(lo, hi).toString(16)} is not RAM`;
       const child = this.getOrCreate((level - 1) as ShadowType, childGmfn, 0);
       if (child === undefined) return "out of shadow memory";
@@ -778,6 +869,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     {
       const vaLo = rip >>> 0;
       const vaHi = Math.floor(rip / 0x1_0000_0000) >>> 0;
+      this.reserve(FILL_PAGES);
       const r = this.fill(state, vaHi, vaLo);
       if (r !== undefined) return this.crash(r);
     }
@@ -789,6 +881,16 @@ export class ShadowPaging implements MemoryVirtualizer {
       cpu.pendingVector = -1;
       return this.crash(`decoding the instruction at 0x${rip.toString(16)} faulted`);
     }
+    // STOS / REP STOS (AA, AB) and MOVS / REP MOVS (A4, A5): memset and memcpy of a table, the
+    // forms that livelocked when answered by unshadowing (the frame is re-shadowed by the very
+    // fault that retries it when the table maps itself). Emulated as Xen's x86_emulate does
+    // string stores into shadowed tables, but every element in this frame at once: one exit per
+    // 4 KiB of the destination.
+    const op = insn.opcode;
+    if (op === 0xa4 || op === 0xa5 || op === 0xaa || op === 0xab) {
+      const r = this.emulateString(cpu, vmcs, state, insn, gmfn, offset, rip);
+      if (r !== undefined) return r;
+    }
     const size = insn.opSize;
     if ((offset & (size - 1)) !== 0) return this.crash(`misaligned ${size}-byte store to a guest page table at GVA 0x${gva.toString(16)}`);
     const at = gmfn * PAGE_SIZE + offset;
@@ -796,11 +898,18 @@ export class ShadowPaging implements MemoryVirtualizer {
     const oldHi = size === 8 ? (this.memory.read32(at + 4) as number) : 0;
     const s = emulatePteStore(insn, oldLo, oldHi, cpu.lo, cpu.hi, vmcs.readNatural(F.GUEST_RFLAGS));
     if (typeof s === "string") {
-      // An instruction the PTE-write emulator does not take (REP STOS zeroing a recycled table
-      // frame, say): as Xen's sh_page_fault does when emulation fails, stop shadowing the frame
-      // and let the guest retry the instruction natively on a now writable mapping.
-      if (this.unshadow(gmfn)) return { kind: "resume" };
-      return this.crash(`unsupported write to a guest page table at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}`);
+      // An instruction the PTE-write emulator does not take (REP MOVS copying into a recycled
+      // table frame, say): as Xen's sh_page_fault does when emulation fails, stop shadowing the
+      // frame and let the guest retry the instruction natively on a now writable mapping. If the
+      // same instruction faults on the same frame again before anything retired, the retry
+      // re-shadowed it (the table maps itself): that would never end, so the domain is crashed.
+      const retired = cpu.counters.instructions;
+      const again = this.lastRefused.rip === rip && this.lastRefused.gmfn === gmfn && this.lastRefused.retired === retired;
+      this.lastRefused = { rip, gmfn, retired };
+      if (!again && this.unshadow(gmfn)) return { kind: "resume" };
+      return this.crash(
+        `unsupported write to a guest page table at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}${again ? " (unshadowing it did not help: the retry shadowed it again)" : ""}`,
+      );
     }
     if (s.write) {
       this.memory.write32(at, s.lo);
@@ -825,6 +934,110 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     void exit;
     return { kind: "resume" };
+  }
+
+  /**
+   * STOS / REP STOS, or MOVS / REP MOVS, whose store faulted on the write-protected table `gmfn`
+   * at `offset`: store every element that falls in this frame (RCX of them at most, downward with
+   * RFLAGS.DF), keep the shadows in step with each changed entry, and update RDI, RSI and RCX as
+   * the CPU does per iteration (SDM Vol. 2 "STOS", "MOVS", "REP"). RIP moves on only when the
+   * count is done; otherwise the guest resumes the instruction with the rest, which stores on
+   * into the next frame. MOVS reads its source through the guest's tables and the p2m, element
+   * by element after the stores before it (overlap as the CPU does it); a source it cannot read
+   * ends the batch, and the CPU takes that element (and its fault) itself. Returns undefined for
+   * a form it does not take (MOVS outside 64-bit mode or with an FS/GS source).
+   */
+  private emulateString(cpu: Cpu, vmcs: Vmcs, state: VcpuState, insn: Insn, gmfn: number, offset: number, rip: number): ExitOutcome | undefined {
+    const movs = insn.opcode === 0xa4 || insn.opcode === 0xa5;
+    const size = insn.opcode === 0xaa || insn.opcode === 0xa4 ? 1 : insn.opSize;
+    const srcSeg = insn.segOverride ? insn.seg : Seg.DS;
+    if (movs && (!cpu.mode64 || srcSeg === Seg.FS || srcSeg === Seg.GS)) return undefined;
+    const a = insn.addrSize;
+    const down = (vmcs.readNatural(F.GUEST_RFLAGS) & RFLAGS_DF) !== 0;
+    if (offset + size > PAGE_SIZE) return this.crash(`a ${size}-byte string element at RIP 0x${rip.toString(16)} straddles a guest page table's frame`);
+    const rcxLo = cpu.lo[1]! >>> 0;
+    const rcxHi = a === 8 ? cpu.hi[1]! >>> 0 : 0;
+    const rep = insn.rep !== 0;
+    if (rep && rcxLo === 0 && rcxHi === 0) {
+      // REP with RCX = 0 stores nothing (it cannot have faulted; another vCPU's doing at most).
+      vmcs.setNatural(F.GUEST_RIP, rip + insn.len);
+      return { kind: "resume" };
+    }
+    const room = down ? Math.floor(offset / size) + 1 : Math.floor((PAGE_SIZE - offset) / size);
+    const want = !rep ? 1 : rcxHi !== 0 ? room : Math.min(room, rcxLo);
+    const base = gmfn * PAGE_SIZE;
+    const step = down ? -size : size;
+    let n = 0;
+    let lowest = offset;
+    let highest = offset;
+    for (; n < want; n++) {
+      const o = offset + n * step;
+      let vLo = cpu.lo[0]! >>> 0;
+      let vHi = cpu.hi[0]! >>> 0;
+      if (movs) {
+        const got = this.readSource(cpu, state, a, n * step, size);
+        if (got === undefined) break;
+        vLo = this.scratch.lo;
+        vHi = this.scratch.hi;
+      }
+      const at = base + o;
+      if (size === 8) {
+        this.memory.write32(at, vLo);
+        this.memory.write32(at + 4, vHi);
+      } else if (size === 4) this.memory.write32(at, vLo);
+      else if (size === 2) this.memory.write16(at, vLo & 0xffff);
+      else this.memory.write8(at, vLo & 0xff);
+      lowest = Math.min(lowest, o);
+      highest = Math.max(highest, o);
+    }
+    if (n === 0) return undefined;
+    for (let i = lowest >>> 3; i <= (highest + size - 1) >>> 3; i++) this.propagate(gmfn, i);
+    this.stats.emulatedWrites++;
+    this.stats.emulatedStringElements += n;
+    // RDI (and RSI) += or -= n * size; RCX -= n, at the address size (32-bit registers zero-extend).
+    addToReg(cpu, 7, a, n * step);
+    if (movs) addToReg(cpu, 6, a, n * step);
+    if (rep) addToReg(cpu, 1, a, -n);
+    const done = !rep || (rcxHi === 0 && rcxLo === n);
+    if (done) vmcs.setNatural(F.GUEST_RIP, rip + insn.len);
+    const pages = this.byGmfn.get(gmfn);
+    if (pages !== undefined) {
+      let w = 0;
+      for (const p of pages) w = Math.max(w, ++p.writesSinceUse);
+      if (w >= this.unshadowAfter) this.unshadow(gmfn);
+    }
+    return { kind: "resume" };
+  }
+
+  /**
+   * The `size`-byte MOVS source element at RSI + `delta` (64-bit mode, segment base 0), read
+   * through the guest's tables and the p2m into `scratch`; undefined if the guest walk faults or
+   * a byte is not RAM. Exact 64-bit address arithmetic on halves.
+   */
+  private readSource(cpu: Cpu, state: VcpuState, a: number, delta: number, size: number): true | undefined {
+    let lo = 0;
+    let hi = 0;
+    const mode = guestPagingMode(cpu, this.gmode);
+    const tables = state.unpagedRoot !== undefined ? this.unpagedTables : this.guestTables;
+    for (let b = 0; b < size; b++) {
+      let vaLo = (cpu.lo[6]! >>> 0) + delta + b;
+      let vaHi = a === 8 ? cpu.hi[6]! >>> 0 : 0;
+      const carry = Math.floor(vaLo / 2 ** 32);
+      vaLo = vaLo >>> 0;
+      if (a === 8) vaHi = (vaHi + carry) >>> 0;
+      const status = walkLinear(this.walkOut, mode, this.rootAddress(state.unpagedRoot ?? state.guestCr3), vaHi, vaLo, Access.Read, tables);
+      if (status !== WalkStatus.Ok) return undefined;
+      const gpa = this.walkOut.physicalAddress;
+      const e = this.p2m.lookup(asGfn(Math.floor(gpa / PAGE_SIZE)));
+      if (!p2mHasFrame(e.type)) return undefined;
+      const v = this.memory.read8(e.mfn * PAGE_SIZE + (gpa % PAGE_SIZE));
+      if (typeof v !== "number") return undefined;
+      if (b < 4) lo = (lo | (v << (8 * b))) >>> 0;
+      else hi = (hi | (v << (8 * (b - 4)))) >>> 0;
+    }
+    this.scratch.lo = lo;
+    this.scratch.hi = hi;
+    return true;
   }
 
   /**

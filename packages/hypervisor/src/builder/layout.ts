@@ -9,8 +9,8 @@
  * - The rest of the RAM from 4 GiB up ("highmem": libxl's highmem_end = 4 GiB + memory - lowmem).
  * - In the hole: the PCI BARs from HVM_BELOW_4G_MMIO_START (hvmloader's pci_setup), the IO-APIC
  *   at 0xFEC00000, the local APIC at 0xFEE00000, the toolstack's special pages just below
- *   X86_HVM_END_SPECIAL_REGION (0xFF000000, builder/special-pages.ts), and, on shadow domains,
- *   the hypervisor's identity page table for paging-off guests (IDENT_PT_GFN below).
+ *   X86_HVM_END_SPECIAL_REGION (0xFF000000, builder/special-pages.ts), and the place kept for
+ *   an identity page table (IDENT_PT_GFN below; the shadow code's own is in no p2m).
  *
  * The memory map the guest gets (hvm_start_info's memmap, the Multiboot mmap, XENMEM_memory_map)
  * says the same: RAM below the 640 KiB legacy hole, RAM from 1 MiB to the hole, the special
@@ -46,12 +46,14 @@ const NR_IOREQ_SERVER_PAGES = 8;
 /** Frames of a shadow domain's identity page table: a PML4, a PDPT and four page directories of 2 MiB pages (the first 4 GiB one to one). */
 export const IDENT_PT_FRAMES = 6;
 /**
- * The guest frame of the shadow identity page table's PML4 (its five other frames follow).
- * Xen keeps the table a paging-off guest runs on out of the guest's RAM: HVM_PARAM_IDENT_PT is
- * a special page (SPECIALPAGE_IDENT_PT), and the shadow code's unpaged_pagetable comes from the
- * shadow pool. vtlab's shadow code walks that table by guest-physical address, so the hypervisor
- * maps its frames into the hole just below Xen's ioreq-server pages, which sit just below the
- * special pages: never on RAM, the APIC, the IO-APIC or a BAR, whatever the domain's memory.
+ * The start of the region the memory map reserves below Xen's ioreq-server pages (which sit just
+ * below the special pages): room for an identity page table of IDENT_PT_FRAMES frames, never on
+ * RAM, the APIC, the IO-APIC or a BAR, whatever the domain's memory. Xen keeps the table a
+ * paging-off guest runs on out of the guest's RAM: HVM_PARAM_IDENT_PT is a special page
+ * (SPECIALPAGE_IDENT_PT), and the shadow code's unpaged_pagetable comes from the shadow pool and
+ * is in no p2m. vtlab's shadow domains do the latter (Domain.identityPageTable is a machine
+ * address, mmu-shadow's unpaged.ts), so nothing is mapped here: a guest reading it gets what
+ * unassigned space gives, on shadow as on EPT.
  */
 export const IDENT_PT_GFN = X86_HVM_END_SPECIAL_REGION - X86_HVM_NR_SPECIAL_PAGES - NR_IOREQ_SERVER_PAGES - IDENT_PT_FRAMES;
 /** The first guest frame of the region the memory map reserves for the builder (identity table, ioreq-server and special pages). */

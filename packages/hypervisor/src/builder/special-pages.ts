@@ -10,7 +10,7 @@
  *
  * Modelled more simply than xl: the domain's max_pages grows by exactly the special pages (xl
  * adds LIBXL_MAXMEM_CONSTANT, 1 MiB, of slack); the IDENT_PT page is populated but unused (shadow
- * domains run paging-off guests on the identity table above RAM, Domain.identityPageTable).
+ * domains run paging-off guests on an identity table in no p2m, Domain.identityPageTable).
  */
 import { gfn as asGfn } from "@vtlab/arch";
 import {

@@ -73,6 +73,11 @@ export interface DomainConfig {
   readonly builder: "hvm";
   /** `hap`: hardware-assisted paging (EPT) when true, shadow paging when false (default 1). */
   readonly hap: boolean;
+  /**
+   * `shadow_memory`: MiB for the shadow pool of a `hap = 0` domain, 1..65536 (default: libxl's,
+   * 1 MiB per vCPU plus 8 KiB per MiB of RAM; `requiredShadowMemoryKiB`).
+   */
+  readonly shadowMemory?: number;
   /** `kernel`: the ELF image to boot directly. */
   readonly kernel: string;
   /** `cmdline`: the kernel command line (default ""). */
@@ -314,6 +319,7 @@ const KNOWN_KEYS = [
   "vcpus",
   "builder",
   "hap",
+  "shadow_memory",
   "kernel",
   "cmdline",
   "disk",
@@ -386,6 +392,8 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
 
   const hapS = seen.get("hap");
   const hap = hapS === undefined ? true : int(hapS, "0 or 1", 0, 1) === 1;
+  const shadowS = seen.get("shadow_memory");
+  const shadow = shadowS === undefined ? {} : { shadowMemory: int(shadowS, "an integer number of MiB", 1, CONFIG_MEMORY_MAX_MIB) };
 
   const kernel = str(required("kernel"), "a quoted path");
 
@@ -474,7 +482,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const selftestS = seen.get("vtlab_xen_selftest");
   const selftest = selftestS === undefined ? {} : { xenSelftest: int(selftestS, "0 or 1", 0, 1) === 1 };
 
-  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
+  return { name, memory, vcpus, builder: "hvm", hap, ...shadow, kernel, cmdline, disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
 }
 
 function quoteText(v: RawValue): string {
@@ -589,6 +597,7 @@ export function formatDomainConfig(cfg: DomainConfig): string {
     `memory = ${cfg.memory}`,
     `vcpus = ${cfg.vcpus}`,
     `hap = ${cfg.hap ? 1 : 0}`,
+    ...(cfg.shadowMemory !== undefined ? [`shadow_memory = ${cfg.shadowMemory}`] : []),
     `kernel = ${quote(cfg.kernel)}`,
     `cmdline = ${quote(cfg.cmdline)}`,
   ];

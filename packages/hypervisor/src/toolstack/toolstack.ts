@@ -76,6 +76,7 @@ export function domainOptions(config: DomainConfig, resources: DomainResources):
     memoryMiB: config.memory,
     vcpus: config.vcpus,
     hap: config.hap,
+    ...(config.shadowMemory !== undefined ? { shadowMemoryKiB: config.shadowMemory * 1024 } : {}),
     kernel: resources.kernel,
     cmdline: config.cmdline,
     weight: config.weight,

@@ -20,7 +20,6 @@
  * identity table (hypervisor frames in the p2m above RAM) are refused with #GP. Every vCPU of the
  * domain forgets the instructions it decoded (the page may hold code it ran before).
  */
-import { IDENT_PT_FRAMES } from "../builder/layout.js";
 import { PAGE_SIZE } from "@vtlab/arch";
 import { HYPERCALL_PAGE_SIZE, XEN_HYPERCALL_PAGE_MSR, decodeHypercallPageMsr, writeHypercallPage } from "@vtlab/xen-platform-pci";
 import type { ExitContext } from "../exits.js";
@@ -29,8 +28,6 @@ import type { Domain } from "../hypervisor.js";
 /** The MSRs Xen's guest_{rd,wr}msr_xen answer (without Viridian: 0x40000000-0x400002ff). */
 export const XEN_MSR_FIRST = 0x4000_0000;
 export const XEN_MSR_LAST = 0x4000_02ff;
-/** The identity table's frames (buildIdentityPageTable: a PML4, a PDPT and four page directories). */
-const IDENTITY_TABLE_FRAMES = IDENT_PT_FRAMES;
 
 /** The stubs, computed once (the page is the same for every domain). */
 const stubs = new Uint8Array(HYPERCALL_PAGE_SIZE);
@@ -92,10 +89,5 @@ export function wrmsrXen(ctx: ExitContext, msr: number, lo: number, hi: number):
 /** The machine address of guest frame `gfn` if it is a RAM page of the domain the guest may have written, else undefined. */
 function pageHpa(d: Domain, gfn: number): number | undefined {
   if (!Number.isSafeInteger(gfn) || gfn >= 2 ** 40) return undefined; // beyond a 52-bit physical address
-  const idt = d.identityPageTable;
-  if (idt !== undefined) {
-    const first = idt / PAGE_SIZE;
-    if (gfn >= first && gfn < first + IDENTITY_TABLE_FRAMES) return undefined;
-  }
   return d.machineAddress(gfn * PAGE_SIZE);
 }

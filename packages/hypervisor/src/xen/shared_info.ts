@@ -16,7 +16,6 @@
  * with id >= XEN_LEGACY_MAX_VCPUS that has not registered a vcpu_info gets a private zeroed
  * 64-byte stand-in (Xen points all of them at one global dummy_vcpu_info).
  */
-import { IDENT_PT_FRAMES } from "../builder/layout.js";
 import { PAGE_SIZE, type MachineMemory, type Mfn } from "@vtlab/arch";
 import { XEN_EFAULT, XEN_EINVAL, XEN_ENXIO, XEN_LEGACY_MAX_VCPUS, shared_info, vcpu_info, vcpu_register_vcpu_info } from "@vtlab/xen-public";
 import type { ExitContext } from "../exits.js";
@@ -225,9 +224,6 @@ export class SharedInfo {
   }
 }
 
-/** Frames of a shadow domain's identity page table (Domain.identityPageTable: a PML4, a PDPT, four PDs). */
-const IDENTITY_PAGE_TABLE_FRAMES = IDENT_PT_FRAMES;
-
 const registerBytes = new Uint8Array(vcpu_register_vcpu_info.SIZEOF);
 const registerView = new DataView(registerBytes.buffer);
 
@@ -253,13 +249,11 @@ export function registerVcpuInfo(ctx: ExitContext, target: Vcpu, argPtr: number)
 /**
  * The machine address of guest frame `gfnHi:gfnLo` (a 64-bit gfn in halves) if the domain may
  * give it to Xen as a page of its own (get_page_from_gfn + a writable page type): RAM in its p2m,
- * not MMIO, not a grant mapping of another domain's frame, not the hypervisor's identity page
- * table that shadow domains have in their p2m. Else undefined.
+ * not MMIO, not a grant mapping of another domain's frame (a shadow domain's identity page table
+ * is in no p2m, so no gfn reaches it). Else undefined.
  */
 export function domainRamFrame(d: Domain, gfnLo: number, gfnHi: number): number | undefined {
   if (gfnHi >= 1 << 20) return undefined;
   const gpa = (gfnHi * 2 ** 32 + (gfnLo >>> 0)) * PAGE_SIZE;
-  const ident = d.identityPageTable;
-  if (ident !== undefined && gpa >= ident && gpa < ident + IDENTITY_PAGE_TABLE_FRAMES * PAGE_SIZE) return undefined;
   return d.machineAddress(gpa);
 }

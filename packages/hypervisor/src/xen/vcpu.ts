@@ -324,8 +324,7 @@ function applyHvmContext(ctx: ExitContext, t: Vcpu, h: HvmContext): number {
     vmcs.setField(F.VM_ENTRY_CONTROLS, (vmcs.read32(F.VM_ENTRY_CONTROLS) | ENTRY_IA32E_MODE) >>> 0);
     // Start on the identity table (its shadow is normally cached), then move to the guest's CR3
     // if paging is on: the shadow code's non-throwing way to load a root.
-    vmcs.setNatural(F.GUEST_CR3, d.identityPageTable!);
-    d.paging.setupVcpu(cpu, vmcs);
+    d.paging.setupVcpu(cpu, vmcs, d.identityPageTable!);
     const err = d.paging.enterUnpaged(cpu, vmcs, d.identityPageTable!, h.cr3) ?? (paging ? d.paging.leaveUnpaged(cpu, vmcs) : undefined);
     return err === undefined ? 0 : -XEN_ENOMEM;
   }
