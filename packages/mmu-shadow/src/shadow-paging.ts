@@ -945,7 +945,8 @@ export class ShadowPaging implements MemoryVirtualizer {
    * into the next frame. MOVS reads its source through the guest's tables and the p2m, element
    * by element after the stores before it (overlap as the CPU does it); a source it cannot read
    * ends the batch, and the CPU takes that element (and its fault) itself. Returns undefined for
-   * a form it does not take (MOVS outside 64-bit mode or with an FS/GS source).
+   * a form it does not take (MOVS outside 64-bit mode or with an FS/GS source, an element across
+   * the frame's end, a first MOVS source it cannot read).
    */
   private emulateString(cpu: Cpu, vmcs: Vmcs, state: VcpuState, insn: Insn, gmfn: number, offset: number, rip: number): ExitOutcome | undefined {
     const movs = insn.opcode === 0xa4 || insn.opcode === 0xa5;
@@ -954,7 +955,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (movs && (!cpu.mode64 || srcSeg === Seg.FS || srcSeg === Seg.GS)) return undefined;
     const a = insn.addrSize;
     const down = (vmcs.readNatural(F.GUEST_RFLAGS) & RFLAGS_DF) !== 0;
-    if (offset + size > PAGE_SIZE) return this.crash(`a ${size}-byte string element at RIP 0x${rip.toString(16)} straddles a guest page table's frame`);
+    // An element straddling the frame's end: not a PTE write; the caller unshadows and retries.
+    if (offset + size > PAGE_SIZE) return undefined;
     const rcxLo = cpu.lo[1]! >>> 0;
     const rcxHi = a === 8 ? cpu.hi[1]! >>> 0 : 0;
     const rep = insn.rep !== 0;

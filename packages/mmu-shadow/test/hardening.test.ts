@@ -161,6 +161,30 @@ describe("REP STOS into a live page table that maps itself (not the root)", () =
   });
 });
 
+describe("a page-table write the emulator does not take, on a table that maps itself", () => {
+  it("ADD to a PDE: unshadow and retry once, then crash the domain instead of livelocking", () => {
+    const d = domain();
+    selfMappedPd(d);
+    d.memory.writeBytes(
+      d.m(CODE),
+      bytes(
+        "48c7c300002000" + // mov rbx, 0x200000
+          "488b03" + // mov rax, [rbx]
+          "48c7c708201000" + // mov rdi, PD + 8
+          "31c0" + // xor eax, eax
+          "480107" + // add [rdi], rax     (not an emulated PTE store form)
+          "f4",
+      ),
+    );
+    const g = guest(d, PML4, CODE, STACK);
+    const r = run(g, 200);
+    expect(r.halted).toBe(false);
+    expect(r.exits).toBeLessThan(16);
+    expect(r.crash).toMatch(/unsupported write to a guest page table .*RIP 0x4013: add.*unshadowing it did not help: the retry shadowed it again/);
+    expect(g.sp.stats.unshadows).toBe(1);
+  });
+});
+
 describe("CR3 with reserved bits: #GP(0), the same on shadow and on EPT", () => {
   for (const mode of ["shadow", "ept"] as const) {
     it(`${mode}: MOV to CR3 with a bit at or above MAXPHYADDR (46) faults; ignored low bits load`, () => {
