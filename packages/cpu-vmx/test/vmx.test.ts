@@ -582,11 +582,32 @@ describe("unrestricted guest (SDM 25.6.2): flat 32-bit protected mode with pagin
     ["unrestricted guest without enable EPT", (v) => v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_UNRESTRICTED_GUEST), "controls"],
     ["CR0.PE = 0 (real mode, not modelled)", (v) => v.vmwrite(F.GUEST_CR0, CR0_NE), "guest"],
     ["CR0.PG = 1 with PE = 0", (v) => v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_NE) >>> 0), "guest"],
-    ["legacy paging (PG = 1 outside IA-32e mode, not modelled)", (v) => v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0), "guest"],
+    [
+      "PAE paging whose GUEST_PDPTE0 is present with a reserved bit (R/W; SDM 27.3.1.6, under EPT)",
+      (v) => {
+        v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0);
+        v.vmwrite(F.GUEST_CR4, CR4_VMXE | CR4_PAE);
+        v.vmwrite(F.GUEST_PDPTE0, 0x3003);
+      },
+      "guest",
+    ],
     ["CR0.NE = 0", (v) => v.vmwrite(F.GUEST_CR0, CR0_PE), "guest"],
     ["IA-32e mode guest with paging off", (v) => { v.vmwrite(F.VM_ENTRY_CONTROLS, ENTRY_CAPS.mustBe1 | ENTRY_IA32E_MODE); }, "guest"],
     ["GUEST_RIP above 4 GiB outside 64-bit mode", (v) => v.vmwrite(F.GUEST_RIP, 0, 1), "guest"],
   ];
+  it("enters 32-bit paging and PAE paging outside IA-32e mode; under EPT the PDPTEs come from GUEST_PDPTE0-3", () => {
+    const { m, v } = pagingOffGuest("f4");
+    v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    expect(m.cpu.paePaging()).toBe(false);
+    const { m: n, v: w } = pagingOffGuest("f4");
+    w.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0);
+    w.vmwrite(F.GUEST_CR4, CR4_VMXE | CR4_PAE);
+    w.vmwrite(F.GUEST_PDPTE2, 0x7001, 0x1);
+    expect(vmEntry(n.cpu, w, true)).toBeUndefined();
+    expect(Array.from(n.cpu.pdpte)).toEqual([0, 0, 0, 0, 0x7001, 1, 0, 0]);
+  });
+
   for (const [what, spoil, kind] of refused) {
     it(`refuses ${what}`, () => {
       const { m, v } = pagingOffGuest("f4");
