@@ -211,7 +211,13 @@ describe("exits a guest causes", () => {
     expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} 0f20d8 e7f4`, false).exitCode).toBe(0x2000);
     expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} ${PG_ON} ${EFER_OUT}`, false).exitCode).toBe(0x500);
     expect(runTiny(`${TABLES} ${LME} ${PG_ON} ${EFER_OUT}`, false).crashReason).toBe("triple fault"); // no PAE: #GP
-    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`, false).crashReason).toMatch(/32-bit or PAE paging/);
+    // PAE paging without LME: TABLES' first entry read as a PDPTE has R/W, a reserved bit: #GP.
+    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`, false).crashReason).toBe("triple fault");
+    // With a valid PDPT the guest runs in PAE paging (EFER reads 0), shadowed with PAE tables.
+    const pae = "c705 00200000 01300000 c705 00300000 83000000 b800200000 0f22d8";
+    const d2 = runTiny(`${pae} ${PAE} ${PG_ON} ${EFER_OUT}`, false);
+    expect({ code: d2.exitCode, crash: d2.crashReason }).toEqual({ code: 0, crash: undefined });
+    expect(d2.vcpus[0]!.vmcs.read32(F.VM_ENTRY_CONTROLS) & ENTRY_IA32E_MODE).toBe(0); // PAE paging underneath
   });
 
   it("on shadow, CR4 is virtualized: the guest's PAE reads back, PAE cannot be cleared in IA-32e mode, VMXE is #GP", () => {

@@ -1,12 +1,14 @@
 /**
  * 32-bit guests that stay out of long mode (packages/guests/c/x86-32, gcc -m32, PVH entry): one
  * in 32-bit paging with 4 MiB PSE pages, one in PAE paging with NX, each taking #PF, #GP and #UD
- * through 32-bit interrupt gates at CPL 0 and from CPL 3 (a ring change through the TSS), beside a
- * well-behaved 64-bit domain. Every frame the CPU pushed is printed and compared.
+ * through 32-bit interrupt gates at CPL 0 and from CPL 3 (a ring change through the TSS), on EPT
+ * and on shadow paging (PAE shadows, the vCPU in PAE paging underneath), beside a well-behaved
+ * 64-bit domain. Every frame the CPU pushed is printed, and both MMUs print the same bytes.
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { guestImageUrl, x86_32GuestUrl } from "@vtlab/guests";
+import { PagingFormat } from "@vtlab/arch";
 import { Hypervisor } from "@vtlab/hypervisor";
 
 const image = (name: string) => new Uint8Array(readFileSync(x86_32GuestUrl(name)));
@@ -27,8 +29,8 @@ const COMMON = (name: string, banner: string, extra: string[]) => [
   `x86-32 ${name}: PASS`,
 ];
 const EXPECTED: Record<string, string[]> = {
-  pse: COMMON("pse", "32-bit paging, 4 MiB pages", []),
-  pae: COMMON("pae", "PAE paging, 2 MiB pages, NX", ["#PF vector 0xe error 0x11 eip 0x403000 cs 0x8 cr2 0x403000", "#GP vector 0xd error 0x0 eip EIP cs 0x8"]),
+  pse: COMMON("pse", "32-bit paging, 4 MiB pages", ["rewritten PTE and PDE: seen"]),
+  pae: COMMON("pae", "PAE paging, 2 MiB pages, NX", ["#PF vector 0xe error 0x11 eip 0x403000 cs 0x8 cr2 0x403000", "#GP vector 0xd error 0x0 eip EIP cs 0x8", "rewritten PTE: seen"]),
 };
 
 /** The console with the image-dependent EIP and ESP values replaced, and the raw one. */
@@ -39,14 +41,29 @@ function run(name: string, hap: boolean) {
   hv.run({ maxInstructions: 200_000_000 });
   const lines = d.console.trimEnd().split("\n");
   const shape = lines.map((l) => l.replace(/eip 0x1[0-9a-f]{5}/, "eip EIP").replace(/esp 0x1[0-9a-f]{5}/, "esp ESP"));
-  return { state: d.state, code: d.exitCode, crash: d.crashReason, shape, console: d.console, good: { state: good.state, code: good.exitCode } };
+  const cpu = d.vcpus[0]!.cpu;
+  // The mode the vCPU ran in at the end: the guest's own on EPT; PAE paging under shadow.
+  const underneath = { format: cpu.paging.format, longMode: (cpu.efer & 0x400) !== 0 };
+  return { state: d.state, code: d.exitCode, crash: d.crashReason, shape, console: d.console, underneath, good: { state: good.state, code: good.exitCode } };
 }
 
 describe.each(["pse", "pae"])("x86-32/%s", (name) => {
-  it("runs to PASS on EPT, every exception frame as the SDM says, beside a 64-bit domain", () => {
-    const r = run(name, true);
+  const results = new Map<boolean, ReturnType<typeof run>>();
+  it.each([
+    ["EPT", true],
+    ["shadow paging", false],
+  ])("runs to PASS on %s, every exception frame as the SDM says, beside a 64-bit domain", (_mmu, hap) => {
+    const r = run(name, hap);
+    results.set(hap, r);
     expect({ state: r.state, code: r.code, crash: r.crash }).toEqual({ state: "shutdown", code: 0, crash: undefined });
     expect(r.shape).toEqual(EXPECTED[name]);
     expect(r.good).toEqual({ state: "shutdown", code: 0 });
+    expect(r.underneath).toEqual({ format: hap && name === "pse" ? PagingFormat.Bits32 : PagingFormat.Pae, longMode: false });
+  });
+
+  it("prints the same bytes on EPT and on shadow", () => {
+    const ept = results.get(true) ?? run(name, true);
+    const shadow = results.get(false) ?? run(name, false);
+    expect(shadow.console).toBe(ept.console);
   });
 });

@@ -57,5 +57,9 @@ int kmain32(struct hvm_start_info *si) {
     bad_pdpt[0] = (u32)pd | PTE_P | PTE_RW;
     __asm__ volatile("movl $1f, resume_eip\n\tmov %0, %%cr3\n1:" : : "r"((u32)bad_pdpt) : "memory");
     *(volatile u32 *)0x404000 = 1; /* still on the good tables */
+    /* Rewrite a live 8-byte PTE (0x405000 -> the frame of 0x404000) with INVLPG: seen. */
+    pt[5] = 0x404000 | PTE_P | PTE_RW | PTE_US;
+    __asm__ volatile("invlpg (%0)" : : "r"(0x405000) : "memory");
+    puts32(*(volatile u32 *)0x405000 == 1 ? "rewritten PTE: seen\n" : "rewritten PTE: FAIL\n");
     x86_32_run_user();
 }

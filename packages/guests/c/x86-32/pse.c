@@ -32,5 +32,12 @@ int kmain32(struct hvm_start_info *si) {
     *(volatile u32 *)0x403000 = *(volatile u32 *)0xc00010; /* a 4 KiB page */
     puts32(*(volatile u32 *)0x403000 == 0x5eed && (pd[3] & 0x60) == 0x60 && (pt[3] & 0x60) == 0x60 ? "paging on: A and D set\n" : "paging on: A/D wrong\n");
     kernel_traps(0x00a00000, 0x401000);
+    /* Rewrite live tables: a PTE (0x405000 -> the frame of 0x403000) and a PDE (8-12 MiB -> a
+       4 MiB page at 12 MiB), each followed by INVLPG: the new mappings must be seen. */
+    pt[5] = (0x403000) | PTE_P | PTE_RW | PTE_US;
+    __asm__ volatile("invlpg (%0)" : : "r"(0x405000) : "memory");
+    pd[2] = 0xc00000 | PTE_P | PTE_RW | PTE_US | PTE_PS;
+    __asm__ volatile("invlpg (%0)" : : "r"(0x800010) : "memory");
+    puts32(*(volatile u32 *)0x405000 == 0x5eed && *(volatile u32 *)0x800010 == 0x5eed ? "rewritten PTE and PDE: seen\n" : "rewritten PTE and PDE: FAIL\n");
     x86_32_run_user();
 }
