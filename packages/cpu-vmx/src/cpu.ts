@@ -87,6 +87,11 @@ import {
 } from "./vmx/controls.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
 
+/** Task-switch exit qualification, bits 31:30 (SDM Table 28-2): the switch came from IRET. */
+export const TASK_SWITCH_SOURCE_IRET = 1;
+/** Task-switch exit qualification, bits 31:30: the switch came through a task gate in the IDT. */
+export const TASK_SWITCH_SOURCE_IDT = 3;
+
 /** DR6.BS (bit 14): the #DB was a single step. */
 export const DR6_BS = 1 << 14;
 
@@ -1647,12 +1652,29 @@ export class Cpu {
   }
 
   /**
-   * An event through a task gate (SDM Vol. 3A 7.3, 6.11.2): not modelled. Hardware would switch
-   * to the task named by `selector`; here the event ends as #GP would for a gate that cannot be
-   * used: #GP(selector + EXT), said in the README.
+   * An event through a task gate (SDM Vol. 3A 6.11.2, 7.3). In VMX non-root operation every task
+   * switch is a VM exit (SDM 26.1.2, exit reason 9): the qualification holds the new TSS selector
+   * (bits 15:0) and the source, 3 = a task gate in the IDT (bits 31:30, SDM Table 28-2), and the
+   * event is reported as IDT-vectoring information; the hypervisor emulates the switch (Xen's
+   * hvm_task_switch). Outside VMX the task switch itself is not modelled: the event ends as
+   * #GP(selector + EXT), said in the README.
    */
   private taskGate(selector: number, _errorCode: number, ext: number): void {
+    if (this.vmcs !== undefined) this.vmExit(ExitReason.TaskSwitch, ((selector & 0xffff) | (TASK_SWITCH_SOURCE_IDT << 30)) >>> 0, 0);
     this.fault(Vector.GP, (selector & 0xfffc) + ext);
+  }
+
+  /**
+   * IRET with RFLAGS.NT = 1 outside IA-32e mode returns to the task in the current TSS's
+   * back-link (SDM "IRET", 7.3): in VMX non-root operation that is a task-switch VM exit with
+   * source 1 (IRET); outside VMX it is not modelled and raises #GP(0).
+   */
+  taskReturn(instructionLength: number): never {
+    if (this.vmcs !== undefined) {
+      const link = this.readAccess(this.tr.base >>> 0, 2, Access.Read | Access.Implicit) & 0xffff;
+      this.vmExit(ExitReason.TaskSwitch, (link | (TASK_SWITCH_SOURCE_IRET << 30)) >>> 0, instructionLength);
+    }
+    return this.gp(0);
   }
 
   /** Read a 64-bit field of the 64-bit TSS (RSPn at 4 + 8n, ISTn at 0x24 + 8(n-1)). */

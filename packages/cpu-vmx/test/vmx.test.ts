@@ -63,6 +63,8 @@ import {
   vmEntry,
   type RunResult,
   type VmExit,
+  TASK_SWITCH_SOURCE_IDT,
+  TASK_SWITCH_SOURCE_IRET,
 } from "@vtlab/cpu-vmx";
 import { CODE, PML4, hex, machine64, type TestMachine } from "./machine.js";
 import { HANDLERS, IO_A, MSRBM, guestVmcs } from "./vmx-fixture.js";
@@ -606,6 +608,34 @@ describe("unrestricted guest (SDM 25.6.2): flat 32-bit protected mode with pagin
     w.vmwrite(F.GUEST_PDPTE2, 0x7001, 0x1);
     expect(vmEntry(n.cpu, w, true)).toBeUndefined();
     expect(Array.from(n.cpu.pdpte)).toEqual([0, 0, 0, 0, 0x7001, 1, 0, 0]);
+  });
+
+  it("a task gate in the 32-bit IDT and an IRET with NT = 1 are task-switch VM exits (reason 9; SDM 26.1.2, Table 28-2)", () => {
+    // int $0x40; hlt   (gate 0x40: a task gate for TSS selector 0x30)
+    const { m, v } = pagingOffGuest("cd40f4");
+    const idt32 = 0x9000;
+    m.memory.write32(idt32 + 0x40 * 8, 0x30 << 16);
+    m.memory.write32(idt32 + 0x40 * 8 + 4, 0x8500); // P, DPL 0, type 5 (task gate)
+    v.vmwrite(F.GUEST_IDTR_BASE, idt32);
+    v.vmwrite(F.GUEST_IDTR_LIMIT, 256 * 8 - 1);
+    const e = exitOf(enter(m, v, true));
+    expect({ reason: e.reason, qualification: e.qualification >>> 0, length: v.read32(F.VM_EXIT_INSTRUCTION_LEN), rip: v.readNatural(F.GUEST_RIP) }).toEqual({
+      reason: ExitReason.TaskSwitch,
+      qualification: (0x30 | (TASK_SWITCH_SOURCE_IDT << 30)) >>> 0,
+      length: 2,
+      rip: CODE,
+    });
+    expect(v.read32(F.IDT_VECTORING_INFO_FIELD) >>> 0).toBe((0x8000_0000 | (4 << 8) | 0x40) >>> 0); // valid, software interrupt, vector 0x40
+
+    // pushf; orl $0x4000, (%esp); popf; iret    (the TSS's back-link is 0x38)
+    const r = pagingOffGuest("9c810c24004000009dcf");
+    r.m.memory.write16(0x7000, 0x38);
+    const x = exitOf(enter(r.m, r.v, true));
+    expect({ reason: x.reason, qualification: x.qualification >>> 0, length: r.v.read32(F.VM_EXIT_INSTRUCTION_LEN) }).toEqual({
+      reason: ExitReason.TaskSwitch,
+      qualification: (0x38 | (TASK_SWITCH_SOURCE_IRET << 30)) >>> 0,
+      length: 1,
+    });
   });
 
   for (const [what, spoil, kind] of refused) {
