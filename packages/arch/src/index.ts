@@ -54,6 +54,7 @@ export {
   PAGE_SHIFT_4K,
   PAGE_SHIFT_2M,
   PAGE_SHIFT_1G,
+  PAGE_SHIFT_4M,
   reservedHighMask,
   reservedLowAddressMask,
   entryAddress,
@@ -71,6 +72,12 @@ export {
   walkLinear,
   walk,
   PhysicalPagingStructures,
+  PagingFormat,
+  PdpteLoadStatus,
+  PAE_PDPTE_RSVD_LO,
+  PDE_4M_RSVD_LO,
+  pde4MReservedLow,
+  loadPaePdptes,
 } from "./paging/walk.js";
 export type {
   PagingMode,

@@ -9,9 +9,12 @@
  * exception. Nothing is allocated and nothing thrown escapes `run`: callers see values.
  *
  * Modelled more simply than hardware (said here and in the README):
- * - Modes: 64-bit mode, compatibility mode and 32-bit flat protected mode (CR0.PE = 1, paging
- *   off, or long-mode paging). Real mode, virtual-8086 mode, 16-bit code segments and legacy
- *   32-bit/PAE paging are not modelled: entering them is #GP / #UD.
+ * - Modes: 64-bit mode, compatibility mode and 32-bit protected mode (CR0.PE = 1) with paging
+ *   off, 32-bit paging (CR4.PSE 4 MiB pages), PAE paging (PDPTE registers loaded on MOV CR3,
+ *   SDM 4.4.1) or long-mode paging. Outside IA-32e mode events go through the 32-bit IDT
+ *   (16- and 32-bit interrupt and trap gates, privilege changes through the TSS's SS0:ESP0).
+ *   Real mode, virtual-8086 mode and 16-bit code segments are not modelled: entering them is
+ *   #GP / #UD.
  * - Segment limits are not checked outside 64-bit mode (flat segments assumed); bases are used.
  * - No x87/SSE/AVX: those opcodes raise #UD (guests are built with -mgeneral-regs-only).
  * - The TLB caches 4 KiB translations (a large page is cached as its 4 KiB pieces); INVLPG
@@ -19,6 +22,9 @@
  */
 import {
   Access,
+  PagingFormat,
+  PdpteLoadStatus,
+  loadPaePdptes,
   type MachineMemory,
   type MmioBus,
   PhysicalPagingStructures,
@@ -42,6 +48,7 @@ import {
   CR4_LA57,
   CR4_PAE,
   CR4_PGE,
+  CR4_PSE,
   CR4_SMAP,
   CR4_SMEP,
   EFER_LMA,
@@ -79,6 +86,11 @@ import {
   SECONDARY_ENABLE_VPID,
 } from "./vmx/controls.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
+
+/** Task-switch exit qualification, bits 31:30 (SDM Table 28-2): the switch came from IRET. */
+export const TASK_SWITCH_SOURCE_IRET = 1;
+/** Task-switch exit qualification, bits 31:30: the switch came through a task gate in the IDT. */
+export const TASK_SWITCH_SOURCE_IDT = 3;
 
 /** DR6.BS (bit 14): the #DB was a single step. */
 export const DR6_BS = 1 << 14;
@@ -270,6 +282,12 @@ export class Cpu {
   /** Stack address size is 32 bits (SS.B) outside 64-bit mode. */
   ssB = true;
   readonly paging: PagingMode;
+  /**
+   * The PAE PDPTE registers (SDM 4.4.1) as (bits 31:0, bits 63:32) pairs: loaded from CR3 by
+   * MOV CR3 (and the MOV CR0/CR4 that enters PAE paging) and by VM entry; the walk reads these.
+   */
+  readonly pdpte = new Uint32Array(8);
+  private readonly pdpteScratch: U64 = { lo: 0, hi: 0 };
 
   // ---- Execution state ----
   private haltedState = false;
@@ -372,7 +390,7 @@ export class Cpu {
     this.ports = options.ports ?? new PortIoBus();
     this.mmio = options.mmio;
     this.hooks = options.hooks ?? {};
-    this.paging = pagingMode({ wp: false, nxe: false, pge: false, maxPhyAddr: options.maxPhyAddr ?? 46 });
+    this.paging = pagingMode({ wp: false, nxe: false, pge: false, maxPhyAddr: options.maxPhyAddr ?? 46, pdpte: this.pdpte });
     this.tables = new PhysicalPagingStructures(this.memory);
     this.resetToFlat32();
   }
@@ -515,9 +533,14 @@ export class Cpu {
     this.csD = (cs.attr & SEG_ATTR_DB) !== 0;
     this.ssB = ((this.seg[Seg.SS] as SegmentCache).attr & SEG_ATTR_DB) !== 0;
     const p = this.paging;
+    const pae = (this.cr4 & CR4_PAE) !== 0;
     p.la57 = (this.cr4 & CR4_LA57) !== 0;
     p.wp = (this.cr0 & CR0_WP) !== 0;
-    p.nxe = (this.efer & EFER_NXE) !== 0;
+    // The walk's format: IA-32e mode is 4/5-level paging, else CR4.PAE chooses PAE or 32-bit paging (SDM Table 4-1).
+    p.format = lma ? PagingFormat.Long : pae ? PagingFormat.Pae : PagingFormat.Bits32;
+    p.pse = (this.cr4 & CR4_PSE) !== 0;
+    // Execute-disable exists only with PAE entries (32-bit paging has no XD bit, SDM 4.3).
+    p.nxe = (this.efer & EFER_NXE) !== 0 && (lma || pae);
     p.smep = (this.cr4 & CR4_SMEP) !== 0;
     p.smap = (this.cr4 & CR4_SMAP) !== 0;
     p.pge = (this.cr4 & CR4_PGE) !== 0;
@@ -527,6 +550,33 @@ export class Cpu {
 
   get pagingEnabled(): boolean {
     return (this.cr0 & CR0_PG) !== 0;
+  }
+
+  /** PAE paging is in use, or would be with `cr0`/`cr4`/`efer` (CR0.PG = 1, CR4.PAE = 1, IA32_EFER.LME = 0). */
+  paePaging(cr0 = this.cr0, cr4 = this.cr4, efer = this.efer): boolean {
+    return (cr0 & CR0_PG) !== 0 && (cr4 & CR4_PAE) !== 0 && (efer & EFER_LME) === 0;
+  }
+
+  /**
+   * Load the PDPTE registers from the PDPT at `cr3` (SDM 4.4.1), for MOV to CR3 in PAE paging and
+   * the MOV to CR0 or CR4 that enters or changes it. A present PDPTE with a reserved bit is #GP(0)
+   * and loads nothing. Under EPT each read is a guest-physical reference EPT translates; an EPT
+   * violation there exits without a valid guest-linear address (SDM 28.2.1).
+   */
+  loadPdptes(cr3: number): void {
+    const ept = this.eptActive;
+    const r = loadPaePdptes(ept ? this.eptTables : this.tables, cr3, this.paging.maxPhyAddr, this.pdpte, this.pdpteScratch);
+    if (r.status === PdpteLoadStatus.Ok) {
+      this.flushTlb(false);
+      return;
+    }
+    if (r.status === PdpteLoadStatus.AccessFault && ept) {
+      const f = r.accessFault as EptViolation | EptMisconfig;
+      if (f.kind === "ept-misconfig") this.vmExit(ExitReason.EptMisconfig, 0, 0, { guestPhysical: f.gpa });
+      this.vmExit(ExitReason.EptViolation, f.qualification, 0, { guestPhysical: f.gpa });
+    }
+    // Reserved bits, or a PDPT outside machine memory (reads as all ones: reserved bits set).
+    this.gp(0);
   }
 
   // =====================================================================================
@@ -1398,9 +1448,9 @@ export class Cpu {
   }
 
   private deliverThroughIdt(vector: number, errorCode: number, software: boolean, external: boolean): void {
-    if (!this.mode64 && (this.efer & EFER_LMA) === 0) {
-      // 32-bit protected-mode IDT delivery is not modelled (guests switch to long mode with interrupts off).
-      this.fault(Vector.DF, 0);
+    if ((this.efer & EFER_LMA) === 0) {
+      this.deliverThroughIdt32(vector, errorCode, software, external);
+      return;
     }
     const extBit = external ? 1 : 0;
     const gateOffset = vector * 16;
@@ -1475,6 +1525,158 @@ export class Cpu {
     this.counters.interrupts += external ? 1 : 0;
   }
 
+  /**
+   * Protected-mode delivery outside IA-32e mode (SDM Vol. 3A 6.10-6.12 and the INT n pseudo-code):
+   * 8-byte gates; 16-bit and 32-bit interrupt and trap gates (types 6, 7, 14, 15) and task gates
+   * (type 5, `taskGate`). A handler in a more privileged non-conforming code segment runs on the
+   * stack the TSS names for its ring (SS0:ESP0 and so on of a 32-bit TSS, SS0:SP0 of a 16-bit one),
+   * with SS:ESP of the interrupted code pushed first. The frame's slots are 4 bytes through a
+   * 32-bit gate and 2 through a 16-bit one. Modelled more simply: segment limits are not checked
+   * (flat segments, as everywhere outside 64-bit mode) and virtual-8086 mode does not exist.
+   */
+  private deliverThroughIdt32(vector: number, errorCode: number, software: boolean, external: boolean): void {
+    const ext = external ? 1 : 0;
+    const idtError = vector * 8 + 2 + ext; // IDT bit (1) and EXT (0) of the error code (SDM 6.13)
+    if (vector * 8 + 7 > this.idtrLimit) this.fault(Vector.GP, idtError);
+    const gate = (this.idtrBase + vector * 8) >>> 0;
+    const w0 = this.readAccess(gate, 4, Access.Read | Access.Implicit) >>> 0;
+    const w1 = this.readAccess((gate + 4) >>> 0, 4, Access.Read | Access.Implicit) >>> 0;
+    const type = (w1 >>> 8) & 0x1f; // S (bit 12) must be 0: a system descriptor
+    const dpl = (w1 >>> 13) & 3;
+    // SDM Table 3-2: 5 task gate, 6/7 16-bit interrupt/trap gate, 14/15 32-bit interrupt/trap gate.
+    if (type !== 0x05 && type !== 0x06 && type !== 0x07 && type !== 0x0e && type !== 0x0f) this.fault(Vector.GP, idtError);
+    if ((software || this.deliveringSoftwareException) && dpl < this.cpl) this.fault(Vector.GP, vector * 8 + 2);
+    if ((w1 & 0x8000) === 0) this.fault(Vector.NP, idtError);
+    const selector = w0 >>> 16;
+    if (type === 0x05) {
+      this.taskGate(selector, errorCode, ext);
+      return;
+    }
+    const gate32 = (type & 0x08) !== 0;
+    const offset = gate32 ? ((w1 & 0xffff0000) | (w0 & 0xffff)) >>> 0 : w0 & 0xffff;
+    if ((selector & 0xfffc) === 0) this.fault(Vector.GP, ext);
+    const cs = this.loadDescriptorExt(selector, Vector.GP, ext);
+    const csDpl = (cs.attr >>> 5) & 3;
+    if ((cs.attr & 0x18) !== 0x18 || csDpl > this.cpl) this.fault(Vector.GP, (selector & 0xfffc) + ext);
+    if ((cs.attr & 0x80) === 0) this.fault(Vector.NP, (selector & 0xfffc) + ext);
+    const conforming = (cs.attr & 0x04) !== 0;
+    const inner = !conforming && csDpl < this.cpl;
+    const newCpl = inner ? csDpl : this.cpl;
+
+    const oldSs = this.seg[Seg.SS] as SegmentCache;
+    const oldSsSel = oldSs.selector;
+    const oldEsp = this.lo[4]! >>> 0;
+    const oldFlags = this.getFlags();
+    const oldCs = (this.seg[Seg.CS] as SegmentCache).selector;
+    const oldEip = this.rip >>> 0;
+    // The stack the frame goes on: the TSS's for the new ring (checked as the SDM's #TS rules
+    // say), or the current one.
+    let ssSel = oldSsSel;
+    let ssBase = oldSs.base;
+    let ssB = this.ssB;
+    let sp = oldEsp;
+    let newSs: SegmentCache | undefined;
+    if (inner) {
+      const tss32 = (this.tr.attr & 0x08) !== 0; // TSS type 9/11 (32-bit) or 1/3 (16-bit)
+      const at = tss32 ? 4 + newCpl * 8 : 2 + newCpl * 4;
+      if (at + (tss32 ? 5 : 3) > this.tr.limit) this.fault(Vector.TS, (this.tr.selector & 0xfffc) + ext);
+      if (tss32) {
+        sp = this.readAccess((this.tr.base + at) >>> 0, 4, Access.Read | Access.Implicit) >>> 0;
+        ssSel = this.readAccess((this.tr.base + at + 4) >>> 0, 2, Access.Read | Access.Implicit) & 0xffff;
+      } else {
+        sp = this.readAccess((this.tr.base + at) >>> 0, 2, Access.Read | Access.Implicit) & 0xffff;
+        ssSel = this.readAccess((this.tr.base + at + 2) >>> 0, 2, Access.Read | Access.Implicit) & 0xffff;
+      }
+      // SS from the TSS: not null, RPL and DPL = the new CPL, a writable data segment, present.
+      if ((ssSel & 0xfffc) === 0) this.fault(Vector.TS, ext);
+      const d = this.loadDescriptorExt(ssSel, Vector.TS, ext);
+      if ((ssSel & 3) !== newCpl || ((d.attr >>> 5) & 3) !== newCpl || (d.attr & 0x1a) !== 0x12) this.fault(Vector.TS, (ssSel & 0xfffc) + ext);
+      if ((d.attr & 0x80) === 0) this.fault(Vector.SS, (ssSel & 0xfffc) + ext);
+      newSs = d;
+      ssBase = d.base;
+      ssB = (d.attr & SEG_ATTR_DB) !== 0;
+    }
+    const slot = gate32 ? 4 : 2;
+    const prevCpl = this.cpl;
+    this.cpl = newCpl; // the frame is written with the handler's privilege
+    try {
+      const push = (value: number) => {
+        sp = ssB ? (sp - slot) >>> 0 : (sp - slot) & 0xffff;
+        const lin = (ssBase + sp) >>> 0;
+        if (slot === 4) this.write32(lin, value | 0);
+        else this.write16(lin, value & 0xffff);
+      };
+      if (inner) {
+        push(oldSsSel);
+        push(oldEsp);
+      }
+      push(oldFlags);
+      push(oldCs);
+      push(oldEip);
+      if (errorCode >= 0) push(errorCode);
+    } catch (e) {
+      this.cpl = prevCpl;
+      throw e;
+    }
+    // Commit: CS (RPL = the new CPL), SS:ESP when the ring changed, EIP, and the flags.
+    if (newSs !== undefined) {
+      const ss = this.seg[Seg.SS] as SegmentCache;
+      ss.selector = ssSel;
+      ss.base = newSs.base;
+      ss.limit = newSs.limit;
+      ss.attr = newSs.attr;
+    }
+    if (ssB) this.setReg32(4, sp);
+    else this.setReg16(4, sp);
+    const csCache = this.seg[Seg.CS] as SegmentCache;
+    csCache.selector = (selector & 0xfffc) | newCpl;
+    csCache.base = cs.base;
+    csCache.limit = cs.limit;
+    csCache.attr = cs.attr;
+    this.rip = offset;
+    // Interrupt gates clear IF; both clear TF, NT, RF and VM (SDM 6.12.1.3).
+    const clear = ((type & 1) === 0 ? 0x200 : 0) | 0x100 | 0x4000 | 0x10000 | 0x20000;
+    this.flagsOther &= ~clear;
+    this.interruptShadow = false;
+    this.updateMode();
+    this.counters.interrupts += external ? 1 : 0;
+  }
+
+  /** `loadDescriptor` with the EXT bit of the error code for faults raised while delivering an event. */
+  private loadDescriptorExt(selector: number, vector: number, ext: number): SegmentCache {
+    const index = selector & 0xfff8;
+    const ldt = (selector & 4) !== 0;
+    const limit = ldt ? this.ldtr.limit : this.gdtrLimit;
+    if (index + 7 > limit) this.fault(vector, (selector & 0xfffc) + ext);
+    return this.loadDescriptor(selector, vector);
+  }
+
+  /**
+   * An event through a task gate (SDM Vol. 3A 6.11.2, 7.3). In VMX non-root operation every task
+   * switch is a VM exit (SDM 26.1.2, exit reason 9): the qualification holds the new TSS selector
+   * (bits 15:0) and the source, 3 = a task gate in the IDT (bits 31:30, SDM Table 28-2), and the
+   * event is reported as IDT-vectoring information; the hypervisor emulates the switch (Xen's
+   * hvm_task_switch). Outside VMX the task switch itself is not modelled: the event ends as
+   * #GP(selector + EXT), said in the README.
+   */
+  private taskGate(selector: number, _errorCode: number, ext: number): void {
+    if (this.vmcs !== undefined) this.vmExit(ExitReason.TaskSwitch, ((selector & 0xffff) | (TASK_SWITCH_SOURCE_IDT << 30)) >>> 0, 0);
+    this.fault(Vector.GP, (selector & 0xfffc) + ext);
+  }
+
+  /**
+   * IRET with RFLAGS.NT = 1 outside IA-32e mode returns to the task in the current TSS's
+   * back-link (SDM "IRET", 7.3): in VMX non-root operation that is a task-switch VM exit with
+   * source 1 (IRET); outside VMX it is not modelled and raises #GP(0).
+   */
+  taskReturn(instructionLength: number): never {
+    if (this.vmcs !== undefined) {
+      const link = this.readAccess(this.tr.base >>> 0, 2, Access.Read | Access.Implicit) & 0xffff;
+      this.vmExit(ExitReason.TaskSwitch, (link | (TASK_SWITCH_SOURCE_IRET << 30)) >>> 0, instructionLength);
+    }
+    return this.gp(0);
+  }
+
   /** Read a 64-bit field of the 64-bit TSS (RSPn at 4 + 8n, ISTn at 0x24 + 8(n-1)). */
   private readTss64(offset: number): number {
     if (offset + 7 > this.tr.limit) this.fault(Vector.TS, this.tr.selector & 0xfffc);
@@ -1543,10 +1745,6 @@ export class Cpu {
   /** Enter or leave IA-32e mode as CR0.PG / EFER.LME dictate (SDM Vol. 3A, 10.8.5). */
   updateLongMode(): void {
     const lma = (this.cr0 & CR0_PG) !== 0 && (this.efer & EFER_LME) !== 0;
-    if ((this.cr0 & CR0_PG) !== 0 && !lma) {
-      // 32-bit or PAE paging without long mode is not modelled.
-      this.undefinedOpcode("legacy 32-bit/PAE paging");
-    }
     if (lma && (this.cr4 & CR4_PAE) === 0) this.gp(0);
     this.efer = lma ? this.efer | EFER_LMA : this.efer & ~EFER_LMA;
     this.updateMode();

@@ -63,6 +63,8 @@ import {
   vmEntry,
   type RunResult,
   type VmExit,
+  TASK_SWITCH_SOURCE_IDT,
+  TASK_SWITCH_SOURCE_IRET,
 } from "@vtlab/cpu-vmx";
 import { CODE, PML4, hex, machine64, type TestMachine } from "./machine.js";
 import { HANDLERS, IO_A, MSRBM, guestVmcs } from "./vmx-fixture.js";
@@ -582,11 +584,60 @@ describe("unrestricted guest (SDM 25.6.2): flat 32-bit protected mode with pagin
     ["unrestricted guest without enable EPT", (v) => v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_UNRESTRICTED_GUEST), "controls"],
     ["CR0.PE = 0 (real mode, not modelled)", (v) => v.vmwrite(F.GUEST_CR0, CR0_NE), "guest"],
     ["CR0.PG = 1 with PE = 0", (v) => v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_NE) >>> 0), "guest"],
-    ["legacy paging (PG = 1 outside IA-32e mode, not modelled)", (v) => v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0), "guest"],
+    [
+      "PAE paging whose GUEST_PDPTE0 is present with a reserved bit (R/W; SDM 27.3.1.6, under EPT)",
+      (v) => {
+        v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0);
+        v.vmwrite(F.GUEST_CR4, CR4_VMXE | CR4_PAE);
+        v.vmwrite(F.GUEST_PDPTE0, 0x3003);
+      },
+      "guest",
+    ],
     ["CR0.NE = 0", (v) => v.vmwrite(F.GUEST_CR0, CR0_PE), "guest"],
     ["IA-32e mode guest with paging off", (v) => { v.vmwrite(F.VM_ENTRY_CONTROLS, ENTRY_CAPS.mustBe1 | ENTRY_IA32E_MODE); }, "guest"],
     ["GUEST_RIP above 4 GiB outside 64-bit mode", (v) => v.vmwrite(F.GUEST_RIP, 0, 1), "guest"],
   ];
+  it("enters 32-bit paging and PAE paging outside IA-32e mode; under EPT the PDPTEs come from GUEST_PDPTE0-3", () => {
+    const { m, v } = pagingOffGuest("f4");
+    v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    expect(m.cpu.paePaging()).toBe(false);
+    const { m: n, v: w } = pagingOffGuest("f4");
+    w.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_PE | CR0_NE) >>> 0);
+    w.vmwrite(F.GUEST_CR4, CR4_VMXE | CR4_PAE);
+    w.vmwrite(F.GUEST_PDPTE2, 0x7001, 0x1);
+    expect(vmEntry(n.cpu, w, true)).toBeUndefined();
+    expect(Array.from(n.cpu.pdpte)).toEqual([0, 0, 0, 0, 0x7001, 1, 0, 0]);
+  });
+
+  it("a task gate in the 32-bit IDT and an IRET with NT = 1 are task-switch VM exits (reason 9; SDM 26.1.2, Table 28-2)", () => {
+    // int $0x40; hlt   (gate 0x40: a task gate for TSS selector 0x30)
+    const { m, v } = pagingOffGuest("cd40f4");
+    const idt32 = 0x9000;
+    m.memory.write32(idt32 + 0x40 * 8, 0x30 << 16);
+    m.memory.write32(idt32 + 0x40 * 8 + 4, 0x8500); // P, DPL 0, type 5 (task gate)
+    v.vmwrite(F.GUEST_IDTR_BASE, idt32);
+    v.vmwrite(F.GUEST_IDTR_LIMIT, 256 * 8 - 1);
+    const e = exitOf(enter(m, v, true));
+    expect({ reason: e.reason, qualification: e.qualification >>> 0, length: v.read32(F.VM_EXIT_INSTRUCTION_LEN), rip: v.readNatural(F.GUEST_RIP) }).toEqual({
+      reason: ExitReason.TaskSwitch,
+      qualification: (0x30 | (TASK_SWITCH_SOURCE_IDT << 30)) >>> 0,
+      length: 2,
+      rip: CODE,
+    });
+    expect(v.read32(F.IDT_VECTORING_INFO_FIELD) >>> 0).toBe((0x8000_0000 | (4 << 8) | 0x40) >>> 0); // valid, software interrupt, vector 0x40
+
+    // pushf; orl $0x4000, (%esp); popf; iret    (the TSS's back-link is 0x38)
+    const r = pagingOffGuest("9c810c24004000009dcf");
+    r.m.memory.write16(0x7000, 0x38);
+    const x = exitOf(enter(r.m, r.v, true));
+    expect({ reason: x.reason, qualification: x.qualification >>> 0, length: r.v.read32(F.VM_EXIT_INSTRUCTION_LEN) }).toEqual({
+      reason: ExitReason.TaskSwitch,
+      qualification: (0x38 | (TASK_SWITCH_SOURCE_IRET << 30)) >>> 0,
+      length: 1,
+    });
+  });
+
   for (const [what, spoil, kind] of refused) {
     it(`refuses ${what}`, () => {
       const { m, v } = pagingOffGuest("f4");

@@ -93,3 +93,24 @@ if [ $# -eq 0 ] || case " $* " in *" hostile "*) true ;; *) false ;; esac; then
         echo "built hostile/$name.elf (-O2)"
     done
 fi
+
+# The x86-32 guests: 32-bit protected-mode kernels (gcc -m32, elf32-i386) that stay out of long
+# mode, one C file each with c/x86-32/entry.S and x86-32.h, into OUTDIR/x86-32/NAME.elf; the
+# name `x86-32` selects all of them.
+if [ $# -eq 0 ] || case " $* " in *" x86-32 "*) true ;; *) false ;; esac; then
+    mkdir -p "$out/x86-32" "$tmp/x86-32"
+    CFLAGS32="-m32 -O2 -ffreestanding -fno-pic -no-pie -mgeneral-regs-only -fno-stack-protector \
+-fno-asynchronous-unwind-tables -fno-unwind-tables -fcf-protection=none -fno-ident -std=gnu11 \
+-Wall -Wextra -Werror"
+    $CC -m32 -c -o "$tmp/x86-32/entry.o" x86-32/entry.S
+    for src in x86-32/*.c; do
+        [ -f "$src" ] || continue
+        name=$(basename "$src" .c)
+        # shellcheck disable=SC2086
+        $CC $CFLAGS32 -c -o "$tmp/x86-32/$name.o" "$src"
+        # shellcheck disable=SC2086
+        $CC -m32 $LDFLAGS -Wl,-T,x86-32/linker.ld -o "$out/x86-32/$name.elf" "$tmp/x86-32/entry.o" "$tmp/x86-32/$name.o"
+        chmod 644 "$out/x86-32/$name.elf"
+        echo "built x86-32/$name.elf (-m32 -O2)"
+    done
+fi

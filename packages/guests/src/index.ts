@@ -247,3 +247,13 @@ export function hostileGuestUrl(name: string): URL {
   if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new Error(`hostile guest: ${JSON.stringify(name)} is not a guest name (lower-case letters, digits and '-')`);
   return new URL(`../images/hostile/${name}.elf`, import.meta.url);
 }
+
+/**
+ * URL of a committed x86-32 guest image (`images/x86-32/<name>.elf`, built from
+ * `c/x86-32/<name>.c` by `scripts/build.sh <outdir> x86-32`): 32-bit protected-mode kernels
+ * (elf32-i386, PVH entry) that stay out of long mode, for the 32-bit and PAE paging tests.
+ */
+export function x86_32GuestUrl(name: string): URL {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new Error(`x86-32 guest: ${JSON.stringify(name)} is not a guest name (lower-case letters, digits and '-')`);
+  return new URL(`../images/x86-32/${name}.elf`, import.meta.url);
+}

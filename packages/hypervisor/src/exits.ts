@@ -5,7 +5,7 @@
  * (registers, the exit qualification, guest memory for string I/O) is validated here; nothing a
  * guest does can make a handler throw into the scheduler.
  */
-import { Access, type AccessSize, PAGE_SIZE, Vector } from "@vtlab/arch";
+import { Access, type AccessSize, PAGE_SIZE, PagingFormat, PdpteLoadStatus, Vector, loadPaePdptes, type PagingLevel, type U64 } from "@vtlab/arch";
 import {
   CR0_CD,
   CR0_NE,
@@ -372,9 +372,10 @@ function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
     const next = (lo & (EFER_SCE | EFER_NXE | (paging ? 0 : EFER_LME))) | (cur & (EFER_LMA | (paging ? EFER_LME : 0)));
     if (hap) v.vmcs.setField(F.GUEST_IA32_EFER, next);
     else {
-      // Shadow: the vCPU stays in IA-32e mode (LME | LMA) underneath; SCE and NXE are the guest's.
+      // Shadow: the vCPU runs in IA-32e mode (LME | LMA) underneath, or in PAE paging while the
+      // guest has 32-bit or PAE paging on; SCE and NXE are the guest's.
       v.guestEfer = next;
-      v.vmcs.setField(F.GUEST_IA32_EFER, (next & (EFER_SCE | EFER_NXE)) | EFER_LME | EFER_LMA);
+      shadowUnderneath(v, v.vmcs, paging && (next & EFER_LMA) === 0);
     }
   } else if (msr === MSR.TSC) {
     // Modelled more simply: the TSC is the host clock for every domain (writes are ignored).
@@ -389,6 +390,42 @@ function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
   }
   skip(v, exit);
   return RESUME;
+}
+
+/**
+ * The mode a shadow vCPU runs in underneath (the guest sees its own CR0, CR4 and EFER through
+ * the read shadows and `guestEfer`): IA-32e mode, on long-mode shadows or on the identity table
+ * while the guest's paging is off (compatibility mode); or, while the guest has 32-bit or PAE
+ * paging on (`legacy`), PAE paging on PAE shadows: EFER.LME and LMA clear and no "IA-32e mode
+ * guest" entry control. CR0.PG and CR4.PAE are set underneath either way.
+ */
+function shadowUnderneath(v: Vcpu, vmcs: Vcpu["vmcs"], legacy: boolean): void {
+  vmcs.setField(F.GUEST_IA32_EFER, (v.guestEfer & (EFER_SCE | EFER_NXE)) | (legacy ? 0 : EFER_LME | EFER_LMA));
+  const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
+  vmcs.setField(F.VM_ENTRY_CONTROLS, (legacy ? entry & ~ENTRY_IA32E_MODE : entry | ENTRY_IA32E_MODE) >>> 0);
+}
+
+/** GUEST_PDPTE0-3 in order. */
+const GUEST_PDPTES = [F.GUEST_PDPTE0, F.GUEST_PDPTE1, F.GUEST_PDPTE2, F.GUEST_PDPTE3] as const;
+
+/**
+ * Read the guest's four PAE PDPTEs at guest-physical `cr3` (bits 31:5) through the p2m into
+ * GUEST_PDPTE0-3 (Xen's vmx_load_pdptrs), with the checks MOV CR0 makes (SDM 4.4.1): false,
+ * and nothing written, when a present entry sets a reserved bit or the PDPT is not RAM.
+ */
+function loadGuestPdptes(ctx: ExitContext, cr3: number): boolean {
+  const { domain: d, hv, vcpu: v } = ctx;
+  const tables = {
+    readEntry: (gpa: number, _level: PagingLevel, out: U64) => {
+      const hpa = d.ramHpa(gpa);
+      return hpa === undefined ? "not RAM" : hv.memory.read64(hpa, out);
+    },
+    setEntryBits: () => undefined,
+  };
+  const regs = new Uint32Array(8);
+  if (loadPaePdptes(tables, cr3, v.cpu.paging.maxPhyAddr, regs).status !== PdpteLoadStatus.Ok) return false;
+  for (let i = 0; i < 4; i++) v.vmcs.setField(GUEST_PDPTES[i]!, regs[2 * i]!, regs[2 * i + 1]!);
+  return true;
 }
 
 /** Control-register accesses (qualification: SDM Table 28-3). */
@@ -416,23 +453,34 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
       const efer = shadowPaging ? v.guestEfer : vmcs.read32(F.GUEST_IA32_EFER);
       const cr4 = shadowPaging ? vmcs.read32(F.CR4_READ_SHADOW) : vmcs.read32(F.GUEST_CR4);
       if ((lo & CR0_PG) !== 0) {
-        if ((efer & EFER_LME) === 0) return { kind: "crash", reason: "the guest turned on legacy 32-bit/PAE paging (EFER.LME = 0): not modelled" };
-        if ((cr4 & CR4_PAE) === 0) return gp0(); // IA-32e mode needs CR4.PAE (SDM 10.8.5)
+        if ((efer & EFER_LME) === 0) {
+          // 32-bit or PAE paging (SDM 4.1.1). On EPT the vCPU runs it as is; PAE paging takes
+          // its PDPTEs from GUEST_PDPTE0-3 at VM entry, which the CR0 write that turns it on
+          // must fill from the guest's PDPT first (Xen's vmx_load_pdptrs), #GP on a reserved bit.
+          // On shadow, mmu-shadow reads the PDPTEs itself (below).
+          if (!shadowPaging && (cr4 & CR4_PAE) !== 0 && !loadGuestPdptes(ctx, vmcs.readNatural(F.GUEST_CR3))) return gp0();
+        } else if ((cr4 & CR4_PAE) === 0) return gp0(); // IA-32e mode needs CR4.PAE (SDM 10.8.5)
       } else if ((vmcs.read32(F.GUEST_CS_AR_BYTES) & SEG_ATTR_L) !== 0) {
         return gp0(); // leaving long mode from 64-bit code is #GP
       }
       const on = (lo & CR0_PG) !== 0;
+      const ia32e = on && (efer & EFER_LME) !== 0;
       if (d.paging instanceof ShadowPaging) {
         // The vCPU stays in IA-32e mode underneath; the shadow moves between the identity table
         // (paging off) and the guest's own CR3 (paging on).
-        const err = on ? d.paging.leaveUnpaged(v.cpu, vmcs) : d.paging.enterUnpaged(v.cpu, vmcs, d.identityPageTable!);
+        // A guest in 32-bit or PAE paging is shadowed with PAE tables, and the vCPU runs in PAE
+        // paging underneath (Xen's shadow modes for 2- and 3-level guests).
+        const format = !on || ia32e ? PagingFormat.Long : (cr4 & CR4_PAE) !== 0 ? PagingFormat.Pae : PagingFormat.Bits32;
+        const err = on ? d.paging.leaveUnpaged(v.cpu, vmcs, format) : d.paging.enterUnpaged(v.cpu, vmcs, d.identityPageTable!);
+        if (err === "#GP") return gp0(); // a PDPTE with a reserved bit (SDM 4.4.1)
         if (err !== undefined) return { kind: "crash", reason: `turning paging ${on ? "on" : "off"}: ${err}` };
-        v.guestEfer = on ? efer | EFER_LMA : efer & ~EFER_LMA;
+        v.guestEfer = ia32e ? efer | EFER_LMA : efer & ~EFER_LMA;
+        shadowUnderneath(v, vmcs, on && !ia32e);
       } else {
         // Activating or leaving IA-32e mode: EFER.LMA and the "IA-32e mode guest" entry control follow (SDM 10.8.5, 25.8.1).
         const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
-        vmcs.setField(F.GUEST_IA32_EFER, on ? efer | EFER_LMA : efer & ~EFER_LMA);
-        vmcs.setField(F.VM_ENTRY_CONTROLS, (on ? entry | ENTRY_IA32E_MODE : entry & ~ENTRY_IA32E_MODE) >>> 0);
+        vmcs.setField(F.GUEST_IA32_EFER, ia32e ? efer | EFER_LMA : efer & ~EFER_LMA);
+        vmcs.setField(F.VM_ENTRY_CONTROLS, (ia32e ? entry | ENTRY_IA32E_MODE : entry & ~ENTRY_IA32E_MODE) >>> 0);
         // A paging-mode change flushes the guest's TLB, as MOV CR0 does (SDM 4.10.4.1).
         v.cpu.invvpid(INVVPID_SINGLE_CONTEXT, vmcs.read32(F.VIRTUAL_PROCESSOR_ID));
       }

@@ -188,9 +188,18 @@ describe("exits a guest causes", () => {
     expect(d.stats().exitsByReason).toMatchObject({ CrAccess: 2 });
   });
 
-  it("paging on without CR4.PAE is #GP, and legacy 32-bit paging (EFER.LME = 0) crashes the domain as not modelled", () => {
+  it("paging on with LME but without CR4.PAE is #GP; without LME an EPT guest runs 32-bit or PAE paging (SDM 4.3, 4.4)", () => {
     expect(runTiny(`${TABLES} ${LME} ${PG_ON} ${EFER_OUT}`).crashReason).toBe("triple fault");
-    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`).crashReason).toMatch(/legacy 32-bit\/PAE paging/);
+    // PAE paging on TABLES: its first entry, read as a PDPTE, has R/W set, a reserved bit: the CR0 write is #GP.
+    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`).crashReason).toBe("triple fault");
+    // mov dword [0x2000], 0x3001 (a PDPTE); mov dword [0x3000], 0x83 (a 2 MiB page); CR3 = 0x2000
+    const pae = "c705 00200000 01300000 c705 00300000 83000000 b800200000 0f22d8";
+    const d = runTiny(`${pae} ${PAE} ${PG_ON} 0f20c0 e7f4`);
+    expect((d.exitCode ?? 0) >>> 0).toBe(0x8000_0011); // CR0: PG, ET, PE; no long mode
+    expect(Array.from(d.vcpus[0]!.cpu.pdpte.subarray(0, 2))).toEqual([0x3001, 0]);
+    // 32-bit paging: mov dword [0x2000], 0x83 (a 4 MiB page, CR4.PSE); CR3 = 0x2000
+    const pse = "c705 00200000 83000000 b800200000 0f22d8 0f20e0 83c810 0f22e0";
+    expect(runTiny(`${pse} ${PG_ON} ${EFER_OUT}`).exitCode).toBe(0);
   });
 
   it("on shadow the same switch runs, paging virtualized: the shadow moves from the identity table to the guest's CR3 and back", () => {
@@ -202,7 +211,13 @@ describe("exits a guest causes", () => {
     expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} 0f20d8 e7f4`, false).exitCode).toBe(0x2000);
     expect(runTiny(`${TABLES} ${PAE} ${LME} ${PG_ON} ${PG_OFF} ${PG_ON} ${EFER_OUT}`, false).exitCode).toBe(0x500);
     expect(runTiny(`${TABLES} ${LME} ${PG_ON} ${EFER_OUT}`, false).crashReason).toBe("triple fault"); // no PAE: #GP
-    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`, false).crashReason).toMatch(/legacy 32-bit\/PAE paging/);
+    // PAE paging without LME: TABLES' first entry read as a PDPTE has R/W, a reserved bit: #GP.
+    expect(runTiny(`${TABLES} ${PAE} ${PG_ON} ${EFER_OUT}`, false).crashReason).toBe("triple fault");
+    // With a valid PDPT the guest runs in PAE paging (EFER reads 0), shadowed with PAE tables.
+    const pae = "c705 00200000 01300000 c705 00300000 83000000 b800200000 0f22d8";
+    const d2 = runTiny(`${pae} ${PAE} ${PG_ON} ${EFER_OUT}`, false);
+    expect({ code: d2.exitCode, crash: d2.crashReason }).toEqual({ code: 0, crash: undefined });
+    expect(d2.vcpus[0]!.vmcs.read32(F.VM_ENTRY_CONTROLS) & ENTRY_IA32E_MODE).toBe(0); // PAE paging underneath
   });
 
   it("on shadow, CR4 is virtualized: the guest's PAE reads back, PAE cannot be cleared in IA-32e mode, VMXE is #GP", () => {

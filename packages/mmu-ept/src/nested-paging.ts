@@ -14,6 +14,7 @@ import {
   accessErrorCode,
   gfn as asGfn,
   pagingMode,
+  PagingFormat,
   type Gfn,
   type MachineMemory,
   type Mfn,
@@ -25,9 +26,12 @@ import {
   CR0_PG,
   CR0_WP,
   CR4_LA57,
+  CR4_PAE,
+  CR4_PSE,
   CR4_PGE,
   CR4_SMAP,
   CR4_SMEP,
+  EFER_LMA,
   EFER_NXE,
   ExitReason,
   RFLAGS_AC,
@@ -462,22 +466,29 @@ function eptPermsOf(type: P2mType, writeProtect: boolean): number {
   return writeProtect ? EPT_R | EPT_X : EPT_RWX;
 }
 
-/** CR3 bits 51:12: the guest-physical address of the guest's top-level table. */
+/** CR3 bits 51:12: the guest-physical address of the guest's top-level table (bits 31:5, the PDPT, in PAE paging). */
 function guestRoot(cpu: Cpu): number {
+  if ((cpu.efer & EFER_LMA) === 0 && (cpu.cr4 & CR4_PAE) !== 0) return ((cpu.cr3 >>> 0) & 0xffff_ffe0) >>> 0;
   return (Math.floor(cpu.cr3 / 4096) % 2 ** 40) * 4096;
 }
 
 /** The guest's paging mode from its control registers. */
 function guestMode(cpu: Cpu): PagingMode {
+  // 32-bit or PAE paging outside IA-32e mode (SDM Table 4-1); PAE walks read the vCPU's PDPTE
+  // registers (loaded on MOV CR3, or from GUEST_PDPTE0-3 at VM entry under EPT).
+  const format = (cpu.efer & EFER_LMA) !== 0 ? PagingFormat.Long : (cpu.cr4 & CR4_PAE) !== 0 ? PagingFormat.Pae : PagingFormat.Bits32;
   return pagingMode({
     la57: (cpu.cr4 & CR4_LA57) !== 0,
     wp: (cpu.cr0 & CR0_WP) !== 0,
-    nxe: (cpu.efer & EFER_NXE) !== 0,
+    nxe: (cpu.efer & EFER_NXE) !== 0 && format !== PagingFormat.Bits32, // no XD in 32-bit paging
     smep: (cpu.cr4 & CR4_SMEP) !== 0,
     smap: (cpu.cr4 & CR4_SMAP) !== 0,
     pge: (cpu.cr4 & CR4_PGE) !== 0,
     ac: (cpu.flagsOther & RFLAGS_AC) !== 0,
     maxPhyAddr: cpu.paging.maxPhyAddr,
+    format,
+    pse: (cpu.cr4 & CR4_PSE) !== 0,
+    pdpte: cpu.pdpte,
   });
 }
 

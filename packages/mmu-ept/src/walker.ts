@@ -29,6 +29,7 @@ import {
   checkAccessRights,
   pagingMode,
   walkLinear,
+  PagingFormat,
   type PagingLevel,
   type PagingMode,
   type PagingStructureAccess,
@@ -262,9 +263,18 @@ export class NestedWalker implements SecondLevelTranslator {
   setGuestContext(root: number, mode: PagingMode, pagingEnabled = true): void {
     const m = this.mode;
     const modeChanged =
-      m.la57 !== mode.la57 || m.wp !== mode.wp || m.nxe !== mode.nxe || m.smep !== mode.smep || m.smap !== mode.smap || m.pge !== mode.pge || m.maxPhyAddr !== mode.maxPhyAddr || this.pagingEnabled !== pagingEnabled;
+      m.la57 !== mode.la57 || m.wp !== mode.wp || m.nxe !== mode.nxe || m.smep !== mode.smep || m.smap !== mode.smap || m.pge !== mode.pge || m.maxPhyAddr !== mode.maxPhyAddr || this.pagingEnabled !== pagingEnabled ||
+      (m.format ?? PagingFormat.Long) !== (mode.format ?? PagingFormat.Long) || (m.pse ?? false) !== (mode.pse ?? false);
+    // PAE paging: new PDPTE registers (a CR3 load) change translations like a new root does.
+    const pdpte = mode.format === PagingFormat.Pae ? mode.pdpte : undefined;
+    const mp = m.pdpte as Uint32Array;
+    let pdpteChanged = false;
+    if (pdpte !== undefined) for (let k = 0; k < 8; k++) if (mp[k] !== pdpte[k]) pdpteChanged = true;
     if (modeChanged) this.caches.flushGuest(false);
-    else if (root !== this.root) this.caches.flushGuest(mode.pge);
+    else if (root !== this.root || pdpteChanged) this.caches.flushGuest(mode.pge);
+    if (pdpte !== undefined) mp.set(pdpte);
+    m.format = mode.format ?? PagingFormat.Long;
+    m.pse = mode.pse ?? false;
     this.root = root;
     this.pagingEnabled = pagingEnabled;
     m.la57 = mode.la57;
@@ -369,7 +379,9 @@ export class NestedWalker implements SecondLevelTranslator {
     const vpn = this.vpnOf(vaHi, vaLo);
     const ctx = this.ept.root;
     const psc = this.caches.guestPsc;
-    const pscOn = (psc[2] as TranslationCache).enabled;
+    // The paging-structure caches are keyed by the long-mode levels' spans: 32-bit and PAE walks
+    // (SDM 4.3, 4.4) do not use them (modelled more simply: hardware caches those walks too).
+    const pscOn = (psc[2] as TranslationCache).enabled && (mode.format ?? PagingFormat.Long) === PagingFormat.Long;
     if (pscOn) {
       for (let l = 2; l <= top; l++) {
         const c = psc[l] as TranslationCache;

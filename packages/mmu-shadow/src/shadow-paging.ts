@@ -9,6 +9,15 @@
  * splintered into 4 KiB shadow "FL1" tables. Leaf tables may go out of sync (writable, resynced
  * on CR3 load, INVLPG, or a fault through them). Log-dirty mode keeps shadow leaves read-only
  * until the first write to each frame.
+ *
+ * Guests in 32-bit or PAE paging (outside long mode) are shadowed as Xen's multi.c does for 2- and
+ * 3-level guests, with PAE shadow tables: the vCPU runs in PAE paging underneath, on a shadow root
+ * of four PDPTEs (below 4 GiB, loaded by VM entry from GUEST_CR3). A PAE guest's page directories
+ * and tables have the 4-level format's lower levels, so they share its L2/L1 shadows; its PDPTEs
+ * are read when it loads CR3 (a reserved bit is #GP, SDM 4.4.1) and copied into a root of its own.
+ * A 32-bit guest's page directory (1024 4-byte PDEs over 4 GiB) is shadowed by four PAE page
+ * directories of 512 entries (each guest PDE covers two), and each of its page tables (1024 PTEs
+ * over 4 MiB) by two PAE page tables; a 4 MiB page is splintered into two FL1 tables.
  */
 import {
   ABORT,
@@ -17,6 +26,7 @@ import {
   CPU_CR3_STORE_EXITING,
   CPU_INVLPG_EXITING,
   CR0_WP,
+  CR4_PSE,
   CrAccessType,
   RFLAGS_DF,
   Seg,
@@ -51,10 +61,13 @@ import {
   PTE_PWT,
   PTE_RW,
   PTE_US,
+  PagingFormat,
+  PdpteLoadStatus,
   Vector,
   WalkResult,
   WalkStatus,
   entryAddress,
+  loadPaePdptes,
   gfn as asGfn,
   pagingMode,
   reservedHighMask,
@@ -81,6 +94,14 @@ export const ShadowType = {
   Fl1: 5,
   /** A splintered 1 GiB guest page: 512 shadow PDEs pointing to FL1s. */
   Fl2: 6,
+  /** Half of a 32-bit guest page table (512 of its 1024 PTEs; Xen's SH_type_l1_32_shadow spans both halves). */
+  L1_32: 7,
+  /** A quarter of a 32-bit guest page directory (256 PDEs, 512 shadow PDEs; Xen's SH_type_l2_32_shadow). */
+  L2_32: 8,
+  /** The PAE shadow root of a 32-bit guest: four PDPTEs, one per quarter of its page directory. */
+  Root32: 9,
+  /** The PAE shadow root of a PAE guest: its four PDPTEs, pointing at the shadows of its page directories. */
+  RootPae: 10,
 } as const;
 export type ShadowType = (typeof ShadowType)[keyof typeof ShadowType];
 
@@ -176,6 +197,10 @@ interface VcpuState {
    * shadow is built from instead of `guestCr3` (Xen's unpaged_pagetable; unpaged.ts).
    */
   unpagedRoot: number | undefined;
+  /** The guest's paging format while its paging is on (`setGuestPaging`); long mode unless told. */
+  format: PagingFormat;
+  /** A PAE guest's PDPTE registers, read from its PDPT when it loaded CR3 (SDM 4.4.1). */
+  readonly pdpte: Uint32Array;
 }
 
 interface OutOfSync {
@@ -221,7 +246,14 @@ function addToReg(cpu: Cpu, r: number, a: number, delta: number): void {
   cpu.hi[r] = (cpu.hi[r]! + carry) | 0;
 }
 
-const levelOf = (t: ShadowType): number => (t === ShadowType.Fl1 ? 1 : t === ShadowType.Fl2 ? 2 : t);
+const levelOf = (t: ShadowType): number =>
+  t === ShadowType.Fl1 || t === ShadowType.L1_32 ? 1 : t === ShadowType.Fl2 || t === ShadowType.L2_32 ? 2 : t === ShadowType.Root32 || t === ShadowType.RootPae ? 3 : t;
+
+/** A shadow of a guest page-table page (write-protected, in byGmfn): not an FL table or a PAE root. */
+const shadowsGuestTable = (t: ShadowType): boolean => t <= ShadowType.L4 || t === ShadowType.L1_32 || t === ShadowType.L2_32;
+
+/** Shadow roots of the PAE format (four PDPTEs): the walk of the shadow starts at level 3. */
+const paeRoot = (t: ShadowType): boolean => t === ShadowType.Root32 || t === ShadowType.RootPae;
 
 export class ShadowPaging implements MemoryVirtualizer {
   readonly mode = "shadow" as const;
@@ -336,7 +368,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     vmcs.setField(F.CR0_GUEST_HOST_MASK, (vmcs.read32(F.CR0_GUEST_HOST_MASK) | CR0_WP) >>> 0);
     vmcs.setField(F.CR0_READ_SHADOW, (vmcs.read32(F.CR0_READ_SHADOW) | CR0_WP) >>> 0);
     vmcs.setField(F.GUEST_CR0, (vmcs.read32(F.GUEST_CR0) | CR0_WP) >>> 0);
-    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined, unpagedRoot: undefined };
+    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined, unpagedRoot: undefined, format: PagingFormat.Long, pdpte: new Uint32Array(8) };
     this.vcpus.set(cpu, state);
     if (unpagedRoot !== undefined) state.unpagedRoot = unpagedRoot;
     const root = unpagedRoot !== undefined ? this.rootFor(unpagedRoot, true) : this.rootFor(state.guestCr3);
@@ -362,22 +394,43 @@ export class ShadowPaging implements MemoryVirtualizer {
     const root = this.rootFor(identityRoot, true);
     if (typeof root === "string") return root;
     state.unpagedRoot = identityRoot;
+    state.format = PagingFormat.Long; // the identity table is a long-mode table
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, identityRoot));
     return undefined;
   }
 
-  /** The guest turned paging on: shadow its own CR3 from now on. Returns an error message if that CR3 is not RAM. */
-  leaveUnpaged(cpu: Cpu, vmcs: Vmcs): string | undefined {
+  /**
+   * The guest turned paging on: shadow its own CR3 from now on, in `format` (long mode unless
+   * told: `PagingFormat.Bits32` or `PagingFormat.Pae` for a guest outside long mode, whose vCPU
+   * then runs in PAE paging underneath on a PAE shadow root). Returns an error message if that
+   * CR3 is not RAM; "#GP" if a PAE guest's PDPT has a present entry with a reserved bit (the
+   * caller injects #GP(0), SDM 4.4.1, and nothing changed).
+   */
+  leaveUnpaged(cpu: Cpu, vmcs: Vmcs, format: PagingFormat = PagingFormat.Long): string | undefined {
     const state = this.vcpus.get(cpu);
     if (state === undefined) return "leaveUnpaged on a vCPU that setupVcpu never saw";
+    if (format === PagingFormat.Pae) {
+      const pdpte = new Uint32Array(8);
+      const r = loadPaePdptes(this.guestTables, state.guestCr3, this.gmode.maxPhyAddr, pdpte);
+      if (r.status === PdpteLoadStatus.Reserved) return "#GP";
+      if (r.status !== PdpteLoadStatus.Ok) return `guest CR3 0x${state.guestCr3.toString(16)}: the PDPT is not RAM`;
+      state.pdpte.set(pdpte);
+    }
     this.resyncAll();
-    const root = this.rootFor(state.guestCr3);
+    const root = this.rootForFormat(state.guestCr3, format, state);
     if (typeof root === "string") return root;
+    state.format = format;
     state.unpagedRoot = undefined;
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, state.guestCr3));
     return undefined;
+  }
+
+  /** The guest paging format a vCPU is shadowed in (long mode while its paging is off). */
+  guestFormat(cpu: Cpu): PagingFormat {
+    const state = this.vcpus.get(cpu);
+    return state === undefined || state.unpagedRoot !== undefined ? PagingFormat.Long : state.format;
   }
 
   /** The vCPU runs on the identity table (guest paging off). */
@@ -405,13 +458,13 @@ export class ShadowPaging implements MemoryVirtualizer {
 
   gvaToGpa(cpu: Cpu, gva: number, access: number): number | PageFault {
     const state = this.vcpus.get(cpu);
-    const mode = guestPagingMode(cpu, this.gmode);
+    const mode = this.modeOf(cpu, state);
     const cr3 = state === undefined ? cpu.cr3 : state.unpagedRoot ?? state.guestCr3;
     const out = this.walkOut;
     const vaLo = gva >>> 0;
     const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
     const tables = state?.unpagedRoot !== undefined ? this.unpagedTables : this.guestTables;
-    const status = walkLinear(out, mode, this.rootAddress(cr3), vaHi, vaLo, access, tables);
+    const status = walkLinear(out, mode, this.guestRootAddress(cr3, mode), vaHi, vaLo, access, tables);
     if (status === WalkStatus.Ok) return out.physicalAddress;
     const errorCode = status === WalkStatus.PageFault ? out.errorCode : PFEC_P | (access & (PFEC_WR | PFEC_US | PFEC_ID));
     return { kind: "page-fault", errorCode, addressHi: vaHi, addressLo: vaLo, level: out.faultLevel, references: out.references, steps: [] };
@@ -491,8 +544,17 @@ export class ShadowPaging implements MemoryVirtualizer {
       this.advance(vmcs, exit);
       return { kind: "resume" };
     }
+    if (state.format === PagingFormat.Pae) {
+      // MOV CR3 in PAE paging loads the PDPTEs: a present one with a reserved bit is #GP(0),
+      // and nothing is loaded (SDM 4.4.1).
+      const pdpte = new Uint32Array(8);
+      const r = loadPaePdptes(this.guestTables, value, this.gmode.maxPhyAddr, pdpte);
+      if (r.status === PdpteLoadStatus.Reserved) return { kind: "inject", vector: Vector.GP, errorCode: 0 };
+      if (r.status !== PdpteLoadStatus.Ok) return this.crash(`guest CR3 0x${value.toString(16)}: the PDPT is not RAM`);
+      state.pdpte.set(pdpte);
+    }
     this.resyncAll();
-    const root = this.rootFor(value);
+    const root = this.rootForFormat(value, state.format, state);
     if (typeof root === "string") return this.crash(root);
     state.guestCr3 = value;
     state.root = root;
@@ -510,7 +572,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       const vaLo = gva >>> 0;
       const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
       let table = root.smfn * PAGE_SIZE;
-      for (let level = 4; level >= 1; level--) {
+      for (let level = paeRoot(root.type) ? 3 : 4; level >= 1; level--) {
         const at = table + tableIndex(level, vaHi, vaLo) * 8;
         this.memory.read64(at, this.scratch);
         const lo = this.scratch.lo;
@@ -527,14 +589,14 @@ export class ShadowPaging implements MemoryVirtualizer {
   }
 
   private pageFault(cpu: Cpu, vmcs: Vmcs, state: VcpuState, gva: number, ec: number, exit: VmExit): ExitOutcome {
-    const mode = guestPagingMode(cpu, this.gmode);
+    const mode = this.modeOf(cpu, state);
     if (mode.la57) return this.crash("5-level guest paging is not shadowed here");
     const access = ec & (PFEC_WR | PFEC_US | PFEC_ID) & (Access.Write | Access.User | Access.Fetch);
     const write = (ec & PFEC_WR) !== 0;
     const out = this.walkOut;
     const vaLo = gva >>> 0;
     const vaHi = Math.floor(gva / 0x1_0000_0000) >>> 0;
-    const rootGpa = this.rootAddress(state.unpagedRoot ?? state.guestCr3);
+    const rootGpa = this.guestRootAddress(state.unpagedRoot ?? state.guestCr3, mode);
     const status = walkLinear(out, mode, rootGpa, vaHi, vaLo, access, state.unpagedRoot !== undefined ? this.unpagedTables : this.guestTables);
     if (status === WalkStatus.AccessFault) {
       const f = out.accessFault as GuestTableFault;
@@ -577,7 +639,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (r !== undefined) return this.crash(r);
     // A fault through an out-of-sync leaf table: the fill took the guest's current entry, so the
     // snapshot takes it too (the other entries wait for the resync).
-    if (this.oos.size > 0 && out.steps === 4) this.snapshotEntry(out.stepAddress[3] as number);
+    const last = out.steps - 1;
+    if (this.oos.size > 0 && last >= 0 && out.stepLevel[last] === 1) this.snapshotEntry(out.stepAddress[last] as number);
     // A fault that interrupted an event delivery is resumed like any other: the VMX exit handler
     // delivers the event again from the IDT-vectoring information (Xen's vmx_idtv_reinject).
     return { kind: "resume" };
@@ -591,6 +654,82 @@ export class ShadowPaging implements MemoryVirtualizer {
 
   private rootAddress(cr3: number): number {
     return Math.floor(cr3 / PAGE_SIZE) * PAGE_SIZE % 2 ** 52;
+  }
+
+  /** Where the guest's walk starts: CR3 bits 51:12, or bits 31:5 (the PDPT) in PAE paging. */
+  private guestRootAddress(cr3: number, mode: PagingMode): number {
+    return mode.format === PagingFormat.Pae ? ((cr3 >>> 0) & 0xffff_ffe0) >>> 0 : this.rootAddress(cr3);
+  }
+
+  /** The guest's paging mode: its control-register flags, and the format and PDPTEs kept here. */
+  private modeOf(cpu: Cpu, state: VcpuState | undefined): PagingMode {
+    const mode = guestPagingMode(cpu, this.gmode);
+    const format = state === undefined || state.unpagedRoot !== undefined ? PagingFormat.Long : state.format;
+    mode.format = format;
+    mode.pse = (cpu.cr4 & CR4_PSE) !== 0;
+    if (format === PagingFormat.Bits32) mode.nxe = false; // 32-bit paging has no XD bit
+    if (state !== undefined) mode.pdpte = state.pdpte;
+    return mode;
+  }
+
+  /** The shadow root for a guest CR3 in `format`. */
+  private rootForFormat(cr3: number, format: PagingFormat, state: VcpuState): ShadowPage | string {
+    if (format === PagingFormat.Long) return this.rootFor(cr3);
+    const root = format === PagingFormat.Bits32 ? this.rootFor32(cr3) : this.rootForPae(cr3, state.pdpte);
+    if (typeof root === "string") return root;
+    // The vCPU runs in PAE paging underneath, where CR3 holds 32 bits (SDM 4.4).
+    if (root.smfn * PAGE_SIZE >= 0x1_0000_0000) return `the PAE shadow root for guest CR3 0x${cr3.toString(16)} is above 4 GiB (machine frame 0x${root.smfn.toString(16)})`;
+    return root;
+  }
+
+  /**
+   * A 32-bit guest's root: four PDPTEs pointing at the four quarters of the shadow of its page
+   * directory (each quarter is a PAE page directory for 1 GiB).
+   */
+  private rootFor32(cr3: number): ShadowPage | string {
+    const gmfn = ramMfn(this.p2m, Math.floor((cr3 >>> 0) / PAGE_SIZE));
+    if (gmfn < 0) return `guest CR3 0x${cr3.toString(16)} is not a RAM frame`;
+    const cached = this.pages.get(`${ShadowType.Root32}:${gmfn}`);
+    if (cached !== undefined) this.stats.cr3CacheHits++;
+    const root = cached ?? this.getOrCreate(ShadowType.Root32, gmfn, 0);
+    if (root === undefined) return "out of shadow memory";
+    for (let i = 0; i < 4; i++) {
+      const at = root.smfn * PAGE_SIZE + i * 8;
+      if (((this.memory.read32(at) as number) & PTE_P) !== 0) continue;
+      const part = this.getOrCreate(ShadowType.L2_32, gmfn, i + 1);
+      if (part === undefined) return "out of shadow memory";
+      this.setLink(at, addrLo(part.smfn) + PTE_P, addrHi(part.smfn), part);
+    }
+    return root;
+  }
+
+  /**
+   * A PAE guest's root: its four PDPTEs (as loaded at the CR3 load), each present one pointing at
+   * the shadow of the page directory it names. Refilled at every CR3 load, as the PDPTE registers are.
+   */
+  private rootForPae(cr3: number, pdpte: Uint32Array): ShadowPage | string {
+    const gpa = ((cr3 >>> 0) & 0xffff_ffe0) >>> 0;
+    const gmfn = ramMfn(this.p2m, Math.floor(gpa / PAGE_SIZE));
+    if (gmfn < 0) return `guest CR3 0x${cr3.toString(16)} is not a RAM frame`;
+    const sig = 1 + ((gpa & 0xfe0) >>> 5); // one root per 32-byte PDPT in the frame
+    if (this.pages.has(`${ShadowType.RootPae}:${gmfn}:${sig}`)) this.stats.cr3CacheHits++;
+    const root = this.getOrCreate(ShadowType.RootPae, gmfn, sig);
+    if (root === undefined) return "out of shadow memory";
+    for (let i = 0; i < 4; i++) {
+      const at = root.smfn * PAGE_SIZE + i * 8;
+      const lo = pdpte[2 * i] as number;
+      const hi = pdpte[2 * i + 1] as number;
+      const pdGmfn = (lo & PTE_P) !== 0 ? ramMfn(this.p2m, entryAddress(lo, hi) / PAGE_SIZE) : -1;
+      if (pdGmfn < 0) {
+        // Not present (or not RAM: the guest's walk through it then fails and is reported).
+        this.setLink(at, 0, 0, undefined);
+        continue;
+      }
+      const child = this.getOrCreate(ShadowType.L2, pdGmfn, 0);
+      if (child === undefined) return "out of shadow memory";
+      this.setLink(at, addrLo(child.smfn) + (PTE_P | (lo & (PTE_PWT | PTE_PCD))), addrHi(child.smfn), child);
+    }
+    return root;
   }
 
   private cr3Value(root: ShadowPage, guestCr3: number): number {
@@ -626,7 +765,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     this.pages.set(key, page);
     this.bySmfn.set(smfn, page);
     if (this.pages.size > this.stats.peakShadowPages) this.stats.peakShadowPages = this.pages.size;
-    if (type <= ShadowType.L4) {
+    if (shadowsGuestTable(type)) {
       if (this.oos.has(gmfn) && type !== ShadowType.L1) this.resync(gmfn);
       const list = this.byGmfn.get(gmfn);
       if (list === undefined) {
@@ -694,7 +833,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     this.pages.delete(page.key);
     this.bySmfn.delete(page.smfn);
-    if (page.type <= ShadowType.L4) {
+    if (shadowsGuestTable(page.type)) {
       const list = this.byGmfn.get(page.gmfn);
       if (list !== undefined) {
         const k = list.indexOf(page);
@@ -791,6 +930,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     const out = this.walkOut;
     let page = state.root;
     if (page === undefined) return "no shadow root";
+    if (page.type === ShadowType.Root32) return this.fill32(page, vaLo);
     for (let i = 0; i < out.steps; i++) {
       const level = out.stepLevel[i] as number;
       const lo = out.stepLo[i] as number;
@@ -828,10 +968,50 @@ export class ShadowPaging implements MemoryVirtualizer {
       if (childGmfn < 0) return `guest table at GPA 0x${entryAddress(lo, hi).toString(16)} is not RAM`;
       const child = this.getOrCreate((level - 1) as ShadowType, childGmfn, 0);
       if (child === undefined) return "out of shadow memory";
-      this.setLink(at, addrLo(child.smfn) + ((lo & NONLEAF_COPY) | PTE_P | PTE_A), addrHi(child.smfn) | xd, child);
+      // A PAE root holds PDPTEs: P, PWT and PCD only (their R/W, U/S and A are reserved, SDM Table 4-8).
+      const flags = page.type === ShadowType.RootPae ? PTE_P | (lo & (PTE_PWT | PTE_PCD)) : (lo & NONLEAF_COPY) | PTE_P | PTE_A;
+      this.setLink(at, addrLo(child.smfn) + flags, addrHi(child.smfn) | (page.type === ShadowType.RootPae ? 0 : xd), child);
       page = child;
     }
     return "guest walk ended without a leaf";
+  }
+
+  /**
+   * Build the PAE shadow path for a 32-bit guest's translation in `walkOut` (steps: its PDE, then
+   * its PTE unless the PDE maps a 4 MiB page). The root's PDPTE i (bits 31:30) points at quarter i
+   * of the page directory's shadow, whose entry j (bits 29:21) is half of guest PDE 256i + j/2;
+   * that entry points at half (bit 21) of the guest page table's shadow, or at an FL1 of half the
+   * 4 MiB page.
+   */
+  private fill32(root: ShadowPage, vaLo: number): string | undefined {
+    const out = this.walkOut;
+    const quarter = vaLo >>> 30;
+    const half = (vaLo >>> 21) & 1;
+    const pdGmfn = root.gmfn;
+    const l2 = this.getOrCreate(ShadowType.L2_32, pdGmfn, quarter + 1);
+    if (l2 === undefined) return "out of shadow memory";
+    this.setLink(root.smfn * PAGE_SIZE + quarter * 8, addrLo(l2.smfn) + PTE_P, addrHi(l2.smfn), l2);
+    l2.writesSinceUse = 0;
+    const pde = out.stepLo[0] as number;
+    const at2 = l2.smfn * PAGE_SIZE + ((vaLo >>> 21) & 0x1ff) * 8;
+    if (out.steps === 1) {
+      // A 4 MiB page (PSE): its 4 MiB base gfn, with PSE-36 bits, from the walk's address.
+      const baseGfn = Math.floor(out.physicalAddress / PAGE_SIZE) - ((vaLo >>> 12) & 0x3ff) + half * 512;
+      const sig = 1 | (pde & (PTE_D | PTE_G | PTE_PWT | PTE_PCD | PTE_PAT_LARGE));
+      const fl = this.getOrCreate(ShadowType.Fl1, baseGfn, sig);
+      if (fl === undefined) return "out of shadow memory";
+      this.setLink(at2, addrLo(fl.smfn) + ((pde & NONLEAF_COPY) | PTE_P | PTE_A), addrHi(fl.smfn), fl);
+      const pteLo = PTE_P | PTE_RW | PTE_US | PTE_A | (pde & (PTE_G | PTE_PWT | PTE_PCD)) | ((pde & PTE_PAT_LARGE) !== 0 ? PTE_PAT_4K : 0);
+      return this.fillLeaf(fl.smfn * PAGE_SIZE + ((vaLo >>> 12) & 0x1ff) * 8, pteLo, 0, baseGfn + ((vaLo >>> 12) & 0x1ff), (pde & PTE_D) !== 0);
+    }
+    const ptGmfn = ramMfn(this.p2m, (pde & 0xffff_f000) >>> 12);
+    if (ptGmfn < 0) return `guest table at GPA 0x${((pde & 0xffff_f000) >>> 0).toString(16)} is not RAM`;
+    const l1 = this.getOrCreate(ShadowType.L1_32, ptGmfn, half + 1);
+    if (l1 === undefined) return "out of shadow memory";
+    this.setLink(at2, addrLo(l1.smfn) + ((pde & NONLEAF_COPY) | PTE_P | PTE_A), addrHi(l1.smfn), l1);
+    l1.writesSinceUse = 0;
+    const pte = out.stepLo[1] as number;
+    return this.fillLeaf(l1.smfn * PAGE_SIZE + ((vaLo >>> 12) & 0x1ff) * 8, pte, 0, (pte & 0xffff_f000) >>> 12);
   }
 
   /**
@@ -925,7 +1105,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     this.stats.emulatedWrites++;
     vmcs.setNatural(F.GUEST_RIP, rip + insn.len);
-    if (s.write) this.propagate(gmfn, offset >>> 3);
+    if (s.write) this.propagateWrite(gmfn, offset);
     const pages = this.byGmfn.get(gmfn);
     if (pages !== undefined) {
       let n = 0;
@@ -993,7 +1173,8 @@ export class ShadowPaging implements MemoryVirtualizer {
       highest = Math.max(highest, o);
     }
     if (n === 0) return undefined;
-    for (let i = lowest >>> 3; i <= (highest + size - 1) >>> 3; i++) this.propagate(gmfn, i);
+    // Every 4-byte entry written (a 32-bit guest's table has 4-byte entries; 8-byte ones are propagated per half, harmlessly twice).
+    for (let o = lowest - (lowest & 3); o <= highest + size - 1; o += 4) this.propagateWrite(gmfn, o);
     this.stats.emulatedWrites++;
     this.stats.emulatedStringElements += n;
     // RDI (and RSI) += or -= n * size; RCX -= n, at the address size (32-bit registers zero-extend).
@@ -1053,6 +1234,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     const gLo = this.memory.read32(gmfn * PAGE_SIZE + index * 8) as number;
     const gHi = this.memory.read32(gmfn * PAGE_SIZE + index * 8 + 4) as number;
     for (const p of pages) {
+      if (p.type === ShadowType.L1_32 || p.type === ShadowType.L2_32) continue; // propagateWrite's
       const at = p.smfn * PAGE_SIZE + index * 8;
       if (p.type === ShadowType.L1) {
         if ((gLo & (PTE_P | PTE_A)) === (PTE_P | PTE_A) && !this.reservedLeaf(gLo, gHi)) {
@@ -1063,6 +1245,36 @@ export class ShadowPaging implements MemoryVirtualizer {
         this.setLink(at, 0, 0, undefined);
       }
     }
+  }
+
+  /**
+   * An emulated store at byte `offset` of guest table frame `gmfn`: fix the shadows of the entry
+   * it wrote. 8-byte entries (long-mode and PAE tables) go through `propagate`; a 32-bit guest's
+   * 4-byte entry maps to one leaf of a half page table or two links of a quarter page directory.
+   */
+  private propagateWrite(gmfn: number, offset: number): void {
+    const pages = this.byGmfn.get(gmfn);
+    if (pages === undefined) return;
+    let wide = false;
+    const e = offset >>> 2; // the 4-byte entry
+    for (const p of pages) {
+      if (p.type === ShadowType.L1_32) {
+        const part = p.key.endsWith(":1") ? 0 : 1;
+        if (e >>> 9 !== part) continue;
+        const gLo = this.memory.read32(gmfn * PAGE_SIZE + e * 4) as number;
+        const at = p.smfn * PAGE_SIZE + (e & 0x1ff) * 8;
+        if ((gLo & (PTE_P | PTE_A)) === (PTE_P | PTE_A)) {
+          if (this.fillLeaf(at, gLo, 0, (gLo & 0xffff_f000) >>> 12) !== undefined) this.setLeaf(at, 0, 0, -1);
+        } else this.setLeaf(at, 0, 0, -1);
+      } else if (p.type === ShadowType.L2_32) {
+        const quarter = Number(p.key.slice(p.key.lastIndexOf(":") + 1)) - 1;
+        if (e >>> 8 !== quarter) continue;
+        const at = p.smfn * PAGE_SIZE + (e & 0xff) * 16;
+        this.setLink(at, 0, 0, undefined);
+        this.setLink(at + 8, 0, 0, undefined);
+      } else wide = true;
+    }
+    if (wide) this.propagate(gmfn, offset >>> 3);
   }
 
   private reservedLeaf(lo: number, hi: number): boolean {

@@ -75,6 +75,8 @@ export const PAGING_LEVEL_NAMES = ["", "PTE", "PDE", "PDPTE", "PML4E", "PML5E"] 
 export const PAGE_SHIFT_4K = 12;
 export const PAGE_SHIFT_2M = 21;
 export const PAGE_SHIFT_1G = 30;
+/** A 4 MiB page of 32-bit paging with CR4.PSE = 1 (SDM 4.3). */
+export const PAGE_SHIFT_4M = 22;
 
 /**
  * Reserved bits of the high half (bits 63:32) of a present entry for a given MAXPHYADDR and

@@ -12,8 +12,16 @@
  * - Accessed and dirty flags are written only when the whole translation succeeds, top level
  *   first. The SDM leaves the order unspecified; Intel processors walk first and then update the
  *   flags atomically, and a walk that ends in #PF leaves every flag as it was.
- * - 32-bit and PAE paging are not modelled (long mode only); protection keys (CR4.PKE) and
- *   shadow-stack accesses are not modelled.
+ * - Protection keys (CR4.PKE) and shadow-stack accesses are not modelled.
+ *
+ * Besides long mode, the walker does 32-bit paging (SDM 4.3: two levels of 4-byte entries, 4 MiB
+ * pages with CR4.PSE, their address bits 39:32 in PDE bits 20:13 as PSE-36 has it) and PAE paging
+ * (SDM 4.4: the four PDPTE registers, then two levels of 8-byte entries with 2 MiB pages), chosen
+ * by `PagingMode.format`. A PAE walk starts from `PagingMode.pdpte`, the PDPTE registers the CPU
+ * loaded with `loadPaePdptes` on MOV CR3 (SDM 4.4.1): it makes no memory reference for them, and
+ * records the PDPTE it used as the first step (level 3, at CR3 + 8i) for inspection. A 4-byte
+ * entry is read as the aligned 8-byte word holding it (its half taken), so a walk never reads
+ * past the table's page.
  * - The canonical-address check belongs to the CPU (#GP), not to the walker: in 4-level mode
  *   bits 63:48 of the linear address are ignored here, in 5-level mode bits 63:57.
  */
@@ -41,6 +49,7 @@ import {
   PAGE_SHIFT_1G,
   PAGE_SHIFT_2M,
   PAGE_SHIFT_4K,
+  PAGE_SHIFT_4M,
   type PagingLevel,
   entryAddress,
   reservedHighMask,
@@ -75,6 +84,17 @@ export const PageRights = {
   NoExecute: 1 << 3,
 } as const;
 
+/** Which paging-structure format the walk reads (SDM Vol. 3A 4.1.1, Table 4-1). */
+export const PagingFormat = {
+  /** 4-level or 5-level paging (IA-32e mode: CR0.PG = 1, CR4.PAE = 1, IA32_EFER.LME = 1). */
+  Long: 0,
+  /** 32-bit paging (CR0.PG = 1, CR4.PAE = 0): two levels of 4-byte entries. */
+  Bits32: 1,
+  /** PAE paging (CR0.PG = 1, CR4.PAE = 1, IA32_EFER.LME = 0): PDPTE registers, then two levels. */
+  Pae: 2,
+} as const;
+export type PagingFormat = (typeof PagingFormat)[keyof typeof PagingFormat];
+
 /**
  * The control-register and flag state the walk depends on. The CPU keeps one of these current
  * (it changes only on writes to CR0, CR4, EFER, and RFLAGS.AC), so a walk reads plain fields.
@@ -96,11 +116,75 @@ export interface PagingMode {
   ac: boolean;
   /** MAXPHYADDR (CPUID.80000008H:EAX[7:0]): bits at and above it are reserved in entries. */
   maxPhyAddr: number;
+  /** The paging format (absent: long mode). */
+  format?: PagingFormat;
+  /** CR4.PSE: 32-bit paging maps 4 MiB pages through PDEs with PS = 1. */
+  pse?: boolean;
+  /**
+   * PAE paging: the four PDPTE registers as (bits 31:0, bits 63:32) pairs, PDPTE i at [2i, 2i+1]
+   * (SDM 4.4.1). Present entries were checked for reserved bits when they were loaded.
+   */
+  pdpte?: Uint32Array;
 }
 
 /** A plausible default: 4-level paging, WP and NXE on, MAXPHYADDR 46 (a common Xeon value). */
 export function pagingMode(overrides: Partial<PagingMode> = {}): PagingMode {
-  return { la57: false, wp: true, nxe: true, smep: false, smap: false, pge: true, ac: false, maxPhyAddr: 46, ...overrides };
+  return { la57: false, wp: true, nxe: true, smep: false, smap: false, pge: true, ac: false, maxPhyAddr: 46, format: PagingFormat.Long, pse: false, pdpte: new Uint32Array(8), ...overrides };
+}
+
+/** SDM Table 4-8: bits 2:1 and 8:5 of a present PAE PDPTE are reserved (must be 0). */
+export const PAE_PDPTE_RSVD_LO = 0x0000_01e6;
+/** SDM 4.3, Table 4-4: bit 21 of a PDE that maps a 4 MiB page is reserved (must be 0). */
+export const PDE_4M_RSVD_LO = 1 << 21;
+/** SDM Table 4-4: PSE-36 holds address bits 39:32 of a 4 MiB page in PDE bits 20:13. */
+const PDE_4M_HIGH_ADDR_SHIFT = 13;
+
+/**
+ * Reserved bits of the low half of a 32-bit-paging PDE that maps a 4 MiB page: bit 21, and of
+ * bits 20:13 (address bits 39:32) those at or above MAXPHYADDR (SDM Table 4-4: bits 20:(M-19)
+ * are reserved; M is at most 40 here).
+ */
+export function pde4MReservedLow(maxPhyAddr: number): number {
+  const highBits = Math.max(0, Math.min(8, maxPhyAddr - 32)); // address bits 39:32 the PDE can hold
+  return (PDE_4M_RSVD_LO | ((0xff << PDE_4M_HIGH_ADDR_SHIFT) & ~(((1 << highBits) - 1) << PDE_4M_HIGH_ADDR_SHIFT))) >>> 0;
+}
+
+/** The outcome of loading the PDPTE registers (SDM 4.4.1). */
+export const PdpteLoadStatus = {
+  Ok: 0,
+  /** A present PDPTE has a reserved bit set: the MOV to CR0, CR3 or CR4 is #GP(0) and loads nothing. */
+  Reserved: 1,
+  /** Reading the PDPT failed in the layer below (`PdpteLoad.accessFault`). */
+  AccessFault: 2,
+} as const;
+export type PdpteLoadStatus = (typeof PdpteLoadStatus)[keyof typeof PdpteLoadStatus];
+
+/**
+ * Load the four PAE PDPTEs from the 32-byte-aligned table at CR3 bits 31:5 (SDM 4.4.1: on MOV to
+ * CR3 in PAE paging, and on the MOV to CR0 or CR4 that enters it). A present entry with a reserved
+ * bit (bits 2:1, 8:5, 63:MAXPHYADDR) makes the load fail; `out` is then unchanged. The reads go
+ * through `tables` (under EPT, each is a guest-physical reference that EPT translates).
+ */
+export function loadPaePdptes<F>(
+  tables: PagingStructureAccess<F>,
+  cr3: number,
+  maxPhyAddr: number,
+  out: Uint32Array,
+  scratch: U64 = { lo: 0, hi: 0 },
+): { status: PdpteLoadStatus; accessFault?: F } {
+  const base = ((cr3 >>> 0) & 0xffff_ffe0) >>> 0;
+  const rsvdHi = reservedHighMask(maxPhyAddr, false); // bit 63 is reserved in a PDPTE (no XD)
+  const rsvdLo = PAE_PDPTE_RSVD_LO | reservedLowAddressMask(maxPhyAddr);
+  const next = [0, 0, 0, 0, 0, 0, 0, 0];
+  for (let i = 0; i < 4; i++) {
+    const fault = tables.readEntry(base + i * 8, 3, scratch);
+    if (fault !== undefined) return { status: PdpteLoadStatus.AccessFault, accessFault: fault };
+    if ((scratch.lo & PTE_P) !== 0 && ((scratch.lo & rsvdLo) !== 0 || (scratch.hi & rsvdHi) !== 0)) return { status: PdpteLoadStatus.Reserved };
+    next[2 * i] = scratch.lo >>> 0;
+    next[2 * i + 1] = scratch.hi >>> 0;
+  }
+  for (let k = 0; k < 8; k++) out[k] = next[k] as number;
+  return { status: PdpteLoadStatus.Ok };
 }
 
 /**
@@ -137,7 +221,7 @@ export class WalkResult<F = unknown> {
   status: WalkStatus = WalkStatus.Ok;
   /** Final physical address (translation succeeded). */
   physicalAddress = 0;
-  /** log2 of the page size: 12, 21 or 30. */
+  /** log2 of the page size: 12, 21 or 30 (22 for a 4 MiB page of 32-bit paging). */
   pageShift = PAGE_SHIFT_4K;
   /** Combined rights (`PageRights` bits). */
   rights = 0;
@@ -232,6 +316,7 @@ export function walkLinear<F>(
   access: number,
   tables: PagingStructureAccess<F>,
 ): WalkStatus {
+  if (mode.format === PagingFormat.Bits32) return walk32(out, mode, root, vaLo, access, tables);
   const rsvdHi = reservedHighMask(mode.maxPhyAddr, mode.nxe);
   const rsvdLo = reservedLowAddressMask(mode.maxPhyAddr);
   const e = out.entry;
@@ -243,6 +328,23 @@ export function walkLinear<F>(
   out.steps = 0;
   out.accessFault = undefined;
   out.faultLevel = 0;
+
+  if (mode.format === PagingFormat.Pae) {
+    // The PDPTE register for bits 31:30 (no memory reference; it carries no access rights).
+    const i = vaLo >>> 30;
+    const pdpte = mode.pdpte as Uint32Array;
+    const lo = pdpte[2 * i] as number;
+    const hi = pdpte[2 * i + 1] as number;
+    out.steps = 1;
+    out.stepLevel[0] = 3;
+    out.stepAddress[0] = ((root >>> 0) & 0xffff_ffe0) + i * 8;
+    out.stepLo[0] = lo;
+    out.stepHi[0] = hi;
+    if ((lo & PTE_P) === 0) return pageFault(out, accessErrorCode(access, mode), 3);
+    table = entryAddress(lo, hi, PTE_LO_ADDR_MASK_4K);
+    level = 2;
+    vaHi = 0;
+  }
 
   for (;;) {
     const address = table + tableIndex(level, vaHi, vaLo) * 8;
@@ -290,7 +392,7 @@ export function walkLinear<F>(
       }
       const write = (access & Access.Write) !== 0;
       // Accessed flags top-down, then the leaf's accessed and (for a write) dirty flags.
-      for (let i = 0; i < out.steps; i++) {
+      for (let i = mode.format === PagingFormat.Pae ? 1 : 0; i < out.steps; i++) {
         const entryLo = out.stepLo[i] as number;
         const leaf = i === out.steps - 1;
         const want = leaf && write ? PTE_A | PTE_D : PTE_A;
@@ -316,6 +418,81 @@ export function walkLinear<F>(
     }
     table = entryAddress(lo, hi, PTE_LO_ADDR_MASK_4K);
     level--;
+  }
+}
+
+/**
+ * 32-bit paging (SDM 4.3): a PDE for bits 31:22 in the page directory at CR3 bits 31:12, then a
+ * PTE for bits 21:12, both 4 bytes; with CR4.PSE a PDE with PS = 1 maps a 4 MiB page (bit 21
+ * reserved, address bits 39:32 from bits 20:13). No execute-disable and no other reserved bits.
+ */
+function walk32<F>(out: WalkResult<F>, mode: PagingMode, root: number, vaLo: number, access: number, tables: PagingStructureAccess<F>): WalkStatus {
+  const e = out.entry;
+  let table = ((root >>> 0) & PTE_LO_ADDR_MASK_4K) >>> 0;
+  let rights = PageRights.Writable | PageRights.User;
+  out.references = 0;
+  out.adWrites = 0;
+  out.steps = 0;
+  out.accessFault = undefined;
+  out.faultLevel = 0;
+  for (let level = 2; ; level--) {
+    const index = level === 2 ? vaLo >>> 22 : (vaLo >>> 12) & 0x3ff;
+    const address = table + index * 4;
+    // The aligned 8-byte word holding the entry: a read never crosses the table's page.
+    const fault = tables.readEntry(address - (address & 4), level as PagingLevel, e);
+    if (fault !== undefined) {
+      out.status = WalkStatus.AccessFault;
+      out.accessFault = fault;
+      out.faultLevel = level;
+      return WalkStatus.AccessFault;
+    }
+    const lo = ((address & 4) !== 0 ? e.hi : e.lo) >>> 0;
+    const s = out.steps++;
+    out.references++;
+    out.stepLevel[s] = level;
+    out.stepAddress[s] = address;
+    out.stepLo[s] = lo;
+    out.stepHi[s] = 0;
+    if ((lo & PTE_P) === 0) return pageFault(out, accessErrorCode(access, mode), level);
+    const large = level === 2 && mode.pse === true && (lo & PTE_PS) !== 0;
+    if (large && (lo & pde4MReservedLow(mode.maxPhyAddr)) !== 0) {
+      return pageFault(out, PFEC_P | PFEC_RSVD | accessErrorCode(access, mode), level);
+    }
+    rights &= lo;
+    if (level === 1 || large) {
+      const rightsFault = checkAccessRights(rights, access, mode);
+      if (rightsFault !== 0) return pageFault(out, rightsFault, 0);
+      const write = (access & Access.Write) !== 0;
+      for (let i = 0; i < out.steps; i++) {
+        const entryLo = out.stepLo[i] as number;
+        const want = i === out.steps - 1 && write ? PTE_A | PTE_D : PTE_A;
+        if ((entryLo & want) !== want) {
+          const f = tables.setEntryBits(out.stepAddress[i] as number, out.stepLevel[i] as PagingLevel, want);
+          out.adWrites++;
+          if (f !== undefined) {
+            out.status = WalkStatus.AccessFault;
+            out.accessFault = f;
+            out.faultLevel = out.stepLevel[i] as number;
+            return WalkStatus.AccessFault;
+          }
+          out.stepLo[i] = (entryLo | want) >>> 0;
+        }
+      }
+      out.status = WalkStatus.Ok;
+      if (large) {
+        const high = (lo >>> PDE_4M_HIGH_ADDR_SHIFT) & 0xff; // address bits 39:32 (PSE-36)
+        out.physicalAddress = high * 0x1_0000_0000 + ((lo & 0xffc0_0000) >>> 0) + (vaLo & 0x3f_ffff);
+        out.pageShift = PAGE_SHIFT_4M;
+      } else {
+        out.physicalAddress = ((lo & PTE_LO_ADDR_MASK_4K) >>> 0) + (vaLo & 0xfff);
+        out.pageShift = PAGE_SHIFT_4K;
+      }
+      out.rights = rights;
+      out.global = mode.pge && (lo & PTE_G) !== 0;
+      out.dirty = write || (lo & PTE_D) !== 0;
+      return WalkStatus.Ok;
+    }
+    table = (lo & PTE_LO_ADDR_MASK_4K) >>> 0;
   }
 }
 

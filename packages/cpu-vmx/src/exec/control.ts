@@ -161,12 +161,13 @@ export function into(cpu: Cpu): void {
 /**
  * IRET/IRETD/IRETQ (CF). In IA-32e mode it always pops RIP, CS, RFLAGS, RSP and SS (SDM "IRET",
  * IA-32e mode); a return to an outer ring nulls data segments the new CPL may not use.
- * Returns to virtual-8086 mode and task returns (NT = 1) are not modelled (#GP).
+ * Returns to virtual-8086 mode are not modelled (#GP); a task return (NT = 1) is a task-switch VM
+ * exit in VMX non-root operation and #GP outside it (`Cpu.taskReturn`).
  */
 export function iret(cpu: Cpu, i: Insn): void {
   const size = i.opSize;
   const longMode = (cpu.efer & EFER_LMA) !== 0;
-  if ((cpu.flagsOther & 0x4000) !== 0 && !longMode) cpu.gp(0);
+  if ((cpu.flagsOther & 0x4000) !== 0 && !longMode) cpu.taskReturn(i.len); // NT = 1: a task return
   const ripLo = pop(cpu, size);
   const ripHi = cpu.tmpHi;
   const csSel = pop(cpu, size) & 0xffff;

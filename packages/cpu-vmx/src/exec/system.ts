@@ -14,6 +14,8 @@ import {
   CR4_LA57,
   CR4_PAE,
   CR4_PGE,
+  CR4_PSE,
+  CR4_SMEP,
   CR4_SUPPORTED,
   CR4_TSD,
   EFER_LMA,
@@ -111,6 +113,8 @@ export function movToCr(cpu: Cpu, i: Insn): void {
       // Bits 63:MAXPHYADDR are reserved (#GP); PCID (bits 11:0) is kept without CR4.PCIDE meaning.
       const maxBits = cpu.paging.maxPhyAddr;
       if (maxBits < 64 && hi >>> (maxBits - 32) !== 0) cpu.gp(0);
+      // PAE paging: the load takes the four PDPTEs with it (#GP and nothing loaded on a reserved bit, SDM 4.4.1).
+      if (cpu.paePaging()) cpu.loadPdptes(lo);
       cpu.cr3 = hi * TWO_32 + lo;
       cpu.flushTlb((cpu.cr4 & CR4_PGE) !== 0);
       return;
@@ -135,6 +139,8 @@ export function writeCr0(cpu: Cpu, lo: number, hi: number): void {
   const next = (lo | 0x10) | 0; // ET is hardwired to 1
   if ((next & CR0_PG) !== 0 && (old & CR0_PG) === 0 && (cpu.efer & EFER_LME) !== 0 && (cpu.cr4 & CR4_PAE) === 0) cpu.gp(0);
   if ((next & CR0_PG) === 0 && (old & CR0_PG) !== 0 && cpu.mode64) cpu.gp(0); // leaving long mode from 64-bit code
+  // Turning paging on in PAE mode loads the PDPTEs from CR3 first (SDM 4.4.1).
+  if ((old & CR0_PG) === 0 && cpu.paePaging(next)) cpu.loadPdptes(cpu.cr3);
   cpu.cr0 = next;
   if (((old ^ next) & (CR0_PG | CR0_WP | CR0_PE)) !== 0) {
     cpu.updateLongMode();
@@ -147,6 +153,9 @@ export function writeCr4(cpu: Cpu, lo: number, hi: number): void {
   const old = cpu.cr4;
   if ((cpu.efer & EFER_LMA) !== 0 && (lo & CR4_PAE) === 0) cpu.gp(0);
   if ((cpu.efer & EFER_LMA) !== 0 && ((old ^ lo) & CR4_LA57) !== 0) cpu.gp(0);
+  // With paging on outside IA-32e mode, a change of PAE, PGE, PSE or SMEP that leaves PAE paging
+  // on reloads the PDPTEs (SDM 4.4.1).
+  if (((old ^ lo) & (CR4_PAE | CR4_PGE | CR4_PSE | CR4_SMEP)) !== 0 && cpu.paePaging(cpu.cr0, lo)) cpu.loadPdptes(cpu.cr3);
   cpu.cr4 = lo;
   cpu.updateMode();
   if (((old ^ lo) & ~0) !== 0) cpu.flushTlb(false);

@@ -7,13 +7,16 @@
  * at entry as the SDM requires and kept in the VMCS. The `Cpu` object is the guest's vCPU while
  * it runs; general-purpose registers stay in it across exits, as on hardware.
  *
- * Modelled more simply than hardware: unrestricted guest covers flat 32-bit protected mode with
- * paging off (CR0.PE = 1, PG = 0: the PVH and Multiboot entry state) but not real mode (PE = 0)
- * or legacy 32-bit/PAE paging, which the interpreter lacks; entry refuses those with reason 33.
+ * Modelled more simply than hardware: unrestricted guest covers 32-bit protected mode with paging
+ * off (CR0.PE = 1, PG = 0: the PVH and Multiboot entry state) but not real mode (PE = 0), which
+ * the interpreter lacks; entry refuses it with reason 33. Guests in 32-bit or PAE paging enter
+ * as on hardware: with PAE paging the PDPTEs come from GUEST_PDPTE0-3 under EPT (checked, SDM
+ * 27.3.1.6) and from the table at GUEST_CR3 without it (27.3.2.4), and an exit saves them under
+ * EPT (28.3.4).
  * No VM-exit MSR-store/load areas (their counts must be 0), no SMM or dual-monitor treatment, no
  * APIC virtualization. Everything left out is refused at entry with the SDM's failure, not ignored.
  */
-import { Vector } from "@vtlab/arch";
+import { PAE_PDPTE_RSVD_LO, PdpteLoadStatus, Vector, loadPaePdptes, reservedHighMask, reservedLowAddressMask } from "@vtlab/arch";
 import type { Cpu, SegmentCache } from "../cpu.js";
 import {
   CR0_NE,
@@ -203,9 +206,15 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if ((gCr0 & CR0_PG) !== 0 && (gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PG = 1 with PE = 0");
   if ((gCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return guestStateFailure("GUEST_CR4.VMXE is 0");
   if (ia32e && ((gCr0 & CR0_PG) === 0 || (gCr4 & CR4_PAE) === 0)) return guestStateFailure("IA-32e mode guest with GUEST_CR0.PG = 0 or GUEST_CR4.PAE = 0");
-  // Modelled more simply: the interpreter has no real mode and no legacy 32-bit/PAE paging.
+  // Modelled more simply: the interpreter has no real mode.
   if ((gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PE = 0 (real mode) is not modelled");
-  if (!ia32e && (gCr0 & CR0_PG) !== 0) return guestStateFailure("paging outside IA-32e mode (legacy 32-bit or PAE paging) is not modelled");
+  // PAE paging (CR0.PG = 1, CR4.PAE = 1, not IA-32e mode): the PDPTEs VM entry will use.
+  const paeGuest = !ia32e && (gCr0 & CR0_PG) !== 0 && (gCr4 & CR4_PAE) !== 0;
+  const pdptes = new Uint32Array(8);
+  if (paeGuest) {
+    const failure = entryPdptes(cpu, vmcs, (proc2 & SECONDARY_ENABLE_EPT) !== 0, pdptes);
+    if (failure !== undefined) return failure;
+  }
   const link = vmcs.readHalves(F.VMCS_LINK_POINTER);
   if (link.lo !== 0xffff_ffff || link.hi !== 0xffff_ffff) return guestStateFailure("VMCS link pointer is not FFFFFFFF_FFFFFFFFH");
   if ((entryCtl & ENTRY_LOAD_IA32_EFER) !== 0) {
@@ -251,6 +260,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.rip = rip;
   cpu.flagsOther = RFLAGS_FIXED;
   cpu.setFlags(rflags, 0x003f_7fd7);
+  if (paeGuest) cpu.pdpte.set(pdptes);
   cpu.updateMode(); // flushes decoded instructions only if the code-segment mode changed
   cpu.halted = activity === ActivityState.Hlt;
   cpu.interruptShadow = (interruptibility & 3) !== 0;
@@ -272,6 +282,39 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External);
   }
   return undefined;
+}
+
+/** GUEST_PDPTE0-3, in order. */
+const GUEST_PDPTES = [F.GUEST_PDPTE0, F.GUEST_PDPTE1, F.GUEST_PDPTE2, F.GUEST_PDPTE3] as const;
+
+/**
+ * The PDPTEs a VM entry into PAE paging loads: with "enable EPT" the VMCS fields GUEST_PDPTE0-3,
+ * whose present entries must have no reserved bit set (SDM 27.3.1.6); without it, the four
+ * entries of the table at GUEST_CR3 in machine memory, under the same rule (27.3.2.4). Either
+ * failure is a VM-entry failure for invalid guest state.
+ */
+function entryPdptes(cpu: Cpu, vmcs: Vmcs, ept: boolean, out: Uint32Array): EntryFailureExit | undefined {
+  if (ept) {
+    const rsvdLo = PAE_PDPTE_RSVD_LO | reservedLowAddressMask(cpu.paging.maxPhyAddr);
+    const rsvdHi = reservedHighMask(cpu.paging.maxPhyAddr, false);
+    for (let i = 0; i < 4; i++) {
+      const f = GUEST_PDPTES[i]!;
+      const e = vmcs.readHalves(f);
+      if ((e.lo & 1) !== 0 && ((e.lo & rsvdLo) !== 0 || (e.hi & rsvdHi) !== 0)) return guestStateFailure(`${fieldLabel(f)} 0x${e.hi.toString(16)}${e.lo.toString(16).padStart(8, "0")} is present with reserved bits set`);
+      out[2 * i] = e.lo;
+      out[2 * i + 1] = e.hi;
+    }
+    return undefined;
+  }
+  const cr3 = vmcs.readNatural(F.GUEST_CR3);
+  const r = loadPaePdptes(cpu.tables, cr3, cpu.paging.maxPhyAddr, out);
+  if (r.status !== PdpteLoadStatus.Ok) return guestStateFailure(`the PDPTEs at GUEST_CR3 0x${cr3.toString(16)} are present with reserved bits set (or outside memory)`);
+  return undefined;
+}
+
+/** Save the PDPTE registers into GUEST_PDPTE0-3 on an exit from PAE paging under EPT (SDM 28.3.4). */
+function savePdptes(cpu: Cpu, vmcs: Vmcs): void {
+  for (let i = 0; i < 4; i++) vmcs.setField(GUEST_PDPTES[i]!, cpu.pdpte[2 * i]!, cpu.pdpte[2 * i + 1]!);
 }
 
 /**
@@ -341,6 +384,7 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   vmcs.setNatural(F.GUEST_RIP, cpu.rip);
   vmcs.setField(F.GUEST_RFLAGS, cpu.getFlags());
   vmcs.setField(F.GUEST_IA32_EFER, cpu.efer);
+  if (cpu.eptActive && cpu.paePaging()) savePdptes(cpu, vmcs);
   // SDM Vol. 3C ch. 28 (VM exits update the VM-entry controls): the "IA-32e mode guest" control
   // receives IA32_EFER.LMA, so a guest that switched modes is re-entered in its new mode.
   const entryCtl = vmcs.read32(F.VM_ENTRY_CONTROLS);
