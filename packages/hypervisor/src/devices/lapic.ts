@@ -51,7 +51,10 @@
  *   The ICR's reserved delivery modes 011b and 111b are treated as reserved bits (#GP); LVT
  *   delivery-mode fields are stored but not acted on.
  * - An illegal vector (0-15) sent with fixed or lowest-priority delivery (ICR or SELF IPI) sets
- *   ESR "send illegal vector" and is not delivered; an illegal vector arriving through
+ *   ESR "send illegal vector" and is not delivered (when this APIC is a destination, the SELF
+ *   IPI register, the "self" and "all including self" shorthands or its own physical ID, it
+ *   also sets "received illegal vector", as the receiving side; other APICs named as
+ *   destinations are not sent the message, so their ESRs stay clear); an illegal vector arriving through
  *   `acceptInterrupt` (including from an LVT entry) sets ESR "received illegal vector" and is
  *   dropped. Either error raises the LVT error interrupt if it is unmasked.
  * - Trigger mode: `acceptInterrupt(vector, true)` (a level-triggered IO-APIC pin) sets the TMR bit,
@@ -479,7 +482,8 @@ export class LocalApic implements BusDevice {
       case MSR_X2APIC_SELF_IPI:
         if ((lo & ~SELF_IPI_MASK) !== 0) return false;
         if (lo < 16) {
-          this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR);
+          // Sent to itself: the APIC both sends and receives the illegal vector (SDM 11.5.3).
+          this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR | APIC_ESR_RECV_ILLEGAL_VECTOR);
         } else {
           this.stats.ipisSent++;
           this.acceptInterrupt(lo);
@@ -683,7 +687,14 @@ export class LocalApic implements BusDevice {
     const vector = lo & APIC_ICR_VECTOR;
     const shorthand = (lo >>> APIC_ICR_SHORTHAND_SHIFT) & 3;
     if ((mode === ApicDeliveryMode.Fixed || mode === ApicDeliveryMode.LowestPriority) && vector < 16) {
-      this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR);
+      // SDM 11.5.3: the sender sets "send illegal vector"; a receiver sets "receive illegal
+      // vector". An IPI that includes this APIC among its destinations sets both here. Other
+      // destinations are not sent the message (see the file comment).
+      const toSelf =
+        shorthand === ApicShorthand.Self ||
+        shorthand === ApicShorthand.AllIncludingSelf ||
+        (shorthand === ApicShorthand.None && (lo & APIC_ICR_DEST_LOGICAL) === 0 && (dest === this.apicId || dest === X2APIC_BROADCAST));
+      this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR | (toSelf ? APIC_ESR_RECV_ILLEGAL_VECTOR : 0));
       return;
     }
     this.stats.ipisSent++;
