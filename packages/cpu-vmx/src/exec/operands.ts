@@ -5,7 +5,8 @@
  */
 import { type Cpu, toSigned64, wrap64 } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
-import { RFLAGS_AF, RFLAGS_CF, RFLAGS_OF } from "../regs.js";
+import { Vector } from "@vtlab/arch";
+import { RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, Seg } from "../regs.js";
 
 const TWO_63 = 2 ** 63;
 
@@ -74,6 +75,16 @@ export function offset64(cpu: Cpu, i: Insn): void {
  * the register values; the result is a signed number, exact whenever the address is canonical.
  */
 export function ea(cpu: Cpu, i: Insn): number {
+  let a = offsetOf(cpu, i);
+  if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);
+  // A non-canonical reference through SS (RSP or RBP as base, or an SS override) is #SS(0), not
+  // #GP(0) (SDM Vol. 3A 6.15 "Interrupt 12"; Vol. 1 3.3.7.1).
+  if (i.seg === Seg.SS && cpu.mode64 && !cpu.canonical(a)) cpu.fault(Vector.SS, 0);
+  return cpu.linear(i.seg, a);
+}
+
+/** The linear address of the operand without a canonical check (INVLPG of a non-canonical address is a no-op). */
+export function eaUnchecked(cpu: Cpu, i: Insn): number {
   let a = offsetOf(cpu, i);
   if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);
   return cpu.linear(i.seg, a);

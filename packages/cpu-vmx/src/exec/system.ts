@@ -16,16 +16,23 @@ import {
   CR4_PGE,
   CR4_SUPPORTED,
   CR4_TSD,
+  DEBUGCTL_WRITABLE,
+  DR6_INIT,
+  DR6_WRITABLE,
+  DR7_INIT,
+  DR7_WRITABLE,
   EFER_LMA,
   EFER_LME,
   EFER_WRITABLE,
   MSR,
+  PAT_POWER_UP,
   RFLAGS_AC,
   RFLAGS_IF,
   RFLAGS_IOPL,
   Seg,
+  patValid,
 } from "../regs.js";
-import { ea, readE, readReg, writeE, writeReg } from "./operands.js";
+import { ea, eaUnchecked, readE, readReg, writeE, writeReg } from "./operands.js";
 import { checkIo } from "./string.js";
 import { ExitReason } from "../vmx/exit-reasons.js";
 import { VmcsField } from "../vmx/vmcs-fields.js";
@@ -152,7 +159,11 @@ export function writeCr4(cpu: Cpu, lo: number, hi: number): void {
   if (((old ^ lo) & ~0) !== 0) cpu.flushTlb(false);
 }
 
-/** MOV r, DRn / MOV DRn, r (0F 21, 0F 23): stored; breakpoints themselves are not modelled. */
+/**
+ * MOV r, DRn / MOV DRn, r (0F 21, 0F 23): stored; breakpoints themselves are not modelled.
+ * DR4/DR5 alias DR6/DR7 (CR4.DE is not supported). DR6 and DR7 keep their fixed bits; in
+ * 64-bit mode a value with bits 63:32 set is #GP(0) for them (SDM "MOV--Move to/from Debug Registers").
+ */
 export function movDr(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   const n = i.reg === 4 ? 6 : i.reg === 5 ? 7 : i.reg;
@@ -161,8 +172,18 @@ export function movDr(cpu: Cpu, i: Insn): void {
     // DR number 2:0, direction bit 4 (1 = MOV from DR), GPR 11:8 (SDM Table 28-4).
     cpu.vmExit(ExitReason.DrAccess, (i.reg & 7) | (i.cc === 0 ? 1 << 4 : 0) | (i.rm << 8), i.len);
   }
-  if (i.cc === 0) cpu.setRegFromNumber(i.rm, cpu.dr[n]!);
-  else cpu.dr[n] = cpu.mode64 ? toSigned64(cpu.lo[i.rm]!, cpu.hi[i.rm]!) : cpu.lo[i.rm]! >>> 0;
+  if (i.cc === 0) {
+    cpu.setRegFromNumber(i.rm, cpu.dr[n]!);
+    return;
+  }
+  const hi = cpu.mode64 ? cpu.hi[i.rm]! : 0;
+  const lo = cpu.lo[i.rm]! >>> 0;
+  if (n >= 6) {
+    if (hi !== 0) cpu.gp(0);
+    cpu.dr[n] = n === 6 ? ((lo & DR6_WRITABLE) | DR6_INIT) >>> 0 : ((lo & DR7_WRITABLE) | DR7_INIT) >>> 0;
+    return;
+  }
+  cpu.dr[n] = cpu.mode64 ? toSigned64(lo, hi) : lo;
 }
 
 /** LGDT/LIDT (0F 01 /2, /3) and SGDT/SIDT (/0, /1): `i.cc` 0 SGDT, 1 SIDT, 2 LGDT, 3 LIDT. */
@@ -178,6 +199,8 @@ export function descriptorTable(cpu: Cpu, i: Insn): void {
     const limit = cpu.read16(lin);
     const baseLo = cpu.read32(lin + 2) >>> 0;
     const base = cpu.mode64 ? toSigned64(baseLo, cpu.read32(lin + 6)) : i.opSize === 2 ? baseLo & 0xffffff : baseLo;
+    // 64-bit mode: a non-canonical base is #GP(0) (SDM "LGDT/LIDT", 64-bit mode exceptions).
+    if (cpu.mode64 && !cpu.canonical(base)) cpu.gp(0);
     if (gdt) {
       cpu.gdtrLimit = limit;
       cpu.gdtrBase = base;
@@ -276,7 +299,7 @@ export function clts(cpu: Cpu, i: Insn): void {
 /** INVLPG m (0F 01 /7). */
 export function invlpg(cpu: Cpu, i: Insn): void {
   privileged(cpu);
-  const lin = ea(cpu, i);
+  const lin = eaUnchecked(cpu, i);
   if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_INVLPG_EXITING) !== 0) cpu.vmExit(ExitReason.Invlpg, lin, i.len);
   cpu.invalidatePage(lin);
 }
@@ -387,7 +410,7 @@ export function msrAccess(cpu: Cpu, i: Insn): void {
   } else if (!writeMsr(cpu, index, cpu.lo[0]! >>> 0, cpu.lo[2]! >>> 0)) cpu.gp(0);
 }
 
-const KNOWN_PLAIN_MSRS: ReadonlySet<number> = new Set([MSR.PAT, MSR.SYSENTER_CS, MSR.SYSENTER_ESP, MSR.SYSENTER_EIP, MSR.TSC_AUX, MSR.APIC_BASE, MSR.FEATURE_CONTROL]);
+const KNOWN_PLAIN_MSRS: ReadonlySet<number> = new Set([MSR.PAT, MSR.DEBUGCTL, MSR.SYSENTER_CS, MSR.SYSENTER_ESP, MSR.SYSENTER_EIP, MSR.TSC_AUX, MSR.APIC_BASE, MSR.FEATURE_CONTROL]);
 
 function split(v: number): { lo: number; hi: number } {
   return { lo: v | 0, hi: Math.floor(v / TWO_32) | 0 };
@@ -417,7 +440,7 @@ export function readMsr(cpu: Cpu, index: number): { lo: number; hi: number } | u
       if (!KNOWN_PLAIN_MSRS.has(index)) return undefined;
       const v = cpu.msrs.get(index);
       if (index === MSR.APIC_BASE && v === undefined) return { lo: 0xfee0_0900 | 0, hi: 0 }; // enabled, BSP
-      if (index === MSR.PAT && v === undefined) return { lo: 0x0007_0406, hi: 0x0007_0406 }; // power-up PAT
+      if (index === MSR.PAT && v === undefined) return { lo: PAT_POWER_UP.lo, hi: PAT_POWER_UP.hi };
       return v === undefined ? { lo: 0, hi: 0 } : { lo: v.lo | 0, hi: v.hi | 0 };
     }
   }
@@ -463,6 +486,15 @@ export function writeMsr(cpu: Cpu, index: number, lo: number, hi: number): boole
     }
     case MSR.TSC:
       cpu.tscOffset = hi * TWO_32 + lo - cpu.retired;
+      return true;
+    case MSR.PAT:
+      // Reserved memory types (2, 3, 8-255) in any entry are #GP (SDM Vol. 3A 11.12.2).
+      if (!patValid(lo, hi)) return false;
+      cpu.msrs.set(index, { lo, hi });
+      return true;
+    case MSR.DEBUGCTL:
+      if (hi !== 0 || (lo & ~DEBUGCTL_WRITABLE) !== 0) return false;
+      cpu.msrs.set(index, { lo, hi: 0 });
       return true;
     default:
       if (!KNOWN_PLAIN_MSRS.has(index)) return false;
@@ -532,20 +564,57 @@ export function movSregE(cpu: Cpu, i: Insn): void {
   if (i.reg === Seg.CS || i.reg > 5) cpu.undefinedOpcode("8e (mov cs / bad sreg)");
   const sel = readE(cpu, i, 2) & 0xffff;
   cpu.loadDataSegment(i.reg, sel);
-  if (i.reg === Seg.SS) cpu.interruptShadow = true;
+  if (i.reg === Seg.SS) cpu.blockByMovSs();
 }
 
-/** PUSH FS/GS (0F A0, A8) and POP FS/GS (0F A1, A9): `i.reg` = segment, `i.cc` 1 = pop. */
+/** The segment register a PUSH/POP Sreg opcode names. */
+function pushPopSegment(opcode: number): number {
+  switch (opcode) {
+    case 0x06:
+    case 0x07:
+      return Seg.ES;
+    case 0x0e:
+      return Seg.CS;
+    case 0x16:
+    case 0x17:
+      return Seg.SS;
+    case 0x1e:
+    case 0x1f:
+      return Seg.DS;
+    case 0x1a0:
+    case 0x1a1:
+      return Seg.FS;
+    default:
+      return Seg.GS;
+  }
+}
+
+/**
+ * PUSH ES/CS/SS/DS (06, 0E, 16, 1E) and POP ES/SS/DS (07, 17, 1F) outside 64-bit mode, PUSH
+ * FS/GS (0F A0, A8) and POP FS/GS (0F A1, A9): `i.cc` 1 = pop. POP SS blocks interrupts and
+ * debug exceptions for one instruction, as MOV SS does (SDM "POP").
+ */
 export function pushPopSeg(cpu: Cpu, i: Insn): void {
   const size = i.opSize;
+  const s = pushPopSegment(i.opcode);
   if (i.cc === 0) {
-    const v = cpu.seg[i.reg]!.selector;
+    const v = cpu.seg[s]!.selector;
     if (size === 8) cpu.push64(v, 0);
     else if (size === 4) cpu.push32(v);
     else cpu.push16(v);
   } else {
+    // Read the selector first; RSP moves only when the load succeeds.
+    const rspLo = cpu.lo[4]!;
+    const rspHi = cpu.hi[4]!;
     const v = size === 8 ? cpu.pop64() : size === 4 ? cpu.pop32() : cpu.pop16();
-    cpu.loadDataSegment(i.reg, v & 0xffff);
+    try {
+      cpu.loadDataSegment(s, v & 0xffff);
+    } catch (e) {
+      cpu.lo[4] = rspLo;
+      cpu.hi[4] = rspHi;
+      throw e;
+    }
+    if (s === Seg.SS) cpu.blockByMovSs();
   }
 }
 

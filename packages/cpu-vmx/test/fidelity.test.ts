@@ -1,0 +1,294 @@
+/**
+ * Exceptions and system state as the SDM specifies them, each case found by a guest (issue 18,
+ * "Fidelity"): ICEBP, #SS for non-canonical stack references, DR6/DR7 reset values, MOV SS /
+ * POP SS holding a single-step trap, IA32_DEBUGCTL, IA32_PAT memory types, LGDT/LIDT bases,
+ * far transfers and their privilege checks. Machine code was assembled with GNU as (Intel
+ * syntax; the source is in the comment beside each snippet).
+ */
+import { describe, expect, it } from "vitest";
+import { Vector } from "@vtlab/arch";
+import { MachineMemory } from "@vtlab/arch";
+import {
+  CPU_USE_MSR_BITMAPS,
+  Cpu,
+  DR6_INIT,
+  DR7_INIT,
+  ENTRY_LOAD_DEBUG_CONTROLS,
+  ENTRY_LOAD_IA32_PAT,
+  EXIT_SAVE_DEBUG_CONTROLS,
+  EXIT_SAVE_IA32_PAT,
+  ExitReason,
+  Seg,
+  VmcsField as F,
+  vmEntry,
+} from "@vtlab/cpu-vmx";
+import { CODE, STACK_TOP, machine64, type TestMachine } from "./machine.js";
+import { guestVmcs } from "./vmx-fixture.js";
+
+const IDT = 0x8000;
+const TSS = 0x7000;
+const HANDLERS = 0x30_0000;
+const RSP0 = 0xa_0000;
+
+/** Every gate (interrupt gate, DPL 0) points at HANDLERS + 16v, where a HLT waits. */
+function installIdt(m: TestMachine): void {
+  const { memory, cpu } = m;
+  for (let v = 0; v < 256; v++) {
+    const target = HANDLERS + v * 16;
+    memory.write32(IDT + v * 16, (0x08 << 16) | (target & 0xffff));
+    memory.write32(IDT + v * 16 + 4, (target & 0xffff0000) | 0x8e00);
+    memory.write32(IDT + v * 16 + 8, 0);
+    memory.write8(target, 0xf4);
+  }
+  memory.write64(TSS + 4, RSP0, 0);
+  cpu.idtrBase = IDT;
+  cpu.idtrLimit = 256 * 16 - 1;
+  cpu.tr.base = TSS;
+  cpu.tr.limit = 0x67;
+}
+
+/** The handler the CPU stopped in and the frame it pushed. */
+function landed(m: TestMachine, withErrorCode: boolean) {
+  const vector = (m.cpu.rip - 1 - HANDLERS) / 16;
+  const sp = m.cpu.regAddr(4);
+  const at = (k: number) => m.memory.read32(sp + 8 * k) as number;
+  const base = withErrorCode ? 1 : 0;
+  return { vector, errorCode: withErrorCode ? at(0) : undefined, rip: at(base), cs: at(base + 1), rflags: at(base + 2), rsp: at(base + 3), ss: at(base + 4) };
+}
+
+function run(code: string): TestMachine {
+  const m = machine64(code);
+  installIdt(m);
+  expect(m.cpu.run(1000).kind).toBe("hlt");
+  return m;
+}
+
+describe("ICEBP (F1): a #DB trap of its own event type", () => {
+  it("is decoded as int1 and delivers #DB as a trap: RIP past it, DR6 untouched", () => {
+    // mov eax, 1; icebp; mov eax, 2; hlt
+    const m = run("b801000000f1b802000000f4");
+    expect(landed(m, false)).toMatchObject({ vector: Vector.DB, rip: CODE + 6 });
+    expect(m.cpu.dr[6]).toBe(DR6_INIT);
+    expect(m.cpu.lo[0]).toBe(1);
+  });
+
+  it("intercepted #DB exits with interruption type 5 (privileged software exception) and length 1 (SDM 27.2.4)", () => {
+    const m = machine64("b801000000f1b802000000f4");
+    const v = guestVmcs(m, { exceptionBitmap: 1 << Vector.DB });
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    const r = m.cpu.run(100);
+    if (r.kind !== "vmexit") throw new Error(r.kind);
+    expect(r.exit).toMatchObject({ reason: ExitReason.ExceptionOrNmi, qualification: 0, instructionLength: 1, interruption: { vector: Vector.DB, type: 5 } });
+    expect(v.read32(F.VM_EXIT_INTR_INFO)).toBe((0x8000_0000 | (5 << 8) | 1) >>> 0);
+    expect(v.readNatural(F.GUEST_RIP)).toBe(CODE + 5); // at the instruction
+  });
+
+  it("re-injected as type 5 it is delivered with RIP past the instruction, and a fault during that delivery reports IDT-vectoring type 5", () => {
+    const m = machine64("b801000000f1b802000000f4");
+    const v = guestVmcs(m, { exceptionBitmap: 1 << Vector.PF });
+    v.setNatural(F.GUEST_RIP, CODE + 5);
+    v.setField(F.VM_ENTRY_INTR_INFO_FIELD, (0x8000_0000 | (5 << 8) | 1) >>> 0);
+    v.setField(F.VM_ENTRY_INSTRUCTION_LEN, 1);
+    // The #DB frame push faults: the stack is not mapped.
+    v.setNatural(F.GUEST_RSP, 0x4000_1000);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    const r = m.cpu.run(100);
+    if (r.kind !== "vmexit") throw new Error(r.kind);
+    expect(r.exit.idtVectoring).toMatchObject({ vector: Vector.DB, type: 5 });
+    expect(r.exit.instructionLength).toBe(1);
+  });
+});
+
+describe("#SS(0) for non-canonical references through SS (SDM 6.15, Vol. 1 3.3.7.1)", () => {
+  it.each([
+    ["[rsp + rbx]", "48bb0000000000800000488b041cf4"], // mov rbx, 0x800000000000; mov rax, [rsp+rbx]; hlt
+    ["[rbp]", "48bd0000000000800000488b4500f4"], // mov rbp, 0x800000000000; mov rax, [rbp]; hlt
+    ["ss:[rax]", "48b8000000000080000036488b00f4"], // mov rax, 0x800000000000; mov rax, ss:[rax]; hlt
+    ["push ax below a non-canonical RSP", "48bc03000000008000006650f4"], // mov rsp, 0x800000000003; push ax; hlt
+  ])("%s is #SS(0)", (_name, code) => {
+    const m = machine64(code);
+    installIdt(m);
+    // The #SS handler runs on IST 1: the push case leaves RSP itself non-canonical.
+    m.memory.write64(TSS + 0x24, 0x9_0000, 0);
+    const gate = IDT + Vector.SS * 16 + 4;
+    m.memory.write32(gate, (m.memory.read32(gate) as number) | 1); // IST 1
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.SS, errorCode: 0, rip: CODE + 10 });
+  });
+
+  it("the same reference through another base register stays #GP(0)", () => {
+    // mov rax, 0x800000000000; mov rbx, [rax]; hlt
+    const m = run("48b80000000000800000488b18f4");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0 });
+  });
+
+  it("INVLPG of a non-canonical stack-relative address is a no-op, not a fault", () => {
+    // mov rax, 0x800000000000; invlpg [rbp+rax]; hlt
+    const m = run("48b800000000008000000f017c0500f4");
+    expect(m.cpu.rip).toBe(CODE + 16);
+  });
+});
+
+describe("debug registers and IA32_DEBUGCTL", () => {
+  it("DR6 and DR7 reset to FFFF0FF0H and 400H and keep their fixed bits when written (SDM 17.2)", () => {
+    expect(new Cpu({ memory: new MachineMemory(1 << 20) }).dr[6]).toBe(0xffff_0ff0);
+    expect(DR7_INIT).toBe(0x400);
+    // mov rax, dr6; mov rbx, dr7; xor ecx, ecx; mov dr6, rcx; mov rdx, dr6; hlt
+    const m = run("0f21f00f21fb31c90f23f10f21f2f4");
+    expect(m.cpu.rip).toBe(CODE + 15);
+    expect([m.cpu.lo[0]! >>> 0, m.cpu.lo[3], m.cpu.lo[2]! >>> 0]).toEqual([0xffff_0ff0, 0x400, 0xffff_0ff0]);
+    expect(m.cpu.hi[0]).toBe(0);
+  });
+
+  it("MOV DR7 with bits 63:32 set is #GP(0)", () => {
+    // mov rax, 0x100000400; mov dr7, rax; hlt
+    const m = run("48b800040000010000000f23f8f4");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0, rip: CODE + 10 });
+    expect(m.cpu.dr[7]).toBe(0x400);
+  });
+
+  it("IA32_DEBUGCTL (1D9H) reads back LBR and BTF; reserved bits are #GP(0)", () => {
+    // mov ecx, 0x1d9; mov eax, 3; xor edx, edx; wrmsr; xor eax, eax; rdmsr; mov esi, eax; mov eax, 4; wrmsr; hlt
+    const m = run("b9d9010000b80300000031d20f3031c00f3289c6b8040000000f30f4");
+    expect(m.cpu.lo[6]).toBe(3);
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0, rip: CODE + 25 });
+  });
+});
+
+describe("MOV SS and POP SS hold a single-step trap over the next instruction (SDM 6.8.3)", () => {
+  it("without MOV SS, a single step traps after the first instruction run with TF = 1", () => {
+    // pushfq; or qword ptr [rsp], 0x100; popfq; nop; nop; hlt
+    const m = run("9c48810c24000100009d9090f4");
+    expect(landed(m, false)).toMatchObject({ vector: Vector.DB, rip: CODE + 11 });
+    expect(m.cpu.dr[6]! & 0x4000).toBe(0x4000);
+  });
+
+  it("a MOV SS run with TF = 1 traps after the instruction that follows it", () => {
+    // mov ax, 0x10; pushfq; or qword ptr [rsp], 0x100; popfq; mov ss, ax; nop; nop; hlt
+    const m = run("66b810009c48810c24000100009d8ed09090f4");
+    expect(landed(m, false)).toMatchObject({ vector: Vector.DB, rip: CODE + 17 });
+  });
+
+  it("the held trap is taken even when the next instruction clears TF", () => {
+    // mov ax, 0x10; pushfq; or qword ptr [rsp], 0x100; popfq; mov ss, ax; popfq (pops 0); nop; hlt
+    const m = run("66b810009c48810c24000100009d8ed09d90f4");
+    expect(landed(m, false)).toMatchObject({ vector: Vector.DB, rip: CODE + 17 });
+    expect(landed(m, false).rflags & 0x100).toBe(0);
+  });
+
+  it("a VM exit in the MOV SS shadow saves 'blocking by MOV SS' (interruptibility bit 1), and entry restores it", () => {
+    // mov ax, 0x10; mov ss, ax; cpuid; hlt   (CPUID always exits)
+    const m = machine64("66b810008ed00fa2f4");
+    const v = guestVmcs(m);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    const r = m.cpu.run(100);
+    if (r.kind !== "vmexit") throw new Error(r.kind);
+    expect(r.exit.reason).toBe(ExitReason.Cpuid);
+    expect(v.read32(F.GUEST_INTERRUPTIBILITY_INFO) & 3).toBe(2);
+    v.setField(F.GUEST_INTERRUPTIBILITY_INFO, 2);
+    v.setNatural(F.GUEST_RIP, v.readNatural(F.GUEST_RIP) + 2);
+    expect(vmEntry(m.cpu, v, false)).toBeUndefined();
+    expect(m.cpu.movSsBlocking).toBe(true);
+  });
+});
+
+describe("IA32_PAT (277H)", () => {
+  it("accepts the memory types 0, 1, 4-7 and refuses reserved ones (2, 3, 8+) with #GP(0) (SDM 11.12.2)", () => {
+    // mov ecx, 0x277; mov eax, 0x00070106; mov edx, 0x00070406; wrmsr; rdmsr; mov esi, eax;
+    // mov eax, 0x00070206; wrmsr; hlt
+    const m = run("b977020000b806010700ba060407000f300f3289c6b8060207000f30f4");
+    expect(m.cpu.lo[6]).toBe(0x0007_0106);
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0, rip: CODE + 26 });
+    expect(m.cpu.msrs.get(0x277)).toEqual({ lo: 0x0007_0106, hi: 0x0007_0406 });
+  });
+});
+
+describe("IA32_PAT and IA32_DEBUGCTL as VMCS guest state", () => {
+  // mov ecx, 0x277; mov eax, 0x00070106; mov edx, 0x00070406; wrmsr; mov ecx, 0x1d9; rdmsr; mov esi, eax; cpuid; hlt
+  const code = "b977020000b806010700ba060407000f30b9d90100000f3289c60fa2f4";
+  const withControls = (m: TestMachine) => {
+    const v = guestVmcs(m, { proc: CPU_USE_MSR_BITMAPS }); // an all-zero MSR bitmap: no MSR exits
+    v.setField(F.VM_ENTRY_CONTROLS, (v.read32(F.VM_ENTRY_CONTROLS) | ENTRY_LOAD_IA32_PAT | ENTRY_LOAD_DEBUG_CONTROLS) >>> 0);
+    v.setField(F.VM_EXIT_CONTROLS, (v.read32(F.VM_EXIT_CONTROLS) | EXIT_SAVE_IA32_PAT | EXIT_SAVE_DEBUG_CONTROLS) >>> 0);
+    return v;
+  };
+
+  it("VM entry loads them (load IA32_PAT, load debug controls) and the exit saves them (save IA32_PAT, save debug controls)", () => {
+    const m = machine64(code);
+    const v = withControls(m);
+    v.setField(F.GUEST_IA32_DEBUGCTL, 1);
+    v.setField(F.GUEST_DR7, 0x401);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    expect(m.cpu.dr[7]).toBe(0x401);
+    const r = m.cpu.run(100);
+    if (r.kind !== "vmexit") throw new Error(r.kind);
+    expect(r.exit.reason).toBe(ExitReason.Cpuid);
+    expect(m.cpu.lo[6]).toBe(1); // RDMSR IA32_DEBUGCTL read the loaded value
+    expect(v.readHalves(F.GUEST_IA32_PAT)).toEqual({ lo: 0x0007_0106, hi: 0x0007_0406 });
+    expect(v.readHalves(F.GUEST_IA32_DEBUGCTL)).toEqual({ lo: 1, hi: 0 });
+    expect(v.readNatural(F.GUEST_DR7)).toBe(0x401);
+  });
+
+  it("without the controls the fields are neither loaded nor saved", () => {
+    const m = machine64(code);
+    const v = guestVmcs(m, { proc: CPU_USE_MSR_BITMAPS });
+    v.setField(F.GUEST_IA32_DEBUGCTL, 1);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    m.cpu.run(100);
+    expect(m.cpu.lo[6]).toBe(0);
+    expect(v.readHalves(F.GUEST_IA32_PAT)).toEqual({ lo: 0x0007_0406, hi: 0x0007_0406 }); // the power-up value setupFlat64Guest wrote
+  });
+
+  it("a reserved memory type in GUEST_IA32_PAT, or reserved IA32_DEBUGCTL bits, fail VM entry with invalid guest state (SDM 27.3.1.1)", () => {
+    const m = machine64(code);
+    const v = withControls(m);
+    v.setField(F.GUEST_IA32_PAT, 0x0007_0406, 0x0007_0402);
+    expect(vmEntry(m.cpu, v, true)).toMatchObject({ kind: "entry-failure", exit: { reason: (0x8000_0000 | ExitReason.InvalidGuestState) >>> 0 } });
+    v.setField(F.GUEST_IA32_PAT, 0x0007_0406, 0x0007_0406);
+    v.setField(F.GUEST_IA32_DEBUGCTL, 1 << 5);
+    expect(vmEntry(m.cpu, v, true)).toMatchObject({ kind: "entry-failure", message: expect.stringContaining("GUEST_IA32_DEBUGCTL") });
+  });
+});
+
+describe("LGDT/LIDT and far transfers", () => {
+  it("LGDT with a non-canonical base is #GP(0) in 64-bit mode", () => {
+    // mov rax, 0x800000000000; mov [0x600002], rax; mov word ptr [0x600000], 0x17; lgdt [0x600000]; hlt
+    const m = run("48b80000000000800000488904250200600066c704250000600017000f01142500006000f4");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0 });
+    expect(m.cpu.gdtrBase).not.toBe(2 ** 47);
+  });
+
+  it("JMP FAR to a selector with RPL 3 from CPL 0 is #GP(selector), not #UD", () => {
+    // mov dword ptr [0x600000], 0x100020; mov word ptr [0x600004], 0x2b; jmp fword ptr [0x600000]; hlt
+    const m = run("c70425000060002000100066c70425040060002b00ff2c2500006000f4");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0x28 });
+    expect(m.cpu.cpl).toBe(0);
+  });
+
+  it("RETF to RPL 3 returns to the outer ring: pops RSP and SS, CPL becomes 3", () => {
+    // push 0x23; push 0x70000; push 0x2b; push 0x100040; retfq   ... at 0x100040: hlt (#GP at CPL 3)
+    const m = machine64("6a2368000007006a2b684000100048cb");
+    installIdt(m);
+    m.memory.write8(CODE + 0x40, 0xf4);
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0, rip: CODE + 0x40, cs: 0x2b, rsp: 0x70000, ss: 0x23 });
+    expect(m.cpu.regAddr(4)).toBeLessThan(RSP0); // the handler runs on RSP0 at CPL 0
+  });
+
+  it("RETF with RPL below CPL is #GP(selector) and leaves RSP as it was", () => {
+    // user code at CPL 3: push 0x08; push 0x100040; retfq
+    const m = machine64("6a08684000100048cb");
+    installIdt(m);
+    m.cpu.cpl = 3;
+    const cs = m.cpu.seg[Seg.CS]!;
+    cs.selector = 0x2b;
+    cs.attr = 0xa0fb;
+    for (const s of [Seg.ES, Seg.SS, Seg.DS]) {
+      m.cpu.seg[s]!.selector = 0x23;
+      m.cpu.seg[s]!.attr = 0xc0f3;
+    }
+    m.cpu.updateMode();
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0x08, rsp: STACK_TOP - 16 });
+  });
+});
