@@ -1450,6 +1450,7 @@ export class Cpu {
       // nothing for them).
       this.rip = this.insnStart;
       this.deliveringSoftwareException = false;
+      this.deliveringPrivileged = false;
       if (nested === Vector.PF) this.cr2 = this.faultLinear; // a #PF delivered from here writes CR2 too
       // Contributory-after-contributory or #PF-after-#PF become #DF; benign pairs deliver the second.
       const ok = this.deliverEvent(nested, nestedEc, false, false);
