@@ -397,7 +397,9 @@ export class Domain {
     for (const { gfn: g, extent } of mapped) this.p2m.setRange(gfn(g), extent.count, P2mType.Ram, extent.first);
     // The local APIC page (xAPIC MMIO), before the EPT/shadow is built from the p2m: one GPA for
     // every vCPU, each access answered by the accessing vCPU's APIC.
-    const apicRange = this.mmio.registerPerVcpu(APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, "local APIC", (v) => v.apic);
+    // A vCPU whose APIC moved elsewhere (IA32_APIC_BASE) sees what the p2m has here: no device
+    // (mmio.ts routes its new base to its APIC).
+    const apicRange = this.mmio.registerPerVcpu(APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, "local APIC", (v) => (v.apic?.xapicBase === APIC_BASE_DEFAULT ? v.apic : undefined));
     if (apicRange !== undefined) throw new Error(`vtlab bug: ${apicRange.message}`);
     // The IO-APIC: its interrupts go to the vCPUs' local APICs (physical or logical destination).
     this.ioapic = new IoApic({ deliver: (dest, logical, vector, mode, level) => this.ioapicDeliver(dest, logical, vector, mode, level) });

@@ -35,9 +35,9 @@
  *   each 16-byte slot read zero and ignore writes; an access not aligned to its size reads
  *   all-ones and a write of it is refused (the hypervisor crashes the domain, as Xen does). The
  *   APIC ID is read-only, the SVR focus-check and EOI-broadcast-suppression bits are not
- *   writable, and APR (0x90) and RRD (0xC0) read zero. The page answers only at the default
- *   base 0xFEE00000: a guest may write another base into IA32_APIC_BASE, but the page does not
- *   move (it stops answering).
+ *   writable, and APR (0x90) and RRD (0xC0) read zero. `read`/`write` take the offset in the
+ *   APIC page wherever IA32_APIC_BASE puts it (`xapicBase`); the hypervisor routes accesses at
+ *   that base to this APIC (SDM 11.4.4: software may relocate the APIC registers).
  * - The timer counts at `busHz` (default 1 GHz: one tick per simulated ns, like Xen's vlapic
  *   APIC_BUS_CYCLE_NS = 1). One-shot and periodic modes only: TSC-deadline mode is reported
  *   unsupported (CPUID.01H:ECX.TSC_Deadline = 0), so LVT timer mode 10b is a reserved-bit #GP.
@@ -359,9 +359,14 @@ export class LocalApic implements BusDevice {
     return (this.apicBaseLo & APIC_BASE_EXTD) !== 0 ? "x2apic" : "xapic";
   }
 
-  /** Whether the MMIO page at the default base answers: xAPIC mode with the base left at 0xFEE00000. */
+  /** Whether the MMIO page answers: xAPIC mode (at `xapicBase`). */
   private get xapicDecodes(): boolean {
-    return this.mode === "xapic" && ((this.apicBaseLo & APIC_BASE_ADDR_MASK) >>> 0) === APIC_BASE_DEFAULT && this.apicBaseHi === 0;
+    return this.mode === "xapic";
+  }
+
+  /** The guest-physical address of the xAPIC page: IA32_APIC_BASE bits 51:12 (SDM 11.4.4). */
+  get xapicBase(): number {
+    return this.apicBaseHi * 0x1_0000_0000 + ((this.apicBaseLo & APIC_BASE_ADDR_MASK) >>> 0);
   }
   /** SVR bit 8. */
   get softwareEnabled(): boolean {
