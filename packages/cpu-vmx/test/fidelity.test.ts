@@ -292,3 +292,36 @@ describe("LGDT/LIDT and far transfers", () => {
     expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0x08, rsp: STACK_TOP - 16 });
   });
 });
+
+describe("LAR, LSL, VERR, VERW (SDM Vol. 2)", () => {
+  it("at CPL 0: access rights and limit of a visible descriptor; ZF = 0 and the destination kept past the GDT limit", () => {
+    // mov ax, 0x10; mov ebx, 0x55; lar ebx, ax; setz cl; lsl edx, ax; setz ch; mov si, 0x30; mov edi, 0x77;
+    // lar edi, si; setz r8b; mov ax, 0x08; verr ax; setz r9b; verw ax; setz r10b; mov ax, 0x10; verw ax;
+    // setz r11b; mov ebp, 0xffffffff; lar bp, ax; hlt
+    const m = run("66b81000bb550000000f02d80f94c10f03d00f94c566be3000bf770000000f02fe410f94c066b808000f00e0410f94c10f00e8410f94c266b810000f00e8410f94c3bdffffffff660f02e8f4");
+    const c = m.cpu;
+    expect(c.counters.unsupported.size).toBe(0);
+    expect(c.lo[3]! >>> 0).toBe(0x00c0_9200); // flat data: G, D/B, P, DPL 0, S, type 2 (bits 23:20, 15:8)
+    expect(c.lo[2]! >>> 0).toBe(0xffff_ffff); // limit FFFFFH in 4 KiB units
+    expect(c.lo[1]! & 0xffff).toBe(0x0101); // ZF for LAR and LSL
+    expect([c.lo[7], c.lo[8]! & 0xff]).toEqual([0x77, 0]); // selector 0x30 is past the GDT limit
+    expect([c.lo[9]! & 0xff, c.lo[10]! & 0xff, c.lo[11]! & 0xff]).toEqual([1, 0, 1]); // code readable, not writable; data writable
+    expect(c.lo[5]! >>> 0).toBe(0xffff_9200); // 16-bit LAR: bits 15:8 only, upper bits kept
+  });
+
+  it("at CPL 3: a DPL-0 data segment is neither visible to LAR nor readable; the user code segment is", () => {
+    // mov ax, 0x10; mov ebx, 0x55; lar ebx, ax; setz cl; verr ax; setz ch; mov ax, 0x2b; verr ax; setz dl; lar esi, ax; hlt (#GP at CPL 3)
+    const m = machine64("66b81000bb550000000f02d80f94c10f00e00f94c566b82b000f00e00f94c20f02f0f4");
+    installIdt(m);
+    m.cpu.cpl = 3;
+    const cs = m.cpu.seg[Seg.CS]!;
+    cs.selector = 0x2b;
+    cs.attr = 0xa0fb;
+    m.cpu.updateMode();
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(landed(m, true).vector).toBe(Vector.GP); // the final HLT
+    const c = m.cpu;
+    expect([c.lo[3], c.lo[1]! & 0xffff, c.lo[2]! & 0xff]).toEqual([0x55, 0x0000, 1]);
+    expect(c.lo[6]! >>> 0).toBe(0x00a0_fa00); // 64-bit user code: L, P, DPL 3, S, type A
+  });
+});

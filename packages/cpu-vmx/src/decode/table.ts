@@ -265,7 +265,14 @@ def(0xff, {
 // ---- Two-byte map (0F xx = 0x100 + xx) ----
 const T = 0x100;
 def(T + 0x00, {
-  group: [op("sldt", "Ew", sys.group6, 0, 0), op("str", "Ew", sys.group6, 0, 1), op("lldt", "Ew", sys.group6, 0, 2), op("ltr", "Ew", sys.group6, 0, 3)],
+  group: [
+    op("sldt", "Ew", sys.group6, 0, 0),
+    op("str", "Ew", sys.group6, 0, 1),
+    op("lldt", "Ew", sys.group6, 0, 2),
+    op("ltr", "Ew", sys.group6, 0, 3),
+    op("verr", "Ew", sys.verrVerw, 0, 0),
+    op("verw", "Ew", sys.verrVerw, 0, 1),
+  ],
   flags: F_MODRM,
 });
 def(T + 0x01, {
@@ -290,6 +297,8 @@ def(T + 0x01, {
     ...Array.from({ length: 8 }, (_, r) => [0xf0 + r, op("lmsw", "Rw", sys.lmsw, 0)] as [number, OpSpec]),
   ]),
 });
+def(T + 0x02, op("lar", "Gv,Ew", sys.larLsl, F_MODRM, 0));
+def(T + 0x03, op("lsl", "Gv,Ew", sys.larLsl, F_MODRM, 1));
 def(T + 0x05, op("syscall", "", control.syscall, F_ONLY64));
 def(T + 0x06, op("clts", "", sys.clts, 0));
 def(T + 0x07, op("sysret", "", control.sysret, F_ONLY64));

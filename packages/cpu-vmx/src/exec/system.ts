@@ -3,7 +3,7 @@
  * I/O, CPUID, RDMSR/WRMSR, RDTSC(P), SWAPGS, CLI/STI, CLAC/STAC, segment-register moves
  * (SDM Vol. 2 and Vol. 3A ch. 2-6). Privileged ones raise #GP(0) above CPL 0.
  */
-import { Vector } from "@vtlab/arch";
+import { Access, Vector } from "@vtlab/arch";
 import { type Cpu, toSigned64 } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
 import {
@@ -265,6 +265,86 @@ export function group6(cpu: Cpu, i: Insn): void {
       }
     }
   }
+}
+
+/**
+ * The two descriptor words for `selector` in the GDT or LDT, or undefined for a null selector or
+ * one past the table's limit (what LAR, LSL, VERR and VERW answer with ZF = 0, not a fault). The
+ * reads are implicit supervisor accesses: a #PF on the table is still a fault.
+ */
+function descriptorWords(cpu: Cpu, selector: number): { lo: number; hi: number } | undefined {
+  const ldt = (selector & 4) !== 0;
+  if (!ldt && (selector & 0xfff8) === 0) return undefined;
+  if (ldt && (cpu.ldtr.selector & 0xfffc) === 0) return undefined; // no LDT loaded
+  const base = ldt ? cpu.ldtr.base : cpu.gdtrBase;
+  const limit = ldt ? cpu.ldtr.limit : cpu.gdtrLimit;
+  const index = selector & 0xfff8;
+  if (index + 7 > limit) return undefined;
+  const lo = cpu.readAccess(base + index, 4, Access.Read | Access.Implicit) >>> 0;
+  const hi = cpu.readAccess(base + index + 4, 4, Access.Read | Access.Implicit) >>> 0;
+  return { lo, hi };
+}
+
+/**
+ * Whether LAR (`lsl` false) or LSL may report the descriptor `hi` for `selector` (SDM "LAR",
+ * "LSL"): code and data segments, and the system types valid in the current mode (IA-32e mode:
+ * LDT, 64-bit TSS available/busy, and for LAR the 64-bit call gate; legacy mode: 16/32-bit TSS,
+ * LDT, and for LAR call and task gates); all but conforming code segments need DPL >= CPL and
+ * DPL >= RPL.
+ */
+function larLslVisible(cpu: Cpu, selector: number, hi: number, lsl: boolean): boolean {
+  const type = (hi >>> 8) & 0xf;
+  const system = (hi & 0x1000) === 0;
+  if (system) {
+    const ia32e = (cpu.efer & EFER_LMA) !== 0;
+    const ok = ia32e ? type === 0x2 || type === 0x9 || type === 0xb || (!lsl && type === 0xc) : type === 0x1 || type === 0x2 || type === 0x3 || type === 0x9 || type === 0xb || (!lsl && (type === 0x4 || type === 0x5 || type === 0xc));
+    if (!ok) return false;
+  }
+  const conformingCode = !system && (type & 0xc) === 0xc;
+  const dpl = (hi >>> 13) & 3;
+  return conformingCode || (dpl >= cpu.cpl && dpl >= (selector & 3));
+}
+
+/** LAR r, r/m16 (0F 02) and LSL r, r/m16 (0F 03): `i.cc` 1 = LSL. ZF = 1 and the destination written when the descriptor is visible, else ZF = 0 and the destination unchanged. */
+export function larLsl(cpu: Cpu, i: Insn): void {
+  if ((cpu.cr0 & CR0_PE) === 0) cpu.undefinedOpcode(i.cc === 1 ? "lsl in real mode" : "lar in real mode");
+  const selector = readE(cpu, i, 2) & 0xffff;
+  const d = descriptorWords(cpu, selector);
+  const lsl = i.cc === 1;
+  if (d === undefined || !larLslVisible(cpu, selector, d.hi, lsl)) {
+    cpu.fZ = 1;
+    return;
+  }
+  let value: number;
+  if (lsl) {
+    const raw = (d.lo & 0xffff) | (d.hi & 0xf_0000);
+    value = (d.hi & 0x80_0000) !== 0 ? (raw * 4096 + 0xfff) >>> 0 : raw; // G: 4 KiB units
+  } else value = i.opSize === 2 ? d.hi & 0xff00 : d.hi & 0x00f0_ff00; // access rights: bits 23:20 and 15:8
+  if (i.opSize === 2) cpu.setReg16(i.reg, value);
+  else cpu.setReg32(i.reg, value | 0);
+  cpu.fZ = 0;
+}
+
+/**
+ * VERR / VERW r/m16 (0F 00 /4, /5): `i.cc` 1 = VERW. ZF = 1 when the segment is readable
+ * (code with R, or data) or writable (data with W) at the current CPL: DPL >= CPL and
+ * DPL >= RPL, except that a readable conforming code segment is always readable (SDM "VERR/VERW").
+ */
+export function verrVerw(cpu: Cpu, i: Insn): void {
+  if ((cpu.cr0 & CR0_PE) === 0) cpu.undefinedOpcode(i.cc === 1 ? "verw in real mode" : "verr in real mode");
+  const selector = readE(cpu, i, 2) & 0xffff;
+  const d = descriptorWords(cpu, selector);
+  let ok = false;
+  if (d !== undefined && (d.hi & 0x1000) !== 0) {
+    const type = (d.hi >>> 8) & 0xf;
+    const code = (type & 0x8) !== 0;
+    const dpl = (d.hi >>> 13) & 3;
+    const privileged = dpl >= cpu.cpl && dpl >= (selector & 3);
+    if (i.cc === 1) ok = !code && (type & 0x2) !== 0 && privileged;
+    else if (code) ok = (type & 0x2) !== 0 && ((type & 0x4) !== 0 || privileged);
+    else ok = privileged;
+  }
+  cpu.fZ = ok ? 0 : 1;
 }
 
 /** SMSW (0F 01 /4), LMSW (/6), CLTS (0F 06). */
