@@ -10,8 +10,8 @@
  *
  * Modelled more simply than hardware (said here and in the README):
  * - Modes: 64-bit mode, compatibility mode and 32-bit flat protected mode (CR0.PE = 1, paging
- *   off, or long-mode paging). Real mode, virtual-8086 mode, 16-bit code segments and legacy
- *   32-bit/PAE paging are not modelled: entering them is #GP / #UD.
+ *   off, or long-mode paging), with 16-bit or 32-bit code segments. Real mode, virtual-8086 mode
+ *   and legacy 32-bit/PAE paging are not modelled: entering them is #GP / #UD.
  * - Segment limits are not checked outside 64-bit mode (flat segments assumed); bases are used.
  * - No x87/SSE/AVX: those opcodes raise #UD (guests are built with -mgeneral-regs-only).
  * - The TLB caches 4 KiB translations (a large page is cached as its 4 KiB pieces); INVLPG

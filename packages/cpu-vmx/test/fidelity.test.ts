@@ -325,3 +325,48 @@ describe("LAR, LSL, VERR, VERW (SDM Vol. 2)", () => {
     expect(c.lo[6]! >>> 0).toBe(0x00a0_fa00); // 64-bit user code: L, P, DPL 3, S, type A
   });
 });
+
+describe("16-bit code segments (CS.D = 0 in protected mode)", () => {
+  it("operand and address size 16: 16-bit ModRM forms, moffs16, LOOP on CX, CALL/RET of IP, 66 for 32-bit operands", () => {
+    const memory = new MachineMemory(4 << 20);
+    const cpu = new Cpu({ memory });
+    // GDT: null, 0x08 flat 32-bit code, 0x10 flat data, 0x18 16-bit code (base 0x100000, limit FFFFH).
+    const GDT_AT = 0x1000;
+    [[0, 0], [0x0000ffff, 0x00cf9a00], [0x0000ffff, 0x00cf9200], [0x0000ffff, 0x00009a10]].forEach(([lo, hi], k) => memory.write64(GDT_AT + 8 * k, lo!, hi!));
+    cpu.gdtrBase = GDT_AT;
+    cpu.gdtrLimit = 0x1f;
+    // 32-bit: ljmp 0x18, 0x10
+    memory.writeBytes(0x10_0000, Uint8Array.from([0xea, 0x10, 0, 0, 0, 0x18, 0]));
+    // 16-bit at 0x18:0x10: mov ax, 0x1234; mov bx, 0x2000; mov si, 4; mov [bx+si], ax; mov cx, [bx+si];
+    // mov bp, 0x10; lea di, [bp+si+5]; mov eax, 0x89abcdef (66); push ax; pop dx; mov cx, 3; xor ax, ax;
+    // l: inc ax; loop l; mov [0x2010], ax; call f; hlt; f: mov word ptr [bp+si], 0x4321; ret
+    const code16 = "b83412bb0020be040089008b08bd10008d7a0566b8efcdab89505ab9030031c040e2fda31020e80100f4c7022143c3";
+    memory.writeBytes(0x10_0010, Uint8Array.from(code16.match(/../g)!.map((h) => parseInt(h, 16))));
+    cpu.rip = 0x10_0000;
+    cpu.setReg32(4, 0x8000);
+    const r = cpu.run(100);
+    expect(r.kind).toBe("hlt");
+    expect(cpu.counters.unsupported.size).toBe(0);
+    expect(cpu.csD).toBe(false);
+    expect(cpu.seg[Seg.CS]!.selector).toBe(0x18);
+    expect(memory.read16(0x2004)).toBe(0x1234); // [BX+SI]
+    expect(memory.read16(0x2010)).toBe(3); // moffs16 after LOOP counted CX down from 3
+    expect(memory.read16(0x14)).toBe(0x4321); // [BP+SI] through SS
+    expect(cpu.lo[7]! & 0xffff).toBe(0x19); // LEA DI, [BP+SI+5]
+    expect(cpu.lo[2]! & 0xffff).toBe(0xcdef); // PUSH AX / POP DX
+    expect(cpu.lo[0]! >>> 0).toBe(0x89ab_0003); // 66 B8: a 32-bit move; then 16-bit XOR/INC keep bits 31:16
+    expect(cpu.lo[1]! & 0xffff).toBe(0);
+    expect(cpu.rip).toBe(0x10 + code16.indexOf("e80100f4") / 2 + 4); // IP (an offset in CS) past the HLT
+    expect(cpu.lo[4]! >>> 0).toBe(0x8000); // the CALL/RET pair and PUSH/POP balanced
+  });
+
+  it("67 in 32-bit code selects 16-bit addressing", () => {
+    const memory = new MachineMemory(4 << 20);
+    const cpu = new Cpu({ memory });
+    // mov ebx, 0x12000; mov si, 0x34; mov byte ptr [bx+si], 0x5a (67: [BX+SI] is 0x2034); hlt
+    memory.writeBytes(0x10_0000, Uint8Array.from([0xbb, 0x00, 0x20, 0x01, 0x00, 0x66, 0xbe, 0x34, 0x00, 0x67, 0xc6, 0x00, 0x5a, 0xf4]));
+    cpu.rip = 0x10_0000;
+    expect(cpu.run(10).kind).toBe("hlt");
+    expect(memory.read8(0x2034)).toBe(0x5a);
+  });
+});

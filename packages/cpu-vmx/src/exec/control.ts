@@ -203,7 +203,7 @@ function nullOuterDataSegments(cpu: Cpu, cpl: number): void {
 export function loop(cpu: Cpu, i: Insn): void {
   let count: number;
   if (i.cc === 3) {
-    const zero = i.addrSize === 8 ? (cpu.lo[1]! | cpu.hi[1]!) === 0 : cpu.lo[1] === 0;
+    const zero = i.addrSize === 8 ? (cpu.lo[1]! | cpu.hi[1]!) === 0 : i.addrSize === 4 ? cpu.lo[1] === 0 : (cpu.lo[1]! & 0xffff) === 0;
     if (zero) branchTo(cpu, cpu.rip + i.imm, i.opSize);
     return;
   }
@@ -212,9 +212,12 @@ export function loop(cpu: Cpu, i: Insn): void {
     if (lo === -1) cpu.hi[1] = (cpu.hi[1]! - 1) | 0;
     cpu.lo[1] = lo;
     count = lo | cpu.hi[1]!;
-  } else {
+  } else if (i.addrSize === 4) {
     count = (cpu.lo[1]! - 1) | 0;
     cpu.setReg32(1, count);
+  } else {
+    count = (cpu.lo[1]! - 1) & 0xffff; // CX with 16-bit addressing
+    cpu.setReg16(1, count);
   }
   const take = count !== 0 && (i.cc === 2 || (i.cc === 1 ? cpu.fZ === 0 : cpu.fZ !== 0));
   if (take) branchTo(cpu, cpu.rip + i.imm, i.opSize);

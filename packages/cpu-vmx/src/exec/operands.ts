@@ -24,6 +24,13 @@ export function offsetOf(cpu: Cpu, i: Insn): number {
     if (i.ripRel) a += cpu.rip;
     return a >>> 0;
   }
+  if (i.addrSize === 2) {
+    // 16-bit addressing: base + index + displacement modulo 2^16 (SDM Vol. 1, 3.7.5).
+    let a = i.disp;
+    if (i.base >= 0) a += cpu.lo[i.base]! & 0xffff;
+    if (i.index >= 0) a += cpu.lo[i.index]! & 0xffff;
+    return a & 0xffff;
+  }
   const bh = i.base >= 0 ? cpu.hi[i.base]! : 0;
   const ih = i.index >= 0 ? cpu.hi[i.index]! : 0;
   if ((bh === 0 || bh === -1) && (ih === 0 || ih === -1)) {
