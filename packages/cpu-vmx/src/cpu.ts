@@ -11,10 +11,10 @@
  * Modelled more simply than hardware (said here and in the README):
  * - Modes: 64-bit mode, compatibility mode and 32-bit protected mode (CR0.PE = 1) with paging
  *   off, 32-bit paging (CR4.PSE 4 MiB pages), PAE paging (PDPTE registers loaded on MOV CR3,
- *   SDM 4.4.1) or long-mode paging. Outside IA-32e mode events go through the 32-bit IDT
- *   (16- and 32-bit interrupt and trap gates, privilege changes through the TSS's SS0:ESP0).
- *   Real mode, virtual-8086 mode and 16-bit code segments are not modelled: entering them is
- *   #GP / #UD.
+ *   SDM 4.4.1) or long-mode paging, with 16-bit or 32-bit code segments. Outside IA-32e mode
+ *   events go through the 32-bit IDT (16- and 32-bit interrupt and trap gates, privilege changes
+ *   through the TSS's SS0:ESP0). Real mode and virtual-8086 mode are not modelled: entering them
+ *   is #GP / #UD.
  * - Segment limits are not checked outside 64-bit mode (flat segments assumed); bases are used.
  * - No x87/SSE/AVX: those opcodes raise #UD (guests are built with -mgeneral-regs-only).
  * - The TLB caches 4 KiB translations (a large page is cached as its 4 KiB pieces); INVLPG
@@ -63,6 +63,8 @@ import {
   RFLAGS_SF,
   RFLAGS_TF,
   RFLAGS_ZF,
+  DR6_INIT,
+  DR7_INIT,
   SEG_ATTR_DB,
   SEG_ATTR_L,
   Seg,
@@ -309,6 +311,31 @@ export class Cpu {
   set interruptShadow(v: boolean) {
     this.shadowState = v;
     if (v) this.attention = 1;
+    else this.movSsBlocking = false;
+  }
+  /**
+   * The shadow comes from MOV SS or POP SS ("blocking by MOV SS", interruptibility bit 1): it
+   * also holds debug exceptions, so a single-step trap of the MOV SS is taken after the next
+   * instruction (SDM Vol. 3A 6.8.3). Set with `interruptShadow` by `blockByMovSs`.
+   */
+  movSsBlocking = false;
+  /**
+   * The blocking the instruction being executed runs under (0 none, 1 by STI, 2 by MOV SS): the
+   * shadow ends when that instruction completes, so a VM exit it causes still reports it in the
+   * interruptibility state (SDM Table 25-3).
+   */
+  shadowInsn = 0;
+
+  /** MOV SS / POP SS: interrupts and debug exceptions are held for one instruction. */
+  blockByMovSs(): void {
+    this.interruptShadow = true;
+    this.movSsBlocking = true;
+  }
+
+  /** `v` is canonical for the current linear-address width (48 bits, or 57 with CR4.LA57). */
+  canonical(v: number): boolean {
+    const limit = this.paging.la57 ? TWO_56 : TWO_47;
+    return v >= -limit && v < limit;
   }
   /** Pending external interrupt vectors (an 8259/APIC stand-in): highest is not prioritised, FIFO. */
   private readonly pendingIrqs: number[] = [];
@@ -321,6 +348,8 @@ export class Cpu {
   /** The recorded event is a trap or software interrupt (RIP already past the instruction). */
   pendingIsTrap = false;
   pendingIsSoftware = false;
+  /** The recorded event is a privileged software exception (ICEBP: event type 5). */
+  pendingIsPrivileged = false;
   /** A vector being delivered, for double-fault detection (-1 when none). */
   private delivering = -1;
 
@@ -412,6 +441,9 @@ export class Cpu {
       c.attr = s === Seg.CS ? 0xc09b : 0xc093; // G, D/B, P, S, code exec/read or data read/write
       c.selector = s === Seg.CS ? 0x08 : 0x10;
     }
+    this.dr.fill(0);
+    this.dr[6] = DR6_INIT;
+    this.dr[7] = DR7_INIT;
     this.cpl = 0;
     this.halted = false;
     this.updateMode();
@@ -589,6 +621,7 @@ export class Cpu {
     this.pendingErrorCode = errorCode;
     this.pendingIsTrap = false;
     this.pendingIsSoftware = false;
+    this.pendingIsPrivileged = false;
     throw ABORT;
   }
 
@@ -610,6 +643,21 @@ export class Cpu {
     this.pendingErrorCode = -1;
     this.pendingIsTrap = true;
     this.pendingIsSoftware = !isException;
+    this.pendingIsPrivileged = false;
+    throw ABORT;
+  }
+
+  /**
+   * ICEBP / INT1 (F1): a #DB trap whose event type is "privileged software exception" (type 5,
+   * SDM Vol. 3C 24.8.3, 27.2.4): RIP already past the instruction; no gate-DPL check and no DR6
+   * bits (it is not a debug-register condition).
+   */
+  privilegedSoftwareException(): never {
+    this.pendingVector = Vector.DB;
+    this.pendingErrorCode = -1;
+    this.pendingIsTrap = true;
+    this.pendingIsSoftware = false;
+    this.pendingIsPrivileged = true;
     throw ABORT;
   }
 
@@ -1078,6 +1126,8 @@ export class Cpu {
   vmcsForResume: Vmcs | undefined = undefined;
   /** The event being delivered is a software exception (INT3, INTO): IDT-vectoring type 6. */
   private deliveringSoftwareException = false;
+  /** The event being delivered is a privileged software exception (ICEBP): IDT-vectoring type 5. */
+  private deliveringPrivileged = false;
   /** A VM exit recorded by a handler or by event delivery, returned by `run`. */
   pendingExit: VmExit | undefined = undefined;
   /** Linear address of the last #PF, written to CR2 only if the #PF is delivered. */
@@ -1233,6 +1283,7 @@ export class Cpu {
   push16(v: number): void {
     if (this.mode64) {
       const rsp = wrap64(this.regAddr(4) - 2);
+      if (rsp < -TWO_47 || rsp >= TWO_47) this.fault(Vector.SS, 0);
       this.write16(rsp, v);
       this.setRegFromNumber(4, rsp);
     } else {
@@ -1245,6 +1296,7 @@ export class Cpu {
   pop16(): number {
     if (this.mode64) {
       const rsp = this.regAddr(4);
+      if (rsp < -TWO_47 || rsp >= TWO_47) this.fault(Vector.SS, 0);
       const v = this.read16(rsp);
       this.setRegFromNumber(4, wrap64(rsp + 2));
       return v;
@@ -1300,13 +1352,17 @@ export class Cpu {
     const vector = this.pendingVector;
     const errorCode = this.pendingErrorCode;
     const software = this.pendingIsSoftware;
+    const privileged = this.pendingIsPrivileged;
     this.pendingVector = -1;
+    this.pendingIsPrivileged = false;
     if (!this.pendingIsTrap) this.rip = this.insnStart;
     this.counters.exceptions++;
     if (vector === Vector.PF) this.cr2 = this.faultLinear; // CR2 is written only when the #PF is delivered
-    this.deliveringSoftwareException = this.pendingIsTrap && !software; // INT3, INTO
+    this.deliveringSoftwareException = this.pendingIsTrap && !software && !privileged; // INT3, INTO
+    this.deliveringPrivileged = privileged; // ICEBP
     const ok = this.deliverEvent(vector, errorCode, software, false);
     this.deliveringSoftwareException = false;
+    this.deliveringPrivileged = false;
     return ok;
   }
 
@@ -1377,11 +1433,16 @@ export class Cpu {
   }
 
   /** Inject an event at VM entry (SDM 27.6): delivered through the guest IDT as if it occurred now. */
-  injectEvent(vector: number, errorCode: number, softwareInterrupt: boolean, external: boolean): void {
-    this.insnStart = this.rip;
-    if (!this.deliverEvent(vector, errorCode, softwareInterrupt, external)) {
-      this.pendingExit = { reason: ExitReason.TripleFault, qualification: 0, instructionLength: 0 };
-    }
+  injectEvent(vector: number, errorCode: number, softwareInterrupt: boolean, external: boolean, softwareException: 0 | 5 | 6 = 0, instructionLength = 0): void {
+    // RIP is already past a software event's instruction (VM-entry instruction length); an exit
+    // during its delivery reports that length and saves RIP at the instruction (SDM 28.2.4).
+    this.insnStart = this.rip - instructionLength;
+    this.deliveringPrivileged = softwareException === 5;
+    this.deliveringSoftwareException = softwareException === 6;
+    const ok = this.deliverEvent(vector, errorCode, softwareInterrupt, external);
+    this.deliveringPrivileged = false;
+    this.deliveringSoftwareException = false;
+    if (!ok) this.pendingExit = { reason: ExitReason.TripleFault, qualification: 0, instructionLength: 0 };
   }
 
   /**
@@ -1412,10 +1473,10 @@ export class Cpu {
       // the IDT or the stack, or a nested exception in the exception bitmap) reports the event
       // being delivered as IDT-vectoring information, and wins over #DF (SDM 28.2.3, 26.2).
       if (this.vmcs !== undefined && (this.pendingExit !== undefined || (nested >= 0 && this.exceptionExits(nested, nestedEc)))) {
-        const type = external ? 0 : software ? 4 : this.deliveringSoftwareException ? 6 : v === Vector.NMI ? 2 : 3;
+        const type = external ? 0 : software ? 4 : this.deliveringPrivileged ? 5 : this.deliveringSoftwareException ? 6 : v === Vector.NMI ? 2 : 3;
         const idtVectoring = { vector: v, type, ...(ec >= 0 ? { errorCode: ec } : {}) };
-        // For a software interrupt or exception the exit records the instruction's length.
-        const instructionLength = type === 4 || type === 6 ? this.rip - this.insnStart : 0;
+        // For a software interrupt or (privileged) software exception the exit records the instruction's length.
+        const instructionLength = type >= 4 ? this.rip - this.insnStart : 0;
         this.pendingExit =
           this.pendingExit !== undefined
             ? { ...this.pendingExit, idtVectoring, instructionLength }
@@ -1439,6 +1500,7 @@ export class Cpu {
       // nothing for them).
       this.rip = this.insnStart;
       this.deliveringSoftwareException = false;
+      this.deliveringPrivileged = false;
       if (nested === Vector.PF) this.cr2 = this.faultLinear; // a #PF delivered from here writes CR2 too
       // Contributory-after-contributory or #PF-after-#PF become #DF; benign pairs deliver the second.
       const ok = this.deliverEvent(nested, nestedEc, false, false);
@@ -1729,17 +1791,36 @@ export class Cpu {
     if (s === Seg.SS) this.updateMode();
   }
 
-  /** Load CS for a far transfer (JMP/CALL far, IRET, SYSRET use their own paths). */
+  /**
+   * Load CS for a far JMP or CALL straight to a code segment (SDM "JMP", "CALL", protected and
+   * IA-32e mode): a nonconforming segment needs RPL <= CPL and DPL = CPL, a conforming one
+   * DPL <= CPL, else #GP(selector); CPL does not change and CS.RPL becomes CPL. Call gates, task
+   * gates and TSS selectors are not modelled: they are system descriptors, #GP(selector) here.
+   */
   loadCodeSegment(selector: number): void {
-    const d = this.loadDescriptor(selector);
-    if ((d.attr & 0x18) !== 0x18) this.gp(selector & 0xfffc);
-    if ((d.attr & 0x80) === 0) this.fault(Vector.NP, selector & 0xfffc);
+    const d = this.codeDescriptor(selector, (selector & 3) > this.cpl ? -1 : this.cpl);
     const cs = this.seg[Seg.CS] as SegmentCache;
     cs.selector = (selector & 0xfffc) | this.cpl;
     cs.base = d.base;
     cs.limit = d.limit;
     cs.attr = d.attr;
     this.updateMode();
+  }
+
+  /**
+   * The code-segment descriptor for `selector`, checked for a transfer to privilege level `pl`
+   * (-1: refused, #GP(selector)): a code segment, DPL = pl when nonconforming or DPL <= pl when
+   * conforming, present (#NP), and not L = 1 with D = 1 in IA-32e mode.
+   */
+  codeDescriptor(selector: number, pl: number): SegmentCache {
+    const sel = selector & 0xfffc;
+    const d = this.loadDescriptor(selector);
+    if ((d.attr & 0x18) !== 0x18 || pl < 0) this.gp(sel);
+    const dpl = (d.attr >>> 5) & 3;
+    if ((d.attr & 0x04) !== 0 ? dpl > pl : dpl !== pl) this.gp(sel);
+    if ((d.attr & 0x80) === 0) this.fault(Vector.NP, sel);
+    if ((this.efer & EFER_LMA) !== 0 && (d.attr & SEG_ATTR_L) !== 0 && (d.attr & SEG_ATTR_DB) !== 0) this.gp(sel);
+    return d;
   }
 
   /** Enter or leave IA-32e mode as CR0.PG / EFER.LME dictate (SDM Vol. 3A, 10.8.5). */
@@ -1772,6 +1853,7 @@ export class Cpu {
           let stepping = false;
           if (this.attention !== 0) {
             // The rare cases, in priority order: a stop request, an interrupt, HLT, a shadow.
+            this.shadowInsn = 0;
             if (this.stopRequest !== undefined) {
               const s = this.stopRequest;
               this.stopRequest = undefined;
@@ -1810,7 +1892,10 @@ export class Cpu {
               continue;
             }
             if (this.haltedState) return { kind: "hlt", retired: this.retired - start };
-            if (this.stepPending) {
+            // Blocking by MOV SS holds the single-step trap of the MOV SS / POP SS over the next
+            // instruction (SDM Vol. 3A 6.8.3): it is taken after that one, whatever its TF.
+            const heldStep = this.stepPending && this.movSsBlocking && shadow;
+            if (this.stepPending && !heldStep) {
               // Single-step trap after an instruction that began with RFLAGS.TF = 1 (SDM Vol. 3B
               // 17.3.1.4): #DB with DR6.BS, RIP already at the next instruction.
               this.stepPending = false;
@@ -1822,8 +1907,10 @@ export class Cpu {
               if (this.pendingExit !== undefined) return this.takeExit(start);
               continue;
             }
+            this.shadowInsn = shadow ? (this.movSsBlocking ? 2 : 1) : 0;
             this.shadowState = false;
-            stepping = (this.flagsOther & RFLAGS_TF) !== 0;
+            this.movSsBlocking = false;
+            stepping = (this.flagsOther & RFLAGS_TF) !== 0 || heldStep;
             this.stepPending = stepping;
             // Stay attentive for one more instruction after a shadow (the interrupt it held off)
             // or a single step.
@@ -1913,6 +2000,7 @@ export class Cpu {
     if (this.vmcs !== undefined) {
       this.vmcsForResume = this.vmcs;
       saveOnExit(this, this.vmcs, exit);
+      this.shadowInsn = 0; // reported; the next entry's interruptibility state decides afresh
       if ((this.vmxExit & EXIT_SAVE_PREEMPTION_TIMER) !== 0) {
         const left = this.vmxTimerExpired ? 0 : Math.max(0, this.vmxTimer - (this.retired - this.vmxEntryRetired));
         this.vmcs.setField(VmcsField.VMX_PREEMPTION_TIMER_VALUE, left);
@@ -2018,14 +2106,18 @@ export class Cpu {
     const vector = this.pendingVector;
     const errorCode = this.pendingErrorCode;
     const trap = this.pendingIsTrap;
+    const privileged = this.pendingIsPrivileged;
+    this.pendingIsPrivileged = false;
     const hasError = errorCode >= 0;
-    // A software exception (INT3, INTO) exits with RIP at the instruction and its length.
+    // A software exception (INT3, INTO) or ICEBP exits with RIP at the instruction and its length.
     const length = trap ? this.rip - this.insnStart : 0;
+    // A #DB exit's qualification holds the DR6 conditions (B3-B0, BD, BS: SDM Table 28-1); ICEBP has none.
+    const dbQualification = privileged ? 0 : this.dr[6]! & 0x600f;
     this.pendingExit = {
       reason: ExitReason.ExceptionOrNmi,
-      qualification: vector === Vector.PF ? this.faultLinear : vector === Vector.DB ? this.dr[6]! : 0,
+      qualification: vector === Vector.PF ? this.faultLinear : vector === Vector.DB ? dbQualification : 0,
       instructionLength: length,
-      interruption: { vector, type: trap ? 6 : 3, ...(hasError ? { errorCode } : {}) },
+      interruption: { vector, type: trap ? (privileged ? 5 : 6) : 3, ...(hasError ? { errorCode } : {}) },
     };
     return this.takeExit(start);
   }

@@ -126,6 +126,8 @@ export const MSR = {
   SYSENTER_CS: 0x174,
   SYSENTER_ESP: 0x175,
   SYSENTER_EIP: 0x176,
+  /** IA32_DEBUGCTL (SDM Vol. 3B 17.4.1) */
+  DEBUGCTL: 0x1d9,
   /** IA32_PAT */
   PAT: 0x277,
   /** IA32_EFER */
@@ -178,3 +180,29 @@ export const SEG_ATTR_L = 1 << 13;
 export const SEG_ATTR_DB = 1 << 14;
 /** G: granularity. */
 export const SEG_ATTR_G = 1 << 15;
+
+/** IA32_DEBUGCTL bits this processor accepts: LBR (bit 0) and BTF (bit 1), stored but not acted on (SDM Vol. 3B 17.4.1). Others are #GP. */
+export const DEBUGCTL_LBR = 1 << 0;
+export const DEBUGCTL_BTF = 1 << 1;
+export const DEBUGCTL_WRITABLE = DEBUGCTL_LBR | DEBUGCTL_BTF;
+
+/** IA32_PAT at power-up: WB, WT, UC-, UC in PA0-PA3 and again in PA4-PA7 (SDM Vol. 3A 11.12.4). */
+export const PAT_POWER_UP = { lo: 0x0007_0406, hi: 0x0007_0406 } as const;
+
+/** A PAT value WRMSR accepts: every byte is a memory type 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB) or 7 (UC-) (SDM Vol. 3A 11.12.2). */
+export function patValid(lo: number, hi: number): boolean {
+  for (let k = 0; k < 4; k++) {
+    const a = (lo >>> (8 * k)) & 0xff;
+    const b = (hi >>> (8 * k)) & 0xff;
+    if (a > 7 || a === 2 || a === 3 || b > 7 || b === 2 || b === 3) return false;
+  }
+  return true;
+}
+
+/** DR6 and DR7 at power-up and reset (SDM Vol. 3B 17.2.3, 17.2.4): DR6's reserved bits read 1, DR7 bit 10 reads 1. */
+export const DR6_INIT = 0xffff_0ff0;
+export const DR7_INIT = 0x0000_0400;
+/** DR6 bits software can change: B0-B3 (3:0), BD (13), BS (14), BT (15); the rest are fixed (RTM is not supported, so bit 16 is 1). */
+export const DR6_WRITABLE = 0x0000_e00f;
+/** DR7 bits software can change: L0-G3 and LE/GE (9:0), GD (13), R/W and LEN (31:16); bit 10 is 1, bits 11, 12, 14, 15 are 0. */
+export const DR7_WRITABLE = 0xffff_23ff;

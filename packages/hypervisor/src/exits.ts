@@ -17,6 +17,7 @@ import {
   CR4_PAE,
   CR4_SUPPORTED,
   CR4_VMXE,
+  DEBUGCTL_WRITABLE,
   ENTRY_IA32E_MODE,
   EFER_LMA,
   EFER_LME,
@@ -26,10 +27,12 @@ import {
   MSR,
   RFLAGS_DF,
   RFLAGS_IF,
+  SECONDARY_UNRESTRICTED_GUEST,
   SEG_ATTR_L,
   VmcsField as F,
   defaultCpuid,
   exitReasonName,
+  patValid,
   readMsr,
   writeMsr,
   type ExitOutcome,
@@ -339,6 +342,11 @@ function msrRead(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if (r === undefined || !r.ok) return gp0();
     lo = r.lo;
     hi = r.hi;
+  } else if (msr === MSR.PAT || msr === MSR.DEBUGCTL) {
+    // VMCS guest state (loaded and saved by the PAT and debug-control entry/exit controls).
+    const r = v.vmcs.readHalves(msr === MSR.PAT ? F.GUEST_IA32_PAT : F.GUEST_IA32_DEBUGCTL);
+    lo = r.lo;
+    hi = r.hi;
   } else if (isXenMsr(msr)) {
     // Xen's MSRs (the hypercall page; xen/hypercall_page.ts). Outside both MSR-bitmap ranges, so they always exit.
     const r = rdmsrXen(ctx, msr);
@@ -383,7 +391,17 @@ function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if (v.apic === undefined || !v.apic.writeMsr(msr, lo, hi)) return gp0();
   } else if (isXenMsr(msr)) {
     if (!wrmsrXen(ctx, msr, lo, hi)) return gp0();
-  } else if (msr === MSR.PAT || msr === MSR.FS_BASE || msr === MSR.GS_BASE) {
+  } else if (msr === MSR.PAT) {
+    // Guest state in GUEST_IA32_PAT (Xen's vmx_set_guest_pat); a reserved memory type is #GP (SDM 11.12.2).
+    // PAT passes through the MSR bitmap, so this runs only if a bitmap intercepts it.
+    if (!patValid(lo, hi)) return gp0();
+    v.vmcs.setField(F.GUEST_IA32_PAT, lo, hi);
+  } else if (msr === MSR.DEBUGCTL) {
+    // Guest state in GUEST_IA32_DEBUGCTL, as Xen's vmx_msr_write_intercept keeps it: LBR and BTF
+    // are accepted (and not acted on), other bits are #GP.
+    if (hi !== 0 || (lo & ~DEBUGCTL_WRITABLE) !== 0) return gp0();
+    v.vmcs.setField(F.GUEST_IA32_DEBUGCTL, lo, 0);
+  } else if (msr === MSR.FS_BASE || msr === MSR.GS_BASE) {
     return { kind: "crash", reason: `WRMSR 0x${msr.toString(16)} trapped but it is VMCS guest state the hypervisor does not emulate` };
   } else if (!writeMsr(cpu, msr, lo, hi)) {
     return gp0();
@@ -478,6 +496,9 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
         shadowUnderneath(v, vmcs, on && !ia32e);
       } else {
         // Activating or leaving IA-32e mode: EFER.LMA and the "IA-32e mode guest" entry control follow (SDM 10.8.5, 25.8.1).
+        // A guest with paging off runs as an unrestricted guest (EPT translates its physical
+        // addresses, SDM 27.3.1.1), whichever way it booted; Xen keeps the control on for HAP guests.
+        if (!on) vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_UNRESTRICTED_GUEST) >>> 0);
         const entry = vmcs.read32(F.VM_ENTRY_CONTROLS);
         vmcs.setField(F.GUEST_IA32_EFER, ia32e ? efer | EFER_LMA : efer & ~EFER_LMA);
         vmcs.setField(F.VM_ENTRY_CONTROLS, (ia32e ? entry | ENTRY_IA32E_MODE : entry & ~ENTRY_IA32E_MODE) >>> 0);

@@ -32,8 +32,13 @@ import {
   CPU_UNCOND_IO_EXITING,
   CPU_USE_MSR_BITMAPS,
   Cpu,
+  ENTRY_LOAD_DEBUG_CONTROLS,
   ENTRY_LOAD_IA32_EFER,
+  ENTRY_LOAD_IA32_PAT,
+  EXIT_LOAD_IA32_PAT,
+  EXIT_SAVE_DEBUG_CONTROLS,
   EXIT_SAVE_IA32_EFER,
+  EXIT_SAVE_IA32_PAT,
   INTR_INFO_ERROR_CODE_VALID,
   INTR_INFO_VALID,
   IntrType,
@@ -407,7 +412,9 @@ export class Domain {
     for (const { gfn: g, extent } of mapped) this.p2m.setRange(gfn(g), extent.count, P2mType.Ram, extent.first);
     // The local APIC page (xAPIC MMIO), before the EPT/shadow is built from the p2m: one GPA for
     // every vCPU, each access answered by the accessing vCPU's APIC.
-    const apicRange = this.mmio.registerPerVcpu(APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, "local APIC", (v) => v.apic);
+    // A vCPU whose APIC moved elsewhere (IA32_APIC_BASE) sees what the p2m has here: no device
+    // (mmio.ts routes its new base to its APIC).
+    const apicRange = this.mmio.registerPerVcpu(APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, "local APIC", (v) => (v.apic?.xapicBase === APIC_BASE_DEFAULT ? v.apic : undefined));
     if (apicRange !== undefined) throw new Error(`vtlab bug: ${apicRange.message}`);
     // The IO-APIC: its interrupts go to the vCPUs' local APICs (physical or logical destination).
     this.ioapic = new IoApic({ deliver: (dest, logical, vector, mode, level) => this.ioapicDeliver(dest, logical, vector, mode, level) });
@@ -926,8 +933,9 @@ export class Hypervisor {
       const err = setupFlat64Guest(v.vmcs, {
         pin: PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER,
         proc: CPU_HLT_EXITING | CPU_UNCOND_IO_EXITING | CPU_USE_MSR_BITMAPS | CPU_ACTIVATE_SECONDARY,
-        exit: EXIT_SAVE_IA32_EFER | EXIT_ACK_INTR_ON_EXIT,
-        entry: ENTRY_LOAD_IA32_EFER,
+        // PAT and the debug controls (DR7, IA32_DEBUGCTL) are guest state the VMCS loads and saves (as Xen does).
+        exit: EXIT_SAVE_IA32_EFER | EXIT_ACK_INTR_ON_EXIT | EXIT_SAVE_IA32_PAT | EXIT_LOAD_IA32_PAT | EXIT_SAVE_DEBUG_CONTROLS,
+        entry: ENTRY_LOAD_IA32_EFER | ENTRY_LOAD_IA32_PAT | ENTRY_LOAD_DEBUG_CONTROLS,
         cr3: boot.cr3,
         rip: boot.entry,
         rsp: 0,
@@ -1035,6 +1043,8 @@ export class Hypervisor {
       };
       // STAR, LSTAR, CSTAR, FMASK, FS_BASE, GS_BASE, KERNEL_GS_BASE, TSC_AUX: context-switched, not trapped (as Xen).
       for (const m of [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084, 0xc000_0100, 0xc000_0101, 0xc000_0102, 0xc000_0103]) pass(m);
+      // IA32_PAT: loaded and saved by the VMCS PAT controls, so not trapped (Xen's vmx_clear_msr_intercept(MSR_IA32_CR_PAT)).
+      pass(0x277);
     }
     vmcs.setField(F.MSR_BITMAP, this.msrBitmap * PAGE_SIZE);
   }

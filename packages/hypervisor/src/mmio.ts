@@ -61,6 +61,7 @@ import type { ExitContext } from "./exits.js";
 import { copyFromGuest } from "./guest-memory.js";
 import type { Vcpu } from "./hypervisor.js";
 import { RESUME } from "./outcomes.js";
+import { APIC_BASE_DEFAULT, XAPIC_MMIO_SIZE, type LocalApic } from "./devices/lapic.js";
 
 /** The architectural limit on an instruction's length (cpu-vmx's decoder owns it; re-exported under the name this package always had). */
 export { MAX_INSTRUCTION_LENGTH };
@@ -276,7 +277,7 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
   const mode64 = cpu.mode64;
   const rip = vmcs.readNatural(F.GUEST_RIP);
   if (exit.idtVectoring !== undefined) return unhandleable(write, gpa, rip, 0, `the access was made while delivering vector ${exit.idtVectoring.vector} (an IDT, GDT or stack in MMIO)`);
-  if (!d.mmio.bus.claims(gpa) && !d.mmio.isUnassigned(gpa) && !(write && isDiscardWrite(d.p2m, gpa))) return unhandleable(write, gpa, rip, 0, "no emulated device is mapped there");
+  if (!d.mmio.bus.claims(gpa) && !d.mmio.isUnassigned(gpa) && !(write && isDiscardWrite(d.p2m, gpa)) && !relocatedApicAt(v, gpa)) return unhandleable(write, gpa, rip, 0, "no emulated device is mapped there");
   const user = cpu.cpl === 3 ? Access.User : 0;
   let fetched = copyFromGuest(ctx, cpu.linear(Seg.CS, rip), code, MAX_INSTRUCTION_LENGTH, Access.Fetch | user);
   if (fetched === 0) return unhandleable(write, gpa, rip, 0, "the instruction cannot be fetched: RIP is on a page the guest's tables do not map to RAM");
@@ -312,9 +313,16 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
     if (typeof g !== "number") return { kind: "inject", vector: Vector.PF, errorCode: g.errorCode, cr2: lastLinear };
     last = g;
   }
-  const bus = d.mmio.bus;
-  const owner = bus.ownerOf(first);
-  if (owner === undefined) {
+  let bus: Pick<MmioBus, "read" | "write" | "read64" | "write64"> = d.mmio.bus;
+  let owner = d.mmio.bus.ownerOf(first);
+  if (relocatedApicAt(v, first)) {
+    // The accessing vCPU's local APIC at the base its IA32_APIC_BASE names (SDM 11.4.4).
+    relocatedApic.apic = v.apic!;
+    relocatedApic.base = v.apic!.xapicBase;
+    bus = relocatedApic;
+    owner = "local APIC";
+    if (!relocatedApicAt(v, last)) return unhandleable(write, gpa, rip, fetched, `a ${size}-byte access at GPA ${hex(first)} is split across the end of ${owner}`);
+  } else if (owner === undefined) {
     // A store to a read-only grant mapping (Xen's P2M_DISCARD_WRITE_TYPES): emulated and dropped.
     if (store && isDiscardWrite(d.p2m, first) && isDiscardWrite(d.p2m, last) && last === first + size - 1) return complete(vmcs, nextRip);
     if (!d.mmio.isUnassigned(first) || !d.mmio.isUnassigned(last) || last !== first + size - 1) {
@@ -335,7 +343,7 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
     }
     return complete(vmcs, nextRip);
   }
-  if (last !== first + size - 1 || bus.ownerOf(last) !== owner) {
+  if (last !== first + size - 1 || (bus === d.mmio.bus && d.mmio.bus.ownerOf(last) !== owner)) {
     return unhandleable(write, gpa, rip, fetched, `a ${size}-byte access at GPA ${hex(first)} is split across the end of ${owner}`);
   }
 
@@ -386,6 +394,37 @@ export function handleMmio(ctx: ExitContext, exit: VmExit, gpa: number, write: b
 
   return complete(vmcs, nextRip);
 }
+
+/**
+ * Whether `gpa` is in the xAPIC page of `v`'s local APIC after the guest moved it away from the
+ * default base. Modelled more simply: the new base is emulated only where accesses reach the
+ * emulator (unassigned space, above RAM); a base inside the guest's RAM stays RAM.
+ */
+function relocatedApicAt(v: Vcpu, gpa: number): boolean {
+  const apic = v.apic;
+  if (apic === undefined || apic.mode !== "xapic") return false;
+  const base = apic.xapicBase;
+  return base !== APIC_BASE_DEFAULT && gpa >= base && gpa < base + XAPIC_MMIO_SIZE;
+}
+
+/** The relocated APIC as a bus (one reused object: handleMmio sets `apic` and `base` before each access). */
+const relocatedApic = {
+  apic: undefined as unknown as LocalApic,
+  base: 0,
+  read(addr: number, size: AccessSize): number {
+    return this.apic.read(addr - this.base, size);
+  },
+  write(addr: number, size: AccessSize, value: number): DeviceError | undefined {
+    return this.apic.write(addr - this.base, size, value);
+  },
+  read64(addr: number, out: U64): void {
+    out.lo = this.apic.read(addr - this.base, 4) >>> 0;
+    out.hi = this.apic.read(addr - this.base + 4, 4) >>> 0;
+  },
+  write64(addr: number, lo: number, hi: number): DeviceError | undefined {
+    return this.apic.write(addr - this.base, 4, lo) ?? this.apic.write(addr - this.base + 4, 4, hi);
+  },
+};
 
 /** Completing the instruction: RIP past it, and blocking by STI / MOV SS ends (SDM 26.3.1.5). */
 function complete(vmcs: Vmcs, nextRip: number): ExitOutcome {

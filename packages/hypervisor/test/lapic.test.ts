@@ -337,8 +337,17 @@ describe("LocalApic IPIs and errors", () => {
     expect(ipis).toEqual([]);
     expect(readEsr(apic)).toBe(APIC_ESR_SEND_ILLEGAL_VECTOR);
     expect(readEsr(apic)).toBe(0); // the latch cleared
+    // To itself (SELF IPI, the self shorthand, its own ID): sent and received, ESR 0x60 (SDM 11.5.3).
     expect(apic.writeMsr(MSR_X2APIC_SELF_IPI, 3, 0)).toBe(true);
+    expect(readEsr(apic)).toBe(APIC_ESR_SEND_ILLEGAL_VECTOR | APIC_ESR_RECV_ILLEGAL_VECTOR);
+    expect(readEsr(apic)).toBe(0);
+    expect(apic.writeMsr(MSR_X2APIC_ICR, 0x05 | (ApicShorthand.Self << 18), 0)).toBe(true);
+    expect(readEsr(apic)).toBe(0x60);
+    expect(apic.writeMsr(MSR_X2APIC_ICR, 0x05, 0x23)).toBe(true);
+    expect(readEsr(apic)).toBe(0x60);
+    expect(apic.writeMsr(MSR_X2APIC_ICR, 0x05 | (ApicShorthand.AllExcludingSelf << 18), 0)).toBe(true);
     expect(readEsr(apic)).toBe(APIC_ESR_SEND_ILLEGAL_VECTOR);
+    expect(ipis).toEqual([]);
     apic.acceptInterrupt(2);
     expect(readEsr(apic)).toBe(APIC_ESR_RECV_ILLEGAL_VECTOR);
     expect(take(apic)).toBe(0xfe); // LVT error vector

@@ -317,6 +317,17 @@ describe("the per-vCPU APIC page", () => {
     expect(d.p2m.lookup(gfn(APIC_BASE_DEFAULT / 4096)).type).toBe(P2mType.Mmio);
   });
 
+  for (const [mode, hap] of MODES) {
+    it(`${mode}: IA32_APIC_BASE moves the page: the APIC answers at its new base, the old one reads what the p2m has (nothing: all ones)`, () => {
+      const hv = new Hypervisor({ memoryMiB: 64 });
+      const d = boot(hv, "relocate", "relocate", hap);
+      hv.run({ maxInstructions: 1_000_000 });
+      expect({ state: d.state, crash: d.crashReason }).toEqual({ state: "shutdown", crash: undefined });
+      expect([read32(hv, d, SCRATCH), read32(hv, d, SCRATCH + 4), read32(hv, d, SCRATCH + 8)]).toEqual([APIC_VERSION_VALUE, 0xffff_ffff, 0x20]);
+      expect(d.vcpus[0]!.apic!.xapicBase).toBe(APIC_BASE_DEFAULT);
+    });
+  }
+
   it("a second device over the APIC page is refused (arch's MmioBus overlap check)", () => {
     const hv = new Hypervisor({ memoryMiB: 64 });
     const d = boot(hv, "overlap", "timer", true);

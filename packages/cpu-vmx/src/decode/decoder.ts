@@ -2,7 +2,8 @@
  * The decoder: prefixes, REX, opcode maps, ModRM/SIB, displacements and immediates (SDM Vol. 2A
  * ch. 2), driven by the decode table. It reads code bytes through the CPU (so a fetch from a
  * non-present page is a #PF at the right byte) and returns an `Insn` whose handler was chosen
- * here. Over-long instructions (> 15 bytes) are #GP(0). 16-bit addressing is not modelled (#UD).
+ * here. Over-long instructions (> 15 bytes) are #GP(0). 16-bit addressing (a 16-bit code segment,
+ * or 67 in 32-bit code) uses the 16-bit ModRM forms of SDM Vol. 2A Table 2-1.
  */
 import { Vector } from "@vtlab/arch";
 import { type Cpu, wrap64 } from "../cpu.js";
@@ -208,10 +209,7 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
   else if (mode64) i.opSize = rexW || (flags & F_F64) !== 0 ? 8 : opsize ? 2 : (flags & F_D64) !== 0 ? 8 : 4;
   else i.opSize = cpu.csD !== opsize ? 4 : 2;
   if (mode64) i.addrSize = addrsize ? 4 : 8;
-  else {
-    if (cpu.csD === addrsize) return undefinedInsn(src, "16-bit addressing (not modelled)");
-    i.addrSize = 4;
-  }
+  else i.addrSize = cpu.csD !== addrsize ? 4 : 2;
 
   if ((flags & F_OPREG) !== 0) i.rm = (opcode & 7) | ((rex & 1) << 3);
   if (opcode === 0x90 && (rex & 1) !== 0) {
@@ -223,7 +221,8 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
 
   if ((flags & F_MODRM) !== 0) {
     if (modrm < 0) modrm = src.next();
-    decodeModrm(i, modrm, rex, mode64, (flags & F_RMREG) !== 0);
+    if (i.addrSize === 2) decodeModrm16(i, modrm, (flags & F_RMREG) !== 0);
+    else decodeModrm(i, modrm, rex, mode64, (flags & F_RMREG) !== 0);
     if ((flags & F_MEM) !== 0 && !i.isMem) return undefinedInsn(src, `${spec.mnemonic} with a register operand`);
     if (i.isMem) i.seg = seg >= 0 ? seg : i.base === 4 || i.base === 5 ? Seg.SS : Seg.DS;
   } else if (seg >= 0) {
@@ -268,7 +267,7 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
       const lo = src.s32() >>> 0;
       const hi = src.s32();
       i.disp = hi * 0x1_0000_0000 + lo;
-    } else i.disp = src.s32() >>> 0;
+    } else i.disp = i.addrSize === 2 ? src.u16() : src.s32() >>> 0;
     i.reg = 0;
   }
   i.len = src.len;
@@ -303,6 +302,33 @@ function decodeModrm(i: Insn, modrm: number, rex: number, mode64: boolean, rmAlw
   } else i.base = rmf | ((rex & 1) << 3);
   if (mod === 1) i.disp += src.s8();
   else if (mod === 2) i.disp += src.s32();
+}
+
+/** 16-bit ModRM memory forms (SDM Vol. 2A Table 2-1): r/m 0-7 = BX+SI, BX+DI, BP+SI, BP+DI, SI, DI, BP (disp16 alone with mod 0), BX. */
+const BASE16 = [3, 3, 5, 5, 6, 7, 5, 3] as const;
+const INDEX16 = [6, 7, 6, 7, -1, -1, -1, -1] as const;
+
+function decodeModrm16(i: Insn, modrm: number, rmAlwaysReg: boolean): void {
+  const mod = modrm >> 6;
+  const rmf = modrm & 7;
+  i.reg = (modrm >> 3) & 7;
+  if (mod === 3 || rmAlwaysReg) {
+    i.isMem = false;
+    i.rm = rmf;
+    return;
+  }
+  i.isMem = true;
+  i.scale = 1;
+  if (mod === 0 && rmf === 6) {
+    i.base = -1;
+    i.index = -1;
+    i.disp = src.u16();
+    return;
+  }
+  i.base = BASE16[rmf]!;
+  i.index = INDEX16[rmf]!;
+  if (mod === 1) i.disp = src.s8();
+  else if (mod === 2) i.disp = src.u16();
 }
 
 /** One-byte and 0F opcodes whose undefined forms still carry a ModRM byte (so #UD counts name the form). */

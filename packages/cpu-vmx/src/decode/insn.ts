@@ -16,7 +16,7 @@ export class Insn {
   opcode = 0;
   /** Operand size in bytes: 1, 2, 4 or 8. */
   opSize = 4;
-  /** Address size in bytes: 4 or 8 (16-bit addressing is not modelled). */
+  /** Address size in bytes: 2, 4 or 8 (2: 16-bit addressing, SDM Vol. 2A Table 2-1). */
   addrSize = 8;
   /** A REX prefix was present (selects SPL/BPL/SIL/DIL over AH/CH/DH/BH). */
   rex = false;

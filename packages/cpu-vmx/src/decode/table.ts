@@ -113,6 +113,14 @@ for (let k = 0; k < 8; k++) {
   def(base + 4, op(m, "AL,Ib", alu.aluAI, F_BYTE | F_IMM8, k));
   def(base + 5, op(m, "rAX,Iz", alu.aluAI, F_IMMZ, k));
 }
+// PUSH/POP ES, CS, SS, DS: invalid in 64-bit mode (there is no POP CS; 0F is the escape).
+def(0x06, op("push", "ES", sys.pushPopSeg, F_NO64, 0));
+def(0x07, op("pop", "ES", sys.pushPopSeg, F_NO64, 1));
+def(0x0e, op("push", "CS", sys.pushPopSeg, F_NO64, 0));
+def(0x16, op("push", "SS", sys.pushPopSeg, F_NO64, 0));
+def(0x17, op("pop", "SS", sys.pushPopSeg, F_NO64, 1));
+def(0x1e, op("push", "DS", sys.pushPopSeg, F_NO64, 0));
+def(0x1f, op("pop", "DS", sys.pushPopSeg, F_NO64, 1));
 for (let r = 0; r < 8; r++) {
   def(0x40 + r, op("inc", "Zv", alu.incE, F_OPREG | F_NO64));
   def(0x48 + r, op("dec", "Zv", alu.decE, F_OPREG | F_NO64));
@@ -216,6 +224,7 @@ def(0xec, op("in", "AL,DX", sys.inPort, F_BYTE, 1));
 def(0xed, op("in", "eAX,DX", sys.inPort, 0, 1));
 def(0xee, op("out", "DX,AL", sys.outPort, F_BYTE, 1));
 def(0xef, op("out", "DX,eAX", sys.outPort, 0, 1));
+def(0xf1, op("int1", "", control.int1, 0)); // ICEBP
 def(0xf4, op("hlt", "", control.hlt, 0));
 def(0xf5, op("cmc", "", move.flagOp, 0, 2));
 const group3 = (byte: number, imm: number, vs: string) => ({
@@ -256,7 +265,14 @@ def(0xff, {
 // ---- Two-byte map (0F xx = 0x100 + xx) ----
 const T = 0x100;
 def(T + 0x00, {
-  group: [op("sldt", "Ew", sys.group6, 0, 0), op("str", "Ew", sys.group6, 0, 1), op("lldt", "Ew", sys.group6, 0, 2), op("ltr", "Ew", sys.group6, 0, 3)],
+  group: [
+    op("sldt", "Ew", sys.group6, 0, 0),
+    op("str", "Ew", sys.group6, 0, 1),
+    op("lldt", "Ew", sys.group6, 0, 2),
+    op("ltr", "Ew", sys.group6, 0, 3),
+    op("verr", "Ew", sys.verrVerw, 0, 0),
+    op("verw", "Ew", sys.verrVerw, 0, 1),
+  ],
   flags: F_MODRM,
 });
 def(T + 0x01, {
@@ -281,6 +297,8 @@ def(T + 0x01, {
     ...Array.from({ length: 8 }, (_, r) => [0xf0 + r, op("lmsw", "Rw", sys.lmsw, 0)] as [number, OpSpec]),
   ]),
 });
+def(T + 0x02, op("lar", "Gv,Ew", sys.larLsl, F_MODRM, 0));
+def(T + 0x03, op("lsl", "Gv,Ew", sys.larLsl, F_MODRM, 1));
 def(T + 0x05, op("syscall", "", control.syscall, F_ONLY64));
 def(T + 0x06, op("clts", "", sys.clts, 0));
 def(T + 0x07, op("sysret", "", control.sysret, F_ONLY64));

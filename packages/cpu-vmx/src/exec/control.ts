@@ -114,23 +114,96 @@ export function farIndirect(cpu: Cpu, i: Insn): void {
   cpu.rip = offset;
 }
 
-/** RETF and RETF imm16 (CB, CA): same-privilege far return (a return to an outer ring is #GP here). */
+/**
+ * RETF and RETF imm16 (CB, CA) in protected and IA-32e mode (SDM "RET"): the return selector's
+ * RPL must be >= CPL (#GP(selector)); RPL = CPL returns at the same level, RPL > CPL returns to
+ * an outer level, popping RSP and SS too, and nulls data segments the new CPL may not use. A
+ * fault leaves RSP as it was.
+ */
 export function retFar(cpu: Cpu, i: Insn): void {
   const size = i.opSize;
+  const rspLo = cpu.lo[4]!;
+  const rspHi = cpu.hi[4]!;
+  try {
+    retFarChecked(cpu, i, size);
+  } catch (e) {
+    cpu.lo[4] = rspLo;
+    cpu.hi[4] = rspHi;
+    throw e;
+  }
+}
+
+function retFarChecked(cpu: Cpu, i: Insn, size: number): void {
   const lo = pop(cpu, size);
   const hi = cpu.tmpHi;
   const selector = pop(cpu, size) & 0xffff;
-  if ((selector & 3) !== cpu.cpl) cpu.gp(selector & 0xfffc);
-  cpu.loadCodeSegment(selector);
+  const rpl = selector & 3;
+  const oldCpl = cpu.cpl;
+  if (rpl < oldCpl) cpu.gp(selector & 0xfffc);
+  const target = size === 8 ? toSigned64(lo, hi) : size === 4 ? lo >>> 0 : lo & 0xffff;
+  if (rpl === oldCpl) {
+    cpu.loadCodeSegment(selector);
+    if (i.imm !== 0) releaseStack(cpu, i.imm & 0xffff);
+    cpu.rip = target;
+    return;
+  }
+  // Return to an outer privilege level.
+  const cs = cpu.codeDescriptor(selector, rpl);
+  const to64 = (cpu.efer & EFER_LMA) !== 0 && (cs.attr & SEG_ATTR_L) !== 0;
+  if (to64 && (target < -TWO_47 || target >= TWO_47)) cpu.gp(0);
   if (i.imm !== 0) releaseStack(cpu, i.imm & 0xffff);
-  cpu.rip = size === 8 ? toSigned64(lo, hi) : size === 4 ? lo >>> 0 : lo & 0xffff;
+  const newRspLo = pop(cpu, size);
+  const newRspHi = cpu.tmpHi;
+  const ssSel = pop(cpu, size) & 0xffff;
+  let ss: { base: number; limit: number; attr: number } = { base: 0, limit: 0, attr: 0 };
+  if ((ssSel & 0xfffc) === 0) {
+    if (!to64 || rpl === 3) cpu.gp(0); // a null SS only for a 64-bit return below ring 3
+  } else {
+    const d = cpu.loadDescriptor(ssSel);
+    if ((ssSel & 3) !== rpl || (d.attr & 0x1a) !== 0x12 || ((d.attr >>> 5) & 3) !== rpl) cpu.gp(ssSel & 0xfffc);
+    if ((d.attr & 0x80) === 0) cpu.fault(Vector.SS, ssSel & 0xfffc);
+    ss = d;
+  }
+  // Commit.
+  cpu.cpl = rpl;
+  const csCache = cpu.seg[Seg.CS]!;
+  csCache.selector = selector;
+  csCache.base = cs.base;
+  csCache.limit = cs.limit;
+  csCache.attr = cs.attr;
+  const ssCache = cpu.seg[Seg.SS]!;
+  ssCache.selector = ssSel;
+  ssCache.base = ss.base;
+  ssCache.limit = ss.limit;
+  ssCache.attr = ss.attr;
+  if (size === 8) {
+    cpu.lo[4] = newRspLo;
+    cpu.hi[4] = newRspHi;
+  } else cpu.setReg32(4, newRspLo);
+  cpu.updateMode();
+  if (i.imm !== 0) releaseStack(cpu, i.imm & 0xffff); // the new stack is released too
+  nullOuterDataSegments(cpu, rpl);
+  cpu.rip = target;
+}
+
+/** After a return to outer level `cpl`: ES, DS, FS, GS that the new CPL may not use become null (SDM "RET", "IRET"). */
+function nullOuterDataSegments(cpu: Cpu, cpl: number): void {
+  for (const s of [Seg.ES, Seg.DS, Seg.FS, Seg.GS]) {
+    const c = cpu.seg[s]!;
+    const dpl = (c.attr >>> 5) & 3;
+    const conformingCode = (c.attr & 0x1c) === 0x1c;
+    if ((c.selector & 0xfffc) !== 0 && dpl < cpl && !conformingCode) {
+      c.selector = 0;
+      c.attr = 0;
+    }
+  }
 }
 
 /** LOOP, LOOPE, LOOPNE, JrCXZ (E2, E1, E0, E3): `i.cc` 0 LOOPNE, 1 LOOPE, 2 LOOP, 3 JrCXZ. */
 export function loop(cpu: Cpu, i: Insn): void {
   let count: number;
   if (i.cc === 3) {
-    const zero = i.addrSize === 8 ? (cpu.lo[1]! | cpu.hi[1]!) === 0 : cpu.lo[1] === 0;
+    const zero = i.addrSize === 8 ? (cpu.lo[1]! | cpu.hi[1]!) === 0 : i.addrSize === 4 ? cpu.lo[1] === 0 : (cpu.lo[1]! & 0xffff) === 0;
     if (zero) branchTo(cpu, cpu.rip + i.imm, i.opSize);
     return;
   }
@@ -139,9 +212,12 @@ export function loop(cpu: Cpu, i: Insn): void {
     if (lo === -1) cpu.hi[1] = (cpu.hi[1]! - 1) | 0;
     cpu.lo[1] = lo;
     count = lo | cpu.hi[1]!;
-  } else {
+  } else if (i.addrSize === 4) {
     count = (cpu.lo[1]! - 1) | 0;
     cpu.setReg32(1, count);
+  } else {
+    count = (cpu.lo[1]! - 1) & 0xffff; // CX with 16-bit addressing
+    cpu.setReg16(1, count);
   }
   const take = count !== 0 && (i.cc === 2 || (i.cc === 1 ? cpu.fZ === 0 : cpu.fZ !== 0));
   if (take) branchTo(cpu, cpu.rip + i.imm, i.opSize);
@@ -150,6 +226,10 @@ export function loop(cpu: Cpu, i: Insn): void {
 /** INT3 (CC), INT n (CD), INTO (CE, outside 64-bit mode). */
 export function int3(cpu: Cpu): void {
   cpu.softwareInterrupt(Vector.BP, true);
+}
+/** ICEBP / INT1 (F1): a #DB trap, event type "privileged software exception" (SDM Vol. 3C 24.8.3). */
+export function int1(cpu: Cpu): void {
+  cpu.privilegedSoftwareException();
 }
 export function intN(cpu: Cpu, i: Insn): void {
   cpu.softwareInterrupt(i.imm & 0xff, false);

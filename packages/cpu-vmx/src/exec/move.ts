@@ -37,6 +37,10 @@ export function movMoffs(cpu: Cpu, i: Insn): void {
 
 /** LEA G, M (8D): the offset, truncated to the operand size; no segment base. */
 export function lea(cpu: Cpu, i: Insn): void {
+  if (i.addrSize === 2) {
+    writeReg(cpu, i.reg, i.rex, i.opSize, offsetOf(cpu, i), 0); // a 16-bit address, zero-extended
+    return;
+  }
   if (i.opSize !== 8) {
     // Only the low 32 (or 16) bits matter: sum the low halves, exact modulo 2^32.
     let a = i.disp;

@@ -5,7 +5,8 @@
  */
 import { type Cpu, toSigned64, wrap64 } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
-import { RFLAGS_AF, RFLAGS_CF, RFLAGS_OF } from "../regs.js";
+import { Vector } from "@vtlab/arch";
+import { RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, Seg } from "../regs.js";
 
 const TWO_63 = 2 ** 63;
 
@@ -22,6 +23,13 @@ export function offsetOf(cpu: Cpu, i: Insn): number {
     if (i.index >= 0) a += (cpu.lo[i.index]! >>> 0) * i.scale;
     if (i.ripRel) a += cpu.rip;
     return a >>> 0;
+  }
+  if (i.addrSize === 2) {
+    // 16-bit addressing: base + index + displacement modulo 2^16 (SDM Vol. 1, 3.7.5).
+    let a = i.disp;
+    if (i.base >= 0) a += cpu.lo[i.base]! & 0xffff;
+    if (i.index >= 0) a += cpu.lo[i.index]! & 0xffff;
+    return a & 0xffff;
   }
   const bh = i.base >= 0 ? cpu.hi[i.base]! : 0;
   const ih = i.index >= 0 ? cpu.hi[i.index]! : 0;
@@ -74,6 +82,16 @@ export function offset64(cpu: Cpu, i: Insn): void {
  * the register values; the result is a signed number, exact whenever the address is canonical.
  */
 export function ea(cpu: Cpu, i: Insn): number {
+  let a = offsetOf(cpu, i);
+  if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);
+  // A non-canonical reference through SS (RSP or RBP as base, or an SS override) is #SS(0), not
+  // #GP(0) (SDM Vol. 3A 6.15 "Interrupt 12"; Vol. 1 3.3.7.1).
+  if (i.seg === Seg.SS && cpu.mode64 && !cpu.canonical(a)) cpu.fault(Vector.SS, 0);
+  return cpu.linear(i.seg, a);
+}
+
+/** The linear address of the operand without a canonical check (INVLPG of a non-canonical address is a no-op). */
+export function eaUnchecked(cpu: Cpu, i: Insn): number {
   let a = offsetOf(cpu, i);
   if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);
   return cpu.linear(i.seg, a);

@@ -18,16 +18,17 @@ function step(cpu: Cpu, size: number): number {
 
 /** Pointer register value as an offset for the address size. */
 function ptr(cpu: Cpu, r: number, addrSize: number): number {
-  return addrSize === 8 ? cpu.regAddr(r) : cpu.lo[r]! >>> 0;
+  return addrSize === 8 ? cpu.regAddr(r) : addrSize === 4 ? cpu.lo[r]! >>> 0 : cpu.lo[r]! & 0xffff;
 }
 
 function advance(cpu: Cpu, r: number, addrSize: number, delta: number): void {
   if (addrSize === 8) cpu.setRegFromNumber(r, cpu.regAddr(r) + delta);
-  else cpu.setReg32(r, ((cpu.lo[r]! >>> 0) + delta) >>> 0);
+  else if (addrSize === 4) cpu.setReg32(r, ((cpu.lo[r]! >>> 0) + delta) >>> 0);
+  else cpu.setReg16(r, (cpu.lo[r]! + delta) & 0xffff); // 16-bit addressing: SI/DI wrap in 16 bits
 }
 
 function count(cpu: Cpu, addrSize: number): number {
-  return addrSize === 8 ? cpu.regAddr(1) : cpu.lo[1]! >>> 0;
+  return addrSize === 8 ? cpu.regAddr(1) : addrSize === 4 ? cpu.lo[1]! >>> 0 : cpu.lo[1]! & 0xffff;
 }
 
 function decCount(cpu: Cpu, addrSize: number): void {
@@ -35,7 +36,8 @@ function decCount(cpu: Cpu, addrSize: number): void {
     const lo = (cpu.lo[1]! - 1) | 0;
     if (lo === -1) cpu.hi[1] = (cpu.hi[1]! - 1) | 0;
     cpu.lo[1] = lo;
-  } else cpu.setReg32(1, (cpu.lo[1]! - 1) | 0);
+  } else if (addrSize === 4) cpu.setReg32(1, (cpu.lo[1]! - 1) | 0);
+  else cpu.setReg16(1, (cpu.lo[1]! - 1) & 0xffff);
 }
 
 function load(cpu: Cpu, lin: number, size: number): number {

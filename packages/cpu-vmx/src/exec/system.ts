@@ -3,7 +3,7 @@
  * I/O, CPUID, RDMSR/WRMSR, RDTSC(P), SWAPGS, CLI/STI, CLAC/STAC, segment-register moves
  * (SDM Vol. 2 and Vol. 3A ch. 2-6). Privileged ones raise #GP(0) above CPL 0.
  */
-import { Vector } from "@vtlab/arch";
+import { Access, Vector } from "@vtlab/arch";
 import { type Cpu, toSigned64 } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
 import {
@@ -18,16 +18,23 @@ import {
   CR4_SMEP,
   CR4_SUPPORTED,
   CR4_TSD,
+  DEBUGCTL_WRITABLE,
+  DR6_INIT,
+  DR6_WRITABLE,
+  DR7_INIT,
+  DR7_WRITABLE,
   EFER_LMA,
   EFER_LME,
   EFER_WRITABLE,
   MSR,
+  PAT_POWER_UP,
   RFLAGS_AC,
   RFLAGS_IF,
   RFLAGS_IOPL,
   Seg,
+  patValid,
 } from "../regs.js";
-import { ea, readE, readReg, writeE, writeReg } from "./operands.js";
+import { ea, eaUnchecked, readE, readReg, writeE, writeReg } from "./operands.js";
 import { checkIo } from "./string.js";
 import { ExitReason } from "../vmx/exit-reasons.js";
 import { VmcsField } from "../vmx/vmcs-fields.js";
@@ -161,7 +168,11 @@ export function writeCr4(cpu: Cpu, lo: number, hi: number): void {
   if (((old ^ lo) & ~0) !== 0) cpu.flushTlb(false);
 }
 
-/** MOV r, DRn / MOV DRn, r (0F 21, 0F 23): stored; breakpoints themselves are not modelled. */
+/**
+ * MOV r, DRn / MOV DRn, r (0F 21, 0F 23): stored; breakpoints themselves are not modelled.
+ * DR4/DR5 alias DR6/DR7 (CR4.DE is not supported). DR6 and DR7 keep their fixed bits; in
+ * 64-bit mode a value with bits 63:32 set is #GP(0) for them (SDM "MOV--Move to/from Debug Registers").
+ */
 export function movDr(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   const n = i.reg === 4 ? 6 : i.reg === 5 ? 7 : i.reg;
@@ -170,8 +181,18 @@ export function movDr(cpu: Cpu, i: Insn): void {
     // DR number 2:0, direction bit 4 (1 = MOV from DR), GPR 11:8 (SDM Table 28-4).
     cpu.vmExit(ExitReason.DrAccess, (i.reg & 7) | (i.cc === 0 ? 1 << 4 : 0) | (i.rm << 8), i.len);
   }
-  if (i.cc === 0) cpu.setRegFromNumber(i.rm, cpu.dr[n]!);
-  else cpu.dr[n] = cpu.mode64 ? toSigned64(cpu.lo[i.rm]!, cpu.hi[i.rm]!) : cpu.lo[i.rm]! >>> 0;
+  if (i.cc === 0) {
+    cpu.setRegFromNumber(i.rm, cpu.dr[n]!);
+    return;
+  }
+  const hi = cpu.mode64 ? cpu.hi[i.rm]! : 0;
+  const lo = cpu.lo[i.rm]! >>> 0;
+  if (n >= 6) {
+    if (hi !== 0) cpu.gp(0);
+    cpu.dr[n] = n === 6 ? ((lo & DR6_WRITABLE) | DR6_INIT) >>> 0 : ((lo & DR7_WRITABLE) | DR7_INIT) >>> 0;
+    return;
+  }
+  cpu.dr[n] = cpu.mode64 ? toSigned64(lo, hi) : lo;
 }
 
 /** LGDT/LIDT (0F 01 /2, /3) and SGDT/SIDT (/0, /1): `i.cc` 0 SGDT, 1 SIDT, 2 LGDT, 3 LIDT. */
@@ -187,6 +208,8 @@ export function descriptorTable(cpu: Cpu, i: Insn): void {
     const limit = cpu.read16(lin);
     const baseLo = cpu.read32(lin + 2) >>> 0;
     const base = cpu.mode64 ? toSigned64(baseLo, cpu.read32(lin + 6)) : i.opSize === 2 ? baseLo & 0xffffff : baseLo;
+    // 64-bit mode: a non-canonical base is #GP(0) (SDM "LGDT/LIDT", 64-bit mode exceptions).
+    if (cpu.mode64 && !cpu.canonical(base)) cpu.gp(0);
     if (gdt) {
       cpu.gdtrLimit = limit;
       cpu.gdtrBase = base;
@@ -253,6 +276,86 @@ export function group6(cpu: Cpu, i: Insn): void {
   }
 }
 
+/**
+ * The two descriptor words for `selector` in the GDT or LDT, or undefined for a null selector or
+ * one past the table's limit (what LAR, LSL, VERR and VERW answer with ZF = 0, not a fault). The
+ * reads are implicit supervisor accesses: a #PF on the table is still a fault.
+ */
+function descriptorWords(cpu: Cpu, selector: number): { lo: number; hi: number } | undefined {
+  const ldt = (selector & 4) !== 0;
+  if (!ldt && (selector & 0xfff8) === 0) return undefined;
+  if (ldt && (cpu.ldtr.selector & 0xfffc) === 0) return undefined; // no LDT loaded
+  const base = ldt ? cpu.ldtr.base : cpu.gdtrBase;
+  const limit = ldt ? cpu.ldtr.limit : cpu.gdtrLimit;
+  const index = selector & 0xfff8;
+  if (index + 7 > limit) return undefined;
+  const lo = cpu.readAccess(base + index, 4, Access.Read | Access.Implicit) >>> 0;
+  const hi = cpu.readAccess(base + index + 4, 4, Access.Read | Access.Implicit) >>> 0;
+  return { lo, hi };
+}
+
+/**
+ * Whether LAR (`lsl` false) or LSL may report the descriptor `hi` for `selector` (SDM "LAR",
+ * "LSL"): code and data segments, and the system types valid in the current mode (IA-32e mode:
+ * LDT, 64-bit TSS available/busy, and for LAR the 64-bit call gate; legacy mode: 16/32-bit TSS,
+ * LDT, and for LAR call and task gates); all but conforming code segments need DPL >= CPL and
+ * DPL >= RPL.
+ */
+function larLslVisible(cpu: Cpu, selector: number, hi: number, lsl: boolean): boolean {
+  const type = (hi >>> 8) & 0xf;
+  const system = (hi & 0x1000) === 0;
+  if (system) {
+    const ia32e = (cpu.efer & EFER_LMA) !== 0;
+    const ok = ia32e ? type === 0x2 || type === 0x9 || type === 0xb || (!lsl && type === 0xc) : type === 0x1 || type === 0x2 || type === 0x3 || type === 0x9 || type === 0xb || (!lsl && (type === 0x4 || type === 0x5 || type === 0xc));
+    if (!ok) return false;
+  }
+  const conformingCode = !system && (type & 0xc) === 0xc;
+  const dpl = (hi >>> 13) & 3;
+  return conformingCode || (dpl >= cpu.cpl && dpl >= (selector & 3));
+}
+
+/** LAR r, r/m16 (0F 02) and LSL r, r/m16 (0F 03): `i.cc` 1 = LSL. ZF = 1 and the destination written when the descriptor is visible, else ZF = 0 and the destination unchanged. */
+export function larLsl(cpu: Cpu, i: Insn): void {
+  if ((cpu.cr0 & CR0_PE) === 0) cpu.undefinedOpcode(i.cc === 1 ? "lsl in real mode" : "lar in real mode");
+  const selector = readE(cpu, i, 2) & 0xffff;
+  const d = descriptorWords(cpu, selector);
+  const lsl = i.cc === 1;
+  if (d === undefined || !larLslVisible(cpu, selector, d.hi, lsl)) {
+    cpu.fZ = 1;
+    return;
+  }
+  let value: number;
+  if (lsl) {
+    const raw = (d.lo & 0xffff) | (d.hi & 0xf_0000);
+    value = (d.hi & 0x80_0000) !== 0 ? (raw * 4096 + 0xfff) >>> 0 : raw; // G: 4 KiB units
+  } else value = i.opSize === 2 ? d.hi & 0xff00 : d.hi & 0x00f0_ff00; // access rights: bits 23:20 and 15:8
+  if (i.opSize === 2) cpu.setReg16(i.reg, value);
+  else cpu.setReg32(i.reg, value | 0);
+  cpu.fZ = 0;
+}
+
+/**
+ * VERR / VERW r/m16 (0F 00 /4, /5): `i.cc` 1 = VERW. ZF = 1 when the segment is readable
+ * (code with R, or data) or writable (data with W) at the current CPL: DPL >= CPL and
+ * DPL >= RPL, except that a readable conforming code segment is always readable (SDM "VERR/VERW").
+ */
+export function verrVerw(cpu: Cpu, i: Insn): void {
+  if ((cpu.cr0 & CR0_PE) === 0) cpu.undefinedOpcode(i.cc === 1 ? "verw in real mode" : "verr in real mode");
+  const selector = readE(cpu, i, 2) & 0xffff;
+  const d = descriptorWords(cpu, selector);
+  let ok = false;
+  if (d !== undefined && (d.hi & 0x1000) !== 0) {
+    const type = (d.hi >>> 8) & 0xf;
+    const code = (type & 0x8) !== 0;
+    const dpl = (d.hi >>> 13) & 3;
+    const privileged = dpl >= cpu.cpl && dpl >= (selector & 3);
+    if (i.cc === 1) ok = !code && (type & 0x2) !== 0 && privileged;
+    else if (code) ok = (type & 0x2) !== 0 && ((type & 0x4) !== 0 || privileged);
+    else ok = privileged;
+  }
+  cpu.fZ = ok ? 0 : 1;
+}
+
 /** SMSW (0F 01 /4), LMSW (/6), CLTS (0F 06). */
 export function smsw(cpu: Cpu, i: Insn): void {
   writeE(cpu, i, i.isMem ? 2 : i.opSize, cpu.cr0, 0, false);
@@ -285,7 +388,7 @@ export function clts(cpu: Cpu, i: Insn): void {
 /** INVLPG m (0F 01 /7). */
 export function invlpg(cpu: Cpu, i: Insn): void {
   privileged(cpu);
-  const lin = ea(cpu, i);
+  const lin = eaUnchecked(cpu, i);
   if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_INVLPG_EXITING) !== 0) cpu.vmExit(ExitReason.Invlpg, lin, i.len);
   cpu.invalidatePage(lin);
 }
@@ -396,7 +499,7 @@ export function msrAccess(cpu: Cpu, i: Insn): void {
   } else if (!writeMsr(cpu, index, cpu.lo[0]! >>> 0, cpu.lo[2]! >>> 0)) cpu.gp(0);
 }
 
-const KNOWN_PLAIN_MSRS: ReadonlySet<number> = new Set([MSR.PAT, MSR.SYSENTER_CS, MSR.SYSENTER_ESP, MSR.SYSENTER_EIP, MSR.TSC_AUX, MSR.APIC_BASE, MSR.FEATURE_CONTROL]);
+const KNOWN_PLAIN_MSRS: ReadonlySet<number> = new Set([MSR.PAT, MSR.DEBUGCTL, MSR.SYSENTER_CS, MSR.SYSENTER_ESP, MSR.SYSENTER_EIP, MSR.TSC_AUX, MSR.APIC_BASE, MSR.FEATURE_CONTROL]);
 
 function split(v: number): { lo: number; hi: number } {
   return { lo: v | 0, hi: Math.floor(v / TWO_32) | 0 };
@@ -426,7 +529,7 @@ export function readMsr(cpu: Cpu, index: number): { lo: number; hi: number } | u
       if (!KNOWN_PLAIN_MSRS.has(index)) return undefined;
       const v = cpu.msrs.get(index);
       if (index === MSR.APIC_BASE && v === undefined) return { lo: 0xfee0_0900 | 0, hi: 0 }; // enabled, BSP
-      if (index === MSR.PAT && v === undefined) return { lo: 0x0007_0406, hi: 0x0007_0406 }; // power-up PAT
+      if (index === MSR.PAT && v === undefined) return { lo: PAT_POWER_UP.lo, hi: PAT_POWER_UP.hi };
       return v === undefined ? { lo: 0, hi: 0 } : { lo: v.lo | 0, hi: v.hi | 0 };
     }
   }
@@ -472,6 +575,15 @@ export function writeMsr(cpu: Cpu, index: number, lo: number, hi: number): boole
     }
     case MSR.TSC:
       cpu.tscOffset = hi * TWO_32 + lo - cpu.retired;
+      return true;
+    case MSR.PAT:
+      // Reserved memory types (2, 3, 8-255) in any entry are #GP (SDM Vol. 3A 11.12.2).
+      if (!patValid(lo, hi)) return false;
+      cpu.msrs.set(index, { lo, hi });
+      return true;
+    case MSR.DEBUGCTL:
+      if (hi !== 0 || (lo & ~DEBUGCTL_WRITABLE) !== 0) return false;
+      cpu.msrs.set(index, { lo, hi: 0 });
       return true;
     default:
       if (!KNOWN_PLAIN_MSRS.has(index)) return false;
@@ -541,20 +653,57 @@ export function movSregE(cpu: Cpu, i: Insn): void {
   if (i.reg === Seg.CS || i.reg > 5) cpu.undefinedOpcode("8e (mov cs / bad sreg)");
   const sel = readE(cpu, i, 2) & 0xffff;
   cpu.loadDataSegment(i.reg, sel);
-  if (i.reg === Seg.SS) cpu.interruptShadow = true;
+  if (i.reg === Seg.SS) cpu.blockByMovSs();
 }
 
-/** PUSH FS/GS (0F A0, A8) and POP FS/GS (0F A1, A9): `i.reg` = segment, `i.cc` 1 = pop. */
+/** The segment register a PUSH/POP Sreg opcode names. */
+function pushPopSegment(opcode: number): number {
+  switch (opcode) {
+    case 0x06:
+    case 0x07:
+      return Seg.ES;
+    case 0x0e:
+      return Seg.CS;
+    case 0x16:
+    case 0x17:
+      return Seg.SS;
+    case 0x1e:
+    case 0x1f:
+      return Seg.DS;
+    case 0x1a0:
+    case 0x1a1:
+      return Seg.FS;
+    default:
+      return Seg.GS;
+  }
+}
+
+/**
+ * PUSH ES/CS/SS/DS (06, 0E, 16, 1E) and POP ES/SS/DS (07, 17, 1F) outside 64-bit mode, PUSH
+ * FS/GS (0F A0, A8) and POP FS/GS (0F A1, A9): `i.cc` 1 = pop. POP SS blocks interrupts and
+ * debug exceptions for one instruction, as MOV SS does (SDM "POP").
+ */
 export function pushPopSeg(cpu: Cpu, i: Insn): void {
   const size = i.opSize;
+  const s = pushPopSegment(i.opcode);
   if (i.cc === 0) {
-    const v = cpu.seg[i.reg]!.selector;
+    const v = cpu.seg[s]!.selector;
     if (size === 8) cpu.push64(v, 0);
     else if (size === 4) cpu.push32(v);
     else cpu.push16(v);
   } else {
+    // Read the selector first; RSP moves only when the load succeeds.
+    const rspLo = cpu.lo[4]!;
+    const rspHi = cpu.hi[4]!;
     const v = size === 8 ? cpu.pop64() : size === 4 ? cpu.pop32() : cpu.pop16();
-    cpu.loadDataSegment(i.reg, v & 0xffff);
+    try {
+      cpu.loadDataSegment(s, v & 0xffff);
+    } catch (e) {
+      cpu.lo[4] = rspLo;
+      cpu.hi[4] = rspHi;
+      throw e;
+    }
+    if (s === Seg.SS) cpu.blockByMovSs();
   }
 }
 

@@ -72,10 +72,16 @@ export const SECONDARY_WBINVD_EXITING = 1 << 6;
 export const SECONDARY_UNRESTRICTED_GUEST = 1 << 7;
 
 // ---- VM-exit controls (VM_EXIT_CONTROLS) ----
+/** Save debug controls (DR7 and IA32_DEBUGCTL into the guest-state area), bit 2. */
+export const EXIT_SAVE_DEBUG_CONTROLS = 1 << 2;
 /** Host address-space size, bit 9. */
 export const EXIT_HOST_ADDR_SPACE_SIZE = 1 << 9;
 /** Acknowledge interrupt on exit, bit 15. */
 export const EXIT_ACK_INTR_ON_EXIT = 1 << 15;
+/** Save IA32_PAT (into GUEST_IA32_PAT), bit 18. */
+export const EXIT_SAVE_IA32_PAT = 1 << 18;
+/** Load IA32_PAT (from HOST_IA32_PAT), bit 19. */
+export const EXIT_LOAD_IA32_PAT = 1 << 19;
 /** Save IA32_EFER, bit 20. */
 export const EXIT_SAVE_IA32_EFER = 1 << 20;
 /** Load IA32_EFER, bit 21. */
@@ -84,8 +90,12 @@ export const EXIT_LOAD_IA32_EFER = 1 << 21;
 export const EXIT_SAVE_PREEMPTION_TIMER = 1 << 22;
 
 // ---- VM-entry controls (VM_ENTRY_CONTROLS) ----
+/** Load debug controls (DR7 and IA32_DEBUGCTL from the guest-state area), bit 2. */
+export const ENTRY_LOAD_DEBUG_CONTROLS = 1 << 2;
 /** IA-32e mode guest, bit 9. */
 export const ENTRY_IA32E_MODE = 1 << 9;
+/** Load IA32_PAT (from GUEST_IA32_PAT), bit 14. */
+export const ENTRY_LOAD_IA32_PAT = 1 << 14;
 /** Load IA32_EFER, bit 15. */
 export const ENTRY_LOAD_IA32_EFER = 1 << 15;
 
@@ -140,12 +150,12 @@ export const PROC2_CAPS: ControlCapability = {
 export const EXIT_CAPS: ControlCapability = {
   name: "VM-exit controls",
   mustBe1: 0x0003_6dfb,
-  mayBe1: 0x0003_6dfb | EXIT_HOST_ADDR_SPACE_SIZE | EXIT_ACK_INTR_ON_EXIT | EXIT_SAVE_IA32_EFER | EXIT_LOAD_IA32_EFER | EXIT_SAVE_PREEMPTION_TIMER,
+  mayBe1: (0x0003_6dfb | EXIT_SAVE_DEBUG_CONTROLS | EXIT_HOST_ADDR_SPACE_SIZE | EXIT_ACK_INTR_ON_EXIT | EXIT_SAVE_IA32_PAT | EXIT_LOAD_IA32_PAT | EXIT_SAVE_IA32_EFER | EXIT_LOAD_IA32_EFER | EXIT_SAVE_PREEMPTION_TIMER) >>> 0,
 };
 export const ENTRY_CAPS: ControlCapability = {
   name: "VM-entry controls",
   mustBe1: 0x0000_11fb,
-  mayBe1: 0x0000_11fb | ENTRY_IA32E_MODE | ENTRY_LOAD_IA32_EFER,
+  mayBe1: 0x0000_11fb | ENTRY_LOAD_DEBUG_CONTROLS | ENTRY_IA32E_MODE | ENTRY_LOAD_IA32_PAT | ENTRY_LOAD_IA32_EFER,
 };
 
 /**

@@ -70,7 +70,7 @@ export function cr3TargetMatches(cpu: Cpu, value: number): boolean {
  */
 export function descriptorTableInfo(i: { isMem: boolean; rm: number; scale: number; addrSize: number; opSize: number; seg: number; index: number; base: number }, identity: number): number {
   let info = (identity & 3) << 28;
-  info |= (i.addrSize === 8 ? 2 : 1) << 7;
+  info |= (i.addrSize === 8 ? 2 : i.addrSize === 4 ? 1 : 0) << 7; // 0 16-bit, 1 32-bit, 2 64-bit
   if (i.opSize === 4 || i.opSize === 8) info |= 1 << 11;
   if (!i.isMem) return (info | (1 << 10) | ((i.rm & 15) << 3)) >>> 0;
   info |= (i.scale === 1 ? 0 : i.scale === 2 ? 1 : i.scale === 4 ? 2 : 3) | ((i.seg & 7) << 15);

@@ -28,8 +28,11 @@ import {
   EFER_LME,
   RFLAGS_FIXED,
   RFLAGS_IF,
+  DEBUGCTL_WRITABLE,
+  MSR,
   RFLAGS_RESERVED_ZERO,
   Seg,
+  patValid,
 } from "../regs.js";
 import {
   CPU_ACTIVATE_SECONDARY,
@@ -37,8 +40,13 @@ import {
   CPU_USE_MSR_BITMAPS,
   ENTRY_CAPS,
   ENTRY_IA32E_MODE,
+  ENTRY_LOAD_DEBUG_CONTROLS,
   ENTRY_LOAD_IA32_EFER,
+  ENTRY_LOAD_IA32_PAT,
   EXIT_CAPS,
+  EXIT_LOAD_IA32_PAT,
+  EXIT_SAVE_DEBUG_CONTROLS,
+  EXIT_SAVE_IA32_PAT,
   EXIT_HOST_ADDR_SPACE_SIZE,
   PIN_CAPS,
   PROC2_CAPS,
@@ -54,7 +62,7 @@ import type { VmExit } from "./interfaces.js";
 import type { Vmcs} from "./vmcs.js";
 import { VmInstructionError, type VmFailValid } from "./vmcs.js";
 import { VmcsField as F } from "./vmcs-fields.js";
-import { writeMsr } from "../exec/system.js";
+import { readMsr, writeMsr } from "../exec/system.js";
 
 /** IA32_VMX_CR0_FIXED0: CR0 bits that must be 1 in VMX operation (PE, NE, PG; with unrestricted guest, PE and PG are exempt for the guest, SDM 27.3.1.1). */
 export const VMX_CR0_FIXED0 = CR0_PE | CR0_NE | CR0_PG;
@@ -193,6 +201,8 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if (vmcs.read32(F.HOST_TR_SELECTOR) === 0 || (vmcs.read32(F.HOST_TR_SELECTOR) & 7) !== 0) return host("HOST_TR_SELECTOR is null or has RPL/TI bits");
   if ((exitCtl & EXIT_HOST_ADDR_SPACE_SIZE) === 0) return host("this processor's host runs in IA-32e mode: the host address-space size exit control must be 1");
   if ((hostCr4 & CR4_PAE) === 0) return host("HOST_CR4.PAE is 0 with a 64-bit host");
+  const hostPat = vmcs.readHalves(F.HOST_IA32_PAT);
+  if ((exitCtl & EXIT_LOAD_IA32_PAT) !== 0 && !patValid(hostPat.lo, hostPat.hi)) return host("HOST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
   for (const f of [F.HOST_RIP, F.HOST_FS_BASE, F.HOST_GS_BASE, F.HOST_TR_BASE, F.HOST_GDTR_BASE, F.HOST_IDTR_BASE] as const) {
     if (!canonical(vmcs.readNatural(f))) return host(`${fieldLabel(f)} is not canonical`);
   }
@@ -222,6 +232,15 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     // SDM 27.3.1.1: LMA equals the IA-32e mode guest control, and LME does too when CR0.PG = 1.
     if (((efer & EFER_LMA) !== 0) !== ia32e || ((gCr0 & CR0_PG) !== 0 && ((efer & EFER_LME) !== 0) !== ia32e)) return guestStateFailure("GUEST_IA32_EFER.LMA/LME differ from the IA-32e mode guest control");
   }
+  // SDM 27.3.1.1: with "load debug controls", DR7[63:32] and IA32_DEBUGCTL's reserved bits are 0;
+  // with "load IA32_PAT", every PAT entry is a memory type WRMSR would accept.
+  const loadDebug = (entryCtl & ENTRY_LOAD_DEBUG_CONTROLS) !== 0;
+  // (readHalves returns one reused object: copy the halves out.)
+  const debugctl = { ...vmcs.readHalves(F.GUEST_IA32_DEBUGCTL) };
+  if (loadDebug && (debugctl.hi !== 0 || (debugctl.lo & ~DEBUGCTL_WRITABLE) !== 0)) return guestStateFailure("GUEST_IA32_DEBUGCTL has reserved bits set");
+  if (loadDebug && vmcs.readHalves(F.GUEST_DR7).hi !== 0) return guestStateFailure("GUEST_DR7 bits 63:32 are not 0");
+  const pat = { ...vmcs.readHalves(F.GUEST_IA32_PAT) };
+  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0 && !patValid(pat.lo, pat.hi)) return guestStateFailure("GUEST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
   const rflags = vmcs.read32(F.GUEST_RFLAGS);
   if ((rflags & RFLAGS_FIXED) === 0 || (rflags & RFLAGS_RESERVED_ZERO) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
   const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
@@ -246,7 +265,11 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.cr0 = gCr0;
   cpu.cr4 = gCr4;
   cpu.cr3 = vmcs.readNatural(F.GUEST_CR3);
-  cpu.dr[7] = vmcs.readNatural(F.GUEST_DR7);
+  if (loadDebug) {
+    cpu.dr[7] = vmcs.read32(F.GUEST_DR7) >>> 0;
+    cpu.msrs.set(MSR.DEBUGCTL, { lo: debugctl.lo, hi: 0 });
+  }
+  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) cpu.msrs.set(MSR.PAT, { lo: pat.lo, hi: pat.hi });
   cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.read32(F.GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
   for (const [s, sel, base, limit, ar] of GUEST_SEGMENTS) loadSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
   loadSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
@@ -264,6 +287,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.updateMode(); // flushes decoded instructions only if the code-segment mode changed
   cpu.halted = activity === ActivityState.Hlt;
   cpu.interruptShadow = (interruptibility & 3) !== 0;
+  if ((interruptibility & 2) !== 0) cpu.movSsBlocking = true; // bit 1: blocking by MOV SS
   cpu.nmiBlocked = (interruptibility & 8) !== 0; // bit 3: blocking by NMI
   // ---- 27.4 loading MSRs: a failure is a VM-entry failure exit (reason 34), qualification = the entry's 1-based index ----
   const msrFailure = loadMsrArea(cpu, vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR), msrLoadCount);
@@ -279,7 +303,8 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
     if (type === IntrType.Nmi) cpu.nmiBlocked = true; // an injected NMI blocks NMIs as a real one does
     if (software) cpu.rip = rip + vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN);
-    cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External);
+    const exceptionType = type === IntrType.PrivilegedSoftwareException ? 5 : type === IntrType.SoftwareException ? 6 : 0;
+    cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External, exceptionType, software ? vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN) : 0);
   }
   return undefined;
 }
@@ -379,7 +404,16 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   vmcs.setField(F.GUEST_CR0, cpu.cr0);
   vmcs.setNatural(F.GUEST_CR3, cpu.cr3);
   vmcs.setField(F.GUEST_CR4, cpu.cr4);
-  vmcs.setNatural(F.GUEST_DR7, cpu.dr[7]!);
+  const exitCtl = vmcs.read32(F.VM_EXIT_CONTROLS);
+  if ((exitCtl & EXIT_SAVE_DEBUG_CONTROLS) !== 0) {
+    vmcs.setNatural(F.GUEST_DR7, cpu.dr[7]!);
+    const dc = readMsr(cpu, MSR.DEBUGCTL)!;
+    vmcs.setField(F.GUEST_IA32_DEBUGCTL, dc.lo >>> 0, 0);
+  }
+  if ((exitCtl & EXIT_SAVE_IA32_PAT) !== 0) {
+    const p = readMsr(cpu, MSR.PAT)!;
+    vmcs.setField(F.GUEST_IA32_PAT, p.lo >>> 0, p.hi >>> 0);
+  }
   vmcs.setNatural(F.GUEST_RSP, cpu.regAddr(4));
   vmcs.setNatural(F.GUEST_RIP, cpu.rip);
   vmcs.setField(F.GUEST_RFLAGS, cpu.getFlags());
@@ -398,5 +432,8 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   vmcs.setNatural(F.GUEST_IDTR_BASE, cpu.idtrBase);
   vmcs.setField(F.GUEST_IDTR_LIMIT, cpu.idtrLimit);
   vmcs.setField(F.GUEST_ACTIVITY_STATE, cpu.halted ? ActivityState.Hlt : ActivityState.Active);
-  vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, (cpu.interruptShadow ? 1 : 0) | (cpu.nmiBlocked ? 8 : 0));
+  // Bit 0 blocking by STI, bit 1 blocking by MOV SS (SDM Table 25-3), bit 3 blocking by NMI.
+  // An instruction that exits in the shadow still runs under it (cpu.shadowInsn).
+  const blocking = cpu.interruptShadow ? (cpu.movSsBlocking ? 2 : 1) : cpu.shadowInsn;
+  vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, blocking | (cpu.nmiBlocked ? 8 : 0));
 }

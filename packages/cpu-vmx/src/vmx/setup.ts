@@ -4,7 +4,7 @@
  * state, and guest state for flat segments in IA-32e mode. The hypervisor's domain builder and
  * the tests start from this.
  */
-import { CR0_ET, CR0_NE, CR0_PE, CR0_PG, CR0_WP, CR4_PAE, CR4_VMXE } from "../regs.js";
+import { CR0_ET, CR0_NE, CR0_PE, CR0_PG, CR0_WP, CR4_PAE, CR4_VMXE, DR7_INIT, PAT_POWER_UP } from "../regs.js";
 import { ENTRY_CAPS, ENTRY_IA32E_MODE, EXIT_CAPS, EXIT_HOST_ADDR_SPACE_SIZE, PIN_CAPS, PROC2_CAPS, PROC_CAPS, adjustControls, type ControlCapability } from "./controls.js";
 import type { Vmcs } from "./vmcs.js";
 import { VmcsField as F } from "./vmcs-fields.js";
@@ -98,6 +98,11 @@ export function setupFlat64Guest(vmcs: Vmcs, o: Flat64GuestOptions): Flat64Guest
   vmcs.setNatural(F.GUEST_RSP, o.rsp);
   vmcs.setNatural(F.GUEST_RIP, o.rip);
   set(F.GUEST_RFLAGS, o.rflags ?? 0x2);
+  // Reset values (SDM 17.2, 11.12.4): used when "load debug controls" / "load IA32_PAT" are on.
+  set(F.GUEST_DR7, DR7_INIT);
+  set(F.GUEST_IA32_DEBUGCTL, 0);
+  set(F.GUEST_IA32_PAT, PAT_POWER_UP.lo, PAT_POWER_UP.hi);
+  set(F.HOST_IA32_PAT, PAT_POWER_UP.lo, PAT_POWER_UP.hi);
   set(F.VMCS_LINK_POINTER, 0xffff_ffff, 0xffff_ffff);
   return undefined;
 }

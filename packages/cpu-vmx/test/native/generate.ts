@@ -1053,6 +1053,35 @@ function genBswap(s: Seq): void {
   s.emit({ w: w === 64, opcode: [0x0f, 0xc8], plus: r, rex: s.optRex() }, `bswap ${regName(r, w)}`, FX_NONE);
 }
 
+/** LAR LSL and VERR VERW: "ZF is cleared ... the destination operand is not modified" (SDM LAR, LSL, VERR/VERW). */
+const FX_SEGCHECK: Fx = { def: ZF };
+/**
+ * Selectors no descriptor table holds on either side: null (0-3), past any GDT limit (index
+ * 8191; Linux's GDT has 16 entries, the interpreter's 3), or in an LDT, which neither side has
+ * loaded (Linux gives a process none). The host's descriptors differ from the interpreter's, so
+ * only these answers (ZF = 0, nothing written) can be compared; fidelity.test.ts checks the rest.
+ */
+const ABSENT_SELECTORS = [0x0000, 0x0001, 0x0003, 0x0004, 0x0007, 0x000c, 0xfff8, 0xfffb, 0xfffc, 0xffff];
+
+/** LAR r, r/m16 (0F 02), LSL r, r/m16 (0F 03), VERR r/m16 (0F 00 /4), VERW r/m16 (0F 00 /5). */
+function genSegCheck(s: Seq): void {
+  const rng = s.rng;
+  const sel = rng.pick(ABSENT_SELECTORS);
+  const src = s.reg(32, true, undefined);
+  setReg(s, src, sel, false);
+  const kind = rng.int(4);
+  if (kind >= 2) {
+    const name = kind === 2 ? "verr" : "verw";
+    s.emit({ opcode: [0x0f, 0x00], reg: kind === 2 ? 4 : 5, rm: { reg: src }, rex: s.optRex() }, `${name} ${regName(src, 32)}`, FX_SEGCHECK);
+    return;
+  }
+  const w = s.width([16, 32, 64]);
+  let dst = s.reg(w, true, undefined);
+  while (dst === src) dst = s.reg(w, true, undefined);
+  const name = kind === 0 ? "lar" : "lsl";
+  s.emit({ prefixes: opsz(w), w: w === 64, opcode: [0x0f, kind === 0 ? 0x02 : 0x03], reg: dst, rm: { reg: src }, rex: s.optRex() }, `${name} ${regName(dst, w)}, ${regName(src, w)}`, FX_SEGCHECK);
+}
+
 /** CLC STC CMC CLD STD, LAHF SAHF. */
 function genFlagOp(s: Seq): void {
   const rng = s.rng;
@@ -1151,6 +1180,7 @@ const GENERATORS: ReadonlyArray<readonly [number, (s: Seq) => void]> = [
   [2, genBswap],
   [4, genFlagOp],
   [8, genString],
+  [2, genSegCheck],
 ];
 const TOTAL_WEIGHT = GENERATORS.reduce((a, [w]) => a + w, 0);
 

@@ -35,9 +35,9 @@
  *   each 16-byte slot read zero and ignore writes; an access not aligned to its size reads
  *   all-ones and a write of it is refused (the hypervisor crashes the domain, as Xen does). The
  *   APIC ID is read-only, the SVR focus-check and EOI-broadcast-suppression bits are not
- *   writable, and APR (0x90) and RRD (0xC0) read zero. The page answers only at the default
- *   base 0xFEE00000: a guest may write another base into IA32_APIC_BASE, but the page does not
- *   move (it stops answering).
+ *   writable, and APR (0x90) and RRD (0xC0) read zero. `read`/`write` take the offset in the
+ *   APIC page wherever IA32_APIC_BASE puts it (`xapicBase`); the hypervisor routes accesses at
+ *   that base to this APIC (SDM 11.4.4: software may relocate the APIC registers).
  * - The timer counts at `busHz` (default 1 GHz: one tick per simulated ns, like Xen's vlapic
  *   APIC_BUS_CYCLE_NS = 1). One-shot and periodic modes only: TSC-deadline mode is reported
  *   unsupported (CPUID.01H:ECX.TSC_Deadline = 0), so LVT timer mode 10b is a reserved-bit #GP.
@@ -51,7 +51,10 @@
  *   The ICR's reserved delivery modes 011b and 111b are treated as reserved bits (#GP); LVT
  *   delivery-mode fields are stored but not acted on.
  * - An illegal vector (0-15) sent with fixed or lowest-priority delivery (ICR or SELF IPI) sets
- *   ESR "send illegal vector" and is not delivered; an illegal vector arriving through
+ *   ESR "send illegal vector" and is not delivered (when this APIC is a destination, the SELF
+ *   IPI register, the "self" and "all including self" shorthands or its own physical ID, it
+ *   also sets "received illegal vector", as the receiving side; other APICs named as
+ *   destinations are not sent the message, so their ESRs stay clear); an illegal vector arriving through
  *   `acceptInterrupt` (including from an LVT entry) sets ESR "received illegal vector" and is
  *   dropped. Either error raises the LVT error interrupt if it is unmasked.
  * - Trigger mode: `acceptInterrupt(vector, true)` (a level-triggered IO-APIC pin) sets the TMR bit,
@@ -356,9 +359,14 @@ export class LocalApic implements BusDevice {
     return (this.apicBaseLo & APIC_BASE_EXTD) !== 0 ? "x2apic" : "xapic";
   }
 
-  /** Whether the MMIO page at the default base answers: xAPIC mode with the base left at 0xFEE00000. */
+  /** Whether the MMIO page answers: xAPIC mode (at `xapicBase`). */
   private get xapicDecodes(): boolean {
-    return this.mode === "xapic" && ((this.apicBaseLo & APIC_BASE_ADDR_MASK) >>> 0) === APIC_BASE_DEFAULT && this.apicBaseHi === 0;
+    return this.mode === "xapic";
+  }
+
+  /** The guest-physical address of the xAPIC page: IA32_APIC_BASE bits 51:12 (SDM 11.4.4). */
+  get xapicBase(): number {
+    return this.apicBaseHi * 0x1_0000_0000 + ((this.apicBaseLo & APIC_BASE_ADDR_MASK) >>> 0);
   }
   /** SVR bit 8. */
   get softwareEnabled(): boolean {
@@ -479,7 +487,8 @@ export class LocalApic implements BusDevice {
       case MSR_X2APIC_SELF_IPI:
         if ((lo & ~SELF_IPI_MASK) !== 0) return false;
         if (lo < 16) {
-          this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR);
+          // Sent to itself: the APIC both sends and receives the illegal vector (SDM 11.5.3).
+          this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR | APIC_ESR_RECV_ILLEGAL_VECTOR);
         } else {
           this.stats.ipisSent++;
           this.acceptInterrupt(lo);
@@ -683,7 +692,14 @@ export class LocalApic implements BusDevice {
     const vector = lo & APIC_ICR_VECTOR;
     const shorthand = (lo >>> APIC_ICR_SHORTHAND_SHIFT) & 3;
     if ((mode === ApicDeliveryMode.Fixed || mode === ApicDeliveryMode.LowestPriority) && vector < 16) {
-      this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR);
+      // SDM 11.5.3: the sender sets "send illegal vector"; a receiver sets "receive illegal
+      // vector". An IPI that includes this APIC among its destinations sets both here. Other
+      // destinations are not sent the message (see the file comment).
+      const toSelf =
+        shorthand === ApicShorthand.Self ||
+        shorthand === ApicShorthand.AllIncludingSelf ||
+        (shorthand === ApicShorthand.None && (lo & APIC_ICR_DEST_LOGICAL) === 0 && (dest === this.apicId || dest === X2APIC_BROADCAST));
+      this.raiseError(APIC_ESR_SEND_ILLEGAL_VECTOR | (toSelf ? APIC_ESR_RECV_ILLEGAL_VECTOR : 0));
       return;
     }
     this.stats.ipisSent++;
