@@ -6,7 +6,7 @@ import { ConfigError, DomainError } from "@vtlab/hypervisor";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { HOST_PCI_DEVICES, MachineError, iommuOption } from "./machines.js";
-import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, runDemo, runMachines, type DemoScenario } from "./run.js";
+import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, runDemo, runEndLine, runMachines, type DemoScenario } from "./run.js";
 import { HtmlReportError, checkHtmlTarget, writeTourHtml } from "./html.js";
 import { DEFAULT_PORT, ServeError, checkServeDir, startServer } from "./serve.js";
 import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
@@ -203,6 +203,8 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
         onProgress: progress,
         // Beside the consoles; on stderr with --json, so that stdout stays one JSON document.
         onCrash: (r) => (json ? io.err : io.out)(`${describeCrash(r)}\n`),
+        // Why the run ended (the budget, or every domain finished or blocked for good), beside the progress lines.
+        onEnd: (r, blocked) => io.err(`run ended: ${runEndLine(r, blocked)}\n`),
       });
       io.out(json ? `${JSON.stringify(reports, null, 2)}\n` : `\n${formatRunReports(reports)}\n`);
       // A crash fails the run even when on_crash restarted the machine and it then finished.

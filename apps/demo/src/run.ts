@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { referenceKernelUrl } from "@vtlab/guests";
-import { Hypervisor, SPARSE_HOST_MEMORY_MIB, Toolstack, type CrashRecord, type IommuOption } from "@vtlab/hypervisor";
+import { Hypervisor, SPARSE_HOST_MEMORY_MIB, Toolstack, type CrashRecord, type IommuOption, type RunResult } from "@vtlab/hypervisor";
 import { hostPciDevices, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { progress, pvIo, runDemoOn, runReport, type DemoOptions, type DemoResult, type RunOptions, type RunReport } from "./run-core.js";
 
@@ -27,6 +27,8 @@ export interface RunMachinesOptions extends RunOptions {
   readonly iommu?: IommuOption;
   /** Each crash, once the toolstack has applied the machine's `on_crash`. */
   readonly onCrash?: (record: CrashRecord) => void;
+  /** How the run ended, with the names of the domains left blocked for good (`RunResult.blockedDomains`). */
+  readonly onEnd?: (result: RunResult, blocked: readonly string[]) => void;
 }
 
 /**
@@ -55,7 +57,8 @@ export function runMachines(files: readonly string[], options: RunMachinesOption
       truncateSerialFile(f, config);
       toolstack.create(config, f);
     }
-    toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+    const result = toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+    options.onEnd?.(result, blockedNames(toolstack, result));
     const wall = (performance.now() - t0) / 1000;
     return toolstack.history.map((m) => runReport(hv, m, wall, firstLine.get(m.config.name) ?? null, pvIo(toolstack, m.domain.id)));
   } finally {
@@ -63,3 +66,15 @@ export function runMachines(files: readonly string[], options: RunMachinesOption
   }
 }
 
+/** The names of the domains a run left blocked for good (RunResult.blockedDomains), in domid order. */
+export function blockedNames(toolstack: Toolstack, result: RunResult): string[] {
+  const ids = new Set(result.blockedDomains ?? []);
+  return toolstack.domains.filter((m) => ids.has(m.domain.id)).map((m) => m.domain.name);
+}
+
+/** One line saying why a run ended: the budget, or every domain finished or blocked for good. */
+export function runEndLine(result: RunResult, blocked: readonly string[]): string {
+  if (result.reason === "budget") return "instruction budget spent";
+  if (result.reason === "stopped") return "stopped";
+  return blocked.length > 0 ? `every domain left is blocked with no deliverable event (${blocked.join(", ")})` : "no domain can run";
+}

@@ -9,7 +9,7 @@
 import { resolve } from "node:path";
 import { ConfigError, DomainError, Hypervisor, SPARSE_HOST_MEMORY_MIB, Toolstack, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
 import { MachineError, hostPciDevices, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
-import { describeCrash, formatReports, progress, report } from "./run.js";
+import { blockedNames, describeCrash, formatReports, progress, report, runEndLine } from "./run.js";
 import { fmt, formatTable } from "./table.js";
 
 export const SHELL_HELP = `commands (one per line; # starts a comment; a domain is a name or a domain id):
@@ -309,7 +309,7 @@ export class Shell {
     const t0 = performance.now();
     const r = this.toolstack.run({ ...(max !== undefined ? { maxInstructions: max } : {}), onSlice: progress(this.hv, t0, (l) => this.io.err(`${l}\n`)) });
     this.wallSeconds += (performance.now() - t0) / 1000;
-    const why = r.reason === "idle" ? "no domain can run" : r.reason === "budget" ? "instruction budget spent" : "stopped";
+    const why = runEndLine(r, blockedNames(this.toolstack, r));
     this.io.out(`ran ${fmt(r.instructions)} instructions (${why}); host time ${(this.hv.clock.nanoseconds / 1e9).toFixed(6)} modelled s\n`);
   }
 

@@ -39,6 +39,18 @@ const STRAIGHT_LINE: ReadonlySet<Handler> = new Set<Handler>([
   ...fast.FAST_HANDLERS,
 ]);
 
+/** The string handlers a REP prefix repeats (SDM Vol. 2B REP/REPE/REPNE). */
+const STRING_OPS: ReadonlySet<Handler> = new Set<Handler>([str.movs, str.stos, str.lods, str.cmps, str.scas, str.ins, str.outs]);
+
+/**
+ * The instruction is the last one of a block: not straight-line, or a REP string instruction,
+ * which retires one instruction per iteration and may stop itself part-way at the run loop's
+ * bound (RIP back on it), so nothing may follow it in the same block.
+ */
+export function endsBlock(i: Insn): boolean {
+  return !STRAIGHT_LINE.has(i.exec) || (i.rep !== 0 && STRING_OPS.has(i.exec));
+}
+
 /**
  * Handlers that, with register operands only, can neither fault nor read RIP nor touch memory:
  * the generated code skips the RIP/instruction-start stores for them and folds their retirement

@@ -87,7 +87,7 @@ import {
   SECONDARY_ENABLE_EPT,
   SECONDARY_ENABLE_VPID,
 } from "./vmx/controls.js";
-import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, isStraightLine } from "./blocks.js";
+import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, endsBlock } from "./blocks.js";
 
 /** Task-switch exit qualification, bits 31:30 (SDM Table 28-2): the switch came from IRET. */
 export const TASK_SWITCH_SOURCE_IRET = 1;
@@ -359,8 +359,28 @@ export class Cpu {
   readonly mmio: MmioBus | undefined;
   readonly hooks: CpuHooks;
   readonly counters = new CpuCounters(this);
-  /** Instructions retired. */
+  /** Instructions retired (each iteration of a REP string instruction counts as one, SDM Vol. 2B REP). */
   retired = 0;
+  /**
+   * Event deliveries (exceptions, NMIs, external interrupts, single-step traps) the run loop made
+   * through the IDT. Each counts as one step of the run budget and one tick of the VMX-preemption
+   * timer, so a guest stuck in an exception loop (a #UD handler that executes UD2 again) retires
+   * nothing but still uses up its slice; the host charges them to the slice and the clock.
+   */
+  eventsDelivered = 0;
+  /**
+   * What one event delivery counts for, in instruction-times, against the run budget and the
+   * VMX-preemption timer (default 1). The host sets it from its cost model (an event costs what
+   * CostModel.eventDelivery says), so a slice spent on events ends when its time is used up.
+   */
+  eventWeight = 1;
+  /**
+   * The retired count at which the current `run` must stop (its budget or the preemption timer's
+   * end): a REP string instruction stops between iterations there, with RIP still at the
+   * instruction and RCX/RSI/RDI updated (SDM Vol. 2B REP: a repeated string operation can be
+   * interrupted between iterations and resumes where it left off). +Infinity outside `run`.
+   */
+  repStop = Number.POSITIVE_INFINITY;
   /**
    * Nonzero when the run loop must look at something besides the next instruction: a pending
    * interrupt, HLT, a stop request, an interrupt shadow. Keeps the per-instruction path to one test.
@@ -1160,7 +1180,7 @@ export class Cpu {
     while (insn !== undefined && insns.length < MAX_BLOCK) {
       insns.push(insn);
       offsets.push(at);
-      if (!isStraightLine(insn.exec)) break;
+      if (endsBlock(insn)) break;
       at += insn.len;
       off += insn.len;
       if (off >= 4096) break;
@@ -1849,6 +1869,7 @@ export class Cpu {
         // One bound for the loop: the budget (less the events delivered, which count against it)
         // or the VMX-preemption timer's end, whichever comes first; recomputed when events change.
         let stop = Math.min(start + budget - events, this.vmxTimerEnd);
+        this.repStop = stop;
         while (this.retired < stop) {
           let stepping = false;
           if (this.attention !== 0) {
@@ -1869,8 +1890,10 @@ export class Cpu {
               this.nmiPending = false;
               this.haltedState = false;
               this.insnStart = this.rip;
-              events++;
+              events += this.eventWeight;
+              this.eventStep();
               stop = Math.min(start + budget - events, this.vmxTimerEnd);
+              this.repStop = stop;
               if (this.vmcs !== undefined && (this.vmxPin & PIN_NMI_EXITING) !== 0) {
                 // NMI exiting: the NMI becomes an exit (reason 0, type 2) and is not delivered (SDM 26.2).
                 this.pendingExit = { reason: ExitReason.ExceptionOrNmi, qualification: 0, instructionLength: 0, interruption: { vector: Vector.NMI, type: 2 } };
@@ -1885,8 +1908,10 @@ export class Cpu {
               const v = this.pendingIrqs.shift() as number;
               this.haltedState = false;
               this.insnStart = this.rip;
-              events++;
+              events += this.eventWeight;
+              this.eventStep();
               stop = Math.min(start + budget - events, this.vmxTimerEnd);
+              this.repStop = stop;
               if (!this.deliverEvent(v, -1, false, true)) return this.tripleFault(v, start);
               if (this.pendingExit !== undefined) return this.takeExit(start);
               continue;
@@ -1901,8 +1926,10 @@ export class Cpu {
               this.stepPending = false;
               this.dr[6] = this.dr[6]! | DR6_BS;
               this.insnStart = this.rip;
-              events++;
+              events += this.eventWeight;
+              this.eventStep();
               stop = Math.min(start + budget - events, this.vmxTimerEnd);
+              this.repStop = stop;
               if (!this.deliverEvent(Vector.DB, -1, false, false)) return this.tripleFault(Vector.DB, start);
               if (this.pendingExit !== undefined) return this.takeExit(start);
               continue;
@@ -1949,7 +1976,10 @@ export class Cpu {
           return this.exceptionExit(start);
         }
         if (this.pendingIsTrap) this.retired++; // INT n / INT3 retire
-        else events++;
+        else {
+          events += this.eventWeight;
+          this.eventStep();
+        }
         if (!this.deliverPending()) return this.tripleFault(vector, start);
         if (this.pendingExit !== undefined) return this.takeExit(start);
       }
@@ -2002,7 +2032,7 @@ export class Cpu {
       saveOnExit(this, this.vmcs, exit);
       this.shadowInsn = 0; // reported; the next entry's interruptibility state decides afresh
       if ((this.vmxExit & EXIT_SAVE_PREEMPTION_TIMER) !== 0) {
-        const left = this.vmxTimerExpired ? 0 : Math.max(0, this.vmxTimer - (this.retired - this.vmxEntryRetired));
+        const left = this.vmxTimerExpired ? 0 : Math.max(0, Math.floor(Math.min(this.vmxTimer, this.vmxTimerEnd - this.retired)));
         this.vmcs.setField(VmcsField.VMX_PREEMPTION_TIMER_VALUE, left);
       }
       this.vmxTimerExpired = false;
@@ -2029,7 +2059,7 @@ export class Cpu {
       this.pendingExit = { reason: ExitReason.MonitorTrapFlag, qualification: 0, instructionLength: 0 };
       return true;
     }
-    if ((pin & PIN_PREEMPTION_TIMER) !== 0 && this.vmxTimer - executed <= 0) return this.timerExit();
+    if ((pin & PIN_PREEMPTION_TIMER) !== 0 && this.retired >= this.vmxTimerEnd) return this.timerExit();
     if ((pin & PIN_EXTINT_EXITING) !== 0 && this.pendingIrqs.length > 0) {
       // With "acknowledge interrupt on exit" the vector is taken from the controller and
       // reported; without it, the interrupt stays pending (SDM 28.2.2).
@@ -2087,6 +2117,17 @@ export class Cpu {
 
   /** The preemption timer reached zero (its saved value is then 0). */
   vmxTimerExpired = false;
+
+  /**
+   * One event delivered by the run loop: it counts as a step for the host (eventsDelivered) and
+   * as one tick of the VMX-preemption timer. Modelled more simply than hardware, where the timer
+   * counts TSC time whatever the processor spends it on (SDM Vol. 3C 26.5.1): here it counts
+   * retired instructions (one tick each) and event deliveries (eventWeight ticks each).
+   */
+  private eventStep(): void {
+    this.eventsDelivered++;
+    if (this.vmxTimerEnd !== Number.POSITIVE_INFINITY) this.vmxTimerEnd -= this.eventWeight;
+  }
 
   /**
    * The VMX-preemption timer expired (reason 52, SDM 26.5.1): an exit between instructions,

@@ -205,10 +205,6 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
   }
 }
 
-function reg64(v: Vcpu, r: number): number {
-  return (v.cpu.hi[r]! >>> 0) * 2 ** 32 + (v.cpu.lo[r]! >>> 0);
-}
-
 /** I/O instruction exits (qualification: SDM Table 28-5). */
 function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
   const { domain: d, vcpu: v } = ctx;
@@ -235,73 +231,173 @@ function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
     skip(v, exit);
     return RESUME;
   }
-  // INS/OUTS: ES:RDI or DS:RSI (flat in long mode), RCX times with REP; address size from the
-  // instruction information (bits 9:7: 0 16-bit, 1 32-bit, 2 64-bit).
+  return stringIo(ctx, exit, size, input, rep, port);
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * INS/OUTS (SDM Vol. 2B INS/OUTS, REP): ES:RDI or seg:RSI, RCX times with REP. The address size
+ * (bits 9:7) and, for OUTS, the segment register (bits 17:15) come from the VM-exit
+ * instruction-information field (SDM Table 28-8). Every 64-bit quantity (the pointer register,
+ * its sum with an FS/GS base, RCX) is kept as two 32-bit halves, so nothing the guest writes is
+ * rounded: a non-canonical element address is #GP(0) (#SS(0) for an SS reference, SDM Vol. 3A
+ * 6.15), a higher-half buffer reads and writes its own bytes, RSI/RDI and RCX move exactly. An
+ * element split across two pages is translated page by page and moved byte by byte. At most
+ * MAX_STRING_IO_PER_EXIT elements per exit; the loop also stops as soon as the domain is no
+ * longer running (a write to the debug-exit port shut it down), so the rest of the string is not
+ * sent to a domain that has ended. Modelled more simply than hardware outside 64-bit mode:
+ * segment limits are not checked.
+ */
+function stringIo(ctx: ExitContext, exit: VmExit, size: 1 | 2 | 4, input: boolean, rep: boolean, port: number): ExitOutcome {
+  const { domain: d, vcpu: v } = ctx;
+  const cpu = v.cpu;
+  const vmcs = v.vmcs;
   const info = exit.instructionInfo ?? 2 << 7;
   const asz = (info >>> 7) & 7;
-  const amask = asz === 0 ? 0xffff : asz === 1 ? 0xffff_ffff : Number.MAX_SAFE_INTEGER;
+  const segReg = input ? 0 : (info >>> 15) & 7; // INS always writes ES
+  if (asz > 2 || segReg > 5) return { kind: "crash", reason: `string I/O exit with a bad instruction information 0x${info.toString(16)}` };
+  const long = (vmcs.read32(F.GUEST_CS_AR_BYTES) & SEG_ATTR_L) !== 0;
+  const la57 = (vmcs.read32(F.GUEST_CR4) & CR4_LA57) !== 0;
+  // Bits 63:47 (63:56 with LA57) of a canonical address are all equal: the top bits of the high half.
+  const canonicalShift = la57 ? 24 : 15;
+  // In 64-bit mode only FS and GS have a base; elsewhere every segment's (its limit is not checked).
+  const base = !long || segReg >= 4 ? vmcs.readNatural((F.GUEST_ES_BASE + 2 * segReg) as typeof F.GUEST_ES_BASE) : 0;
+  const baseLo = base >>> 0;
+  const baseHi = Math.floor(base / TWO_32) >>> 0;
   const ptrReg = input ? 7 : 6;
-  let ptr = reg64(v, ptrReg);
-  if (asz !== 2) ptr %= amask + 1;
-  let count = rep ? reg64(v, 1) : 1;
-  if (asz !== 2) count %= amask + 1;
-  const step = (v.vmcs.read32(F.GUEST_RFLAGS) & RFLAGS_DF) !== 0 ? -size : size;
-  const user = v.cpu.cpl === 3 ? Access.User : 0;
+  const addrMask = asz === 0 ? 0xffff : 0xffff_ffff;
+  let pLo = (cpu.lo[ptrReg]! & addrMask) >>> 0;
+  let pHi = asz === 2 ? cpu.hi[ptrReg]! >>> 0 : 0;
+  let cLo = rep ? (cpu.lo[1]! & addrMask) >>> 0 : 1;
+  let cHi = rep && asz === 2 ? cpu.hi[1]! >>> 0 : 0;
+  const step = (vmcs.read32(F.GUEST_RFLAGS) & RFLAGS_DF) !== 0 ? -size : size;
+  const access = (input ? Access.Write : Access.Read) | (cpu.cpl === 3 ? Access.User : 0);
   const mem = ctx.hv.memory;
   let outcome: ExitOutcome = RESUME;
-  let done = 0;
   // One translation per page the string touches (the guest's tables cannot change in the middle
   // of one instruction), not one per element.
-  let pageLin = -1;
+  let pageLin = Number.NaN;
   let pageGpa = 0;
   // A guest-chosen RCX may be 2^64 - 1: handle at most a batch per exit and leave RIP on the
   // instruction, so the guest re-executes it for the rest (Xen's emulator works in batches too)
-  // and the scheduler can run others in between.
-  const batch = Math.min(count, MAX_STRING_IO_PER_EXIT);
-  while (done < batch) {
-    const lin = ptr - (ptr % PAGE_SIZE);
-    if (lin !== pageLin) {
-      const g = d.paging.gvaToGpa(cpu, lin, (input ? Access.Write : Access.Read) | user);
-      if (typeof g !== "number") {
-        cpu.cr2 = ptr;
-        outcome = { kind: "inject", vector: Vector.PF, errorCode: g.errorCode };
+  // and the scheduler can run others in between (each element is charged: CostModel.deviceModelAccess).
+  // What is left of the slice bounds the batch too (Vcpu.stringIoLimit, at least 1 element).
+  const most = Math.min(MAX_STRING_IO_PER_EXIT, v.stringIoLimit);
+  let left = cHi !== 0 ? most : Math.min(cLo, most);
+  /** A #PF for an element whose page does not translate (CR2: the first byte that faults). */
+  const pageFault = (errorCode: number, cr2: number): ExitOutcome => ({ kind: "inject", vector: Vector.PF, errorCode, cr2 });
+  while (left > 0) {
+    // The element's linear address, exactly: the pointer plus the segment base in halves.
+    let lin: number;
+    let off: number;
+    if (long) {
+      const sLo = pLo + baseLo;
+      const sHi = (pHi + baseHi + (sLo >= TWO_32 ? 1 : 0)) | 0;
+      if (sHi >> canonicalShift !== 0 && sHi >> canonicalShift !== -1) {
+        outcome = { kind: "inject", vector: segReg === 2 ? Vector.SS : Vector.GP, errorCode: 0 };
         break;
       }
-      pageLin = lin;
+      lin = sHi * TWO_32 + (sLo >>> 0);
+      off = sLo & (PAGE_SIZE - 1);
+    } else {
+      lin = (pLo + baseLo) >>> 0;
+      off = lin & (PAGE_SIZE - 1);
+    }
+    const page = lin - off;
+    if (page !== pageLin) {
+      const g = d.paging.gvaToGpa(cpu, page, access);
+      if (typeof g !== "number") {
+        outcome = pageFault(g.errorCode, lin);
+        break;
+      }
+      pageLin = page;
       pageGpa = g;
     }
-    const gpa = pageGpa + (ptr - lin);
-    const hpa = (gpa & (PAGE_SIZE - 1)) + size <= PAGE_SIZE ? d.ramHpa(gpa, input) : undefined;
-    if (hpa === undefined) {
-      outcome = { kind: "crash", reason: `string I/O at port 0x${port.toString(16)} touches GPA 0x${gpa.toString(16)}: not RAM, or an element split across pages` };
-      break;
-    }
-    d.exitStats.ioAccesses++;
-    if (input) {
-      const value = d.ports.read(port, size);
-      if (size === 1) mem.write8(hpa, value);
-      else if (size === 2) mem.write16(hpa, value);
-      else mem.write32(hpa, value);
+    const gpa = pageGpa + off;
+    if (off + size <= PAGE_SIZE) {
+      const hpa = d.ramHpa(gpa, input);
+      if (hpa === undefined) {
+        outcome = { kind: "crash", reason: `string I/O at port 0x${port.toString(16)} touches GPA 0x${gpa.toString(16)}: not RAM` };
+        break;
+      }
+      d.exitStats.ioAccesses++;
+      if (input) {
+        const value = d.ports.read(port, size);
+        if (size === 1) mem.write8(hpa, value);
+        else if (size === 2) mem.write16(hpa, value);
+        else mem.write32(hpa, value);
+      } else {
+        const value = size === 1 ? mem.read8(hpa) : size === 2 ? mem.read16(hpa) : mem.read32(hpa);
+        d.ports.write(port, size, typeof value === "number" ? value : 0); // hpa is inside the domain's RAM: always a number
+      }
     } else {
-      const value = size === 1 ? mem.read8(hpa) : size === 2 ? mem.read16(hpa) : mem.read32(hpa);
-      d.ports.write(port, size, typeof value === "number" ? value : 0); // hpa is inside the domain's RAM: always a number
+      // The element is split across two pages: the next page's address (canonical, or #GP/#SS;
+      // past the top of the address space it wraps to 0),
+      // both translated before the port is touched (an IN may have side effects), then byte by byte.
+      const next = long ? page + PAGE_SIZE : (page + PAGE_SIZE) >>> 0;
+      const limit = la57 ? 2 ** 56 : 2 ** 47;
+      if (long && next === limit) {
+        outcome = { kind: "inject", vector: segReg === 2 ? Vector.SS : Vector.GP, errorCode: 0 };
+        break;
+      }
+      const g2 = d.paging.gvaToGpa(cpu, next, access);
+      if (typeof g2 !== "number") {
+        outcome = pageFault(g2.errorCode, next);
+        break;
+      }
+      const first = PAGE_SIZE - off;
+      const hpa1 = d.ramHpa(gpa, input);
+      const hpa2 = d.ramHpa(g2, input);
+      if (hpa1 === undefined || hpa2 === undefined) {
+        outcome = { kind: "crash", reason: `string I/O at port 0x${port.toString(16)} touches GPA 0x${(hpa1 === undefined ? gpa : g2).toString(16)}: not RAM (an element split across pages)` };
+        break;
+      }
+      d.exitStats.ioAccesses++;
+      if (input) {
+        const value = d.ports.read(port, size);
+        for (let k = 0; k < size; k++) mem.write8(k < first ? hpa1 + k : hpa2 + (k - first), (value >>> (8 * k)) & 0xff);
+      } else {
+        let value = 0;
+        for (let k = 0; k < size; k++) {
+          const b = mem.read8(k < first ? hpa1 + k : hpa2 + (k - first));
+          value |= (typeof b === "number" ? b : 0) << (8 * k);
+        }
+        d.ports.write(port, size, value >>> 0);
+      }
     }
-    ptr = asz === 2 ? ptr + step : (ptr + step + amask + 1) % (amask + 1);
-    done++;
+    // The element is done: RSI/RDI and RCX move, exactly, in halves.
+    if (asz === 2) {
+      pLo += step;
+      if (pLo >= TWO_32) {
+        pLo -= TWO_32;
+        pHi = (pHi + 1) >>> 0;
+      } else if (pLo < 0) {
+        pLo += TWO_32;
+        pHi = (pHi - 1) >>> 0;
+      }
+    } else pLo = ((pLo + step) & addrMask) >>> 0;
+    if (cLo === 0) {
+      cLo = 0xffff_ffff;
+      cHi = (cHi - 1) >>> 0;
+    } else cLo--;
+    left--;
+    // A write to the debug-exit port (or a crash) ended the domain: nothing more is sent.
+    if (d.state !== "running") break;
   }
-  setPtr(v, ptrReg, ptr, asz);
-  if (rep) setPtr(v, 1, count - done, asz);
-  if (outcome.kind === "resume" && done === count) skip(v, exit);
+  setPtr(v, ptrReg, pLo, pHi, asz);
+  if (rep) setPtr(v, 1, cLo, cHi, asz);
+  if (outcome.kind === "resume" && cLo === 0 && cHi === 0) skip(v, exit);
   return outcome;
 }
 
-function setPtr(v: Vcpu, r: number, value: number, asz: number): void {
+function setPtr(v: Vcpu, r: number, lo: number, hi: number, asz: number): void {
   const cpu = v.cpu;
-  if (asz === 0) cpu.lo[r] = (cpu.lo[r]! & ~0xffff) | (value & 0xffff);
-  else if (asz === 1) cpu.setReg32(r, value >>> 0);
+  if (asz === 0) cpu.lo[r] = (cpu.lo[r]! & ~0xffff) | (lo & 0xffff);
+  else if (asz === 1) cpu.setReg32(r, lo >>> 0);
   else {
-    cpu.lo[r] = value >>> 0;
-    cpu.hi[r] = Math.floor(value / 2 ** 32) | 0;
+    cpu.lo[r] = lo | 0;
+    cpu.hi[r] = hi | 0;
   }
 }
 

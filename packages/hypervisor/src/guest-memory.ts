@@ -14,9 +14,23 @@ import type { ExitContext } from "./exits.js";
  * translating each page with `access` (`Access.Read` by default; `Access.Fetch` for instruction
  * bytes; add `Access.User` to check as CPL 3 does). The address wraps as the vCPU's mode wraps it
  * (2^64 in 64-bit mode, 2^32 otherwise). Stops at the first byte whose page the guest's tables do
- * not map with that access or whose guest-physical page is not RAM; returns the bytes copied.
- * Allocates nothing.
+ * not map with that access or whose guest-physical page is not RAM, or whose address is not
+ * canonical in 64-bit mode (`isGuestLinear`); returns the bytes copied. Allocates nothing.
  */
+/**
+ * Whether `linear` is an address the vCPU can reference: in 64-bit mode a canonical one (bits
+ * 63:47, or 63:56 with LA57, all equal: SDM Vol. 1 3.3.7.1), else any 32-bit one. A hypercall
+ * argument is a signed number from the register's halves (HypercallArgs.ptr), exact when
+ * canonical; a non-canonical register stays outside the canonical range however it rounds, so it
+ * is refused (Xen's copy_from_guest fails on it: -EFAULT) instead of being read as a low address.
+ */
+export function isGuestLinear(ctx: ExitContext, linear: number): boolean {
+  const cpu = ctx.vcpu.cpu;
+  if (!cpu.mode64) return linear >= 0 && linear < 2 ** 32;
+  const limit = cpu.paging.la57 ? 2 ** 56 : 2 ** 47;
+  return linear >= -limit && linear < limit;
+}
+
 export function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array, length: number, access: number = Access.Read): number {
   const { domain: d, vcpu: v, hv } = ctx;
   const cpu = v.cpu;
@@ -26,6 +40,7 @@ export function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array,
   let n = 0;
   while (n < want) {
     const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
+    if (!isGuestLinear(ctx, at)) break;
     const gpa = d.paging.gvaToGpa(cpu, at, access);
     if (typeof gpa !== "number") break;
     const hpa = d.ramHpa(gpa);
@@ -47,7 +62,8 @@ export function copyFromGuest(ctx: ExitContext, linear: number, out: Uint8Array,
  * a write access (plus `Access.User` if given in `access`), then through the p2m; only p2m RAM
  * and writable grant mappings are written. Stops at the first page that does not translate for
  * writing or is neither; returns
- * the bytes copied (a short count is the caller's -EFAULT). Allocates nothing.
+ * the bytes copied (a short count is the caller's -EFAULT); a non-canonical address copies
+ * nothing. Allocates nothing.
  *
  * Modelled more simply than Xen: a write into a page the shadow code has write-protected as a
  * guest page table does not resync its shadows (the guest can only confuse its own translation;
@@ -62,6 +78,7 @@ export function copyToGuest(ctx: ExitContext, linear: number, from: Uint8Array, 
   let n = 0;
   while (n < want) {
     const at = mode64 ? wrap64(linear + n) : (linear + n) >>> 0;
+    if (!isGuestLinear(ctx, at)) break;
     const gpa = d.paging.gvaToGpa(cpu, at, access | Access.Write);
     if (typeof gpa !== "number") break;
     const hpa = d.ramHpa(gpa, true);

@@ -300,6 +300,12 @@ export class Vcpu {
   /** Guest interrupts injected, and vCPU wake-ups from HLT. */
   interruptsInjected = 0;
   wakeups = 0;
+  /**
+   * Elements the next string-I/O exit may move (exits.ts): what is left of the slice at
+   * CostModel.deviceModelAccess each, at least 1, so a REP INS/OUTS exit ends the slice on time;
+   * the guest re-executes the instruction for the rest.
+   */
+  stringIoLimit = Number.POSITIVE_INFINITY;
   constructor(
     readonly domain: Domain,
     readonly id: number,
@@ -781,6 +787,13 @@ export interface RunResult {
   /** "idle": no domain can run any more; "budget": maxInstructions reached; "stopped": `until` said so. */
   readonly reason: "idle" | "budget" | "stopped";
   readonly instructions: number;
+  /**
+   * With "idle": the ids of the domains still running but blocked for good: every vCPU halted or
+   * blocked with no deliverable event pending and no timer that could deliver one (an APIC timer
+   * that is masked, or whose vector TPR holds off). Xen leaves such a vCPU blocked; so does vtlab,
+   * and the run ends. Empty when every domain has ended.
+   */
+  readonly blockedDomains?: readonly number[];
 }
 
 export class Hypervisor {
@@ -930,6 +943,8 @@ export class Hypervisor {
     }
     for (let i = 0; i < vcpus; i++) {
       const v = new Vcpu(d, i, this.memory, this.clock);
+      // An event delivery uses up its modelled time of the slice (the run budget and the preemption timer).
+      v.cpu.eventWeight = this.cost.eventDelivery / this.cost.instruction;
       const err = setupFlat64Guest(v.vmcs, {
         pin: PIN_EXTINT_EXITING | PIN_PREEMPTION_TIMER,
         proc: CPU_HLT_EXITING | CPU_UNCOND_IO_EXITING | CPU_USE_MSR_BITMAPS | CPU_ACTIVATE_SECONDARY,
@@ -1080,11 +1095,20 @@ export class Hypervisor {
         // is for.
         this.pollApics();
         if (this.anyRunnable()) continue;
+        // Only deadlines that can wake someone count: an APIC timer that is masked or held off by
+        // TPR fires forever without making its halted vCPU runnable.
         const next = this.nextDeadlineNs(true);
-        if (next === Number.POSITIVE_INFINITY) return { reason: "idle", instructions: total };
+        if (next === Number.POSITIVE_INFINITY) {
+          const blockedDomains = this.domainList.filter((d) => d.state === "running").map((d) => d.id);
+          return { reason: "idle", instructions: total, blockedDomains };
+        }
         const cycles = Math.ceil((next * this.clock.frequencyHz) / 1e9) - this.clock.cycles;
         if (cycles > 0) this.clock.advance(cycles);
         this.pollApics();
+        // A jump that woke nobody (a Xen timer whose event the guest has masked, say) is charged
+        // to the run's budget, so a host whose guests only ever wait ends at maxInstructions
+        // instead of advancing the clock forever without charging anything.
+        if (!this.anyRunnable() && cycles > 0) charged += Math.max(1, cycles / this.cost.instruction);
         continue;
       }
       const v = runnable[this.rr++ % runnable.length]!;
@@ -1141,28 +1165,40 @@ export class Hypervisor {
       }
       // Run at most up to the next APIC or Xen timer deadline (CPI 1 on the host clock), so that
       // the timer interrupt or event arrives at the instruction it would on hardware, give or take
-      // an exit. Otherwise the preemption timer, not this budget, ends the run.
-      let chunk = Number.MAX_SAFE_INTEGER;
+      // an exit, and never past what is left of the slice (the preemption timer ends it too; the
+      // bound keeps the slice finite whatever the guest spends it on).
+      let chunk = Math.max(1, Math.ceil(left));
       const deadline = this.nextDeadlineNs();
       if (deadline !== Number.POSITIVE_INFINITY) {
         const until = Math.ceil((this.clock.cyclesFromNanoseconds(deadline) - this.clock.cycles) / this.cost.instruction);
-        chunk = Math.min(Number.MAX_SAFE_INTEGER, Math.max(1, until));
+        chunk = Math.min(chunk, Math.max(1, until));
       }
+      const events = v.cpu.eventsDelivered;
       const r = v.cpu.run(chunk);
       retired += r.retired;
-      this.clock.advance(r.retired * this.cost.instruction);
+      // Event deliveries (an exception loop retires nothing) cost slice time and clock time too.
+      const eventTime = ((v.cpu.eventsDelivered - events) * this.cost.eventDelivery) / this.cost.instruction;
+      charged += eventTime;
+      this.clock.advance((r.retired + eventTime) * this.cost.instruction);
       this.pollApics();
       if (r.kind === "vmexit") {
         v.inGuest = false;
         const pauseAfter = this.onVmExit !== undefined && this.reportExit(v, r.exit);
+        const accesses = d.exitStats.ioAccesses + d.exitStats.mmioAccesses;
+        const slackCycles = (budget - retired - charged - this.cost.vmExitEntry / this.cost.instruction) * this.cost.instruction;
+        v.stringIoLimit = Math.max(1, Math.floor(slackCycles / Math.max(1, this.cost.deviceModelAccess)));
         this.dispatch(ctx, r.exit);
+        // An exit costs slice time too (its modelled cycles, and the device-model accesses it
+        // made: each element of a string-I/O exit), so a guest that exits in a loop without
+        // retiring instructions (a re-executed REP INS, a fault reflected again and again) still
+        // yields its slice. Modelled more simply than time on hardware: exit time is charged to
+        // the slice but does not move the simulated clock (instructions and event deliveries do).
+        const exitCycles = this.cost.vmExitEntry + (d.exitStats.ioAccesses + d.exitStats.mmioAccesses - accesses) * this.cost.deviceModelAccess;
+        charged += exitCycles / this.cost.instruction;
         if (pauseAfter && d.state === "running") {
           d.pause();
           break;
         }
-        // An exit costs slice time too (its modelled cycles), so a guest that exits in a loop
-        // without retiring instructions (a re-executed REP INS, say) still yields its slice.
-        charged += this.cost.vmExitEntry / this.cost.instruction;
         if ((r.exit.reason & 0xffff) === ExitReason.PreemptionTimer) break;
         if (v.xenTimers.yieldRequested) break; // SCHEDOP_yield ends the slice
         continue;
@@ -1196,14 +1232,19 @@ export class Hypervisor {
 
   /**
    * The earliest APIC timer or Xen timer deadline (xen/timer.ts) of any running domain's vCPUs
-   * (ns), or +Infinity. `idle`: for the idle host's clock jump (see nextTimerDeadlineNs).
+   * (ns), or +Infinity. `idle`: for the idle host's clock jump (see nextTimerDeadlineNs); then
+   * only APIC timers that can wake their vCPU count (Lapic.timerCanWake).
    */
   private nextDeadlineNs(idle = false): number {
     let next = Number.POSITIVE_INFINITY;
     for (const d of this.domainList) {
       if (d.state !== "running") continue;
       for (const v of d.vcpus) {
-        const t = v.apic?.nextTimerDeadline() ?? Number.POSITIVE_INFINITY;
+        const apic = v.apic;
+        if (apic === undefined) continue;
+        // The idle host waits only for a timer that can wake its (halted) vCPU.
+        if (idle && (v.down || !apic.timerCanWake())) continue;
+        const t = apic.nextTimerDeadline();
         if (t < next) next = t;
       }
       const x = nextTimerDeadlineNs(this, d, idle);

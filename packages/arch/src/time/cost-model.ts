@@ -19,6 +19,10 @@ export interface CostModel {
   readonly iotlbMiss: number;
   /** One IOTLB (or context-cache) invalidation the hypervisor issues and waits for: descriptor, wait descriptor, completion. */
   readonly iotlbInvalidation: number;
+  /** One exception, NMI or interrupt delivered through the guest IDT (gate read, stack switch, frame pushed). */
+  readonly eventDelivery: number;
+  /** One port or MMIO access the device model performs for an exit (each element of a REP INS/OUTS counts), on top of the exit. */
+  readonly deviceModelAccess: number;
 }
 
 export const DEFAULT_COST_MODEL: CostModel = Object.freeze({
@@ -56,6 +60,18 @@ export const DEFAULT_COST_MODEL: CostModel = Object.freeze({
   // model it as 2,000 cycles (1 us), above an IOTLB miss, so strict (per unmap) and deferred (per
   // batch) flushing differ in modelled time.
   iotlbInvalidation: 2000,
+  // Modelling assumption. Delivering an event reads the IDT gate and the GDT descriptor of its
+  // code segment, may switch stacks (TSS RSP0 or IST) and pushes a five- or six-word frame:
+  // several dependent memory references and a serializing control transfer. We model it as 200
+  // cycles, between a simple instruction and a VM exit. The figure matters for scheduling: a
+  // guest stuck in an exception loop retires nothing and spends its slice on these.
+  eventDelivery: 200,
+  // Modelling assumption. Xen hands a REP INS/OUTS to its device model as one ioreq with a count
+  // (data_is_ptr), and the emulator then does one device register access per element. We model
+  // each access at 200 cycles (the emulator's loop, the device's register logic, the copy to or
+  // from guest memory), on top of the one exit, so a 4096-element string-I/O exit costs the
+  // slice what 4096 accesses cost, not what one exit costs.
+  deviceModelAccess: 200,
 });
 
 /** A cost model with some figures replaced (for experiments); unknown keys are rejected. */
@@ -75,6 +91,8 @@ export interface EventCounts {
   emulatedDeviceRoundTrips?: number;
   eventChannelNotifications?: number;
   iotlbMisses?: number;
+  eventDeliveries?: number;
+  deviceModelAccesses?: number;
 }
 
 /** Modelled cycles for a set of counts. */
@@ -85,6 +103,8 @@ export function modelledCycles(counts: EventCounts, model: CostModel = DEFAULT_C
     (counts.vmExits ?? 0) * model.vmExitEntry +
     (counts.emulatedDeviceRoundTrips ?? 0) * model.emulatedDeviceRoundTrip +
     (counts.eventChannelNotifications ?? 0) * model.eventChannelNotification +
-    (counts.iotlbMisses ?? 0) * model.iotlbMiss
+    (counts.iotlbMisses ?? 0) * model.iotlbMiss +
+    (counts.eventDeliveries ?? 0) * model.eventDelivery +
+    (counts.deviceModelAccesses ?? 0) * model.deviceModelAccess
   );
 }

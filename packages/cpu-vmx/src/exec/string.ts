@@ -1,8 +1,17 @@
 /**
  * String instructions with REP/REPE/REPNE (SDM Vol. 2: MOVS, CMPS, STOS, LODS, SCAS, INS, OUTS).
  * Each iteration updates RSI/RDI/RCX before the next, so a fault part-way leaves the registers
- * at an iteration boundary and the instruction restarts from there, as on hardware. A whole
- * REP run counts as one retired instruction.
+ * at an iteration boundary and the instruction restarts from there, as on hardware. Each
+ * iteration counts as one retired instruction, and a REP stops between iterations when the run
+ * loop's bound (its budget, or the VMX-preemption timer's end: `Cpu.repStop`) is reached, with
+ * RIP still at the instruction and RCX/RSI/RDI updated, so the next run resumes it (SDM Vol. 2B
+ * REP: "a repeating string operation can be suspended by an exception or interrupt"; Vol. 3C
+ * 25.5.1 for the preemption timer).
+ *
+ * 64-bit pointers are kept as two 32-bit halves: a pointer register plus an FS/GS base is added
+ * in halves (no rounding of a non-canonical register), and RSI/RDI advance in halves, so a
+ * register that is non-canonical stays exactly what the guest wrote and gets #GP(0) (#SS(0) for
+ * an SS-segment reference) at the access.
  */
 import { Vector } from "@vtlab/arch";
 import type { Cpu } from "../cpu.js";
@@ -16,19 +25,48 @@ function step(cpu: Cpu, size: number): number {
   return (cpu.flagsOther & RFLAGS_DF) !== 0 ? -size : size;
 }
 
-/** Pointer register value as an offset for the address size. */
-function ptr(cpu: Cpu, r: number, addrSize: number): number {
-  return addrSize === 8 ? cpu.regAddr(r) : addrSize === 4 ? cpu.lo[r]! >>> 0 : cpu.lo[r]! & 0xffff;
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * The linear address of the element at pointer register `r` in segment `seg` for the address
+ * size: in 64-bit mode the register plus the FS/GS base (others have none), added in 32-bit
+ * halves so a non-canonical register is not rounded into a canonical address; the result is a
+ * signed number, exact when canonical (a non-canonical sum stays outside the canonical range and
+ * faults at the access). An SS-segment reference that is not canonical is #SS(0) (SDM Vol. 3A
+ * 6.15 #SS); the others get #GP(0) from the access. 16-bit addressing uses SI/DI.
+ */
+function elementLinear(cpu: Cpu, seg: number, r: number, addrSize: number): number {
+  if (addrSize === 4) return cpu.linear(seg, cpu.lo[r]! >>> 0);
+  if (addrSize === 2) return cpu.linear(seg, cpu.lo[r]! & 0xffff);
+  let lin: number;
+  if (seg >= Seg.FS) {
+    const base = cpu.seg[seg]!.base;
+    const sumLo = (cpu.lo[r]! >>> 0) + (base >>> 0);
+    const sumHi = (cpu.hi[r]! + Math.floor(base / TWO_32) + (sumLo >= TWO_32 ? 1 : 0)) | 0;
+    lin = sumHi * TWO_32 + (sumLo >>> 0);
+  } else lin = cpu.regAddr(r);
+  if (seg === Seg.SS && cpu.mode64) {
+    const limit = cpu.paging.la57 ? 2 ** 56 : 2 ** 47;
+    if (lin < -limit || lin >= limit) cpu.fault(Vector.SS, 0);
+  }
+  return lin;
+}
 }
 
+/** Advance a pointer register by `delta` (+-1, 2, 4, 8) for the address size, exactly (64-bit: in halves). */
 function advance(cpu: Cpu, r: number, addrSize: number, delta: number): void {
-  if (addrSize === 8) cpu.setRegFromNumber(r, cpu.regAddr(r) + delta);
-  else if (addrSize === 4) cpu.setReg32(r, ((cpu.lo[r]! >>> 0) + delta) >>> 0);
+  if (addrSize === 8) {
+    const lo = (cpu.lo[r]! >>> 0) + delta;
+    if (lo >= TWO_32) cpu.hi[r] = (cpu.hi[r]! + 1) | 0;
+    else if (lo < 0) cpu.hi[r] = (cpu.hi[r]! - 1) | 0;
+    cpu.lo[r] = lo | 0;
+  } else if (addrSize === 4) cpu.setReg32(r, ((cpu.lo[r]! >>> 0) + delta) >>> 0);
   else cpu.setReg16(r, (cpu.lo[r]! + delta) & 0xffff); // 16-bit addressing: SI/DI wrap in 16 bits
 }
 
-function count(cpu: Cpu, addrSize: number): number {
-  return addrSize === 8 ? cpu.regAddr(1) : addrSize === 4 ? cpu.lo[1]! >>> 0 : cpu.lo[1]! & 0xffff;
+/** RCX (ECX, CX) is zero. */
+function countZero(cpu: Cpu, addrSize: number): boolean {
+  return addrSize === 8 ? (cpu.lo[1]! | cpu.hi[1]!) === 0 : addrSize === 4 ? cpu.lo[1]! === 0 : (cpu.lo[1]! & 0xffff) === 0;
 }
 
 function decCount(cpu: Cpu, addrSize: number): void {
@@ -38,6 +76,24 @@ function decCount(cpu: Cpu, addrSize: number): void {
     cpu.lo[1] = lo;
   } else if (addrSize === 4) cpu.setReg32(1, (cpu.lo[1]! - 1) | 0);
   else cpu.setReg16(1, (cpu.lo[1]! - 1) & 0xffff);
+}
+
+/**
+ * After an iteration of a REP with RCX already decremented: true if the instruction is done
+ * (RCX = 0) or must stop here because the run loop's bound is reached, in which case RIP goes
+ * back to the instruction (it resumes on the next run) and the loop's attention is raised (a
+ * compiled block holding it stops after it). Otherwise the iteration retires and the REP goes on.
+ * The run loop retires the last iteration, so this counts all but that one.
+ */
+function repDone(cpu: Cpu, addrSize: number): boolean {
+  if (countZero(cpu, addrSize)) return true;
+  if (cpu.retired + 1 >= cpu.repStop) {
+    cpu.rip = cpu.insnStart;
+    cpu.attention = 1;
+    return true;
+  }
+  cpu.retired++;
+  return false;
 }
 
 function load(cpu: Cpu, lin: number, size: number): number {
@@ -58,13 +114,14 @@ export function movs(cpu: Cpu, i: Insn): void {
   const d = step(cpu, size);
   const srcSeg = i.segOverride ? i.seg : Seg.DS;
   for (;;) {
-    if (i.rep !== 0 && count(cpu, a) === 0) return;
-    const v = load(cpu, cpu.linear(srcSeg, ptr(cpu, 6, a)), size);
-    store(cpu, cpu.linear(Seg.ES, ptr(cpu, 7, a)), size, v, cpu.tmpHi);
+    if (i.rep !== 0 && countZero(cpu, a)) return;
+    const v = load(cpu, elementLinear(cpu, srcSeg, 6, a), size);
+    store(cpu, elementLinear(cpu, Seg.ES, 7, a), size, v, cpu.tmpHi);
     advance(cpu, 6, a, d);
     advance(cpu, 7, a, d);
     if (i.rep === 0) return;
     decCount(cpu, a);
+    if (repDone(cpu, a)) return;
   }
 }
 
@@ -76,11 +133,12 @@ export function stos(cpu: Cpu, i: Insn): void {
   const v = readReg(cpu, 0, false, size);
   const vHi = cpu.tmpHi;
   for (;;) {
-    if (i.rep !== 0 && count(cpu, a) === 0) return;
-    store(cpu, cpu.linear(Seg.ES, ptr(cpu, 7, a)), size, v, vHi);
+    if (i.rep !== 0 && countZero(cpu, a)) return;
+    store(cpu, elementLinear(cpu, Seg.ES, 7, a), size, v, vHi);
     advance(cpu, 7, a, d);
     if (i.rep === 0) return;
     decCount(cpu, a);
+    if (repDone(cpu, a)) return;
   }
 }
 
@@ -91,12 +149,13 @@ export function lods(cpu: Cpu, i: Insn): void {
   const d = step(cpu, size);
   const srcSeg = i.segOverride ? i.seg : Seg.DS;
   for (;;) {
-    if (i.rep !== 0 && count(cpu, a) === 0) return;
-    const v = load(cpu, cpu.linear(srcSeg, ptr(cpu, 6, a)), size);
+    if (i.rep !== 0 && countZero(cpu, a)) return;
+    const v = load(cpu, elementLinear(cpu, srcSeg, 6, a), size);
     writeReg(cpu, 0, false, size, v, cpu.tmpHi);
     advance(cpu, 6, a, d);
     if (i.rep === 0) return;
     decCount(cpu, a);
+    if (repDone(cpu, a)) return;
   }
 }
 
@@ -107,10 +166,10 @@ export function cmps(cpu: Cpu, i: Insn): void {
   const d = step(cpu, size);
   const srcSeg = i.segOverride ? i.seg : Seg.DS;
   for (;;) {
-    if (i.rep !== 0 && count(cpu, a) === 0) return;
-    const x = load(cpu, cpu.linear(srcSeg, ptr(cpu, 6, a)), size);
+    if (i.rep !== 0 && countZero(cpu, a)) return;
+    const x = load(cpu, elementLinear(cpu, srcSeg, 6, a), size);
     const xHi = cpu.tmpHi;
-    const y = load(cpu, cpu.linear(Seg.ES, ptr(cpu, 7, a)), size);
+    const y = load(cpu, elementLinear(cpu, Seg.ES, 7, a), size);
     const yHi = cpu.tmpHi;
     const r = aluResult(cpu, ALU_CMP, size, x, xHi, y, yHi);
     aluFlags(cpu, ALU_CMP, size, x, xHi, y, yHi, r, cpu.tmpHi);
@@ -119,6 +178,7 @@ export function cmps(cpu: Cpu, i: Insn): void {
     if (i.rep === 0) return;
     decCount(cpu, a);
     if (i.rep === 1 ? cpu.fZ !== 0 : cpu.fZ === 0) return;
+    if (repDone(cpu, a)) return;
   }
 }
 
@@ -130,8 +190,8 @@ export function scas(cpu: Cpu, i: Insn): void {
   const acc = readReg(cpu, 0, false, size);
   const accHi = cpu.tmpHi;
   for (;;) {
-    if (i.rep !== 0 && count(cpu, a) === 0) return;
-    const y = load(cpu, cpu.linear(Seg.ES, ptr(cpu, 7, a)), size);
+    if (i.rep !== 0 && countZero(cpu, a)) return;
+    const y = load(cpu, elementLinear(cpu, Seg.ES, 7, a), size);
     const yHi = cpu.tmpHi;
     const m = size === 1 ? 0xff : size === 2 ? 0xffff : -1;
     const r = aluResult(cpu, ALU_CMP, size, acc & m, accHi, y, yHi);
@@ -140,7 +200,23 @@ export function scas(cpu: Cpu, i: Insn): void {
     if (i.rep === 0) return;
     decCount(cpu, a);
     if (i.rep === 1 ? cpu.fZ !== 0 : cpu.fZ === 0) return;
+    if (repDone(cpu, a)) return;
   }
+}
+
+/** The guest-linear address an INS/OUTS exit reports: the first element's (exact when canonical). */
+function exitLinear(cpu: Cpu, seg: number, r: number, addrSize: number): number {
+  const offset = addrSize === 8 ? cpu.regAddr(r) : addrSize === 4 ? cpu.lo[r]! >>> 0 : cpu.lo[r]! & 0xffff;
+  return cpu.linear(seg, offset);
+}
+
+/**
+ * The VM-exit instruction-information field for INS and OUTS (SDM Vol. 3C Table 28-8): bits 9:7
+ * the address size (0 16-bit, 1 32-bit, 2 64-bit), bits 17:15 the segment register (OUTS; INS
+ * always uses ES).
+ */
+function stringIoInfo(addrSize: number, seg: number): number {
+  return ((addrSize === 8 ? 2 : addrSize === 4 ? 1 : 0) << 7) | (seg << 15);
 }
 
 /** I/O privilege: CPL <= IOPL, or #GP(0) (the TSS I/O permission bitmap is not modelled). */
@@ -156,16 +232,17 @@ export function ins(cpu: Cpu, i: Insn): void {
   const d = step(cpu, size);
   const port = cpu.lo[2]! & 0xffff;
   if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) {
-    cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, true, true, i.rep !== 0, false), i.len, { guestLinear: cpu.linear(Seg.ES, ptr(cpu, 7, a)) });
+    cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, true, true, i.rep !== 0, false), i.len, { guestLinear: exitLinear(cpu, Seg.ES, 7, a), instructionInfo: stringIoInfo(a, Seg.ES) });
   }
   for (;;) {
-    if (i.rep !== 0 && count(cpu, a) === 0) return;
-    const lin = cpu.linear(Seg.ES, ptr(cpu, 7, a));
+    if (i.rep !== 0 && countZero(cpu, a)) return;
+    const lin = elementLinear(cpu, Seg.ES, 7, a);
     cpu.translate(lin, 2); // probe the destination before the port is read (a read may have side effects)
     store(cpu, lin, size, cpu.ports.read(port, size), 0);
     advance(cpu, 7, a, d);
     if (i.rep === 0) return;
     decCount(cpu, a);
+    if (repDone(cpu, a)) return;
   }
 }
 
@@ -178,14 +255,15 @@ export function outs(cpu: Cpu, i: Insn): void {
   const port = cpu.lo[2]! & 0xffff;
   const srcSeg = i.segOverride ? i.seg : Seg.DS;
   if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) {
-    cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, false, true, i.rep !== 0, false), i.len, { guestLinear: cpu.linear(srcSeg, ptr(cpu, 6, a)) });
+    cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, false, true, i.rep !== 0, false), i.len, { guestLinear: exitLinear(cpu, srcSeg, 6, a), instructionInfo: stringIoInfo(a, srcSeg) });
   }
   for (;;) {
-    if (i.rep !== 0 && count(cpu, a) === 0) return;
-    const v = load(cpu, cpu.linear(srcSeg, ptr(cpu, 6, a)), size);
+    if (i.rep !== 0 && countZero(cpu, a)) return;
+    const v = load(cpu, elementLinear(cpu, srcSeg, 6, a), size);
     cpu.ports.write(port, size, v);
     advance(cpu, 6, a, d);
     if (i.rep === 0) return;
     decCount(cpu, a);
+    if (repDone(cpu, a)) return;
   }
 }

@@ -771,6 +771,19 @@ export class LocalApic implements BusDevice {
     this.isr[i] = (this.isr[i] ?? 0) | bit;
   }
 
+  /**
+   * Whether the timer's next expiry could give the CPU an interrupt to take: the timer is armed,
+   * the APIC enabled, the LVT timer entry unmasked, and its vector's priority class above the
+   * PPR's (SDM Vol. 3A 10.8.3.1; pendingVector's rule). A halted vCPU whose timer cannot (masked,
+   * or TPR 0xF0) stays halted however often it fires, so the idle host does not wait for it.
+   */
+  timerCanWake(): boolean {
+    if (!this.timerActive || !this.softwareEnabled || (this.apicBaseLo & APIC_BASE_EN) === 0) return false;
+    const lvt = this.lvt[LVT_TIMER] ?? APIC_LVT_MASKED;
+    if ((lvt & APIC_LVT_MASKED) !== 0) return false;
+    return (lvt & APIC_LVT_VECTOR & 0xf0) > (this.ppr & 0xf0);
+  }
+
   /** Simulated ns of the next timer expiry, or Infinity. */
   nextTimerDeadline(): number {
     return this.timerActive ? this.timerStart + this.timerPeriodNs : Infinity;
