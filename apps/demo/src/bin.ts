@@ -7,6 +7,7 @@ let lines: Interface | undefined;
 const status = main(process.argv.slice(2), {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
+  backlog: () => process.stdout.writableLength + process.stderr.writableLength,
   // Only `vtlab shell` reads it: the interface is made on first use, so other commands never touch stdin.
   get stdin() {
     lines ??= createInterface({ input: process.stdin, terminal: false });

@@ -9,6 +9,7 @@ import { HOST_PCI_DEVICES, MachineError, iommuOption } from "./machines.js";
 import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, runDemo, runEndLine, runMachines, type DemoScenario } from "./run.js";
 import { HtmlReportError, checkHtmlTarget, writeTourHtml } from "./html.js";
 import { DEFAULT_PORT, ServeError, checkServeDir, startServer } from "./serve.js";
+import { ConsoleStream } from "./console-stream.js";
 import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
 import { TOUR_SCENARIOS, formatScenario, formatTourSummary, parseScenarios, runTour, type TourScenarioName } from "./tour.js";
 
@@ -79,6 +80,8 @@ export interface Io {
   stdin?: AsyncIterable<string>;
   /** Standard input is a terminal: `vtlab shell` prompts. */
   interactive?: boolean;
+  /** Bytes waiting in stdout's and stderr's buffers (console lines beyond CONSOLE_BACKLOG_MAX are dropped, console-stream.ts). */
+  backlog?: () => number;
   /** `vtlab serve` stops when this settles (tests); SIGINT otherwise. */
   stop?: Promise<unknown>;
 }
@@ -182,7 +185,8 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
   }
   // With --json, stdout is one JSON document (each machine's console is in its record) and the
   // consoles stream to stderr instead.
-  const consoleOut = (name: string, text: string) => (json ? io.err : io.out)(`${name}| ${text}${text.endsWith("\n") ? "" : "\n"}`);
+  const stream = new ConsoleStream((t) => (json ? io.err : io.out)(t), io.backlog);
+  const consoleOut = (name: string, text: string) => stream.line(`${name}| ${text}${text.endsWith("\n") ? "" : "\n"}`);
   const progress = (line: string) => io.err(`${line}\n`);
   try {
     if (command === "run") {
@@ -247,6 +251,9 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
       return 2;
     }
     throw e;
+  } finally {
+    const dropped = stream.summary();
+    if (dropped !== undefined) io.err(dropped);
   }
 }
 

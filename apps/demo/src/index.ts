@@ -17,3 +17,4 @@ export { startServer, requestFile, contentType, defaultWebDir, checkServeDir, Se
 export type { ServeOptions, StaticServer } from "./serve.js";
 export { readReferenceKernel, runDemoOn } from "./run.js";
 export { formatValue } from "./tour.js";
+export { ConsoleStream, CONSOLE_BACKLOG_MAX } from "./console-stream.js";

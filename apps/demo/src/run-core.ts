@@ -54,8 +54,11 @@ export interface MachineReport {
   readonly events: number;
   /** Device assignment: the host IOMMU's counters for this domain (null when it has no device and no fault). */
   readonly iommu: DomainIommuStats | null;
-  /** Everything the machine printed on its console (UART, debug console, console_io, PV console). */
+  /** What the machine printed on its console (UART, debug console, console_io, PV console): the last 1 MiB, nothing for serial = "none". */
   readonly console: string;
+  /** Console bytes the machine printed, and those not kept in `console` (the capture bound; all of them for serial = "none"). */
+  readonly consoleBytes: number;
+  readonly consoleDropped: number;
 }
 
 /** What the host's PV backends did for one domain (from the toolstack's vbds and vifs). */
@@ -118,6 +121,8 @@ export function report(hv: Hypervisor, d: Domain, wallSeconds: number, firstLine
     events: s.xen.eventsSent + s.xen.eventsDelivered,
     iommu: s.iommu ?? null,
     console: d.console,
+    consoleBytes: s.console.bytes,
+    consoleDropped: s.console.dropped,
   };
 }
 

@@ -8,6 +8,7 @@
  */
 import { resolve } from "node:path";
 import { ConfigError, DomainError, Hypervisor, SPARSE_HOST_MEMORY_MIB, Toolstack, type Domain, type ManagedDomain } from "@vtlab/hypervisor";
+import { ConsoleStream } from "./console-stream.js";
 import { MachineError, hostPciDevices, machineResources, readMachineConfig, truncateSerialFile } from "./machines.js";
 import { blockedNames, describeCrash, formatReports, progress, report, runEndLine } from "./run.js";
 import { fmt, formatTable } from "./table.js";
@@ -41,6 +42,8 @@ State letters as xl list: r running, b blocked (halted), p paused, s shut down, 
 export interface ShellIo {
   out(text: string): void;
   err(text: string): void;
+  /** Bytes waiting in the output streams (console lines beyond CONSOLE_BACKLOG_MAX are dropped and counted, console-stream.ts). */
+  backlog?: () => number;
 }
 
 export interface ShellOptions {
@@ -119,9 +122,14 @@ export class Shell {
     });
   }
 
+  private consoleStream: ConsoleStream | undefined;
+
   private console(name: string, text: string): void {
     const t = printableConsole(text);
-    this.io.out(`${name}| ${t}${t.endsWith("\n") ? "" : "\n"}`);
+    this.consoleStream ??= new ConsoleStream((line) => this.io.out(line), this.io.backlog);
+    const before = this.consoleStream.dropped;
+    this.consoleStream.line(`${name}| ${t}${t.endsWith("\n") ? "" : "\n"}`);
+    if (before === 0 && this.consoleStream.dropped > 0) this.io.err("vtlab shell: console output is not read fast enough: lines are dropped (and counted) until it is\n");
   }
 
   /** Run one line (numbered from 1); returns false after `quit`. */

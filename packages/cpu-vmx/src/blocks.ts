@@ -8,7 +8,9 @@
  * (faults restart at the right instruction and RIP-relative operands see the right RIP), the
  * retired count is bumped after each, and the block returns early when something needs the run
  * loop (`attention`: an MMIO device's request, a store into decoded code) or the budget ends.
- * Blocks live on the decoded instruction that starts them, so they die with their code page.
+ * Blocks live on the decoded instruction that starts them, so they die with their code page, and
+ * with the whole decoded cache when COMPILED_MAX_BLOCKS blocks were compiled since its last flush
+ * (cpu.ts: a count limit flushed whole, as QEMU's TCG flushes a full code buffer).
  * Only 64-bit mode compiles blocks; where `Function` is unavailable (a strict CSP), the
  * interpreter simply never compiles.
  */

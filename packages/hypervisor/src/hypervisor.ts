@@ -55,7 +55,8 @@ import { P2mType, RangeP2m, p2mIsGrant, type FrameAllocator } from "@vtlab/p2m";
 import { MIN_SHADOW_POOL_PAGES, ShadowPaging, type ShadowStats } from "@vtlab/mmu-shadow";
 import { SHUTDOWN_crash, SHUTDOWN_poweroff, XEN_ESRCH } from "@vtlab/xen-public";
 import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend } from "./devices/ata.js";
-import { COM1_PORT, Uart16550 } from "./devices/uart16550.js";
+import { COM1_PORT, Uart16550, type Uart16550Stats } from "./devices/uart16550.js";
+import { CONSOLE_CAPTURE_DEFAULT, ConsoleCapture, type ConsoleCaptureStats } from "./console-capture.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
 import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
 import { HostFrames, type Extent } from "./host/frames.js";
@@ -128,6 +129,12 @@ export interface DomainOptions {
   readonly disk?: BlockBackend;
   /** Console bytes (UART and debug console), as text chunks. */
   readonly onConsole?: (text: string) => void;
+  /**
+   * Console bytes kept in `Domain.console` (the last ones; console-capture.ts): default
+   * CONSOLE_CAPTURE_DEFAULT (1 MiB); 0 keeps nothing (xl.cfg `serial = "none"`), only counts.
+   * What is not kept is counted in `stats().console.dropped`.
+   */
+  readonly consoleCapture?: number;
   /** Credit-scheduler weight (default 256, Xen's default). */
   readonly weight?: number;
   /**
@@ -176,6 +183,10 @@ export interface DomainStats {
   iommu?: DomainIommuStats;
   /** The Xen interface: hypercalls by name (unknown ones by number), events, upcalls, grant operations. */
   xen: XenStatsSnapshot;
+  /** Console output: bytes written, and bytes not kept because of the capture bound (console-capture.ts). */
+  console: ConsoleCaptureStats;
+  /** COM1: bytes transmitted, received bytes lost to overruns (LSR.OE), host input dropped. */
+  uart: Uart16550Stats;
 }
 
 export class DomainError extends Error {
@@ -354,8 +365,7 @@ export class Domain {
    * counted in `framesHeld`, given back at destroy.
    */
   readonly frameAllocator: FrameAllocator;
-  private readonly consoleChunks: string[] = [];
-  private pendingLine: number[] = [];
+  private readonly consoleCapture: ConsoleCapture;
   exitCode: number | undefined;
   /** Why the domain shut down without an exit code (power off). */
   shutdownReason: string | undefined;
@@ -461,8 +471,9 @@ export class Domain {
       const poolKiB = options.shadowMemoryKiB ?? requiredShadowMemoryKiB(options.memoryMiB, options.vcpus ?? 1);
       this.paging = new ShadowPaging({ memory: host.memory, p2m: this.p2m, frames, outOfSync: true, poolPages: Math.floor(poolKiB / 4) });
     }
-    const onConsole = options.onConsole;
-    const sink = (b: number) => this.consoleByte(b, onConsole);
+    const capture = new ConsoleCapture(options.consoleCapture ?? CONSOLE_CAPTURE_DEFAULT, options.onConsole);
+    this.consoleCapture = capture;
+    const sink = (b: number) => capture.byte(b);
     this.consoleSink = sink;
     this.uart = new Uart16550({ sink, irq: (level) => this.ioapic.setLevel(UART_GSI, level, IoApicSource.Uart) });
     this.ports.register(COM1_PORT, 8, this.uart, "COM1 16550A UART");
@@ -555,23 +566,13 @@ export class Domain {
     }
   }
 
-  /** The console so far. */
+  /** The console so far: its last `consoleCapture` bytes (1 MiB by default; stats().console counts the rest). */
   get console(): string {
-    return this.consoleChunks.join("") + (this.pendingLine.length > 0 ? String.fromCharCode(...this.pendingLine) : "");
+    return this.consoleCapture.text;
   }
 
   /** One byte of console output from a source other than the UART (HYPERVISOR_console_io). */
   readonly consoleSink: (b: number) => void;
-
-  private consoleByte(b: number, onConsole: ((text: string) => void) | undefined): void {
-    this.pendingLine.push(b);
-    if (b === 0x0a || this.pendingLine.length >= 256) {
-      const text = String.fromCharCode(...this.pendingLine);
-      this.pendingLine = [];
-      this.consoleChunks.push(text);
-      onConsole?.(text);
-    }
-  }
 
   /** Add a hypervisor message about this domain (`messages`). */
   log(line: string): void {
@@ -711,6 +712,8 @@ export class Domain {
       tlbMisses,
       modelledCycles: modelledCycles({ instructions, memoryReferences: walkReferences + eptReferences, vmExits: e.total, emulatedDeviceRoundTrips: e.io + e.mmio }, cost),
       xen: this.xen.stats.snapshot(),
+      console: this.consoleCapture.stats(),
+      uart: this.uart.stats(),
       ...this.iommuStats(cost),
       ...(this.paging instanceof ShadowPaging ? { shadow: { ...this.paging.stats, faults: { ...this.paging.stats.faults }, exits: { ...this.paging.stats.exits } } } : { ept: { ...this.paging.stats } }),
     };

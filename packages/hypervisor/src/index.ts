@@ -105,7 +105,16 @@ export {
   IIR_THRE,
   IIR_RDA,
   IIR_FIFO_ENABLED,
+  IIR_RLS,
+  IIR_CTI,
+  FCR_FIFO_ENABLE,
+  FCR_CLEAR_RCVR,
+  FCR_CLEAR_XMIT,
+  FCR_TRIGGER_SHIFT,
+  UART_FIFO_SIZE,
+  HOST_INPUT_MAX,
   LSR_DR,
+  LSR_OE,
   LSR_THRE,
   LSR_TEMT,
   LCR_DLAB,
@@ -113,7 +122,9 @@ export {
   MCR_LOOP,
   MSR_CTS_DSR_DCD,
 } from "./devices/uart16550.js";
-export type { Uart16550Options, Uart16550State } from "./devices/uart16550.js";
+export type { Uart16550Options, Uart16550State, Uart16550Stats } from "./devices/uart16550.js";
+export { CONSOLE_CAPTURE_DEFAULT, CONSOLE_CHUNK_MAX, ConsoleCapture } from "./console-capture.js";
+export type { ConsoleCaptureStats } from "./console-capture.js";
 export {
   parseElf,
   loadSegments,

@@ -3,6 +3,13 @@ import { MachineMemory, PortIoBus } from "@vtlab/arch";
 import { CR0_PE, CR0_PG, CR4_PAE, Cpu, EFER_LMA, EFER_LME, Seg } from "@vtlab/cpu-vmx";
 import {
   COM1_PORT,
+  HOST_INPUT_MAX,
+  IER_RLS,
+  IIR_CTI,
+  IIR_RLS,
+  LSR_OE,
+  LSR_TEMT,
+  UART_FIFO_SIZE,
   IER_RDA,
   IER_THRE,
   IIR_NO_INTERRUPT,
@@ -83,6 +90,70 @@ describe("16550A UART through the port bus", () => {
     uart.enqueueInput([1, 2, 3]);
     const copy = Uart16550.fromState(uart.state(), { sink: () => undefined });
     expect(copy.state()).toEqual(uart.state());
+    // A snapshot with more input than the FIFO and the host queue hold is cut to their bounds.
+    const big = Uart16550.fromState({ ...uart.state(), fifoEnabled: true, input: new Array<number>(100_000).fill(7), received: 100_000 }, { sink: () => undefined });
+    expect(big.state().received).toBe(UART_FIFO_SIZE);
+    expect(big.state().input.length).toBe(UART_FIFO_SIZE + HOST_INPUT_MAX);
+  });
+
+  it("loopback fills the 16-byte receive FIFO; the next byte is an overrun (LSR.OE) and is lost; reading LSR clears OE", () => {
+    const { uart, rd, wr, out, irqs } = com1();
+    wr(UART_IIR_FCR, 0x07); // FIFOs on and cleared (trigger level 1)
+    wr(UART_IER, IER_RLS);
+    wr(UART_MCR, MCR_LOOP | MCR_OUT2);
+    for (let b = 0; b < 100_000; b++) wr(UART_RBR_THR, b & 0xff);
+    expect(out).toEqual([]); // loopback: nothing reaches the line
+    expect(uart.state().input).toEqual(Array.from({ length: UART_FIFO_SIZE }, (_, k) => k)); // the first 16 bytes, nothing more
+    expect(uart.stats()).toEqual({ transmitted: 100_000, overruns: 100_000 - UART_FIFO_SIZE, inputDropped: 0 });
+    expect(rd(UART_IIR_FCR) & 0x0f).toBe(IIR_RLS); // receiver line status: the highest priority
+    expect(irqs.at(-1)).toBe(true);
+    expect(rd(UART_LSR)).toBe(LSR_DR | LSR_OE | LSR_THRE | LSR_TEMT);
+    expect(rd(UART_LSR)).toBe(LSR_DR | LSR_THRE | LSR_TEMT); // OE reset by the read
+    expect(irqs.at(-1)).toBe(false);
+    const got: number[] = [];
+    while ((rd(UART_LSR) & LSR_DR) !== 0) got.push(rd(UART_RBR_THR));
+    expect(got).toEqual(Array.from({ length: 16 }, (_, k) => k));
+    wr(UART_RBR_THR, 0x5a); // room again: received
+    expect(rd(UART_RBR_THR)).toBe(0x5a);
+  });
+
+  it("in 16450 mode (FIFOs off) the RBR holds one byte: the next overwrites it and sets OE", () => {
+    const { rd, wr } = com1();
+    wr(UART_MCR, MCR_LOOP);
+    for (const b of [0x61, 0x62, 0x63]) wr(UART_RBR_THR, b);
+    expect(rd(UART_LSR) & (LSR_DR | LSR_OE)).toBe(LSR_DR | LSR_OE);
+    expect(rd(UART_RBR_THR)).toBe(0x63);
+    expect(rd(UART_LSR) & (LSR_DR | LSR_OE)).toBe(0);
+  });
+
+  it("reports received data below the FIFO trigger level as a character timeout, at it as RDA", () => {
+    const { rd, wr } = com1();
+    wr(UART_IIR_FCR, 0x81); // FIFOs on, trigger level 8
+    wr(UART_IER, IER_RDA);
+    wr(UART_MCR, MCR_LOOP);
+    for (let k = 0; k < 7; k++) wr(UART_RBR_THR, k);
+    expect(rd(UART_IIR_FCR)).toBe(IIR_CTI | 0xc0);
+    wr(UART_RBR_THR, 7);
+    expect(rd(UART_IIR_FCR)).toBe(IIR_RDA | 0xc0);
+  });
+
+  it("host input waits for room in the FIFO (no overrun), up to HOST_INPUT_MAX bytes; the rest is dropped and counted", () => {
+    const { uart, rd, wr } = com1();
+    wr(UART_IIR_FCR, 0x07);
+    uart.enqueueInput(Array.from({ length: HOST_INPUT_MAX + 100 }, (_, k) => k & 0xff));
+    expect(uart.stats().inputDropped).toBe(100);
+    expect(uart.state().received).toBe(UART_FIFO_SIZE);
+    expect(uart.state().input.length).toBe(HOST_INPUT_MAX);
+    const got: number[] = [];
+    while ((rd(UART_LSR) & LSR_DR) !== 0) got.push(rd(UART_RBR_THR));
+    expect(got).toEqual(Array.from({ length: HOST_INPUT_MAX }, (_, k) => k & 0xff));
+    expect(uart.stats().overruns).toBe(0);
+    // In loopback the serial input is disconnected: host input waits until loopback ends.
+    wr(UART_MCR, MCR_LOOP);
+    uart.enqueueInput([0x41]);
+    expect(rd(UART_LSR) & LSR_DR).toBe(0);
+    wr(UART_MCR, 0);
+    expect(rd(UART_RBR_THR)).toBe(0x41);
   });
 
   it("a guest polls LSR and writes THR with real machine code", () => {

@@ -86,6 +86,11 @@ export class MapP2m implements P2m {
 export interface FrameAllocator {
   /** A zeroed 4 KiB frame, or undefined when none is left. */
   allocate(): Mfn | undefined;
+  /**
+   * Take back a frame `allocate` gave (optional): with it, `IommuDomain.unmap` frees a table it
+   * leaves empty; without it, empty tables stay until the domain's frames are given back.
+   */
+  free?(mfn: Mfn): void;
 }
 
 /** Hands out the frames [first, first + count) in order, zeroing each. */
@@ -339,20 +344,25 @@ export class IommuDomain {
     if (!(gfn >= 0 && gfn < this.frameLimit)) return undefined;
     let table = this.root as number;
     let split = false;
+    // The entry addresses on the way down (index: level), for freeing tables left empty.
+    const path: number[] = [];
     for (let level: number = this.levels; level >= 1; level--) {
       const at = table + this.indexAt(gfn, level) * SL_ENTRY_SIZE;
+      path[level] = at;
       if (this.memory.read64(at, this.scratch) !== undefined) return undefined;
       const { lo, hi } = this.scratch;
       if ((lo & (SL_R | SL_W)) === 0) return undefined;
       if (level === 1) {
         this.memory.write64(at, 0, 0);
+        const freed = this.freeEmptyTables(path);
         return {
           kind: "iotlb",
           granularity: IotlbInvalidation.Page,
           domainId: this.domainId,
           address: gfn * PAGE_SIZE,
           addressMask: 0,
-          leafOnly: !split,
+          // A freed table changes paging-structure entries: the invalidation must cover them (IH = 0).
+          leafOnly: !split && !freed,
         };
       }
       if ((lo & SL_PS) !== 0) {
@@ -454,6 +464,36 @@ export class IommuDomain {
     const e = makeSlEntry(mfn * PAGE_SIZE, flags);
     this.memory.write64(table + this.indexAt(gfn, level) * SL_ENTRY_SIZE, e.lo, e.hi);
     return undefined;
+  }
+
+  /**
+   * After a leaf was cleared through the entries in `path` (index: level): free each table, from
+   * the last level up (never the root), that has nothing present any more, clearing the entry
+   * that referenced it, so that a guest churning its reservation (frames given back, new frames
+   * taken elsewhere) cannot grow the host's VT-d tables without bound. Xen frees such pages too
+   * (iommu_free_pgtables / the deferred free of emptied page tables). Only frames this domain
+   * allocated (`tableFrames`) and only with a `free` in the allocator. Returns whether any was freed.
+   */
+  private freeEmptyTables(path: readonly number[]): boolean {
+    const free = this.frames.free;
+    if (free === undefined) return false;
+    let freed = false;
+    for (let level = 1; level < this.levels; level++) {
+      const at = path[level]!;
+      const table = at - (at % PAGE_SIZE);
+      for (let i = 0; i < 512; i++) {
+        if (this.memory.read64(table + i * SL_ENTRY_SIZE, this.scratch) !== undefined) return freed;
+        if ((this.scratch.lo & (SL_R | SL_W)) !== 0) return freed;
+      }
+      const mfn = (table / PAGE_SIZE) as Mfn;
+      const k = this.tableFrames.indexOf(mfn);
+      if (k < 0) return freed; // a shared table built elsewhere: not ours to free
+      this.memory.write64(path[level + 1]!, 0, 0);
+      this.tableFrames.splice(k, 1);
+      free.call(this.frames, mfn);
+      freed = true;
+    }
+    return freed;
   }
 
   /** Replace the super page at `at` (of `level`) by a table of 512 pages one level down with the same mapping. */

@@ -67,6 +67,39 @@ describe("second-level tables from a p2m", () => {
     expect(d.unmap(gfn(0x3_fff0))).toBeUndefined();
   });
 
+  it("balloon churn (unmap a frame, map one somewhere new) frees the tables it leaves empty when the allocator can free", () => {
+    const memory = new MachineMemory(GiB);
+    const inner = new BumpFrameAllocator(memory, 0x100 as Mfn, 64);
+    const freeList: Mfn[] = [];
+    const frames = {
+      allocate: (): Mfn | undefined => {
+        const f = freeList.pop();
+        if (f === undefined) return inner.allocate();
+        memory.writeBytes(f * 4096, new Uint8Array(4096));
+        return f;
+      },
+      free: (f: Mfn) => void freeList.push(f),
+    };
+    const d = IommuDomain.create(memory, frames, { domainId: 2, levels: 4 });
+    if (!(d instanceof IommuDomain)) throw new Error(d.message);
+    for (let g = 0; g < 16; g++) expectOk(d.map(gfn(g), mfn(0x1000 + g)));
+    const base = d.tableFrames.length; // PML4, PDPT, PD, PT
+    for (let k = 0; k < 500; k++) {
+      const far = 0x4_0000 * (k + 1) + 0x200 * k; // each in a new 1 GiB region (below 512 GiB): a new PD and PT
+      expectOk(d.map(gfn(far), mfn(0x2000 + (k % 100))));
+      expect(d.tableFrames.length).toBe(base + 2);
+      const inv = d.unmap(gfn(far));
+      expect(inv).toMatchObject({ kind: "iotlb", leafOnly: false }); // tables freed: not a leaf-only invalidation
+      expect(d.tableFrames.length).toBe(base);
+      expect(d.lookup(gfn(far))).toBeUndefined();
+    }
+    // A leaf cleared in a table that keeps others present frees nothing.
+    expect(d.unmap(gfn(3))).toMatchObject({ leafOnly: true });
+    expect(d.lookup(gfn(4))).toMatchObject({ mfn: 0x1004 });
+    expect(d.tableFrames.length).toBe(base);
+    expect(freeList.length + d.tableFrames.length).toBeLessThanOrEqual(base + 2); // the frames went round
+  });
+
   it("refuses gfns beyond the table's reach, bad ids, and reports running out of frames", () => {
     const memory = new MachineMemory(GiB);
     const frames = new BumpFrameAllocator(memory, 0x100 as Mfn, 3);

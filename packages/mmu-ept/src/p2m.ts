@@ -426,8 +426,28 @@ export class EptP2m {
       }
       const r = this.updateIn(child, level - 1, entryBase, pieceStart, pieceEnd, op);
       if (r !== undefined) return r;
+      if (op.kind === "unmap") this.freeIfEmpty(address, child, level - 1);
     }
     return undefined;
+  }
+
+  /**
+   * After an unmap inside the table at `table` (level `level`, referenced by the entry at
+   * `address`): when nothing in it is present any more, clear the entry and free the table, so
+   * that a guest that repeatedly gives frames back and takes new ones (balloon churn, each new
+   * frame somewhere else in its physical space) cannot grow the host's EPT without bound. Xen's
+   * p2m code frees such pages too (p2m_free_entry / the paging pool they return to). The INVEPT
+   * the unmap already asks for (`invalidate`) covers the paging-structure caches.
+   */
+  private freeIfEmpty(address: number, table: number, level: number): void {
+    const e = this.e;
+    for (let i = 0; i < 512; i++) {
+      this.read(table + i * 8, e);
+      if ((e.lo & EPT_RWX) !== 0) return;
+    }
+    this.write(address, 0, 0);
+    this.freeTable(table, level);
+    this.invalidate = true;
   }
 
   private update(gpa: number, size: number, op: Op): P2mUpdate | P2mError {

@@ -84,8 +84,25 @@ describe("EptP2m: unmap, protect, split, merge", () => {
     expect(ept.tableFrames).toBe(before + 2); // 1 GiB -> PD, 2 MiB -> PT
     ok(ept.unmap(0, GiB));
     expect(ept.lookup(0x40_0000)).toBeUndefined();
-    expect(ept.tableFrames).toBe(before); // the PD and PT are freed: root + PDPT remain
+    expect(ept.tableFrames).toBe(before - 1); // the PD and PT are freed, and the PDPT left empty: the root remains
     expect(frames.inUse).toBe(ept.tableFrames);
+  });
+
+  it("balloon churn (give a frame back, take one somewhere new) does not grow the tables: empty tables are freed", () => {
+    const { ept, frames } = tables();
+    ok(ept.map(0, 4 * GiB, 64 * MiB)); // the guest's RAM, 2 MiB pages
+    const base = ept.tableFrames;
+    for (let k = 0; k < 2000; k++) {
+      const gpa = 64 * MiB + k * 0x20_1000; // each frame in a new 2 MiB region, then a new 1 GiB one
+      ok(ept.unmap((k % 16) * 0x1000, 0x1000)); // decrease_reservation inside RAM
+      ok(ept.map(gpa, 8 * GiB + k * 0x1000, 0x1000)); // populate_physmap at a new GPA
+      expect(ept.tableFrames).toBeLessThanOrEqual(base + 1 + 3 + 2); // RAM's split PT, one new PDPT/PD/PT path, at most two more in passing
+      ok(ept.unmap(gpa, 0x1000)); // decrease it again
+      ok(ept.map((k % 16) * 0x1000, 4 * GiB + (k % 16) * 0x1000, 0x1000)); // and take the RAM frame back
+    }
+    expect(ept.tableFrames).toBe(base + 1); // only the split 2 MiB page of RAM keeps a table
+    expect(frames.inUse).toBe(ept.tableFrames);
+    expect(ept.lookup(0x1000)).toMatchObject({ level: 1, hpa: 4 * GiB + 0x1000 });
   });
 
   it("protect changes bits 2:0 of the leaves, splitting what it partly covers", () => {

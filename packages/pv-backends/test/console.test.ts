@@ -95,6 +95,8 @@ describe("console backend", () => {
           con.poll();
         }
         expect(con.output.length).toBeLessThanOrEqual(512);
+        // What is not kept was counted: kept + dropped = everything read.
+        expect(con.output.length + con.stats.historyDropped).toBe(con.stats.bytesOut);
       }),
     );
   });

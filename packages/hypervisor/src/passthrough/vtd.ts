@@ -337,7 +337,10 @@ export class HostIommu {
 
   /** arch_iommu_populate_page_table for a domU: RAM and grant mappings only. */
   private buildTables(d: Domain): IommuDomain | string {
-    const dom = IommuDomain.create(this.hv.memory, this.hv.frames, { domainId: d.id, levels: IOMMU_LEVELS });
+    // With `free`, a table the domain's unmaps leave empty goes back to the host at once (balloon churn cannot grow the tables).
+    const host = this.hv.frames;
+    const frames = { allocate: () => host.allocate(), free: (f: Mfn) => host.freeExtent(f, 1) };
+    const dom = IommuDomain.create(this.hv.memory, frames, { domainId: d.id, levels: IOMMU_LEVELS });
     if (!(dom instanceof IommuDomain)) return `IOMMU tables: ${dom.message}`;
     for (const run of d.p2m.runs()) {
       const w = writableFor(run.type);

@@ -68,7 +68,7 @@ export interface DomainResources {
  * The `Hypervisor.createDomain` options that `config` and the loader's `resources` describe (what
  * libxl builds a domain from once xl has parsed the file): the one mapping from config keys to
  * domain options. `serial` and `on_crash` are not domain options: the loader routes the console,
- * the toolstack acts on a crash. Only the first disk is attached (the primary master).
+ * the toolstack acts on a crash (`serial = "none"` only sets consoleCapture to 0: nothing kept). Only the first disk is attached (the primary master).
  */
 export function domainOptions(config: DomainConfig, resources: DomainResources): DomainOptions {
   return {
@@ -85,6 +85,8 @@ export function domainOptions(config: DomainConfig, resources: DomainResources):
     ...(config.pci !== undefined && config.pci.length > 0 ? { pci: config.pci } : {}),
     ...(resources.disk !== undefined ? { disk: resources.disk } : {}),
     ...(resources.onConsole !== undefined ? { onConsole: resources.onConsole } : {}),
+    // serial = "none": the console goes nowhere, so it is not kept either (only counted).
+    ...(config.serial.kind === "none" ? { consoleCapture: 0 } : {}),
   };
 }
 

@@ -33,10 +33,12 @@ export interface ConsoleBackendStats {
   /** Passes that found the out indices corrupt. */
   bogusIndices: number;
   notifications: number;
+  /** Output bytes no longer kept in `output` (the history bound, `historyBytes`); the sink saw them. */
+  historyDropped: number;
 }
 
 export class ConsoleBackend {
-  readonly stats: ConsoleBackendStats = { bytesOut: 0, bytesIn: 0, passes: 0, bogusIndices: 0, notifications: 0 };
+  readonly stats: ConsoleBackendStats = { bytesOut: 0, bytesIn: 0, passes: 0, bogusIndices: 0, notifications: 0, historyDropped: 0 };
   private readonly sink: ((text: string) => void) | undefined;
   private readonly maxPerPass: number;
   private readonly historyBytes: number;
@@ -71,7 +73,8 @@ export class ConsoleBackend {
   ) {
     this.sink = options.sink;
     this.maxPerPass = Math.max(1, Math.min(options.maxPerPass ?? XENCONS_OUT_SIZE, XENCONS_OUT_SIZE));
-    this.historyBytes = options.historyBytes ?? 64 * 1024;
+    const history = options.historyBytes ?? 64 * 1024;
+    this.historyBytes = Number.isSafeInteger(history) && history >= 0 ? history : 64 * 1024;
     this.maxPendingInput = options.maxPendingInput ?? 4096;
     this.log = options.log ?? (() => undefined);
     host.evtchn.onEvent(port, () => this.poll());
@@ -163,9 +166,11 @@ export class ConsoleBackend {
       if (first.length <= over) {
         this.history.shift();
         this.historyLen -= first.length;
+        this.stats.historyDropped += first.length;
       } else {
         this.history[0] = first.slice(over);
         this.historyLen -= over;
+        this.stats.historyDropped += over;
       }
     }
   }
