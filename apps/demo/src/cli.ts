@@ -203,6 +203,7 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
         onProgress: progress,
         // Beside the consoles; on stderr with --json, so that stdout stays one JSON document.
         onCrash: (r) => (json ? io.err : io.out)(`${describeCrash(r)}\n`),
+        onWarning: (m) => io.err(`vtlab run: warning: ${m}\n`),
       });
       io.out(json ? `${JSON.stringify(reports, null, 2)}\n` : `\n${formatRunReports(reports)}\n`);
       // A crash fails the run even when on_crash restarted the machine and it then finished.

@@ -27,6 +27,8 @@ export interface RunMachinesOptions extends RunOptions {
   readonly iommu?: IommuOption;
   /** Each crash, once the toolstack has applied the machine's `on_crash`. */
   readonly onCrash?: (record: CrashRecord) => void;
+  /** Host-side problems that do not stop the run: a serial file whose writes fail (its text is dropped and counted). */
+  readonly onWarning?: (message: string) => void;
 }
 
 /**
@@ -46,7 +48,7 @@ export function runMachines(files: readonly string[], options: RunMachinesOption
   };
   const onCrash = options.onCrash;
   const toolstack = new Toolstack(hv, {
-    resources: (config, file) => machineResources(file, config, onConsole),
+    resources: (config, file) => machineResources(file, config, onConsole, options.onWarning),
     ...(onCrash !== undefined ? { onCrash } : {}),
   });
   try {

@@ -42,7 +42,7 @@ describe("vtlab", () => {
     const notelf = join(dir, "notelf.cfg");
     writeFileSync(join(dir, "text.elf"), "not an elf file at all, just text long enough to be looked at......................");
     writeFileSync(notelf, `name = "x"\nmemory = 16\nkernel = "text.elf"\n`);
-    expect(vtlab("run", notelf).err).toMatch(/domain x: kernel: e_ident\[EI_MAG\]/);
+    expect(vtlab("run", notelf).err).toMatch(/notelf\.cfg: domain x: kernel "text\.elf": e_ident\[EI_MAG\]/);
     const nodisk = join(dir, "nodisk.cfg");
     writeFileSync(nodisk, `name = "x"\nmemory = 16\nkernel = "${kernel}"\ndisk = ["format=raw, vdev=hda, access=rw, target=nope.img"]\n`);
     expect(vtlab("run", nodisk).err).toContain("truncate -s 8M");
