@@ -28,3 +28,14 @@ export function vtlabProcess(...argv: string[]): Promise<ProcessResult> {
     });
   });
 }
+
+/** `runTour(options)` in a child process (test/tour-child.ts): its result, as JSON comes back. */
+export function tourProcess<T>(options: object): Promise<T> {
+  const child = fileURLToPath(new URL("./tour-child.ts", import.meta.url));
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ["--conditions=@vtlab/source", "--import", "tsx", child, JSON.stringify(options)], { cwd: demoDir, maxBuffer: 512 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error !== null) reject(new Error(`tour child failed (${error.message}): ${stderr.slice(0, 2000)}`));
+      else resolve(JSON.parse(stdout) as T);
+    });
+  });
+}
