@@ -209,6 +209,7 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
         onCrash: (r) => (json ? io.err : io.out)(`${describeCrash(r)}\n`),
         // Why the run ended (the budget, or every domain finished or blocked for good), beside the progress lines.
         onEnd: (r, blocked) => io.err(`run ended: ${runEndLine(r, blocked)}\n`),
+        onWarning: (m) => io.err(`vtlab run: warning: ${m}\n`),
       });
       io.out(json ? `${JSON.stringify(reports, null, 2)}\n` : `\n${formatRunReports(reports)}\n`);
       // A crash fails the run even when on_crash restarted the machine and it then finished.

@@ -3,7 +3,7 @@ export { runMachines, runDemo, report, runReport, formatReports, formatRunReport
 export type { MachineReport, RunReport, RunOptions, RunMachinesOptions, DemoOptions, DemoResult, DemoWorkload, DemoScenario } from "./run.js";
 export { runIsolation } from "./isolation.js";
 export type { IsolationReport } from "./isolation.js";
-export { loadMachine, readMachineConfig, machineResources, serialFilePath, FileBlockBackend, MachineError, hostPciDevices, iommuOption, HOST_PCI_DEVICES, HOST_NVME_SECTORS } from "./machines.js";
+export { loadMachine, readMachineConfig, machineResources, serialFilePath, FileBlockBackend, SerialFileSink, readBoundedFile, CONFIG_FILE_MAX_BYTES, KERNEL_FILE_MAX_BYTES, MachineError, hostPciDevices, iommuOption, HOST_PCI_DEVICES, HOST_NVME_SECTORS } from "./machines.js";
 export type { LoadedMachine, MachineResources } from "./machines.js";
 export { Shell, SHELL_HELP, runShellScript, runShellLines, stateLetters, printableConsole } from "./shell.js";
 export type { ShellIo, ShellOptions } from "./shell.js";

@@ -29,6 +29,8 @@ export interface RunMachinesOptions extends RunOptions {
   readonly onCrash?: (record: CrashRecord) => void;
   /** How the run ended, with the names of the domains left blocked for good (`RunResult.blockedDomains`). */
   readonly onEnd?: (result: RunResult, blocked: readonly string[]) => void;
+  /** Host-side problems that do not stop the run: a serial file whose writes fail (its text is dropped and counted). */
+  readonly onWarning?: (message: string) => void;
 }
 
 /**
@@ -48,7 +50,7 @@ export function runMachines(files: readonly string[], options: RunMachinesOption
   };
   const onCrash = options.onCrash;
   const toolstack = new Toolstack(hv, {
-    resources: (config, file) => machineResources(file, config, onConsole),
+    resources: (config, file) => machineResources(file, config, onConsole, options.onWarning),
     ...(onCrash !== undefined ? { onCrash } : {}),
   });
   try {

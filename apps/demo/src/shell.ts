@@ -117,7 +117,7 @@ export class Shell {
   ) {
     this.hv = new Hypervisor({ memoryMiB: options.hostMemoryMiB ?? SPARSE_HOST_MEMORY_MIB, pciDevices: hostPciDevices() });
     this.toolstack = new Toolstack(this.hv, {
-      resources: (config, file) => machineResources(file, config, (name, text) => this.console(name, text)),
+      resources: (config, file) => machineResources(file, config, (name, text) => this.console(name, text), (m) => this.io.err(`vtlab shell: warning: ${m}\n`)),
       onCrash: (r) => this.io.out(`${describeCrash(r)}\n`),
     });
   }

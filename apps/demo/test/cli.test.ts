@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { referenceKernelExpectedOutputUrl } from "@vtlab/guests";
-import { formatReports, main, runDemo, runMachines } from "@vtlab/demo";
+import { formatReports, main, type DemoResult, type RunReport } from "@vtlab/demo";
+import { vtlabProcess } from "./vtlab-process.js";
 
 const machines = fileURLToPath(new URL("../machines/", import.meta.url));
 const kernel = fileURLToPath(new URL("../../../packages/guests/images/kernel.elf", import.meta.url));
@@ -42,14 +43,16 @@ describe("vtlab", () => {
     const notelf = join(dir, "notelf.cfg");
     writeFileSync(join(dir, "text.elf"), "not an elf file at all, just text long enough to be looked at......................");
     writeFileSync(notelf, `name = "x"\nmemory = 16\nkernel = "text.elf"\n`);
-    expect(vtlab("run", notelf).err).toMatch(/domain x: kernel: e_ident\[EI_MAG\]/);
+    expect(vtlab("run", notelf).err).toMatch(/notelf\.cfg: domain x: kernel "text\.elf": e_ident\[EI_MAG\]/);
     const nodisk = join(dir, "nodisk.cfg");
     writeFileSync(nodisk, `name = "x"\nmemory = 16\nkernel = "${kernel}"\ndisk = ["format=raw, vdev=hda, access=rw, target=nope.img"]\n`);
     expect(vtlab("run", nodisk).err).toContain("truncate -s 8M");
   });
 
-  it("run: a sample machine boots, streams its console and ends with the statistics table", () => {
-    const r = vtlab("run", join(machines, "ptemod.cfg"));
+  // The commands that run machines for seconds run in a child process (vtlab-process.ts), so
+  // that this worker's event loop stays free while they run.
+  it("run: a sample machine boots, streams its console and ends with the statistics table", async () => {
+    const r = await vtlabProcess("run", join(machines, "ptemod.cfg"));
     expect(r.status).toBe(0);
     expect(r.out).toContain("ptemod| vtlab reference kernel: workload=ptemod\n");
     const expected = readFileSync(referenceKernelExpectedOutputUrl("ptemod"), "utf8").trimEnd().split("\n");
@@ -58,16 +61,16 @@ describe("vtlab", () => {
     expect(r.out).toMatch(/machine\s+mmu\s+result\s+instructions/);
     expect(r.out).toMatch(/ptemod\s+ept\s+exit 0/);
     expect(r.out).toContain("VM exits by reason");
-  }, 60_000);
+  }, 300_000);
 
-  it("run --json, with a file-backed disk that keeps what the guest wrote", () => {
+  it("run --json, with a file-backed disk that keeps what the guest wrote", async () => {
     const dir = mkdtempSync(join(tmpdir(), "vtlab-disk-"));
     const img = join(dir, "disk.img");
     writeFileSync(img, "");
     truncateSync(img, 8 * 1024 * 1024);
     const cfg = join(dir, "disk.cfg");
     writeFileSync(cfg, `name = "disk"\nmemory = 64\nkernel = "${kernel}"\ncmdline = "workload=disk"\ndisk = ["format=raw, vdev=hda, access=rw, target=disk.img"]\nserial = "file:console.txt"\n`);
-    const r = vtlab("run", "--json", cfg);
+    const r = await vtlabProcess("run", "--json", cfg);
     expect(r.status).toBe(0);
     const [rep] = JSON.parse(r.out) as { name: string; exitCode: number; ioExits: number; console: string }[];
     expect(rep).toMatchObject({ name: "disk", exitCode: 0 });
@@ -76,28 +79,31 @@ describe("vtlab", () => {
     expect(rep!.ioExits).toBeGreaterThan(8192);
     expect(readFileSync(join(dir, "console.txt"), "utf8")).toBe(readFileSync(referenceKernelExpectedOutputUrl("disk"), "utf8"));
     expect(readFileSync(img).subarray(0, 2 * 1024 * 1024).some((b) => b !== 0)).toBe(true);
-  }, 60_000);
+  }, 300_000);
 
-  it("run --json streams the consoles to stderr and keeps stdout one JSON document with each console", () => {
-    const r = vtlab("run", "--json", join(machines, "ptemod.cfg"));
+  it("run --json streams the consoles to stderr and keeps stdout one JSON document with each console", async () => {
+    const r = await vtlabProcess("run", "--json", join(machines, "ptemod.cfg"));
     expect(r.status).toBe(0);
     const [rep] = JSON.parse(r.out) as { name: string; console: string }[];
     const expected = readFileSync(referenceKernelExpectedOutputUrl("ptemod"), "utf8");
     expect(rep!.console).toBe(expected);
     for (const line of expected.trimEnd().split("\n")) expect(r.err).toContain(`ptemod| ${line}\n`);
-  }, 60_000);
+  }, 300_000);
 
-  it("two machines in one host: both finish", () => {
-    const reports = runMachines([join(machines, "ptemod.cfg"), join(machines, "forkwait.cfg")]);
-    expect(reports.map((r) => [r.name, r.state, r.exitCode])).toEqual([
+  it("two machines in one host: both finish", async () => {
+    const r = await vtlabProcess("run", "--json", join(machines, "ptemod.cfg"), join(machines, "forkwait.cfg"));
+    const reports = JSON.parse(r.out) as RunReport[];
+    expect(reports.map((m) => [m.name, m.state, m.exitCode])).toEqual([
       ["ptemod", "shutdown", 0],
       ["forkwait", "shutdown", 0],
     ]);
-  }, 60_000);
+    expect(r.status).toBe(0);
+  }, 300_000);
 
-  it("demo: the same workload on a shadow machine and an EPT machine, compared", () => {
-    const consoles = new Map<string, string>();
-    const { reports, unavailable } = runDemo({ workloads: ["disk"], onConsole: (name, t) => consoles.set(name, (consoles.get(name) ?? "") + t) });
+  it("demo: the same workload on a shadow machine and an EPT machine, compared", async () => {
+    const r = await vtlabProcess("demo", "--json", "--workloads", "disk");
+    const { reports, unavailable } = JSON.parse(r.out) as DemoResult;
+    const consoles = new Map(reports.map((m) => [m.name, m.console]));
     expect(unavailable).toEqual([]);
     expect(reports.map((r) => [r.name, r.mmu, r.exitCode])).toEqual([
       ["disk-shadow", "shadow", 0],
@@ -113,5 +119,5 @@ describe("vtlab", () => {
     const table = formatReports(reports);
     expect(table).toMatch(/disk-shadow\s+shadow\s+exit 0/);
     expect(table).toMatch(/disk-ept\s+ept\s+exit 0/);
-  }, 60_000);
+  }, 300_000);
 });

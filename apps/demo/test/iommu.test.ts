@@ -10,7 +10,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { describe, expect, it } from "vitest";
 import { referenceKernelExpectedOutputUrl } from "@vtlab/guests";
-import { main, runDemo } from "@vtlab/demo";
+import { main, type DemoResult } from "@vtlab/demo";
+import { vtlabProcess } from "./vtlab-process.js";
 
 const machines = fileURLToPath(new URL("../machines/", import.meta.url));
 const diskExpected = readFileSync(referenceKernelExpectedOutputUrl("disk"), "utf8");
@@ -25,8 +26,9 @@ function vtlab(...argv: string[]) {
 }
 
 describe("vtlab run with assigned devices", () => {
-  it("nvme.cfg and dmaattack.cfg beside compute.cfg: the NVMe data checks, every attack is blocked and logged", { timeout: 120_000 }, () => {
-    const r = vtlab("run", join(machines, "compute.cfg"), join(machines, "dmaattack.cfg"), join(machines, "nvme.cfg"));
+  // Runs of whole machines go through a child process (vtlab-process.ts): the worker stays free.
+  it("nvme.cfg and dmaattack.cfg beside compute.cfg: the NVMe data checks, every attack is blocked and logged", { timeout: 300_000 }, async () => {
+    const r = await vtlabProcess("run", join(machines, "compute.cfg"), join(machines, "dmaattack.cfg"), join(machines, "nvme.cfg"));
     expect(r.status).toBe(0);
     // The nvme workload's checksum is the disk workload's.
     const nvmeLines = r.out.split("\n").filter((l) => l.startsWith("nvme| ")).map((l) => l.slice(6)).join("\n");
@@ -39,17 +41,17 @@ describe("vtlab run with assigned devices", () => {
     expect(r.out).toContain("fault addr 0x2100000");
   });
 
-  it("--json: the IOMMU statistics in each record; --no-iommu switches remapping off", { timeout: 120_000 }, () => {
-    const on = vtlab("run", "--json", join(machines, "nvme.cfg"));
+  it("--json: the IOMMU statistics in each record; --no-iommu switches remapping off", { timeout: 300_000 }, async () => {
+    const on = await vtlabProcess("run", "--json", join(machines, "nvme.cfg"));
     expect(on.status).toBe(0);
     const [a] = JSON.parse(on.out) as { iommu: { remapping: string; dmaRequests: number; iotlbHitRate: number; faults: number; devices: string[] } }[];
     expect(a!.iommu).toMatchObject({ remapping: "on", faults: 0, devices: ["00:04.0"] });
     expect(a!.iommu.dmaRequests).toBeGreaterThan(0);
     expect(a!.iommu.iotlbHitRate).toBeGreaterThan(0.5);
-    const off = vtlab("run", "--json", "--no-iommu", join(machines, "compute.cfg"));
+    const off = await vtlabProcess("run", "--json", "--no-iommu", join(machines, "compute.cfg"));
     expect(off.status).toBe(0);
     expect((JSON.parse(off.out) as { iommu: unknown }[])[0]!.iommu).toBeNull();
-    const deferred = vtlab("run", "--json", "--iommu-flush=deferred", join(machines, "nvme.cfg"));
+    const deferred = await vtlabProcess("run", "--json", "--iommu-flush=deferred", join(machines, "nvme.cfg"));
     expect(deferred.status).toBe(0);
   });
 
@@ -117,8 +119,8 @@ describe("vtlab shell pci commands", () => {
 });
 
 describe("vtlab demo --workloads iommu", () => {
-  it("with the IOMMU the victim is byte-identical and every DMA is blocked; with iommu = 0 it is not", { timeout: 120_000 }, () => {
-    const { reports, isolation } = runDemo({ workloads: ["iommu"] });
+  it("with the IOMMU the victim is byte-identical and every DMA is blocked; with iommu = 0 it is not", { timeout: 300_000 }, async () => {
+    const { reports, isolation } = JSON.parse((await vtlabProcess("demo", "--json", "--workloads", "iommu")).out) as DemoResult;
     expect(reports).toEqual([]);
     const [on, off] = isolation;
     expect(on!.iommu).toBe("on");
@@ -131,16 +133,16 @@ describe("vtlab demo --workloads iommu", () => {
     expect(off!.iommu).toBe("off");
     expect(off!.victimPagesChanged).toBeGreaterThan(0);
     expect(off!.victimHashAfter).not.toBe(off!.victimHashBefore);
-    const r = vtlab("demo", "--workloads", "iommu");
+    const r = await vtlabProcess("demo", "--workloads", "iommu");
     expect(r.status).toBe(0);
     expect(r.out).toContain("IOMMU isolation");
     expect(r.out).toMatch(/victim pages changed by the attack\s+0 of 16,384\s+1 of 16,384/);
     expect(r.out).toContain("IOMMU fault log (attacker-iommu)");
   });
 
-  it("the nvme machine: the disk checksum through the assigned controller on shadow and EPT", { timeout: 120_000 }, () => {
-    const consoles = new Map<string, string>();
-    const { reports } = runDemo({ workloads: ["nvme"], onConsole: (n, t) => consoles.set(n, (consoles.get(n) ?? "") + t) });
+  it("the nvme machine: the disk checksum through the assigned controller on shadow and EPT", { timeout: 300_000 }, async () => {
+    const { reports } = JSON.parse((await vtlabProcess("demo", "--json", "--workloads", "nvme")).out) as DemoResult;
+    const consoles = new Map(reports.map((m) => [m.name, m.console]));
     expect(reports.map((r) => [r.name, r.exitCode, r.iommu?.remapping])).toEqual([
       ["nvme-shadow", 0, "on"],
       ["nvme-ept", 0, "on"],

@@ -4,7 +4,8 @@
  * The command line and the HTML report are in test/tour-cli.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { runTour, type TourScenarioResult } from "@vtlab/demo";
+import { runTour, type TourResult, type TourScenarioResult } from "@vtlab/demo";
+import { tourProcess } from "./vtlab-process.js";
 
 const bar = (s: TourScenarioResult, figure: string, label: string) => {
   const f = s.figures.find((x) => x.title.startsWith(figure));
@@ -20,9 +21,11 @@ const expectAllHold = (s: TourScenarioResult) => {
   for (const c of s.checks) expect({ statement: c.statement, detail: c.detail, holds: c.holds }).toEqual({ statement: c.statement, detail: c.detail, holds: true });
 };
 
+// The tours that boot machines run in a child process (vtlab-process.ts), so that this worker
+// stays free while they run on a loaded machine.
 describe("vtlab demo: the tour of the seeds", () => {
-  it("shadow-ept, ptemod: EPT has fewer paging exits per PT write (none) and takes less modelled time", { timeout: 60_000 }, () => {
-    const { scenarios, ok } = runTour({ scenarios: ["shadow-ept"], shadowEptWorkloads: ["ptemod"], sizes: { ptemodIterations: 20 } });
+  it("shadow-ept, ptemod: EPT has fewer paging exits per PT write (none) and takes less modelled time", { timeout: 300_000 }, async () => {
+    const { scenarios, ok } = await tourProcess<TourResult>({ scenarios: ["shadow-ept"], shadowEptWorkloads: ["ptemod"], sizes: { ptemodIterations: 20 } });
     expect(scenarios.map((s) => s.name)).toEqual(["shadow-ept"]);
     const [s] = scenarios as [TourScenarioResult];
     expectAllHold(s);
@@ -44,8 +47,8 @@ describe("vtlab demo: the tour of the seeds", () => {
     expect(bar(s, "Modelled time of the whole run", "ptemod ept")).toBe(s.reports[1]!.modelledMs);
   });
 
-  it("shadow-ept, forkwait and compute: more paging exits per fork on shadow; compute near-equal once boot cancels out", { timeout: 60_000 }, () => {
-    const { scenarios } = runTour({ scenarios: ["shadow-ept"], shadowEptWorkloads: ["compute", "forkwait"], sizes: { forkwaitForks: 20, computeIterations: 100_000 } });
+  it("shadow-ept, forkwait and compute: more paging exits per fork on shadow; compute near-equal once boot cancels out", { timeout: 300_000 }, async () => {
+    const { scenarios } = await tourProcess<TourResult>({ scenarios: ["shadow-ept"], shadowEptWorkloads: ["compute", "forkwait"], sizes: { forkwaitForks: 20, computeIterations: 100_000 } });
     const [s] = scenarios as [TourScenarioResult];
     expectAllHold(s);
     expect(s.reports.map((r) => r.name)).toEqual(["forkwait-shadow", "forkwait-ept", "compute-shadow", "compute-ept"]);
@@ -57,8 +60,8 @@ describe("vtlab demo: the tour of the seeds", () => {
     expect(bar(s, "Modelled time of the whole run", "compute shadow")!).toBeGreaterThan(bar(s, "Modelled time of the whole run", "compute ept")!);
   });
 
-  it("disk-pv at mib=1: fewer exits per disk MiB through blkfront on both paging modes, the same checksum", { timeout: 60_000 }, () => {
-    const { scenarios, ok } = runTour({ scenarios: ["disk-pv"], sizes: { diskMiB: 1 } });
+  it("disk-pv at mib=1: fewer exits per disk MiB through blkfront on both paging modes, the same checksum", { timeout: 300_000 }, async () => {
+    const { scenarios, ok } = await tourProcess<TourResult>({ scenarios: ["disk-pv"], sizes: { diskMiB: 1 } });
     const [s] = scenarios as [TourScenarioResult];
     expectAllHold(s);
     expect(ok).toBe(true);
@@ -66,8 +69,8 @@ describe("vtlab demo: the tour of the seeds", () => {
     expect(s.reports.every((r) => r.diskMiB >= 2)).toBe(true);
   });
 
-  it("netfront at count=2: events, grant ops and exits per frame from the net-ping/net-pong pair; no emulated NIC, said so", { timeout: 60_000 }, () => {
-    const { scenarios } = runTour({ scenarios: ["netfront"], sizes: { netCount: 2 } });
+  it("netfront at count=2: events, grant ops and exits per frame from the net-ping/net-pong pair; no emulated NIC, said so", { timeout: 300_000 }, async () => {
+    const { scenarios } = await tourProcess<TourResult>({ scenarios: ["netfront"], sizes: { netCount: 2 } });
     const [s] = scenarios as [TourScenarioResult];
     expectAllHold(s);
     expect(s.note).toContain("no emulated NIC");
@@ -79,8 +82,8 @@ describe("vtlab demo: the tour of the seeds", () => {
     expect(bar(s, "Event-channel events per frame", "net-ping")).toBeCloseTo(s.reports[0]!.events / 6, 10);
   });
 
-  it("iommu at mib=1: the nvme machines fault-free; the attack blocked with the IOMMU and reaching the victim without", { timeout: 90_000 }, () => {
-    const { scenarios } = runTour({ scenarios: ["iommu"], sizes: { diskMiB: 1 } });
+  it("iommu at mib=1: the nvme machines fault-free; the attack blocked with the IOMMU and reaching the victim without", { timeout: 300_000 }, async () => {
+    const { scenarios } = await tourProcess<TourResult>({ scenarios: ["iommu"], sizes: { diskMiB: 1 } });
     const [s] = scenarios as [TourScenarioResult];
     expectAllHold(s);
     expect(s.isolation.map((r) => r.iommu)).toEqual(["on", "off"]);
@@ -97,8 +100,8 @@ describe("vtlab demo: the tour of the seeds", () => {
     expect(() => runTour({ scenarios: ["linux-boot"], sizes: { ptemodIterations: 1.5 } })).toThrow(/sizes\.ptemodIterations/);
   });
 
-  it("a run that does not bear the claim out fails its checks (machines stopped by the budget)", { timeout: 60_000 }, () => {
-    const r = runTour({ scenarios: ["netfront"], maxInstructions: 100_000 });
+  it("a run that does not bear the claim out fails its checks (machines stopped by the budget)", { timeout: 300_000 }, async () => {
+    const r = await tourProcess<TourResult>({ scenarios: ["netfront"], maxInstructions: 100_000 });
     expect(r.ok).toBe(false);
     const exit0 = r.scenarios[0]!.checks[0]!;
     expect(exit0.holds).toBe(false);

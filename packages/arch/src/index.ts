@@ -150,3 +150,5 @@ export { SimClock, DEFAULT_FREQUENCY_HZ } from "./time/clock.js";
 export type { TimerCallback } from "./time/clock.js";
 export { DEFAULT_COST_MODEL, costModel, modelledCycles } from "./time/cost-model.js";
 export type { CostModel, EventCounts } from "./time/cost-model.js";
+
+export { formatHex, formatHex64, echoInput, ECHO_MAX_CHARS } from "./format.js";

@@ -1,4 +1,5 @@
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -6,6 +7,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { hostileGuestUrl } from "@vtlab/guests";
 import { EM_X86_64, ET_EXEC, parseElf64 } from "./elf.js";
+
+const execFileAsync = promisify(execFile);
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
 const sources = readdirSync(join(pkg, "c/hostile")).filter((f) => f.endsWith(".c")).map((f) => f.slice(0, -2)).sort();
@@ -31,8 +34,9 @@ describe("hostile guests (c/hostile/*.c, images/hostile/*.elf)", () => {
 
   const out = mkdtempSync(join(tmpdir(), "vtlab-hostile-"));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
-  it("scripts/build.sh hostile reproduces every committed image byte for byte", () => {
-    execFileSync("sh", [join(pkg, "scripts/build.sh"), out, "hostile"], { stdio: "pipe" });
+  it("scripts/build.sh hostile reproduces every committed image byte for byte", async () => {
+    // Asynchronous, so that the worker stays free while gcc runs (see images.test.ts).
+    await execFileAsync("sh", [join(pkg, "scripts/build.sh"), out, "hostile"], { maxBuffer: 64 * 1024 * 1024 });
     for (const name of sources) {
       const rebuilt = readFileSync(join(out, "hostile", `${name}.elf`));
       expect(rebuilt.equals(readFileSync(hostileGuestUrl(name))), `hostile/${name}.elf differs from a rebuild`).toBe(true);

@@ -1,4 +1,5 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -27,6 +28,8 @@ import {
   xentestUrl,
 } from "@vtlab/guests";
 import { EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD, PT_NOTE, parseElf64 } from "./elf.js";
+
+const execFileAsync = promisify(execFile);
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
 const imagesDir = join(pkg, "images");
@@ -171,13 +174,15 @@ describe("rebuild with the recorded toolchain", () => {
   // this test fails and says which toolchain it found.
   it(
     `scripts/build.sh reproduces every committed image byte for byte (gcc ${recorded("gcc")}, ld ${recorded("ld")})`,
-    () => {
+    async () => {
       expect({ gcc: gccVersion, ld: ldVersion }, "the toolchain recorded in images/PROVENANCE.md is needed to reproduce the images").toEqual({
         gcc: recorded("gcc"),
         ld: recorded("ld"),
       });
       expect(ensureXenHeaders(), "xentest needs the Xen public headers: apt-get install libxen-dev").toBe(true);
-      execFileSync("sh", [join(pkg, "scripts/build.sh"), out], { stdio: "pipe" });
+      // Asynchronous: gcc runs for a while, and the worker must stay free meanwhile (a blocked
+      // worker fails the run on a loaded machine: vitest's onTaskUpdate RPC times out).
+      await execFileAsync("sh", [join(pkg, "scripts/build.sh"), out], { maxBuffer: 64 * 1024 * 1024 });
       for (const name of [...GUEST_IMAGES, REFERENCE_KERNEL, XENTEST]) {
         const rebuilt = readFileSync(join(out, `${name}.elf`));
         const committed = readFileSync(join(imagesDir, `${name}.elf`));

@@ -67,6 +67,7 @@ import { IOAPIC_BASE_DEFAULT, IOAPIC_MMIO_SIZE, IoApic, IoApicDeliveryMode, IoAp
 import { PlatformWiring, platformDevice } from "./devices/platform.js";
 import type { XenPlatformDevice } from "@vtlab/xen-platform-pci";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
+import { vmEntryFailure } from "./outcomes.js";
 import type { VcpuBringUp } from "./xen/vcpu.js";
 import { allocMagicPagesHvm, type MagicPages } from "./builder/special-pages.js";
 import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
@@ -190,12 +191,17 @@ export interface DomainStats {
 }
 
 export class DomainError extends Error {
+  /** The message without the `[source: ]domain NAME: ` prefix ("memory: ...", "kernel: e_phoff: ..."). */
+  readonly detail: string;
   constructor(
     readonly domain: string,
     message: string,
+    /** Where the domain's description came from (a config file), when the caller knows: named first. */
+    readonly source?: string,
   ) {
-    super(`domain ${domain}: ${message}`);
+    super(`${source === undefined ? "" : `${source}: `}domain ${domain}: ${message}`);
     this.name = "DomainError";
+    this.detail = message;
   }
 }
 
@@ -942,7 +948,9 @@ export class Hypervisor {
     });
     if ("kind" in boot) {
       d.destroy();
-      throw new DomainError(name, `kernel: ${boot.message}`);
+      // One field name in front: the builder's own ("memory", "cmdline", "kernel"), or "kernel"
+      // and the ELF field for an image the loader refused.
+      throw new DomainError(name, boot.kind === "boot-error" ? `${boot.field}: ${boot.message}` : `kernel: ${boot.message}`);
     }
     for (let i = 0; i < vcpus; i++) {
       const v = new Vcpu(d, i, this.memory, this.clock);
@@ -1160,7 +1168,7 @@ export class Hypervisor {
         syncGuestTsc(this, v); // the guest's TSC reads the host clock
         const fail = vmEntry(v.cpu, v.vmcs, !v.launched);
         if (fail !== undefined) {
-          d.crash(`VM entry failed: ${"message" in fail ? fail.message : JSON.stringify(fail)}`);
+          d.crash(vmEntryFailure(fail));
           break;
         }
         v.launched = true;

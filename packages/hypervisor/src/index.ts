@@ -147,6 +147,9 @@ export {
   ELF32_EHDR_SIZE,
   ELF32_PHDR_SIZE,
   XEN_ELFNOTE_PHYS32_ENTRY,
+  XEN_ELFNOTE_ENTRY,
+  XEN_ELFNOTE_HYPERCALL_PAGE,
+  XEN_ELFNOTE_NAMES,
 } from "./builder/elf.js";
 export type { ElfImage, ElfSegment, ElfError } from "./builder/elf.js";
 // The dom0 peer of the xentest self-test guest (its console handshake, not a Xen ABI).
@@ -327,3 +330,5 @@ export { PciPassthrough, parsePciBdf } from "./passthrough/pci.js";
 export type { AssignableListing } from "./passthrough/pci.js";
 export { HostIommu, DomainIommu, AssignedDmaPort, DRHD_BASE, FAULT_LOG_KEEP } from "./passthrough/vtd.js";
 export type { IommuOption, IommuFlushPolicy, IommuFaultLogEntry, DomainIommuStats } from "./passthrough/vtd.js";
+// The message formatters the toolstack uses, for its callers (apps/demo) without a dependency on @vtlab/arch.
+export { formatHex, formatHex64, echoInput } from "@vtlab/arch";

@@ -29,6 +29,7 @@
  *   crashes its domain with the message; returning powers the domain off.
  */
 import { type Cpu, NativeGuestOps, type VmExit, type Vmcs, VmcsField as F, vmEntry } from "@vtlab/cpu-vmx";
+import { vmEntryFailure } from "./outcomes.js";
 
 /** A native guest kernel: a generator over vCPU 0's GuestOps; `yield` where it would block. */
 export type NativeKernel = (ops: NativeGuestOps) => Generator<void, void, void>;
@@ -153,7 +154,7 @@ export function runNativeSlice(host: NativeSliceHost, v: NativeSliceVcpu, native
     v.vmcs.setField(F.VMX_PREEMPTION_TIMER_VALUE, 0xffff_ffff);
     const fail = vmEntry(v.cpu, v.vmcs, !v.launched);
     if (fail !== undefined) {
-      d.crash(`VM entry failed: ${"message" in fail ? fail.message : JSON.stringify(fail)}`);
+      d.crash(vmEntryFailure(fail));
       return { retired: 0, charged: 0 };
     }
     v.launched = true;

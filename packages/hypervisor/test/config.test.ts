@@ -196,7 +196,7 @@ describe("formatDomainConfig", () => {
     vcpus: fc.integer({ min: 1, max: 64 }),
     builder: fc.constant("hvm" as const),
     hap: fc.boolean(),
-    kernel: fc.string({ unit: pathChars, maxLength: 20 }),
+    kernel: fc.string({ unit: pathChars, minLength: 1, maxLength: 20 }),
     cmdline: fc.string({ maxLength: 30 }).filter((s) => !s.includes("\r")),
     disk: fc.option(
       fc.record({

@@ -43,7 +43,7 @@ describe("ELF64 images for the domain builder", () => {
     ["a segment beyond guest memory", spoil((_b, dv) => dv.setUint32(64 + 24, 0x300_0000, true)), "program header 0: p_paddr"],
     ["a note whose sizes run past it", spoil((_b, dv) => dv.setUint32(0x184, 400, true)), "program header 1: note at 0"],
     ["a PVH entry outside the segments", spoil((_b, dv) => dv.setUint32(0x190, 0x20_0000, true)), "XEN_ELFNOTE_PHYS32_ENTRY"],
-    ["a huge 64-bit offset", spoil((_b, dv) => dv.setUint32(64 + 12, 0xffff_ffff, true)), "program header 0"],
+    ["a huge 64-bit offset", spoil((_b, dv) => dv.setUint32(64 + 12, 0xffff_ffff, true)), "program header 0: p_offset"],
   ];
   for (const [what, img, field] of bad) {
     it(`refuses ${what}, naming ${field}`, () => {

@@ -9,16 +9,17 @@ import { guestExpectedOutputUrl, guestImageUrl, type GuestImageName } from "@vtl
 import { BootLayout, DomainError, Hypervisor, MAX_STRING_IO_PER_EXIT, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
 import { ENTRY_IA32E_MODE, SECONDARY_UNRESTRICTED_GUEST, VmcsField as F } from "@vtlab/cpu-vmx";
 import { SPIN, TRIPLE_FAULT, direct64Kernel, multibootKernel, tinyKernel } from "./tiny-kernel.js";
+import { runYielding } from "./run-yielding.js";
 
 const image = (name: GuestImageName) => new Uint8Array(readFileSync(guestImageUrl(name)));
 const expected = (name: GuestImageName) => readFileSync(guestExpectedOutputUrl(name), "utf8");
 
 describe("guest kernels on the hypervisor (EPT)", () => {
   for (const name of ["sha256", "sort", "format", "div64", "setjmp", "usermode", "demand"] as const) {
-    it(`${name}: boots, prints what it printed under QEMU, exits 0 through the debug port`, () => {
+    it(`${name}: boots, prints what it printed under QEMU, exits 0 through the debug port`, async () => {
       const hv = new Hypervisor({ memoryMiB: 256 });
       const d = hv.createDomain({ name, memoryMiB: 64, kernel: image(name) });
-      const r = hv.run({ maxInstructions: 1_000_000_000 });
+      const r = await runYielding(hv, { maxInstructions: 1_000_000_000 });
       expect(r.reason).toBe("idle");
       expect({ state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ state: "shutdown", code: 0, crash: undefined });
       expect(d.console).toBe(expected(name));
@@ -44,10 +45,10 @@ describe("guest kernels on the hypervisor (EPT)", () => {
 
 describe("guest kernels on shadow paging (hap=0)", () => {
   for (const name of ["sha256", "usermode", "demand"] as const) {
-    it(`${name}: the same output as on EPT; page faults and CR3 loads exit to the shadow code`, () => {
+    it(`${name}: the same output as on EPT; page faults and CR3 loads exit to the shadow code`, async () => {
       const hv = new Hypervisor({ memoryMiB: 256 });
       const d = hv.createDomain({ name, memoryMiB: 64, hap: false, kernel: image(name) });
-      hv.run({ maxInstructions: 1_000_000_000 });
+      await runYielding(hv, { maxInstructions: 1_000_000_000 });
       expect({ state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ state: "shutdown", code: 0, crash: undefined });
       expect(d.console).toBe(expected(name));
       const s = d.stats();
@@ -231,11 +232,11 @@ describe("exits a guest causes", () => {
 });
 
 describe("several domains in one host", () => {
-  it("two run at once; one triple-faults, the other finishes with the right output", () => {
+  it("two run at once; one triple-faults, the other finishes with the right output", async () => {
     const hv = new Hypervisor({ memoryMiB: 256, sliceInstructions: 200_000 });
     const good = hv.createDomain({ name: "good", memoryMiB: 64, kernel: image("sort") });
     const bad = hv.createDomain({ name: "bad", memoryMiB: 16, kernel: tinyKernel(`${"90".repeat(64)}${TRIPLE_FAULT}`) });
-    hv.run({ maxInstructions: 1_000_000_000 });
+    await runYielding(hv, { maxInstructions: 1_000_000_000 });
     expect(bad.state).toBe("crashed");
     expect(bad.crashReason).toBe("triple fault");
     expect(good.state).toBe("shutdown");
@@ -243,13 +244,13 @@ describe("several domains in one host", () => {
     expect(good.console).toBe(expected("sort"));
   });
 
-  it("a REP INSB with ECX = 2^32-1 is done in batches: the other domain keeps running, the hostile one crashes at the end of its RAM", () => {
+  it("a REP INSB with ECX = 2^32-1 is done in batches: the other domain keeps running, the hostile one crashes at the end of its RAM", async () => {
     const hv = new Hypervisor({ memoryMiB: 256, sliceInstructions: 200_000 });
     const good = hv.createDomain({ name: "good", memoryMiB: 64, kernel: image("setjmp") });
     // mov edi, 0x200000; mov ecx, 0xffffffff; mov dx, 0xe9; rep insb
     const bad = hv.createDomain({ name: "bad", memoryMiB: 8, kernel: tinyKernel("bf00002000 b9ffffffff 66bae900 f36c") });
     // Each element is charged (CostModel.deviceModelAccess): 6 MiB of them cost about 1.3e9 instruction-times.
-    hv.run({ maxInstructions: 2_000_000_000 });
+    await runYielding(hv, { maxInstructions: 2_000_000_000 });
     expect(good.exitCode).toBe(0);
     expect(good.console).toBe(expected("setjmp"));
     expect(bad.state).toBe("crashed");

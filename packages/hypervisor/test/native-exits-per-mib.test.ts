@@ -7,6 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { Blkfront, bootFrontends, isBlkError, isFrontendError } from "@vtlab/pv-frontends";
 import { HostDisks, Hypervisor, MemoryBlockBackend, PvServices, type NativeKernel } from "../src/index.js";
+import { runYielding } from "./run-yielding.js";
 
 const KIB = 256;
 const SECTORS = (KIB * 1024) / 512;
@@ -60,15 +61,15 @@ const blkKernel =
 
 for (const hap of [true, false]) {
   describe(`exits per MiB: blkfront vs emulated ATA PIO (${hap ? "EPT" : "shadow"})`, () => {
-    it(`reading ${KIB} KiB: the same bytes, >= 50x fewer exits and less modelled time through blkfront`, () => {
-      const measure = (pvPath: boolean) => {
+    it(`reading ${KIB} KiB: the same bytes, >= 50x fewer exits and less modelled time through blkfront`, async () => {
+      const measure = async (pvPath: boolean) => {
         const hv = new Hypervisor({ memoryMiB: 128, sliceInstructions: 50_000 });
         const out: Uint8Array[] = [];
         const img = image();
         const kernel = pvPath ? blkKernel(out) : ataKernel(out);
         if (!pvPath) {
           const d = hv.createDomain({ name: "ata", memoryMiB: 16, hap, disk: img, native: kernel });
-          hv.run({ maxInstructions: 500_000_000, until: () => d.state !== "running" });
+          await runYielding(hv, { maxInstructions: 500_000_000, until: () => d.state !== "running" });
           return { d, out, img };
         }
         const pv = new PvServices(hv);
@@ -77,11 +78,11 @@ for (const hap of [true, false]) {
         const d = hv.createDomain({ name: "pv", memoryMiB: 16, hap, magicPages: true, native: kernel });
         pv.attach(d);
         disks.add(d.id, [{ target: "mem", format: "raw", vdev: "xvda", access: "rw" }], img);
-        hv.run({ maxInstructions: 500_000_000, until: () => d.state !== "running" });
+        await runYielding(hv, { maxInstructions: 500_000_000, until: () => d.state !== "running" });
         return { d, out, img };
       };
-      const ata = measure(false);
-      const pv = measure(true);
+      const ata = await measure(false);
+      const pv = await measure(true);
       const want = ata.img.data.subarray(0, SECTORS * 512);
       expect(ata.out.length).toBe(1);
       expect(pv.out.length).toBe(1);

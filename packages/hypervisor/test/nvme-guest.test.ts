@@ -16,6 +16,7 @@ import { describe, expect, it } from "vitest";
 import { bdf } from "@vtlab/arch";
 import { referenceKernelUrl } from "@vtlab/guests";
 import { Hypervisor, MemoryBlockBackend, NvmeController, Toolstack, parseDomainConfig, type Domain } from "@vtlab/hypervisor";
+import { runYielding } from "./run-yielding.js";
 
 const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
 /** images/kernel-nvme.expected (produced under QEMU by the guests' scripts/kernel-expected.sh). */
@@ -62,10 +63,10 @@ function holdsPattern(page: Uint8Array): boolean {
 
 describe("workload=nvme: the reference kernel's NVMe driver on the assigned controller", () => {
   for (const hap of [true, false]) {
-    it(`prints images/kernel-nvme.expected (${hap ? "EPT" : "shadow"})`, { timeout: 120_000 }, () => {
+    it(`prints images/kernel-nvme.expected (${hap ? "EPT" : "shadow"})`, { timeout: 120_000 }, async () => {
       const { hv, create, backend, nvme } = host(true);
       const d = create(`name = "nvme"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=nvme"\npci = [ "00:04.0" ]`);
-      const r = hv.run({ maxInstructions: BUDGET });
+      const r = await runYielding(hv, { maxInstructions: BUDGET });
       expect(r.reason).toBe("idle");
       ok(d);
       expect(d.console).toBe(expectedNvme);
@@ -89,11 +90,11 @@ describe("workload=nvme: what the output says", () => {
     expect(sum(expectedNvme)).toBe(sum(disk));
   });
 
-  it("without an assigned controller the guest fails cleanly (exit code 1), the host is unharmed", { timeout: 60_000 }, () => {
+  it("without an assigned controller the guest fails cleanly (exit code 1), the host is unharmed", { timeout: 60_000 }, async () => {
     const { hv, create, nvme } = host(true);
     const d = create(`name = "nodev"\nmemory = 32\ncmdline = "workload=nvme"`);
     const other = create(`name = "other"\nmemory = 32\ncmdline = "workload=nvme"\npci = [ "00:04.0" ]`);
-    expect(hv.run({ maxInstructions: BUDGET }).reason).toBe("idle");
+    expect((await runYielding(hv, { maxInstructions: BUDGET })).reason).toBe("idle");
     expect({ state: d.state, code: d.exitCode }).toEqual({ state: "shutdown", code: 1 });
     expect(d.console).toContain("nvme: no PCI function of class 01:08:02 on bus 0\n");
     expect(d.console).toContain("FAIL nvme: no usable NVMe controller");

@@ -13,6 +13,7 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { runYielding } from "./run-yielding.js";
 import { referenceKernelPvExpectedOutputUrl, referenceKernelUrl } from "@vtlab/guests";
 import { GNTST_okay, GNTST_bad_copy_arg } from "@vtlab/xen-public";
 import { Blkfront, bootFrontends, isBlkError, isFrontendError } from "@vtlab/pv-frontends";
@@ -36,18 +37,18 @@ function host() {
   return { hv, toolstack, create };
 }
 
-function runPvdisk(hap: boolean, args = "") {
+async function runPvdisk(hap: boolean, args = "") {
   const { hv, toolstack, create } = host();
   const d = create(`name = "pvdisk"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk ${args}"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=x.img" ]\n`);
-  toolstack.run({ maxInstructions: BUDGET });
+  await runYielding(toolstack, { maxInstructions: BUDGET });
   const vbd = toolstack.disks.vbds(d.id).find((v) => v.devid === XVDA)!.vbd;
   return { hv, d, toolstack, vbd: vbd.blkback };
 }
 
-function runDisk(hap: boolean, args: string) {
+async function runDisk(hap: boolean, args: string) {
   const hv = new Hypervisor({ memoryMiB: 256 });
   const d = hv.createDomain({ name: "disk", memoryMiB: 64, hap, kernel, cmdline: `workload=disk ${args}`, disk: new MemoryBlockBackend(8192) });
-  hv.run({ maxInstructions: BUDGET });
+  await runYielding(hv, { maxInstructions: BUDGET });
   return { hv, d };
 }
 
@@ -66,8 +67,8 @@ describe.each([
   ["EPT", true],
   ["shadow", false],
 ])("PV I/O on %s", (_mode, hap) => {
-  it("pvdisk prints images/kernel-pvdisk.expected: the disk checksum through blkfront", { timeout: 120_000 }, () => {
-    const { d, toolstack, vbd } = runPvdisk(hap);
+  it("pvdisk prints images/kernel-pvdisk.expected: the disk checksum through blkfront", { timeout: 120_000 }, async () => {
+    const { d, toolstack, vbd } = await runPvdisk(hap);
     ok(d);
     expect(d.console).toBe(expected("pvdisk"));
     expect(toolstack.disks.log).toEqual([]);
@@ -84,9 +85,9 @@ describe.each([
     expect(x.upcallsInjected).toBeGreaterThan(0); // events through the callback vector
   });
 
-  it("VM exits per disk MiB through blkfront are at least 50x fewer than through ATA PIO; modelled time per MiB at least 10x lower", { timeout: 300_000 }, () => {
-    const pv = perMiB(cost(runPvdisk(hap, "kib=256").d), cost(runPvdisk(hap, "kib=512").d));
-    const runs = [runDisk(hap, "kib=256"), runDisk(hap, "kib=512")];
+  it("VM exits per disk MiB through blkfront are at least 50x fewer than through ATA PIO; modelled time per MiB at least 10x lower", { timeout: 300_000 }, async () => {
+    const pv = perMiB(cost((await runPvdisk(hap, "kib=256")).d), cost((await runPvdisk(hap, "kib=512")).d));
+    const runs = [await runDisk(hap, "kib=256"), await runDisk(hap, "kib=512")];
     for (const r of runs) ok(r.d);
     const ata = perMiB(cost(runs[0]!.d), cost(runs[1]!.d));
     expect(pv.exits).toBeGreaterThan(0);
@@ -95,13 +96,13 @@ describe.each([
     expect(ata.cycles).toBeGreaterThanOrEqual(10 * pv.cycles);
   });
 
-  it("net: two domains on one bridge exchange ARP and 10 ICMP echo requests and replies", { timeout: 120_000 }, () => {
+  it("net: two domains on one bridge exchange ARP and 10 ICMP echo requests and replies", { timeout: 120_000 }, async () => {
     const { toolstack, create } = host();
     const conf = (name: string, role: string, mac: string) =>
       `name = "${name}"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=net role=${role}"\nvif = [ "mac=${mac}, bridge=xenbr0" ]\n`;
     const ping = create(conf("ping", "ping", "00:16:3e:00:00:01"));
     const pong = create(conf("pong", "pong", "00:16:3e:00:00:02"));
-    toolstack.run({ maxInstructions: BUDGET });
+    await runYielding(toolstack, { maxInstructions: BUDGET });
     const a = toolstack.network.vifs(ping.id)[0]!.vif;
     const b = toolstack.network.vifs(pong.id)[0]!.vif;
     const bridge = toolstack.network.bridge("xenbr0");
@@ -129,12 +130,12 @@ describe.each([
   ["EPT", true],
   ["shadow", false],
 ])("the C kernel and a TypeScript native kernel on the same blkback (%s)", (_mode, hap) => {
-  it("what the C kernel's blkfront wrote, the native blkfront reads back, sector for sector", { timeout: 120_000 }, () => {
+  it("what the C kernel's blkfront wrote, the native blkfront reads back, sector for sector", { timeout: 120_000 }, async () => {
     const hv = new Hypervisor({ memoryMiB: 256, sliceInstructions: 50_000 });
     const image = new MemoryBlockBackend(8192);
     const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: image }) });
     const c = toolstack.create(parseDomainConfig(`kernel = "k"\nname = "c"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk kib=64 lba=64"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=x.img" ]\n`, "<pv-io>"), "<pv-io>").domain;
-    toolstack.run({ maxInstructions: BUDGET });
+    await runYielding(toolstack, { maxInstructions: BUDGET });
     ok(c);
     const log: string[] = [];
     let got: Uint8Array | undefined;
@@ -151,7 +152,7 @@ describe.each([
     const a = toolstack.pv.attach(n);
     if (typeof a === "string") throw new Error(a);
     expect(toolstack.disks.add(n.id, [{ target: "mem", format: "raw", vdev: "xvda", access: "rw" }], image)).toHaveLength(1);
-    toolstack.run({ maxInstructions: 400_000_000 });
+    await runYielding(toolstack, { maxInstructions: 400_000_000 });
     expect(log).toEqual([]);
     expect(got).toBeDefined();
     const v = new DataView(got!.buffer, got!.byteOffset, got!.byteLength);
@@ -165,12 +166,12 @@ describe.each([
   ["EPT", true],
   ["shadow", false],
 ])("a hostile backend against the C blkfront (%s)", (_mode, hap) => {
-  it("a response producer moved past the ring: blkfront refuses it, FAIL, exit 1; the host runs on", { timeout: 120_000 }, () => {
+  it("a response producer moved past the ring: blkfront refuses it, FAIL, exit 1; the host runs on", { timeout: 120_000 }, async () => {
     const { hv, toolstack, create } = host();
     const d = create(`name = "victim"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk kib=512"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=x.img" ]\n`);
     const other = create(`name = "other"\nmemory = 64\nhap = ${hap ? 1 : 0}\ncmdline = "workload=pvdisk kib=64"\ndisk = [ "format=raw, vdev=xvda, access=rw, target=y.img" ]\n`);
     let corrupted = false;
-    toolstack.run({
+    await runYielding(toolstack, {
       maxInstructions: BUDGET,
       onSlice: () => {
         const b = toolstack.disks.vbds(d.id)[0]?.vbd.blkback;
@@ -196,12 +197,12 @@ describe.each([
 });
 
 describe("the PV workloads without their devices", () => {
-  it("pvdisk without a vbd, net without a vif, pvdisk without xenstore: a FAIL line naming what is missing, exit code 1", { timeout: 120_000 }, () => {
+  it("pvdisk without a vbd, net without a vif, pvdisk without xenstore: a FAIL line naming what is missing, exit code 1", { timeout: 120_000 }, async () => {
     const { toolstack, create, hv } = host();
     const nodisk = create(`name = "nodisk"\nmemory = 64\ncmdline = "workload=pvdisk"\n`);
     const novif = create(`name = "novif"\nmemory = 64\ncmdline = "workload=net role=ping"\n`);
     const bare = hv.createDomain({ name: "bare", memoryMiB: 64, kernel, cmdline: "workload=pvdisk" }); // no special pages, no xenstore
-    toolstack.run({ maxInstructions: BUDGET });
+    await runYielding(toolstack, { maxInstructions: BUDGET });
     for (const d of [nodisk, novif, bare]) expect({ name: d.name, state: d.state, code: d.exitCode }).toEqual({ name: d.name, state: "shutdown", code: 1 });
     expect(nodisk.console).toContain("blkfront: device/vbd/51712 has no backend\nFAIL pvdisk: blkfront did not connect on device/vbd/51712");
     expect(novif.console).toContain("netfront: device/vif/0 has no backend\nFAIL net: netfront did not connect on device/vif/0");
@@ -210,8 +211,8 @@ describe("the PV workloads without their devices", () => {
 });
 
 describe("dom0's grant copy with a backend buffer (what blkback does with a multi-page request)", () => {
-  it("takes the buffer side's offset as an offset into its bytes, checked against their length", () => {
-    const { hv, d } = runPvdisk(true, "kib=4");
+  it("takes the buffer side's offset as an offset into its bytes, checked against their length", async () => {
+    const { hv, d } = await runPvdisk(true, "kib=4");
     ok(d);
     // After the run (blkfront ended its grants when it closed) dom0 grants itself a page as the
     // kernel did: entry 9 of the grant frame at the start of the platform BAR, a RAM page at 8 MiB.

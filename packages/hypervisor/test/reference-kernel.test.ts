@@ -7,21 +7,22 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { REFERENCE_KERNEL_WORKLOADS, referenceKernelExpectedOutputUrl, referenceKernelUrl, type ReferenceKernelWorkload } from "@vtlab/guests";
 import { Hypervisor, MemoryBlockBackend, SECTOR_SIZE } from "@vtlab/hypervisor";
+import { runYielding } from "./run-yielding.js";
 
 const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
 
-function boot(workload: ReferenceKernelWorkload) {
+async function boot(workload: ReferenceKernelWorkload) {
   const hv = new Hypervisor({ memoryMiB: 512 });
   const disk = new MemoryBlockBackend(8192);
   const d = hv.createDomain({ name: workload, memoryMiB: 128, kernel, cmdline: `workload=${workload}`, disk });
-  const r = hv.run({ maxInstructions: 2_000_000_000 });
+  const r = await runYielding(hv, { maxInstructions: 2_000_000_000 });
   return { hv, d, r, disk };
 }
 
 describe("the reference kernel on the hypervisor (EPT)", () => {
   for (const w of REFERENCE_KERNEL_WORKLOADS) {
-    it(`${w}: the output QEMU gave, exit code 0`, { timeout: 120_000 }, () => {
-      const { d, r, disk } = boot(w);
+    it(`${w}: the output QEMU gave, exit code 0`, { timeout: 300_000 }, async () => {
+      const { d, r, disk } = await boot(w);
       expect(r.reason).toBe("idle");
       expect({ state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ state: "shutdown", code: 0, crash: undefined });
       expect(d.console).toBe(readFileSync(referenceKernelExpectedOutputUrl(w), "utf8"));
@@ -51,16 +52,16 @@ describe("the reference kernel on shadow paging and on EPT: the same output, dif
     forkwait: "forks=100",
     disk: "mib=1",
   };
-  const run = (w: ReferenceKernelWorkload, hap: boolean) => {
+  const run = async (w: ReferenceKernelWorkload, hap: boolean) => {
     const hv = new Hypervisor({ memoryMiB: 512 });
     const d = hv.createDomain({ name: `${w}-${hap ? "ept" : "shadow"}`, memoryMiB: 128, hap, kernel, cmdline: `workload=${w} ${params[w]}`, disk: new MemoryBlockBackend(8192) });
-    hv.run({ maxInstructions: 2_000_000_000 });
+    await runYielding(hv, { maxInstructions: 2_000_000_000 });
     return d;
   };
   for (const w of REFERENCE_KERNEL_WORKLOADS) {
-    it(`${w} (${params[w]})`, { timeout: 120_000 }, () => {
-      const shadow = run(w, false);
-      const ept = run(w, true);
+    it(`${w} (${params[w]})`, { timeout: 300_000 }, async () => {
+      const shadow = await run(w, false);
+      const ept = await run(w, true);
       for (const d of [shadow, ept]) expect({ name: d.name, state: d.state, code: d.exitCode, crash: d.crashReason }).toEqual({ name: d.name, state: "shutdown", code: 0, crash: undefined });
       expect(shadow.console).toBe(ept.console);
       expect(shadow.console).toMatch(new RegExp(`^PASS ${w} [0-9a-f]{16}$`, "m"));
@@ -82,10 +83,10 @@ describe("the reference kernel on shadow paging and on EPT: the same output, dif
     });
   }
 
-  it("disk with pioword=1 (a word per IN/OUT): hundreds of I/O exits per emulated sector", { timeout: 120_000 }, () => {
+  it("disk with pioword=1 (a word per IN/OUT): hundreds of I/O exits per emulated sector", { timeout: 300_000 }, async () => {
     const hv = new Hypervisor({ memoryMiB: 512 });
     const d = hv.createDomain({ name: "pio", memoryMiB: 64, kernel, cmdline: "workload=disk mib=1 pioword=1", disk: new MemoryBlockBackend(4096) });
-    hv.run();
+    await runYielding(hv);
     expect(d.exitCode).toBe(0);
     expect(d.console).toMatch(/^PASS disk [0-9a-f]{16}$/m);
     const perSector = d.stats().ioExits / (2 * 2048);

@@ -18,6 +18,7 @@ import {
   type ToolstackOptions,
 } from "@vtlab/hypervisor";
 import { SPIN, TRIPLE_FAULT, tinyKernel } from "./tiny-kernel.js";
+import { runYielding } from "./run-yielding.js";
 
 /** mov al, 'B'; out 0xe9, al; int3 (no IDT: triple fault). One "B" on the console per boot. */
 const BOOT_THEN_CRASH = `b042 e6e9 ${TRIPLE_FAULT}`;
@@ -116,7 +117,7 @@ describe("Toolstack: create, find, pause, unpause, destroy", () => {
 });
 
 describe("on_crash", () => {
-  it('"destroy" (the default): the crashed domain is destroyed and unlisted, its frames returned, the reason kept; the other domain finishes', () => {
+  it('"destroy" (the default): the crashed domain is destroyed and unlisted, its frames returned, the reason kept; the other domain finishes', async () => {
     const { hv, ts, releases } = harness({ good: sort(), bad: tinyKernel(`${"90".repeat(64)}${TRIPLE_FAULT}`) });
     const good = ts.create(cfg("good", "destroy", 64));
     const goodHeld = good.domain.framesHeld;
@@ -124,7 +125,7 @@ describe("on_crash", () => {
     const bad = ts.create(parseDomainConfig(`name = "bad"\nmemory = 16\nkernel = "bad.elf"\n`, "bad.cfg"));
     expect(bad.config.onCrash).toBe("destroy");
     const badDomain = bad.domain;
-    const r = ts.run({ maxInstructions: 1_000_000_000 });
+    const r = await runYielding(ts, { maxInstructions: 1_000_000_000 });
     expect(r.reason).toBe("idle");
     expect(ts.crashes).toEqual([{ name: "bad", domid: badDomain.id, reason: "triple fault", action: "destroy", outcome: "destroyed", restarts: 0, uptimeNs: expect.any(Number) }]);
     expect(bad.listed).toBe(false);
@@ -201,12 +202,12 @@ describe("on_crash", () => {
     expect(spin.domain.instructions).toBeGreaterThan(1_000_000);
   });
 
-  it(`"restart" of a guest that crashes at once: ${RAPID_RESTART_LIMIT} rapid restarts, then refused and destroyed; the other domain finishes`, () => {
+  it(`"restart" of a guest that crashes at once: ${RAPID_RESTART_LIMIT} rapid restarts, then refused and destroyed; the other domain finishes`, async () => {
     expect(MINIMUM_RESTART_TIME_S).toBe(60);
     const { hv, ts, consoles } = harness({ good: sort(), bad: tinyKernel(BOOT_THEN_CRASH) });
     const good = ts.create(cfg("good", "destroy", 64));
     const bad = ts.create(cfg("bad", "restart"));
-    const r = ts.run({ maxInstructions: 1_000_000_000 });
+    const r = await runYielding(ts, { maxInstructions: 1_000_000_000 });
     expect(r.reason).toBe("idle");
     expect(ts.crashes.map((c) => c.outcome)).toEqual([...Array<string>(RAPID_RESTART_LIMIT).fill("restarted"), "restart-refused"]);
     expect(ts.crashes.at(-1)!.detail).toMatch(/restarting too fast: 4 crashes in a row within 60 modelled s of \(re\)start/);

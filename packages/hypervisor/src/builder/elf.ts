@@ -13,7 +13,12 @@
  * elf_phdr_is_loadable). A 32-bit container only says how the file is laid out: which mode the
  * kernel is entered in is the boot protocol's business (builder/pvh.ts), and an ELF32 kernel
  * needs a PVH note or a Multiboot header, because it cannot be booted directly in 64-bit mode.
+ *
+ * Addresses and sizes must be below 2^53 (a JS number holds them exactly); a field beyond that
+ * is refused by name, its value printed exactly from its two halves. Modelled more simply than
+ * libelf: higher-half virtual addresses (a Linux vmlinux's p_vaddr) are refused for that reason.
  */
+import { formatHex, formatHex64 } from "@vtlab/arch";
 
 /** ELF identification and header constants (elf.h names). */
 export const ELFMAG = 0x7f454c46; // "\x7fELF", big-endian read of e_ident[0..3]
@@ -38,6 +43,21 @@ export const ELF32_EHDR_SIZE = 52;
 export const ELF32_PHDR_SIZE = 32;
 /** XEN_ELFNOTE_PHYS32_ENTRY (xen/include/public/elfnote.h): the PVH 32-bit entry point. */
 export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+/** XEN_ELFNOTE_ENTRY (elfnote.h): a PV kernel's virtual entry point. */
+export const XEN_ELFNOTE_ENTRY = 1;
+/** XEN_ELFNOTE_HYPERCALL_PAGE (elfnote.h): where a PV kernel wants its hypercall page. */
+export const XEN_ELFNOTE_HYPERCALL_PAGE = 2;
+/**
+ * The names of the Xen ELF notes (elfnote.h, XEN_ELFNOTE_INFO 0 .. XEN_ELFNOTE_PHYS32_ENTRY 18),
+ * for messages about a PV kernel.
+ */
+export const XEN_ELFNOTE_NAMES: readonly string[] = [
+  "XEN_ELFNOTE_INFO", "XEN_ELFNOTE_ENTRY", "XEN_ELFNOTE_HYPERCALL_PAGE", "XEN_ELFNOTE_VIRT_BASE",
+  "XEN_ELFNOTE_PADDR_OFFSET", "XEN_ELFNOTE_XEN_VERSION", "XEN_ELFNOTE_GUEST_OS", "XEN_ELFNOTE_GUEST_VERSION",
+  "XEN_ELFNOTE_LOADER", "XEN_ELFNOTE_PAE_MODE", "XEN_ELFNOTE_FEATURES", "XEN_ELFNOTE_BSD_SYMTAB",
+  "XEN_ELFNOTE_HV_START_LOW", "XEN_ELFNOTE_L1_MFN_VALID", "XEN_ELFNOTE_SUSPEND_CANCEL", "XEN_ELFNOTE_INIT_P2M",
+  "XEN_ELFNOTE_MOD_START_PFN", "XEN_ELFNOTE_SUPPORTED_FEATURES", "XEN_ELFNOTE_PHYS32_ENTRY",
+];
 
 export interface ElfSegment {
   /** Guest-physical load address (p_paddr). */
@@ -60,6 +80,12 @@ export interface ElfImage {
   readonly entry: number;
   /** The PVH entry (XEN_ELFNOTE_PHYS32_ENTRY), if the image carries one. */
   readonly pvhEntry: number | undefined;
+  /**
+   * The types of the "Xen" ELF notes the image carries (elfnote.h), in file order: a Xen PV
+   * kernel has XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_HYPERCALL_PAGE and friends, a PVH one
+   * XEN_ELFNOTE_PHYS32_ENTRY.
+   */
+  readonly xenNotes: readonly number[];
   readonly segments: readonly ElfSegment[];
 }
 
@@ -76,11 +102,12 @@ function err(field: string, message: string, offset?: number): ElfError {
   return { kind: "elf-error", field, message: `${field}: ${message}`, ...(offset !== undefined ? { offset } : {}) };
 }
 
-/** Read a u64 that must be a safe integer (addresses and sizes here are all below 2^53). */
+/**
+ * Read a u64 as a number (exact below 2^53, which every address and size a vtlab domain can use
+ * is; above, the nearest double: `exact` says which, and messages print the halves).
+ */
 function u64(dv: DataView, at: number): number {
-  const lo = dv.getUint32(at, true);
-  const hi = dv.getUint32(at + 4, true);
-  return hi >= 0x20_0000 ? Number.NaN : hi * 0x1_0000_0000 + lo;
+  return dv.getUint32(at + 4, true) * 0x1_0000_0000 + dv.getUint32(at, true);
 }
 
 function u32(dv: DataView, at: number): number {
@@ -95,6 +122,10 @@ interface ClassLayout {
   readonly ehdrSize: number;
   readonly phdrSize: number;
   readonly word: (dv: DataView, at: number) => number;
+  /** The word at `at` in hex, exactly (ELF64 words may be beyond 2^53). */
+  readonly hex: (dv: DataView, at: number) => string;
+  /** Whether the word at `at` is a safe integer as `word` reads it. */
+  readonly exact: (dv: DataView, at: number) => boolean;
   readonly e_entry: number;
   readonly e_phoff: number;
   readonly e_phentsize: number;
@@ -107,8 +138,8 @@ interface ClassLayout {
   readonly p_memsz: number;
 }
 
-const ELF64_LAYOUT: ClassLayout = { ehdrSize: ELF64_EHDR_SIZE, phdrSize: ELF64_PHDR_SIZE, word: u64, e_entry: 24, e_phoff: 32, e_phentsize: 54, e_phnum: 56, p_flags: 4, p_offset: 8, p_vaddr: 16, p_paddr: 24, p_filesz: 32, p_memsz: 40 };
-const ELF32_LAYOUT: ClassLayout = { ehdrSize: ELF32_EHDR_SIZE, phdrSize: ELF32_PHDR_SIZE, word: u32, e_entry: 24, e_phoff: 28, e_phentsize: 42, e_phnum: 44, p_flags: 24, p_offset: 4, p_vaddr: 8, p_paddr: 12, p_filesz: 16, p_memsz: 20 };
+const ELF64_LAYOUT: ClassLayout = { ehdrSize: ELF64_EHDR_SIZE, phdrSize: ELF64_PHDR_SIZE, word: u64, hex: (dv, at) => formatHex64(dv.getUint32(at + 4, true), dv.getUint32(at, true)), exact: (dv, at) => dv.getUint32(at + 4, true) < 0x20_0000, e_entry: 24, e_phoff: 32, e_phentsize: 54, e_phnum: 56, p_flags: 4, p_offset: 8, p_vaddr: 16, p_paddr: 24, p_filesz: 32, p_memsz: 40 };
+const ELF32_LAYOUT: ClassLayout = { ehdrSize: ELF32_EHDR_SIZE, phdrSize: ELF32_PHDR_SIZE, word: u32, hex: (dv, at) => formatHex(u32(dv, at)), exact: () => true, e_entry: 24, e_phoff: 28, e_phentsize: 42, e_phnum: 44, p_flags: 24, p_offset: 4, p_vaddr: 8, p_paddr: 12, p_filesz: 16, p_memsz: 20 };
 
 /**
  * Parse and validate an x86 executable: ELFCLASS64 with EM_X86_64, or ELFCLASS32 with EM_X86_64
@@ -133,58 +164,71 @@ export function parseElf(image: Uint8Array, memorySize: number): ElfImage | ElfE
     return err("e_machine", elfClass === ELFCLASS64 ? `machine ${machine} is not EM_X86_64 (62)` : `machine ${machine} is neither EM_386 (3) nor EM_X86_64 (62) in an ELFCLASS32 image`, 18);
   }
   const entry = L.word(dv, L.e_entry);
+  const entryExact = L.exact(dv, L.e_entry);
   const phoff = L.word(dv, L.e_phoff);
   const phentsize = dv.getUint16(L.e_phentsize, true);
   const phnum = dv.getUint16(L.e_phnum, true);
   if (phnum === 0) return err("e_phnum", "no program headers: nothing to load", L.e_phnum);
   if (phentsize !== L.phdrSize) return err("e_phentsize", `${phentsize} is not sizeof(${className === "ELF64" ? "Elf64_Phdr" : "Elf32_Phdr"}) (${L.phdrSize})`, L.e_phentsize);
-  if (!Number.isSafeInteger(phoff) || phoff + phnum * phentsize > image.length) {
-    return err("e_phoff", `program headers at ${phoff} (${phnum} x ${phentsize} bytes) run past the end of the ${image.length}-byte file`, L.e_phoff);
+  if (!L.exact(dv, L.e_phoff) || phoff + phnum * phentsize > image.length) {
+    return err("e_phoff", `program headers at offset ${L.hex(dv, L.e_phoff)} (${phnum} x ${phentsize} bytes) run past the end of the ${image.length}-byte file`, L.e_phoff);
   }
   const segments: ElfSegment[] = [];
+  const xenNotes: number[] = [];
   let pvhEntry: number | undefined;
   for (let k = 0; k < phnum; k++) {
     const at = phoff + k * phentsize;
     const ptype = dv.getUint32(at, true);
     const flags = dv.getUint32(at + L.p_flags, true);
+    const where = `program header ${k}`;
+    if (ptype !== PT_LOAD && ptype !== PT_NOTE) continue;
+    // libelf's elf_phdr_is_loadable: a PT_LOAD with no access flags is not loaded.
+    if (ptype === PT_LOAD && (flags & (PF_R | PF_W | PF_X)) === 0) continue;
+    for (const [name, off] of [["p_offset", L.p_offset], ["p_filesz", L.p_filesz], ["p_memsz", L.p_memsz], ["p_paddr", L.p_paddr], ["p_vaddr", L.p_vaddr]] as const) {
+      if (!L.exact(dv, at + off)) return err(`${where}: ${name}`, `${L.hex(dv, at + off)} is beyond 2^53 (vtlab loads kernels whose offsets, sizes and addresses are below it)`, at + off);
+    }
     const offset = L.word(dv, at + L.p_offset);
     const vaddr = L.word(dv, at + L.p_vaddr);
     const paddr = L.word(dv, at + L.p_paddr);
     const fileSize = L.word(dv, at + L.p_filesz);
     const memSize = L.word(dv, at + L.p_memsz);
-    const where = `program header ${k}`;
-    if (ptype !== PT_LOAD && ptype !== PT_NOTE) continue;
-    // libelf's elf_phdr_is_loadable: a PT_LOAD with no access flags is not loaded.
-    if (ptype === PT_LOAD && (flags & (PF_R | PF_W | PF_X)) === 0) continue;
-    if (![offset, fileSize, memSize, paddr, vaddr].every(Number.isSafeInteger)) return err(`${where}`, "an offset, address or size is beyond 2^53", at);
-    if (offset + fileSize > image.length) return err(`${where}: p_offset + p_filesz`, `bytes ${offset}..${offset + fileSize} are beyond the ${image.length}-byte file`, at + L.p_offset);
+    if (offset + fileSize > image.length) return err(`${where}: p_offset + p_filesz`, `bytes ${formatHex(offset)}..${formatHex(offset + fileSize)} are beyond the ${image.length}-byte file`, at + L.p_offset);
     if (ptype === PT_NOTE) {
-      const note = findPvhNote(image, dv, offset, fileSize, where);
+      const note = scanXenNotes(image, dv, offset, fileSize, where, xenNotes);
       if (typeof note === "object") return note;
       if (note !== undefined) pvhEntry = note;
       continue;
     }
     if (memSize < fileSize) return err(`${where}: p_memsz`, `p_memsz (${memSize}) is smaller than p_filesz (${fileSize})`, at + L.p_memsz);
     if (paddr + memSize > memorySize) {
-      return err(`${where}: p_paddr`, `segment 0x${paddr.toString(16)}..0x${(paddr + memSize).toString(16)} does not fit in the guest's ${memorySize / 1048576} MiB`, at + L.p_paddr);
+      return err(`${where}: p_paddr`, `segment ${formatHex(paddr)}..${formatHex(paddr + memSize)} does not fit in the guest's ${formatMiB(memorySize)} of RAM`, at + L.p_paddr);
     }
     for (const s of segments) {
-      if (paddr < s.paddr + s.memSize && s.paddr < paddr + memSize) return err(`${where}: p_paddr`, `segment at 0x${paddr.toString(16)} overlaps the one at 0x${s.paddr.toString(16)}`, at + L.p_paddr);
+      if (paddr < s.paddr + s.memSize && s.paddr < paddr + memSize) return err(`${where}: p_paddr`, `segment ${formatHex(paddr)}..${formatHex(paddr + memSize)} overlaps the one at ${formatHex(s.paddr)}..${formatHex(s.paddr + s.memSize)}`, at + L.p_paddr);
     }
     segments.push({ paddr, vaddr, offset, fileSize, memSize, flags });
   }
   if (segments.length === 0) return err("program headers", "no PT_LOAD segment: nothing to load");
   if (pvhEntry !== undefined && !segments.some((s) => pvhEntry! >= s.paddr && pvhEntry! < s.paddr + s.memSize)) {
-    return err("XEN_ELFNOTE_PHYS32_ENTRY", `the PVH entry 0x${pvhEntry.toString(16)} is outside every loaded segment`);
+    return err("XEN_ELFNOTE_PHYS32_ENTRY", `the PVH entry ${formatHex(pvhEntry)} is outside every loaded segment`);
   }
-  if (pvhEntry === undefined && !segments.some((s) => entry >= s.vaddr && entry < s.vaddr + s.memSize)) {
-    return err("e_entry", `the entry point 0x${entry.toString(16)} is outside every loaded segment`, L.e_entry);
+  const isPv = pvhEntry === undefined && xenNotes.length > 0;
+  if (pvhEntry === undefined && !isPv && !(entryExact && segments.some((s) => entry >= s.vaddr && entry < s.vaddr + s.memSize))) {
+    return err("e_entry", `the entry point ${L.hex(dv, L.e_entry)} is outside every loaded segment`, L.e_entry);
   }
-  return { elfClass, machine, type, entry, pvhEntry, segments };
+  return { elfClass, machine, type, entry, pvhEntry, xenNotes, segments };
 }
 
-/** Scan a PT_NOTE for "Xen" / XEN_ELFNOTE_PHYS32_ENTRY; every note's sizes are bounds-checked. */
-function findPvhNote(image: Uint8Array, dv: DataView, offset: number, size: number, where: string): number | undefined | ElfError {
+/** `bytes` as MiB for messages ("32 MiB", or "0.5 MiB" when not whole). */
+function formatMiB(bytes: number): string {
+  return `${Number.isInteger(bytes / 1048576) ? bytes / 1048576 : (bytes / 1048576).toFixed(3)} MiB`;
+}
+
+/**
+ * Scan a PT_NOTE for "Xen" notes: each one's type is added to `xenNotes`, and the value of
+ * XEN_ELFNOTE_PHYS32_ENTRY returned when there is one. Every note's sizes are bounds-checked.
+ */
+function scanXenNotes(image: Uint8Array, dv: DataView, offset: number, size: number, where: string, xenNotes: number[]): number | undefined | ElfError {
   let p = offset;
   const end = offset + size;
   while (p + 12 <= end) {
@@ -196,12 +240,13 @@ function findPvhNote(image: Uint8Array, dv: DataView, offset: number, size: numb
     const next = desc + ((descsz + 3) & ~3);
     if (namesz > size || descsz > size || next > end) return err(`${where}: note at ${p - offset}`, `name (${namesz}) or descriptor (${descsz}) size runs past the note segment`, p);
     const isXen = namesz === 4 && image[name] === 0x58 && image[name + 1] === 0x65 && image[name + 2] === 0x6e && image[name + 3] === 0;
+    if (isXen) xenNotes.push(ntype);
     if (isXen && ntype === XEN_ELFNOTE_PHYS32_ENTRY) {
       // libelf reads the value as a number of the descriptor's size (elf_note_numeric); the
       // entry is a 32-bit physical address, so only 4 bytes, or 8 with a zero high half, will do
       // (Linux's note is a .quad on x86-64, the vtlab guests' a .long).
       if (descsz !== 4 && descsz !== 8) return err(`${where}: XEN_ELFNOTE_PHYS32_ENTRY`, `descriptor of ${descsz} bytes is not a 4- or 8-byte address`, desc);
-      if (descsz === 8 && dv.getUint32(desc + 4, true) !== 0) return err(`${where}: XEN_ELFNOTE_PHYS32_ENTRY`, `the 8-byte entry 0x${dv.getUint32(desc + 4, true).toString(16)}${dv.getUint32(desc, true).toString(16).padStart(8, "0")} is beyond 4 GiB`, desc);
+      if (descsz === 8 && dv.getUint32(desc + 4, true) !== 0) return err(`${where}: XEN_ELFNOTE_PHYS32_ENTRY`, `the 8-byte entry ${formatHex64(dv.getUint32(desc + 4, true), dv.getUint32(desc, true))} is beyond 4 GiB`, desc);
       return dv.getUint32(desc, true);
     }
     p = next;

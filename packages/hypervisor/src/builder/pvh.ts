@@ -16,8 +16,8 @@
  * hypervisor.ts). An entry that loads its own CR3, sets CR4.PAE, EFER.LME and CR0.PG and
  * far-jumps to 64-bit code (as the vtlab guests do) runs the same on both.
  */
-import { PAGE_SIZE } from "@vtlab/arch";
-import { EM_386, ELFCLASS32, loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
+import { PAGE_SIZE, formatHex } from "@vtlab/arch";
+import { EM_386, ELFCLASS32, XEN_ELFNOTE_NAMES, loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
 import { guestLayout, guestMemoryMap } from "./layout.js";
 
 export { guestMemoryMap, type MemoryMapEntry } from "./layout.js";
@@ -93,7 +93,14 @@ export interface BootState {
 
 export interface BootError {
   readonly kind: "boot-error";
+  /** The domain option at fault: the kernel image, the memory size or the command line. */
+  readonly field: "kernel" | "memory" | "cmdline";
+  /** What is wrong, without the field's name (the caller prefixes it once). */
   readonly message: string;
+}
+
+function bootError(field: BootError["field"], message: string): BootError {
+  return { kind: "boot-error", field, message };
 }
 
 function le64(out: Uint8Array, off: number, value: number): void {
@@ -104,21 +111,29 @@ function le64(out: Uint8Array, off: number, value: number): void {
 
 /** Parse, check and load a PVH kernel into a domain of `memorySize` bytes; write the boot structures. */
 export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, mem: GuestPhysicalWriter): BootState | BootError | ElfError {
-  if (memorySize < 2 * 1024 * 1024) return { kind: "boot-error", message: `memory: ${memorySize} bytes is too small (at least 2 MiB)` };
+  if (memorySize < 2 * 1024 * 1024) return bootError("memory", `${memorySize} bytes is too small (at least 2 MiB)`);
   // Kernel segments go in low RAM (below the MMIO hole, builder/layout.ts).
   const lowRam = guestLayout(Math.floor(memorySize / PAGE_SIZE)).lowFrames * PAGE_SIZE;
   const elf = parseElf(image, lowRam);
   if ("kind" in elf) return elf;
+  if (elf.pvhEntry === undefined && elf.xenNotes.length > 0) {
+    // A Xen PV kernel: Xen ELF notes (XEN_ELFNOTE_ENTRY, _HYPERCALL_PAGE, ...) and no PVH entry.
+    // libxc's HVM loaders refuse it too (an HVM container needs XEN_ELFNOTE_PHYS32_ENTRY,
+    // "image not capable of booting inside a HVM container"); booted as a plain 64-bit kernel it
+    // would run PV code that expects a start_info and the PV MMU, and triple-fault.
+    const names = [...new Set(elf.xenNotes)].map((t) => XEN_ELFNOTE_NAMES[t] ?? `Xen note type ${t}`);
+    return bootError("kernel", `a Xen PV kernel (ELF notes ${names.join(", ")}; no XEN_ELFNOTE_PHYS32_ENTRY): PV guests are not supported by an HVM builder; vtlab builds HVM domains, so give the kernel a PVH entry (XEN_ELFNOTE_PHYS32_ENTRY)`);
+  }
   let protocol: BootState["protocol"] = "pvh";
   if (elf.pvhEntry === undefined) {
     const mb = findMultibootHeader(image);
-    if (typeof mb === "string") return { kind: "boot-error", message: `kernel: ${mb}` };
+    if (typeof mb === "string") return bootError("kernel", mb);
     protocol = mb === undefined ? "direct64" : "multiboot";
   }
   if (protocol === "direct64" && elf.elfClass === ELFCLASS32) {
     // xl refuses such an image in an HVM container ("image not capable of booting inside a HVM
     // container", xg_dom_elfloader.c): a 32-bit container has no 64-bit entry to boot directly.
-    return { kind: "boot-error", message: `kernel: an ELF32 image (${elf.machine === EM_386 ? "elf32-i386" : "elf32-x86-64"}) needs a XEN_ELFNOTE_PHYS32_ENTRY note or a Multiboot header; it has neither, and only an ELF64 kernel boots directly in 64-bit mode` };
+    return bootError("kernel", `an ELF32 image (${elf.machine === EM_386 ? "elf32-i386" : "elf32-x86-64"}) needs a XEN_ELFNOTE_PHYS32_ENTRY note or a Multiboot header; it has neither, and only an ELF64 kernel boots directly in 64-bit mode`);
   }
   const multiboot = protocol === "multiboot";
   // Multiboot enters at e_entry; like GRUB's ELF loader, an e_entry inside a segment's p_vaddr
@@ -130,22 +145,22 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
     // where it is loaded (a higher-half kernel boots through its PVH entry instead).
     for (const s of elf.segments) {
       if (s.memSize > 0 && s.vaddr !== s.paddr) {
-        return { kind: "boot-error", message: `kernel: no PVH note or Multiboot header, so it boots directly in 64-bit mode on an identity map; but a PT_LOAD segment has p_vaddr 0x${s.vaddr.toString(16)} != p_paddr 0x${s.paddr.toString(16)} (link it at its load address, or give it a XEN_ELFNOTE_PHYS32_ENTRY note)` };
+        return bootError("kernel", `no PVH note or Multiboot header, so it boots directly in 64-bit mode on an identity map; but a PT_LOAD segment has p_vaddr ${formatHex(s.vaddr)} != p_paddr ${formatHex(s.paddr)} (link it at its load address, or give it a XEN_ELFNOTE_PHYS32_ENTRY note)`);
       }
     }
   }
   for (const s of elf.segments) {
     if (s.memSize > 0 && s.paddr < BootLayout.end) {
-      return { kind: "boot-error", message: `kernel: PT_LOAD at p_paddr 0x${s.paddr.toString(16)} overlaps the boot structures below 0x${BootLayout.end.toString(16)}` };
+      return bootError("kernel", `PT_LOAD at p_paddr ${formatHex(s.paddr)} overlaps the boot structures below ${formatHex(BootLayout.end)}`);
     }
   }
-  if (entry >= lowRam || entry >= 2 ** 32) return { kind: "boot-error", message: `kernel: ${protocol === "pvh" ? "PVH entry" : "e_entry"} 0x${entry.toString(16)} lies beyond guest memory or 4 GiB` };
-  if (cmdline.length > MAX_CMDLINE) return { kind: "boot-error", message: `cmdline: ${cmdline.length} bytes is longer than the ${MAX_CMDLINE}-byte limit` };
+  if (entry >= lowRam || entry >= 2 ** 32) return bootError("kernel", `${protocol === "pvh" ? "PVH entry" : "e_entry"} ${formatHex(entry)} lies beyond guest memory or 4 GiB`);
+  if (cmdline.length > MAX_CMDLINE) return bootError("cmdline", `${cmdline.length} bytes is longer than the ${MAX_CMDLINE}-byte limit`);
   const cmd = new Uint8Array(cmdline.length);
   for (let i = 0; i < cmdline.length; i++) {
     const c = cmdline.charCodeAt(i);
     // Printable ASCII only: the guest parses bytes, and a NUL would end the string early.
-    if (c < 0x20 || c > 0x7e) return { kind: "boot-error", message: `cmdline: character ${i} (code ${c}) is not printable ASCII` };
+    if (c < 0x20 || c > 0x7e) return bootError("cmdline", `character ${i} (code ${c}) is not printable ASCII`);
     cmd[i] = c;
   }
 
@@ -176,9 +191,9 @@ function findMultibootHeader(image: Uint8Array): { flags: number } | string | un
     if (dv.getUint32(at, true) !== MULTIBOOT_HEADER_MAGIC) continue;
     const flags = dv.getUint32(at + 4, true);
     const checksum = dv.getUint32(at + 8, true);
-    if (((MULTIBOOT_HEADER_MAGIC + flags + checksum) >>> 0) !== 0) return `Multiboot header at offset 0x${at.toString(16)}: checksum 0x${checksum.toString(16)} does not make magic + flags + checksum zero`;
-    if ((flags & MULTIBOOT_AOUT_KLUDGE) !== 0) return `Multiboot header at offset 0x${at.toString(16)}: flag 16 (a.out kludge addresses) is not supported; load from the ELF program headers`;
-    if ((flags & 0xfffc) !== 0) return `Multiboot header at offset 0x${at.toString(16)}: required flags 0x${(flags & 0xffff).toString(16)} include ones this loader does not provide (only bits 0 and 1)`;
+    if (((MULTIBOOT_HEADER_MAGIC + flags + checksum) >>> 0) !== 0) return `Multiboot header at offset ${formatHex(at)}: checksum ${formatHex(checksum)} does not make magic + flags + checksum zero`;
+    if ((flags & MULTIBOOT_AOUT_KLUDGE) !== 0) return `Multiboot header at offset ${formatHex(at)}: flag 16 (a.out kludge addresses) is not supported; load from the ELF program headers`;
+    if ((flags & 0xfffc) !== 0) return `Multiboot header at offset ${formatHex(at)}: required flags ${formatHex(flags & 0xffff)} include ones this loader does not provide (only bits 0 and 1)`;
     return { flags };
   }
   return undefined;

@@ -20,9 +20,14 @@
  *
  * Errors: configuration files are written by the operator, not by a guest, so a bad one is
  * reported by throwing a `ConfigError` naming the file, the line (1-based; 0 when the problem is
- * the file as a whole, such as a missing key) and the key involved.
+ * the file as a whole, such as a missing key) and the key involved (a line that has no key, such
+ * as a syntax error, is named by its line and quoted). Whatever the message echoes back of the
+ * file (a value, a path, the rest of a line) is escaped and cut short (`echoInput`): no raw
+ * control characters, and a multi-megabyte line stays a one-line message. A UTF-8 byte-order
+ * mark at the start of the file is skipped.
  */
-import { formatBdf } from "@vtlab/arch";
+import { echoInput, formatBdf } from "@vtlab/arch";
+import { MAX_CMDLINE } from "../builder/pvh.js";
 import { parsePciBdf } from "../passthrough/pci.js";
 import { GUEST_MEMORY_MAX_MIB, GUEST_MEMORY_MIN_MIB } from "../builder/layout.js";
 
@@ -120,7 +125,7 @@ export class ConfigError extends Error {
   readonly detail: string;
 
   constructor(file: string, line: number, key: string | undefined, detail: string) {
-    super(`${file}:${line}: ${key === undefined ? "" : `key "${key}": `}${detail}`);
+    super(`${echoInput(file)}:${line}: ${key === undefined ? "" : `key "${echoInput(key, 40)}": `}${detail}`);
     this.name = "ConfigError";
     this.file = file;
     this.line = line;
@@ -166,7 +171,9 @@ class Parser {
   constructor(
     private readonly src: string,
     private readonly file: string,
-  ) {}
+  ) {
+    if (src.charCodeAt(0) === 0xfeff) this.pos = 1; // a UTF-8 byte-order mark
+  }
 
   private fail(line: number, key: string | undefined, detail: string): never {
     throw new ConfigError(this.file, line, key, detail);
@@ -206,7 +213,7 @@ class Parser {
       const key = src.slice(start, this.pos);
       if (key === "" || !KEY_RE.test(key)) {
         const rest = src.slice(start, src.indexOf("\n", start) < 0 ? src.length : src.indexOf("\n", start));
-        this.fail(line, undefined, `syntax error: expected "key = value", got "${rest.trim()}"`);
+        this.fail(line, undefined, `syntax error: expected "key = value", got "${echoInput(rest.trim())}"`);
       }
       this.skip(false);
       if (src[this.pos] !== "=") {
@@ -219,7 +226,7 @@ class Parser {
       if (src[this.pos] === ";") this.pos++;
       this.skip(false);
       if (this.pos < src.length && src[this.pos] !== "\n") {
-        this.fail(this.line, key, `syntax error: unexpected "${src[this.pos] ?? ""}" after the value`);
+        this.fail(this.line, key, `syntax error: unexpected "${echoInput(src[this.pos] ?? "")}" after the value`);
       }
       out.push({ key, line, value });
     }
@@ -248,7 +255,7 @@ class Parser {
         if (src[this.pos] === ",") {
           this.pos++;
         } else if (src[this.pos] !== "]") {
-          this.fail(this.line, key, `syntax error in list: expected "," or "]", got "${src[this.pos] ?? ""}"`);
+          this.fail(this.line, key, `syntax error in list: expected "," or "]", got "${echoInput(src[this.pos] ?? "")}"`);
         }
       }
     }
@@ -258,7 +265,7 @@ class Parser {
     if (text === "") this.fail(line, key, "syntax error: missing value");
     const n = parseInteger(text);
     if (n === undefined) {
-      this.fail(line, key, `syntax error: "${text}" is not a quoted string, an integer or a list`);
+      this.fail(line, key, `syntax error: "${echoInput(text)}" is not a quoted string, an integer or a list`);
     }
     return { kind: "int", value: n, line, text };
   }
@@ -283,7 +290,7 @@ class Parser {
         const e = src[this.pos + 1];
         const decoded = e === "n" ? "\n" : e === "t" ? "\t" : e === "\\" || e === '"' || e === "'" ? e : undefined;
         if (decoded === undefined) {
-          this.fail(line, key, `unknown escape "\\${e === undefined || e === "\n" ? "" : e}" in string`);
+          this.fail(line, key, `unknown escape "${echoInput(`\\${e === undefined || e === "\n" ? "" : e}`)}" in string`);
         }
         value += decoded;
         this.pos += 2;
@@ -356,13 +363,19 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const fail = (s: RawSetting, detail: string): never => {
     throw new ConfigError(file, s.value.line, s.key, detail);
   };
+  /** A path value: not empty, no NUL (no file can have one); `what` says which part ("", "disk target "). */
+  const path = (s: RawSetting, p: string, what: string, line = s.value.line): string => {
+    if (p === "") throw new ConfigError(file, line, s.key, `empty ${what}path`);
+    if (p.includes("\0")) throw new ConfigError(file, line, s.key, `${what}path "${echoInput(p)}" contains a NUL character`);
+    return p;
+  };
   const required = (key: KnownKey): RawSetting => {
     const s = seen.get(key);
     if (s === undefined) throw new ConfigError(file, 0, key, "missing required key");
     return s;
   };
   const str = (s: RawSetting, what: string): string =>
-    s.value.kind === "string" ? s.value.value : fail(s, `expected ${what}, got ${s.value.text}`);
+    s.value.kind === "string" ? s.value.value : fail(s, `expected ${what}, got ${quoteText(s.value)}`);
   const int = (s: RawSetting, what: string, min: number, max: number): number => {
     if (s.value.kind !== "int") return fail(s, `expected ${what}, got ${quoteText(s.value)}`);
     const n = s.value.value;
@@ -372,12 +385,12 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const oneOf = <T extends string>(s: RawSetting, allowed: readonly T[]): T => {
     const v = str(s, `one of ${allowed.map((a) => `"${a}"`).join(", ")}`);
     const hit = allowed.find((a) => a === v);
-    return hit ?? fail(s, `expected one of ${allowed.map((a) => `"${a}"`).join(", ")}, got "${v}"`);
+    return hit ?? fail(s, `expected one of ${allowed.map((a) => `"${a}"`).join(", ")}, got "${echoInput(v)}"`);
   };
 
   const nameS = required("name");
   const name = str(nameS, "a quoted string");
-  if (!NAME_RE.test(name)) fail(nameS, `bad domain name "${name}": use only A-Z a-z 0-9 _ . -`);
+  if (!NAME_RE.test(name)) fail(nameS, `bad domain name "${echoInput(name)}": use only A-Z a-z 0-9 _ . -`);
 
   const memory = int(required("memory"), "an integer number of MiB", CONFIG_MEMORY_MIN_MIB, CONFIG_MEMORY_MAX_MIB);
 
@@ -387,7 +400,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const builderS = seen.get("builder");
   if (builderS !== undefined) {
     const b = str(builderS, "a quoted string");
-    if (b !== "hvm") fail(builderS, `unsupported builder "${b}" (only "hvm")`);
+    if (b !== "hvm") fail(builderS, `unsupported builder "${echoInput(b)}" (only "hvm")`);
   }
 
   const hapS = seen.get("hap");
@@ -395,10 +408,19 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const shadowS = seen.get("shadow_memory");
   const shadow = shadowS === undefined ? {} : { shadowMemory: int(shadowS, "an integer number of MiB", 1, CONFIG_MEMORY_MAX_MIB) };
 
-  const kernel = str(required("kernel"), "a quoted path");
+  const kernelS = required("kernel");
+  const kernel = path(kernelS, str(kernelS, "a quoted path"), "");
 
   const cmdlineS = seen.get("cmdline");
   const cmdline = cmdlineS === undefined ? "" : str(cmdlineS, "a quoted string");
+  if (cmdlineS !== undefined) {
+    // The builder's limits (builder/pvh.ts), checked here so that the message names the line.
+    if (cmdline.length > MAX_CMDLINE) fail(cmdlineS, `${cmdline.length} characters is longer than the ${MAX_CMDLINE}-character limit`);
+    for (let i = 0; i < cmdline.length; i++) {
+      const c = cmdline.charCodeAt(i);
+      if (c < 0x20 || c > 0x7e) fail(cmdlineS, `character ${i} (code ${c}) is not printable ASCII`);
+    }
+  }
 
   const diskS = seen.get("disk");
   const disk: DiskConfig[] = [];
@@ -407,16 +429,17 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
     else {
       for (const item of diskS.value.items) {
         if (item.kind !== "string") {
-          throw new ConfigError(file, item.line, "disk", `expected a quoted disk spec, got ${item.text}`);
+          throw new ConfigError(file, item.line, "disk", `expected a quoted disk spec, got ${quoteText(item)}`);
         }
         const d = parseDiskSpec(item.value);
-        if (typeof d === "string") throw new ConfigError(file, item.line, "disk", `bad disk spec "${item.value}": ${d}`);
+        if (typeof d === "string") throw new ConfigError(file, item.line, "disk", `bad disk spec "${echoInput(item.value)}": ${d}`);
         if (disk.some((o) => o.vdev === d.vdev)) {
-          throw new ConfigError(file, item.line, "disk", `bad disk spec "${item.value}": vdev ${d.vdev} used twice`);
+          throw new ConfigError(file, item.line, "disk", `bad disk spec "${echoInput(item.value)}": vdev ${d.vdev} used twice`);
         }
         if (disk.length > 0) {
-          throw new ConfigError(file, item.line, "disk", `bad disk spec "${item.value}": vdev ${d.vdev} is the primary master again (hda and xvda are one disk; only one is modelled)`);
+          throw new ConfigError(file, item.line, "disk", `bad disk spec "${echoInput(item.value)}": vdev ${d.vdev} is the primary master again (hda and xvda are one disk; only one is modelled)`);
         }
+        path(diskS, d.target, "disk target ", item.line);
         disk.push(d);
       }
     }
@@ -428,11 +451,11 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
     if (vifS.value.kind !== "list") fail(vifS, `expected a list of vif specs, got ${quoteText(vifS.value)}`);
     else {
       for (const item of vifS.value.items) {
-        if (item.kind !== "string") throw new ConfigError(file, item.line, "vif", `expected a quoted vif spec, got ${item.text}`);
+        if (item.kind !== "string") throw new ConfigError(file, item.line, "vif", `expected a quoted vif spec, got ${quoteText(item)}`);
         const v = parseVifSpec(item.value);
-        if (typeof v === "string") throw new ConfigError(file, item.line, "vif", `bad vif spec "${item.value}": ${v}`);
+        if (typeof v === "string") throw new ConfigError(file, item.line, "vif", `bad vif spec "${echoInput(item.value)}": ${v}`);
         if (v.mac !== undefined && vifs.some((o) => o.mac === v.mac)) {
-          throw new ConfigError(file, item.line, "vif", `bad vif spec "${item.value}": mac ${v.mac} used twice`);
+          throw new ConfigError(file, item.line, "vif", `bad vif spec "${echoInput(item.value)}": mac ${v.mac} used twice`);
         }
         vifs.push(v);
       }
@@ -446,10 +469,14 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
     if (pciS.value.kind !== "list") fail(pciS, `expected a list of quoted PCI addresses, got ${quoteText(pciS.value)}`);
     else {
       for (const item of pciS.value.items) {
-        if (item.kind !== "string") throw new ConfigError(file, item.line, "pci", `expected a quoted PCI address, got ${item.text}`);
+        if (item.kind !== "string") throw new ConfigError(file, item.line, "pci", `expected a quoted PCI address, got ${quoteText(item)}`);
         const id = parsePciBdf(item.value);
-        if (typeof id === "string") throw new ConfigError(file, item.line, "pci", `bad pci entry ${id}`);
-        if (pcis.some((o) => parsePciBdf(o) === id)) throw new ConfigError(file, item.line, "pci", `bad pci entry "${item.value}": ${formatBdf(id)} listed twice`);
+        if (typeof id === "string") {
+          // parsePciBdf's reason quotes the entry: only when the entry is short and printable.
+          const plain = item.value.length <= 40 && echoInput(item.value) === item.value;
+          throw new ConfigError(file, item.line, "pci", `bad pci entry ${plain ? id : `"${echoInput(item.value)}": not a PCI address; give [DDDD:]BB:DD.F in hex, e.g. "00:04.0"`}`);
+        }
+        if (pcis.some((o) => parsePciBdf(o) === id)) throw new ConfigError(file, item.line, "pci", `bad pci entry "${echoInput(item.value)}": ${formatBdf(id)} listed twice`);
         pcis.push(item.value);
       }
     }
@@ -462,8 +489,8 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
     const v = str(serialS, 'a quoted "pty", "none" or "file:PATH"');
     if (v === "pty") serial = { kind: "pty" };
     else if (v === "none") serial = { kind: "none" };
-    else if (v.startsWith("file:") && v.length > 5) serial = { kind: "file", path: v.slice(5) };
-    else fail(serialS, `expected "pty", "none" or "file:PATH", got "${v}"`);
+    else if (v.startsWith("file:") && v.length > 5) serial = { kind: "file", path: path(serialS, v.slice(5), "serial file ") };
+    else fail(serialS, `expected "pty", "none" or "file:PATH", got "${echoInput(v)}"`);
   }
 
   const onCrashS = seen.get("on_crash");
@@ -486,7 +513,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
 }
 
 function quoteText(v: RawValue): string {
-  return v.kind === "string" ? v.text : `"${v.text}"`;
+  return v.kind === "string" ? echoInput(v.text) : `"${echoInput(v.text)}"`;
 }
 
 /**
@@ -513,7 +540,7 @@ export function parseDiskSpec(spec: string): DiskConfig | string {
     if (eq >= 0) {
       const k = part.slice(0, eq).trim();
       const v = part.slice(eq + 1).trim();
-      if (k !== "format" && k !== "vdev" && k !== "access") return `unsupported parameter "${k}"`;
+      if (k !== "format" && k !== "vdev" && k !== "access") return `unsupported parameter "${echoInput(k)}"`;
       if (params[k] !== undefined) return `${k} given twice`;
       params[k] = v;
     } else {
@@ -522,7 +549,7 @@ export function parseDiskSpec(spec: string): DiskConfig | string {
         nextPositional++;
       }
       const slot = positional[nextPositional];
-      if (slot === undefined) return part === "" ? "too many parameters" : `unexpected parameter "${part}"`;
+      if (slot === undefined) return part === "" ? "too many parameters" : `unexpected parameter "${echoInput(part)}"`;
       nextPositional++;
       if (part !== "") params[slot] = part;
       else if (slot === "target") return "empty target";
@@ -531,15 +558,15 @@ export function parseDiskSpec(spec: string): DiskConfig | string {
   }
   if (params.target === undefined || params.target === "") return "no target";
   const format = params.format ?? "raw";
-  if (format !== "raw") return `unsupported format "${format}" (only raw)`;
+  if (format !== "raw") return `unsupported format "${echoInput(format)}" (only raw)`;
   if (params.vdev === undefined) return "no vdev";
   const vdev = params.vdev;
-  if (vdev !== "hda" && vdev !== "xvda") return `unsupported vdev "${vdev}" (only hda or xvda, the primary master)`;
+  if (vdev !== "hda" && vdev !== "xvda") return `unsupported vdev "${echoInput(vdev)}" (only hda or xvda, the primary master)`;
   const a = params.access ?? "rw";
   let access: "rw" | "ro";
   if (a === "rw" || a === "w") access = "rw";
   else if (a === "ro" || a === "r") access = "ro";
-  else return `bad access "${a}" (rw or ro)`;
+  else return `bad access "${echoInput(a)}" (rw or ro)`;
   return { target: params.target, format: "raw", vdev, access };
 }
 
@@ -558,20 +585,20 @@ export function parseVifSpec(spec: string): VifConfig | string {
     const part = raw.trim();
     if (part === "") continue;
     const eq = part.indexOf("=");
-    if (eq < 0) return `expected key=value, got "${part}"`;
+    if (eq < 0) return `expected key=value, got "${echoInput(part)}"`;
     const k = part.slice(0, eq).trim();
     const v = part.slice(eq + 1).trim();
-    if (k !== "mac" && k !== "bridge") return `unsupported parameter "${k}" (only mac and bridge)`;
+    if (k !== "mac" && k !== "bridge") return `unsupported parameter "${echoInput(k)}" (only mac and bridge)`;
     if (params[k] !== undefined) return `${k} given twice`;
     params[k] = v;
   }
   if (params.mac !== undefined) {
-    if (!MAC_RE.test(params.mac)) return `bad mac "${params.mac}" (six hex octets separated by colons, as 00:16:3e:00:00:01)`;
+    if (!MAC_RE.test(params.mac)) return `bad mac "${echoInput(params.mac)}" (six hex octets separated by colons, as 00:16:3e:00:00:01)`;
     if (parseInt(params.mac.slice(0, 2), 16) & 1) return `bad mac "${params.mac}": a multicast address`;
     if (/^00(:00){5}$/.test(params.mac)) return `bad mac "${params.mac}": the zero address`;
   }
   const bridge = params.bridge ?? VIF_DEFAULT_BRIDGE;
-  if (!BRIDGE_RE.test(bridge)) return `bad bridge "${bridge}" (1..15 of A-Z a-z 0-9 _ . -, as a Linux interface name)`;
+  if (!BRIDGE_RE.test(bridge)) return `bad bridge "${echoInput(bridge)}" (1..15 of A-Z a-z 0-9 _ . -, as a Linux interface name)`;
   return params.mac !== undefined ? { mac: params.mac.toLowerCase(), bridge } : { bridge };
 }
 

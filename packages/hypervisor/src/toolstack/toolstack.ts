@@ -38,6 +38,7 @@
 import type { BlockBackend } from "../devices/ata.js";
 import { DomainError, type Domain, type DomainOptions, type Hypervisor, type RunOptions, type RunResult } from "../hypervisor.js";
 import type { DomainConfig, OnCrashAction } from "./config.js";
+import { echoInput } from "@vtlab/arch";
 import { SelfTestPeer } from "../xen/selftest_peer.js";
 import { PvServices } from "./xenstore.js";
 import { XenStore } from "@vtlab/pv-backends";
@@ -151,6 +152,8 @@ export interface ToolstackOptions {
   readonly onCrash?: (record: CrashRecord) => void;
   /** The host's xenstored (default: a new one); vif directories are written there. */
   readonly xenstore?: XenStore;
+  /** A domain's console sink (the loader's `onConsole`) threw: its text is dropped and counted. Once per incarnation. */
+  readonly onConsoleError?: (name: string, message: string) => void;
 }
 
 class Machine implements ManagedDomain {
@@ -178,12 +181,24 @@ class Machine implements ManagedDomain {
  */
 interface ConsoleTap {
   delivered: number;
+  /** Characters the loader's sink refused (it threw): dropped and counted, never the end of the host. */
+  dropped: number;
   readonly onConsole: ((text: string) => void) | undefined;
+}
+
+/**
+ * `e` again, naming the config file first, and the kernel's path where the builder refused the
+ * image (`kernel "k.elf": e_phoff: ...`), so that the message says which file to fix.
+ */
+function withSource(e: DomainError, source: string, config: DomainConfig): DomainError {
+  const detail = e.detail.startsWith("kernel: ") ? `kernel "${echoInput(config.kernel)}": ${e.detail.slice("kernel: ".length)}` : e.detail;
+  return new DomainError(e.domain, detail, echoInput(source));
 }
 
 export class Toolstack {
   private readonly machines: Machine[] = [];
   private readonly crashLog: CrashRecord[] = [];
+  private droppedConsole = 0;
   private readonly minimumRestartNs: number;
   private readonly rapidRestartLimit: number;
   /** The host's xenstored. */
@@ -257,12 +272,12 @@ export class Toolstack {
 
   private build(config: DomainConfig, source: string): { domain: Domain; release: (() => void) | undefined; console: ConsoleTap; disk: BlockBackend | undefined } {
     const r = this.options.resources(config, source);
-    const console: ConsoleTap = { delivered: 0, onConsole: r.onConsole };
-    return { domain: this.instantiate(config, r, console), release: r.release, console, disk: r.disk };
+    const console: ConsoleTap = { delivered: 0, dropped: 0, onConsole: r.onConsole };
+    return { domain: this.instantiate(config, source, r, console), release: r.release, console, disk: r.disk };
   }
 
   /** `Hypervisor.createDomain` from the config and the loader's resources (released if it throws). */
-  private instantiate(config: DomainConfig, r: DomainResources, console: ConsoleTap): Domain {
+  private instantiate(config: DomainConfig, source: string, r: DomainResources, console: ConsoleTap): Domain {
     const onConsole = r.onConsole;
     const counted: DomainResources =
       onConsole === undefined
@@ -271,7 +286,7 @@ export class Toolstack {
             ...r,
             onConsole: (text: string) => {
               console.delivered += text.length;
-              onConsole(text);
+              this.deliver(config.name, source, console, onConsole, text);
             },
           };
     let d: Domain;
@@ -279,7 +294,7 @@ export class Toolstack {
       d = this.hv.createDomain(domainOptions(config, counted));
     } catch (e) {
       r.release?.();
-      throw e;
+      throw e instanceof DomainError && e.source === undefined ? withSource(e, source, config) : e;
     }
     // Its xenstore entries, xenstored's connection and the console backend (toolstack/xenstore.ts).
     if (d.magicPages !== undefined) this.pv.attach(d, { name: config.name });
@@ -339,7 +354,28 @@ export class Toolstack {
     if (tap.onConsole === undefined || m.domain.state === "destroyed") return;
     const rest = m.domain.console.slice(tap.delivered);
     tap.delivered += rest.length;
-    if (rest.length > 0) tap.onConsole(rest);
+    if (rest.length > 0) this.deliver(m.config.name, m.source, tap, tap.onConsole, rest);
+  }
+
+  /**
+   * Hand console text to the loader's sink. A sink that throws (a file that cannot be written)
+   * loses that text, counted in `consoleDropped`; `onConsoleError` hears of the first failure of
+   * each incarnation. The host and every domain go on.
+   */
+  private deliver(name: string, source: string, tap: ConsoleTap, sink: (text: string) => void, text: string): void {
+    try {
+      sink(text);
+    } catch (e) {
+      const first = tap.dropped === 0;
+      tap.dropped += text.length;
+      this.droppedConsole += text.length;
+      if (first) this.options.onConsoleError?.(name, `${echoInput(source)}: domain ${name}: the console sink failed (${echoInput(e instanceof Error ? e.message : String(e), 300)}); its console text is dropped and counted`);
+    }
+  }
+
+  /** Console characters that loaders' sinks refused, over every domain (see `deliver`). */
+  get consoleDropped(): number {
+    return this.droppedConsole;
   }
 
   private releaseOf(m: Machine): void {
@@ -421,10 +457,10 @@ export class Toolstack {
           if (e instanceof Error) return { ...base, outcome: "restart-failed", restarts: m.restarts, detail: e.message };
           throw e;
         }
-        const console: ConsoleTap = { delivered: 0, onConsole: r.onConsole };
+        const console: ConsoleTap = { delivered: 0, dropped: 0, onConsole: r.onConsole };
         let domain: Domain;
         try {
-          domain = this.instantiate(m.config, r, console);
+          domain = this.instantiate(m.config, m.source, r, console);
         } catch (e) {
           m.listed = false;
           if (e instanceof DomainError) return { ...base, outcome: "restart-failed", restarts: m.restarts, detail: e.message };
