@@ -112,6 +112,15 @@ export function machineResources(file: string, config: DomainConfig, onConsole: 
   } catch (e) {
     throw new MachineError(`${file}: kernel "${config.kernel}": cannot read ${kernelPath} (${(e as Error).message})`);
   }
+  let ramdisk: Uint8Array | undefined;
+  if (config.ramdisk !== undefined) {
+    const ramdiskPath = resolve(dir, config.ramdisk);
+    try {
+      ramdisk = new Uint8Array(readFileSync(ramdiskPath));
+    } catch (e) {
+      throw new MachineError(`${file}: ramdisk "${config.ramdisk}": cannot read ${ramdiskPath} (${(e as Error).message})`);
+    }
+  }
   const disks: FileBlockBackend[] = [];
   const release = () => {
     for (const d of disks.splice(0)) d.close();
@@ -130,6 +139,7 @@ export function machineResources(file: string, config: DomainConfig, onConsole: 
   const serialFile = serialFilePath(file, config);
   return {
     kernel,
+    ...(ramdisk !== undefined ? { ramdisk } : {}),
     ...(disks[0] !== undefined ? { disk: disks[0] } : {}),
     disks,
     onConsole: (t) => {

@@ -15,7 +15,7 @@
  * Vif entries follow xl-network-configuration(5): comma-separated `key=value` pairs; only `mac`
  * and `bridge` are modelled (`parseVifSpec`).
  *
- * Relative paths (kernel, disk targets, serial files) are returned exactly as written: the
+ * Relative paths (kernel, ramdisk, disk targets, serial files) are returned exactly as written: the
  * caller resolves them against the directory of the file. This module does no file access.
  *
  * Errors: configuration files are written by the operator, not by a guest, so a bad one is
@@ -77,6 +77,8 @@ export interface DomainConfig {
   readonly kernel: string;
   /** `cmdline`: the kernel command line (default ""). */
   readonly cmdline: string;
+  /** `ramdisk`: the initial ramdisk, handed to a PVH kernel as a module in hvm_start_info (absent: none). */
+  readonly ramdisk?: string;
   /** `disk`: the disks, in file order (default none). */
   readonly disk: readonly DiskConfig[];
   /** `vif`: the network interfaces, in file order (devid 0, 1, ...); absent or empty: none. */
@@ -316,6 +318,7 @@ const KNOWN_KEYS = [
   "hap",
   "kernel",
   "cmdline",
+  "ramdisk",
   "disk",
   "serial",
   "on_crash",
@@ -391,6 +394,9 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
 
   const cmdlineS = seen.get("cmdline");
   const cmdline = cmdlineS === undefined ? "" : str(cmdlineS, "a quoted string");
+
+  const ramdiskS = seen.get("ramdisk");
+  const ramdisk = ramdiskS === undefined ? undefined : str(ramdiskS, "a quoted path");
 
   const diskS = seen.get("disk");
   const disk: DiskConfig[] = [];
@@ -474,7 +480,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const selftestS = seen.get("vtlab_xen_selftest");
   const selftest = selftestS === undefined ? {} : { xenSelftest: int(selftestS, "0 or 1", 0, 1) === 1 };
 
-  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
+  return { name, memory, vcpus, builder: "hvm", hap, kernel, cmdline, ...(ramdisk !== undefined ? { ramdisk } : {}), disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
 }
 
 function quoteText(v: RawValue): string {
@@ -592,6 +598,7 @@ export function formatDomainConfig(cfg: DomainConfig): string {
     `kernel = ${quote(cfg.kernel)}`,
     `cmdline = ${quote(cfg.cmdline)}`,
   ];
+  if (cfg.ramdisk !== undefined) lines.push(`ramdisk = ${quote(cfg.ramdisk)}`);
   if (cfg.disk.length > 0) {
     lines.push("disk = [");
     for (const d of cfg.disk) {
