@@ -265,6 +265,13 @@ export function machineResources(file: string, config: DomainConfig, onConsole: 
   const kernelPath = resolve(dir, config.kernel);
   const kernel = readBoundedFile(kernelPath, KERNEL_FILE_MAX_BYTES);
   if (typeof kernel === "string") throw new MachineError(`${echoInput(file)}: kernel "${echoInput(config.kernel)}": cannot read ${echoInput(kernelPath)} (${kernel})`);
+  let ramdisk: Uint8Array | undefined;
+  if (config.ramdisk !== undefined) {
+    const ramdiskPath = resolve(dir, config.ramdisk);
+    const r = readBoundedFile(ramdiskPath, KERNEL_FILE_MAX_BYTES);
+    if (typeof r === "string") throw new MachineError(`${echoInput(file)}: ramdisk "${echoInput(config.ramdisk)}": cannot read ${echoInput(ramdiskPath)} (${r})`);
+    ramdisk = r;
+  }
   const disks: FileBlockBackend[] = [];
   let sink: SerialFileSink | undefined;
   const release = () => {
@@ -295,6 +302,7 @@ export function machineResources(file: string, config: DomainConfig, onConsole: 
   const serialSink = sink;
   return {
     kernel,
+    ...(ramdisk !== undefined ? { ramdisk } : {}),
     ...(disks[0] !== undefined ? { disk: disks[0] } : {}),
     disks,
     ...(serialSink !== undefined ? { serialSink } : {}),

@@ -257,3 +257,22 @@ export function x86_32GuestUrl(name: string): URL {
   if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new Error(`x86-32 guest: ${JSON.stringify(name)} is not a guest name (lower-case letters, digits and '-')`);
   return new URL(`../images/x86-32/${name}.elf`, import.meta.url);
 }
+
+/** The files `pnpm --filter @vtlab/guests fetch-linux` (scripts/linux.mjs) writes into `linux-cache/`. */
+export const LINUX_CACHE_FILES = ["vmlinuz", "initramfs.cpio", "manifest.json"] as const;
+export type LinuxCacheFile = (typeof LINUX_CACHE_FILES)[number];
+
+/**
+ * URL of a file of the Debian kernel cache (`linux-cache/<file>`, git-ignored, written by the
+ * fetch-linux script: Debian 12's linux-image-cloud-amd64 `vmlinuz`, the busybox initramfs, and
+ * the manifest with the package names, versions and SHA-256s). Nothing there is committed or
+ * published; run the script first (the hypervisor's Linux test runs it when the cache is empty).
+ */
+export function linuxCacheUrl(file: LinuxCacheFile): URL {
+  return new URL(`../linux-cache/${file}`, import.meta.url);
+}
+
+/** URL of the fetch-linux script itself (`node <path> [--cache DIR] [--refresh]`). */
+export function linuxFetchScriptUrl(): URL {
+  return new URL("../scripts/linux.mjs", import.meta.url);
+}

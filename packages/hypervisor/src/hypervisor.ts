@@ -58,7 +58,7 @@ import { AtaDisk, ATA_PRIMARY_CONTROL_PORT, ATA_PRIMARY_PORT, type BlockBackend 
 import { COM1_PORT, Uart16550, type Uart16550Stats } from "./devices/uart16550.js";
 import { CONSOLE_CAPTURE_DEFAULT, ConsoleCapture, type ConsoleCaptureStats } from "./console-capture.js";
 import { DEBUG_EXIT_PORT, DEBUGCON_PORT, DebugConsole, DebugExit } from "./devices/debug-port.js";
-import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh } from "./builder/pvh.js";
+import { BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, buildPvh, type BootState } from "./builder/pvh.js";
 import { HostFrames, type Extent } from "./host/frames.js";
 import { GUEST_MEMORY_MAX_MIB, GUEST_MEMORY_MIN_MIB, IDENT_PT_FRAMES, guestLayout, type GuestLayout } from "./builder/layout.js";
 import { APIC_BASE_DEFAULT, ApicDeliveryMode, ApicShorthand, LocalApic, X2APIC_BROADCAST, XAPIC_MMIO_SIZE } from "./devices/lapic.js";
@@ -126,6 +126,8 @@ export interface DomainOptions {
   /** A native (TypeScript) kernel for vCPU 0, run over GuestOps (native.ts). */
   readonly native?: NativeKernel;
   readonly cmdline?: string;
+  /** xl.cfg `ramdisk`: the initial ramdisk, handed to a PVH kernel as module 0 of hvm_start_info (builder/modules.ts). */
+  readonly ramdisk?: Uint8Array;
   /** The primary-master ATA disk. */
   readonly disk?: BlockBackend;
   /** Console bytes (UART and debug console), as text chunks. */
@@ -396,6 +398,8 @@ export class Domain {
   /** The Xen interface: HVM params, event channels, grant table, shared_info, statistics (xen/). */
   readonly xen: XenDomain = new XenDomain(this);
   crashReason: string | undefined;
+  /** What the domain builder loaded: the protocol, the entry, the ELF's segments, the modules, the bzImage header (builder/pvh.ts). */
+  boot: BootState | undefined;
   readonly weight: number;
   readonly hap: boolean;
   /** Instructions retired, summed over vCPUs (kept across destroy). */
@@ -945,13 +949,14 @@ export class Hypervisor {
     const boot = buildPvh(image, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
       write: (gpa, bytes) => d.writeGuest(gpa, bytes),
       zero: (gpa, length) => d.writeGuest(gpa, new Uint8Array(length)),
-    });
+    }, options.ramdisk !== undefined ? { ramdisk: options.ramdisk } : {});
     if ("kind" in boot) {
       d.destroy();
-      // One field name in front: the builder's own ("memory", "cmdline", "kernel"), or "kernel"
-      // and the ELF field for an image the loader refused.
+      // One field name in front: the builder's own ("memory", "cmdline", "kernel", "ramdisk"), or
+      // "kernel" and the ELF field for an image the loader refused.
       throw new DomainError(name, boot.kind === "boot-error" ? `${boot.field}: ${boot.message}` : `kernel: ${boot.message}`);
     }
+    d.boot = boot;
     for (let i = 0; i < vcpus; i++) {
       const v = new Vcpu(d, i, this.memory, this.clock);
       // An event delivery uses up its modelled time of the slice (the run budget and the preemption timer).

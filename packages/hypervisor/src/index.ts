@@ -5,7 +5,11 @@ export { ExitStats, handleExit, MAX_STRING_IO_PER_EXIT } from "./exits.js";
 export { HostFrames } from "./host/frames.js";
 export type { Extent } from "./host/frames.js";
 export { buildPvh, BootLayout, BOOT_CS32, BOOT_CS64, BOOT_DS, BOOT_TSS, BOOT_GDT_LIMIT, MAX_CMDLINE, XEN_HVM_START_MAGIC_VALUE, XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_MEMMAP_TYPE_RESERVED, MULTIBOOT_HEADER_MAGIC, MULTIBOOT_BOOTLOADER_MAGIC, MULTIBOOT_SEARCH, MULTIBOOT_AOUT_KLUDGE, MULTIBOOT_INFO_MEMORY, MULTIBOOT_INFO_CMDLINE, MULTIBOOT_INFO_MEM_MAP, MULTIBOOT_MEMORY_AVAILABLE } from "./builder/pvh.js";
-export type { BootState, BootError, GuestPhysicalWriter } from "./builder/pvh.js";
+export type { BootState, BootError, BuildOptions, GuestPhysicalWriter } from "./builder/pvh.js";
+export { extractBzImage, isBzImage, BzImageHeader, BZ_BOOT_FLAG, BZ_HDRS_MAGIC, BZ_MIN_PAYLOAD_VERSION, BZ_SECTOR_SIZE, LZ4_LEGACY_MAGIC, LZ4_LEGACY_BLOCK_SIZE, MAX_VMLINUX_SIZE } from "./builder/bzimage.js";
+export type { BzImageInfo, BzImageError } from "./builder/bzimage.js";
+export { placeModules, encodeModlist, HVM_MODLIST_ENTRY_SIZE, HVM_START_INFO_NR_MODULES, HVM_START_INFO_MODLIST_PADDR } from "./builder/modules.js";
+export type { BootModule, PlacedModule } from "./builder/modules.js";
 export { DebugConsole, DebugExit, DEBUGCON_PORT, DEBUG_EXIT_PORT } from "./devices/debug-port.js";
 export {
   DmaEngine,

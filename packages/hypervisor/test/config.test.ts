@@ -4,6 +4,7 @@ import {
   CONFIG_MEMORY_MAX_MIB,
   CONFIG_MEMORY_MIN_MIB,
   ConfigError,
+  domainOptions,
   formatDomainConfig,
   parseDiskSpec,
   parseDomainConfig,
@@ -183,6 +184,21 @@ describe("parseDomainConfig: errors name file, line and key", () => {
   it("bare words and bad escapes are syntax errors", () => {
     expectError(`${MINIMAL}serial = pty\n`, 4, "serial", /not a quoted string, an integer or a list/);
     expectError(`${MINIMAL}cmdline = "a\\qb"\n`, 4, "cmdline", /unknown escape/);
+  });
+});
+
+describe("ramdisk (xl.cfg(5): the initial ramdisk for a PVH kernel)", () => {
+  it("is absent by default, read as a path, written back by formatDomainConfig, and passed to the domain", () => {
+    expect("ramdisk" in parseDomainConfig(MINIMAL, FILE)).toBe(false);
+    const cfg = parseDomainConfig(`${MINIMAL}ramdisk = "linux-cache/initramfs.cpio"\n`, FILE);
+    expect(cfg.ramdisk).toBe("linux-cache/initramfs.cpio");
+    expect(parseDomainConfig(formatDomainConfig(cfg), FILE)).toEqual(cfg);
+    const rd = Uint8Array.of(1, 2, 3);
+    expect(domainOptions(cfg, { kernel: new Uint8Array(1), ramdisk: rd }).ramdisk).toBe(rd);
+    expect("ramdisk" in domainOptions(cfg, { kernel: new Uint8Array(1) })).toBe(false);
+  });
+  it("must be a quoted path", () => {
+    expectError(`${MINIMAL}ramdisk = 5\n`, 4, "ramdisk", /expected a quoted path/);
   });
 });
 

@@ -20,7 +20,7 @@ describe("ELF64 images for the domain builder", () => {
   it("parses a valid image and loads it (zero-filling p_memsz beyond p_filesz)", () => {
     const elf = parseElf(image(), 32 * MiB);
     if ("kind" in elf) throw new Error(elf.message);
-    expect(elf).toMatchObject({ entry: 0x10_0000, pvhEntry: 0x10_0000, segments: [{ paddr: 0x10_0000, fileSize: 0x40, memSize: 0x1000, flags: 5 }] });
+    expect(elf).toMatchObject({ entry: 0x10_0000n, pvhEntry: 0x10_0000, segments: [{ paddr: 0x10_0000, fileSize: 0x40, memSize: 0x1000, flags: 5 }] });
     const mem = new MachineMemory(32 * MiB);
     mem.fill(0x10_0000, 0x2000, 0xee);
     loadSegments(image(), elf, (gpa, bytes) => mem.writeBytes(gpa, bytes), (gpa, n) => mem.fill(gpa, n, 0));

@@ -42,10 +42,10 @@ function parsed(name: Fixture): ElfImage {
 describe("ELF32 containers: parsed as libelf parses them", () => {
   it("elf32-i386 with a PVH note: EM_386, segments at p_paddr (1 MiB) though linked at 0xC0100000", () => {
     const elf = parsed("pvh-i386");
-    expect({ elfClass: elf.elfClass, machine: elf.machine, entry: elf.entry, pvhEntry: elf.pvhEntry }).toEqual({ elfClass: ELFCLASS32, machine: EM_386, entry: 0xc010_0000, pvhEntry: 0x10_0000 });
+    expect({ elfClass: elf.elfClass, machine: elf.machine, entry: elf.entry, pvhEntry: elf.pvhEntry }).toEqual({ elfClass: ELFCLASS32, machine: EM_386, entry: 0xc010_0000n, pvhEntry: 0x10_0000 });
     expect(elf.segments.map((s) => [s.vaddr, s.paddr])).toEqual([
-      [0xc010_0000, 0x10_0000],
-      [0xc010_1000, 0x10_1000],
+      [0xc010_0000n, 0x10_0000],
+      [0xc010_1000n, 0x10_1000],
     ]);
     expect(elf.segments[1]!.memSize).toBeGreaterThan(elf.segments[1]!.fileSize); // .bss
   });
@@ -56,8 +56,8 @@ describe("ELF32 containers: parsed as libelf parses them", () => {
   });
 
   it("Multiboot images have no PVH entry", () => {
-    expect(parsed("multiboot-i386")).toMatchObject({ elfClass: ELFCLASS32, machine: EM_386, pvhEntry: undefined, entry: 0xc020_000c });
-    expect(parsed("multiboot-x32")).toMatchObject({ elfClass: ELFCLASS32, machine: EM_X86_64, pvhEntry: undefined, entry: 0x30_000c });
+    expect(parsed("multiboot-i386")).toMatchObject({ elfClass: ELFCLASS32, machine: EM_386, pvhEntry: undefined, entry: 0xc020_000cn });
+    expect(parsed("multiboot-x32")).toMatchObject({ elfClass: ELFCLASS32, machine: EM_X86_64, pvhEntry: undefined, entry: 0x30_000cn });
   });
 
   it("the builder enters PVH at the note and Multiboot at e_entry's p_paddr (GRUB's translation)", () => {

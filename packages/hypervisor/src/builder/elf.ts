@@ -62,7 +62,11 @@ export const XEN_ELFNOTE_NAMES: readonly string[] = [
 export interface ElfSegment {
   /** Guest-physical load address (p_paddr). */
   readonly paddr: number;
-  readonly vaddr: number;
+  /**
+   * p_vaddr, exact: a higher-half kernel (Linux: 0xffffffff81000000 and up) has virtual addresses
+   * beyond 2^53, so this is a bigint; loading never uses it (segments go to p_paddr).
+   */
+  readonly vaddr: bigint;
   readonly offset: number;
   readonly fileSize: number;
   readonly memSize: number;
@@ -76,8 +80,8 @@ export interface ElfImage {
   /** e_machine: EM_X86_64, or EM_386 in an ELFCLASS32 image. */
   readonly machine: typeof EM_X86_64 | typeof EM_386;
   readonly type: number;
-  /** e_entry: the entry point (virtual). */
-  readonly entry: number;
+  /** e_entry: the entry point (virtual, exact: a bigint for the same reason as ElfSegment.vaddr). */
+  readonly entry: bigint;
   /** The PVH entry (XEN_ELFNOTE_PHYS32_ENTRY), if the image carries one. */
   readonly pvhEntry: number | undefined;
   /**
@@ -114,6 +118,15 @@ function u32(dv: DataView, at: number): number {
   return dv.getUint32(at, true);
 }
 
+/** A virtual address, exact (p_vaddr, e_entry): any u64, read at load time only. */
+function vaddr64(dv: DataView, at: number): bigint {
+  return dv.getBigUint64(at, true);
+}
+
+function vaddr32(dv: DataView, at: number): bigint {
+  return BigInt(dv.getUint32(at, true));
+}
+
 /**
  * Where each field lives in the two classes (Elf32_Ehdr/Elf64_Ehdr, Elf32_Phdr/Elf64_Phdr): the
  * 32-bit program header has p_flags after p_memsz, the 64-bit one right after p_type.
@@ -126,6 +139,8 @@ interface ClassLayout {
   readonly hex: (dv: DataView, at: number) => string;
   /** Whether the word at `at` is a safe integer as `word` reads it. */
   readonly exact: (dv: DataView, at: number) => boolean;
+  /** The exact reader for virtual addresses (p_vaddr, e_entry). */
+  readonly vword: (dv: DataView, at: number) => bigint;
   readonly e_entry: number;
   readonly e_phoff: number;
   readonly e_phentsize: number;
@@ -138,8 +153,8 @@ interface ClassLayout {
   readonly p_memsz: number;
 }
 
-const ELF64_LAYOUT: ClassLayout = { ehdrSize: ELF64_EHDR_SIZE, phdrSize: ELF64_PHDR_SIZE, word: u64, hex: (dv, at) => formatHex64(dv.getUint32(at + 4, true), dv.getUint32(at, true)), exact: (dv, at) => dv.getUint32(at + 4, true) < 0x20_0000, e_entry: 24, e_phoff: 32, e_phentsize: 54, e_phnum: 56, p_flags: 4, p_offset: 8, p_vaddr: 16, p_paddr: 24, p_filesz: 32, p_memsz: 40 };
-const ELF32_LAYOUT: ClassLayout = { ehdrSize: ELF32_EHDR_SIZE, phdrSize: ELF32_PHDR_SIZE, word: u32, hex: (dv, at) => formatHex(u32(dv, at)), exact: () => true, e_entry: 24, e_phoff: 28, e_phentsize: 42, e_phnum: 44, p_flags: 24, p_offset: 4, p_vaddr: 8, p_paddr: 12, p_filesz: 16, p_memsz: 20 };
+const ELF64_LAYOUT: ClassLayout = { ehdrSize: ELF64_EHDR_SIZE, phdrSize: ELF64_PHDR_SIZE, word: u64, hex: (dv, at) => formatHex64(dv.getUint32(at + 4, true), dv.getUint32(at, true)), exact: (dv, at) => dv.getUint32(at + 4, true) < 0x20_0000, vword: vaddr64, e_entry: 24, e_phoff: 32, e_phentsize: 54, e_phnum: 56, p_flags: 4, p_offset: 8, p_vaddr: 16, p_paddr: 24, p_filesz: 32, p_memsz: 40 };
+const ELF32_LAYOUT: ClassLayout = { ehdrSize: ELF32_EHDR_SIZE, phdrSize: ELF32_PHDR_SIZE, word: u32, hex: (dv, at) => formatHex(u32(dv, at)), exact: () => true, vword: vaddr32, e_entry: 24, e_phoff: 28, e_phentsize: 42, e_phnum: 44, p_flags: 24, p_offset: 4, p_vaddr: 8, p_paddr: 12, p_filesz: 16, p_memsz: 20 };
 
 /**
  * Parse and validate an x86 executable: ELFCLASS64 with EM_X86_64, or ELFCLASS32 with EM_X86_64
@@ -163,8 +178,7 @@ export function parseElf(image: Uint8Array, memorySize: number): ElfImage | ElfE
   if (machine !== EM_X86_64 && (elfClass === ELFCLASS64 || machine !== EM_386)) {
     return err("e_machine", elfClass === ELFCLASS64 ? `machine ${machine} is not EM_X86_64 (62)` : `machine ${machine} is neither EM_386 (3) nor EM_X86_64 (62) in an ELFCLASS32 image`, 18);
   }
-  const entry = L.word(dv, L.e_entry);
-  const entryExact = L.exact(dv, L.e_entry);
+  const entry = L.vword(dv, L.e_entry);
   const phoff = L.word(dv, L.e_phoff);
   const phentsize = dv.getUint16(L.e_phentsize, true);
   const phnum = dv.getUint16(L.e_phnum, true);
@@ -184,11 +198,12 @@ export function parseElf(image: Uint8Array, memorySize: number): ElfImage | ElfE
     if (ptype !== PT_LOAD && ptype !== PT_NOTE) continue;
     // libelf's elf_phdr_is_loadable: a PT_LOAD with no access flags is not loaded.
     if (ptype === PT_LOAD && (flags & (PF_R | PF_W | PF_X)) === 0) continue;
-    for (const [name, off] of [["p_offset", L.p_offset], ["p_filesz", L.p_filesz], ["p_memsz", L.p_memsz], ["p_paddr", L.p_paddr], ["p_vaddr", L.p_vaddr]] as const) {
-      if (!L.exact(dv, at + off)) return err(`${where}: ${name}`, `${L.hex(dv, at + off)} is beyond 2^53 (vtlab loads kernels whose offsets, sizes and addresses are below it)`, at + off);
+    for (const [name, off] of [["p_offset", L.p_offset], ["p_filesz", L.p_filesz], ["p_memsz", L.p_memsz], ["p_paddr", L.p_paddr]] as const) {
+      // p_vaddr is read exactly (a bigint): a higher-half kernel is loaded by p_paddr.
+      if (!L.exact(dv, at + off)) return err(`${where}: ${name}`, `${L.hex(dv, at + off)} is beyond 2^53 (vtlab loads kernels whose offsets, sizes and physical addresses are below it)`, at + off);
     }
     const offset = L.word(dv, at + L.p_offset);
-    const vaddr = L.word(dv, at + L.p_vaddr);
+    const vaddr = L.vword(dv, at + L.p_vaddr);
     const paddr = L.word(dv, at + L.p_paddr);
     const fileSize = L.word(dv, at + L.p_filesz);
     const memSize = L.word(dv, at + L.p_memsz);
@@ -213,7 +228,7 @@ export function parseElf(image: Uint8Array, memorySize: number): ElfImage | ElfE
     return err("XEN_ELFNOTE_PHYS32_ENTRY", `the PVH entry ${formatHex(pvhEntry)} is outside every loaded segment`);
   }
   const isPv = pvhEntry === undefined && xenNotes.length > 0;
-  if (pvhEntry === undefined && !isPv && !(entryExact && segments.some((s) => entry >= s.vaddr && entry < s.vaddr + s.memSize))) {
+  if (pvhEntry === undefined && !isPv && !segments.some((s) => entry >= s.vaddr && entry < s.vaddr + BigInt(s.memSize))) {
     return err("e_entry", `the entry point ${L.hex(dv, L.e_entry)} is outside every loaded segment`, L.e_entry);
   }
   return { elfClass, machine, type, entry, pvhEntry, xenNotes, segments };

@@ -17,7 +17,9 @@
  * far-jumps to 64-bit code (as the vtlab guests do) runs the same on both.
  */
 import { PAGE_SIZE, formatHex } from "@vtlab/arch";
+import { extractBzImage, isBzImage, type BzImageError, type BzImageInfo } from "./bzimage.js";
 import { EM_386, ELFCLASS32, XEN_ELFNOTE_NAMES, loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
+import { encodeModlist, HVM_START_INFO_MODLIST_PADDR, HVM_START_INFO_NR_MODULES, placeModules, type PlacedModule } from "./modules.js";
 import { guestLayout, guestMemoryMap } from "./layout.js";
 
 export { guestMemoryMap, type MemoryMapEntry } from "./layout.js";
@@ -32,6 +34,8 @@ export const XEN_HVM_MEMMAP_TYPE_RESERVED = 2;
 export const BootLayout = {
   /** struct hvm_start_info (version 1: 56 bytes), or the multiboot_info (52 bytes) for Multiboot. */
   startInfo: 0x6000,
+  /** struct hvm_modlist_entry[] (32 bytes each: up to 6 modules before the memory map). */
+  modlist: 0x6040,
   /** struct hvm_memmap_table_entry[] (24 bytes each). */
   memmap: 0x6100,
   /** The NUL-terminated command line, up to 0x0e00 bytes with the NUL. */
@@ -89,12 +93,22 @@ export interface BootState {
   readonly gdtLimit: number;
   readonly tssBase: number;
   readonly elf: ElfImage;
+  /** The PVH modules (the ramdisk) as handed over in hvm_start_info's modlist. */
+  readonly modules: readonly PlacedModule[];
+  /** Set when the kernel was a bzImage: its header and the decompressed payload (`elf` describes that). */
+  readonly bzImage?: Omit<BzImageInfo, "vmlinux">;
+}
+
+/** What buildPvh loads besides the kernel. */
+export interface BuildOptions {
+  /** xl.cfg `ramdisk`: handed to a PVH kernel as module 0 (builder/modules.ts). */
+  readonly ramdisk?: Uint8Array;
 }
 
 export interface BootError {
   readonly kind: "boot-error";
-  /** The domain option at fault: the kernel image, the memory size or the command line. */
-  readonly field: "kernel" | "memory" | "cmdline";
+  /** The domain option at fault: the kernel image, the memory size, the command line or the ramdisk. */
+  readonly field: "kernel" | "memory" | "cmdline" | "ramdisk";
   /** What is wrong, without the field's name (the caller prefixes it once). */
   readonly message: string;
 }
@@ -109,9 +123,21 @@ function le64(out: Uint8Array, off: number, value: number): void {
   v.setUint32(off + 4, Math.floor(value / 2 ** 32) >>> 0, true);
 }
 
-/** Parse, check and load a PVH kernel into a domain of `memorySize` bytes; write the boot structures. */
-export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number, mem: GuestPhysicalWriter): BootState | BootError | ElfError {
+/**
+ * Parse, check and load a PVH kernel into a domain of `memorySize` bytes; write the boot
+ * structures. The kernel is an ELF, or a Linux bzImage whose payload is one (builder/bzimage.ts).
+ */
+export function buildPvh(kernel: Uint8Array, cmdline: string, memorySize: number, mem: GuestPhysicalWriter, options: BuildOptions = {}): BootState | BootError | ElfError | BzImageError {
   if (memorySize < 2 * 1024 * 1024) return bootError("memory", `${memorySize} bytes is too small (at least 2 MiB)`);
+  let image = kernel;
+  let bzImage: Omit<BzImageInfo, "vmlinux"> | undefined;
+  if (isBzImage(kernel)) {
+    const bz = extractBzImage(kernel);
+    if ("kind" in bz) return bz;
+    const { vmlinux, ...info } = bz;
+    image = vmlinux;
+    bzImage = info;
+  }
   // Kernel segments go in low RAM (below the MMIO hole, builder/layout.ts).
   const lowRam = guestLayout(Math.floor(memorySize / PAGE_SIZE)).lowFrames * PAGE_SIZE;
   const elf = parseElf(image, lowRam);
@@ -139,13 +165,13 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   // Multiboot enters at e_entry; like GRUB's ELF loader, an e_entry inside a segment's p_vaddr
   // range is taken to the same place in its p_paddr range (they are equal when linked at the load
   // address, as the vtlab guests are).
-  const entry = elf.pvhEntry ?? (multiboot ? physicalEntry(elf) : elf.entry);
+  const entry = elf.pvhEntry ?? (multiboot ? physicalEntry(elf) : Number(elf.entry));
   if (protocol === "direct64") {
     // The builder's page tables map the first 4 GiB one to one, so the kernel must be linked
     // where it is loaded (a higher-half kernel boots through its PVH entry instead).
     for (const s of elf.segments) {
-      if (s.memSize > 0 && s.vaddr !== s.paddr) {
-        return bootError("kernel", `no PVH note or Multiboot header, so it boots directly in 64-bit mode on an identity map; but a PT_LOAD segment has p_vaddr ${formatHex(s.vaddr)} != p_paddr ${formatHex(s.paddr)} (link it at its load address, or give it a XEN_ELFNOTE_PHYS32_ENTRY note)`);
+      if (s.memSize > 0 && s.vaddr !== BigInt(s.paddr)) {
+        return bootError("kernel", `no PVH note or Multiboot header, so it boots directly in 64-bit mode on an identity map; but a PT_LOAD segment has p_vaddr 0x${s.vaddr.toString(16)} != p_paddr ${formatHex(s.paddr)} (link it at its load address, or give it a XEN_ELFNOTE_PHYS32_ENTRY note)`);
       }
     }
   }
@@ -156,6 +182,9 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
   }
   if (entry >= lowRam || entry >= 2 ** 32) return bootError("kernel", `${protocol === "pvh" ? "PVH entry" : "e_entry"} ${formatHex(entry)} lies beyond guest memory or 4 GiB`);
   if (cmdline.length > MAX_CMDLINE) return bootError("cmdline", `${cmdline.length} bytes is longer than the ${MAX_CMDLINE}-byte limit`);
+  const modules = options.ramdisk === undefined ? [] : placeModules(elf, [{ name: "ramdisk", bytes: options.ramdisk }], lowRam);
+  if (typeof modules === "string") return bootError("ramdisk", modules);
+  if (modules.length > 0 && protocol !== "pvh") return bootError("ramdisk", `the kernel boots ${protocol === "multiboot" ? "by Multiboot" : "directly in 64-bit mode"}; a ramdisk is handed over only to a PVH kernel (XEN_ELFNOTE_PHYS32_ENTRY), as a module in hvm_start_info`);
   const cmd = new Uint8Array(cmdline.length);
   for (let i = 0; i < cmdline.length; i++) {
     const c = cmdline.charCodeAt(i);
@@ -169,18 +198,30 @@ export function buildPvh(image: Uint8Array, cmdline: string, memorySize: number,
 
   if (multiboot) writeMultibootInfo(memorySize, mem);
   else writeStartInfo(memorySize, mem);
+  if (modules.length > 0) {
+    mem.write(modules[0]!.paddr, options.ramdisk!);
+    mem.write(BootLayout.modlist, encodeModlist(modules));
+    const nr = new Uint8Array(4);
+    new DataView(nr.buffer).setUint32(0, modules.length, true);
+    mem.write(BootLayout.startInfo + HVM_START_INFO_NR_MODULES, nr);
+    const modlist = new Uint8Array(8);
+    le64(modlist, 0, BootLayout.modlist);
+    mem.write(BootLayout.startInfo + HVM_START_INFO_MODLIST_PADDR, modlist);
+  }
   const cmdz = new Uint8Array(cmd.length + 1);
   cmdz.set(cmd);
   mem.write(BootLayout.cmdline, cmdz);
   writeGdt(mem);
   if (protocol === "direct64") writeIdentityMap(mem);
-  return { protocol, eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf };
+  return { protocol, eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf, modules, ...(bzImage !== undefined ? { bzImage } : {}) };
 }
 
 /** e_entry translated from the segment whose p_vaddr range holds it to that segment's p_paddr. */
 function physicalEntry(elf: ElfImage): number {
-  const s = elf.segments.find((seg) => elf.entry >= seg.vaddr && elf.entry < seg.vaddr + seg.memSize);
-  return s === undefined ? elf.entry : elf.entry - s.vaddr + s.paddr;
+  const s = elf.segments.find((seg) => elf.entry >= seg.vaddr && elf.entry < seg.vaddr + BigInt(seg.memSize));
+  // Inside a segment the result is below paddr + memSize (a safe number); outside, e_entry as it
+  // is, beyond 2^53 only for an address buildPvh then refuses as beyond 4 GiB.
+  return s === undefined ? Number(elf.entry) : Number(elf.entry - s.vaddr) + s.paddr;
 }
 
 /** The Multiboot header, if the image has one: undefined when absent, a message when it is bad. */

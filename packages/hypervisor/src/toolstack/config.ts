@@ -15,7 +15,7 @@
  * Vif entries follow xl-network-configuration(5): comma-separated `key=value` pairs; only `mac`
  * and `bridge` are modelled (`parseVifSpec`).
  *
- * Relative paths (kernel, disk targets, serial files) are returned exactly as written: the
+ * Relative paths (kernel, ramdisk, disk targets, serial files) are returned exactly as written: the
  * caller resolves them against the directory of the file. This module does no file access.
  *
  * Errors: configuration files are written by the operator, not by a guest, so a bad one is
@@ -87,6 +87,8 @@ export interface DomainConfig {
   readonly kernel: string;
   /** `cmdline`: the kernel command line (default ""). */
   readonly cmdline: string;
+  /** `ramdisk`: the initial ramdisk, handed to a PVH kernel as a module in hvm_start_info (absent: none). */
+  readonly ramdisk?: string;
   /** `disk`: the disks, in file order (default none). */
   readonly disk: readonly DiskConfig[];
   /** `vif`: the network interfaces, in file order (devid 0, 1, ...); absent or empty: none. */
@@ -329,6 +331,7 @@ const KNOWN_KEYS = [
   "shadow_memory",
   "kernel",
   "cmdline",
+  "ramdisk",
   "disk",
   "serial",
   "on_crash",
@@ -422,6 +425,9 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
     }
   }
 
+  const ramdiskS = seen.get("ramdisk");
+  const ramdisk = ramdiskS === undefined ? undefined : str(ramdiskS, "a quoted path");
+
   const diskS = seen.get("disk");
   const disk: DiskConfig[] = [];
   if (diskS !== undefined) {
@@ -509,7 +515,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const selftestS = seen.get("vtlab_xen_selftest");
   const selftest = selftestS === undefined ? {} : { xenSelftest: int(selftestS, "0 or 1", 0, 1) === 1 };
 
-  return { name, memory, vcpus, builder: "hvm", hap, ...shadow, kernel, cmdline, disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
+  return { name, memory, vcpus, builder: "hvm", hap, ...shadow, kernel, cmdline, ...(ramdisk !== undefined ? { ramdisk } : {}), disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
 }
 
 function quoteText(v: RawValue): string {
@@ -628,6 +634,7 @@ export function formatDomainConfig(cfg: DomainConfig): string {
     `kernel = ${quote(cfg.kernel)}`,
     `cmdline = ${quote(cfg.cmdline)}`,
   ];
+  if (cfg.ramdisk !== undefined) lines.push(`ramdisk = ${quote(cfg.ramdisk)}`);
   if (cfg.disk.length > 0) {
     lines.push("disk = [");
     for (const d of cfg.disk) {

@@ -57,6 +57,8 @@ export const RAPID_RESTART_LIMIT = 3;
 export interface DomainResources {
   /** The kernel image (the config's `kernel`, read by the caller). */
   readonly kernel: Uint8Array;
+  /** The initial ramdisk (the config's `ramdisk`, read by the caller), if any. */
+  readonly ramdisk?: Uint8Array;
   /** The primary-master disk (the config's first `disk`), if any. */
   readonly disk?: BlockBackend;
   /** Console text of this incarnation. */
@@ -80,6 +82,7 @@ export function domainOptions(config: DomainConfig, resources: DomainResources):
     ...(config.shadowMemory !== undefined ? { shadowMemoryKiB: config.shadowMemory * 1024 } : {}),
     kernel: resources.kernel,
     cmdline: config.cmdline,
+    ...(resources.ramdisk !== undefined ? { ramdisk: resources.ramdisk } : {}),
     weight: config.weight,
     magicPages: true,
     ...(config.xenPlatformPci !== undefined ? { xenPlatformPci: config.xenPlatformPci } : {}),
