@@ -51,7 +51,6 @@ function elementLinear(cpu: Cpu, seg: number, r: number, addrSize: number): numb
   }
   return lin;
 }
-}
 
 /** Advance a pointer register by `delta` (+-1, 2, 4, 8) for the address size, exactly (64-bit: in halves). */
 function advance(cpu: Cpu, r: number, addrSize: number, delta: number): void {
