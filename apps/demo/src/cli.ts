@@ -207,8 +207,11 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
         onProgress: progress,
         // Beside the consoles; on stderr with --json, so that stdout stays one JSON document.
         onCrash: (r) => (json ? io.err : io.out)(`${describeCrash(r)}\n`),
-        // Why the run ended (the budget, or every domain finished or blocked for good), beside the progress lines.
-        onEnd: (r, blocked) => io.err(`run ended: ${runEndLine(r, blocked)}\n`),
+        // Why the run ended, beside the progress lines, when it is not that every domain finished:
+        // the budget, or domains left blocked for good.
+        onEnd: (r, blocked) => {
+          if (r.reason !== "idle" || blocked.length > 0) io.err(`run ended: ${runEndLine(r, blocked)}\n`);
+        },
         onWarning: (m) => io.err(`vtlab run: warning: ${m}\n`),
       });
       io.out(json ? `${JSON.stringify(reports, null, 2)}\n` : `\n${formatRunReports(reports)}\n`);

@@ -69,8 +69,10 @@ describe("a NOP slide beside a well-behaved domain: the host heap and the code c
         200_000_000,
         () => good.state !== "running" && slideStart >= 0 && bad.instructions - slideStart >= slideInstructions,
         () => {
-          // The slide starts once the guest's memset is done and its first line is out.
-          if (slideStart < 0 && bad.console.includes("nopslide:")) {
+          // The slide starts once the guest has printed where it is and its memset is done (each
+          // REP STOS iteration retires as an instruction): RIP is on the slide.
+          const at = /from (0x[0-9a-f]+) to/.exec(bad.console);
+          if (slideStart < 0 && at !== null && cpu.rip >= Number(at[1])) {
             slideStart = bad.instructions;
             heapBefore = liveHeap();
           }
