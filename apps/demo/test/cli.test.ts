@@ -115,7 +115,9 @@ describe("vtlab", () => {
     expect(ept.shadowFaults).toBeNull();
     expect(shadow.eptReferences).toBe(0);
     expect(ept.eptReferences).toBeGreaterThan(0);
-    expect(shadow.ioExitsPerDiskMiB).toBeCloseTo(ept.ioExitsPerDiskMiB!, 5);
+    // The same disk work: a REP INS/OUTS exit moves what is left of its slice (at most 4096
+    // elements), and the slices fall differently on the two MMUs, so the counts agree within 1 %.
+    expect(Math.abs(shadow.ioExitsPerDiskMiB! - ept.ioExitsPerDiskMiB!)).toBeLessThan(ept.ioExitsPerDiskMiB! / 100);
     const table = formatReports(reports);
     expect(table).toMatch(/disk-shadow\s+shadow\s+exit 0/);
     expect(table).toMatch(/disk-ept\s+ept\s+exit 0/);

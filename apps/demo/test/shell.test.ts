@@ -76,7 +76,7 @@ describe("vtlab shell", () => {
     const [paused, stillPaused, ptemod, resumed] = instructionCounts(r.out) as [number, number, number, number];
     expect(paused).toBeGreaterThan(0);
     expect(stillPaused).toBe(paused); // no instruction retired while paused
-    expect(ptemod).toBeGreaterThan(150_000); // the other one ran (its I/O exits and device accesses are charged to its slices too)
+    expect(ptemod).toBeGreaterThan(150_000); // the other one ran (its exits and device accesses are charged to its slices too)
     expect(resumed).toBeGreaterThan(paused);
     expect(r.out).toContain("paused compute (id 1)\n");
     expect(r.out).toContain("unpaused compute (id 1)\n");

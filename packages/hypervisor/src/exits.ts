@@ -282,7 +282,9 @@ function stringIo(ctx: ExitContext, exit: VmExit, size: 1 | 2 | 4, input: boolea
   // A guest-chosen RCX may be 2^64 - 1: handle at most a batch per exit and leave RIP on the
   // instruction, so the guest re-executes it for the rest (Xen's emulator works in batches too)
   // and the scheduler can run others in between (each element is charged: CostModel.deviceModelAccess).
-  let left = cHi !== 0 ? MAX_STRING_IO_PER_EXIT : Math.min(cLo, MAX_STRING_IO_PER_EXIT);
+  // What is left of the slice bounds the batch too (Vcpu.stringIoLimit, at least 1 element).
+  const most = Math.min(MAX_STRING_IO_PER_EXIT, v.stringIoLimit);
+  let left = cHi !== 0 ? most : Math.min(cLo, most);
   /** A #PF for an element whose page does not translate (CR2: the first byte that faults). */
   const pageFault = (errorCode: number, cr2: number): ExitOutcome => ({ kind: "inject", vector: Vector.PF, errorCode, cr2 });
   while (left > 0) {

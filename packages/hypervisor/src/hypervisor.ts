@@ -320,12 +320,11 @@ export class Vcpu {
   interruptsInjected = 0;
   wakeups = 0;
   /**
-   * Slice time this vCPU used beyond its last slice (instruction-times): one exit can cost more
-   * than what was left of the slice (a 4096-element string-I/O exit), and the overshoot is taken
-   * from its next slices, as Xen's credit scheduler debits the time a vCPU actually ran, so the
-   * vCPU gets its share over time and no more.
+   * Elements the next string-I/O exit may move (exits.ts): what is left of the slice at
+   * CostModel.deviceModelAccess each, at least 1, so a REP INS/OUTS exit ends the slice on time;
+   * the guest re-executes the instruction for the rest.
    */
-  sliceDebt = 0;
+  stringIoLimit = Number.POSITIVE_INFINITY;
   constructor(
     readonly domain: Domain,
     readonly id: number,
@@ -1130,15 +1129,7 @@ export class Hypervisor {
       }
       const v = runnable[this.rr++ % runnable.length]!;
       const slice = Math.max(1000, Math.floor((this.sliceInstructions * v.domain.weight) / 256));
-      if (v.sliceDebt >= slice) {
-        // Its earlier slices overran by at least this one: it sits this turn out.
-        v.sliceDebt -= slice;
-        continue;
-      }
-      const budget = Math.min(slice - v.sliceDebt, max - charged);
-      v.sliceDebt = 0;
-      const n = this.runSlice(v, budget);
-      v.sliceDebt = Math.max(0, n.charged - budget);
+      const n = this.runSlice(v, Math.min(slice, max - charged));
       total += n.retired;
       charged += n.charged;
       // A flush point (deferred IOTLB policy): the end of every scheduler slice.
@@ -1210,6 +1201,8 @@ export class Hypervisor {
         v.inGuest = false;
         const pauseAfter = this.onVmExit !== undefined && this.reportExit(v, r.exit);
         const accesses = d.exitStats.ioAccesses + d.exitStats.mmioAccesses;
+        const slackCycles = (budget - retired - charged - this.cost.vmExitEntry / this.cost.instruction) * this.cost.instruction;
+        v.stringIoLimit = Math.max(1, Math.floor(slackCycles / Math.max(1, this.cost.deviceModelAccess)));
         this.dispatch(ctx, r.exit);
         // An exit costs slice time too (its modelled cycles, and the device-model accesses it
         // made: each element of a string-I/O exit), so a guest that exits in a loop without
