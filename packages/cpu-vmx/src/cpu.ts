@@ -407,6 +407,8 @@ export class Cpu {
   vpid = 0;
   /** Saved TLB sets by VPID, least recently selected first (Map insertion order; see TLB_MAX_SETS). */
   private readonly tlbSets = new Map<number, TlbSet>();
+  /** The record the active set was taken from (not in `tlbSets` while active); see selectTlb. */
+  private tlbActiveRecord: TlbSet | undefined = undefined;
   private tlbSetEvictions = 0;
   /** Bumped on every TLB flush; lets the fetch path keep its current page. */
   tlbGeneration = 0;
@@ -712,20 +714,37 @@ export class Cpu {
   selectTlb(vpid: number): void {
     if (vpid === this.vpid) return;
     this.tlbSets.delete(this.vpid); // re-inserted last: the most recently used
-    this.tlbSets.set(this.vpid, {
-      tag: this.tlbTag,
-      phys: this.tlbPhys,
-      ok: this.tlbOk,
-      rights: this.tlbRights,
-      flags: this.tlbFlags,
-      view: this.tlbView,
-      hasLarge: this.tlbHasLarge,
-      filled: this.tlbFilled,
-      filledCount: this.tlbFilledCount,
-    });
+    // The record of the set being left is the one it was entered with (reused: a VPID switch on
+    // every VM exit and entry allocates nothing).
+    const left = this.tlbActiveRecord;
+    if (left === undefined) {
+      this.tlbSets.set(this.vpid, {
+        tag: this.tlbTag,
+        phys: this.tlbPhys,
+        ok: this.tlbOk,
+        rights: this.tlbRights,
+        flags: this.tlbFlags,
+        view: this.tlbView,
+        hasLarge: this.tlbHasLarge,
+        filled: this.tlbFilled,
+        filledCount: this.tlbFilledCount,
+      });
+    } else {
+      left.tag = this.tlbTag;
+      left.phys = this.tlbPhys;
+      left.ok = this.tlbOk;
+      left.rights = this.tlbRights;
+      left.flags = this.tlbFlags;
+      left.view = this.tlbView;
+      left.hasLarge = this.tlbHasLarge;
+      left.filled = this.tlbFilled;
+      left.filledCount = this.tlbFilledCount;
+      this.tlbSets.set(this.vpid, left);
+    }
     // The map holds the inactive sets only: the one entered leaves it while it is active.
     const next = this.tlbSets.get(vpid) ?? newTlbSet();
     this.tlbSets.delete(vpid);
+    this.tlbActiveRecord = next;
     // Over the bound: drop the least recently selected sets (the one just left is the most recent).
     if (this.tlbSets.size > TLB_MAX_SETS) {
       for (const old of this.tlbSets.keys()) {
@@ -1150,6 +1169,8 @@ export class Cpu {
   private deliveringPrivileged = false;
   /** A VM exit recorded by a handler or by event delivery, returned by `run`. */
   pendingExit: VmExit | undefined = undefined;
+  /** `attention` as it was when `deferExit` raised it, restored when the exit is taken. */
+  private deferredAttention = 0;
   /** Linear address of the last #PF, written to CR2 only if the #PF is delivered. */
   faultLinear = 0;
 
@@ -1436,8 +1457,24 @@ export class Cpu {
    * run loop restores it), and the exit carries the instruction's length.
    */
   vmExit(reason: number, qualification: number, instructionLength: number, extra?: Partial<VmExit>): never {
-    this.pendingExit = { reason, qualification, instructionLength, ...extra };
+    // Without extra fields, a literal of fixed shape (the spread of `undefined` is a slow path).
+    this.pendingExit = extra === undefined ? { reason, qualification, instructionLength } : { reason, qualification, instructionLength, ...extra };
     throw ABORT;
+  }
+
+  /**
+   * An instruction causes a VM exit, without unwinding (the exit path's fast form of `vmExit`,
+   * for a handler whose exit check comes before any effect of the instruction, as CPUID's does):
+   * the exit is recorded, the handler returns at once, and the retirement its caller counts after
+   * it (the run loop, a compiled block's last instruction, executeOp) is undone here. The run
+   * loop takes the exit at the next boundary, before anything else (it raises `attention`), so
+   * the exit, RIP, the registers and the retired count are those `vmExit` gives, without a throw.
+   */
+  deferExit(reason: number, qualification: number, instructionLength: number): void {
+    this.pendingExit = { reason, qualification, instructionLength };
+    this.retired--;
+    this.deferredAttention = this.attention;
+    this.attention = 1;
   }
 
   /**
@@ -1873,7 +1910,12 @@ export class Cpu {
         while (this.retired < stop) {
           let stepping = false;
           if (this.attention !== 0) {
-            // The rare cases, in priority order: a stop request, an interrupt, HLT, a shadow.
+            // The rare cases, in priority order: an exit the last instruction deferred (deferExit),
+            // a stop request, an interrupt, HLT, a shadow.
+            if (this.pendingExit !== undefined) {
+              this.attention = this.deferredAttention;
+              return this.takeExit(start);
+            }
             this.shadowInsn = 0;
             if (this.stopRequest !== undefined) {
               const s = this.stopRequest;
@@ -2000,6 +2042,11 @@ export class Cpu {
       const value = op();
       this.retired++;
       this.rip = rip;
+      if (this.pendingExit !== undefined) {
+        // The op's instruction exited through deferExit (its retirement already undone).
+        this.attention = this.deferredAttention;
+        return this.takeExit(this.retired) as OpResult<T>;
+      }
       return { kind: "done", value };
     } catch (e) {
       if (e !== ABORT) throw e;

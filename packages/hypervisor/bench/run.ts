@@ -4,7 +4,9 @@
  * createDomain to the guest's first console line (build + boot through the PVH entry, long-mode
  * switch, page tables, UART init), on EPT (hap=1) and on shadow paging (hap=0); and MMIO exits
  * per second of wall time: a guest writing and reading the xAPIC TPR 100,000 times each, every
- * access an EPT violation or shadow #PF emulated by mmio.ts against the local APIC.
+ * access an EPT violation or shadow #PF emulated by mmio.ts against the local APIC; and CPUID
+ * exits per second of wall time: a 32-bit guest loop of 200,000 CPUIDs, each exit answered by
+ * exits.ts (Xen's leaves) and the guest re-entered (the whole exit/entry path, VPID on).
  */
 import { readFileSync } from "node:fs";
 import { report } from "@vtlab/bench-harness";
@@ -55,4 +57,25 @@ for (const hap of [true, false]) {
   const r = mmioLoop(hap);
   report({ name: `hypervisor.mmio-exits-per-second.${mode}`, value: Math.round(r.perSecond), unit: "exits/s" });
   report({ name: `hypervisor.mmio-exits.tpr-loop.${mode}`, value: r.exits, unit: "exits" });
+}
+
+/** mov esi, 200000; top: xor eax, eax; cpuid; dec esi; jnz top; int3 (no IDT: a triple fault ends the domain). */
+const CPUID_LOOP = "be400d0300" + "31c0" + "0fa2" + "4e" + "75f9" + "cc";
+const CPUID_EXITS = 200_000;
+
+function cpuidLoop(hap: boolean): number {
+  const hv = new Hypervisor({ memoryMiB: 64 });
+  const d = hv.createDomain({ name: "cpuid", memoryMiB: 8, hap, kernel: tinyKernel(CPUID_LOOP) });
+  const t0 = performance.now();
+  hv.run();
+  const ms = performance.now() - t0;
+  const exits = d.stats().exitsByReason.Cpuid ?? 0;
+  if (exits !== CPUID_EXITS) throw new Error(`the CPUID loop on ${hap ? "ept" : "shadow"} made ${exits} CPUID exits, not ${CPUID_EXITS}`);
+  return exits / (ms / 1000);
+}
+
+for (const hap of [true, false]) {
+  const mode = hap ? "ept" : "shadow";
+  cpuidLoop(hap); // warm-up (JIT)
+  report({ name: `hypervisor.cpuid-exits-per-second.${mode}`, value: Math.round(cpuidLoop(hap)), unit: "exits/s" });
 }

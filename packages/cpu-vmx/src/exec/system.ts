@@ -413,7 +413,10 @@ export function outPort(cpu: Cpu, i: Insn): void {
 
 /** CPUID (0F A2): always a VM exit in non-root operation. */
 export function cpuid(cpu: Cpu, i: Insn): void {
-  if (cpu.vmcs !== undefined) cpu.vmExit(ExitReason.Cpuid, 0, i.len);
+  if (cpu.vmcs !== undefined) {
+    cpu.deferExit(ExitReason.Cpuid, 0, i.len); // no throw: the run loop takes the exit next
+    return;
+  }
   const out = cpu.cpuidOut;
   const leaf = cpu.lo[0]! >>> 0;
   const sub = cpu.lo[1]! >>> 0;

@@ -91,6 +91,26 @@ function fail(error: VmInstructionError, message: string): VmFailValid {
   return { kind: "vmfail-valid", error, message };
 }
 
+function invalid(m: string): VmFailValid {
+  return fail(VmInstructionError.EntryInvalidControls, `VM entry with invalid control field(s): ${m}`);
+}
+
+function host(m: string): VmFailValid {
+  return fail(VmInstructionError.EntryInvalidHostState, `VM entry with invalid host-state field(s): ${m}`);
+}
+
+/** A bitmap address that is not 4-KiB aligned or lies beyond the physical-address width. */
+function badAddress(vmcs: Vmcs, field: F, maxPhys: number): boolean {
+  const a = vmcs.readNatural(field);
+  return a % 4096 !== 0 || a < 0 || a >= 2 ** maxPhys;
+}
+
+/** The host-state address fields that must be canonical (SDM 27.2.3). */
+const HOST_CANONICAL = [F.HOST_RIP, F.HOST_FS_BASE, F.HOST_GS_BASE, F.HOST_TR_BASE, F.HOST_GDTR_BASE, F.HOST_IDTR_BASE] as const;
+
+/** Scratch for the PDPTEs a VM entry checks before loading them (copied into cpu.pdpte). */
+const ENTRY_PDPTES = new Uint32Array(8);
+
 function guestStateFailure(message: string): EntryFailureExit {
   return {
     kind: "entry-failure",
@@ -138,25 +158,13 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const proc2 = (proc & CPU_ACTIVATE_SECONDARY) !== 0 ? vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) : 0;
   const exitCtl = vmcs.read32(F.VM_EXIT_CONTROLS);
   const entryCtl = vmcs.read32(F.VM_ENTRY_CONTROLS);
-  const invalid = (m: string) => fail(VmInstructionError.EntryInvalidControls, `VM entry with invalid control field(s): ${m}`);
-  for (const [caps, value] of [
-    [PIN_CAPS, pin],
-    [PROC_CAPS, proc],
-    [PROC2_CAPS, proc2],
-    [EXIT_CAPS, exitCtl],
-    [ENTRY_CAPS, entryCtl],
-  ] as const) {
-    const m = checkCaps(caps, value);
-    if (m !== undefined) return invalid(m);
-  }
+  // (No closures or arrays here: VM entry runs once per exit, and allocates nothing when it succeeds.)
+  const caps = checkCaps(PIN_CAPS, pin) ?? checkCaps(PROC_CAPS, proc) ?? checkCaps(PROC2_CAPS, proc2) ?? checkCaps(EXIT_CAPS, exitCtl) ?? checkCaps(ENTRY_CAPS, entryCtl);
+  if (caps !== undefined) return invalid(caps);
   if (vmcs.read32(F.CR3_TARGET_COUNT) > 4) return invalid("CR3-target count above 4");
   const maxPhys = cpu.paging.maxPhyAddr;
-  const badAddress = (field: number) => {
-    const a = vmcs.readNatural(field as never);
-    return a % 4096 !== 0 || a < 0 || a >= 2 ** maxPhys;
-  };
-  if ((proc & CPU_USE_IO_BITMAPS) !== 0 && (badAddress(F.IO_BITMAP_A) || badAddress(F.IO_BITMAP_B))) return invalid("I/O bitmap address not 4-KiB aligned or beyond the physical-address width");
-  if ((proc & CPU_USE_MSR_BITMAPS) !== 0 && badAddress(F.MSR_BITMAP)) return invalid("MSR bitmap address not 4-KiB aligned or beyond the physical-address width");
+  if ((proc & CPU_USE_IO_BITMAPS) !== 0 && (badAddress(vmcs, F.IO_BITMAP_A, maxPhys) || badAddress(vmcs, F.IO_BITMAP_B, maxPhys))) return invalid("I/O bitmap address not 4-KiB aligned or beyond the physical-address width");
+  if ((proc & CPU_USE_MSR_BITMAPS) !== 0 && badAddress(vmcs, F.MSR_BITMAP, maxPhys)) return invalid("MSR bitmap address not 4-KiB aligned or beyond the physical-address width");
   if ((proc2 & SECONDARY_ENABLE_VPID) !== 0 && vmcs.read32(F.VIRTUAL_PROCESSOR_ID) === 0) return invalid("VPID is 0 with enable VPID");
   // SDM 27.2.1.1: "If the 'unrestricted guest' VM-execution control is 1, the 'enable EPT' VM-execution control must also be 1."
   const unrestricted = (proc2 & SECONDARY_UNRESTRICTED_GUEST) !== 0;
@@ -169,8 +177,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
       return invalid("EPT pointer: memory type not UC/WB, page-walk length not 4, or reserved bits set");
     }
   }
-  const counts = [F.VM_EXIT_MSR_STORE_COUNT, F.VM_EXIT_MSR_LOAD_COUNT] as const;
-  if (counts.some((c) => vmcs.read32(c) !== 0)) return invalid("VM-exit MSR-store/load areas are not supported (counts must be 0)");
+  if (vmcs.read32(F.VM_EXIT_MSR_STORE_COUNT) !== 0 || vmcs.read32(F.VM_EXIT_MSR_LOAD_COUNT) !== 0) return invalid("VM-exit MSR-store/load areas are not supported (counts must be 0)");
   const msrLoadCount = vmcs.read32(F.VM_ENTRY_MSR_LOAD_COUNT);
   // IA32_VMX_MISC[27:25] = 0: at most 512 entries (SDM A.6); the area is 16-byte aligned.
   if (msrLoadCount > 512) return invalid("VM-entry MSR-load count above 512");
@@ -192,7 +199,6 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   }
 
   // ---- 27.2.2-27.2.4 host state ----
-  const host = (m: string) => fail(VmInstructionError.EntryInvalidHostState, `VM entry with invalid host-state field(s): ${m}`);
   const hostCr0 = vmcs.read32(F.HOST_CR0);
   const hostCr4 = vmcs.read32(F.HOST_CR4);
   if ((hostCr0 & VMX_CR0_FIXED0) !== VMX_CR0_FIXED0) return host("HOST_CR0 lacks a bit IA32_VMX_CR0_FIXED0 requires (PE, NE, PG)");
@@ -203,7 +209,8 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if ((hostCr4 & CR4_PAE) === 0) return host("HOST_CR4.PAE is 0 with a 64-bit host");
   const hostPat = vmcs.readHalves(F.HOST_IA32_PAT);
   if ((exitCtl & EXIT_LOAD_IA32_PAT) !== 0 && !patValid(hostPat.lo, hostPat.hi)) return host("HOST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
-  for (const f of [F.HOST_RIP, F.HOST_FS_BASE, F.HOST_GS_BASE, F.HOST_TR_BASE, F.HOST_GDTR_BASE, F.HOST_IDTR_BASE] as const) {
+  for (let k = 0; k < HOST_CANONICAL.length; k++) {
+    const f = HOST_CANONICAL[k]!;
     if (!canonical(vmcs.readNatural(f))) return host(`${fieldLabel(f)} is not canonical`);
   }
 
@@ -220,7 +227,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if ((gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PE = 0 (real mode) is not modelled");
   // PAE paging (CR0.PG = 1, CR4.PAE = 1, not IA-32e mode): the PDPTEs VM entry will use.
   const paeGuest = !ia32e && (gCr0 & CR0_PG) !== 0 && (gCr4 & CR4_PAE) !== 0;
-  const pdptes = new Uint32Array(8);
+  const pdptes = ENTRY_PDPTES;
   if (paeGuest) {
     const failure = entryPdptes(cpu, vmcs, (proc2 & SECONDARY_ENABLE_EPT) !== 0, pdptes);
     if (failure !== undefined) return failure;
@@ -236,11 +243,15 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   // with "load IA32_PAT", every PAT entry is a memory type WRMSR would accept.
   const loadDebug = (entryCtl & ENTRY_LOAD_DEBUG_CONTROLS) !== 0;
   // (readHalves returns one reused object: copy the halves out.)
-  const debugctl = { ...vmcs.readHalves(F.GUEST_IA32_DEBUGCTL) };
-  if (loadDebug && (debugctl.hi !== 0 || (debugctl.lo & ~DEBUGCTL_WRITABLE) !== 0)) return guestStateFailure("GUEST_IA32_DEBUGCTL has reserved bits set");
+  const debugctlHalves = vmcs.readHalves(F.GUEST_IA32_DEBUGCTL);
+  const debugctlLo = debugctlHalves.lo;
+  const debugctlHi = debugctlHalves.hi;
+  if (loadDebug && (debugctlHi !== 0 || (debugctlLo & ~DEBUGCTL_WRITABLE) !== 0)) return guestStateFailure("GUEST_IA32_DEBUGCTL has reserved bits set");
   if (loadDebug && vmcs.readHalves(F.GUEST_DR7).hi !== 0) return guestStateFailure("GUEST_DR7 bits 63:32 are not 0");
-  const pat = { ...vmcs.readHalves(F.GUEST_IA32_PAT) };
-  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0 && !patValid(pat.lo, pat.hi)) return guestStateFailure("GUEST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
+  const patHalves = vmcs.readHalves(F.GUEST_IA32_PAT);
+  const patLo = patHalves.lo;
+  const patHi = patHalves.hi;
+  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0 && !patValid(patLo, patHi)) return guestStateFailure("GUEST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
   const rflags = vmcs.read32(F.GUEST_RFLAGS);
   if ((rflags & RFLAGS_FIXED) === 0 || (rflags & RFLAGS_RESERVED_ZERO) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
   const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
@@ -267,9 +278,9 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.cr3 = vmcs.readNatural(F.GUEST_CR3);
   if (loadDebug) {
     cpu.dr[7] = vmcs.read32(F.GUEST_DR7) >>> 0;
-    cpu.msrs.set(MSR.DEBUGCTL, { lo: debugctl.lo, hi: 0 });
+    cpu.msrs.set(MSR.DEBUGCTL, { lo: debugctlLo, hi: 0 });
   }
-  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) cpu.msrs.set(MSR.PAT, { lo: pat.lo, hi: pat.hi });
+  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) cpu.msrs.set(MSR.PAT, { lo: patLo, hi: patHi });
   cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.read32(F.GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
   for (const [s, sel, base, limit, ar] of GUEST_SEGMENTS) loadSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
   loadSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
