@@ -5,7 +5,7 @@
  * and budgets that end before, at and after the exiting instruction.
  */
 import { describe, expect, it } from "vitest";
-import { ExitReason, VmcsField as F, vmEntry } from "@vtlab/cpu-vmx";
+import { CPU_ACTIVATE_SECONDARY, CPU_HLT_EXITING, CPU_RDTSC_EXITING, CPU_UNCOND_IO_EXITING, ExitReason, SECONDARY_ENABLE_RDTSCP, VmcsField as F, vmEntry } from "@vtlab/cpu-vmx";
 import { CODE, machine64 } from "./machine.js";
 import { guestVmcs } from "./vmx-fixture.js";
 
@@ -45,5 +45,48 @@ describe("CPUID exit loop", () => {
     expect(m.cpu.lo[0]).toBe(0x1234);
     expect(m.cpu.lo[6]).toBe(228);
     expect(m.cpu.counters.compiledBlocks).toBeGreaterThan(0);
+  });
+});
+
+describe("exit loop of every deferred exit (I/O, RDTSC, RDTSCP, RDMSR, VMCALL, HLT, CPUID)", () => {
+  it("gives the same runs, registers, exits and retired count as the unwinding exit did", () => {
+    // top: out 0x80, al; in al, 0x80; rdtsc; rdtscp; rdmsr; vmcall; hlt; cpuid; jmp top
+    const m = machine64("e680" + "e480" + "0f31" + "0f01f9" + "0f32" + "0f01c1" + "f4" + "0fa2" + "ebed");
+    const v = guestVmcs(m, { proc: CPU_UNCOND_IO_EXITING | CPU_RDTSC_EXITING | CPU_HLT_EXITING | CPU_ACTIVATE_SECONDARY });
+    v.setField(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_ENABLE_RDTSCP);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    m.cpu.lo[0] = 0x1111; // EAX, ECX (an MSR index), EDX: no exiting instruction changes them
+    m.cpu.lo[1] = 0x10;
+    m.cpu.lo[2] = 0x3333;
+    const budgets = [1, 2, 3, 1000, 1, 1, 5, 4];
+    let trace = 0;
+    const reasons: Record<number, number> = {};
+    let runs = 0;
+    for (let k = 0; k < 300; k++) {
+      const r = m.cpu.run(budgets[k % budgets.length]!);
+      runs++;
+      trace = (Math.imul(trace, 31) + r.retired * 7 + (m.cpu.rip - CODE) + (r.kind === "vmexit" ? r.exit.reason * 1000 + r.exit.qualification : 0)) | 0;
+      if (r.kind === "vmexit") {
+        reasons[r.exit.reason] = (reasons[r.exit.reason] ?? 0) + 1;
+        v.setNatural(F.GUEST_RIP, v.readNatural(F.GUEST_RIP) + r.exit.instructionLength);
+        expect(vmEntry(m.cpu, v, false)).toBeUndefined();
+      } else expect(r.kind).toBe("budget");
+    }
+    // The figures the unwinding exit (vmExit's throw) gave for this loop, before deferExit.
+    expect(reasons).toEqual({
+      [ExitReason.Cpuid]: 37,
+      [ExitReason.Hlt]: 37,
+      [ExitReason.Rdtsc]: 38,
+      [ExitReason.Vmcall]: 37,
+      [ExitReason.IoInstruction]: 76,
+      [ExitReason.MsrRead]: 37,
+      [ExitReason.Rdtscp]: 37,
+    });
+    expect(trace).toBe(-1025744702);
+    expect(m.cpu.retired).toBe(37);
+    expect(m.cpu.counters.vmExits).toBe(299);
+    expect([m.cpu.lo[0], m.cpu.lo[1], m.cpu.lo[2]]).toEqual([0x1111, 0x10, 0x3333]);
+    expect(m.cpu.halted).toBe(false);
+    expect(runs).toBe(300);
   });
 });

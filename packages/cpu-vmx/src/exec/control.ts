@@ -374,6 +374,9 @@ export function sysret(cpu: Cpu, i: Insn): void {
 /** HLT (F4): privileged; the vCPU waits for an interrupt, or exits with HLT exiting. */
 export function hlt(cpu: Cpu, i: Insn): void {
   if (cpu.cpl !== 0) cpu.gp(0);
-  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_HLT_EXITING) !== 0) cpu.vmExit(ExitReason.Hlt, 0, i.len);
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_HLT_EXITING) !== 0) {
+    cpu.deferExit(ExitReason.Hlt, 0, i.len);
+    return;
+  }
   cpu.halted = true;
 }

@@ -398,7 +398,10 @@ export function inPort(cpu: Cpu, i: Insn): void {
   checkIo(cpu);
   const port = i.cc === 1 ? cpu.lo[2]! & 0xffff : i.imm & 0xff;
   const size = Math.min(i.opSize, 4) as 1 | 2 | 4;
-  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, true, false, false, i.cc !== 1), i.len);
+  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) {
+    cpu.deferExit(ExitReason.IoInstruction, ioQualification(port, size, true, false, false, i.cc !== 1), i.len);
+    return;
+  }
   writeReg(cpu, 0, false, size, cpu.ports.read(port, size), 0);
 }
 
@@ -407,7 +410,10 @@ export function outPort(cpu: Cpu, i: Insn): void {
   checkIo(cpu);
   const port = i.cc === 1 ? cpu.lo[2]! & 0xffff : i.imm & 0xff;
   const size = Math.min(i.opSize, 4) as 1 | 2 | 4;
-  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) cpu.vmExit(ExitReason.IoInstruction, ioQualification(port, size, false, false, false, i.cc !== 1), i.len);
+  if (cpu.vmcs !== undefined && ioExits(cpu, port, size)) {
+    cpu.deferExit(ExitReason.IoInstruction, ioQualification(port, size, false, false, false, i.cc !== 1), i.len);
+    return;
+  }
   cpu.ports.write(port, size, readReg(cpu, 0, false, size));
 }
 
@@ -476,7 +482,10 @@ export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Arra
 /** RDTSC (0F 31): the time-stamp counter is the retired-instruction count plus the TSC offset (deterministic). */
 export function rdtsc(cpu: Cpu, i: Insn): void {
   if ((cpu.cr4 & CR4_TSD) !== 0 && cpu.cpl !== 0) cpu.gp(0);
-  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_RDTSC_EXITING) !== 0) cpu.vmExit(i.opcode === 0x131 ? ExitReason.Rdtsc : ExitReason.Rdtscp, 0, i.len);
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_RDTSC_EXITING) !== 0) {
+    cpu.deferExit(i.opcode === 0x131 ? ExitReason.Rdtsc : ExitReason.Rdtscp, 0, i.len);
+    return;
+  }
   const t = cpu.retired + cpu.tscOffset + tscOffsetting(cpu);
   cpu.setReg32(0, t | 0);
   cpu.setReg32(2, Math.floor(t / TWO_32) | 0);
@@ -486,6 +495,7 @@ export function rdtsc(cpu: Cpu, i: Insn): void {
 export function rdtscp(cpu: Cpu, i: Insn): void {
   if (cpu.vmcs !== undefined && (cpu.vmxProc2 & SECONDARY_ENABLE_RDTSCP) === 0) cpu.undefinedOpcode("rdtscp (enable RDTSCP is 0)");
   rdtsc(cpu, i);
+  if (cpu.pendingExit !== undefined) return; // RDTSC exiting: the exit is taken, ECX untouched
   cpu.setReg32(1, cpu.msrs.get(MSR.TSC_AUX)?.lo ?? 0);
 }
 
@@ -493,7 +503,10 @@ export function rdtscp(cpu: Cpu, i: Insn): void {
 export function msrAccess(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   const index = cpu.lo[1]! >>> 0;
-  if (cpu.vmcs !== undefined && msrExits(cpu, index, i.cc === 1)) cpu.vmExit(i.cc === 1 ? ExitReason.MsrWrite : ExitReason.MsrRead, 0, i.len);
+  if (cpu.vmcs !== undefined && msrExits(cpu, index, i.cc === 1)) {
+    cpu.deferExit(i.cc === 1 ? ExitReason.MsrWrite : ExitReason.MsrRead, 0, i.len);
+    return;
+  }
   if (i.cc === 0) {
     const v = readMsr(cpu, index);
     if (v === undefined) cpu.gp(0);
@@ -712,6 +725,9 @@ export function pushPopSeg(cpu: Cpu, i: Insn): void {
 
 /** VMCALL (0F 01 C1): a VM exit in non-root operation; #UD outside VMX operation (SDM "VMCALL"). */
 export function vmcall(cpu: Cpu, i: Insn): void {
-  if (cpu.vmcs !== undefined) cpu.vmExit(ExitReason.Vmcall, 0, i.len);
+  if (cpu.vmcs !== undefined) {
+    cpu.deferExit(ExitReason.Vmcall, 0, i.len);
+    return;
+  }
   cpu.undefinedOpcode("0f 01 c1 (vmcall outside VMX non-root operation)");
 }
