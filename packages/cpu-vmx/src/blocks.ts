@@ -25,7 +25,12 @@ import * as shift from "./exec/shift.js";
 import * as stack from "./exec/stack.js";
 import * as str from "./exec/string.js";
 
-export type BlockFn = (cpu: Cpu, rip: number) => void;
+/**
+ * A compiled block: runs from `rip` (the address of its first instruction) and returns the block
+ * to run next when it may chain to it without the run loop (nothing needs attention and the bound
+ * leaves room for all of it), else undefined (src/jit/ chains; the blocks here never do).
+ */
+export type BlockFn = (cpu: Cpu, rip: number) => BlockFn | undefined;
 
 /** Executions of a block-start instruction before its block is compiled. */
 export const BLOCK_THRESHOLD = 64;
@@ -65,7 +70,7 @@ const PURE_WITH_REGISTERS: ReadonlySet<Handler> = new Set<Handler>(
 );
 
 /** The instruction cannot fault, does not read RIP and does not access memory. */
-function isPure(i: Insn): boolean {
+export function isPureInsn(i: Insn): boolean {
   if (i.exec === move.lea) return !i.ripRel;
   return !i.isMem && PURE_WITH_REGISTERS.has(i.exec);
 }
@@ -93,7 +98,7 @@ export function compileBlock(insns: readonly Insn[], offsets: readonly number[])
     args.push(i.exec, i);
     const start = offsets[k] as number;
     const end = start + i.len;
-    if (isPure(i)) {
+    if (isPureInsn(i)) {
       body += `h${k}(c,i${k});`;
       unretired++;
       if (k === n - 1) body += `c.rip=r+${end};c.retired+=${unretired};`;

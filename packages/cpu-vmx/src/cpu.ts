@@ -88,6 +88,7 @@ import {
   SECONDARY_ENABLE_VPID,
 } from "./vmx/controls.js";
 import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, endsBlock } from "./blocks.js";
+import { jitCompileBlock, jitDefault } from "./jit/compile.js";
 
 /** Task-switch exit qualification, bits 31:30 (SDM Table 28-2): the switch came from IRET. */
 export const TASK_SWITCH_SOURCE_IRET = 1;
@@ -205,6 +206,11 @@ export interface CpuOptions {
   /** MAXPHYADDR reported by CPUID and used for reserved-bit checks (default 46). */
   maxPhyAddr?: number;
   hooks?: CpuHooks;
+  /**
+   * Compile hot blocks to specialised JavaScript (src/jit/); false: blocks call the interpreter's
+   * handlers (blocks.ts). Default: on, unless the environment sets VTLAB_JIT=0.
+   */
+  jit?: boolean;
 }
 
 /** Counters a user can read: exact, not modelled. */
@@ -441,6 +447,7 @@ export class Cpu {
     this.ports = options.ports ?? new PortIoBus();
     this.mmio = options.mmio;
     this.hooks = options.hooks ?? {};
+    this.jit = options.jit ?? jitDefault();
     this.paging = pagingMode({ wp: false, nxe: false, pge: false, maxPhyAddr: options.maxPhyAddr ?? 46, pdpte: this.pdpte });
     this.tables = new PhysicalPagingStructures(this.memory);
     this.resetToFlat32();
@@ -1179,6 +1186,8 @@ export class Cpu {
 
   /** Compile hot blocks into JavaScript functions (see blocks.ts). */
   compileBlocks = true;
+  /** Hot blocks compile to specialised code (src/jit/) rather than handler calls (CpuOptions.jit). */
+  jit: boolean;
   /** Interpreted executions of a block-start instruction before its block is compiled. */
   blockThreshold = BLOCK_THRESHOLD;
 
@@ -1224,7 +1233,7 @@ export class Cpu {
         this.counters.decodedInstructions++;
       }
     }
-    const fn = compileBlock(insns, offsets);
+    const fn = (this.jit ? jitCompileBlock(insns, offsets, rip & 0xfff) : undefined) ?? compileBlock(insns, offsets);
     if (fn !== undefined) {
       first.block = fn;
       first.blockLen = insns.length;
@@ -1999,7 +2008,9 @@ export class Cpu {
             block = insn.block;
           }
           if (block !== undefined && !stepping && !this.vmxWatch && stop - this.retired >= insn.blockLen) {
-            block(this, rip);
+            // A compiled block may hand over to its successor (src/jit/: same page, nothing pending).
+            let next = block(this, rip);
+            while (next !== undefined) next = next(this, this.rip);
             continue;
           }
           this.rip = this.mode64 ? rip + insn.len : (rip + insn.len) >>> 0;

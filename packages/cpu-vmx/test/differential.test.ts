@@ -115,9 +115,10 @@ function runInterpreter(m: { cpu: Cpu; memory: MachineMemory }, c: TestCase): Ex
 }
 
 describe.each([
-  { path: "interpreted", compile: false },
-  { path: "compiled blocks (compiled on first use)", compile: true },
-])("differential test against the host CPU, $path", ({ compile }) => {
+  { path: "interpreted", compile: false, jit: false },
+  { path: "compiled blocks calling handlers (compiled on first use)", compile: true, jit: false },
+  { path: "blocks compiled to specialised code (src/jit/, compiled on first use)", compile: true, jit: true },
+])("differential test against the host CPU, $path", ({ compile, jit }) => {
   // Long: it yields to the event loop between batches, so the vitest worker stays responsive on a
   // loaded machine (a worker blocked for a minute fails the run with "Timeout calling onTaskUpdate").
   it(`agrees with the host on ${COUNT} random sequences (seed ${SEED})`, { timeout: 600_000 }, async () => {
@@ -126,6 +127,7 @@ describe.each([
     expect(build.harness, `native harness could not be built: ${build.reason ?? ""}`).toBeDefined();
     const m = diffMachine();
     m.cpu.compileBlocks = compile;
+    m.cpu.jit = jit;
     m.cpu.blockThreshold = 1;
     const failures: string[] = [];
     const batch = 5_000;

@@ -34,6 +34,24 @@ describe("reference guests on the interpreter", () => {
     });
   }
 
+  for (const name of GUEST_IMAGES) {
+    it(`${name}: output and instruction count identical with the block compiler (src/jit/) on and off`, () => {
+      const cmdline = name === "bench" ? "iterations=1" : "";
+      const on = loadPvh(image(name), cmdline);
+      on.cpu.jit = true;
+      const off = loadPvh(image(name), cmdline);
+      off.cpu.jit = false;
+      const a = runToExit(on, 2_000_000_000);
+      const b = runToExit(off, 2_000_000_000);
+      expect({ ...a, instructions: on.cpu.counters.instructions, exceptions: on.cpu.counters.exceptions }).toEqual({
+        ...b,
+        instructions: off.cpu.counters.instructions,
+        exceptions: off.cpu.counters.exceptions,
+      });
+      expect(a.code).toBe(0);
+    });
+  }
+
   it("bench passes with one iteration (its full run is the MIPS benchmark)", () => {
     const m = loadPvh(image("bench"), "iterations=1");
     const r = runToExit(m, 2_000_000_000);

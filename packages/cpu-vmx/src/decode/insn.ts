@@ -1,4 +1,5 @@
 import type { Cpu } from "../cpu.js";
+import type { BlockFn } from "../blocks.js";
 
 /** An instruction handler: executes one decoded instruction (RIP already points past it). */
 export type Handler = (cpu: Cpu, i: Insn) => void;
@@ -51,7 +52,7 @@ export class Insn {
   /** Times this instruction started an interpreted step (until its block is compiled). */
   hits = 0;
   /** The compiled block that starts here, if any (see blocks.ts). */
-  block: ((cpu: Cpu, rip: number) => void) | undefined = undefined;
+  block: BlockFn | undefined = undefined;
   /** Instructions in that block. */
   blockLen = 0;
 

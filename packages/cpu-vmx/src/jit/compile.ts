@@ -1,0 +1,804 @@
+/**
+ * The block compiler's first code-generating tier: a hot block (the same straight-line run that
+ * blocks.ts compiles, ending at its first control-flow or system instruction) becomes JavaScript
+ * source specialised per instruction, turned into a function with `new Function`.
+ *
+ * What the generated code does, per instruction it knows (see `emitInsn`):
+ * - register halves read and written directly in `c.lo` / `c.hi`, immediates and displacements
+ *   as literals, the effective address computed inline;
+ * - lazy flags with liveness inside the block: a flag-setting instruction leaves its operands in
+ *   locals and a description of how to derive the flags (`Pending`); a later condition (Jcc,
+ *   SETcc, CMOVcc) is evaluated from the operands directly (a cmp/jcc pair costs one compare), an
+ *   instruction that overwrites every flag drops the pending one, and the flags are materialised
+ *   into `c.fZ/fS/fP/fA` only where they are live: before a slow path or a handler call (which may
+ *   fault or read them) and at the block's exit;
+ * - memory through an inline TLB fast path (the entry's tag, permission bits and frame DataView
+ *   read from the CPU's typed arrays); the slow path (TLB miss, MMIO, a page split, a store into
+ *   decoded code, a fault) is a call of the interpreter's own `read32`/`write64`/`push64`...
+ *   after the state a fault must see is stored: RIP and the instruction start, the retired count
+ *   and the flags;
+ * - a block whose last instruction branches back to its own start loops inside the function,
+ *   with the run loop's bound (`c.repStop`: budget and preemption timer) and `c.attention` checked
+ *   on that back edge only, exactly as the run loop would check them before entering it again.
+ *
+ * Every other instruction calls its interpreter handler, as blocks.ts does. Exactness: a fault
+ * leaves RIP, registers, flags and the retired count as the interpreter would (registers are never
+ * cached in locals; each instruction writes its results only after its last possible fault).
+ */
+import { Vector } from "@vtlab/arch";
+import { PARITY_EVEN, type Cpu, wrap64 } from "../cpu.js";
+import type { Insn } from "../decode/insn.js";
+import { offsetOf } from "../exec/operands.js";
+import { Seg } from "../regs.js";
+import { isPureInsn, type BlockFn } from "../blocks.js";
+
+const TWO_63 = 2 ** 63;
+
+/** The exact offset of a memory operand when a register's high half is too large for the inline sum. */
+function slowOffset(c: Cpu, i: Insn): number {
+  let a = offsetOf(c, i);
+  if (a >= TWO_63 || a < -TWO_63) a = wrap64(a);
+  return a;
+}
+
+/** ALU sub-operations (x86 group-1 order, `Insn.cc`). */
+const ADD = 0;
+const OR = 1;
+const AND = 4;
+const SUB = 5;
+// 6 = XOR: the default case of emitAlu
+const CMP = 7;
+
+/** How the flags of the last flag-setting instruction are derived from its locals. */
+interface Pending {
+  kind: "add" | "sub" | "logic" | "inc" | "dec" | "shift";
+  wide: boolean;
+  /** Names of the locals (or literals): operands and result, low halves; high halves when wide. */
+  a: string;
+  b: string;
+  r: string;
+  ah: string;
+  bh: string;
+  rh: string;
+  /** "shift": the local holding CF | OF << 11. */
+  f: string;
+}
+
+class Gen {
+  body = "";
+  /** Locals declared at the top of the function. */
+  readonly locals = new Set<string>(["a", "o", "x", "e", "v", "vh", "w", "t", "sl"]);
+  readonly params: string[] = [];
+  readonly args: unknown[] = [];
+  pending: Pending | undefined = undefined;
+
+  local(name: string): string {
+    this.locals.add(name);
+    return name;
+  }
+
+  /** Code writing the pending flags into the CPU's flag fields (empty when none are pending). */
+  flushCode(): string {
+    const p = this.pending;
+    if (p === undefined) return "";
+    let s = p.wide ? `c.fZ=${p.r}|${p.rh};c.fS=${p.rh};c.fP=${p.r};` : `c.fZ=${p.r};c.fS=${p.r};c.fP=${p.r};`;
+    const x = p.wide ? p.ah : p.a;
+    const y = p.wide ? p.bh : p.b;
+    const z = p.wide ? p.rh : p.r;
+    const af = `((${p.a}^${p.b}^${p.r})&16)`;
+    switch (p.kind) {
+      case "logic":
+        s += "c.fA=0;";
+        break;
+      case "add":
+        s += `c.fA=${af}|((((${x})&(${y}))|(((${x})|(${y}))&~${z}))>>>31)|(((((${x})^${z})&((${y})^${z}))>>>31)<<11);`;
+        break;
+      case "sub":
+        s += `c.fA=${af}|(((~(${x})&(${y}))|(~((${x})^(${y}))&${z}))>>>31)|(((((${x})^(${y}))&((${x})^${z}))>>>31)<<11);`;
+        break;
+      case "inc":
+        s += `c.fA=(c.fA&1)|${af}|(((((${x})^${z})&((${y})^${z}))>>>31)<<11);`;
+        break;
+      case "dec":
+        s += `c.fA=(c.fA&1)|${af}|(((((${x})^(${y}))&((${x})^${z}))>>>31)<<11);`;
+        break;
+      case "shift":
+        s += `c.fA=${p.f};`;
+        break;
+    }
+    return s;
+  }
+
+  /** Materialise the pending flags now (before a handler call or at an exit). */
+  flush(): void {
+    this.body += this.flushCode();
+    this.pending = undefined;
+  }
+
+  /** A handler or object the generated code calls, passed in as a parameter. */
+  bind(name: string, value: unknown): string {
+    if (!this.params.includes(name)) {
+      this.params.push(name);
+      this.args.push(value);
+    }
+    return name;
+  }
+}
+
+/** Condition `cc` (SDM Vol. 1 Appendix B) read from the CPU's flag fields. */
+function condFromFields(cc: number): string {
+  let e: string;
+  switch (cc >> 1) {
+    case 0:
+      e = "(c.fA&2048)!==0";
+      break;
+    case 1:
+      e = "(c.fA&1)!==0";
+      break;
+    case 2:
+      e = "c.fZ===0";
+      break;
+    case 3:
+      e = "((c.fA&1)!==0||c.fZ===0)";
+      break;
+    case 4:
+      e = "c.fS<0";
+      break;
+    case 5:
+      e = "PE[c.fP&255]===1";
+      break;
+    case 6:
+      e = "(c.fS<0)!==((c.fA&2048)!==0)";
+      break;
+    default:
+      e = "(c.fZ===0||(c.fS<0)!==((c.fA&2048)!==0))";
+  }
+  return (cc & 1) !== 0 ? `!(${e})` : `(${e})`;
+}
+
+/** Condition `cc` evaluated from the pending operation's operands, or undefined to use the flag fields. */
+function condFromPending(p: Pending, cc: number): string | undefined {
+  const k = cc >> 1;
+  let e: string | undefined;
+  const zero = p.wide ? `(${p.r}|${p.rh})===0` : `${p.r}===0`;
+  const neg = p.wide ? `${p.rh}<0` : `${p.r}<0`;
+  if (k === 2) e = zero;
+  else if (k === 4) e = neg;
+  else if (k === 5) e = `PE[${p.r}&255]===1`;
+  else if (p.kind === "logic") {
+    if (k === 0 || k === 1) e = "false";
+    else if (k === 3) e = zero;
+    else if (k === 6) e = neg;
+    else if (k === 7) e = `(${zero}||${neg})`;
+  } else if (p.kind === "sub") {
+    if (!p.wide) {
+      if (k === 1) e = `(${p.a}>>>0)<(${p.b}>>>0)`;
+      else if (k === 3) e = `(${p.a}>>>0)<=(${p.b}>>>0)`;
+      else if (k === 6) e = `(${p.a}|0)<(${p.b}|0)`;
+      else if (k === 7) e = `(${p.a}|0)<=(${p.b}|0)`;
+    } else {
+      const lowLt = `(${p.a}>>>0)<(${p.b}>>>0)`;
+      const lowLe = `(${p.a}>>>0)<=(${p.b}>>>0)`;
+      if (k === 1) e = `((${p.ah}>>>0)<(${p.bh}>>>0)||(${p.ah}===${p.bh}&&${lowLt}))`;
+      else if (k === 3) e = `((${p.ah}>>>0)<(${p.bh}>>>0)||(${p.ah}===${p.bh}&&${lowLe}))`;
+      else if (k === 6) e = `((${p.ah}|0)<(${p.bh}|0)||(${p.ah}===${p.bh}&&${lowLt}))`;
+      else if (k === 7) e = `((${p.ah}|0)<(${p.bh}|0)||(${p.ah}===${p.bh}&&${lowLe}))`;
+    }
+  }
+  if (e === undefined) return undefined;
+  return (cc & 1) !== 0 ? `!(${e})` : `(${e})`;
+}
+
+/** The condition's expression, from the pending operation when it can be, else from the fields. */
+function cond(g: Gen, cc: number): string {
+  const p = g.pending;
+  if (p !== undefined) {
+    const e = condFromPending(p, cc);
+    if (e !== undefined) return e;
+    g.flush();
+  }
+  return condFromFields(cc);
+}
+
+/** Per-block context for emitting one instruction. */
+interface At {
+  k: number;
+  /** Offsets of the instruction's start and end from the block start. */
+  start: number;
+  end: number;
+  i: Insn;
+}
+
+/**
+ * The state a slow path or a fault must see, stored before the call: pending flags, the
+ * instruction start and next RIP, the retired count, and `sl` (a slow path ran: check attention).
+ */
+function slowPrologue(g: Gen, at: At): string {
+  return `${g.flushCode()}c.insnStart=r+${at.start};c.rip=r+${at.end};c.retired=R0+${at.k};sl=1;`;
+}
+
+/**
+ * The linear address of the memory operand into `a` (64-bit address size, segment without a base
+ * in 64-bit mode). Exact: the inline sum is used when the registers' high halves keep every
+ * partial sum below 2^53; otherwise the interpreter's exact halves arithmetic.
+ */
+function emitEa(g: Gen, at: At): void {
+  const i = at.i;
+  if (i.ripRel) {
+    g.body += `a=r+${at.end + i.disp};`;
+    return;
+  }
+  const parts: string[] = [];
+  const guards: string[] = [];
+  if (i.base >= 0) {
+    g.body += `x=hi[${i.base}];`;
+    parts.push(`x*4294967296+(lo[${i.base}]>>>0)`);
+    guards.push("((x+1048576)>>>21)!==0");
+  }
+  if (i.index >= 0) {
+    g.body += `e=hi[${i.index}];`;
+    parts.push(`(e*4294967296+(lo[${i.index}]>>>0))*${i.scale}`);
+    guards.push("((e+131072)>>>18)!==0");
+  }
+  if (i.disp !== 0 || parts.length === 0) parts.push(String(i.disp));
+  const sum = parts.join("+");
+  if (guards.length === 0) g.body += `a=${sum};`;
+  else g.body += `if(${guards.join("||")})a=EA(c,i${at.k});else a=${sum};`;
+}
+
+/** The TLB fast-path test for an access of `size` bytes at `a` (`mask`: RM or WM). */
+function tlbHit(size: number, mask: string, stack = false): string {
+  const room = 4096 - size;
+  // The stack pushes and pops check a 48-bit canonical address first (Cpu.push64/pop64: #SS(0)).
+  const canon = stack ? "a>=-140737488355328&&a<140737488355328&&" : "";
+  return `(o=a&4095,x=(a-o)/4096,e=x&4095,${canon}T[e]===x&&(K[e]&${mask})!==0${size > 1 ? `&&o<=${room}` : ""})`;
+}
+
+/** Read `size` bytes at `a` into `v` (and `vh` for 8), fast path inline, slow path the interpreter's. */
+function emitRead(g: Gen, at: At, size: number): void {
+  const ss = at.i.seg === Seg.SS ? `if(!c.canonical(a))c.fault(${Vector.SS},0);` : "";
+  let fast: string;
+  let slow: string;
+  switch (size) {
+    case 1:
+      fast = "v=V[e].getUint8(o);";
+      slow = "v=c.read8(a);";
+      break;
+    case 2:
+      fast = "v=V[e].getUint16(o,true);";
+      slow = "v=c.read16(a);";
+      break;
+    case 4:
+      fast = "v=V[e].getInt32(o,true);";
+      slow = "v=c.read32(a);";
+      break;
+    default:
+      fast = "w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);";
+      slow = "v=c.read64(a);vh=c.tmpHi;";
+  }
+  g.body += `if${tlbHit(size, "RM")}{${fast}}else{${slowPrologue(g, at)}${ss}${slow}}`;
+}
+
+/** Write `size` bytes (`lo`, and `hi` for 8) at `a`. */
+function emitWrite(g: Gen, at: At, size: number, lo: string, hi: string): void {
+  const ss = at.i.seg === Seg.SS ? `if(!c.canonical(a))c.fault(${Vector.SS},0);` : "";
+  let fast: string;
+  let slow: string;
+  switch (size) {
+    case 1:
+      fast = `V[e].setUint8(o,${lo});`;
+      slow = `c.write8(a,${lo});`;
+      break;
+    case 2:
+      fast = `V[e].setUint16(o,${lo},true);`;
+      slow = `c.write16(a,${lo});`;
+      break;
+    case 4:
+      fast = `V[e].setInt32(o,${lo},true);`;
+      slow = `c.write32(a,${lo});`;
+      break;
+    default:
+      fast = `w=V[e];w.setInt32(o,${lo},true);w.setInt32(o+4,${hi},true);`;
+      slow = `c.write64(a,${lo},${hi});`;
+  }
+  g.body += `if${tlbHit(size, "WM")}{${fast}}else{${slowPrologue(g, at)}${ss}${slow}}`;
+}
+
+/** A #GP(0) for a non-canonical branch target `t` (as the interpreter's branchTo). */
+function emitTargetCheck(g: Gen, at: At): void {
+  g.body += `if(t<-140737488355328||t>=140737488355328){${slowPrologue(g, at)}c.gp(0);}`;
+}
+
+/**
+ * Return from the block with RIP and the retired count already stored: hand over to the compiled
+ * block at page offset `off` when the run loop would enter it next without doing anything else
+ * (nothing needs attention, it is compiled, the bound leaves room for all of it). The successor
+ * is looked up in the current decoded page each time, so a page dropped and decoded again (SMC,
+ * a flush) is never run stale; `off` < 0: the target is elsewhere, go back to the run loop.
+ */
+function chain(off: number | string): string {
+  if (typeof off === "number" && (off < 0 || off >= 4096)) return "return;";
+  return `if(c.attention===0){s=c.fetchPage[${off}];if(s!==undefined&&s.block!==undefined&&c.retired+s.blockLen<=c.repStop)return s.block;}return;`;
+}
+
+/** The instruction's kind when the generator knows it (64-bit mode, the widths it handles). */
+function supported(i: Insn): boolean {
+  const op = i.opcode;
+  const w = i.opSize === 4 || i.opSize === 8;
+  if (i.isMem && (i.addrSize !== 8 || i.seg >= Seg.FS)) return false;
+  if (op < 0x40 && (op & 7) !== 6 && (op & 7) !== 7) {
+    const form = op & 7;
+    const sub = op >> 3;
+    if (sub === 2 || sub === 3) return false; // ADC, SBB
+    if (form === 1 || form === 3 || form === 5) return w;
+    return false;
+  }
+  if (op === 0x81 || op === 0x83) return w && i.cc !== 2 && i.cc !== 3;
+  if (op === 0x85 || op === 0xa9) return w;
+  if (op === 0xf7) return w && i.mnemonic === "test";
+  if (op === 0x89 || op === 0x8b || op === 0xc7) return w;
+  if (op === 0x88) return i.isMem; // a byte store
+  if (op >= 0xb8 && op <= 0xbf) return w;
+  if (op === 0x8d) return w && i.addrSize === 8;
+  if (op === 0xff) return w && (i.mnemonic === "inc" || i.mnemonic === "dec");
+  if (op >= 0x50 && op <= 0x5f) return i.opSize === 8;
+  if (op === 0x68 || op === 0x6a) return i.opSize === 8;
+  if (op === 0xe8 || op === 0xe9 || op === 0xeb) return i.opSize === 8;
+  if (op === 0xc3) return i.opSize === 8;
+  if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) return i.opSize === 8;
+  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63) return w;
+  if (op === 0xc1 || op === 0xd1) return w && !i.isMem && i.cc >= 4;
+  if (op >= 0x190 && op <= 0x19f) return true;
+  if (op >= 0x140 && op <= 0x14f) return w;
+  return false;
+}
+
+/** A register operand of `size` (4 or 8) as [low, high] expressions. */
+function regHalves(r: number): [string, string] {
+  return [`lo[${r}]`, `hi[${r}]`];
+}
+
+/** Store a result into a register at width 4 (zero-extending) or 8. */
+function setReg(r: number, wide: boolean, l: string, h: string): string {
+  return wide ? `lo[${r}]=${l};hi[${r}]=${h};` : `lo[${r}]=${l};hi[${r}]=0;`;
+}
+
+/** A byte register read (AH..BH without REX for 4-7). */
+function reg8(r: number, rex: boolean): string {
+  return !rex && r >= 4 && r < 8 ? `((lo[${r - 4}]>>>8)&255)` : `(lo[${r}]&255)`;
+}
+
+/** A byte register write. */
+function setReg8(r: number, rex: boolean, v: string): string {
+  return !rex && r >= 4 && r < 8 ? `lo[${r - 4}]=(lo[${r - 4}]&-65281)|((${v}&255)<<8);` : `lo[${r}]=(lo[${r}]&-256)|(${v}&255);`;
+}
+
+/** One ALU operation (ADD/OR/AND/SUB/XOR/CMP) on operand expressions; leaves the result in locals and the flags pending. */
+function emitAlu(g: Gen, at: At, op: number, wide: boolean, al: string, ah: string, bl: string, bh: string): { rl: string; rh: string; flags: Pending } {
+  const k = at.k;
+  const A = g.local(`a${k}`);
+  const B = g.local(`b${k}`);
+  const R = g.local(`r${k}`);
+  const AH = wide ? g.local(`ah${k}`) : "0";
+  const BH = wide ? g.local(`bh${k}`) : "0";
+  const RH = wide ? g.local(`rh${k}`) : "0";
+  g.body += `${A}=${al};${B}=${bl};`;
+  if (wide) g.body += `${AH}=${ah};${BH}=${bh};`;
+  let kind: Pending["kind"];
+  if (!wide) {
+    switch (op) {
+      case ADD:
+        g.body += `${R}=(${A}+${B})|0;`;
+        kind = "add";
+        break;
+      case SUB:
+      case CMP:
+        g.body += `${R}=(${A}-${B})|0;`;
+        kind = "sub";
+        break;
+      case AND:
+        g.body += `${R}=${A}&${B};`;
+        kind = "logic";
+        break;
+      case OR:
+        g.body += `${R}=${A}|${B};`;
+        kind = "logic";
+        break;
+      default:
+        g.body += `${R}=${A}^${B};`;
+        kind = "logic";
+    }
+  } else {
+    switch (op) {
+      case ADD:
+        g.body += `t=(${A}>>>0)+(${B}>>>0);${R}=t|0;${RH}=(${AH}+${BH}+(t>4294967295?1:0))|0;`;
+        kind = "add";
+        break;
+      case SUB:
+      case CMP:
+        g.body += `t=(${A}>>>0)-(${B}>>>0);${R}=t|0;${RH}=(${AH}-${BH}-(t<0?1:0))|0;`;
+        kind = "sub";
+        break;
+      case AND:
+        g.body += `${R}=${A}&${B};${RH}=${AH}&${BH};`;
+        kind = "logic";
+        break;
+      case OR:
+        g.body += `${R}=${A}|${B};${RH}=${AH}|${BH};`;
+        kind = "logic";
+        break;
+      default:
+        g.body += `${R}=${A}^${B};${RH}=${AH}^${BH};`;
+        kind = "logic";
+    }
+  }
+  // The flags become pending only after the write-back (a faulting store leaves the old flags);
+  // they overwrite every flag, so the previous pending operation is then dead.
+  return { rl: R, rh: RH, flags: { kind, wide, a: A, b: B, r: R, ah: AH, bh: BH, rh: RH, f: "" } };
+}
+
+/** Emit the instruction inline. Returns "branch" when it ended the block itself (set RIP, returned). */
+function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): boolean {
+  const i = at.i;
+  const op = i.opcode;
+  const wide = i.opSize === 8;
+  const k = at.k;
+  // ---- ALU ----
+  if ((op < 0x40 && (op & 7) < 6) || op === 0x81 || op === 0x83) {
+    const sub = op < 0x40 ? op >> 3 : i.cc;
+    const form = op < 0x40 ? op & 7 : -1;
+    if (form === 5) {
+      // rAX, imm
+      const [l, h] = regHalves(0);
+      const res = emitAlu(g, at, sub, wide, l, h, String(i.imm), String(i.immHi));
+      if (sub !== CMP) g.body += setReg(0, wide, res.rl, res.rh);
+      g.pending = res.flags;
+    } else if (form === 3) {
+      // G op= E
+      let bl: string, bh: string;
+      if (i.isMem) {
+        emitEa(g, at);
+        emitRead(g, at, i.opSize);
+        bl = "v";
+        bh = "vh";
+      } else [bl, bh] = regHalves(i.rm);
+      const [l, h] = regHalves(i.reg);
+      const res = emitAlu(g, at, sub, wide, l, h, bl, bh);
+      if (sub !== CMP) g.body += setReg(i.reg, wide, res.rl, res.rh);
+      g.pending = res.flags;
+    } else {
+      // E op= G (form 1) or E op= imm (81, 83)
+      const [bl, bh] = form === 1 ? regHalves(i.reg) : [String(i.imm), String(i.immHi)];
+      if (i.isMem) {
+        emitEa(g, at);
+        emitRead(g, at, i.opSize);
+        const res = emitAlu(g, at, sub, wide, "v", "vh", bl, bh);
+        if (sub !== CMP) emitWrite(g, at, i.opSize, res.rl, res.rh);
+        g.pending = res.flags;
+      } else {
+        const [l, h] = regHalves(i.rm);
+        const res = emitAlu(g, at, sub, wide, l, h, bl, bh);
+        if (sub !== CMP) g.body += setReg(i.rm, wide, res.rl, res.rh);
+        g.pending = res.flags;
+      }
+    }
+    return false;
+  }
+  // ---- TEST ----
+  if (op === 0x85 || op === 0xa9 || op === 0xf7) {
+    const [bl, bh] = op === 0x85 ? regHalves(i.reg) : [String(i.imm), String(i.immHi)];
+    let al: string, ah: string;
+    if (op === 0xa9) [al, ah] = regHalves(0);
+    else if (i.isMem) {
+      emitEa(g, at);
+      emitRead(g, at, i.opSize);
+      al = "v";
+      ah = "vh";
+    } else [al, ah] = regHalves(i.rm);
+    g.pending = emitAlu(g, at, AND, wide, al, ah, bl, bh).flags;
+    return false;
+  }
+  // ---- MOV ----
+  if (op === 0x89 || op === 0x8b || op === 0xc7 || op === 0x88) {
+    if (op === 0x88) {
+      emitEa(g, at);
+      g.body += `t=${reg8(i.reg, i.rex)};`;
+      emitWrite(g, at, 1, "t", "0");
+      return false;
+    }
+    if (op === 0x8b) {
+      if (i.isMem) {
+        emitEa(g, at);
+        emitRead(g, at, i.opSize);
+        g.body += setReg(i.reg, wide, "v", "vh");
+      } else g.body += setReg(i.reg, wide, `lo[${i.rm}]`, `hi[${i.rm}]`);
+      return false;
+    }
+    const [l, h] = op === 0x89 ? regHalves(i.reg) : [String(i.imm), String(i.immHi)];
+    if (i.isMem) {
+      emitEa(g, at);
+      if (op === 0x89) g.body += wide ? `v=${l};vh=${h};` : `v=${l};`;
+      emitWrite(g, at, i.opSize, op === 0x89 ? "v" : l, op === 0x89 ? "vh" : h);
+    } else g.body += setReg(i.rm, wide, l, h);
+    return false;
+  }
+  if (op >= 0xb8 && op <= 0xbf) {
+    g.body += setReg(i.rm, wide, String(i.imm), String(i.immHi));
+    return false;
+  }
+  // ---- LEA ----
+  if (op === 0x8d) {
+    if (!wide) {
+      let s = String(i.disp);
+      if (i.base >= 0) s += `+lo[${i.base}]`;
+      if (i.index >= 0) s += `+lo[${i.index}]*${i.scale}`;
+      if (i.ripRel) s += `+(r+${at.end})%4294967296`;
+      g.body += `lo[${i.reg}]=(${s})|0;hi[${i.reg}]=0;`;
+      return false;
+    }
+    if (i.ripRel) {
+      g.body += `t=r+${at.end + i.disp};lo[${i.reg}]=t|0;hi[${i.reg}]=Math.floor(t/4294967296)|0;`;
+      return false;
+    }
+    g.body += `v=${i.disp | 0};vh=${i.disp < 0 ? -1 : 0};`;
+    if (i.base >= 0) g.body += `t=(v>>>0)+(lo[${i.base}]>>>0);vh=(vh+hi[${i.base}]+(t>4294967295?1:0))|0;v=t|0;`;
+    if (i.index >= 0) {
+      const sh = i.scale === 1 ? 0 : i.scale === 2 ? 1 : i.scale === 4 ? 2 : 3;
+      const il = sh === 0 ? `(lo[${i.index}]>>>0)` : `((lo[${i.index}]<<${sh})>>>0)`;
+      const ih = sh === 0 ? `hi[${i.index}]` : `((hi[${i.index}]<<${sh})|(lo[${i.index}]>>>${32 - sh}))`;
+      g.body += `t=(v>>>0)+${il};vh=(vh+${ih}+(t>4294967295?1:0))|0;v=t|0;`;
+    }
+    g.body += `lo[${i.reg}]=v;hi[${i.reg}]=vh;`;
+    return false;
+  }
+  // ---- INC / DEC ----
+  if (op === 0xff) {
+    const inc = i.mnemonic === "inc";
+    const A = g.local(`a${k}`);
+    const R = g.local(`r${k}`);
+    const AH = wide ? g.local(`ah${k}`) : "0";
+    const RH = wide ? g.local(`rh${k}`) : "0";
+    if (i.isMem) {
+      emitEa(g, at);
+      emitRead(g, at, i.opSize);
+      g.body += `${A}=v;`;
+      if (wide) g.body += `${AH}=vh;`;
+    } else {
+      g.body += `${A}=lo[${i.rm}];`;
+      if (wide) g.body += `${AH}=hi[${i.rm}];`;
+    }
+    if (!wide) g.body += `${R}=(${A}${inc ? "+" : "-"}1)|0;`;
+    else if (inc) g.body += `${R}=(${A}+1)|0;${RH}=(${AH}+(${R}===0?1:0))|0;`;
+    else g.body += `${R}=(${A}-1)|0;${RH}=(${AH}-(${A}===0?1:0))|0;`;
+    // CF is kept: the previous operation's CF must be in c.fA before this one becomes pending.
+    g.flush();
+    if (i.isMem) emitWrite(g, at, i.opSize, R, RH);
+    else g.body += setReg(i.rm, wide, R, RH);
+    g.pending = { kind: inc ? "inc" : "dec", wide, a: A, b: "1", r: R, ah: AH, bh: "0", rh: RH, f: "" };
+    return false;
+  }
+  // ---- PUSH / POP ----
+  if ((op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a) {
+    const [l, h] = op <= 0x57 ? regHalves(i.rm) : [String(i.imm), String(i.immHi)];
+    g.body += `v=${l};vh=${h};a=hi[4]*4294967296+(lo[4]>>>0)-8;`;
+    g.body += `if${tlbHit(8, "WM", true)}{w=V[e];w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);}`;
+    return false;
+  }
+  if (op >= 0x58 && op <= 0x5f) {
+    g.body += "a=hi[4]*4294967296+(lo[4]>>>0);";
+    g.body += `if${tlbHit(8, "RM", true)}{w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;}`;
+    g.body += setReg(i.rm, true, "v", "vh");
+    return false;
+  }
+  // ---- MOVZX / MOVSX / MOVSXD ----
+  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63) {
+    const src = i.cc; // source size
+    let v: string;
+    if (i.isMem) {
+      emitEa(g, at);
+      emitRead(g, at, src);
+      v = "v";
+    } else v = src === 1 ? reg8(i.rm, i.rex) : src === 2 ? `(lo[${i.rm}]&65535)` : `lo[${i.rm}]`;
+    if (op === 0x1b6 || op === 0x1b7) g.body += `lo[${i.reg}]=${v}&${src === 1 ? 255 : 65535};hi[${i.reg}]=0;`;
+    else {
+      g.body += `t=${src === 1 ? `(${v}<<24)>>24` : src === 2 ? `(${v}<<16)>>16` : `${v}|0`};`;
+      g.body += setReg(i.reg, wide, "t", "(t>>31)");
+    }
+    return false;
+  }
+  // ---- Shifts of a register by an immediate or 1 (SHL/SAL, SHR, SAR) ----
+  if (op === 0xc1 || op === 0xd1) {
+    const n = (op === 0xd1 ? 1 : i.imm & 0xff) & (wide ? 63 : 31);
+    const r = i.rm;
+    if (n === 0) {
+      if (!wide) g.body += `hi[${r}]=0;`;
+      return false;
+    }
+    const R = g.local(`r${k}`);
+    const RH = wide ? g.local(`rh${k}`) : "0";
+    const F = g.local(`f${k}`);
+    const sar = i.cc === 7;
+    const shl = i.cc === 4 || i.cc === 6;
+    if (!wide) {
+      g.body += `v=lo[${r}];`;
+      if (shl) g.body += `${R}=v<<${n};t=(v>>>${32 - n})&1;${F}=t|((((${R}>>>31)^t))<<11);`;
+      else if (sar) g.body += `${R}=v>>${n};${F}=(v>>${n - 1})&1;`;
+      else g.body += `${R}=(v>>>${n})|0;${F}=((v>>>${n - 1})&1)|((v>>>31)<<11);`;
+      g.body += `lo[${r}]=${R};hi[${r}]=0;`;
+    } else {
+      g.body += `v=lo[${r}];vh=hi[${r}];`;
+      if (shl) {
+        if (n < 32) g.body += `t=(vh>>>${32 - n})&1;${RH}=(vh<<${n})|(v>>>${32 - n});${R}=v<<${n};`;
+        else g.body += `t=${n === 32 ? "vh&1" : `(v>>>${64 - n})&1`};${RH}=${n === 32 ? "v" : `v<<${n - 32}`};${R}=0;`;
+        g.body += `${F}=t|(((${RH}>>>31)^t)<<11);`;
+      } else if (!sar) {
+        if (n < 32) g.body += `t=(v>>>${n - 1})&1;${R}=(v>>>${n})|(vh<<${32 - n});${RH}=vh>>>${n};`;
+        else g.body += `t=${n === 32 ? "v>>>31" : `(vh>>>${n - 33})&1`};${R}=${n === 32 ? "vh" : `vh>>>${n - 32}`};${RH}=0;`;
+        g.body += `${F}=t|((vh>>>31)<<11);`;
+      } else {
+        if (n < 32) g.body += `t=(v>>>${n - 1})&1;${R}=(v>>>${n})|(vh<<${32 - n});${RH}=vh>>${n};`;
+        else g.body += `t=${n === 32 ? "v>>>31" : `(vh>>${n - 33})&1`};${R}=${n === 32 ? "vh" : `vh>>${n - 32}`};${RH}=vh>>31;`;
+        g.body += `${F}=t;`;
+      }
+      g.body += `${R}|=0;${RH}|=0;lo[${r}]=${R};hi[${r}]=${RH};`;
+    }
+    g.pending = { kind: "shift", wide, a: "0", b: "0", r: R, ah: "0", bh: "0", rh: RH, f: F };
+    return false;
+  }
+  // ---- SETcc ----
+  if (op >= 0x190 && op <= 0x19f) {
+    const c = cond(g, op & 15);
+    if (i.isMem) {
+      emitEa(g, at);
+      g.body += `t=${c}?1:0;`;
+      emitWrite(g, at, 1, "t", "0");
+    } else g.body += setReg8(i.rm, i.rex, `(${c}?1:0)`);
+    return false;
+  }
+  // ---- CMOVcc ----
+  if (op >= 0x140 && op <= 0x14f) {
+    if (i.isMem) {
+      emitEa(g, at);
+      emitRead(g, at, i.opSize);
+    } else g.body += wide ? `v=lo[${i.rm}];vh=hi[${i.rm}];` : `v=lo[${i.rm}];`;
+    const c = cond(g, op & 15);
+    if (wide) g.body += `if(${c}){lo[${i.reg}]=v;hi[${i.reg}]=vh;}`;
+    else g.body += `if(${c})lo[${i.reg}]=v;hi[${i.reg}]=0;`;
+    return false;
+  }
+  // ---- Control flow: the block's last instruction ----
+  if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb) {
+    const jcc = op !== 0xe9 && op !== 0xeb;
+    const c = jcc ? cond(g, op & 15) : "true";
+    const back = loops && at.end + i.imm === 0; // the taken branch goes back to the block's start
+    g.body += `if(${c}){`;
+    if (back) {
+      g.body += g.flushCode();
+      g.body += `c.retired=R0+${n};if(c.attention===0&&c.retired+${n}<=c.repStop){R0=c.retired;continue;}c.rip=r;return;}`;
+    } else {
+      g.body += `t=r+${at.end + i.imm};`;
+      emitTargetCheck(g, at);
+      g.body += `${g.flushCode()}c.rip=t;c.retired=R0+${n};${chain(page + at.end + i.imm)}}`;
+    }
+    g.flush();
+    g.body += `c.rip=r+${at.end};c.retired=R0+${n};${chain(page + at.end)}`;
+    return true;
+  }
+  if (op === 0xe8) {
+    // CALL rel32: push the return address, then the target's canonical check (as callRel).
+    g.body += `t=r+${at.end};v=t|0;vh=Math.floor(t/4294967296)|0;a=hi[4]*4294967296+(lo[4]>>>0)-8;`;
+    g.body += `if${tlbHit(8, "WM", true)}{w=V[e];w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);}`;
+    g.body += `t=r+${at.end + i.imm};`;
+    emitTargetCheck(g, at);
+    g.flush();
+    g.body += `c.rip=t;c.retired=R0+${n};${chain(page + at.end + i.imm)}`;
+    return true;
+  }
+  if (op === 0xc3) {
+    g.body += "a=hi[4]*4294967296+(lo[4]>>>0);";
+    g.body += `if${tlbHit(8, "RM", true)}{w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;}`;
+    g.body += "t=vh*4294967296+(v>>>0);";
+    emitTargetCheck(g, at);
+    g.flush();
+    // A return into the page this chain runs in (c.fetchBase: the run loop fetched the chain's first block there).
+    g.body += `c.rip=t;c.retired=R0+${n};if(t-(t&4095)===c.fetchBase){${chain("t&4095")}}return;`;
+    return true;
+  }
+  throw new Error(`jit: no generator for ${i.mnemonic}`);
+}
+
+/** Instructions in straight-line code that only read memory or registers (slow paths set `sl`). */
+function touchesMemory(i: Insn): boolean {
+  const op = i.opcode;
+  return i.isMem || (op >= 0x50 && op <= 0x5f) || op === 0x68 || op === 0x6a || op === 0xe8 || op === 0xc3;
+}
+
+let compilerWorks = true;
+
+/**
+ * Test hooks: when `onBlockEntry` is set at compile time, each block compiled then calls it at
+ * every entry (and every iteration of a self-loop) with the CPU in the state the block starts
+ * from, which lets the differential test compare that state with the interpreter's.
+ */
+export const jitHooks: { onBlockEntry?: (c: Cpu, rip: number) => void } = {};
+
+/** Generated source of the last compiled block (for tests and debugging). */
+export let lastSource = "";
+
+/**
+ * Compile `insns` (consecutive within one page, `offsets` from the block start) into a block
+ * function. Returns undefined when code generation is unavailable (a strict CSP).
+ */
+export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number[], page: number): BlockFn | undefined {
+  if (!compilerWorks) return undefined;
+  const g = new Gen();
+  g.bind("PE", PARITY_EVEN);
+  g.bind("EA", slowOffset);
+  const n = insns.length;
+  const last = insns[n - 1] as Insn;
+  // A block whose last instruction jumps back to its start loops inside the function.
+  const lastOp = last.opcode;
+  const loops =
+    supported(last) &&
+    ((lastOp >= 0x70 && lastOp <= 0x7f) || (lastOp >= 0x180 && lastOp <= 0x18f) || lastOp === 0xe9 || lastOp === 0xeb) &&
+    (offsets[n - 1] as number) + last.len + last.imm === 0;
+  let ended = false;
+  for (let k = 0; k < n; k++) {
+    const i = insns[k] as Insn;
+    const start = offsets[k] as number;
+    const at: At = { k, start, end: start + i.len, i };
+    g.params.push(`i${k}`);
+    g.args.push(i);
+    if (supported(i)) {
+      ended = emitInsn(g, at, n, loops, page);
+      if (!ended && touchesMemory(i) && k < n - 1) {
+        // A slow path ran (an MMIO device's request, a store into decoded code): stop after this instruction.
+        g.body += `if(sl!==0){sl=0;if(c.attention!==0){${g.flushCode()}c.rip=r+${at.end};c.retired=R0+${k + 1};return;}}`;
+      }
+      continue;
+    }
+    const h = g.bind(`h${k}`, i.exec);
+    g.flush();
+    if (isPureInsn(i)) {
+      g.body += `${h}(c,i${k});`;
+      continue;
+    }
+    g.body += `c.insnStart=r+${start};c.rip=r+${at.end};c.retired=R0+${k};${h}(c,i${k});`;
+    if (k === n - 1) {
+      // The last instruction may have branched (RIP is its own) or, a REP string instruction, retired iterations itself.
+      g.body += "c.retired++;return;";
+      ended = true;
+    } else g.body += `if(c.attention!==0){c.retired=R0+${k + 1};return;}`;
+  }
+  if (!ended) {
+    g.flush();
+    const end = (offsets[n - 1] as number) + last.len;
+    g.body += `c.rip=r+${end};c.retired=R0+${n};${chain(page + end)}`;
+  }
+  let prologue = "";
+  if (jitHooks.onBlockEntry !== undefined) prologue = `${g.bind("TR", jitHooks.onBlockEntry)}(c,r);`;
+  const decl = [...g.locals].map((v) => `${v}=0`).join(",");
+  const src =
+    `"use strict";return function jitBlock(c,r){const lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
+    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,${decl};` +
+    `for(;;){${prologue}${g.body}}};`;
+  lastSource = src;
+  try {
+    const factory = new Function(...g.params, src) as (...a: unknown[]) => BlockFn;
+    return factory(...g.args);
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
+    compilerWorks = false;
+    return undefined;
+  }
+}
+
+/** The default of `CpuOptions.jit`: on, unless the environment variable VTLAB_JIT is "0". */
+export function jitDefault(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.VTLAB_JIT !== "0";
+}

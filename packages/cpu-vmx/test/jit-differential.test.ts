@@ -1,0 +1,289 @@
+/**
+ * The block compiler (src/jit/) against the interpreter, side by side: random programs (fast-check,
+ * seeded) of the instructions the compiler specialises and some it leaves to handlers, with
+ * forward branches, loops (self-looping blocks), calls and returns, loads and stores through the
+ * TLB, page faults and #GP on bad pointers, and self-modifying stores into the loop's own code.
+ * Two CPUs run each program: one with the compiler (blocks compiled at first use), one plain
+ * interpreter (two: one run to each block entry, one in slices). The compiled one reports every block entry (jitHooks.onBlockEntry); at each the
+ * interpreter is run to the same step and registers, flags and retired count must agree. Both
+ * run in the same randomly sized slices (the budget bound cutting blocks anywhere), and after
+ * each slice the result, RIP, registers, flags, retired count and memory must agree.
+ */
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { jitHooks, type Cpu } from "@vtlab/cpu-vmx";
+import { CODE, machine64, type TestMachine } from "./machine.js";
+
+const SCRATCH = 0x20_0000; // rbx points here (a writable 2 MiB page)
+const HANDLERS = 0x30_0000;
+const IDT = 0x5000;
+const TSS = 0x7000;
+const IST_STACK = 0x9_0000;
+
+/** Registers the programs compute with (rbx, rsp, r12 and r15 have fixed roles). */
+const DATA_REGS = [0, 1, 2, 6, 7, 8, 9, 10, 11];
+
+/** An instruction item: bytes, or a self-modifying store patched after layout. */
+type Item = { readonly bytes: readonly number[] } | { readonly smc: true };
+
+function rexW(reg: number, rm: number, w = true): number {
+  return (w ? 0x48 : 0x40) | ((reg & 8) >> 1) | ((rm & 8) >> 3);
+}
+const modrmReg = (reg: number, rm: number) => 0xc0 | ((reg & 7) << 3) | (rm & 7);
+/** [rbx + disp8] */
+const memRbx = (reg: number, disp: number) => [0x40 | ((reg & 7) << 3) | 3, disp & 0xff];
+const le32 = (v: number) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+
+const reg = fc.constantFrom(...DATA_REGS);
+const disp = fc.integer({ min: 0, max: 15 }).map((k) => k * 8); // inside the scratch area, aligned
+const wide = fc.boolean();
+
+const ALU_RR = fc.tuple(fc.integer({ min: 0, max: 7 }), reg, reg, wide).map(([op, a, b, w]) => ({ bytes: [rexW(b, a, w), op * 8 + 1, modrmReg(b, a)] }));
+const ALU_RI = fc.tuple(fc.integer({ min: 0, max: 7 }), reg, fc.integer({ min: -128, max: 127 }), wide).map(([op, a, imm, w]) => ({
+  bytes: [rexW(0, a, w), 0x83, modrmReg(op, a), imm & 0xff],
+}));
+const ALU_RI32 = fc.tuple(fc.integer({ min: 0, max: 7 }), reg, fc.integer(), wide).map(([op, a, imm, w]) => ({ bytes: [rexW(0, a, w), 0x81, modrmReg(op, a), ...le32(imm)] }));
+const ALU_RM = fc.tuple(fc.integer({ min: 0, max: 7 }), reg, disp, wide, fc.boolean()).map(([op, a, d, w, store]) => ({
+  bytes: [rexW(a, 3, w), op * 8 + (store ? 1 : 3), ...memRbx(a, d)],
+}));
+const ALU_MI = fc.tuple(fc.integer({ min: 0, max: 7 }), disp, fc.integer({ min: -128, max: 127 }), wide).map(([op, d, imm, w]) => ({
+  bytes: [rexW(0, 3, w), 0x83, ...memRbx(op, d), imm & 0xff],
+}));
+const TEST = fc.tuple(reg, reg, wide).map(([a, b, w]) => ({ bytes: [rexW(b, a, w), 0x85, modrmReg(b, a)] }));
+const TEST_AI = fc.tuple(fc.integer(), wide).map(([imm, w]) => ({ bytes: [...(w ? [0x48] : []), 0xa9, ...le32(imm)] }));
+const MOV = fc.oneof(
+  fc.tuple(reg, reg, wide).map(([a, b, w]) => ({ bytes: [rexW(b, a, w), 0x89, modrmReg(b, a)] })),
+  fc.tuple(reg, disp, wide).map(([a, d, w]) => ({ bytes: [rexW(a, 3, w), 0x8b, ...memRbx(a, d)] })),
+  fc.tuple(reg, disp, wide).map(([a, d, w]) => ({ bytes: [rexW(a, 3, w), 0x89, ...memRbx(a, d)] })),
+  fc.tuple(reg, disp).map(([a, d]) => ({ bytes: [rexW(a, 3, false), 0x88, ...memRbx(a, d + 3)] })),
+  fc.tuple(reg, fc.integer()).map(([a, imm]) => ({ bytes: [rexW(0, a, false), 0xb8 + (a & 7), ...le32(imm)] })),
+  fc.tuple(reg, fc.integer(), fc.integer()).map(([a, lo, hi]) => ({ bytes: [rexW(0, a), 0xb8 + (a & 7), ...le32(lo), ...le32(hi)] })),
+  fc.tuple(disp, fc.integer(), wide).map(([d, imm, w]) => ({ bytes: [rexW(0, 3, w), 0xc7, ...memRbx(0, d), ...le32(imm)] })),
+);
+const LEA = fc
+  .tuple(reg, reg, reg, fc.integer({ min: 0, max: 3 }), fc.integer({ min: -200, max: 200 }), wide)
+  .map(([dst, base, index, scale, d, w]) => ({
+    bytes: [0x40 | (w ? 8 : 0) | ((dst & 8) >> 1) | ((index & 8) >> 2) | ((base & 8) >> 3), 0x8d, 0x84 | ((dst & 7) << 3), (scale << 6) | ((index & 7) << 3) | (base & 7), ...le32(d)],
+  }));
+const INCDEC = fc.tuple(reg, fc.boolean(), wide, fc.boolean(), disp).map(([a, dec, w, mem, d]) => ({
+  bytes: mem ? [rexW(0, 3, w), 0xff, ...memRbx(dec ? 1 : 0, d)] : [rexW(0, a, w), 0xff, modrmReg(dec ? 1 : 0, a)],
+}));
+const PUSHPOP = fc.tuple(reg, reg, fc.boolean()).map(([a, b, imm]) => ({
+  bytes: [...(imm ? [0x6a, 0x85] : [...(a >= 8 ? [0x41] : []), 0x50 + (a & 7)]), ...(b >= 8 ? [0x41] : []), 0x58 + (b & 7)],
+}));
+const EXTEND = fc.tuple(fc.constantFrom(0xb6, 0xb7, 0xbe, 0xbf, 0x63), reg, reg, wide, fc.boolean(), disp).map(([op, dst, src, w, mem, d]) => {
+  const tail = mem ? memRbx(dst, d + 1) : [modrmReg(dst, src)];
+  const rex = 0x40 | (w ? 8 : 0) | ((dst & 8) >> 1) | (mem ? 0 : (src & 8) >> 3);
+  return { bytes: op === 0x63 ? [rex, 0x63, ...tail] : [rex, 0x0f, op, ...tail] };
+});
+const SHIFT = fc.tuple(reg, fc.constantFrom(4, 5, 7, 0, 1), fc.integer({ min: 0, max: 70 }), wide, fc.boolean()).map(([a, sub, n, w, one]) => ({
+  bytes: one ? [rexW(0, a, w), 0xd1, modrmReg(sub, a)] : [rexW(0, a, w), 0xc1, modrmReg(sub, a), n],
+}));
+const SETCC = fc.tuple(fc.integer({ min: 0, max: 15 }), reg, fc.boolean(), disp).map(([cc, a, mem, d]) => ({
+  bytes: mem ? [0x0f, 0x90 + cc, ...memRbx(0, d + 2)] : [rexW(0, a, false), 0x0f, 0x90 + cc, modrmReg(0, a)],
+}));
+const CMOV = fc.tuple(fc.integer({ min: 0, max: 15 }), reg, reg, wide).map(([cc, a, b, w]) => ({ bytes: [rexW(a, b, w), 0x0f, 0x40 + cc, modrmReg(a, b)] }));
+/** Left to handlers: ADC/SBB, IMUL, NEG, XCHG, BSF, byte ALU. */
+const OTHER = fc.oneof(
+  fc.tuple(reg, reg).map(([a, b]) => ({ bytes: [rexW(a, b), 0x0f, 0xaf, modrmReg(a, b)] })),
+  fc.tuple(reg).map(([a]) => ({ bytes: [rexW(0, a), 0xf7, modrmReg(3, a)] })),
+  fc.tuple(reg, reg).map(([a, b]) => ({ bytes: [rexW(a, b), 0x87, modrmReg(a, b)] })),
+  fc.tuple(reg, reg).map(([a, b]) => ({ bytes: [rexW(a, b), 0x0f, 0xbc, modrmReg(a, b)] })),
+  fc.tuple(disp, fc.integer({ min: 0, max: 255 })).map(([d, imm]) => ({ bytes: [0x80, ...memRbx(0, d + 5), imm] })),
+);
+/** CALL to the next instruction then POP (balanced); PUSH an address and RET to the next instruction. */
+const CALLRET = fc.tuple(reg, fc.boolean()).map(([a, viaRet]) => ({
+  bytes: viaRet ? [rexW(0, 0), 0x8d, 0x05, 2, 0, 0, 0, 0x50, 0xc3] : [0xe8, 0, 0, 0, 0, ...(a >= 8 ? [0x41] : []), 0x58 + (a & 7)],
+}));
+/** A load through r15 (unmapped or non-canonical, set per program): #PF or #GP. */
+const FAULT: fc.Arbitrary<Item> = fc.constant({ bytes: [0x49, 0x8b, 0x07] }); // mov rax, [r15]
+
+const SIMPLE = fc.oneof(
+  { arbitrary: ALU_RR, weight: 4 },
+  { arbitrary: ALU_RI, weight: 2 },
+  { arbitrary: ALU_RI32, weight: 1 },
+  { arbitrary: ALU_RM, weight: 3 },
+  { arbitrary: ALU_MI, weight: 1 },
+  { arbitrary: TEST, weight: 2 },
+  { arbitrary: TEST_AI, weight: 1 },
+  { arbitrary: MOV, weight: 4 },
+  { arbitrary: LEA, weight: 2 },
+  { arbitrary: INCDEC, weight: 2 },
+  { arbitrary: PUSHPOP, weight: 1 },
+  { arbitrary: EXTEND, weight: 2 },
+  { arbitrary: SHIFT, weight: 2 },
+  { arbitrary: SETCC, weight: 2 },
+  { arbitrary: CMOV, weight: 2 },
+  { arbitrary: OTHER, weight: 2 },
+  { arbitrary: CALLRET, weight: 1 },
+);
+
+/** A body item: an instruction, a Jcc over the next one, a rare fault, or a self-modifying store. */
+const BODY = fc.array(
+  fc.oneof(
+    { arbitrary: SIMPLE.map((s) => [s as Item]), weight: 12 },
+    { arbitrary: fc.tuple(fc.integer({ min: 0, max: 15 }), SIMPLE).map(([cc, s]) => [{ bytes: [0x70 + cc, s.bytes.length] }, s] as Item[]), weight: 3 },
+    { arbitrary: FAULT.map((s) => [s]), weight: 1 },
+    { arbitrary: fc.constant<Item[]>([{ smc: true }]), weight: 1 },
+  ),
+  { minLength: 1, maxLength: 24 },
+);
+
+interface Program {
+  code: Uint8Array;
+  regs: number[];
+  loops: number;
+  badPointer: number;
+  slices: number[];
+}
+
+/** Lay out: r12d = loops; L: body; add eax, imm8 (the SMC target); dec r12d; jnz L; hlt. */
+function assemble(body: readonly (readonly Item[])[], loops: number): Uint8Array {
+  const items = body.flat();
+  const tail: number[] = [0x83, 0xc0, 0x01, 0x41, 0xff, 0xcc]; // add eax,1 ; dec r12d
+  const head = [0x41, 0xbc, ...le32(loops)]; // mov r12d, loops
+  const sizes = items.map((it) => ("bytes" in it ? it.bytes.length : 7));
+  const bodyLen = sizes.reduce((a, b) => a + b, 0);
+  const loopLen = bodyLen + tail.length + 6; // jnz rel32
+  const out: number[] = [...head];
+  const targetImm = head.length + bodyLen + 2; // the imm8 of "add eax, 1"
+  for (const it of items) {
+    if ("bytes" in it) out.push(...it.bytes);
+    else {
+      const next = out.length + 7;
+      out.push(0x80, 0x05, ...le32(targetImm - next), 0x01); // add byte [rip + d], 1
+    }
+  }
+  out.push(...tail);
+  out.push(0x0f, 0x85, ...le32(-loopLen));
+  out.push(0xf4);
+  return Uint8Array.from(out);
+}
+
+const PROGRAM: fc.Arbitrary<Program> = fc
+  .record({
+    body: BODY,
+    regs: fc.array(fc.oneof(fc.integer(), fc.integer({ min: -3, max: 3 })), { minLength: 32, maxLength: 32 }),
+    loops: fc.integer({ min: 1, max: 40 }),
+    badPointer: fc.constantFrom(0x8000_0000, 0x7fff_ffff_f000, 2 ** 47, 0x1000_0000_0000),
+    slices: fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 4, maxLength: 12 }),
+  })
+  .map(({ body, regs, loops, badPointer, slices }) => ({ code: assemble(body, loops), regs, loops, badPointer, slices }));
+
+/** A machine with the program loaded, an IDT whose gates (IST 1) land on HLTs, rbx at the scratch page. */
+function load(p: Program, jit: boolean): TestMachine {
+  const m = machine64(p.code, 8 * 1024 * 1024);
+  const { cpu, memory } = m;
+  for (let v = 0; v < 32; v++) {
+    const target = HANDLERS + v * 16;
+    memory.write32(IDT + v * 16, (0x08 << 16) | (target & 0xffff));
+    memory.write32(IDT + v * 16 + 4, (target & 0xffff0000) | 0x8e00 | 1);
+    memory.write32(IDT + v * 16 + 8, 0);
+    memory.write8(target, 0xf4);
+  }
+  memory.write64(TSS + 0x24, IST_STACK, 0);
+  // Only the first 8 MiB are RAM: unmap the rest of the identity map (2 MiB pages 4..511).
+  for (let k = 4; k < 512; k++) memory.write64(0x4000 + k * 8, 0, 0);
+  for (let k = 0; k < 128; k++) memory.write32(SCRATCH + 4 * k, (Math.imul(k, 0x9e3779b9) ^ p.regs[k % 32]!) | 0);
+  cpu.idtrBase = IDT;
+  cpu.idtrLimit = 32 * 16 - 1;
+  cpu.tr.base = TSS;
+  cpu.tr.limit = 0x67;
+  for (const r of DATA_REGS) {
+    cpu.lo[r] = p.regs[r]! | 0;
+    cpu.hi[r] = p.regs[r + 16]! | 0;
+  }
+  cpu.setRegFromNumber(3, SCRATCH);
+  cpu.setRegFromNumber(15, p.badPointer);
+  cpu.setFlags(p.regs[5]! & 0x8d5, 0x8d5);
+  cpu.jit = jit;
+  cpu.compileBlocks = jit;
+  cpu.blockThreshold = 1;
+  return m;
+}
+
+function state(cpu: Cpu): string {
+  const regs = Array.from({ length: 16 }, (_, k) => `${(cpu.hi[k]! >>> 0).toString(16)}:${(cpu.lo[k]! >>> 0).toString(16)}`).join(" ");
+  return `rip=${cpu.rip.toString(16)} retired=${cpu.retired} flags=${cpu.getFlags().toString(16)} cr2=${cpu.cr2.toString(16)} ${regs}`;
+}
+
+function memoryOf(m: TestMachine): string {
+  const out: number[] = [];
+  for (const [base, len] of [[SCRATCH, 512], [CODE, 1024], [0x8_0000 - 512, 512], [IST_STACK - 64, 64]] as const) {
+    for (let k = 0; k < len; k += 4) out.push(m.memory.read32(base + k) as number);
+  }
+  return out.join(",");
+}
+
+const steps = (c: Cpu) => c.retired + c.eventsDelivered * c.eventWeight;
+
+/** Run the program both ways; return the first difference, or undefined. */
+function compare(p: Program): string | undefined {
+  const jit = load(p, true);
+  const ref = load(p, false); // run in the same slices
+  const step = load(p, false); // run to each block entry
+  let diff: string | undefined;
+  let entries = 0;
+  jitHooks.onBlockEntry = (c, rip) => {
+    if (diff !== undefined || c !== jit.cpu) return;
+    entries++;
+    while (steps(step.cpu) < steps(c)) {
+      const r = step.cpu.run(steps(c) - steps(step.cpu));
+      if (r.kind !== "budget") break;
+    }
+    const a = state(c).replace(/^rip=\S+/, `rip=${rip.toString(16)}`);
+    const b = state(step.cpu);
+    if (a !== b) diff = `at block entry ${entries}:\n compiled    ${a}\n interpreter ${b}`;
+  };
+  try {
+    for (let k = 0; k < 40 && diff === undefined; k++) {
+      const n = p.slices[k % p.slices.length]!;
+      const ra = jit.cpu.run(n);
+      const rb = ref.cpu.run(n);
+      if (diff !== undefined) break;
+      const a = `${ra.kind} ${ra.retired} ${state(jit.cpu)}`;
+      const b = `${rb.kind} ${rb.retired} ${state(ref.cpu)}`;
+      if (a !== b) diff = `after slice ${k} (${n}):\n compiled    ${a}\n interpreter ${b}`;
+      else if (memoryOf(jit) !== memoryOf(ref)) diff = `memory differs after slice ${k}`;
+      if (ra.kind !== "budget") break;
+    }
+  } finally {
+    jitHooks.onBlockEntry = undefined;
+  }
+  return diff;
+}
+
+describe("the block compiler agrees with the interpreter, instruction by instruction", () => {
+  it("on random programs with branches, loops, calls, faults and self-modifying code (seeded)", { timeout: 120_000 }, async () => {
+    for (let round = 0; round < 10; round++) {
+      fc.assert(
+        fc.property(PROGRAM, (p) => {
+          const d = compare(p);
+          return d === undefined ? true : (() => { throw new Error(d); })();
+        }),
+        { seed: 0x5eed + round, numRuns: 100 },
+      );
+      await new Promise((r) => setImmediate(r));
+    }
+  });
+
+  it("the programs exercise what they are meant to (compiled blocks, self-loops, faults, SMC)", () => {
+    let compiled = 0;
+    let smc = 0;
+    let faults = 0;
+    fc.assert(
+      fc.property(PROGRAM, (p) => {
+        const m = load(p, true);
+        for (const n of p.slices) if (m.cpu.run(n * 10).kind !== "budget") break;
+        compiled += m.cpu.counters.compiledBlocks;
+        smc += m.cpu.counters.smcInvalidations;
+        faults += m.cpu.counters.exceptions;
+        return true;
+      }),
+      { seed: 0x5eed, numRuns: 60 },
+    );
+    expect(compiled).toBeGreaterThan(60);
+    expect(smc).toBeGreaterThan(0);
+    expect(faults).toBeGreaterThan(0);
+  });
+});
