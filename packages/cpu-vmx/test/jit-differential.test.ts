@@ -76,8 +76,12 @@ const EXTEND = fc.tuple(fc.constantFrom(0xb6, 0xb7, 0xbe, 0xbf, 0x63), reg, reg,
   const rex = 0x40 | (w ? 8 : 0) | ((dst & 8) >> 1) | (mem ? 0 : (src & 8) >> 3);
   return { bytes: op === 0x63 ? [rex, 0x63, ...tail] : [rex, 0x0f, op, ...tail] };
 });
-const SHIFT = fc.tuple(reg, fc.constantFrom(4, 5, 7, 0, 1), fc.integer({ min: 0, max: 70 }), wide, fc.boolean()).map(([a, sub, n, w, one]) => ({
-  bytes: one ? [rexW(0, a, w), 0xd1, modrmReg(sub, a)] : [rexW(0, a, w), 0xc1, modrmReg(sub, a), n],
+const SHIFT = fc.tuple(reg, fc.constantFrom(4, 5, 7, 0, 1), fc.integer({ min: 0, max: 70 }), wide, fc.constantFrom("imm", "one", "cl")).map(([a, sub, n, w, form]) => ({
+  bytes: form === "one" ? [rexW(0, a, w), 0xd1, modrmReg(sub, a)] : form === "cl" ? [rexW(0, a, w), 0xd3, modrmReg(sub, a)] : [rexW(0, a, w), 0xc1, modrmReg(sub, a), n],
+}));
+/** NOT of a register or of memory. */
+const NOT = fc.tuple(reg, wide, fc.boolean(), disp).map(([a, w, mem, d]) => ({
+  bytes: mem ? [rexW(0, 3, w), 0xf7, ...memRbx(2, d)] : [rexW(0, a, w), 0xf7, modrmReg(2, a)],
 }));
 const SETCC = fc.tuple(fc.integer({ min: 0, max: 15 }), reg, fc.boolean(), disp).map(([cc, a, mem, d]) => ({
   bytes: mem ? [0x0f, 0x90 + cc, ...memRbx(0, d + 2)] : [rexW(0, a, false), 0x0f, 0x90 + cc, modrmReg(0, a)],
@@ -111,7 +115,8 @@ const SIMPLE = fc.oneof(
   { arbitrary: INCDEC, weight: 2 },
   { arbitrary: PUSHPOP, weight: 1 },
   { arbitrary: EXTEND, weight: 2 },
-  { arbitrary: SHIFT, weight: 2 },
+  { arbitrary: SHIFT, weight: 3 },
+  { arbitrary: NOT, weight: 1 },
   { arbitrary: SETCC, weight: 2 },
   { arbitrary: CMOV, weight: 2 },
   { arbitrary: OTHER, weight: 2 },

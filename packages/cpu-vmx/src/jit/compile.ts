@@ -62,24 +62,41 @@ interface Pending {
   rh: string;
   /** "shift": the local holding CF | OF << 11. */
   f: string;
+  /** The instruction (index in the block) whose locals these are. */
+  owner: number;
+  /**
+   * Set for the flags a self-looping block carries over its back edge in the locals of its last
+   * flag-setting instruction: valid only when the local `lp` is 1 (not on the first iteration,
+   * where the flags are in the CPU's fields).
+   */
+  guard?: boolean;
 }
 
 class Gen {
   body = "";
   /** Locals declared at the top of the function. */
-  readonly locals = new Set<string>(["a", "o", "x", "e", "v", "vh", "w", "t", "sl"]);
+  readonly locals = new Set<string>(["a", "o", "x", "e", "v", "vh", "w", "t", "u", "sl"]);
   readonly params: string[] = [];
   readonly args: unknown[] = [];
   pending: Pending | undefined = undefined;
+  /** The pending flags at the self-loop's back edge (first pass), carried over it in the second. */
+  backPending: Pending | undefined = undefined;
+  carry = false;
 
   local(name: string): string {
     this.locals.add(name);
     return name;
   }
 
+  /** The flags carried into the loop's first instruction (second pass only). */
+  initial: Pending | undefined = undefined;
+
   /** Code writing the pending flags into the CPU's flag fields (empty when none are pending). */
   flushCode(): string {
-    const p = this.pending;
+    return this.flushCodeOf(this.pending);
+  }
+
+  flushCodeOf(p: Pending | undefined): string {
     if (p === undefined) return "";
     let s = p.wide ? `c.fZ=${p.r}|${p.rh};c.fS=${p.rh};c.fP=${p.r};` : `c.fZ=${p.r};c.fS=${p.r};c.fP=${p.r};`;
     const x = p.wide ? p.ah : p.a;
@@ -106,7 +123,7 @@ class Gen {
         s += `c.fA=${p.f};`;
         break;
     }
-    return s;
+    return p.guard === true ? `if(lp!==0){${s}}` : s;
   }
 
   /** Materialise the pending flags now (before a handler call or at an exit). */
@@ -193,7 +210,7 @@ function condFromPending(p: Pending, cc: number): string | undefined {
 function cond(g: Gen, cc: number): string {
   const p = g.pending;
   if (p !== undefined) {
-    const e = condFromPending(p, cc);
+    const e = p.guard === true ? undefined : condFromPending(p, cc);
     if (e !== undefined) return e;
     g.flush();
   }
@@ -335,7 +352,7 @@ function supported(i: Insn): boolean {
   }
   if (op === 0x81 || op === 0x83) return w && i.cc !== 2 && i.cc !== 3;
   if (op === 0x85 || op === 0xa9) return w;
-  if (op === 0xf7) return w && i.mnemonic === "test";
+  if (op === 0xf7) return w && (i.mnemonic === "test" || i.mnemonic === "not");
   if (op === 0x89 || op === 0x8b || op === 0xc7) return w;
   if (op === 0x88) return i.isMem; // a byte store
   if (op >= 0xb8 && op <= 0xbf) return w;
@@ -347,7 +364,7 @@ function supported(i: Insn): boolean {
   if (op === 0xc3) return i.opSize === 8;
   if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) return i.opSize === 8;
   if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63) return w;
-  if (op === 0xc1 || op === 0xd1) return w && !i.isMem && i.cc >= 4;
+  if (op === 0xc1 || op === 0xd1 || op === 0xd3) return w && !i.isMem && i.cc >= 4;
   if (op >= 0x190 && op <= 0x19f) return true;
   if (op >= 0x140 && op <= 0x14f) return w;
   return false;
@@ -434,7 +451,34 @@ function emitAlu(g: Gen, at: At, op: number, wide: boolean, al: string, ah: stri
   }
   // The flags become pending only after the write-back (a faulting store leaves the old flags);
   // they overwrite every flag, so the previous pending operation is then dead.
-  return { rl: R, rh: RH, flags: { kind, wide, a: A, b: B, r: R, ah: AH, bh: BH, rh: RH, f: "" } };
+  return { rl: R, rh: RH, flags: { kind, wide, a: A, b: B, r: R, ah: AH, bh: BH, rh: RH, f: "", owner: at.k } };
+}
+
+/**
+ * SHL/SAL, SHR, SAR of register `r` by CL, as fast.ts's shift32R/shift64R: a masked count of 0
+ * changes no flag (and a 32-bit one still zero-extends), so the flags are written eagerly.
+ */
+function emitShiftCl(g: Gen, r: number, cc: number, wide: boolean): void {
+  g.flush();
+  const shl = cc === 4 || cc === 6;
+  const sar = cc === 7;
+  if (!wide) {
+    g.body += `x=lo[1]&31;if(x===0)hi[${r}]=0;else{v=lo[${r}];`;
+    if (shl) g.body += `t=v<<x;e=(v>>>(32-x))&1;o=(t>>>31)^e;`;
+    else if (sar) g.body += `t=v>>x;e=(v>>(x-1))&1;o=0;`;
+    else g.body += `t=(v>>>x)|0;e=(v>>>(x-1))&1;o=v>>>31;`;
+    g.body += `lo[${r}]=t;hi[${r}]=0;c.fZ=t;c.fS=t;c.fP=t;c.fA=e|(o<<11);}`;
+    return;
+  }
+  g.body += `x=lo[1]&63;if(x!==0){v=lo[${r}];vh=hi[${r}];`;
+  if (shl) {
+    g.body += "if(x<32){e=(vh>>>(32-x))&1;u=(vh<<x)|(v>>>(32-x));t=v<<x;}else{e=x===32?vh&1:(v>>>(64-x))&1;u=x===32?v:v<<(x-32);t=0;}o=(u>>>31)^e;";
+  } else if (!sar) {
+    g.body += "if(x<32){e=(v>>>(x-1))&1;t=(v>>>x)|(vh<<(32-x));u=vh>>>x;}else{e=x===32?v>>>31:(vh>>>(x-33))&1;t=x===32?vh:vh>>>(x-32);u=0;}o=vh>>>31;";
+  } else {
+    g.body += "if(x<32){e=(v>>>(x-1))&1;t=(v>>>x)|(vh<<(32-x));u=vh>>x;}else{e=x===32?v>>>31:(vh>>(x-33))&1;t=x===32?vh:vh>>(x-32);u=vh>>31;}o=0;";
+  }
+  g.body += `t|=0;u|=0;lo[${r}]=t;hi[${r}]=u;c.fZ=t|u;c.fS=u;c.fP=t;c.fA=e|(o<<11);}`;
 }
 
 /** Emit the instruction inline. Returns "branch" when it ended the block itself (set RIP, returned). */
@@ -443,6 +487,8 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   const op = i.opcode;
   const wide = i.opSize === 8;
   const k = at.k;
+  // The flags carried over the back edge live in this instruction's locals: materialise them before it overwrites them.
+  if (g.pending?.guard === true && g.pending.owner === k) g.flush();
   // ---- ALU ----
   if ((op < 0x40 && (op & 7) < 6) || op === 0x81 || op === 0x83) {
     const sub = op < 0x40 ? op >> 3 : i.cc;
@@ -482,6 +528,21 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
         g.pending = res.flags;
       }
     }
+    return false;
+  }
+  // ---- NOT (no flags) ----
+  if (op === 0xf7 && i.mnemonic === "not") {
+    if (i.isMem) {
+      emitEa(g, at);
+      emitRead(g, at, i.opSize);
+      g.body += "v=~v;vh=~vh;";
+      emitWrite(g, at, i.opSize, "v", "vh");
+    } else g.body += setReg(i.rm, wide, `~lo[${i.rm}]`, `~hi[${i.rm}]`);
+    return false;
+  }
+  // ---- Shifts of a register by CL: the count is known only at run time ----
+  if (op === 0xd3) {
+    emitShiftCl(g, i.rm, i.cc, wide);
     return false;
   }
   // ---- TEST ----
@@ -574,7 +635,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     g.flush();
     if (i.isMem) emitWrite(g, at, i.opSize, R, RH);
     else g.body += setReg(i.rm, wide, R, RH);
-    g.pending = { kind: inc ? "inc" : "dec", wide, a: A, b: "1", r: R, ah: AH, bh: "0", rh: RH, f: "" };
+    g.pending = { kind: inc ? "inc" : "dec", wide, a: A, b: "1", r: R, ah: AH, bh: "0", rh: RH, f: "", owner: k };
     return false;
   }
   // ---- PUSH / POP ----
@@ -644,7 +705,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
       }
       g.body += `${R}|=0;${RH}|=0;lo[${r}]=${R};hi[${r}]=${RH};`;
     }
-    g.pending = { kind: "shift", wide, a: "0", b: "0", r: R, ah: "0", bh: "0", rh: RH, f: F };
+    g.pending = { kind: "shift", wide, a: "0", b: "0", r: R, ah: "0", bh: "0", rh: RH, f: F, owner: k };
     return false;
   }
   // ---- SETcc ----
@@ -675,8 +736,15 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     const back = loops && at.end + i.imm === 0; // the taken branch goes back to the block's start
     g.body += `if(${c}){`;
     if (back) {
-      g.body += g.flushCode();
-      g.body += `c.retired=R0+${n};if(c.attention===0&&c.retired+${n}<=c.repStop){R0=c.retired;continue;}c.rip=r;return;}`;
+      g.backPending = g.pending;
+      if (g.carry && g.pending !== undefined && g.pending.guard !== true) {
+        // The flags stay in this iteration's locals over the back edge (lp = 1): the next
+        // iteration materialises them only where they are live before it overwrites them.
+        g.body += `c.retired=R0+${n};if(c.attention===0&&c.retired+${n}<=c.repStop){R0=c.retired;lp=1;continue;}${g.flushCode()}c.rip=r;return;}`;
+      } else {
+        g.body += g.flushCode();
+        g.body += `c.retired=R0+${n};if(c.attention===0&&c.retired+${n}<=c.repStop){R0=c.retired;continue;}c.rip=r;return;}`;
+      }
     } else {
       g.body += `t=r+${at.end + i.imm};`;
       emitTargetCheck(g, at);
@@ -735,7 +803,36 @@ export let lastSource = "";
  */
 export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number[], page: number): BlockFn | undefined {
   if (!compilerWorks) return undefined;
+  let g = generate(insns, offsets, page, undefined);
+  // A self-loop whose back edge has flags pending: generate again, carrying them over it.
+  if (g.backPending !== undefined) g = generate(insns, offsets, page, { ...g.backPending, guard: true });
+  let prologue = "";
+  if (jitHooks.onBlockEntry !== undefined) {
+    // The hook sees the flags in the CPU's fields, as the interpreter keeps them.
+    prologue = `${g.initial !== undefined ? g.flushCodeOf(g.initial) : ""}${g.bind("TR", jitHooks.onBlockEntry)}(c,r);`;
+  }
+  const decl = [...g.locals].map((v) => `${v}=0`).join(",");
+  const src =
+    `"use strict";return function jitBlock(c,r){const lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
+    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,lp=0,${decl};` +
+    `for(;;){${prologue}${g.body}}};`;
+  lastSource = src;
+  try {
+    const factory = new Function(...g.params, src) as (...a: unknown[]) => BlockFn;
+    return factory(...g.args);
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
+    compilerWorks = false;
+    return undefined;
+  }
+}
+
+/** One generation pass over the block; `initial`: the flags carried over a self-loop's back edge. */
+function generate(insns: readonly Insn[], offsets: readonly number[], page: number, initial: Pending | undefined): Gen {
   const g = new Gen();
+  g.initial = initial;
+  g.pending = initial;
+  g.carry = initial !== undefined;
   g.bind("PE", PARITY_EVEN);
   g.bind("EA", slowOffset);
   const n = insns.length;
@@ -779,22 +876,7 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
     const end = (offsets[n - 1] as number) + last.len;
     g.body += `c.rip=r+${end};c.retired=R0+${n};${chain(page + end)}`;
   }
-  let prologue = "";
-  if (jitHooks.onBlockEntry !== undefined) prologue = `${g.bind("TR", jitHooks.onBlockEntry)}(c,r);`;
-  const decl = [...g.locals].map((v) => `${v}=0`).join(",");
-  const src =
-    `"use strict";return function jitBlock(c,r){const lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
-    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,${decl};` +
-    `for(;;){${prologue}${g.body}}};`;
-  lastSource = src;
-  try {
-    const factory = new Function(...g.params, src) as (...a: unknown[]) => BlockFn;
-    return factory(...g.args);
-  } catch (err) {
-    if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
-    compilerWorks = false;
-    return undefined;
-  }
+  return g;
 }
 
 /** The default of `CpuOptions.jit`: on, unless the environment variable VTLAB_JIT is "0". */
