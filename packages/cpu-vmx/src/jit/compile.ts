@@ -231,7 +231,7 @@ interface At {
  * instruction start and next RIP, the retired count, and `sl` (a slow path ran: check attention).
  */
 function slowPrologue(g: Gen, at: At): string {
-  return `${g.flushCode()}c.insnStart=r+${at.start};c.rip=r+${at.end};c.retired=R0+${at.k};sl=1;`;
+  return `${WB}${g.flushCode()}c.insnStart=r+${at.start};c.rip=r+${at.end};c.retired=R0+${at.k};sl=1;`;
 }
 
 /**
@@ -260,7 +260,7 @@ function emitEa(g: Gen, at: At): void {
   if (i.disp !== 0 || parts.length === 0) parts.push(String(i.disp));
   const sum = parts.join("+");
   if (guards.length === 0) g.body += `a=${sum};`;
-  else g.body += `if(${guards.join("||")})a=EA(c,i${at.k});else a=${sum};`;
+  else g.body += `if(${guards.join("||")}){${WB}a=EA(c,i${at.k});}else a=${sum};`;
 }
 
 /** The TLB fast-path test for an access of `size` bytes at `a` (`mask`: RM or WM). */
@@ -643,13 +643,13 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     const [l, h] = op <= 0x57 ? regHalves(i.rm) : [String(i.imm), String(i.immHi)];
     g.body += `v=${l};vh=${h};a=hi[4]*4294967296+(lo[4]>>>0)-8;`;
     g.body += `if${tlbHit(8, "WM", true)}{w=V[e];w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
-    g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);}`;
+    g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);${RL}}`;
     return false;
   }
   if (op >= 0x58 && op <= 0x5f) {
     g.body += "a=hi[4]*4294967296+(lo[4]>>>0);";
     g.body += `if${tlbHit(8, "RM", true)}{w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
-    g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;}`;
+    g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;${RL}}`;
     g.body += setReg(i.rm, true, "v", "vh");
     return false;
   }
@@ -758,7 +758,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     // CALL rel32: push the return address, then the target's canonical check (as callRel).
     g.body += `t=r+${at.end};v=t|0;vh=Math.floor(t/4294967296)|0;a=hi[4]*4294967296+(lo[4]>>>0)-8;`;
     g.body += `if${tlbHit(8, "WM", true)}{w=V[e];w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
-    g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);}`;
+    g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);${RL}}`;
     g.body += `t=r+${at.end + i.imm};`;
     emitTargetCheck(g, at);
     g.flush();
@@ -768,7 +768,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   if (op === 0xc3) {
     g.body += "a=hi[4]*4294967296+(lo[4]>>>0);";
     g.body += `if${tlbHit(8, "RM", true)}{w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
-    g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;}`;
+    g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;${RL}}`;
     g.body += "t=vh*4294967296+(v>>>0);";
     emitTargetCheck(g, at);
     g.flush();
@@ -809,13 +809,14 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
   let prologue = "";
   if (jitHooks.onBlockEntry !== undefined) {
     // The hook sees the flags in the CPU's fields, as the interpreter keeps them.
-    prologue = `${g.initial !== undefined ? g.flushCodeOf(g.initial) : ""}${g.bind("TR", jitHooks.onBlockEntry)}(c,r);`;
+    prologue = `${g.initial !== undefined ? g.flushCodeOf(g.initial) : ""}${WB}${g.bind("TR", jitHooks.onBlockEntry)}(c,r);`;
   }
   const decl = [...g.locals].map((v) => `${v}=0`).join(",");
+  const cached = cacheRegisters(prologue + g.body);
   const src =
     `"use strict";return function jitBlock(c,r){const lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
-    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,lp=0,${decl};` +
-    `for(;;){${prologue}${g.body}}};`;
+    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,lp=0,${decl}${cached.decl};` +
+    `for(;;){${cached.body}}};`;
   lastSource = src;
   try {
     const factory = new Function(...g.params, src) as (...a: unknown[]) => BlockFn;
@@ -825,6 +826,37 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
     compilerWorks = false;
     return undefined;
   }
+}
+
+/** Markers in the generated body: write the cached registers back to cpu.lo/hi; reload them from there. */
+const WB = "@WB@";
+const RL = "@RL@";
+
+/**
+ * Registers live in locals inside a block (`L3`/`H3` for the halves of RBX): each register the
+ * block names is loaded once at entry, and the ones it writes are stored back wherever the CPU's
+ * arrays must hold the truth: before every slow path and handler call (which may fault, read
+ * registers or, for handlers, change them: those reload afterwards) and before every return.
+ * A self-loop keeps them in the locals over its back edge.
+ */
+function cacheRegisters(body: string): { decl: string; body: string } {
+  const used = new Set<string>();
+  const written = new Set<string>();
+  for (const m of body.matchAll(/\b(lo|hi)\[(\d+)\](=(?!=))?/g)) {
+    const name = `${m[1] === "lo" ? "L" : "H"}${m[2]}`;
+    used.add(name);
+    if (m[3] !== undefined) written.add(name);
+  }
+  const arr = (name: string) => `${name[0] === "L" ? "lo" : "hi"}[${name.slice(1)}]`;
+  const wb = [...written].map((n) => `${arr(n)}=${n};`).join("");
+  const rl = [...used].map((n) => `${n}=${arr(n)};`).join("");
+  const out = body
+    .replace(/\b(lo|hi)\[(\d+)\]/g, (_m, half: string, r: string) => `${half === "lo" ? "L" : "H"}${r}`)
+    .replace(/return( [^;]*)?;/g, (_m, v: string | undefined) => `{${WB}return${v ?? ""};}`)
+    .replaceAll(WB, wb)
+    .replaceAll(RL, rl);
+  const decl = [...used].map((n) => `,${n}=${arr(n)}`).join("");
+  return { decl, body: out };
 }
 
 /** One generation pass over the block; `initial`: the flags carried over a self-loop's back edge. */
@@ -861,10 +893,10 @@ function generate(insns: readonly Insn[], offsets: readonly number[], page: numb
     const h = g.bind(`h${k}`, i.exec);
     g.flush();
     if (isPureInsn(i)) {
-      g.body += `${h}(c,i${k});`;
+      g.body += `${WB}${h}(c,i${k});${RL}`;
       continue;
     }
-    g.body += `c.insnStart=r+${start};c.rip=r+${at.end};c.retired=R0+${k};${h}(c,i${k});`;
+    g.body += `c.insnStart=r+${start};c.rip=r+${at.end};c.retired=R0+${k};${WB}${h}(c,i${k});${RL}`;
     if (k === n - 1) {
       // The last instruction may have branched (RIP is its own) or, a REP string instruction, retired iterations itself.
       g.body += "c.retired++;return;";
