@@ -266,9 +266,10 @@ function emitEa(g: Gen, at: At): void {
 /** The TLB fast-path test for an access of `size` bytes at `a` (`mask`: RM or WM). */
 function tlbHit(size: number, mask: string, stack = false): string {
   const room = 4096 - size;
+  // (a - o) is a multiple of 4096, so multiplying by 2^-12 is exact (and cheaper than a division).
   // The stack pushes and pops check a 48-bit canonical address first (Cpu.push64/pop64: #SS(0)).
   const canon = stack ? "a>=-140737488355328&&a<140737488355328&&" : "";
-  return `(o=a&4095,x=(a-o)/4096,e=x&4095,${canon}T[e]===x&&(K[e]&${mask})!==0${size > 1 ? `&&o<=${room}` : ""})`;
+  return `(o=a&4095,x=(a-o)*0.000244140625,e=x&4095,${canon}T[e]===x&&(K[e]&${mask})!==0${size > 1 ? `&&o<=${room}` : ""})`;
 }
 
 /** Read `size` bytes at `a` into `v` (and `vh` for 8), fast path inline, slow path the interpreter's. */
