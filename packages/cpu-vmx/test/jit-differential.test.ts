@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { jitHooks, type Cpu } from "@vtlab/cpu-vmx";
+import { Cpu, jitHooks } from "@vtlab/cpu-vmx";
 import { CODE, machine64, type TestMachine } from "./machine.js";
 
 const SCRATCH = 0x20_0000; // rbx points here (a writable 2 MiB page)
@@ -290,5 +290,38 @@ describe("the block compiler agrees with the interpreter, instruction by instruc
     expect(compiled).toBeGreaterThan(60);
     expect(smc).toBeGreaterThan(0);
     expect(faults).toBeGreaterThan(0);
+  });
+});
+
+describe("selecting the block compiler", () => {
+  it("CpuOptions.jit and VTLAB_JIT=0 choose the handler-calling blocks; the default compiles specialised code", () => {
+    const saved = process.env.VTLAB_JIT;
+    try {
+      delete process.env.VTLAB_JIT;
+      const loop = "b9e8030000" + "4801c8" + "ffc9" + "75f9" + "f4"; // mov ecx,1000; 1: add rax,rcx; dec ecx; jnz 1b; hlt
+      // Blocks compiled to specialised code report their entries to the hook; handler-calling ones do not.
+      let entries = 0;
+      jitHooks.onBlockEntry = () => void entries++;
+      const kinds = (m: TestMachine) => {
+        m.cpu.blockThreshold = 1;
+        entries = 0;
+        expect(m.cpu.run(10_000).kind).toBe("hlt");
+        return { compiled: m.cpu.counters.compiledBlocks > 0, specialised: entries > 0 };
+      };
+      const byDefault = machine64(loop);
+      expect(byDefault.cpu.jit).toBe(true);
+      expect(kinds(byDefault)).toEqual({ compiled: true, specialised: true });
+      process.env.VTLAB_JIT = "0";
+      const off = machine64(loop);
+      expect(off.cpu.jit).toBe(false);
+      expect(kinds(off)).toEqual({ compiled: true, specialised: false });
+      // Same result either way: RAX = 1000 + 999 + ... + 1, RCX = 0, RIP past the HLT.
+      for (const m of [byDefault, off]) expect([m.cpu.regAddr(0), m.cpu.regAddr(1), m.cpu.retired]).toEqual([500_500, 0, 1 + 3 * 1000 + 1]);
+      expect(new Cpu({ memory: off.memory, jit: true }).jit).toBe(true);
+    } finally {
+      jitHooks.onBlockEntry = undefined;
+      if (saved === undefined) delete process.env.VTLAB_JIT;
+      else process.env.VTLAB_JIT = saved;
+    }
   });
 });
