@@ -460,18 +460,20 @@ function emitAlu(g: Gen, at: At, op: number, wide: boolean, al: string, ah: stri
  * changes no flag (and a 32-bit one still zero-extends), so the flags are written eagerly.
  */
 function emitShiftCl(g: Gen, r: number, cc: number, wide: boolean): void {
-  g.flush();
+  // Only a count of 0 keeps the previous flags, so only that branch materialises them.
+  const keep = g.flushCode();
+  g.pending = undefined;
   const shl = cc === 4 || cc === 6;
   const sar = cc === 7;
   if (!wide) {
-    g.body += `x=lo[1]&31;if(x===0)hi[${r}]=0;else{v=lo[${r}];`;
+    g.body += `x=lo[1]&31;if(x===0){${keep}hi[${r}]=0;}else{v=lo[${r}];`;
     if (shl) g.body += `t=v<<x;e=(v>>>(32-x))&1;o=(t>>>31)^e;`;
     else if (sar) g.body += `t=v>>x;e=(v>>(x-1))&1;o=0;`;
     else g.body += `t=(v>>>x)|0;e=(v>>>(x-1))&1;o=v>>>31;`;
     g.body += `lo[${r}]=t;hi[${r}]=0;c.fZ=t;c.fS=t;c.fP=t;c.fA=e|(o<<11);}`;
     return;
   }
-  g.body += `x=lo[1]&63;if(x!==0){v=lo[${r}];vh=hi[${r}];`;
+  g.body += `x=lo[1]&63;if(x===0){${keep}}else{v=lo[${r}];vh=hi[${r}];`;
   if (shl) {
     g.body += "if(x<32){e=(vh>>>(32-x))&1;u=(vh<<x)|(v>>>(32-x));t=v<<x;}else{e=x===32?vh&1:(v>>>(64-x))&1;u=x===32?v:v<<(x-32);t=0;}o=(u>>>31)^e;";
   } else if (!sar) {
@@ -741,10 +743,10 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
       if (g.carry && g.pending !== undefined && g.pending.guard !== true) {
         // The flags stay in this iteration's locals over the back edge (lp = 1): the next
         // iteration materialises them only where they are live before it overwrites them.
-        g.body += `c.retired=R0+${n};if(c.attention===0&&c.retired+${n}<=c.repStop){R0=c.retired;lp=1;continue;}${g.flushCode()}c.rip=r;return;}`;
+        g.body += `R0+=${n};if(c.attention===0&&R0+${n}<=c.repStop){lp=1;continue;}c.retired=R0;${g.flushCode()}c.rip=r;return;}`;
       } else {
         g.body += g.flushCode();
-        g.body += `c.retired=R0+${n};if(c.attention===0&&c.retired+${n}<=c.repStop){R0=c.retired;continue;}c.rip=r;return;}`;
+        g.body += `R0+=${n};if(c.attention===0&&R0+${n}<=c.repStop)continue;c.retired=R0;c.rip=r;return;}`;
       }
     } else {
       g.body += `t=r+${at.end + i.imm};`;
@@ -810,7 +812,7 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
   let prologue = "";
   if (jitHooks.onBlockEntry !== undefined) {
     // The hook sees the flags in the CPU's fields, as the interpreter keeps them.
-    prologue = `${g.initial !== undefined ? g.flushCodeOf(g.initial) : ""}${WB}${g.bind("TR", jitHooks.onBlockEntry)}(c,r);`;
+    prologue = `${g.initial !== undefined ? g.flushCodeOf(g.initial) : ""}${WB}c.retired=R0;${g.bind("TR", jitHooks.onBlockEntry)}(c,r);`;
   }
   const decl = [...g.locals].map((v) => `${v}=0`).join(",");
   const cached = cacheRegisters(prologue + g.body);
