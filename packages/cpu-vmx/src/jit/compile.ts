@@ -4,8 +4,9 @@
  * source specialised per instruction, turned into a function with `new Function`.
  *
  * What the generated code does, per instruction it knows (see `emitInsn`):
- * - register halves read and written directly in `c.lo` / `c.hi`, immediates and displacements
- *   as literals, the effective address computed inline;
+ * - register halves in locals (`L3`/`H3` for RBX: loaded once from `c.lo`/`c.hi`, stored back
+ *   before every slow path, handler call and return; see cacheRegisters), immediates and
+ *   displacements as literals, the effective address computed inline;
  * - lazy flags with liveness inside the block: a flag-setting instruction leaves its operands in
  *   locals and a description of how to derive the flags (`Pending`); a later condition (Jcc,
  *   SETcc, CMOVcc) is evaluated from the operands directly (a cmp/jcc pair costs one compare), an
@@ -19,11 +20,16 @@
  *   and the flags;
  * - a block whose last instruction branches back to its own start loops inside the function,
  *   with the run loop's bound (`c.repStop`: budget and preemption timer) and `c.attention` checked
- *   on that back edge only, exactly as the run loop would check them before entering it again.
+ *   on that back edge only, exactly as the run loop would check them before entering it again,
+ *   and with its registers, retired count and last flag-setting operation kept in locals over it;
+ * - a block that ends on a direct branch, a fall-through or a RET into the page it runs in hands
+ *   its successor's function to the run loop's trampoline (`chain`) when the run loop would enter
+ *   that block next without doing anything else.
  *
  * Every other instruction calls its interpreter handler, as blocks.ts does. Exactness: a fault
- * leaves RIP, registers, flags and the retired count as the interpreter would (registers are never
- * cached in locals; each instruction writes its results only after its last possible fault).
+ * leaves RIP, registers, flags and the retired count as the interpreter would (everything is
+ * stored back before the call that may fault, and each instruction writes its results only after
+ * its last possible fault).
  */
 import { Vector } from "@vtlab/arch";
 import { PARITY_EVEN, type Cpu, wrap64 } from "../cpu.js";
