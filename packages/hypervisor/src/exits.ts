@@ -45,6 +45,7 @@ import { RESUME } from "./outcomes.js";
 import { handleMmio } from "./mmio.js";
 import { xenCpuid } from "./xen/cpuid.js";
 import { isXenMsr, rdmsrXen, wrmsrXen } from "./xen/hypercall_page.js";
+import { isPolicyMsr, rdmsrPolicy, wrmsrPolicy } from "./xen/msr.js";
 
 export interface ExitContext {
   readonly hv: Hypervisor;
@@ -449,6 +450,12 @@ function msrRead(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if (r === undefined) return gp0();
     lo = r[0];
     hi = r[1];
+  } else if (isPolicyMsr(msr)) {
+    // Model-specific MSRs answered by Xen's guest MSR policy (xen/msr.ts).
+    const r = rdmsrPolicy(msr);
+    if (r === undefined) return gp0();
+    lo = r[0];
+    hi = r[1];
   } else {
     const r = readMsr(cpu, msr);
     if (r === undefined) return gp0();
@@ -487,6 +494,8 @@ function msrWrite(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if (v.apic === undefined || !v.apic.writeMsr(msr, lo, hi)) return gp0();
   } else if (isXenMsr(msr)) {
     if (!wrmsrXen(ctx, msr, lo, hi)) return gp0();
+  } else if (isPolicyMsr(msr)) {
+    if (!wrmsrPolicy(msr, lo, hi)) return gp0();
   } else if (msr === MSR.PAT) {
     // Guest state in GUEST_IA32_PAT (Xen's vmx_set_guest_pat); a reserved memory type is #GP (SDM 11.12.2).
     // PAT passes through the MSR bitmap, so this runs only if a bitmap intercepts it.
@@ -559,8 +568,6 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     const d = ctx.domain;
     const shadowPaging = !d.hap;
     if ((lo & CR0_PE) === 0) return { kind: "crash", reason: "the guest turned protection off (CR0.PE = 0): real mode is not modelled" };
-    // Shadow paging write-protects guest page tables, which needs CR0.WP = 1 (mmu-shadow's rule).
-    if (shadowPaging && (lo & CR0_WP) === 0) return { kind: "crash", reason: "the guest cleared CR0.WP: shadow paging here needs CR0.WP = 1" };
     const oldPg = vmcs.read32(F.CR0_READ_SHADOW) & CR0_PG; // as the guest sees it
     if (((oldPg ^ lo) & CR0_PG) !== 0) {
       // Paging on or off (Xen's hvm_set_cr0), with the guest's view of EFER and CR4.
@@ -603,8 +610,12 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
       }
     }
     vmcs.setNatural(F.CR0_READ_SHADOW, (lo & (CR0_HOST_OWNED | (shadowPaging ? CR0_WP : 0))) >>> 0);
-    // On shadow the vCPU always runs with paging on (on the identity table while the guest has it off).
-    vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE | (shadowPaging ? CR0_PG : 0)) >>> 0);
+    // On shadow the vCPU always runs with paging on (on the identity table while the guest has it
+    // off), and with WP on: write-protected guest page tables must fault for supervisor writes
+    // too. The guest's own WP is the read shadow's; with it clear, mmu-shadow emulates the
+    // supervisor writes to read-only pages that fault only because of that (Xen's hvm_update_guest_cr
+    // and sh_page_fault).
+    vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE | (shadowPaging ? CR0_PG | CR0_WP : 0)) >>> 0);
     skip(v, exit);
     return RESUME;
   }

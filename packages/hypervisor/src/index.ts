@@ -297,6 +297,7 @@ export type { IoApicOptions, IoApicStats, IoApicState, IoApicDeliver } from "./d
 export { PlatformWiring, HVM_BELOW_4G_MMIO_START, HVMLOADER_PCI_IO_START, PLATFORM_LOG_KEEP } from "./devices/platform.js";
 export { xenCpuid, xenCpuidInfo, isHypervisorLeaf, VTLAB_HVM_CPUID_FEATURES } from "./xen/cpuid.js";
 export { hypercallPageRecord, isXenMsr, rdmsrXen, wrmsrXen, XEN_MSR_FIRST, XEN_MSR_LAST } from "./xen/hypercall_page.js";
+export { GUEST_MISC_ENABLE_HI, GUEST_MISC_ENABLE_LO, HOST_UCODE_REVISION, MSR_IA32_MISC_ENABLE, MSR_IA32_UCODE_REV, isPolicyMsr, rdmsrPolicy, wrmsrPolicy } from "./xen/msr.js";
 export type { HypercallPageRecord } from "./xen/hypercall_page.js";
 export { EventChannels, Dom0EventChannels, TwoLevelPorts, Ecs, EVTCHNS_PER_BUCKET, virqIsGlobal, do_event_channel_op } from "./xen/event_channel.js";
 export type { EvtchnPortOps, EvtchnOwner, EvtchnStatus, EvtchnCounters, Dom0EventHandler, Dom0Host } from "./xen/event_channel.js";

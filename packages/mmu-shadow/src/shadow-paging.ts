@@ -61,6 +61,7 @@ import {
   PTE_PWT,
   PTE_RW,
   PTE_US,
+  PageRights,
   PagingFormat,
   PdpteLoadStatus,
   Vector,
@@ -135,6 +136,11 @@ export interface ShadowFaultCounts {
   logDirty: number;
   /** An access to emulated MMIO. */
   mmio: number;
+  /**
+   * A supervisor write to a page the guest maps read-only while its CR0.WP = 0 (the write is
+   * allowed; the vCPU runs with WP = 1, so it faults): emulated (Xen's sh_page_fault, emulate_readonly).
+   */
+  wpClear: number;
 }
 
 export interface ShadowStats {
@@ -201,6 +207,8 @@ interface VcpuState {
   format: PagingFormat;
   /** A PAE guest's PDPTE registers, read from its PDPT when it loaded CR3 (SDM 4.4.1). */
   readonly pdpte: Uint32Array;
+  /** The vCPU's VMCS: its CR0 read shadow holds the guest's CR0.WP (the vCPU runs with WP = 1). */
+  readonly vmcs: Vmcs;
 }
 
 interface OutOfSync {
@@ -260,7 +268,7 @@ export class ShadowPaging implements MemoryVirtualizer {
   readonly memory: MachineMemory;
   readonly p2m: DomainP2m;
   readonly stats: ShadowStats = {
-    faults: { fill: 0, guest: 0, dirtyBit: 0, ptWrite: 0, logDirty: 0, mmio: 0 },
+    faults: { fill: 0, guest: 0, dirtyBit: 0, ptWrite: 0, logDirty: 0, mmio: 0, wpClear: 0 },
     exits: {},
     emulatedWrites: 0,
     resyncs: 0,
@@ -351,7 +359,9 @@ export class ShadowPaging implements MemoryVirtualizer {
   /**
    * Shadow mode for a vCPU: CR3-load, CR3-store and INVLPG exiting; #PF in the exception bitmap
    * (every page fault exits: mask = match = 0); no CR3-target values; EPT off; CR0.WP owned by
-   * the hypervisor (a guest clearing it exits and is refused). GUEST_CR3 holds the guest's CR3
+   * the hypervisor: the vCPU always runs with WP = 1 (so that write-protected guest tables fault
+   * for supervisor writes too), the guest's own WP is the read shadow's, and a guest running
+   * with WP = 0 has its supervisor writes to read-only pages emulated (`pageFault`). GUEST_CR3 holds the guest's CR3
    * on entry to this call and the shadow root after it. With `unpagedRoot` (the machine address
    * of an identity table, see `enterUnpaged`) the vCPU starts with guest paging off.
    */
@@ -368,7 +378,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     vmcs.setField(F.CR0_GUEST_HOST_MASK, (vmcs.read32(F.CR0_GUEST_HOST_MASK) | CR0_WP) >>> 0);
     vmcs.setField(F.CR0_READ_SHADOW, (vmcs.read32(F.CR0_READ_SHADOW) | CR0_WP) >>> 0);
     vmcs.setField(F.GUEST_CR0, (vmcs.read32(F.GUEST_CR0) | CR0_WP) >>> 0);
-    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined, unpagedRoot: undefined, format: PagingFormat.Long, pdpte: new Uint32Array(8) };
+    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined, unpagedRoot: undefined, format: PagingFormat.Long, pdpte: new Uint32Array(8), vmcs };
     this.vcpus.set(cpu, state);
     if (unpagedRoot !== undefined) state.unpagedRoot = unpagedRoot;
     const root = unpagedRoot !== undefined ? this.rootFor(unpagedRoot, true) : this.rootFor(state.guestCr3);
@@ -512,7 +522,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     const type = (q >>> 4) & 3;
     const gpr = (q >>> 8) & 15;
     if (cr === 0 && type === CrAccessType.MovToCr) {
-      if ((cpu.regAddr(gpr) & CR0_WP) === 0) return this.crash("the guest cleared CR0.WP: shadow paging here needs CR0.WP = 1 (write-protection of guest page tables)");
+      // The guest's WP goes to the read shadow only; the vCPU keeps WP = 1 (Xen's
+      // hvm_update_guest_cr for shadow mode).
       vmcs.setField(F.GUEST_CR0, (cpu.regAddr(gpr) | CR0_WP) >>> 0);
       vmcs.setField(F.CR0_READ_SHADOW, cpu.regAddr(gpr) >>> 0);
       this.advance(vmcs, exit);
@@ -608,6 +619,10 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     const gfn = Math.floor(out.physicalAddress / PAGE_SIZE);
     const target = this.p2m.lookup(asGfn(gfn));
+    // A supervisor write the guest's tables refuse but its CR0.WP = 0 allows (SDM 4.6.1): the
+    // shadow keeps the guest's R/W = 0 (user-mode writes must still fault) and the vCPU runs with
+    // WP = 1, so the store is emulated, as Xen's sh_page_fault does ("emulate_readonly").
+    const wpClear = write && (ec & PFEC_US) === 0 && !mode.wp && (out.rights & PageRights.Writable) === 0;
     if (target.type === P2mType.Mmio) {
       this.stats.faults.mmio++;
       return { kind: "mmio", gpa: out.physicalAddress, write };
@@ -620,6 +635,12 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     if (!p2mHasFrame(target.type)) return this.crash(`the guest maps GVA 0x${gva.toString(16)} to GPA 0x${out.physicalAddress.toString(16)}, which is ${target.type}`);
     const mfn = target.mfn as number;
+    if (wpClear) {
+      this.stats.faults.wpClear++;
+      if (this.logDirtyOn) this.dirty.add(gfn);
+      const what = this.isWriteProtected(mfn) ? "a guest page table" : "a page the guest maps read-only (with CR0.WP = 0)";
+      return this.emulateWrite(cpu, vmcs, state, gva, mfn, (out.physicalAddress % PAGE_SIZE) >>> 0, exit, what);
+    }
     if (write && this.isWriteProtected(mfn)) {
       this.stats.faults.ptWrite++;
       if (this.outOfSync && this.canUnsync(mfn)) {
@@ -664,6 +685,8 @@ export class ShadowPaging implements MemoryVirtualizer {
   /** The guest's paging mode: its control-register flags, and the format and PDPTEs kept here. */
   private modeOf(cpu: Cpu, state: VcpuState | undefined): PagingMode {
     const mode = guestPagingMode(cpu, this.gmode);
+    // The vCPU runs with CR0.WP = 1; the guest's WP is the CR0 read shadow's (WP is host-owned).
+    if (state !== undefined) mode.wp = (state.vmcs.read32(F.CR0_READ_SHADOW) & CR0_WP) !== 0;
     const format = state === undefined || state.unpagedRoot !== undefined ? PagingFormat.Long : state.format;
     mode.format = format;
     mode.pse = (cpu.cr4 & CR4_PSE) !== 0;
@@ -1041,11 +1064,11 @@ export class ShadowPaging implements MemoryVirtualizer {
 
   // ---- emulated writes to guest page tables ----
 
-  private emulateWrite(cpu: Cpu, vmcs: Vmcs, state: VcpuState, gva: number, gmfn: number, offset: number, exit: VmExit): ExitOutcome {
+  private emulateWrite(cpu: Cpu, vmcs: Vmcs, state: VcpuState, gva: number, gmfn: number, offset: number, exit: VmExit, what = "a guest page table"): ExitOutcome {
     const rip = vmcs.readNatural(F.GUEST_RIP);
     // The instruction bytes are read through the shadow: make sure it maps the code.
     const code = this.gvaToGpa(cpu, rip, Access.Fetch);
-    if (typeof code !== "number") return this.crash(`cannot fetch the instruction at 0x${rip.toString(16)} that wrote a guest page table`);
+    if (typeof code !== "number") return this.crash(`cannot fetch the instruction at 0x${rip.toString(16)} that wrote ${what}`);
     {
       const vaLo = rip >>> 0;
       const vaHi = Math.floor(rip / 0x1_0000_0000) >>> 0;
@@ -1072,7 +1095,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       if (r !== undefined) return r;
     }
     const size = insn.opSize;
-    if ((offset & (size - 1)) !== 0) return this.crash(`misaligned ${size}-byte store to a guest page table at GVA 0x${gva.toString(16)}`);
+    if ((offset & (size - 1)) !== 0) return this.crash(`misaligned ${size}-byte store to ${what} at GVA 0x${gva.toString(16)}`);
     const at = gmfn * PAGE_SIZE + offset;
     const oldLo = this.memory.read32(at) as number;
     const oldHi = size === 8 ? (this.memory.read32(at + 4) as number) : 0;
@@ -1088,7 +1111,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       this.lastRefused = { rip, gmfn, retired };
       if (!again && this.unshadow(gmfn)) return { kind: "resume" };
       return this.crash(
-        `unsupported write to a guest page table at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}${again ? " (unshadowing it did not help: the retry shadowed it again)" : ""}`,
+        `unsupported write to ${what} at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}${again ? " (unshadowing it did not help: the retry shadowed it again)" : ""}`,
       );
     }
     if (s.write) {
