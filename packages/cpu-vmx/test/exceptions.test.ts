@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { Vector } from "@vtlab/arch";
 import { CR4_PAE, CR4_PGE } from "@vtlab/cpu-vmx";
-import { CODE, hex, machine64, type TestMachine } from "./machine.js";
+import { CODE, STACK_TOP, hex, machine64, type TestMachine } from "./machine.js";
 
 const IDT = 0x8000;
 const TSS = 0x7000;
@@ -34,6 +34,9 @@ function installIdt(m: TestMachine, opts: { notPresent?: number[]; ist?: Record<
   cpu.tr.base = TSS;
   cpu.tr.limit = 0x67;
 }
+
+/** A 32-bit immediate as little-endian hex. */
+const hex32 = (v: number) => [0, 8, 16, 24].map((k) => ((v >>> k) & 0xff).toString(16).padStart(2, "0")).join("");
 
 /** Which handler the CPU stopped in, and the frame it pushed. */
 function landed(m: TestMachine, withErrorCode: boolean) {
@@ -68,6 +71,21 @@ describe("exceptions through the 64-bit IDT", () => {
     m.cpu.run(100);
     expect(landed(m, true)).toMatchObject({ vector: Vector.PF, errorCode: 0x2, rip: CODE + 7 });
     expect(m.cpu.cr2).toBe(0x4000_0000);
+  });
+
+  it("an IRETQ that faults after its pops leaves RSP at the IRET frame (faults are restartable: Linux's sync_core under shadow paging)", () => {
+    // push 0x10 (SS); push rsp; pushfq; push 0x30 (CS: beyond the GDT's limit); push CODE + 0x14; iretq; hlt
+    const m = machine64(hex(`6a10 54 9c 6a30 68${hex32(CODE + 0x14)} 48cf f4`));
+    installIdt(m);
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    // #GP(0x30) for the CS selector, found after RIP, CS, RFLAGS, RSP and SS were popped: the
+    // frame's RSP is where the IRET frame starts, not past it.
+    expect(landed(m, true)).toMatchObject({ vector: Vector.GP, errorCode: 0x30, rip: CODE + 11, rsp: STACK_TOP - 40 });
+    // The same with a valid CS and an SS beyond the limit: #GP(0x38), CS not loaded, RSP kept.
+    const n = machine64(hex(`6a38 54 9c 6a08 68${hex32(CODE + 0x14)} 48cf f4`));
+    installIdt(n);
+    n.cpu.run(100);
+    expect(landed(n, true)).toMatchObject({ vector: Vector.GP, errorCode: 0x38, rip: CODE + 11, cs: 0x08, rsp: STACK_TOP - 40 });
   });
 
   it("INT3 is a trap: the frame's RIP is past it, and IRETQ resumes there", () => {

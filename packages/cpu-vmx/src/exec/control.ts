@@ -248,35 +248,64 @@ export function iret(cpu: Cpu, i: Insn): void {
   const size = i.opSize;
   const longMode = (cpu.efer & EFER_LMA) !== 0;
   if ((cpu.flagsOther & 0x4000) !== 0 && !longMode) cpu.taskReturn(i.len); // NT = 1: a task return
-  const ripLo = pop(cpu, size);
-  const ripHi = cpu.tmpHi;
-  const csSel = pop(cpu, size) & 0xffff;
-  const flags = pop(cpu, size) >>> 0;
-  const rpl = csSel & 3;
-  if (rpl < cpu.cpl) cpu.gp(csSel & 0xfffc);
+  // Faults are restartable (SDM 6.5): nothing is committed until every pop, descriptor load and
+  // check has passed. The pops move RSP as they go, so a fault on the way (a #GP for the popped
+  // CS or SS, a #PF, or a shadow-paging #PF exit, on the descriptor tables' pages) puts RSP back;
+  // otherwise the restarted IRET (or the fault's own frame) would see RSP past the IRET frame.
+  const savedRspLo = cpu.lo[4]!;
+  const savedRspHi = cpu.hi[4]!;
+  let ripLo: number;
+  let ripHi: number;
+  let csSel: number;
+  let flags: number;
+  let rpl: number;
   let rspLo = 0;
   let rspHi = 0;
   let ssSel = 0;
-  const popStack = longMode || rpl > cpu.cpl;
-  if (popStack) {
-    rspLo = pop(cpu, size);
-    rspHi = cpu.tmpHi;
-    ssSel = pop(cpu, size) & 0xffff;
-  }
-  const cs = cpu.loadDescriptor(csSel);
-  if ((cs.attr & 0x18) !== 0x18) cpu.gp(csSel & 0xfffc);
-  if ((cs.attr & 0x80) === 0) cpu.fault(Vector.NP, csSel & 0xfffc);
+  let cs: ReturnType<Cpu["loadDescriptor"]>;
+  let ssDesc: ReturnType<Cpu["loadDescriptor"]> | undefined;
+  let mask: number;
+  let target: number;
+  let pops = false;
   const oldCpl = cpu.cpl;
-  // RFLAGS: IOPL only at CPL 0, IF when CPL <= IOPL (SDM "IRET" operation).
-  let mask = RFLAGS_WRITABLE & ~(RFLAGS_IOPL | RFLAGS_IF);
-  const iopl = (cpu.flagsOther & RFLAGS_IOPL) >>> 12;
-  if (oldCpl === 0) mask |= RFLAGS_IOPL;
-  if (oldCpl <= iopl) mask |= RFLAGS_IF;
-  if (size === 2) mask &= 0xffff;
-  if ((flags & RFLAGS_VM) !== 0 && oldCpl === 0 && !longMode) cpu.gp(0);
-  const target = size === 8 ? toSigned64(ripLo, ripHi) : size === 4 ? ripLo >>> 0 : ripLo & 0xffff;
-  const newLong = longMode && (cs.attr & SEG_ATTR_L) !== 0;
-  if (newLong && (target < -TWO_47 || target >= TWO_47)) cpu.gp(0);
+  try {
+    ripLo = pop(cpu, size);
+    ripHi = cpu.tmpHi;
+    csSel = pop(cpu, size) & 0xffff;
+    flags = pop(cpu, size) >>> 0;
+    rpl = csSel & 3;
+    if (rpl < oldCpl) cpu.gp(csSel & 0xfffc);
+    pops = longMode || rpl > oldCpl;
+    if (pops) {
+      rspLo = pop(cpu, size);
+      rspHi = cpu.tmpHi;
+      ssSel = pop(cpu, size) & 0xffff;
+    }
+    cs = cpu.loadDescriptor(csSel);
+    if ((cs.attr & 0x18) !== 0x18) cpu.gp(csSel & 0xfffc);
+    if ((cs.attr & 0x80) === 0) cpu.fault(Vector.NP, csSel & 0xfffc);
+    // RFLAGS: IOPL only at CPL 0, IF when CPL <= IOPL (SDM "IRET" operation).
+    mask = RFLAGS_WRITABLE & ~(RFLAGS_IOPL | RFLAGS_IF);
+    const iopl = (cpu.flagsOther & RFLAGS_IOPL) >>> 12;
+    if (oldCpl === 0) mask |= RFLAGS_IOPL;
+    if (oldCpl <= iopl) mask |= RFLAGS_IF;
+    if (size === 2) mask &= 0xffff;
+    if ((flags & RFLAGS_VM) !== 0 && oldCpl === 0 && !longMode) cpu.gp(0);
+    target = size === 8 ? toSigned64(ripLo, ripHi) : size === 4 ? ripLo >>> 0 : ripLo & 0xffff;
+    const newLong = longMode && (cs.attr & SEG_ATTR_L) !== 0;
+    if (newLong && (target < -TWO_47 || target >= TWO_47)) cpu.gp(0);
+    if (pops) {
+      // A null SS only for a return to 64-bit mode at CPL < 3; else the SS descriptor, read at
+      // the new CPL's privilege before anything is committed.
+      if ((ssSel & 0xfffc) === 0) {
+        if (!longMode || rpl === 3) cpu.gp(0);
+      } else ssDesc = cpu.loadDescriptor(ssSel);
+    }
+  } catch (e) {
+    cpu.lo[4] = savedRspLo;
+    cpu.hi[4] = savedRspHi;
+    throw e;
+  }
   // Commit.
   cpu.cpl = rpl;
   const csCache = cpu.seg[Seg.CS]!;
@@ -285,22 +314,16 @@ export function iret(cpu: Cpu, i: Insn): void {
   csCache.limit = cs.limit;
   csCache.attr = cs.attr;
   cpu.setFlags(flags | RFLAGS_FIXED, mask);
-  if (popStack) {
+  if (pops) {
     const ss = cpu.seg[Seg.SS]!;
-    if ((ssSel & 0xfffc) === 0) {
-      if (!longMode || rpl === 3) {
-        cpu.cpl = oldCpl;
-        cpu.gp(0);
-      }
-      ss.selector = ssSel;
+    ss.selector = ssSel;
+    if (ssDesc === undefined) {
       ss.attr = 0;
       ss.base = 0;
     } else {
-      const d = cpu.loadDescriptor(ssSel);
-      ss.selector = ssSel;
-      ss.base = d.base;
-      ss.limit = d.limit;
-      ss.attr = d.attr;
+      ss.base = ssDesc.base;
+      ss.limit = ssDesc.limit;
+      ss.attr = ssDesc.attr;
     }
     if (size === 8 || longMode) {
       cpu.lo[4] = rspLo;
