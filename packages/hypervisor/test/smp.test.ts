@@ -94,6 +94,16 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
   }
 
   for (const hap of [true, false]) {
+    it(`a vCPU initialised with CR0.WP = 0 runs and reads its CR0 back without WP (${hap ? "EPT" : "shadow"})`, () => {
+      // AP: mov eax, cr0; mov [FLAG], eax; cli; hlt
+      const d = boot(image(`${vcpuOp(VCPUOP_initialise, 1, CTX)} 89c6 ${vcpuOp(VCPUOP_up, 1)} ${WAIT_FLAG}`, `0f20c0 a3${imm32(FLAG)} faf4`, ctx32({ cr0: 0x11 })), hap);
+      expect(d.crashReason).toBeUndefined();
+      expect(d.exitCode).toBe(0x11); // PE | ET, plus VCPUOP_initialise's 0
+      if (!hap) expect(d.vcpus[1]!.cpu.cr0 & (1 << 16)).toBe(1 << 16); // WP = 1 underneath
+    });
+  }
+
+  for (const hap of [true, false]) {
     it(`a vCPU started directly in 64-bit mode on the guest's own page tables (${hap ? "EPT" : "shadow"})`, () => {
       // AP: mov dword [FLAG], 0x5678 (absolute, SIB); cli; hlt
       const d = boot(image(`${TABLES} ${vcpuOp(VCPUOP_initialise, 1, CTX)} 89c6 ${vcpuOp(VCPUOP_up, 1)} ${WAIT_FLAG}`, `c70425${imm32(FLAG)}${imm32(0x5678)} faf4`, ctx64(AP)), hap);
@@ -139,8 +149,9 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
     // A 64-bit context whose CR3 is not RAM (here the local APIC page): -EINVAL on both, and the
     // hypervisor keeps running (it used to throw from the shadow code).
     for (const hap of [true, false]) expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx64(AP, 0, 0xfee0_0000), hap), `CR3 not RAM (${hap ? "EPT" : "shadow"})`).toBe(-XEN_EINVAL);
-    // Shadow paging needs CR0.WP = 1.
-    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), false)).toBe(-XEN_EINVAL);
+    // CR0.WP = 0 is accepted on both (as Xen's arch_set_info_hvm_guest does; shadow paging
+    // emulates what WP = 0 allows).
+    expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), false)).toBe(0);
     expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ cr0: 0x11 }), true)).toBe(0);
     // Null DS and ES are allowed (Xen's check_segment); a null SS is not.
     expect(result(vcpuOp(VCPUOP_initialise, 1, CTX), ctx32({ dsAr: 0, ssAr: 0xc93 }))).toBe(0);

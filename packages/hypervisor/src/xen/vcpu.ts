@@ -215,7 +215,8 @@ const FLAT_TR: Segment = { base: 0, limit: 0x67, ar: 0x8b };
  * Decode and check a copied vcpu_hvm_context (Xen's arch_set_info_hvm_guest checks): a Xen
  * errno, or the state to load. Nothing is written to the target before every check passed.
  * Modelled more simply: CR0.PE must be 1 (no real mode), paging needs EFER.LME and CR4.PAE (no
- * legacy paging), and shadow domains need CR0.WP = 1 (mmu-shadow's rule).
+ * legacy paging). CR0.WP may be 0 on shadow too (the vCPU runs with WP = 1 underneath; mmu-shadow
+ * emulates the supervisor writes to read-only pages that WP = 0 allows).
  */
 function parseHvmContext(ctx: ExitContext, c: DataView): HvmContext | number {
   const EINVAL = -XEN_EINVAL;
@@ -238,7 +239,6 @@ function parseHvmContext(ctx: ExitContext, c: DataView): HvmContext | number {
   const paging = (cr0 & CR0_PG) !== 0;
   if (paging && ((efer & EFER_LME) === 0 || (cr4 & CR4_PAE) === 0)) return EINVAL;
   if (long && (!paging || (efer & EFER_LMA) === 0)) return EINVAL;
-  if (!ctx.domain.hap && (cr0 & CR0_WP) === 0) return EINVAL;
   const rflags = u32(long ? R64.rflags : R32.eflags);
   if ((rflags & RFLAGS_RESERVED_ZERO) !== 0 || (rflags & RFLAGS_VM) !== 0) return EINVAL; // no virtual-8086 mode
   const cr3 = long ? u64(R64.cr3) : u32(R32.cr3);
@@ -317,14 +317,16 @@ function applyHvmContext(ctx: ExitContext, t: Vcpu, h: HvmContext): number {
     // No unrestricted guest: the vCPU runs in IA-32e mode with paging on underneath, on the
     // identity table while the guest has paging off (hypervisor.ts, enterUnpagedShadow).
     t.guestEfer = guestEfer;
-    vmcs.setNatural(F.CR0_READ_SHADOW, (h.cr0 & (CR0_HOST_OWNED | CR0_WP)) >>> 0);
-    vmcs.setNatural(F.GUEST_CR0, (h.cr0 | CR0_NE | CR0_ET | CR0_PG) >>> 0);
+    vmcs.setNatural(F.GUEST_CR0, (h.cr0 | CR0_NE | CR0_ET | CR0_PG | CR0_WP) >>> 0);
     vmcs.setNatural(F.GUEST_CR4, (h.cr4 | CR4_VMXE | CR4_PAE) >>> 0);
     vmcs.setField(F.GUEST_IA32_EFER, (h.efer & (EFER_SCE | EFER_NXE)) | EFER_LME | EFER_LMA);
     vmcs.setField(F.VM_ENTRY_CONTROLS, (vmcs.read32(F.VM_ENTRY_CONTROLS) | ENTRY_IA32E_MODE) >>> 0);
     // Start on the identity table (its shadow is normally cached), then move to the guest's CR3
     // if paging is on: the shadow code's non-throwing way to load a root.
     d.paging.setupVcpu(cpu, vmcs, d.identityPageTable!);
+    // The guest's CR0 as it reads it, WP included (setupVcpu made WP host-owned and set it in
+    // the read shadow; the guest's own WP goes back there).
+    vmcs.setNatural(F.CR0_READ_SHADOW, (h.cr0 & (CR0_HOST_OWNED | CR0_WP)) >>> 0);
     const err = d.paging.enterUnpaged(cpu, vmcs, d.identityPageTable!, h.cr3) ?? (paging ? d.paging.leaveUnpaged(cpu, vmcs) : undefined);
     return err === undefined ? 0 : -XEN_ENOMEM;
   }
