@@ -16,7 +16,9 @@
  *   through the TSS's SS0:ESP0). Real mode and virtual-8086 mode are not modelled: entering them
  *   is #GP / #UD.
  * - Segment limits are not checked outside 64-bit mode (flat segments assumed); bases are used.
- * - No x87/SSE/AVX: those opcodes raise #UD (guests are built with -mgeneral-regs-only).
+ * - x87/SSE: only the state-management instructions (exec/fpu.ts: FNINIT, FNCLEX, FLDCW, FNSTCW,
+ *   FNSTSW, FWAIT, FXSAVE/FXRSTOR, LDMXCSR/STMXCSR, with CR0.EM/TS/MP and CR4.OSFXSR); the x87
+ *   and SSE arithmetic and AVX raise #UD, and CPUID reports no FPU, FXSR or SSE.
  * - The TLB caches 4 KiB translations (a large page is cached as its 4 KiB pieces); INVLPG
  *   after any large-page fill flushes everything, which over-invalidates, as the SDM allows.
  */
@@ -70,6 +72,7 @@ import {
   Seg,
 } from "./regs.js";
 import type { Insn } from "./decode/insn.js";
+import { FpuState } from "./exec/fpu.js";
 import { EPT_QUAL_FINAL, EPT_QUAL_LINEAR_VALID, EptAccess, GuestReference, type EptMisconfig, type EptViolation, type SecondLevelTranslator, type VmExit } from "./vmx/interfaces.js";
 import type { Vmcs } from "./vmx/vmcs.js";
 import { VmcsField } from "./vmx/vmcs-fields.js";
@@ -275,6 +278,8 @@ export class Cpu {
   cpl = 0;
   /** Model-specific registers without dedicated fields. */
   readonly msrs = new Map<number, U64>();
+  /** x87 and SSE registers (exec/fpu.ts: only the state-management instructions exist). */
+  readonly fpu = new FpuState();
   kernelGsBase = 0;
   star: U64 = { lo: 0, hi: 0 };
   lstar = 0;

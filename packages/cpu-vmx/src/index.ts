@@ -17,6 +17,7 @@ export { OPCODES, F3_VARIANTS, isGroup } from "./decode/table.js";
 export type { OpSpec, GroupSpec, Entry } from "./decode/table.js";
 export * from "./regs.js";
 export { defaultCpuid, readMsr, writeMsr } from "./exec/system.js";
+export { FCW_INIT, FCW_RESET, FXSAVE_SIZE, FpuState, MXCSR_DEFAULT, MXCSR_MASK } from "./exec/fpu.js";
 
 // ---- VMX (part 2, in progress): the VMCS and exit reasons ----
 export { ExitReason, EXIT_REASON_FAILED_VMENTRY, exitReasonName } from "./vmx/exit-reasons.js";

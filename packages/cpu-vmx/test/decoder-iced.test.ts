@@ -172,6 +172,8 @@ describe("decoder vs iced-x86", () => {
     // The issue-18 additions are among the forms compared (ICEBP, LAR, LSL, VERR, VERW).
     const names = new Set(all.map((f) => f.spec.mnemonic));
     for (const n of ["int1", "lar", "lsl", "verr", "verw"]) expect(names.has(n), n).toBe(true);
+    // The x87/SSE state instructions (issue 16) too.
+    for (const n of ["fninit", "fnclex", "fldcw", "fnstcw", "fnstsw", "wait", "fxsave", "fxrstor", "ldmxcsr", "stmxcsr"]) expect(names.has(n), n).toBe(true);
   });
 });
 

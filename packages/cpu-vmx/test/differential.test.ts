@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { MachineMemory, PortIoBus } from "@vtlab/arch";
-import { CR0_PE, CR0_PG, CR0_WP, CR4_PAE, Cpu, EFER_LMA, EFER_LME, EFER_NXE, Seg } from "@vtlab/cpu-vmx";
+import { CR0_PE, CR0_PG, CR0_WP, CR4_OSFXSR, CR4_PAE, Cpu, EFER_LMA, EFER_LME, EFER_NXE, Seg } from "@vtlab/cpu-vmx";
 import {
   COMPARED_FLAGS,
   SCRATCH_BASE,
@@ -17,6 +17,7 @@ import {
   describeCase,
   generateCase,
   isNativeHost,
+  makeCase,
   runNative,
   type ExecResult,
   type Outcome,
@@ -57,7 +58,7 @@ function diffMachine(): { cpu: Cpu; memory: MachineMemory } {
   cpu.tr.base = TSS;
   cpu.tr.limit = 0x67;
   cpu.cr0 = CR0_PE | CR0_PG | CR0_WP | 0x10;
-  cpu.cr4 = CR4_PAE;
+  cpu.cr4 = CR4_PAE | CR4_OSFXSR; // as the host's OS runs its processes (LDMXCSR needs OSFXSR)
   cpu.cr3 = 0x2000;
   cpu.efer = EFER_LME | EFER_LMA | EFER_NXE;
   cpu.seg[Seg.CS]!.selector = 0x08;
@@ -145,5 +146,108 @@ describe.each([
     // Every case ran through the path under test.
     if (compile) expect(m.cpu.counters.compiledBlocks).toBeGreaterThanOrEqual(COUNT);
     else expect(m.cpu.counters.compiledBlocks).toBe(0);
+  });
+});
+
+// ---- The x87/SSE state instructions, hand-written cases run on the host and in the interpreter ----
+
+type Asm = [string, number[]];
+const le = (v: number, n: number) => Array.from({ length: n }, (_, k) => (v >>> (8 * k)) & 0xff);
+/** A code layout with data inside the code page (RWX on the host, identity-mapped here): a JMP
+ * over area A, 16-byte aligned from the page start, holding the FXRSTOR image; FXSAVE then
+ * writes the state back over it (bytes 416-511, which FXSAVE leaves alone, keep the image's). */
+const AREA_A = 16;
+const AREA_B = AREA_A;
+const START = AREA_A + 512;
+/** Bytes of area B copied to the scratch buffer per case. */
+const WINDOW = 128;
+
+function fxImage(seed: number): number[] {
+  const b = Array.from({ length: 512 }, (_, k) => (k * 37 + seed * 101 + 11) & 0xff);
+  const put = (at: number, v: number, n: number) => le(v, n).forEach((x, k) => (b[at + k] = x));
+  put(0, [0x037f, 0x027f, 0x0c7f, 0x0fff][seed % 4]!, 2); // FCW: exceptions masked
+  put(2, [0x3800, 0x0000, 0x4700, 0x38a1][seed % 4]! & ~0x8080, 2); // FSW: TOP, C0-C3, masked flags; no ES/B
+  put(5, 0, 1);
+  put(6, 0, 2); // FOP, FIP, FDP: 0 (AMD saves them only with an exception pending)
+  for (let k = 8; k < 24; k++) b[k] = 0;
+  put(24, [0x1f80, 0x9fbf, 0x1f80 | 0x40 | 0x3f, 0xff80][seed % 4]!, 4); // MXCSR: valid, exceptions masked
+  put(28, 0, 4);
+  for (let r = 0; r < 8; r++) for (let k = 10; k < 16; k++) b[32 + 16 * r + k] = 0;
+  return b;
+}
+
+/** Copy WINDOW bytes of area B, from byte `from`, to the scratch buffer ([rbx]); then clear RAX. */
+function copyOut(code: Asm[], at: () => number, from: number): void {
+  for (let q = 0; q < WINDOW / 8; q++) {
+    const src = AREA_B + from + 8 * q;
+    const end = at() + 7;
+    code.push([`mov rax, [rip+B+${from + 8 * q}]`, [0x48, 0x8b, 0x05, ...le(src - end, 4)]]);
+    code.push([`mov [rbx+${8 * q}], rax`, [0x48, 0x89, 0x83, ...le(8 * q, 4)]]);
+  }
+  code.push(["xor eax, eax", [0x31, 0xc0]]);
+}
+
+function fxCase(seed: number, wide: boolean, window: number): TestCase {
+  const code: Asm[] = [];
+  const at = () => code.reduce((n, [, b]) => n + b.length, 0);
+  code.push([`jmp START`, [0xe9, ...le(START - 5, 4)]]);
+  code.push(["(padding)", Array(AREA_A - 5).fill(0xcc)]);
+  code.push(["(area A: the FXRSTOR image)", fxImage(seed)]);
+  const w = wide ? [0x48] : [];
+  code.push([`fxrstor${wide ? "64" : ""} [rip+A]`, [...w, 0x0f, 0xae, 0x0d, ...le(AREA_A - (at() + w.length + 7), 4)]]);
+  code.push([`fxsave${wide ? "64" : ""} [rip+B]`, [...w, 0x0f, 0xae, 0x05, ...le(AREA_B - (at() + w.length + 7), 4)]]);
+  // MXCSR_MASK (bytes 28-31) is the host's own (AMD's has MM, bit 17; this CPU's is Intel's
+  // 0xFFFF, checked in fpu.test.ts): cleared before the copy, the rest of the layout is compared.
+  code.push(["mov dword [rip+B+28], 0", [0xc7, 0x05, ...le(AREA_B + 28 - (at() + 10), 4), 0, 0, 0, 0]]);
+  copyOut(code, at, window);
+  // Leave the host's FPU as the next case expects it (FNINIT; MXCSR 0x1F80 from [rbx+0xf0]).
+  code.push(["mov dword [rbx+0xf0], 0x1f80", [0xc7, 0x83, ...le(0xf0, 4), ...le(0x1f80, 4)]]);
+  code.push(["ldmxcsr [rbx+0xf0]", [0x0f, 0xae, 0x93, ...le(0xf0, 4)]]);
+  code.push(["fninit", [0xdb, 0xe3]]);
+  return makeCase({ instructions: code });
+}
+
+/** FNINIT, FLDCW/FNSTCW, FNSTSW, FNCLEX, FWAIT, LDMXCSR/STMXCSR on values of every shape. */
+function controlCase(k: number): TestCase {
+  const fcw = [0x0000, 0xffff, 0x1234, 0x027f, 0x0f7f, 0xe0c0, 0x003f, 0x7fff][k % 8]!;
+  const mxcsr = [0x1f80, 0xffff, 0x0000, 0x7fc0, 0x8040, 0x1fbf, 0x6000, 0x003f][k % 8]!;
+  const code: Asm[] = [
+    ["fninit", [0xdb, 0xe3]],
+    ["fnstcw [rbx]", [0xd9, 0x3b]],
+    ["fnstsw [rbx+2]", [0xdd, 0x7b, 0x02]],
+    [`mov word [rbx+4], ${fcw}`, [0x66, 0xc7, 0x43, 0x04, ...le(fcw, 2)]],
+    ["fldcw [rbx+4]", [0xd9, 0x6b, 0x04]],
+    ["fnstcw [rbx+6]", [0xd9, 0x7b, 0x06]],
+    ["fwait", [0x9b]],
+    ["mov eax, 0x89abcdef", [0xb8, ...le(0x89abcdef, 4)]],
+    ["fnstsw ax", [0xdf, 0xe0]],
+    ["fnclex", [0xdb, 0xe2]],
+    ["fnstsw [rbx+8]", [0xdd, 0x7b, 0x08]],
+    [`mov dword [rbx+12], ${mxcsr}`, [0xc7, 0x43, 0x0c, ...le(mxcsr, 4)]],
+    ["ldmxcsr [rbx+12]", [0x0f, 0xae, 0x53, 0x0c]],
+    ["stmxcsr [rbx+16]", [0x0f, 0xae, 0x5b, 0x10]],
+    ["mov dword [rbx+20], 0x1f80", [0xc7, 0x43, 0x14, ...le(0x1f80, 4)]],
+    ["ldmxcsr [rbx+20]", [0x0f, 0xae, 0x53, 0x14]],
+    ["fninit", [0xdb, 0xe3]],
+  ];
+  return makeCase({ instructions: code, memory: new Uint8Array(SCRATCH_SIZE).fill(0x5a) });
+}
+
+describe("x87/SSE state instructions against the host CPU (hand-written cases)", () => {
+  it("FNINIT, FLDCW, FNSTCW, FNSTSW, FNCLEX, FWAIT, LDMXCSR, STMXCSR, FXRSTOR(64) and FXSAVE(64) agree with the host", () => {
+    expect(isNativeHost(), "the differential test needs an x86-64 Linux host to run the native side").toBe(true);
+    const build = buildHarness();
+    expect(build.harness, `native harness could not be built: ${build.reason ?? ""}`).toBeDefined();
+    const cases: TestCase[] = [];
+    for (let k = 0; k < 8; k++) cases.push(controlCase(k));
+    for (let seed = 0; seed < 4; seed++) for (const wide of [false, true]) for (const window of [0, 128, 256, 384]) cases.push(fxCase(seed, wide, window));
+    const native = runNative(cases, { harness: build.harness! });
+    const m = diffMachine();
+    const failures: string[] = [];
+    cases.forEach((c, k) => {
+      const diff = compareResults(runInterpreter(m, c), native[k]!, c);
+      if (diff !== undefined) failures.push(`case ${k}\n${describeCase(c)}\n${diff}`);
+    });
+    expect(failures.slice(0, 40), failures.slice(0, 40).join("\n\n")).toEqual([]);
   });
 });

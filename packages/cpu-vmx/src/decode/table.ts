@@ -12,6 +12,7 @@ import type { Handler } from "./insn.js";
 import * as alu from "../exec/alu.js";
 import * as bits from "../exec/bits.js";
 import * as control from "../exec/control.js";
+import * as fpu from "../exec/fpu.js";
 import * as move from "../exec/move.js";
 import * as muldiv from "../exec/muldiv.js";
 import * as shift from "../exec/shift.js";
@@ -161,7 +162,7 @@ def(0x90, op("nop", "", move.nop, 0));
 for (let r = 1; r < 8; r++) def(0x90 + r, op("xchg", "Zv,rAX", move.xchgAR, F_OPREG));
 def(0x98, op("cwde", "", move.cbw, 0));
 def(0x99, op("cdq", "", move.cwd, 0));
-def(0x9b, op("wait", "", move.nop, 0));
+def(0x9b, op("wait", "", fpu.fwait, 0));
 def(0x9c, op("pushf", "", stack.pushf, F_D64));
 def(0x9d, op("popf", "", stack.popf, F_D64));
 def(0x9e, op("sahf", "", move.sahf, 0));
@@ -208,6 +209,19 @@ def(0xd0, group2(F_BYTE, shift.shiftE1, "Eb,1"));
 def(0xd1, group2(0, shift.shiftE1, "Ev,1"));
 def(0xd2, group2(F_BYTE, shift.shiftECL, "Eb,CL"));
 def(0xd3, group2(0, shift.shiftECL, "Ev,CL"));
+// x87 escapes: only the control instructions (exec/fpu.ts); the arithmetic forms are #UD.
+const NO_X87 = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
+def(0xd9, { group: [undefined, undefined, undefined, undefined, undefined, op("fldcw", "Mw", fpu.fldcw, F_MEM), undefined, op("fnstcw", "Mw", fpu.fnstcw, F_MEM)], flags: F_MODRM });
+def(0xdb, {
+  group: NO_X87,
+  flags: F_MODRM,
+  regForms: new Map<number, OpSpec>([
+    [0xe2, op("fnclex", "", fpu.fnclex, 0)],
+    [0xe3, op("fninit", "", fpu.fninit, 0)],
+  ]),
+});
+def(0xdd, { group: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, op("fnstsw", "Mw", fpu.fnstsw, F_MEM, 0)], flags: F_MODRM });
+def(0xdf, { group: NO_X87, flags: F_MODRM, regForms: new Map<number, OpSpec>([[0xe0, op("fnstsw", "AX", fpu.fnstsw, 0, 1)]]) });
 def(0xe0, op("loopne", "Jb", control.loop, F_REL8 | F_F64, 0));
 def(0xe1, op("loope", "Jb", control.loop, F_REL8 | F_F64, 1));
 def(0xe2, op("loop", "Jb", control.loop, F_REL8 | F_F64, 2));
@@ -332,8 +346,18 @@ def(T + 0xac, op("shrd", "Ev,Gv,Ib", shift.shldImm, F_MODRM | F_IMM8, 1));
 def(T + 0xad, op("shrd", "Ev,Gv,CL", shift.shldCL, F_MODRM, 1));
 def(T + 0xae, {
   // Group 15: the fences (register forms) and CLFLUSH are no-ops for an in-order interpreter
-  // with no caches; FXSAVE, XSAVE and friends are #UD (no x87/SSE state).
-  group: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, op("clflush", "Mb", move.nop, F_MEM)],
+  // with no caches; FXSAVE/FXRSTOR and LDMXCSR/STMXCSR manage the x87/SSE state (exec/fpu.ts);
+  // XSAVE and friends are #UD (no XSAVE).
+  group: [
+    op("fxsave", "M", fpu.fxsave, F_MEM),
+    op("fxrstor", "M", fpu.fxrstor, F_MEM),
+    op("ldmxcsr", "Md", fpu.ldmxcsr, F_MEM),
+    op("stmxcsr", "Md", fpu.stmxcsr, F_MEM),
+    undefined,
+    undefined,
+    undefined,
+    op("clflush", "Mb", move.nop, F_MEM),
+  ],
   flags: F_MODRM,
   regForms: new Map<number, OpSpec>([
     ...Array.from({ length: 8 }, (_, r) => [0xe8 + r, op("lfence", "", move.nop, 0)] as [number, OpSpec]),
