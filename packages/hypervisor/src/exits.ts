@@ -27,6 +27,7 @@ import {
   MSR,
   RFLAGS_DF,
   RFLAGS_IF,
+  SECONDARY_ENABLE_RDTSCP,
   SECONDARY_UNRESTRICTED_GUEST,
   SEG_ATTR_L,
   VmcsField as F,
@@ -119,6 +120,11 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
             cpuidOut[2] = cpuidOut[2]! | (1 << 21); // ECX.x2APIC
             cpuidOut[3] = cpuidOut[3]! | (1 << 9); // EDX.APIC: an on-chip local APIC
           }
+        } else if (leaf === 0x8000_0001 && (v.vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_ENABLE_RDTSCP) === 0) {
+          // RDTSCP is #UD in non-root operation without the "enable RDTSCP" control (SDM 25.3):
+          // not advertised then (EDX bit 27), as Xen clears it from a guest's policy, and as the
+          // Xen TSC leaf already says (xen/cpuid.ts).
+          cpuidOut[3] = cpuidOut[3]! & ~CPUID_80000001_EDX_RDTSCP;
         }
       }
       cpu.setReg32(0, cpuidOut[0]!);
@@ -205,6 +211,9 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       return { kind: "crash", reason: `unhandled VM exit ${basic} (${exitReasonName(basic)}) at RIP 0x${v.vmcs.readNatural(F.GUEST_RIP).toString(16)}` };
   }
 }
+
+/** CPUID.80000001H:EDX bit 27: RDTSCP and IA32_TSC_AUX. */
+const CPUID_80000001_EDX_RDTSCP = 1 << 27;
 
 /** I/O instruction exits (qualification: SDM Table 28-5). */
 function ioExit(ctx: ExitContext, exit: VmExit): ExitOutcome {

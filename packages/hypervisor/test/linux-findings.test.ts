@@ -57,6 +57,20 @@ for (const hap of [true, false]) {
   });
 }
 
+describe("RDTSCP (Linux's rdtsc_ordered, patched to RDTSCP when CPUID reports it)", () => {
+  for (const hap of [true, false]) {
+    it(`CPUID 0x80000001 reports no RDTSCP while the vCPU's "enable RDTSCP" control is off, and RDTSCP is #UD (${hap ? "EPT" : "shadow"})`, () => {
+      // mov eax, 0x80000001; cpuid; mov eax, edx; out 0xf4, eax
+      const edx = runTiny("b801000080 0fa2 89d0 e7f4", hap).exitCode!;
+      expect(edx & (1 << 27)).toBe(0);
+      expect(edx & (1 << 29)).toBe(1 << 29); // long mode still reported
+      // rdtscp; out 0xf4, eax
+      const d = runTiny("0f01f9 e7f4", hap);
+      expect(d.crashReason).toBe("triple fault");
+    });
+  }
+});
+
 describe("CR0.WP = 0 with paging on (pvh_start_xen's CR0 = PG | PE)", () => {
   // PML4 at 0x2000 -> PDPT at 0x3000 -> one 1 GiB page with R/W = 0 (P | PS: read-only for
   // everyone), CR3 = 0x2000; CR4.PAE; EFER.LME; then CR0 = PG | ET | PE (WP clear) or with WP.
