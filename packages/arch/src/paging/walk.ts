@@ -349,12 +349,7 @@ export function walkLinear<F>(
   for (;;) {
     const address = table + tableIndex(level, vaHi, vaLo) * 8;
     const fault = tables.readEntry(address, level as PagingLevel, e);
-    if (fault !== undefined) {
-      out.status = WalkStatus.AccessFault;
-      out.accessFault = fault;
-      out.faultLevel = level;
-      return WalkStatus.AccessFault;
-    }
+    if (fault !== undefined) return accessFault(out, fault, level);
     const lo = e.lo;
     const hi = e.hi;
     const s = out.steps++;
@@ -391,23 +386,8 @@ export function walkLinear<F>(
         return pageFault(out, rightsFault, 0);
       }
       const write = (access & Access.Write) !== 0;
-      // Accessed flags top-down, then the leaf's accessed and (for a write) dirty flags.
-      for (let i = mode.format === PagingFormat.Pae ? 1 : 0; i < out.steps; i++) {
-        const entryLo = out.stepLo[i] as number;
-        const leaf = i === out.steps - 1;
-        const want = leaf && write ? PTE_A | PTE_D : PTE_A;
-        if ((entryLo & want) !== want) {
-          const f = tables.setEntryBits(out.stepAddress[i] as number, out.stepLevel[i] as PagingLevel, want);
-          out.adWrites++;
-          if (f !== undefined) {
-            out.status = WalkStatus.AccessFault;
-            out.accessFault = f;
-            out.faultLevel = out.stepLevel[i] as number;
-            return WalkStatus.AccessFault;
-          }
-          out.stepLo[i] = (entryLo | want) >>> 0;
-        }
-      }
+      // PAE's PDPTEs (step 0) have no accessed flag: they are loaded into the PDPTE registers.
+      if (setAccessedDirty(out, mode.format === PagingFormat.Pae ? 1 : 0, write, tables)) return WalkStatus.AccessFault;
       out.status = WalkStatus.Ok;
       out.physicalAddress = entryAddress(lo, hi, loMask) + ((vaLo & offsetMask) >>> 0);
       out.pageShift = pageShift;
@@ -440,12 +420,7 @@ function walk32<F>(out: WalkResult<F>, mode: PagingMode, root: number, vaLo: num
     const address = table + index * 4;
     // The aligned 8-byte word holding the entry: a read never crosses the table's page.
     const fault = tables.readEntry(address - (address & 4), level as PagingLevel, e);
-    if (fault !== undefined) {
-      out.status = WalkStatus.AccessFault;
-      out.accessFault = fault;
-      out.faultLevel = level;
-      return WalkStatus.AccessFault;
-    }
+    if (fault !== undefined) return accessFault(out, fault, level);
     const lo = ((address & 4) !== 0 ? e.hi : e.lo) >>> 0;
     const s = out.steps++;
     out.references++;
@@ -463,21 +438,7 @@ function walk32<F>(out: WalkResult<F>, mode: PagingMode, root: number, vaLo: num
       const rightsFault = checkAccessRights(rights, access, mode);
       if (rightsFault !== 0) return pageFault(out, rightsFault, 0);
       const write = (access & Access.Write) !== 0;
-      for (let i = 0; i < out.steps; i++) {
-        const entryLo = out.stepLo[i] as number;
-        const want = i === out.steps - 1 && write ? PTE_A | PTE_D : PTE_A;
-        if ((entryLo & want) !== want) {
-          const f = tables.setEntryBits(out.stepAddress[i] as number, out.stepLevel[i] as PagingLevel, want);
-          out.adWrites++;
-          if (f !== undefined) {
-            out.status = WalkStatus.AccessFault;
-            out.accessFault = f;
-            out.faultLevel = out.stepLevel[i] as number;
-            return WalkStatus.AccessFault;
-          }
-          out.stepLo[i] = (entryLo | want) >>> 0;
-        }
-      }
+      if (setAccessedDirty(out, 0, write, tables)) return WalkStatus.AccessFault;
       out.status = WalkStatus.Ok;
       if (large) {
         const high = (lo >>> PDE_4M_HIGH_ADDR_SHIFT) & 0xff; // address bits 39:32 (PSE-36)
@@ -494,6 +455,35 @@ function walk32<F>(out: WalkResult<F>, mode: PagingMode, root: number, vaLo: num
     }
     table = (lo & PTE_LO_ADDR_MASK_4K) >>> 0;
   }
+}
+
+/**
+ * Set the accessed flags of the walk's steps from `from` top-down, and the leaf's dirty flag for
+ * a write (SDM 4.8). True when the lower layer refused a write (out holds the access fault).
+ */
+function setAccessedDirty<F>(out: WalkResult<F>, from: number, write: boolean, tables: PagingStructureAccess<F>): boolean {
+  for (let i = from; i < out.steps; i++) {
+    const entryLo = out.stepLo[i] as number;
+    const want = i === out.steps - 1 && write ? PTE_A | PTE_D : PTE_A;
+    if ((entryLo & want) !== want) {
+      const f = tables.setEntryBits(out.stepAddress[i] as number, out.stepLevel[i] as PagingLevel, want);
+      out.adWrites++;
+      if (f !== undefined) {
+        accessFault(out, f, out.stepLevel[i] as number);
+        return true;
+      }
+      out.stepLo[i] = (entryLo | want) >>> 0;
+    }
+  }
+  return false;
+}
+
+/** The lower layer refused a read or write of a paging-structure entry at `level`. */
+function accessFault<F>(out: WalkResult<F>, fault: F, level: number): WalkStatus {
+  out.status = WalkStatus.AccessFault;
+  out.accessFault = fault;
+  out.faultLevel = level;
+  return WalkStatus.AccessFault;
 }
 
 function pageFault<F>(out: WalkResult<F>, errorCode: number, level: number): WalkStatus {
