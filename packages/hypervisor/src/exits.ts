@@ -47,6 +47,7 @@ import { handleMmio } from "./mmio.js";
 import { xenCpuid } from "./xen/cpuid.js";
 import { isXenMsr, rdmsrXen, wrmsrXen } from "./xen/hypercall_page.js";
 import { isPolicyMsr, rdmsrPolicy, wrmsrPolicy } from "./xen/msr.js";
+import { taskSwitch } from "./task-switch.js";
 
 export interface ExitContext {
   readonly hv: Hypervisor;
@@ -181,6 +182,9 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
     }
     case ExitReason.TripleFault:
       return { kind: "crash", reason: "triple fault" };
+    case ExitReason.TaskSwitch:
+      // Emulated as Xen's hvm_task_switch does (task-switch.ts).
+      return taskSwitch(ctx, exit, (cr3) => loadGuestPdptes(ctx, cr3));
     case ExitReason.EptViolation:
     case ExitReason.EptMisconfig: {
       const out = d.paging.handleExit(cpu, v.vmcs, exit);
@@ -557,6 +561,9 @@ function loadGuestPdptes(ctx: ExitContext, cr3: number): boolean {
   const regs = new Uint32Array(8);
   if (loadPaePdptes(tables, cr3, v.cpu.paging.maxPhyAddr, regs).status !== PdpteLoadStatus.Ok) return false;
   for (let i = 0; i < 4; i++) v.vmcs.setField(GUEST_PDPTES[i]!, regs[2 * i]!, regs[2 * i + 1]!);
+  // The vCPU's own PDPTE registers too (VM entry loads them from the fields again): a walk by the
+  // hypervisor before the next entry (the task switch's descriptor reads) sees the new ones.
+  v.cpu.pdpte.set(regs);
   return true;
 }
 

@@ -1375,7 +1375,9 @@ export class Hypervisor {
       return;
     }
     let event: ExitOutcome | undefined = out.kind === "inject" ? out : undefined;
-    const iv = exit.idtVectoring;
+    // A task switch through a gate consumes the event it was delivering: it is not delivered
+    // again (Xen's vmx_vmexit_handler skips vmx_idtv_reinject for EXIT_REASON_TASK_SWITCH).
+    const iv = (exit.reason & 0xffff) === ExitReason.TaskSwitch ? undefined : exit.idtVectoring;
     if (iv !== undefined && d.state === "running") {
       if (event === undefined) {
         // The exit interrupted the delivery of an event and was handled without an event of its

@@ -548,11 +548,26 @@ export class ShadowPaging implements MemoryVirtualizer {
     const maxPhy = cpu.paging.maxPhyAddr;
     if (maxPhy < 64 && vHi >>> (maxPhy - 32) !== 0) return { kind: "inject", vector: Vector.GP, errorCode: 0 };
     const value = vHi * 2 ** 32 + vLo;
+    const out = this.updateCr3(cpu, vmcs, value);
+    if (out.kind === "resume") this.advance(vmcs, exit);
+    return out;
+  }
+
+  /**
+   * A guest CR3 load (Xen's paging_update_cr3 / sh_update_cr3): the MOV to CR3 exit's path, and
+   * the one the hypervisor's task-switch emulation takes for the new task's CR3. `value` has
+   * passed the reserved-bit check already. In PAE paging the PDPTEs are loaded (#GP(0) and
+   * nothing loaded on a reserved bit, SDM 4.4.1); the shadows are resynced and the vCPU moves to
+   * the shadow root for `value`. With the guest's paging off the value waits for CR0.PG.
+   * Returns resume (RIP untouched), the #GP to inject, or a crash.
+   */
+  updateCr3(cpu: Cpu, vmcs: Vmcs, value: number): ExitOutcome {
+    const state = this.vcpus.get(cpu);
+    if (state === undefined) return this.crash("updateCr3 on a vCPU that setupVcpu never saw");
     this.stats.cr3Loads++;
     if (state.unpagedRoot !== undefined) {
       // Paging is off for the guest: the value waits for CR0.PG (SDM: CR3 is only used with paging on).
       state.guestCr3 = value;
-      this.advance(vmcs, exit);
       return { kind: "resume" };
     }
     if (state.format === PagingFormat.Pae) {
@@ -570,7 +585,6 @@ export class ShadowPaging implements MemoryVirtualizer {
     state.guestCr3 = value;
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, value));
-    this.advance(vmcs, exit);
     return { kind: "resume" };
   }
 
