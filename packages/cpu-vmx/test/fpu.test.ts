@@ -121,7 +121,9 @@ describe("FXSAVE and FXRSTOR", () => {
     const { m } = run(`${RBX} dbe3 0fae03 f4`, (x) => {
       for (let k = 0; k < 512; k++) x.memory.write8(DATA + k, 0xcc);
       x.cpu.fpu.xmm.fill(0x5a, 16 * 3, 16 * 4);
-      x.cpu.fpu.st.fill(0x11, 0, 10);
+      x.cpu.fpu.stLo[0] = 0x11111111; // R0 is ST0 after FNINIT (TOP = 0)
+      x.cpu.fpu.stHi[0] = 0x11111111;
+      x.cpu.fpu.stSe[0] = 0x1111;
     });
     expect(m.memory.read16(DATA)).toBe(FCW_INIT);
     expect(m.memory.read16(DATA + 2)).toBe(0);

@@ -56,8 +56,14 @@ export class FpuState {
   fdpHi = 0;
   fds = 0;
   mxcsr = MXCSR_DEFAULT;
-  /** ST0-7 as FXSAVE lays them out: 10 bytes each, in 16-byte slots (bytes 32-159 of the area). */
-  readonly st = new Uint8Array(128);
+  /**
+   * The data registers R0-R7 by physical number (ST(i) is R((TOP + i) mod 8)), each an 80-bit
+   * value as the soft-float (exec/f80.ts) keeps it: sign and exponent (16 bits), significand
+   * high and low halves.
+   */
+  readonly stSe = new Uint16Array(8);
+  readonly stHi = new Uint32Array(8);
+  readonly stLo = new Uint32Array(8);
   /** XMM0-15, 16 bytes each (bytes 160-415 of the area). */
   readonly xmm = new Uint8Array(256);
   /** FXRSTOR's staging copy of the area (read whole and checked before anything changes). */
@@ -165,9 +171,15 @@ export function fxsave(cpu: Cpu, i: Insn): void {
   }
   cpu.write32(add(24), f.mxcsr);
   cpu.write32(add(28), MXCSR_MASK);
-  for (let k = 0; k < 128; k += 4) {
-    const b = f.st;
-    cpu.write32(add(32 + k), b[k]! | (b[k + 1]! << 8) | (b[k + 2]! << 16) | (b[k + 3]! << 24));
+  // ST0-7 in stack order, 10 bytes in each 16-byte slot; the other 6 bytes are written as 0.
+  const top = (f.fsw >>> 11) & 7;
+  for (let i = 0; i < 8; i++) {
+    const r = (top + i) & 7;
+    const slot = add(32 + 16 * i);
+    cpu.write32(slot, f.stLo[r]! | 0);
+    cpu.write32(slot + 4, f.stHi[r]! | 0);
+    cpu.write32(slot + 8, f.stSe[r]!);
+    cpu.write32(slot + 12, 0);
   }
   for (let k = 0; k < 256; k += 4) {
     const b = f.xmm;
@@ -212,9 +224,13 @@ export function fxrstor(cpu: Cpu, i: Insn): void {
     f.fds = u16(20);
   }
   f.mxcsr = mxcsr;
-  for (let r = 0; r < 8; r++) {
-    f.st.set(s.subarray(32 + 16 * r, 42 + 16 * r), 16 * r);
-    f.st.fill(0, 16 * r + 10, 16 * r + 16);
+  const top = (f.fsw >>> 11) & 7;
+  for (let i = 0; i < 8; i++) {
+    const r = (top + i) & 7;
+    const slot = 32 + 16 * i;
+    f.stLo[r] = u32(slot);
+    f.stHi[r] = u32(slot + 4);
+    f.stSe[r] = u16(slot + 8);
   }
   f.xmm.set(s.subarray(160, 416));
 }
