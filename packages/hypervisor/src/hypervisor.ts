@@ -69,7 +69,7 @@ import type { XenPlatformDevice } from "@vtlab/xen-platform-pci";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 import { vmEntryFailure } from "./outcomes.js";
 import type { VcpuBringUp } from "./xen/vcpu.js";
-import { allocMagicPagesHvm, type MagicPages } from "./builder/special-pages.js";
+import { allocMagicPagesHvm, populateFixedFrames, type MagicPages } from "./builder/special-pages.js";
 import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
 import { ControlDomain } from "./xen/dom0.js";
 import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.js";
@@ -128,6 +128,12 @@ export interface DomainOptions {
   readonly cmdline?: string;
   /** xl.cfg `ramdisk`: the initial ramdisk, handed to a PVH kernel as module 0 of hvm_start_info (builder/modules.ts). */
   readonly ramdisk?: Uint8Array;
+  /**
+   * xl.cfg `acpi`: ACPI tables for a PVH kernel (RSDP in hvm_start_info, MADT with the vCPUs'
+   * local APICs; builder/acpi.ts), as libxl builds them. Default true, as libxl's; ignored for
+   * the Multiboot and direct 64-bit boots.
+   */
+  readonly acpi?: boolean;
   /** The primary-master ATA disk. */
   readonly disk?: BlockBackend;
   /** Console bytes (UART and debug console), as text chunks. */
@@ -949,7 +955,11 @@ export class Hypervisor {
     const boot = buildPvh(image, options.cmdline ?? "", d.ramFrames * PAGE_SIZE, {
       write: (gpa, bytes) => d.writeGuest(gpa, bytes),
       zero: (gpa, length) => d.writeGuest(gpa, new Uint8Array(length)),
-    }, options.ramdisk !== undefined ? { ramdisk: options.ramdisk } : {});
+    }, {
+      ...(options.ramdisk !== undefined ? { ramdisk: options.ramdisk } : {}),
+      // The MADT's local APIC IDs: vtlab's local APIC of vCPU i has ID i (below).
+      ...(options.acpi !== false ? { acpi: { apicIds: Array.from({ length: vcpus }, (_, i) => i) } } : {}),
+    });
     if ("kind" in boot) {
       d.destroy();
       // One field name in front: the builder's own ("memory", "cmdline", "kernel", "ramdisk"), or
@@ -957,6 +967,16 @@ export class Hypervisor {
       throw new DomainError(name, boot.kind === "boot-error" ? `${boot.field}: ${boot.message}` : `kernel: ${boot.message}`);
     }
     d.boot = boot;
+    if (boot.acpi !== undefined) {
+      // The ACPI pages are the domain's own memory outside its RAM (libxl populates them beyond
+      // the configured memory, and types them ACPI NVS in the memory map).
+      const err = populateFixedFrames(d, boot.acpi.gpa / PAGE_SIZE, boot.acpi.bytes.length / PAGE_SIZE, "ACPI tables");
+      if (err !== undefined) {
+        d.destroy();
+        throw new DomainError(name, `acpi: ${err}`);
+      }
+      d.writeGuest(boot.acpi.gpa, boot.acpi.bytes);
+    }
     for (let i = 0; i < vcpus; i++) {
       const v = new Vcpu(d, i, this.memory, this.clock);
       // An event delivery uses up its modelled time of the slice (the run budget and the preemption timer).
@@ -1004,6 +1024,7 @@ export class Hypervisor {
         now: () => this.clock.nanoseconds,
         sendIpi: (dest, vector, shorthand, mode, logical) => this.routeIpi(d, v, dest, vector, shorthand, mode, logical),
         onLevelEoi: (vector) => d.ioapic.eoi(vector), // a level-triggered IO-APIC interrupt's EOI
+        onSoftwareEnable: () => d.xen.reassertUpcallVector(i), // vlapic_reg_write APIC_SPIV
       });
       if (i > 0) v.blocked = true; // APs wait for VCPUOP_up (hypercalls.ts)
       if (i === 0 && options.native !== undefined) {

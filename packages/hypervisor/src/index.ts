@@ -10,6 +10,8 @@ export { extractBzImage, isBzImage, BzImageHeader, BZ_BOOT_FLAG, BZ_HDRS_MAGIC, 
 export type { BzImageInfo, BzImageError } from "./builder/bzimage.js";
 export { placeModules, encodeModlist, HVM_MODLIST_ENTRY_SIZE, HVM_START_INFO_NR_MODULES, HVM_START_INFO_MODLIST_PADDR } from "./builder/modules.js";
 export type { BootModule, PlacedModule } from "./builder/modules.js";
+export { buildAcpiTables, acpiPages, ACPI_INFO_PHYSICAL_ADDRESS, ACPI_TABLES_ADDRESS, E820_NVS } from "./builder/acpi.js";
+export type { AcpiTables } from "./builder/acpi.js";
 export { DebugConsole, DebugExit, DEBUGCON_PORT, DEBUG_EXIT_PORT } from "./devices/debug-port.js";
 export {
   DmaEngine,

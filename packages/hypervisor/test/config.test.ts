@@ -43,6 +43,7 @@ describe("parseDomainConfig: valid files", () => {
       vcpus: 1,
       builder: "hvm",
       hap: true,
+      acpi: true,
       kernel: "guest.elf",
       cmdline: "",
       disk: [],
@@ -60,6 +61,7 @@ describe("parseDomainConfig: valid files", () => {
       "memory = 0x100",
       "vcpus = 4;",
       "hap = 0",
+      "acpi = 0",
       "kernel = 'kernels/guest.elf'",
       'cmdline = "console=ttyS0 msg=\\"hi\\""',
       "disk = [",
@@ -75,6 +77,7 @@ describe("parseDomainConfig: valid files", () => {
       vcpus: 4,
       builder: "hvm",
       hap: false,
+      acpi: false,
       kernel: "kernels/guest.elf",
       cmdline: 'console=ttyS0 msg="hi"',
       disk: [{ target: "images/disk,1.img", format: "raw", vdev: "hda", access: "ro" }],
@@ -139,12 +142,13 @@ describe("parseDomainConfig: errors name file, line and key", () => {
     expectError(`${MINIMAL}disk = "disk.img,,hda"\n`, 4, "disk", /expected a list/);
   });
 
-  it("out of range: memory, vcpus, hap, weight", () => {
+  it("out of range: memory, vcpus, hap, acpi, weight", () => {
     expectError(`name = "a"\nmemory = 1048577\nkernel = "k"\n`, 2, "memory", /out of range 2\.\.1048576/);
     expectError(`name = "a"\nmemory = 1\nkernel = "k"\n`, 2, "memory", /out of range 2\.\.1048576/);
     expectError(`${MINIMAL}vcpus = 0\n`, 4, "vcpus", /out of range 1\.\.64/);
     expectError(`${MINIMAL}vcpus = -1\n`, 4, "vcpus", /out of range/);
     expectError(`${MINIMAL}hap = 2\n`, 4, "hap", /out of range 0\.\.1/);
+    expectError(`${MINIMAL}acpi = 2\n`, 4, "acpi", /out of range 0\.\.1/);
     expectError(`${MINIMAL}weight = 0x10000\n`, 4, "weight", /out of range 1\.\.65535/);
   });
 
@@ -196,6 +200,8 @@ describe("ramdisk (xl.cfg(5): the initial ramdisk for a PVH kernel)", () => {
     const rd = Uint8Array.of(1, 2, 3);
     expect(domainOptions(cfg, { kernel: new Uint8Array(1), ramdisk: rd }).ramdisk).toBe(rd);
     expect("ramdisk" in domainOptions(cfg, { kernel: new Uint8Array(1) })).toBe(false);
+    expect(domainOptions(parseDomainConfig(`${MINIMAL}acpi = 0\n`, FILE), { kernel: new Uint8Array(1) }).acpi).toBe(false);
+    expect(domainOptions(cfg, { kernel: new Uint8Array(1) }).acpi).toBe(true);
   });
   it("must be a quoted path", () => {
     expectError(`${MINIMAL}ramdisk = 5\n`, 4, "ramdisk", /expected a quoted path/);
@@ -212,6 +218,7 @@ describe("formatDomainConfig", () => {
     vcpus: fc.integer({ min: 1, max: 64 }),
     builder: fc.constant("hvm" as const),
     hap: fc.boolean(),
+    acpi: fc.boolean(),
     kernel: fc.string({ unit: pathChars, minLength: 1, maxLength: 20 }),
     cmdline: fc.string({ maxLength: 30 }).filter((s) => !s.includes("\r")),
     disk: fc.option(

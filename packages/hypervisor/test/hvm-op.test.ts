@@ -176,6 +176,34 @@ describe.each(modes)("HVMOP_set_evtchn_upcall_vector and the callback via (hap=%
     expect(d!.vcpus[0]!.apic!.pendingVector()).toBe(-1);
   });
 
+  it("an upcall raised while the local APIC is software-disabled is raised again when SVR bit 8 is set (Xen's vlapic_reg_write APIC_SPIV)", () => {
+    const { hv, domains: [d] } = machine({ hap, vcpus: 2 });
+    const v1 = d!.vcpus[1]!;
+    expect(v1.apic!.softwareEnabled).toBe(false); // power-up state
+    put(hv, d!, ARG, upcallVector(1, 0xe0));
+    expect(call(hv, d!, HYPERVISOR_hvm_op, [HVMOP_set_evtchn_upcall_vector, ARG])).toBe(0);
+    const p = d!.xen.evtchn.bindIpi(1);
+    d!.xen.evtchn.send(p); // sets evtchn_upcall_pending; the disabled APIC drops the vector
+    expect(d!.xen.sharedInfo.upcallPending(1)).toBe(true);
+    expect(v1.apic!.pendingVector()).toBe(-1);
+    const before = d!.xen.stats.upcallsInjected;
+    v1.apic!.write(0xf0, 4, 0x1ff); // software-enable
+    expect(v1.apic!.pendingVector()).toBe(0xe0);
+    expect(d!.xen.stats.upcallsInjected).toBe(before + 1);
+    v1.apic!.acknowledge(0xe0);
+    v1.apic!.write(0xb0, 4, 0);
+    // Enabled again while enabled: no edge, nothing raised; nor with nothing pending after a disable/enable.
+    v1.apic!.write(0xf0, 4, 0x1ff);
+    expect(v1.apic!.pendingVector()).toBe(-1);
+    hv.memory.write8(d!.xen.sharedInfo.vcpuInfoHpa(1)!, 0); // the guest clears evtchn_upcall_pending
+    v1.apic!.write(0xf0, 4, 0xff);
+    v1.apic!.write(0xf0, 4, 0x1ff);
+    expect(v1.apic!.pendingVector()).toBe(-1);
+    expect(d!.xen.stats.upcallsInjected).toBe(before + 1);
+    // vCPU 0 (no upcall vector of its own) is untouched throughout.
+    expect(d!.vcpus[0]!.apic!.pendingVector()).toBe(-1);
+  });
+
   it("GSI callback: the IO-APIC line follows vCPU 0's evtchn_upcall_pending, dropped before the next entry once the guest clears it", () => {
     const { hv, domains: [d] } = machine({ hap, vcpus: 2 });
     const setLevel = vi.spyOn(d!.ioapic, "setLevel");

@@ -196,6 +196,19 @@ describe("LocalApic priorities", () => {
     expect(apic.stats.eoi).toBe(4);
   });
 
+  it("onSoftwareEnable runs on each 0 -> 1 edge of SVR bit 8, never on other SVR writes", () => {
+    let enables = 0;
+    const { apic } = setup({ onSoftwareEnable: () => enables++ });
+    expect(enables).toBe(1); // setup's enable
+    apic.writeMsr(MSR_X2APIC_SIVR, APIC_SVR_ENABLE | 0xfe, 0);
+    expect(enables).toBe(1);
+    apic.writeMsr(MSR_X2APIC_SIVR, 0xff, 0);
+    apic.writeMsr(MSR_X2APIC_SIVR, 0xff, 0);
+    expect(enables).toBe(1);
+    apic.writeMsr(MSR_X2APIC_SIVR, APIC_SVR_ENABLE | 0xff, 0);
+    expect(enables).toBe(2);
+  });
+
   it("software disable: no pending vector, LVT masks forced", () => {
     const { apic } = setup();
     apic.acceptInterrupt(0x80);

@@ -132,8 +132,11 @@ describe("the ramdisk as a PVH module (hvm_start_info.modlist)", () => {
     const mm = new DataView(readGuest(d, hv, memmap, entries * 24).buffer);
     const ram = Array.from({ length: entries }, (_, i) => ({ addr: Number(mm.getBigUint64(i * 24, true)), size: Number(mm.getBigUint64(i * 24 + 8, true)), type: mm.getUint32(i * 24 + 16, true) })).filter((e) => e.type === XEN_HVM_MEMMAP_TYPE_RAM);
     expect(ram.some((e) => e.addr <= paddr && paddr + 5000 <= e.addr + e.size)).toBe(true);
-    // The same map XENMEM_memory_map answers with (xen/memory.ts reads guestMemoryMap too).
-    expect(Array.from({ length: entries }, (_, i) => ({ addr: Number(mm.getBigUint64(i * 24, true)), size: Number(mm.getBigUint64(i * 24 + 8, true)), type: mm.getUint32(i * 24 + 16, true) }))).toEqual(guestMemoryMap(64 * MiB));
+    // The same map XENMEM_memory_map answers with (xen/memory.ts reads the boot's map): guestMemoryMap's, and the ACPI tables (ACPI NVS).
+    const all = Array.from({ length: entries }, (_, i) => ({ addr: Number(mm.getBigUint64(i * 24, true)), size: Number(mm.getBigUint64(i * 24 + 8, true)), type: mm.getUint32(i * 24 + 16, true) }));
+    expect(all).toEqual(d.boot!.memoryMap);
+    expect(all.filter((e) => e.type !== 4)).toEqual(guestMemoryMap(64 * MiB));
+    expect(all.filter((e) => e.type === 4)).toEqual([{ addr: 0xfc00_1000, size: d.boot!.acpi!.bytes.length, type: 4 }]);
     expect(d.boot?.modules).toEqual([{ name: "ramdisk", paddr: kernelEnd, size: 5000 }]);
   });
 

@@ -309,7 +309,11 @@ for (const hap of [true, false]) {
         return call(hv, d, HYPERVISOR_memory_op, [XENMEM_memory_map, ARG]);
       };
       expect(mm(16, ARG + 0x100)).toBe(0);
-      const e820 = guestMemoryMap(d.ramFrames * 4096);
+      // The builder's map: guestMemoryMap's, with the ACPI tables (ACPI NVS) of a PVH domain.
+      const e820 = d.boot!.memoryMap;
+      const acpi = d.boot!.acpi;
+      expect(e820.filter((e) => e.type === 4)).toEqual(acpi === undefined ? [] : [{ addr: acpi.gpa, size: acpi.bytes.length, type: 4 }]);
+      expect(e820.filter((e) => e.type !== 4)).toEqual(guestMemoryMap(d.ramFrames * 4096));
       expect(new DataView(get(hv, d, ARG, 4).buffer).getUint32(0, true)).toBe(e820.length);
       const b = new DataView(get(hv, d, ARG + 0x100, 20 * e820.length).buffer);
       const got = e820.map((_, i) => ({ addr: b.getUint32(20 * i, true), size: b.getUint32(20 * i + 8, true), type: b.getUint32(20 * i + 16, true) }));
@@ -345,7 +349,7 @@ for (const hap of [true, false]) {
       const CM = compat_memory_map;
       put(hv32, c, ARG, struct(CM.SIZEOF, [[CM.nr_entries, 4, 5], [CM.buffer, 4, ARG + 0x200]]));
       expect(call(hv32, c, HYPERVISOR_memory_op, [XENMEM_memory_map, ARG])).toBe(0);
-      expect(new DataView(get(hv32, c, ARG, 4).buffer).getUint32(0, true)).toBe(3); // low RAM, RAM from 1 MiB, the reserved special region
+      expect(new DataView(get(hv32, c, ARG, 4).buffer).getUint32(0, true)).toBe(c.boot!.acpi !== undefined ? 4 : 3); // low RAM, RAM from 1 MiB, (the ACPI tables of a PVH domain,) the reserved special region
       void XEN_ENXIO;
     });
 

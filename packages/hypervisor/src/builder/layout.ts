@@ -17,7 +17,7 @@
  * region reserved, RAM from 4 GiB (`guestMemoryMap`).
  *
  * Modelled more simply than xl: the hole has one fixed size (xl.cfg's `mmio_hole` is not
- * offered), no RDM or ACPI ranges are reserved, and there is no vNUMA.
+ * offered), no RDM ranges are reserved, and there is no vNUMA.
  */
 import { PAGE_SIZE } from "@vtlab/arch";
 
@@ -108,15 +108,18 @@ export interface MemoryMapEntry {
 /**
  * The memory map the builder gives a guest with `memorySize` bytes of RAM (hvm_start_info's
  * memmap, the Multiboot mmap, and XENMEM_memory_map's answer), ascending: RAM below the 640 KiB
- * legacy hole, RAM from 1 MiB to the end of low RAM, the builder's reserved region in the MMIO
+ * legacy hole, RAM from 1 MiB to the end of low RAM, a PVH domain's ACPI tables (`acpi`, typed
+ * ACPI NVS as libxl types them), the builder's reserved region in the MMIO
  * hole (libxl reserves the special pages for PVH guests; vtlab's region also holds the shadow
  * identity table), and the RAM above 4 GiB.
  */
-export function guestMemoryMap(memorySize: number): readonly MemoryMapEntry[] {
+export function guestMemoryMap(memorySize: number, acpi?: MemoryMapEntry): readonly MemoryMapEntry[] {
   const layout = guestLayout(Math.floor(memorySize / PAGE_SIZE));
   const map: MemoryMapEntry[] = [
     { addr: 0, size: 0xa0000, type: MEMMAP_TYPE_RAM },
     { addr: 0x10_0000, size: layout.lowFrames * PAGE_SIZE - 0x10_0000, type: MEMMAP_TYPE_RAM },
+    // A PVH domain's ACPI tables (builder/acpi.ts: ACPI NVS, in the MMIO hole below the reserved region).
+    ...(acpi !== undefined ? [acpi] : []),
     { addr: RESERVED_REGION_GFN * PAGE_SIZE, size: (RESERVED_REGION_END_GFN - RESERVED_REGION_GFN) * PAGE_SIZE, type: MEMMAP_TYPE_RESERVED },
   ];
   if (layout.highFrames > 0) map.push({ addr: HIGH_MEMORY_START_GFN * PAGE_SIZE, size: layout.highFrames * PAGE_SIZE, type: MEMMAP_TYPE_RAM });

@@ -20,7 +20,8 @@ import { PAGE_SIZE, formatHex } from "@vtlab/arch";
 import { extractBzImage, isBzImage, type BzImageError, type BzImageInfo } from "./bzimage.js";
 import { EM_386, ELFCLASS32, XEN_ELFNOTE_NAMES, loadSegments, parseElf, type ElfError, type ElfImage } from "./elf.js";
 import { encodeModlist, HVM_START_INFO_MODLIST_PADDR, HVM_START_INFO_NR_MODULES, placeModules, type PlacedModule } from "./modules.js";
-import { guestLayout, guestMemoryMap } from "./layout.js";
+import { guestLayout, guestMemoryMap, type MemoryMapEntry } from "./layout.js";
+import { buildAcpiTables, E820_NVS, type AcpiTables } from "./acpi.js";
 
 export { guestMemoryMap, type MemoryMapEntry } from "./layout.js";
 
@@ -97,12 +98,21 @@ export interface BootState {
   readonly modules: readonly PlacedModule[];
   /** Set when the kernel was a bzImage: its header and the decompressed payload (`elf` describes that). */
   readonly bzImage?: Omit<BzImageInfo, "vmlinux">;
+  /** The memory map handed over (hvm_start_info's memmap, the Multiboot mmap; XENMEM_memory_map answers the same). */
+  readonly memoryMap: readonly MemoryMapEntry[];
+  /**
+   * A PVH domain's ACPI tables (builder/acpi.ts), when asked for: the caller populates their
+   * pages (outside RAM, in the MMIO hole) and writes `bytes` there; rsdp_paddr already names them.
+   */
+  readonly acpi?: AcpiTables;
 }
 
 /** What buildPvh loads besides the kernel. */
 export interface BuildOptions {
   /** xl.cfg `ramdisk`: handed to a PVH kernel as module 0 (builder/modules.ts). */
   readonly ramdisk?: Uint8Array;
+  /** xl.cfg `acpi` (libxl's default for PVH): build ACPI tables for a PVH kernel, one local APIC per entry (the vCPUs' APIC IDs). */
+  readonly acpi?: { readonly apicIds: readonly number[] };
 }
 
 export interface BootError {
@@ -196,8 +206,11 @@ export function buildPvh(kernel: Uint8Array, cmdline: string, memorySize: number
   mem.zero(0, BootLayout.end);
   loadSegments(image, elf, (gpa, bytes) => mem.write(gpa, bytes), (gpa, length) => mem.zero(gpa, length));
 
+  // ACPI for PVH kernels only, as libxl__dom_load_acpi builds it (the direct 64-bit and Multiboot boots are vtlab's own).
+  const acpi = protocol === "pvh" && options.acpi !== undefined ? buildAcpiTables(options.acpi.apicIds) : undefined;
+  const memoryMap = guestMemoryMap(memorySize, acpi !== undefined ? { addr: acpi.gpa, size: acpi.bytes.length, type: E820_NVS } : undefined);
   if (multiboot) writeMultibootInfo(memorySize, mem);
-  else writeStartInfo(memorySize, mem);
+  else writeStartInfo(memoryMap, acpi?.rsdp ?? 0, mem);
   if (modules.length > 0) {
     mem.write(modules[0]!.paddr, options.ramdisk!);
     mem.write(BootLayout.modlist, encodeModlist(modules));
@@ -213,7 +226,7 @@ export function buildPvh(kernel: Uint8Array, cmdline: string, memorySize: number
   mem.write(BootLayout.cmdline, cmdz);
   writeGdt(mem);
   if (protocol === "direct64") writeIdentityMap(mem);
-  return { protocol, eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf, modules, ...(bzImage !== undefined ? { bzImage } : {}) };
+  return { protocol, eax: multiboot ? MULTIBOOT_BOOTLOADER_MAGIC : 0, entry, cr3: BootLayout.pml4, startInfo: BootLayout.startInfo, gdtBase: BootLayout.gdt, gdtLimit: BOOT_GDT_LIMIT, tssBase: BootLayout.tss, elf, modules, ...(bzImage !== undefined ? { bzImage } : {}), memoryMap, ...(acpi !== undefined ? { acpi } : {}) };
 }
 
 /** e_entry translated from the segment whose p_vaddr range holds it to that segment's p_paddr. */
@@ -266,7 +279,7 @@ function writeMultibootInfo(memorySize: number, mem: GuestPhysicalWriter): void 
   mem.write(BootLayout.memmap, mm);
 }
 
-function writeStartInfo(memorySize: number, mem: GuestPhysicalWriter): void {
+function writeStartInfo(map: readonly MemoryMapEntry[], rsdp: number, mem: GuestPhysicalWriter): void {
   // struct hvm_start_info v1: magic, version, flags, nr_modules, modlist_paddr, cmdline_paddr,
   // rsdp_paddr, memmap_paddr, memmap_entries, reserved.
   const si = new Uint8Array(56);
@@ -274,8 +287,8 @@ function writeStartInfo(memorySize: number, mem: GuestPhysicalWriter): void {
   sv.setUint32(0, XEN_HVM_START_MAGIC_VALUE, true);
   sv.setUint32(4, 1, true);
   le64(si, 24, BootLayout.cmdline);
+  le64(si, 32, rsdp); // rsdp_paddr: 0 when there are no ACPI tables
   le64(si, 40, BootLayout.memmap);
-  const map = guestMemoryMap(memorySize);
   sv.setUint32(48, map.length, true);
   mem.write(BootLayout.startInfo, si);
   // struct hvm_memmap_table_entry { u64 addr, size; u32 type, reserved; }: guestMemoryMap's entries.

@@ -56,18 +56,29 @@ export interface MagicPages {
 }
 
 /**
+ * Populate `count` frames of the domain's own memory from guest frame `firstGfn` (outside its
+ * RAM: the max_pages limit grows by as many, as libxl's build adds them beyond the configured
+ * memory), zeroed. Returns a message naming what failed, or undefined.
+ */
+export function populateFixedFrames(d: Domain, firstGfn: number, count: number, what: string): string | undefined {
+  d.pages.maxPages += count;
+  for (let i = 0; i < count; i++) {
+    const mfn = d.pages.allocate();
+    if (mfn === undefined) return `${what}: no host frame for guest frame 0x${(firstGfn + i).toString(16)}`;
+    const r = setP2mEntry(d, asGfn(firstGfn + i), { kind: "ram", mfn });
+    if (isP2mUpdateError(r)) return `${what} at guest frame 0x${(firstGfn + i).toString(16)}: ${r.message}`;
+  }
+  return undefined;
+}
+
+/**
  * Populate the special pages and set the params and ports (libxl's order: store port, then
  * console port). Returns what it set up, or a message naming what failed (no memory on the
  * host, no free port).
  */
 export function allocMagicPagesHvm(hv: Hypervisor, d: Domain): MagicPages | string {
-  d.pages.maxPages += X86_HVM_NR_SPECIAL_PAGES;
-  for (let i = 0; i < X86_HVM_NR_SPECIAL_PAGES; i++) {
-    const mfn = d.pages.allocate();
-    if (mfn === undefined) return `special page ${i}: no host frame for it`;
-    const r = setP2mEntry(d, asGfn(specialPfn(i)), { kind: "ram", mfn });
-    if (isP2mUpdateError(r)) return `special page ${i} at guest frame 0x${specialPfn(i).toString(16)}: ${r.message}`;
-  }
+  const err = populateFixedFrames(d, specialPfn(0), X86_HVM_NR_SPECIAL_PAGES, "special pages");
+  if (err !== undefined) return err;
   const params: [number, number][] = [
     [HVM_PARAM_STORE_PFN, specialPfn(SPECIALPAGE_XENSTORE)],
     [HVM_PARAM_BUFIOREQ_PFN, specialPfn(SPECIALPAGE_BUFIOREQ)],

@@ -244,6 +244,12 @@ export interface LocalApicOptions {
   readonly mode?: "xapic" | "x2apic";
   /** The EOI of a level-triggered vector (its TMR bit set): the IO-APIC clears remote IRR (devices/ioapic.ts). */
   readonly onLevelEoi?: (vector: number) => void;
+  /**
+   * SVR bit 8 went from clear to set (software enable). Xen's vlapic_reg_write (APIC_SPIV) then
+   * re-raises the vCPU's event-channel upcall vector if an upcall is pending: one raised while
+   * the APIC was disabled was dropped, and evtchn_upcall_pending, already set, would raise no other.
+   */
+  readonly onSoftwareEnable?: () => void;
 }
 
 export interface LocalApicStats {
@@ -286,6 +292,7 @@ export class LocalApic implements BusDevice {
   private readonly nsPerTick: number;
   private readonly sendIpiFn: LocalApicOptions["sendIpi"];
   private readonly onLevelEoi: LocalApicOptions["onLevelEoi"];
+  private readonly onSoftwareEnable: LocalApicOptions["onSoftwareEnable"];
   private readonly bsp: boolean;
 
   private apicBaseLo = 0;
@@ -323,6 +330,7 @@ export class LocalApic implements BusDevice {
     this.nsPerTick = 1e9 / busHz;
     this.sendIpiFn = opts.sendIpi;
     this.onLevelEoi = opts.onLevelEoi;
+    this.onSoftwareEnable = opts.onSoftwareEnable;
     this.bsp = opts.bsp ?? this.apicId === 0;
     this.reset();
     const extd = (opts.mode ?? "x2apic") === "x2apic" ? APIC_BASE_EXTD : 0;
@@ -509,10 +517,11 @@ export class LocalApic implements BusDevice {
   }
 
   private writeSvr(value: number): void {
+    const was = this.softwareEnabled;
     this.svr = value;
     if (!this.softwareEnabled) {
       for (let i = 0; i < LVT_COUNT; i++) this.lvt[i] = (this.lvt[i] ?? 0) | APIC_LVT_MASKED;
-    }
+    } else if (!was) this.onSoftwareEnable?.();
   }
 
   /** A write to ESR latches the errors seen since the last one. */

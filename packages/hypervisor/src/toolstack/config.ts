@@ -78,6 +78,8 @@ export interface DomainConfig {
   readonly builder: "hvm";
   /** `hap`: hardware-assisted paging (EPT) when true, shadow paging when false (default 1). */
   readonly hap: boolean;
+  /** `acpi`: ACPI tables for a PVH kernel (builder/acpi.ts), 0 or 1 (default 1, as libxl's). */
+  readonly acpi: boolean;
   /**
    * `shadow_memory`: MiB for the shadow pool of a `hap = 0` domain, 1..65536 (default: libxl's,
    * 1 MiB per vCPU plus 8 KiB per MiB of RAM; `requiredShadowMemoryKiB`).
@@ -328,6 +330,7 @@ const KNOWN_KEYS = [
   "vcpus",
   "builder",
   "hap",
+  "acpi",
   "shadow_memory",
   "kernel",
   "cmdline",
@@ -408,6 +411,8 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
 
   const hapS = seen.get("hap");
   const hap = hapS === undefined ? true : int(hapS, "0 or 1", 0, 1) === 1;
+  const acpiS = seen.get("acpi");
+  const acpi = acpiS === undefined ? true : int(acpiS, "0 or 1", 0, 1) === 1;
   const shadowS = seen.get("shadow_memory");
   const shadow = shadowS === undefined ? {} : { shadowMemory: int(shadowS, "an integer number of MiB", 1, CONFIG_MEMORY_MAX_MIB) };
 
@@ -515,7 +520,7 @@ export function parseDomainConfig(text: string, file: string): DomainConfig {
   const selftestS = seen.get("vtlab_xen_selftest");
   const selftest = selftestS === undefined ? {} : { xenSelftest: int(selftestS, "0 or 1", 0, 1) === 1 };
 
-  return { name, memory, vcpus, builder: "hvm", hap, ...shadow, kernel, cmdline, ...(ramdisk !== undefined ? { ramdisk } : {}), disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
+  return { name, memory, vcpus, builder: "hvm", hap, acpi, ...shadow, kernel, cmdline, ...(ramdisk !== undefined ? { ramdisk } : {}), disk, ...vif, ...pci, serial, onCrash, weight, ...platform, ...selftest };
 }
 
 function quoteText(v: RawValue): string {
@@ -630,6 +635,7 @@ export function formatDomainConfig(cfg: DomainConfig): string {
     `memory = ${cfg.memory}`,
     `vcpus = ${cfg.vcpus}`,
     `hap = ${cfg.hap ? 1 : 0}`,
+    `acpi = ${cfg.acpi ? 1 : 0}`,
     ...(cfg.shadowMemory !== undefined ? [`shadow_memory = ${cfg.shadowMemory}`] : []),
     `kernel = ${quote(cfg.kernel)}`,
     `cmdline = ${quote(cfg.cmdline)}`,

@@ -79,6 +79,7 @@ export function domainOptions(config: DomainConfig, resources: DomainResources):
     memoryMiB: config.memory,
     vcpus: config.vcpus,
     hap: config.hap,
+    acpi: config.acpi,
     ...(config.shadowMemory !== undefined ? { shadowMemoryKiB: config.shadowMemory * 1024 } : {}),
     kernel: resources.kernel,
     cmdline: config.cmdline,

@@ -155,6 +155,11 @@ export class XenDomain {
    * Before each VM entry of `v` (the hypervisor's interrupt delivery): re-evaluate the level
    * callback and answer the event-channel callback vector to inject ahead of the local APIC's, or -1.
    */
+  /** A vCPU's local APIC was software-enabled: raise its upcall vector if an upcall is pending (Xen's vlapic_reg_write, APIC_SPIV). */
+  reassertUpcallVector(vcpuId: number): void {
+    this.upcall.reassertUpcallVector(vcpuId);
+  }
+
   intrAssist(v: Vcpu): number {
     return this.upcall.intrAssist(v);
   }

@@ -142,6 +142,19 @@ export class EvtchnUpcall {
     if (v !== undefined) wake(v);
   }
 
+  /**
+   * The local APIC of vCPU `vcpuId` became software-enabled: with a per-vCPU upcall vector and an
+   * upcall pending, the vector is raised again (Xen's vlapic_reg_write for APIC_SPIV), since one
+   * raised while the APIC was disabled was dropped.
+   */
+  reassertUpcallVector(vcpuId: number): void {
+    const vector = this.upcallVector(vcpuId);
+    const v = this.domain.vcpus[vcpuId];
+    if (vector === 0 || v?.apic === undefined || this.si()?.upcallPending(vcpuId) !== true) return;
+    v.apic.acceptInterrupt(vector);
+    this.domain.xen.stats.upcallsInjected++;
+  }
+
   /** hvm_assert_evtchn_irq. */
   assertEvtchnIrq(vcpuId: number): void {
     const v = this.domain.vcpus[vcpuId];

@@ -449,7 +449,7 @@ function removeFromPhysmap(ctx: ExitContext, arg: number): number {
 function memoryMap(ctx: ExitContext, arg: number, long: boolean): number {
   const L = long ? xen_memory_map : compat_memory_map;
   if (copyFromGuest(ctx, arg, scratch, L.SIZEOF) !== L.SIZEOF) return -XEN_EFAULT;
-  const map = guestMemoryMap(ctx.domain.ramFrames * PAGE_SIZE);
+  const map = ctx.domain.boot?.memoryMap ?? guestMemoryMap(ctx.domain.ramFrames * PAGE_SIZE);
   const buffer = handle(L.buffer, long);
   const n = Math.min(u32(L.nr_entries), map.length);
   const out = new Uint8Array(E820_ENTRY_SIZE * n);
