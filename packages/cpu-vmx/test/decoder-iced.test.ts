@@ -12,7 +12,7 @@ import { CODE, machine64 } from "./machine.js";
 
 // iced-x86 ships as CommonJS with a wasm payload.
 const iced = createRequire(import.meta.url)("iced-x86") as typeof IcedTypes;
-const { Decoder, DecoderOptions, OpKind, Register } = iced;
+const { Decoder, DecoderOptions, Mnemonic, OpKind, Register } = iced;
 
 const REG64 = ["RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI", "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15"];
 const REG32 = ["EAX", "ECX", "EDX", "EBX", "ESP", "EBP", "ESI", "EDI", "R8D", "R9D", "R10D", "R11D", "R12D", "R13D", "R14D", "R15D"];
@@ -90,8 +90,25 @@ function compare(cpu: Cpu, i: Insn, bytes: number[]): string | undefined {
   if (x.isInvalid) return `iced-x86 says invalid, vtlab decoded ${i.mnemonic} (${i.len} bytes)`;
   if (x.length !== i.len) return `length: iced-x86 ${x.length}, vtlab ${i.len}`;
   const ops = i.mnemonic; // for messages
-  const spec = i.exec;
-  void spec;
+  const x87 = i.opcode >= 0xd8 && i.opcode <= 0xdf;
+  if (x87) {
+    // the x87 escapes: the same instruction (iced-x86's mnemonic), and ST(i) from ModRM.rm
+    const name = ((Mnemonic as unknown as Record<number, string>)[x.mnemonic] ?? "?").toLowerCase();
+    if (name !== i.mnemonic) return `mnemonic: iced-x86 ${name}, vtlab ${i.mnemonic}`;
+    const st: number[] = [];
+    for (let o = 0; o < x.opCount; o++) {
+      if (x.opKind(o) !== OpKind.Register) continue;
+      const m = /^ST([0-7])$/.exec(icedRegName(x.opRegister(o)));
+      if (m !== null) st.push(Number(m[1]));
+    }
+    const k = i.modrm & 7;
+    const entry = OPCODES.get(i.opcode);
+    const spec = i.isMem || entry === undefined || !isGroup(entry) ? "" : (entry.regForms?.get(i.modrm)?.operands ?? "?");
+    const want = spec === "ST,STi" ? [0, k] : spec === "STi,ST" ? [k, 0] : undefined;
+    if (want !== undefined && st.join() !== want.join()) return `x87 operands: iced-x86 ST(${st.join("), ST(")}), vtlab ${spec} with i = ${k}`;
+    if (spec === "STi" && (st.some((r) => r !== 0 && r !== k) || !st.includes(k))) return `x87 operand: iced-x86 ST(${st.join("), ST(")}), vtlab ST(${k})`;
+    if (spec === "" && !i.isMem && st.some((r) => r > 1)) return `x87 implicit operands: iced-x86 ST(${st.join("), ST(")})`;
+  }
   for (let o = 0; o < x.opCount; o++) {
     const kind = x.opKind(o);
     if (kind === OpKind.Memory) {
@@ -118,6 +135,7 @@ function compare(cpu: Cpu, i: Insn, bytes: number[]): string | undefined {
       if (i.index >= 0 && x.memoryIndexScale !== i.scale) return `scale: iced-x86 ${x.memoryIndexScale}, vtlab ${i.scale}`;
     } else if (kind === OpKind.Register) {
       const name = icedRegName(x.opRegister(o));
+      if (x87 && /^ST[0-7]$/.test(name)) continue; // checked above
       const candidates = [regName(i.reg, i.opSize, i.rex), regName(i.rm, i.opSize, i.rex), regName(i.reg, 1, i.rex), regName(i.rm, 1, i.rex), regName(i.rm, 4, i.rex), regName(i.rm, 8, i.rex), regName(i.reg, 4, i.rex), regName(i.reg, 8, i.rex), regName(i.rm, 2, i.rex), regName(i.reg, 2, i.rex)];
       const fixed = /^(AL|AX|EAX|RAX|CL|DX|[C-G]S|[CDES]S|CR\d+|DR\d+)$/.test(name);
       if (!fixed && !candidates.includes(name) && !(name.startsWith("CR") || name.startsWith("DR") || name.endsWith("S"))) {
@@ -174,6 +192,8 @@ describe("decoder vs iced-x86", () => {
     for (const n of ["int1", "lar", "lsl", "verr", "verw"]) expect(names.has(n), n).toBe(true);
     // The x87/SSE state instructions (issue 16) too.
     for (const n of ["fninit", "fnclex", "fldcw", "fnstcw", "fnstsw", "wait", "fxsave", "fxrstor", "ldmxcsr", "stmxcsr"]) expect(names.has(n), n).toBe(true);
+    // The x87 data instructions (exec/x87.ts), register forms included.
+    for (const n of ["fld", "fstp", "fild", "fisttp", "fbld", "fbstp", "faddp", "fsubrp", "fidivr", "fcompp", "fucomip", "fcmovnu", "fxch", "ffree", "fnsave", "frstor", "fnstenv", "fldenv", "fsincos", "fyl2xp1"]) expect(names.has(n), n).toBe(true);
   });
 });
 

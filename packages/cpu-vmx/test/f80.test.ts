@@ -33,6 +33,7 @@ import {
   mul,
   remainder,
   premOut,
+  scale,
   roundToInt,
   sqrt,
   toFormat,
@@ -515,5 +516,37 @@ describe("f80 special operands (SDM Vol. 2A tables for FADD, FMUL, FDIV, FSQRT)"
     expect(premOut.q).toBe(4);
     remainder(v(0x4100, 0x8000_0001, 0), one, false, F, o);
     expect(premOut.partial).toBe(true);
+  });
+
+  it("FPREM/FPREM1 returning the dividend unchanged give a pseudo-denormal dividend its normal encoding (exponent 1), as the host does", () => {
+    const pseudo = v(0x0000, 0x84ac_ac86, 0xb6b8_a718); // exponent 0 with the integer bit set
+    const big = v(0x4006, 0x8b26_e787, 0x2d1b_e1ec);
+    for (const nearest of [false, true]) {
+      expect(remainder(pseudo, big, nearest, F, o)).toBe(X_DE);
+      expect(fmt(o)).toBe("0001:84acac86b6b8a718");
+      expect(premOut.q).toBe(0);
+      // x rem +inf = x (SDM "FPREM" table), also normalized
+      expect(remainder(v(0x8000, 0x9b8c_8282, 0xf04c_6aec), pinf, nearest, F, o)).toBe(X_DE);
+      expect(fmt(o)).toBe("8001:9b8c8282f04c6aec");
+    }
+    // an ordinary denormal dividend stays as it is; with UE unmasked it is a tiny result: UE, rebiased
+    expect(remainder(v(0, 0x0000_1234, 0), big, true, F, o)).toBe(X_DE);
+    expect(fmt(o)).toBe("0000:0000123400000000");
+    expect(remainder(v(0x8000, 0x4772_fff2, 0x8912_8534), big, false, F & ~0x10, o)).toBe(X_DE | X_UE);
+    expect(fmt(o)).toBe("e000:8ee5ffe512250a68"); // as the host gives it
+  });
+
+  it("FSCALE's massive overflow and underflow with OE/UE unmasked store a signed infinity or zero (SDM 8.5.4, 8.5.5)", () => {
+    const x = v(0xc007, 0xc14d_5000, 0); // -386.6
+    const n = v(0x4011, 0xcdee_1572, 0x6742_4892); // 421,...: far beyond the rebias range
+    for (const rc of [0x000, 0x400, 0x800, 0xc00]) {
+      expect(scale(x, n, 0x0340 | rc, o)).toBe(X_OE | X_PE | X_C1);
+      expect(fmt(o)).toBe("ffff:8000000000000000");
+      expect(scale(x, v(0xc011, 0xcdee_1572, 0x6742_4892), 0x0340 | rc, o)).toBe(X_UE | X_PE);
+      expect(fmt(o)).toBe("8000:0000000000000000");
+    }
+    // within the rebias range the exponent is rebiased as for the other instructions
+    expect(scale(x, v(0x400d, 0x8000_0000, 0), 0x0340, o)).toBe(X_OE); // * 2^16384
+    expect(o.se).toBe(0xc007 + 0x4000 - 24576);
   });
 });

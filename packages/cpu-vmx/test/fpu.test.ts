@@ -90,9 +90,26 @@ describe("x87 control instructions", () => {
     expect(b.m.cpu.lo[0]! & 0xffff).toBe(0);
   });
 
-  it("the arithmetic x87 forms are still #UD (not modelled)", () => {
-    expect(run("d9e8 f4").vector).toBe(Vector.UD); // fld1
-    expect(run("dd03 f4").vector).toBe(Vector.UD); // fld qword [rbx]
+  it("the arithmetic x87 forms execute (exec/x87.ts); with CR0.EM or CR0.TS they are #NM, before their memory operand is read", () => {
+    // fninit; fld1; fld qword [rbx]; faddp; fstp qword [rbx+8]; hlt  (1 + 2.5)
+    const setup = (m: TestMachine) => m.memory.write64(DATA, 0, 0x4004_0000);
+    const ok = run(`${RBX} dbe3 d9e8 dd03 dec1 dd5b08 f4`, setup);
+    expect(ok.vector).toBe(-1);
+    expect(((ok.m.memory.read32(DATA + 12) as number) >>> 0).toString(16)).toBe("400c0000"); // 3.5
+    expect(ok.m.memory.read32(DATA + 8)).toBe(0);
+    expect(ok.m.cpu.fpu.ftw).toBe(0);
+    for (const bit of [CR0_EM, CR0_TS]) {
+      expect(run("d9e8 f4", (m) => (m.cpu.cr0 |= bit)).vector).toBe(Vector.NM); // fld1
+      // fld qword [rbx] with RBX unmapped: #NM comes first
+      expect(run("48bb0000000000800000 dd03 f4", (m) => (m.cpu.cr0 |= bit)).vector).toBe(Vector.NM);
+    }
+  });
+
+  it("an unmasked x87 exception is taken as #MF by the next waiting x87 instruction, not by the faulting one", () => {
+    // fninit; fldcw [rbx] (ZE unmasked); fld1; fldz; fdivp (1/0: ZE, ES); fnstsw ax; fld1; hlt
+    const r = run(`${RBX} dbe3 d92b d9e8 d9ee def9 dfe0 d9e8 f4`, (m) => m.memory.write16(DATA, 0x037b));
+    expect(r.vector).toBe(Vector.MF);
+    expect(r.m.cpu.lo[0]! & 0x80ff).toBe(0x8084); // B, ES, ZE
   });
 });
 

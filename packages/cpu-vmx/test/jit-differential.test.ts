@@ -95,6 +95,26 @@ const OTHER = fc.oneof(
   fc.tuple(reg, reg).map(([a, b]) => ({ bytes: [rexW(a, b), 0x0f, 0xbc, modrmReg(a, b)] })),
   fc.tuple(disp, fc.integer({ min: 0, max: 255 })).map(([d, imm]) => ({ bytes: [0x80, ...memRbx(0, d + 5), imm] })),
 );
+/**
+ * x87 instructions (exec/x87.ts; the compiler leaves them to their handlers): loads and stores
+ * through rbx, arithmetic on the stack and memory, compares into EFLAGS, FCMOV, FNSTSW AX. The
+ * stack over- and underflows and unmasked exceptions (#MF on the next one) are all fine: both
+ * sides must agree, and the FPU state is compared with the registers.
+ */
+const X87 = fc.oneof(
+  fc.constant({ bytes: [0xdb, 0xe3] }), // fninit
+  disp.map((d) => ({ bytes: [0xdd, ...memRbx(0, d)] })), // fld qword
+  disp.map((d) => ({ bytes: [0xdb, ...memRbx(0, d + 4)] })), // fild dword
+  fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 7 }), fc.constantFrom(0xd8, 0xdc, 0xde)).map(([op, i, esc]) => ({ bytes: [esc, 0xc0 + 8 * op + i] })),
+  fc.tuple(fc.integer({ min: 0, max: 7 }), disp).map(([op, d]) => ({ bytes: [0xdc, ...memRbx(op, d)] })), // arith m64fp
+  disp.map((d) => ({ bytes: [0xdd, ...memRbx(3, d)] })), // fstp qword
+  disp.map((d) => ({ bytes: [0xdb, ...memRbx(3, d + 4)] })), // fistp dword
+  fc.constant({ bytes: [0xdf, 0xe0] }), // fnstsw ax
+  fc.integer({ min: 0, max: 7 }).map((i) => ({ bytes: [0xdb, 0xf0 + i] })), // fcomi
+  fc.integer({ min: 0, max: 7 }).map((i) => ({ bytes: [0xd9, 0xc8 + i] })), // fxch
+  fc.constantFrom(0xe0, 0xe1, 0xfa, 0xfc, 0xe8, 0xeb).map((b) => ({ bytes: [0xd9, b] })), // fchs fabs fsqrt frndint fld1 fldpi
+  fc.integer({ min: 0, max: 7 }).map((i) => ({ bytes: [0xda, 0xc0 + i] })), // fcmovb
+);
 /** CALL to the next instruction then POP (balanced); PUSH an address and RET to the next instruction. */
 const CALLRET = fc.tuple(reg, fc.boolean()).map(([a, viaRet]) => ({
   bytes: viaRet ? [rexW(0, 0), 0x8d, 0x05, 2, 0, 0, 0, 0x50, 0xc3] : [0xe8, 0, 0, 0, 0, ...(a >= 8 ? [0x41] : []), 0x58 + (a & 7)],
@@ -121,6 +141,7 @@ const SIMPLE = fc.oneof(
   { arbitrary: CMOV, weight: 2 },
   { arbitrary: OTHER, weight: 2 },
   { arbitrary: CALLRET, weight: 1 },
+  { arbitrary: X87, weight: 3 },
 );
 
 /** A body item: an instruction, a Jcc over the next one, a rare fault, or a self-modifying store. */
@@ -209,7 +230,10 @@ function load(p: Program, jit: boolean): TestMachine {
 
 function state(cpu: Cpu): string {
   const regs = Array.from({ length: 16 }, (_, k) => `${(cpu.hi[k]! >>> 0).toString(16)}:${(cpu.lo[k]! >>> 0).toString(16)}`).join(" ");
-  return `rip=${cpu.rip.toString(16)} retired=${cpu.retired} flags=${cpu.getFlags().toString(16)} cr2=${cpu.cr2.toString(16)} ${regs}`;
+  const f = cpu.fpu;
+  const st = Array.from({ length: 8 }, (_, k) => `${f.stSe[k]!.toString(16)}:${f.stHi[k]!.toString(16)}:${f.stLo[k]!.toString(16)}`).join(" ");
+  const fpu = `fcw=${f.fcw.toString(16)} fsw=${f.fsw.toString(16)} ftw=${f.ftw.toString(16)} fop=${f.fop.toString(16)} fip=${f.fipLo.toString(16)} fdp=${f.fdpLo.toString(16)} ${st}`;
+  return `rip=${cpu.rip.toString(16)} retired=${cpu.retired} flags=${cpu.getFlags().toString(16)} cr2=${cpu.cr2.toString(16)} ${regs} ${fpu}`;
 }
 
 function memoryOf(m: TestMachine): string {
@@ -272,7 +296,8 @@ describe("the block compiler agrees with the interpreter, instruction by instruc
     }
   });
 
-  it("the programs exercise what they are meant to (compiled blocks, self-loops, faults, SMC)", () => {
+  it("the programs exercise what they are meant to (compiled blocks, self-loops, faults, SMC, x87)", () => {
+    let x87 = 0;
     let compiled = 0;
     let smc = 0;
     let faults = 0;
@@ -283,6 +308,7 @@ describe("the block compiler agrees with the interpreter, instruction by instruc
         compiled += m.cpu.counters.compiledBlocks;
         smc += m.cpu.counters.smcInvalidations;
         faults += m.cpu.counters.exceptions;
+        if (m.cpu.fpu.fop !== 0) x87++;
         return true;
       }),
       { seed: 0x5eed, numRuns: 60 },
@@ -290,6 +316,7 @@ describe("the block compiler agrees with the interpreter, instruction by instruc
     expect(compiled).toBeGreaterThan(60);
     expect(smc).toBeGreaterThan(0);
     expect(faults).toBeGreaterThan(0);
+    expect(x87).toBeGreaterThan(5);
   });
 });
 

@@ -177,8 +177,10 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
       modrm = src.next();
       const reg = (modrm >> 3) & 7;
       if (entry.regForms !== undefined && modrm >= 0xc0) {
-        // Register forms of 0F 01 and 0F AE (VMCALL, SWAPGS, fences) take no 66/F2/F3 prefix.
-        spec = opsize || rep !== 0 ? undefined : entry.regForms.get(modrm);
+        // Register forms of 0F 01 and 0F AE (VMCALL, SWAPGS, fences) take no 66/F2/F3 prefix;
+        // the x87 escapes (D8-DF) ignore them.
+        const x87 = opcode >= 0xd8 && opcode <= 0xdf;
+        spec = (opsize || rep !== 0) && !x87 ? undefined : entry.regForms.get(modrm);
       }
       else spec = entry.group[reg];
       if (spec !== undefined && opcode === 0x1ae && (opsize || rep !== 0)) spec = undefined; // 66/F3 0F AE are other instructions
@@ -221,6 +223,7 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
 
   if ((flags & F_MODRM) !== 0) {
     if (modrm < 0) modrm = src.next();
+    i.modrm = modrm;
     if (i.addrSize === 2) decodeModrm16(i, modrm, (flags & F_RMREG) !== 0);
     else decodeModrm(i, modrm, rex, mode64, (flags & F_RMREG) !== 0);
     if ((flags & F_MEM) !== 0 && !i.isMem) return undefinedInsn(src, `${spec.mnemonic} with a register operand`);

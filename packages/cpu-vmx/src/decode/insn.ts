@@ -21,6 +21,8 @@ export class Insn {
   addrSize = 8;
   /** A REX prefix was present (selects SPL/BPL/SIL/DIL over AH/CH/DH/BH). */
   rex = false;
+  /** The ModRM byte as encoded (0 when there is none): the x87's FOP keeps it (SDM 8.1.9). */
+  modrm = 0;
   /** ModRM.reg extended by REX.R (or the group's sub-opcode for group instructions). */
   reg = 0;
   /** ModRM.rm extended by REX.B, or the register encoded in the opcode. */

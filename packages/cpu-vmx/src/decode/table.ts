@@ -13,6 +13,7 @@ import * as alu from "../exec/alu.js";
 import * as bits from "../exec/bits.js";
 import * as control from "../exec/control.js";
 import * as fpu from "../exec/fpu.js";
+import * as x87 from "../exec/x87.js";
 import * as move from "../exec/move.js";
 import * as muldiv from "../exec/muldiv.js";
 import * as shift from "../exec/shift.js";
@@ -209,19 +210,143 @@ def(0xd0, group2(F_BYTE, shift.shiftE1, "Eb,1"));
 def(0xd1, group2(0, shift.shiftE1, "Ev,1"));
 def(0xd2, group2(F_BYTE, shift.shiftECL, "Eb,CL"));
 def(0xd3, group2(0, shift.shiftECL, "Ev,CL"));
-// x87 escapes: only the control instructions (exec/fpu.ts); the arithmetic forms are #UD.
-const NO_X87 = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
-def(0xd9, { group: [undefined, undefined, undefined, undefined, undefined, op("fldcw", "Mw", fpu.fldcw, F_MEM), undefined, op("fnstcw", "Mw", fpu.fnstcw, F_MEM)], flags: F_MODRM });
-def(0xdb, {
-  group: NO_X87,
+// x87 escapes (SDM Vol. 2D, A.4 "Escape Opcode Instructions"): memory forms by ModRM.reg,
+// register forms by the whole ModRM byte. Arithmetic in exec/x87.ts, control in exec/fpu.ts.
+const X87_ARITH = ["fadd", "fmul", "fcom", "fcomp", "fsub", "fsubr", "fdiv", "fdivr"] as const;
+function x87Reg(forms: [number, OpSpec][]): Map<number, OpSpec> {
+  return new Map(forms);
+}
+function x87Rows(base: number, make: (k: number) => OpSpec): [number, OpSpec][] {
+  return Array.from({ length: 8 }, (_, k) => [base + k, make(k)] as [number, OpSpec]);
+}
+/** D8 (m32fp / ST0,ST(i)), DC (m64fp / ST(i),ST0), DA (m32int), DE (m16int / ST(i),ST0 and pop). */
+const x87ArithMem = (size: string, int: boolean) => X87_ARITH.map((m, k) => op(int ? m.replace("f", "fi") : m, size, x87.arithMem, F_MEM, k));
+const x87ArithReg = (opcode: number): [number, OpSpec][] => {
+  const rows: [number, OpSpec][] = [];
+  for (let k = 0; k < 8; k++) {
+    if (opcode !== 0xd8 && (k === 2 || k === 3)) continue; // DC D0-DF, DE D0-D8/DA-DF: undocumented aliases
+    // DC and DE swap the sub/subr and div/divr names (SDM: DC E0+i is FSUBR ST(i), ST0)
+    const name = opcode === 0xd8 || k < 4 ? X87_ARITH[k]! : X87_ARITH[k ^ 1]!;
+    const m = opcode === 0xde ? `${name}p` : name;
+    rows.push(...x87Rows(0xc0 + 8 * k, () => op(m, opcode === 0xd8 ? "ST,STi" : "STi,ST", x87.arithReg, 0, k)));
+  }
+  return rows;
+};
+def(0xd8, { group: x87ArithMem("Md", false), flags: F_MODRM, regForms: x87Reg(x87ArithReg(0xd8)) });
+def(0xd9, {
+  group: [
+    op("fld", "Md", x87.fldMem, F_MEM),
+    undefined,
+    op("fst", "Md", x87.fstMem, F_MEM, 0),
+    op("fstp", "Md", x87.fstMem, F_MEM, 1),
+    op("fldenv", "M", x87.fldenv, F_MEM),
+    op("fldcw", "Mw", fpu.fldcw, F_MEM),
+    op("fnstenv", "M", x87.fnstenv, F_MEM),
+    op("fnstcw", "Mw", fpu.fnstcw, F_MEM),
+  ],
   flags: F_MODRM,
-  regForms: new Map<number, OpSpec>([
-    [0xe2, op("fnclex", "", fpu.fnclex, 0)],
-    [0xe3, op("fninit", "", fpu.fninit, 0)],
+  regForms: x87Reg([
+    ...x87Rows(0xc0, () => op("fld", "STi", x87.fldReg, 0)),
+    ...x87Rows(0xc8, () => op("fxch", "STi", x87.fxch, 0)),
+    [0xd0, op("fnop", "", x87.fnop, 0)],
+    [0xe0, op("fchs", "", x87.fsign, 0, 0)],
+    [0xe1, op("fabs", "", x87.fsign, 0, 1)],
+    [0xe4, op("ftst", "", x87.ftst, 0)],
+    [0xe5, op("fxam", "", x87.fxam, 0)],
+    ...(["fld1", "fldl2t", "fldl2e", "fldpi", "fldlg2", "fldln2", "fldz"] as const).map((m, k) => [0xe8 + k, op(m, "", x87.fldConst, 0, k)] as [number, OpSpec]),
+    [0xf0, op("f2xm1", "", x87.f2xm1, 0)],
+    [0xf1, op("fyl2x", "", x87.fbinaryTrans, 0, 1)],
+    [0xf2, op("fptan", "", x87.ftrig, 0, 3)],
+    [0xf3, op("fpatan", "", x87.fbinaryTrans, 0, 0)],
+    [0xf4, op("fxtract", "", x87.fxtract, 0)],
+    [0xf5, op("fprem1", "", x87.fprem, 0, 1)],
+    [0xf6, op("fdecstp", "", x87.fincdecstp, 0, -1)],
+    [0xf7, op("fincstp", "", x87.fincdecstp, 0, 1)],
+    [0xf8, op("fprem", "", x87.fprem, 0, 0)],
+    [0xf9, op("fyl2xp1", "", x87.fbinaryTrans, 0, 2)],
+    [0xfa, op("fsqrt", "", x87.funary, 0, 0)],
+    [0xfb, op("fsincos", "", x87.ftrig, 0, 2)],
+    [0xfc, op("frndint", "", x87.funary, 0, 1)],
+    [0xfd, op("fscale", "", x87.fscale, 0)],
+    [0xfe, op("fsin", "", x87.ftrig, 0, 0)],
+    [0xff, op("fcos", "", x87.ftrig, 0, 1)],
   ]),
 });
-def(0xdd, { group: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, op("fnstsw", "Mw", fpu.fnstsw, F_MEM, 0)], flags: F_MODRM });
-def(0xdf, { group: NO_X87, flags: F_MODRM, regForms: new Map<number, OpSpec>([[0xe0, op("fnstsw", "AX", fpu.fnstsw, 0, 1)]]) });
+// FCMOVcc: the condition codes of Jcc (B 2, E 4, BE 6, P 10; DB: their negations)
+const FCMOV_CC = [2, 4, 6, 10] as const;
+const FCMOV_NAMES = ["b", "e", "be", "u"] as const;
+def(0xda, {
+  group: x87ArithMem("Md", true),
+  flags: F_MODRM,
+  regForms: x87Reg([
+    ...FCMOV_CC.flatMap((cc, k) => x87Rows(0xc0 + 8 * k, () => op(`fcmov${FCMOV_NAMES[k]}`, "ST,STi", x87.fcmov, 0, cc))),
+    [0xe9, op("fucompp", "", x87.arithReg, 0, 9)],
+  ]),
+});
+def(0xdb, {
+  group: [
+    op("fild", "Md", x87.fildMem, F_MEM, 4),
+    op("fisttp", "Md", x87.fistMem, F_MEM, (4 << 4) | 3),
+    op("fist", "Md", x87.fistMem, F_MEM, 4 << 4),
+    op("fistp", "Md", x87.fistMem, F_MEM, (4 << 4) | 1),
+    undefined,
+    op("fld", "Mt", x87.fldMem, F_MEM),
+    undefined,
+    op("fstp", "Mt", x87.fstMem, F_MEM, 1),
+  ],
+  flags: F_MODRM,
+  regForms: x87Reg([
+    ...FCMOV_CC.flatMap((cc, k) => x87Rows(0xc0 + 8 * k, () => op(`fcmovn${FCMOV_NAMES[k]}`, "ST,STi", x87.fcmov, 0, cc + 1))),
+    [0xe2, op("fnclex", "", fpu.fnclex, 0)],
+    [0xe3, op("fninit", "", fpu.fninit, 0)],
+    ...x87Rows(0xe8, () => op("fucomi", "ST,STi", x87.fcomi, 0, 2)),
+    ...x87Rows(0xf0, () => op("fcomi", "ST,STi", x87.fcomi, 0, 0)),
+  ]),
+});
+def(0xdc, { group: x87ArithMem("Mq", false), flags: F_MODRM, regForms: x87Reg(x87ArithReg(0xdc)) });
+def(0xdd, {
+  group: [
+    op("fld", "Mq", x87.fldMem, F_MEM),
+    op("fisttp", "Mq", x87.fistMem, F_MEM, (8 << 4) | 3),
+    op("fst", "Mq", x87.fstMem, F_MEM, 0),
+    op("fstp", "Mq", x87.fstMem, F_MEM, 1),
+    op("frstor", "M", x87.frstor, F_MEM),
+    undefined,
+    op("fnsave", "M", x87.fnsave, F_MEM),
+    op("fnstsw", "Mw", fpu.fnstsw, F_MEM, 0),
+  ],
+  flags: F_MODRM,
+  regForms: x87Reg([
+    ...x87Rows(0xc0, () => op("ffree", "STi", x87.ffree, 0)),
+    ...x87Rows(0xd0, () => op("fst", "STi", x87.fstReg, 0, 0)),
+    ...x87Rows(0xd8, () => op("fstp", "STi", x87.fstReg, 0, 1)),
+    ...x87Rows(0xe0, () => op("fucom", "STi", x87.fucom, 0, 0)),
+    ...x87Rows(0xe8, () => op("fucomp", "STi", x87.fucom, 0, 1)),
+  ]),
+});
+def(0xde, {
+  group: x87ArithMem("Mw", true),
+  flags: F_MODRM,
+  regForms: x87Reg([...x87ArithReg(0xde), [0xd9, op("fcompp", "", x87.arithReg, 0, 8)]]),
+});
+def(0xdf, {
+  group: [
+    op("fild", "Mw", x87.fildMem, F_MEM, 2),
+    op("fisttp", "Mw", x87.fistMem, F_MEM, (2 << 4) | 3),
+    op("fist", "Mw", x87.fistMem, F_MEM, 2 << 4),
+    op("fistp", "Mw", x87.fistMem, F_MEM, (2 << 4) | 1),
+    op("fbld", "Mt", x87.fbld, F_MEM),
+    op("fild", "Mq", x87.fildMem, F_MEM, 8),
+    op("fbstp", "Mt", x87.fbstp, F_MEM),
+    op("fistp", "Mq", x87.fistMem, F_MEM, (8 << 4) | 1),
+  ],
+  flags: F_MODRM,
+  regForms: x87Reg([
+    [0xe0, op("fnstsw", "AX", fpu.fnstsw, 0, 1)],
+    ...x87Rows(0xe8, () => op("fucomip", "ST,STi", x87.fcomi, 0, 3)),
+    ...x87Rows(0xf0, () => op("fcomip", "ST,STi", x87.fcomi, 0, 1)),
+  ]),
+});
 def(0xe0, op("loopne", "Jb", control.loop, F_REL8 | F_F64, 0));
 def(0xe1, op("loope", "Jb", control.loop, F_REL8 | F_F64, 1));
 def(0xe2, op("loop", "Jb", control.loop, F_REL8 | F_F64, 2));

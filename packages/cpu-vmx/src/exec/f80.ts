@@ -308,7 +308,12 @@ function packExt(out: F80, fcw: number, p: number): number {
   else if (wE === EXT_EMIN - 1) tiny = !roundCarries(p, rc);
   if (tiny) {
     if ((fcw & FCW_UM) === 0) {
-      wE += EXT_REBIAS;
+      if (wE + EXT_REBIAS < EXT_EMIN) {
+        // massive underflow (only FSCALE reaches it): a properly signed 0 (SDM 8.5.5)
+        zero(out, wS);
+        return X_UE | X_PE;
+      }
+      wE += EXT_REBIAS; // unmasked: rebias by 24576 (SDM 8.5.5)
       flags |= X_UE;
     } else {
       shiftRightW(EXT_EMIN - wE);
@@ -325,7 +330,13 @@ function packExt(out: F80, fcw: number, p: number): number {
   if (r !== 0) flags |= X_PE | (r === 3 ? X_C1 : 0);
   if (wE > EXT_EMAX) {
     if ((fcw & FCW_OM) === 0) {
-      wE -= EXT_REBIAS;
+      if (wE - EXT_REBIAS > EXT_EMAX) {
+        // massive overflow (only FSCALE reaches it): a properly signed infinity (SDM 8.5.4),
+        // with C1 = 1 as the host reports it
+        inf(out, wS);
+        return X_OE | X_PE | X_C1;
+      }
+      wE -= EXT_REBIAS; // unmasked: rebias by 24576 (SDM 8.5.4)
       flags |= X_OE;
     } else {
       flags |= X_OE | X_PE;
@@ -653,7 +664,7 @@ export function div(a: F80, b: F80, fcw: number, out: F80): number {
       return X_IE;
     }
     inf(out, s);
-    return flags | X_ZE;
+    return X_ZE; // a denormal dividend is not reported with the zero divisor (as the host does)
   }
   if (ka === K_ZERO) {
     zero(out, s);
@@ -827,7 +838,7 @@ export function toInt(a: F80, bytes: number, rc: number): number {
     return 0;
   }
   if (ka === K_UNSUPPORTED || ka === K_INF || ka >= K_QNAN) return intIndefinite(bytes);
-  const flags = ka === K_DENORMAL ? X_DE : 0;
+  const flags = 0; // a denormal source is not DE for FIST (as the host does): it rounds to 0 or +-1
   unpackA(a);
   if (aE >= 64) return intIndefinite(bytes) | flags;
   const r = aE >= 63 ? (loadWFromA(), 0) : roundWToInteger(rc);
@@ -1037,7 +1048,7 @@ export function toFormat(a: F80, bytes: number, fcw: number): number {
   if (r !== 0) flags |= X_PE | (r === 3 ? X_C1 : 0);
   const e = wE;
   if (e > emax) {
-    if ((fcw & FCW_OM) === 0) return X_OE | (flags & ~X_C1);
+    if ((fcw & FCW_OM) === 0) return X_OE;
     const toInf = rc === RC_NEAREST || (rc === RC_DOWN && s !== 0) || (rc === RC_UP && s === 0);
     if (toInf) packFmt(single, s, single ? 0xff : 0x7ff, 0x8000_0000, 0);
     else packFmt(single, s, single ? 0xfe : 0x7fe, 0xffff_ffff, 0xffff_ffff);
@@ -1145,7 +1156,8 @@ export function scale(a: F80, b: F80, fcw: number, out: F80): number {
   unpackA(a);
   loadWFromA();
   wE += n;
-  return flags | packExt(out, fcw, precisionOf(fcw));
+  // FSCALE is not rounded to the precision control (as the host does): 64 bits
+  return flags | packExt(out, fcw, 64);
 }
 
 /** FXTRACT's exponent part (the significand part goes to `out`); SDM "FXTRACT". */
@@ -1187,6 +1199,21 @@ export function extract(a: F80, out: F80): number {
   return flags;
 }
 
+/**
+ * FPREM/FPREM1's result when it is the dividend itself (|a| below the divisor, or an infinite
+ * divisor): the host passes it through the result path, so a pseudo-denormal gets its normal
+ * encoding (exponent 1) and a denormal is a tiny result (with UE unmasked: UE, rebiased).
+ */
+function dividendResult(a: F80, ka: number, fcw: number, flags: number, out: F80): number {
+  if (ka === K_ZERO) {
+    out.copy(a);
+    return flags;
+  }
+  unpackA(a);
+  loadWFromA();
+  return flags | packExt(out, (fcw & ~0x0c00) | 0x300, 64);
+}
+
 /** FPREM/FPREM1's quotient bits and completion: Q2, Q1, Q0 and C2 (partial). */
 export const premOut = { q: 0, partial: false };
 
@@ -1208,25 +1235,16 @@ export function remainder(a: F80, b: F80, nearest: boolean, fcw: number, out: F8
     setIndefinite(out);
     return X_IE;
   }
-  if (ka === K_ZERO || kb === K_INF) {
-    out.copy(a);
-    return flags;
-  }
+  if (ka === K_ZERO || kb === K_INF) return dividendResult(a, ka, fcw, flags, out);
   unpackA(a);
   unpackB(b);
   const d = aE - bE;
   const sign = aS;
   if (d < 0) {
-    if (!nearest || d < -1) {
-      out.copy(a);
-      return flags;
-    }
+    if (!nearest || d < -1) return dividendResult(a, ka, fcw, flags, out);
     // d = -1: |a| >= |b|/2 ?  compare 2|a| with |b| at the same exponent
     const c = aH !== bH ? (aH > bH ? 1 : -1) : aL !== bL ? (aL > bL ? 1 : -1) : 0;
-    if (c <= 0) {
-      out.copy(a);
-      return flags;
-    }
+    if (c <= 0) return dividendResult(a, ka, fcw, flags, out);
     // r = a - b (sign of a reversed): |b| - |a| = (2 bSig - aSig) * 2^(aE - 63)
     let l = bL * 2 - aL;
     let h = bH * 2 - aH;

@@ -3,12 +3,11 @@
  * 11; Vol. 2 "FNINIT", "FNCLEX", "FLDCW", "FNSTCW", "FNSTSW", "FWAIT", "FXSAVE", "FXRSTOR",
  * "LDMXCSR", "STMXCSR"): what an operating system's FPU initialisation and context switch use.
  *
- * Modelled more simply: no x87 or SSE arithmetic exists yet, so CPUID does not report FPU, FXSR,
- * SSE or SSE2 (a guest that checks CPUID never runs these); the data registers (ST0-7, XMM0-15)
- * are kept as the bytes FXRSTOR loaded, FIP/FDP/FOP are only what FXRSTOR loaded (no x87
- * non-control instruction runs to update them), and FSW's exception flags are only what FXRSTOR
- * loaded. FWAIT and the waiting forms raise #MF for a pending unmasked exception whatever CR0.NE
- * says (the legacy FERR# route of CR0.NE = 0 is not modelled).
+ * The x87 data instructions are in x87.ts (on the soft-float of f80.ts); they update ST0-7,
+ * FIP/FDP/FOP and FSW's flags as the SDM says. Modelled more simply: no SSE arithmetic exists here
+ * (XMM0-15 are kept as the bytes FXRSTOR loaded); FWAIT and the waiting forms raise #MF for a
+ * pending unmasked exception whatever CR0.NE says (the legacy FERR# route of CR0.NE = 0 is not
+ * modelled).
  */
 import { Vector } from "@vtlab/arch";
 import type { Cpu } from "../cpu.js";
