@@ -39,6 +39,7 @@ import {
   type OpSpec,
   isGroup,
 } from "./table.js";
+import { F_REGONLY, F_SSE, SSE_OPCODES, isSseGroup } from "./sse-table.js";
 
 /** The architectural limit on an instruction's length: a longer one is #GP(0) (SDM Vol. 2A 2.3.11). */
 export const MAX_INSTRUCTION_LENGTH = 15;
@@ -165,6 +166,16 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
   const entry = OPCODES.get(opcode);
   let spec: OpSpec | undefined;
   let modrm = -1;
+  const sse = opcode >= 0x100 ? SSE_OPCODES.get(opcode) : undefined;
+  if (sse !== undefined) {
+    // A mandatory prefix picks the column (F2/F3, the last given, over 66) and is consumed.
+    const form = rep === 1 ? sse.f3 : rep === 2 ? sse.f2 : opsize ? sse.p66 : sse.none;
+    modrm = src.next();
+    if (form === undefined) return undefinedInsn(src, undefined);
+    spec = isSseGroup(form) ? form[(modrm >> 3) & 7] : form;
+    if (spec === undefined) return undefinedInsn(src, undefined);
+    rep = 0;
+  }
   if (rep === 1) {
     const v = F3_VARIANTS.get(opcode);
     if (v !== undefined) {
@@ -213,6 +224,8 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
   if (mode64) i.addrSize = addrsize ? 4 : 8;
   else i.addrSize = cpu.csD !== addrsize ? 4 : 2;
 
+  // SSE rows: the operand size of a general-register operand is 32, or 64 with REX.W.
+  if ((flags & F_SSE) !== 0) i.opSize = mode64 && rexW ? 8 : 4;
   if ((flags & F_OPREG) !== 0) i.rm = (opcode & 7) | ((rex & 1) << 3);
   if (opcode === 0x90 && (rex & 1) !== 0) {
     // 90 with REX.B is XCHG r8, rAX, not NOP.
@@ -227,7 +240,9 @@ export function decode(cpu: DecodeSource, rip: number): Insn {
     if (i.addrSize === 2) decodeModrm16(i, modrm, (flags & F_RMREG) !== 0);
     else decodeModrm(i, modrm, rex, mode64, (flags & F_RMREG) !== 0);
     if ((flags & F_MEM) !== 0 && !i.isMem) return undefinedInsn(src, `${spec.mnemonic} with a register operand`);
+    if ((flags & F_REGONLY) !== 0 && i.isMem) return undefinedInsn(src, `${spec.mnemonic} with a memory operand`);
     if (i.isMem) i.seg = seg >= 0 ? seg : i.base === 4 || i.base === 5 ? Seg.SS : Seg.DS;
+    else if (seg >= 0 && (flags & F_SSE) !== 0) i.seg = seg; // MASKMOVDQU's implicit DS:rDI takes an override
   } else if (seg >= 0) {
     i.seg = seg;
   }

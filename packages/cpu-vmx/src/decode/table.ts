@@ -11,6 +11,7 @@
 import type { Handler } from "./insn.js";
 import * as alu from "../exec/alu.js";
 import * as bits from "../exec/bits.js";
+import * as cache from "../exec/cache-atomic.js";
 import * as control from "../exec/control.js";
 import * as fpu from "../exec/fpu.js";
 import * as x87 from "../exec/x87.js";
@@ -470,8 +471,8 @@ def(T + 0xab, op("bts", "Ev,Gv", bits.btEG, F_MODRM | F_LOCKABLE, 1));
 def(T + 0xac, op("shrd", "Ev,Gv,Ib", shift.shldImm, F_MODRM | F_IMM8, 1));
 def(T + 0xad, op("shrd", "Ev,Gv,CL", shift.shldCL, F_MODRM, 1));
 def(T + 0xae, {
-  // Group 15: the fences (register forms) and CLFLUSH are no-ops for an in-order interpreter
-  // with no caches; FXSAVE/FXRSTOR and LDMXCSR/STMXCSR manage the x87/SSE state (exec/fpu.ts);
+  // Group 15: the fences (register forms) are no-ops for an in-order interpreter with no
+  // caches, CLFLUSH only checks its address (exec/cache-atomic.ts); FXSAVE/FXRSTOR and LDMXCSR/STMXCSR manage the x87/SSE state (exec/fpu.ts);
   // XSAVE and friends are #UD (no XSAVE).
   group: [
     op("fxsave", "M", fpu.fxsave, F_MEM),
@@ -481,7 +482,7 @@ def(T + 0xae, {
     undefined,
     undefined,
     undefined,
-    op("clflush", "Mb", move.nop, F_MEM),
+    op("clflush", "Mb", cache.clflush, F_MEM),
   ],
   flags: F_MODRM,
   regForms: new Map<number, OpSpec>([
@@ -507,6 +508,7 @@ def(T + 0xbe, op("movsx", "Gv,Eb", move.movsx, F_MODRM, 1));
 def(T + 0xbf, op("movsx", "Gv,Ew", move.movsx, F_MODRM, 2));
 def(T + 0xc0, op("xadd", "Eb,Gb", move.xadd, F_MODRM | F_BYTE | F_LOCKABLE));
 def(T + 0xc1, op("xadd", "Ev,Gv", move.xadd, F_MODRM | F_LOCKABLE));
+def(T + 0xc7, { group: [undefined, op("cmpxchg8b", "Mq|cmpxchg16b Mdq", cache.cmpxchg8b16b, F_MEM | F_LOCKABLE)], flags: F_MODRM });
 for (let r = 0; r < 8; r++) def(T + 0xc8 + r, op("bswap", "Zy", bits.bswap, F_OPREG));
 
 F3_VARIANTS.set(0x90, op("pause", "", sys.pause, 0));

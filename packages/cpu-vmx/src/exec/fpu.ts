@@ -63,8 +63,17 @@ export class FpuState {
   readonly stSe = new Uint16Array(8);
   readonly stHi = new Uint32Array(8);
   readonly stLo = new Uint32Array(8);
-  /** XMM0-15, 16 bytes each (bytes 160-415 of the area). */
-  readonly xmm = new Uint8Array(256);
+  /**
+   * XMM0-15, 16 bytes each (bytes 160-415 of the area), then two scratch slots the SSE handlers
+   * use (exec/sse.ts: slot 16 holds a memory operand, slot 17 a result being built), all in one
+   * buffer with typed views by lane width (little-endian, as every host Node runs on here).
+   */
+  readonly xmmBuffer = new ArrayBuffer(18 * 16);
+  readonly xmm = new Uint8Array(this.xmmBuffer, 0, 256);
+  /** The views of XMM0-15 and the scratch slots: slot s, lane k is at s * (16 / width) + k. */
+  readonly xb = new Uint8Array(this.xmmBuffer);
+  readonly xw = new Uint16Array(this.xmmBuffer);
+  readonly xd = new Int32Array(this.xmmBuffer);
   /** FXRSTOR's staging copy of the area (read whole and checked before anything changes). */
   readonly staging = new Uint8Array(FXSAVE_SIZE);
 }
