@@ -17,6 +17,7 @@ export { OPCODES, F3_VARIANTS, isGroup, F_IMM8, F_MEM } from "./decode/table.js"
 export type { OpSpec, GroupSpec, Entry } from "./decode/table.js";
 export { SSE_OPCODES, F_REGONLY, F_SSE, isSseGroup } from "./decode/sse-table.js";
 export type { SseRow, SseForm } from "./decode/sse-table.js";
+export { MXCSR_IE, MXCSR_DE, MXCSR_ZE, MXCSR_OE, MXCSR_UE, MXCSR_PE, MXCSR_DAZ, MXCSR_FTZ } from "./exec/sse-fp.js";
 export * from "./regs.js";
 export { defaultCpuid, readMsr, writeMsr } from "./exec/system.js";
 export { FCW_INIT, FCW_RESET, FXSAVE_SIZE, FpuState, MXCSR_DEFAULT, MXCSR_MASK } from "./exec/fpu.js";

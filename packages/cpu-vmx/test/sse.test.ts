@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Vector } from "@vtlab/arch";
-import { CR0_EM, CR0_TS, CR4_OSFXSR } from "@vtlab/cpu-vmx";
+import { CR0_EM, CR0_TS, CR4_OSFXSR, CR4_OSXMMEXCPT, MXCSR_IE, MXCSR_ZE } from "@vtlab/cpu-vmx";
 import { hex, machine64, type TestMachine } from "./machine.js";
 
 const IDT = 0x8000;
@@ -125,5 +125,46 @@ describe("CLFLUSH, PREFETCH, CMPXCHG16B, MASKMOVDQU", () => {
       m.cpu.fpu.xmm[16] = 0x80; // xmm1 byte 0 selects
     });
     expect(v2).toBe(Vector.GP);
+  });
+});
+
+describe("SSE floating-point exceptions (the host cannot run CR4.OSXMMEXCPT = 0)", () => {
+  const xm = (m: TestMachine) => {
+    m.cpu.fpu.mxcsr = 0x1f80 & ~(1 << 9); // ZE unmasked
+    m.cpu.fpu.xd[0] = 0x3f800000; // xmm0 = 1.0
+    m.cpu.fpu.xd[4] = 0; // xmm1 = 0.0
+  };
+  it("an unmasked exception is #XM with CR4.OSXMMEXCPT = 1 and #UD with 0; the flag is set, the destination unchanged", () => {
+    const a = run("f30f5ec1 f4", (m) => {
+      xm(m);
+      m.cpu.cr4 |= CR4_OSXMMEXCPT;
+    }); // divss xmm0, xmm1
+    expect(a.vector).toBe(Vector.XM);
+    expect(a.m.cpu.fpu.mxcsr & 0x3f).toBe(MXCSR_ZE);
+    expect(a.m.cpu.fpu.xd[0]).toBe(0x3f800000);
+    const b = run("f30f5ec1 f4", xm);
+    expect(b.vector).toBe(Vector.UD);
+    expect(b.m.cpu.fpu.xd[0]).toBe(0x3f800000);
+  });
+
+  it("masked: 0/0 gives the QNaN indefinite with IE; CVTTSS2SI of a NaN gives the integer indefinite", () => {
+    // divss xmm1, xmm1 (0/0); cvttss2si eax, xmm1; cvttss2si rcx, xmm1
+    const { m, vector } = run("f30f5ec9 f30f2cc1 f3480f2cc9 f4", (x) => (x.cpu.fpu.xd[4] = 0));
+    expect(vector).toBe(-1);
+    expect(m.cpu.fpu.xd[4]! >>> 0).toBe(0xffc00000);
+    expect(m.cpu.lo[0]! >>> 0).toBe(0x80000000);
+    expect([m.cpu.lo[1]! >>> 0, m.cpu.hi[1]! >>> 0]).toEqual([0, 0x80000000]);
+    expect(m.cpu.fpu.mxcsr & 0x3f).toBe(MXCSR_IE);
+  });
+
+  it("COMISS with an unmasked invalid operand is #XM with EFLAGS unchanged", () => {
+    const { m, vector } = run("0f2fc1 f4", (x) => {
+      x.cpu.cr4 |= CR4_OSXMMEXCPT;
+      x.cpu.fpu.mxcsr = 0x1f80 & ~(1 << 7); // IM clear
+      x.cpu.fpu.xd[0] = 0x7fc00000; // QNaN: COMISS signals on it
+      x.cpu.setArithFlags(0);
+    });
+    expect(vector).toBe(Vector.XM);
+    expect(m.cpu.getFlags() & 0x45).toBe(0);
   });
 });

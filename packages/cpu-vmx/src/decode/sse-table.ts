@@ -15,6 +15,8 @@ import { F_IMM8, F_MEM, F_MODRM, type OpSpec } from "./table.js";
 import * as mv from "../exec/sse-move.js";
 import * as int from "../exec/sse-int.js";
 import { IntOp, ShiftKind } from "../exec/sse-int.js";
+import * as fp from "../exec/sse-fp.js";
+import { Cvt, FP_DOUBLE, FP_SCALAR, FpOp } from "../exec/sse-fp.js";
 
 /**
  * The r/m operand must be a register (a memory form is #UD). A high bit, apart from the main
@@ -176,4 +178,52 @@ row(0x73, {
     shImm("psllq", ShiftKind.SLL, 3),
     op("pslldq", "Udq,Ib", int.shiftBytes, F_IMM8 | F_REGONLY, 1),
   ],
+});
+
+// ---- Floating point ----
+const ARITH: readonly [number, string, number][] = [
+  [0x51, "sqrt", FpOp.SQRT],
+  [0x58, "add", FpOp.ADD],
+  [0x59, "mul", FpOp.MUL],
+  [0x5c, "sub", FpOp.SUB],
+  [0x5d, "min", FpOp.MIN],
+  [0x5e, "div", FpOp.DIV],
+  [0x5f, "max", FpOp.MAX],
+];
+for (const [b, m, o] of ARITH) {
+  row(b, {
+    none: op(`${m}ps`, "Vps,Wps", fp.fpArith, 0, o),
+    p66: op(`${m}pd`, "Vpd,Wpd", fp.fpArith, 0, o | FP_DOUBLE),
+    f3: op(`${m}ss`, "Vss,Wss", fp.fpArith, 0, o | FP_SCALAR),
+    f2: op(`${m}sd`, "Vsd,Wsd", fp.fpArith, 0, o | FP_DOUBLE | FP_SCALAR),
+  });
+}
+row(0x52, { none: op("rsqrtps", "Vps,Wps", fp.fpArith, 0, FpOp.RSQRT), f3: op("rsqrtss", "Vss,Wss", fp.fpArith, 0, FpOp.RSQRT | FP_SCALAR) });
+row(0x53, { none: op("rcpps", "Vps,Wps", fp.fpArith, 0, FpOp.RCP), f3: op("rcpss", "Vss,Wss", fp.fpArith, 0, FpOp.RCP | FP_SCALAR) });
+row(0xc2, {
+  none: op("cmpps", "Vps,Wps,Ib", fp.fpCmp, F_IMM8, 0),
+  p66: op("cmppd", "Vpd,Wpd,Ib", fp.fpCmp, F_IMM8, FP_DOUBLE),
+  f3: op("cmpss", "Vss,Wss,Ib", fp.fpCmp, F_IMM8, FP_SCALAR),
+  f2: op("cmpsd", "Vsd,Wsd,Ib", fp.fpCmp, F_IMM8, FP_DOUBLE | FP_SCALAR),
+});
+row(0x2e, { none: op("ucomiss", "Vss,Wss", fp.comis, 0, 0), p66: op("ucomisd", "Vsd,Wsd", fp.comis, 0, FP_DOUBLE) });
+row(0x2f, { none: op("comiss", "Vss,Wss", fp.comis, 0, 1), p66: op("comisd", "Vsd,Wsd", fp.comis, 0, FP_DOUBLE | 1) });
+row(0x2a, { f3: op("cvtsi2ss", "Vss,Ey", fp.cvtsi2s, 0, Cvt.SI2SS), f2: op("cvtsi2sd", "Vsd,Ey", fp.cvtsi2s, 0, Cvt.SI2SD) });
+row(0x2c, { f3: op("cvttss2si", "Gy,Wss", fp.cvts2si, 0, Cvt.TSS2SI), f2: op("cvttsd2si", "Gy,Wsd", fp.cvts2si, 0, Cvt.TSD2SI) });
+row(0x2d, { f3: op("cvtss2si", "Gy,Wss", fp.cvts2si, 0, Cvt.SS2SI), f2: op("cvtsd2si", "Gy,Wsd", fp.cvts2si, 0, Cvt.SD2SI) });
+row(0x5a, {
+  none: op("cvtps2pd", "Vpd,Wps", fp.cvtXmm, 0, Cvt.PS2PD),
+  p66: op("cvtpd2ps", "Vps,Wpd", fp.cvtXmm, 0, Cvt.PD2PS),
+  f3: op("cvtss2sd", "Vsd,Wss", fp.cvtXmm, 0, Cvt.SS2SD),
+  f2: op("cvtsd2ss", "Vss,Wsd", fp.cvtXmm, 0, Cvt.SD2SS),
+});
+row(0x5b, {
+  none: op("cvtdq2ps", "Vps,Wdq", fp.cvtXmm, 0, Cvt.DQ2PS),
+  p66: op("cvtps2dq", "Vdq,Wps", fp.cvtXmm, 0, Cvt.PS2DQ),
+  f3: op("cvttps2dq", "Vdq,Wps", fp.cvtXmm, 0, Cvt.TPS2DQ),
+});
+row(0xe6, {
+  p66: op("cvttpd2dq", "Vdq,Wpd", fp.cvtXmm, 0, Cvt.TPD2DQ),
+  f3: op("cvtdq2pd", "Vpd,Wq", fp.cvtXmm, 0, Cvt.DQ2PD),
+  f2: op("cvtpd2dq", "Vdq,Wpd", fp.cvtXmm, 0, Cvt.PD2DQ),
 });

@@ -11,9 +11,11 @@
  *   header:  u32 magic 'VTNC' (0x434e5456), u32 version (1), u32 count, u32 reserved,
  *            u64 scratch_base (buffer address; buffer + 256 must end on a page boundary)
  *   record:  u32 code_len, u32 reserved, u64 rflags, u64 gpr[16], u8 memory[256], code[code_len]
- * Output, one 400-byte record per case:
+ * Output, one 664-byte record per case:
  *            u32 outcome (0 ok, 1 #DE, 2 #UD, 3 fault), u32 fault_offset (code offset of the
- *            faulting instruction, 0xffffffff if none), u64 rflags, u64 gpr[16], u8 memory[256]
+ *            faulting instruction, 0xffffffff if none), u64 rflags, u64 gpr[16], u8 memory[256],
+ *            u32 mxcsr, u32 reserved, u8 xmm[256]: MXCSR and XMM0-15 at the fault, from the
+ *            signal frame (zero when the case ran to its end)
  *
  * Each case: the code is copied into an RWX page and followed by `jmp [rip+0]; dq vt_exit`.
  * vt_enter saves the host's callee-saved registers and RSP, loads RFLAGS and the GPRs (all but
@@ -137,6 +139,9 @@ static volatile sig_atomic_t g_in_guest;
 static volatile int g_fault_sig;
 static uint8_t *g_code;
 static volatile uint64_t g_fault_rip;
+/* MXCSR and XMM0-15 at the fault, from the signal frame's FPU state. */
+static uint32_t g_fault_mxcsr;
+static uint8_t g_fault_xmm[256];
 
 static void die(const char *what) {
   fprintf(stderr, "harness: %s: %s\n", what, strerror(errno));
@@ -162,6 +167,10 @@ static void on_signal(int sig, siginfo_t *info, void *ucv) {
   g_exit_rsp = (uint64_t)g[REG_RSP];
   g_fault_rip = rip;
   g_fault_sig = sig;
+  if (uc->uc_mcontext.fpregs) {
+    g_fault_mxcsr = uc->uc_mcontext.fpregs->mxcsr;
+    memcpy(g_fault_xmm, uc->uc_mcontext.fpregs->_xmm, sizeof g_fault_xmm);
+  }
   g_in_guest = 0;
   siglongjmp(g_jmp, 1);
 }
@@ -284,6 +293,8 @@ int main(int argc, char **argv) {
     g_state.rflags = (rflags_in & 0xcd5u) | 0x202u;
     g_code_entry = g_code;
     g_fault_sig = 0;
+    g_fault_mxcsr = 0;
+    memset(g_fault_xmm, 0, sizeof g_fault_xmm);
 
     uint32_t outcome;
     uint32_t fault_offset = 0xffffffffu;
@@ -304,12 +315,16 @@ int main(int argc, char **argv) {
       outcome = OUT_FAULT;
     }
 
-    uint8_t rec_out[8 + 8 + 128 + SCRATCH_SIZE];
+    uint8_t rec_out[8 + 8 + 128 + SCRATCH_SIZE + 8 + 256];
     memcpy(rec_out, &outcome, 4);
     memcpy(rec_out + 4, &fault_offset, 4);
     memcpy(rec_out + 8, &g_state.rflags, 8);
     memcpy(rec_out + 16, g_state.gpr, 128);
     memcpy(rec_out + 144, scratch, SCRATCH_SIZE);
+    uint32_t reserved = 0;
+    memcpy(rec_out + 144 + SCRATCH_SIZE, &g_fault_mxcsr, 4);
+    memcpy(rec_out + 148 + SCRATCH_SIZE, &reserved, 4);
+    memcpy(rec_out + 152 + SCRATCH_SIZE, g_fault_xmm, 256);
     if (fwrite(rec_out, 1, sizeof rec_out, out) != sizeof rec_out) die("write");
   }
   if (fclose(out) != 0) die("close");

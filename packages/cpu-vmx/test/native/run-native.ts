@@ -26,6 +26,9 @@ export interface ExecResult {
   memory: Uint8Array;
   /** Code offset of the faulting instruction, when outcome is not "ok" (if known). */
   faultOffset?: number;
+  /** MXCSR and XMM0-15 at the fault (natively: from the signal frame), when outcome is not "ok". */
+  faultMxcsr?: number;
+  faultXmm?: Uint8Array;
 }
 
 export interface NativeHarness {
@@ -71,7 +74,7 @@ function build(): HarnessBuild {
 }
 
 const MAGIC = 0x434e5456;
-const OUT_RECORD = 8 + 8 + 128 + SCRATCH_SIZE;
+const OUT_RECORD = 8 + 8 + 128 + SCRATCH_SIZE + 8 + 256;
 const OUTCOMES: Outcome[] = ["ok", "#DE", "#UD", "fault"];
 
 function serialize(cases: readonly TestCase[]): Buffer {
@@ -114,6 +117,10 @@ function parse(buf: Buffer, count: number): ExecResult[] {
       memory: new Uint8Array(buf.subarray(p + 144, p + 144 + SCRATCH_SIZE)),
     };
     if (fault !== 0xffffffff) result.faultOffset = fault;
+    if (outcome !== "ok") {
+      result.faultMxcsr = buf.readUInt32LE(p + 144 + SCRATCH_SIZE);
+      result.faultXmm = new Uint8Array(buf.subarray(p + 152 + SCRATCH_SIZE, p + 152 + SCRATCH_SIZE + 256));
+    }
     out.push(result);
   }
   return out;

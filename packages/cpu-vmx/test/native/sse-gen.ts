@@ -63,8 +63,9 @@ interface Shape {
   mem: "never" | "only" | "either";
   /** Size of the memory operand in bytes. */
   memSize: number;
-  /** Floating-point lanes: 4 (single) or 8 (double), 0 for integer data. */
-  fp: number;
+  /** Floating-point lanes of the V operand and of the r/m operand: 4 (single) or 8 (double), 0 for integer data. */
+  fpReg: number;
+  fpRm: number;
 }
 
 function sizeOf(t: string): number {
@@ -84,9 +85,8 @@ export function shapeOf(f: SseForm): Shape {
   const mem = (flags & F_MEM) !== 0 ? "only" : (flags & F_REGONLY) !== 0 ? "never" : "either";
   let memSize = sizeOf(rmOp.split("/").pop()!);
   if (rmOp.startsWith("Ry/Mw")) memSize = 2;
-  const t = f.spec.operands;
-  const fp = /ss|ps/.test(t) ? 4 : /sd|pd/.test(t) ? 8 : 0;
-  return { regGpr: regOp.startsWith("G"), rmGpr: /^[ER]/.test(rmOp), mem, memSize, fp };
+  const fpOf = (t: string) => (/ss|ps/.test(t) ? 4 : /sd|pd/.test(t) ? 8 : 0);
+  return { regGpr: regOp.startsWith("G"), rmGpr: /^[ER]/.test(rmOp), mem, memSize, fpReg: fpOf(regOp), fpRm: fpOf(rmOp) };
 }
 
 /** General registers a case may name: not RBX (the buffer's base) or RSP (the host's stack). */
@@ -127,7 +127,8 @@ function operandBytes(next: () => number, fp: number): number[] {
   if (fp === 4) {
     for (let k = 0; k < 4; k++) {
       const r = next() % 8;
-      const v = r < 3 ? F32_SPECIAL[next() % F32_SPECIAL.length]! : r < 5 ? (next() & 0x807fffff) | (((next() % 40) + 107) << 23) : next();
+      // Specials; exponents near 1 (cancellation, exact results); near the limits (overflow, underflow); any bits.
+      const v = r < 3 ? F32_SPECIAL[next() % F32_SPECIAL.length]! : r < 5 ? (next() & 0x807fffff) | (((next() % 40) + 107) << 23) : r === 5 ? (next() & 0x807fffff) | ([next() % 24, 230 + (next() % 25)][next() % 2]! << 23) : next();
       out.push(...le(v, 4));
     }
     return out;
@@ -141,6 +142,9 @@ function operandBytes(next: () => number, fp: number): number[] {
       else if (r < 5) {
         lo = next();
         hi = (next() & 0x800fffff) | (((next() % 80) + 983) << 20);
+      } else if (r === 5) {
+        lo = next();
+        hi = (next() & 0x800fffff) | ([next() % 60, 1990 + (next() % 57), 863 + (next() % 40), 1140 + (next() % 40)][next() % 4]! << 20);
       } else {
         lo = next();
         hi = next();
@@ -206,11 +210,12 @@ export function sseCase(f: SseForm, seed: number, options: SseCaseOptions = {}):
 
   const memory = new Uint8Array(SCRATCH_SIZE);
   for (let k = 0; k < SCRATCH_SIZE; k++) memory[k] = next() & 0xff;
-  memory.set(operandBytes(next, shape.fp), 0);
-  memory.set(operandBytes(next, shape.fp), 16);
+  memory.set(operandBytes(next, shape.fpReg), 0);
+  memory.set(operandBytes(next, shape.fpRm), 16);
   // Often make the two operands share lanes (equal compares, x - x, min of equals).
   if (next() % 4 === 0) memory.set(memory.subarray(0, 8), 16 + (next() % 2) * 8);
-  memory.set(operandBytes(next, shape.fp), 64);
+  if (next() % 6 === 0) for (let k = 0; k < 16; k += 4) memory.set(memory.subarray(k ^ 4, (k ^ 4) + 4), 16 + k); // x - x in every lane
+  memory.set(operandBytes(next, shape.fpRm), 64);
   if (next() % 4 === 0) memory.set(memory.subarray(0, 16), 64);
   const mxcsr = randomMxcsr(next, options.unmasked ?? false);
   memory.set(le(mxcsr, 4), 80);
