@@ -73,7 +73,7 @@ import { allocMagicPagesHvm, populateFixedFrames, type MagicPages } from "./buil
 import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
 import { ControlDomain } from "./xen/dom0.js";
 import { SHUTDOWN_NAMES, VcpuRunstate, switchIn, switchOut } from "./xen/sched.js";
-import { DEFAULT_BOOT_EPOCH, DomainTime, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
+import { DEFAULT_BOOT_EPOCH, DomainTime, VcpuTimeArea, checkBootEpoch, publishVcpuTime, pvclockScale, syncGuestTsc, type BootEpoch, type TimeScale } from "./xen/time.js";
 import { DomainTimers, VcpuTimers, evtchnCheckPollers, fireTimers, nextTimerDeadlineNs } from "./xen/timer.js";
 import { DomainPages, frameRefs, releaseDomainHolds } from "./xen/p2m.js";
 import { PciPassthrough, parsePciBdf, type AssignableListing } from "./passthrough/pci.js";
@@ -307,6 +307,8 @@ export class Vcpu {
   readonly xenTimers = new VcpuTimers();
   /** Xen's vcpu_runstate_info for this vCPU (xen/sched.ts). */
   readonly runstate: VcpuRunstate;
+  /** VCPUOP_register_vcpu_time_memory_area: the second copy of this vCPU's PV clock (xen/time.ts). */
+  readonly timeArea = new VcpuTimeArea();
   /** The local APIC the hypervisor emulates for this vCPU (x2APIC MSR interface). */
   apic: LocalApic | undefined = undefined;
   /**

@@ -65,6 +65,8 @@ export class XenDomain {
   readonly stats = new XenStats();
   /** HVM_PARAM_* values (hvm/params.h) as 64-bit halves, as the toolstack and HVMOP_set_param left them. */
   readonly hvmParams = new HvmParams();
+  /** The VM assists HYPERVISOR_vm_assist enabled, by VMASST_TYPE_* bit (vm_assist.ts). */
+  vmAssist = 0;
   /** The event-channel upcall: the callback HVM_PARAM_CALLBACK_IRQ chose and the per-vCPU upcall vectors (hvm_op.ts). */
   readonly upcall: EvtchnUpcall;
   private si: SharedInfo | undefined;

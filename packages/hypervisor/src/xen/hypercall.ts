@@ -22,6 +22,7 @@ import {
   HYPERVISOR_set_timer_op,
   HYPERVISOR_sysctl,
   HYPERVISOR_vcpu_op,
+  HYPERVISOR_vm_assist,
   HYPERVISOR_xen_version,
   XEN_ENOSYS,
   XEN_EPERM,
@@ -35,6 +36,7 @@ import { do_hvm_op } from "./hvm_op.js";
 import { do_memory_op } from "./memory.js";
 import { do_sched_op, do_set_timer_op } from "./sched.js";
 import { do_vcpu_op } from "./vcpu.js";
+import { do_vm_assist } from "./vm_assist.js";
 import { do_xen_version } from "./xen_version.js";
 
 const DOM0_ONLY = new Map<number, string>([
@@ -53,6 +55,7 @@ registerHypercall(HYPERVISOR_vcpu_op, "vcpu_op", do_vcpu_op);
 registerHypercall(HYPERVISOR_sched_op, "sched_op", do_sched_op);
 registerHypercall(HYPERVISOR_event_channel_op, "event_channel_op", do_event_channel_op);
 registerHypercall(HYPERVISOR_hvm_op, "hvm_op", do_hvm_op);
+registerHypercall(HYPERVISOR_vm_assist, "vm_assist", do_vm_assist);
 
 export { HypercallArgs, registerHypercall, hypercallName } from "./table.js";
 export type { HypercallHandler } from "./table.js";

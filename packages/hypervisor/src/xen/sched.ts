@@ -11,8 +11,8 @@
  *
  * Modelled more simply than Xen: a vCPU's runstate area is written with the layout of the mode
  * it was registered from (Xen latches one size for the whole domain, has_32bit_shinfo), and
- * VMASST_TYPE_runstate_update_flag does not exist (vm_assist is not implemented), so the area is
- * written whole, without XEN_RUNSTATE_UPDATE. A polling vCPU's poll ends when it runs again
+ * the area is written in one step, so XEN_RUNSTATE_UPDATE (VMASST_TYPE_runstate_update_flag,
+ * vm_assist.ts) is never seen set. A polling vCPU's poll ends when it runs again
  * (Xen leaves its poll_mask bit until an event or the timeout clears it). SCHEDOP_shutdown's
  * SHUTDOWN_suspend, _watchdog, _soft_reset and any other reason stop the domain in state
  * "shutdown" with `Domain.shutdownCode` set, for the toolstack to act on (vtlab's toolstack has no

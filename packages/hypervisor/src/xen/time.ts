@@ -23,6 +23,14 @@
  * the per-CPU calibration stamp (refreshed about once a second); vtlab stamps "now" at each
  * update, so the guest's extrapolation never runs further than one slice.
  *
+ * VCPUOP_register_vcpu_time_memory_area (Xen's arch_do_vcpu_op, write_time_guest_area): a second
+ * copy of the vCPU's vcpu_time_info at a guest-linear address the guest chose (Linux maps it into
+ * its vDSO for VDSO_CLOCKMODE_XEN, and keeps it only while XEN_PVCLOCK_TSC_STABLE_BIT is set).
+ * Each publication copies the 32 bytes through the vCPU's own paging after vcpu_info is written;
+ * an address that does not translate then is skipped and counted, as Xen's copy_to_guest fails
+ * silently. Modelled more simply: the copy is one step no guest instruction can observe midway,
+ * so the odd version Xen writes first is never seen; the final bytes are Xen's.
+ *
  * The wallclock (shared_info.wc_*) is the wall time at system time 0: a fixed, configurable host
  * boot epoch (`HypervisorOptions.bootEpoch`; no real wall clock enters the simulation). Xen
  * rewrites it only on settime, so the guest's wall time = wc + system_time moves with the
@@ -35,6 +43,30 @@ import { CPU_USE_TSC_OFFSETTING, VmcsField as F } from "@vtlab/cpu-vmx";
 import { xenTimeScale } from "@vtlab/xen-platform-pci";
 import { XEN_PVCLOCK_TSC_STABLE_BIT, shared_info, vcpu_info, vcpu_time_info } from "@vtlab/xen-public";
 import type { Domain, Hypervisor, Vcpu } from "../hypervisor.js";
+import { copyToGuest } from "../guest-memory.js";
+
+/** A vCPU's VCPUOP_register_vcpu_time_memory_area: the guest-linear address (undefined: none) and what the copies did. */
+export class VcpuTimeArea {
+  addr: number | undefined = undefined;
+  /** Copies written whole, and copies skipped because the address did not translate. */
+  writes = 0;
+  faults = 0;
+}
+
+const timeAreaBytes = new Uint8Array(vcpu_time_info.SIZEOF);
+
+/** Copy vCPU `v`'s published vcpu_time_info (at machine address `base`) to its registered time area, if any. */
+function writeTimeGuestArea(hv: Hypervisor, v: Vcpu, base: number): void {
+  const area = v.timeArea;
+  if (area.addr === undefined) return;
+  for (let i = 0; i < timeAreaBytes.length; i++) {
+    const b = hv.memory.read8(base + i);
+    timeAreaBytes[i] = typeof b === "number" ? b : 0;
+  }
+  const n = copyToGuest({ hv, domain: v.domain, vcpu: v }, area.addr, timeAreaBytes, timeAreaBytes.length);
+  if (n === timeAreaBytes.length) area.writes++;
+  else area.faults++;
+}
 
 /** Xen's struct time_scale as the PV clock publishes it: tsc_to_system_mul (mul_frac) and tsc_shift. */
 export interface TimeScale {
@@ -198,7 +230,7 @@ export function publishVcpuTime(hv: Hypervisor, v: Vcpu, force = false): void {
     r8(vcpu_time_info.tsc_shift) === shift &&
     r8(vcpu_time_info.flags) === flags
   ) {
-    return;
+    return; // the time area already holds the same copy
   }
   const ver = r32(vcpu_time_info.version);
   const begin = versionUpdateBegin(ver < 0 ? 0 : ver);
@@ -212,4 +244,5 @@ export function publishVcpuTime(hv: Hypervisor, v: Vcpu, force = false): void {
   mem.write8(base + vcpu_time_info.flags, flags);
   mem.write32(base + vcpu_time_info.version, versionUpdateEnd(begin));
   d.xenTime.updates++;
+  writeTimeGuestArea(hv, v, base);
 }

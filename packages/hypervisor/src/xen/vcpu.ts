@@ -49,6 +49,7 @@ import {
   VCPUOP_is_up,
   VCPUOP_register_vcpu_info,
   VCPUOP_register_runstate_memory_area,
+  VCPUOP_register_vcpu_time_memory_area,
   VCPUOP_set_periodic_timer,
   VCPUOP_set_singleshot_timer,
   VCPUOP_stop_periodic_timer,
@@ -62,6 +63,7 @@ import {
   XEN_ENOENT,
   XEN_ENOMEM,
   XEN_ENOSYS,
+  vcpu_register_time_memory_area,
 } from "@vtlab/xen-public";
 import type { HypercallArgs } from "./table.js";
 import { CR0_HOST_OWNED, type ExitContext } from "../exits.js";
@@ -69,6 +71,7 @@ import { copyFromGuest } from "../guest-memory.js";
 import type { Vcpu } from "../hypervisor.js";
 import { registerVcpuInfo } from "./shared_info.js";
 import { vcpuTimeOp } from "./sched.js";
+import { publishVcpuTime } from "./time.js";
 
 /** sizeof(struct vcpu_hvm_context): mode, pad, then the union of the 32-bit (120) and 64-bit (112) register sets. */
 export const VCPU_HVM_CONTEXT_SIZE = 128;
@@ -138,6 +141,8 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
       return target.isUp ? 1 : 0;
     case VCPUOP_register_vcpu_info:
       return registerVcpuInfo(ctx, target, argPtr); // shared_info.ts
+    case VCPUOP_register_vcpu_time_memory_area:
+      return registerTimeMemoryArea(ctx, target, argPtr);
     case VCPUOP_get_runstate_info:
     case VCPUOP_register_runstate_memory_area:
     case VCPUOP_set_periodic_timer:
@@ -149,6 +154,27 @@ function vcpuOp(ctx: ExitContext, cmd: number, vcpuid: number, argPtr: number): 
     default:
       return -XEN_ENOSYS;
   }
+}
+
+const timeAreaArg = new Uint8Array(vcpu_register_time_memory_area.SIZEOF);
+const timeAreaArgView = new DataView(timeAreaArg.buffer);
+
+/**
+ * VCPUOP_register_vcpu_time_memory_area (Xen's arch_do_vcpu_op): struct
+ * vcpu_register_time_memory_area, whose handle is a guest-linear address (64 bits for a 64-bit
+ * caller, the low 32 for a 32-bit one: the compat handle). Any address is accepted, as Xen's
+ * guest_handle_okay accepts any for an HVM vCPU; 0 unregisters. The area is written at once
+ * (force_update_vcpu_system_time) and at every later PV-clock update (xen/time.ts).
+ */
+function registerTimeMemoryArea(ctx: ExitContext, target: Vcpu, argPtr: number): number {
+  if (copyFromGuest(ctx, argPtr, timeAreaArg, timeAreaArg.length) !== timeAreaArg.length) return -XEN_EFAULT;
+  const off = vcpu_register_time_memory_area["addr.p"];
+  const lo = timeAreaArgView.getUint32(off, true);
+  const hi = ctx.vcpu.cpu.mode64 ? timeAreaArgView.getInt32(off + 4, true) : 0;
+  const addr = hi * 2 ** 32 + lo;
+  target.timeArea.addr = addr === 0 ? undefined : addr;
+  publishVcpuTime(ctx.hv, target, true);
+  return 0;
 }
 
 /** CR0 bits a guest may set (SDM 2.5): PE, MP, EM, TS, ET, NE, WP, AM, NW, CD, PG. */
