@@ -436,6 +436,20 @@ function loadWFromA(): void {
  * out = a + b (or a - b with `negB`), rounded by `fcw` (SDM "FADD", "FSUB"; Table 3-18/3-37 of
  * Vol. 2A for the special operands).
  */
+/** Scale applied to add's exact sum before its rounding (addScaled); 0 otherwise. */
+let addExp = 0;
+
+/**
+ * (a + b) * 2^e with one rounding (denormal results, overflow and underflow as packExt gives
+ * them): the transcendentals' double-double results into the extended format.
+ */
+export function addScaled(a: F80, b: F80, e: number, fcw: number, out: F80): number {
+  addExp = e;
+  const flags = add(a, b, false, fcw, out);
+  addExp = 0;
+  return flags;
+}
+
 export function add(a: F80, b: F80, negB: boolean, fcw: number, out: F80): number {
   const ka = classify(a.se, a.hi, a.lo);
   const kb = classify(b.se, b.hi, b.lo);
@@ -465,6 +479,7 @@ export function add(a: F80, b: F80, negB: boolean, fcw: number, out: F80): numbe
       aS = sb;
     }
     loadWFromA();
+    wE += addExp;
     return flags | packExt(out, fcw, precisionOf(fcw));
   }
   unpackB(b);
@@ -529,6 +544,7 @@ export function add(a: F80, b: F80, negB: boolean, fcw: number, out: F80): numbe
       return flags;
     }
   }
+  wE += addExp;
   return flags | packExt(out, fcw, precisionOf(fcw));
 }
 
@@ -1335,6 +1351,27 @@ export function remainder(a: F80, b: F80, nearest: boolean, fcw: number, out: F8
   wS = s;
   // exact: a 64-bit-precision pack cannot round
   return flags | packExt(out, (fcw & ~0x0c00) | 0x300, 64);
+}
+
+/**
+ * Round the magnitude of `a` (finite, nonzero) moved by an infinitesimal, `dir` -1 just below
+ * it, +1 just above, the sign kept, to 64 bits by fcw's RC (denormal results and their UE as
+ * packExt gives them): the transcendentals' results for tiny arguments (sin x = x - x^3/6, ...)
+ * where only the direction of the correction decides the rounding.
+ */
+export function nudge(a: F80, dir: number, fcw: number, out: F80): number {
+  unpackA(a);
+  loadWFromA();
+  if (dir < 0) {
+    // w - 2^-32 of the lowest word's unit, then sticky: strictly between a - ulp/2^32 and a
+    w2 = 0xffff_ffff;
+    if (w1 === 0) {
+      w1 = 0xffff_ffff;
+      w0 = (w0 - 1) >>> 0;
+    } else w1 = (w1 - 1) >>> 0;
+  }
+  wX = 1;
+  return packExt(out, (fcw & 0x0c3f) | 0x0300, 64);
 }
 
 /** Negated and absolute values need no rounding: callers flip or clear the sign bit themselves. */

@@ -8,10 +8,11 @@
  * waiting x87 instruction takes #MF), C0-C3, FIP/FCS/FOP and FDP/FDS.
  *
  * Modelled more simply (see the package README):
- * - FSIN, FCOS, FSINCOS, FPTAN, FPATAN, F2XM1, FYL2X and FYL2XP1 are computed through the host's
- *   double-precision Math functions (arguments rounded to 53 bits, results widened): within about
- *   2^11 ulps of the 64-bit result (much less accurate for FSIN/FCOS/FPTAN near multiples of pi
- *   and for huge arguments); C1 is then 0 and PE is always set for an inexact result.
+ * - FSIN, FCOS, FSINCOS, FPTAN, FPATAN, F2XM1, FYL2X and FYL2XP1 are computed in double-double
+ *   arithmetic (transcendental.ts) with the x87's 66-bit pi for the argument reduction: within 1
+ *   ulp of the host's results (about 99% bit for bit, FPTAN about 90%), not bit for bit the
+ *   hardware's algorithms; C1 reports this rounding's direction. Outside their domains F2XM1
+ *   (|x| > 1) and FYL2XP1 (x <= -1) give what the host (AMD) gives: x back with PE.
  * - Only the protected-mode (and 64-bit mode) layouts of FNSTENV/FLDENV/FNSAVE/FRSTOR exist, in
  *   32-bit and 16-bit (66 prefix) form; the real-mode layouts are not modelled.
  * - The undocumented aliases (D9 D8+i FSTP1, DC D0+i FCOM2, DD C8+i FXCH4, DF C0+i FFREEP, ...) and
@@ -70,6 +71,7 @@ import {
   toFormat,
   toInt,
 } from "./f80.js";
+import { atan2, exp2m1, trig, ylog2x, ylog2xp1 } from "./transcendental.js";
 
 // ---- FSW bits (SDM Figure 8-4) ----
 const FSW_EXC = 0x3f;
@@ -857,24 +859,7 @@ export function fbstp(cpu: Cpu, i: Insn): void {
   pop(f);
 }
 
-// ---- Transcendentals (through the host's double precision: see the file comment) ----
-
-const F64 = new Float64Array(1);
-const F64W = new Int32Array(F64.buffer);
-
-/** ST value to a JS number (rounded to nearest double; out-of-range goes to +/-Infinity or 0). */
-function toNumber(x: F80): number {
-  toFormat(x, 8, 0x037f);
-  F64W[0] = fmtOut.lo;
-  F64W[1] = fmtOut.hi;
-  return F64[0]!;
-}
-
-/** A JS number into an F80 (exact widening). */
-function fromNumber(v: number, into: F80): void {
-  F64[0] = v;
-  fromF64(F64W[0]!, F64W[1]!, into);
-}
+// ---- Transcendentals (values from transcendental.ts: see the file comment) ----
 
 /** Operand checks for a transcendental: NaNs propagate (SNaN: IE), unsupported: IE; returns true to go on. */
 function transcendentalOperand(f: FpuState, x: F80, st: number): boolean {
@@ -891,11 +876,6 @@ function transcendentalOperand(f: FpuState, x: F80, st: number): boolean {
     return false;
   }
   return true;
-}
-
-/** The flags of a widened double result: DE for a denormal operand, PE unless the result is exact. */
-function transcendentalFlags(x: F80, exact: boolean): number {
-  return (classify(x.se, x.hi, x.lo) === K_DENORMAL ? X_DE : 0) | (exact ? 0 : X_PE);
 }
 
 /** FSIN (D9 FE, `cc` 0), FCOS (D9 FF, `cc` 1), FSINCOS (D9 FB, `cc` 2), FPTAN (D9 F2, `cc` 3). */
@@ -943,37 +923,31 @@ export function ftrig(cpu: Cpu, i: Insn): void {
     return;
   }
   f.fsw &= ~FSW_C2;
-  const x = toNumber(A);
-  const zero = k === K_ZERO;
-  const flags = zero ? 0 : transcendentalFlags(A, false);
+  let flags = 0;
+  if (k === K_ZERO) {
+    // sin, tan: the zero itself; cos: 1 (exact)
+    R.copy(A);
+    T.se = 0x3fff;
+    T.hi = 0x8000_0000;
+    T.lo = 0;
+    if (i.cc === 1) R.copy(T);
+  } else {
+    flags = (k === K_DENORMAL ? X_DE : 0) | trig(A, i.cc === 3 ? 3 : i.cc, f.fcw, R, T);
+    if (i.cc === 1) R.copy(T);
+  }
   if (!report(f, flags)) return;
-  switch (i.cc) {
-    case 0:
-      if (!zero) fromNumber(Math.sin(x), R);
-      else R.copy(A);
-      setSt(f, 0, R);
-      break;
-    case 1:
-      fromNumber(Math.cos(x), R);
-      setSt(f, 0, R);
-      break;
-    case 2:
-      if (!zero) fromNumber(Math.sin(x), R);
-      else R.copy(A);
-      fromNumber(Math.cos(x), T);
-      setSt(f, 0, R);
-      setTop(f, topOf(f) - 1);
-      setSt(f, 0, T);
-      break;
-    default:
-      if (!zero) fromNumber(Math.tan(x), R);
-      else R.copy(A);
-      T.se = 0x3fff;
-      T.hi = 0x8000_0000;
-      T.lo = 0;
-      setSt(f, 0, R);
-      setTop(f, topOf(f) - 1);
-      setSt(f, 0, T);
+  setSt(f, 0, R);
+  if (i.cc === 2) {
+    // FSINCOS: ST0 = sine, then push the cosine
+    setTop(f, topOf(f) - 1);
+    setSt(f, 0, T);
+  } else if (i.cc === 3) {
+    // FPTAN: push 1.0
+    T.se = 0x3fff;
+    T.hi = 0x8000_0000;
+    T.lo = 0;
+    setTop(f, topOf(f) - 1);
+    setSt(f, 0, T);
   }
 }
 
@@ -1002,9 +976,17 @@ export function f2xm1(cpu: Cpu, i: Insn): void {
     }
     return;
   }
-  const x = toNumber(A);
-  if (!report(f, transcendentalFlags(A, false))) return;
-  fromNumber(Math.expm1(x * Math.LN2), R);
+  const de = k === K_DENORMAL ? X_DE : 0;
+  let flags: number;
+  if ((A.se & 0x7fff) < 0x3fff || ((A.se & 0x7fff) === 0x3fff && A.hi === 0x8000_0000 && A.lo === 0)) {
+    flags = de | exp2m1(A, f.fcw, R);
+  } else {
+    // outside -1..+1 the result is undefined (SDM "F2XM1"): the host (AMD) gives the operand
+    // back with PE set, and so does this
+    R.copy(A);
+    flags = de | X_PE;
+  }
+  if (!report(f, flags)) return;
   setSt(f, 0, R);
 }
 
@@ -1039,22 +1021,28 @@ export function fbinaryTrans(cpu: Cpu, i: Insn): void {
     }
     return;
   }
-  const x = toNumber(A); // ST0
-  const y = toNumber(B); // ST1
-  let r: number;
   let flags = ka === K_DENORMAL || kb === K_DENORMAL ? X_DE : 0;
-  if (i.cc === 0) r = Math.atan2(y, x);
-  else if (i.cc === 1) {
-    if (x < 0 || (ka === K_ZERO && kb === K_ZERO) || (x === 1 && kb === K_INF) || (ka === K_INF && kb === K_ZERO)) {
+  const finite = (k: number) => k === K_NORMAL || k === K_DENORMAL;
+  const kindOf = (k: number) => (k === K_ZERO ? 1 : k === K_INF ? 2 : 0);
+  const xNeg = (A.se & 0x8000) !== 0;
+  if (i.cc === 0) flags |= atan2(B, kindOf(kb), A, kindOf(ka), f.fcw, R);
+  else if (i.cc === 1 && finite(ka) && finite(kb) && !xNeg && !(A.se === 0x3fff && A.hi === 0x8000_0000 && A.lo === 0)) {
+    flags |= ylog2x(B, A, f.fcw, R);
+  } else if (i.cc === 2 && finite(ka) && finite(kb) && !(xNeg && (A.se & 0x7fff) >= 0x3fff)) {
+    flags |= ylog2xp1(B, A, f.fcw, R);
+  } else {
+    // zeros, infinities, x = 1 and the domain errors: exact results (SDM "FYL2X", "FYL2XP1" tables)
+    if (i.cc === 1 && ((xNeg && ka !== K_ZERO) || (ka === K_ZERO && kb === K_ZERO) || (ka === K_INF && kb === K_ZERO))) {
       if (report(f, X_IE)) {
         setStIndefinite(f, 1);
         pop(f);
       }
       return;
     }
-    if (ka === K_ZERO) {
-      // log2(0) = -inf: ZE, the result -inf with ST1's sign flipped
-      if (report(f, flags | X_ZE)) {
+    if (i.cc === 1 && ka === K_ZERO) {
+      // log2(0) = -inf: the result infinite with ST1's sign flipped; ZE for a finite ST1 (not
+      // with DE, as the host reports it), nothing for an infinite one
+      if (report(f, kb === K_INF ? 0 : X_ZE)) {
         R.se = ((B.se & 0x8000) ^ 0x8000) | 0x7fff;
         R.hi = 0x8000_0000;
         R.lo = 0;
@@ -1063,24 +1051,53 @@ export function fbinaryTrans(cpu: Cpu, i: Insn): void {
       }
       return;
     }
-    r = y * Math.log2(x);
-  } else r = y * (Math.log1p(x) / Math.LN2);
-  if (!Number.isFinite(r) && Number.isFinite(x) && Number.isFinite(y) && !Number.isNaN(r)) {
-    // beyond the double range: compute through the extended multiply instead
-    fromNumber(i.cc === 1 ? Math.log2(x) : Math.log1p(x) / Math.LN2, T);
-    flags |= mul(B, T, f.fcw, R);
-  } else {
-    if (Number.isNaN(r)) {
+    if (i.cc === 2 && xNeg && (A.se & 0x7fff) >= 0x3fff && finite(ka)) {
+      // x <= -1, outside the domain (undefined, SDM "FYL2XP1"): as the host (AMD) does, a zero
+      // or infinite ST1 gives itself with the sign flipped, a finite one gives x back with PE
+      if (kb === K_ZERO || kb === K_INF) {
+        R.copy(B);
+        R.se ^= 0x8000;
+      } else {
+        R.copy(A);
+        flags |= X_PE;
+      }
+      if (!report(f, flags)) return;
+      setSt(f, 1, R);
+      pop(f);
+      return;
+    }
+    // the sign and class of log2(x) (FYL2X) or log2(1 + x) (FYL2XP1)
+    let lSign: number; // 0 +, 1 -
+    let lKind: number; // 0 zero, 1 finite nonzero, 2 infinite, 3 invalid
+    if (i.cc === 1) {
+      lKind = ka === K_INF ? 2 : A.se === 0x3fff && A.hi === 0x8000_0000 && A.lo === 0 ? 0 : 1;
+      lSign = lKind === 0 || ka === K_INF || (A.se & 0x7fff) >= 0x3fff ? 0 : 1;
+    } else {
+      const minusOne = A.se === 0xbfff && A.hi === 0x8000_0000 && A.lo === 0;
+      lKind = ka === K_ZERO ? 0 : minusOne ? 2 : xNeg && (A.se & 0x7fff) >= 0x3fff ? 3 : ka === K_INF ? 2 : 1;
+      lSign = xNeg ? 1 : 0;
+    }
+    const yKind = kb === K_ZERO ? 0 : kb === K_INF ? 2 : 1;
+    if (lKind === 3 || (lKind === 0 && yKind === 2) || (lKind === 2 && yKind === 0)) {
       if (report(f, X_IE)) {
         setStIndefinite(f, 1);
         pop(f);
       }
       return;
     }
-    fromNumber(r, R);
-    if (r !== 0 || !(ka === K_ZERO || kb === K_ZERO)) flags |= X_PE;
-    if (r === 0 && (kb === K_ZERO || ka === K_ZERO)) {
-      // signed zeros: atan2(+-0, x) and y * log of 1 keep the exact signs from the doubles
+    const sign = ((B.se >>> 15) ^ lSign) << 15;
+    if (lKind === 0 || yKind === 0) {
+      R.se = sign;
+      R.hi = 0;
+      R.lo = 0;
+    } else if (lKind === 2 || yKind === 2) {
+      R.se = sign | 0x7fff;
+      R.hi = 0x8000_0000;
+      R.lo = 0;
+    } else {
+      // y finite nonzero with a finite nonzero log: x was 1 + tiny... (not reached) or FYL2XP1's
+      // x > -1 (handled above); kept for completeness: through the computed log
+      flags |= i.cc === 1 ? ylog2x(B, A, f.fcw, R) : ylog2xp1(B, A, f.fcw, R);
     }
   }
   if (!report(f, flags)) return;

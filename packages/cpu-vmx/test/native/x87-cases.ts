@@ -254,7 +254,7 @@ function saveTail(code: Asm[], at: () => number, rawFip: boolean): void {
  * Build one case: `form` (or a random one) on `depth` loaded values; `mf` ends the case with a
  * FWAIT after the instruction (then FNINIT), so a pending unmasked exception is taken as #MF.
  */
-export function x87Case(seed: number, index: number, opts: { form?: Form; mf?: boolean; transcendental?: number } = {}): TestCase {
+export function x87Case(seed: number, index: number, opts: { form?: Form; mf?: boolean; transcendental?: number; values?: number[][] } = {}): TestCase {
   const next = rng(seed * 1_000_003 + index);
   const memory = new Uint8Array(SCRATCH_SIZE);
   const fcw = opts.transcendental !== undefined ? (next() & 0xc00) | 0x37f : randomFcw(next);
@@ -265,6 +265,11 @@ export function x87Case(seed: number, index: number, opts: { form?: Form; mf?: b
   // FNINIT leaves the host's FIP as it was (AMD): a control instruction alone would show it
   if (depth === 0 && (form.name.startsWith("fnst") || form.name.startsWith("fldenv"))) depth = 1;
   for (let k = 0; k < 8; k++) memory.set(randomF80(next), X87_REGS + 10 * k);
+  if (opts.values !== undefined) {
+    // given operands: loaded in order, the last one ends in ST0
+    opts.values.forEach((v, k) => memory.set(v, X87_REGS + 10 * k));
+    depth = opts.values.length;
+  }
   memory.set(memBytes(form.mem, next), X87_MEM);
   const code: Asm[] = [];
   const at = () => code.reduce((n, [, b]) => n + b.length, 0);
@@ -275,7 +280,7 @@ export function x87Case(seed: number, index: number, opts: { form?: Form; mf?: b
   code.push(["fninit", [0xdb, 0xe3]]);
   code.push(["fldcw [rbx]", [0xd9, 0x2b]]);
   for (let k = 0; k < depth; k++) code.push([`fld tbyte [rbx+${X87_REGS + 10 * k}]`, [0xdb, 0x6b, X87_REGS + 10 * k]]);
-  if (next() % 8 === 0) code.push(["ffree st(1)", [0xdd, 0xc1]]);
+  if (next() % 8 === 0 && opts.values === undefined) code.push(["ffree st(1)", [0xdd, 0xc1]]);
   if (opts.transcendental !== undefined) code.push([X87_TRANSCENDENTAL[opts.transcendental]![0], [0xd9, X87_TRANSCENDENTAL[opts.transcendental]![1]]]);
   else code.push([form.name, form.bytes(next)]);
   for (const [off, size] of form.clear ?? []) {
