@@ -435,12 +435,28 @@ export function cpuid(cpu: Cpu, i: Insn): void {
   cpu.setReg32(2, out[3]!);
 }
 
+/** CPUID.1:EDX.CX8 (bit 8): CMPXCHG8B (exec/cache-atomic.ts). */
+export const CPUID_1_EDX_CX8 = 1 << 8;
+/** CPUID.1:EDX.CLFSH (bit 19): CLFLUSH, with its line size in EBX[15:8]. */
+export const CPUID_1_EDX_CLFSH = 1 << 19;
+/** CPUID.1:EDX.FXSR (bit 24): FXSAVE/FXRSTOR and CR4.OSFXSR. */
+export const CPUID_1_EDX_FXSR = 1 << 24;
+/** CPUID.1:EDX.SSE (bit 25) and SSE2 (bit 26): exec/sse*.ts, checked against the host CPU. */
+export const CPUID_1_EDX_SSE = 1 << 25;
+export const CPUID_1_EDX_SSE2 = 1 << 26;
+/** CPUID.1:ECX.CX16 (bit 13): CMPXCHG16B; POPCNT (bit 23). */
+export const CPUID_1_ECX_CX16 = 1 << 13;
+export const CPUID_1_ECX_POPCNT = 1 << 23;
+/** CLFLUSH line size, in 8-byte units (64 bytes). */
+export const CPUID_1_CLFLUSH_LINE_QWORDS = 8;
+
 const ascii = (s: string): number => s.charCodeAt(0) | (s.charCodeAt(1) << 8) | (s.charCodeAt(2) << 16) | (s.charCodeAt(3) << 24);
 
 /**
  * The CPU this interpreter is, as CPUID describes it: only what it implements. Vendor
- * "GenuineIntel" (it models an Intel VT-x processor); no x87/SSE; LM, NX, SYSCALL, 1 GiB pages,
- * RDTSCP, PGE, PAT, CMOV, POPCNT, LZCNT, SMEP, SMAP, LAHF in 64-bit mode.
+ * "GenuineIntel" (it models an Intel VT-x processor); FXSR, SSE, SSE2, CLFSH, CX8, CX16 (no
+ * MMX, SSE3 or later, no XSAVE/AVX); LM, NX, SYSCALL, 1 GiB pages, RDTSCP, PGE, PAT, CMOV,
+ * POPCNT, LZCNT, SMEP, SMAP, LAHF in 64-bit mode.
  */
 export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Array): void {
   void sub;
@@ -453,10 +469,10 @@ export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Arra
       return;
     case 1:
       out[0] = 0x000506e3; // family 6, model 0x5e (a Skylake-era signature)
-      out[1] = 0x00010000; // one logical processor
-      out[2] = 1 << 23; // POPCNT
-      // TSC(4) MSR(5) PAE(6) PGE(13) CMOV(15) PAT(16)
-      out[3] = (1 << 4) | (1 << 5) | (1 << 6) | (1 << 13) | (1 << 15) | (1 << 16);
+      out[1] = 0x00010000 | (CPUID_1_CLFLUSH_LINE_QWORDS << 8); // one logical processor; CLFLUSH line size in 8-byte units
+      out[2] = CPUID_1_ECX_CX16 | CPUID_1_ECX_POPCNT;
+      // TSC(4) MSR(5) PAE(6) CX8(8) PGE(13) CMOV(15) PAT(16) CLFSH(19) FXSR(24) SSE(25) SSE2(26)
+      out[3] = (1 << 4) | (1 << 5) | (1 << 6) | CPUID_1_EDX_CX8 | (1 << 13) | (1 << 15) | (1 << 16) | CPUID_1_EDX_CLFSH | CPUID_1_EDX_FXSR | CPUID_1_EDX_SSE | CPUID_1_EDX_SSE2;
       return;
     case 7:
       if (sub === 0) {
