@@ -6,7 +6,7 @@
  * alignment #GP. The values themselves are checked against the host (sse-differential.test.ts).
  */
 import { describe, expect, it } from "vitest";
-import { Vector } from "@vtlab/arch";
+import { MachineMemory, PortIoBus, Vector } from "@vtlab/arch";
 import {
   CPUID_1_ECX_CX16,
   CPUID_1_EDX_CLFSH,
@@ -16,6 +16,7 @@ import {
   CPUID_1_EDX_SSE2,
   CR0_EM,
   CR0_TS,
+  Cpu,
   CR4_OSFXSR,
   CR4_OSXMMEXCPT,
   MXCSR_IE,
@@ -194,5 +195,24 @@ describe("CPUID reports what is implemented", () => {
     expect((ebx >>> 8) & 0xff).toBe(8);
     expect(edx & ((1 << 0) | (1 << 23))).toBe(0); // FPU, MMX
     for (const bit of [0, 9, 12, 19, 20, 26, 27, 28, 29]) expect((ecx >>> bit) & 1, `ECX bit ${bit}`).toBe(0); // SSE3, SSSE3, FMA, SSE4.1/4.2, XSAVE, OSXSAVE, AVX, F16C
+  });
+});
+
+describe("SSE in 32-bit protected mode", () => {
+  it("66/F3 stay mandatory prefixes (no operand-size change); 40-4F are INC/DEC, not REX; 32-bit addressing", () => {
+    const memory = new MachineMemory(4 * 1024 * 1024);
+    const cpu = new Cpu({ memory, ports: new PortIoBus() });
+    cpu.resetToFlat32();
+    cpu.cr4 |= CR4_OSFXSR;
+    // mov eax, 0x40000001; movd xmm0, eax; paddd xmm0, xmm0; movd ecx, xmm0; mov ebx, 0x2000;
+    // movdqu [ebx], xmm0; inc eax (0x40: INC in 32-bit code); pextrw edx, xmm0, 1; hlt
+    memory.writeBytes(0x1000, hex("b801000040 660f6ec0 660ffec0 660f7ec1 bb00200000 f30f7f03 40 660fc5d001 f4"));
+    cpu.rip = 0x1000;
+    cpu.run(100);
+    expect(cpu.lo[1]! >>> 0).toBe(0x80000002);
+    expect((memory.read32(0x2000) as number) >>> 0).toBe(0x80000002);
+    expect(memory.read32(0x2004)).toBe(0);
+    expect(cpu.lo[0]! >>> 0).toBe(0x40000002);
+    expect(cpu.lo[2]! >>> 0).toBe(0x8000);
   });
 });
