@@ -13,9 +13,17 @@
  *   off, 32-bit paging (CR4.PSE 4 MiB pages), PAE paging (PDPTE registers loaded on MOV CR3,
  *   SDM 4.4.1) or long-mode paging, with 16-bit or 32-bit code segments. Outside IA-32e mode
  *   events go through the 32-bit IDT (16- and 32-bit interrupt and trap gates, privilege changes
- *   through the TSS's SS0:ESP0). Real mode and virtual-8086 mode are not modelled: entering them
- *   is #GP / #UD.
+ *   through the TSS's SS0:ESP0).
+ * - Real-address mode (CR0.PE = 0, SDM Vol. 3A ch. 20, Vol. 1 3.3): CPL 0; a segment load sets
+ *   the selector and base = selector << 4 and keeps the cached limit and attributes (so "unreal
+ *   mode" works as on hardware); the code segment's cached D bit gives the default operand and
+ *   address size (16 after reset, 66/67 override); far JMP/CALL/RET and IRET move CS the same
+ *   way; events go through the interrupt vector table (4-byte IP:CS vectors at IDTR.base,
+ *   FLAGS, CS, IP pushed, no error code, IF/TF/AC cleared; `deliverReal`). Virtual-8086 mode is
+ *   not modelled: IRET to VM = 1 is #GP(0) and EFLAGS.VM is never set.
  * - Segment limits are not checked outside 64-bit mode (flat segments assumed); bases are used.
+ *   In real mode the same holds: offsets above the cached limit are not #GP/#SS (IRET and the
+ *   real-mode far return check the new IP against CS.limit).
  * - x87/SSE: only the state-management instructions (exec/fpu.ts: FNINIT, FNCLEX, FLDCW, FNSTCW,
  *   FNSTSW, FWAIT, FXSAVE/FXRSTOR, LDMXCSR/STMXCSR, with CR0.EM/TS/MP and CR4.OSFXSR); the x87
  *   and SSE arithmetic and AVX raise #UD, and CPUID reports no FPU, FXSR or SSE.
@@ -60,6 +68,7 @@ import {
   RFLAGS_AF,
   RFLAGS_CF,
   RFLAGS_FIXED,
+  RFLAGS_IF,
   RFLAGS_OF,
   RFLAGS_PF,
   RFLAGS_SF,
@@ -290,6 +299,8 @@ export class Cpu {
   // ---- Derived mode ----
   /** 64-bit mode (EFER.LMA = 1 and CS.L = 1). */
   mode64 = false;
+  /** Real-address mode (CR0.PE = 0, SDM Vol. 3A 20.1): segment loads are selector << 4, events go through the IVT. */
+  realMode = false;
   /** Default operand size 32 (CS.D = 1) outside 64-bit mode. */
   csD = true;
   /** Stack address size is 32 bits (SS.B) outside 64-bit mode. */
@@ -596,6 +607,14 @@ export class Cpu {
     const was64 = this.mode64;
     const wasD = this.csD;
     this.mode64 = lma && (cs.attr & SEG_ATTR_L) !== 0;
+    this.realMode = (this.cr0 & CR0_PE) === 0;
+    // The decoded-instruction fast path is keyed by RIP: a new CS base (a real-mode far transfer
+    // or any descriptor with a nonzero base) must make it look the page up again.
+    if (cs.base !== this.fetchCsBase) {
+      this.fetchCsBase = cs.base;
+      this.fetchBase = Number.NaN;
+    }
+    if (this.realMode) this.cpl = 0; // real-address mode runs at privilege level 0 (SDM 20.1)
     this.csD = (cs.attr & SEG_ATTR_DB) !== 0;
     this.ssB = ((this.seg[Seg.SS] as SegmentCache).attr & SEG_ATTR_DB) !== 0;
     const p = this.paging;
@@ -1150,6 +1169,8 @@ export class Cpu {
   }
 
   private fetchCpl = 0;
+  /** CS.base when the fetch fast path's page was looked up (see updateMode). */
+  private fetchCsBase = 0;
 
   // ---- VMX non-root operation ----
   /** The current VMCS while the CPU runs a guest in VMX non-root operation. */
@@ -1322,14 +1343,15 @@ export class Cpu {
     return lo;
   }
 
+  // Outside 64-bit mode a stack with SS.B = 0 uses SP: the address wraps at 64 KiB (SDM Vol. 1 6.2.3).
   push32(v: number): void {
-    const esp = (this.lo[4]! - 4) >>> 0;
+    const esp = this.ssB ? (this.lo[4]! - 4) >>> 0 : (this.lo[4]! - 4) & 0xffff;
     this.write32(this.linear(Seg.SS, esp), v);
     this.setStackPointer32(esp);
   }
 
   pop32(): number {
-    const esp = this.lo[4]! >>> 0;
+    const esp = this.ssB ? this.lo[4]! >>> 0 : this.lo[4]! & 0xffff;
     const v = this.read32(this.linear(Seg.SS, esp));
     this.setStackPointer32((esp + 4) >>> 0);
     return v;
@@ -1342,7 +1364,7 @@ export class Cpu {
       this.write16(rsp, v);
       this.setRegFromNumber(4, rsp);
     } else {
-      const esp = (this.lo[4]! - 2) >>> 0;
+      const esp = this.ssB ? (this.lo[4]! - 2) >>> 0 : (this.lo[4]! - 2) & 0xffff;
       this.write16(this.linear(Seg.SS, esp), v);
       this.setStackPointer32(esp);
     }
@@ -1356,7 +1378,7 @@ export class Cpu {
       this.setRegFromNumber(4, wrap64(rsp + 2));
       return v;
     }
-    const esp = this.lo[4]! >>> 0;
+    const esp = this.ssB ? this.lo[4]! >>> 0 : this.lo[4]! & 0xffff;
     const v = this.read16(this.linear(Seg.SS, esp));
     this.setStackPointer32((esp + 2) >>> 0);
     return v;
@@ -1529,6 +1551,7 @@ export class Cpu {
       v = Vector.DF;
       ec = 0;
     }
+    if (this.realMode) ec = -1; // real-address mode pushes no error codes (SDM 20.1.4)
     this.delivering = v;
     try {
       this.deliverThroughIdt(v, ec, software, external);
@@ -1555,7 +1578,7 @@ export class Cpu {
                 reason: ExitReason.ExceptionOrNmi,
                 qualification: nested === Vector.PF ? this.faultLinear : 0,
                 instructionLength,
-                interruption: { vector: nested, type: 3, ...(nestedEc >= 0 ? { errorCode: nestedEc } : {}) },
+                interruption: { vector: nested, type: 3, ...(nestedEc >= 0 && !this.realMode ? { errorCode: nestedEc } : {}) },
                 idtVectoring,
               };
         this.delivering = -1;
@@ -1581,6 +1604,10 @@ export class Cpu {
   }
 
   private deliverThroughIdt(vector: number, errorCode: number, software: boolean, external: boolean): void {
+    if (this.realMode) {
+      this.deliverReal(vector, external);
+      return;
+    }
     if ((this.efer & EFER_LMA) === 0) {
       this.deliverThroughIdt32(vector, errorCode, software, external);
       return;
@@ -1775,6 +1802,42 @@ export class Cpu {
     this.counters.interrupts += external ? 1 : 0;
   }
 
+  /**
+   * Real-address-mode delivery (SDM Vol. 3A 20.1.4 and the INT n pseudo-code, REAL-ADDRESS-MODE):
+   * the vector's 4-byte entry (IP in bytes 1:0, CS in bytes 3:2) at IDTR.base + 4 * vector must
+   * lie within IDTR.limit (else #GP); FLAGS, CS and IP are pushed as 16-bit values on SS:SP (or
+   * SS:ESP with a big SS), no error code; IF, TF and AC are cleared; CS = the vector's segment,
+   * base = segment << 4, the cached limit and attributes kept. A push that faults commits nothing.
+   */
+  private deliverReal(vector: number, external: boolean): void {
+    const at = vector * 4;
+    if (at + 3 > this.idtrLimit) this.fault(Vector.GP, 0);
+    const entry = this.readAccess((this.idtrBase + at) >>> 0, 4, Access.Read | Access.Implicit) >>> 0;
+    const ss = this.seg[Seg.SS] as SegmentCache;
+    const cs = this.seg[Seg.CS] as SegmentCache;
+    const big = this.ssB;
+    let sp = this.lo[4]! >>> 0;
+    const flags = this.getFlags() & 0xffff;
+    const frame0 = flags;
+    const frame1 = cs.selector;
+    const frame2 = this.rip & 0xffff;
+    for (let k = 0; k < 3; k++) {
+      sp = big ? (sp - 2) >>> 0 : (sp - 2) & 0xffff;
+      this.write16((ss.base + sp) >>> 0, k === 0 ? frame0 : k === 1 ? frame1 : frame2);
+    }
+    if (big) this.setReg32(4, sp);
+    else this.setReg16(4, sp);
+    const selector = entry >>> 16;
+    cs.selector = selector;
+    cs.base = selector * 16;
+    this.rip = entry & 0xffff;
+    this.flagsOther &= ~(RFLAGS_IF | RFLAGS_TF | RFLAGS_AC);
+    this.paging.ac = false;
+    this.interruptShadow = false;
+    this.updateMode();
+    this.counters.interrupts += external ? 1 : 0;
+  }
+
   /** `loadDescriptor` with the EXT bit of the error code for faults raised while delivering an event. */
   private loadDescriptorExt(selector: number, vector: number, ext: number): SegmentCache {
     const index = selector & 0xfff8;
@@ -1838,6 +1901,12 @@ export class Cpu {
   /** Load a data segment register (MOV Sreg, POP Sreg) with the protected-mode checks that matter. */
   loadDataSegment(s: number, selector: number): void {
     const cache = this.seg[s] as SegmentCache;
+    if (this.realMode) {
+      // Real-address mode: selector and base only; the cached limit and attributes stay (SDM 20.1.1).
+      cache.selector = selector;
+      cache.base = selector * 16;
+      return;
+    }
     if ((selector & 0xfffc) === 0) {
       if (s === Seg.SS && (!this.mode64 || this.cpl === 3)) this.gp(0);
       cache.selector = selector;
@@ -1869,6 +1938,13 @@ export class Cpu {
    * gates and TSS selectors are not modelled: they are system descriptors, #GP(selector) here.
    */
   loadCodeSegment(selector: number): void {
+    if (this.realMode) {
+      const c = this.seg[Seg.CS] as SegmentCache;
+      c.selector = selector;
+      c.base = selector * 16;
+      this.updateMode();
+      return;
+    }
     const d = this.codeDescriptor(selector, (selector & 3) > this.cpl ? -1 : this.cpl);
     const cs = this.seg[Seg.CS] as SegmentCache;
     cs.selector = (selector & 0xfffc) | this.cpl;
@@ -2212,7 +2288,8 @@ export class Cpu {
     const trap = this.pendingIsTrap;
     const privileged = this.pendingIsPrivileged;
     this.pendingIsPrivileged = false;
-    const hasError = errorCode >= 0;
+    // In real-address mode no exception pushes an error code, so none is reported (SDM 28.2.2).
+    const hasError = errorCode >= 0 && !this.realMode;
     // A software exception (INT3, INTO) or ICEBP exits with RIP at the instruction and its length.
     const length = trap ? this.rip - this.insnStart : 0;
     // A #DB exit's qualification holds the DR6 conditions (B3-B0, BD, BS: SDM Table 28-1); ICEBP has none.

@@ -65,6 +65,7 @@ import {
   type VmExit,
   TASK_SWITCH_SOURCE_IDT,
   TASK_SWITCH_SOURCE_IRET,
+  Seg,
 } from "@vtlab/cpu-vmx";
 import { CODE, PML4, hex, machine64, type TestMachine } from "./machine.js";
 import { HANDLERS, IO_A, MSRBM, guestVmcs } from "./vmx-fixture.js";
@@ -580,9 +581,63 @@ describe("unrestricted guest (SDM 25.6.2): flat 32-bit protected mode with pagin
     expect(m.cpu.counters.pageWalks).toBeGreaterThan(0);
   });
 
+  it("enters real-address mode (GUEST_CR0.PE = 0, PG = 0) under unrestricted guest: selector << 4 segments, an exit saves PE = 0 and the real-mode CS", () => {
+    // At 0800:0000 (linear 0x8000): mov $0x1234,%ax; mov %ax,%ds; movw $0x55aa,0x10; movl $0x11,%eax; mov %eax,%cr0; hlt
+    const { m, v } = pagingOffGuest("f4");
+    m.memory.writeBytes(0x8000, hex("b834128ed8c7061000aa5566b8110000000f22c0f4"));
+    v.vmwrite(F.GUEST_CR0, CR0_NE | 0x10);
+    v.vmwrite(F.CR0_GUEST_HOST_MASK, CR0_PE);
+    v.vmwrite(F.CR0_READ_SHADOW, 0);
+    for (const [sel, base, limit, ar] of [
+      [F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
+      [F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
+      [F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
+      [F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
+    ] as const) {
+      const cs = sel === F.GUEST_CS_SELECTOR;
+      v.vmwrite(sel, cs ? 0x0800 : 0);
+      v.vmwrite(base, cs ? 0x8000 : 0);
+      v.vmwrite(limit, 0xffff);
+      v.vmwrite(ar, cs ? 0x9b : 0x93);
+    }
+    v.vmwrite(F.GUEST_RIP, 0);
+    v.vmwrite(F.GUEST_RSP, 0x7000);
+    const e = exitOf(enter(m, v, true));
+    // MOV CR0 setting the host-owned PE exits (SDM 26.1.3), in real mode, after the 16-bit code ran.
+    expect(e.reason).toBe(ExitReason.CrAccess);
+    expect(m.memory.read16(0x12350)).toBe(0x55aa);
+    expect(v.readNatural(F.GUEST_CR0) & CR0_PE).toBe(0);
+    expect([v.read32(F.GUEST_CS_SELECTOR), v.readNatural(F.GUEST_CS_BASE), v.read32(F.GUEST_DS_SELECTOR), v.readNatural(F.GUEST_DS_BASE)]).toEqual([0x0800, 0x8000, 0x1234, 0x12340]);
+    expect(v.readNatural(F.GUEST_RIP)).toBe(0x11);
+    // The hypervisor's part of MOV CR0: PE = 1, RIP past it; the next entry is protected mode with the real-mode CS cached.
+    v.vmwrite(F.GUEST_CR0, CR0_NE | CR0_PE | 0x10);
+    v.vmwrite(F.CR0_READ_SHADOW, CR0_PE);
+    v.vmwrite(F.GUEST_RIP, 0x11 + v.read32(F.VM_EXIT_INSTRUCTION_LEN));
+    expect(exitOf(enter(m, v, false)).reason).toBe(ExitReason.Hlt);
+    expect(m.cpu.realMode).toBe(false);
+    expect(m.cpu.seg[Seg.CS]!.base).toBe(0x8000);
+  });
+
   const refused: [string, (v: Vmcs) => void, "controls" | "guest"][] = [
     ["unrestricted guest without enable EPT", (v) => v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_UNRESTRICTED_GUEST), "controls"],
-    ["CR0.PE = 0 (real mode, not modelled)", (v) => v.vmwrite(F.GUEST_CR0, CR0_NE), "guest"],
+    [
+      "CR0.PE = 0 without unrestricted guest (SDM 27.3.1.1, IA32_VMX_CR0_FIXED0)",
+      (v) => {
+        v.vmwrite(F.GUEST_CR0, CR0_NE);
+        v.vmwrite(F.SECONDARY_VM_EXEC_CONTROL, SECONDARY_ENABLE_EPT);
+      },
+      "guest",
+    ],
+    [
+      "CR0.PE = 0 with an SS whose DPL is not 0 (SDM 27.3.1.2)",
+      (v) => {
+        v.vmwrite(F.GUEST_CR0, CR0_NE);
+        v.vmwrite(F.GUEST_SS_AR_BYTES, 0xf3);
+      },
+      "guest",
+    ],
+    ["a type-3 (data) CS with DPL 3 (SDM 27.3.1.2)", (v) => v.vmwrite(F.GUEST_CS_AR_BYTES, 0xf3), "guest"],
+    ["the wait-for-SIPI activity state (not modelled)", (v) => v.vmwrite(F.GUEST_ACTIVITY_STATE, 3), "guest"],
     ["CR0.PG = 1 with PE = 0", (v) => v.vmwrite(F.GUEST_CR0, (CR0_PG | CR0_NE) >>> 0), "guest"],
     [
       "PAE paging whose GUEST_PDPTE0 is present with a reserved bit (R/W; SDM 27.3.1.6, under EPT)",

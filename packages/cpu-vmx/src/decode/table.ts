@@ -164,6 +164,7 @@ def(0x90, op("nop", "", move.nop, 0));
 for (let r = 1; r < 8; r++) def(0x90 + r, op("xchg", "Zv,rAX", move.xchgAR, F_OPREG));
 def(0x98, op("cwde", "", move.cbw, 0));
 def(0x99, op("cdq", "", move.cwd, 0));
+def(0x9a, op("call", "Ap", control.callFarPtr, F_FARPTR | F_NO64));
 def(0x9b, op("wait", "", fpu.fwait, 0));
 def(0x9c, op("pushf", "", stack.pushf, F_D64));
 def(0x9d, op("popf", "", stack.popf, F_D64));

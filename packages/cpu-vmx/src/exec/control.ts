@@ -96,6 +96,28 @@ export function jmpFarPtr(cpu: Cpu, i: Insn): void {
   cpu.rip = cpu.mode64 ? i.imm >>> 0 : i.opSize === 2 ? i.imm & 0xffff : i.imm >>> 0;
 }
 
+/**
+ * CALL ptr16:16 / ptr16:32 (9A, outside 64-bit mode): `i.imm` offset, `i.imm2` selector. Pushes
+ * CS and the return (E)IP with the operand size, then loads CS as far JMP does (same privilege
+ * only in protected mode; in real mode base = selector << 4). A fault leaves RSP as it was.
+ */
+export function callFarPtr(cpu: Cpu, i: Insn): void {
+  const size = i.opSize;
+  const rspLo = cpu.lo[4]!;
+  const rspHi = cpu.hi[4]!;
+  const cs = cpu.seg[Seg.CS]!.selector;
+  try {
+    push(cpu, size, cs, 0);
+    push(cpu, size, cpu.rip, 0);
+    cpu.loadCodeSegment(i.imm2);
+  } catch (e) {
+    cpu.lo[4] = rspLo;
+    cpu.hi[4] = rspHi;
+    throw e;
+  }
+  cpu.rip = size === 2 ? i.imm & 0xffff : i.imm >>> 0;
+}
+
 /** JMP m16:16/32/64 (FF /5) and CALL m16:16/32/64 (FF /3): `i.cc` 1 = call. Same privilege only. */
 export function farIndirect(cpu: Cpu, i: Insn): void {
   const lin = ea(cpu, i);
@@ -137,6 +159,16 @@ function retFarChecked(cpu: Cpu, i: Insn, size: number): void {
   const lo = pop(cpu, size);
   const hi = cpu.tmpHi;
   const selector = pop(cpu, size) & 0xffff;
+  if (cpu.realMode) {
+    // Real-address mode: IP and CS popped, CS base = selector << 4; the new IP must lie within
+    // the cached CS limit (#GP(0), SDM "RET" real-address mode exceptions).
+    const ip = size === 4 ? lo >>> 0 : lo & 0xffff;
+    if (ip > cpu.seg[Seg.CS]!.limit) cpu.gp(0);
+    if (i.imm !== 0) releaseStack(cpu, i.imm & 0xffff);
+    cpu.loadCodeSegment(selector);
+    cpu.rip = ip;
+    return;
+  }
   const rpl = selector & 3;
   const oldCpl = cpu.cpl;
   if (rpl < oldCpl) cpu.gp(selector & 0xfffc);
@@ -234,6 +266,38 @@ export function int1(cpu: Cpu): void {
 export function intN(cpu: Cpu, i: Insn): void {
   cpu.softwareInterrupt(i.imm & 0xff, false);
 }
+/**
+ * IRET in real-address mode (SDM "IRET", REAL-ADDRESS-MODE): pop IP, CS and FLAGS (16-bit), or
+ * EIP, CS and EFLAGS (32-bit: EFLAGS = (popped AND 257FD5H) OR (EFLAGS AND 1A0000H), so VM, VIF
+ * and VIP keep their value); CS base = selector << 4. An EIP beyond the cached CS limit is #GP(0)
+ * with SP restored. IRET ends NMI blocking.
+ */
+function iretReal(cpu: Cpu, size: number): void {
+  const rspLo = cpu.lo[4]!;
+  const rspHi = cpu.hi[4]!;
+  let ip: number;
+  let selector: number;
+  let flags: number;
+  try {
+    ip = pop(cpu, size);
+    selector = pop(cpu, size) & 0xffff;
+    flags = pop(cpu, size) >>> 0;
+    ip = size === 4 ? ip >>> 0 : ip & 0xffff;
+    if (ip > cpu.seg[Seg.CS]!.limit) cpu.gp(0);
+  } catch (e) {
+    cpu.lo[4] = rspLo;
+    cpu.hi[4] = rspHi;
+    throw e;
+  }
+  cpu.loadCodeSegment(selector);
+  cpu.setFlags(flags | RFLAGS_FIXED, size === 4 ? REAL_IRET_EFLAGS : REAL_IRET_EFLAGS & 0xffff);
+  cpu.rip = ip;
+  cpu.nmiBlocked = false;
+}
+
+/** The EFLAGS bits a 32-bit IRET in real-address mode takes from the stack (SDM "IRET": 257FD5H). */
+const REAL_IRET_EFLAGS = 0x257fd5;
+
 export function into(cpu: Cpu): void {
   if ((cpu.fA & 0x800) !== 0) cpu.softwareInterrupt(Vector.OF, true);
 }
@@ -246,6 +310,10 @@ export function into(cpu: Cpu): void {
  */
 export function iret(cpu: Cpu, i: Insn): void {
   const size = i.opSize;
+  if (cpu.realMode) {
+    iretReal(cpu, size);
+    return;
+  }
   const longMode = (cpu.efer & EFER_LMA) !== 0;
   if ((cpu.flagsOther & 0x4000) !== 0 && !longMode) cpu.taskReturn(i.len); // NT = 1: a task return
   // Faults are restartable (SDM 6.5): nothing is committed until every pop, descriptor load and

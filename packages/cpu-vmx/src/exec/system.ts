@@ -141,7 +141,8 @@ export function movToCr(cpu: Cpu, i: Insn): void {
 export function writeCr0(cpu: Cpu, lo: number, hi: number): void {
   if (hi !== 0) cpu.gp(0);
   if ((lo & CR0_PG) !== 0 && (lo & CR0_PE) === 0) cpu.gp(0);
-  if ((lo & CR0_PE) === 0) cpu.undefinedOpcode("real mode (CR0.PE = 0)");
+  // PE = 0 enters real-address mode, PE = 1 leaves it; CS and the other segment registers keep
+  // their cached descriptors until the next load (the far jump after MOV CR0, SDM 10.9).
   const old = cpu.cr0;
   const next = (lo | 0x10) | 0; // ET is hardwired to 1
   if ((next & CR0_PG) !== 0 && (old & CR0_PG) === 0 && (cpu.efer & EFER_LME) !== 0 && (cpu.cr4 & CR4_PAE) === 0) cpu.gp(0);
@@ -228,6 +229,8 @@ export function descriptorTable(cpu: Cpu, i: Insn): void {
 
 /** Group 6 (0F 00): SLDT /0, STR /1, LLDT /2, LTR /3. */
 export function group6(cpu: Cpu, i: Insn): void {
+  // Not recognized in real-address mode (SDM "SLDT", "STR", "LLDT", "LTR": #UD); #UD comes before VM exits (SDM 26.1.1).
+  if (cpu.realMode) cpu.undefinedOpcode(`${["sldt", "str", "lldt", "ltr"][i.cc & 3]!} in real mode`);
   if (cpu.vmcs !== undefined && (cpu.vmxProc2 & SECONDARY_DESC_TABLE_EXITING) !== 0) {
     // Identity: 0 SLDT, 1 STR, 2 LLDT, 3 LTR (the group-6 order).
     cpu.vmExit(ExitReason.LdtrTrAccess, i.isMem ? i.disp : 0, i.len, { instructionInfo: descriptorTableInfo(i, i.cc) });

@@ -7,9 +7,13 @@
  * at entry as the SDM requires and kept in the VMCS. The `Cpu` object is the guest's vCPU while
  * it runs; general-purpose registers stay in it across exits, as on hardware.
  *
- * Modelled more simply than hardware: unrestricted guest covers 32-bit protected mode with paging
- * off (CR0.PE = 1, PG = 0: the PVH and Multiboot entry state) but not real mode (PE = 0), which
- * the interpreter lacks; entry refuses it with reason 33. Guests in 32-bit or PAE paging enter
+ * Unrestricted guest covers 32-bit protected mode with paging off (CR0.PE = 1, PG = 0: the PVH
+ * and Multiboot entry state) and real-address mode (PE = 0, PG = 0: an AP after INIT-SIPI-SIPI),
+ * with the real-mode segment checks of SDM 27.3.1.2 (SS.DPL = 0; CS may be a read/write accessed
+ * data segment, type 3, with DPL 0). Without the control PE = 0 or PG = 0 fails the CR0 check of
+ * 27.3.1.1 (IA32_VMX_CR0_FIXED0) with reason 33. The wait-for-SIPI activity state is not
+ * modelled (the hypervisor keeps an AP that waits for a SIPI out of VM entry, as Xen keeps a
+ * reset vCPU down): entry refuses it. Guests in 32-bit or PAE paging enter
  * as on hardware: with PAE paging the PDPTEs come from GUEST_PDPTE0-3 under EPT (checked, SDM
  * 27.3.1.6) and from the table at GUEST_CR3 without it (27.3.2.4), and an exit saves them under
  * EPT (28.3.4).
@@ -219,12 +223,16 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const gCr0 = vmcs.read32(F.GUEST_CR0);
   const gCr4 = vmcs.read32(F.GUEST_CR4);
   const cr0Fixed = unrestricted ? VMX_CR0_FIXED0 & ~(CR0_PE | CR0_PG) : VMX_CR0_FIXED0;
-  if ((gCr0 & cr0Fixed) !== cr0Fixed) return guestStateFailure(unrestricted ? "GUEST_CR0.NE is 0" : "GUEST_CR0 lacks PE, NE or PG (without unrestricted guest)");
+  if ((gCr0 & cr0Fixed) !== cr0Fixed) {
+    return guestStateFailure(
+      unrestricted
+        ? "GUEST_CR0.NE is 0 (SDM 27.3.1.1: CR0 must have the bits IA32_VMX_CR0_FIXED0 requires)"
+        : "GUEST_CR0 lacks PE, NE or PG (SDM 27.3.1.1: CR0 must have the bits IA32_VMX_CR0_FIXED0 requires; PE and PG may be 0 only with the unrestricted guest control)",
+    );
+  }
   if ((gCr0 & CR0_PG) !== 0 && (gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PG = 1 with PE = 0");
   if ((gCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return guestStateFailure("GUEST_CR4.VMXE is 0");
   if (ia32e && ((gCr0 & CR0_PG) === 0 || (gCr4 & CR4_PAE) === 0)) return guestStateFailure("IA-32e mode guest with GUEST_CR0.PG = 0 or GUEST_CR4.PAE = 0");
-  // Modelled more simply: the interpreter has no real mode.
-  if ((gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PE = 0 (real mode) is not modelled");
   // PAE paging (CR0.PG = 1, CR4.PAE = 1, not IA-32e mode): the PDPTEs VM entry will use.
   const paeGuest = !ia32e && (gCr0 & CR0_PG) !== 0 && (gCr4 & CR4_PAE) !== 0;
   const pdptes = ENTRY_PDPTES;
@@ -255,14 +263,23 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const rflags = vmcs.read32(F.GUEST_RFLAGS);
   if ((rflags & RFLAGS_FIXED) === 0 || (rflags & RFLAGS_RESERVED_ZERO) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
   const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
-  if ((csAr & 0x18) !== 0x18 || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment");
+  // SDM 27.3.1.2: CS is an accessed code segment (types 9, 11, 13, 15), or with unrestricted guest
+  // a read/write accessed data segment (type 3) whose DPL must then be 0.
+  const csData = unrestricted && (csAr & 0x1f) === 0x13;
+  if (((csAr & 0x18) !== 0x18 && !csData) || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment (or, with unrestricted guest, a type-3 data segment)");
+  if (csData && (csAr & 0x60) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: type 3 with a DPL other than 0 (SDM 27.3.1.2)");
+  if ((gCr0 & CR0_PE) === 0) {
+    // Real-address mode under unrestricted guest (SDM 27.3.1.2): SS.DPL must be 0.
+    const ssAr = vmcs.read32(F.GUEST_SS_AR_BYTES);
+    if ((ssAr & 0x1_0000) === 0 && (ssAr & 0x60) !== 0) return guestStateFailure("GUEST_SS_AR_BYTES: DPL is not 0 with GUEST_CR0.PE = 0 (SDM 27.3.1.2)");
+  }
   if (ia32e && (csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");
   const trAr = vmcs.read32(F.GUEST_TR_AR_BYTES);
   // TR: a usable, present busy TSS; type 11 in IA-32e mode, 3 (16-bit) or 11 (32-bit) otherwise.
   const trType = trAr & 0xf;
   if ((trAr & 0x1_0000) !== 0 || (trAr & 0x80) === 0 || (trType !== 11 && (ia32e || trType !== 3))) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy TSS (64-bit in IA-32e mode)");
   const activity = vmcs.read32(F.GUEST_ACTIVITY_STATE);
-  if (activity !== ActivityState.Active && activity !== ActivityState.Hlt) return guestStateFailure(`GUEST_ACTIVITY_STATE ${activity} is not supported (active or HLT)`);
+  if (activity !== ActivityState.Active && activity !== ActivityState.Hlt) return guestStateFailure(`GUEST_ACTIVITY_STATE ${activity} is not supported (active or HLT; shutdown and wait-for-SIPI are not modelled)`);
   const rip = vmcs.readNatural(F.GUEST_RIP);
   if (ia32e && (csAr & 0x2000) !== 0 && !canonical(rip)) return guestStateFailure("GUEST_RIP is not canonical");
   if ((!ia32e || (csAr & 0x2000) === 0) && (rip < 0 || rip >= 2 ** 32)) return guestStateFailure("GUEST_RIP bits 63:32 are not 0 outside 64-bit mode");
