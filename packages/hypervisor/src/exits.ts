@@ -583,7 +583,10 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     if ((lo & CR0_NW) !== 0 && (lo & CR0_CD) === 0) return gp0(); // NW without CD
     const d = ctx.domain;
     const shadowPaging = !d.hap;
-    if ((lo & CR0_PE) === 0) return { kind: "crash", reason: "the guest turned protection off (CR0.PE = 0): real mode is not modelled" };
+    // Real mode (PE = 0, with PG = 0 checked above): on EPT the vCPU runs it as an unrestricted
+    // guest (a paging-off guest always has the control on, below and in startRealModeAp); a
+    // shadow domain has no unrestricted guest and Xen's real-mode emulation is not modelled.
+    if ((lo & CR0_PE) === 0 && shadowPaging) return { kind: "crash", reason: "the guest turned protection off (CR0.PE = 0): real mode on a shadow-paging domain is not modelled (it needs unrestricted guest, which needs EPT)" };
     const oldPg = vmcs.read32(F.CR0_READ_SHADOW) & CR0_PG; // as the guest sees it
     if (((oldPg ^ lo) & CR0_PG) !== 0) {
       // Paging on or off (Xen's hvm_set_cr0), with the guest's view of EFER and CR4.

@@ -23,6 +23,7 @@ import {
   SECONDARY_UNRESTRICTED_GUEST,
   EFER_LMA,
   EFER_LME,
+  RFLAGS_FIXED,
   RFLAGS_IF,
   CPU_INTR_WINDOW_EXITING,
   EXIT_ACK_INTR_ON_EXIT,
@@ -231,6 +232,59 @@ function enterPagingOff(vmcs: Vmcs): void {
   vmcs.setNatural(F.GUEST_CR3, 0);
   vmcs.setField(F.GUEST_IA32_EFER, 0);
   vmcs.setField(F.GUEST_TR_AR_BYTES, 0x8b); // present, busy 32-bit TSS (type 11)
+}
+
+/**
+ * A start-up IPI's AP state on an EPT domain (Xen's hvm_vcpu_reset_state(v, vector << 8, 0), SDM
+ * Vol. 3A 9.4.4 and Table 10-1): real-address mode as an unrestricted guest, CS selector =
+ * vector << 8 with base vector << 12 and limit FFFFH (a 16-bit execute/read accessed segment), IP
+ * 0, the data segments selector 0, base 0, limit FFFFH (read/write accessed data), TR a busy TSS
+ * and LDTR an LDT with limit FFFFH, GDTR and IDTR base 0 limit FFFFH, CR0 = ET (plus the VMX-fixed
+ * NE, host-owned and hidden), CR3 = CR4 = 0 (VMXE host-owned), EFER 0, RFLAGS 2, the other
+ * registers 0, no event pending. The local APIC (and its ID) is kept. The vCPU then runs as
+ * VCPUOP_up would make it. Modelled more simply: the x87/SSE state is not reset.
+ */
+function startRealModeAp(v: Vcpu, vector: number): void {
+  const vmcs = v.vmcs;
+  const seg = (sel: F, base: F, limit: F, ar: F, selector: number, ar8: number) => {
+    vmcs.setField(sel, selector);
+    vmcs.setNatural(base, selector * 16);
+    vmcs.setField(limit, 0xffff);
+    vmcs.setField(ar, ar8);
+  };
+  seg(F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES, (vector & 0xff) << 8, 0x9b);
+  seg(F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES, 0, 0x93);
+  seg(F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES, 0, 0x93);
+  seg(F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES, 0, 0x93);
+  seg(F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES, 0, 0x93);
+  seg(F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES, 0, 0x93);
+  seg(F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES, 0, 0x8b);
+  seg(F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES, 0, 0x82);
+  vmcs.setNatural(F.GUEST_GDTR_BASE, 0);
+  vmcs.setField(F.GUEST_GDTR_LIMIT, 0xffff);
+  vmcs.setNatural(F.GUEST_IDTR_BASE, 0);
+  vmcs.setField(F.GUEST_IDTR_LIMIT, 0xffff);
+  vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_UNRESTRICTED_GUEST) >>> 0);
+  vmcs.setField(F.VM_ENTRY_CONTROLS, (vmcs.read32(F.VM_ENTRY_CONTROLS) & ~ENTRY_IA32E_MODE) >>> 0);
+  vmcs.setNatural(F.GUEST_CR0, (CR0_ET | CR0_NE) >>> 0);
+  vmcs.setNatural(F.CR0_READ_SHADOW, 0); // PE, PG, NE, NW, CD as the guest sees them: all 0
+  vmcs.setNatural(F.GUEST_CR4, CR4_VMXE);
+  vmcs.setNatural(F.CR4_READ_SHADOW, 0);
+  vmcs.setNatural(F.GUEST_CR3, 0);
+  vmcs.setField(F.GUEST_IA32_EFER, 0);
+  vmcs.setNatural(F.GUEST_RIP, 0);
+  vmcs.setNatural(F.GUEST_RSP, 0);
+  vmcs.setField(F.GUEST_RFLAGS, RFLAGS_FIXED);
+  vmcs.setField(F.GUEST_INTERRUPTIBILITY_INFO, 0);
+  vmcs.setField(F.GUEST_ACTIVITY_STATE, 0);
+  vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, 0);
+  v.cpu.lo.fill(0);
+  v.cpu.hi.fill(0);
+  v.cpu.cr2 = 0;
+  v.bringUp.initialised = true;
+  v.bringUp.up = true;
+  v.down = false;
+  v.blocked = false;
 }
 
 /**
@@ -1346,10 +1400,17 @@ export class Hypervisor {
 
   /**
    * ICR writes, to the domain's own vCPUs. Fixed IPIs are delivered (lowest priority goes to the
-   * first vCPU addressed: modelled more simply than arbitration). A start-up IPI to a vCPU that is
-   * not up crashes the domain with the reason: APs would start in real mode, which the
-   * interpreter lacks, so PVH guests bring them up with HYPERVISOR_vcpu_op instead. INIT, NMI,
-   * SMI and ExtINT IPIs are not modelled and only counted (`Domain.ipisIgnored`).
+   * first vCPU addressed: modelled more simply than arbitration). INIT and start-up IPIs bring an
+   * AP up the native way, as Xen's vlapic_accept_irq does (APIC_DM_INIT, APIC_DM_STARTUP): an
+   * INIT to a vCPU that is not up resets it to wait for a start-up IPI (a vCPU never brought up
+   * waits from the start, as after reset); the first SIPI then starts it in real mode at
+   * vector << 12 (`startRealModeAp`, Xen's hvm_vcpu_reset_state(v, vector << 8, 0)). A SIPI to a
+   * vCPU that is up, or that VCPUOP_initialise set up without an INIT since, is ignored as on
+   * hardware and in Xen, and so is an INIT to a running vCPU (a warm reset is not modelled). On
+   * a shadow-paging domain a SIPI crashes the domain with the reason: VT-x runs real mode only as
+   * an unrestricted guest, which needs EPT, and Xen's instruction-by-instruction real-mode
+   * emulation (vmx_realmode) is not modelled. NMI, SMI and ExtINT IPIs are not modelled. What is
+   * ignored is counted (`Domain.ipisIgnored`).
    */
   private routeIpi(d: Domain, from: Vcpu, dest: number, vector: number, shorthand: number, mode: number, logical: boolean): void {
     for (const t of d.vcpus) {
@@ -1364,9 +1425,19 @@ export class Hypervisor {
       if (mode === ApicDeliveryMode.Fixed || mode === ApicDeliveryMode.LowestPriority) {
         t.apic?.acceptInterrupt(vector);
         if (mode === ApicDeliveryMode.LowestPriority) return;
-      } else if (mode === ApicDeliveryMode.StartUp && !t.bringUp.up) {
-        d.crash(`start-up IPI (vector 0x${vector.toString(16)}) to vCPU ${t.id}: real-mode AP start-up is not modelled; bring APs up with HYPERVISOR_vcpu_op (VCPUOP_initialise, VCPUOP_up)`);
-        return;
+      } else if (mode === ApicDeliveryMode.Init && !t.isUp) {
+        // Xen's vlapic_init_sipi_action for INIT: the vCPU is reset (hvm_vcpu_down) and waits for a SIPI.
+        t.bringUp.initialised = false;
+        t.bringUp.up = false;
+        t.blocked = true;
+      } else if (mode === ApicDeliveryMode.StartUp && !t.bringUp.up && !t.bringUp.initialised) {
+        if (!d.hap) {
+          d.crash(
+            `start-up IPI (vector 0x${vector.toString(16)}) to vCPU ${t.id}: real-mode AP start-up on a shadow-paging domain is not modelled (VT-x runs real mode only as an unrestricted guest, which needs EPT: use hap = 1), or bring APs up with HYPERVISOR_vcpu_op (VCPUOP_initialise, VCPUOP_up)`,
+          );
+          return;
+        }
+        startRealModeAp(t, vector);
       } else {
         d.ipisIgnored++;
       }
