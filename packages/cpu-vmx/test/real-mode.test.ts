@@ -173,6 +173,27 @@ describe("real-address mode: far transfers and descriptor tables", () => {
     expect(m.cpu.rip).toBe(0x18); // stopped past the hlt at 0x17
   });
 
+  it("LDS, LES, LSS, LFS, LGS load a far pointer (offset, then selector) into a segment register and a general register; 66 takes a 32-bit offset", () => {
+    // lds 0x100,%si; les 0x104,%di; lss 0x108,%sp; lfs 0x10c,%ax; lgs 0x110,%bx; ldsl 0x120,%ecx; hlt
+    const m = realMachine("c5360001c43e04010fb22608010fb4060c010fb51e100166c50e2001f4", 0x1000);
+    const ptr = (at: number, off: number, sel: number) => {
+      m.memory.write16(at, off);
+      m.memory.write16(at + 2, sel);
+    };
+    ptr(0x100, 0x1111, 0x0050); // DS = 0050h: the later pointers are read at 0x500 + offset
+    ptr(0x604, 0x2222, 0x3000);
+    ptr(0x608, 0x3333, 0x4000);
+    ptr(0x60c, 0x4444, 0x5000);
+    ptr(0x610, 0x5555, 0x6000);
+    m.memory.write32(0x620, 0x89abcdef);
+    m.memory.write16(0x624, 0x0070);
+    expect(m.cpu.run(10).kind).toBe("hlt");
+    const r = (n: number) => m.cpu.lo[n]! & 0xffff;
+    expect([r(6), r(7), r(4), r(0), r(3), m.cpu.lo[1]! >>> 0]).toEqual([0x1111, 0x2222, 0x3333, 0x4444, 0x5555, 0x89abcdef]);
+    const base = (s: number) => m.cpu.seg[s]!.base;
+    expect([base(Seg.ES), base(Seg.SS), base(Seg.FS), base(Seg.GS), base(Seg.DS)]).toEqual([0x30000, 0x40000, 0x50000, 0x60000, 0x700]);
+  });
+
   it("LIDT/LGDT with a 16-bit operand load a 24-bit base, with 66 a 32-bit one", () => {
     // lidtw 0x100; lgdtl 0x108; hlt
     const m = realMachine("0f011e0001660f01160801f4", 0x0000);
@@ -251,6 +272,7 @@ describe("16-bit decoding agrees with iced-x86", () => {
     ["lcall $0x0900,$0x10; data32 lcall $0x900,$0x20; lret; lretl; iret; iretl", "9a10000009669a200000000009cb66cbcf66cf"],
     ["mov 2(%bx,%si),%ax; mov %es:0x5,%bx; movl $0xcafef00d,(%esi)", "8b40022 68b1e05006766c7060df0fe ca".replace(/ /g, "")],
     ["int $0x21; int3; push %ds; pop %fs; lcallw *%cs:0x18", "cd21cc1e0fa12eff1e1800"],
+    ["lds 0x100,%si; les 0x104,%di; lss 0x108,%sp; lfs 0x10c,%ax; lgs 0x110,%bx; ldsl 0x120,%ecx", "c5360001c43e04010fb22608010fb4060c010fb51e100166c50e2001"],
   ];
   for (const [what, code] of sequences) {
     it(what, () => {

@@ -110,6 +110,26 @@ describe("an AP started with INIT-SIPI-SIPI runs a real-mode trampoline into lon
   });
 });
 
+describe("hostile INIT and SIPI", () => {
+  it("an INIT to the running BSP is ignored; a SIPI into zeroed memory runs the AP on garbage in real mode without harming the host or another domain", () => {
+    // x2APIC on; INIT to APIC ID 0 (the BSP itself, up: ignored); SIPI vector A0h to APIC ID 1 (0xA0000: zeros, ADD [BX+SI], AL);
+    // then the BSP spins (mov $0x10000,%ecx; loop .) and exits with 0x66.
+    const bsp = "b91b000000b8000de0fe31d20f30" + "b93008000031d2b8004500000f30" + "ba01000000b8a04600000f30" + "b900000100e2fe" + "b866000000e7f4";
+    const hv = new Hypervisor({ memoryMiB: 64, sliceInstructions: 5_000 });
+    const d = hv.createDomain({ name: "sipi", memoryMiB: 8, vcpus: 2, hap: true, kernel: tinyKernel(bsp) });
+    const good = hv.createDomain({ name: "good", memoryMiB: 8, kernel: tinyKernel("b855000000e7f4") });
+    hv.run({ maxInstructions: 3_000_000 });
+    expect(d.crashReason).toBeUndefined();
+    expect(d.exitCode).toBe(0x66);
+    expect(d.ipisIgnored).toBe(1);
+    const ap = d.vcpus[1]!;
+    expect(ap.cpu.realMode).toBe(true);
+    expect(ap.cpu.seg[1]!.base).toBe(0xa0000); // Seg.CS from the SIPI vector
+    expect(ap.cpu.counters.instructions).toBeGreaterThan(1000);
+    expect(good.exitCode).toBe(0x55);
+  });
+});
+
 describe("real-mode AP start-up on shadow paging", () => {
   it("crashes only that domain, naming what is not modelled and the ways that work", () => {
     const { d, good } = boot(BSP_X2APIC, false);

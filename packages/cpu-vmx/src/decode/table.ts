@@ -21,6 +21,7 @@ import * as shift from "../exec/shift.js";
 import * as stack from "../exec/stack.js";
 import * as str from "../exec/string.js";
 import * as sys from "../exec/system.js";
+import { Seg } from "../regs.js";
 
 // ---- Decode flags ----
 /** A ModRM byte follows the opcode. */
@@ -198,6 +199,9 @@ def(0xc0, group2(F_BYTE | F_IMM8, shift.shiftEI, "Eb,Ib"));
 def(0xc1, group2(F_IMM8, shift.shiftEI, "Ev,Ib"));
 def(0xc2, op("ret", "Iw", control.ret, F_IMM16 | F_F64));
 def(0xc3, op("ret", "", control.ret, F_F64));
+// C4/C5 are LES/LDS outside 64-bit mode (their register forms are VEX prefixes, which this CPU does not implement: #UD).
+def(0xc4, op("les", "Gz,Mp", sys.loadFarPointer, F_MODRM | F_MEM | F_NO64, Seg.ES));
+def(0xc5, op("lds", "Gz,Mp", sys.loadFarPointer, F_MODRM | F_MEM | F_NO64, Seg.DS));
 def(0xc6, { group: [op("mov", "Eb,Ib", move.movEI, F_BYTE | F_IMM8)], flags: F_MODRM });
 def(0xc7, { group: [op("mov", "Ev,Iz", move.movEI, F_IMMZ)], flags: F_MODRM });
 def(0xc8, op("enter", "Iw,Ib", stack.enter, F_ENTER | F_D64));
@@ -495,7 +499,10 @@ def(T + 0xae, {
 def(T + 0xaf, op("imul", "Gv,Ev", muldiv.imulGE, F_MODRM));
 def(T + 0xb0, op("cmpxchg", "Eb,Gb", move.cmpxchg, F_MODRM | F_BYTE | F_LOCKABLE));
 def(T + 0xb1, op("cmpxchg", "Ev,Gv", move.cmpxchg, F_MODRM | F_LOCKABLE));
+def(T + 0xb2, op("lss", "Gv,Mp", sys.loadFarPointer, F_MODRM | F_MEM, Seg.SS));
 def(T + 0xb3, op("btr", "Ev,Gv", bits.btEG, F_MODRM | F_LOCKABLE, 2));
+def(T + 0xb4, op("lfs", "Gv,Mp", sys.loadFarPointer, F_MODRM | F_MEM, Seg.FS));
+def(T + 0xb5, op("lgs", "Gv,Mp", sys.loadFarPointer, F_MODRM | F_MEM, Seg.GS));
 def(T + 0xb6, op("movzx", "Gv,Eb", move.movzx, F_MODRM, 1));
 def(T + 0xb7, op("movzx", "Gv,Ew", move.movzx, F_MODRM, 2));
 def(T + 0xba, {

@@ -691,6 +691,23 @@ export function movSregE(cpu: Cpu, i: Insn): void {
   if (i.reg === Seg.SS) cpu.blockByMovSs();
 }
 
+/**
+ * LDS, LES (C5, C4; outside 64-bit mode), LSS, LFS, LGS (0F B2, B4, B5): `i.cc` is the segment
+ * register. The far pointer m16:16/32/64 is read (offset first, the selector after it), the
+ * segment register loaded as MOV Sreg loads it (real mode: base = selector << 4; protected mode:
+ * the descriptor checks), then the offset written to the register, so a fault leaves both as they
+ * were (SDM "LDS/LES/LFS/LGS/LSS"). LSS does not block interrupts as MOV SS does.
+ */
+export function loadFarPointer(cpu: Cpu, i: Insn): void {
+  const lin = ea(cpu, i);
+  const size = i.opSize;
+  const lo = size === 8 ? cpu.read64(lin) : size === 4 ? cpu.read32(lin) : cpu.read16(lin);
+  const hi = size === 8 ? cpu.tmpHi : 0;
+  const selector = cpu.read16(cpu.mode64 ? lin + size : (lin + size) >>> 0) & 0xffff;
+  cpu.loadDataSegment(i.cc, selector);
+  writeReg(cpu, i.reg, i.rex, size, lo, hi);
+}
+
 /** The segment register a PUSH/POP Sreg opcode names. */
 function pushPopSegment(opcode: number): number {
   switch (opcode) {
