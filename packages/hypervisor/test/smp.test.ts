@@ -191,6 +191,24 @@ describe("PVH vCPU bring-up with HYPERVISOR_vcpu_op", () => {
     });
   }
 
+  it("a vCPU brought up with VCPUOP_initialise/VCPUOP_up that went down (cli; hlt) is reset by INIT and restarted in real mode by a SIPI (EPT)", () => {
+    // AP (at AP): cli; hlt, then the real-mode code the BSP copies to 0x8000:
+    //   mov $0xffff,%ax; mov %ax,%ds; movl $0x4d4d4d4d,0x810 (linear 0x100800 = FLAG); cli; hlt
+    const real = "b8ffff8ed866c70610084d4d4d4dfaf4";
+    const copy = `be${imm32(AP + 2)}bf${imm32(0x8000)}b9${imm32(real.length / 2)}fcf3a4 31f6`; // rep movsb; xor %esi,%esi (WAIT_FLAG adds ESI)
+    const x2apic = `b91b000000b8000de0fe31d20f30`; // IA32_APIC_BASE = 0xFEE00D00 (EN | EXTD | BSP)
+    const initSipi = `b930080000ba01000000b8004500000f30b8084600000f30`; // ICR: INIT to APIC ID 1, then SIPI vector 08h
+    const bsp = `${vcpuOp(VCPUOP_initialise, 1, CTX)} 89c6 ${vcpuOp(VCPUOP_up, 1)} b900000200e2fe ${copy} ${x2apic} ${initSipi} ${WAIT_FLAG}`;
+    const d = boot(image(bsp, `faf4${real}`, ctx32()), true);
+    expect(d.crashReason).toBeUndefined();
+    expect(d.exitCode).toBe(0x4d4d_4d4d); // the flag from real mode
+    expect(d.ipisIgnored).toBe(0); // the INIT found the AP down (not up), so neither IPI was ignored
+    const ap = d.vcpus[1]!;
+    expect(ap.cpu.realMode).toBe(true);
+    expect(ap.cpu.seg[1]!.base).toBe(0x8000); // Seg.CS = 0800h from the SIPI vector
+    expect(ap.down).toBe(true); // its final cli; hlt
+  });
+
   it("on shadow paging a start-up IPI (the real-mode AP start) crashes only that domain, naming the ways that work; the INIT before it resets the AP (test/realmode-ap.test.ts runs the EPT start)", () => {
     // x2APIC on (WRMSR IA32_APIC_BASE = 0xFEE00D00: BSP | EN | EXTD); INIT to vCPU 1 (ICR 0x4500);
     // SIPI vector 8 to vCPU 1 (ICR 0x4608); then out 0xf4 with 0x77, which must not be reached.
