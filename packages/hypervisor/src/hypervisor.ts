@@ -449,7 +449,7 @@ export class Domain {
   /** The PV clock and wallclock state (xen/time.ts) and the watchdogs (xen/timer.ts). */
   readonly xenTime = new DomainTime();
   readonly xenTimers = new DomainTimers();
-  /** IPIs with a delivery mode the hypervisor does not model (INIT, NMI, SMI, ExtINT, SIPI to a running vCPU). */
+  /** IPIs not acted on: NMI, SMI and ExtINT (not modelled), an INIT to a running vCPU, a SIPI to a vCPU that is up or was set up by VCPUOP_initialise without an INIT since. */
   ipisIgnored = 0;
   /** The xenstore and console rings and ports the toolstack set up (HVM_PARAM_STORE_PFN/EVTCHN, CONSOLE_PFN/EVTCHN). */
   magicPages: MagicPages | undefined;
