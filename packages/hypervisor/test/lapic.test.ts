@@ -5,7 +5,9 @@ import {
   APIC_BASE_EXTD,
   APIC_ESR_RECV_ILLEGAL_VECTOR,
   APIC_ESR_SEND_ILLEGAL_VECTOR,
+  APIC_LVT_DELIVERY_STATUS,
   APIC_LVT_MASKED,
+  APIC_LVT_REMOTE_IRR,
   APIC_SVR_ENABLE,
   APIC_VERSION_VALUE,
   ApicDeliveryMode,
@@ -23,6 +25,8 @@ import {
   MSR_X2APIC_ISR0,
   MSR_X2APIC_LDR,
   MSR_X2APIC_LVT_ERROR,
+  MSR_X2APIC_LVT_LINT0,
+  MSR_X2APIC_LVT_LINT1,
   MSR_X2APIC_LVT_TIMER,
   MSR_X2APIC_PPR,
   MSR_X2APIC_SELF_IPI,
@@ -125,6 +129,21 @@ describe("LocalApic registers", () => {
     expect(apic.writeMsr(MSR_X2APIC_ICR, (0b111 << 8) | 0x40, 0)).toBe(false);
     expect(apic.writeMsr(MSR_X2APIC_SELF_IPI, 0x140, 0)).toBe(false);
     expect(read(apic, MSR_X2APIC_TPR)).toBe(0);
+  });
+
+  it("LVT writes may carry the read-only bits (delivery status; remote IRR on LINT0/1), which are ignored: Linux's disconnect_bsp_APIC writes LINT0 = 0x5700", () => {
+    const { apic } = setup();
+    expect(apic.writeMsr(MSR_X2APIC_LVT_LINT0, 0x5700, 0)).toBe(true);
+    expect(read(apic, MSR_X2APIC_LVT_LINT0)).toBe(0x0700); // ExtINT, unmasked; the read-only bits read as 0
+    expect(apic.writeMsr(MSR_X2APIC_LVT_LINT1, APIC_LVT_REMOTE_IRR | APIC_LVT_DELIVERY_STATUS | 0x400, 0)).toBe(true);
+    expect(read(apic, MSR_X2APIC_LVT_LINT1)).toBe(0x400); // NMI
+    expect(apic.writeMsr(MSR_X2APIC_LVT_TIMER, APIC_LVT_DELIVERY_STATUS | 0x40, 0)).toBe(true);
+    expect(read(apic, MSR_X2APIC_LVT_TIMER)).toBe(0x40);
+    // Remote IRR exists only on LINT0/1: elsewhere bit 14 is reserved; bits above the mask are reserved everywhere.
+    expect(apic.writeMsr(MSR_X2APIC_LVT_TIMER, APIC_LVT_REMOTE_IRR | 0x40, 0)).toBe(false);
+    expect(apic.writeMsr(MSR_X2APIC_LVT_ERROR, APIC_LVT_REMOTE_IRR | 0xfe, 0)).toBe(false);
+    expect(apic.writeMsr(MSR_X2APIC_LVT_LINT0, 1 << 17, 0)).toBe(false);
+    expect(read(apic, MSR_X2APIC_LVT_LINT0)).toBe(0x0700);
   });
 
   it("IA32_APIC_BASE mode transitions; x2APIC registers #GP outside x2APIC mode", () => {

@@ -508,8 +508,13 @@ export class LocalApic implements BusDevice {
     if (msr >= MSR_X2APIC_LVT_TIMER && msr <= MSR_X2APIC_LVT_ERROR) {
       const slot = msr - MSR_X2APIC_LVT_TIMER;
       const mask = LVT_WRITE_MASKS[slot] ?? 0;
-      if ((lo & ~mask) !== 0) return false;
-      this.lvt[slot] = this.softwareEnabled ? lo : lo | APIC_LVT_MASKED;
+      // Read-only bits are not reserved: a write may carry them and they are ignored (Linux's
+      // disconnect_bsp_APIC writes LINT0 with delivery status and remote IRR set; Xen's
+      // guest_wrmsr_x2apic accepts them in LVT_MASK/LINT_MASK).
+      const readOnly = APIC_LVT_DELIVERY_STATUS | (mask === LVT_LINT_MASK ? APIC_LVT_REMOTE_IRR : 0);
+      if ((lo & ~(mask | readOnly)) !== 0) return false;
+      const value = lo & mask;
+      this.lvt[slot] = this.softwareEnabled ? value : value | APIC_LVT_MASKED;
       return true;
     }
     // Read-only (ID, version, PPR, LDR, ISR, TMR, IRR, current count) or reserved.
