@@ -9,7 +9,8 @@
  *
  *   workload=compute|ptemod|forkwait|disk  plus  iterations=N procs=N pages=N forks=N mib=N ...
  *   workload=pvdisk  (the disk workload's data through blkfront: xen/blkfront.c)
- *   workload=net role=ping|pong count=N  (ARP and ICMP echo through netfront: xen/netfront.c)
+ *   workload=net role=ping|pong count=N  (ARP and ICMP echo through netfront: xen/netfront.c;
+ *                                        pong also answers any other stack's echo requests)
  *   workload=nvme mib=N  (the disk workload's data through an NVMe controller: nvme.c)
  *   workload=dmaattack victim=0xADDR  (hostile: NVMe DMA aimed outside the domain's RAM)
  *
@@ -1089,6 +1090,41 @@ static int parse_icmp(const uint8_t *f, int n, uint8_t type, uint16_t *seq, cons
     return 1;
 }
 
+/*
+ * Any other host's ICMP echo request to us (RFC 792: any identifier, sequence number and data,
+ * as Linux's or busybox's ping sends them): answered as an IP stack does, the reply carrying the
+ * request's identifier, sequence number and data. Returns the sequence number answered, or -1
+ * when the frame is not such a request (checked: IPv4 without options, both checksums, our
+ * address, from the peer, a length inside the frame).
+ */
+static int answer_any_echo(const uint8_t *f, int n) {
+    if (n < 14 + 20 + 8 || get16(f + 12) != ETH_IP)
+        return -1;
+    const uint8_t *ip = f + 14, *ic = ip + 20;
+    unsigned total = get16(ip + 2);
+    if (ip[0] != 0x45 || ip[9] != 1 || total < 20 + 8 || total > (unsigned)n - 14 || inet_csum(ip, 20) != 0 ||
+        get32(ip + 12) != peer_ip || get32(ip + 16) != my_ip)
+        return -1;
+    unsigned icmp_len = total - 20;
+    if (ic[0] != 8 || ic[1] != 0 || inet_csum(ic, icmp_len) != 0)
+        return -1;
+    memcpy(peer_mac, f + 6, 6);
+    eth_header(peer_mac, ETH_IP);
+    uint8_t *rip = frame + 14, *ric = rip + 20;
+    memcpy(rip, ip, 20);
+    put32(rip + 12, my_ip);
+    put32(rip + 16, peer_ip);
+    rip[8] = 64;
+    put16(rip + 10, 0);
+    put16(rip + 10, inet_csum(rip, 20));
+    memcpy(ric, ic, icmp_len);
+    ric[0] = 0;   /* echo reply */
+    put16(ric + 2, 0);
+    put16(ric + 2, inet_csum(ric, icmp_len));
+    net_send(14 + total);
+    return get16(ic + 6);
+}
+
 /* Answers an ARP request for our address (and learns the asker); 1 for an ARP reply to us. */
 static int handle_arp(const uint8_t *f, int n) {
     if (n < 42 || get16(f + 12) != ETH_ARP)
@@ -1219,7 +1255,16 @@ static void workload_net(void) {
                 if (done == count)
                     quiet_until = xen_now_ns() + 50000000ull;
             } else {
-                handle_arp(rxf, n);
+                /* Another stack's ping (Linux's): answered and counted by its sequence number. */
+                int other = answer_any_echo(rxf, n);
+                if (other >= 0 && (uint64_t)other < count && !(served[other / 8] & (1u << (other % 8)))) {
+                    served[other / 8] |= (uint8_t)(1u << (other % 8));
+                    done++;
+                    if (done == count)
+                        quiet_until = xen_now_ns() + 50000000ull;
+                } else if (other < 0) {
+                    handle_arp(rxf, n);
+                }
             }
         }
         /* The checksum folds the payloads in seq order: the pinger's value. */
