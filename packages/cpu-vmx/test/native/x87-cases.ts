@@ -179,6 +179,27 @@ function forms(): Form[] {
   out.push({ name: "fnstenv (16-bit)", bytes: () => [0x66, 0xd9, 0x73, X87_MEM], clear: [[6, 2], [8, 2], [12, 2]] });
   out.push({ name: "fnstenv", bytes: () => [0xd9, 0x73, X87_MEM], clear: env32 });
   out.push({ name: "fldenv", bytes: () => [0xd9, 0x63, X87_MEM], mem: "env", rawFip: true });
+  // FNSAVE, then a new FCW, FSW (no ES/B as stored), tag word, FIP and FOP written into the
+  // image, FRSTOR of it (the state then seen by the FNSAVE at the end)
+  const movw = (off: number, v: number) => [0x66, 0xc7, 0x83, ...le(X87_SAVE + off, 4), ...le(v, 2)];
+  out.push({
+    name: "fnsave/frstor",
+    bytes: (x) => [
+      0xdd, 0xb3, ...le(X87_SAVE, 4),
+      ...movw(0, randomFcw(x)),
+      ...movw(4, x() & 0x7f7f),
+      ...movw(8, x() & 0xffff),
+      0xc7, 0x83, ...le(X87_SAVE + 12, 4), ...le(x(), 4),
+      ...movw(18, x() & 0x07ff),
+      0xdd, 0xa3, ...le(X87_SAVE, 4),
+      ...movw(16, 0), // the image's FCS and FDS (the host's selectors) cleared for the FWAIT cases
+      ...movw(24, 0),
+    ],
+    rawFip: true,
+  });
+  // the 16-bit layout (94 bytes: 14-byte environment) saved and restored
+  // (its FIP, the host's code address, cleared before the FRSTOR; FCS and FDS after it)
+  out.push({ name: "fnsave/frstor (16-bit)", bytes: () => [0x66, 0xdd, 0xb3, ...le(X87_SAVE, 4), ...movw(6, 0), 0x66, 0xdd, 0xa3, ...le(X87_SAVE, 4), ...movw(8, 0), ...movw(12, 0)], rawFip: true });
   return out;
 }
 
