@@ -19,7 +19,7 @@ export { SSE_OPCODES, F_REGONLY, F_SSE, isSseGroup } from "./decode/sse-table.js
 export type { SseRow, SseForm } from "./decode/sse-table.js";
 export { MXCSR_IE, MXCSR_DE, MXCSR_ZE, MXCSR_OE, MXCSR_UE, MXCSR_PE, MXCSR_DAZ, MXCSR_FTZ } from "./exec/sse-fp.js";
 export * from "./regs.js";
-export { defaultCpuid, readMsr, writeMsr, CPUID_1_EDX_CX8, CPUID_1_EDX_CLFSH, CPUID_1_EDX_FXSR, CPUID_1_EDX_SSE, CPUID_1_EDX_SSE2, CPUID_1_ECX_CX16, CPUID_1_ECX_POPCNT, CPUID_1_CLFLUSH_LINE_QWORDS } from "./exec/system.js";
+export { defaultCpuid, CPUID_1_EDX_FPU, readMsr, writeMsr, CPUID_1_EDX_CX8, CPUID_1_EDX_CLFSH, CPUID_1_EDX_FXSR, CPUID_1_EDX_SSE, CPUID_1_EDX_SSE2, CPUID_1_ECX_CX16, CPUID_1_ECX_POPCNT, CPUID_1_CLFLUSH_LINE_QWORDS } from "./exec/system.js";
 export { FCW_INIT, FCW_RESET, FXSAVE_SIZE, FpuState, MXCSR_DEFAULT, MXCSR_MASK } from "./exec/fpu.js";
 
 // ---- VMX (part 2, in progress): the VMCS and exit reasons ----

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Vector } from "@vtlab/arch";
-import { CR0_EM, CR0_MP, CR0_TS, CR4_OSFXSR, FCW_INIT, MXCSR_DEFAULT, MXCSR_MASK } from "@vtlab/cpu-vmx";
+import { CPUID_1_EDX_FPU, CR0_EM, CR0_MP, CR0_TS, CR4_OSFXSR, FCW_INIT, MXCSR_DEFAULT, MXCSR_MASK } from "@vtlab/cpu-vmx";
 import { hex, machine64, type TestMachine } from "./machine.js";
 
 const IDT = 0x8000;
@@ -103,6 +103,12 @@ describe("x87 control instructions", () => {
       // fld qword [rbx] with RBX unmapped: #NM comes first
       expect(run("48bb0000000000800000 dd03 f4", (m) => (m.cpu.cr0 |= bit)).vector).toBe(Vector.NM);
     }
+  });
+
+  it("CPUID.1:EDX reports the FPU (bit 0) now that the x87 runs", () => {
+    // mov eax, 1; cpuid; hlt
+    const { m } = run("b801000000 0fa2 f4");
+    expect(m.cpu.lo[2]! & CPUID_1_EDX_FPU).toBe(1);
   });
 
   it("an unmasked x87 exception is taken as #MF by the next waiting x87 instruction, not by the faulting one", () => {

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { guestExpectedOutputUrl, guestImageUrl, type GuestImageName } from "@vtlab/guests";
 import { BootLayout, DomainError, Hypervisor, MAX_STRING_IO_PER_EXIT, XEN_HVM_START_MAGIC_VALUE } from "@vtlab/hypervisor";
-import { ENTRY_IA32E_MODE, SECONDARY_UNRESTRICTED_GUEST, VmcsField as F } from "@vtlab/cpu-vmx";
+import { CPUID_1_EDX_FPU, ENTRY_IA32E_MODE, SECONDARY_UNRESTRICTED_GUEST, VmcsField as F } from "@vtlab/cpu-vmx";
 import { SPIN, TRIPLE_FAULT, direct64Kernel, multibootKernel, tinyKernel } from "./tiny-kernel.js";
 import { runYielding } from "./run-yielding.js";
 
@@ -104,12 +104,14 @@ describe("exits a guest causes", () => {
     return d;
   };
 
-  it("CPUID 0x40000000 gives the Xen signature; leaf 1 has the hypervisor bit and no VMX", () => {
+  it("CPUID 0x40000000 gives the Xen signature; leaf 1 has the hypervisor bit, the FPU and no VMX", () => {
     // mov eax, 0x40000000; cpuid; mov eax, ebx; out 0xf4, eax
     expect(runTiny("b800000040 0fa2 89d8 e7f4").exitCode).toBe(0x566e6558); // "XenV"
     // mov eax, 1; cpuid; mov eax, ecx; out 0xf4, eax
-    // mov eax, 1; cpuid; mov eax, edx; out 0xf4, eax: EDX.APIC (bit 9)
-    expect((runTiny("b801000000 0fa2 89d0 e7f4").exitCode! >>> 9) & 1).toBe(1);
+    // mov eax, 1; cpuid; mov eax, edx; out 0xf4, eax: EDX.APIC (bit 9), EDX.FPU (bit 0: the x87 runs)
+    const edx = runTiny("b801000000 0fa2 89d0 e7f4").exitCode!;
+    expect((edx >>> 9) & 1).toBe(1);
+    expect(edx & CPUID_1_EDX_FPU).toBe(1);
     const ecx = runTiny("b801000000 0fa2 89c8 e7f4").exitCode!;
     expect(ecx >>> 31).toBe(1);
     expect(ecx & (1 << 5)).toBe(0);

@@ -438,6 +438,8 @@ export function cpuid(cpu: Cpu, i: Insn): void {
   cpu.setReg32(2, out[3]!);
 }
 
+/** CPUID.01H:EDX.FPU (bit 0, SDM Vol. 2A Table 3-11): an x87 FPU on the chip. */
+export const CPUID_1_EDX_FPU = 1 << 0;
 /** CPUID.1:EDX.CX8 (bit 8): CMPXCHG8B (exec/cache-atomic.ts). */
 export const CPUID_1_EDX_CX8 = 1 << 8;
 /** CPUID.1:EDX.CLFSH (bit 19): CLFLUSH, with its line size in EBX[15:8]. */
@@ -457,9 +459,9 @@ const ascii = (s: string): number => s.charCodeAt(0) | (s.charCodeAt(1) << 8) | 
 
 /**
  * The CPU this interpreter is, as CPUID describes it: only what it implements. Vendor
- * "GenuineIntel" (it models an Intel VT-x processor); FXSR, SSE, SSE2, CLFSH, CX8, CX16 (no
- * MMX, SSE3 or later, no XSAVE/AVX); LM, NX, SYSCALL, 1 GiB pages, RDTSCP, PGE, PAT, CMOV,
- * POPCNT, LZCNT, SMEP, SMAP, LAHF in 64-bit mode.
+ * "GenuineIntel" (it models an Intel VT-x processor); the x87 FPU (exec/x87.ts), FXSR, SSE, SSE2,
+ * CLFSH, CX8, CX16 (no MMX, SSE3 or later, no XSAVE/AVX); LM, NX, SYSCALL, 1 GiB pages, RDTSCP,
+ * PGE, PAT, CMOV, POPCNT, LZCNT, SMEP, SMAP, LAHF in 64-bit mode.
  */
 export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Array): void {
   void sub;
@@ -474,8 +476,8 @@ export function defaultCpuid(cpu: Cpu, leaf: number, sub: number, out: Int32Arra
       out[0] = 0x000506e3; // family 6, model 0x5e (a Skylake-era signature)
       out[1] = 0x00010000 | (CPUID_1_CLFLUSH_LINE_QWORDS << 8); // one logical processor; CLFLUSH line size in 8-byte units
       out[2] = CPUID_1_ECX_CX16 | CPUID_1_ECX_POPCNT;
-      // TSC(4) MSR(5) PAE(6) CX8(8) PGE(13) CMOV(15) PAT(16) CLFSH(19) FXSR(24) SSE(25) SSE2(26)
-      out[3] = (1 << 4) | (1 << 5) | (1 << 6) | CPUID_1_EDX_CX8 | (1 << 13) | (1 << 15) | (1 << 16) | CPUID_1_EDX_CLFSH | CPUID_1_EDX_FXSR | CPUID_1_EDX_SSE | CPUID_1_EDX_SSE2;
+      // FPU(0) TSC(4) MSR(5) PAE(6) CX8(8) PGE(13) CMOV(15) PAT(16) CLFSH(19) FXSR(24) SSE(25) SSE2(26)
+      out[3] = CPUID_1_EDX_FPU | (1 << 4) | (1 << 5) | (1 << 6) | CPUID_1_EDX_CX8 | (1 << 13) | (1 << 15) | (1 << 16) | CPUID_1_EDX_CLFSH | CPUID_1_EDX_FXSR | CPUID_1_EDX_SSE | CPUID_1_EDX_SSE2;
       return;
     case 7:
       if (sub === 0) {
