@@ -11,8 +11,8 @@
  */
 import { describe, expect, it } from "vitest";
 import type { ShadowPaging } from "@vtlab/mmu-shadow";
-import { GUEST_MISC_ENABLE_LO, HOST_UCODE_REVISION, Hypervisor } from "@vtlab/hypervisor";
-import { tinyKernel } from "./tiny-kernel.js";
+import { BootLayout, GUEST_MISC_ENABLE_LO, HOST_UCODE_REVISION, Hypervisor } from "@vtlab/hypervisor";
+import { direct64Kernel, tinyKernel } from "./tiny-kernel.js";
 
 const runTiny = (code: string, hap: boolean) => {
   const hv = new Hypervisor({ memoryMiB: 64 });
@@ -108,3 +108,32 @@ describe("CR0.WP = 0 with paging on (pvh_start_xen's CR0 = PG | PE)", () => {
     expect(d.exitCode).toBe(0x1234_5678);
   });
 });
+
+// Linux's PTI syscall entry (entry_SYSCALL_64, SWITCH_TO_KERNEL_CR3) uses RSP as the scratch
+// register for CR3: mov rsp, cr3; and rsp, ~0x1800; mov cr3, rsp. Under shadow paging both are
+// VM exits, and a VM exit's RSP lives in the VMCS (GUEST_RSP, reloaded at the next entry): the
+// MOV from CR3 into RSP must land there, else the next entry restores the old stack pointer and
+// the MOV to CR3 loads a stack address (Linux took a double fault at its first syscall).
+for (const hap of [true, false]) {
+  const paging = hap ? "EPT" : "shadow";
+  describe(`MOV between CR3 and RSP (${paging})`, () => {
+    const runDirect = (code: string) => {
+      const hv = new Hypervisor({ memoryMiB: 64 });
+      const d = hv.createDomain({ name: "t", memoryMiB: 8, hap, kernel: direct64Kernel(code) });
+      hv.run({ maxInstructions: 1_000_000 });
+      return d;
+    };
+    // mov rbx, rsp; mov rsp, cr3; mov rax, rsp; mov rsp, rbx; out 0xf4, eax
+    const READ = "4889e3 0f20dc 4889e0 4889dc e7f4";
+    // mov rbx, rsp; mov rsp, cr3; mov cr3, rsp; mov rsp, rbx; mov rax, cr3; out 0xf4, eax
+    const WRITE = "4889e3 0f20dc 0f22dc 4889dc 0f20d8 e7f4";
+    it("mov rsp, cr3 puts the guest's CR3 in RSP; mov cr3, rsp loads it back", () => {
+      const a = runDirect(READ);
+      expect(a.crashReason).toBeUndefined();
+      expect(a.exitCode).toBe(BootLayout.pml4);
+      const b = runDirect(WRITE);
+      expect(b.crashReason).toBeUndefined();
+      expect(b.exitCode).toBe(BootLayout.pml4);
+    });
+  });
+}

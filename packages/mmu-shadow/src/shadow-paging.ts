@@ -532,6 +532,9 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (cr !== 3) return this.crash(`CR${cr} access exit is not a shadow-paging exit`);
     if (type === CrAccessType.MovFromCr) {
       cpu.setRegFromNumber(gpr, state.guestCr3);
+      // RSP is guest state in the VMCS, reloaded from GUEST_RSP at the next VM entry (SDM 27.3.1.3):
+      // a MOV from CR3 into RSP (Linux's PTI syscall entry does it) must land there.
+      if (gpr === 4) vmcs.setNatural(F.GUEST_RSP, state.guestCr3);
       this.advance(vmcs, exit);
       return { kind: "resume" };
     }
