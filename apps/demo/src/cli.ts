@@ -37,7 +37,7 @@ commands:
         disk MiB, MiB/s); netfront: the net-ping/net-pong pair on a bridge (events, grant
         operations and exits per frame; vtlab has no emulated NIC to compare with);
         iommu: nvme through the assigned controller, and a guest aiming its DMA at another
-        domain with the IOMMU and with iommu = 0; linux-boot: not yet available (issue 16).
+        domain with the IOMMU and with iommu = 0; linux-boot: not in the tour yet (Linux boots with vtlab run machines/linux.cfg, in minutes).
         --scenario picks scenarios; --json prints every figure and check (and each
         machine's statistics) as JSON; --html FILE also writes the report as one
         self-contained HTML file with inline SVG charts (opens offline). Exit status 1

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import { DEFAULT_COST_MODEL, SimClock, costModel, modelledCycles } from "@vtlab/arch";
 
 describe("SimClock", () => {
@@ -41,6 +42,33 @@ describe("SimClock", () => {
     // deadlines 1000, 2400, 3800, 5200, 6600 are seen at the next 700-cycle step
     expect(run()).toEqual([1400, 2800, 4200, 5600, 7000]);
     expect(run()).toEqual(run());
+  });
+});
+
+describe("SimClock nanoseconds", () => {
+  it("is exact at 2 GHz however long the run: a whole nanosecond is reached at its cycle (Debian's Linux: 9914494698 cycles once read as 4957247348.999999 ns)", () => {
+    const c = new SimClock();
+    c.advance(9_914_494_698);
+    expect(c.nanoseconds).toBe(4_957_247_349);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), (cycles) => {
+        const k = new SimClock();
+        k.advance(cycles);
+        return k.nanoseconds === cycles / 2 && Math.floor(k.nanoseconds) * 2 <= cycles;
+      }),
+    );
+  });
+
+  it("is exact at 1 GHz and 4 GHz too, and within one part in 2^52 at 3 GHz", () => {
+    const one = new SimClock(1e9);
+    one.advance(123_456_789_012_345);
+    expect(one.nanoseconds).toBe(123_456_789_012_345);
+    const four = new SimClock(4e9);
+    four.advance(4 * 123_456_789_012);
+    expect(four.nanoseconds).toBe(123_456_789_012);
+    const three = new SimClock(3e9);
+    three.advance(3 * 2_000_000_000_001);
+    expect(Math.abs(three.nanoseconds - 2_000_000_000_001)).toBeLessThanOrEqual(2_000_000_000_001 * 2 ** -52);
   });
 });
 

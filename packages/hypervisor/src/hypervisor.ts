@@ -1195,13 +1195,16 @@ export class Hypervisor {
           const blockedDomains = this.domainList.filter((d) => d.state === "running").map((d) => d.id);
           return { reason: "idle", instructions: total, blockedDomains };
         }
-        const cycles = Math.ceil((next * this.clock.frequencyHz) / 1e9) - this.clock.cycles;
-        if (cycles > 0) this.clock.advance(cycles);
+        // At least one cycle: a deadline that pollApics did not fire at this clock value (a
+        // rounding step between nanoseconds and cycles) is reached by moving on, never by spinning
+        // here with the clock standing still.
+        const cycles = Math.max(1, Math.ceil((next * this.clock.frequencyHz) / 1e9) - this.clock.cycles);
+        this.clock.advance(cycles);
         this.pollApics();
         // A jump that woke nobody (a Xen timer whose event the guest has masked, say) is charged
         // to the run's budget, so a host whose guests only ever wait ends at maxInstructions
         // instead of advancing the clock forever without charging anything.
-        if (!this.anyRunnable() && cycles > 0) charged += Math.max(1, cycles / this.cost.instruction);
+        if (!this.anyRunnable()) charged += Math.max(1, cycles / this.cost.instruction);
         continue;
       }
       const v = runnable[this.rr++ % runnable.length]!;

@@ -8,13 +8,10 @@
  * paging models stop today: these expectations document it, and change as the models grow.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { VmcsField as F } from "@vtlab/cpu-vmx";
-import { linuxCacheUrl, linuxFetchScriptUrl } from "@vtlab/guests";
 import { BootLayout, extractBzImage, Hypervisor, parseElf, type Domain } from "@vtlab/hypervisor";
+import { linuxCache, type LinuxManifest } from "./linux-cache.js";
 import { runYielding } from "./run-yielding.js";
 
 const MiB = 1024 * 1024;
@@ -30,24 +27,6 @@ const CMDLINE = "console=hvc0 earlyprintk=xen rdinit=/init";
  */
 const BUDGET = 150_000_000;
 
-interface Manifest {
-  readonly kernelPackage: string;
-  readonly kernelVersion: string;
-  readonly release: string;
-  readonly modules: readonly string[];
-  readonly files: Record<"vmlinuz" | "initramfs.cpio", { readonly size: number; readonly sha256: string }>;
-}
-
-/** The cache, fetched with the package's own script where it is missing (never skipped). */
-function ensureCache(): Manifest {
-  const files = ["vmlinuz", "initramfs.cpio", "manifest.json"] as const;
-  if (!files.every((f) => existsSync(linuxCacheUrl(f)))) {
-    const r = spawnSync(process.execPath, [fileURLToPath(linuxFetchScriptUrl())], { encoding: "utf8", timeout: 900_000 });
-    if (r.status !== 0) throw new Error(`the fetch-linux script failed (exit ${r.status}${r.signal !== null ? `, ${r.signal}` : ""}):\n${r.stderr}${r.error !== undefined ? String(r.error) : ""}`);
-  }
-  return JSON.parse(readFileSync(linuxCacheUrl("manifest.json"), "utf8")) as Manifest;
-}
-
 function readGuest(hv: Hypervisor, d: Domain, gpa: number, n: number): Uint8Array {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
@@ -60,14 +39,12 @@ function readGuest(hv: Hypervisor, d: Domain, gpa: number, n: number): Uint8Arra
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
-let manifest: Manifest;
+let manifest: LinuxManifest;
 let vmlinuz: Uint8Array;
 let initramfs: Uint8Array;
 
 beforeAll(() => {
-  manifest = ensureCache();
-  vmlinuz = new Uint8Array(readFileSync(linuxCacheUrl("vmlinuz")));
-  initramfs = new Uint8Array(readFileSync(linuxCacheUrl("initramfs.cpio")));
+  ({ manifest, vmlinuz, initramfs } = linuxCache());
 }, 900_000);
 
 describe("Debian's linux-image-cloud-amd64, loaded as Xen's toolstack loads a PVH domU", () => {
