@@ -95,7 +95,7 @@ describe("vtlab demo: the tour of the seeds", () => {
     const r = runTour({ scenarios: ["linux-boot"] });
     expect(r.ok).toBe(true);
     expect(r.scenarios).toMatchObject([{ name: "linux-boot", available: false, figures: [], checks: [], reports: [] }]);
-    expect(r.scenarios[0]!.note).toContain("issue 16");
+    expect(r.scenarios[0]!.note).toContain("machines/linux.cfg");
     expect(() => runTour({ scenarios: ["linux-boot"], sizes: { diskMiB: 9 } })).toThrow(/sizes\.diskMiB: 9 is not an integer from 1 to 8/);
     expect(() => runTour({ scenarios: ["linux-boot"], sizes: { ptemodIterations: 1.5 } })).toThrow(/sizes\.ptemodIterations/);
   });
