@@ -660,9 +660,16 @@ export class Domain {
     this.syncRunstates();
   }
 
-  /** Every vCPU is down: the domain powers off (Xen's SHUTDOWN_poweroff). */
+  /**
+   * Every vCPU is down: the domain powers off (Xen's hvm_vcpu_down: domain_shutdown(d,
+   * SHUTDOWN_poweroff)), with exit code 0 as SCHEDOP_shutdown(SHUTDOWN_poweroff) has; a code
+   * SCHEDOP_shutdown_code recorded earlier wins, as in shutdownWith. (Linux's `poweroff -f` on
+   * a PVH domain ends so: no ACPI S5 in its DSDT, so the kernel halts every CPU.)
+   */
   powerOff(reason: string): void {
     if (this.state !== "running") return;
+    if (this.shutdownCode === undefined) this.shutdownCode = SHUTDOWN_poweroff;
+    if (this.shutdownCode === SHUTDOWN_poweroff) this.exitCode = 0;
     this.shutdownReason = reason;
     this.state = "shutdown";
     this.syncRunstates();

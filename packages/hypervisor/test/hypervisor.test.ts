@@ -144,6 +144,8 @@ describe("exits a guest causes", () => {
     const d = runTiny("fa f4"); // cli; hlt
     expect(d.state).toBe("shutdown");
     expect(d.shutdownReason).toMatch(/interrupts disabled/);
+    expect(d.exitCode).toBe(0); // SHUTDOWN_poweroff, as SCHEDOP_shutdown(SHUTDOWN_poweroff) gives
+    expect(d.shutdownCode).toBe(0);
     const hv = new Hypervisor({ memoryMiB: 64 });
     const smp = hv.createDomain({ name: "smp", memoryMiB: 8, vcpus: 4, kernel: tinyKernel("fa f4") });
     expect(hv.run({ maxInstructions: 1_000_000 }).reason).toBe("idle");
