@@ -1,7 +1,8 @@
 /**
  * HYPERVISOR_vcpu_op (xen/common/domain.c do_vcpu_op, xen/include/public/vcpu.h). PVH vCPU
- * bring-up: VCPUOP_initialise with a `vcpu_hvm_context`, then VCPUOP_up, since the interpreter
- * has no real mode for an INIT-SIPI-SIPI trampoline. Guest structures are read once, by linear
+ * bring-up: VCPUOP_initialise with a `vcpu_hvm_context`, then VCPUOP_up (the other way, INIT-SIPI-
+ * SIPI into a real-mode trampoline, is the local APIC's: hypervisor.ts, EPT domains only). Guest
+ * structures are read once, by linear
  * address through the guest's own paging (a copy_from_guest), then validated; a bad pointer is
  * -EFAULT.
  */
