@@ -59,10 +59,7 @@ const timeAreaBytes = new Uint8Array(vcpu_time_info.SIZEOF);
 function writeTimeGuestArea(hv: Hypervisor, v: Vcpu, base: number): void {
   const area = v.timeArea;
   if (area.addr === undefined) return;
-  for (let i = 0; i < timeAreaBytes.length; i++) {
-    const b = hv.memory.read8(base + i);
-    timeAreaBytes[i] = typeof b === "number" ? b : 0;
-  }
+  hv.memory.readBytes(base, timeAreaBytes);
   const n = copyToGuest({ hv, domain: v.domain, vcpu: v }, area.addr, timeAreaBytes, timeAreaBytes.length);
   if (n === timeAreaBytes.length) area.writes++;
   else area.faults++;

@@ -23,7 +23,8 @@ const BITS_PER_LONG = 64;
 export function do_vm_assist(ctx: ExitContext, a: HypercallArgs): number {
   const cmd = a.uint(0);
   const type = a.uint(1);
-  // The mask has bits below 32 only, so a type of 32..63 is as invalid as one above.
+  // Xen's test: type >= BITS_PER_LONG, or its bit clear in the mask. The mask has bits below 32
+  // only, so types 32..BITS_PER_LONG-1 fail the bit test too (checked first: a JS shift is mod 32).
   if (type >= BITS_PER_LONG || type >= 32 || ((HVM_VM_ASSIST_MASK >>> type) & 1) === 0) return -XEN_EINVAL;
   const x = ctx.domain.xen;
   switch (cmd) {
