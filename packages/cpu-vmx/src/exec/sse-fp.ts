@@ -741,6 +741,18 @@ export function cvts2si(cpu: Cpu, i: Insn): void {
   cpu.hi[i.reg] = i.opSize === 8 ? resHi : 0;
 }
 
+/** cvtXmm's per-lane flag accumulation (module state, so the instruction allocates nothing). */
+let preAll = 0;
+let postAll = 0;
+function laneStart(): void {
+  pre = 0;
+  post = 0;
+}
+function laneEnd(): void {
+  preAll |= pre;
+  postAll |= post;
+}
+
 /**
  * The XMM-to-XMM conversions (0F 5A, 0F 5B, 0F E6): CVTSS2SD, CVTSD2SS, CVTPS2PD, CVTPD2PS,
  * CVTDQ2PS, CVT(T)PS2DQ, CVTDQ2PD, CVT(T)PD2DQ. The forms that produce two lanes from a 128-bit
@@ -756,71 +768,63 @@ export function cvtXmm(cpu: Cpu, i: Insn): void {
   begin(cpu);
   const d = cpu.fpu.xd;
   const t = SLOT_T * 4;
-  let preAll = 0;
-  let postAll = 0;
+  preAll = 0;
+  postAll = 0;
   let lanes = 4; // doublewords of SLOT_T committed
-  const start = () => {
-    pre = 0;
-    post = 0;
-  };
-  const end = () => {
-    preAll |= pre;
-    postAll |= post;
-  };
   switch (cc) {
     case Cvt.SS2SD:
-      start();
+      laneStart();
       convertFp(F32, d[s * 4]!, 0);
       d[t] = resLo;
       d[t + 1] = resHi;
-      end();
+      laneEnd();
       lanes = 2;
       break;
     case Cvt.SD2SS:
-      start();
+      laneStart();
       convertFp(F64, d[s * 4]!, d[s * 4 + 1]!);
       d[t] = resLo;
-      end();
+      laneEnd();
       lanes = 1;
       break;
     case Cvt.PS2PD: {
       const a = d[s * 4]!;
       const b = d[s * 4 + 1]!;
       for (let k = 0; k < 2; k++) {
-        start();
+        laneStart();
         convertFp(F32, k === 0 ? a : b, 0);
         d[t + 2 * k] = resLo;
         d[t + 2 * k + 1] = resHi;
-        end();
+        laneEnd();
       }
       break;
     }
     case Cvt.PD2PS:
       for (let k = 0; k < 2; k++) {
-        start();
+        laneStart();
         convertFp(F64, d[s * 4 + 2 * k]!, d[s * 4 + 2 * k + 1]!);
         d[t + k] = resLo;
-        end();
+        laneEnd();
       }
       d[t + 2] = 0;
       d[t + 3] = 0;
       break;
     case Cvt.DQ2PS:
       for (let k = 0; k < 4; k++) {
-        start();
+        laneStart();
         const v = d[s * 4 + k]!;
         fromInt(F32, v, v >> 31);
         d[t + k] = resLo;
-        end();
+        laneEnd();
       }
       break;
     case Cvt.PS2DQ:
     case Cvt.TPS2DQ:
       for (let k = 0; k < 4; k++) {
-        start();
+        laneStart();
         toInt(F32, d[s * 4 + k]!, 0, 32, cc === Cvt.TPS2DQ);
         d[t + k] = resLo;
-        end();
+        laneEnd();
       }
       break;
     case Cvt.DQ2PD: {
@@ -837,10 +841,10 @@ export function cvtXmm(cpu: Cpu, i: Insn): void {
     default:
       // PD2DQ, TPD2DQ
       for (let k = 0; k < 2; k++) {
-        start();
+        laneStart();
         toInt(F64, d[s * 4 + 2 * k]!, d[s * 4 + 2 * k + 1]!, 32, cc === Cvt.TPD2DQ);
         d[t + k] = resLo;
-        end();
+        laneEnd();
       }
       d[t + 2] = 0;
       d[t + 3] = 0;
