@@ -87,9 +87,19 @@ const SETCC = fc.tuple(fc.integer({ min: 0, max: 15 }), reg, fc.boolean(), disp)
   bytes: mem ? [0x0f, 0x90 + cc, ...memRbx(0, d + 2)] : [rexW(0, a, false), 0x0f, 0x90 + cc, modrmReg(0, a)],
 }));
 const CMOV = fc.tuple(fc.integer({ min: 0, max: 15 }), reg, reg, wide).map(([cc, a, b, w]) => ({ bytes: [rexW(a, b, w), 0x0f, 0x40 + cc, modrmReg(a, b)] }));
-/** Left to handlers: ADC/SBB, IMUL, NEG, XCHG, BSF, byte ALU. */
+/** IMUL G,E (0F AF) and G,E,imm (69, 6B), register or memory source, 32 and 64 bits (compiled, CF/OF lazy). */
+const IMUL = fc
+  .tuple(reg, reg, wide, fc.constantFrom("rr", "mem", "imm8", "imm32"), disp, fc.integer(), fc.boolean())
+  .map(([a, b, w, form, d, imm, mem]) => {
+    const e = mem ? memRbx(a, d) : [modrmReg(a, b)];
+    const rex = mem ? rexW(a, 3, w) : rexW(a, b, w);
+    if (form === "rr" || form === "mem") return { bytes: [form === "mem" ? rexW(a, 3, w) : rexW(a, b, w), 0x0f, 0xaf, ...(form === "mem" ? memRbx(a, d) : [modrmReg(a, b)])] };
+    return { bytes: form === "imm8" ? [rex, 0x6b, ...e, imm & 0xff] : [rex, 0x69, ...e, ...le32(imm)] };
+  });
+/** One-operand MUL and IMUL (F7 /4, /5) of a register: left to their handlers (RDX:RAX). */
+const MUL1 = fc.tuple(reg, wide, fc.boolean()).map(([a, w, signed]) => ({ bytes: [rexW(0, a, w), 0xf7, modrmReg(signed ? 5 : 4, a)] }));
+/** Left to handlers: ADC/SBB, NEG, XCHG, BSF, byte ALU. */
 const OTHER = fc.oneof(
-  fc.tuple(reg, reg).map(([a, b]) => ({ bytes: [rexW(a, b), 0x0f, 0xaf, modrmReg(a, b)] })),
   fc.tuple(reg).map(([a]) => ({ bytes: [rexW(0, a), 0xf7, modrmReg(3, a)] })),
   fc.tuple(reg, reg).map(([a, b]) => ({ bytes: [rexW(a, b), 0x87, modrmReg(a, b)] })),
   fc.tuple(reg, reg).map(([a, b]) => ({ bytes: [rexW(a, b), 0x0f, 0xbc, modrmReg(a, b)] })),
@@ -140,6 +150,8 @@ const SIMPLE = fc.oneof(
   { arbitrary: SETCC, weight: 2 },
   { arbitrary: CMOV, weight: 2 },
   { arbitrary: OTHER, weight: 2 },
+  { arbitrary: IMUL, weight: 3 },
+  { arbitrary: MUL1, weight: 1 },
   { arbitrary: CALLRET, weight: 1 },
   { arbitrary: X87, weight: 3 },
 );

@@ -1,6 +1,7 @@
 /**
  * MUL, IMUL (one-, two- and three-operand forms), DIV and IDIV at every width (SDM Vol. 2).
- * 64 x 64 -> 128-bit products use 16-bit limbs; 128 / 64-bit division uses a float fast path
+ * 32 x 32 -> 64-bit products are Math.imul for the low half and four 16-bit partial products for
+ * the high half; 64 x 64 -> 128 sums four of those by columns. 128 / 64-bit division uses a float fast path
  * when the operands fit in 52 bits and exact shift-subtract otherwise. No BigInt.
  * After MUL/IMUL only CF and OF are defined; SF, ZF, AF, PF are set from the low half of the
  * result here (the SDM leaves them undefined). After DIV/IDIV all six are undefined and are left
@@ -13,39 +14,52 @@ import { RFLAGS_CF, RFLAGS_OF } from "../regs.js";
 import { readE, readReg, setZSP, writeReg } from "./operands.js";
 
 const TWO_32 = 0x1_0000_0000;
-/** Product limbs (16 bits each, least significant first) and results, reused: no allocation. */
-const limbs = new Float64Array(8);
-const prod = new Int32Array(4); // 128-bit product as four 32-bit words, least significant first
+/** 2^-32: multiplying by it is exact, and (x * TWO_M32) | 0 is the carry out of a sum below 2^53. */
+const TWO_M32 = 2 ** -32;
+/** The 128-bit product of mulU64 / mulS64 as four 32-bit words, least significant first (reused: no allocation). */
+export const prod = new Int32Array(4);
 
-/** Unsigned 64 x 64 -> 128 multiply into `prod`. */
+/**
+ * High 32 bits of the unsigned 64-bit product of two 32-bit values (either signedness in, the
+ * bits count as unsigned). Exact: four 16 x 16-bit partial products, each below 2^32, and the
+ * carry out of the middle column; the low 32 bits are Math.imul(a, b).
+ */
+export function mulHiU32(a: number, b: number): number {
+  const a0 = a & 0xffff;
+  const a1 = a >>> 16;
+  const b0 = b & 0xffff;
+  const b1 = b >>> 16;
+  const p1 = a1 * b0;
+  const p2 = a0 * b1;
+  const carry = (((a0 * b0) >>> 16) + (p1 & 0xffff) + (p2 & 0xffff)) >>> 16;
+  return (a1 * b1 + (p1 >>> 16) + (p2 >>> 16) + carry) | 0;
+}
+
+/** High 32 bits of the signed 64-bit product of two signed 32-bit values: the unsigned one corrected. */
+export function mulHiS32(a: number, b: number): number {
+  const x = a | 0;
+  const y = b | 0;
+  return (mulHiU32(x, y) - (x < 0 ? y : 0) - (y < 0 ? x : 0)) | 0;
+}
+
+/**
+ * The signed product of two 32-bit values does not fit in 32 bits (IMUL's CF = OF). Exact: with
+ * `a` and `b` signed, a product inside the int32 range is exact as a double and equals the
+ * truncated one; one outside it stays outside after rounding (the bounds are doubles), so it
+ * cannot equal Math.imul's result.
+ */
+export function imul32Overflows(a: number, b: number): boolean {
+  return (a | 0) * (b | 0) !== Math.imul(a, b);
+}
+
+/** Unsigned 64 x 64 -> 128 multiply into `prod`: four 32 x 32 products summed by 32-bit columns. */
 export function mulU64(aLo: number, aHi: number, bLo: number, bHi: number): void {
-  const a0 = aLo & 0xffff;
-  const a1 = aLo >>> 16;
-  const a2 = aHi & 0xffff;
-  const a3 = aHi >>> 16;
-  const b0 = bLo & 0xffff;
-  const b1 = bLo >>> 16;
-  const b2 = bHi & 0xffff;
-  const b3 = bHi >>> 16;
-  // Column sums of 16-bit limb products (each below 2^34, so every sum is exact).
-  limbs[0] = a0 * b0;
-  limbs[1] = a0 * b1 + a1 * b0;
-  limbs[2] = a0 * b2 + a1 * b1 + a2 * b0;
-  limbs[3] = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0;
-  limbs[4] = a1 * b3 + a2 * b2 + a3 * b1;
-  limbs[5] = a2 * b3 + a3 * b2;
-  limbs[6] = a3 * b3;
-  limbs[7] = 0;
-  let carry = 0;
-  for (let k = 0; k < 8; k++) {
-    const v = limbs[k]! + carry;
-    limbs[k] = v % 65536;
-    carry = Math.floor(v / 65536);
-  }
-  prod[0] = limbs[0]! | (limbs[1]! << 16);
-  prod[1] = limbs[2]! | (limbs[3]! << 16);
-  prod[2] = limbs[4]! | (limbs[5]! << 16);
-  prod[3] = limbs[6]! | (limbs[7]! << 16);
+  const w1 = (mulHiU32(aLo, bLo) >>> 0) + (Math.imul(aLo, bHi) >>> 0) + (Math.imul(aHi, bLo) >>> 0); // < 3 * 2^32
+  const w2 = (mulHiU32(aLo, bHi) >>> 0) + (mulHiU32(aHi, bLo) >>> 0) + (Math.imul(aHi, bHi) >>> 0) + ((w1 * TWO_M32) | 0);
+  prod[0] = Math.imul(aLo, bLo);
+  prod[1] = w1 | 0;
+  prod[2] = w2 | 0;
+  prod[3] = (mulHiU32(aHi, bHi) + ((w2 * TWO_M32) | 0)) | 0;
 }
 
 /** Signed 64 x 64 -> 128 multiply into `prod`: the unsigned product with the high half corrected. */
@@ -66,6 +80,22 @@ export function mulS64(aLo: number, aHi: number, bLo: number, bHi: number): void
   }
   prod[2] = h0 | 0;
   prod[3] = h1 | 0;
+}
+
+/**
+ * The signed 64 x 64-bit product does not fit in 64 bits (IMUL's CF = OF). Operands that both fit
+ * in 32 bits (sign-extended) give a product below 2^62 in magnitude: never; otherwise the full product.
+ */
+export function imul64Overflows(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
+  if (aHi === aLo >> 31 && bHi === bLo >> 31) return false;
+  mulS64(aLo, aHi, bLo, bHi);
+  const sign = prod[1]! >> 31;
+  return prod[2] !== sign || prod[3] !== sign;
+}
+
+/** High 32 bits of the truncated 64-bit product (its low 32 bits are Math.imul(aLo, bLo)). */
+export function mulLowHi64(aLo: number, aHi: number, bLo: number, bHi: number): number {
+  return (mulHiU32(aLo, bLo) + Math.imul(aLo, bHi) + Math.imul(aHi, bLo)) | 0;
 }
 
 /** MUL E (F6 /4, F7 /4): unsigned, into AX / DX:AX / EDX:EAX / RDX:RAX. */
@@ -91,11 +121,13 @@ export function mulE(cpu: Cpu, i: Insn): void {
       break;
     }
     case 4: {
-      mulU64(cpu.lo[0]!, 0, b, 0);
-      cpu.setReg32(0, prod[0]!);
-      cpu.setReg32(2, prod[1]!);
-      high = prod[1] !== 0;
-      setZSP(cpu, 4, prod[0]!, 0);
+      const a = cpu.lo[0]!;
+      const lo = Math.imul(a, b);
+      const hi = mulHiU32(a, b);
+      cpu.setReg32(0, lo);
+      cpu.setReg32(2, hi);
+      high = hi !== 0;
+      setZSP(cpu, 4, lo, 0);
       break;
     }
     default: {
@@ -134,11 +166,13 @@ export function imul1E(cpu: Cpu, i: Insn): void {
       break;
     }
     case 4: {
-      mulS64(cpu.lo[0]!, cpu.lo[0]! >> 31, b, b >> 31);
-      cpu.setReg32(0, prod[0]!);
-      cpu.setReg32(2, prod[1]!);
-      overflow = prod[1] !== prod[0]! >> 31;
-      setZSP(cpu, 4, prod[0]!, 0);
+      const a = cpu.lo[0]!;
+      const lo = Math.imul(a, b);
+      const hi = mulHiS32(a, b);
+      cpu.setReg32(0, lo);
+      cpu.setReg32(2, hi);
+      overflow = hi !== lo >> 31;
+      setZSP(cpu, 4, lo, 0);
       break;
     }
     default: {
@@ -175,15 +209,12 @@ function imul2(cpu: Cpu, i: Insn, b: number, bHi: number): void {
     lo = r & 0xffff;
     overflow = r !== (r << 16) >> 16;
   } else if (size === 4) {
-    mulS64(a, a >> 31, b, b >> 31);
-    lo = prod[0]!;
-    overflow = prod[1] !== prod[0]! >> 31;
+    lo = Math.imul(a, b);
+    overflow = imul32Overflows(a, b);
   } else {
-    mulS64(a, aHi, b, bHi);
-    lo = prod[0]!;
-    hi = prod[1]!;
-    const sign = hi >> 31;
-    overflow = prod[2] !== sign || prod[3] !== sign;
+    lo = Math.imul(a, b);
+    hi = mulLowHi64(a, aHi, b, bHi);
+    overflow = imul64Overflows(a, aHi, b, bHi);
   }
   writeReg(cpu, i.reg, i.rex, size, lo, hi);
   setZSP(cpu, size, lo, hi);

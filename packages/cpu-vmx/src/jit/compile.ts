@@ -34,6 +34,7 @@
 import { Vector } from "@vtlab/arch";
 import { PARITY_EVEN, type Cpu, wrap64 } from "../cpu.js";
 import type { Insn } from "../decode/insn.js";
+import { imul64Overflows, mulLowHi64 } from "../exec/muldiv.js";
 import { offsetOf } from "../exec/operands.js";
 import { Seg } from "../regs.js";
 import { isPureInsn, type BlockFn } from "../blocks.js";
@@ -57,7 +58,7 @@ const CMP = 7;
 
 /** How the flags of the last flag-setting instruction are derived from its locals. */
 interface Pending {
-  kind: "add" | "sub" | "logic" | "inc" | "dec" | "shift";
+  kind: "add" | "sub" | "logic" | "inc" | "dec" | "shift" | "mul" | "rot";
   wide: boolean;
   /** Names of the locals (or literals): operands and result, low halves; high halves when wide. */
   a: string;
@@ -66,8 +67,13 @@ interface Pending {
   ah: string;
   bh: string;
   rh: string;
-  /** "shift": the local holding CF | OF << 11. */
+  /** "shift", "rot": the local holding CF | OF << 11. */
   f: string;
+  /**
+   * "rot" (ROL/ROR, which write only CF and OF): the operation the other flags come from, or
+   * undefined when they are in the CPU's fields. Never guarded, never itself a "rot".
+   */
+  prev?: Pending;
   /** The instruction (index in the block) whose locals these are. */
   owner: number;
   /**
@@ -102,13 +108,25 @@ class Gen {
     return this.flushCodeOf(this.pending);
   }
 
-  flushCodeOf(p: Pending | undefined): string {
+  /**
+   * `cfOfDead`: the next instruction overwrites CF and OF (a rotate), so only ZF, SF, PF and AF
+   * need their true values (CF and OF may be left anything).
+   */
+  flushCodeOf(p: Pending | undefined, cfOfDead = false): string {
     if (p === undefined) return "";
+    if (p.kind === "rot") {
+      const s = `${this.flushCodeOf(p.prev, true)}c.fA=(c.fA&-2050)|${p.f};`;
+      return p.guard === true ? `if(lp!==0){${s}}` : s;
+    }
     let s = p.wide ? `c.fZ=${p.r}|${p.rh};c.fS=${p.rh};c.fP=${p.r};` : `c.fZ=${p.r};c.fS=${p.r};c.fP=${p.r};`;
     const x = p.wide ? p.ah : p.a;
     const y = p.wide ? p.bh : p.b;
     const z = p.wide ? p.rh : p.r;
     const af = `((${p.a}^${p.b}^${p.r})&16)`;
+    if (cfOfDead) {
+      s += p.kind === "logic" || p.kind === "shift" || p.kind === "mul" ? "c.fA=0;" : `c.fA=${af};`;
+      return p.guard === true ? `if(lp!==0){${s}}` : s;
+    }
     switch (p.kind) {
       case "logic":
         s += "c.fA=0;";
@@ -127,6 +145,10 @@ class Gen {
         break;
       case "shift":
         s += `c.fA=${p.f};`;
+        break;
+      case "mul":
+        // IMUL: CF = OF = the signed product does not fit the destination (AF cleared, as imulGE).
+        s += p.wide ? `c.fA=MO(${p.a},${p.ah},${p.b},${p.bh})?2049:0;` : `c.fA=(${p.a}*${p.b})!==${p.r}?2049:0;`;
         break;
     }
     return p.guard === true ? `if(lp!==0){${s}}` : s;
@@ -183,6 +205,14 @@ function condFromFields(cc: number): string {
 function condFromPending(p: Pending, cc: number): string | undefined {
   const k = cc >> 1;
   let e: string | undefined;
+  if (p.kind === "rot") {
+    // OF and CF from the rotate; ZF, SF, PF from the operation before it (or the fields).
+    if (k === 0) e = `(${p.f}&2048)!==0`;
+    else if (k === 1) e = `(${p.f}&1)!==0`;
+    else if (k === 2 || k === 4 || k === 5) return p.prev === undefined ? condFromFields(cc) : condFromPending(p.prev, cc);
+    if (e === undefined) return undefined;
+    return (cc & 1) !== 0 ? `!(${e})` : `(${e})`;
+  }
   const zero = p.wide ? `(${p.r}|${p.rh})===0` : `${p.r}===0`;
   const neg = p.wide ? `${p.rh}<0` : `${p.r}<0`;
   if (k === 2) e = zero;
@@ -371,7 +401,9 @@ function supported(i: Insn): boolean {
   if (op === 0xc3) return i.opSize === 8;
   if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) return i.opSize === 8;
   if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63) return w;
-  if (op === 0xc1 || op === 0xd1 || op === 0xd3) return w && !i.isMem && i.cc >= 4;
+  if (op === 0xc1 || op === 0xd1) return w && !i.isMem && i.cc !== 2 && i.cc !== 3;
+  if (op === 0xd3) return w && !i.isMem && i.cc >= 4;
+  if (op === 0x1af || op === 0x69 || op === 0x6b) return w;
   if (op >= 0x190 && op <= 0x19f) return true;
   if (op >= 0x140 && op <= 0x14f) return w;
   return false;
@@ -678,6 +710,63 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     }
     return false;
   }
+  // ---- IMUL G, E (0F AF) and IMUL G, E, imm (69, 6B): the truncated product, CF/OF lazy ----
+  if (op === 0x1af || op === 0x69 || op === 0x6b) {
+    let el: string, eh: string;
+    if (i.isMem) {
+      emitEa(g, at);
+      emitRead(g, at, i.opSize);
+      el = "v";
+      eh = "vh";
+    } else [el, eh] = regHalves(i.rm);
+    const [bl, bh] = op === 0x1af ? regHalves(i.reg) : [String(i.imm | 0), String(i.immHi | 0)];
+    const A = g.local(`a${k}`);
+    const B = g.local(`b${k}`);
+    const R = g.local(`r${k}`);
+    const AH = wide ? g.local(`ah${k}`) : "0";
+    const BH = wide ? g.local(`bh${k}`) : "0";
+    const RH = wide ? g.local(`rh${k}`) : "0";
+    g.body += `${A}=${el};${B}=${bl};`;
+    if (wide) g.body += `${AH}=${eh};${BH}=${bh};${RH}=ML(${A},${AH},${B},${BH});`;
+    g.body += `${R}=Math.imul(${A},${B});`;
+    g.body += setReg(i.reg, wide, R, RH);
+    // Every flag is written (ZF, SF, PF from the result as imulGE does), so the previous pending one is dead.
+    g.pending = { kind: "mul", wide, a: A, b: B, r: R, ah: AH, bh: BH, rh: RH, f: "", owner: k };
+    return false;
+  }
+  // ---- ROL / ROR of a register by an immediate or 1: only CF and OF change ----
+  if ((op === 0xc1 || op === 0xd1) && i.cc <= 1) {
+    const n = (op === 0xd1 ? 1 : i.imm & 0xff) & (wide ? 63 : 31);
+    const r = i.rm;
+    if (n === 0) {
+      if (!wide) g.body += `hi[${r}]=0;`;
+      return false;
+    }
+    const R = g.local(`r${k}`);
+    const RH = wide ? g.local(`rh${k}`) : "0";
+    const F = g.local(`f${k}`);
+    const rol = i.cc === 0;
+    if (!wide) {
+      g.body += `v=lo[${r}];${R}=${rol ? `(v<<${n})|(v>>>${32 - n})` : `(v>>>${n})|(v<<${32 - n})`};`;
+      g.body += rol ? `${F}=(${R}&1)|((((${R}>>>31)^${R})&1)<<11);` : `${F}=(${R}>>>31)|((((${R}>>>31)^(${R}>>>30))&1)<<11);`;
+      g.body += `lo[${r}]=${R};hi[${r}]=0;`;
+    } else {
+      const q = rol ? n : 64 - n; // ROR by n is ROL by 64 - n
+      g.body += `v=lo[${r}];vh=hi[${r}];`;
+      if (q === 32) g.body += `${R}=vh;${RH}=v;`;
+      else if (q < 32) g.body += `${R}=(v<<${q})|(vh>>>${32 - q});${RH}=(vh<<${q})|(v>>>${32 - q});`;
+      else g.body += `${R}=(vh<<${q - 32})|(v>>>${64 - q});${RH}=(v<<${q - 32})|(vh>>>${64 - q});`;
+      g.body += rol ? `${F}=(${R}&1)|((((${RH}>>>31)^${R})&1)<<11);` : `${F}=(${RH}>>>31)|((((${RH}>>>31)^(${RH}>>>30))&1)<<11);`;
+      g.body += `lo[${r}]=${R};hi[${r}]=${RH};`;
+    }
+    let prev = g.pending;
+    if (prev?.guard === true) {
+      g.flush();
+      prev = undefined;
+    } else if (prev?.kind === "rot") prev = prev.prev; // its CF and OF are overwritten here
+    g.pending = { kind: "rot", wide, a: "0", b: "0", r: R, ah: "0", bh: "0", rh: RH, f: F, owner: k, ...(prev !== undefined ? { prev } : {}) };
+    return false;
+  }
   // ---- Shifts of a register by an immediate or 1 (SHL/SAL, SHR, SAR) ----
   if (op === 0xc1 || op === 0xd1) {
     const n = (op === 0xd1 ? 1 : i.imm & 0xff) & (wide ? 63 : 31);
@@ -814,7 +903,7 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
   if (!compilerWorks) return undefined;
   let g = generate(insns, offsets, page, undefined);
   // A self-loop whose back edge has flags pending: generate again, carrying them over it.
-  if (g.backPending !== undefined) g = generate(insns, offsets, page, { ...g.backPending, guard: true });
+  if (g.backPending !== undefined && g.backPending.prev === undefined) g = generate(insns, offsets, page, { ...g.backPending, guard: true });
   let prologue = "";
   if (jitHooks.onBlockEntry !== undefined) {
     // The hook sees the flags in the CPU's fields, as the interpreter keeps them.
@@ -876,6 +965,8 @@ function generate(insns: readonly Insn[], offsets: readonly number[], page: numb
   g.carry = initial !== undefined;
   g.bind("PE", PARITY_EVEN);
   g.bind("EA", slowOffset);
+  g.bind("ML", mulLowHi64);
+  g.bind("MO", imul64Overflows);
   const n = insns.length;
   const last = insns[n - 1] as Insn;
   // A block whose last instruction jumps back to its start loops inside the function.
