@@ -37,6 +37,7 @@ import {
   RFLAGS_RESERVED_ZERO,
   Seg,
   patValid,
+  PAT_POWER_UP,
 } from "../regs.js";
 import {
   CPU_ACTIVATE_SECONDARY,
@@ -63,10 +64,10 @@ import {
 } from "./controls.js";
 import { EXIT_REASON_FAILED_VMENTRY, ExitReason } from "./exit-reasons.js";
 import type { VmExit } from "./interfaces.js";
-import type { Vmcs} from "./vmcs.js";
-import { VmInstructionError, type VmFailValid } from "./vmcs.js";
+import type { Vmcs } from "./vmcs.js";
+import { vmcsSlot, VMCS_GROUPS_ALL, VMCS_GROUP_CONTROL, VMCS_GROUP_GUEST, VMCS_GROUP_HOST, VmInstructionError, type VmFailValid } from "./vmcs.js";
 import { VmcsField as F } from "./vmcs-fields.js";
-import { readMsr, writeMsr } from "../exec/system.js";
+import { writeMsr } from "../exec/system.js";
 
 /** IA32_VMX_CR0_FIXED0: CR0 bits that must be 1 in VMX operation (PE, NE, PG; with unrestricted guest, PE and PG are exempt for the guest, SDM 27.3.1.1). */
 export const VMX_CR0_FIXED0 = CR0_PE | CR0_NE | CR0_PG;
@@ -146,6 +147,19 @@ const GUEST_SEGMENTS = [
   [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
 ] as const;
 
+/** The VMCS slots (vmcsSlot) of GUEST_SEGMENTS' fields, then TR's and LDTR's: selector, base, limit, access rights. */
+const SEGMENT_SLOTS = Int16Array.from(
+  [
+    ...GUEST_SEGMENTS.map((g) => [g[1], g[2], g[3], g[4]]),
+    [F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES],
+    [F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES],
+  ]
+    .flat()
+    .map((f) => vmcsSlot(f)),
+);
+const TR_SLOTS = GUEST_SEGMENTS.length * 4;
+const LDTR_SLOTS = TR_SLOTS + 4;
+
 /**
  * VMLAUNCH / VMRESUME: the checks of SDM 27.1-27.3 in order (VMfailValid for the launch state,
  * controls and host state; an exit with reason 33 for guest state), then load the guest state
@@ -163,32 +177,40 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const exitCtl = vmcs.read32(F.VM_EXIT_CONTROLS);
   const entryCtl = vmcs.read32(F.VM_ENTRY_CONTROLS);
   // (No closures or arrays here: VM entry runs once per exit, and allocates nothing when it succeeds.)
-  const caps = checkCaps(PIN_CAPS, pin) ?? checkCaps(PROC_CAPS, proc) ?? checkCaps(PROC2_CAPS, proc2) ?? checkCaps(EXIT_CAPS, exitCtl) ?? checkCaps(ENTRY_CAPS, entryCtl);
-  if (caps !== undefined) return invalid(caps);
-  if (vmcs.read32(F.CR3_TARGET_COUNT) > 4) return invalid("CR3-target count above 4");
-  const maxPhys = cpu.paging.maxPhyAddr;
-  if ((proc & CPU_USE_IO_BITMAPS) !== 0 && (badAddress(vmcs, F.IO_BITMAP_A, maxPhys) || badAddress(vmcs, F.IO_BITMAP_B, maxPhys))) return invalid("I/O bitmap address not 4-KiB aligned or beyond the physical-address width");
-  if ((proc & CPU_USE_MSR_BITMAPS) !== 0 && badAddress(vmcs, F.MSR_BITMAP, maxPhys)) return invalid("MSR bitmap address not 4-KiB aligned or beyond the physical-address width");
-  if ((proc2 & SECONDARY_ENABLE_VPID) !== 0 && vmcs.read32(F.VIRTUAL_PROCESSOR_ID) === 0) return invalid("VPID is 0 with enable VPID");
-  // SDM 27.2.1.1: "If the 'unrestricted guest' VM-execution control is 1, the 'enable EPT' VM-execution control must also be 1."
+  // The checks of a group whose fields kept their values since the last entry that passed them
+  // on this vCPU are not made again: they would pass again (Vmcs.changed). The guest-state
+  // checks read control fields too, so a changed control makes them again.
+  const changed = vmcs.checkedBy === cpu ? vmcs.changed : VMCS_GROUPS_ALL;
+  const checkControls = (changed & VMCS_GROUP_CONTROL) !== 0;
+  const checkGuest = (changed & (VMCS_GROUP_GUEST | VMCS_GROUP_CONTROL)) !== 0;
   const unrestricted = (proc2 & SECONDARY_UNRESTRICTED_GUEST) !== 0;
-  if (unrestricted && (proc2 & SECONDARY_ENABLE_EPT) === 0) return invalid("unrestricted guest without enable EPT");
-  if ((proc2 & SECONDARY_ENABLE_EPT) !== 0) {
-    const { lo, hi } = vmcs.readHalves(F.EPT_POINTER);
-    const memType = lo & 7;
-    const walkLength = (lo >>> 3) & 7;
-    if ((memType !== 0 && memType !== 6) || walkLength !== 3 || (lo & 0xf80) !== 0 || hi >>> (maxPhys - 32) !== 0) {
-      return invalid("EPT pointer: memory type not UC/WB, page-walk length not 4, or reserved bits set");
+  const msrLoadCount = vmcs.read32(F.VM_ENTRY_MSR_LOAD_COUNT);
+  const intr = vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD);
+  if (checkControls) {
+    const caps = checkCaps(PIN_CAPS, pin) ?? checkCaps(PROC_CAPS, proc) ?? checkCaps(PROC2_CAPS, proc2) ?? checkCaps(EXIT_CAPS, exitCtl) ?? checkCaps(ENTRY_CAPS, entryCtl);
+    if (caps !== undefined) return invalid(caps);
+    if (vmcs.read32(F.CR3_TARGET_COUNT) > 4) return invalid("CR3-target count above 4");
+    const maxPhys = cpu.paging.maxPhyAddr;
+    if ((proc & CPU_USE_IO_BITMAPS) !== 0 && (badAddress(vmcs, F.IO_BITMAP_A, maxPhys) || badAddress(vmcs, F.IO_BITMAP_B, maxPhys))) return invalid("I/O bitmap address not 4-KiB aligned or beyond the physical-address width");
+    if ((proc & CPU_USE_MSR_BITMAPS) !== 0 && badAddress(vmcs, F.MSR_BITMAP, maxPhys)) return invalid("MSR bitmap address not 4-KiB aligned or beyond the physical-address width");
+    if ((proc2 & SECONDARY_ENABLE_VPID) !== 0 && vmcs.read32(F.VIRTUAL_PROCESSOR_ID) === 0) return invalid("VPID is 0 with enable VPID");
+    // SDM 27.2.1.1: "If the 'unrestricted guest' VM-execution control is 1, the 'enable EPT' VM-execution control must also be 1."
+    if (unrestricted && (proc2 & SECONDARY_ENABLE_EPT) === 0) return invalid("unrestricted guest without enable EPT");
+    if ((proc2 & SECONDARY_ENABLE_EPT) !== 0) {
+      const { lo, hi } = vmcs.readHalves(F.EPT_POINTER);
+      const memType = lo & 7;
+      const walkLength = (lo >>> 3) & 7;
+      if ((memType !== 0 && memType !== 6) || walkLength !== 3 || (lo & 0xf80) !== 0 || hi >>> (maxPhys - 32) !== 0) {
+        return invalid("EPT pointer: memory type not UC/WB, page-walk length not 4, or reserved bits set");
+      }
+    }
+    if (vmcs.read32(F.VM_EXIT_MSR_STORE_COUNT) !== 0 || vmcs.read32(F.VM_EXIT_MSR_LOAD_COUNT) !== 0) return invalid("VM-exit MSR-store/load areas are not supported (counts must be 0)");
+    // IA32_VMX_MISC[27:25] = 0: at most 512 entries (SDM A.6); the area is 16-byte aligned.
+    if (msrLoadCount > 512) return invalid("VM-entry MSR-load count above 512");
+    if (msrLoadCount > 0 && (vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR) % 16 !== 0 || vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR) >= 2 ** maxPhys)) {
+      return invalid("VM-entry MSR-load address not 16-byte aligned or beyond the physical-address width");
     }
   }
-  if (vmcs.read32(F.VM_EXIT_MSR_STORE_COUNT) !== 0 || vmcs.read32(F.VM_EXIT_MSR_LOAD_COUNT) !== 0) return invalid("VM-exit MSR-store/load areas are not supported (counts must be 0)");
-  const msrLoadCount = vmcs.read32(F.VM_ENTRY_MSR_LOAD_COUNT);
-  // IA32_VMX_MISC[27:25] = 0: at most 512 entries (SDM A.6); the area is 16-byte aligned.
-  if (msrLoadCount > 512) return invalid("VM-entry MSR-load count above 512");
-  if (msrLoadCount > 0 && (vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR) % 16 !== 0 || vmcs.readNatural(F.VM_ENTRY_MSR_LOAD_ADDR) >= 2 ** maxPhys)) {
-    return invalid("VM-entry MSR-load address not 16-byte aligned or beyond the physical-address width");
-  }
-  const intr = vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD);
   if ((intr & INTR_INFO_VALID) !== 0) {
     const type = (intr >>> 8) & 7;
     const vector = intr & 0xff;
@@ -203,19 +225,21 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   }
 
   // ---- 27.2.2-27.2.4 host state ----
-  const hostCr0 = vmcs.read32(F.HOST_CR0);
-  const hostCr4 = vmcs.read32(F.HOST_CR4);
-  if ((hostCr0 & VMX_CR0_FIXED0) !== VMX_CR0_FIXED0) return host("HOST_CR0 lacks a bit IA32_VMX_CR0_FIXED0 requires (PE, NE, PG)");
-  if ((hostCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return host("HOST_CR4.VMXE is 0");
-  if (vmcs.read32(F.HOST_CS_SELECTOR) === 0 || (vmcs.read32(F.HOST_CS_SELECTOR) & 7) !== 0) return host("HOST_CS_SELECTOR is null or has RPL/TI bits");
-  if (vmcs.read32(F.HOST_TR_SELECTOR) === 0 || (vmcs.read32(F.HOST_TR_SELECTOR) & 7) !== 0) return host("HOST_TR_SELECTOR is null or has RPL/TI bits");
-  if ((exitCtl & EXIT_HOST_ADDR_SPACE_SIZE) === 0) return host("this processor's host runs in IA-32e mode: the host address-space size exit control must be 1");
-  if ((hostCr4 & CR4_PAE) === 0) return host("HOST_CR4.PAE is 0 with a 64-bit host");
-  const hostPat = vmcs.readHalves(F.HOST_IA32_PAT);
-  if ((exitCtl & EXIT_LOAD_IA32_PAT) !== 0 && !patValid(hostPat.lo, hostPat.hi)) return host("HOST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
-  for (let k = 0; k < HOST_CANONICAL.length; k++) {
-    const f = HOST_CANONICAL[k]!;
-    if (!canonical(vmcs.readNatural(f))) return host(`${fieldLabel(f)} is not canonical`);
+  if ((changed & (VMCS_GROUP_HOST | VMCS_GROUP_CONTROL)) !== 0) {
+    const hostCr0 = vmcs.read32(F.HOST_CR0);
+    const hostCr4 = vmcs.read32(F.HOST_CR4);
+    if ((hostCr0 & VMX_CR0_FIXED0) !== VMX_CR0_FIXED0) return host("HOST_CR0 lacks a bit IA32_VMX_CR0_FIXED0 requires (PE, NE, PG)");
+    if ((hostCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return host("HOST_CR4.VMXE is 0");
+    if (vmcs.read32(F.HOST_CS_SELECTOR) === 0 || (vmcs.read32(F.HOST_CS_SELECTOR) & 7) !== 0) return host("HOST_CS_SELECTOR is null or has RPL/TI bits");
+    if (vmcs.read32(F.HOST_TR_SELECTOR) === 0 || (vmcs.read32(F.HOST_TR_SELECTOR) & 7) !== 0) return host("HOST_TR_SELECTOR is null or has RPL/TI bits");
+    if ((exitCtl & EXIT_HOST_ADDR_SPACE_SIZE) === 0) return host("this processor's host runs in IA-32e mode: the host address-space size exit control must be 1");
+    if ((hostCr4 & CR4_PAE) === 0) return host("HOST_CR4.PAE is 0 with a 64-bit host");
+    const hostPat = vmcs.readHalves(F.HOST_IA32_PAT);
+    if ((exitCtl & EXIT_LOAD_IA32_PAT) !== 0 && !patValid(hostPat.lo, hostPat.hi)) return host("HOST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
+    for (let k = 0; k < HOST_CANONICAL.length; k++) {
+      const f = HOST_CANONICAL[k]!;
+      if (!canonical(vmcs.readNatural(f))) return host(`${fieldLabel(f)} is not canonical`);
+    }
   }
 
   // ---- 27.3.1 guest state ----
@@ -223,16 +247,16 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const gCr0 = vmcs.read32(F.GUEST_CR0);
   const gCr4 = vmcs.read32(F.GUEST_CR4);
   const cr0Fixed = unrestricted ? VMX_CR0_FIXED0 & ~(CR0_PE | CR0_PG) : VMX_CR0_FIXED0;
-  if ((gCr0 & cr0Fixed) !== cr0Fixed) {
+  if (checkGuest && (gCr0 & cr0Fixed) !== cr0Fixed) {
     return guestStateFailure(
       unrestricted
         ? "GUEST_CR0.NE is 0 (SDM 27.3.1.1: CR0 must have the bits IA32_VMX_CR0_FIXED0 requires)"
         : "GUEST_CR0 lacks PE, NE or PG (SDM 27.3.1.1: CR0 must have the bits IA32_VMX_CR0_FIXED0 requires; PE and PG may be 0 only with the unrestricted guest control)",
     );
   }
-  if ((gCr0 & CR0_PG) !== 0 && (gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PG = 1 with PE = 0");
-  if ((gCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return guestStateFailure("GUEST_CR4.VMXE is 0");
-  if (ia32e && ((gCr0 & CR0_PG) === 0 || (gCr4 & CR4_PAE) === 0)) return guestStateFailure("IA-32e mode guest with GUEST_CR0.PG = 0 or GUEST_CR4.PAE = 0");
+  if (checkGuest && (gCr0 & CR0_PG) !== 0 && (gCr0 & CR0_PE) === 0) return guestStateFailure("GUEST_CR0.PG = 1 with PE = 0");
+  if (checkGuest && (gCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return guestStateFailure("GUEST_CR4.VMXE is 0");
+  if (checkGuest && ia32e && ((gCr0 & CR0_PG) === 0 || (gCr4 & CR4_PAE) === 0)) return guestStateFailure("IA-32e mode guest with GUEST_CR0.PG = 0 or GUEST_CR4.PAE = 0");
   // PAE paging (CR0.PG = 1, CR4.PAE = 1, not IA-32e mode): the PDPTEs VM entry will use.
   const paeGuest = !ia32e && (gCr0 & CR0_PG) !== 0 && (gCr4 & CR4_PAE) !== 0;
   const pdptes = ENTRY_PDPTES;
@@ -240,9 +264,11 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     const failure = entryPdptes(cpu, vmcs, (proc2 & SECONDARY_ENABLE_EPT) !== 0, pdptes);
     if (failure !== undefined) return failure;
   }
-  const link = vmcs.readHalves(F.VMCS_LINK_POINTER);
-  if (link.lo !== 0xffff_ffff || link.hi !== 0xffff_ffff) return guestStateFailure("VMCS link pointer is not FFFFFFFF_FFFFFFFFH");
-  if ((entryCtl & ENTRY_LOAD_IA32_EFER) !== 0) {
+  if (checkGuest) {
+    const link = vmcs.readHalves(F.VMCS_LINK_POINTER);
+    if (link.lo !== 0xffff_ffff || link.hi !== 0xffff_ffff) return guestStateFailure("VMCS link pointer is not FFFFFFFF_FFFFFFFFH");
+  }
+  if (checkGuest && (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0) {
     const efer = vmcs.read32(F.GUEST_IA32_EFER);
     // SDM 27.3.1.1: LMA equals the IA-32e mode guest control, and LME does too when CR0.PG = 1.
     if (((efer & EFER_LMA) !== 0) !== ia32e || ((gCr0 & CR0_PG) !== 0 && ((efer & EFER_LME) !== 0) !== ia32e)) return guestStateFailure("GUEST_IA32_EFER.LMA/LME differ from the IA-32e mode guest control");
@@ -254,30 +280,32 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const debugctlHalves = vmcs.readHalves(F.GUEST_IA32_DEBUGCTL);
   const debugctlLo = debugctlHalves.lo;
   const debugctlHi = debugctlHalves.hi;
-  if (loadDebug && (debugctlHi !== 0 || (debugctlLo & ~DEBUGCTL_WRITABLE) !== 0)) return guestStateFailure("GUEST_IA32_DEBUGCTL has reserved bits set");
-  if (loadDebug && vmcs.readHalves(F.GUEST_DR7).hi !== 0) return guestStateFailure("GUEST_DR7 bits 63:32 are not 0");
+  if (checkGuest && loadDebug && (debugctlHi !== 0 || (debugctlLo & ~DEBUGCTL_WRITABLE) !== 0)) return guestStateFailure("GUEST_IA32_DEBUGCTL has reserved bits set");
+  if (checkGuest && loadDebug && vmcs.readHalves(F.GUEST_DR7).hi !== 0) return guestStateFailure("GUEST_DR7 bits 63:32 are not 0");
   const patHalves = vmcs.readHalves(F.GUEST_IA32_PAT);
   const patLo = patHalves.lo;
   const patHi = patHalves.hi;
-  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0 && !patValid(patLo, patHi)) return guestStateFailure("GUEST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
+  if (checkGuest && (entryCtl & ENTRY_LOAD_IA32_PAT) !== 0 && !patValid(patLo, patHi)) return guestStateFailure("GUEST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
   const rflags = vmcs.read32(F.GUEST_RFLAGS);
   if ((rflags & RFLAGS_FIXED) === 0 || (rflags & RFLAGS_RESERVED_ZERO) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
   const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
   // SDM 27.3.1.2: CS is an accessed code segment (types 9, 11, 13, 15), or with unrestricted guest
   // a read/write accessed data segment (type 3) whose DPL must then be 0.
   const csData = unrestricted && (csAr & 0x1f) === 0x13;
-  if (((csAr & 0x18) !== 0x18 && !csData) || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment (or, with unrestricted guest, a type-3 data segment)");
-  if (csData && (csAr & 0x60) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: type 3 with a DPL other than 0 (SDM 27.3.1.2)");
-  if ((gCr0 & CR0_PE) === 0) {
-    // Real-address mode under unrestricted guest (SDM 27.3.1.2): SS.DPL must be 0.
-    const ssAr = vmcs.read32(F.GUEST_SS_AR_BYTES);
-    if ((ssAr & 0x1_0000) === 0 && (ssAr & 0x60) !== 0) return guestStateFailure("GUEST_SS_AR_BYTES: DPL is not 0 with GUEST_CR0.PE = 0 (SDM 27.3.1.2)");
+  if (checkGuest) {
+    if (((csAr & 0x18) !== 0x18 && !csData) || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment (or, with unrestricted guest, a type-3 data segment)");
+    if (csData && (csAr & 0x60) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: type 3 with a DPL other than 0 (SDM 27.3.1.2)");
+    if ((gCr0 & CR0_PE) === 0) {
+      // Real-address mode under unrestricted guest (SDM 27.3.1.2): SS.DPL must be 0.
+      const ssAr = vmcs.read32(F.GUEST_SS_AR_BYTES);
+      if ((ssAr & 0x1_0000) === 0 && (ssAr & 0x60) !== 0) return guestStateFailure("GUEST_SS_AR_BYTES: DPL is not 0 with GUEST_CR0.PE = 0 (SDM 27.3.1.2)");
+    }
+    if (ia32e && (csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");
+    const trAr = vmcs.read32(F.GUEST_TR_AR_BYTES);
+    // TR: a usable, present busy TSS; type 11 in IA-32e mode, 3 (16-bit) or 11 (32-bit) otherwise.
+    const trType = trAr & 0xf;
+    if ((trAr & 0x1_0000) !== 0 || (trAr & 0x80) === 0 || (trType !== 11 && (ia32e || trType !== 3))) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy TSS (64-bit in IA-32e mode)");
   }
-  if (ia32e && (csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");
-  const trAr = vmcs.read32(F.GUEST_TR_AR_BYTES);
-  // TR: a usable, present busy TSS; type 11 in IA-32e mode, 3 (16-bit) or 11 (32-bit) otherwise.
-  const trType = trAr & 0xf;
-  if ((trAr & 0x1_0000) !== 0 || (trAr & 0x80) === 0 || (trType !== 11 && (ia32e || trType !== 3))) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy TSS (64-bit in IA-32e mode)");
   const activity = vmcs.read32(F.GUEST_ACTIVITY_STATE);
   if (activity !== ActivityState.Active && activity !== ActivityState.Hlt) return guestStateFailure(`GUEST_ACTIVITY_STATE ${activity} is not supported (active or HLT; shutdown and wait-for-SIPI are not modelled)`);
   const rip = vmcs.readNatural(F.GUEST_RIP);
@@ -289,19 +317,23 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     return guestStateFailure("external interrupt injection with RFLAGS.IF = 0 or interrupts blocked");
   }
 
+  // Every check passed: until a field of a group changes value, its checks need not be made again.
+  vmcs.changed = 0;
+  vmcs.checkedBy = cpu;
+
   // ---- 27.3.2 load guest state ----
   cpu.cr0 = gCr0;
   cpu.cr4 = gCr4;
   cpu.cr3 = vmcs.readNatural(F.GUEST_CR3);
   if (loadDebug) {
     cpu.dr[7] = vmcs.read32(F.GUEST_DR7) >>> 0;
-    cpu.msrs.set(MSR.DEBUGCTL, { lo: debugctlLo, hi: 0 });
+    setPlainMsr(cpu, MSR.DEBUGCTL, debugctlLo, 0);
   }
-  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) cpu.msrs.set(MSR.PAT, { lo: patLo, hi: patHi });
+  if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) setPlainMsr(cpu, MSR.PAT, patLo, patHi);
   cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.read32(F.GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
-  for (const [s, sel, base, limit, ar] of GUEST_SEGMENTS) loadSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
-  loadSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
-  loadSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);
+  for (let k = 0; k < GUEST_SEGMENTS.length; k++) loadSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
+  loadSegment(cpu.tr, vmcs, TR_SLOTS);
+  loadSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
   cpu.gdtrBase = vmcs.readNatural(F.GUEST_GDTR_BASE);
   cpu.gdtrLimit = vmcs.read32(F.GUEST_GDTR_LIMIT);
   cpu.idtrBase = vmcs.readNatural(F.GUEST_IDTR_BASE);
@@ -395,23 +427,36 @@ function loadMsrArea(cpu: Cpu, address: number, count: number): EntryFailureExit
   return undefined;
 }
 
+/** An MSR kept in cpu.msrs, written in place (VM entry loads some on every entry: no allocation). */
+function setPlainMsr(cpu: Cpu, index: number, lo: number, hi: number): void {
+  const v = cpu.msrs.get(index);
+  if (v === undefined) cpu.msrs.set(index, { lo, hi });
+  else {
+    v.lo = lo;
+    v.hi = hi;
+  }
+}
+
 function fieldLabel(f: number): string {
   return Object.entries(F).find(([, v]) => v === f)?.[0] ?? f.toString(16);
 }
 
-function loadSegment(c: SegmentCache, vmcs: Vmcs, sel: F, base: F, limit: F, ar: F): void {
-  c.selector = vmcs.read32(sel);
-  c.base = vmcs.readNatural(base);
-  c.limit = vmcs.read32(limit);
-  const a = vmcs.read32(ar);
+/** Load a segment register from its four fields, at SEGMENT_SLOTS[at..at+3]. */
+function loadSegment(c: SegmentCache, vmcs: Vmcs, at: number): void {
+  c.selector = vmcs.slotLow(SEGMENT_SLOTS[at]!);
+  c.base = vmcs.slotNatural(SEGMENT_SLOTS[at + 1]!);
+  c.limit = vmcs.slotLow(SEGMENT_SLOTS[at + 2]!);
+  const a = vmcs.slotLow(SEGMENT_SLOTS[at + 3]!);
   c.attr = (a & 0x1_0000) !== 0 ? 0 : a & 0xf0ff; // an unusable segment keeps no attributes
 }
 
-function saveSegment(c: SegmentCache, vmcs: Vmcs, sel: F, base: F, limit: F, ar: F): void {
-  vmcs.setField(sel, c.selector);
-  vmcs.setNatural(base, c.base);
-  vmcs.setField(limit, c.limit);
-  vmcs.setField(ar, c.attr === 0 ? 0x1_0000 : c.attr & 0xf0ff);
+/** Save a segment register into its four fields, at SEGMENT_SLOTS[at..at+3]. */
+function saveSegment(c: SegmentCache, vmcs: Vmcs, at: number): void {
+  const base = c.base;
+  vmcs.putSlot(SEGMENT_SLOTS[at]!, c.selector, 0);
+  vmcs.putSlot(SEGMENT_SLOTS[at + 1]!, base | 0, base >= 0 && base < 0x1_0000_0000 ? 0 : Math.floor(base / 0x1_0000_0000) | 0);
+  vmcs.putSlot(SEGMENT_SLOTS[at + 2]!, c.limit, 0);
+  vmcs.putSlot(SEGMENT_SLOTS[at + 3]!, c.attr === 0 ? 0x1_0000 : c.attr & 0xf0ff, 0);
 }
 
 /** Save guest state and exit information into the VMCS (SDM 28.2-28.3). */
@@ -435,12 +480,12 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   const exitCtl = vmcs.read32(F.VM_EXIT_CONTROLS);
   if ((exitCtl & EXIT_SAVE_DEBUG_CONTROLS) !== 0) {
     vmcs.setNatural(F.GUEST_DR7, cpu.dr[7]!);
-    const dc = readMsr(cpu, MSR.DEBUGCTL)!;
-    vmcs.setField(F.GUEST_IA32_DEBUGCTL, dc.lo >>> 0, 0);
+    vmcs.setField(F.GUEST_IA32_DEBUGCTL, cpu.msrs.get(MSR.DEBUGCTL)?.lo ?? 0, 0);
   }
   if ((exitCtl & EXIT_SAVE_IA32_PAT) !== 0) {
-    const p = readMsr(cpu, MSR.PAT)!;
-    vmcs.setField(F.GUEST_IA32_PAT, p.lo >>> 0, p.hi >>> 0);
+    // The value RDMSR gives (readMsr): the power-up PAT until one is written.
+    const p = cpu.msrs.get(MSR.PAT) ?? PAT_POWER_UP;
+    vmcs.setField(F.GUEST_IA32_PAT, p.lo, p.hi);
   }
   vmcs.setNatural(F.GUEST_RSP, cpu.regAddr(4));
   vmcs.setNatural(F.GUEST_RIP, cpu.rip);
@@ -452,9 +497,9 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   const entryCtl = vmcs.read32(F.VM_ENTRY_CONTROLS);
   const lma = (cpu.efer & EFER_LMA) !== 0;
   if (((entryCtl & ENTRY_IA32E_MODE) !== 0) !== lma) vmcs.setField(F.VM_ENTRY_CONTROLS, (lma ? entryCtl | ENTRY_IA32E_MODE : entryCtl & ~ENTRY_IA32E_MODE) >>> 0);
-  for (const [s, sel, base, limit, ar] of GUEST_SEGMENTS) saveSegment(cpu.seg[s] as SegmentCache, vmcs, sel, base, limit, ar);
-  saveSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
-  saveSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);
+  for (let k = 0; k < GUEST_SEGMENTS.length; k++) saveSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
+  saveSegment(cpu.tr, vmcs, TR_SLOTS);
+  saveSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
   vmcs.setNatural(F.GUEST_GDTR_BASE, cpu.gdtrBase);
   vmcs.setField(F.GUEST_GDTR_LIMIT, cpu.gdtrLimit);
   vmcs.setNatural(F.GUEST_IDTR_BASE, cpu.idtrBase);

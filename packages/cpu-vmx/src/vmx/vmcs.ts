@@ -62,6 +62,48 @@ function lowMask(encoding: number): number {
   return w === VmcsWidth.Bits16 ? 0xffff : -1;
 }
 
+/**
+ * The groups of fields whose changes `Vmcs.changed` records, for VM entry's checks (SDM 27.2,
+ * 27.3.1): a check whose inputs kept their values since the last entry that passed it passes
+ * again, so vmEntry re-runs a group's checks only when one of its fields changed value. Every
+ * check of the SDM reads VMCS fields and the processor's fixed capabilities only, which makes
+ * this exact.
+ */
+export const VMCS_GROUP_CONTROL = 1;
+export const VMCS_GROUP_HOST = 2;
+export const VMCS_GROUP_GUEST = 4;
+export const VMCS_GROUPS_ALL = 7;
+
+/**
+ * Fields every entry checks afresh, in no group: they change on almost every exit or entry (RIP,
+ * RSP, RFLAGS, the activity and interruptibility states, the event to inject, the timer value).
+ */
+const PER_ENTRY: readonly number[] = [
+  VmcsField.GUEST_RIP,
+  VmcsField.GUEST_RSP,
+  VmcsField.GUEST_RFLAGS,
+  VmcsField.GUEST_ACTIVITY_STATE,
+  VmcsField.GUEST_INTERRUPTIBILITY_INFO,
+  VmcsField.GUEST_PENDING_DBG_EXCEPTIONS,
+  VmcsField.VMX_PREEMPTION_TIMER_VALUE,
+  VmcsField.VM_ENTRY_INTR_INFO_FIELD,
+  VmcsField.VM_ENTRY_EXCEPTION_ERROR_CODE,
+  VmcsField.VM_ENTRY_INSTRUCTION_LEN,
+];
+
+/** Per slot: the low-half mask, whether the high half is kept (64-bit and natural width), the change group. */
+const SLOT_MASK = new Int32Array(SUPPORTED.length);
+const SLOT_WIDE = new Uint8Array(SUPPORTED.length);
+const SLOT_GROUP = new Uint8Array(SUPPORTED.length);
+SUPPORTED.forEach((encoding, slot) => {
+  SLOT_MASK[slot] = lowMask(encoding);
+  const w = vmcsWidth(encoding);
+  SLOT_WIDE[slot] = w === VmcsWidth.Bits64 || w === VmcsWidth.Natural ? 1 : 0;
+  const t = vmcsType(encoding);
+  const group = t === VmcsType.Control ? VMCS_GROUP_CONTROL : t === VmcsType.HostState ? VMCS_GROUP_HOST : t === VmcsType.GuestState ? VMCS_GROUP_GUEST : 0;
+  SLOT_GROUP[slot] = PER_ENTRY.includes(encoding) ? 0 : group;
+});
+
 export class Vmcs {
   /** The VMCS revision identifier (IA32_VMX_BASIC bits 30:0); an arbitrary model value. */
   static readonly REVISION_ID = 0x0000_0001;
@@ -69,12 +111,20 @@ export class Vmcs {
   private readonly lo = new Int32Array(SUPPORTED.length);
   private readonly hi = new Int32Array(SUPPORTED.length);
   launchState: LaunchState = "clear";
+  /**
+   * The groups (VMCS_GROUP_*) with a field whose value changed since the last VM entry whose
+   * checks passed (vmEntry clears it then); every group at first.
+   */
+  changed = VMCS_GROUPS_ALL;
+  /** The vCPU whose entry checks last passed with this VMCS (its capabilities are the checks' other input). */
+  checkedBy: object | undefined = undefined;
   /** Scratch for 64-bit reads. */
   readonly out = { lo: 0, hi: 0 };
 
   /** VMCLEAR: the launch state becomes clear (SDM 30.3 "VMCLEAR"). */
   clear(): void {
     this.launchState = "clear";
+    this.changed = VMCS_GROUPS_ALL;
   }
 
   /** Whether `encoding` names a component this VMCS supports (either access type). */
@@ -108,12 +158,11 @@ export class Vmcs {
     if (vmcsType(encoding) === VmcsType.ReadOnlyData) return fail(VmInstructionError.WriteReadOnly, encoding, "VMWRITE to read-only VMCS component");
     const slot = SLOT[encoding & ~1] as number;
     if (vmcsHighAccess(encoding)) {
+      if (this.hi[slot] !== (lo | 0)) this.changed |= SLOT_GROUP[slot]!;
       this.hi[slot] = lo;
       return undefined;
     }
-    this.lo[slot] = lo & lowMask(encoding);
-    const w = vmcsWidth(encoding);
-    this.hi[slot] = w === VmcsWidth.Bits64 || w === VmcsWidth.Natural ? hi : 0;
+    this.store(slot, lo, hi);
     return undefined;
   }
 
@@ -138,10 +187,33 @@ export class Vmcs {
 
   /** The processor's write of any field, read-only ones included (VM exits fill them). */
   setField(field: VmcsField, lo: number, hi = 0): void {
-    const slot = slotOf(field);
-    this.lo[slot] = lo & lowMask(field);
-    const w = vmcsWidth(field);
-    this.hi[slot] = w === VmcsWidth.Bits64 || w === VmcsWidth.Natural ? hi : 0;
+    this.store(slotOf(field), lo, hi);
+  }
+
+  /** The processor's write of the field in `slot` (vmcsSlot): setField without the field lookup. */
+  putSlot(slot: number, lo: number, hi: number): void {
+    this.store(slot, lo, hi);
+  }
+
+  /** The low half of the field in `slot` (vmcsSlot), unsigned. */
+  slotLow(slot: number): number {
+    return this.lo[slot]! >>> 0;
+  }
+
+  /** The natural-width field in `slot` (vmcsSlot) as a signed number, as readNatural. */
+  slotNatural(slot: number): number {
+    return this.hi[slot]! * 0x1_0000_0000 + (this.lo[slot]! >>> 0);
+  }
+
+  /** Store a slot's halves (truncated to its width), recording a change of value in `changed`. */
+  private store(slot: number, lo: number, hi: number): void {
+    const l = lo & SLOT_MASK[slot]!;
+    const h = SLOT_WIDE[slot] !== 0 ? hi | 0 : 0;
+    if (this.lo[slot] !== l || this.hi[slot] !== h) {
+      this.changed |= SLOT_GROUP[slot]!;
+      this.lo[slot] = l;
+      this.hi[slot] = h;
+    }
   }
 
   /** Set a natural-width field from a signed number below 2^53 in magnitude. */
@@ -159,6 +231,11 @@ export class Vmcs {
     });
     return out;
   }
+}
+
+/** The storage slot of a supported field, for the processor's slot accessors (putSlot, slotLow). */
+export function vmcsSlot(field: VmcsField): number {
+  return slotOf(field);
 }
 
 function slotOf(field: number): number {
