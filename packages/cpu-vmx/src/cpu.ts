@@ -99,8 +99,8 @@ import {
   SECONDARY_ENABLE_EPT,
   SECONDARY_ENABLE_VPID,
 } from "./vmx/controls.js";
-import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, endsBlock } from "./blocks.js";
-import { jitCompileBlock, jitDefault } from "./jit/compile.js";
+import { BLOCK_THRESHOLD, MAX_BLOCK, compileBlock, endsBlock, type BlockFn } from "./blocks.js";
+import { jitCompileHot, jitDefault, type RegionBlock } from "./jit/compile.js";
 
 /** Task-switch exit qualification, bits 31:30 (SDM Table 28-2): the switch came from IRET. */
 export const TASK_SWITCH_SOURCE_IRET = 1;
@@ -1228,23 +1228,40 @@ export class Cpu {
       this.capacityFlush(); // this instruction is decoded again, and its block compiled when hot again
       return;
     }
+    const pageBase = rip - (rip & 0xfff);
+    const run = this.decodeRun(page, pageBase, rip & 0xfff, first) as RegionBlock;
+    let fn: BlockFn | undefined;
+    let len = run.insns.length;
+    if (this.jit) {
+      const hot = jitCompileHot(run, (off) => this.decodeRun(page, pageBase, off, undefined));
+      fn = hot?.fn;
+      if (hot !== undefined) len = hot.len;
+    }
+    fn ??= compileBlock(run.insns, run.offsets);
+    if (fn !== undefined) {
+      first.block = fn;
+      first.blockLen = len;
+      this.blocksLive++;
+      this.counters.compiledBlocks++;
+    }
+  }
+
+  /**
+   * The straight-line run of instructions from page offset `off` of a decoded page (`first`: its
+   * instruction when already decoded), decoding ahead as needed, up to the first instruction that
+   * is not straight-line, MAX_BLOCK instructions or the page's end; undefined when nothing at
+   * `off` decodes.
+   */
+  private decodeRun(page: (Insn | undefined)[], pageBase: number, off: number, first: Insn | undefined): RegionBlock | undefined {
     const insns: Insn[] = [];
     const offsets: number[] = [];
-    let off = rip & 0xfff;
     let at = 0;
-    let insn: Insn | undefined = first;
-    while (insn !== undefined && insns.length < MAX_BLOCK) {
-      insns.push(insn);
-      offsets.push(at);
-      if (endsBlock(insn)) break;
-      at += insn.len;
-      off += insn.len;
-      if (off >= 4096) break;
-      insn = page[off];
+    let insn: Insn | undefined = first ?? page[off];
+    while (insns.length < MAX_BLOCK) {
       if (insn === undefined) {
         const cr2 = this.cr2;
         try {
-          insn = Cpu.decoder!(this, rip + at);
+          insn = Cpu.decoder!(this, pageBase + off + at);
         } catch {
           // A fault while looking ahead (an unmapped next page): end the block here, leaving no
           // trace (the guest must not see a CR2, or an EPT exit, for an instruction it has not reached).
@@ -1253,19 +1270,19 @@ export class Cpu {
           this.cr2 = cr2;
           break;
         }
-        if (off + insn.len > 4096 || this.decodedLive >= DECODED_MAX_INSNS) break;
-        page[off] = insn;
+        if (off + at + insn.len > 4096 || this.decodedLive >= DECODED_MAX_INSNS) break;
+        page[off + at] = insn;
         this.decodedLive++;
         this.counters.decodedInstructions++;
       }
+      insns.push(insn);
+      offsets.push(at);
+      if (endsBlock(insn)) break;
+      at += insn.len;
+      if (off + at >= 4096) break;
+      insn = page[off + at];
     }
-    const fn = (this.jit ? jitCompileBlock(insns, offsets, rip & 0xfff) : undefined) ?? compileBlock(insns, offsets);
-    if (fn !== undefined) {
-      first.block = fn;
-      first.blockLen = insns.length;
-      this.blocksLive++;
-      this.counters.compiledBlocks++;
-    }
+    return insns.length === 0 ? undefined : { off, insns, offsets };
   }
 
   /** Mark a frame as holding decoded code: remove write permission from TLB entries mapping it. */

@@ -156,11 +156,28 @@ const SIMPLE = fc.oneof(
   { arbitrary: X87, weight: 3 },
 );
 
-/** A body item: an instruction, a Jcc over the next one, a rare fault, or a self-modifying store. */
+/**
+ * An inner loop (r13 counts it down from 1..6): a body with a Jcc over one instruction in it (so
+ * the loop is several blocks: a region with internal forward and back edges), `dec r13d; jnz`
+ * back to its start (rel8 or rel32).
+ */
+const INNER = fc
+  .tuple(fc.integer({ min: 1, max: 6 }), SIMPLE, fc.integer({ min: 0, max: 15 }), SIMPLE, fc.array(SIMPLE, { maxLength: 3 }), fc.boolean())
+  .map(([count, a, cc, skipped, rest, near]) => {
+    const body = [...a.bytes, 0x70 + cc, skipped.bytes.length, ...skipped.bytes, ...rest.flatMap((r) => r.bytes), 0x41, 0xff, 0xcd]; // dec r13d
+    const back = near ? [0x75, (-(body.length + 2)) & 0xff] : [0x0f, 0x85, ...le32(-(body.length + 6))];
+    return { bytes: [0x41, 0xbd, ...le32(count), ...body, ...back] }; // mov r13d, count
+  });
+/** A JMP over an instruction that is never run. */
+const JMP_OVER = SIMPLE.map((s) => ({ bytes: [0xeb, s.bytes.length, ...s.bytes] }));
+
+/** A body item: an instruction, a Jcc over the next one, an inner loop, a rare fault, or a self-modifying store. */
 const BODY = fc.array(
   fc.oneof(
     { arbitrary: SIMPLE.map((s) => [s as Item]), weight: 12 },
     { arbitrary: fc.tuple(fc.integer({ min: 0, max: 15 }), SIMPLE).map(([cc, s]) => [{ bytes: [0x70 + cc, s.bytes.length] }, s] as Item[]), weight: 3 },
+    { arbitrary: INNER.map((s) => [s as Item]), weight: 2 },
+    { arbitrary: JMP_OVER.map((s) => [s as Item]), weight: 1 },
     { arbitrary: FAULT.map((s) => [s]), weight: 1 },
     { arbitrary: fc.constant<Item[]>([{ smc: true }]), weight: 1 },
   ),
@@ -313,6 +330,14 @@ describe("the block compiler agrees with the interpreter, instruction by instruc
     let compiled = 0;
     let smc = 0;
     let faults = 0;
+    let regions = 0;
+    let regionBlocks = 0;
+    jitHooks.onCompile = (blocks) => {
+      if (blocks > 1) {
+        regions++;
+        regionBlocks += blocks;
+      }
+    };
     fc.assert(
       fc.property(PROGRAM, (p) => {
         const m = load(p, true);
@@ -325,6 +350,10 @@ describe("the block compiler agrees with the interpreter, instruction by instruc
       }),
       { seed: 0x5eed, numRuns: 60 },
     );
+    jitHooks.onCompile = undefined;
+    // Regions: loops whose body is several blocks, entered and left through internal edges.
+    expect(regions).toBeGreaterThan(20);
+    expect(regionBlocks / regions).toBeGreaterThan(2);
     expect(compiled).toBeGreaterThan(60);
     expect(smc).toBeGreaterThan(0);
     expect(faults).toBeGreaterThan(0);

@@ -55,7 +55,10 @@ export class Insn {
   hits = 0;
   /** The compiled block that starts here, if any (see blocks.ts). */
   block: BlockFn | undefined = undefined;
-  /** Instructions in that block. */
+  /**
+   * Instructions the run loop's bound must leave room for before it enters that block: its
+   * length, or for a region (src/jit/) the longest path of forward edges from its entry.
+   */
   blockLen = 0;
 
   constructor(exec: Handler) {

@@ -100,6 +100,9 @@ class Gen {
     return name;
   }
 
+  /** Set while generating a block of a region (jitCompileRegion). */
+  region: RegionGen | undefined = undefined;
+
   /** The flags carried into the loop's first instruction (second pass only). */
   initial: Pending | undefined = undefined;
 
@@ -168,6 +171,34 @@ class Gen {
     }
     return name;
   }
+}
+
+/** The region a block is generated in: its blocks (page offsets), the block being generated, its edges. */
+interface RegionGen {
+  blocks: ReadonlySet<number>;
+  start: number;
+  /** Page offsets of the region's blocks this block jumps forward to. */
+  forward: number[];
+}
+
+/**
+ * Leave the block for page offset `target` (`page` + `target` in a block, whose offsets count
+ * from its start; a region's count from the page) after its `n` instructions, with RIP the value
+ * of `rip` and the flags already materialised. Inside a region, an edge to one of its blocks stays
+ * in the function: a forward one directly (the entry's bound covered the longest forward path,
+ * see jitCompileRegion), a back edge after the run loop's checks for the block it enters
+ * (`@D<off>@`: that block's longest forward path, filled in when all are known). Elsewhere: chain.
+ */
+function edge(g: Gen, page: number, target: number, rip: string, n: number): string {
+  const reg = g.region;
+  if (reg !== undefined && reg.blocks.has(target)) {
+    if (target > reg.start) {
+      reg.forward.push(target);
+      return `if(c.attention===0){R0+=${n};pc=${target};continue;}c.rip=r+${target};c.retired=R0+${n};return;`;
+    }
+    return `R0+=${n};if(c.attention===0&&R0+@D${target}@<=c.repStop){pc=${target};continue;}c.retired=R0;c.rip=r+${target};return;`;
+  }
+  return `c.rip=${rip};c.retired=R0+${n};${chain(page + target)}`;
 }
 
 /** Condition `cc` (SDM Vol. 1 Appendix B) read from the CPU's flag fields. */
@@ -255,8 +286,11 @@ function cond(g: Gen, cc: number): string {
 
 /** Per-block context for emitting one instruction. */
 interface At {
+  /** Index in the block (its retired count is R0 + k). */
   k: number;
-  /** Offsets of the instruction's start and end from the block start. */
+  /** Unique in the function (a region holds several blocks): names its locals and parameters. */
+  id: number;
+  /** Offsets of the instruction's start and end from `r` (the block start; a region's page base). */
   start: number;
   end: number;
   i: Insn;
@@ -296,7 +330,7 @@ function emitEa(g: Gen, at: At): void {
   if (i.disp !== 0 || parts.length === 0) parts.push(String(i.disp));
   const sum = parts.join("+");
   if (guards.length === 0) g.body += `a=${sum};`;
-  else g.body += `if(${guards.join("||")}){${WB}a=EA(c,i${at.k});}else a=${sum};`;
+  else g.body += `if(${guards.join("||")}){${WB}a=EA(c,i${at.id});}else a=${sum};`;
 }
 
 /** The TLB fast-path test for an access of `size` bytes at `a` (`mask`: RM or WM). */
@@ -431,7 +465,7 @@ function setReg8(r: number, rex: boolean, v: string): string {
 
 /** One ALU operation (ADD/OR/AND/SUB/XOR/CMP) on operand expressions; leaves the result in locals and the flags pending. */
 function emitAlu(g: Gen, at: At, op: number, wide: boolean, al: string, ah: string, bl: string, bh: string): { rl: string; rh: string; flags: Pending } {
-  const k = at.k;
+  const k = at.id;
   const A = g.local(`a${k}`);
   const B = g.local(`b${k}`);
   const R = g.local(`r${k}`);
@@ -490,7 +524,7 @@ function emitAlu(g: Gen, at: At, op: number, wide: boolean, al: string, ah: stri
   }
   // The flags become pending only after the write-back (a faulting store leaves the old flags);
   // they overwrite every flag, so the previous pending operation is then dead.
-  return { rl: R, rh: RH, flags: { kind, wide, a: A, b: B, r: R, ah: AH, bh: BH, rh: RH, f: "", owner: at.k } };
+  return { rl: R, rh: RH, flags: { kind, wide, a: A, b: B, r: R, ah: AH, bh: BH, rh: RH, f: "", owner: at.id } };
 }
 
 /**
@@ -527,7 +561,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   const i = at.i;
   const op = i.opcode;
   const wide = i.opSize === 8;
-  const k = at.k;
+  const k = at.id;
   // The flags carried over the back edge live in this instruction's locals: materialise them before it overwrites them.
   if (g.pending?.guard === true && g.pending.owner === k) g.flush();
   // ---- ALU ----
@@ -846,10 +880,10 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     } else {
       g.body += `t=r+${at.end + i.imm};`;
       emitTargetCheck(g, at);
-      g.body += `${g.flushCode()}c.rip=t;c.retired=R0+${n};${chain(page + at.end + i.imm)}}`;
+      g.body += `${g.flushCode()}${edge(g, page, at.end + i.imm, "t", n)}}`;
     }
     g.flush();
-    g.body += `c.rip=r+${at.end};c.retired=R0+${n};${chain(page + at.end)}`;
+    g.body += edge(g, page, at.end, `r+${at.end}`, n);
     return true;
   }
   if (op === 0xe8) {
@@ -860,7 +894,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     g.body += `t=r+${at.end + i.imm};`;
     emitTargetCheck(g, at);
     g.flush();
-    g.body += `c.rip=t;c.retired=R0+${n};${chain(page + at.end + i.imm)}`;
+    g.body += edge(g, page, at.end + i.imm, "t", n);
     return true;
   }
   if (op === 0xc3) {
@@ -888,9 +922,11 @@ let compilerWorks = true;
 /**
  * Test hooks: when `onBlockEntry` is set at compile time, each block compiled then calls it at
  * every entry (and every iteration of a self-loop) with the CPU in the state the block starts
- * from, which lets the differential test compare that state with the interpreter's.
+ * from, which lets the differential test compare that state with the interpreter's;
+ * `onCompile` is told how many blocks each compiled function holds (1: a block, more: a region);
+ * `noRegions` compiles every hot block alone (for benchmarks comparing the two).
  */
-export const jitHooks: { onBlockEntry?: (c: Cpu, rip: number) => void } = {};
+export const jitHooks: { onBlockEntry?: (c: Cpu, rip: number) => void; onCompile?: (blocks: number) => void; noRegions?: boolean } = {};
 
 /** Generated source of the last compiled block (for tests and debugging). */
 export let lastSource = "";
@@ -912,7 +948,7 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
   const decl = [...g.locals].map((v) => `${v}=0`).join(",");
   const cached = cacheRegisters(prologue + g.body);
   const src =
-    `"use strict";return function jitBlock(c,r){const lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
+    `"use strict";return function jitBlock_${page.toString(16)}(c,r){const lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
     `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,lp=0,${decl}${cached.decl};` +
     `for(;;){${cached.body}}};`;
   lastSource = src;
@@ -957,30 +993,53 @@ function cacheRegisters(body: string): { decl: string; body: string } {
   return { decl, body: out };
 }
 
-/** One generation pass over the block; `initial`: the flags carried over a self-loop's back edge. */
-function generate(insns: readonly Insn[], offsets: readonly number[], page: number, initial: Pending | undefined): Gen {
+/** A fresh generator with the helpers every block may call. */
+function newGen(): Gen {
   const g = new Gen();
-  g.initial = initial;
-  g.pending = initial;
-  g.carry = initial !== undefined;
   g.bind("PE", PARITY_EVEN);
   g.bind("EA", slowOffset);
   g.bind("ML", mulLowHi64);
   g.bind("MO", imul64Overflows);
+  return g;
+}
+
+/** The block's last instruction is a direct JMP or Jcc back to the block's start. */
+function selfLoops(insns: readonly Insn[], offsets: readonly number[]): boolean {
   const n = insns.length;
   const last = insns[n - 1] as Insn;
-  // A block whose last instruction jumps back to its start loops inside the function.
   const lastOp = last.opcode;
-  const loops =
+  return (
     supported(last) &&
     ((lastOp >= 0x70 && lastOp <= 0x7f) || (lastOp >= 0x180 && lastOp <= 0x18f) || lastOp === 0xe9 || lastOp === 0xeb) &&
-    (offsets[n - 1] as number) + last.len + last.imm === 0;
+    (offsets[n - 1] as number) + last.len + last.imm === 0
+  );
+}
+
+/** One generation pass over the block; `initial`: the flags carried over a self-loop's back edge. */
+function generate(insns: readonly Insn[], offsets: readonly number[], page: number, initial: Pending | undefined): Gen {
+  const g = newGen();
+  g.initial = initial;
+  g.pending = initial;
+  g.carry = initial !== undefined;
+  // A block whose last instruction jumps back to its start loops inside the function.
+  generateInto(g, insns, offsets, page, 0, 0, selfLoops(insns, offsets));
+  return g;
+}
+
+/**
+ * Append the block's code to `g.body`: its instructions at `base` + `offsets` from `r`, their
+ * locals and parameters numbered from `id0`; `page`: the page offset of `r` (0 in a region).
+ */
+function generateInto(g: Gen, insns: readonly Insn[], offsets: readonly number[], page: number, base: number, id0: number, loops: boolean): void {
+  const n = insns.length;
+  const last = insns[n - 1] as Insn;
   let ended = false;
   for (let k = 0; k < n; k++) {
     const i = insns[k] as Insn;
-    const start = offsets[k] as number;
-    const at: At = { k, start, end: start + i.len, i };
-    g.params.push(`i${k}`);
+    const id = id0 + k;
+    const start = base + (offsets[k] as number);
+    const at: At = { k, id, start, end: start + i.len, i };
+    g.params.push(`i${id}`);
     g.args.push(i);
     if (supported(i)) {
       ended = emitInsn(g, at, n, loops, page);
@@ -990,13 +1049,13 @@ function generate(insns: readonly Insn[], offsets: readonly number[], page: numb
       }
       continue;
     }
-    const h = g.bind(`h${k}`, i.exec);
+    const h = g.bind(`h${id}`, i.exec);
     g.flush();
     if (isPureInsn(i)) {
-      g.body += `${WB}${h}(c,i${k});${RL}`;
+      g.body += `${WB}${h}(c,i${id});${RL}`;
       continue;
     }
-    g.body += `c.insnStart=r+${start};c.rip=r+${at.end};c.retired=R0+${k};${WB}${h}(c,i${k});${RL}`;
+    g.body += `c.insnStart=r+${start};c.rip=r+${at.end};c.retired=R0+${k};${WB}${h}(c,i${id});${RL}`;
     if (k === n - 1) {
       // The last instruction may have branched (RIP is its own) or, a REP string instruction, retired iterations itself.
       g.body += "c.retired++;return;";
@@ -1005,10 +1064,146 @@ function generate(insns: readonly Insn[], offsets: readonly number[], page: numb
   }
   if (!ended) {
     g.flush();
-    const end = (offsets[n - 1] as number) + last.len;
-    g.body += `c.rip=r+${end};c.retired=R0+${n};${chain(page + end)}`;
+    const end = base + (offsets[n - 1] as number) + last.len;
+    g.body += edge(g, page, end, `r+${end}`, n);
   }
-  return g;
+}
+
+/** A block of a region: its page offset, instructions and their offsets from its start. */
+export interface RegionBlock {
+  off: number;
+  insns: readonly Insn[];
+  offsets: readonly number[];
+}
+
+/**
+ * Compile a region (blocks of one page reachable from `entry` by direct branches and
+ * fall-throughs, `blocks[0]` the entry's) into one function: `for(;;){switch(pc){...}}` with one
+ * case per block, registers and the retired count in locals across its internal edges, the flags
+ * materialised at each edge (each block starts with them in the CPU's fields). The run loop (and
+ * a chaining block) enters it only when the bound leaves room for `len` instructions, the longest
+ * path of forward edges from the entry, so forward edges need no bound check; a back edge checks
+ * attention and the bound for the longest forward path of the block it enters, exactly as the run
+ * loop would before entering that block (on a failed check the region returns with RIP there, and
+ * the run loop goes on one instruction or block at a time). Edges out of the region chain as a
+ * block's do.
+ */
+export function jitCompileRegion(blocks: readonly RegionBlock[]): { fn: BlockFn; len: number } | undefined {
+  if (!compilerWorks) return undefined;
+  const g = newGen();
+  const entry = (blocks[0] as RegionBlock).off;
+  const region: RegionGen = { blocks: new Set(blocks.map((b) => b.off)), start: 0, forward: [] };
+  g.region = region;
+  const forward = new Map<number, number[]>();
+  let cases = "";
+  let id0 = 0;
+  for (const b of blocks) {
+    region.start = b.off;
+    region.forward = [];
+    g.pending = undefined;
+    g.body = "";
+    generateInto(g, b.insns, b.offsets, 0, b.off, id0, false);
+    // The hook sees each block's entry with the state there in the CPU (flags are in the fields).
+    const hook = jitHooks.onBlockEntry !== undefined ? `${WB}c.retired=R0;${g.bind("TR", jitHooks.onBlockEntry)}(c,r+${b.off});` : "";
+    cases += `case ${b.off}:{${hook}${g.body}}`;
+    forward.set(b.off, region.forward);
+    id0 += b.insns.length;
+  }
+  // Longest forward paths, from the highest block down (forward edges go to higher offsets).
+  const depth = new Map<number, number>();
+  for (const b of [...blocks].sort((x, y) => y.off - x.off)) {
+    let longest = 0;
+    for (const t of forward.get(b.off) as number[]) longest = Math.max(longest, depth.get(t) as number);
+    depth.set(b.off, b.insns.length + longest);
+  }
+  cases = cases.replace(/@D(\d+)@/g, (_m, t: string) => String(depth.get(Number(t))));
+  const decl = [...g.locals].map((v) => `${v}=0`).join(",");
+  const cached = cacheRegisters(`switch(pc){${cases}default:return;}`);
+  const src =
+    `"use strict";return function jitRegion_${entry.toString(16)}(c,q){const r=q-${entry},lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
+    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,pc=${entry},${decl}${cached.decl};` +
+    `for(;;){${cached.body}}};`;
+  lastSource = src;
+  try {
+    const factory = new Function(...g.params, src) as (...a: unknown[]) => BlockFn;
+    return { fn: factory(...g.args), len: depth.get(entry) as number };
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
+    compilerWorks = false;
+    return undefined;
+  }
+}
+
+/**
+ * The page offsets a block may go to next without leaving a region: the targets of its last
+ * instruction (a direct JMP, Jcc or CALL into the page) and its fall-through (after a Jcc, or a
+ * block cut short before a control-flow instruction). A block ending on another instruction
+ * (RET, a handler) goes back to the run loop or chains by lookup.
+ */
+export function regionSuccessors(b: RegionBlock): number[] {
+  const n = b.insns.length;
+  const last = b.insns[n - 1] as Insn;
+  const end = b.off + (b.offsets[n - 1] as number) + last.len;
+  const op = last.opcode;
+  const out: number[] = [];
+  if (supported(last)) {
+    if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) out.push(end + last.imm, end);
+    else if (op === 0xe9 || op === 0xeb || op === 0xe8) out.push(end + last.imm);
+    else if (op !== 0xc3) out.push(end);
+  } else if (isPureInsn(last)) out.push(end);
+  return out.filter((t) => t >= 0 && t < 4096);
+}
+
+/** Most blocks in a region, and most instructions in all of them. */
+const REGION_MAX_BLOCKS = 8;
+const REGION_MAX_INSNS = 96;
+
+/**
+ * Compile the hot block `first` (page offset `first.off`): alone when it loops on itself (its
+ * flags then stay lazy over its back edge) or heads no loop, else as a region: the blocks
+ * reachable from it by direct branches and fall-throughs inside the page (breadth first, up to
+ * REGION_MAX_BLOCKS blocks and REGION_MAX_INSNS instructions; `decodeRun` gives the
+ * straight-line run at a page offset) from which it is reached again, i.e. the body of a loop it
+ * heads, with the ifs inside it. Self-looping blocks stay out (their own functions keep their
+ * flags lazy over their back edges). `len`: what the run loop's bound must leave
+ * room for before entering it.
+ */
+export function jitCompileHot(first: RegionBlock, decodeRun: (off: number) => RegionBlock | undefined): { fn: BlockFn; len: number } | undefined {
+  const blocks: RegionBlock[] = [first];
+  if (!selfLoops(first.insns, first.offsets) && jitHooks.noRegions !== true) {
+    const seen = new Set<number>([first.off]);
+    let total = first.insns.length;
+    for (let q = 0; q < blocks.length && blocks.length < REGION_MAX_BLOCKS; q++) {
+      for (const t of regionSuccessors(blocks[q] as RegionBlock)) {
+        if (seen.has(t) || blocks.length >= REGION_MAX_BLOCKS) continue;
+        seen.add(t);
+        const b = decodeRun(t);
+        // A block that loops on itself stays its own function (entered by chaining), where its flags stay lazy over its back edge.
+        if (b === undefined || total + b.insns.length > REGION_MAX_INSNS || selfLoops(b.insns, b.offsets)) continue;
+        blocks.push(b);
+        total += b.insns.length;
+      }
+    }
+  }
+  // Keep the loop: the blocks from which the entry is reached again inside the region (the rest are
+  // left through edges that chain, compiled on their own when hot: no code duplicated for them).
+  const succ = new Map(blocks.map((b) => [b.off, regionSuccessors(b)] as const));
+  const loop = new Set<number>([first.off]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const b of blocks) {
+      if (!loop.has(b.off) && (succ.get(b.off) as number[]).some((t) => loop.has(t))) {
+        loop.add(b.off);
+        grew = true;
+      }
+    }
+  }
+  const body = blocks.filter((b) => loop.has(b.off));
+  const back = (succ.get(first.off) as number[]).some((t) => loop.has(t));
+  jitHooks.onCompile?.(back ? body.length : 1);
+  if (back && body.length > 1) return jitCompileRegion(body);
+  const fn = jitCompileBlock(first.insns, first.offsets, first.off);
+  return fn === undefined ? undefined : { fn, len: first.insns.length };
 }
 
 /** The default of `CpuOptions.jit`: on, unless the environment variable VTLAB_JIT is "0". */
