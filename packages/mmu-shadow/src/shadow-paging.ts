@@ -84,6 +84,10 @@ import { P2mType, p2mHasFrame, type DomainP2m, type FrameAllocator } from "@vtla
 import { P2mPagingStructures, guestPagingMode, ramMfn, type GuestTableFault } from "./guest-walk.js";
 import { emulatePteStore } from "./write-emulation.js";
 import { MachinePagingStructures } from "./unpaged.js";
+import { ReverseMap } from "./rmap.js";
+
+/** Out-of-sync snapshots kept for reuse. */
+const SNAPSHOT_POOL = 64;
 
 /** Shadow page types (Xen's SH_type_l1_64_shadow ... SH_type_l4_64_shadow, fl1 for splintered large pages). */
 export const ShadowType = {
@@ -293,9 +297,14 @@ export class ShadowPaging implements MemoryVirtualizer {
   private readonly bySmfn = new Map<number, ShadowPage>();
   /** Guest frame -> its table shadows (types L1-L4). A frame here is write-protected unless out of sync. */
   private readonly byGmfn = new Map<number, ShadowPage[]>();
-  /** Reverse map: machine frame -> shadow leaf entries (machine addresses) mapping it. */
-  private readonly rmap = new Map<number, Set<number>>();
+  /** Reverse map: machine frame -> shadow leaf entries (machine addresses) mapping it (rmap.ts). */
+  private readonly rmap = new ReverseMap();
   private readonly oos = new Map<number, OutOfSync>();
+  /** Snapshots of resynced tables, for the next unsync to reuse (at most SNAPSHOT_POOL). */
+  private readonly snapshotPool: Uint32Array[] = [];
+  /** resync's copy of the table it compares with its snapshot. */
+  private readonly resyncScratch = new Uint32Array(1024);
+  private readonly resyncBytes = new Uint8Array(this.resyncScratch.buffer);
   private readonly vcpus = new Map<Cpu, VcpuState>();
   private readonly guestTables: P2mPagingStructures;
   private readonly unpagedTables: MachinePagingStructures;
@@ -484,7 +493,7 @@ export class ShadowPaging implements MemoryVirtualizer {
   enableLogDirty(): void {
     this.logDirtyOn = true;
     this.dirty.clear();
-    for (const set of this.rmap.values()) for (const a of set) this.clearRw(a);
+    this.rmap.forEachEntry((a) => this.clearRw(a));
   }
 
   disableLogDirty(): void {
@@ -503,8 +512,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       this.dirty.clear();
       for (const g of gfns) {
         const m = ramMfn(this.p2m, g);
-        const set = m < 0 ? undefined : this.rmap.get(m);
-        if (set !== undefined) for (const a of set) this.clearRw(a);
+        if (m >= 0) this.rmap.forEach(m, (a) => this.clearRw(a));
       }
     }
     return gfns;
@@ -804,6 +812,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     const page: ShadowPage = { key, smfn, type, gmfn, parents: new Set(), writesSinceUse: 0 };
     this.pages.set(key, page);
     this.bySmfn.set(smfn, page);
+    this.rmap.addPage(smfn);
     if (this.pages.size > this.stats.peakShadowPages) this.stats.peakShadowPages = this.pages.size;
     if (shadowsGuestTable(type)) {
       if (this.oos.has(gmfn) && type !== ShadowType.L1) this.resync(gmfn);
@@ -811,8 +820,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       if (list === undefined) {
         this.byGmfn.set(gmfn, [page]);
         // The frame becomes a page table: write-protect every mapping of it.
-        const set = this.rmap.get(gmfn);
-        if (set !== undefined) for (const a of set) this.clearRw(a);
+        this.rmap.forEach(gmfn, (a) => this.clearRw(a));
       } else list.push(page);
     }
     return page;
@@ -831,20 +839,9 @@ export class ShadowPaging implements MemoryVirtualizer {
   /** Write a shadow leaf entry (machine frame `mfn`, or -1 to clear), keeping the reverse map. */
   private setLeaf(at: number, lo: number, hi: number, mfn: number): void {
     this.memory.read64(at, this.scratch);
-    if ((this.scratch.lo & PTE_P) !== 0) {
-      const old = entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE;
-      const set = this.rmap.get(old);
-      if (set !== undefined) {
-        set.delete(at);
-        if (set.size === 0) this.rmap.delete(old);
-      }
-    }
+    if ((this.scratch.lo & PTE_P) !== 0) this.rmap.remove(at, entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
     this.memory.write64(at, lo, hi);
-    if (mfn >= 0) {
-      let set = this.rmap.get(mfn);
-      if (set === undefined) this.rmap.set(mfn, (set = new Set()));
-      set.add(at);
-    }
+    if (mfn >= 0) this.rmap.add(at, mfn);
   }
 
   /** Write a shadow non-leaf entry pointing at `child` (or clear it), keeping the parent links. */
@@ -873,6 +870,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     }
     this.pages.delete(page.key);
     this.bySmfn.delete(page.smfn);
+    this.rmap.removePage(page.smfn);
     if (shadowsGuestTable(page.type)) {
       const list = this.byGmfn.get(page.gmfn);
       if (list !== undefined) {
@@ -916,12 +914,9 @@ export class ShadowPaging implements MemoryVirtualizer {
    */
   removeAllMappings(mfn: number): number {
     let dropped = 0;
-    const set = this.rmap.get(mfn);
-    if (set !== undefined) {
-      for (const at of [...set]) {
-        this.setLeaf(at, 0, 0, -1);
-        dropped++;
-      }
+    for (let at = this.rmap.first(mfn); at >= 0; at = this.rmap.first(mfn)) {
+      this.setLeaf(at, 0, 0, -1);
+      dropped++;
     }
     if (this.byGmfn.has(mfn)) {
       this.resync(mfn);
@@ -1330,12 +1325,12 @@ export class ShadowPaging implements MemoryVirtualizer {
 
   /** Let the guest write a leaf table directly: snapshot it and drop the read-only mappings of it. */
   private unsync(gmfn: number): void {
-    const snapshot = new Uint32Array(1024);
-    for (let i = 0; i < 1024; i++) snapshot[i] = this.memory.read32(gmfn * PAGE_SIZE + i * 4) as number;
+    // The table's bytes, copied whole (a snapshot from the pool resync returns them to).
+    const snapshot = this.snapshotPool.pop() ?? new Uint32Array(1024);
+    if (this.memory.readBytes(gmfn * PAGE_SIZE, new Uint8Array(snapshot.buffer)) !== undefined) snapshot.fill(0);
     this.oos.set(gmfn, { snapshot });
     this.stats.unsyncs++;
-    const set = this.rmap.get(gmfn);
-    if (set !== undefined) for (const a of [...set]) this.setLeaf(a, 0, 0, -1);
+    for (let a = this.rmap.first(gmfn); a >= 0; a = this.rmap.first(gmfn)) this.setLeaf(a, 0, 0, -1);
   }
 
   /** Bring an out-of-sync table's shadow up to date with the guest's, and write-protect it again. */
@@ -1344,14 +1339,17 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (o === undefined) return;
     this.oos.delete(gmfn);
     this.stats.resyncs++;
-    const base = gmfn * PAGE_SIZE;
+    // The table as it is now, in the snapshot's representation (both copied as bytes; an entry
+    // snapshotEntry refreshed holds read32's values, which on a big-endian host only differ and
+    // propagate once more, which is harmless): every entry that differs is propagated.
+    const now = this.resyncScratch;
+    if (this.memory.readBytes(gmfn * PAGE_SIZE, this.resyncBytes) !== undefined) now.fill(0);
+    const snap = o.snapshot;
     for (let i = 0; i < ENTRIES; i++) {
-      const lo = this.memory.read32(base + i * 8) as number;
-      const hi = this.memory.read32(base + i * 8 + 4) as number;
-      if (lo !== o.snapshot[2 * i] || hi !== o.snapshot[2 * i + 1]) this.propagate(gmfn, i);
+      if (now[2 * i] !== snap[2 * i] || now[2 * i + 1] !== snap[2 * i + 1]) this.propagate(gmfn, i);
     }
-    const set = this.rmap.get(gmfn);
-    if (set !== undefined) for (const a of set) this.clearRw(a);
+    if (this.snapshotPool.length < SNAPSHOT_POOL) this.snapshotPool.push(snap);
+    this.rmap.forEach(gmfn, (a) => this.clearRw(a));
   }
 
   private snapshotEntry(gpa: number): void {
