@@ -288,20 +288,25 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if (checkGuest && (entryCtl & ENTRY_LOAD_IA32_PAT) !== 0 && !patValid(patLo, patHi)) return guestStateFailure("GUEST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
   const rflags = vmcs.read32(F.GUEST_RFLAGS);
   if ((rflags & RFLAGS_FIXED) === 0 || (rflags & RFLAGS_RESERVED_ZERO) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
-  const csAr = vmcs.read32(F.GUEST_CS_AR_BYTES);
+  // The guest segment fields a VM exit of this vCPU has not saved yet (Vmcs.deferSave) are its
+  // segment registers: their checks read them there (the value the save would give), and run on
+  // every such entry (the guest may have loaded segments since the checks last passed).
+  const segLive = vmcs.savePendingWith(cpu);
+  const checkSegments = checkGuest || segLive;
+  const csAr = segLive ? arBytes(cpu.seg[Seg.CS] as SegmentCache) : vmcs.read32(F.GUEST_CS_AR_BYTES);
   // SDM 27.3.1.2: CS is an accessed code segment (types 9, 11, 13, 15), or with unrestricted guest
   // a read/write accessed data segment (type 3) whose DPL must then be 0.
   const csData = unrestricted && (csAr & 0x1f) === 0x13;
-  if (checkGuest) {
+  if (checkSegments) {
     if (((csAr & 0x18) !== 0x18 && !csData) || (csAr & 0x80) === 0) return guestStateFailure("GUEST_CS_AR_BYTES: not a present code segment (or, with unrestricted guest, a type-3 data segment)");
     if (csData && (csAr & 0x60) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: type 3 with a DPL other than 0 (SDM 27.3.1.2)");
     if ((gCr0 & CR0_PE) === 0) {
       // Real-address mode under unrestricted guest (SDM 27.3.1.2): SS.DPL must be 0.
-      const ssAr = vmcs.read32(F.GUEST_SS_AR_BYTES);
+      const ssAr = segLive ? arBytes(cpu.seg[Seg.SS] as SegmentCache) : vmcs.read32(F.GUEST_SS_AR_BYTES);
       if ((ssAr & 0x1_0000) === 0 && (ssAr & 0x60) !== 0) return guestStateFailure("GUEST_SS_AR_BYTES: DPL is not 0 with GUEST_CR0.PE = 0 (SDM 27.3.1.2)");
     }
     if (ia32e && (csAr & 0x2000) !== 0 && (csAr & 0x4000) !== 0) return guestStateFailure("GUEST_CS_AR_BYTES: L and D/B both set");
-    const trAr = vmcs.read32(F.GUEST_TR_AR_BYTES);
+    const trAr = segLive ? arBytes(cpu.tr) : vmcs.read32(F.GUEST_TR_AR_BYTES);
     // TR: a usable, present busy TSS; type 11 in IA-32e mode, 3 (16-bit) or 11 (32-bit) otherwise.
     const trType = trAr & 0xf;
     if ((trAr & 0x1_0000) !== 0 || (trAr & 0x80) === 0 || (trType !== 11 && (ia32e || trType !== 3))) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy TSS (64-bit in IA-32e mode)");
@@ -331,9 +336,17 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   }
   if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) setPlainMsr(cpu, MSR.PAT, patLo, patHi);
   cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.read32(F.GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
-  for (let k = 0; k < GUEST_SEGMENTS.length; k++) loadSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
-  loadSegment(cpu.tr, vmcs, TR_SLOTS);
-  loadSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
+  if (segLive) {
+    // The exit's save is still pending: the registers hold what it would save; loading that back
+    // gives them in the form the fields keep (normalise), which is all that is left to do.
+    for (let k = 0; k < GUEST_SEGMENTS.length; k++) normaliseSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache);
+    normaliseSegment(cpu.tr);
+    normaliseSegment(cpu.ldtr);
+  } else {
+    for (let k = 0; k < GUEST_SEGMENTS.length; k++) loadSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
+    loadSegment(cpu.tr, vmcs, TR_SLOTS);
+    loadSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
+  }
   cpu.gdtrBase = vmcs.readNatural(F.GUEST_GDTR_BASE);
   cpu.gdtrLimit = vmcs.read32(F.GUEST_GDTR_LIMIT);
   cpu.idtrBase = vmcs.readNatural(F.GUEST_IDTR_BASE);
@@ -450,13 +463,32 @@ function loadSegment(c: SegmentCache, vmcs: Vmcs, at: number): void {
   c.attr = (a & 0x1_0000) !== 0 ? 0 : a & 0xf0ff; // an unusable segment keeps no attributes
 }
 
+/** The VM exit's save of the guest segment registers (SDM 28.3.2), made when Vmcs.deferSave says. */
+function saveSegments(cpu: Cpu, vmcs: Vmcs): void {
+  for (let k = 0; k < GUEST_SEGMENTS.length; k++) saveSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
+  saveSegment(cpu.tr, vmcs, TR_SLOTS);
+  saveSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
+}
+
+/** The access-rights field saveSegment writes for a segment register. */
+function arBytes(c: SegmentCache): number {
+  return c.attr === 0 ? 0x1_0000 : c.attr & 0xf0ff;
+}
+
+/** A segment register as loadSegment(saveSegment(it)) leaves it: the fields' widths and the access-rights bits they keep. */
+function normaliseSegment(c: SegmentCache): void {
+  c.selector &= 0xffff;
+  c.limit >>>= 0;
+  c.attr &= 0xf0ff;
+}
+
 /** Save a segment register into its four fields, at SEGMENT_SLOTS[at..at+3]. */
 function saveSegment(c: SegmentCache, vmcs: Vmcs, at: number): void {
   const base = c.base;
   vmcs.putSlot(SEGMENT_SLOTS[at]!, c.selector, 0);
   vmcs.putSlot(SEGMENT_SLOTS[at + 1]!, base | 0, base >= 0 && base < 0x1_0000_0000 ? 0 : Math.floor(base / 0x1_0000_0000) | 0);
   vmcs.putSlot(SEGMENT_SLOTS[at + 2]!, c.limit, 0);
-  vmcs.putSlot(SEGMENT_SLOTS[at + 3]!, c.attr === 0 ? 0x1_0000 : c.attr & 0xf0ff, 0);
+  vmcs.putSlot(SEGMENT_SLOTS[at + 3]!, arBytes(c), 0);
 }
 
 /** Save guest state and exit information into the VMCS (SDM 28.2-28.3). */
@@ -497,9 +529,9 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   const entryCtl = vmcs.read32(F.VM_ENTRY_CONTROLS);
   const lma = (cpu.efer & EFER_LMA) !== 0;
   if (((entryCtl & ENTRY_IA32E_MODE) !== 0) !== lma) vmcs.setField(F.VM_ENTRY_CONTROLS, (lma ? entryCtl | ENTRY_IA32E_MODE : entryCtl & ~ENTRY_IA32E_MODE) >>> 0);
-  for (let k = 0; k < GUEST_SEGMENTS.length; k++) saveSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
-  saveSegment(cpu.tr, vmcs, TR_SLOTS);
-  saveSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
+  // The segment registers are saved on the first access to one of their fields (Vmcs.deferSave):
+  // an exit whose handler reads none of them, and the entry after it, move none of them.
+  vmcs.deferSave(cpu, saveSegments);
   vmcs.setNatural(F.GUEST_GDTR_BASE, cpu.gdtrBase);
   vmcs.setField(F.GUEST_GDTR_LIMIT, cpu.gdtrLimit);
   vmcs.setNatural(F.GUEST_IDTR_BASE, cpu.idtrBase);

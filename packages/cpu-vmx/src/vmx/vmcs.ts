@@ -95,7 +95,13 @@ const PER_ENTRY: readonly number[] = [
 const SLOT_MASK = new Int32Array(SUPPORTED.length);
 const SLOT_WIDE = new Uint8Array(SUPPORTED.length);
 const SLOT_GROUP = new Uint8Array(SUPPORTED.length);
+/**
+ * Per slot: 1 for the guest segment-register fields (selector, base, limit, access rights of
+ * ES, CS, SS, DS, FS, GS, TR and LDTR), which a VM exit may save lazily (Vmcs.deferSave).
+ */
+const SLOT_LAZY = new Uint8Array(SUPPORTED.length);
 SUPPORTED.forEach((encoding, slot) => {
+  if (/^GUEST_(ES|CS|SS|DS|FS|GS|TR|LDTR)_(SELECTOR|BASE|LIMIT|AR_BYTES)$/.test(vmcsFieldName(encoding) ?? "")) SLOT_LAZY[slot] = 1;
   SLOT_MASK[slot] = lowMask(encoding);
   const w = vmcsWidth(encoding);
   SLOT_WIDE[slot] = w === VmcsWidth.Bits64 || w === VmcsWidth.Natural ? 1 : 0;
@@ -118,11 +124,41 @@ export class Vmcs {
   changed = VMCS_GROUPS_ALL;
   /** The vCPU whose entry checks last passed with this VMCS (its capabilities are the checks' other input). */
   checkedBy: object | undefined = undefined;
+  /**
+   * A VM exit's save of the guest segment registers, not yet made (deferSave): the vCPU that
+   * holds them and the function that writes them into this VMCS. Any access to one of those
+   * fields makes the save first, so every read sees what the exit saved; a VM entry from the
+   * same vCPU with the save still pending takes its segment registers as they are (loading what
+   * the exit would have saved is, after normalisation, what they already hold).
+   */
+  private lazyCpu: object | undefined = undefined;
+  private lazySave: ((cpu: never, vmcs: Vmcs) => void) | undefined = undefined;
+
+  /** Defer the save of the guest segment fields to the first access of one (see lazyCpu). */
+  deferSave<C extends object>(cpu: C, save: (cpu: C, vmcs: Vmcs) => void): void {
+    this.lazyCpu = cpu;
+    this.lazySave = save as (cpu: never, vmcs: Vmcs) => void;
+  }
+
+  /** Whether the save of the guest segment fields is pending with `cpu`'s registers. */
+  savePendingWith(cpu: object): boolean {
+    return this.lazyCpu === cpu;
+  }
+
+  /** Make the pending save of the guest segment fields now. */
+  private materialize(): void {
+    const cpu = this.lazyCpu as never;
+    const save = this.lazySave!;
+    this.lazyCpu = undefined;
+    this.lazySave = undefined;
+    save(cpu, this);
+  }
   /** Scratch for 64-bit reads. */
   readonly out = { lo: 0, hi: 0 };
 
   /** VMCLEAR: the launch state becomes clear (SDM 30.3 "VMCLEAR"). */
   clear(): void {
+    if (this.lazyCpu !== undefined) this.materialize();
     this.launchState = "clear";
     this.changed = VMCS_GROUPS_ALL;
   }
@@ -143,6 +179,7 @@ export class Vmcs {
   vmread(encoding: number): number | VmFailValid {
     if (!Vmcs.supports(encoding)) return fail(VmInstructionError.UnsupportedComponent, encoding, "VMREAD from unsupported VMCS component");
     const slot = SLOT[encoding & ~1] as number;
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
     if (vmcsHighAccess(encoding)) return this.hi[slot]! >>> 0;
     const w = vmcsWidth(encoding);
     if (w === VmcsWidth.Bits16 || w === VmcsWidth.Bits32) return this.lo[slot]! >>> 0;
@@ -157,6 +194,7 @@ export class Vmcs {
     if (!Vmcs.supports(encoding)) return fail(VmInstructionError.UnsupportedComponent, encoding, "VMWRITE to unsupported VMCS component");
     if (vmcsType(encoding) === VmcsType.ReadOnlyData) return fail(VmInstructionError.WriteReadOnly, encoding, "VMWRITE to read-only VMCS component");
     const slot = SLOT[encoding & ~1] as number;
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
     if (vmcsHighAccess(encoding)) {
       if (this.hi[slot] !== (lo | 0)) this.changed |= SLOT_GROUP[slot]!;
       this.hi[slot] = lo;
@@ -168,12 +206,15 @@ export class Vmcs {
 
   /** Read a 32-bit (or 16-bit) field directly, for the processor's own use. Throws on a bug. */
   read32(field: VmcsField): number {
-    return this.lo[slotOf(field)]! >>> 0;
+    const slot = slotOf(field);
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
+    return this.lo[slot]! >>> 0;
   }
 
   /** Read a 64-bit or natural-width field into `out` (lo/hi). */
   readHalves(field: VmcsField): { lo: number; hi: number } {
     const slot = slotOf(field);
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
     this.out.lo = this.lo[slot]! >>> 0;
     this.out.hi = this.hi[slot]! >>> 0;
     return this.out;
@@ -182,6 +223,7 @@ export class Vmcs {
   /** A natural-width or 64-bit field as a signed number (exact for canonical addresses). */
   readNatural(field: VmcsField): number {
     const slot = slotOf(field);
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
     return this.hi[slot]! * 0x1_0000_0000 + (this.lo[slot]! >>> 0);
   }
 
@@ -197,16 +239,19 @@ export class Vmcs {
 
   /** The low half of the field in `slot` (vmcsSlot), unsigned. */
   slotLow(slot: number): number {
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
     return this.lo[slot]! >>> 0;
   }
 
   /** The natural-width field in `slot` (vmcsSlot) as a signed number, as readNatural. */
   slotNatural(slot: number): number {
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
     return this.hi[slot]! * 0x1_0000_0000 + (this.lo[slot]! >>> 0);
   }
 
   /** Store a slot's halves (truncated to its width), recording a change of value in `changed`. */
   private store(slot: number, lo: number, hi: number): void {
+    if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
     const l = lo & SLOT_MASK[slot]!;
     const h = SLOT_WIDE[slot] !== 0 ? hi | 0 : 0;
     if (this.lo[slot] !== l || this.hi[slot] !== h) {
@@ -223,6 +268,7 @@ export class Vmcs {
 
   /** A plain snapshot of every non-zero field, by SDM name: for inspection and state saving. */
   snapshot(): Record<string, string> {
+    if (this.lazyCpu !== undefined) this.materialize();
     const out: Record<string, string> = {};
     SUPPORTED.forEach((encoding, slot) => {
       const lo = this.lo[slot]! >>> 0;
