@@ -6,7 +6,8 @@
  * or 67 in 32-bit code) uses the 16-bit ModRM forms of SDM Vol. 2A Table 2-1.
  */
 import { Vector } from "@vtlab/arch";
-import { type Cpu, wrap64 } from "../cpu.js";
+import type { Cpu } from "../cpu.js";
+import { wrap64 } from "../cpu/int64.js";
 import { Seg } from "../regs.js";
 import { ud } from "../exec/system.js";
 import { specialize } from "../exec/fast.js";

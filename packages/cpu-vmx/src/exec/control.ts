@@ -3,7 +3,8 @@
  * SYSCALL, SYSRET, HLT (SDM Vol. 2 and Vol. 3A 6.14 / 5.8.8).
  */
 import { Vector } from "@vtlab/arch";
-import { type Cpu, toSigned64, wrap64 } from "../cpu.js";
+import type { Cpu } from "../cpu.js";
+import { toSigned64, wrap64 } from "../cpu/int64.js";
 import type { Insn } from "../decode/insn.js";
 import {
   EFER_LMA,

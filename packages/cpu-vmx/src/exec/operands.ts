@@ -3,7 +3,8 @@
  * width, and arithmetic flag computation. 64-bit values travel as a low int32 (the return value)
  * and a high int32 in `cpu.tmpHi`.
  */
-import { type Cpu, toSigned64, wrap64 } from "../cpu.js";
+import type { Cpu } from "../cpu.js";
+import { toSigned64, wrap64 } from "../cpu/int64.js";
 import type { Insn } from "../decode/insn.js";
 import { Vector } from "@vtlab/arch";
 import { RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, Seg } from "../regs.js";

@@ -9,7 +9,8 @@
  * old value). Nothing here allocates.
  */
 import { Access, Vector } from "@vtlab/arch";
-import { type Cpu, wrap64 } from "../cpu.js";
+import type { Cpu } from "../cpu.js";
+import { wrap64 } from "../cpu/int64.js";
 import type { Insn } from "../decode/insn.js";
 import { CR0_EM, CR0_PG, CR0_TS, CR4_OSFXSR } from "../regs.js";
 import { ea } from "./operands.js";

@@ -4,7 +4,8 @@
  * (SDM Vol. 2 and Vol. 3A ch. 2-6). Privileged ones raise #GP(0) above CPL 0.
  */
 import { Access, Vector } from "@vtlab/arch";
-import { type Cpu, toSigned64 } from "../cpu.js";
+import type { Cpu } from "../cpu.js";
+import { toSigned64 } from "../cpu/int64.js";
 import type { Insn } from "../decode/insn.js";
 import {
   CR0_PE,

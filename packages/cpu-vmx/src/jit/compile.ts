@@ -32,7 +32,9 @@
  * its last possible fault).
  */
 import { Vector } from "@vtlab/arch";
-import { PARITY_EVEN, type Cpu, wrap64 } from "../cpu.js";
+import type { Cpu } from "../cpu.js";
+import { PARITY_EVEN } from "../cpu/flags.js";
+import { wrap64 } from "../cpu/int64.js";
 import type { Insn } from "../decode/insn.js";
 import { imul64Overflows, mulLowHi64 } from "../exec/muldiv.js";
 import { offsetOf } from "../exec/operands.js";
