@@ -60,7 +60,7 @@ const CMP = 7;
 
 /** How the flags of the last flag-setting instruction are derived from its locals. */
 interface Pending {
-  kind: "add" | "sub" | "logic" | "inc" | "dec" | "shift" | "mul" | "rot";
+  kind: "add" | "sub" | "logic" | "inc" | "dec" | "shift" | "shiftcl" | "mul" | "rot";
   wide: boolean;
   /** Names of the locals (or literals): operands and result, low halves; high halves when wide. */
   a: string;
@@ -69,8 +69,10 @@ interface Pending {
   ah: string;
   bh: string;
   rh: string;
-  /** "shift", "rot": the local holding CF | OF << 11. */
+  /** "shift", "shiftcl", "rot": the local holding CF | OF << 11. */
   f: string;
+  /** "shiftcl": the local holding the masked count (0: the shift changed no flag, they are in the fields). */
+  x?: string;
   /**
    * "rot" (ROL/ROR, which write only CF and OF): the operation the other flags come from, or
    * undefined when they are in the CPU's fields. Never guarded, never itself a "rot".
@@ -89,7 +91,9 @@ interface Pending {
 class Gen {
   body = "";
   /** Locals declared at the top of the function. */
-  readonly locals = new Set<string>(["a", "o", "x", "e", "v", "vh", "w", "t", "u", "sl"]);
+  readonly locals = new Set<string>(["a", "o", "x", "e", "v", "vh", "w", "t", "u", "sl", "m"]);
+  /** The last emitRead was a read-modify-write's read (`m`: its fast path may write too). */
+  rmw = false;
   readonly params: string[] = [];
   readonly args: unknown[] = [];
   pending: Pending | undefined = undefined;
@@ -124,6 +128,10 @@ class Gen {
       return p.guard === true ? `if(lp!==0){${s}}` : s;
     }
     let s = p.wide ? `c.fZ=${p.r}|${p.rh};c.fS=${p.rh};c.fP=${p.r};` : `c.fZ=${p.r};c.fS=${p.r};c.fP=${p.r};`;
+    if (p.kind === "shiftcl") {
+      s = `if(${p.x}!==0){${s}c.fA=${cfOfDead ? "0" : p.f};}`;
+      return p.guard === true ? `if(lp!==0){${s}}` : s;
+    }
     const x = p.wide ? p.ah : p.a;
     const y = p.wide ? p.bh : p.b;
     const z = p.wide ? p.rh : p.r;
@@ -238,6 +246,18 @@ function condFromFields(cc: number): string {
 function condFromPending(p: Pending, cc: number): string | undefined {
   const k = cc >> 1;
   let e: string | undefined;
+  if (p.kind === "shiftcl") {
+    // A count of 0 left every flag as it was, in the fields.
+    if (k === 0 || k === 1 || k === 2 || k === 4 || k === 5) {
+      const own = condFromPending({ ...p, kind: "shift" }, cc) as string;
+      return `(${p.x}!==0?${own}:${condFromFields(cc)})`;
+    }
+    return undefined;
+  }
+  if (p.kind === "shift" && (k === 0 || k === 1)) {
+    e = k === 0 ? `(${p.f}&2048)!==0` : `(${p.f}&1)!==0`;
+    return (cc & 1) !== 0 ? `!(${e})` : `(${e})`;
+  }
   if (p.kind === "rot") {
     // OF and CF from the rotate; ZF, SF, PF from the operation before it (or the fields).
     if (k === 0) e = `(${p.f}&2048)!==0`;
@@ -344,8 +364,12 @@ function tlbHit(size: number, mask: string, stack = false): string {
   return `(o=a&4095,x=(a-o)*0.000244140625,e=x&4095,${canon}T[e]===x&&(K[e]&${mask})!==0${size > 1 ? `&&o<=${room}` : ""})`;
 }
 
-/** Read `size` bytes at `a` into `v` (and `vh` for 8), fast path inline, slow path the interpreter's. */
-function emitRead(g: Gen, at: At, size: number): void {
+/**
+ * Read `size` bytes at `a` into `v` (and `vh` for 8), fast path inline, slow path the interpreter's.
+ * `rmw`: a write of the same size to `a` follows (a read-modify-write): `m` = 1 when the fast path
+ * hit with write permission too, so that write goes straight to `w` at `o` (emitWrite).
+ */
+function emitRead(g: Gen, at: At, size: number, rmw = false): void {
   const ss = at.i.seg === Seg.SS ? `if(!c.canonical(a))c.fault(${Vector.SS},0);` : "";
   let fast: string;
   let slow: string;
@@ -366,10 +390,16 @@ function emitRead(g: Gen, at: At, size: number): void {
       fast = "w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);";
       slow = "v=c.read64(a);vh=c.tmpHi;";
   }
+  if (rmw) {
+    if (size !== 8) fast = `w=V[e];${fast.replace("V[e]", "w")}`;
+    fast += "m=(K[e]&WM)!==0?1:0;";
+    slow += "m=0;";
+    g.rmw = true;
+  }
   g.body += `if${tlbHit(size, "RM")}{${fast}}else{${slowPrologue(g, at)}${ss}${slow}}`;
 }
 
-/** Write `size` bytes (`lo`, and `hi` for 8) at `a`. */
+/** Write `size` bytes (`lo`, and `hi` for 8) at `a` (after emitRead with `rmw`: to `w` at `o` when `m` is 1). */
 function emitWrite(g: Gen, at: At, size: number, lo: string, hi: string): void {
   const ss = at.i.seg === Seg.SS ? `if(!c.canonical(a))c.fault(${Vector.SS},0);` : "";
   let fast: string;
@@ -390,6 +420,10 @@ function emitWrite(g: Gen, at: At, size: number, lo: string, hi: string): void {
     default:
       fast = `w=V[e];w.setInt32(o,${lo},true);w.setInt32(o+4,${hi},true);`;
       slow = `c.write64(a,${lo},${hi});`;
+  }
+  if (g.rmw) {
+    g.rmw = false;
+    g.body += `if(m!==0){${fast.replace(/^w=V\[e\];/, "").replace(/^V\[e\]/, "w")}}else `;
   }
   g.body += `if${tlbHit(size, "WM")}{${fast}}else{${slowPrologue(g, at)}${ss}${slow}}`;
 }
@@ -531,23 +565,28 @@ function emitAlu(g: Gen, at: At, op: number, wide: boolean, al: string, ah: stri
 
 /**
  * SHL/SAL, SHR, SAR of register `r` by CL, as fast.ts's shift32R/shift64R: a masked count of 0
- * changes no flag (and a 32-bit one still zero-extends), so the flags are written eagerly.
+ * changes no flag (and a 32-bit one still zero-extends). Only that case materialises the previous
+ * flags; otherwise the shift's own become pending ("shiftcl", derived only where the count was not 0).
  */
-function emitShiftCl(g: Gen, r: number, cc: number, wide: boolean): void {
-  // Only a count of 0 keeps the previous flags, so only that branch materialises them.
+function emitShiftCl(g: Gen, at: At, r: number, cc: number, wide: boolean): void {
   const keep = g.flushCode();
-  g.pending = undefined;
+  const id = at.id;
+  const X = g.local(`x${id}`);
+  const R = g.local(`r${id}`);
+  const RH = wide ? g.local(`rh${id}`) : "0";
+  const F = g.local(`f${id}`);
+  g.pending = { kind: "shiftcl", wide, a: "0", b: "0", r: R, ah: "0", bh: "0", rh: RH, f: F, x: X, owner: id };
   const shl = cc === 4 || cc === 6;
   const sar = cc === 7;
   if (!wide) {
-    g.body += `x=lo[1]&31;if(x===0){${keep}hi[${r}]=0;}else{v=lo[${r}];`;
+    g.body += `x=lo[1]&31;${X}=x;if(x===0){${keep}hi[${r}]=0;}else{v=lo[${r}];`;
     if (shl) g.body += `t=v<<x;e=(v>>>(32-x))&1;o=(t>>>31)^e;`;
     else if (sar) g.body += `t=v>>x;e=(v>>(x-1))&1;o=0;`;
     else g.body += `t=(v>>>x)|0;e=(v>>>(x-1))&1;o=v>>>31;`;
-    g.body += `lo[${r}]=t;hi[${r}]=0;c.fZ=t;c.fS=t;c.fP=t;c.fA=e|(o<<11);}`;
+    g.body += `lo[${r}]=t;hi[${r}]=0;${R}=t;${F}=e|(o<<11);}`;
     return;
   }
-  g.body += `x=lo[1]&63;if(x===0){${keep}}else{v=lo[${r}];vh=hi[${r}];`;
+  g.body += `x=lo[1]&63;${X}=x;if(x===0){${keep}}else{v=lo[${r}];vh=hi[${r}];`;
   if (shl) {
     g.body += "if(x<32){e=(vh>>>(32-x))&1;u=(vh<<x)|(v>>>(32-x));t=v<<x;}else{e=x===32?vh&1:(v>>>(64-x))&1;u=x===32?v:v<<(x-32);t=0;}o=(u>>>31)^e;";
   } else if (!sar) {
@@ -555,7 +594,7 @@ function emitShiftCl(g: Gen, r: number, cc: number, wide: boolean): void {
   } else {
     g.body += "if(x<32){e=(v>>>(x-1))&1;t=(v>>>x)|(vh<<(32-x));u=vh>>x;}else{e=x===32?v>>>31:(vh>>(x-33))&1;t=x===32?vh:vh>>(x-32);u=vh>>31;}o=0;";
   }
-  g.body += `t|=0;u|=0;lo[${r}]=t;hi[${r}]=u;c.fZ=t|u;c.fS=u;c.fP=t;c.fA=e|(o<<11);}`;
+  g.body += `t|=0;u|=0;lo[${r}]=t;hi[${r}]=u;${R}=t;${RH}=u;${F}=e|(o<<11);}`;
 }
 
 /** Emit the instruction inline. Returns "branch" when it ended the block itself (set RIP, returned). */
@@ -564,6 +603,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   const op = i.opcode;
   const wide = i.opSize === 8;
   const k = at.id;
+  g.rmw = false;
   // The flags carried over the back edge live in this instruction's locals: materialise them before it overwrites them.
   if (g.pending?.guard === true && g.pending.owner === k) g.flush();
   // ---- ALU ----
@@ -594,7 +634,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
       const [bl, bh] = form === 1 ? regHalves(i.reg) : [String(i.imm), String(i.immHi)];
       if (i.isMem) {
         emitEa(g, at);
-        emitRead(g, at, i.opSize);
+        emitRead(g, at, i.opSize, sub !== CMP);
         const res = emitAlu(g, at, sub, wide, "v", "vh", bl, bh);
         if (sub !== CMP) emitWrite(g, at, i.opSize, res.rl, res.rh);
         g.pending = res.flags;
@@ -611,7 +651,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   if (op === 0xf7 && i.mnemonic === "not") {
     if (i.isMem) {
       emitEa(g, at);
-      emitRead(g, at, i.opSize);
+      emitRead(g, at, i.opSize, true);
       g.body += "v=~v;vh=~vh;";
       emitWrite(g, at, i.opSize, "v", "vh");
     } else g.body += setReg(i.rm, wide, `~lo[${i.rm}]`, `~hi[${i.rm}]`);
@@ -619,7 +659,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   }
   // ---- Shifts of a register by CL: the count is known only at run time ----
   if (op === 0xd3) {
-    emitShiftCl(g, i.rm, i.cc, wide);
+    emitShiftCl(g, at, i.rm, i.cc, wide);
     return false;
   }
   // ---- TEST ----
@@ -698,7 +738,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     const RH = wide ? g.local(`rh${k}`) : "0";
     if (i.isMem) {
       emitEa(g, at);
-      emitRead(g, at, i.opSize);
+      emitRead(g, at, i.opSize, true);
       g.body += `${A}=v;`;
       if (wide) g.body += `${AH}=vh;`;
     } else {
