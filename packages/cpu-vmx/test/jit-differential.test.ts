@@ -96,6 +96,13 @@ const IMUL = fc
     if (form === "rr" || form === "mem") return { bytes: [form === "mem" ? rexW(a, 3, w) : rexW(a, b, w), 0x0f, 0xaf, ...(form === "mem" ? memRbx(a, d) : [modrmReg(a, b)])] };
     return { bytes: form === "imm8" ? [rex, 0x6b, ...e, imm & 0xff] : [rex, 0x69, ...e, ...le32(imm)] };
   });
+/** NOPs (90, 0F 1F /0 with a memory operand) and CWDE/CDQE, CDQ/CQO (compiled). */
+const NOP_EXTEND = fc.oneof(
+  fc.constant({ bytes: [0x90] }),
+  disp.map((d) => ({ bytes: [0x0f, 0x1f, ...memRbx(0, d)] })),
+  fc.constant({ bytes: [0x0f, 0x1f, 0x84, 0x00, 0, 0, 0, 0] }), // nopw 0x0(%rax,%rax,1)
+  fc.tuple(wide, fc.boolean()).map(([w, q]) => ({ bytes: [...(w ? [0x48] : []), q ? 0x99 : 0x98] })),
+);
 /** One-operand MUL and IMUL (F7 /4, /5) of a register: left to their handlers (RDX:RAX). */
 const MUL1 = fc.tuple(reg, wide, fc.boolean()).map(([a, w, signed]) => ({ bytes: [rexW(0, a, w), 0xf7, modrmReg(signed ? 5 : 4, a)] }));
 /** Left to handlers: ADC/SBB, NEG, XCHG, BSF, byte ALU. */
@@ -152,6 +159,7 @@ const SIMPLE = fc.oneof(
   { arbitrary: OTHER, weight: 2 },
   { arbitrary: IMUL, weight: 3 },
   { arbitrary: MUL1, weight: 1 },
+  { arbitrary: NOP_EXTEND, weight: 1 },
   { arbitrary: CALLRET, weight: 1 },
   { arbitrary: X87, weight: 3 },
 );

@@ -36,6 +36,7 @@ import type { Cpu } from "../cpu.js";
 import { PARITY_EVEN } from "../cpu/flags.js";
 import { wrap64 } from "../cpu/int64.js";
 import type { Insn } from "../decode/insn.js";
+import { cbw, cwd, nop } from "../exec/move.js";
 import { imul64Overflows, mulLowHi64 } from "../exec/muldiv.js";
 import { offsetOf } from "../exec/operands.js";
 import { Seg } from "../regs.js";
@@ -449,7 +450,9 @@ function chain(off: number | string): string {
 function supported(i: Insn): boolean {
   const op = i.opcode;
   const w = i.opSize === 4 || i.opSize === 8;
+  if (i.exec === nop) return true; // 90 and the hint NOPs (0F 18-1F): nothing to do, their memory operand is not accessed
   if (i.isMem && (i.addrSize !== 8 || i.seg >= Seg.FS)) return false;
+  if (i.exec === cbw || i.exec === cwd) return w;
   if (op < 0x40 && (op & 7) !== 6 && (op & 7) !== 7) {
     const form = op & 7;
     const sub = op >> 3;
@@ -784,6 +787,16 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
       g.body += `t=${src === 1 ? `(${v}<<24)>>24` : src === 2 ? `(${v}<<16)>>16` : `${v}|0`};`;
       g.body += setReg(i.reg, wide, "t", "(t>>31)");
     }
+    return false;
+  }
+  // ---- NOP; CDQE / CWDE, CDQ / CQO (98, 99: no flags) ----
+  if (i.exec === nop) return false;
+  if (i.exec === cbw) {
+    g.body += wide ? "hi[0]=lo[0]>>31;" : "lo[0]=(lo[0]<<16)>>16;hi[0]=0;";
+    return false;
+  }
+  if (i.exec === cwd) {
+    g.body += wide ? "t=hi[0]>>31;lo[2]=t;hi[2]=t;" : "lo[2]=lo[0]>>31;hi[2]=0;";
     return false;
   }
   // ---- IMUL G, E (0F AF) and IMUL G, E, imm (69, 6B): the truncated product, CF/OF lazy ----
