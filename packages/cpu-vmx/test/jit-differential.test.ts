@@ -369,6 +369,29 @@ describe("the block compiler agrees with the interpreter, instruction by instruc
   });
 });
 
+describe("the page a compiled block remembers between accesses (tlbHit)", () => {
+  it("is forgotten after a slow path: a page re-mapped by a PDE store and evicted from the TLB is walked again", () => {
+    // mov rax,[4 MiB] (a TLB miss: filled); mov rsi,[4 MiB] (a hit: remembered); mov [PD entry 2],rcx
+    // (4 MiB -> 6 MiB, no INVLPG); mov rbx,[20 MiB] (a miss in the TLB slot of the 4 MiB page: it
+    // evicts that entry); mov rdx,[4 MiB] (walked again: the new mapping); hlt
+    const code = "488b042500004000" + "488b342500004000" + "48890c2510400000" + "488b1c2500004001" + "488b142500004000" + "f4";
+    const results = [true, false].map((jit) => {
+      const m = machine64(code);
+      m.memory.write64(0x40_0000, 0x1111, 0);
+      m.memory.write64(0x60_0000, 0x2222, 0);
+      m.cpu.setRegFromNumber(1, 0x60_0000 | 0x87);
+      m.cpu.jit = jit;
+      m.cpu.compileBlocks = jit;
+      m.cpu.blockThreshold = 1;
+      expect(m.cpu.run(100).kind).toBe("hlt");
+      return [m.cpu.regAddr(0), m.cpu.regAddr(2), m.cpu.counters.compiledBlocks];
+    });
+    expect(results[0]![2]).toBeGreaterThan(0);
+    expect(results[0]!.slice(0, 2)).toEqual(results[1]!.slice(0, 2));
+    expect(results[1]!.slice(0, 2)).toEqual([0x1111, 0x2222]);
+  });
+});
+
 describe("selecting the block compiler", () => {
   it("CpuOptions.jit and VTLAB_JIT=0 choose the handler-calling blocks; the default compiles specialised code", () => {
     const saved = process.env.VTLAB_JIT;

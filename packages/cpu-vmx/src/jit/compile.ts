@@ -324,7 +324,7 @@ interface At {
  * instruction start and next RIP, the retired count, and `sl` (a slow path ran: check attention).
  */
 function slowPrologue(g: Gen, at: At): string {
-  return `${WB}${g.flushCode()}c.insnStart=r+${at.start};c.rip=r+${at.end};c.retired=R0+${at.k};sl=1;`;
+  return `${WB}${g.flushCode()}c.insnStart=r+${at.start};c.rip=r+${at.end};c.retired=R0+${at.k};sl=1;${FORGET}`;
 }
 
 /**
@@ -356,14 +356,24 @@ function emitEa(g: Gen, at: At): void {
   else g.body += `if(${guards.join("||")}){${WB}a=EA(c,i${at.id});}else a=${sum};`;
 }
 
-/** The TLB fast-path test for an access of `size` bytes at `a` (`mask`: RM or WM). */
+/**
+ * The TLB fast-path test for an access of `size` bytes at `a` (`mask`: RM or WM); on success the
+ * frame's view is in VR (reads) or VW (writes). The page last found readable (PR, VR) and the one
+ * last found writable (PW, VW) are remembered in locals, so a run of accesses to one page skips the
+ * TLB probe: valid while nothing but this code runs (every slow path and handler call resets them,
+ * see FORGET, as the TLB and its permissions change only in those calls or outside the function).
+ */
 function tlbHit(size: number, mask: string, stack = false): string {
   const room = 4096 - size;
   // (a - o) is a multiple of 4096, so multiplying by 2^-12 is exact (and cheaper than a division).
   // The stack pushes and pops check a 48-bit canonical address first (Cpu.push64/pop64: #SS(0)).
   const canon = stack ? "a>=-140737488355328&&a<140737488355328&&" : "";
-  return `(o=a&4095,x=(a-o)*0.000244140625,e=x&4095,${canon}T[e]===x&&(K[e]&${mask})!==0${size > 1 ? `&&o<=${room}` : ""})`;
+  const [P, W] = mask === "RM" ? ["PR", "VR"] : ["PW", "VW"];
+  return `(o=a&4095,x=(a-o)*0.000244140625,${canon}(x===${P}||(e=x&4095,T[e]===x&&(K[e]&${mask})!==0&&(${P}=x,${W}=V[e],true)))${size > 1 ? `&&o<=${room}` : ""})`;
 }
+
+/** Forget the remembered pages (tlbHit) after a call that may change the TLB. */
+const FORGET = "PR=PW=NaN;";
 
 /**
  * Read `size` bytes at `a` into `v` (and `vh` for 8), fast path inline, slow path the interpreter's.
@@ -376,24 +386,24 @@ function emitRead(g: Gen, at: At, size: number, rmw = false): void {
   let slow: string;
   switch (size) {
     case 1:
-      fast = "v=V[e].getUint8(o);";
+      fast = "v=VR.getUint8(o);";
       slow = "v=c.read8(a);";
       break;
     case 2:
-      fast = "v=V[e].getUint16(o,true);";
+      fast = "v=VR.getUint16(o,true);";
       slow = "v=c.read16(a);";
       break;
     case 4:
-      fast = "v=V[e].getInt32(o,true);";
+      fast = "v=VR.getInt32(o,true);";
       slow = "v=c.read32(a);";
       break;
     default:
-      fast = "w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);";
+      fast = "w=VR;v=w.getInt32(o,true);vh=w.getInt32(o+4,true);";
       slow = "v=c.read64(a);vh=c.tmpHi;";
   }
   if (rmw) {
-    if (size !== 8) fast = `w=V[e];${fast.replace("V[e]", "w")}`;
-    fast += "m=(K[e]&WM)!==0?1:0;";
+    if (size !== 8) fast = `w=VR;${fast.replace("VR", "w")}`;
+    fast += "m=x===PW||(e=x&4095,T[e]===x&&(K[e]&WM)!==0&&(PW=x,VW=V[e],true))?1:0;";
     slow += "m=0;";
     g.rmw = true;
   }
@@ -407,24 +417,24 @@ function emitWrite(g: Gen, at: At, size: number, lo: string, hi: string): void {
   let slow: string;
   switch (size) {
     case 1:
-      fast = `V[e].setUint8(o,${lo});`;
+      fast = `VW.setUint8(o,${lo});`;
       slow = `c.write8(a,${lo});`;
       break;
     case 2:
-      fast = `V[e].setUint16(o,${lo},true);`;
+      fast = `VW.setUint16(o,${lo},true);`;
       slow = `c.write16(a,${lo});`;
       break;
     case 4:
-      fast = `V[e].setInt32(o,${lo},true);`;
+      fast = `VW.setInt32(o,${lo},true);`;
       slow = `c.write32(a,${lo});`;
       break;
     default:
-      fast = `w=V[e];w.setInt32(o,${lo},true);w.setInt32(o+4,${hi},true);`;
+      fast = `w=VW;w.setInt32(o,${lo},true);w.setInt32(o+4,${hi},true);`;
       slow = `c.write64(a,${lo},${hi});`;
   }
   if (g.rmw) {
     g.rmw = false;
-    g.body += `if(m!==0){${fast.replace(/^w=V\[e\];/, "").replace(/^V\[e\]/, "w")}}else `;
+    g.body += `if(m!==0){${fast.replace(/^w=VW;/, "").replace(/^VW/, "w")}}else `;
   }
   g.body += `if${tlbHit(size, "WM")}{${fast}}else{${slowPrologue(g, at)}${ss}${slow}}`;
 }
@@ -762,13 +772,13 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   if ((op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a) {
     const [l, h] = op <= 0x57 ? regHalves(i.rm) : [String(i.imm), String(i.immHi)];
     g.body += `v=${l};vh=${h};a=hi[4]*4294967296+(lo[4]>>>0)-8;`;
-    g.body += `if${tlbHit(8, "WM", true)}{w=V[e];w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `if${tlbHit(8, "WM", true)}{w=VW;w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
     g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);${RL}}`;
     return false;
   }
   if (op >= 0x58 && op <= 0x5f) {
     g.body += "a=hi[4]*4294967296+(lo[4]>>>0);";
-    g.body += `if${tlbHit(8, "RM", true)}{w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `if${tlbHit(8, "RM", true)}{w=VR;v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
     g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;${RL}}`;
     g.body += setReg(i.rm, true, "v", "vh");
     return false;
@@ -944,7 +954,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   if (op === 0xe8) {
     // CALL rel32: push the return address, then the target's canonical check (as callRel).
     g.body += `t=r+${at.end};v=t|0;vh=Math.floor(t/4294967296)|0;a=hi[4]*4294967296+(lo[4]>>>0)-8;`;
-    g.body += `if${tlbHit(8, "WM", true)}{w=V[e];w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `if${tlbHit(8, "WM", true)}{w=VW;w.setInt32(o,v,true);w.setInt32(o+4,vh,true);lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
     g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);${RL}}`;
     g.body += `t=r+${at.end + i.imm};`;
     emitTargetCheck(g, at);
@@ -954,7 +964,7 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   }
   if (op === 0xc3) {
     g.body += "a=hi[4]*4294967296+(lo[4]>>>0);";
-    g.body += `if${tlbHit(8, "RM", true)}{w=V[e];v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
+    g.body += `if${tlbHit(8, "RM", true)}{w=VR;v=w.getInt32(o,true);vh=w.getInt32(o+4,true);a+=8;lo[4]=a|0;hi[4]=Math.floor(a/4294967296)|0;}`;
     g.body += `else{${slowPrologue(g, at)}v=c.pop64();vh=c.tmpHi;${RL}}`;
     g.body += "t=vh*4294967296+(v>>>0);";
     emitTargetCheck(g, at);
@@ -1004,7 +1014,7 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
   const cached = cacheRegisters(prologue + g.body);
   const src =
     `"use strict";return function jitBlock_${page.toString(16)}(c,r){const lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
-    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,lp=0,${decl}${cached.decl};` +
+    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,lp=0,PR=NaN,PW=NaN,VR=V[0],VW=VR,${decl}${cached.decl};` +
     `for(;;){${cached.body}}};`;
   lastSource = src;
   try {
@@ -1038,7 +1048,7 @@ function cacheRegisters(body: string): { decl: string; body: string } {
   }
   const arr = (name: string) => `${name[0] === "L" ? "lo" : "hi"}[${name.slice(1)}]`;
   const wb = [...written].map((n) => `${arr(n)}=${n};`).join("");
-  const rl = [...used].map((n) => `${n}=${arr(n)};`).join("");
+  const rl = [...used].map((n) => `${n}=${arr(n)};`).join("") + FORGET;
   const out = body
     .replace(/\b(lo|hi)\[(\d+)\]/g, (_m, half: string, r: string) => `${half === "lo" ? "L" : "H"}${r}`)
     .replace(/return( [^;]*)?;/g, (_m, v: string | undefined) => `{${WB}return${v ?? ""};}`)
@@ -1176,7 +1186,7 @@ export function jitCompileRegion(blocks: readonly RegionBlock[]): { fn: BlockFn;
   const cached = cacheRegisters(`switch(pc){${cases}default:return;}`);
   const src =
     `"use strict";return function jitRegion_${entry.toString(16)}(c,q){const r=q-${entry},lo=c.lo,hi=c.hi,T=c.tlbTag,K=c.tlbOk,V=c.tlbView;` +
-    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,pc=${entry},${decl}${cached.decl};` +
+    `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,pc=${entry},PR=NaN,PW=NaN,VR=V[0],VW=VR,${decl}${cached.decl};` +
     `for(;;){${cached.body}}};`;
   lastSource = src;
   try {
