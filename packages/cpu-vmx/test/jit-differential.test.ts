@@ -96,6 +96,19 @@ const IMUL = fc
     if (form === "rr" || form === "mem") return { bytes: [form === "mem" ? rexW(a, 3, w) : rexW(a, b, w), 0x0f, 0xaf, ...(form === "mem" ? memRbx(a, d) : [modrmReg(a, b)])] };
     return { bytes: form === "imm8" ? [rex, 0x6b, ...e, imm & 0xff] : [rex, 0x69, ...e, ...le32(imm)] };
   });
+/** Byte CMP and TEST (38, 3A, 3C, 80 /7, 84, A8, F6 /0), registers with and without REX (AH..BH), memory, immediates. */
+const BYTE_CMP = fc
+  .tuple(fc.constantFrom(0x38, 0x3a, 0x84, 0x3c, 0xa8, 0x80, 0xf6), reg, reg, fc.boolean(), fc.boolean(), disp, fc.integer({ min: 0, max: 255 }))
+  .map(([op, a, b, rex, mem, d, imm]) => {
+    const r8 = (x: number) => (rex ? x : x & 3);
+    const pre = rex ? [rexW(a, b, false)] : [];
+    if (op === 0x3c || op === 0xa8) return { bytes: [op, imm] };
+    const sub = op === 0x80 ? 7 : 0;
+    const tail = op === 0x80 || op === 0xf6 ? [imm] : [];
+    if (mem) return { bytes: [rexW(op === 0x80 || op === 0xf6 ? sub : a, 3, false), op, ...memRbx(op === 0x80 || op === 0xf6 ? sub : a, d + 1), ...tail] };
+    if (op === 0x80 || op === 0xf6) return { bytes: [...pre, op, modrmReg(sub, rex ? b : r8(b) + (a & 4)), ...tail] };
+    return { bytes: [...pre, op, modrmReg(rex ? a : r8(a) + (b & 4), rex ? b : r8(b))] };
+  });
 /** NOPs (90, 0F 1F /0 with a memory operand) and CWDE/CDQE, CDQ/CQO (compiled). */
 const NOP_EXTEND = fc.oneof(
   fc.constant({ bytes: [0x90] }),
@@ -160,6 +173,7 @@ const SIMPLE = fc.oneof(
   { arbitrary: IMUL, weight: 3 },
   { arbitrary: MUL1, weight: 1 },
   { arbitrary: NOP_EXTEND, weight: 1 },
+  { arbitrary: BYTE_CMP, weight: 2 },
   { arbitrary: CALLRET, weight: 1 },
   { arbitrary: X87, weight: 3 },
 );

@@ -61,7 +61,7 @@ const CMP = 7;
 
 /** How the flags of the last flag-setting instruction are derived from its locals. */
 interface Pending {
-  kind: "add" | "sub" | "logic" | "inc" | "dec" | "shift" | "shiftcl" | "mul" | "rot";
+  kind: "add" | "sub" | "logic" | "inc" | "dec" | "shift" | "shiftcl" | "mul" | "rot" | "sub8" | "logic8";
   wide: boolean;
   /** Names of the locals (or literals): operands and result, low halves; high halves when wide. */
   a: string;
@@ -127,6 +127,14 @@ class Gen {
     if (p.kind === "rot") {
       const s = `${this.flushCodeOf(p.prev, true)}c.fA=(c.fA&-2050)|${p.f};`;
       return p.guard === true ? `if(lp!==0){${s}}` : s;
+    }
+    if (p.kind === "sub8" || p.kind === "logic8") {
+      // A byte CMP / TEST: operands 0..255, the result's low byte is the byte result (setZSP size 1).
+      let b = `c.fZ=${p.r}&255;c.fS=${p.r}<<24;c.fP=${p.r};`;
+      if (p.kind === "logic8") b += "c.fA=0;";
+      else if (cfOfDead) b += `c.fA=(${p.a}^${p.b}^${p.r})&16;`;
+      else b += `c.fA=((${p.a}^${p.b}^${p.r})&16)|(${p.r}>>>31)|(((((${p.a}^${p.b})&(${p.a}^${p.r}))>>>7)&1)<<11);`;
+      return p.guard === true ? `if(lp!==0){${b}}` : b;
     }
     let s = p.wide ? `c.fZ=${p.r}|${p.rh};c.fS=${p.rh};c.fP=${p.r};` : `c.fZ=${p.r};c.fS=${p.r};c.fP=${p.r};`;
     if (p.kind === "shiftcl") {
@@ -247,6 +255,24 @@ function condFromFields(cc: number): string {
 function condFromPending(p: Pending, cc: number): string | undefined {
   const k = cc >> 1;
   let e: string | undefined;
+  if (p.kind === "sub8" || p.kind === "logic8") {
+    const zero = `(${p.r}&255)===0`;
+    const neg = `(${p.r}&128)!==0`;
+    if (k === 2) e = zero;
+    else if (k === 4) e = neg;
+    else if (k === 5) e = `PE[${p.r}&255]===1`;
+    else if (p.kind === "logic8") {
+      if (k === 0 || k === 1) e = "false";
+      else if (k === 3) e = zero;
+      else if (k === 6) e = neg;
+      else e = `(${zero}||${neg})`;
+    } else if (k === 1) e = `${p.a}<${p.b}`;
+    else if (k === 3) e = `${p.a}<=${p.b}`;
+    else if (k === 6) e = `((${p.a}<<24)>>24)<((${p.b}<<24)>>24)`;
+    else if (k === 7) e = `((${p.a}<<24)>>24)<=((${p.b}<<24)>>24)`;
+    if (e === undefined) return undefined;
+    return (cc & 1) !== 0 ? `!(${e})` : `(${e})`;
+  }
   if (p.kind === "shiftcl") {
     // A count of 0 left every flag as it was, in the fields.
     if (k === 0 || k === 1 || k === 2 || k === 4 || k === 5) {
@@ -463,6 +489,10 @@ function supported(i: Insn): boolean {
   if (i.exec === nop) return true; // 90 and the hint NOPs (0F 18-1F): nothing to do, their memory operand is not accessed
   if (i.isMem && (i.addrSize !== 8 || i.seg >= Seg.FS)) return false;
   if (i.exec === cbw || i.exec === cwd) return w;
+  // Byte CMP and TEST (flags only).
+  if (op === 0x38 || op === 0x3a || op === 0x3c || op === 0x84 || op === 0xa8) return true;
+  if (op === 0x80) return i.cc === 7;
+  if (op === 0xf6) return i.mnemonic === "test";
   if (op < 0x40 && (op & 7) !== 6 && (op & 7) !== 7) {
     const form = op & 7;
     const sub = op >> 3;
@@ -619,6 +649,25 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   g.rmw = false;
   // The flags carried over the back edge live in this instruction's locals: materialise them before it overwrites them.
   if (g.pending?.guard === true && g.pending.owner === k) g.flush();
+  // ---- Byte CMP / TEST (38, 3A, 3C, 80 /7, 84, A8, F6 /0): flags only, pending ----
+  if (op === 0x38 || op === 0x3a || op === 0x3c || op === 0x80 || op === 0x84 || op === 0xa8 || op === 0xf6) {
+    let ev: string;
+    if (op === 0x3c || op === 0xa8) ev = "(lo[0]&255)";
+    else if (i.isMem) {
+      emitEa(g, at);
+      emitRead(g, at, 1);
+      ev = "v";
+    } else ev = reg8(i.rm, i.rex);
+    const other = op === 0x38 || op === 0x3a || op === 0x84 ? reg8(i.reg, i.rex) : String(i.imm & 255);
+    const [x, y] = op === 0x3a ? [other, ev] : [ev, other]; // 3A: CMP Gb, Eb
+    const A = g.local(`a${k}`);
+    const B = g.local(`b${k}`);
+    const R = g.local(`r${k}`);
+    const cmp = op === 0x38 || op === 0x3a || op === 0x3c || op === 0x80;
+    g.body += `${A}=${x};${B}=${y};${R}=${cmp ? `(${A}-${B})|0` : `${A}&${B}`};`;
+    g.pending = { kind: cmp ? "sub8" : "logic8", wide: false, a: A, b: B, r: R, ah: "0", bh: "0", rh: "0", f: "", owner: k };
+    return false;
+  }
   // ---- ALU ----
   if ((op < 0x40 && (op & 7) < 6) || op === 0x81 || op === 0x83) {
     const sub = op < 0x40 ? op >> 3 : i.cc;
