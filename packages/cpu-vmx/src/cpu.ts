@@ -107,6 +107,7 @@ import {
   write32,
   write64,
   write8,
+  writeView,
 } from "./cpu/memory.js";
 import { TLB_SIZE, type TlbSet } from "./cpu/tlb.js";
 import { ABORT, deliverEvent, deliverPending, injectEvent, taskReturn } from "./cpu/events.js";
@@ -373,6 +374,9 @@ export class Cpu {
   readonly tlbSets = new Map<number, TlbSet>();
   /** The record the active set was taken from (not in `tlbSets` while active); see selectTlb. */
   tlbActiveRecord: TlbSet | undefined = undefined;
+  /** The inactive set left last, and its VPID (not in `tlbSets`); see selectTlb. */
+  tlbParked: TlbSet | undefined = undefined;
+  tlbParkedVpid = 0;
   tlbSetEvictions = 0;
   /** Bumped on every TLB flush; lets the fetch path keep its current page. */
   tlbGeneration = 0;
@@ -703,6 +707,11 @@ export class Cpu {
 
   write64(lin: number, lo: number, hi: number): void {
     write64(this, lin, lo, hi);
+  }
+
+  /** The frame a store at `lin` may write straight into, if the TLB already allows it (memory.ts writeView). */
+  writeView(lin: number): DataView | undefined {
+    return writeView(this, lin);
   }
 
   /** Read with an explicit access kind (implicit supervisor accesses to descriptor tables, fetches). */

@@ -93,4 +93,44 @@ describe("TLB sets are bounded (one per VPID)", () => {
     cpu.translate(CODE, 1);
     expect(cpu.counters.tlbMisses).toBe(before + 1);
   });
+
+  it("switching between a guest VPID and the root's (every VM exit and entry) keeps both sets; INVEPT and INVVPID all-contexts clear the one left last", () => {
+    const m = machine64("f4");
+    const cpu = m.cpu;
+    cpu.selectTlb(7);
+    cpu.translate(CODE, 1);
+    cpu.selectTlb(0);
+    cpu.translate(CODE, 1);
+    const before = cpu.counters.tlbMisses;
+    for (let k = 0; k < 10; k++) {
+      cpu.selectTlb(7);
+      cpu.translate(CODE, 1);
+      cpu.selectTlb(0);
+      cpu.translate(CODE, 1);
+    }
+    expect(cpu.counters.tlbMisses).toBe(before);
+    expect(cpu.codeCacheStats().tlbSets).toBe(1);
+    // A third VPID: the parked set (7) moves to the saved ones and keeps its entry.
+    cpu.selectTlb(9);
+    cpu.selectTlb(7);
+    cpu.translate(CODE, 1);
+    expect(cpu.counters.tlbMisses).toBe(before);
+    expect(cpu.codeCacheStats().tlbSets).toBe(2);
+    // 7 is active, 9 parked, 0 saved: INVEPT drops every set, the parked one too.
+    cpu.selectTlb(0);
+    cpu.selectTlb(7);
+    cpu.invept(2);
+    cpu.selectTlb(0);
+    cpu.translate(CODE, 1);
+    expect(cpu.counters.tlbMisses).toBe(before + 1);
+    cpu.selectTlb(7);
+    cpu.translate(CODE, 1);
+    expect(cpu.counters.tlbMisses).toBe(before + 2);
+    // INVVPID type 2 from VPID 0 with 7 parked.
+    cpu.selectTlb(0);
+    expect(cpu.invvpid(2, 0)).toBeUndefined();
+    cpu.selectTlb(7);
+    cpu.translate(CODE, 1);
+    expect(cpu.counters.tlbMisses).toBe(before + 3);
+  });
 });

@@ -204,7 +204,7 @@ export function codeCacheStats(cpu: Cpu): CodeCacheStats {
     decodedInstructions: cpu.decodedLive,
     compiledBlocks: cpu.blocksLive,
     capacityFlushes: cpu.capacityFlushes,
-    tlbSets: cpu.tlbSets.size,
+    tlbSets: cpu.tlbSets.size + (cpu.tlbParked !== undefined ? 1 : 0),
     tlbSetEvictions: cpu.tlbSetEvictions,
   };
 }

@@ -38,6 +38,7 @@ import {
   TLB_MAX_SETS,
   clearTlbSet,
   newTlbSet,
+  type TlbSet,
 } from "./tlb.js";
 
 
@@ -89,12 +90,11 @@ export function flushTlb(cpu: Cpu, keepGlobal: boolean): void {
  */
 export function selectTlb(cpu: Cpu, vpid: number): void {
   if (vpid === cpu.vpid) return;
-  cpu.tlbSets.delete(cpu.vpid); // re-inserted last: the most recently used
   // The record of the set being left is the one it was entered with (reused: a VPID switch on
   // every VM exit and entry allocates nothing).
-  const left = cpu.tlbActiveRecord;
+  let left = cpu.tlbActiveRecord;
   if (left === undefined) {
-    cpu.tlbSets.set(cpu.vpid, {
+    left = {
       tag: cpu.tlbTag,
       phys: cpu.tlbPhys,
       ok: cpu.tlbOk,
@@ -104,7 +104,7 @@ export function selectTlb(cpu: Cpu, vpid: number): void {
       hasLarge: cpu.tlbHasLarge,
       filled: cpu.tlbFilled,
       filledCount: cpu.tlbFilledCount,
-    });
+    };
   } else {
     left.tag = cpu.tlbTag;
     left.phys = cpu.tlbPhys;
@@ -115,16 +115,27 @@ export function selectTlb(cpu: Cpu, vpid: number): void {
     left.hasLarge = cpu.tlbHasLarge;
     left.filled = cpu.tlbFilled;
     left.filledCount = cpu.tlbFilledCount;
-    cpu.tlbSets.set(cpu.vpid, left);
   }
-  // The map holds the inactive sets only: the one entered leaves it while it is active.
-  const next = cpu.tlbSets.get(vpid) ?? newTlbSet();
-  cpu.tlbSets.delete(vpid);
+  // The inactive sets: the one left last is parked (cpu.tlbParked), the others are in the map in
+  // the order they were left. The switch between a guest's VPID and the root's on every VM exit
+  // and entry only swaps the active and the parked set; no map operation.
+  let next: TlbSet;
+  const parked = cpu.tlbParked;
+  if (parked !== undefined && cpu.tlbParkedVpid === vpid) next = parked;
+  else {
+    // The parked set goes to the map, as the most recently left of those there.
+    if (parked !== undefined) cpu.tlbSets.set(cpu.tlbParkedVpid, parked);
+    next = cpu.tlbSets.get(vpid) ?? newTlbSet();
+    cpu.tlbSets.delete(vpid);
+  }
+  cpu.tlbParked = left;
+  cpu.tlbParkedVpid = cpu.vpid;
   cpu.tlbActiveRecord = next;
-  // Over the bound: drop the least recently selected sets (the one just left is the most recent).
-  if (cpu.tlbSets.size > TLB_MAX_SETS) {
+  // Over the bound (the parked set counts): drop the least recently selected sets (the parked one
+  // is the most recent).
+  if (cpu.tlbSets.size + 1 > TLB_MAX_SETS) {
     for (const old of cpu.tlbSets.keys()) {
-      if (cpu.tlbSets.size <= TLB_MAX_SETS) break;
+      if (cpu.tlbSets.size + 1 <= TLB_MAX_SETS) break;
       cpu.tlbSets.delete(old);
       cpu.tlbSetEvictions++;
     }
@@ -155,6 +166,7 @@ export function invvpid(cpu: Cpu, type: number, vpid: number, address = 0): { ki
   const vp = vpid & 0xffff;
   if (type === 2) {
     for (const set of cpu.tlbSets.values()) clearTlbSet(set);
+    if (cpu.tlbParked !== undefined) clearTlbSet(cpu.tlbParked);
     if (cpu.vpid !== 0) cpu.flushTlb(false);
     cpu.tlbGeneration++;
     return undefined;
@@ -175,6 +187,7 @@ export function invvpid(cpu: Cpu, type: number, vpid: number, address = 0): { ki
 export function invept(cpu: Cpu, type: number): { kind: "vmfail-valid"; error: 28; message: string } | undefined {
   if (type !== 1 && type !== 2) return { kind: "vmfail-valid", error: 28, message: `Invalid operand to INVEPT: type ${type}` };
   for (const set of cpu.tlbSets.values()) clearTlbSet(set);
+  if (cpu.tlbParked !== undefined) clearTlbSet(cpu.tlbParked);
   cpu.flushTlb(false);
   return undefined;
 }
@@ -406,6 +419,20 @@ export function write64(cpu: Cpu, lin: number, lo: number, hi: number): void {
   cpu.translate(wrapAdd(lin, 4096 - off, cpu.mode64), Access.Write);
   writeSlow(cpu, lin, 4, lo);
   writeSlow(cpu, wrapAdd(lin, 4, cpu.mode64), 4, hi);
+}
+
+/**
+ * The frame behind linear address `lin` when the TLB already allows a write there at the current
+ * privilege (the check the store fast paths make: RAM, not decoded code, the dirty bit set), else
+ * undefined. For bulk stores (a REP STOS run) that write what the fast path would, byte for byte.
+ */
+export function writeView(cpu: Cpu, lin: number): DataView | undefined {
+  if ((cpu.cr0 & CR0_PG) === 0) return undefined;
+  const off = lin & 0xfff;
+  const vpn = (lin - off) / 4096;
+  const i = vpn & TLB_MASK;
+  if (cpu.tlbTag[i] === vpn && (cpu.tlbOk[i]! & (cpu.cpl === 3 ? OK_USER_WRITE : OK_SUP_WRITE)) !== 0) return cpu.tlbView[i];
+  return undefined;
 }
 
 /** Read with an explicit access kind (implicit supervisor accesses to descriptor tables, fetches). */

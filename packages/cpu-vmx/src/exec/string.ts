@@ -124,6 +124,53 @@ export function movs(cpu: Cpu, i: Insn): void {
   }
 }
 
+/** Test hook: `pageRuns = false` makes every REP STOS go element by element (the differential test's oracle). */
+export const stringHooks = { pageRuns: true };
+
+/**
+ * REP STOS forward, the run of elements from RDI to the end of its page when the TLB already
+ * allows the write there (cpu.writeView: RAM, not decoded code, the dirty bit set; the checks the
+ * store fast path makes), stored straight into the frame as that many iterations would store them
+ * one by one. It stops one iteration short of RCX reaching 0 and of the run loop's bound, so the
+ * iteration after it, made by the loop as usual, is the one that ends the REP or stops it there
+ * (repDone): every register, the retired count and RIP end as they would. Returns the number of
+ * iterations made (0: none could be, the loop goes on element by element).
+ */
+function stosRun(cpu: Cpu, size: number, a: number, v: number, vHi: number): number {
+  if (!stringHooks.pageRuns) return 0;
+  const lin = a === 8 ? cpu.regAddr(7) : cpu.linear(Seg.ES, cpu.lo[7]! >>> 0);
+  const view = cpu.writeView(lin);
+  if (view === undefined) return 0;
+  const off = lin & 0xfff;
+  let m = Math.floor((4096 - off) / size);
+  const count = a === 8 && cpu.hi[1] !== 0 ? Infinity : cpu.lo[1]! >>> 0;
+  m = Math.min(m, count - 1, cpu.repStop - cpu.retired - 1);
+  if (!(m > 0)) return 0;
+  const end = off + m * size;
+  if (size === 8) {
+    for (let o = off; o < end; o += 8) {
+      view.setInt32(o, v, true);
+      view.setInt32(o + 4, vHi, true);
+    }
+  } else if (size === 4) for (let o = off; o < end; o += 4) view.setInt32(o, v, true);
+  else if (size === 2) for (let o = off; o < end; o += 2) view.setUint16(o, v, true);
+  else for (let o = off; o < end; o++) view.setUint8(o, v);
+  // RDI and RCX as m iterations leave them (in halves for 64-bit addressing).
+  if (a === 8) {
+    const di = (cpu.lo[7]! >>> 0) + m * size;
+    if (di >= TWO_32) cpu.hi[7] = (cpu.hi[7]! + 1) | 0;
+    cpu.lo[7] = di | 0;
+    const cx = (cpu.lo[1]! >>> 0) - m;
+    if (cx < 0) cpu.hi[1] = (cpu.hi[1]! - 1) | 0;
+    cpu.lo[1] = cx | 0;
+  } else {
+    cpu.setReg32(7, ((cpu.lo[7]! >>> 0) + m * size) >>> 0);
+    cpu.setReg32(1, ((cpu.lo[1]! >>> 0) - m) >>> 0);
+  }
+  cpu.retired += m;
+  return m;
+}
+
 /** STOS (AA, AB). */
 export function stos(cpu: Cpu, i: Insn): void {
   const size = i.opSize;
@@ -131,8 +178,11 @@ export function stos(cpu: Cpu, i: Insn): void {
   const d = step(cpu, size);
   const v = readReg(cpu, 0, false, size);
   const vHi = cpu.tmpHi;
+  // A forward REP STOS with 64- or 32-bit addressing goes a page run at a time where it can.
+  const runs = i.rep !== 0 && d > 0 && a !== 2;
   for (;;) {
     if (i.rep !== 0 && countZero(cpu, a)) return;
+    if (runs) stosRun(cpu, size, a, v, vHi);
     store(cpu, elementLinear(cpu, Seg.ES, 7, a), size, v, vHi);
     advance(cpu, 7, a, d);
     if (i.rep === 0) return;

@@ -285,9 +285,14 @@ export function vmcsSlot(field: VmcsField): number {
 }
 
 function slotOf(field: number): number {
-  const slot = SLOT[field & ~1];
-  if (slot === undefined || slot < 0) throw new Error(`vtlab bug: VMCS field 0x${field.toString(16)} is not supported`);
+  // (Small enough to inline on the VM exit and entry paths; the error is thrown out of line.)
+  const slot = field >= 0 && field <= 0x7fff ? SLOT[field & 0x7ffe]! : -1;
+  if (slot < 0) unsupportedField(field);
   return slot;
+}
+
+function unsupportedField(field: number): never {
+  throw new Error(`vtlab bug: VMCS field 0x${field.toString(16)} is not supported`);
 }
 
 function fail(error: VmInstructionError, field: number, what: string): VmFailValid {
