@@ -754,6 +754,13 @@ export class Cpu {
   vmxExit = 0;
   /** Retired count at the last VM entry (the monitor trap flag and the preemption timer count from it). */
   vmxEntryRetired = 0;
+  /**
+   * PAUSE-loop exiting (SDM 26.1.3, exec/system.ts pause): the retired count at the last PAUSE at
+   * CPL 0, and at the first PAUSE of the current loop (time in retired instructions, as for the
+   * preemption timer).
+   */
+  plePrevious = Number.NEGATIVE_INFINITY;
+  pleLoopStart = 0;
   /** VMX-preemption timer value at entry; it counts down once per retired instruction (the TSC rate, with IA32_VMX_MISC[4:0] = 0). */
   vmxTimer = 0;
   /** The retired count at which the preemption timer expires (+Infinity when it is not active). */

@@ -48,6 +48,7 @@ import { xenCpuid } from "./xen/cpuid.js";
 import { isXenMsr, rdmsrXen, wrmsrXen } from "./xen/hypercall_page.js";
 import { isPolicyMsr, rdmsrPolicy, wrmsrPolicy } from "./xen/msr.js";
 import { taskSwitch } from "./task-switch.js";
+import { leaveRealMode, realModeNotRam } from "./realmode.js";
 
 export interface ExitContext {
   readonly hv: Hypervisor;
@@ -69,6 +70,8 @@ export class ExitStats {
   mmio = 0;
   /** Device accesses those exits made on the MMIO bus (a 64-bit access counts two 32-bit ones). */
   mmioAccesses = 0;
+  /** Instructions the hypervisor emulated in real mode on shadow paging (realmode.ts, Xen's vmx_realmode). */
+  realModeInstructions = 0;
   byReasonNames(): Record<string, number> {
     const out: Record<string, number> = {};
     for (let r = 0; r < this.byReason.length; r++) if (this.byReason[r]! > 0) out[exitReasonName(r)] = this.byReason[r]!;
@@ -187,10 +190,17 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
       return taskSwitch(ctx, exit, (cr3) => loadGuestPdptes(ctx, cr3));
     case ExitReason.EptViolation:
     case ExitReason.EptMisconfig: {
+      // Emulated real mode on shadow reaches guest-physical memory through the p2m (realmode.ts).
+      if (v.realModeEmulated) return { kind: "crash", reason: realModeNotRam(v, exit.guestPhysical) };
       const out = d.paging.handleExit(cpu, v.vmcs, exit);
       if (out.kind === "mmio") return handleMmio(ctx, exit, out.gpa, out.write);
       return out;
     }
+    case ExitReason.Pause:
+      // PAUSE-loop exiting (a spin-wait): Xen's handler yields (do_sched_op(SCHEDOP_yield)) and
+      // leaves RIP at the PAUSE, which runs again at the next entry.
+      v.xenTimers.yieldRequested = true;
+      return RESUME;
     case ExitReason.PreemptionTimer: // the slice is over: the scheduler picks the next vCPU
     case ExitReason.InterruptWindow:
     case ExitReason.ExternalInterrupt:
@@ -585,8 +595,16 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     const shadowPaging = !d.hap;
     // Real mode (PE = 0, with PG = 0 checked above): on EPT the vCPU runs it as an unrestricted
     // guest (a paging-off guest always has the control on, below and in startRealModeAp); a
-    // shadow domain has no unrestricted guest and Xen's real-mode emulation is not modelled.
-    if ((lo & CR0_PE) === 0 && shadowPaging) return { kind: "crash", reason: "the guest turned protection off (CR0.PE = 0): real mode on a shadow-paging domain is not modelled (it needs unrestricted guest, which needs EPT)" };
+    // shadow domain has no unrestricted guest: a vCPU started by a SIPI is emulated until it sets
+    // PE (realmode.ts), and a guest turning protection off again is not modelled.
+    if ((lo & CR0_PE) === 0 && shadowPaging && !v.realModeEmulated) return { kind: "crash", reason: "the guest turned protection off (CR0.PE = 0): real mode on a shadow-paging domain is modelled only from a start-up IPI to the first MOV CR0 that sets PE (it needs unrestricted guest, which needs EPT)" };
+    if (v.realModeEmulated && (lo & CR0_PE) !== 0) {
+      const reason = leaveRealMode(d, v, lo);
+      if (reason !== undefined) return { kind: "crash", reason };
+      // Protected mode with paging off, in IA-32e mode on the identity table's shadow underneath
+      // (GUEST_CR0 gets PG and WP below).
+      shadowUnderneath(v, vmcs, false);
+    }
     const oldPg = vmcs.read32(F.CR0_READ_SHADOW) & CR0_PG; // as the guest sees it
     if (((oldPg ^ lo) & CR0_PG) !== 0) {
       // Paging on or off (Xen's hvm_set_cr0), with the guest's view of EFER and CR4.
@@ -634,7 +652,8 @@ function crAccess(ctx: ExitContext, exit: VmExit): ExitOutcome {
     // too. The guest's own WP is the read shadow's; with it clear, mmu-shadow emulates the
     // supervisor writes to read-only pages that fault only because of that (Xen's hvm_update_guest_cr
     // and sh_page_fault).
-    vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE | (shadowPaging ? CR0_PG | CR0_WP : 0)) >>> 0);
+    // (While real mode is emulated the vCPU does not page at all.)
+    vmcs.setNatural(F.GUEST_CR0, (lo | CR0_NE | (shadowPaging && !v.realModeEmulated ? CR0_PG | CR0_WP : 0)) >>> 0);
     skip(v, exit);
     return RESUME;
   }

@@ -20,6 +20,7 @@ import {
   CR4_PAE,
   CR4_VMXE,
   ENTRY_IA32E_MODE,
+  SECONDARY_PAUSE_LOOP_EXITING,
   SECONDARY_UNRESTRICTED_GUEST,
   EFER_LMA,
   EFER_LME,
@@ -69,6 +70,7 @@ import { PlatformWiring, platformDevice } from "./devices/platform.js";
 import type { XenPlatformDevice } from "@vtlab/xen-platform-pci";
 import { CR0_HOST_OWNED, ExitStats, handleExit, type ExitContext } from "./exits.js";
 import { vmEntryFailure } from "./outcomes.js";
+import { P2mPhysical, realModeEnter } from "./realmode.js";
 import type { VcpuBringUp } from "./xen/vcpu.js";
 import { allocMagicPagesHvm, populateFixedFrames, type MagicPages } from "./builder/special-pages.js";
 import { XenDomain, type XenStatsSnapshot } from "./xen/domain.js";
@@ -199,6 +201,10 @@ export interface DomainStats {
   uart: Uart16550Stats;
 }
 
+/** Xen's ple_gap and ple_window (xen/arch/x86/hvm/vmx/vmcs.c defaults): PAUSE-loop exiting's PLE_GAP and PLE_WINDOW. */
+const PLE_GAP = 128;
+const PLE_WINDOW = 4096;
+
 export class DomainError extends Error {
   /** The message without the `[source: ]domain NAME: ` prefix ("memory: ...", "kernel: e_phoff: ..."). */
   readonly detail: string;
@@ -243,6 +249,10 @@ function enterPagingOff(vmcs: Vmcs): void {
  * NE, host-owned and hidden), CR3 = CR4 = 0 (VMXE host-owned), EFER 0, RFLAGS 2, the other
  * registers 0, no event pending. The local APIC (and its ID) is kept. The vCPU then runs as
  * VCPUOP_up would make it. Modelled more simply: the x87/SSE state is not reset.
+ *
+ * On a shadow domain (no unrestricted guest, which needs EPT) the same state is emulated until
+ * the guest sets CR0.PE (realmode.ts, Xen's vmx_realmode); its shadow is that of the identity
+ * table with guest CR3 0, ready for protected mode with paging off.
  */
 function startRealModeAp(v: Vcpu, vector: number): void {
   const vmcs = v.vmcs;
@@ -264,13 +274,21 @@ function startRealModeAp(v: Vcpu, vector: number): void {
   vmcs.setField(F.GUEST_GDTR_LIMIT, 0xffff);
   vmcs.setNatural(F.GUEST_IDTR_BASE, 0);
   vmcs.setField(F.GUEST_IDTR_LIMIT, 0xffff);
-  vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_UNRESTRICTED_GUEST) >>> 0);
+  const d = v.domain;
+  if (d.paging instanceof ShadowPaging) {
+    const err = d.paging.enterUnpaged(v.cpu, vmcs, d.identityPageTable!, 0);
+    if (err !== undefined) throw new Error(`vtlab bug: ${err}`);
+    v.realModeEmulated = true;
+    v.guestEfer = 0;
+  } else {
+    vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_UNRESTRICTED_GUEST) >>> 0);
+    vmcs.setNatural(F.GUEST_CR3, 0);
+  }
   vmcs.setField(F.VM_ENTRY_CONTROLS, (vmcs.read32(F.VM_ENTRY_CONTROLS) & ~ENTRY_IA32E_MODE) >>> 0);
   vmcs.setNatural(F.GUEST_CR0, (CR0_ET | CR0_NE) >>> 0);
-  vmcs.setNatural(F.CR0_READ_SHADOW, 0); // PE, PG, NE, NW, CD as the guest sees them: all 0
+  vmcs.setNatural(F.CR0_READ_SHADOW, 0); // PE, PG, NE, NW, CD (and on shadow WP) as the guest sees them: all 0
   vmcs.setNatural(F.GUEST_CR4, CR4_VMXE);
   vmcs.setNatural(F.CR4_READ_SHADOW, 0);
-  vmcs.setNatural(F.GUEST_CR3, 0);
   vmcs.setField(F.GUEST_IA32_EFER, 0);
   vmcs.setNatural(F.GUEST_RIP, 0);
   vmcs.setNatural(F.GUEST_RSP, 0);
@@ -387,6 +405,13 @@ export class Vcpu {
    * the guest re-executes the instruction for the rest.
    */
   stringIoLimit = Number.POSITIVE_INFINITY;
+  /**
+   * In real mode on a shadow-paging domain: the hypervisor emulates the vCPU instead of entering
+   * it (Xen's vmx_emulate; realmode.ts), from a start-up IPI to the MOV CR0 that sets PE.
+   */
+  realModeEmulated = false;
+  /** The emulator's guest-physical memory (the p2m, RAM only). */
+  readonly realModePhysical: P2mPhysical;
   constructor(
     readonly domain: Domain,
     readonly id: number,
@@ -394,6 +419,7 @@ export class Vcpu {
     clock: SimClock,
   ) {
     this.cpu = new Cpu({ memory });
+    this.realModePhysical = new P2mPhysical(domain);
     this.bringUp = { initialised: id === 0, up: id === 0 };
     this.runstate = new VcpuRunstate(clock);
   }
@@ -1135,6 +1161,12 @@ export class Hypervisor {
   /** CR0/CR4 ownership and the MSR bitmap (EFER, APIC base and the x2APIC range trap; the syscall MSRs pass through). */
   private setupVcpuControls(d: Domain, v: Vcpu): void {
     const vmcs = v.vmcs;
+    // PAUSE-loop exiting with Xen's defaults (vmcs.c ple_gap = 128, ple_window = 4096): a vCPU
+    // spinning on a lock or a flag another vCPU must set yields its slice (exits.ts) instead of
+    // spinning it out.
+    vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) | SECONDARY_PAUSE_LOOP_EXITING) >>> 0);
+    vmcs.setField(F.PLE_GAP, PLE_GAP);
+    vmcs.setField(F.PLE_WINDOW, PLE_WINDOW);
     vmcs.setNatural(F.CR0_GUEST_HOST_MASK, CR0_HOST_OWNED);
     vmcs.setNatural(F.CR0_READ_SHADOW, (vmcs.readNatural(F.GUEST_CR0) & CR0_HOST_OWNED) >>> 0);
     // CR4: the host owns VMXE (the guest sees 0), and on shadow domains PAE, which stays on
@@ -1258,12 +1290,17 @@ export class Hypervisor {
         // interrupt plays in Xen: the timer counts the slice's instructions from this entry.
         v.vmcs.setField(F.VMX_PREEMPTION_TIMER_VALUE, Math.min(Math.ceil(left), 0xffff_ffff));
         syncGuestTsc(this, v); // the guest's TSC reads the host clock
-        const fail = vmEntry(v.cpu, v.vmcs, !v.launched);
-        if (fail !== undefined) {
-          d.crash(vmEntryFailure(fail));
-          break;
+        if (v.realModeEmulated) {
+          // Real mode on shadow: the hypervisor emulates the vCPU instead of entering it (realmode.ts).
+          realModeEnter(v);
+        } else {
+          const fail = vmEntry(v.cpu, v.vmcs, !v.launched);
+          if (fail !== undefined) {
+            d.crash(vmEntryFailure(fail));
+            break;
+          }
+          v.launched = true;
         }
-        v.launched = true;
         v.inGuest = true;
       }
       // Run at most up to the next APIC or Xen timer deadline (CPI 1 on the host clock), so that
@@ -1279,6 +1316,7 @@ export class Hypervisor {
       const events = v.cpu.eventsDelivered;
       const r = v.cpu.run(chunk);
       retired += r.retired;
+      if (v.realModeEmulated) d.exitStats.realModeInstructions += r.retired;
       // Event deliveries (an exception loop retires nothing) cost slice time and clock time too.
       const eventTime = ((v.cpu.eventsDelivered - events) * this.cost.eventDelivery) / this.cost.instruction;
       charged += eventTime;
@@ -1417,10 +1455,10 @@ export class Hypervisor {
    * vector << 12 (`startRealModeAp`, Xen's hvm_vcpu_reset_state(v, vector << 8, 0)). A SIPI to a
    * vCPU that is up, or that VCPUOP_initialise set up without an INIT since, is ignored as on
    * hardware and in Xen, and so is an INIT to a running vCPU (a warm reset is not modelled). On
-   * a shadow-paging domain a SIPI crashes the domain with the reason: VT-x runs real mode only as
-   * an unrestricted guest, which needs EPT, and Xen's instruction-by-instruction real-mode
-   * emulation (vmx_realmode) is not modelled. NMI, SMI and ExtINT IPIs are not modelled. What is
-   * ignored is counted (`Domain.ipisIgnored`).
+   * a shadow-paging domain, where VT-x cannot run real mode (it needs unrestricted guest, which
+   * needs EPT), the hypervisor emulates the AP until it sets CR0.PE, as Xen's vmx_realmode does
+   * (realmode.ts). NMI, SMI and ExtINT IPIs are not modelled. What is ignored is counted
+   * (`Domain.ipisIgnored`).
    */
   private routeIpi(d: Domain, from: Vcpu, dest: number, vector: number, shorthand: number, mode: number, logical: boolean): void {
     for (const t of d.vcpus) {
@@ -1441,12 +1479,6 @@ export class Hypervisor {
         t.bringUp.up = false;
         t.blocked = true;
       } else if (mode === ApicDeliveryMode.StartUp && !t.bringUp.up && !t.bringUp.initialised) {
-        if (!d.hap) {
-          d.crash(
-            `start-up IPI (vector 0x${vector.toString(16)}) to vCPU ${t.id}: real-mode AP start-up on a shadow-paging domain is not modelled (VT-x runs real mode only as an unrestricted guest, which needs EPT: use hap = 1), or bring APs up with HYPERVISOR_vcpu_op (VCPUOP_initialise, VCPUOP_up)`,
-          );
-          return;
-        }
         startRealModeAp(t, vector);
       } else {
         d.ipisIgnored++;

@@ -3,12 +3,15 @@
  * native smp_ops.cpu_up): the BSP copies a real-mode trampoline below 1 MiB, sends INIT, INIT
  * de-assert, SIPI, SIPI through its x2APIC or xAPIC ICR, and the AP runs the trampoline from
  * real mode (CS = vector << 8) through 32-bit protected mode into long mode, as Xen's
- * vlapic_init_sipi_action and hvm_vcpu_reset_state start it, on EPT (unrestricted guest). On
- * shadow paging the SIPI crashes only that domain with the reason.
+ * vlapic_init_sipi_action and hvm_vcpu_reset_state start it: on EPT as an unrestricted guest, on
+ * shadow paging (no unrestricted guest: it needs EPT) emulated by the hypervisor until it sets
+ * CR0.PE, as Xen's vmx_realmode does (src/realmode.ts).
  *
  * Machine code assembled with `as --32` and `objcopy -O binary` from the sources in the comments.
  */
 import { describe, expect, it } from "vitest";
+import { gfn } from "@vtlab/arch";
+import { P2mType } from "@vtlab/p2m";
 import { Hypervisor } from "@vtlab/hypervisor";
 import { tinyKernel } from "./tiny-kernel.js";
 
@@ -72,13 +75,15 @@ function boot(bsp: string, hap: boolean) {
   return { hv, d, good, word };
 }
 
-describe("an AP started with INIT-SIPI-SIPI runs a real-mode trampoline into long mode (EPT, unrestricted guest)", () => {
-  for (const [apic, bsp] of [
-    ["x2APIC", BSP_X2APIC],
-    ["xAPIC", BSP_XAPIC],
+describe("an AP started with INIT-SIPI-SIPI runs a real-mode trampoline into long mode (EPT: unrestricted guest; shadow: emulated real mode)", () => {
+  for (const [apic, bsp, hap] of [
+    ["x2APIC", BSP_X2APIC, true],
+    ["xAPIC", BSP_XAPIC, true],
+    ["x2APIC", BSP_X2APIC, false],
+    ["xAPIC", BSP_XAPIC, false],
   ] as const) {
-    it(`through the ${apic} ICR`, () => {
-      const { d, good, word } = boot(bsp, true);
+    it(`through the ${apic} ICR on ${hap ? "EPT" : "shadow"}`, () => {
+      const { d, good, word } = boot(bsp, hap);
       expect(d.crashReason).toBeUndefined();
       expect(d.state).toBe("shutdown");
       expect(d.exitCode).toBe(0x1234_5678); // the flag the AP wrote from 64-bit mode
@@ -93,6 +98,14 @@ describe("an AP started with INIT-SIPI-SIPI runs a real-mode trampoline into lon
       expect(word(TRAMPOLINE_AT + 0xd8)).toBe(0x10);
       expect(d.ipisIgnored).toBe(1); // the second SIPI: the AP was already up
       expect(good.exitCode).toBe(0x55);
+      // On shadow the hypervisor emulated the real-mode part (the 21 instructions up to and
+      // including the MOV CR0 that sets PE, less the OUT, CPUID and MOV CR0, which exited to their
+      // handlers as they do on EPT), and the AP ran in VMX non-root from the far jump on.
+      expect(ap.realModeEmulated).toBe(false);
+      const exits = d.stats().exitsByReason;
+      expect(exits.IoInstruction).toBeGreaterThanOrEqual(3); // R, P, L
+      if (hap) expect(d.exitStats.realModeInstructions).toBe(0);
+      else expect(d.exitStats.realModeInstructions).toBe(18);
     });
   }
 
@@ -111,12 +124,15 @@ describe("an AP started with INIT-SIPI-SIPI runs a real-mode trampoline into lon
 });
 
 describe("hostile INIT and SIPI", () => {
-  it("an INIT to the running BSP is ignored; a SIPI into zeroed memory runs the AP on garbage in real mode without harming the host or another domain", () => {
+  it.each([
+    ["EPT", true],
+    ["shadow", false],
+  ])("an INIT to the running BSP is ignored; a SIPI into zeroed memory runs the AP on garbage in real mode without harming the host or another domain (%s)", (_paging, hap) => {
     // x2APIC on; INIT to APIC ID 0 (the BSP itself, up: ignored); SIPI vector A0h to APIC ID 1 (0xA0000: zeros, ADD [BX+SI], AL);
     // then the BSP spins (mov $0x10000,%ecx; loop .) and exits with 0x66.
     const bsp = "b91b000000b8000de0fe31d20f30" + "b93008000031d2b8004500000f30" + "ba01000000b8a04600000f30" + "b900000100e2fe" + "b866000000e7f4";
     const hv = new Hypervisor({ memoryMiB: 64, sliceInstructions: 5_000 });
-    const d = hv.createDomain({ name: "sipi", memoryMiB: 8, vcpus: 2, hap: true, kernel: tinyKernel(bsp) });
+    const d = hv.createDomain({ name: "sipi", memoryMiB: 8, vcpus: 2, hap, kernel: tinyKernel(bsp) });
     const good = hv.createDomain({ name: "good", memoryMiB: 8, kernel: tinyKernel("b855000000e7f4") });
     hv.run({ maxInstructions: 3_000_000 });
     expect(d.crashReason).toBeUndefined();
@@ -126,16 +142,24 @@ describe("hostile INIT and SIPI", () => {
     expect(ap.cpu.realMode).toBe(true);
     expect(ap.cpu.seg[1]!.base).toBe(0xa0000); // Seg.CS from the SIPI vector
     expect(ap.cpu.counters.instructions).toBeGreaterThan(1000);
+    expect(ap.realModeEmulated).toBe(!hap); // on shadow still emulated: it never sets CR0.PE
     expect(good.exitCode).toBe(0x55);
   });
 });
 
-describe("real-mode AP start-up on shadow paging", () => {
-  it("crashes only that domain, naming what is not modelled and the ways that work", () => {
-    const { d, good } = boot(BSP_X2APIC, false);
+describe("real-mode emulation on shadow paging: what it does not model crashes only that domain", () => {
+  it("an emulated real-mode access to guest-physical memory that is not RAM", () => {
+    // The trampoline's first 8 bytes become mov $0x5000,%ax; mov %ax,%ds; mov 0,%al (b8 00 50 8e
+    // d8 a0 00 00): a load from guest-physical 0x50000, which the test takes out of the p2m.
+    const bsp = BSP_X2APIC;
+    const code = bsp + "90".repeat(0x100 - bsp.length / 2) + "b800508ed8a00000" + TRAMPOLINE.slice(16);
+    const hv = new Hypervisor({ memoryMiB: 64, sliceInstructions: 5_000 });
+    const d = hv.createDomain({ name: "sipi", memoryMiB: 8, vcpus: 2, hap: false, kernel: tinyKernel(code) });
+    const good = hv.createDomain({ name: "good", memoryMiB: 8, kernel: tinyKernel("b855000000e7f4") });
+    d.p2m.setRange(gfn(0x50), 1, P2mType.Absent);
+    hv.run({ maxInstructions: 2_000_000 });
     expect(d.state).toBe("crashed");
-    expect(d.crashReason).toMatch(/start-up IPI \(vector 0x8\) to vCPU 1: real-mode AP start-up on a shadow-paging domain is not modelled .*hap = 1.*HYPERVISOR_vcpu_op/);
-    expect(d.exitCode).toBeUndefined();
+    expect(d.crashReason).toBe("vCPU 1 in emulated real mode (shadow paging) at 0800:0005 accessed guest-physical 0x50000, which is not RAM: MMIO from emulated real mode is not modelled");
     expect(good.exitCode).toBe(0x55);
   });
 });

@@ -47,6 +47,7 @@ import {
   CPU_INVLPG_EXITING,
   CPU_MOV_DR_EXITING,
   CPU_PAUSE_EXITING,
+  SECONDARY_PAUSE_LOOP_EXITING,
   CPU_RDTSC_EXITING,
   CPU_USE_TSC_OFFSETTING,
   SECONDARY_DESC_TABLE_EXITING,
@@ -664,9 +665,24 @@ export function cacheFlush(cpu: Cpu, i: Insn): void {
   if ((cpu.vmxProc2 & SECONDARY_WBINVD_EXITING) !== 0) cpu.vmExit(ExitReason.Wbinvd, 0, i.len);
 }
 
-/** PAUSE (F3 90): a hint, or a VM exit with PAUSE exiting. */
+/**
+ * PAUSE (F3 90): a hint, or a VM exit (SDM 26.1.3): always with PAUSE exiting; with PAUSE-loop
+ * exiting at CPL 0, when it ends a loop of PAUSEs (each within PLE_GAP of the one before; the
+ * first after VM entry starts one) that has lasted longer than PLE_WINDOW. Modelled more simply:
+ * the time is counted in retired instructions (as for the preemption timer), not TSC ticks.
+ */
 export function pause(cpu: Cpu, i: Insn): void {
-  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_PAUSE_EXITING) !== 0) cpu.vmExit(ExitReason.Pause, 0, i.len);
+  const vmcs = cpu.vmcs;
+  if (vmcs === undefined) return;
+  if ((cpu.vmxProc & CPU_PAUSE_EXITING) !== 0) cpu.vmExit(ExitReason.Pause, 0, i.len);
+  if ((cpu.vmxProc2 & SECONDARY_PAUSE_LOOP_EXITING) === 0 || cpu.cpl !== 0) return;
+  const now = cpu.retired;
+  if (cpu.plePrevious < cpu.vmxEntryRetired || now - cpu.plePrevious > vmcs.read32(VmcsField.PLE_GAP)) cpu.pleLoopStart = now;
+  cpu.plePrevious = now;
+  if (now - cpu.pleLoopStart > vmcs.read32(VmcsField.PLE_WINDOW)) {
+    cpu.plePrevious = Number.NEGATIVE_INFINITY; // it did not retire: the PAUSE after the next entry starts a loop
+    cpu.vmExit(ExitReason.Pause, 0, i.len);
+  }
 }
 
 /** TSC_OFFSET when "use TSC offsetting" is on in non-root operation (SDM 25.6.5). */

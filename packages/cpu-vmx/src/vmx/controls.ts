@@ -70,6 +70,8 @@ export const SECONDARY_ENABLE_VPID = 1 << 5;
 export const SECONDARY_WBINVD_EXITING = 1 << 6;
 /** Unrestricted guest, bit 7. */
 export const SECONDARY_UNRESTRICTED_GUEST = 1 << 7;
+/** PAUSE-loop exiting, bit 10 (PLE_GAP and PLE_WINDOW; SDM 26.1.3). */
+export const SECONDARY_PAUSE_LOOP_EXITING = 1 << 10;
 
 // ---- VM-exit controls (VM_EXIT_CONTROLS) ----
 /** Save debug controls (DR7 and IA32_DEBUGCTL into the guest-state area), bit 2. */
@@ -145,7 +147,7 @@ export const PROC_CAPS: ControlCapability = {
 export const PROC2_CAPS: ControlCapability = {
   name: "secondary processor-based VM-execution controls",
   mustBe1: 0,
-  mayBe1: SECONDARY_ENABLE_EPT | SECONDARY_DESC_TABLE_EXITING | SECONDARY_ENABLE_RDTSCP | SECONDARY_ENABLE_VPID | SECONDARY_WBINVD_EXITING | SECONDARY_UNRESTRICTED_GUEST,
+  mayBe1: SECONDARY_ENABLE_EPT | SECONDARY_DESC_TABLE_EXITING | SECONDARY_ENABLE_RDTSCP | SECONDARY_ENABLE_VPID | SECONDARY_WBINVD_EXITING | SECONDARY_UNRESTRICTED_GUEST | SECONDARY_PAUSE_LOOP_EXITING,
 };
 export const EXIT_CAPS: ControlCapability = {
   name: "VM-exit controls",
