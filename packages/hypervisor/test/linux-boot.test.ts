@@ -1,7 +1,11 @@
 /**
  * Issue 16's acceptance run: Debian 12's own kernel (linux-image-cloud-amd64, unmodified) booted
  * as a PVH domU the way xl boots one, by the toolstack from an xl.cfg, beside a second domain on
- * the bridge, on EPT and on shadow. Linux prints its banner on hvc0 (the PV console ring), mounts
+ * the bridge, on EPT and on shadow; on EPT with `vcpus = 2`: Linux starts its second CPU the native
+ * way (INIT-SIPI-SIPI into its real-mode trampoline, run as an unrestricted guest). (On shadow the
+ * hypervisor emulates that trampoline, src/realmode.ts, tested with vtlab's own guest in
+ * realmode-ap.test.ts; a 2-vCPU Linux boot on shadow has not been run to poweroff yet, so this
+ * one keeps one vCPU.) Linux prints its banner on hvc0 (the PV console ring), mounts
  * the busybox initramfs, and its /init (packages/guests/scripts/linux.mjs) runs uname -a,
  * cat /proc/cpuinfo and ls /sys/bus/xen/devices, loads xen-blkfront and reads and writes the
  * disk through vtlab's blkback (md5sum before and after a dd, against checksums computed here),
@@ -43,6 +47,7 @@ beforeAll(() => {
 describe("Debian's Linux boots as a PVH domU to its /init, with its own Xen PV drivers", () => {
   for (const hap of [true, false]) {
     const paging = hap ? "EPT" : "shadow";
+    const vcpus = hap ? 2 : 1;
     it(`on ${paging}: banner on hvc0, uname, cpuinfo, xenbus devices, blkfront read and write, netfront ping, poweroff`, async () => {
       const disk = diskImage();
       const before = md5(disk.data);
@@ -55,7 +60,7 @@ describe("Debian's Linux boots as a PVH domU to its /init, with its own Xen PV d
       const ts = new Toolstack(hv, { resources: (c) => (c.name === "linux" ? { kernel: cache.vmlinuz, ramdisk: cache.initramfs, disk } : { kernel: pongKernel }) });
       const linux = ts.create(
         parseDomainConfig(
-          [`name = "linux"`, "memory = 512", `hap = ${hap ? 1 : 0}`, `kernel = "vmlinuz"`, `ramdisk = "initramfs.cpio"`, `cmdline = "${CMDLINE}"`, `disk = [ "disk.img,raw,xvda,rw" ]`, `vif = [ "mac=00:16:3e:00:00:01, bridge=xenbr0" ]`, ""].join("\n"),
+          [`name = "linux"`, "memory = 512", `vcpus = ${vcpus}`, `hap = ${hap ? 1 : 0}`, `kernel = "vmlinuz"`, `ramdisk = "initramfs.cpio"`, `cmdline = "${CMDLINE}"`, `disk = [ "disk.img,raw,xvda,rw" ]`, `vif = [ "mac=00:16:3e:00:00:01, bridge=xenbr0" ]`, ""].join("\n"),
           "linux.cfg",
         ),
       ).domain;
@@ -92,6 +97,17 @@ describe("Debian's Linux boots as a PVH domU to its /init, with its own Xen PV d
       // Nothing refused, nothing undefined, no oops.
       expect(out).not.toMatch(/unchecked MSR access|Illegal instruction|invalid opcode|general protection|Kernel panic|BUG:|Oops|unable to open an initial console|FPU found/);
 
+      if (vcpus === 2) {
+        // Two CPUs: the AP started the native way (INIT-SIPI-SIPI into Linux's real-mode
+        // trampoline, an unrestricted guest on EPT) and brought online.
+        expect(out).toContain("smpboot: Allowing 2 CPUs, 0 hotplug CPUs");
+        expect(out).toContain("smp: Brought up 1 node, 2 CPUs");
+        expect(out).toContain("smpboot: Total of 2 processors activated");
+        expect(out).toMatch(/^processor\t+: 0$/m);
+        expect(out).toMatch(/^processor\t+: 1$/m);
+      }
+      expect(linux.exitStats.realModeInstructions).toBe(0);
+
       // /init: uname -a, /proc/cpuinfo (exactly what CPUID reports), the xenbus devices.
       expect(out).toContain("vtlab-init: start");
       expect(out).toMatch(new RegExp(`^Linux \\(none\\) ${release} #1 SMP PREEMPT_DYNAMIC Debian .* x86_64 GNU/Linux$`, "m"));
@@ -126,6 +142,7 @@ describe("Debian's Linux boots as a PVH domU to its /init, with its own Xen PV d
       expect(s.xen.eventsDelivered).toBeGreaterThan(100);
       expect(s.exitsByReason.Vmcall).toBeGreaterThan(1000);
       if (!hap) expect(s.exitsByReason.ExceptionOrNmi ?? 0).toBeGreaterThan(0); // shadow #PF exits
+      if (vcpus === 2) expect(s.exitsByReason.Pause ?? 0).toBeGreaterThan(0); // PAUSE-loop exits: one CPU waiting on the other yields
     }, 3_600_000);
   }
 });
