@@ -31,7 +31,7 @@ export type { VmFailValid, LaunchState } from "./vmx/vmcs.js";
 export { EptAccess, GuestReference, EPT_QUAL_LINEAR_VALID, EPT_QUAL_FINAL } from "./vmx/interfaces.js";
 export type { EptViolation, EptMisconfig, SecondLevelTranslator, EventInfo, VmExit, ExitOutcome, MemoryVirtualizer } from "./vmx/interfaces.js";
 export * from "./vmx/controls.js";
-export { vmEntry, saveOnExit, ActivityState, IntrType, INTR_INFO_VALID, INTR_INFO_ERROR_CODE_VALID, VMX_CR0_FIXED0, VMX_CR4_FIXED0 } from "./vmx/nonroot.js";
+export { vmEntry, saveOnExit, loadGuestSegments, injectEntryEvent, ActivityState, IntrType, INTR_INFO_VALID, INTR_INFO_ERROR_CODE_VALID, VMX_CR0_FIXED0, VMX_CR4_FIXED0 } from "./vmx/nonroot.js";
 export type { EntryFailureExit } from "./vmx/nonroot.js";
 export { ioQualification, crQualification, CrAccessType } from "./vmx/exits.js";
 export { NativeGuestOps } from "./guest-ops.js";

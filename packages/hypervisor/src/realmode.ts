@@ -38,17 +38,13 @@ import {
   CR4_PAE,
   EFER_LMA,
   EptAccess,
-  INTR_INFO_ERROR_CODE_VALID,
-  INTR_INFO_VALID,
-  IntrType,
   RFLAGS_FIXED,
-  Seg,
+  injectEntryEvent,
+  loadGuestSegments,
   VmcsField as F,
   type EptMisconfig,
   type EptViolation,
   type SecondLevelTranslator,
-  type SegmentCache,
-  type Vmcs,
 } from "@vtlab/cpu-vmx";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import type { Domain, Vcpu } from "./hypervisor.js";
@@ -68,24 +64,6 @@ export class P2mPhysical implements SecondLevelTranslator {
   }
 }
 
-/** The guest segment registers and their VMCS fields (SDM 25.4.1). */
-const SEGMENTS = [
-  [Seg.ES, F.GUEST_ES_SELECTOR, F.GUEST_ES_BASE, F.GUEST_ES_LIMIT, F.GUEST_ES_AR_BYTES],
-  [Seg.CS, F.GUEST_CS_SELECTOR, F.GUEST_CS_BASE, F.GUEST_CS_LIMIT, F.GUEST_CS_AR_BYTES],
-  [Seg.SS, F.GUEST_SS_SELECTOR, F.GUEST_SS_BASE, F.GUEST_SS_LIMIT, F.GUEST_SS_AR_BYTES],
-  [Seg.DS, F.GUEST_DS_SELECTOR, F.GUEST_DS_BASE, F.GUEST_DS_LIMIT, F.GUEST_DS_AR_BYTES],
-  [Seg.FS, F.GUEST_FS_SELECTOR, F.GUEST_FS_BASE, F.GUEST_FS_LIMIT, F.GUEST_FS_AR_BYTES],
-  [Seg.GS, F.GUEST_GS_SELECTOR, F.GUEST_GS_BASE, F.GUEST_GS_LIMIT, F.GUEST_GS_AR_BYTES],
-] as const;
-
-function loadSegment(c: SegmentCache, vmcs: Vmcs, sel: F, base: F, limit: F, ar: F): void {
-  c.selector = vmcs.read32(sel);
-  c.base = vmcs.readNatural(base);
-  c.limit = vmcs.read32(limit);
-  const a = vmcs.read32(ar);
-  c.attr = (a & 0x1_0000) !== 0 ? 0 : a & 0xf0ff; // an unusable segment keeps no attributes
-}
-
 /**
  * One stretch of emulation, where a VM entry would be (hypervisor.ts runSlice): the guest state
  * from the VMCS into the vCPU (SDM 27.3.2's loads: control registers, EFER as the guest sees it,
@@ -101,9 +79,7 @@ export function realModeEnter(v: Vcpu): void {
   cpu.cr4 = vmcs.read32(F.GUEST_CR4);
   cpu.cr3 = vmcs.readNatural(F.GUEST_CR3);
   cpu.efer = v.guestEfer & ~EFER_LMA; // paging is off: never IA-32e mode
-  for (const [s, sel, base, limit, ar] of SEGMENTS) loadSegment(cpu.seg[s]!, vmcs, sel, base, limit, ar);
-  loadSegment(cpu.tr, vmcs, F.GUEST_TR_SELECTOR, F.GUEST_TR_BASE, F.GUEST_TR_LIMIT, F.GUEST_TR_AR_BYTES);
-  loadSegment(cpu.ldtr, vmcs, F.GUEST_LDTR_SELECTOR, F.GUEST_LDTR_BASE, F.GUEST_LDTR_LIMIT, F.GUEST_LDTR_AR_BYTES);
+  loadGuestSegments(cpu, vmcs); // as VM entry loads them (cpu-vmx)
   cpu.gdtrBase = vmcs.readNatural(F.GUEST_GDTR_BASE);
   cpu.gdtrLimit = vmcs.read32(F.GUEST_GDTR_LIMIT);
   cpu.idtrBase = vmcs.readNatural(F.GUEST_IDTR_BASE);
@@ -126,17 +102,7 @@ export function realModeEnter(v: Vcpu): void {
   // ends the stretch turns this off again.
   cpu.secondLevel = v.realModePhysical;
   cpu.eptActive = true;
-  const intr = vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD);
-  if ((intr & INTR_INFO_VALID) !== 0) {
-    vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, intr & ~INTR_INFO_VALID);
-    const type = (intr >>> 8) & 7;
-    const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
-    const length = software ? vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN) : 0;
-    if (software) cpu.rip = rip + length;
-    const errorCode = (intr & INTR_INFO_ERROR_CODE_VALID) !== 0 ? vmcs.read32(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : -1;
-    const exceptionType = type === IntrType.PrivilegedSoftwareException ? 5 : type === IntrType.SoftwareException ? 6 : 0;
-    cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External, exceptionType, length);
-  }
+  injectEntryEvent(cpu, vmcs, rip); // VM entry's injection (SDM 27.6), through the IVT here
 }
 
 /**

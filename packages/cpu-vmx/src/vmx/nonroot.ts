@@ -336,17 +336,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   }
   if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) setPlainMsr(cpu, MSR.PAT, patLo, patHi);
   cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.read32(F.GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
-  if (segLive) {
-    // The exit's save is still pending: the registers hold what it would save; loading that back
-    // gives them in the form the fields keep (normalise), which is all that is left to do.
-    for (let k = 0; k < GUEST_SEGMENTS.length; k++) normaliseSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache);
-    normaliseSegment(cpu.tr);
-    normaliseSegment(cpu.ldtr);
-  } else {
-    for (let k = 0; k < GUEST_SEGMENTS.length; k++) loadSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
-    loadSegment(cpu.tr, vmcs, TR_SLOTS);
-    loadSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
-  }
+  loadGuestSegments(cpu, vmcs);
   cpu.gdtrBase = vmcs.readNatural(F.GUEST_GDTR_BASE);
   cpu.gdtrLimit = vmcs.read32(F.GUEST_GDTR_LIMIT);
   cpu.idtrBase = vmcs.readNatural(F.GUEST_IDTR_BASE);
@@ -368,18 +358,45 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   cpu.enterNonRoot(vmcs, pin, proc, proc2);
   if (launch) vmcs.launchState = "launched";
 
-  // ---- 27.6 event injection ----
-  if ((intr & INTR_INFO_VALID) !== 0) {
-    vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, intr & ~INTR_INFO_VALID); // the valid bit is cleared on entry
-    const type = (intr >>> 8) & 7;
-    const errorCode = (intr & INTR_INFO_ERROR_CODE_VALID) !== 0 ? vmcs.read32(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : -1;
-    const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
-    if (type === IntrType.Nmi) cpu.nmiBlocked = true; // an injected NMI blocks NMIs as a real one does
-    if (software) cpu.rip = rip + vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN);
-    const exceptionType = type === IntrType.PrivilegedSoftwareException ? 5 : type === IntrType.SoftwareException ? 6 : 0;
-    cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External, exceptionType, software ? vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN) : 0);
-  }
+  injectEntryEvent(cpu, vmcs, rip);
   return undefined;
+}
+
+/**
+ * Load the guest segment registers (ES-GS, TR, LDTR) from the VMCS, as VM entry does (SDM
+ * 27.3.2.2). With the exit's save still pending for this vCPU (Vmcs.deferSave), the registers
+ * hold what it would save: loading that back only gives them the fields' form (normalise).
+ * Also for a hypervisor that emulates a vCPU where a VM entry would be (Xen's vmx_realmode).
+ */
+export function loadGuestSegments(cpu: Cpu, vmcs: Vmcs): void {
+  if (vmcs.savePendingWith(cpu)) {
+    for (let k = 0; k < GUEST_SEGMENTS.length; k++) normaliseSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache);
+    normaliseSegment(cpu.tr);
+    normaliseSegment(cpu.ldtr);
+    return;
+  }
+  for (let k = 0; k < GUEST_SEGMENTS.length; k++) loadSegment(cpu.seg[GUEST_SEGMENTS[k]![0]] as SegmentCache, vmcs, k * 4);
+  loadSegment(cpu.tr, vmcs, TR_SLOTS);
+  loadSegment(cpu.ldtr, vmcs, LDTR_SLOTS);
+}
+
+/**
+ * VM entry's event injection (SDM 27.6): the event in VM_ENTRY_INTR_INFO_FIELD, if valid, is
+ * delivered as if it occurred now (the valid bit cleared; RIP past a software event's
+ * instruction; an NMI blocks NMIs). `rip`: the guest RIP the entry loaded.
+ */
+export function injectEntryEvent(cpu: Cpu, vmcs: Vmcs, rip: number): void {
+  const intr = vmcs.read32(F.VM_ENTRY_INTR_INFO_FIELD);
+  if ((intr & INTR_INFO_VALID) === 0) return;
+  vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, intr & ~INTR_INFO_VALID); // the valid bit is cleared on entry
+  const type = (intr >>> 8) & 7;
+  const errorCode = (intr & INTR_INFO_ERROR_CODE_VALID) !== 0 ? vmcs.read32(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : -1;
+  const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
+  const length = software ? vmcs.read32(F.VM_ENTRY_INSTRUCTION_LEN) : 0;
+  if (type === IntrType.Nmi) cpu.nmiBlocked = true; // an injected NMI blocks NMIs as a real one does
+  if (software) cpu.rip = rip + length;
+  const exceptionType = type === IntrType.PrivilegedSoftwareException ? 5 : type === IntrType.SoftwareException ? 6 : 0;
+  cpu.injectEvent(intr & 0xff, errorCode, type === IntrType.SoftwareInterrupt, type === IntrType.External, exceptionType, length);
 }
 
 /** GUEST_PDPTE0-3, in order. */
