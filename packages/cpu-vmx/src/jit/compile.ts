@@ -611,6 +611,22 @@ function emitAlu(g: Gen, at: At, op: number, wide: boolean, al: string, ah: stri
  * changes no flag (and a 32-bit one still zero-extends). Only that case materialises the previous
  * flags; otherwise the shift's own become pending ("shiftcl", derived only where the count was not 0).
  */
+/**
+ * The common start of a shift or rotate of a register by an immediate or 1 (C1, D1): the masked
+ * count and the locals of the result and of CF | OF << 11. A count of 0 changes nothing but a
+ * 32-bit destination's high half, which that code clears; then undefined (nothing more to emit).
+ * (Runs at compile time, once per instruction compiled.)
+ */
+function shiftByImm(g: Gen, i: Insn, k: number, wide: boolean): { n: number; r: number; R: string; RH: string; F: string } | undefined {
+  const n = (i.opcode === 0xd1 ? 1 : i.imm & 0xff) & (wide ? 63 : 31);
+  const r = i.rm;
+  if (n === 0) {
+    if (!wide) g.body += `hi[${r}]=0;`;
+    return undefined;
+  }
+  return { n, r, R: g.local(`r${k}`), RH: wide ? g.local(`rh${k}`) : "0", F: g.local(`f${k}`) };
+}
+
 function emitShiftCl(g: Gen, at: At, r: number, cc: number, wide: boolean): void {
   const keep = g.flushCode();
   const id = at.id;
@@ -884,15 +900,9 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   }
   // ---- ROL / ROR of a register by an immediate or 1: only CF and OF change ----
   if ((op === 0xc1 || op === 0xd1) && i.cc <= 1) {
-    const n = (op === 0xd1 ? 1 : i.imm & 0xff) & (wide ? 63 : 31);
-    const r = i.rm;
-    if (n === 0) {
-      if (!wide) g.body += `hi[${r}]=0;`;
-      return false;
-    }
-    const R = g.local(`r${k}`);
-    const RH = wide ? g.local(`rh${k}`) : "0";
-    const F = g.local(`f${k}`);
+    const sh = shiftByImm(g, i, k, wide);
+    if (sh === undefined) return false;
+    const { n, r, R, RH, F } = sh;
     const rol = i.cc === 0;
     if (!wide) {
       g.body += `v=lo[${r}];${R}=${rol ? `(v<<${n})|(v>>>${32 - n})` : `(v>>>${n})|(v<<${32 - n})`};`;
@@ -917,15 +927,9 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
   }
   // ---- Shifts of a register by an immediate or 1 (SHL/SAL, SHR, SAR) ----
   if (op === 0xc1 || op === 0xd1) {
-    const n = (op === 0xd1 ? 1 : i.imm & 0xff) & (wide ? 63 : 31);
-    const r = i.rm;
-    if (n === 0) {
-      if (!wide) g.body += `hi[${r}]=0;`;
-      return false;
-    }
-    const R = g.local(`r${k}`);
-    const RH = wide ? g.local(`rh${k}`) : "0";
-    const F = g.local(`f${k}`);
+    const sh = shiftByImm(g, i, k, wide);
+    if (sh === undefined) return false;
+    const { n, r, R, RH, F } = sh;
     const sar = i.cc === 7;
     const shl = i.cc === 4 || i.cc === 6;
     if (!wide) {
