@@ -158,4 +158,32 @@ describe("MachineMemory", () => {
       { seed: 0x5eed, numRuns: 300 },
     );
   });
+
+  it("frames that share a backing buffer stay separate: views of 4 KiB, a discarded frame reads as zeros when touched again", () => {
+    const mem = new MachineMemory(1 << 20);
+    for (let f = 0; f < 20; f++) mem.fill(f * 4096, 4096, 0x10 + f); // frames 0..19: one chunk and part of the next
+    const v5 = mem.frameView(mfn(5)) as Uint8Array;
+    const d5 = mem.frameDataView(mfn(5)) as DataView;
+    expect([v5.length, d5.byteLength]).toEqual([4096, 4096]);
+    expect(() => d5.setUint8(4096, 1)).toThrow(RangeError); // the view ends with its frame
+    d5.setUint32(4092, 0xdeadbeef, true);
+    expect(mem.read32(4 * 4096 + 4092)).toBe(0x14141414);
+    expect(mem.read32(5 * 4096 + 4092)).toBe(0xdeadbeef);
+    expect(mem.read32(6 * 4096)).toBe(0x16161616);
+    expect(mem.read32(5 * 4096 + 4094)).toBe(0x1616dead); // a frame-crossing read joins the two frames
+    // Discard frame 5 while its neighbours live: it reads as zeros, also when written again.
+    mem.discardFrame(mfn(5));
+    expect(mem.isAllocated(mfn(5))).toBe(false);
+    expect(mem.read32(5 * 4096 + 4092)).toBe(0);
+    expect(mem.write8(5 * 4096, 1)).toBeUndefined();
+    expect([mem.read32(5 * 4096), mem.read32(5 * 4096 + 4092), mem.read32(4 * 4096), mem.read32(6 * 4096)]).toEqual([1, 0, 0x14141414, 0x16161616]);
+    expect(mem.allocatedFrames).toBe(20);
+    // All of a chunk's frames discarded: it is dropped, and a frame touched again starts from zeros in a new buffer.
+    for (let f = 0; f < 16; f++) mem.discardFrame(mfn(f));
+    expect(mem.allocatedFrames).toBe(4);
+    expect(mem.read32(16 * 4096)).toBe(0x20202020);
+    const again = mem.frameView(mfn(5)) as Uint8Array;
+    expect(again.buffer).not.toBe(v5.buffer);
+    expect(again.every((b) => b === 0)).toBe(true);
+  });
 });
