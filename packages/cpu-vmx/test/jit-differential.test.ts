@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Cpu, jitHooks } from "@vtlab/cpu-vmx";
+import { Cpu, jitHooks, jitStats } from "@vtlab/cpu-vmx";
 import { CODE, machine64, type TestMachine } from "./machine.js";
 
 const SCRATCH = 0x20_0000; // rbx points here (a writable 2 MiB page)
@@ -435,6 +435,45 @@ describe("selecting the block compiler", () => {
       jitHooks.onBlockEntry = undefined;
       if (saved === undefined) delete process.env.VTLAB_JIT;
       else process.env.VTLAB_JIT = saved;
+    }
+  });
+});
+
+describe("generated functions shared between CPUs (factoryFor)", () => {
+  it("the same code compiled on a second CPU reuses the factory, with that CPU's own bound values", () => {
+    // mov ecx,1000; 1: add rax,rcx; dec ecx; jnz 1b; hlt: one self-looping block.
+    const loop = "b9e8030000" + "4801c8" + "ffc9" + "75f9" + "f4";
+    const seen: string[] = [];
+    const make = (name: string) => {
+      const m = machine64(loop);
+      m.cpu.jit = true;
+      m.cpu.blockThreshold = 1;
+      // A hook bound at compile time: each CPU's blocks must call the one bound when they were compiled.
+      return { m, hook: (c: Cpu) => void seen.push(c === m.cpu ? name : `${name}?`) };
+    };
+    const a = make("a");
+    const b = make("b");
+    const c = make("c");
+    try {
+      jitHooks.onBlockEntry = c.hook;
+      expect(c.m.cpu.run(500).kind).toBe("budget"); // c's loop compiled, half run
+      jitHooks.onBlockEntry = a.hook;
+      expect(a.m.cpu.run(10_000).kind).toBe("hlt");
+      const before = { ...jitStats };
+      jitHooks.onBlockEntry = b.hook;
+      expect(b.m.cpu.run(10_000).kind).toBe("hlt");
+      expect(jitStats.factoriesCreated).toBe(before.factoriesCreated); // nothing new generated for b
+      expect(jitStats.factoriesReused).toBeGreaterThan(before.factoriesReused);
+      // c's block still runs with c's own values (its hook, its instructions).
+      const mark = seen.length;
+      jitHooks.onBlockEntry = () => void seen.push("late"); // bound only into what is compiled from now on
+      expect(c.m.cpu.run(10_000).kind).toBe("hlt");
+      expect(seen.slice(mark)).toContain("c");
+      for (const m of [a.m, b.m, c.m]) expect([m.cpu.regAddr(0), m.cpu.regAddr(1), m.cpu.retired]).toEqual([500_500, 0, 1 + 3 * 1000 + 1]);
+      for (const name of ["a", "b", "c"]) expect(seen).toContain(name);
+      expect(seen.filter((x) => x.endsWith("?"))).toEqual([]);
+    } finally {
+      jitHooks.onBlockEntry = undefined;
     }
   });
 });

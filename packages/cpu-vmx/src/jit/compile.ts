@@ -1044,7 +1044,13 @@ let compilerWorks = true;
  * `onCompile` is told how many blocks each compiled function holds (1: a block, more: a region);
  * `noRegions` compiles every hot block alone (for benchmarks comparing the two).
  */
-export const jitHooks: { onBlockEntry?: (c: Cpu, rip: number) => void; onCompile?: (blocks: number) => void; noRegions?: boolean } = {};
+export const jitHooks: {
+  onBlockEntry?: (c: Cpu, rip: number) => void;
+  onCompile?: (blocks: number) => void;
+  noRegions?: boolean;
+  /** Told the generated source of each function compiled (debugging: dump what a hot loop became). */
+  onSource?: (src: string) => void;
+} = {};
 
 /** Generated source of the last compiled block (for tests and debugging). */
 export let lastSource = "";
@@ -1070,14 +1076,42 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
     `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,lp=0,PR=NaN,PW=NaN,VR=V[0],VW=VR,${decl}${cached.decl};` +
     `for(;;){${cached.body}}};`;
   lastSource = src;
+  jitHooks.onSource?.(src);
   try {
-    const factory = new Function(...g.params, src) as (...a: unknown[]) => BlockFn;
-    return factory(...g.args);
+    return factoryFor(g.params, src)(...g.args);
   } catch (err) {
     if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
     compilerWorks = false;
     return undefined;
   }
+}
+
+/**
+ * Generated functions by their parameters and source, shared by every CPU in the process: the
+ * same guest code compiled again (another vCPU, another domain booting the same kernel, a page
+ * decoded again after SMC or a flush) reuses the factory, and every function it makes shares one
+ * host compilation: V8 keeps the bytecode, type feedback and optimised code of closures made from
+ * one function literal together, so a block another CPU already made hot starts optimised. The
+ * generated code reads all its state from its arguments (the CPU, RIP, the instructions and
+ * handlers bound as parameters), never from the factory, so sharing it is exact. Bounded by
+ * FACTORY_CACHE_MAX entries, flushed whole when full (as the code caches, see code-cache.ts).
+ */
+const factories = new Map<string, (...a: unknown[]) => BlockFn>();
+export const FACTORY_CACHE_MAX = 8192;
+
+/** Process-wide counts of the shared factories (for tests and statistics). */
+export const jitStats = { factoriesCreated: 0, factoriesReused: 0 };
+
+function factoryFor(params: readonly string[], src: string): (...a: unknown[]) => BlockFn {
+  const key = `${params.join(",")}\n${src}`;
+  let f = factories.get(key);
+  if (f === undefined) {
+    f = new Function(...params, src) as (...a: unknown[]) => BlockFn;
+    if (factories.size >= FACTORY_CACHE_MAX) factories.clear();
+    factories.set(key, f);
+    jitStats.factoriesCreated++;
+  } else jitStats.factoriesReused++;
+  return f;
 }
 
 /** Markers in the generated body: write the cached registers back to cpu.lo/hi; reload them from there. */
@@ -1242,9 +1276,9 @@ export function jitCompileRegion(blocks: readonly RegionBlock[]): { fn: BlockFn;
     `const RM=c.cpl===3?4:1,WM=c.cpl===3?8:2;let R0=c.retired,s,pc=${entry},PR=NaN,PW=NaN,VR=V[0],VW=VR,${decl}${cached.decl};` +
     `for(;;){${cached.body}}};`;
   lastSource = src;
+  jitHooks.onSource?.(src);
   try {
-    const factory = new Function(...g.params, src) as (...a: unknown[]) => BlockFn;
-    return { fn: factory(...g.args), len: depth.get(entry) as number };
+    return { fn: factoryFor(g.params, src)(...g.args), len: depth.get(entry) as number };
   } catch (err) {
     if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
     compilerWorks = false;
