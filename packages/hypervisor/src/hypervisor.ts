@@ -1408,7 +1408,9 @@ export class Hypervisor {
         const apic = v.apic;
         if (apic === undefined) continue;
         if (apic.nextTimerDeadline() <= now) apic.update();
-        if (v.blocked && !v.down && v.launched && apic.pendingVector() >= 0) {
+        // Only a vCPU that is up: one waiting for its INIT-SIPI or VCPUOP_up stays blocked (an
+        // AP in emulated real mode on shadow is up without ever having been VM-entered).
+        if (v.blocked && v.isUp && apic.pendingVector() >= 0) {
           v.blocked = false;
           v.wakeups++;
         }

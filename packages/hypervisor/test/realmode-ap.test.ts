@@ -123,6 +123,41 @@ describe("an AP started with INIT-SIPI-SIPI runs a real-mode trampoline into lon
   });
 });
 
+/*
+ * An AP that halts with interrupts enabled while still in real mode, and is woken by a fixed IPI
+ * (the trampoline at 0x8000, CS = 0800):
+ *   .code16
+ *   cli; xor %ax,%ax; mov %ax,%ds; mov %ax,%ss; mov $0x7000,%sp
+ *   movw $(handler-start),0x100; movw $0x0800,0x102   # IVT[40h] = 0800:handler
+ *   movl $1,0x9000; sti; hlt                          # "halting", then HLT with IF = 1
+ *   movl $2,0x9004; cli; hlt                          # woken: "done", then down
+ *   handler: movl $0x77,0x9008; iret
+ * The BSP (32-bit): copies it, INIT-SIPI (vector 08h) to APIC ID 1 through the x2APIC ICR, waits
+ * for 0x9000, spins (mov $0x20000,%ecx; loop .) so the AP is blocked in HLT, sends fixed vector 40h
+ * to APIC ID 1, waits for 0x9004 and exits with the handler's word at 0x9008 (out %eax,$0xf4).
+ */
+const HALTING_AP = "fa31c08ed88ed0bc0070c70600014d00c7060201000866b91b0000000f32660d000c00000f3066b90f08000066b8ff0100006631d20f3066c706009001000000fbf466c706049002000000faf466c706089077000000cf";
+const WAKING_BSP =
+  "be00011000bf00800000b960000000fcf3a4b91b000000b8000de0fe31d20f30b930080000ba01000000b8004500000f30b8008500000f30b8084600000f30a10090000085c074f7b900000200e2feb930080000ba01000000b8400000000f30a10490000085c074f7a108900000e7f4";
+
+describe("an AP halted in real mode with interrupts enabled wakes on an interrupt", () => {
+  it.each([
+    ["EPT", true],
+    ["shadow", false],
+  ])("a fixed IPI wakes it and its real-mode handler runs through the IVT (%s)", (_paging, hap) => {
+    const hv = new Hypervisor({ memoryMiB: 64, sliceInstructions: 5_000 });
+    const image = tinyKernel(WAKING_BSP + "90".repeat(0x100 - WAKING_BSP.length / 2) + HALTING_AP);
+    const d = hv.createDomain({ name: "sipi", memoryMiB: 8, vcpus: 2, hap, kernel: image });
+    hv.run({ maxInstructions: 3_000_000 });
+    expect(d.crashReason).toBeUndefined();
+    expect(d.exitCode).toBe(0x77); // the AP's interrupt handler ran
+    const ap = d.vcpus[1]!;
+    expect(ap.wakeups).toBeGreaterThanOrEqual(1); // it was blocked in HLT, and woken
+    expect(ap.realModeEmulated).toBe(!hap); // still in real mode: emulated on shadow
+    expect(d.stats().exitsByReason.Hlt).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe("hostile INIT and SIPI", () => {
   it.each([
     ["EPT", true],
