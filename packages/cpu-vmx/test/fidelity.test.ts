@@ -22,7 +22,7 @@ import {
   VmcsField as F,
   vmEntry,
 } from "@vtlab/cpu-vmx";
-import { CODE, STACK_TOP, machine64, type TestMachine } from "./machine.js";
+import { CODE, GDT, STACK_TOP, machine64, type TestMachine } from "./machine.js";
 import { guestVmcs } from "./vmx-fixture.js";
 
 const IDT = 0x8000;
@@ -368,5 +368,61 @@ describe("16-bit code segments (CS.D = 0 in protected mode)", () => {
     cpu.rip = 0x10_0000;
     expect(cpu.run(10).kind).toBe("hlt");
     expect(memory.read8(0x2034)).toBe(0x5a);
+  });
+});
+
+describe("the accessed bit of segment descriptors (SDM Vol. 3A 3.4.5.1)", () => {
+  const typeByte = (m: TestMachine, base: number, selector: number) => m.memory.read8(base + (selector & 0xfff8) + 5) as number;
+
+  it("MOV DS sets it in the descriptor and in DS's attributes; an accessed descriptor is left alone", () => {
+    // mov ax, 0x10; mov ds, ax; mov ax, 0x10; mov es, ax; hlt
+    const m = machine64("66b810008ed866b810008ec0f4");
+    expect(typeByte(m, GDT, 0x10)).toBe(0x92);
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(typeByte(m, GDT, 0x10)).toBe(0x93);
+    expect(m.cpu.seg[Seg.DS]!.attr & 1).toBe(1);
+    expect(m.cpu.seg[Seg.ES]!.attr & 1).toBe(1);
+    expect(typeByte(m, GDT, 0x08)).toBe(0x9a); // CS was never loaded
+  });
+
+  it("RETF to ring 3 sets it for the new CS and SS, and the #GP delivery that follows for the handler's CS", () => {
+    // push 0x23; push 0x70000; push 0x2b; push 0x100040; retfq   ... at 0x100040: hlt (#GP at CPL 3)
+    const m = machine64("6a2368000007006a2b684000100048cb");
+    installIdt(m);
+    m.memory.write8(CODE + 0x40, 0xf4);
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(typeByte(m, GDT, 0x2b)).toBe(0xfb);
+    expect(typeByte(m, GDT, 0x23)).toBe(0xf3);
+    expect(typeByte(m, GDT, 0x08)).toBe(0x9b);
+    expect(m.cpu.seg[Seg.CS]!.attr & 1).toBe(1);
+  });
+
+  it("in a read-only GDT a clear bit makes the load fault (#PF, an implicit supervisor write) and commits nothing; a set bit is never written", () => {
+    // mov ax, 0x10; mov ds, ax; hlt
+    const m = machine64("66b810008ed8f4");
+    installIdt(m);
+    const RO_GDT = 0x40_0000; // the third 2 MiB page, mapped read-only
+    for (let k = 0; k < 6 * 8; k++) m.memory.write8(RO_GDT + k, m.memory.read8(GDT + k) as number);
+    m.memory.write8(RO_GDT + 0x08 + 5, 0x9b); // the handlers' CS: accessed already
+    m.memory.write64(0x4000 + 2 * 8, 0x40_0000 | 0x85, 0); // present, user, not writable, 2 MiB
+    m.cpu.gdtrBase = RO_GDT;
+    m.cpu.flushTlb(false);
+    expect(m.cpu.run(100).kind).toBe("hlt");
+    expect(landed(m, true)).toMatchObject({ vector: Vector.PF, errorCode: 0x3, rip: CODE + 4 }); // P | W, supervisor
+    expect(m.cpu.cr2).toBe(RO_GDT + 0x10 + 5);
+    expect(typeByte(m, RO_GDT, 0x10)).toBe(0x92);
+    expect(m.cpu.seg[Seg.DS]!.attr).toBe(0xc093); // DS as it was
+
+    // The same load with the data descriptor accessed already: no write, no fault.
+    const n = machine64("66b810008ed8f4");
+    installIdt(n);
+    for (let k = 0; k < 6 * 8; k++) n.memory.write8(RO_GDT + k, n.memory.read8(GDT + k) as number);
+    n.memory.write8(RO_GDT + 0x10 + 5, 0x93);
+    n.memory.write64(0x4000 + 2 * 8, 0x40_0000 | 0x85, 0);
+    n.cpu.gdtrBase = RO_GDT;
+    n.cpu.flushTlb(false);
+    expect(n.cpu.run(100).kind).toBe("hlt");
+    expect(n.cpu.rip).toBe(CODE + 7);
+    expect(n.cpu.seg[Seg.DS]!.selector).toBe(0x10);
   });
 });

@@ -12,7 +12,7 @@ import type { Cpu, SegmentCache } from "../cpu.js";
 import { EFER_LMA, RFLAGS_AC, RFLAGS_IF, RFLAGS_TF, SEG_ATTR_DB, SEG_ATTR_L, Seg } from "../regs.js";
 import { ExitReason } from "../vmx/exit-reasons.js";
 import { TWO_32, TWO_47, toSigned64, wrap64 } from "./int64.js";
-import { loadDescriptorExt } from "./segments.js";
+import { loadDescriptorExt, markAccessed } from "./segments.js";
 
 /** Task-switch exit qualification, bits 31:30 (SDM Table 28-2): the switch came from IRET. */
 export const TASK_SWITCH_SOURCE_IRET = 1;
@@ -151,6 +151,7 @@ function deliverThroughIdt(cpu: Cpu, vector: number, errorCode: number, software
   const newCpl = (cs.attr >>> 5) & 3;
   if ((cs.attr & SEG_ATTR_L) === 0 || (cs.attr & 0x18) !== 0x18) cpu.fault(Vector.GP, (selector & 0xfffc) + extBit);
   if ((cs.attr & 0x80) === 0) cpu.fault(Vector.NP, (selector & 0xfffc) + extBit);
+  const csAttr = markAccessed(cpu, selector, cs.attr);
 
   const oldSs = (cpu.seg[Seg.SS] as SegmentCache).selector;
   const oldRsp = cpu.regAddr(4);
@@ -189,7 +190,7 @@ function deliverThroughIdt(cpu: Cpu, vector: number, errorCode: number, software
   const csCache = cpu.seg[Seg.CS] as SegmentCache;
   csCache.selector = (selector & 0xfffc) | newCpl;
   csCache.base = 0;
-  csCache.attr = cs.attr;
+  csCache.attr = csAttr;
   csCache.limit = 0xffff_ffff;
   cpu.setRegFromNumber(4, rsp);
   cpu.rip = target;
@@ -238,6 +239,7 @@ function deliverThroughIdt32(cpu: Cpu, vector: number, errorCode: number, softwa
   const conforming = (cs.attr & 0x04) !== 0;
   const inner = !conforming && csDpl < cpu.cpl;
   const newCpl = inner ? csDpl : cpu.cpl;
+  cs.attr = markAccessed(cpu, selector, cs.attr);
 
   const oldSs = cpu.seg[Seg.SS] as SegmentCache;
   const oldSsSel = oldSs.selector;
@@ -268,6 +270,7 @@ function deliverThroughIdt32(cpu: Cpu, vector: number, errorCode: number, softwa
     const d = loadDescriptorExt(cpu, ssSel, Vector.TS, ext);
     if ((ssSel & 3) !== newCpl || ((d.attr >>> 5) & 3) !== newCpl || (d.attr & 0x1a) !== 0x12) cpu.fault(Vector.TS, (ssSel & 0xfffc) + ext);
     if ((d.attr & 0x80) === 0) cpu.fault(Vector.SS, (ssSel & 0xfffc) + ext);
+    d.attr = markAccessed(cpu, ssSel, d.attr);
     newSs = d;
     ssBase = d.base;
     ssB = (d.attr & SEG_ATTR_DB) !== 0;

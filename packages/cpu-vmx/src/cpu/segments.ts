@@ -7,7 +7,7 @@
  */
 import { Access, Vector } from "@vtlab/arch";
 import type { Cpu, SegmentCache } from "../cpu.js";
-import { EFER_LMA, SEG_ATTR_DB, SEG_ATTR_L, Seg } from "../regs.js";
+import { EFER_LMA, SEG_ATTR_ACCESSED, SEG_ATTR_DB, SEG_ATTR_L, SEG_ATTR_S, Seg } from "../regs.js";
 
 /** `loadDescriptor` with the EXT bit of the error code for faults raised while delivering an event. */
 export function loadDescriptorExt(cpu: Cpu, selector: number, vector: number, ext: number): SegmentCache {
@@ -35,6 +35,23 @@ export function loadDescriptor(cpu: Cpu, selector: number, vector: number = Vect
   return { selector, base: segBase >>> 0, limit: segLimit >>> 0, attr };
 }
 
+/**
+ * Set the accessed bit (type bit 0) of the code or data segment descriptor `selector` names, as
+ * the processor does when it loads the selector into a segment register (SDM Vol. 3A 3.4.5.1):
+ * an implicit supervisor write of the descriptor's type byte, made only when the bit is clear
+ * (so a read-only GDT whose descriptors are accessed already, as Linux's, is never written; one
+ * whose descriptors are not faults, as on hardware). Call it after the load's checks and before
+ * anything is committed. Returns the attributes with the bit set, for the segment register.
+ * Modelled more simply: the write is a plain byte store, not the locked read-modify-write of the
+ * descriptor hardware does.
+ */
+export function markAccessed(cpu: Cpu, selector: number, attr: number): number {
+  if ((attr & (SEG_ATTR_S | SEG_ATTR_ACCESSED)) !== SEG_ATTR_S) return attr; // a system descriptor, or accessed already
+  const table = (selector & 4) !== 0 ? cpu.ldtr.base : cpu.gdtrBase;
+  cpu.physWrite(cpu.translate(table + (selector & 0xfff8) + 5, Access.Write | Access.Implicit), 1, (attr & 0xff) | SEG_ATTR_ACCESSED);
+  return attr | SEG_ATTR_ACCESSED;
+}
+
 /** Load a data segment register (MOV Sreg, POP Sreg) with the protected-mode checks that matter. */
 export function loadDataSegment(cpu: Cpu, s: number, selector: number): void {
   const cache = cpu.seg[s] as SegmentCache;
@@ -60,8 +77,9 @@ export function loadDataSegment(cpu: Cpu, s: number, selector: number): void {
     if ((d.attr & 0x0a) === 0x08) cpu.gp(selector & 0xfffc); // execute-only code
     if ((d.attr & 0x80) === 0) cpu.fault(Vector.NP, selector & 0xfffc);
   }
+  const attr = markAccessed(cpu, selector, d.attr);
   cache.selector = selector;
-  cache.attr = d.attr;
+  cache.attr = attr;
   cache.limit = d.limit;
   if (!cpu.mode64 || s < Seg.FS) cache.base = d.base;
   else if (s >= Seg.FS) cache.base = d.base; // a selector load sets FS/GS base from the descriptor's 32-bit base
@@ -83,11 +101,12 @@ export function loadCodeSegment(cpu: Cpu, selector: number): void {
     return;
   }
   const d = cpu.codeDescriptor(selector, (selector & 3) > cpu.cpl ? -1 : cpu.cpl);
+  const attr = markAccessed(cpu, selector, d.attr);
   const cs = cpu.seg[Seg.CS] as SegmentCache;
   cs.selector = (selector & 0xfffc) | cpu.cpl;
   cs.base = d.base;
   cs.limit = d.limit;
-  cs.attr = d.attr;
+  cs.attr = attr;
   cpu.updateMode();
 }
 

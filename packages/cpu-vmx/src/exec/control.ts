@@ -5,6 +5,7 @@
 import { Vector } from "@vtlab/arch";
 import type { Cpu } from "../cpu.js";
 import { toSigned64, wrap64 } from "../cpu/int64.js";
+import { markAccessed } from "../cpu/segments.js";
 import type { Insn } from "../decode/insn.js";
 import {
   EFER_LMA,
@@ -197,18 +198,20 @@ function retFarChecked(cpu: Cpu, i: Insn, size: number): void {
     if ((d.attr & 0x80) === 0) cpu.fault(Vector.SS, ssSel & 0xfffc);
     ss = d;
   }
+  const csAttr = markAccessed(cpu, selector, cs.attr);
+  const ssAttr = (ssSel & 0xfffc) === 0 ? ss.attr : markAccessed(cpu, ssSel, ss.attr);
   // Commit.
   cpu.cpl = rpl;
   const csCache = cpu.seg[Seg.CS]!;
   csCache.selector = selector;
   csCache.base = cs.base;
   csCache.limit = cs.limit;
-  csCache.attr = cs.attr;
+  csCache.attr = csAttr;
   const ssCache = cpu.seg[Seg.SS]!;
   ssCache.selector = ssSel;
   ssCache.base = ss.base;
   ssCache.limit = ss.limit;
-  ssCache.attr = ss.attr;
+  ssCache.attr = ssAttr;
   if (size === 8) {
     cpu.lo[4] = newRspLo;
     cpu.hi[4] = newRspHi;
@@ -370,6 +373,8 @@ export function iret(cpu: Cpu, i: Insn): void {
         if (!longMode || rpl === 3) cpu.gp(0);
       } else ssDesc = cpu.loadDescriptor(ssSel);
     }
+    cs.attr = markAccessed(cpu, csSel, cs.attr);
+    if (ssDesc !== undefined) ssDesc.attr = markAccessed(cpu, ssSel, ssDesc.attr);
   } catch (e) {
     cpu.lo[4] = savedRspLo;
     cpu.hi[4] = savedRspHi;
