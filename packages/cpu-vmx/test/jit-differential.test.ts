@@ -464,6 +464,7 @@ describe("generated functions shared between CPUs (factoryFor)", () => {
       expect(b.m.cpu.run(10_000).kind).toBe("hlt");
       expect(jitStats.factoriesCreated).toBe(before.factoriesCreated); // nothing new generated for b
       expect(jitStats.factoriesReused).toBeGreaterThan(before.factoriesReused);
+      expect(jitStats.generatedReused).toBeGreaterThan(before.generatedReused); // nor its source
       // c's block still runs with c's own values (its hook, its instructions).
       const mark = seen.length;
       jitHooks.onBlockEntry = () => void seen.push("late"); // bound only into what is compiled from now on
@@ -475,5 +476,20 @@ describe("generated functions shared between CPUs (factoryFor)", () => {
     } finally {
       jitHooks.onBlockEntry = undefined;
     }
+  });
+
+  it("code that differs in any decoded field (here an immediate) is generated for itself", () => {
+    // mov ecx,1000; 1: add rax,imm8; dec ecx; jnz 1b; hlt: the same layout, another immediate.
+    const before = { ...jitStats };
+    const sums = [3, 7, 3].map((imm) => {
+      const m = machine64("b9e8030000" + `4883c0${imm.toString(16).padStart(2, "0")}` + "ffc9" + "75f8" + "f4");
+      m.cpu.jit = true;
+      m.cpu.blockThreshold = 1;
+      expect(m.cpu.run(10_000).kind).toBe("hlt");
+      expect(m.cpu.counters.compiledBlocks).toBeGreaterThan(0);
+      return m.cpu.regAddr(0);
+    });
+    expect(sums).toEqual([3000, 7000, 3000]);
+    expect(jitStats.generatedReused).toBeGreaterThan(before.generatedReused); // the third reuses the first's
   });
 });

@@ -1061,6 +1061,31 @@ export let lastSource = "";
  */
 export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number[], page: number): BlockFn | undefined {
   if (!compilerWorks) return undefined;
+  const gen = generateBlock(insns, offsets, page);
+  return instantiate(gen.params, gen.src, gen.args);
+}
+
+/** The source of a function, its parameters and the values they are bound to. */
+interface Generated {
+  params: readonly string[];
+  args: readonly unknown[];
+  src: string;
+  /** What the run loop's bound must leave room for before entering it. */
+  len: number;
+}
+
+/** Make the function from generated source (undefined when code generation is unavailable). */
+function instantiate(params: readonly string[], src: string, args: readonly unknown[]): BlockFn | undefined {
+  try {
+    return factoryFor(params, src)(...args);
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
+    compilerWorks = false;
+    return undefined;
+  }
+}
+
+function generateBlock(insns: readonly Insn[], offsets: readonly number[], page: number): Generated {
   let g = generate(insns, offsets, page, undefined);
   // A self-loop whose back edge has flags pending: generate again, carrying them over it.
   if (g.backPending !== undefined && g.backPending.prev === undefined) g = generate(insns, offsets, page, { ...g.backPending, guard: true });
@@ -1077,13 +1102,7 @@ export function jitCompileBlock(insns: readonly Insn[], offsets: readonly number
     `for(;;){${cached.body}}};`;
   lastSource = src;
   jitHooks.onSource?.(src);
-  try {
-    return factoryFor(g.params, src)(...g.args);
-  } catch (err) {
-    if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
-    compilerWorks = false;
-    return undefined;
-  }
+  return { params: g.params, args: g.args, src, len: insns.length };
 }
 
 /**
@@ -1100,7 +1119,7 @@ const factories = new Map<string, (...a: unknown[]) => BlockFn>();
 export const FACTORY_CACHE_MAX = 8192;
 
 /** Process-wide counts of the shared factories (for tests and statistics). */
-export const jitStats = { factoriesCreated: 0, factoriesReused: 0 };
+export const jitStats = { factoriesCreated: 0, factoriesReused: 0, generatedReused: 0 };
 
 function factoryFor(params: readonly string[], src: string): (...a: unknown[]) => BlockFn {
   const key = `${params.join(",")}\n${src}`;
@@ -1242,6 +1261,12 @@ export interface RegionBlock {
  */
 export function jitCompileRegion(blocks: readonly RegionBlock[]): { fn: BlockFn; len: number } | undefined {
   if (!compilerWorks) return undefined;
+  const gen = generateRegion(blocks);
+  const fn = instantiate(gen.params, gen.src, gen.args);
+  return fn === undefined ? undefined : { fn, len: gen.len };
+}
+
+function generateRegion(blocks: readonly RegionBlock[]): Generated {
   const g = newGen();
   const entry = (blocks[0] as RegionBlock).off;
   const region: RegionGen = { blocks: new Set(blocks.map((b) => b.off)), start: 0, forward: [] };
@@ -1277,13 +1302,7 @@ export function jitCompileRegion(blocks: readonly RegionBlock[]): { fn: BlockFn;
     `for(;;){${cached.body}}};`;
   lastSource = src;
   jitHooks.onSource?.(src);
-  try {
-    return { fn: factoryFor(g.params, src)(...g.args), len: depth.get(entry) as number };
-  } catch (err) {
-    if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
-    compilerWorks = false;
-    return undefined;
-  }
+  return { params: g.params, args: g.args, src, len: depth.get(entry) as number };
 }
 
 /**
@@ -1353,9 +1372,79 @@ export function jitCompileHot(first: RegionBlock, decodeRun: (off: number) => Re
   const body = blocks.filter((b) => loop.has(b.off));
   const back = (succ.get(first.off) as number[]).some((t) => loop.has(t));
   jitHooks.onCompile?.(back ? body.length : 1);
-  if (back && body.length > 1) return jitCompileRegion(body);
-  const fn = jitCompileBlock(first.insns, first.offsets, first.off);
-  return fn === undefined ? undefined : { fn, len: first.insns.length };
+  if (!compilerWorks) return undefined;
+  const region = back && body.length > 1;
+  const parts = region ? body : [first];
+  // The same instructions at the same page offsets generate the same source: reuse it (and bind
+  // this CPU's instructions and handlers to its parameters, by their names).
+  const key = generationKey(region, parts);
+  const known = key === undefined ? undefined : generated.get(key);
+  if (known !== undefined) {
+    jitStats.generatedReused++;
+    const all = parts.flatMap((b) => b.insns);
+    const args = known.params.map((name) => paramValue(name, all));
+    const fn = instantiate(known.params, known.src, args);
+    return fn === undefined ? undefined : { fn, len: known.len };
+  }
+  const gen = region ? generateRegion(body) : generateBlock(first.insns, first.offsets, first.off);
+  const all = parts.flatMap((b) => b.insns);
+  // Kept only when the parameters' values follow from their names (what a reuse binds).
+  if (key !== undefined && gen.params.every((name, k) => paramValue(name, all) === gen.args[k])) {
+    if (generated.size >= FACTORY_CACHE_MAX) generated.clear();
+    generated.set(key, { params: gen.params.slice(), src: gen.src, len: gen.len });
+  }
+  const fn = instantiate(gen.params, gen.src, gen.args);
+  return fn === undefined ? undefined : { fn, len: gen.len };
+}
+
+/**
+ * Generated source by what it is generated from (generationKey), shared by every CPU in the
+ * process, so compiling code another CPU compiled skips the generator: the kind (block or
+ * region), whether the entry hook is bound, and each block's page offset, instruction offsets and
+ * instructions (every field the decoder sets, and the handler). Bounded as the factories are.
+ */
+const generated = new Map<string, { params: readonly string[]; src: string; len: number }>();
+const handlerIds = new WeakMap<object, number>();
+let nextHandlerId = 0;
+
+/** The key of what `parts` generate, or undefined when an instruction holds a value it cannot name. */
+function generationKey(region: boolean, parts: readonly RegionBlock[]): string | undefined {
+  let key = `${region ? "R" : "B"}${jitHooks.onBlockEntry !== undefined ? "h" : ""}`;
+  for (const b of parts) {
+    key += `|${b.off}:${b.offsets.join(",")}`;
+    for (const i of b.insns) {
+      let id = handlerIds.get(i.exec);
+      if (id === undefined) {
+        id = nextHandlerId++;
+        handlerIds.set(i.exec, id);
+      }
+      key += `;${id}`;
+      for (const [name, v] of Object.entries(i)) {
+        if (name === "exec" || name === "hits" || name === "block" || name === "blockLen") continue;
+        if (typeof v !== "number" && typeof v !== "boolean" && typeof v !== "string") return undefined;
+        key += `,${String(v)}`;
+      }
+    }
+  }
+  return key;
+}
+
+/** The value a generated function's parameter is bound to (see Gen.bind and generateInto). */
+function paramValue(name: string, insns: readonly Insn[]): unknown {
+  switch (name) {
+    case "PE":
+      return PARITY_EVEN;
+    case "EA":
+      return slowOffset;
+    case "ML":
+      return mulLowHi64;
+    case "MO":
+      return imul64Overflows;
+    case "TR":
+      return jitHooks.onBlockEntry;
+  }
+  const i = insns[Number(name.slice(1))] as Insn;
+  return name[0] === "h" ? i.exec : i;
 }
 
 /** The default of `CpuOptions.jit`: on, unless the environment variable VTLAB_JIT is "0". */
