@@ -195,6 +195,8 @@ class Gen {
 /** The region a block is generated in: its blocks (page offsets), the block being generated, its edges. */
 interface RegionGen {
   blocks: ReadonlySet<number>;
+  /** The blocks whose flags are dead at entry (flagsDeadAtEntry; none while the entry hook is bound: it compares them). */
+  dead: ReadonlySet<number>;
   start: number;
   /** Page offsets of the region's blocks this block jumps forward to. */
   forward: number[];
@@ -203,21 +205,49 @@ interface RegionGen {
 /**
  * Leave the block for page offset `target` (`page` + `target` in a block, whose offsets count
  * from its start; a region's count from the page) after its `n` instructions, with RIP the value
- * of `rip` and the flags already materialised. Inside a region, an edge to one of its blocks stays
- * in the function: a forward one directly (the entry's bound covered the longest forward path,
- * see jitCompileRegion), a back edge after the run loop's checks for the block it enters
- * (`@D<off>@`: that block's longest forward path, filled in when all are known). Elsewhere: chain.
+ * of `rip`; `flush` materialises the flags pending there. Inside a region, an edge to one of its
+ * blocks stays in the function: a forward one directly (the entry's bound covered the longest
+ * forward path, see jitCompileRegion), a back edge after the run loop's checks for the block it
+ * enters (`@D<off>@`: that block's longest forward path, filled in when all are known); the flags
+ * are left pending (not materialised) on such an edge when the block entered overwrites them all
+ * before anything can see them (RegionGen.dead), and materialised on the way out. Elsewhere: chain.
  */
-function edge(g: Gen, page: number, target: number, rip: string, n: number): string {
+function edge(g: Gen, page: number, target: number, rip: string, n: number, flush: string): string {
   const reg = g.region;
   if (reg !== undefined && reg.blocks.has(target)) {
+    const stay = reg.dead.has(target) ? "" : flush;
     if (target > reg.start) {
       reg.forward.push(target);
-      return `if(c.attention===0){R0+=${n};pc=${target};continue;}c.rip=r+${target};c.retired=R0+${n};return;`;
+      return `if(c.attention===0){${stay}R0+=${n};pc=${target};continue;}${flush}c.rip=r+${target};c.retired=R0+${n};return;`;
     }
-    return `R0+=${n};if(c.attention===0&&R0+@D${target}@<=c.repStop){pc=${target};continue;}c.retired=R0;c.rip=r+${target};return;`;
+    return `R0+=${n};if(c.attention===0&&R0+@D${target}@<=c.repStop){${stay}pc=${target};continue;}${flush}c.retired=R0;c.rip=r+${target};return;`;
   }
-  return `c.rip=${rip};c.retired=R0+${n};${chain(page + target)}`;
+  return `${flush}c.rip=${rip};c.retired=R0+${n};${chain(page + target)}`;
+}
+
+/**
+ * The block's flags are dead at its entry: its first instructions neither read flags nor can
+ * fault, exit or call anything (register moves, immediates, LEA, extensions, NOPs) up to one that
+ * overwrites all six status flags from registers (ADD, OR, AND, SUB, XOR, CMP, TEST without a
+ * memory operand), so flags left behind by the block before are never seen.
+ */
+export function flagsDeadAtEntry(insns: readonly Insn[]): boolean {
+  for (const i of insns) {
+    if (!supported(i) || i.isMem) return false;
+    const op = i.opcode;
+    if (op < 0x40 && (op & 7) < 6) {
+      const sub = op >> 3;
+      return sub !== 2 && sub !== 3; // not ADC/SBB
+    }
+    if (op === 0x81 || op === 0x83) return i.cc !== 2 && i.cc !== 3;
+    if (op === 0x85 || op === 0xa9 || op === 0x38 || op === 0x3a || op === 0x3c || op === 0x84 || op === 0xa8) return true;
+    if ((op === 0xf7 && i.mnemonic === "test") || (op === 0xf6 && i.mnemonic === "test") || (op === 0x80 && i.cc === 7)) return true;
+    const pure =
+      op === 0x89 || op === 0x8b || op === 0xc7 || (op >= 0xb8 && op <= 0xbf) || op === 0x8d ||
+      op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf || op === 0x63 || i.exec === nop || i.exec === cbw || i.exec === cwd;
+    if (!pure) return false;
+  }
+  return false;
 }
 
 /** Condition `cc` (SDM Vol. 1 Appendix B) read from the CPU's flag fields. */
@@ -998,10 +1028,11 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     } else {
       g.body += `t=r+${at.end + i.imm};`;
       emitTargetCheck(g, at);
-      g.body += `${g.flushCode()}${edge(g, page, at.end + i.imm, "t", n)}}`;
+      g.body += `${edge(g, page, at.end + i.imm, "t", n, g.flushCode())}}`;
     }
-    g.flush();
-    g.body += edge(g, page, at.end, `r+${at.end}`, n);
+    const fl = g.flushCode();
+    g.pending = undefined;
+    g.body += edge(g, page, at.end, `r+${at.end}`, n, fl);
     return true;
   }
   if (op === 0xe8) {
@@ -1011,8 +1042,9 @@ function emitInsn(g: Gen, at: At, n: number, loops: boolean, page: number): bool
     g.body += `else{${slowPrologue(g, at)}c.push64(v,vh);${RL}}`;
     g.body += `t=r+${at.end + i.imm};`;
     emitTargetCheck(g, at);
-    g.flush();
-    g.body += edge(g, page, at.end + i.imm, "t", n);
+    const fl = g.flushCode();
+    g.pending = undefined;
+    g.body += edge(g, page, at.end + i.imm, "t", n, fl);
     return true;
   }
   if (op === 0xc3) {
@@ -1048,6 +1080,12 @@ export const jitHooks: {
   onBlockEntry?: (c: Cpu, rip: number) => void;
   onCompile?: (blocks: number) => void;
   noRegions?: boolean;
+  /**
+   * Leave the flags pending on region edges into blocks that overwrite them first even while
+   * `onBlockEntry` is bound (the hook then sees stale flag fields at those entries): for tests
+   * that compare only what the guest can see.
+   */
+  deadFlagsWithHook?: boolean;
   /** Told the generated source of each function compiled (debugging: dump what a hot loop became). */
   onSource?: (src: string) => void;
 } = {};
@@ -1234,9 +1272,10 @@ function generateInto(g: Gen, insns: readonly Insn[], offsets: readonly number[]
     } else g.body += `if(c.attention!==0){c.retired=R0+${k + 1};return;}`;
   }
   if (!ended) {
-    g.flush();
+    const fl = g.flushCode();
+    g.pending = undefined;
     const end = base + (offsets[n - 1] as number) + last.len;
-    g.body += edge(g, page, end, `r+${end}`, n);
+    g.body += edge(g, page, end, `r+${end}`, n, fl);
   }
 }
 
@@ -1251,7 +1290,9 @@ export interface RegionBlock {
  * Compile a region (blocks of one page reachable from `entry` by direct branches and
  * fall-throughs, `blocks[0]` the entry's) into one function: `for(;;){switch(pc){...}}` with one
  * case per block, registers and the retired count in locals across its internal edges, the flags
- * materialised at each edge (each block starts with them in the CPU's fields). The run loop (and
+ * materialised at each edge (each block starts with them in the CPU's fields) unless the block
+ * entered overwrites them first (flagsDeadAtEntry; they are materialised when the edge leaves
+ * the function instead). The run loop (and
  * a chaining block) enters it only when the bound leaves room for `len` instructions, the longest
  * path of forward edges from the entry, so forward edges need no bound check; a back edge checks
  * attention and the bound for the longest forward path of the block it enters, exactly as the run
@@ -1269,7 +1310,8 @@ export function jitCompileRegion(blocks: readonly RegionBlock[]): { fn: BlockFn;
 function generateRegion(blocks: readonly RegionBlock[]): Generated {
   const g = newGen();
   const entry = (blocks[0] as RegionBlock).off;
-  const region: RegionGen = { blocks: new Set(blocks.map((b) => b.off)), start: 0, forward: [] };
+  const dead = new Set(jitHooks.onBlockEntry === undefined || jitHooks.deadFlagsWithHook === true ? blocks.filter((b) => flagsDeadAtEntry(b.insns)).map((b) => b.off) : []);
+  const region: RegionGen = { blocks: new Set(blocks.map((b) => b.off)), dead, start: 0, forward: [] };
   g.region = region;
   const forward = new Map<number, number[]>();
   let cases = "";
@@ -1326,8 +1368,8 @@ export function regionSuccessors(b: RegionBlock): number[] {
 }
 
 /** Most blocks in a region, and most instructions in all of them. */
-const REGION_MAX_BLOCKS = 8;
-const REGION_MAX_INSNS = 96;
+const REGION_MAX_BLOCKS = 16;
+const REGION_MAX_INSNS = 160;
 
 /**
  * Compile the hot block `first` (page offset `first.off`): alone when it loops on itself (its
@@ -1335,9 +1377,12 @@ const REGION_MAX_INSNS = 96;
  * reachable from it by direct branches and fall-throughs inside the page (breadth first, up to
  * REGION_MAX_BLOCKS blocks and REGION_MAX_INSNS instructions; `decodeRun` gives the
  * straight-line run at a page offset) from which it is reached again, i.e. the body of a loop it
- * heads, with the ifs inside it. Self-looping blocks stay out (their own functions keep their
- * flags lazy over their back edges). `len`: what the run loop's bound must leave
- * room for before entering it.
+ * heads, with the ifs inside it, and the self-looping blocks inside that loop (a partition
+ * loop's `while (a[i] < pivot) i++`: each would otherwise be entered and left through the run
+ * loop's trampoline every time round the outer loop; a self-loop whose first instructions
+ * overwrite the flags keeps them pending over its back edge there too, see flagsDeadAtEntry).
+ * A self-looping block that is hot first is compiled alone (its flags lazy over its back edge).
+ * `len`: what the run loop's bound must leave room for before entering it.
  */
 export function jitCompileHot(first: RegionBlock, decodeRun: (off: number) => RegionBlock | undefined): { fn: BlockFn; len: number } | undefined {
   const blocks: RegionBlock[] = [first];
@@ -1349,8 +1394,7 @@ export function jitCompileHot(first: RegionBlock, decodeRun: (off: number) => Re
         if (seen.has(t) || blocks.length >= REGION_MAX_BLOCKS) continue;
         seen.add(t);
         const b = decodeRun(t);
-        // A block that loops on itself stays its own function (entered by chaining), where its flags stay lazy over its back edge.
-        if (b === undefined || total + b.insns.length > REGION_MAX_INSNS || selfLoops(b.insns, b.offsets)) continue;
+        if (b === undefined || total + b.insns.length > REGION_MAX_INSNS) continue;
         blocks.push(b);
         total += b.insns.length;
       }
@@ -1409,7 +1453,7 @@ let nextHandlerId = 0;
 
 /** The key of what `parts` generate, or undefined when an instruction holds a value it cannot name. */
 function generationKey(region: boolean, parts: readonly RegionBlock[]): string | undefined {
-  let key = `${region ? "R" : "B"}${jitHooks.onBlockEntry !== undefined ? "h" : ""}`;
+  let key = `${region ? "R" : "B"}${jitHooks.onBlockEntry !== undefined ? "h" : ""}${jitHooks.deadFlagsWithHook === true ? "d" : ""}`;
   for (const b of parts) {
     key += `|${b.off}:${b.offsets.join(",")}`;
     for (const i of b.insns) {
