@@ -7,7 +7,7 @@ Cpu.decoder = decode;
 
 export { Cpu, CpuCounters, ABORT, PARITY_EVEN, TASK_SWITCH_SOURCE_IDT, TASK_SWITCH_SOURCE_IRET, wrap64, toSigned64, DECODED_MAX_PAGES, DECODED_MAX_INSNS, COMPILED_MAX_BLOCKS, TLB_MAX_SETS } from "./cpu.js";
 export type { RunResult, OpResult, SegmentCache, CpuHooks, CpuOptions, CodeCacheStats } from "./cpu.js";
-export { FACTORY_CACHE_MAX, jitHooks, jitStats } from "./jit/compile.js";
+export { FACTORY_CACHE_CHARS, FACTORY_CACHE_MAX, jitCacheBounds, jitHooks, jitStats } from "./jit/compile.js";
 export { stringHooks } from "./exec/string.js";
 export { decode, decodeBytes, MAX_INSTRUCTION_LENGTH } from "./decode/decoder.js";
 export { ea, readReg, writeReg } from "./exec/operands.js";

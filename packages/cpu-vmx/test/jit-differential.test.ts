@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Cpu, jitHooks, jitStats } from "@vtlab/cpu-vmx";
+import { Cpu, jitCacheBounds, jitHooks, jitStats } from "@vtlab/cpu-vmx";
 import { CODE, machine64, type TestMachine } from "./machine.js";
 
 const SCRATCH = 0x20_0000; // rbx points here (a writable 2 MiB page)
@@ -508,5 +508,31 @@ describe("generated functions shared between CPUs (factoryFor)", () => {
     });
     expect(sums).toEqual([3000, 7000, 3000]);
     expect(jitStats.generatedReused).toBeGreaterThan(before.generatedReused); // the third reuses the first's
+  });
+
+  it("are bounded: new code without end flushes the shared caches whole at the entry and size bounds", () => {
+    const saved = { ...jitCacheBounds };
+    const before = jitStats.cacheFlushes;
+    try {
+      for (const [maxEntries, maxChars] of [[4, 1e9], [1e9, 6000]] as const) {
+        jitCacheBounds.maxEntries = maxEntries;
+        jitCacheBounds.maxChars = maxChars;
+        const flushes = jitStats.cacheFlushes;
+        for (let imm = 1; imm <= 12; imm++) {
+          // Each program a different immediate: new source every time.
+          const m = machine64("b9e8030000" + `4883c0${imm.toString(16).padStart(2, "0")}` + "ffc9" + "75f8" + "f4");
+          m.cpu.jit = true;
+          m.cpu.blockThreshold = 1;
+          expect(m.cpu.run(10_000).kind).toBe("hlt");
+          expect(m.cpu.regAddr(0)).toBe(1000 * imm);
+          expect(jitStats.cached.entries).toBeLessThanOrEqual(2 * maxEntries);
+          expect(jitStats.cached.chars).toBeLessThanOrEqual(maxChars);
+        }
+        expect(jitStats.cacheFlushes).toBeGreaterThan(flushes);
+      }
+    } finally {
+      Object.assign(jitCacheBounds, saved);
+    }
+    expect(jitStats.cacheFlushes).toBeGreaterThan(before);
   });
 });

@@ -1151,20 +1151,49 @@ function generateBlock(insns: readonly Insn[], offsets: readonly number[], page:
  * one function literal together, so a block another CPU already made hot starts optimised. The
  * generated code reads all its state from its arguments (the CPU, RIP, the instructions and
  * handlers bound as parameters), never from the factory, so sharing it is exact. Bounded by
- * FACTORY_CACHE_MAX entries, flushed whole when full (as the code caches, see code-cache.ts).
+ * FACTORY_CACHE_MAX entries and FACTORY_CACHE_CHARS characters of source (with the generated
+ * sources below: guest code is hostile, and a guest generating new code without end must not
+ * grow the process), both caches flushed whole when either bound is reached (as the code caches
+ * are, see code-cache.ts).
  */
 const factories = new Map<string, (...a: unknown[]) => BlockFn>();
-export const FACTORY_CACHE_MAX = 8192;
+export const FACTORY_CACHE_MAX = 4096;
+export const FACTORY_CACHE_CHARS = 32 * 1024 * 1024;
+/** The bounds in force (tests lower them). */
+export const jitCacheBounds = { maxEntries: FACTORY_CACHE_MAX, maxChars: FACTORY_CACHE_CHARS };
+/** Characters of source held by the two caches (factories' keys and generated sources). */
+let cachedChars = 0;
+
+/** Make room for `chars` more characters of cached source: flush both caches whole when a bound would be passed. */
+function reserveCache(chars: number): void {
+  const b = jitCacheBounds;
+  if (factories.size >= b.maxEntries || generated.size >= b.maxEntries || cachedChars + chars > b.maxChars) {
+    factories.clear();
+    generated.clear();
+    cachedChars = 0;
+    jitStats.cacheFlushes++;
+  }
+  cachedChars += chars;
+}
 
 /** Process-wide counts of the shared factories (for tests and statistics). */
-export const jitStats = { factoriesCreated: 0, factoriesReused: 0, generatedReused: 0 };
+export const jitStats = {
+  factoriesCreated: 0,
+  factoriesReused: 0,
+  generatedReused: 0,
+  cacheFlushes: 0,
+  /** Entries and characters of source the caches hold now. */
+  get cached(): { entries: number; chars: number } {
+    return { entries: factories.size + generated.size, chars: cachedChars };
+  },
+};
 
 function factoryFor(params: readonly string[], src: string): (...a: unknown[]) => BlockFn {
   const key = `${params.join(",")}\n${src}`;
   let f = factories.get(key);
   if (f === undefined) {
     f = new Function(...params, src) as (...a: unknown[]) => BlockFn;
-    if (factories.size >= FACTORY_CACHE_MAX) factories.clear();
+    reserveCache(key.length);
     factories.set(key, f);
     jitStats.factoriesCreated++;
   } else jitStats.factoriesReused++;
@@ -1435,7 +1464,7 @@ export function jitCompileHot(first: RegionBlock, decodeRun: (off: number) => Re
   const all = parts.flatMap((b) => b.insns);
   // Kept only when the parameters' values follow from their names (what a reuse binds).
   if (key !== undefined && gen.params.every((name, k) => paramValue(name, all) === gen.args[k])) {
-    if (generated.size >= FACTORY_CACHE_MAX) generated.clear();
+    reserveCache(key.length + gen.src.length);
     generated.set(key, { params: gen.params.slice(), src: gen.src, len: gen.len });
   }
   const fn = instantiate(gen.params, gen.src, gen.args);
