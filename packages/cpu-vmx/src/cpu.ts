@@ -364,7 +364,8 @@ export class Cpu {
   tlbRights: Int32Array = new Int32Array(TLB_SIZE);
   tlbFlags: Int32Array = new Int32Array(TLB_SIZE); // bit0 global, bit1 dirty, bit2 large
   tlbView: (DataView | undefined)[] = new Array<DataView | undefined>(TLB_SIZE).fill(undefined);
-  tlbHasLarge = false;
+  /** Large-page sizes with pieces in the TLB since the last flush: bit (shift - 12) per page shift (21, 22, 30). */
+  tlbLargeShifts = 0;
   /** Indices filled since the last flush (each listed once: TLB_LISTED in tlbFlags). */
   tlbFilled: Int32Array = new Int32Array(TLB_SIZE);
   tlbFilledCount = 0;

@@ -440,8 +440,14 @@ function cr4Write(ctx: ExitContext, exit: VmExit, gpr: number): ExitOutcome {
   const lma = ((d.hap ? vmcs.read32(F.GUEST_IA32_EFER) : v.guestEfer) & EFER_LMA) !== 0;
   if (lma && (lo & CR4_PAE) === 0) return gp0();
   if (lma && ((vmcs.read32(F.GUEST_CR4) ^ lo) & CR4_LA57) !== 0) return gp0();
+  const oldCr4 = vmcs.read32(F.GUEST_CR4);
+  const cr4 = (lo | CR4_VMXE | (d.hap ? 0 : CR4_PAE)) >>> 0;
   vmcs.setNatural(F.CR4_READ_SHADOW, lo);
-  vmcs.setNatural(F.GUEST_CR4, (lo | CR4_VMXE | (d.hap ? 0 : CR4_PAE)) >>> 0);
+  vmcs.setNatural(F.GUEST_CR4, cr4);
+  // A MOV to CR4 that changes it flushes the TLB (the CPU does so for the bits the guest owns,
+  // SDM 4.10.4.1); the exit kept it from this one. With VPIDs the translations would otherwise
+  // outlive the change (on shadow paging the vCPU has a VPID too).
+  if (cr4 !== oldCr4 >>> 0) v.cpu.invvpid(INVVPID_SINGLE_CONTEXT, vmcs.read32(F.VIRTUAL_PROCESSOR_ID));
   skip(v, exit);
   return RESUME;
 }

@@ -32,6 +32,7 @@ import {
   Seg,
   ExitReason,
   SECONDARY_ENABLE_EPT,
+  SECONDARY_ENABLE_VPID,
   VmcsField as F,
   decode,
   exitReasonName,
@@ -168,6 +169,12 @@ export interface ShadowStats {
   /** STOS and MOVS elements (with or without REP) stored into write-protected guest tables by emulation. */
   emulatedStringElements: number;
   crashes: number;
+  /**
+   * Flushes of the vCPUs' TLBs (their VPIDs' translations, INVVPID single-context): after a
+   * shadow entry was removed or restricted, or a vCPU moved to another shadow root. Zero
+   * without VPIDs (every VM exit and entry flushes then).
+   */
+  tlbFlushes: number;
 }
 
 export interface ShadowPagingOptions {
@@ -190,6 +197,15 @@ export interface ShadowPagingOptions {
    * At least `MIN_SHADOW_POOL_PAGES`.
    */
   readonly poolPages?: number;
+  /**
+   * Give each vCPU a VPID (default true), as Xen does for every HVM guest: the vCPU's
+   * translations then survive VM exits and entries (SDM 29.1), and the shadow code flushes them
+   * where it must (see `tlbFlushes`). False: no VPID, so every VM exit and entry flushes the
+   * TLB (SDM 29.4.3.1).
+   */
+  readonly vpid?: boolean;
+  /** VPID of the first vCPU set up (default 1; VPID 0 belongs to the host). */
+  readonly firstVpid?: number;
 }
 
 /**
@@ -201,6 +217,8 @@ export const MIN_SHADOW_POOL_PAGES = 16;
 interface VcpuState {
   /** The guest's CR3 as the guest sees it (MOV from CR3 reads it). */
   guestCr3: number;
+  /** The vCPU's VPID, 0 without one (options.vpid false). */
+  vpid: number;
   root: ShadowPage | undefined;
   /**
    * Guest paging off (`enterUnpaged`): the machine address of the identity page table the
@@ -226,6 +244,20 @@ const FILL_PAGES = 3;
 const NONLEAF_COPY = PTE_RW | PTE_US | PTE_PWT | PTE_PCD;
 /** Flags a shadow leaf copies from a guest 4 KiB PTE (R/W is decided separately). */
 const LEAF_COPY = PTE_US | PTE_PWT | PTE_PCD | PTE_PAT_4K | PTE_G;
+
+/** INVVPID types (SDM Vol. 3C, INVVPID): individual address 0, single context 1. */
+const INVVPID_INDIVIDUAL_ADDRESS = 0;
+const INVVPID_SINGLE_CONTEXT = 1;
+
+/**
+ * Whether replacing the present shadow entry `oldLo:oldHi` by `lo:hi` can leave a TLB holding a
+ * translation the new entry does not give: anything but adding R/W, U/S, A or D (a TLB entry
+ * with fewer rights is walked again when an access needs more, SDM 4.10.4.3).
+ */
+function restricts(oldLo: number, oldHi: number, lo: number, hi: number): boolean {
+  const grows = PTE_RW | PTE_US | PTE_A | PTE_D;
+  return (lo & PTE_P) === 0 || hi !== oldHi || ((lo ^ oldLo) & ~grows) !== 0 || (oldLo & ~lo & (PTE_RW | PTE_US | PTE_D)) !== 0;
+}
 
 function tableIndex(level: number, vaHi: number, vaLo: number): number {
   switch (level) {
@@ -286,6 +318,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     peakShadowPages: 0,
     emulatedStringElements: 0,
     crashes: 0,
+    tlbFlushes: 0,
   };
   /** Why the domain was crashed, last first. */
   readonly crashReasons: string[] = [];
@@ -314,6 +347,14 @@ export class ShadowPaging implements MemoryVirtualizer {
   private logDirtyOn = false;
   private readonly dirty = new Set<number>();
   private readonly poolPages: number;
+  private readonly useVpid: boolean;
+  private nextVpid: number;
+  /**
+   * A shadow entry was removed or restricted (or a vCPU changed roots) since the vCPUs' TLBs
+   * were last flushed: the public entry points flush them before returning (`settle`), so a TLB
+   * only ever holds translations the current shadows give (with VPIDs they survive exits).
+   */
+  private tlbStale = false;
   /** The last write the emulator refused and answered by unshadowing: RIP, frame, instructions retired then. */
   private lastRefused = { rip: -1, gmfn: -1, retired: -1 };
 
@@ -330,6 +371,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     const pool = options.poolPages ?? Number.POSITIVE_INFINITY;
     if (!(pool >= MIN_SHADOW_POOL_PAGES)) throw new Error(`ShadowPaging: poolPages ${pool} is below the minimum of ${MIN_SHADOW_POOL_PAGES}`);
     this.poolPages = pool;
+    this.useVpid = options.vpid ?? true;
+    this.nextVpid = options.firstVpid ?? 1;
   }
 
   /** The pool's size in shadow pages (Infinity when unbounded). */
@@ -375,11 +418,14 @@ export class ShadowPaging implements MemoryVirtualizer {
    * of an identity table, see `enterUnpaged`) the vCPU starts with guest paging off.
    */
   setupVcpu(cpu: Cpu, vmcs: Vmcs, unpagedRoot?: number): void {
-    const proc = vmcs.read32(F.CPU_BASED_VM_EXEC_CONTROL);
+    const proc = vmcs.read32(F.CPU_BASED_VM_EXEC_CONTROL) | (this.useVpid ? CPU_ACTIVATE_SECONDARY : 0);
     vmcs.setField(F.CPU_BASED_VM_EXEC_CONTROL, (proc | CPU_CR3_LOAD_EXITING | CPU_CR3_STORE_EXITING | CPU_INVLPG_EXITING) >>> 0);
+    const vpid = this.useVpid ? (this.vcpus.get(cpu)?.vpid ?? this.nextVpid++) : 0;
     if ((proc & CPU_ACTIVATE_SECONDARY) !== 0) {
-      vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & ~SECONDARY_ENABLE_EPT);
+      const secondary = vmcs.read32(F.SECONDARY_VM_EXEC_CONTROL) & ~SECONDARY_ENABLE_EPT;
+      vmcs.setField(F.SECONDARY_VM_EXEC_CONTROL, (this.useVpid ? secondary | SECONDARY_ENABLE_VPID : secondary) >>> 0);
     }
+    if (this.useVpid) vmcs.setField(F.VIRTUAL_PROCESSOR_ID, vpid);
     vmcs.setField(F.EXCEPTION_BITMAP, (vmcs.read32(F.EXCEPTION_BITMAP) | EXCEPTION_BITMAP_PF) >>> 0);
     vmcs.setField(F.PAGE_FAULT_ERROR_CODE_MASK, 0);
     vmcs.setField(F.PAGE_FAULT_ERROR_CODE_MATCH, 0);
@@ -387,13 +433,15 @@ export class ShadowPaging implements MemoryVirtualizer {
     vmcs.setField(F.CR0_GUEST_HOST_MASK, (vmcs.read32(F.CR0_GUEST_HOST_MASK) | CR0_WP) >>> 0);
     vmcs.setField(F.CR0_READ_SHADOW, (vmcs.read32(F.CR0_READ_SHADOW) | CR0_WP) >>> 0);
     vmcs.setField(F.GUEST_CR0, (vmcs.read32(F.GUEST_CR0) | CR0_WP) >>> 0);
-    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), root: undefined, unpagedRoot: undefined, format: PagingFormat.Long, pdpte: new Uint32Array(8), vmcs };
+    const state: VcpuState = { guestCr3: vmcs.readNatural(F.GUEST_CR3), vpid, root: undefined, unpagedRoot: undefined, format: PagingFormat.Long, pdpte: new Uint32Array(8), vmcs };
     this.vcpus.set(cpu, state);
     if (unpagedRoot !== undefined) state.unpagedRoot = unpagedRoot;
     const root = unpagedRoot !== undefined ? this.rootFor(unpagedRoot, true) : this.rootFor(state.guestCr3);
     if (typeof root === "string") throw new Error(`setupVcpu: ${root}`);
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, unpagedRoot ?? state.guestCr3));
+    this.tlbStale = true; // a new root for this vCPU
+    this.settle();
   }
 
   /**
@@ -416,6 +464,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     state.format = PagingFormat.Long; // the identity table is a long-mode table
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, identityRoot));
+    this.tlbStale = true;
+    this.settle();
     return undefined;
   }
 
@@ -443,6 +493,8 @@ export class ShadowPaging implements MemoryVirtualizer {
     state.unpagedRoot = undefined;
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, state.guestCr3));
+    this.tlbStale = true;
+    this.settle();
     return undefined;
   }
 
@@ -458,6 +510,12 @@ export class ShadowPaging implements MemoryVirtualizer {
   }
 
   handleExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): ExitOutcome {
+    const out = this.exit(cpu, vmcs, exit);
+    this.settle();
+    return out;
+  }
+
+  private exit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): ExitOutcome {
     const name = exitReasonName(exit.reason);
     this.stats.exits[name] = (this.stats.exits[name] ?? 0) + 1;
     const state = this.vcpus.get(cpu);
@@ -494,6 +552,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     this.logDirtyOn = true;
     this.dirty.clear();
     this.rmap.forEachEntry((a) => this.clearRw(a));
+    this.settle();
   }
 
   disableLogDirty(): void {
@@ -514,6 +573,7 @@ export class ShadowPaging implements MemoryVirtualizer {
         const m = ramMfn(this.p2m, g);
         if (m >= 0) this.rmap.forEach(m, (a) => this.clearRw(a));
       }
+      this.settle();
     }
     return gfns;
   }
@@ -596,12 +656,16 @@ export class ShadowPaging implements MemoryVirtualizer {
     state.guestCr3 = value;
     state.root = root;
     vmcs.setNatural(F.GUEST_CR3, this.cr3Value(root, value));
+    // The guest's MOV to CR3 flushes its TLB (SDM 4.10.4.1; the exit kept the CPU from doing it).
+    this.tlbStale = true;
+    this.settle();
     return { kind: "resume" };
   }
 
   private invlpg(_cpu: Cpu, vmcs: Vmcs, state: VcpuState, exit: VmExit): ExitOutcome {
     this.stats.invlpgs++;
     this.resyncAll();
+    const stale = this.tlbStale;
     const gva = exit.qualification;
     const root = state.root;
     if (root !== undefined) {
@@ -620,6 +684,10 @@ export class ShadowPaging implements MemoryVirtualizer {
         table = entryAddress(lo, this.scratch.hi);
       }
     }
+    // The guest's INVLPG did not run (it exited): invalidate the address in every vCPU's TLB
+    // (the shadow leaf just dropped is shared), unless a resync already asks for a whole flush.
+    this.tlbStale = stale;
+    if (this.useVpid && !stale) for (const [cpu, s] of this.vcpus) cpu.invvpid(INVVPID_INDIVIDUAL_ADDRESS, s.vpid, gva);
     this.advance(vmcs, exit);
     return { kind: "resume" };
   }
@@ -833,13 +901,19 @@ export class ShadowPaging implements MemoryVirtualizer {
 
   private clearRw(entryAddr: number): void {
     const lo = this.memory.read32(entryAddr) as number;
-    if ((lo & PTE_RW) !== 0) this.memory.write32(entryAddr, (lo & ~(PTE_RW | PTE_D)) >>> 0);
+    if ((lo & PTE_RW) !== 0) {
+      this.memory.write32(entryAddr, (lo & ~(PTE_RW | PTE_D)) >>> 0);
+      this.tlbStale = true;
+    }
   }
 
   /** Write a shadow leaf entry (machine frame `mfn`, or -1 to clear), keeping the reverse map. */
   private setLeaf(at: number, lo: number, hi: number, mfn: number): void {
     this.memory.read64(at, this.scratch);
-    if ((this.scratch.lo & PTE_P) !== 0) this.rmap.remove(at, entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
+    if ((this.scratch.lo & PTE_P) !== 0) {
+      this.rmap.remove(at, entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
+      if (restricts(this.scratch.lo, this.scratch.hi, lo, hi)) this.tlbStale = true;
+    }
     this.memory.write64(at, lo, hi);
     if (mfn >= 0) this.rmap.add(at, mfn);
   }
@@ -850,6 +924,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     if ((this.scratch.lo & PTE_P) !== 0) {
       const old = this.bySmfn.get(entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
       old?.parents.delete(at);
+      if (restricts(this.scratch.lo, this.scratch.hi, lo, hi)) this.tlbStale = true;
     }
     this.memory.write64(at, lo, hi);
     child?.parents.add(at);
@@ -857,6 +932,7 @@ export class ShadowPaging implements MemoryVirtualizer {
 
   /** Destroy a shadow page: unlink it from its parents, drop its entries, free its frame. */
   private destroy(page: ShadowPage): void {
+    if (page.parents.size > 0) this.tlbStale = true;
     for (const at of page.parents) this.memory.write64(at, 0, 0);
     page.parents.clear();
     const base = page.smfn * PAGE_SIZE;
@@ -901,6 +977,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       removed = true;
     }
     if (removed) this.stats.unshadows++;
+    this.settle();
     return removed;
   }
 
@@ -922,6 +999,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       this.resync(mfn);
       this.unshadow(mfn);
     }
+    this.settle();
     return dropped;
   }
 
@@ -1364,6 +1442,19 @@ export class ShadowPaging implements MemoryVirtualizer {
   private resyncAll(): void {
     if (this.oos.size === 0) return;
     for (const g of [...this.oos.keys()]) this.resync(g);
+  }
+
+  /**
+   * Flush every vCPU's TLB if a shadow entry was removed or restricted since the last flush (Xen
+   * flushes the guest's TLBs, a new ASID/VPID generation, where its shadow code removes or
+   * write-protects entries). Without VPIDs the next VM entry flushes anyway.
+   */
+  private settle(): void {
+    if (!this.tlbStale) return;
+    this.tlbStale = false;
+    if (!this.useVpid) return;
+    for (const [cpu, state] of this.vcpus) cpu.invvpid(INVVPID_SINGLE_CONTEXT, state.vpid);
+    this.stats.tlbFlushes++;
   }
 
   private crash(reason: string): ExitOutcome {

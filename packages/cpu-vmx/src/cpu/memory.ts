@@ -33,8 +33,10 @@ import {
   OK_USER_FETCH,
   OK_USER_READ,
   OK_USER_WRITE,
+  TLB_LARGE,
   TLB_LISTED,
   TLB_MASK,
+  TLB_SHIFT_POS,
   TLB_MAX_SETS,
   clearTlbSet,
   newTlbSet,
@@ -80,7 +82,7 @@ export function flushTlb(cpu: Cpu, keepGlobal: boolean): void {
     }
   }
   cpu.tlbFilledCount = kept;
-  if (!keepGlobal) cpu.tlbHasLarge = false;
+  if (!keepGlobal) cpu.tlbLargeShifts = 0;
   cpu.tlbGeneration++;
 }
 
@@ -101,7 +103,7 @@ export function selectTlb(cpu: Cpu, vpid: number): void {
       rights: cpu.tlbRights,
       flags: cpu.tlbFlags,
       view: cpu.tlbView,
-      hasLarge: cpu.tlbHasLarge,
+      largeShifts: cpu.tlbLargeShifts,
       filled: cpu.tlbFilled,
       filledCount: cpu.tlbFilledCount,
     };
@@ -112,7 +114,7 @@ export function selectTlb(cpu: Cpu, vpid: number): void {
     left.rights = cpu.tlbRights;
     left.flags = cpu.tlbFlags;
     left.view = cpu.tlbView;
-    left.hasLarge = cpu.tlbHasLarge;
+    left.largeShifts = cpu.tlbLargeShifts;
     left.filled = cpu.tlbFilled;
     left.filledCount = cpu.tlbFilledCount;
   }
@@ -148,7 +150,7 @@ export function selectTlb(cpu: Cpu, vpid: number): void {
   cpu.tlbRights = next.rights;
   cpu.tlbFlags = next.flags;
   cpu.tlbView = next.view;
-  cpu.tlbHasLarge = next.hasLarge;
+  cpu.tlbLargeShifts = next.largeShifts;
   cpu.vpid = vpid;
   cpu.tlbGeneration++;
 }
@@ -192,15 +194,59 @@ export function invept(cpu: Cpu, type: number): { kind: "vmfail-valid"; error: 2
   return undefined;
 }
 
-/** INVLPG: drop the translation of one linear address (every entry, after a large-page fill). */
+/**
+ * INVLPG: drop the translations of the page holding one linear address. The TLB caches a large
+ * page as 4 KiB pieces (one entry per piece used); when the address lies in a large page, every
+ * cached piece of that page goes (SDM Vol. 3A 4.10.4.1, INVLPG: "if the paging structures map
+ * the linear address using a large page and there are multiple TLB entries for that page, the
+ * instruction invalidates all of them"). Entries of other pages stay.
+ */
 export function invalidatePage(cpu: Cpu, lin: number): void {
-  if (cpu.tlbHasLarge) {
-    cpu.flushTlb(false);
-    return;
-  }
   const vpn = (lin - (lin & 0xfff)) / 4096;
   const i = vpn & TLB_MASK;
-  if (cpu.tlbTag[i] === vpn) cpu.tlbTag[i] = Number.NaN;
+  const tag = cpu.tlbTag;
+  if (tag[i] === vpn) tag[i] = Number.NaN;
+  const large = cpu.tlbLargeShifts;
+  if (large === 0) {
+    cpu.tlbGeneration++;
+    return;
+  }
+  const flags = cpu.tlbFlags;
+  if ((large & (1 << (30 - 12))) !== 0) {
+    // 1 GiB pieces may be cached (2^18 of them per page, more than the TLB holds): scan the
+    // filled list, and compact it on the way (an invalid entry leaves it).
+    const list = cpu.tlbFilled;
+    const n = cpu.tlbFilledCount;
+    let kept = 0;
+    for (let k = 0; k < n; k++) {
+      const j = list[k]!;
+      const t = tag[j]!;
+      const f = flags[j]!;
+      let live = t === t; // NaN: invalid
+      if (live && (f & TLB_LARGE) !== 0) {
+        const pages = 2 ** (((f >>> TLB_SHIFT_POS) & 0x3f) - 12);
+        if (Math.floor(t / pages) === Math.floor(vpn / pages)) {
+          tag[j] = Number.NaN;
+          live = false;
+        }
+      }
+      if (live) list[kept++] = j;
+      else flags[j] = 0;
+    }
+    cpu.tlbFilledCount = kept;
+  } else {
+    // 2 MiB (and 4 MiB) pages: the pieces of the page holding `lin` can only sit at the indices
+    // of its own 512 (1,024) page numbers, a window of the direct-mapped TLB.
+    for (let shift = 21; shift <= 22; shift++) {
+      if ((large & (1 << (shift - 12))) === 0) continue;
+      const pages = 2 ** (shift - 12);
+      const base = Math.floor(vpn / pages) * pages;
+      for (let k = 0; k < pages; k++) {
+        const j = (base + k) & TLB_MASK;
+        if (tag[j] === base + k && (flags[j]! >>> TLB_SHIFT_POS) === shift) tag[j] = Number.NaN;
+      }
+    }
+  }
   cpu.tlbGeneration++;
 }
 
@@ -276,8 +322,8 @@ function walkAndFill(cpu: Cpu, lin: number, vpn: number, access: number): number
   cpu.tlbTag[i] = vpn;
   cpu.tlbPhys[i] = phys;
   cpu.tlbRights[i] = out.rights;
-  cpu.tlbFlags[i] = (out.global ? 1 : 0) | (out.dirty ? 2 : 0) | (out.pageShift > 12 ? 4 : 0) | TLB_LISTED;
-  if (out.pageShift > 12) cpu.tlbHasLarge = true;
+  cpu.tlbFlags[i] = (out.global ? 1 : 0) | (out.dirty ? 2 : 0) | (out.pageShift > 12 ? TLB_LARGE : 0) | TLB_LISTED | (out.pageShift << TLB_SHIFT_POS);
+  if (out.pageShift > 12) cpu.tlbLargeShifts |= 1 << (out.pageShift - 12);
   const ram = phys + 4096 <= cpu.memory.size && (cpu.mmio === undefined || !cpu.mmio.claims(phys));
   let ok = 0;
   if (ram) {

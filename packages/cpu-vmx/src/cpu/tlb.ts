@@ -11,6 +11,10 @@ export const TLB_SIZE = 1 << TLB_BITS;
 export const TLB_MASK = TLB_SIZE - 1;
 /** tlbFlags bit 3: the index is in the filled list. */
 export const TLB_LISTED = 1 << 3;
+/** tlbFlags bit 2: the entry is a 4 KiB piece of a larger page. */
+export const TLB_LARGE = 1 << 2;
+/** tlbFlags bits 13:8: the page's size as a shift (12, 21, 22 or 30), for INVLPG of a large page. */
+export const TLB_SHIFT_POS = 8;
 
 /** TLB permission bits, one per access kind, precomputed when an entry is filled. */
 export const OK_SUP_READ = 1;
@@ -36,7 +40,7 @@ export interface TlbSet {
   rights: Int32Array;
   flags: Int32Array;
   view: (DataView | undefined)[];
-  hasLarge: boolean;
+  largeShifts: number;
   filled: Int32Array;
   filledCount: number;
 }
@@ -45,7 +49,7 @@ export function clearTlbSet(set: TlbSet): void {
   set.tag.fill(Number.NaN);
   set.flags.fill(0);
   set.filledCount = 0;
-  set.hasLarge = false;
+  set.largeShifts = 0;
 }
 
 export function newTlbSet(): TlbSet {
@@ -56,7 +60,7 @@ export function newTlbSet(): TlbSet {
     rights: new Int32Array(TLB_SIZE),
     flags: new Int32Array(TLB_SIZE),
     view: new Array<DataView | undefined>(TLB_SIZE).fill(undefined),
-    hasLarge: false,
+    largeShifts: 0,
     filled: new Int32Array(TLB_SIZE),
     filledCount: 0,
   };
