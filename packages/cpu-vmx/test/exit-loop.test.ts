@@ -5,7 +5,7 @@
  * and budgets that end before, at and after the exiting instruction.
  */
 import { describe, expect, it } from "vitest";
-import { CPU_ACTIVATE_SECONDARY, CPU_HLT_EXITING, CPU_RDTSC_EXITING, CPU_UNCOND_IO_EXITING, ExitReason, SECONDARY_ENABLE_RDTSCP, VmcsField as F, vmEntry } from "@vtlab/cpu-vmx";
+import { CPU_ACTIVATE_SECONDARY, CPU_CR3_LOAD_EXITING, CPU_CR3_STORE_EXITING, CPU_HLT_EXITING, CPU_INVLPG_EXITING, CPU_RDTSC_EXITING, CPU_UNCOND_IO_EXITING, ExitReason, SECONDARY_ENABLE_RDTSCP, VmcsField as F, vmEntry } from "@vtlab/cpu-vmx";
 import { CODE, machine64 } from "./machine.js";
 import { guestVmcs } from "./vmx-fixture.js";
 
@@ -88,5 +88,35 @@ describe("exit loop of every deferred exit (I/O, RDTSC, RDTSCP, RDMSR, VMCALL, H
     expect([m.cpu.lo[0], m.cpu.lo[1], m.cpu.lo[2]]).toEqual([0x1111, 0x10, 0x3333]);
     expect(m.cpu.halted).toBe(false);
     expect(runs).toBe(300);
+  });
+});
+
+describe("exit loop of INVLPG and MOV to and from CR3 (deferred exits)", () => {
+  it("gives the same runs, registers, exits and retired count as the unwinding exit did", () => {
+    // top: inc rsi; invlpg [rax]; mov cr3, rcx; mov rdx, cr3; jmp top
+    const m = machine64("48ffc6" + "0f0138" + "0f22d9" + "0f20da" + "ebf2");
+    const v = guestVmcs(m, { proc: CPU_INVLPG_EXITING | CPU_CR3_LOAD_EXITING | CPU_CR3_STORE_EXITING });
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    m.cpu.lo[0] = CODE; // RAX: INVLPG's operand
+    m.cpu.lo[1] = 0x7000; // RCX: a CR3 the load would take (it exits: CR3 stays)
+    m.cpu.lo[2] = 0x5555; // RDX: the store exits before writing it
+    const cr3 = m.cpu.cr3;
+    const budgets = [1, 2, 3, 1000, 1, 1, 5, 4];
+    let trace = 0;
+    const reasons: Record<number, number> = {};
+    for (let k = 0; k < 300; k++) {
+      const r = m.cpu.run(budgets[k % budgets.length]!);
+      trace = (Math.imul(trace, 31) + r.retired * 7 + (m.cpu.rip - CODE) + (r.kind === "vmexit" ? r.exit.reason * 1000 + r.exit.qualification + r.exit.instructionLength : 0)) | 0;
+      if (r.kind === "vmexit") {
+        reasons[r.exit.reason] = (reasons[r.exit.reason] ?? 0) + 1;
+        v.setNatural(F.GUEST_RIP, v.readNatural(F.GUEST_RIP) + r.exit.instructionLength);
+        expect(vmEntry(m.cpu, v, false)).toBeUndefined();
+      } else expect(r.kind).toBe("budget");
+    }
+    // The figures the unwinding exit (vmExit's throw) gave for this loop, before deferExit.
+    expect(reasons).toEqual({ [ExitReason.Invlpg]: 75, [ExitReason.CrAccess]: 149 });
+    expect(trace).toBe(-317025956);
+    expect(m.cpu.retired).toBe(149);
+    expect([m.cpu.lo[0], m.cpu.lo[1], m.cpu.lo[2], m.cpu.cr3]).toEqual([CODE, 0x7000, 0x5555, cr3]);
   });
 });

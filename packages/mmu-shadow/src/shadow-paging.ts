@@ -245,6 +245,9 @@ const NONLEAF_COPY = PTE_RW | PTE_US | PTE_PWT | PTE_PCD;
 /** Flags a shadow leaf copies from a guest 4 KiB PTE (R/W is decided separately). */
 const LEAF_COPY = PTE_US | PTE_PWT | PTE_PCD | PTE_PAT_4K | PTE_G;
 
+/** The one "resume" outcome (no allocation per exit). */
+const RESUME: ExitOutcome = Object.freeze({ kind: "resume" });
+
 /** INVVPID types (SDM Vol. 3C, INVVPID): individual address 0, single context 1. */
 const INVVPID_INDIVIDUAL_ADDRESS = 0;
 const INVVPID_SINGLE_CONTEXT = 1;
@@ -595,7 +598,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       vmcs.setField(F.GUEST_CR0, (cpu.regAddr(gpr) | CR0_WP) >>> 0);
       vmcs.setField(F.CR0_READ_SHADOW, cpu.regAddr(gpr) >>> 0);
       this.advance(vmcs, exit);
-      return { kind: "resume" };
+      return RESUME;
     }
     if (cr !== 3) return this.crash(`CR${cr} access exit is not a shadow-paging exit`);
     if (type === CrAccessType.MovFromCr) {
@@ -604,7 +607,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       // a MOV from CR3 into RSP (Linux's PTI syscall entry does it) must land there.
       if (gpr === 4) vmcs.setNatural(F.GUEST_RSP, state.guestCr3);
       this.advance(vmcs, exit);
-      return { kind: "resume" };
+      return RESUME;
     }
     if (type !== CrAccessType.MovToCr) return this.crash(`CR3 access type ${type}`);
     // MOV to CR3 exits before the CPU checks the value (SDM 26.1.1: only #UD, privilege and
@@ -639,7 +642,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (state.unpagedRoot !== undefined) {
       // Paging is off for the guest: the value waits for CR0.PG (SDM: CR3 is only used with paging on).
       state.guestCr3 = value;
-      return { kind: "resume" };
+      return RESUME;
     }
     if (state.format === PagingFormat.Pae) {
       // MOV CR3 in PAE paging loads the PDPTEs: a present one with a reserved bit is #GP(0),
@@ -659,7 +662,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     // The guest's MOV to CR3 flushes its TLB (SDM 4.10.4.1; the exit kept the CPU from doing it).
     this.tlbStale = true;
     this.settle();
-    return { kind: "resume" };
+    return RESUME;
   }
 
   private invlpg(_cpu: Cpu, vmcs: Vmcs, state: VcpuState, exit: VmExit): ExitOutcome {
@@ -689,7 +692,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     this.tlbStale = stale;
     if (this.useVpid && !stale) for (const [cpu, s] of this.vcpus) cpu.invvpid(INVVPID_INDIVIDUAL_ADDRESS, s.vpid, gva);
     this.advance(vmcs, exit);
-    return { kind: "resume" };
+    return RESUME;
   }
 
   private pageFault(cpu: Cpu, vmcs: Vmcs, state: VcpuState, gva: number, ec: number, exit: VmExit): ExitOutcome {
@@ -757,7 +760,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (this.oos.size > 0 && last >= 0 && out.stepLevel[last] === 1) this.snapshotEntry(out.stepAddress[last] as number);
     // A fault that interrupted an event delivery is resumed like any other: the VMX exit handler
     // delivers the event again from the IDT-vectoring information (Xen's vmx_idtv_reinject).
-    return { kind: "resume" };
+    return RESUME;
   }
 
   private reflect(errorCode: number, gva: number, _exit: VmExit): ExitOutcome {
@@ -910,6 +913,7 @@ export class ShadowPaging implements MemoryVirtualizer {
   /** Write a shadow leaf entry (machine frame `mfn`, or -1 to clear), keeping the reverse map. */
   private setLeaf(at: number, lo: number, hi: number, mfn: number): void {
     this.memory.read64(at, this.scratch);
+    if (this.scratch.lo === lo >>> 0 && this.scratch.hi === hi >>> 0) return; // unchanged (a refill): nothing to do
     if ((this.scratch.lo & PTE_P) !== 0) {
       this.rmap.remove(at, entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
       if (restricts(this.scratch.lo, this.scratch.hi, lo, hi)) this.tlbStale = true;
@@ -921,6 +925,8 @@ export class ShadowPaging implements MemoryVirtualizer {
   /** Write a shadow non-leaf entry pointing at `child` (or clear it), keeping the parent links. */
   private setLink(at: number, lo: number, hi: number, child: ShadowPage | undefined): void {
     this.memory.read64(at, this.scratch);
+    // Unchanged (a fill through a path already linked): the link and its parent record stand.
+    if (this.scratch.lo === lo >>> 0 && this.scratch.hi === hi >>> 0 && (child === undefined || child.parents.has(at))) return;
     if ((this.scratch.lo & PTE_P) !== 0) {
       const old = this.bySmfn.get(entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
       old?.parents.delete(at);
@@ -1079,7 +1085,15 @@ export class ShadowPaging implements MemoryVirtualizer {
       // The identity table links by machine address (unpaged.ts); guest tables by GPA.
       const childGmfn = state.unpagedRoot !== undefined ? entryAddress(lo, hi) / PAGE_SIZE : ramMfn(this.p2m, entryAddress(lo, hi) / PAGE_SIZE);
       if (childGmfn < 0) return `guest table at GPA 0x${entryAddress(lo, hi).toString(16)} is not RAM`;
-      const child = this.getOrCreate((level - 1) as ShadowType, childGmfn, 0);
+      // The shadow entry already links the child's shadow (a fill below a path built before):
+      // the same page getOrCreate would find, without building its key.
+      let child: ShadowPage | undefined;
+      this.memory.read64(at, this.scratch);
+      if ((this.scratch.lo & PTE_P) !== 0) {
+        const linked = this.bySmfn.get(entryAddress(this.scratch.lo, this.scratch.hi) / PAGE_SIZE);
+        if (linked !== undefined && linked.gmfn === childGmfn && linked.type === level - 1) child = linked;
+      }
+      child ??= this.getOrCreate((level - 1) as ShadowType, childGmfn, 0);
       if (child === undefined) return "out of shadow memory";
       // A PAE root holds PDPTEs: P, PWT and PCD only (their R/W, U/S and A are reserved, SDM Table 4-8).
       const flags = page.type === ShadowType.RootPae ? PTE_P | (lo & (PTE_PWT | PTE_PCD)) : (lo & NONLEAF_COPY) | PTE_P | PTE_A;
@@ -1199,7 +1213,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       const retired = cpu.counters.instructions;
       const again = this.lastRefused.rip === rip && this.lastRefused.gmfn === gmfn && this.lastRefused.retired === retired;
       this.lastRefused = { rip, gmfn, retired };
-      if (!again && this.unshadow(gmfn)) return { kind: "resume" };
+      if (!again && this.unshadow(gmfn)) return RESUME;
       return this.crash(
         `unsupported write to ${what} at GVA 0x${gva.toString(16)}, RIP 0x${rip.toString(16)}: ${s}${again ? " (unshadowing it did not help: the retry shadowed it again)" : ""}`,
       );
@@ -1226,7 +1240,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       if (n >= this.unshadowAfter) this.unshadow(gmfn);
     }
     void exit;
-    return { kind: "resume" };
+    return RESUME;
   }
 
   /**
@@ -1256,7 +1270,7 @@ export class ShadowPaging implements MemoryVirtualizer {
     if (rep && rcxLo === 0 && rcxHi === 0) {
       // REP with RCX = 0 stores nothing (it cannot have faulted; another vCPU's doing at most).
       vmcs.setNatural(F.GUEST_RIP, rip + insn.len);
-      return { kind: "resume" };
+      return RESUME;
     }
     const room = down ? Math.floor(offset / size) + 1 : Math.floor((PAGE_SIZE - offset) / size);
     const want = !rep ? 1 : rcxHi !== 0 ? room : Math.min(room, rcxLo);
@@ -1302,7 +1316,7 @@ export class ShadowPaging implements MemoryVirtualizer {
       for (const p of pages) w = Math.max(w, ++p.writesSinceUse);
       if (w >= this.unshadowAfter) this.unshadow(gmfn);
     }
-    return { kind: "resume" };
+    return RESUME;
   }
 
   /**

@@ -76,7 +76,10 @@ export function movFromCr(cpu: Cpu, i: Insn): void {
       v = cpu.cr2;
       break;
     case 3:
-      if (vmx && (cpu.vmxProc & CPU_CR3_STORE_EXITING) !== 0) cpu.vmExit(ExitReason.CrAccess, crQualification(3, CrAccessType.MovFromCr, i.rm), i.len);
+      if (vmx && (cpu.vmxProc & CPU_CR3_STORE_EXITING) !== 0) {
+        cpu.deferExit(ExitReason.CrAccess, crQualification(3, CrAccessType.MovFromCr, i.rm), i.len); // before any effect: no throw
+        return;
+      }
       v = cpu.cr3;
       break;
     case 4:
@@ -101,15 +104,20 @@ export function movToCr(cpu: Cpu, i: Insn): void {
   if (cpu.vmcs !== undefined) {
     // SDM 26.1.3: MOV to CR0/CR4 exits when a host-owned bit would differ from its read shadow;
     // otherwise host-owned bits keep their value. CR3 and CR8 loads exit by control.
-    const exit = () => cpu.vmExit(ExitReason.CrAccess, crQualification(i.reg, CrAccessType.MovToCr, i.rm), i.len);
+    // The exit is decided before any effect of the instruction: deferExit, no throw.
+    let exits = false;
     if (i.reg === 0) {
-      if (((lo ^ cpu.vmxCr0Shadow) & cpu.vmxCr0Mask) !== 0) exit();
+      exits = ((lo ^ cpu.vmxCr0Shadow) & cpu.vmxCr0Mask) !== 0;
       lo = ((lo & ~cpu.vmxCr0Mask) | (cpu.cr0 & cpu.vmxCr0Mask)) >>> 0;
     } else if (i.reg === 4) {
-      if (((lo ^ cpu.vmxCr4Shadow) & cpu.vmxCr4Mask) !== 0) exit();
+      exits = ((lo ^ cpu.vmxCr4Shadow) & cpu.vmxCr4Mask) !== 0;
       lo = ((lo & ~cpu.vmxCr4Mask) | (cpu.cr4 & cpu.vmxCr4Mask)) >>> 0;
-    } else if (i.reg === 3 && (cpu.vmxProc & CPU_CR3_LOAD_EXITING) !== 0 && !cr3TargetMatches(cpu, hi * TWO_32 + lo)) exit();
-    else if (i.reg === 8 && (cpu.vmxProc & CPU_CR8_LOAD_EXITING) !== 0) exit();
+    } else if (i.reg === 3) exits = (cpu.vmxProc & CPU_CR3_LOAD_EXITING) !== 0 && !cr3TargetMatches(cpu, hi * TWO_32 + lo);
+    else if (i.reg === 8) exits = (cpu.vmxProc & CPU_CR8_LOAD_EXITING) !== 0;
+    if (exits) {
+      cpu.deferExit(ExitReason.CrAccess, crQualification(i.reg, CrAccessType.MovToCr, i.rm), i.len);
+      return;
+    }
   }
   switch (i.reg) {
     case 0:
@@ -394,7 +402,10 @@ export function clts(cpu: Cpu, i: Insn): void {
 export function invlpg(cpu: Cpu, i: Insn): void {
   privileged(cpu);
   const lin = eaUnchecked(cpu, i);
-  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_INVLPG_EXITING) !== 0) cpu.vmExit(ExitReason.Invlpg, lin, i.len);
+  if (cpu.vmcs !== undefined && (cpu.vmxProc & CPU_INVLPG_EXITING) !== 0) {
+    cpu.deferExit(ExitReason.Invlpg, lin, i.len); // before any effect: no throw
+    return;
+  }
   cpu.invalidatePage(lin);
 }
 

@@ -237,6 +237,11 @@ export class Vmcs {
     this.store(slot, lo, hi);
   }
 
+  /** The processor's write of the natural-width field in `slot` (vmcsSlot): setNatural without the field lookup. */
+  putNatural(slot: number, value: number): void {
+    this.store(slot, value >>> 0, Math.floor(value / 0x1_0000_0000) | 0);
+  }
+
   /** The low half of the field in `slot` (vmcsSlot), unsigned. */
   slotLow(slot: number): number {
     if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
