@@ -38,6 +38,7 @@ import {
   writeMsr,
   type ExitOutcome,
   type VmExit,
+  INVVPID_SINGLE_CONTEXT,
 } from "@vtlab/cpu-vmx";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import type { Domain, Hypervisor, Vcpu } from "./hypervisor.js";
@@ -85,8 +86,6 @@ export class ExitStats {
  */
 export const CR0_HOST_OWNED = (CR0_PE | CR0_NE | CR0_NW | CR0_CD | CR0_PG) >>> 0;
 
-/** INVVPID type 1, single-context invalidation (SDM Vol. 3C, INVVPID). */
-const INVVPID_SINGLE_CONTEXT = 1;
 /** Elements one REP INS/OUTS exit moves before the instruction is re-executed for the rest. */
 export const MAX_STRING_IO_PER_EXIT = 4096;
 const gp0 = (): ExitOutcome => ({ kind: "inject", vector: Vector.GP, errorCode: 0 });
@@ -439,8 +438,8 @@ function cr4Write(ctx: ExitContext, exit: VmExit, gpr: number): ExitOutcome {
   if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0 || (lo & CR4_VMXE) !== 0) return gp0();
   const lma = ((d.hap ? vmcs.read32(F.GUEST_IA32_EFER) : v.guestEfer) & EFER_LMA) !== 0;
   if (lma && (lo & CR4_PAE) === 0) return gp0();
-  if (lma && ((vmcs.read32(F.GUEST_CR4) ^ lo) & CR4_LA57) !== 0) return gp0();
   const oldCr4 = vmcs.read32(F.GUEST_CR4);
+  if (lma && ((oldCr4 ^ lo) & CR4_LA57) !== 0) return gp0();
   const cr4 = (lo | CR4_VMXE | (d.hap ? 0 : CR4_PAE)) >>> 0;
   vmcs.setNatural(F.CR4_READ_SHADOW, lo);
   vmcs.setNatural(F.GUEST_CR4, cr4);

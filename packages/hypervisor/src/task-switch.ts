@@ -53,6 +53,7 @@ import {
   VmcsField as F,
   type ExitOutcome,
   type VmExit,
+  INVVPID_SINGLE_CONTEXT,
 } from "@vtlab/cpu-vmx";
 import { ShadowPaging } from "@vtlab/mmu-shadow";
 import type { ExitContext } from "./exits.js";
@@ -93,8 +94,6 @@ const TSS_BUSY = 0x2;
 const AR_UNUSABLE = 0x1_0000;
 /** DR6.BT (bit 15): a task switch to a TSS with T = 1 (SDM 18.2.3). */
 const DR6_BT = 1 << 15;
-/** INVVPID type 1, single context (SDM Vol. 3C, INVVPID). */
-const INVVPID_SINGLE_CONTEXT = 1;
 
 /** Segment register order in the 32-bit TSS, and their VMCS fields. */
 const SEGMENTS = [

@@ -42,6 +42,8 @@ import {
   type MemoryVirtualizer,
   type VmExit,
   type Vmcs,
+  INVVPID_INDIVIDUAL_ADDRESS,
+  INVVPID_SINGLE_CONTEXT,
 } from "@vtlab/cpu-vmx";
 import {
   Access,
@@ -248,9 +250,6 @@ const LEAF_COPY = PTE_US | PTE_PWT | PTE_PCD | PTE_PAT_4K | PTE_G;
 /** The one "resume" outcome (no allocation per exit). */
 const RESUME: ExitOutcome = Object.freeze({ kind: "resume" });
 
-/** INVVPID types (SDM Vol. 3C, INVVPID): individual address 0, single context 1. */
-const INVVPID_INDIVIDUAL_ADDRESS = 0;
-const INVVPID_SINGLE_CONTEXT = 1;
 
 /**
  * Whether replacing the present shadow entry `oldLo:oldHi` by `lo:hi` can leave a TLB holding a

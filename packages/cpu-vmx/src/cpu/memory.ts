@@ -8,6 +8,7 @@
  * with one load); the functions here take the `Cpu` they work on. From cpu.ts this module imports
  * only types.
  */
+import { INVVPID_ALL_CONTEXT, INVVPID_INDIVIDUAL_ADDRESS, INVVPID_SINGLE_CONTEXT_RETAINING_GLOBALS } from "../vmx/controls.js";
 import {
   Access,
   PdpteLoadStatus,
@@ -162,11 +163,11 @@ export function selectTlb(cpu: Cpu, vpid: number): void {
  */
 export function invvpid(cpu: Cpu, type: number, vpid: number, address = 0): { kind: "vmfail-valid"; error: 28; message: string } | undefined {
   const bad = (message: string) => ({ kind: "vmfail-valid" as const, error: 28 as const, message: `Invalid operand to INVVPID: ${message}` });
-  if (type < 0 || type > 3) return bad(`type ${type}`);
-  if (type !== 2 && (vpid & 0xffff) === 0) return bad("VPID 0");
-  if (type === 0 && !(address >= -TWO_47 && address < TWO_47)) return bad("non-canonical address");
+  if (type < INVVPID_INDIVIDUAL_ADDRESS || type > INVVPID_SINGLE_CONTEXT_RETAINING_GLOBALS) return bad(`type ${type}`);
+  if (type !== INVVPID_ALL_CONTEXT && (vpid & 0xffff) === 0) return bad("VPID 0");
+  if (type === INVVPID_INDIVIDUAL_ADDRESS && !(address >= -TWO_47 && address < TWO_47)) return bad("non-canonical address");
   const vp = vpid & 0xffff;
-  if (type === 2) {
+  if (type === INVVPID_ALL_CONTEXT) {
     for (const set of cpu.tlbSets.values()) clearTlbSet(set);
     if (cpu.tlbParked !== undefined) clearTlbSet(cpu.tlbParked);
     if (cpu.vpid !== 0) cpu.flushTlb(false);
@@ -175,8 +176,8 @@ export function invvpid(cpu: Cpu, type: number, vpid: number, address = 0): { ki
   }
   const current = cpu.vpid;
   cpu.selectTlb(vp);
-  if (type === 0) cpu.invalidatePage(address);
-  else cpu.flushTlb(type === 3);
+  if (type === INVVPID_INDIVIDUAL_ADDRESS) cpu.invalidatePage(address);
+  else cpu.flushTlb(type === INVVPID_SINGLE_CONTEXT_RETAINING_GLOBALS);
   cpu.selectTlb(current);
   return undefined;
 }

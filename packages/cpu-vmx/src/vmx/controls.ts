@@ -175,3 +175,9 @@ export function adjustControls(caps: ControlCapability, requested: number): { va
 export function controlViolations(caps: ControlCapability, value: number): { missing: number; reserved: number } {
   return { missing: (caps.mustBe1 & ~value) >>> 0, reserved: (value & ~caps.mayBe1) >>> 0 };
 }
+
+/** INVVPID types, the operand in its register (SDM Vol. 3C 30.3, "INVVPID"). */
+export const INVVPID_INDIVIDUAL_ADDRESS = 0;
+export const INVVPID_SINGLE_CONTEXT = 1;
+export const INVVPID_ALL_CONTEXT = 2;
+export const INVVPID_SINGLE_CONTEXT_RETAINING_GLOBALS = 3;
