@@ -11,7 +11,8 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Cpu, jitCacheBounds, jitHooks, jitStats } from "@vtlab/cpu-vmx";
+import { Cpu, Insn, jitCacheBounds, jitHooks, jitStats } from "@vtlab/cpu-vmx";
+import { INSN_KEYED_FIELDS, INSN_UNKEYED_FIELDS } from "../src/jit/compile.js";
 import { CODE, machine64, type TestMachine } from "./machine.js";
 
 const SCRATCH = 0x20_0000; // rbx points here (a writable 2 MiB page)
@@ -493,6 +494,12 @@ describe("generated functions shared between CPUs (factoryFor)", () => {
     } finally {
       jitHooks.onBlockEntry = undefined;
     }
+  });
+
+  it("the key of shared generated source names every field of a decoded instruction", () => {
+    // A field the key left out would let code differing only there share one generated source.
+    const fields = Object.keys(new Insn(() => undefined)).sort();
+    expect([...INSN_KEYED_FIELDS, ...INSN_UNKEYED_FIELDS].sort()).toEqual(fields);
   });
 
   it("code that differs in any decoded field (here an immediate) is generated for itself", () => {

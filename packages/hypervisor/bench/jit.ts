@@ -5,10 +5,11 @@
  * (VTLAB_JIT=0: blocks that call the interpreter's handlers) and on, and the ratio on/off.
  * Wall times are measured, never asserted.
  *
- * Which figure this is: the steady one. Every run is a fresh domain in this process; the host
- * engine (V8) keeps optimising the generated code over the first few domains (the second domain
- * of a process ran the bench guest at a fifth of the speed of the sixth: its functions were still
- * being compiled by the engine), so each configuration first runs VTLAB_BENCH_WARMUP (default 4)
+ * Which figure this is: the steady one. Every run is a fresh domain in this process, and the host
+ * engine (V8) keeps optimising over the first domains: the generated code in the first two or
+ * three, then the interpreter's and the hypervisor's rarely run paths one by one (the bench guest
+ * on EPT, per CPU second, in one process: 43, 252, 257, 364, 515, 528, 406, 609, 410, 632, 642,
+ * 675, ... 780 at the 18th), so each configuration first runs VTLAB_BENCH_WARMUP (default 8)
  * unmeasured runs of the measured size, then VTLAB_BENCH_REPEAT (default 3) measured ones, and
  * the figure is their median. `.first-run` is the first of the warm-up runs: what one short run in
  * a process that ran other configurations before sees (the engine's compilation included).
@@ -27,7 +28,7 @@ const benchGuest = new Uint8Array(readFileSync(guestImageUrl("bench")));
 const kernel = new Uint8Array(readFileSync(referenceKernelUrl()));
 const iterations = Number(process.env.VTLAB_BENCH_ITERATIONS ?? 2);
 const repeat = Math.max(1, Number(process.env.VTLAB_BENCH_REPEAT ?? 3));
-const warmup = Math.max(1, Number(process.env.VTLAB_BENCH_WARMUP ?? 4));
+const warmup = Math.max(1, Number(process.env.VTLAB_BENCH_WARMUP ?? 8));
 
 interface Run {
   mips: number;

@@ -1125,8 +1125,15 @@ interface Generated {
 }
 
 /** Make the function from generated source (undefined when code generation is unavailable). */
-function instantiate(params: readonly string[], src: string, args: readonly unknown[]): BlockFn | undefined {
+function instantiate(params: readonly string[], src: string, args: readonly unknown[], known?: KnownSource): BlockFn | undefined {
   try {
+    // A generated source kept in `generated` keeps its factory too: no key of the whole source to
+    // build and hash again for the factories' map.
+    if (known?.factory !== undefined) {
+      jitStats.factoriesReused++;
+      return known.factory(...args);
+    }
+    if (known !== undefined) return (known.factory = factoryFor(params, src))(...args);
     return factoryFor(params, src)(...args);
   } catch (err) {
     if (err instanceof SyntaxError) throw new Error(`jit: generated code does not parse (${err.message}): ${src}`);
@@ -1471,22 +1478,24 @@ export function jitCompileHot(first: RegionBlock, decodeRun: (off: number) => Re
   // The same instructions at the same page offsets generate the same source: reuse it (and bind
   // this CPU's instructions and handlers to its parameters, by their names).
   const key = generationKey(region, parts);
-  const known = key === undefined ? undefined : generated.get(key);
+  const known = generated.get(key);
   if (known !== undefined) {
     jitStats.generatedReused++;
     const all = parts.flatMap((b) => b.insns);
     const args = known.params.map((name) => paramValue(name, all));
-    const fn = instantiate(known.params, known.src, args);
+    const fn = instantiate(known.params, known.src, args, known);
     return fn === undefined ? undefined : { fn, len: known.len };
   }
   const gen = region ? generateRegion(body) : generateBlock(first.insns, first.offsets, first.off);
   const all = parts.flatMap((b) => b.insns);
   // Kept only when the parameters' values follow from their names (what a reuse binds).
-  if (key !== undefined && gen.params.every((name, k) => paramValue(name, all) === gen.args[k])) {
+  let entry: KnownSource | undefined;
+  if (gen.params.every((name, k) => paramValue(name, all) === gen.args[k])) {
     reserveCache(key.length + gen.src.length);
-    generated.set(key, { params: gen.params.slice(), src: gen.src, len: gen.len });
+    entry = { params: gen.params.slice(), src: gen.src, len: gen.len, factory: undefined };
+    generated.set(key, entry);
   }
-  const fn = instantiate(gen.params, gen.src, gen.args);
+  const fn = instantiate(gen.params, gen.src, gen.args, entry);
   return fn === undefined ? undefined : { fn, len: gen.len };
 }
 
@@ -1496,12 +1505,20 @@ export function jitCompileHot(first: RegionBlock, decodeRun: (off: number) => Re
  * region), whether the entry hook is bound, and each block's page offset, instruction offsets and
  * instructions (every field the decoder sets, and the handler). Bounded as the factories are.
  */
-const generated = new Map<string, { params: readonly string[]; src: string; len: number }>();
+const generated = new Map<string, KnownSource>();
+
+/** A generated source kept for reuse: its parameters, the run loop's bound, and its factory once made. */
+interface KnownSource {
+  params: readonly string[];
+  src: string;
+  len: number;
+  factory: ((...a: unknown[]) => BlockFn) | undefined;
+}
 const handlerIds = new WeakMap<object, number>();
 let nextHandlerId = 0;
 
-/** The key of what `parts` generate, or undefined when an instruction holds a value it cannot name. */
-function generationKey(region: boolean, parts: readonly RegionBlock[]): string | undefined {
+/** The key of what `parts` generate. */
+function generationKey(region: boolean, parts: readonly RegionBlock[]): string {
   let key = `${region ? "R" : "B"}${jitHooks.onBlockEntry !== undefined ? "h" : ""}${jitHooks.deadFlagsWithHook === true ? "d" : ""}`;
   for (const b of parts) {
     key += `|${b.off}:${b.offsets.join(",")}`;
@@ -1511,16 +1528,24 @@ function generationKey(region: boolean, parts: readonly RegionBlock[]): string |
         id = nextHandlerId++;
         handlerIds.set(i.exec, id);
       }
-      key += `;${id}`;
-      for (const [name, v] of Object.entries(i)) {
-        if (name === "exec" || name === "hits" || name === "block" || name === "blockLen") continue;
-        if (typeof v !== "number" && typeof v !== "boolean" && typeof v !== "string") return undefined;
-        key += `,${String(v)}`;
-      }
+      key += `;${id},${insnFields(i)}`;
     }
   }
   return key;
 }
+
+/**
+ * Every field the decoder sets, in one string (for generationKey): all of `Insn`'s fields but the
+ * handler (keyed by its id) and the run loop's bookkeeping (`hits`, `block`, `blockLen`).
+ * INSN_KEYED_FIELDS names them; a test checks that it covers every field of `Insn`.
+ */
+function insnFields(i: Insn): string {
+  return `${i.len},${i.opcode},${i.opSize},${i.addrSize},${i.rex ? 1 : 0},${i.modrm},${i.reg},${i.rm},${i.isMem ? 1 : 0},${i.base},${i.index},${i.scale},${i.disp},${i.ripRel ? 1 : 0},${i.seg},${i.segOverride ? 1 : 0},${i.imm},${i.immHi},${i.imm2},${i.rep},${i.lock ? 1 : 0},${i.cc},${i.mnemonic}`;
+}
+
+/** The fields insnFields keys, and the ones it leaves out (see there). */
+export const INSN_KEYED_FIELDS = ["len", "opcode", "opSize", "addrSize", "rex", "modrm", "reg", "rm", "isMem", "base", "index", "scale", "disp", "ripRel", "seg", "segOverride", "imm", "immHi", "imm2", "rep", "lock", "cc", "mnemonic"] as const;
+export const INSN_UNKEYED_FIELDS = ["exec", "hits", "block", "blockLen"] as const;
 
 /** The value a generated function's parameter is bound to (see Gen.bind and generateInto). */
 function paramValue(name: string, insns: readonly Insn[]): unknown {
