@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { ExitReason, Seg, VmcsField as F, type Vmcs, vmEntry } from "@vtlab/cpu-vmx";
 import { machine64, type TestMachine } from "./machine.js";
 import { guestVmcs } from "./vmx-fixture.js";
+import { vmcsEagerSlot, vmcsSlot } from "../src/vmx/vmcs.js";
 
 // cpuid; xor eax, eax; mov ds, ax; cpuid; mov eax, 0x10; mov ds, ax; cpuid; jmp back to the start
 const CODE = "0fa2" + "31c0" + "8ed8" + "0fa2" + "b810000000" + "8ed8" + "0fa2" + "ebed";
@@ -89,5 +90,28 @@ describe("deferred save of the guest segment registers", () => {
     expect(b.cpu.seg[Seg.DS]!.selector).toBe(0);
     expect(b.cpu.seg[Seg.DS]!.attr).toBe(0);
     expect(b.cpu.seg[Seg.CS]!.selector).toBe(0x08);
+  });
+
+  it("keeps the unchecked (eager) slot accessors off the lazily saved segment fields", () => {
+    expect(() => vmcsEagerSlot(F.GUEST_CS_AR_BYTES)).toThrow(/saved lazily/);
+    expect(() => vmcsEagerSlot(F.GUEST_LDTR_BASE)).toThrow(/saved lazily/);
+    expect(vmcsEagerSlot(F.GUEST_RIP)).toBe(vmcsSlot(F.GUEST_RIP));
+  });
+
+  it("leaves a segment's fields as they were across entries whose save is pending (a 4 GiB limit stays 0xFFFFFFFF)", () => {
+    const m = machine64(CODE);
+    const v = guestVmcs(m);
+    expect(vmEntry(m.cpu, v, true)).toBeUndefined();
+    for (let k = 0; k < 3; k++) {
+      runToCpuid(m, v);
+      expect(vmEntry(m.cpu, v, false)).toBeUndefined();
+    }
+    const cs = m.cpu.seg[Seg.CS]!;
+    cs.limit = 0xffff_ffff;
+    runToCpuid(m, v);
+    expect(vmEntry(m.cpu, v, false)).toBeUndefined();
+    expect(cs.limit).toBe(0xffff_ffff);
+    expect(v.read32(F.GUEST_CS_LIMIT)).toBe(0xffff_ffff);
+    expect(v.read32(F.GUEST_CS_SELECTOR)).toBe(0x08);
   });
 });

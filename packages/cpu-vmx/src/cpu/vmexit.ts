@@ -13,20 +13,20 @@ import { ExitReason } from "../vmx/exit-reasons.js";
 import type { VmExit } from "../vmx/interfaces.js";
 import { saveOnExit } from "../vmx/nonroot.js";
 import { VmcsField } from "../vmx/vmcs-fields.js";
-import { vmcsSlot, type Vmcs } from "../vmx/vmcs.js";
+import { vmcsEagerSlot, type Vmcs } from "../vmx/vmcs.js";
 import { ABORT } from "./events.js";
 
 // The slots (vmcsSlot) of the fields entering non-root operation reads, looked up once.
-const S_CR0_GUEST_HOST_MASK = vmcsSlot(VmcsField.CR0_GUEST_HOST_MASK);
-const S_CR0_READ_SHADOW = vmcsSlot(VmcsField.CR0_READ_SHADOW);
-const S_CR4_GUEST_HOST_MASK = vmcsSlot(VmcsField.CR4_GUEST_HOST_MASK);
-const S_CR4_READ_SHADOW = vmcsSlot(VmcsField.CR4_READ_SHADOW);
-const S_EXCEPTION_BITMAP = vmcsSlot(VmcsField.EXCEPTION_BITMAP);
-const S_PAGE_FAULT_ERROR_CODE_MASK = vmcsSlot(VmcsField.PAGE_FAULT_ERROR_CODE_MASK);
-const S_PAGE_FAULT_ERROR_CODE_MATCH = vmcsSlot(VmcsField.PAGE_FAULT_ERROR_CODE_MATCH);
-const S_VIRTUAL_PROCESSOR_ID = vmcsSlot(VmcsField.VIRTUAL_PROCESSOR_ID);
-const S_VMX_PREEMPTION_TIMER_VALUE = vmcsSlot(VmcsField.VMX_PREEMPTION_TIMER_VALUE);
-const S_VM_EXIT_CONTROLS = vmcsSlot(VmcsField.VM_EXIT_CONTROLS);
+const S_CR0_GUEST_HOST_MASK = vmcsEagerSlot(VmcsField.CR0_GUEST_HOST_MASK);
+const S_CR0_READ_SHADOW = vmcsEagerSlot(VmcsField.CR0_READ_SHADOW);
+const S_CR4_GUEST_HOST_MASK = vmcsEagerSlot(VmcsField.CR4_GUEST_HOST_MASK);
+const S_CR4_READ_SHADOW = vmcsEagerSlot(VmcsField.CR4_READ_SHADOW);
+const S_EXCEPTION_BITMAP = vmcsEagerSlot(VmcsField.EXCEPTION_BITMAP);
+const S_PAGE_FAULT_ERROR_CODE_MASK = vmcsEagerSlot(VmcsField.PAGE_FAULT_ERROR_CODE_MASK);
+const S_PAGE_FAULT_ERROR_CODE_MATCH = vmcsEagerSlot(VmcsField.PAGE_FAULT_ERROR_CODE_MATCH);
+const S_VIRTUAL_PROCESSOR_ID = vmcsEagerSlot(VmcsField.VIRTUAL_PROCESSOR_ID);
+const S_VMX_PREEMPTION_TIMER_VALUE = vmcsEagerSlot(VmcsField.VMX_PREEMPTION_TIMER_VALUE);
+const S_VM_EXIT_CONTROLS = vmcsEagerSlot(VmcsField.VM_EXIT_CONTROLS);
 
 /** Enter VMX non-root operation with `vmcs` current (called by vmEntry after its checks). */
 export function enterNonRoot(cpu: Cpu, vmcs: Vmcs, pin: number, proc: number, proc2: number): void {
@@ -34,24 +34,24 @@ export function enterNonRoot(cpu: Cpu, vmcs: Vmcs, pin: number, proc: number, pr
   cpu.vmxPin = pin;
   cpu.vmxProc = proc;
   cpu.vmxProc2 = proc2;
-  cpu.vmxExceptionBitmap = vmcs.slotLow(S_EXCEPTION_BITMAP);
-  cpu.vmxPfecMask = vmcs.slotLow(S_PAGE_FAULT_ERROR_CODE_MASK);
-  cpu.vmxPfecMatch = vmcs.slotLow(S_PAGE_FAULT_ERROR_CODE_MATCH);
-  cpu.vmxCr0Mask = vmcs.slotLow(S_CR0_GUEST_HOST_MASK);
-  cpu.vmxCr0Shadow = vmcs.slotLow(S_CR0_READ_SHADOW);
-  cpu.vmxCr4Mask = vmcs.slotLow(S_CR4_GUEST_HOST_MASK);
-  cpu.vmxCr4Shadow = vmcs.slotLow(S_CR4_READ_SHADOW);
-  cpu.vmxExit = vmcs.slotLow(S_VM_EXIT_CONTROLS);
+  cpu.vmxExceptionBitmap = vmcs.eagerLow(S_EXCEPTION_BITMAP);
+  cpu.vmxPfecMask = vmcs.eagerLow(S_PAGE_FAULT_ERROR_CODE_MASK);
+  cpu.vmxPfecMatch = vmcs.eagerLow(S_PAGE_FAULT_ERROR_CODE_MATCH);
+  cpu.vmxCr0Mask = vmcs.eagerLow(S_CR0_GUEST_HOST_MASK);
+  cpu.vmxCr0Shadow = vmcs.eagerLow(S_CR0_READ_SHADOW);
+  cpu.vmxCr4Mask = vmcs.eagerLow(S_CR4_GUEST_HOST_MASK);
+  cpu.vmxCr4Shadow = vmcs.eagerLow(S_CR4_READ_SHADOW);
+  cpu.vmxExit = vmcs.eagerLow(S_VM_EXIT_CONTROLS);
   cpu.eptActive = (proc2 & SECONDARY_ENABLE_EPT) !== 0;
   // With VPIDs on, the guest's translations live in their own tagged set and survive exits;
   // without them, VM entry and exit flush (SDM 29.4.3.1).
-  if ((proc2 & SECONDARY_ENABLE_VPID) !== 0) cpu.selectTlb(vmcs.slotLow(S_VIRTUAL_PROCESSOR_ID));
+  if ((proc2 & SECONDARY_ENABLE_VPID) !== 0) cpu.selectTlb(vmcs.eagerLow(S_VIRTUAL_PROCESSOR_ID));
   else cpu.flushTlb(false);
   if (cpu.eptActive && cpu.secondLevel === undefined) {
     throw new Error("vtlab bug: VM entry with enable EPT but no SecondLevelTranslator attached to the vCPU");
   }
   cpu.vmxEntryRetired = cpu.retired;
-  cpu.vmxTimer = vmcs.slotLow(S_VMX_PREEMPTION_TIMER_VALUE);
+  cpu.vmxTimer = vmcs.eagerLow(S_VMX_PREEMPTION_TIMER_VALUE);
   // The preemption timer counts retired instructions from here; the run loop stops at its end
   // like at the end of a budget (no per-instruction check), and exits there.
   cpu.vmxTimerEnd = (pin & PIN_PREEMPTION_TIMER) !== 0 ? cpu.retired + cpu.vmxTimer : Number.POSITIVE_INFINITY;

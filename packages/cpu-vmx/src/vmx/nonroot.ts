@@ -65,7 +65,7 @@ import {
 import { EXIT_REASON_FAILED_VMENTRY, ExitReason } from "./exit-reasons.js";
 import type { VmExit } from "./interfaces.js";
 import type { Vmcs } from "./vmcs.js";
-import { vmcsSlot, VMCS_GROUPS_ALL, VMCS_GROUP_CONTROL, VMCS_GROUP_GUEST, VMCS_GROUP_HOST, VmInstructionError, type VmFailValid } from "./vmcs.js";
+import { vmcsEagerSlot, vmcsSlot, VMCS_GROUPS_ALL, VMCS_GROUP_CONTROL, VMCS_GROUP_GUEST, VMCS_GROUP_HOST, VmInstructionError, type VmFailValid } from "./vmcs.js";
 import { VmcsField as F } from "./vmcs-fields.js";
 import { writeMsr } from "../exec/system.js";
 
@@ -161,28 +161,30 @@ const TR_SLOTS = GUEST_SEGMENTS.length * 4;
 const LDTR_SLOTS = TR_SLOTS + 4;
 
 // The slots (vmcsSlot) of the fields VM entry reads, looked up once.
-const S_CPU_BASED_VM_EXEC_CONTROL = vmcsSlot(F.CPU_BASED_VM_EXEC_CONTROL);
-const S_CR3_TARGET_COUNT = vmcsSlot(F.CR3_TARGET_COUNT);
+const S_CPU_BASED_VM_EXEC_CONTROL = vmcsEagerSlot(F.CPU_BASED_VM_EXEC_CONTROL);
+const S_CR3_TARGET_COUNT = vmcsEagerSlot(F.CR3_TARGET_COUNT);
 const S_GUEST_CS_AR_BYTES = vmcsSlot(F.GUEST_CS_AR_BYTES);
-const S_GUEST_DR7 = vmcsSlot(F.GUEST_DR7);
+const S_GUEST_DR7 = vmcsEagerSlot(F.GUEST_DR7);
 const S_GUEST_SS_AR_BYTES = vmcsSlot(F.GUEST_SS_AR_BYTES);
 const S_GUEST_TR_AR_BYTES = vmcsSlot(F.GUEST_TR_AR_BYTES);
-const S_HOST_CR0 = vmcsSlot(F.HOST_CR0);
-const S_HOST_CR4 = vmcsSlot(F.HOST_CR4);
-const S_HOST_CS_SELECTOR = vmcsSlot(F.HOST_CS_SELECTOR);
-const S_HOST_TR_SELECTOR = vmcsSlot(F.HOST_TR_SELECTOR);
-const S_PIN_BASED_VM_EXEC_CONTROL = vmcsSlot(F.PIN_BASED_VM_EXEC_CONTROL);
-const S_SECONDARY_VM_EXEC_CONTROL = vmcsSlot(F.SECONDARY_VM_EXEC_CONTROL);
-const S_VIRTUAL_PROCESSOR_ID = vmcsSlot(F.VIRTUAL_PROCESSOR_ID);
-const S_VM_ENTRY_CONTROLS = vmcsSlot(F.VM_ENTRY_CONTROLS);
-const S_VM_ENTRY_EXCEPTION_ERROR_CODE = vmcsSlot(F.VM_ENTRY_EXCEPTION_ERROR_CODE);
-const S_VM_ENTRY_INSTRUCTION_LEN = vmcsSlot(F.VM_ENTRY_INSTRUCTION_LEN);
-const S_VM_ENTRY_INTR_INFO_FIELD = vmcsSlot(F.VM_ENTRY_INTR_INFO_FIELD);
-const S_VM_ENTRY_MSR_LOAD_ADDR = vmcsSlot(F.VM_ENTRY_MSR_LOAD_ADDR);
-const S_VM_ENTRY_MSR_LOAD_COUNT = vmcsSlot(F.VM_ENTRY_MSR_LOAD_COUNT);
-const S_VM_EXIT_CONTROLS = vmcsSlot(F.VM_EXIT_CONTROLS);
-const S_VM_EXIT_MSR_LOAD_COUNT = vmcsSlot(F.VM_EXIT_MSR_LOAD_COUNT);
-const S_VM_EXIT_MSR_STORE_COUNT = vmcsSlot(F.VM_EXIT_MSR_STORE_COUNT);
+const S_HOST_CR0 = vmcsEagerSlot(F.HOST_CR0);
+const S_HOST_CR4 = vmcsEagerSlot(F.HOST_CR4);
+const S_HOST_CS_SELECTOR = vmcsEagerSlot(F.HOST_CS_SELECTOR);
+const S_HOST_TR_SELECTOR = vmcsEagerSlot(F.HOST_TR_SELECTOR);
+const S_PIN_BASED_VM_EXEC_CONTROL = vmcsEagerSlot(F.PIN_BASED_VM_EXEC_CONTROL);
+const S_SECONDARY_VM_EXEC_CONTROL = vmcsEagerSlot(F.SECONDARY_VM_EXEC_CONTROL);
+const S_VIRTUAL_PROCESSOR_ID = vmcsEagerSlot(F.VIRTUAL_PROCESSOR_ID);
+const S_VM_ENTRY_CONTROLS = vmcsEagerSlot(F.VM_ENTRY_CONTROLS);
+const S_VM_ENTRY_EXCEPTION_ERROR_CODE = vmcsEagerSlot(F.VM_ENTRY_EXCEPTION_ERROR_CODE);
+const S_VM_ENTRY_INSTRUCTION_LEN = vmcsEagerSlot(F.VM_ENTRY_INSTRUCTION_LEN);
+const S_VM_ENTRY_INTR_INFO_FIELD = vmcsEagerSlot(F.VM_ENTRY_INTR_INFO_FIELD);
+const S_VM_ENTRY_MSR_LOAD_ADDR = vmcsEagerSlot(F.VM_ENTRY_MSR_LOAD_ADDR);
+const S_VM_ENTRY_MSR_LOAD_COUNT = vmcsEagerSlot(F.VM_ENTRY_MSR_LOAD_COUNT);
+const S_VM_EXIT_CONTROLS = vmcsEagerSlot(F.VM_EXIT_CONTROLS);
+const S_VM_EXIT_MSR_LOAD_COUNT = vmcsEagerSlot(F.VM_EXIT_MSR_LOAD_COUNT);
+const S_VM_EXIT_MSR_STORE_COUNT = vmcsEagerSlot(F.VM_EXIT_MSR_STORE_COUNT);
+const S_GUEST_IA32_DEBUGCTL = vmcsEagerSlot(F.GUEST_IA32_DEBUGCTL);
+const S_GUEST_IA32_PAT = vmcsEagerSlot(F.GUEST_IA32_PAT);
 
 /**
  * VMLAUNCH / VMRESUME: the checks of SDM 27.1-27.3 in order (VMfailValid for the launch state,
@@ -195,11 +197,11 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if (!launch && vmcs.launchState !== "launched") return fail(VmInstructionError.VmresumeNonLaunched, "VMRESUME with non-launched VMCS");
 
   // ---- 27.2.1 VM-execution, exit and entry control fields ----
-  const pin = vmcs.slotLow(S_PIN_BASED_VM_EXEC_CONTROL);
-  const proc = vmcs.slotLow(S_CPU_BASED_VM_EXEC_CONTROL);
-  const proc2 = (proc & CPU_ACTIVATE_SECONDARY) !== 0 ? vmcs.slotLow(S_SECONDARY_VM_EXEC_CONTROL) : 0;
-  const exitCtl = vmcs.slotLow(S_VM_EXIT_CONTROLS);
-  const entryCtl = vmcs.slotLow(S_VM_ENTRY_CONTROLS);
+  const pin = vmcs.eagerLow(S_PIN_BASED_VM_EXEC_CONTROL);
+  const proc = vmcs.eagerLow(S_CPU_BASED_VM_EXEC_CONTROL);
+  const proc2 = (proc & CPU_ACTIVATE_SECONDARY) !== 0 ? vmcs.eagerLow(S_SECONDARY_VM_EXEC_CONTROL) : 0;
+  const exitCtl = vmcs.eagerLow(S_VM_EXIT_CONTROLS);
+  const entryCtl = vmcs.eagerLow(S_VM_ENTRY_CONTROLS);
   // (No closures or arrays here: VM entry runs once per exit, and allocates nothing when it succeeds.)
   // The checks of a group whose fields kept their values since the last entry that passed them
   // on this vCPU are not made again: they would pass again (Vmcs.changed). The guest-state
@@ -208,16 +210,16 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   const checkControls = (changed & VMCS_GROUP_CONTROL) !== 0;
   const checkGuest = (changed & (VMCS_GROUP_GUEST | VMCS_GROUP_CONTROL)) !== 0;
   const unrestricted = (proc2 & SECONDARY_UNRESTRICTED_GUEST) !== 0;
-  const msrLoadCount = vmcs.slotLow(S_VM_ENTRY_MSR_LOAD_COUNT);
-  const intr = vmcs.slotLow(S_VM_ENTRY_INTR_INFO_FIELD);
+  const msrLoadCount = vmcs.eagerLow(S_VM_ENTRY_MSR_LOAD_COUNT);
+  const intr = vmcs.eagerLow(S_VM_ENTRY_INTR_INFO_FIELD);
   if (checkControls) {
     const caps = checkCaps(PIN_CAPS, pin) ?? checkCaps(PROC_CAPS, proc) ?? checkCaps(PROC2_CAPS, proc2) ?? checkCaps(EXIT_CAPS, exitCtl) ?? checkCaps(ENTRY_CAPS, entryCtl);
     if (caps !== undefined) return invalid(caps);
-    if (vmcs.slotLow(S_CR3_TARGET_COUNT) > 4) return invalid("CR3-target count above 4");
+    if (vmcs.eagerLow(S_CR3_TARGET_COUNT) > 4) return invalid("CR3-target count above 4");
     const maxPhys = cpu.paging.maxPhyAddr;
     if ((proc & CPU_USE_IO_BITMAPS) !== 0 && (badAddress(vmcs, F.IO_BITMAP_A, maxPhys) || badAddress(vmcs, F.IO_BITMAP_B, maxPhys))) return invalid("I/O bitmap address not 4-KiB aligned or beyond the physical-address width");
     if ((proc & CPU_USE_MSR_BITMAPS) !== 0 && badAddress(vmcs, F.MSR_BITMAP, maxPhys)) return invalid("MSR bitmap address not 4-KiB aligned or beyond the physical-address width");
-    if ((proc2 & SECONDARY_ENABLE_VPID) !== 0 && vmcs.slotLow(S_VIRTUAL_PROCESSOR_ID) === 0) return invalid("VPID is 0 with enable VPID");
+    if ((proc2 & SECONDARY_ENABLE_VPID) !== 0 && vmcs.eagerLow(S_VIRTUAL_PROCESSOR_ID) === 0) return invalid("VPID is 0 with enable VPID");
     // SDM 27.2.1.1: "If the 'unrestricted guest' VM-execution control is 1, the 'enable EPT' VM-execution control must also be 1."
     if (unrestricted && (proc2 & SECONDARY_ENABLE_EPT) === 0) return invalid("unrestricted guest without enable EPT");
     if ((proc2 & SECONDARY_ENABLE_EPT) !== 0) {
@@ -228,10 +230,10 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
         return invalid("EPT pointer: memory type not UC/WB, page-walk length not 4, or reserved bits set");
       }
     }
-    if (vmcs.slotLow(S_VM_EXIT_MSR_STORE_COUNT) !== 0 || vmcs.slotLow(S_VM_EXIT_MSR_LOAD_COUNT) !== 0) return invalid("VM-exit MSR-store/load areas are not supported (counts must be 0)");
+    if (vmcs.eagerLow(S_VM_EXIT_MSR_STORE_COUNT) !== 0 || vmcs.eagerLow(S_VM_EXIT_MSR_LOAD_COUNT) !== 0) return invalid("VM-exit MSR-store/load areas are not supported (counts must be 0)");
     // IA32_VMX_MISC[27:25] = 0: at most 512 entries (SDM A.6); the area is 16-byte aligned.
     if (msrLoadCount > 512) return invalid("VM-entry MSR-load count above 512");
-    if (msrLoadCount > 0 && (vmcs.slotNatural(S_VM_ENTRY_MSR_LOAD_ADDR) % 16 !== 0 || vmcs.slotNatural(S_VM_ENTRY_MSR_LOAD_ADDR) >= 2 ** maxPhys)) {
+    if (msrLoadCount > 0 && (vmcs.eagerNatural(S_VM_ENTRY_MSR_LOAD_ADDR) % 16 !== 0 || vmcs.eagerNatural(S_VM_ENTRY_MSR_LOAD_ADDR) >= 2 ** maxPhys)) {
       return invalid("VM-entry MSR-load address not 16-byte aligned or beyond the physical-address width");
     }
   }
@@ -242,7 +244,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     if (type === IntrType.Nmi && vector !== Vector.NMI) return invalid("VM-entry interruption-information field: NMI with a vector other than 2");
     if (type === IntrType.HardwareException && vector > 31) return invalid("VM-entry interruption-information field: hardware exception vector above 31");
     // SDM 27.2.1.3: types 4, 5 and 6 need an instruction length of 1 to 15.
-    const len = vmcs.slotLow(S_VM_ENTRY_INSTRUCTION_LEN);
+    const len = vmcs.eagerLow(S_VM_ENTRY_INSTRUCTION_LEN);
     if ((type === IntrType.SoftwareInterrupt || type === IntrType.PrivilegedSoftwareException || type === IntrType.SoftwareException) && (len === 0 || len > 15)) {
       return invalid("VM-entry instruction length not 1-15 for a software interrupt or exception");
     }
@@ -250,12 +252,12 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
 
   // ---- 27.2.2-27.2.4 host state ----
   if ((changed & (VMCS_GROUP_HOST | VMCS_GROUP_CONTROL)) !== 0) {
-    const hostCr0 = vmcs.slotLow(S_HOST_CR0);
-    const hostCr4 = vmcs.slotLow(S_HOST_CR4);
+    const hostCr0 = vmcs.eagerLow(S_HOST_CR0);
+    const hostCr4 = vmcs.eagerLow(S_HOST_CR4);
     if ((hostCr0 & VMX_CR0_FIXED0) !== VMX_CR0_FIXED0) return host("HOST_CR0 lacks a bit IA32_VMX_CR0_FIXED0 requires (PE, NE, PG)");
     if ((hostCr4 & VMX_CR4_FIXED0) !== VMX_CR4_FIXED0) return host("HOST_CR4.VMXE is 0");
-    if (vmcs.slotLow(S_HOST_CS_SELECTOR) === 0 || (vmcs.slotLow(S_HOST_CS_SELECTOR) & 7) !== 0) return host("HOST_CS_SELECTOR is null or has RPL/TI bits");
-    if (vmcs.slotLow(S_HOST_TR_SELECTOR) === 0 || (vmcs.slotLow(S_HOST_TR_SELECTOR) & 7) !== 0) return host("HOST_TR_SELECTOR is null or has RPL/TI bits");
+    if (vmcs.eagerLow(S_HOST_CS_SELECTOR) === 0 || (vmcs.eagerLow(S_HOST_CS_SELECTOR) & 7) !== 0) return host("HOST_CS_SELECTOR is null or has RPL/TI bits");
+    if (vmcs.eagerLow(S_HOST_TR_SELECTOR) === 0 || (vmcs.eagerLow(S_HOST_TR_SELECTOR) & 7) !== 0) return host("HOST_TR_SELECTOR is null or has RPL/TI bits");
     if ((exitCtl & EXIT_HOST_ADDR_SPACE_SIZE) === 0) return host("this processor's host runs in IA-32e mode: the host address-space size exit control must be 1");
     if ((hostCr4 & CR4_PAE) === 0) return host("HOST_CR4.PAE is 0 with a 64-bit host");
     const hostPat = vmcs.readHalves(F.HOST_IA32_PAT);
@@ -268,8 +270,8 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
 
   // ---- 27.3.1 guest state ----
   const ia32e = (entryCtl & ENTRY_IA32E_MODE) !== 0;
-  const gCr0 = vmcs.slotLow(S_GUEST_CR0);
-  const gCr4 = vmcs.slotLow(S_GUEST_CR4);
+  const gCr0 = vmcs.eagerLow(S_GUEST_CR0);
+  const gCr4 = vmcs.eagerLow(S_GUEST_CR4);
   const cr0Fixed = unrestricted ? VMX_CR0_FIXED0 & ~(CR0_PE | CR0_PG) : VMX_CR0_FIXED0;
   if (checkGuest && (gCr0 & cr0Fixed) !== cr0Fixed) {
     return guestStateFailure(
@@ -293,7 +295,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     if (link.lo !== 0xffff_ffff || link.hi !== 0xffff_ffff) return guestStateFailure("VMCS link pointer is not FFFFFFFF_FFFFFFFFH");
   }
   if (checkGuest && (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0) {
-    const efer = vmcs.slotLow(S_GUEST_IA32_EFER);
+    const efer = vmcs.eagerLow(S_GUEST_IA32_EFER);
     // SDM 27.3.1.1: LMA equals the IA-32e mode guest control, and LME does too when CR0.PG = 1.
     if (((efer & EFER_LMA) !== 0) !== ia32e || ((gCr0 & CR0_PG) !== 0 && ((efer & EFER_LME) !== 0) !== ia32e)) return guestStateFailure("GUEST_IA32_EFER.LMA/LME differ from the IA-32e mode guest control");
   }
@@ -301,16 +303,14 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   // with "load IA32_PAT", every PAT entry is a memory type WRMSR would accept.
   const loadDebug = (entryCtl & ENTRY_LOAD_DEBUG_CONTROLS) !== 0;
   // (readHalves returns one reused object: copy the halves out.)
-  const debugctlHalves = vmcs.readHalves(F.GUEST_IA32_DEBUGCTL);
-  const debugctlLo = debugctlHalves.lo;
-  const debugctlHi = debugctlHalves.hi;
+  const debugctlLo = vmcs.eagerLow(S_GUEST_IA32_DEBUGCTL);
+  const debugctlHi = vmcs.eagerHigh(S_GUEST_IA32_DEBUGCTL);
   if (checkGuest && loadDebug && (debugctlHi !== 0 || (debugctlLo & ~DEBUGCTL_WRITABLE) !== 0)) return guestStateFailure("GUEST_IA32_DEBUGCTL has reserved bits set");
   if (checkGuest && loadDebug && vmcs.readHalves(F.GUEST_DR7).hi !== 0) return guestStateFailure("GUEST_DR7 bits 63:32 are not 0");
-  const patHalves = vmcs.readHalves(F.GUEST_IA32_PAT);
-  const patLo = patHalves.lo;
-  const patHi = patHalves.hi;
+  const patLo = vmcs.eagerLow(S_GUEST_IA32_PAT);
+  const patHi = vmcs.eagerHigh(S_GUEST_IA32_PAT);
   if (checkGuest && (entryCtl & ENTRY_LOAD_IA32_PAT) !== 0 && !patValid(patLo, patHi)) return guestStateFailure("GUEST_IA32_PAT holds a reserved memory type (2, 3 or above 7)");
-  const rflags = vmcs.slotLow(S_GUEST_RFLAGS);
+  const rflags = vmcs.eagerLow(S_GUEST_RFLAGS);
   if ((rflags & RFLAGS_FIXED) === 0 || (rflags & RFLAGS_RESERVED_ZERO) !== 0) return guestStateFailure("GUEST_RFLAGS reserved bits (bit 1 must be 1; 3, 5, 15, 22-31 must be 0)");
   // The guest segment fields a VM exit of this vCPU has not saved yet (Vmcs.deferSave) are its
   // segment registers: their checks read them there (the value the save would give), and run on
@@ -335,12 +335,12 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
     const trType = trAr & 0xf;
     if ((trAr & 0x1_0000) !== 0 || (trAr & 0x80) === 0 || (trType !== 11 && (ia32e || trType !== 3))) return guestStateFailure("GUEST_TR_AR_BYTES: TR must be a usable, present, busy TSS (64-bit in IA-32e mode)");
   }
-  const activity = vmcs.slotLow(S_GUEST_ACTIVITY_STATE);
+  const activity = vmcs.eagerLow(S_GUEST_ACTIVITY_STATE);
   if (activity !== ActivityState.Active && activity !== ActivityState.Hlt) return guestStateFailure(`GUEST_ACTIVITY_STATE ${activity} is not supported (active or HLT; shutdown and wait-for-SIPI are not modelled)`);
-  const rip = vmcs.slotNatural(S_GUEST_RIP);
+  const rip = vmcs.eagerNatural(S_GUEST_RIP);
   if (ia32e && (csAr & 0x2000) !== 0 && !canonical(rip)) return guestStateFailure("GUEST_RIP is not canonical");
   if ((!ia32e || (csAr & 0x2000) === 0) && (rip < 0 || rip >= 2 ** 32)) return guestStateFailure("GUEST_RIP bits 63:32 are not 0 outside 64-bit mode");
-  const interruptibility = vmcs.slotLow(S_GUEST_INTERRUPTIBILITY_INFO);
+  const interruptibility = vmcs.eagerLow(S_GUEST_INTERRUPTIBILITY_INFO);
   if ((interruptibility & 3) === 3) return guestStateFailure("GUEST_INTERRUPTIBILITY_INFO: blocking by STI and by MOV SS both set");
   if ((intr & INTR_INFO_VALID) !== 0 && ((intr >>> 8) & 7) === IntrType.External && ((rflags & RFLAGS_IF) === 0 || (interruptibility & 3) !== 0)) {
     return guestStateFailure("external interrupt injection with RFLAGS.IF = 0 or interrupts blocked");
@@ -353,20 +353,20 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   // ---- 27.3.2 load guest state ----
   cpu.cr0 = gCr0;
   cpu.cr4 = gCr4;
-  cpu.cr3 = vmcs.slotNatural(S_GUEST_CR3);
+  cpu.cr3 = vmcs.eagerNatural(S_GUEST_CR3);
   if (loadDebug) {
-    cpu.dr[7] = vmcs.slotLow(S_GUEST_DR7) >>> 0;
+    cpu.dr[7] = vmcs.eagerLow(S_GUEST_DR7) >>> 0;
     setPlainMsr(cpu, MSR.DEBUGCTL, debugctlLo, 0);
   }
   if ((entryCtl & ENTRY_LOAD_IA32_PAT) !== 0) setPlainMsr(cpu, MSR.PAT, patLo, patHi);
-  cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.slotLow(S_GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
+  cpu.efer = (entryCtl & ENTRY_LOAD_IA32_EFER) !== 0 ? vmcs.eagerLow(S_GUEST_IA32_EFER) : ia32e ? cpu.efer | EFER_LMA | EFER_LME : cpu.efer & ~(EFER_LMA | EFER_LME);
   loadGuestSegments(cpu, vmcs);
-  cpu.gdtrBase = vmcs.slotNatural(S_GUEST_GDTR_BASE);
-  cpu.gdtrLimit = vmcs.slotLow(S_GUEST_GDTR_LIMIT);
-  cpu.idtrBase = vmcs.slotNatural(S_GUEST_IDTR_BASE);
-  cpu.idtrLimit = vmcs.slotLow(S_GUEST_IDTR_LIMIT);
+  cpu.gdtrBase = vmcs.eagerNatural(S_GUEST_GDTR_BASE);
+  cpu.gdtrLimit = vmcs.eagerLow(S_GUEST_GDTR_LIMIT);
+  cpu.idtrBase = vmcs.eagerNatural(S_GUEST_IDTR_BASE);
+  cpu.idtrLimit = vmcs.eagerLow(S_GUEST_IDTR_LIMIT);
   cpu.cpl = (csAr >>> 5) & 3;
-  cpu.setRegFromNumber(4, vmcs.slotNatural(S_GUEST_RSP));
+  cpu.setRegFromNumber(4, vmcs.eagerNatural(S_GUEST_RSP));
   cpu.rip = rip;
   cpu.flagsOther = RFLAGS_FIXED;
   cpu.setFlags(rflags, 0x003f_7fd7);
@@ -377,7 +377,7 @@ export function vmEntry(cpu: Cpu, vmcs: Vmcs, launch: boolean): VmFailValid | En
   if ((interruptibility & 2) !== 0) cpu.movSsBlocking = true; // bit 1: blocking by MOV SS
   cpu.nmiBlocked = (interruptibility & 8) !== 0; // bit 3: blocking by NMI
   // ---- 27.4 loading MSRs: a failure is a VM-entry failure exit (reason 34), qualification = the entry's 1-based index ----
-  const msrFailure = loadMsrArea(cpu, vmcs.slotNatural(S_VM_ENTRY_MSR_LOAD_ADDR), msrLoadCount);
+  const msrFailure = loadMsrArea(cpu, vmcs.eagerNatural(S_VM_ENTRY_MSR_LOAD_ADDR), msrLoadCount);
   if (msrFailure !== undefined) return msrFailure;
   cpu.enterNonRoot(vmcs, pin, proc, proc2);
   if (launch) vmcs.launchState = "launched";
@@ -410,13 +410,13 @@ export function loadGuestSegments(cpu: Cpu, vmcs: Vmcs): void {
  * instruction; an NMI blocks NMIs). `rip`: the guest RIP the entry loaded.
  */
 export function injectEntryEvent(cpu: Cpu, vmcs: Vmcs, rip: number): void {
-  const intr = vmcs.slotLow(S_VM_ENTRY_INTR_INFO_FIELD);
+  const intr = vmcs.eagerLow(S_VM_ENTRY_INTR_INFO_FIELD);
   if ((intr & INTR_INFO_VALID) === 0) return;
   vmcs.setField(F.VM_ENTRY_INTR_INFO_FIELD, intr & ~INTR_INFO_VALID); // the valid bit is cleared on entry
   const type = (intr >>> 8) & 7;
-  const errorCode = (intr & INTR_INFO_ERROR_CODE_VALID) !== 0 ? vmcs.slotLow(S_VM_ENTRY_EXCEPTION_ERROR_CODE) : -1;
+  const errorCode = (intr & INTR_INFO_ERROR_CODE_VALID) !== 0 ? vmcs.eagerLow(S_VM_ENTRY_EXCEPTION_ERROR_CODE) : -1;
   const software = type === IntrType.SoftwareInterrupt || type === IntrType.SoftwareException || type === IntrType.PrivilegedSoftwareException;
-  const length = software ? vmcs.slotLow(S_VM_ENTRY_INSTRUCTION_LEN) : 0;
+  const length = software ? vmcs.eagerLow(S_VM_ENTRY_INSTRUCTION_LEN) : 0;
   if (type === IntrType.Nmi) cpu.nmiBlocked = true; // an injected NMI blocks NMIs as a real one does
   if (software) cpu.rip = rip + length;
   const exceptionType = type === IntrType.PrivilegedSoftwareException ? 5 : type === IntrType.SoftwareException ? 6 : 0;
@@ -518,9 +518,14 @@ function arBytes(c: SegmentCache): number {
 
 /** A segment register as loadSegment(saveSegment(it)) leaves it: the fields' widths and the access-rights bits they keep. */
 function normaliseSegment(c: SegmentCache): void {
-  c.selector &= 0xffff;
-  c.limit >>>= 0;
-  c.attr &= 0xf0ff;
+  // Written only where the value changes (nearly never): a limit of 0xFFFFFFFF is a double, and
+  // storing it again on every VM entry cost more than the rest of the load.
+  const selector = c.selector & 0xffff;
+  if (selector !== c.selector) c.selector = selector;
+  const limit = c.limit >>> 0;
+  if (limit !== c.limit) c.limit = limit;
+  const attr = c.attr & 0xf0ff;
+  if (attr !== c.attr) c.attr = attr;
 }
 
 /** Save a segment register into its four fields, at SEGMENT_SLOTS[at..at+3]. */
@@ -533,51 +538,51 @@ function saveSegment(c: SegmentCache, vmcs: Vmcs, at: number): void {
 }
 
 // The slots (vmcsSlot) of the fields every VM exit writes, looked up once.
-const S_EXIT_REASON = vmcsSlot(F.VM_EXIT_REASON);
-const S_EXIT_QUALIFICATION = vmcsSlot(F.EXIT_QUALIFICATION);
-const S_EXIT_INSTRUCTION_LEN = vmcsSlot(F.VM_EXIT_INSTRUCTION_LEN);
-const S_INSTRUCTION_INFO = vmcsSlot(F.VMX_INSTRUCTION_INFO);
-const S_GUEST_LINEAR_ADDRESS = vmcsSlot(F.GUEST_LINEAR_ADDRESS);
-const S_GUEST_PHYSICAL_ADDRESS = vmcsSlot(F.GUEST_PHYSICAL_ADDRESS);
-const S_EXIT_INTR_INFO = vmcsSlot(F.VM_EXIT_INTR_INFO);
-const S_EXIT_INTR_ERROR_CODE = vmcsSlot(F.VM_EXIT_INTR_ERROR_CODE);
-const S_IDT_VECTORING_INFO = vmcsSlot(F.IDT_VECTORING_INFO_FIELD);
-const S_IDT_VECTORING_ERROR_CODE = vmcsSlot(F.IDT_VECTORING_ERROR_CODE);
-const S_GUEST_CR0 = vmcsSlot(F.GUEST_CR0);
-const S_GUEST_CR3 = vmcsSlot(F.GUEST_CR3);
-const S_GUEST_CR4 = vmcsSlot(F.GUEST_CR4);
-const S_EXIT_CONTROLS = vmcsSlot(F.VM_EXIT_CONTROLS);
-const S_ENTRY_CONTROLS = vmcsSlot(F.VM_ENTRY_CONTROLS);
-const S_GUEST_RSP = vmcsSlot(F.GUEST_RSP);
-const S_GUEST_RIP = vmcsSlot(F.GUEST_RIP);
-const S_GUEST_RFLAGS = vmcsSlot(F.GUEST_RFLAGS);
-const S_GUEST_IA32_EFER = vmcsSlot(F.GUEST_IA32_EFER);
-const S_GUEST_GDTR_BASE = vmcsSlot(F.GUEST_GDTR_BASE);
-const S_GUEST_GDTR_LIMIT = vmcsSlot(F.GUEST_GDTR_LIMIT);
-const S_GUEST_IDTR_BASE = vmcsSlot(F.GUEST_IDTR_BASE);
-const S_GUEST_IDTR_LIMIT = vmcsSlot(F.GUEST_IDTR_LIMIT);
-const S_GUEST_ACTIVITY_STATE = vmcsSlot(F.GUEST_ACTIVITY_STATE);
-const S_GUEST_INTERRUPTIBILITY_INFO = vmcsSlot(F.GUEST_INTERRUPTIBILITY_INFO);
+const S_EXIT_REASON = vmcsEagerSlot(F.VM_EXIT_REASON);
+const S_EXIT_QUALIFICATION = vmcsEagerSlot(F.EXIT_QUALIFICATION);
+const S_EXIT_INSTRUCTION_LEN = vmcsEagerSlot(F.VM_EXIT_INSTRUCTION_LEN);
+const S_INSTRUCTION_INFO = vmcsEagerSlot(F.VMX_INSTRUCTION_INFO);
+const S_GUEST_LINEAR_ADDRESS = vmcsEagerSlot(F.GUEST_LINEAR_ADDRESS);
+const S_GUEST_PHYSICAL_ADDRESS = vmcsEagerSlot(F.GUEST_PHYSICAL_ADDRESS);
+const S_EXIT_INTR_INFO = vmcsEagerSlot(F.VM_EXIT_INTR_INFO);
+const S_EXIT_INTR_ERROR_CODE = vmcsEagerSlot(F.VM_EXIT_INTR_ERROR_CODE);
+const S_IDT_VECTORING_INFO = vmcsEagerSlot(F.IDT_VECTORING_INFO_FIELD);
+const S_IDT_VECTORING_ERROR_CODE = vmcsEagerSlot(F.IDT_VECTORING_ERROR_CODE);
+const S_GUEST_CR0 = vmcsEagerSlot(F.GUEST_CR0);
+const S_GUEST_CR3 = vmcsEagerSlot(F.GUEST_CR3);
+const S_GUEST_CR4 = vmcsEagerSlot(F.GUEST_CR4);
+const S_EXIT_CONTROLS = vmcsEagerSlot(F.VM_EXIT_CONTROLS);
+const S_ENTRY_CONTROLS = vmcsEagerSlot(F.VM_ENTRY_CONTROLS);
+const S_GUEST_RSP = vmcsEagerSlot(F.GUEST_RSP);
+const S_GUEST_RIP = vmcsEagerSlot(F.GUEST_RIP);
+const S_GUEST_RFLAGS = vmcsEagerSlot(F.GUEST_RFLAGS);
+const S_GUEST_IA32_EFER = vmcsEagerSlot(F.GUEST_IA32_EFER);
+const S_GUEST_GDTR_BASE = vmcsEagerSlot(F.GUEST_GDTR_BASE);
+const S_GUEST_GDTR_LIMIT = vmcsEagerSlot(F.GUEST_GDTR_LIMIT);
+const S_GUEST_IDTR_BASE = vmcsEagerSlot(F.GUEST_IDTR_BASE);
+const S_GUEST_IDTR_LIMIT = vmcsEagerSlot(F.GUEST_IDTR_LIMIT);
+const S_GUEST_ACTIVITY_STATE = vmcsEagerSlot(F.GUEST_ACTIVITY_STATE);
+const S_GUEST_INTERRUPTIBILITY_INFO = vmcsEagerSlot(F.GUEST_INTERRUPTIBILITY_INFO);
 
 /** Save guest state and exit information into the VMCS (SDM 28.2-28.3). */
 export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
-  vmcs.putSlot(S_EXIT_REASON, exit.reason, 0);
-  vmcs.putNatural(S_EXIT_QUALIFICATION, exit.qualification);
-  vmcs.putSlot(S_EXIT_INSTRUCTION_LEN, exit.instructionLength, 0);
-  vmcs.putSlot(S_INSTRUCTION_INFO, exit.instructionInfo ?? 0, 0);
-  vmcs.putNatural(S_GUEST_LINEAR_ADDRESS, exit.guestLinear ?? 0);
-  vmcs.putNatural(S_GUEST_PHYSICAL_ADDRESS, exit.guestPhysical ?? 0);
+  vmcs.eagerPut(S_EXIT_REASON, exit.reason, 0);
+  vmcs.eagerPutNatural(S_EXIT_QUALIFICATION, exit.qualification);
+  vmcs.eagerPut(S_EXIT_INSTRUCTION_LEN, exit.instructionLength, 0);
+  vmcs.eagerPut(S_INSTRUCTION_INFO, exit.instructionInfo ?? 0, 0);
+  vmcs.eagerPutNatural(S_GUEST_LINEAR_ADDRESS, exit.guestLinear ?? 0);
+  vmcs.eagerPutNatural(S_GUEST_PHYSICAL_ADDRESS, exit.guestPhysical ?? 0);
   const ev = exit.interruption;
-  vmcs.putSlot(S_EXIT_INTR_INFO, ev === undefined ? 0 : (INTR_INFO_VALID | (ev.errorCode !== undefined ? INTR_INFO_ERROR_CODE_VALID : 0) | (ev.type << 8) | ev.vector) >>> 0, 0);
-  vmcs.putSlot(S_EXIT_INTR_ERROR_CODE, ev?.errorCode ?? 0, 0);
+  vmcs.eagerPut(S_EXIT_INTR_INFO, ev === undefined ? 0 : (INTR_INFO_VALID | (ev.errorCode !== undefined ? INTR_INFO_ERROR_CODE_VALID : 0) | (ev.type << 8) | ev.vector) >>> 0, 0);
+  vmcs.eagerPut(S_EXIT_INTR_ERROR_CODE, ev?.errorCode ?? 0, 0);
   const iv = exit.idtVectoring;
-  vmcs.putSlot(S_IDT_VECTORING_INFO, iv === undefined ? 0 : (INTR_INFO_VALID | (iv.errorCode !== undefined ? INTR_INFO_ERROR_CODE_VALID : 0) | (iv.type << 8) | iv.vector) >>> 0, 0);
-  vmcs.putSlot(S_IDT_VECTORING_ERROR_CODE, iv?.errorCode ?? 0, 0);
+  vmcs.eagerPut(S_IDT_VECTORING_INFO, iv === undefined ? 0 : (INTR_INFO_VALID | (iv.errorCode !== undefined ? INTR_INFO_ERROR_CODE_VALID : 0) | (iv.type << 8) | iv.vector) >>> 0, 0);
+  vmcs.eagerPut(S_IDT_VECTORING_ERROR_CODE, iv?.errorCode ?? 0, 0);
 
-  vmcs.putSlot(S_GUEST_CR0, cpu.cr0, 0);
-  vmcs.putNatural(S_GUEST_CR3, cpu.cr3);
-  vmcs.putSlot(S_GUEST_CR4, cpu.cr4, 0);
-  const exitCtl = vmcs.slotLow(S_EXIT_CONTROLS);
+  vmcs.eagerPut(S_GUEST_CR0, cpu.cr0, 0);
+  vmcs.eagerPutNatural(S_GUEST_CR3, cpu.cr3);
+  vmcs.eagerPut(S_GUEST_CR4, cpu.cr4, 0);
+  const exitCtl = vmcs.eagerLow(S_EXIT_CONTROLS);
   if ((exitCtl & EXIT_SAVE_DEBUG_CONTROLS) !== 0) {
     vmcs.setNatural(F.GUEST_DR7, cpu.dr[7]!);
     vmcs.setField(F.GUEST_IA32_DEBUGCTL, cpu.msrs.get(MSR.DEBUGCTL)?.lo ?? 0, 0);
@@ -587,26 +592,26 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
     const p = cpu.msrs.get(MSR.PAT) ?? PAT_POWER_UP;
     vmcs.setField(F.GUEST_IA32_PAT, p.lo, p.hi);
   }
-  vmcs.putNatural(S_GUEST_RSP, cpu.regAddr(4));
-  vmcs.putNatural(S_GUEST_RIP, cpu.rip);
-  vmcs.putSlot(S_GUEST_RFLAGS, cpu.getFlags(), 0);
-  vmcs.putSlot(S_GUEST_IA32_EFER, cpu.efer, 0);
+  vmcs.eagerPutNatural(S_GUEST_RSP, cpu.regAddr(4));
+  vmcs.eagerPutNatural(S_GUEST_RIP, cpu.rip);
+  vmcs.eagerPut(S_GUEST_RFLAGS, cpu.getFlags(), 0);
+  vmcs.eagerPut(S_GUEST_IA32_EFER, cpu.efer, 0);
   if (cpu.eptActive && cpu.paePaging()) savePdptes(cpu, vmcs);
   // SDM Vol. 3C ch. 28 (VM exits update the VM-entry controls): the "IA-32e mode guest" control
   // receives IA32_EFER.LMA, so a guest that switched modes is re-entered in its new mode.
-  const entryCtl = vmcs.slotLow(S_ENTRY_CONTROLS);
+  const entryCtl = vmcs.eagerLow(S_ENTRY_CONTROLS);
   const lma = (cpu.efer & EFER_LMA) !== 0;
-  if (((entryCtl & ENTRY_IA32E_MODE) !== 0) !== lma) vmcs.putSlot(S_ENTRY_CONTROLS, (lma ? entryCtl | ENTRY_IA32E_MODE : entryCtl & ~ENTRY_IA32E_MODE) >>> 0, 0);
+  if (((entryCtl & ENTRY_IA32E_MODE) !== 0) !== lma) vmcs.eagerPut(S_ENTRY_CONTROLS, (lma ? entryCtl | ENTRY_IA32E_MODE : entryCtl & ~ENTRY_IA32E_MODE) >>> 0, 0);
   // The segment registers are saved on the first access to one of their fields (Vmcs.deferSave):
   // an exit whose handler reads none of them, and the entry after it, move none of them.
   vmcs.deferSave(cpu, saveSegments);
-  vmcs.putNatural(S_GUEST_GDTR_BASE, cpu.gdtrBase);
-  vmcs.putSlot(S_GUEST_GDTR_LIMIT, cpu.gdtrLimit, 0);
-  vmcs.putNatural(S_GUEST_IDTR_BASE, cpu.idtrBase);
-  vmcs.putSlot(S_GUEST_IDTR_LIMIT, cpu.idtrLimit, 0);
-  vmcs.putSlot(S_GUEST_ACTIVITY_STATE, cpu.halted ? ActivityState.Hlt : ActivityState.Active, 0);
+  vmcs.eagerPutNatural(S_GUEST_GDTR_BASE, cpu.gdtrBase);
+  vmcs.eagerPut(S_GUEST_GDTR_LIMIT, cpu.gdtrLimit, 0);
+  vmcs.eagerPutNatural(S_GUEST_IDTR_BASE, cpu.idtrBase);
+  vmcs.eagerPut(S_GUEST_IDTR_LIMIT, cpu.idtrLimit, 0);
+  vmcs.eagerPut(S_GUEST_ACTIVITY_STATE, cpu.halted ? ActivityState.Hlt : ActivityState.Active, 0);
   // Bit 0 blocking by STI, bit 1 blocking by MOV SS (SDM Table 25-3), bit 3 blocking by NMI.
   // An instruction that exits in the shadow still runs under it (cpu.shadowInsn).
   const blocking = cpu.interruptShadow ? (cpu.movSsBlocking ? 2 : 1) : cpu.shadowInsn;
-  vmcs.putSlot(S_GUEST_INTERRUPTIBILITY_INFO, blocking | (cpu.nmiBlocked ? 8 : 0), 0);
+  vmcs.eagerPut(S_GUEST_INTERRUPTIBILITY_INFO, blocking | (cpu.nmiBlocked ? 8 : 0), 0);
 }

@@ -242,6 +242,41 @@ export class Vmcs {
     this.store(slot, value >>> 0, Math.floor(value / 0x1_0000_0000) | 0);
   }
 
+  /**
+   * The processor's accessors for a slot outside the lazily saved segment fields (vmcsEagerSlot):
+   * as putSlot, putNatural, slotLow and slotNatural, without the check for a pending save (no
+   * such field is ever saved lazily). For the VM exit and entry paths, where they are inlined.
+   */
+  eagerPut(slot: number, lo: number, hi: number): void {
+    const l = lo & SLOT_MASK[slot]!;
+    const h = SLOT_WIDE[slot] !== 0 ? hi | 0 : 0;
+    if (this.lo[slot] !== l || this.hi[slot] !== h) {
+      this.changed |= SLOT_GROUP[slot]!;
+      this.lo[slot] = l;
+      this.hi[slot] = h;
+    }
+  }
+
+  /** putNatural for an eager slot (see eagerPut). */
+  eagerPutNatural(slot: number, value: number): void {
+    this.eagerPut(slot, value >>> 0, Math.floor(value / 0x1_0000_0000) | 0);
+  }
+
+  /** slotLow for an eager slot (see eagerPut). */
+  eagerLow(slot: number): number {
+    return this.lo[slot]! >>> 0;
+  }
+
+  /** The high half of an eager slot (see eagerPut), unsigned. */
+  eagerHigh(slot: number): number {
+    return this.hi[slot]! >>> 0;
+  }
+
+  /** slotNatural for an eager slot (see eagerPut). */
+  eagerNatural(slot: number): number {
+    return this.hi[slot]! * 0x1_0000_0000 + (this.lo[slot]! >>> 0);
+  }
+
   /** The low half of the field in `slot` (vmcsSlot), unsigned. */
   slotLow(slot: number): number {
     if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
@@ -287,6 +322,16 @@ export class Vmcs {
 /** The storage slot of a supported field, for the processor's slot accessors (putSlot, slotLow). */
 export function vmcsSlot(field: VmcsField): number {
   return slotOf(field);
+}
+
+/**
+ * The storage slot of a supported field outside the lazily saved guest segment fields, for the
+ * eager accessors (Vmcs.eagerPut, eagerLow, ...). Throws for a segment field (a bug in vtlab).
+ */
+export function vmcsEagerSlot(field: VmcsField): number {
+  const slot = slotOf(field);
+  if (SLOT_LAZY[slot] !== 0) throw new Error(`vtlab bug: VMCS field 0x${field.toString(16)} is saved lazily: use vmcsSlot and the checked accessors`);
+  return slot;
 }
 
 function slotOf(field: number): number {
