@@ -112,7 +112,10 @@ export function handleExit(ctx: ExitContext, exit: VmExit): ExitOutcome {
     case ExitReason.Cpuid: {
       const leaf = cpu.lo[0]! >>> 0;
       const sub = cpu.lo[1]! >>> 0;
-      cpuidOut.fill(0);
+      cpuidOut[0] = 0;
+      cpuidOut[1] = 0;
+      cpuidOut[2] = 0;
+      cpuidOut[3] = 0;
       // The hypervisor range 0x40000000-0x4FFFFFFF: Xen's leaves (xen/cpuid.ts).
       if (!xenCpuid(ctx, leaf, sub, cpuidOut)) {
         defaultCpuid(cpu, leaf, sub, cpuidOut);

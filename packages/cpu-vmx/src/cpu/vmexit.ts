@@ -116,7 +116,7 @@ export function takeExit(cpu: Cpu, start: number): RunResult {
     cpu.shadowInsn = 0; // reported; the next entry's interruptibility state decides afresh
     if ((cpu.vmxExit & EXIT_SAVE_PREEMPTION_TIMER) !== 0) {
       const left = cpu.vmxTimerExpired ? 0 : Math.max(0, Math.floor(Math.min(cpu.vmxTimer, cpu.vmxTimerEnd - cpu.retired)));
-      cpu.vmcs.setField(VmcsField.VMX_PREEMPTION_TIMER_VALUE, left);
+      cpu.vmcs.eagerPut(S_VMX_PREEMPTION_TIMER_VALUE, left, 0);
     }
     cpu.vmxTimerExpired = false;
   }

@@ -584,13 +584,13 @@ export function saveOnExit(cpu: Cpu, vmcs: Vmcs, exit: VmExit): void {
   vmcs.eagerPut(S_GUEST_CR4, cpu.cr4, 0);
   const exitCtl = vmcs.eagerLow(S_EXIT_CONTROLS);
   if ((exitCtl & EXIT_SAVE_DEBUG_CONTROLS) !== 0) {
-    vmcs.setNatural(F.GUEST_DR7, cpu.dr[7]!);
-    vmcs.setField(F.GUEST_IA32_DEBUGCTL, cpu.msrs.get(MSR.DEBUGCTL)?.lo ?? 0, 0);
+    vmcs.eagerPutNatural(S_GUEST_DR7, cpu.dr[7]!);
+    vmcs.eagerPut(S_GUEST_IA32_DEBUGCTL, cpu.msrs.get(MSR.DEBUGCTL)?.lo ?? 0, 0);
   }
   if ((exitCtl & EXIT_SAVE_IA32_PAT) !== 0) {
     // The value RDMSR gives (readMsr): the power-up PAT until one is written.
     const p = cpu.msrs.get(MSR.PAT) ?? PAT_POWER_UP;
-    vmcs.setField(F.GUEST_IA32_PAT, p.lo, p.hi);
+    vmcs.eagerPut(S_GUEST_IA32_PAT, p.lo, p.hi);
   }
   vmcs.eagerPutNatural(S_GUEST_RSP, cpu.regAddr(4));
   vmcs.eagerPutNatural(S_GUEST_RIP, cpu.rip);
