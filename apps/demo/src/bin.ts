@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `vtlab` executable.
+import { availableParallelism } from "node:os";
 import { createInterface, type Interface } from "node:readline";
 import { main } from "./cli.js";
 
@@ -14,6 +15,8 @@ const status = main(process.argv.slice(2), {
     return lines;
   },
   interactive: process.stdin.isTTY === true,
+  // `vtlab demo` runs the tour's machines on worker threads, one per core (--jobs overrides).
+  workers: availableParallelism(),
 });
 if (typeof status === "number") process.exitCode = status;
 else void status.then((s) => (process.exitCode = s));

@@ -6,12 +6,13 @@ import { ConfigError, DomainError } from "@vtlab/hypervisor";
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { HOST_PCI_DEVICES, MachineError, iommuOption } from "./machines.js";
-import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, runDemo, runEndLine, runMachines, type DemoScenario } from "./run.js";
+import { DEMO_SCENARIOS, describeCrash, formatIsolation, formatReports, formatRunReports, readReferenceKernel, runDemo, runEndLine, runMachines, type DemoScenario } from "./run.js";
 import { HtmlReportError, checkHtmlTarget, writeTourHtml } from "./html.js";
 import { DEFAULT_PORT, ServeError, checkServeDir, startServer } from "./serve.js";
 import { ConsoleStream } from "./console-stream.js";
 import { SHELL_HELP, runShellLines, runShellScript } from "./shell.js";
-import { TOUR_SCENARIOS, formatScenario, formatTourSummary, parseScenarios, runTour, type TourScenarioName } from "./tour.js";
+import { TOUR_SCENARIOS, formatScenario, formatTourSummary, parseScenarios, runTour, type TourResult, type TourScenarioName } from "./tour.js";
+import { TourJobError, runTourParallel } from "./tour-parallel.js";
 
 export const USAGE = `usage: vtlab <command> [options]
 
@@ -27,7 +28,7 @@ commands:
         at ${HOST_PCI_DEVICES.join(" and ")} (8 MiB namespaces in memory) for \`pci = [...]\`; its VT-d
         IOMMU remaps their DMA (strict invalidation by default, --iommu-flush deferred batches
         it; --no-iommu is Xen's iommu=0: bus addresses are machine addresses, no isolation)
-  demo [--json] [--scenario NAME[,NAME]] [--html FILE] [--max-instructions N]
+  demo [--json] [--scenario NAME[,NAME]] [--html FILE] [--jobs N] [--max-instructions N]
         the tour of the seeds: each scenario prints the claim it shows, its figures
         (computed from the runs) and whether the run bears the claim out, each check
         "statement: yes (figures)" or "NO"; then the statistics tables of every machine.
@@ -40,8 +41,10 @@ commands:
         domain with the IOMMU and with iommu = 0; linux-boot: not in the tour yet (Linux boots with vtlab run machines/linux.cfg, in minutes).
         --scenario picks scenarios; --json prints every figure and check (and each
         machine's statistics) as JSON; --html FILE also writes the report as one
-        self-contained HTML file with inline SVG charts (opens offline). Exit status 1
-        when a check fails
+        self-contained HTML file with inline SVG charts (opens offline). The tour's
+        machines run on N worker threads (--jobs, default one per core; --jobs 1 runs
+        them one after another in the process); the output keeps the tour's order.
+        Exit status 1 when a check fails or a machine's run failed (named on stderr)
   demo [--json] --workloads compute,ptemod,forkwait,disk,pvdisk,nvme,iommu [--max-instructions N]
         the comparison tables alone: boot the reference kernel's workloads on a shadow-paging
         machine and an EPT machine and compare them: instructions, exits by reason, walks and
@@ -84,6 +87,11 @@ export interface Io {
   backlog?: () => number;
   /** `vtlab serve` stops when this settles (tests); SIGINT otherwise. */
   stop?: Promise<unknown>;
+  /**
+   * Worker threads `vtlab demo` (the tour) may run its machines on when --jobs is not given
+   * (bin.ts: one per core). Without it the tour runs in the calling thread, as with --jobs 1.
+   */
+  workers?: number;
 }
 
 /** The shell's prompt on a terminal. */
@@ -172,7 +180,7 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
     io.err(`vtlab: unknown command "${command}"\n\n${USAGE}\n`);
     return 2;
   }
-  const parsed = parseFlags(args, command === "run" ? ["json", "max-instructions", "no-iommu", "iommu-flush"] : ["json", "workloads", "max-instructions", "scenario", "html"]);
+  const parsed = parseFlags(args, command === "run" ? ["json", "max-instructions", "no-iommu", "iommu-flush"] : ["json", "workloads", "max-instructions", "scenario", "html", "jobs"]);
   if (typeof parsed === "string") {
     io.err(`vtlab ${command}: ${parsed}\n`);
     return 2;
@@ -224,8 +232,8 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
     }
     const w = parsed.flags.get("workloads");
     if (typeof w !== "string") return tour(parsed.flags, json, max, io);
-    if (parsed.flags.has("scenario") || parsed.flags.has("html")) {
-      io.err("vtlab demo: --scenario and --html are the tour's; --workloads prints the comparison tables alone\n");
+    if (parsed.flags.has("scenario") || parsed.flags.has("html") || parsed.flags.has("jobs")) {
+      io.err("vtlab demo: --scenario, --html and --jobs are the tour's; --workloads prints the comparison tables alone\n");
       return 2;
     }
     let workloads: DemoScenario[] | undefined;
@@ -261,8 +269,8 @@ export function main(argv: readonly string[], io: Io): number | Promise<number> 
   }
 }
 
-/** `vtlab demo` without --workloads: the tour, each scenario printed as it finishes. */
-function tour(flags: ReadonlyMap<string, string | true>, json: boolean, max: number | undefined, io: Io): number {
+/** `vtlab demo` without --workloads: the tour, each scenario printed as it finishes (on worker threads: a promise of the status). */
+function tour(flags: ReadonlyMap<string, string | true>, json: boolean, max: number | undefined, io: Io): number | Promise<number> {
   const picked = flags.get("scenario");
   let scenarios: TourScenarioName[] | undefined;
   if (typeof picked === "string") {
@@ -276,13 +284,37 @@ function tour(flags: ReadonlyMap<string, string | true>, json: boolean, max: num
   const html = flags.get("html");
   // Before the runs, which take a while: a report that could not be written would lose them.
   if (typeof html === "string") checkHtmlTarget(html);
-  const result = runTour({
+  const j = flags.get("jobs");
+  const jobs = j === undefined ? (io.workers ?? 1) : typeof j === "string" && /^\d+$/.test(j) && Number(j) >= 1 ? Number(j) : -1;
+  if (jobs < 1) {
+    io.err(`vtlab demo: --jobs: "${String(j)}" is not a positive integer\n`);
+    return 2;
+  }
+  const options = {
     ...(scenarios !== undefined ? { scenarios } : {}),
     ...(max !== undefined ? { maxInstructions: max } : {}),
-    onProgress: (line) => io.err(`${line}\n`),
+    onProgress: (line: string) => io.err(`${line}\n`),
     // The consoles are in each machine's record (--json, the HTML tables), not streamed.
-    ...(json ? {} : { onScenario: (s, i) => io.out(`${i > 0 ? "\n" : ""}${formatScenario(s, i)}\n`) }),
-  });
+    ...(json ? {} : { onScenario: (s: Parameters<typeof formatScenario>[0], i: number) => io.out(`${i > 0 ? "\n" : ""}${formatScenario(s, i)}\n`) }),
+  };
+  if (jobs === 1) return tourEnd(runTour(options), json, html, io);
+  return runTourParallel({ ...options, kernel: readReferenceKernel(), workers: jobs })
+    .then((result) => tourEnd(result, json, html, io))
+    .catch((e: unknown) => {
+      if (e instanceof TourJobError) {
+        io.err(`vtlab demo: ${e.message}\n`);
+        return 1;
+      }
+      if (e instanceof HtmlReportError) {
+        io.err(`vtlab demo: ${e.message}\n`);
+        return 2;
+      }
+      throw e;
+    });
+}
+
+/** The tour's end: the JSON document or the tables and the summary, the HTML file; the exit status. */
+function tourEnd(result: TourResult, json: boolean, html: string | true | undefined, io: Io): number {
   if (json) io.out(`${JSON.stringify(result, null, 2)}\n`);
   else {
     const reports = result.scenarios.flatMap((s) => s.reports);

@@ -366,70 +366,113 @@ export interface DemoResult {
   readonly unavailable: { readonly mmu: "ept" | "shadow"; readonly reason: string }[];
 }
 
+/** One machine of `runDemoOn`: a workload on shadow paging (hap = false) or EPT, in its own host. */
+export interface DemoMachineJob {
+  readonly workload: DemoWorkload;
+  readonly hap: boolean;
+  /** The kernel command line (`workload=<name>` and the extra parameters). */
+  readonly cmdline: string;
+  /** The machine's name (`<workload>-<shadow|ept>`), as its report has it. */
+  readonly name: string;
+}
+
+/** What one machine of `runDemoOn` gave: its report, or the reason its paging mode could not be run. */
+export type DemoMachineResult =
+  | { readonly report: MachineReport; readonly unavailable: null }
+  | { readonly report: null; readonly unavailable: { readonly mmu: "ept" | "shadow"; readonly reason: string } };
+
+/** The machines `runDemoOn(options)` runs, in its order: every workload on shadow paging, then on EPT (`iommu` is not a machine). */
+export function demoMachineJobs(options: DemoOptions = {}): DemoMachineJob[] {
+  const jobs: DemoMachineJob[] = [];
+  const selected = options.workloads ?? DEMO_SCENARIOS;
+  for (const hap of [false, true]) {
+    for (const w of selected) {
+      if (w === "iommu") continue;
+      const extra = options.cmdline?.[w];
+      jobs.push({ workload: w, hap, cmdline: extra === undefined || extra === "" ? `workload=${w}` : `workload=${w} ${extra}`, name: `${w}-${hap ? "ept" : "shadow"}` });
+    }
+  }
+  return jobs;
+}
+
+/** Run one machine of `runDemoOn` (`kernel`: the reference kernel image's bytes) in a host of its own. */
+export function runDemoMachine(kernel: Uint8Array, job: DemoMachineJob, options: RunOptions = {}): DemoMachineResult {
+  const { workload: w, hap, cmdline, name } = job;
+  const hv = new Hypervisor({ memoryMiB: 512, pciDevices: hostPciDevices() });
+  const t0 = performance.now();
+  let first: number | null = null;
+  const onConsole = (t: string) => {
+    first ??= performance.now() - t0;
+    options.onConsole?.(name, t);
+  };
+  const mmu = hap ? "ept" : "shadow";
+  if (w === "pvdisk" || w === "nvme") {
+    // The PV machine goes through the toolstack, which composes xenstored and blkback: the
+    // same image as a vbd (vdev=xvda, devid 51712) as well as the emulated primary master.
+    // The NVMe machine: the host's controller at 00:04.0 assigned to it (strict IOMMU).
+    const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: new MemoryBlockBackend(16384), onConsole }) });
+    const device = w === "pvdisk" ? `disk = [ "format=raw, vdev=xvda, access=rw, target=pvdisk.img" ]` : `pci = [ "00:04.0" ]`;
+    const config = parseDomainConfig(`name = "${name}"\nmemory = 128\nhap = ${hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "${cmdline}"\n${device}\n`, "<vtlab demo>");
+    let m: ManagedDomain;
+    try {
+      m = toolstack.create(config, "<vtlab demo>");
+    } catch (e) {
+      if (!(e instanceof DomainError)) throw e;
+      return { report: null, unavailable: { mmu, reason: e.message } };
+    }
+    toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+    const r = report(hv, m.domain, (performance.now() - t0) / 1000, first, pvIo(toolstack, m.domain.id));
+    toolstack.destroyAll();
+    return { report: r, unavailable: null };
+  }
+  let d: Domain;
+  try {
+    d = hv.createDomain({ name, memoryMiB: 128, hap, kernel, cmdline, disk: new MemoryBlockBackend(16384), onConsole });
+  } catch (e) {
+    if (!(e instanceof DomainError)) throw e;
+    return { report: null, unavailable: { mmu, reason: e.message } };
+  }
+  hv.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
+  return { report: report(hv, d, (performance.now() - t0) / 1000, first), unavailable: null };
+}
+
+/**
+ * `runDemoOn`'s result from its machines' (`jobs`, in demoMachineJobs' order; `undefined` for one
+ * not run) and its isolation runs: once a paging mode is refused, its later machines do not count
+ * (runDemoOn does not run them).
+ */
+export function demoResultOf(jobs: readonly DemoMachineJob[], results: readonly (DemoMachineResult | undefined)[], isolation: IsolationReport[] = []): DemoResult {
+  const reports: MachineReport[] = [];
+  const unavailable: DemoResult["unavailable"] = [];
+  const refused = new Set<boolean>();
+  jobs.forEach((job, k) => {
+    const r = results[k];
+    if (r === undefined || refused.has(job.hap)) return;
+    if (r.unavailable !== null) {
+      unavailable.push(r.unavailable);
+      refused.add(job.hap);
+    } else reports.push(r.report);
+  });
+  return { reports, isolation, unavailable };
+}
+
 /**
  * The reference kernel's workloads on a shadow-paging machine and an EPT machine, each in its own
  * host so that wall times do not mix. `kernel` is the reference kernel image's bytes (the Node
  * side reads the file, `runDemo` in run.ts; a web page fetches it).
  */
 export function runDemoOn(kernel: Uint8Array, options: DemoOptions = {}): DemoResult {
-  const reports: MachineReport[] = [];
-  const unavailable: DemoResult["unavailable"] = [];
+  const jobs = demoMachineJobs(options);
+  const refused = new Set<boolean>();
+  const results = jobs.map((job) => {
+    if (refused.has(job.hap)) return undefined; // a refused mode's later machines are not run
+    const r = runDemoMachine(kernel, job, options);
+    if (r.unavailable !== null) refused.add(job.hap);
+    return r;
+  });
   const selected = options.workloads ?? DEMO_SCENARIOS;
-  for (const hap of [false, true]) {
-    for (const w of selected) {
-      if (w === "iommu") continue;
-      const extra = options.cmdline?.[w];
-      const cmdline = extra === undefined || extra === "" ? `workload=${w}` : `workload=${w} ${extra}`;
-      const hv = new Hypervisor({ memoryMiB: 512, pciDevices: hostPciDevices() });
-      const name = `${w}-${hap ? "ept" : "shadow"}`;
-      const t0 = performance.now();
-      let first: number | null = null;
-      let d: Domain;
-      const onConsole = (t: string) => {
-        first ??= performance.now() - t0;
-        options.onConsole?.(name, t);
-      };
-      if (w === "pvdisk" || w === "nvme") {
-        // The PV machine goes through the toolstack, which composes xenstored and blkback: the
-        // same image as a vbd (vdev=xvda, devid 51712) as well as the emulated primary master.
-        // The NVMe machine: the host's controller at 00:04.0 assigned to it (strict IOMMU).
-        const toolstack = new Toolstack(hv, { resources: () => ({ kernel, disk: new MemoryBlockBackend(16384), onConsole }) });
-        const device = w === "pvdisk" ? `disk = [ "format=raw, vdev=xvda, access=rw, target=pvdisk.img" ]` : `pci = [ "00:04.0" ]`;
-        const config = parseDomainConfig(`name = "${name}"\nmemory = 128\nhap = ${hap ? 1 : 0}\nkernel = "kernel.elf"\ncmdline = "${cmdline}"\n${device}\n`, "<vtlab demo>");
-        let m: ManagedDomain;
-        try {
-          m = toolstack.create(config, "<vtlab demo>");
-        } catch (e) {
-          if (!(e instanceof DomainError)) throw e;
-          unavailable.push({ mmu: hap ? "ept" : "shadow", reason: e.message });
-          break;
-        }
-        toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
-        reports.push(report(hv, m.domain, (performance.now() - t0) / 1000, first, pvIo(toolstack, m.domain.id)));
-        toolstack.destroyAll();
-        continue;
-      }
-      try {
-        d = hv.createDomain({
-          name,
-          memoryMiB: 128,
-          hap,
-          kernel,
-          cmdline,
-          disk: new MemoryBlockBackend(16384),
-          onConsole,
-        });
-      } catch (e) {
-        if (!(e instanceof DomainError)) throw e;
-        unavailable.push({ mmu: hap ? "ept" : "shadow", reason: e.message });
-        break;
-      }
-      hv.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
-      reports.push(report(hv, d, (performance.now() - t0) / 1000, first));
-    }
-  }
   const isolation = selected.includes("iommu") ? [true, false].map((on) => runIsolation(on, kernel, options.onConsole)) : [];
-  return { reports, isolation, unavailable };
+  return demoResultOf(jobs, results, isolation);
 }
 
 /** The isolation scenario's table: the attack with the IOMMU and with iommu = 0, then the fault log of the run with the IOMMU. */

@@ -11,7 +11,8 @@
 import { Hypervisor, Toolstack, parseDomainConfig } from "@vtlab/hypervisor";
 import type { IsolationReport } from "./isolation.js";
 import { hostPciDevices } from "./host.js";
-import { progress, pvIo, report, runDemoOn, type MachineReport, type RunOptions } from "./run-core.js";
+import { demoMachineJobs, demoResultOf, progress, pvIo, report, runDemoMachine, type DemoMachineJob, type DemoMachineResult, type DemoOptions, type DemoResult, type MachineReport, type RunOptions } from "./run-core.js";
+import { runIsolation } from "./isolation.js";
 
 export { hostPciDevices, HOST_PCI_DEVICES, HOST_NVME_SECTORS } from "./host.js";
 export type { MachineReport } from "./run-core.js";
@@ -171,15 +172,13 @@ interface Differenced {
 }
 
 /**
- * Runs `w` with `param=n` and `param=n/2` on shadow and EPT: the difference of the two runs is
+ * The runs of `w` with `param=n` and `param=n/2` on shadow and EPT: the difference of the two is
  * the cost of n/2 units of the workload alone, the boot and the console cancelled out (on shadow
  * paging the boot's frame pool is ~32,000 shadow faults, more than a short workload's own).
  */
-function differenced(options: TourOptions, w: ShadowEptWorkload, param: string, n: number, extra: string): Differenced {
-  const run = (k: number) => runDemoOn(options.kernel, { ...options, workloads: [w], cmdline: { [w]: `${param}=${k}${extra}` } });
-  const full = run(n);
-  const half = run(halfOf(n));
-  return { full: full.reports, half: half.reports, unavailable: [...full.unavailable, ...half.unavailable] };
+function differencedJobs(w: ShadowEptWorkload, param: string, n: number, extra: string): { full: DemoMachineJob[]; half: DemoMachineJob[] } {
+  const jobs = (k: number) => demoMachineJobs({ workloads: [w], cmdline: { [w]: `${param}=${k}${extra}` } });
+  return { full: jobs(n), half: jobs(halfOf(n)) };
 }
 
 function halfOf(n: number): number {
@@ -204,7 +203,8 @@ function netCount(options: TourOptions): number {
   return positiveInteger("netCount", options.sizes?.netCount, NET_DEFAULT_COUNT, 1, 1000);
 }
 
-function shadowVsEpt(options: TourOptions): TourScenarioResult {
+/** shadow-ept's workload sizes and kernel parameters. */
+function shadowEptSizes(options: TourOptions) {
   const sizes = options.sizes ?? {};
   const n = {
     ptemod: positiveInteger("ptemodIterations", sizes.ptemodIterations, PTEMOD_DEFAULT_ITERATIONS),
@@ -213,7 +213,37 @@ function shadowVsEpt(options: TourOptions): TourScenarioResult {
   };
   const param = { ptemod: ["iterations", ` pages=${PTEMOD_PAGES}`], forkwait: ["forks", ""], compute: ["iterations", ""] } as const;
   const selected = SHADOW_EPT_WORKLOADS.filter((w) => (options.shadowEptWorkloads ?? SHADOW_EPT_WORKLOADS).includes(w));
-  const runs = new Map<ShadowEptWorkload, Differenced>(selected.map((w) => [w, differenced(options, w, param[w][0], n[w], param[w][1])]));
+  return { n, param, selected };
+}
+
+/** shadow-ept's machines: each selected workload's full run (shadow, EPT), then its half run. */
+function shadowEptPlan(options: TourOptions): TourPlan {
+  const { n, param, selected } = shadowEptSizes(options);
+  const groups = selected.map((w) => differencedJobs(w, param[w][0], n[w], param[w][1]));
+  const jobs = groups.flatMap((g) => [...g.full, ...g.half]);
+  return {
+    name: "shadow-ept",
+    jobs: jobs.map((job) => ({ kind: "machine", job })),
+    assemble: (results) => {
+      let at = 0;
+      const take = (js: readonly DemoMachineJob[]): DemoResult => {
+        const r = demoResultOf(js, results.slice(at, at + js.length).map(machineResult));
+        at += js.length;
+        return r;
+      };
+      const runs = new Map<ShadowEptWorkload, Differenced>();
+      selected.forEach((w, k) => {
+        const full = take(groups[k]!.full);
+        const half = take(groups[k]!.half);
+        runs.set(w, { full: full.reports, half: half.reports, unavailable: [...full.unavailable, ...half.unavailable] });
+      });
+      return shadowVsEpt(options, runs);
+    },
+  };
+}
+
+function shadowVsEpt(options: TourOptions, runs: ReadonlyMap<ShadowEptWorkload, Differenced>): TourScenarioResult {
+  const { n, selected } = shadowEptSizes(options);
   const units = {
     // ptemod: each iteration writes and then unmaps each of its pages: 2 x pages PTE writes.
     ptemod: (n.ptemod - halfOf(n.ptemod)) * 2 * PTEMOD_PAGES,
@@ -291,8 +321,29 @@ function shadowVsEpt(options: TourOptions): TourScenarioResult {
   };
 }
 
-function diskVsPv(options: TourOptions): TourScenarioResult {
-  const demo = runDemoOn(options.kernel, { ...options, workloads: ["disk", "pvdisk"], cmdline: { disk: `mib=${diskMiB(options)}`, pvdisk: `mib=${diskMiB(options)}` } });
+/** A scenario of `runDemoOn`'s machines (and isolation runs): `build` makes it from their DemoResult. */
+function demoPlan(name: TourScenarioName, options: DemoOptions, build: (demo: DemoResult) => TourScenarioResult): TourPlan {
+  const machines = demoMachineJobs(options);
+  const isolation = (options.workloads ?? []).includes("iommu") ? [true, false] : [];
+  return {
+    name,
+    jobs: [...machines.map((job): TourJob => ({ kind: "machine", job })), ...isolation.map((iommu): TourJob => ({ kind: "isolation", iommu }))],
+    assemble: (results) => {
+      const reports = results.slice(machines.length).map((r) => {
+        if (r.kind !== "isolation") throw new Error("vtlab bug: a tour job's result out of order");
+        return r.report;
+      });
+      return build(demoResultOf(machines, results.slice(0, machines.length).map(machineResult), reports));
+    },
+  };
+}
+
+function machineResult(r: TourJobResult): DemoMachineResult {
+  if (r.kind !== "machine") throw new Error("vtlab bug: a tour job's result out of order");
+  return r.result;
+}
+
+function diskVsPv(demo: DemoResult): TourScenarioResult {
   const r = (w: string, mmu: string) => find(demo.reports, `${w}-${mmu}`);
   const checks: TourCheck[] = [allExitZero(demo.reports, "every machine")];
   if (demo.unavailable.length > 0) checks.push(check("both paging modes could be run", false, unavailableNote(demo.unavailable) ?? ""));
@@ -332,19 +383,24 @@ function netConfigs(extra: string): { name: string; text: string }[] {
   ];
 }
 
-function netfront(options: TourOptions, kernel: Uint8Array): TourScenarioResult {
+/** The netfront pair's run (one host, one bridge): the two machines' reports. */
+function runNetfront(kernel: Uint8Array, count: number, options: RunOptions): MachineReport[] {
   const hv = new Hypervisor({ memoryMiB: 1024, pciDevices: hostPciDevices() });
   const toolstack = new Toolstack(hv, { resources: (config) => ({ kernel, onConsole: (t) => options.onConsole?.(config.name, t) }) });
   const t0 = performance.now();
   let reports: MachineReport[];
   try {
-    const domains = netConfigs(`count=${netCount(options)}`).map((c) => toolstack.create(parseDomainConfig(c.text, `<vtlab demo: ${c.name}>`), `<vtlab demo: ${c.name}>`));
+    const domains = netConfigs(`count=${count}`).map((c) => toolstack.create(parseDomainConfig(c.text, `<vtlab demo: ${c.name}>`), `<vtlab demo: ${c.name}>`));
     toolstack.run({ ...(options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {}), onSlice: progress(hv, t0, options.onProgress) });
     const wall = (performance.now() - t0) / 1000;
     reports = domains.map((m) => report(hv, m.domain, wall, null, pvIo(toolstack, m.domain.id)));
   } finally {
     toolstack.destroyAll();
   }
+  return reports;
+}
+
+function netfront(reports: readonly MachineReport[]): TourScenarioResult {
   // Frames: netback's ring slots for the vif (one slot per frame, each way).
   const per = (get: (x: MachineReport) => number) => reports.map((x) => ({ label: x.name, value: ratio(get(x), x.ringRequests) }));
   const events = per((x) => x.events);
@@ -382,8 +438,7 @@ function netfront(options: TourOptions, kernel: Uint8Array): TourScenarioResult 
   };
 }
 
-function iommu(options: TourOptions): TourScenarioResult {
-  const demo = runDemoOn(options.kernel, { ...options, workloads: ["nvme", "iommu"], cmdline: { nvme: `mib=${diskMiB(options)}` } });
+function iommu(demo: DemoResult): TourScenarioResult {
   const on = demo.isolation.find((x) => x.iommu === "on");
   const off = demo.isolation.find((x) => x.iommu === "off");
   const checks: TourCheck[] = [allExitZero(demo.reports, "the NVMe machines (disk's checksum through the assigned controller)")];
@@ -426,8 +481,58 @@ function linuxBoot(): TourScenarioResult {
   };
 }
 
-/** Run the tour's scenarios (default all), in tour order. */
-export function runTour(options: TourOptions): TourResult {
+/**
+ * One independent run of the tour, in a host of its own: a machine of `runDemoOn`, the netfront
+ * pair (two machines on one bridge), or an IOMMU isolation run. Plain data: a job can be sent to
+ * a worker thread and run there (`runTourJob`), its result sent back.
+ */
+export type TourJob =
+  | { readonly kind: "machine"; readonly job: DemoMachineJob }
+  | { readonly kind: "netfront"; readonly count: number }
+  | { readonly kind: "isolation"; readonly iommu: boolean };
+
+/** What a TourJob gave (plain data). */
+export type TourJobResult =
+  | { readonly kind: "machine"; readonly result: DemoMachineResult }
+  | { readonly kind: "netfront"; readonly reports: readonly MachineReport[] }
+  | { readonly kind: "isolation"; readonly report: IsolationReport };
+
+/** A scenario as the runs it needs and the function that makes its result from theirs (in the jobs' order). */
+export interface TourPlan {
+  readonly name: TourScenarioName;
+  readonly jobs: readonly TourJob[];
+  assemble(results: readonly TourJobResult[]): TourScenarioResult;
+}
+
+/** The machines a job runs, by name: for progress lines and for naming a job that failed. */
+export function tourJobLabel(job: TourJob): string {
+  switch (job.kind) {
+    case "machine":
+      return `${job.job.name} (${job.job.cmdline})`;
+    case "netfront":
+      return `net-ping and net-pong (count=${job.count})`;
+    case "isolation":
+      return `victim and attacker (${job.iommu ? "with the IOMMU" : "iommu = 0"})`;
+  }
+}
+
+/** Run one job of the tour (`kernel`: the reference kernel image's bytes). */
+export function runTourJob(kernel: Uint8Array, job: TourJob, options: RunOptions = {}): TourJobResult {
+  switch (job.kind) {
+    case "machine":
+      return { kind: "machine", result: runDemoMachine(kernel, job.job, options) };
+    case "netfront":
+      return { kind: "netfront", reports: runNetfront(kernel, job.count, options) };
+    case "isolation":
+      return { kind: "isolation", report: runIsolation(job.iommu, kernel, options.onConsole) };
+  }
+}
+
+/**
+ * The selected scenarios (default all) in tour order, each as its jobs and how to assemble it.
+ * Checks the sizes (a RangeError for a bad one) and the kernel before anything runs.
+ */
+export function planTour(options: TourOptions): TourPlan[] {
   // Bad sizes are the caller's mistake: say so before anything runs.
   const sz = options.sizes ?? {};
   positiveInteger("ptemodIterations", sz.ptemodIterations, PTEMOD_DEFAULT_ITERATIONS);
@@ -438,29 +543,46 @@ export function runTour(options: TourOptions): TourResult {
   const selected = options.scenarios ?? TOUR_SCENARIOS;
   // A caller's mistake, not guest data.
   if (!(options.kernel instanceof Uint8Array)) throw new TypeError("vtlab tour: options.kernel must be the reference kernel image's bytes (a Uint8Array)");
-  const kernel = options.kernel;
-  const scenarios: TourScenarioResult[] = [];
-  const run = (name: TourScenarioName): TourScenarioResult => {
+  const plan = (name: TourScenarioName): TourPlan => {
     switch (name) {
       case "shadow-ept":
-        return shadowVsEpt(options);
+        return shadowEptPlan(options);
       case "disk-pv":
-        return diskVsPv(options);
+        return demoPlan(name, { workloads: ["disk", "pvdisk"], cmdline: { disk: `mib=${diskMiB(options)}`, pvdisk: `mib=${diskMiB(options)}` } }, diskVsPv);
       case "netfront":
-        return netfront(options, kernel);
+        return {
+          name,
+          jobs: [{ kind: "netfront", count: netCount(options) }],
+          assemble: (results) => {
+            const r = results[0];
+            if (r?.kind !== "netfront") throw new Error("vtlab bug: a tour job's result out of order");
+            return netfront(r.reports);
+          },
+        };
       case "iommu":
-        return iommu(options);
+        return demoPlan(name, { workloads: ["nvme", "iommu"], cmdline: { nvme: `mib=${diskMiB(options)}` } }, iommu);
       case "linux-boot":
-        return linuxBoot();
+        return { name, jobs: [], assemble: () => linuxBoot() };
     }
   };
-  const order = TOUR_SCENARIOS.filter((name) => selected.includes(name));
-  for (const name of order) {
-    options.onProgress?.(`[vtlab] tour ${scenarios.length + 1}/${order.length}: ${name}`);
-    const s = run(name);
+  return TOUR_SCENARIOS.filter((name) => selected.includes(name)).map(plan);
+}
+
+/** Run the tour's scenarios (default all), in tour order, one job after another in this thread. */
+export function runTour(options: TourOptions): TourResult {
+  const plans = planTour(options);
+  const scenarios: TourScenarioResult[] = [];
+  for (const p of plans) {
+    options.onProgress?.(`[vtlab] tour ${scenarios.length + 1}/${plans.length}: ${p.name}`);
+    const s = p.assemble(p.jobs.map((job) => runTourJob(options.kernel, job, options)));
     scenarios.push(s);
     options.onScenario?.(s, scenarios.length - 1);
   }
+  return tourResult(scenarios);
+}
+
+/** The tour's result from its scenarios' (ok: every check holds). */
+export function tourResult(scenarios: readonly TourScenarioResult[]): TourResult {
   return { scenarios, ok: scenarios.every((s) => s.checks.every((c) => c.holds)) };
 }
 
