@@ -21,7 +21,10 @@ describe("vtlab demo (the tour) on the command line", () => {
   it("--scenario errors for unknown names; --workloads with --scenario or --html is a usage error", () => {
     expect(vtlab("demo", "--scenario", "netfront,bogus")).toMatchObject({ status: 2, err: expect.stringContaining('--scenario: unknown scenario "bogus" (known: shadow-ept, disk-pv, netfront, iommu, linux-boot)') });
     expect(vtlab("demo", "--scenario")).toMatchObject({ status: 2, err: expect.stringContaining("--scenario needs a value") });
-    expect(vtlab("demo", "--workloads", "compute", "--scenario", "netfront")).toMatchObject({ status: 2, err: expect.stringContaining("--scenario and --html are the tour's") });
+    expect(vtlab("demo", "--workloads", "compute", "--scenario", "netfront")).toMatchObject({ status: 2, err: expect.stringContaining("--scenario, --html and --jobs are the tour's") });
+    expect(vtlab("demo", "--workloads", "compute", "--jobs", "2")).toMatchObject({ status: 2, err: expect.stringContaining("--scenario, --html and --jobs are the tour's") });
+    expect(vtlab("demo", "--scenario", "linux-boot", "--jobs", "0")).toMatchObject({ status: 2, err: expect.stringContaining('--jobs: "0" is not a positive integer') });
+    expect(vtlab("demo", "--scenario", "linux-boot", "--jobs", "two")).toMatchObject({ status: 2, err: expect.stringContaining('--jobs: "two" is not a positive integer') });
     expect(vtlab("demo", "--workloads", "compute", "--html", "x.html")).toMatchObject({ status: 2 });
     expect(vtlab("help").out).toContain("--scenario NAME[,NAME]");
   });
