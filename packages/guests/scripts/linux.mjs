@@ -10,10 +10,13 @@
 //   3. Copy the kernel's /boot/vmlinuz-* to vmlinuz, and build initramfs.cpio (newc, written by
 //      scripts/cpio.mjs): busybox with /bin/sh, /init (the commands of issue 16's acceptance list),
 //      /dev/console, and the xen-blkfront / xen-netfront modules of the same kernel package.
-//   4. Write manifest.json (packages, versions, file sizes, SHA-256s).
+//   4. Write manifest.json (packages, versions, file sizes, SHA-256s, and the SHA-256 of /init).
 //
 // Idempotent: a cache whose manifest.json names files that are all there is reused without
-// touching apt (pass --refresh to resolve and fetch again). Nothing here is committed. Fails with
+// touching apt (pass --refresh to resolve and fetch again). Where only /init has changed (this
+// script's initScript differs from the one the cache was built with, or the manifest is of an
+// older version), initramfs.cpio is rebuilt from the packages already extracted there, again
+// without apt. Nothing here is committed. Fails with
 // a message naming what is missing (apt-get, dpkg-deb, the package lists, the Debian mirror).
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -28,7 +31,8 @@ export const BUSYBOX_PACKAGE = "busybox-static";
 export const KERNEL_PACKAGE_PATTERN = /^linux-image-6\.1\.[0-9A-Za-z.+~-]+-cloud-amd64$/;
 /** The modules the initramfs carries, by their path under lib/modules/<release>/kernel/. */
 export const INITRAMFS_MODULES = ["drivers/block/xen-blkfront", "drivers/net/xen-netfront"];
-export const MANIFEST_VERSION = 1;
+/** 2: the manifest records `init`, the SHA-256 of the /init script the initramfs was built with. */
+export const MANIFEST_VERSION = 2;
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_CACHE = resolve(here, "..", "linux-cache");
@@ -123,6 +127,7 @@ mount -t devtmpfs devtmpfs /dev
 echo "vtlab-init: start"
 uname -a
 cat /proc/cpuinfo
+echo "vtlab-init: nproc $(nproc)"
 ls /sys/bus/xen/devices
 echo "vtlab-init: insmod xen-blkfront"
 insmod ${mod(INITRAMFS_MODULES[0])}
@@ -157,6 +162,11 @@ poweroff -f
 `;
 }
 
+/** SHA-256 of the /init script for `release`: the manifest's `init`, to tell a cache built with another /init. */
+export function initDigest(release) {
+  return sha256(new TextEncoder().encode(initScript(release)));
+}
+
 function buildInitramfs(kernelRoot, busyboxRoot, release) {
   const entries = [];
   const dir = (path) => entries.push({ path, type: "dir" });
@@ -189,32 +199,60 @@ function buildInitramfs(kernelRoot, busyboxRoot, release) {
   return { cpio: writeCpioNewc(entries), modules };
 }
 
-function manifestOk(cache) {
+/** The cache's manifest where the files it names are there with their sizes (of any manifest version), else undefined. */
+function readManifest(cache) {
   const p = join(cache, "manifest.json");
   if (!existsSync(p)) return undefined;
   try {
     const m = JSON.parse(readFileSync(p, "utf8"));
-    if (m.version !== MANIFEST_VERSION) return undefined;
     for (const f of ["vmlinuz", "initramfs.cpio"]) {
       const st = statSync(join(cache, f), { throwIfNoEntry: false });
       if (st === undefined || st.size !== m.files[f].size) return undefined;
     }
-    return m;
+    return typeof m.release === "string" ? m : undefined;
   } catch {
     return undefined;
   }
 }
 
+function writeManifest(cache, { kernelPackage, kernelVersion, busyboxVersion, release }, modules, cpio) {
+  const vmlinuz = readFileSync(join(cache, "vmlinuz"));
+  const manifest = {
+    version: MANIFEST_VERSION,
+    kernelPackage,
+    kernelVersion,
+    busyboxVersion,
+    release,
+    modules,
+    init: initDigest(release),
+    files: {
+      vmlinuz: { size: vmlinuz.length, sha256: sha256(vmlinuz) },
+      "initramfs.cpio": { size: cpio.length, sha256: sha256(cpio) },
+    },
+  };
+  writeFileSync(join(cache, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
 /**
  * Fetch and build into `cache` (see the header). Returns the manifest: { version, kernelPackage,
- * kernelVersion, busyboxVersion, release, modules, files: { vmlinuz, "initramfs.cpio": { size,
- * sha256 } } }. Throws FetchLinuxError with a message naming what is missing.
+ * kernelVersion, busyboxVersion, release, modules, init, files: { vmlinuz, "initramfs.cpio": {
+ * size, sha256 } } }. Throws FetchLinuxError with a message naming what is missing.
  */
 export function fetchLinux({ cache = DEFAULT_CACHE, refresh = false, log = (line) => console.log(`fetch-linux: ${line}`) } = {}) {
-  const reuse = refresh ? undefined : manifestOk(cache);
-  if (reuse !== undefined) {
+  const kernelRoot = join(cache, "kernel");
+  const busyboxRoot = join(cache, "busybox");
+  const reuse = refresh ? undefined : readManifest(cache);
+  if (reuse !== undefined && reuse.version === MANIFEST_VERSION && reuse.init === initDigest(reuse.release)) {
     log(`${cache}: up to date (${reuse.kernelPackage} ${reuse.kernelVersion}, ${BUSYBOX_PACKAGE} ${reuse.busyboxVersion}); --refresh to fetch again`);
     return reuse;
+  }
+  if (reuse !== undefined && existsSync(join(kernelRoot, "lib", "modules", reuse.release)) && existsSync(join(busyboxRoot, "bin", "busybox"))) {
+    // Only /init (or the manifest's format) is out of date: rebuild the initramfs from the packages extracted here.
+    const { cpio, modules } = buildInitramfs(kernelRoot, busyboxRoot, reuse.release);
+    writeFileSync(join(cache, "initramfs.cpio"), cpio);
+    log(`initramfs.cpio: /init changed since the cache was built; rebuilt from the extracted packages (${cpio.length} bytes)`);
+    return writeManifest(cache, reuse, modules, cpio);
   }
   for (const tool of ["apt-get", "apt-cache", "dpkg-deb"]) {
     if (!have(tool)) fail(`${tool} not found: this script fetches Debian's packages with apt-get download and dpkg-deb (run it on Debian 12 or a Debian-based system)`);
@@ -229,8 +267,6 @@ export function fetchLinux({ cache = DEFAULT_CACHE, refresh = false, log = (line
   mkdirSync(debs, { recursive: true });
   const kernelDeb = download(kernelPackage, kernelVersion, debs, log);
   const busyboxDeb = download(BUSYBOX_PACKAGE, busyboxVersion, debs, log);
-  const kernelRoot = join(cache, "kernel");
-  const busyboxRoot = join(cache, "busybox");
   extract(kernelDeb, kernelRoot, log);
   extract(busyboxDeb, busyboxRoot, log);
   const boot = join(kernelRoot, "boot");
@@ -242,20 +278,7 @@ export function fetchLinux({ cache = DEFAULT_CACHE, refresh = false, log = (line
   const { cpio, modules } = buildInitramfs(kernelRoot, busyboxRoot, release);
   writeFileSync(join(cache, "initramfs.cpio"), cpio);
   log(`initramfs.cpio: ${cpio.length} bytes (busybox, /init, ${modules.map((m) => m.split("/").pop()).join(", ")})`);
-  const vmlinuz = readFileSync(join(cache, "vmlinuz"));
-  const manifest = {
-    version: MANIFEST_VERSION,
-    kernelPackage,
-    kernelVersion,
-    busyboxVersion,
-    release,
-    modules,
-    files: {
-      vmlinuz: { size: vmlinuz.length, sha256: sha256(vmlinuz) },
-      "initramfs.cpio": { size: cpio.length, sha256: sha256(cpio) },
-    },
-  };
-  writeFileSync(join(cache, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  const manifest = writeManifest(cache, { kernelPackage, kernelVersion, busyboxVersion, release }, modules, cpio);
   log(`done: ${join(cache, "vmlinuz")} and ${join(cache, "initramfs.cpio")}`);
   return manifest;
 }

@@ -5,6 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { linuxCacheUrl, linuxFetchScriptUrl } from "@vtlab/guests";
 
@@ -22,13 +23,17 @@ export interface LinuxCache {
   readonly initramfs: Uint8Array;
 }
 
-/** The cache (fetched first where it is missing). */
+/**
+ * The cache, brought up to date first by the fetch-linux script: it fetches where the cache is
+ * empty, rebuilds the initramfs without apt where only its /init changed, and returns at once
+ * where the cache is current.
+ */
 export function linuxCache(): LinuxCache {
   const files = ["vmlinuz", "initramfs.cpio", "manifest.json"] as const;
-  if (!files.every((f) => existsSync(linuxCacheUrl(f)))) {
-    const r = spawnSync(process.execPath, [fileURLToPath(linuxFetchScriptUrl())], { encoding: "utf8", timeout: 900_000 });
-    if (r.status !== 0) throw new Error(`the fetch-linux script failed (exit ${r.status}${r.signal !== null ? `, ${r.signal}` : ""}):\n${r.stderr}${r.error !== undefined ? String(r.error) : ""}`);
-  }
+  const r = spawnSync(process.execPath, [fileURLToPath(linuxFetchScriptUrl()), "--cache", dirname(fileURLToPath(linuxCacheUrl("manifest.json")))], { encoding: "utf8", timeout: 900_000 });
+  if (r.status !== 0) throw new Error(`the fetch-linux script failed (exit ${r.status}${r.signal !== null ? `, ${r.signal}` : ""}):\n${r.stderr}${r.error !== undefined ? String(r.error) : ""}`);
+  const missing = files.filter((f) => !existsSync(linuxCacheUrl(f)));
+  if (missing.length > 0) throw new Error(`the fetch-linux script succeeded but left no ${missing.join(", ")} in the cache`);
   return {
     manifest: JSON.parse(readFileSync(linuxCacheUrl("manifest.json"), "utf8")) as LinuxManifest,
     vmlinuz: new Uint8Array(readFileSync(linuxCacheUrl("vmlinuz"))),
