@@ -114,7 +114,7 @@ import { ABORT, deliverEvent, deliverPending, injectEvent, taskReturn } from "./
 import { codeDescriptor, loadCodeSegment, loadDataSegment, loadDescriptor } from "./cpu/segments.js";
 import { deferExit, enterNonRoot, exceptionExits, vmExit } from "./cpu/vmexit.js";
 import { executeOp, run } from "./cpu/run.js";
-import { codeCacheStats, decoderSlot, codeWritten, fetchByte, fetchDecoded, flushDecoded, type CodeCacheStats } from "./cpu/code-cache.js";
+import { codeCacheStats, codeSharing, decoderSlot, codeWritten, detachCode, fetchByte, fetchDecoded, flushDecoded, type CodeCacheStats, type CodeSharing } from "./cpu/code-cache.js";
 
 export { PARITY_EVEN } from "./cpu/flags.js";
 export { toSigned64, wrap64 } from "./cpu/int64.js";
@@ -384,6 +384,8 @@ export class Cpu {
 
   // Decoded-instruction cache, by machine frame.
   readonly decoded = new Map<number, (Insn | undefined)[]>();
+  /** The CPUs over the same machine memory and the frames they hold decoded code from (cross-modifying code; code-cache.ts). */
+  readonly codeSharing: CodeSharing;
   /** Instructions decoded and blocks compiled since the last whole-cache flush (see DECODED_MAX_INSNS). */
   decodedLive = 0;
   blocksLive = 0;
@@ -415,6 +417,7 @@ export class Cpu {
 
   constructor(options: CpuOptions) {
     this.memory = options.memory;
+    this.codeSharing = codeSharing(this.memory);
     this.ports = options.ports ?? new PortIoBus();
     this.mmio = options.mmio;
     this.hooks = options.hooks ?? {};
@@ -803,6 +806,11 @@ export class Cpu {
   /** Forget all decoded instructions (mode changes). */
   flushDecoded(): void {
     flushDecoded(this);
+  }
+
+  /** The CPU leaves its host for good (its domain is destroyed): its decoded code goes, and other CPUs' stores no longer look at it. */
+  detach(): void {
+    detachCode(this);
   }
 
   /** The sizes of the caches guest code grows, against their bounds (DECODED_MAX_PAGES, TLB_MAX_SETS...). */

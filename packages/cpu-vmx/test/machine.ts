@@ -41,8 +41,9 @@ export function debugPorts(ports: PortIoBus, cpu: () => Cpu, console: string[]):
   return state;
 }
 
-export function machine64(code: Uint8Array | string, memorySize = 64 * 1024 * 1024): TestMachine {
-  const memory = new MachineMemory(memorySize);
+export function machine64(code: Uint8Array | string, memorySize = 64 * 1024 * 1024, shared?: MachineMemory): TestMachine {
+  // `shared`: a second CPU over another test machine's memory (its tables and code written again, unchanged).
+  const memory = shared ?? new MachineMemory(memorySize);
   const ports = new PortIoBus();
   const cpu = new Cpu({ memory, ports });
   const console: string[] = [];

@@ -759,6 +759,7 @@ export class Domain {
     // and others' mappings of its frames keep those frames out of the allocator until unmapped.
     this.xen.grants.release();
     this.xen.destroy(); // its event channels close; interdomain peers become unbound
+    for (const v of this.vcpus) v.cpu.detach(); // out of the host's cross-modifying-code record
     this.releaseFrames();
   }
 

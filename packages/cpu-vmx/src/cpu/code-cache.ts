@@ -12,7 +12,7 @@ import type { Insn } from "../decode/insn.js";
 import { MAX_BLOCK, compileBlock, endsBlock, type BlockFn } from "../blocks.js";
 import { jitCompileHot, type RegionBlock } from "../jit/compile.js";
 import { Seg } from "../regs.js";
-import { OK_SUP_WRITE, OK_USER_WRITE, TLB_SIZE } from "./tlb.js";
+import { OK_SUP_WRITE, OK_USER_WRITE, TLB_SIZE, type TlbSet } from "./tlb.js";
 
 
 /**
@@ -48,6 +48,76 @@ export interface CodeCacheStats {
   readonly tlbSetEvictions: number;
 }
 
+/**
+ * Cross-modifying code (SDM Vol. 3A 9.1.3 "Handling Cross-Modifying Code"): the CPUs of a host
+ * share its machine memory, so a store by one CPU into a frame from which another CPU decoded
+ * instructions must drop them there too, or that CPU goes on running the old bytes for as long
+ * as they stay cached (Linux's text_poke_bp on one vCPU, writing an INT3 and then the new
+ * instruction, while another runs the code being patched). The SDM has software make the
+ * executing processor serialize after the modification; vtlab drops the other CPUs' decoded code
+ * at the store itself, which is what a processor's snooping of stores into code does and which
+ * satisfies that protocol. One record per machine memory: the CPUs that have decoded code from it
+ * and, per frame, how many of them hold decoded code from it (a frame with holders is mapped
+ * without write permission in every one of those CPUs' TLB sets, so stores into it take the slow
+ * path, physWrite, which drops the decoded code everywhere).
+ */
+export interface CodeSharing {
+  readonly cpus: Set<Cpu>;
+  /** Machine frame -> the number of CPUs holding decoded code from it. */
+  readonly holders: Map<number, number>;
+}
+
+const sharingByMemory = new WeakMap<object, CodeSharing>();
+
+/** The cross-modifying-code record of the CPUs over `memory` (made on first use). */
+export function codeSharing(memory: object): CodeSharing {
+  let s = sharingByMemory.get(memory);
+  if (s === undefined) {
+    s = { cpus: new Set(), holders: new Map() };
+    sharingByMemory.set(memory, s);
+  }
+  return s;
+}
+
+/** `cpu` now holds decoded code from `frame`: no CPU over the same memory may store into it through its TLB. */
+function holdCode(cpu: Cpu, frame: number): void {
+  const s = cpu.codeSharing;
+  if (!s.cpus.has(cpu)) {
+    // Joining: this CPU's TLB may map frames others already hold with write permission.
+    s.cpus.add(cpu);
+    for (const held of s.holders.keys()) revokeWrite(cpu, held);
+  }
+  const n = s.holders.get(frame) ?? 0;
+  s.holders.set(frame, n + 1);
+  if (n === 0) for (const c of s.cpus) revokeWrite(c, frame);
+  else revokeWrite(cpu, frame);
+}
+
+/** `cpu` dropped its decoded code from `frame`. */
+function releaseCode(cpu: Cpu, frame: number): void {
+  const h = cpu.codeSharing.holders;
+  const n = h.get(frame) ?? 0;
+  if (n <= 1) h.delete(frame);
+  else h.set(frame, n - 1);
+}
+
+/**
+ * A store into machine frame `frame`, which some CPU over the same memory holds decoded code
+ * from (codeSharing: `holders.has(frame)`): every CPU that does forgets it, this one included.
+ */
+export function codeStored(cpu: Cpu, frame: number): void {
+  for (const c of cpu.codeSharing.cpus) if (c.decoded.has(frame)) invalidateCode(c, frame);
+}
+
+/**
+ * The CPU leaves the host (its domain is destroyed): its decoded code is dropped and it no longer
+ * takes part in the cross-modifying-code record of the memory.
+ */
+export function detachCode(cpu: Cpu): void {
+  flushDecoded(cpu);
+  cpu.codeSharing.cpus.delete(cpu);
+}
+
 /** The decoder entry point `Cpu.decoder` sets (the package index installs it, avoiding an import cycle). */
 export const decoderSlot: { decode: ((cpu: Cpu, rip: number) => Insn) | undefined } = { decode: undefined };
 
@@ -66,7 +136,7 @@ export function fetchDecoded(cpu: Cpu): Insn {
       if (cpu.decoded.size >= DECODED_MAX_PAGES) capacityFlush(cpu);
       page = new Array<Insn | undefined>(4096);
       cpu.decoded.set(frame, page);
-      revokeWrite(cpu, frame);
+      holdCode(cpu, frame);
     }
     cpu.fetchPage = page;
     cpu.fetchBase = rip - off;
@@ -159,16 +229,28 @@ function decodeRun(cpu: Cpu, page: (Insn | undefined)[], pageBase: number, off: 
   return insns.length === 0 ? undefined : { off, insns, offsets };
 }
 
-/** Mark a frame as holding decoded code: remove write permission from TLB entries mapping it. */
+/**
+ * Mark a frame as holding decoded code: remove write permission from the TLB entries mapping it,
+ * in the active set and in the sets kept for other VPIDs (selected again without a flush).
+ */
 function revokeWrite(cpu: Cpu, frame: number): void {
   const phys = frame * 4096;
   for (let i = 0; i < TLB_SIZE; i++) {
     if (cpu.tlbPhys[i] === phys) cpu.tlbOk[i] = cpu.tlbOk[i]! & ~(OK_SUP_WRITE | OK_USER_WRITE);
   }
+  if (cpu.tlbParked !== undefined) revokeWriteIn(cpu.tlbParked, phys);
+  for (const set of cpu.tlbSets.values()) revokeWriteIn(set, phys);
+}
+
+function revokeWriteIn(set: TlbSet, phys: number): void {
+  for (let k = 0; k < set.filledCount; k++) {
+    const i = set.filled[k]!;
+    if (set.phys[i] === phys) set.ok[i] = set.ok[i]! & ~(OK_SUP_WRITE | OK_USER_WRITE);
+  }
 }
 
 export function invalidateCode(cpu: Cpu, frame: number): void {
-  cpu.decoded.delete(frame);
+  if (cpu.decoded.delete(frame)) releaseCode(cpu, frame);
   cpu.attention = 1; // a compiled block running from this page must stop after this store
   cpu.counters.smcInvalidations++;
   if (frame === cpu.fetchPhysPage) cpu.fetchBase = Number.NaN;
@@ -185,6 +267,7 @@ export function codeWritten(cpu: Cpu, frame: number): void {
 
 /** Forget all decoded instructions (mode changes). */
 export function flushDecoded(cpu: Cpu): void {
+  for (const frame of cpu.decoded.keys()) releaseCode(cpu, frame);
   cpu.decoded.clear();
   cpu.decodedLive = 0;
   cpu.blocksLive = 0;

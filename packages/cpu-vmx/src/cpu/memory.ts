@@ -25,7 +25,7 @@ import type { Cpu, SegmentCache } from "../cpu.js";
 import { CR0_PG, Seg } from "../regs.js";
 import { ExitReason } from "../vmx/exit-reasons.js";
 import { EPT_QUAL_FINAL, EPT_QUAL_LINEAR_VALID, EptAccess, GuestReference, type EptMisconfig, type EptViolation } from "../vmx/interfaces.js";
-import { invalidateCode } from "./code-cache.js";
+import { codeStored } from "./code-cache.js";
 import { TWO_32, TWO_47, TWO_56, wrap64, wrapAdd } from "./int64.js";
 import {
   OK_SUP_FETCH,
@@ -328,7 +328,8 @@ function walkAndFill(cpu: Cpu, lin: number, vpn: number, access: number): number
   const ram = phys + 4096 <= cpu.memory.size && (cpu.mmio === undefined || !cpu.mmio.claims(phys));
   let ok = 0;
   if (ram) {
-    const code = cpu.decoded.has(phys / 4096);
+    // A frame any CPU over this memory holds decoded code from is mapped without write permission (code-cache.ts, CodeSharing).
+    const code = cpu.codeSharing.holders.has(phys / 4096);
     const p = cpu.paging;
     if (checkAccessRights(out.rights, Access.Read, p) === 0) ok |= OK_SUP_READ;
     if (checkAccessRights(out.rights, Access.Write, p) === 0 && out.dirty && !code) ok |= OK_SUP_WRITE;
@@ -532,7 +533,7 @@ export function physWrite(cpu: Cpu, phys: number, size: number, v: number): void
     return;
   }
   const frame = (phys - (phys % 4096)) / 4096;
-  if (cpu.decoded.has(frame)) invalidateCode(cpu, frame);
+  if (cpu.codeSharing.holders.has(frame)) codeStored(cpu, frame);
   const m = cpu.memory;
   if (size === 1) m.write8(phys, v);
   else if (size === 2) m.write16(phys, v);
