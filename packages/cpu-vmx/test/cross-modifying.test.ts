@@ -3,8 +3,9 @@
  * a page the other has decoded (and compiled) code from is seen by the other's next fetch, with
  * the compiler on and off, whether or not the storing CPU's TLB already mapped the page
  * writable, and whichever VPID's TLB set held that mapping. Before CodeSharing, the other CPU ran
- * its stale decoded instructions for as long as they stayed cached (Linux's text_poke_bp on one
- * vCPU of a 2-vCPU shadow domain while the other ran the patched code: a livelock).
+ * its stale decoded instructions for as long as they stayed cached (seen as a 2-vCPU Linux on
+ * shadow paging spinning for a billion instructions and more during boot, while its kernel
+ * patched its own text).
  */
 import { describe, expect, it } from "vitest";
 import { CODE, machine64, type TestMachine } from "./machine.js";
