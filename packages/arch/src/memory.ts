@@ -63,9 +63,14 @@ export const MAX_MACHINE_MEMORY = 2 ** MAX_PHYS_ADDR_BITS;
  */
 export class MachineMemory implements PhysicalMemory {
   readonly size: number;
-  /** Frame directory: tables[frame >> 12][frame & 0xfff]. */
-  private readonly bytes: (Array<Uint8Array | undefined> | undefined)[];
+  /**
+   * Frame directory: views[frame >> 12][frame & 0xfff], a frame's DataView (defined exactly when
+   * the frame is allocated). Its Uint8Array in `bytes` is made only when a byte-array path
+   * (frameView, readBytes, writeBytes, fill) first asks for it: most frames are only ever read
+   * and written through the DataView the TLB keeps, so a first touch makes one view, not two.
+   */
   private readonly views: (Array<DataView | undefined> | undefined)[];
+  private readonly bytes: (Array<Uint8Array | undefined> | undefined)[];
   /** Per directory table: the chunks' buffers and their counts of touched frames (CHUNK_FRAMES). */
   private readonly chunks: (Array<ArrayBuffer | undefined> | undefined)[];
   private readonly chunkLive: (Uint8Array | undefined)[];
@@ -95,7 +100,7 @@ export class MachineMemory implements PhysicalMemory {
   }
 
   isAllocated(frame: Mfn): boolean {
-    return this.bytes[frame >>> TABLE_BITS]?.[frame & TABLE_MASK] !== undefined;
+    return this.views[frame >>> TABLE_BITS]?.[frame & TABLE_MASK] !== undefined;
   }
 
   /**
@@ -105,7 +110,7 @@ export class MachineMemory implements PhysicalMemory {
     if (!Number.isInteger(frame) || frame < 0 || frame >= this.size / PAGE_SIZE) {
       return this.error("out-of-range", frame * PAGE_SIZE, PAGE_SIZE);
     }
-    return this.touch(frame);
+    return this.bytesOf(frame, this.touch(frame));
   }
 
   /**
@@ -116,19 +121,19 @@ export class MachineMemory implements PhysicalMemory {
     if (!Number.isInteger(frame) || frame < 0 || frame >= this.size / PAGE_SIZE) {
       return this.error("out-of-range", frame * PAGE_SIZE, PAGE_SIZE);
     }
-    this.touch(frame);
-    return this.views[frame >>> TABLE_BITS]![frame & TABLE_MASK]!;
+    return this.touch(frame);
   }
 
   /** Give a frame's memory back (it reads as zeros again): used when a domain's frames are freed. */
   discardFrame(frame: Mfn): void {
     const ti = frame >>> TABLE_BITS;
     const fi = frame & TABLE_MASK;
-    const t = this.bytes[ti];
-    const f = t?.[fi];
-    if (f !== undefined) {
+    const t = this.views[ti];
+    const v = t?.[fi];
+    if (v !== undefined) {
+      const f = this.bytesOf(frame, v);
       t![fi] = undefined;
-      this.views[ti]![fi] = undefined;
+      this.bytes[ti]![fi] = undefined;
       this.allocated--;
       const ci = fi >>> CHUNK_BITS;
       const live = this.chunkLive[ti]!;
@@ -139,9 +144,8 @@ export class MachineMemory implements PhysicalMemory {
 
   read8(address: number): number | MemoryError {
     if (!(address >= 0 && address < this.size)) return this.error("out-of-range", address, 1);
-    const frame = (address - (address & PAGE_MASK)) / PAGE_SIZE;
-    const f = this.bytes[frame >>> TABLE_BITS]?.[frame & TABLE_MASK];
-    return f === undefined ? 0 : (f[address & PAGE_MASK] as number);
+    const v = this.viewFor(address);
+    return v === undefined ? 0 : v.getUint8(address & PAGE_MASK);
   }
 
   read16(address: number): number | MemoryError {
@@ -181,8 +185,7 @@ export class MachineMemory implements PhysicalMemory {
 
   write8(address: number, value: number): MemoryError | undefined {
     if (!(address >= 0 && address < this.size)) return this.error("out-of-range", address, 1);
-    const frame = (address - (address & PAGE_MASK)) / PAGE_SIZE;
-    this.touch(frame)[address & PAGE_MASK] = value;
+    this.touchView(address).setUint8(address & PAGE_MASK, value);
     return undefined;
   }
 
@@ -224,7 +227,8 @@ export class MachineMemory implements PhysicalMemory {
       const off = a & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - off, length - done);
       const frame = (a - off) / PAGE_SIZE;
-      const f = this.bytes[frame >>> TABLE_BITS]?.[frame & TABLE_MASK] ?? ZERO_FRAME;
+      const v = this.views[frame >>> TABLE_BITS]?.[frame & TABLE_MASK];
+      const f = v === undefined ? ZERO_FRAME : this.bytesOf(frame, v);
       into.set(f.subarray(off, off + n), done);
       done += n;
     }
@@ -239,7 +243,8 @@ export class MachineMemory implements PhysicalMemory {
       const a = address + done;
       const off = a & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - off, length - done);
-      this.touch((a - off) / PAGE_SIZE).set(from.subarray(done, done + n), off);
+      const frame = (a - off) / PAGE_SIZE;
+      this.bytesOf(frame, this.touch(frame)).set(from.subarray(done, done + n), off);
       done += n;
     }
     return undefined;
@@ -256,7 +261,7 @@ export class MachineMemory implements PhysicalMemory {
       const off = a & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - off, length - done);
       const frame = (a - off) / PAGE_SIZE;
-      if (value === 0 && off === 0 && this.bytes[frame >>> TABLE_BITS] === undefined) {
+      if (value === 0 && off === 0 && this.views[frame >>> TABLE_BITS] === undefined) {
         // A whole directory table never touched already reads as zeros: skip to its end, so
         // zeroing a large, mostly untouched range (a 64 GiB domain's RAM) costs what was touched.
         const tableEnd = ((frame >>> TABLE_BITS) + 1) * TABLE_FRAMES * PAGE_SIZE;
@@ -264,7 +269,7 @@ export class MachineMemory implements PhysicalMemory {
         continue;
       }
       if (value === 0 && n === PAGE_SIZE) this.discardFrame(frame as Mfn);
-      else if (value !== 0 || this.isAllocated(frame as Mfn)) this.touch(frame).fill(value, off, off + n);
+      else if (value !== 0 || this.isAllocated(frame as Mfn)) this.bytesOf(frame, this.touch(frame)).fill(value, off, off + n);
       done += n;
     }
     return undefined;
@@ -281,25 +286,35 @@ export class MachineMemory implements PhysicalMemory {
 
   private touchView(address: number): DataView {
     const frame = (address - (address & PAGE_MASK)) / PAGE_SIZE;
-    const v = this.views[frame >>> TABLE_BITS]?.[frame & TABLE_MASK];
-    if (v !== undefined) return v;
-    this.touch(frame);
-    return this.views[frame >>> TABLE_BITS]![frame & TABLE_MASK]!;
+    return this.views[frame >>> TABLE_BITS]?.[frame & TABLE_MASK] ?? this.touch(frame);
   }
 
-  private touch(frame: number): Uint8Array {
+  /** The allocated frame's bytes (`view` its DataView), made on first use. */
+  private bytesOf(frame: number, view: DataView): Uint8Array {
+    const table = this.bytes[frame >>> TABLE_BITS]!;
+    const fi = frame & TABLE_MASK;
+    let f = table[fi];
+    if (f === undefined) {
+      f = new Uint8Array(view.buffer, view.byteOffset, PAGE_SIZE);
+      table[fi] = f;
+    }
+    return f;
+  }
+
+  /** The frame's DataView, allocating the frame if it was never touched. */
+  private touch(frame: number): DataView {
     const ti = frame >>> TABLE_BITS;
-    let table = this.bytes[ti];
+    let table = this.views[ti];
     if (table === undefined) {
-      table = new Array<Uint8Array | undefined>(TABLE_FRAMES);
-      this.bytes[ti] = table;
-      this.views[ti] = new Array<DataView | undefined>(TABLE_FRAMES);
+      table = new Array<DataView | undefined>(TABLE_FRAMES);
+      this.views[ti] = table;
+      this.bytes[ti] = new Array<Uint8Array | undefined>(TABLE_FRAMES);
       this.chunks[ti] = new Array<ArrayBuffer | undefined>(TABLE_FRAMES >>> CHUNK_BITS);
       this.chunkLive[ti] = new Uint8Array(TABLE_FRAMES >>> CHUNK_BITS);
     }
     const fi = frame & TABLE_MASK;
-    let f = table[fi];
-    if (f === undefined) {
+    let v = table[fi];
+    if (v === undefined) {
       const ci = fi >>> CHUNK_BITS;
       const chunks = this.chunks[ti]!;
       let buffer = chunks[ci];
@@ -308,13 +323,12 @@ export class MachineMemory implements PhysicalMemory {
         chunks[ci] = buffer;
       }
       const at = (fi & (CHUNK_FRAMES - 1)) * PAGE_SIZE;
-      f = new Uint8Array(buffer, at, PAGE_SIZE);
-      table[fi] = f;
-      this.views[ti]![fi] = new DataView(buffer, at, PAGE_SIZE);
+      v = new DataView(buffer, at, PAGE_SIZE);
+      table[fi] = v;
       this.chunkLive[ti]![ci]!++;
       this.allocated++;
     }
-    return f;
+    return v;
   }
 
   /** Little-endian read of 2 or 4 bytes that cross a frame boundary (range already checked). */
@@ -322,9 +336,8 @@ export class MachineMemory implements PhysicalMemory {
     let value = 0;
     for (let i = size - 1; i >= 0; i--) {
       const a = address + i;
-      const frame = (a - (a & PAGE_MASK)) / PAGE_SIZE;
-      const f = this.bytes[frame >>> TABLE_BITS]?.[frame & TABLE_MASK];
-      value = value * 256 + (f === undefined ? 0 : (f[a & PAGE_MASK] as number));
+      const v = this.viewFor(a);
+      value = value * 256 + (v === undefined ? 0 : v.getUint8(a & PAGE_MASK));
     }
     return value;
   }
@@ -333,7 +346,7 @@ export class MachineMemory implements PhysicalMemory {
     let v = value >>> 0;
     for (let i = 0; i < size; i++) {
       const a = address + i;
-      this.touch((a - (a & PAGE_MASK)) / PAGE_SIZE)[a & PAGE_MASK] = v & 0xff;
+      this.touchView(a).setUint8(a & PAGE_MASK, v & 0xff);
       v >>>= 8;
     }
     return undefined;

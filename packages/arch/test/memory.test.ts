@@ -186,4 +186,36 @@ describe("MachineMemory", () => {
     expect(again.buffer).not.toBe(v5.buffer);
     expect(again.every((b) => b === 0)).toBe(true);
   });
+
+  it("a frame touched through its DataView and then as bytes is one frame: the byte array made later aliases what was written", () => {
+    const mem = new MachineMemory(64 * 4096);
+    // Frame 3 allocated by the TLB's path (a DataView only), written through it and by write8.
+    const dv = mem.frameDataView(mfn(3)) as DataView;
+    dv.setUint32(8, 0xcafef00d, true);
+    expect(mem.write8(3 * 4096 + 100, 0x5a)).toBeUndefined();
+    expect(mem.read8(3 * 4096 + 100)).toBe(0x5a);
+    // The byte paths made later see the same bytes, and their writes show through the DataView.
+    const bytes = mem.frameView(mfn(3)) as Uint8Array;
+    expect(bytes.buffer).toBe(dv.buffer);
+    expect(bytes.byteOffset).toBe(dv.byteOffset);
+    expect([bytes[8], bytes[11], bytes[100]]).toEqual([0x0d, 0xca, 0x5a]);
+    expect(mem.frameView(mfn(3))).toBe(bytes); // made once
+    bytes[200] = 0x77;
+    expect(dv.getUint8(200)).toBe(0x77);
+    const out = new Uint8Array(4);
+    expect(mem.readBytes(3 * 4096 + 8, out)).toBeUndefined();
+    expect([...out]).toEqual([0x0d, 0xf0, 0xfe, 0xca]);
+    expect(mem.writeBytes(3 * 4096 + 4094, new Uint8Array([1, 2, 3, 4]))).toBeUndefined(); // into frame 4, never touched
+    expect(mem.read32(3 * 4096 + 4094)).toBe(0x04030201);
+    expect(mem.allocatedFrames).toBe(2);
+    // Frame 2 (same chunk) allocated only through a DataView, then discarded: zeroed, reads as zeros when touched again.
+    (mem.frameDataView(mfn(2)) as DataView).setUint32(0, 0xffffffff, true);
+    mem.discardFrame(mfn(2));
+    expect(mem.isAllocated(mfn(2))).toBe(false);
+    expect(mem.read32(2 * 4096)).toBe(0);
+    expect((mem.frameDataView(mfn(2)) as DataView).getUint32(0, true)).toBe(0);
+    expect(mem.fill(3 * 4096, 4096)).toBeUndefined(); // a whole-frame zero fill discards frame 3
+    expect(mem.isAllocated(mfn(3))).toBe(false);
+    expect(mem.read32(3 * 4096 + 8)).toBe(0);
+  });
 });
