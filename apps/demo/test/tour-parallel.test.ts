@@ -36,6 +36,7 @@ describe("vtlab demo on worker threads", () => {
   it("ends with an error naming the machines of the job that failed", { timeout: 300_000 }, async () => {
     const r = await tourProcess<{ error: { name: string; message: string } }>({ scenarios: ["netfront", "iommu"], workers: 2, brokenKernel: true });
     expect(r.error.name).toBe("TourJobError");
-    expect(r.error.message).toMatch(/^(netfront: net-ping and net-pong \(count=10\)|iommu: nvme-shadow \(workload=nvme mib=2\)) failed: .*not an ELF file/);
+    // Every job of both scenarios has the broken kernel; which fails first depends on the workers' timing.
+    expect(r.error.message).toMatch(/^(netfront|iommu): [^:]+ failed: .*not an ELF file/);
   });
 });
