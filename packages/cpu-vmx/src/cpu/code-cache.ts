@@ -87,10 +87,11 @@ function holdCode(cpu: Cpu, frame: number): void {
     s.cpus.add(cpu);
     for (const held of s.holders.keys()) revokeWrite(cpu, held);
   }
+  // The first holder revokes for every CPU; with holders already, no TLB set maps the frame
+  // writable (fills leave it out, and a CPU that joined revoked every held frame above).
   const n = s.holders.get(frame) ?? 0;
   s.holders.set(frame, n + 1);
   if (n === 0) for (const c of s.cpus) revokeWrite(c, frame);
-  else revokeWrite(cpu, frame);
 }
 
 /** `cpu` dropped its decoded code from `frame`. */

@@ -292,13 +292,7 @@ export class Vmcs {
   /** Store a slot's halves (truncated to its width), recording a change of value in `changed`. */
   private store(slot: number, lo: number, hi: number): void {
     if (this.lazyCpu !== undefined && SLOT_LAZY[slot] !== 0) this.materialize();
-    const l = lo & SLOT_MASK[slot]!;
-    const h = SLOT_WIDE[slot] !== 0 ? hi | 0 : 0;
-    if (this.lo[slot] !== l || this.hi[slot] !== h) {
-      this.changed |= SLOT_GROUP[slot]!;
-      this.lo[slot] = l;
-      this.hi[slot] = h;
-    }
+    this.eagerPut(slot, lo, hi);
   }
 
   /** Set a natural-width field from a signed number below 2^53 in magnitude. */
